@@ -1,0 +1,30 @@
+# Everything a fresh machine needs: `make demo` and `make test` create the environment themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RECSYS := $(VENV)/bin/recsys
+DEMO_DIR ?= var/demo
+DEMO_USERS ?= 20000
+DEMO_PORT ?= 8000
+
+.PHONY: install test lint demo clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	bash scripts/demo.sh "$(DEMO_DIR)" "$(DEMO_USERS)" "$(DEMO_PORT)"
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,1 @@
+"""Raw tables (data contract) -> validated frames -> cardholder/item features and interactions."""
