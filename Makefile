@@ -7,7 +7,7 @@ DEMO_DIR ?= var/demo
 DEMO_USERS ?= 20000
 DEMO_PORT ?= 8000
 
-.PHONY: install test lint demo clean
+.PHONY: install system-deps test lint demo clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+system-deps:
+	bash scripts/system_deps.sh
+
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: install
+test: install system-deps
 	$(PY) -m pytest -q
 
 demo: install
