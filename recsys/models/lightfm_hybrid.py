@@ -1,0 +1,276 @@
+"""LightFM hybrid model: users and items are sums of embeddings of their identity and side features.
+
+A cardholder's representation is `identity embedding + feature_weight * sum(feature embeddings)`, so a
+cardholder unknown at fit time (no identity) is still represented from features alone: card spend,
+menu clicks and profile give a personalised ranking before the first read. Items likewise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.matrices import TrainingMatrices
+from recsys.models.base import (
+    EpochCallback,
+    ModelError,
+    NotFittedError,
+    Recommender,
+    check_user_inputs,
+)
+
+logger = logging.getLogger(__name__)
+
+LOSSES = ("warp", "bpr", "warp-kos", "logistic")
+SCHEDULES = ("adagrad", "adadelta")
+_STATE = (
+    "item_embeddings", "item_embedding_gradients", "item_embedding_momentum",
+    "item_biases", "item_bias_gradients", "item_bias_momentum",
+    "user_embeddings", "user_embedding_gradients", "user_embedding_momentum",
+    "user_biases", "user_bias_gradients", "user_bias_momentum",
+)
+
+
+class LightFMHybrid(Recommender):
+    """LightFM (WARP / BPR / WARP-kOS / logistic) over identity + side features.
+
+    Parameters mirror `lightfm.LightFM` plus how feature rows are built:
+    - `user_identity` / `item_identity`: give each known user / item its own embedding.
+    - `user_feature_weight` / `item_feature_weight`: weight of the side-feature block relative to the
+      identity feature (1.0 = equal footing).
+    - `normalize_features`: L1-normalise each row's side-feature block first, so a row's features
+      sum to the feature weight however many are active.
+    - `use_weights`: pass interaction values as sample weights (rescaled to mean 1, so the learning
+      rate keeps its meaning) for the losses that accept them (all but warp-kos).
+    - `use_negatives`: with the logistic loss, train on weak negatives as label -1.
+    LightFM's Hogwild updates make runs with `num_threads > 1` not bit-for-bit repeatable; use
+    `num_threads=1` where exact reproducibility matters.
+    """
+
+    kind: ClassVar[str] = "lightfm_hybrid"
+    format_version: ClassVar[int] = 1
+    libraries: ClassVar[tuple[str, ...]] = ("lightfm-next", "numpy", "scipy")
+
+    def __init__(
+        self,
+        no_components: int = 64,
+        loss: str = "warp",
+        learning_rate: float = 0.05,
+        learning_schedule: str = "adagrad",
+        item_alpha: float = 0.0,
+        user_alpha: float = 0.0,
+        max_sampled: int = 10,
+        k: int = 5,
+        n: int = 10,
+        epochs: int = 30,
+        num_threads: int = 2,
+        random_state: int = 42,
+        user_identity: bool = True,
+        item_identity: bool = True,
+        user_feature_weight: float = 1.0,
+        item_feature_weight: float = 1.0,
+        normalize_features: bool = True,
+        use_weights: bool = True,
+        use_negatives: bool = True,
+    ):
+        if loss not in LOSSES:
+            raise ModelError(f"loss {loss!r} is not one of {LOSSES}")
+        if learning_schedule not in SCHEDULES:
+            raise ModelError(f"learning_schedule {learning_schedule!r} is not one of {SCHEDULES}")
+        for name, value in (("no_components", no_components), ("epochs", epochs),
+                            ("num_threads", num_threads), ("max_sampled", max_sampled)):
+            if int(value) < 1:
+                raise ModelError(f"{name} must be >= 1, got {value}")
+        for name, value in (("learning_rate", learning_rate), ("item_alpha", item_alpha),
+                            ("user_alpha", user_alpha), ("user_feature_weight", user_feature_weight),
+                            ("item_feature_weight", item_feature_weight)):
+            if not np.isfinite(value) or value < 0:
+                raise ModelError(f"{name} must be a finite number >= 0, got {value}")
+        self.no_components = int(no_components)
+        self.loss = loss
+        self.learning_rate = float(learning_rate)
+        self.learning_schedule = learning_schedule
+        self.item_alpha = float(item_alpha)
+        self.user_alpha = float(user_alpha)
+        self.max_sampled = int(max_sampled)
+        self.k = int(k)
+        self.n = int(n)
+        self.epochs = int(epochs)
+        self.num_threads = int(num_threads)
+        self.random_state = int(random_state)
+        self.user_identity = bool(user_identity)
+        self.item_identity = bool(item_identity)
+        self.user_feature_weight = float(user_feature_weight)
+        self.item_feature_weight = float(item_feature_weight)
+        self.normalize_features = bool(normalize_features)
+        self.use_weights = bool(use_weights)
+        self.use_negatives = bool(use_negatives)
+        self._model = None
+        self._n_users = 0
+        self._n_user_features = 0
+        self._item_factors: np.ndarray | None = None
+        self._item_feature_matrix: sp.csr_matrix | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "no_components": self.no_components, "loss": self.loss, "learning_rate": self.learning_rate,
+            "learning_schedule": self.learning_schedule, "item_alpha": self.item_alpha,
+            "user_alpha": self.user_alpha, "max_sampled": self.max_sampled, "k": self.k, "n": self.n,
+            "epochs": self.epochs, "num_threads": self.num_threads, "random_state": self.random_state,
+            "user_identity": self.user_identity, "item_identity": self.item_identity,
+            "user_feature_weight": self.user_feature_weight,
+            "item_feature_weight": self.item_feature_weight,
+            "normalize_features": self.normalize_features, "use_weights": self.use_weights,
+            "use_negatives": self.use_negatives,
+        }
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._model is not None and self._model.item_embeddings is not None
+
+    @property
+    def lightfm(self):
+        """The underlying `lightfm.LightFM` (for inspection; do not refit it directly)."""
+        if not self.is_fitted:
+            raise NotFittedError("the LightFM model is not fitted: call fit first")
+        return self._model
+
+    def _new_lightfm(self):
+        from lightfm import LightFM
+
+        return LightFM(
+            no_components=self.no_components, k=self.k, n=self.n,
+            learning_schedule=self.learning_schedule, loss=self.loss,
+            learning_rate=self.learning_rate, item_alpha=self.item_alpha, user_alpha=self.user_alpha,
+            max_sampled=self.max_sampled, random_state=self.random_state,
+        )
+
+    def _feature_block(self, features: sp.csr_matrix, weight: float) -> sp.csr_matrix:
+        block = sp.csr_matrix(features, dtype=np.float32)
+        if self.normalize_features and block.nnz:
+            sums = np.asarray(abs(block).sum(axis=1)).ravel()
+            sums[sums == 0] = 1.0
+            block = sp.csr_matrix(sp.diags((weight / sums).astype(np.float32)) @ block)
+        elif weight != 1.0:
+            block = block * np.float32(weight)
+        return block
+
+    def _full_features(self, features: sp.csr_matrix, identity: bool, weight: float) -> sp.csr_matrix:
+        """[identity | weighted side features] rows for every fitted user or item."""
+        blocks = []
+        if identity:
+            blocks.append(sp.identity(features.shape[0], dtype=np.float32, format="csr"))
+        if features.shape[1]:
+            blocks.append(self._feature_block(features, weight))
+        if not blocks:
+            raise ModelError("no features at all: enable the identity features or provide side features")
+        return sp.csr_matrix(sp.hstack(blocks, format="csr"), dtype=np.float32)
+
+    def _training_pairs(self, data: TrainingMatrices) -> tuple[sp.coo_matrix, sp.coo_matrix | None]:
+        positives = data.interactions_csr()
+        weights = positives.data
+        labels = sp.csr_matrix((np.ones_like(weights), positives.indices, positives.indptr),
+                               shape=positives.shape)
+        if self.loss == "logistic" and self.use_negatives and data.negatives is not None:
+            negatives = sp.csr_matrix(data.negatives, dtype=np.float32)
+            negatives.sum_duplicates()
+            # an item both opened and ignored counts as positive
+            negatives = negatives - negatives.multiply(positives > 0)
+            negatives.eliminate_zeros()
+            labels = sp.csr_matrix(labels - (negatives > 0).astype(np.float32))
+            positives = sp.csr_matrix(positives + negatives)
+        labels = labels.tocoo()
+        if not self.use_weights or self.loss == "warp-kos":
+            return labels, None
+        weights_coo = positives.tocoo()
+        # same structure as `labels` (both csr -> coo from identical sparsity patterns)
+        order_matches = np.array_equal(weights_coo.row, labels.row) and np.array_equal(
+            weights_coo.col, labels.col)
+        if not order_matches:
+            raise ModelError("internal: interaction and weight patterns differ")
+        scaled = (weights_coo.data / weights_coo.data.mean()).astype(np.float32)
+        return labels, sp.coo_matrix((scaled, (labels.row, labels.col)), shape=labels.shape)
+
+    def fit(self, data: TrainingMatrices, callback: EpochCallback | None = None) -> Self:
+        interactions, sample_weight = self._training_pairs(data)
+        user_features = self._full_features(data.user_features, self.user_identity, self.user_feature_weight)
+        item_features = self._full_features(data.item_features, self.item_identity, self.item_feature_weight)
+        self._model = self._new_lightfm()
+        self._n_users = data.n_users
+        self._n_user_features = data.user_features.shape[1]
+        self._item_factors = None
+        self._item_feature_matrix = item_features
+        logger.info(
+            "fitting LightFM %s: %d users, %d items, %d interactions, %d user / %d item feature columns",
+            self.loss, data.n_users, data.n_items, interactions.nnz, user_features.shape[1],
+            item_features.shape[1],
+        )
+        for epoch in range(1, self.epochs + 1):
+            self._model.fit_partial(
+                interactions, user_features=user_features, item_features=item_features,
+                sample_weight=sample_weight, epochs=1, num_threads=self.num_threads,
+            )
+            self._item_factors = None
+            if callback is not None:
+                callback(epoch, self)
+        self._item_factors = self._compute_item_factors(item_features)
+        return self
+
+    def _compute_item_factors(self, item_features: sp.csr_matrix) -> np.ndarray:
+        model = self._model
+        embeddings = np.asarray(item_features @ model.item_embeddings, dtype=np.float32)
+        biases = np.asarray(item_features @ model.item_biases, dtype=np.float32)
+        ones = np.ones((embeddings.shape[0], 1), dtype=np.float32)
+        return np.ascontiguousarray(np.hstack([embeddings, ones, biases[:, None]]))
+
+    def item_factors(self) -> np.ndarray:
+        if not self.is_fitted:
+            raise NotFittedError("the LightFM model is not fitted: call fit first")
+        if self._item_factors is None:
+            self._item_factors = self._compute_item_factors(self._item_feature_matrix)
+        return self._item_factors
+
+    def user_factors(self, user_index: np.ndarray, user_features: sp.csr_matrix) -> np.ndarray:
+        """[embedding, bias, 1] per user: the same sum LightFM's `get_user_representations` computes.
+
+        Known users (index >= 0) add their identity embedding (when `user_identity`); unknown users
+        (-1) are represented by their side features alone.
+        """
+        if not self.is_fitted:
+            raise NotFittedError("the LightFM model is not fitted: call fit first")
+        index, features = check_user_inputs(user_index, user_features, self._n_users, self._n_user_features)
+        model = self._model
+        offset = self._n_users if self.user_identity else 0
+        embeddings = np.zeros((index.size, self.no_components), dtype=np.float32)
+        biases = np.zeros(index.size, dtype=np.float32)
+        if self.user_identity:
+            known = index >= 0
+            embeddings[known] = model.user_embeddings[index[known]]
+            biases[known] = model.user_biases[index[known]]
+        if self._n_user_features:
+            block = self._feature_block(features, self.user_feature_weight)
+            embeddings += block @ model.user_embeddings[offset:]
+            biases += block @ model.user_biases[offset:]
+        ones = np.ones((index.size, 1), dtype=np.float32)
+        return np.ascontiguousarray(np.hstack([embeddings, biases[:, None], ones]), dtype=np.float32)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        state = {name: getattr(self._model, name) for name in _STATE}
+        state["item_factors"] = self.item_factors()
+        return state
+
+    def _extra(self) -> dict[str, Any]:
+        return {"n_users": self._n_users, "n_user_features": self._n_user_features}
+
+    def _restore(self, arrays: Mapping[str, np.ndarray], extra: Mapping[str, Any]) -> None:
+        model = self._new_lightfm()
+        for name in _STATE:
+            setattr(model, name, np.ascontiguousarray(arrays[name], dtype=np.float32))
+        self._model = model
+        self._n_users = int(extra["n_users"])
+        self._n_user_features = int(extra["n_user_features"])
+        self._item_factors = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)

@@ -1,0 +1,130 @@
+"""Popularity baseline, overall and per segment (e.g. card tier): the fallback every model must beat."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.matrices import TrainingMatrices
+from recsys.models.base import (
+    EpochCallback,
+    ModelError,
+    NotFittedError,
+    Recommender,
+    check_user_inputs,
+)
+
+# within a segment, items the segment never touched are ordered by overall popularity
+_TIE_BREAK = 1e-3
+
+
+class PopularityRecommender(Recommender):
+    """Ranks items by their share of interactions, within the user's segment when known.
+
+    Factors: column 0 is the overall share, column s (1..S) the share within segment s (plus a small
+    multiple of the overall share, so ties inside a segment follow overall popularity). A user's
+    factor is the one-hot vector of their segment's column; users without a segment, unknown users
+    and segments with no interactions use the overall column.
+
+    `weighted=True` sums interaction weights; `False` counts distinct users per item.
+    `by_segment=False` ignores `user_segments` entirely.
+    """
+
+    kind: ClassVar[str] = "popularity"
+    format_version: ClassVar[int] = 1
+
+    def __init__(self, weighted: bool = True, by_segment: bool = True):
+        self.weighted = bool(weighted)
+        self.by_segment = bool(by_segment)
+        self._item_factors: np.ndarray | None = None
+        self._user_columns: np.ndarray | None = None
+        self._segments: list[str] = []
+
+    def params(self) -> dict[str, Any]:
+        return {"weighted": self.weighted, "by_segment": self.by_segment}
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._item_factors is not None
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        """Segment labels, in the order of item factor columns 1..S."""
+        return tuple(self._segments)
+
+    def fit(self, data: TrainingMatrices, callback: EpochCallback | None = None) -> Self:
+        matrix = data.interactions_csr()
+        if not self.weighted:
+            matrix.data[:] = 1.0
+        overall = _shares(np.asarray(matrix.sum(axis=0)).ravel())
+        columns = [overall]
+        user_columns = np.zeros(data.n_users, dtype=np.int64)
+        self._segments = []
+        if self.by_segment and data.user_segments is not None:
+            labels = np.asarray(data.user_segments, dtype=object)
+            present = np.array([_is_label(label) for label in labels], dtype=bool)
+            uniques, codes = np.unique(labels[present].astype(str), return_inverse=True)
+            for position, label in enumerate(uniques):
+                members = np.flatnonzero(present)[codes == position]
+                counts = np.asarray(matrix[members].sum(axis=0)).ravel()
+                if counts.sum() <= 0:
+                    continue
+                self._segments.append(str(label))
+                columns.append(_shares(counts) + _TIE_BREAK * overall)
+                user_columns[members] = len(columns) - 1
+        self._item_factors = np.ascontiguousarray(np.column_stack(columns), dtype=np.float32)
+        self._user_columns = user_columns
+        if callback is not None:
+            callback(1, self)
+        return self
+
+    def item_factors(self) -> np.ndarray:
+        if self._item_factors is None:
+            raise NotFittedError("the popularity model is not fitted: call fit first")
+        return self._item_factors
+
+    def user_factors(self, user_index: np.ndarray, user_features: sp.csr_matrix) -> np.ndarray:
+        if self._user_columns is None:
+            raise NotFittedError("the popularity model is not fitted: call fit first")
+        index, _ = check_user_inputs(user_index, user_features, len(self._user_columns), None)
+        columns = np.where(index >= 0, self._user_columns[np.maximum(index, 0)], 0)
+        return self._one_hot(columns)
+
+    def segment_factors(self, labels: np.ndarray | list[str | None]) -> np.ndarray:
+        """Factors for users given only their segment label (unknown or missing label -> overall)."""
+        if self._item_factors is None:
+            raise NotFittedError("the popularity model is not fitted: call fit first")
+        lookup = {label: position + 1 for position, label in enumerate(self._segments)}
+        columns = np.array([lookup.get(str(label), 0) if label is not None else 0 for label in labels],
+                           dtype=np.int64)
+        return self._one_hot(columns)
+
+    def _one_hot(self, columns: np.ndarray) -> np.ndarray:
+        factors = np.zeros((columns.size, self._item_factors.shape[1]), dtype=np.float32)
+        factors[np.arange(columns.size), columns] = 1.0
+        return factors
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"item_factors": self._item_factors, "user_columns": self._user_columns}
+
+    def _extra(self) -> dict[str, Any]:
+        return {"segments": list(self._segments)}
+
+    def _restore(self, arrays: Mapping[str, np.ndarray], extra: Mapping[str, Any]) -> None:
+        self._item_factors = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)
+        self._user_columns = np.asarray(arrays["user_columns"], dtype=np.int64)
+        self._segments = [str(label) for label in extra["segments"]]
+        if len(self._segments) + 1 != self._item_factors.shape[1]:
+            raise ModelError("saved popularity model is inconsistent: segment labels and columns differ")
+
+
+def _is_label(value: object) -> bool:
+    return value is not None and value == value and str(value) != ""
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    return counts / total if total > 0 else np.zeros_like(counts, dtype=np.float64)
