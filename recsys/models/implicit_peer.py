@@ -89,6 +89,7 @@ class ImplicitPeer(Recommender):
         )
 
     def fit(self, data: TrainingMatrices, callback: EpochCallback | None = None) -> Self:
+        import implicit.cpu.als  # noqa: F401  (loads its BLAS before the thread limit below applies)
         from threadpoolctl import threadpool_limits
 
         user_items = data.interactions_csr()
