@@ -1,0 +1,458 @@
+"""Cardholder and item features, point-in-time, from a fitted and JSON-serialisable `FeatureBuilder`.
+
+Every feature is a named column of a csr matrix holding a weight in [0, 1]: one-hot bands for the
+profile, shares and levels of spend per spend category and window, recency bands, menu-click levels,
+shares of article topics read. The builder is fitted once (vocabularies, band edges, level scales) at
+the training as-of time; its state (`to_dict`) travels in the model bundle, so serving and batch
+ranking compute exactly the same columns later, for any cardholder, including ones the model never
+saw (`encode_user_dicts` turns a `{feature name: weight}` mapping into a row).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from features.config import FeatureConfig
+from features.contract import CONTENT_KINDS, MENU_KEYS
+from features.loader import Dataset
+from features.mcc import MccTable
+from features.timecut import known_at
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = 1
+UNKNOWN = "unknown"
+AGE_EDGES = (25, 35, 45, 55)
+AGE_LABELS = ("<25", "25-34", "35-44", "45-54", "55+")
+TENURE_EDGES_YEARS = (1, 3, 5, 10)
+TENURE_LABELS = ("<1y", "1-3y", "3-5y", "5-10y", "10y+")
+RECENCY_EDGES_DAYS = (7, 30, 90)
+RECENCY_LABELS = ("0-7d", "8-30d", "31-90d", "90d+")
+NEVER = "never"
+DAY = pd.Timedelta(days=1)
+
+
+class FeatureStateError(ValueError):
+    """A serialised feature-builder state this code cannot read."""
+
+
+def split_list(values: pd.Series) -> pd.Series:
+    """`a|b` cells -> lists of stripped, non-empty strings (empty cell -> [])."""
+    return values.astype("string").fillna("").map(
+        lambda text: [part.strip() for part in str(text).split("|") if part.strip()]
+    )
+
+
+def band(values: np.ndarray, edges: Sequence[float], labels: Sequence[str]) -> np.ndarray:
+    """Label per value by `edges` (value < edges[0] -> labels[0], ...); NaN -> `unknown`."""
+    values = np.asarray(values, dtype=np.float64)
+    out = np.asarray(labels, dtype=object)[np.searchsorted(np.asarray(edges, dtype=np.float64), values,
+                                                          side="right").clip(0, len(labels) - 1)]
+    out[~np.isfinite(values)] = UNKNOWN
+    return out
+
+
+def days_before(as_of: pd.Timestamp, stamps: pd.Series) -> np.ndarray:
+    return ((as_of - stamps) / DAY).to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+@dataclass
+class _Triplets:
+    """Coordinate lists collected group by group, then turned into one csr matrix."""
+
+    rows: list[np.ndarray]
+    cols: list[np.ndarray]
+    vals: list[np.ndarray]
+
+    @classmethod
+    def empty(cls) -> _Triplets:
+        return cls([], [], [])
+
+    def add(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray | float) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.broadcast_to(np.asarray(cols, dtype=np.int64), rows.shape)
+        vals = np.broadcast_to(np.asarray(vals, dtype=np.float32), rows.shape)
+        keep = (cols >= 0) & (vals != 0)
+        self.rows.append(rows[keep])
+        self.cols.append(cols[keep])
+        self.vals.append(vals[keep])
+
+    def add_dense(self, block: np.ndarray, cols: np.ndarray) -> None:
+        rows, positions = np.nonzero(block)
+        self.add(rows, np.asarray(cols)[positions], block[rows, positions])
+
+    def to_csr(self, shape: tuple[int, int]) -> sp.csr_matrix:
+        if not self.rows:
+            return sp.csr_matrix(shape, dtype=np.float32)
+        matrix = sp.coo_matrix(
+            (np.concatenate(self.vals), (np.concatenate(self.rows), np.concatenate(self.cols))),
+            shape=shape, dtype=np.float32,
+        ).tocsr()
+        matrix.sum_duplicates()
+        return matrix
+
+
+class FeatureBuilder:
+    """Fitted feature vocabularies and scales; `fit` once, then compute features for any as-of time."""
+
+    def __init__(self, config: FeatureConfig | None = None, mcc_table: MccTable | None = None) -> None:
+        self.config = config or FeatureConfig()
+        self.mcc_table = mcc_table or MccTable.shipped()
+        self._state: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ fitting and state
+    @property
+    def is_fitted(self) -> bool:
+        return self._state is not None
+
+    def fit(self, dataset: Dataset, as_of: pd.Timestamp) -> FeatureBuilder:
+        """Learn vocabularies, band edges and level scales from what was known at `as_of`."""
+        data = known_at(dataset, as_of)
+        holders = data.cardholders
+        card_tiers = sorted(set(holders["card_tier"].dropna().astype(str)) - {""})
+        menu_keys = list(MENU_KEYS) + sorted(set(data.menu_clicks["menu_key"].astype(str)) - set(MENU_KEYS))
+        tags = sorted({tag for cell in split_list(dataset.content["tags"]) for tag in cell})
+        content_tiers = sorted({tier for cell in split_list(dataset.content["card_tiers"]) for tier in cell}
+                               | set(card_tiers))
+        limits = holders["credit_limit"].to_numpy(dtype=np.float64, na_value=np.nan)
+        limits = limits[np.isfinite(limits)]
+        n_bins = self.config.credit_limit_bins
+        limit_edges = (
+            np.unique(np.quantile(limits, np.linspace(0, 1, n_bins + 1)[1:-1])).tolist()
+            if limits.size else []
+        )
+        self._state = {
+            "format": STATE_FORMAT,
+            "card_tiers": card_tiers,
+            "menu_keys": menu_keys,
+            "tags": tags,
+            "content_tiers": content_tiers,
+            "kinds": sorted(CONTENT_KINDS),
+            "credit_limit_edges": limit_edges,
+            "level_scales": {},
+        }
+        user_ids = holders["user_id"].astype(str).to_numpy()
+        scales: dict[str, list[float]] = {}
+        quantile = self.config.level_quantile
+        for window in self.config.spend_windows_days:
+            per_category = self._spend_by_category(data, as_of, user_ids, window)
+            logs = np.log1p(np.column_stack([per_category, per_category.sum(axis=1)]))
+            scales[str(window)] = [
+                float(np.quantile(column[column > 0], quantile)) if (column > 0).any() else 1.0
+                for column in logs.T
+            ]
+        self._state["level_scales"] = scales
+        self._build_names()
+        logger.info("fitted feature builder: %d user features, %d item features",
+                    len(self.user_feature_names), len(self.item_feature_names))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state: config, MCC table and everything `fit` learned."""
+        state = self._require_state()
+        return {**state, "config": self.config.to_dict(), "mcc_table": self.mcc_table.to_json()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureBuilder:
+        if data.get("format") != STATE_FORMAT:
+            raise FeatureStateError(
+                f"feature state format {data.get('format')!r} is not {STATE_FORMAT}: "
+                "retrain the model with this version of the engine"
+            )
+        state = dict(data)
+        config = FeatureConfig.from_dict(state.pop("config"))
+        builder = cls(config, MccTable.from_json(state.pop("mcc_table")))
+        builder._state = state
+        builder._build_names()
+        return builder
+
+    def _require_state(self) -> dict[str, Any]:
+        if self._state is None:
+            raise FeatureStateError("the feature builder is not fitted: call fit(dataset, as_of) first")
+        return self._state
+
+    def _build_names(self) -> None:
+        state = self._require_state()
+        categories = self.mcc_table.categories
+        names: list[str] = [f"gender={value}" for value in ("M", "F", UNKNOWN)]
+        names += [f"age_band={label}" for label in (*AGE_LABELS, UNKNOWN)]
+        names += [f"city_tier={tier}" for tier in ("1", "2", "3", "4", "5", UNKNOWN)]
+        names += [f"card_tier={tier}" for tier in (*state["card_tiers"], UNKNOWN)]
+        names += [f"tenure_band={label}" for label in (*TENURE_LABELS, UNKNOWN)]
+        names += [f"credit_limit_band={i}" for i in range(len(state["credit_limit_edges"]) + 1)]
+        names.append(f"credit_limit_band={UNKNOWN}")
+        for window in self.config.spend_windows_days:
+            names += [f"spend{window}d_share:{category}" for category in categories]
+            names += [f"spend{window}d_level:{category}" for category in categories]
+            names += [f"spend{window}d_level:total", f"spend{window}d:none"]
+        names += [f"spend_recency={label}" for label in (*RECENCY_LABELS, NEVER)]
+        names += ["online_share", "overseas_share"]
+        names += [f"menu{self.config.menu_window_days}d_level:{key}" for key in state["menu_keys"]]
+        names += [f"menu{self.config.menu_recent_days}d:{key}" for key in state["menu_keys"]]
+        names += [f"menu_recency={label}" for label in (*RECENCY_LABELS, NEVER)]
+        names += [f"topic:{tag}" for tag in state["tags"]]
+        names += ["reads_level", "reads:none"]
+        self.user_feature_names: tuple[str, ...] = tuple(names)
+        self._user_column = {name: j for j, name in enumerate(names)}
+        item_names = [f"kind={kind}" for kind in state["kinds"]]
+        item_names += [f"tag:{tag}" for tag in state["tags"]] + ["tag:none"]
+        item_names += [f"tier:{tier}" for tier in state["content_tiers"]] + ["tiers=all", "transactional"]
+        self.item_feature_names: tuple[str, ...] = tuple(item_names)
+        self._item_column = {name: j for j, name in enumerate(item_names)}
+
+    def _columns(self, names: Iterable[str]) -> np.ndarray:
+        """Column index per feature name (-1 for a name this builder does not know)."""
+        lookup = self._user_column
+        return np.fromiter((lookup.get(name, -1) for name in names), dtype=np.int64)
+
+    # ------------------------------------------------------------------ cardholder features
+    def transform_users(
+        self, dataset: Dataset, as_of: pd.Timestamp, user_ids: Sequence[str] | np.ndarray | None = None
+    ) -> sp.csr_matrix:
+        """csr [n_users, n_user_features] from events up to `as_of`; rows follow `user_ids`
+        (default: the cardholders table). An id not in the cardholders table gets the
+        `unknown` profile and no activity features."""
+        self._require_state()
+        data = known_at(dataset, as_of)
+        ids = (data.cardholders["user_id"].astype(str).to_numpy() if user_ids is None
+               else np.asarray([str(value) for value in user_ids], dtype=object))
+        n = len(ids)
+        out = _Triplets.empty()
+        self._profile(out, data, as_of, ids)
+        self._spend(out, data, as_of, ids)
+        self._menu(out, data, as_of, ids)
+        self._topics(out, data, as_of, ids)
+        return out.to_csr((n, len(self.user_feature_names)))
+
+    def user_feature_dicts(self, matrix: sp.csr_matrix) -> list[dict[str, float]]:
+        """Rows of a user feature matrix as `{feature name: weight}` (the serving input form)."""
+        matrix = sp.csr_matrix(matrix)
+        names = self.user_feature_names
+        return [
+            {names[j]: float(v)
+             for j, v in zip(matrix.indices[start:end], matrix.data[start:end], strict=True)}
+            for start, end in zip(matrix.indptr[:-1], matrix.indptr[1:], strict=True)
+        ]
+
+    def encode_user_dicts(self, rows: Sequence[Mapping[str, float]], strict: bool = False) -> sp.csr_matrix:
+        """csr rows from `{feature name: weight}` mappings; unknown names are ignored (or raise if strict)."""
+        self._require_state()
+        out = _Triplets.empty()
+        for i, row in enumerate(rows):
+            names = list(row)
+            cols = self._columns(names)
+            if strict and (cols < 0).any():
+                unknown = [name for name, col in zip(names, cols, strict=True) if col < 0][:5]
+                raise FeatureStateError(
+                    f"unknown feature name(s) {unknown} in row {i}: use names from user_feature_names"
+                )
+            out.add(np.full(len(names), i), cols, np.asarray([float(row[name]) for name in names]))
+        return out.to_csr((len(rows), len(self.user_feature_names)))
+
+    def _one_hot(self, out: _Triplets, prefix: str, labels: np.ndarray) -> None:
+        cols = self._columns(f"{prefix}={label}" for label in labels)
+        unknown = self._user_column[f"{prefix}={UNKNOWN}"]
+        out.add(np.arange(len(labels)), np.where(cols < 0, unknown, cols), 1.0)
+
+    def _profile_frame(self, data: Dataset, ids: np.ndarray) -> pd.DataFrame:
+        holders = data.cardholders.drop_duplicates("user_id")
+        holders.index = pd.Index(holders["user_id"].astype(str).to_numpy(dtype=object))
+        return holders.reindex(ids)
+
+    def profile_labels(self, dataset: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> pd.DataFrame:
+        """Profile bands per cardholder (gender, age_band, city_tier, card_tier, tenure_band) as text."""
+        state = self._require_state()
+        profile = self._profile_frame(dataset, ids)
+        age = as_of.year - profile["birth_year"].to_numpy(dtype=np.float64, na_value=np.nan)
+        tenure = days_before(as_of, profile["opened_at"]) / 365.25
+        tenure = np.where(tenure < 0, np.nan, tenure)
+        tier = profile["card_tier"].astype("string").fillna(UNKNOWN).to_numpy(dtype=object)
+        tier = np.where(np.isin(tier, state["card_tiers"]), tier, UNKNOWN)
+        gender = profile["gender"].astype("string").fillna(UNKNOWN).to_numpy(dtype=object)
+        city = profile["city_tier"].astype("string").fillna(UNKNOWN).to_numpy(dtype=object)
+        return pd.DataFrame({
+            "gender": gender,
+            "age_band": band(age, AGE_EDGES, AGE_LABELS),
+            "city_tier": city,
+            "card_tier": tier,
+            "tenure_band": band(tenure, TENURE_EDGES_YEARS, TENURE_LABELS),
+        }, index=pd.Index(ids, name="user_id"))
+
+    def _profile(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
+        labels = self.profile_labels(data, as_of, ids)
+        for column in labels.columns:
+            self._one_hot(out, column, labels[column].to_numpy())
+        limits = self._profile_frame(data, ids)["credit_limit"].to_numpy(dtype=np.float64, na_value=np.nan)
+        edges = self._require_state()["credit_limit_edges"]
+        bins = np.searchsorted(np.asarray(edges, dtype=np.float64), limits, side="right").astype(object)
+        bins[~np.isfinite(limits)] = UNKNOWN
+        self._one_hot(out, "credit_limit_band", bins)
+
+    def _spend_by_category(
+        self, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray, window: int
+    ) -> np.ndarray:
+        """float64 [n, n_categories]: net spend (refunds netted, floored at 0) per category in the window."""
+        tx = data.transactions
+        n_categories = len(self.mcc_table.categories)
+        if not len(tx):
+            return np.zeros((len(ids), n_categories))
+        recent = tx.loc[(tx["ts"] > as_of - window * DAY).to_numpy()]
+        rows = pd.Index(ids).get_indexer(recent["user_id"].astype(str))
+        known = rows >= 0
+        categories = self.mcc_table.categorise(recent["mcc"])[known].astype(np.int64)
+        amounts = recent["amount"].to_numpy(dtype=np.float64)[known]
+        totals = np.bincount(rows[known] * n_categories + categories, weights=amounts,
+                             minlength=len(ids) * n_categories)
+        return np.maximum(totals.reshape(len(ids), n_categories), 0.0)
+
+    def _spend(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
+        state = self._require_state()
+        categories = self.mcc_table.categories
+        for window in self.config.spend_windows_days:
+            per_category = self._spend_by_category(data, as_of, ids, window)
+            total = per_category.sum(axis=1)
+            share = np.divide(per_category, total[:, None], out=np.zeros_like(per_category),
+                              where=total[:, None] > 0)
+            scales = np.asarray(state["level_scales"][str(window)], dtype=np.float64)
+            levels = np.clip(np.log1p(np.column_stack([per_category, total])) / scales, 0.0, 1.0)
+            out.add_dense(share, self._columns(f"spend{window}d_share:{c}" for c in categories))
+            out.add_dense(levels, self._columns([*(f"spend{window}d_level:{c}" for c in categories),
+                                                 f"spend{window}d_level:total"]))
+            none = np.flatnonzero(total <= 0)
+            out.add(none, self._user_column[f"spend{window}d:none"], 1.0)
+        tx = data.transactions
+        rows = pd.Index(ids).get_indexer(tx["user_id"].astype(str)) if len(tx) else np.zeros(0, np.int64)
+        known = rows >= 0
+        last = np.full(len(ids), np.nan)
+        if known.any():
+            age = days_before(as_of, tx["ts"])[known]
+            last_age = pd.Series(age).groupby(rows[known]).min()
+            last[last_age.index.to_numpy()] = last_age.to_numpy()
+        recency = band(last, RECENCY_EDGES_DAYS, RECENCY_LABELS)
+        recency[~np.isfinite(last)] = NEVER
+        out.add(np.arange(len(ids)), self._columns(f"spend_recency={label}" for label in recency), 1.0)
+        window = max(self.config.spend_windows_days)
+        if known.any():
+            in_window = known & (days_before(as_of, tx["ts"]) < window)
+            users = rows[in_window]
+            count = np.bincount(users, minlength=len(ids)).astype(np.float64)
+            online = tx["channel"].astype("string").eq("online").fillna(False).to_numpy(dtype=bool)[in_window]
+            overseas = tx["overseas"].fillna(False).to_numpy(dtype=bool)[in_window]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                online_share = np.bincount(users, weights=online, minlength=len(ids)) / count
+                overseas_share = np.bincount(users, weights=overseas, minlength=len(ids)) / count
+            has = np.flatnonzero(count > 0)
+            out.add(has, self._user_column["online_share"], online_share[has])
+            out.add(has, self._user_column["overseas_share"], overseas_share[has])
+
+    def _menu(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
+        state = self._require_state()
+        clicks = data.menu_clicks
+        keys = state["menu_keys"]
+        last = np.full(len(ids), np.nan)
+        if len(clicks):
+            rows = pd.Index(ids).get_indexer(clicks["user_id"].astype(str))
+            key_index = pd.Index(keys).get_indexer(clicks["menu_key"].astype(str))
+            age = days_before(as_of, clicks["ts"])
+            known = rows >= 0
+            windows = ((self.config.menu_window_days, "level"), (self.config.menu_recent_days, ""))
+            for window, prefix in windows:
+                use = known & (key_index >= 0) & (age < window)
+                counts = np.bincount(rows[use] * len(keys) + key_index[use],
+                                     minlength=len(ids) * len(keys)).reshape(len(ids), len(keys))
+                if prefix:
+                    block = np.minimum(np.log1p(counts) / np.log1p(self.config.menu_count_cap), 1.0)
+                    names = (f"menu{window}d_level:{key}" for key in keys)
+                else:
+                    block = (counts > 0).astype(np.float64)
+                    names = (f"menu{window}d:{key}" for key in keys)
+                out.add_dense(block, self._columns(names))
+            if known.any():
+                last_age = pd.Series(age[known]).groupby(rows[known]).min()
+                last[last_age.index.to_numpy()] = last_age.to_numpy()
+        recency = band(last, RECENCY_EDGES_DAYS, RECENCY_LABELS)
+        recency[~np.isfinite(last)] = NEVER
+        out.add(np.arange(len(ids)), self._columns(f"menu_recency={label}" for label in recency), 1.0)
+
+    def _topics(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
+        state = self._require_state()
+        reads = data.article_reads
+        if len(reads):
+            reads = reads.loc[days_before(as_of, reads["ts"]) < self.config.topic_window_days]
+        rows = (pd.Index(ids).get_indexer(reads["user_id"].astype(str)) if len(reads)
+                else np.zeros(0, np.int64))
+        known = rows >= 0
+        count = np.bincount(rows[known], minlength=len(ids)).astype(np.float64)
+        level = np.minimum(np.log1p(count) / np.log1p(self.config.read_count_cap), 1.0)
+        has = np.flatnonzero(count > 0)
+        out.add(has, self._user_column["reads_level"], level[has])
+        out.add(np.flatnonzero(count == 0), self._user_column["reads:none"], 1.0)
+        if not known.any():
+            return
+        tags = state["tags"]
+        content_tags = split_list(data.content["tags"])
+        content_tags.index = data.content["content_id"].astype(str).to_numpy()
+        exploded = content_tags.explode().dropna()
+        tag_of = pd.DataFrame({"content_id": exploded.index.to_numpy(),
+                               "tag": pd.Index(tags).get_indexer(exploded.astype(str))})
+        tag_of = tag_of[tag_of["tag"] >= 0]
+        weight = dwell_weight(reads["dwell_seconds"], self.config)[known]
+        events = pd.DataFrame({"row": rows[known],
+                               "content_id": reads["content_id"].astype(str).to_numpy()[known],
+                               "weight": weight})
+        joined = events.merge(tag_of, on="content_id", how="inner")
+        if joined.empty:
+            return
+        per_tag = joined.groupby(["row", "tag"], sort=False)["weight"].sum()
+        user_rows = per_tag.index.get_level_values(0).to_numpy()
+        tag_cols = per_tag.index.get_level_values(1).to_numpy()
+        values = per_tag.to_numpy()
+        totals = np.bincount(user_rows, weights=values, minlength=len(ids))
+        topic_cols = self._columns(f"topic:{tag}" for tag in tags)
+        out.add(user_rows, topic_cols[tag_cols], values / totals[user_rows])
+
+    # ------------------------------------------------------------------ segments and items
+    def segments(self, dataset: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> np.ndarray:
+        """Segment label per cardholder for per-segment popularity, e.g. `gold|35-44`."""
+        labels = self.profile_labels(dataset, as_of, np.asarray(ids, dtype=object))
+        fields = list(self.config.segment_by)
+        if not fields:
+            return np.full(len(ids), "all", dtype=object)
+        return labels[fields].astype(str).agg("|".join, axis=1).to_numpy(dtype=object)
+
+    def transform_items(self, content: pd.DataFrame, item_ids: Sequence[str] | np.ndarray) -> sp.csr_matrix:
+        """csr [n_items, n_item_features]: kind, tags (weights sum to 1), tier restriction, transactional."""
+        self._require_state()
+        frame = content.drop_duplicates("content_id")
+        frame = frame.set_index(frame["content_id"].astype(str).to_numpy()).reindex(
+            [str(value) for value in item_ids])
+        n = len(frame)
+        out = _Triplets.empty()
+        column = self._item_column
+        kinds = frame["kind"].astype("string").to_numpy(dtype=object, na_value="")
+        out.add(np.arange(n), np.fromiter((column.get(f"kind={kind}", -1) for kind in kinds), np.int64), 1.0)
+        for prefix, cells, fallback in (("tag:", split_list(frame["tags"]), "tag:none"),
+                                        ("tier:", split_list(frame["card_tiers"]), "tiers=all")):
+            for i, values in enumerate(cells):
+                cols = [column[f"{prefix}{value}"] for value in values if f"{prefix}{value}" in column]
+                if cols:
+                    out.add(np.full(len(cols), i), np.asarray(cols), 1.0 / len(cols))
+                else:
+                    out.add(np.asarray([i]), column[fallback], 1.0)
+        transactional = frame["transactional"].fillna(False).to_numpy(dtype=bool)
+        out.add(np.flatnonzero(transactional), column["transactional"], 1.0)
+        return out.to_csr((n, len(self.item_feature_names)))
+
+
+def dwell_weight(dwell: pd.Series, config: FeatureConfig) -> np.ndarray:
+    """Per read: dwell / reference clipped to [min_dwell_weight, 1]; unknown dwell: missing_dwell_weight."""
+    seconds = dwell.to_numpy(dtype=np.float64, na_value=np.nan)
+    weight = np.clip(seconds / config.dwell_reference_seconds, config.min_dwell_weight, 1.0)
+    return np.where(np.isfinite(seconds), weight, config.missing_dwell_weight)

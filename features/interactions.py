@@ -1,0 +1,111 @@
+"""Implicit feedback from reads and pushes: time-decayed positives, weak negatives, what was seen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from features.builder import DAY, days_before, dwell_weight
+from features.config import FeatureConfig
+from features.loader import Dataset
+from recsys.ids import IdIndex
+
+EVENT_COLUMNS = ["user_id", "content_id", "ts", "weight"]
+
+
+def positive_events(
+    dataset: Dataset, as_of: pd.Timestamp, config: FeatureConfig, since: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Reads (weighted by dwell) and push opens (at the open time) in `(since, as_of]`, undecayed."""
+    reads = dataset.article_reads
+    in_range = reads["ts"] <= as_of
+    if since is not None:
+        in_range &= reads["ts"] > since
+    reads = reads.loc[in_range.to_numpy()]
+    read_events = pd.DataFrame({
+        "user_id": reads["user_id"].astype(str).to_numpy(dtype=object),
+        "content_id": reads["content_id"].astype(str).to_numpy(dtype=object),
+        "ts": reads["ts"].to_numpy(),
+        "weight": config.read_weight * dwell_weight(reads["dwell_seconds"], config),
+    })
+    pushes = dataset.push_log
+    opened = pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)
+    if since is not None:
+        opened &= pushes["opened_ts"] > since
+    pushes = pushes.loc[opened.to_numpy()]
+    open_events = pd.DataFrame({
+        "user_id": pushes["user_id"].astype(str).to_numpy(dtype=object),
+        "content_id": pushes["content_id"].astype(str).to_numpy(dtype=object),
+        "ts": pushes["opened_ts"].to_numpy(),
+        "weight": np.full(len(pushes), config.open_weight),
+    })
+    frames = [frame for frame in (read_events, open_events) if len(frame)]
+    if not frames:
+        return pd.DataFrame({column: pd.Series([], dtype=object) for column in EVENT_COLUMNS})
+    return pd.concat(frames, ignore_index=True)
+
+
+def negative_events(dataset: Dataset, as_of: pd.Timestamp, config: FeatureConfig) -> pd.DataFrame:
+    """Pushes sent at least `negative_grace_days` before `as_of` and not opened by `as_of`."""
+    pushes = dataset.push_log
+    old_enough = pushes["sent_ts"] <= as_of - config.negative_grace_days * DAY
+    unopened = pushes["opened_ts"].isna() | (pushes["opened_ts"] > as_of)
+    pushes = pushes.loc[(old_enough & unopened).to_numpy()]
+    return pd.DataFrame({
+        "user_id": pushes["user_id"].astype(str).to_numpy(dtype=object),
+        "content_id": pushes["content_id"].astype(str).to_numpy(dtype=object),
+        "ts": pushes["sent_ts"].to_numpy(),
+        "weight": np.full(len(pushes), config.negative_weight),
+    })
+
+
+def _to_matrix(events: pd.DataFrame, as_of: pd.Timestamp, users: IdIndex, items: IdIndex,
+               config: FeatureConfig) -> sp.coo_matrix:
+    rows = users.index_of(events["user_id"].to_numpy()) if len(events) else np.zeros(0, np.int64)
+    cols = items.index_of(events["content_id"].to_numpy()) if len(events) else np.zeros(0, np.int64)
+    age = days_before(as_of, pd.Series(events["ts"])) if len(events) else np.zeros(0)
+    weight = events["weight"].to_numpy(dtype=np.float64) * np.power(0.5, np.maximum(age, 0.0) /
+                                                                   config.half_life_days)
+    keep = (rows >= 0) & (cols >= 0) & (weight > 0)
+    if config.interaction_window_days is not None:
+        keep &= age < config.interaction_window_days
+    matrix = sp.coo_matrix((weight[keep].astype(np.float32), (rows[keep], cols[keep])),
+                           shape=(len(users), len(items))).tocsr()
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    return matrix.tocoo()
+
+
+def interaction_matrices(
+    dataset: Dataset, as_of: pd.Timestamp, users: IdIndex, items: IdIndex, config: FeatureConfig
+) -> tuple[sp.coo_matrix, sp.coo_matrix | None]:
+    """(positives, weak negatives) as coo [n_users, n_items], time-decayed with `half_life_days`.
+
+    A pair that is both positive and negative (pushed once unopened, read later) stays positive only.
+    """
+    positives = _to_matrix(positive_events(dataset, as_of, config), as_of, users, items, config)
+    negative_frame = negative_events(dataset, as_of, config)
+    if not len(negative_frame):
+        return positives, None
+    negatives = _to_matrix(negative_frame, as_of, users, items, config).tocsr()
+    overlap = negatives.multiply(positives.tocsr() > 0)
+    negatives = (negatives - overlap).tocsr()
+    negatives.eliminate_zeros()
+    return positives, (negatives.tocoo() if negatives.nnz else None)
+
+
+def seen_matrix(dataset: Dataset, as_of: pd.Timestamp, users: IdIndex, items: IdIndex) -> sp.csr_matrix:
+    """bool csr [n_users, n_items]: read or pushed at or before `as_of` (never offered again)."""
+    reads = dataset.article_reads.loc[(dataset.article_reads["ts"] <= as_of).to_numpy()]
+    pushes = dataset.push_log.loc[(dataset.push_log["sent_ts"] <= as_of).to_numpy()]
+    user_ids = np.concatenate([reads["user_id"].astype(str).to_numpy(dtype=object),
+                               pushes["user_id"].astype(str).to_numpy(dtype=object)])
+    content_ids = np.concatenate([reads["content_id"].astype(str).to_numpy(dtype=object),
+                                  pushes["content_id"].astype(str).to_numpy(dtype=object)])
+    rows, cols = users.index_of(user_ids), items.index_of(content_ids)
+    keep = (rows >= 0) & (cols >= 0)
+    matrix = sp.csr_matrix((np.ones(int(keep.sum()), dtype=bool), (rows[keep], cols[keep])),
+                           shape=(len(users), len(items)))
+    matrix.sum_duplicates()
+    return matrix

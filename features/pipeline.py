@@ -1,0 +1,72 @@
+"""Dataset + as-of time -> `TrainingMatrices` (interactions, negatives, features, segments)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from features.builder import FeatureBuilder
+from features.config import FeatureConfig
+from features.interactions import interaction_matrices
+from features.loader import Dataset
+from features.timecut import known_at
+from recsys.ids import IdIndex
+from recsys.matrices import TrainingMatrices
+
+logger = logging.getLogger(__name__)
+
+
+class EmptyDataError(ValueError):
+    """The data has nothing to train on (no cardholders, no content or no positive interaction)."""
+
+
+def build_training_matrices(
+    dataset: Dataset,
+    as_of: pd.Timestamp,
+    config: FeatureConfig | None = None,
+    builder: FeatureBuilder | None = None,
+) -> tuple[TrainingMatrices, FeatureBuilder]:
+    """Everything known at `as_of`, as model input; fits a builder unless a fitted one is given.
+
+    Users are all cardholders and items all contents (also expired ones: they are still evidence of
+    taste), in table order.
+    """
+    config = config or (builder.config if builder is not None else FeatureConfig())
+    if not len(dataset.cardholders):
+        raise EmptyDataError("the cardholders table has no rows: nothing to train on")
+    if not len(dataset.content):
+        raise EmptyDataError("the content table has no rows: nothing to rank")
+    data = known_at(dataset, as_of)
+    if builder is None:
+        builder = FeatureBuilder(config).fit(data, as_of)
+    users = IdIndex(data.cardholders["user_id"].astype(str))
+    items = IdIndex(data.content["content_id"].astype(str))
+    positives, negatives = interaction_matrices(data, as_of, users, items, config)
+    if positives.nnz == 0:
+        raise EmptyDataError(
+            f"no article read or opened push at or before {as_of.isoformat()}: "
+            "a model needs at least some positive interactions; "
+            "check --as-of and the article_reads/push_log tables"
+        )
+    user_features = builder.transform_users(data, as_of, users.ids)
+    item_features = builder.transform_items(data.content, items.ids)
+    segments = builder.segments(data, as_of, users.ids)
+    logger.info(
+        "training matrices at %s: %d users, %d items, %d positives, %d negatives, %d/%d features",
+        as_of.isoformat(), len(users), len(items), positives.nnz, 0 if negatives is None else negatives.nnz,
+        user_features.shape[1], item_features.shape[1],
+    )
+    matrices = TrainingMatrices(
+        users=users,
+        items=items,
+        interactions=positives,
+        negatives=negatives,
+        user_features=user_features,
+        user_feature_names=builder.user_feature_names,
+        item_features=item_features,
+        item_feature_names=builder.item_feature_names,
+        user_segments=np.asarray(segments, dtype=object),
+    )
+    return matrices, builder
