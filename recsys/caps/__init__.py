@@ -1,0 +1,1 @@
+"""Anti-disturbance frequency caps: policy, decisions, the reference engine and the Redis engine."""

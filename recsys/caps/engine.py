@@ -1,0 +1,235 @@
+"""`CapEngine`: the one interface every cap store implements (reference in memory, Redis).
+
+Typical use by a push scheduler::
+
+    decision = engine.decide(user_id, candidates, timezone="Asia/Shanghai", reserve=True)
+    if decision.reservation is not None:
+        ok = send(decision.reservation.content_id)
+        (engine.confirm if ok else engine.release)(user_id, decision.reservation.push_id)
+
+Reservations count toward every cap while pending, so two schedulers can never both get the
+last slot; an unconfirmed reservation stops counting `policy.reservation_ttl` after it was made.
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from recsys.caps import rules
+from recsys.caps.decisions import (
+    Candidate,
+    CapRequest,
+    CapRequestError,
+    CardholderState,
+    LimitCount,
+    PushStatus,
+    Reservation,
+    ReservationStatus,
+    UserDecision,
+    from_ms,
+    now_utc,
+    to_ms,
+)
+from recsys.caps.policy import Policy
+
+# Separators used inside stored records; ids must not contain them.
+_FORBIDDEN_ID_CHARS = ("\x1e", "\x1f")
+# A candidate no kind/tag limit, no-repeat or campaign applies to: "could a new push go out now?"
+PROBE_CANDIDATE = Candidate(content_id="\x00probe", kind="\x00")
+
+
+def check_id(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise CapRequestError(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > 256 or any(char in value for char in _FORBIDDEN_ID_CHARS):
+        raise CapRequestError(f"{what} {value[:40]!r}: at most 256 characters, no ASCII control separators")
+    return value
+
+
+def new_push_id() -> str:
+    return uuid.uuid4().hex
+
+
+class CapEngine(abc.ABC):
+    """Decide, reserve, confirm, release and record cardholder reactions under one `Policy`."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    def set_policy(self, policy: Policy) -> None:
+        """Apply a new policy to every later call; stored history is kept and re-read under it."""
+        self._policy = policy
+
+    def timezone_of(self, timezone: str | None) -> str:
+        name = timezone or self._policy.default_timezone
+        rules.zone(name)
+        return name
+
+    def _check_requests(self, requests: Sequence[CapRequest]) -> None:
+        seen: set[str] = set()
+        for index, request in enumerate(requests):
+            check_id(request.user_id, f"requests[{index}].user_id")
+            if request.user_id in seen:
+                raise CapRequestError(
+                    f"requests[{index}]: cardholder {request.user_id!r} appears twice in one batch; "
+                    "send one request per cardholder"
+                )
+            seen.add(request.user_id)
+            if request.push_id is not None:
+                check_id(request.push_id, f"requests[{index}].push_id")
+            for position, candidate in enumerate(request.candidates):
+                check_id(candidate.content_id, f"requests[{index}].candidates[{position}].content_id")
+                check_id(candidate.kind, f"requests[{index}].candidates[{position}].kind")
+                for tag in candidate.tags:
+                    check_id(tag, f"requests[{index}].candidates[{position}].tags")
+                    if "|" in tag:
+                        raise CapRequestError(
+                            f"requests[{index}].candidates[{position}]: tag {tag!r} contains '|'"
+                        )
+                if candidate.campaign is not None:
+                    check_id(candidate.campaign, f"requests[{index}].candidates[{position}].campaign")
+            self.timezone_of(request.timezone)
+
+    def decide(
+        self,
+        user_id: str,
+        candidates: Iterable[Candidate],
+        *,
+        timezone: str | None = None,
+        now: datetime | None = None,
+        reserve: bool = False,
+        push_id: str | None = None,
+    ) -> UserDecision:
+        """Decide every candidate (best first) for one cardholder; optionally reserve the first allowed."""
+        request = CapRequest(user_id, tuple(candidates), timezone, reserve, push_id)
+        return self.decide_batch([request], now=now)[0]
+
+    @abc.abstractmethod
+    def decide_batch(
+        self, requests: Sequence[CapRequest], *, now: datetime | None = None
+    ) -> list[UserDecision]:
+        """Decide many cardholders at once (one per request, distinct cardholders), in order."""
+
+    @abc.abstractmethod
+    def confirm(self, user_id: str, push_id: str, *, now: datetime | None = None) -> PushStatus:
+        """The reserved push was sent: it now counts as sent. Idempotent."""
+
+    @abc.abstractmethod
+    def release(self, user_id: str, push_id: str, *, now: datetime | None = None) -> PushStatus:
+        """The reserved push was not sent: give the slot back. Idempotent; no effect after confirm."""
+
+    @abc.abstractmethod
+    def record_open(self, user_id: str, *, now: datetime | None = None) -> None:
+        """The cardholder opened a push: resets the fatigue streak."""
+
+    @abc.abstractmethod
+    def record_mute(self, user_id: str, *, now: datetime | None = None) -> None:
+        """The cardholder muted or unfollowed the account: no marketing for `policy.mute.pause`."""
+
+    @abc.abstractmethod
+    def record_unmute(self, user_id: str, *, now: datetime | None = None) -> None:
+        """The cardholder unmuted / followed again."""
+
+    @abc.abstractmethod
+    def record_opt_out(self, user_id: str, *, now: datetime | None = None) -> None:
+        """The cardholder refused marketing pushes: none until `record_opt_in`."""
+
+    @abc.abstractmethod
+    def record_opt_in(self, user_id: str, *, now: datetime | None = None) -> None:
+        """The cardholder accepts marketing pushes again."""
+
+    @abc.abstractmethod
+    def load_record(self, user_id: str) -> rules.CardholderRecord:
+        """A copy of everything stored about a cardholder (for `state` and audits)."""
+
+    def state(
+        self, user_id: str, *, timezone: str | None = None, now: datetime | None = None
+    ) -> CardholderState:
+        """Counts per limit window, pending reservations and when a new marketing push could go out."""
+        check_id(user_id, "user_id")
+        tz = self.timezone_of(timezone)
+        now_ms = to_ms(now or now_utc())
+        record = self.load_record(user_id)
+        return build_state(self._policy, user_id, record, rules.calendar(self._policy, tz, now_ms))
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections (no-op for in-memory engines)."""
+
+    def __enter__(self) -> CapEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def build_state(
+    policy: Policy, user_id: str, record: rules.CardholderRecord, cal: rules.Calendar
+) -> CardholderState:
+    now = cal.now
+    counting = [rec for rec in record.pushes.values() if rules.counts(rec, policy, now)]
+    limits = []
+    for limit in policy.limits:
+        times = rules.limit_window_times(limit, cal, counting)
+        if limit.window == "calendar_day":
+            start, end = cal.day_start, cal.day_end
+        elif limit.window == "calendar_month":
+            start, end = cal.month_start, cal.month_end
+        else:
+            start, end = now - (limit.duration or 0) * 1000, now
+        limits.append(
+            LimitCount(limit.name, len(times), limit.max, limit.window, from_ms(start), from_ms(end))
+        )
+    pending = tuple(
+        sorted(
+            (
+                reservation_of(user_id, rec)
+                for rec in record.pushes.values()
+                if rec.status == rules.RESERVED and rules.visible(rec, policy, now)
+            ),
+            key=lambda res: (res.reserved_at, res.push_id),
+        )
+    )
+    sent = sum(
+        1
+        for rec in record.pushes.values()
+        if rec.status == rules.CONFIRMED and rules.visible(rec, policy, now)
+    )
+    raws = rules.evaluate(policy, record, [PROBE_CANDIDATE], cal)[0]
+    eligible = rules.settle(policy, raws, PROBE_CANDIDATE, cal)
+    pause = policy.mute.pause
+    muted = record.muted is not None and (pause is None or now < record.muted + pause * 1000)
+    return CardholderState(
+        user_id=user_id,
+        as_of=from_ms(now),
+        timezone=cal.timezone,
+        limits=tuple(limits),
+        pending=pending,
+        sent_total=sent,
+        unopened_streak=record.unopened,
+        last_sent_at=None if record.last_sent is None else from_ms(record.last_sent),
+        opted_out=record.opted_out is not None,
+        muted=muted,
+        next_eligible_at=None if eligible is None else from_ms(eligible),
+        blocks=tuple(rules.describe(policy, raw, PROBE_CANDIDATE, cal.timezone) for raw in raws),
+        policy_version=policy.version,
+    )
+
+
+def reservation_of(user_id: str, record: rules.PushRecord, replayed: bool = False) -> Reservation:
+    return Reservation(
+        push_id=record.push_id,
+        user_id=user_id,
+        content_id=record.content_id,
+        reserved_at=from_ms(record.ts),
+        expires_at=from_ms(record.expires),
+        status=ReservationStatus(record.status),
+        replayed=replayed,
+    )
