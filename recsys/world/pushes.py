@@ -1,0 +1,143 @@
+"""The push log: past broadcast pushes and transactional reminders, answered by the response model.
+
+Past policy (not personalised): each opted-in cardholder received marketing pushes at a personal
+intensity (1 to 12 per 30 days: the bank's old segments pushed some people far more than others),
+on random days at typical push hours, each carrying a marketing item valid that day and allowed
+for the cardholder's tier, picked by exposure (popularity). Transactional reminders go to everyone
+following the card cycle (statement ready on the statement day, bill due three days before the due
+date, payment received, points expiring near month end).
+
+The answers come from `recsys.world.response.ResponseModel`: a push is opened with the fatigued open
+probability (``recent`` = marketing pushes in the trailing window, this one included; pushes from a
+burn-in month before the window count too) and muted with the mute probability, which rises with
+``recent``. A cardholder who mutes receives nothing afterwards. Opens come after a lognormal delay
+(median ~40 minutes); an open that would fall after the end date is not observed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys.world.clock import DAY_US, PUSH_HOURS, Clock, event_times, expand_counts
+from recsys.world.content import Content
+from recsys.world.menu import DUE_AFTER_DAYS
+from recsys.world.population import Cardholders
+from recsys.world.response import ResponseModel
+from recsys.world.sampling import draw_from_rows, row_cdf
+
+_SECOND_US = 1_000_000
+# reminder name -> (days since statement it goes out, share of cardholders it goes to)
+_REMINDER_SCHEDULE = {
+    "statement_ready": (0, 0.35),
+    "bill_due": (DUE_AFTER_DAYS - 3, 0.6),
+    "payment_received": (DUE_AFTER_DAYS - 1, 0.3),
+}
+
+
+@dataclass
+class Pushes:
+    user: np.ndarray
+    item: np.ndarray
+    sent: np.ndarray
+    opened: np.ndarray  # -1 = not opened
+    muted: np.ndarray
+    recent: np.ndarray  # marketing pushes in the trailing window at send time (diagnostics)
+
+
+def _marketing(
+    rng: np.random.Generator, people: Cardholders, content: Content, clock: Clock, burn_in: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    first = -burn_in
+    days = np.arange(first, clock.days)
+    active = (days[None, :] >= people.open_day[:, None]) & people.marketing_ok[:, None]
+    rate = (people.push_intensity / 30.0)[:, None] * active
+    user, col = expand_counts(rng.poisson(rate))
+    day = days[col]
+
+    day_start = clock.day0_us + days * DAY_US
+    starts, ends = content.valid_from[None, :], content.valid_to[None, :]
+    starts_ok = (starts < 0) | (starts < day_start[:, None] + DAY_US)
+    ends_ok = (ends < 0) | (ends >= day_start[:, None])
+    valid = starts_ok & ends_ok
+    weights = (valid & ~content.transactional[None, :]) * content.exposure[None, :]
+    tier_ok = content.tier_allowed()
+    n_tiers = tier_ok.shape[0]
+    # one distribution per (tier, day)
+    cdf = row_cdf((tier_ok[:, None, :] * weights[None, :, :]).reshape(n_tiers * len(days), -1))
+    item = draw_from_rows(rng, cdf, people.tier[user] * len(days) + col)
+    sent = event_times(rng, clock, day, people.utc_offset_hours[user], PUSH_HOURS)
+    keep = item >= 0
+    return user[keep], item[keep], sent[keep]
+
+
+def _reminders(
+    rng: np.random.Generator, people: Cardholders, content: Content, clock: Clock
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    since = clock.cycle_position(people.statement_day)
+    active = np.arange(clock.days)[None, :] >= people.open_day[:, None]
+    users, items, sent = [], [], []
+    for item in np.flatnonzero(content.transactional):
+        name = content.reminder[item]
+        if name in _REMINDER_SCHEDULE:
+            position, share = _REMINDER_SCHEDULE[name]
+            if name == "payment_received":
+                share = np.where(people.autopay, 0.8, share)[:, None]
+            due = (since == position) & active & (rng.random(since.shape) < share)
+        else:  # points expiring: a notice near the end of some months
+            dates = clock.dates()
+            dom = (dates - dates.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
+            due = (dom == 25)[None, :] & active & (rng.random(since.shape) < 0.1)
+        user, day = np.nonzero(due)
+        users.append(user)
+        items.append(np.full(len(user), item, dtype=np.int64))
+        sent.append(event_times(rng, clock, day, people.utc_offset_hours[user], PUSH_HOURS))
+    if not users:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    return np.concatenate(users), np.concatenate(items), np.concatenate(sent)
+
+
+def _trailing_counts(
+    user: np.ndarray, sent: np.ndarray, marketing: np.ndarray, window_us: int, origin_us: int
+) -> np.ndarray:
+    """Marketing pushes to the same cardholder within (sent - window, sent], for every push."""
+    seconds = (sent - origin_us) // _SECOND_US
+    key = user.astype(np.int64) * (1 << 34) + seconds
+    marketing_keys = np.sort(key[marketing])
+    window = window_us // _SECOND_US
+    upper = np.searchsorted(marketing_keys, key, side="right")
+    lower = np.searchsorted(marketing_keys, key - window, side="right")
+    return upper - lower
+
+
+def make_pushes(
+    rng: np.random.Generator, people: Cardholders, content: Content, clock: Clock, model: ResponseModel
+) -> Pushes:
+    window_days = model.params.window_days
+    m_user, m_item, m_sent = _marketing(rng, people, content, clock, burn_in=window_days)
+    r_user, r_item, r_sent = _reminders(rng, people, content, clock)
+    user = np.concatenate([m_user, r_user])
+    item = np.concatenate([m_item, r_item])
+    sent = np.concatenate([m_sent, r_sent])
+    order = np.lexsort((item, sent, user))
+    user, item, sent = user[order], item[order], sent[order]
+    marketing = ~content.transactional[item]
+    origin = clock.start_us - (window_days + 2) * DAY_US
+    recent = _trailing_counts(user, sent, marketing, window_days * DAY_US, origin)
+
+    n = len(user)
+    opened = rng.random(n) < model.open_probability(user, item, recent)
+    muted = rng.random(n) < model.mute_probability(user, recent, item)
+    delay = np.ceil(rng.lognormal(np.log(40 * 60.0), 1.3, n)).astype(np.int64) * _SECOND_US
+    opened_ts = np.where(opened, sent + delay, -1)
+    opened_ts = np.where(opened_ts > clock.end_us, -1, opened_ts)
+
+    # nothing reaches a cardholder after they muted (mutes during the burn-in month count too)
+    muted_before = np.cumsum(muted) - muted
+    start_of_user = np.searchsorted(user, user, side="left")
+    muted_before = muted_before - (np.cumsum(muted) - muted)[start_of_user]
+    keep = (muted_before == 0) & (sent >= clock.start_us) & (sent <= clock.end_us)
+    return Pushes(user=user[keep], item=item[keep], sent=sent[keep], opened=opened_ts[keep],
+                  muted=muted[keep], recent=recent[keep])

@@ -1,0 +1,195 @@
+"""The hidden truth of a synthetic world, stored beside (never inside) its data directory.
+
+The truth file is an uncompressed ``.npz`` holding:
+
+- ``user_ids`` / ``content_ids``: the ids, in the row / column order of every array below;
+- ``open_prob``: float32 [n_users, n_items], each cardholder's true (rested, no fatigue) probability of
+  opening a push of each item at ``as_of``. Validity windows and tier restrictions are not applied:
+  ranking filters those. Transactional reminders are included;
+- the response model (`recsys.world.response`): its scalar parameters and per-user / per-item arrays,
+  so `WorldTruth.response_model()` answers open and mute probabilities under push fatigue;
+- hidden descriptors useful for diagnostics: each cardholder's persona, statement day and whether
+  they are an article reader at all.
+
+The file is written block by block (``open_prob`` is computed from the response model per block of
+cardholders), so a world of a million cardholders is saved without holding the matrix in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.world.response import ResponseModel, ResponseParams
+
+FORMAT_VERSION = 1
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same world gives a byte-identical file
+_BLOCK = 20_000
+
+
+class TruthFileError(ValueError):
+    """A truth file is missing, unreadable or from an incompatible generator version."""
+
+
+@dataclass(frozen=True)
+class WorldTruth:
+    """Everything hidden about a synthetic world; see the module docstring for the meaning."""
+
+    user_ids: np.ndarray
+    content_ids: np.ndarray
+    open_prob: np.ndarray
+    as_of: pd.Timestamp
+    seed: int
+    topics: tuple[str, ...]
+    params: ResponseParams
+    user_engagement: np.ndarray
+    user_taste: np.ndarray
+    user_mute_offset: np.ndarray
+    item_appeal: np.ndarray
+    item_topics: np.ndarray
+    item_transactional: np.ndarray
+    user_persona: np.ndarray
+    persona_names: tuple[str, ...]
+    user_statement_day: np.ndarray
+    user_reader: np.ndarray
+
+    def response_model(self) -> ResponseModel:
+        return ResponseModel(
+            self.params,
+            self.user_engagement,
+            self.user_taste,
+            self.user_mute_offset,
+            self.item_appeal,
+            self.item_topics,
+            self.item_transactional,
+        )
+
+    def user_index(self, user_ids: np.ndarray | list[str]) -> np.ndarray:
+        """Positions of ``user_ids`` in the truth (-1 for ids the world does not have)."""
+        return _positions(self.user_ids, user_ids)
+
+    def content_index(self, content_ids: np.ndarray | list[str]) -> np.ndarray:
+        """Positions of ``content_ids`` in the truth (-1 for ids the world does not have)."""
+        return _positions(self.content_ids, content_ids)
+
+    def save(self, path: str | Path) -> None:
+        arrays = {name: getattr(self, name) for name in _USER_ARRAYS + _ITEM_ARRAYS}
+        write_truth(
+            path,
+            user_ids=self.user_ids,
+            content_ids=self.content_ids,
+            as_of=self.as_of,
+            seed=self.seed,
+            topics=self.topics,
+            persona_names=self.persona_names,
+            params=self.params,
+            arrays=arrays,
+            open_prob_blocks=(self.open_prob[i : i + _BLOCK] for i in range(0, len(self.user_ids), _BLOCK)),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> WorldTruth:
+        path = Path(path)
+        if not path.is_file():
+            raise TruthFileError(f"truth file {path} does not exist: generate it with `recsys synth`")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                data = {name: npz[name] for name in npz.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
+            raise TruthFileError(f"truth file {path} is unreadable ({error}): generate it again") from error
+        version = int(data.get("format_version", -1))
+        if version != FORMAT_VERSION:
+            raise TruthFileError(
+                f"truth file {path} has format version {version}, this code reads {FORMAT_VERSION}: "
+                "regenerate the world with this version of `recsys synth`"
+            )
+        meta = json.loads(str(data["meta"]))
+        return cls(
+            user_ids=data["user_ids"],
+            content_ids=data["content_ids"],
+            open_prob=data["open_prob"],
+            as_of=pd.Timestamp(meta["as_of"]),
+            seed=int(meta["seed"]),
+            topics=tuple(meta["topics"]),
+            params=ResponseParams(**meta["params"]),
+            persona_names=tuple(meta["persona_names"]),
+            **{name: data[name] for name in _USER_ARRAYS + _ITEM_ARRAYS},
+        )
+
+
+_USER_ARRAYS = ("user_engagement", "user_taste", "user_mute_offset", "user_persona", "user_statement_day",
+                "user_reader")
+_ITEM_ARRAYS = ("item_appeal", "item_topics", "item_transactional")
+
+
+def _positions(known: np.ndarray, wanted: np.ndarray | list[str]) -> np.ndarray:
+    order = np.argsort(known)
+    wanted = np.asarray(wanted, dtype=known.dtype if len(wanted) else str)
+    found = np.searchsorted(known, wanted, sorter=order)
+    found = np.clip(found, 0, max(len(known) - 1, 0))
+    hit = len(known) > 0 and (known[order[found]] == wanted)
+    return np.where(hit, order[found], -1).astype(np.int64)
+
+
+def _write_member(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
+    with archive.open(info, "w", force_zip64=True) as handle:
+        np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def write_truth(
+    path: str | Path,
+    *,
+    user_ids: np.ndarray,
+    content_ids: np.ndarray,
+    as_of: pd.Timestamp,
+    seed: int,
+    topics: tuple[str, ...],
+    persona_names: tuple[str, ...],
+    params: ResponseParams,
+    arrays: dict[str, np.ndarray],
+    open_prob_blocks: Iterator[np.ndarray],
+) -> None:
+    """Write a truth file atomically (temporary file, then rename); ``open_prob`` arrives in row blocks."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    meta = {
+        "as_of": pd.Timestamp(as_of).isoformat(),
+        "seed": int(seed),
+        "topics": list(topics),
+        "persona_names": list(persona_names),
+        "params": params.to_dict(),
+    }
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            _write_member(archive, "format_version", np.array(FORMAT_VERSION))
+            _write_member(archive, "meta", np.array(json.dumps(meta, sort_keys=True)))
+            _write_member(archive, "user_ids", np.asarray(user_ids, dtype=str))
+            _write_member(archive, "content_ids", np.asarray(content_ids, dtype=str))
+            for name, array in arrays.items():
+                _write_member(archive, name, array)
+            shape = (len(user_ids), len(content_ids))
+            info = zipfile.ZipInfo("open_prob.npy", date_time=_ZIP_TIME)
+            with archive.open(info, "w", force_zip64=True) as handle:
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
+                          "shape": shape}
+                np.lib.format.write_array_header_2_0(handle, header)
+                written = 0
+                for block in open_prob_blocks:
+                    block = np.ascontiguousarray(block, dtype="<f4")
+                    if block.ndim != 2 or block.shape[1] != shape[1]:
+                        raise ValueError(f"open_prob block of shape {block.shape} does not fit {shape}")
+                    handle.write(block.tobytes())
+                    written += block.shape[0]
+                if written != shape[0]:
+                    raise ValueError(f"open_prob blocks gave {written} rows for {shape[0]} cardholders")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
