@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 RULE_ORDER = (
-    "opt_out", "muted", "quiet_hours", "limit", "min_gap", "fatigue", "no_repeat", "campaign_throttle",
+    "opt_out",
+    "muted",
+    "quiet_hours",
+    "limit",
+    "min_gap",
+    "fatigue",
+    "no_repeat",
+    "campaign_throttle",
 )
 
 

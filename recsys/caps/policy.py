@@ -340,8 +340,9 @@ class Policy(_Frozen):
             if data[key] is not None:
                 data[key] = format_duration(data[key])
         if self.no_repeat is not None:
-            data["no_repeat"] = {"window": format_duration(self.no_repeat.window) if self.no_repeat.window
-                                 else "forever"}
+            data["no_repeat"] = {
+                "window": format_duration(self.no_repeat.window) if self.no_repeat.window else "forever"
+            }
         data["mute"] = {"pause": format_duration(self.mute.pause) if self.mute.pause else "forever"}
         if self.fatigue is not None:
             data["fatigue"]["pause"] = format_duration(self.fatigue.pause)

@@ -154,14 +154,13 @@ def counts(record: PushRecord, policy: Policy, now: int) -> bool:
 
 
 def purge(state: CardholderRecord, policy: Policy, now: int) -> None:
-    """Drop invisible records (run at the start of every mutating operation)."""
+    """Drop invisible push records (run at the start of every mutating operation).
+
+    `sent_contents` is kept: one entry per distinct content ever sent, dropped with the whole
+    cardholder state after `policy.retention` without activity (a store-level memory bound).
+    """
     for push_id in [pid for pid, rec in state.pushes.items() if not visible(rec, policy, now)]:
         del state.pushes[push_id]
-    window = policy.no_repeat.window if policy.no_repeat else None
-    if window:
-        cutoff = now - window * 1000
-        for content_id in [cid for cid, ts in state.sent_contents.items() if ts <= cutoff]:
-            del state.sent_contents[content_id]
 
 
 def _window_bounds(limit: Limit, cal: Calendar) -> tuple[int, int | None]:
