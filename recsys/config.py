@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     scheduler_token: SecretStr = SecretStr("dev-scheduler")
     admin_token: SecretStr = SecretStr("dev-admin")
     push_log_path: Path | None = None
+    # Ranking API and publishing (serving/, recsys/publish.py).
+    data_dir: Path | None = None
+    publish_top_n: int = 20
+    event_dedupe_ttl_seconds: int = 30 * 86400
+    reload_interval_seconds: float = 1.0
     log_level: str = "INFO"
 
     @model_validator(mode="after")

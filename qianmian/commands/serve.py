@@ -1,0 +1,191 @@
+"""Serving commands: `recsys publish`, `recsys serve` and `recsys events export`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import typer
+
+logger = logging.getLogger(__name__)
+
+events_app = typer.Typer(help="The ranking API's durable event log.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("publish")(publish)
+    app.command("serve")(serve)
+    app.add_typer(events_app, name="events")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=code)
+
+
+def run_publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: str, prefix: str, top_n: int,
+                progress: bool = False):
+    """Resolve the model, load the data and publish; returns the `PublishReport`."""
+    import pandas as pd
+    import redis
+
+    from features.loader import load_dataset
+    from recsys.bundle import ModelBundle
+    from recsys.config import get_settings
+    from recsys.publication import PublicationStore
+    from recsys.publish import bundle_fingerprint, publish
+    from training.tracking import resolved_bundle
+
+    dataset = load_dataset(data_dir)
+    client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=5)
+    try:
+        with resolved_bundle(model_uri, get_settings().tracking_uri) as path:
+            bundle = ModelBundle.load(path)
+            fingerprint = bundle_fingerprint(path)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(dataset.cardholders), unit="cardholder", desc="publish")
+        report = publish(
+            bundle, dataset, PublicationStore(client, prefix),
+            as_of=pd.Timestamp(as_of) if as_of else None, top_n=top_n, model_uri=model_uri,
+            fingerprint=fingerprint, progress=bar.update if bar is not None else None,
+        )
+        if bar is not None:
+            bar.close()
+        return report
+    finally:
+        client.close()
+
+
+def publish(
+    model: str = typer.Option(..., "--model", help="Model URI: models:/NAME@champion, runs:/ID/model or a "
+                              "bundle directory."),
+    data: Path = typer.Option(None, "--data", help="Data directory (contract tables) with the cardholders "
+                              "to publish [default: RECSYS_DATA_DIR]."),
+    as_of: str = typer.Option(None, "--as-of", help="Eligibility and feature time, ISO 8601 "
+                              "[default: the bundle's as-of]."),
+    redis_url: str = typer.Option(None, "--redis", help="Redis URL [default: RECSYS_REDIS_URL]."),
+    prefix: str = typer.Option(None, "--prefix", help="Key prefix [default: RECSYS_REDIS_PREFIX]."),
+    top: int = typer.Option(None, "--top", min=1, max=500, help="Candidates stored per cardholder "
+                            "[default: RECSYS_PUBLISH_TOP_N]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    progress: bool = typer.Option(False, "--progress", help="Show a progress bar."),
+) -> None:
+    """Compute every cardholder's candidates and serving state and make them live in Redis atomically.
+
+    Writes a new version, switches the live pointer only once the version is complete (a publish
+    that fails leaves the live version untouched), keeps the previous version until the next
+    publish and deletes older ones.
+    """
+    import redis
+
+    from recsys.config import get_settings
+
+    settings = get_settings()
+    data = data or settings.data_dir
+    if data is None:
+        raise _fail("no data directory: pass --data DIR or set RECSYS_DATA_DIR", 2)
+    try:
+        report = run_publish(model, Path(data), as_of, redis_url or settings.redis_url,
+                             prefix or settings.redis_prefix, top or settings.publish_top_n, progress)
+    except (ValueError, FileNotFoundError) as error:
+        raise _fail(str(error)) from error
+    except redis.RedisError as error:
+        raise _fail(f"Redis failed during publish ({error}); the live version is unchanged") from error
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    memory = f", {report.redis_bytes_per_user:.0f} B in Redis" if report.redis_bytes_per_user else ""
+    typer.echo(
+        f"published {report.version}: {report.users:,} cardholders, {report.items} items, d={report.dim}, "
+        f"top {report.top_n}; {report.record_bytes_mean:.0f} B/cardholder record{memory}; "
+        f"{report.seconds:.1f}s\n"
+        f"previous live version: {report.previous or 'none'}; deleted: {', '.join(report.deleted) or 'none'}"
+    )
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes."),
+    model: str = typer.Option(None, "--model", help="Publish this model URI first unless it is already "
+                              "live [default: RECSYS_MODEL_URI; needs --data or RECSYS_DATA_DIR]."),
+    data: Path = typer.Option(None, "--data", help="Data directory for publishing --model."),
+) -> None:
+    """Run the ranking API (uvicorn) configured by RECSYS_* variables; OpenAPI docs at /docs."""
+    import uvicorn
+
+    from recsys.config import get_settings
+
+    settings = get_settings()
+    model = model or settings.model_uri
+    data = data or settings.data_dir
+    if model:
+        if data is None:
+            raise _fail("--model needs a data directory to publish from: pass --data or set "
+                        "RECSYS_DATA_DIR", 2)
+        ensure_published(model, Path(data))
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = (settings.home / "metrics").resolve()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    uvicorn.run(
+        "serving.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+        loop="uvloop", http="httptools", access_log=False, log_level=settings.log_level.lower(),
+    )
+
+
+def ensure_published(model_uri: str, data_dir: Path) -> None:
+    """Publish `model_uri` unless the live version was published from the same bundle."""
+    import redis
+
+    from recsys.config import get_settings
+    from recsys.publication import PublicationError, PublicationStore
+    from recsys.publish import bundle_fingerprint
+    from training.tracking import resolved_bundle
+
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        store = PublicationStore(client, settings.redis_prefix)
+        live = store.live_version()
+        with resolved_bundle(model_uri, settings.tracking_uri) as path:
+            wanted = bundle_fingerprint(path)
+        if live is not None:
+            try:
+                if store.load(live).manifest.get("fingerprint") == wanted:
+                    logger.info("model %s is already live as %s", model_uri, live)
+                    return
+            except PublicationError:
+                pass
+    finally:
+        client.close()
+    report = run_publish(model_uri, data_dir, None, settings.redis_url, settings.redis_prefix,
+                         settings.publish_top_n)
+    logger.info("published %s as %s before serving", model_uri, report.version)
+
+
+@events_app.command("export")
+def export_events(
+    out: Path = typer.Option(..., "--out", help="Directory to write push_log.parquet into."),
+    log: Path = typer.Option(None, "--log", help="Event log path [default: RECSYS_PUSH_LOG_PATH or "
+                             "RECSYS_HOME/events/push_log.jsonl]."),
+) -> None:
+    """Write the API's event log as the data contract's `push_log` table (for training)."""
+    from recsys.config import get_settings
+    from serving.event_log import EventLog, EventLogError, export_push_log
+
+    event_log = EventLog(log or get_settings().event_log_path)
+    if not event_log.files():
+        raise _fail(f"no event log files next to {event_log.path}: check --log or RECSYS_HOME")
+    try:
+        target, rows = export_push_log(event_log, out)
+    except EventLogError as error:
+        raise _fail(str(error)) from error
+    typer.echo(f"wrote {rows:,} pushes to {target}")

@@ -1,0 +1,298 @@
+"""The versioned publication store in Redis: what `recsys publish` writes and the ranking API reads.
+
+Layout under `{prefix}:pub:` (one Redis database, plain string keys):
+
+- `live` -> the live version id; switched by one Lua script only after a version is complete.
+- `versions` (sorted set, score = publish time) -> the committed versions; `pending` -> versions
+  being written (a publish that died leaves its id here and the next publish deletes its keys).
+- `v:{version}:meta` (hash) -> `manifest` (JSON: model, as-of, items and their metadata, names)
+  plus binary float32 arrays (`item_factors`, popularity, the affine feature map) and the
+  feature-builder state; `complete` = "1" once every user key is written.
+- `v:{version}:u:{user_id}` -> one compact binary record per cardholder (`encode_user`).
+
+A version stays readable until the publish after next: publishing v3 deletes v1 and keeps v2, so a
+server that has not yet swapped to v3 keeps answering from v2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import redis
+
+logger = logging.getLogger(__name__)
+
+LAYOUT_VERSION = 1
+_HEADER = struct.Struct("<BBhhHHHHH")
+FLAG_OPT_IN = 1
+
+_SWITCH_LIVE = """
+if redis.call('HGET', KEYS[1], 'complete') ~= '1' then
+  return redis.error_reply('version ' .. ARGV[1] .. ' is not complete')
+end
+local previous = redis.call('GET', KEYS[2])
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return previous
+"""
+
+
+class PublicationError(ValueError):
+    """A publication that cannot be written or read (incomplete, unknown version, damaged record)."""
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """What the API knows about one published cardholder.
+
+    `group` indexes the manifest's `tiers` (-1: no known card tier), `segment` its `segments`,
+    `timezone` its `timezones`; `top_items`/`top_scores` are the cardholder's best eligible items at
+    the as-of time; `feature_index`/`feature_values` the sparse feature row (for reasons);
+    `seen` the items already read or pushed (never proposed again).
+    """
+
+    group: int
+    segment: int
+    timezone: int
+    opt_in: bool
+    factors: np.ndarray
+    top_items: np.ndarray
+    top_scores: np.ndarray
+    feature_index: np.ndarray
+    feature_values: np.ndarray
+    seen: np.ndarray
+
+
+def index_dtype(n: int) -> np.dtype:
+    return np.dtype("<u2") if n < 65535 else np.dtype("<u4")
+
+
+def encode_user(record: UserRecord, item_dtype: np.dtype, feature_dtype: np.dtype) -> bytes:
+    """Pack a record: a 16-byte header, then float32 factors, top items and scores, features, seen."""
+    header = _HEADER.pack(
+        LAYOUT_VERSION,
+        FLAG_OPT_IN if record.opt_in else 0,
+        record.group,
+        record.segment,
+        record.timezone,
+        len(record.top_items),
+        len(record.feature_index),
+        len(record.seen),
+        len(record.factors),
+    )
+    return b"".join((
+        header,
+        np.asarray(record.factors, dtype="<f4").tobytes(),
+        np.asarray(record.top_items, dtype=item_dtype).tobytes(),
+        np.asarray(record.top_scores, dtype="<f4").tobytes(),
+        np.asarray(record.feature_index, dtype=feature_dtype).tobytes(),
+        np.asarray(record.feature_values, dtype="<f4").tobytes(),
+        np.asarray(record.seen, dtype=item_dtype).tobytes(),
+    ))
+
+
+def decode_user(blob: bytes, item_dtype: np.dtype, feature_dtype: np.dtype) -> UserRecord:
+    """Inverse of `encode_user`; `PublicationError` for a record of another layout or a truncated one."""
+    if len(blob) < _HEADER.size:
+        raise PublicationError(f"user record of {len(blob)} bytes is truncated: republish the model")
+    layout, flags, group, segment, tz, n_top, nnz, n_seen, dim = _HEADER.unpack_from(blob)
+    if layout != LAYOUT_VERSION:
+        raise PublicationError(
+            f"user record layout {layout} is not {LAYOUT_VERSION}: republish with this version of the engine"
+        )
+    isz, fsz = item_dtype.itemsize, feature_dtype.itemsize
+    expected = _HEADER.size + 4 * dim + (isz + 4) * n_top + (fsz + 4) * nnz + isz * n_seen
+    if len(blob) != expected:
+        raise PublicationError(f"user record has {len(blob)} bytes, expected {expected}: republish the model")
+    offset = _HEADER.size
+    factors = np.frombuffer(blob, "<f4", dim, offset)
+    offset += 4 * dim
+    top_items = np.frombuffer(blob, item_dtype, n_top, offset)
+    offset += isz * n_top
+    top_scores = np.frombuffer(blob, "<f4", n_top, offset)
+    offset += 4 * n_top
+    feature_index = np.frombuffer(blob, feature_dtype, nnz, offset)
+    offset += fsz * nnz
+    feature_values = np.frombuffer(blob, "<f4", nnz, offset)
+    offset += 4 * nnz
+    seen = np.frombuffer(blob, item_dtype, n_seen, offset)
+    return UserRecord(group, segment, tz, bool(flags & FLAG_OPT_IN), factors, top_items, top_scores,
+                      feature_index, feature_values, seen)
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    """A complete version's shared state: the manifest and its named float32 arrays."""
+
+    version: str
+    manifest: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    builder_state: dict[str, Any] | None
+
+    @property
+    def item_dtype(self) -> np.dtype:
+        return np.dtype(self.manifest["item_index_dtype"])
+
+    @property
+    def feature_dtype(self) -> np.dtype:
+        return np.dtype(self.manifest["feature_index_dtype"])
+
+
+def new_version_id(now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+class PublicationStore:
+    """Versioned publications under `{prefix}:pub:` in one Redis database."""
+
+    def __init__(self, client: redis.Redis, prefix: str):
+        self.client = client
+        self.prefix = prefix
+        self._switch = client.register_script(_SWITCH_LIVE)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, "pub", *parts))
+
+    @property
+    def live_key(self) -> str:
+        return self.key("live")
+
+    def meta_key(self, version: str) -> str:
+        return self.key("v", version, "meta")
+
+    def user_key(self, version: str, user_id: str) -> str:
+        return self.key("v", version, "u", user_id)
+
+    def live_version(self) -> str | None:
+        value = self.client.get(self.live_key)
+        return value.decode() if isinstance(value, bytes) else value
+
+    def versions(self) -> list[str]:
+        """Committed versions, oldest first."""
+        return [_text(value) for value in self.client.zrange(self.key("versions"), 0, -1)]
+
+    def begin(self, version: str | None = None) -> PublicationWriter:
+        """Start writing a new version (not visible until `PublicationWriter.commit`)."""
+        version = version or new_version_id()
+        if self.client.exists(self.meta_key(version)):
+            raise PublicationError(f"version {version} already exists: publish under a new version id")
+        self.client.zadd(self.key("pending"), {version: time.time()})
+        return PublicationWriter(self, version)
+
+    def load(self, version: str) -> PublishedVersion:
+        """The shared state of a complete version."""
+        fields = self.client.hgetall(self.meta_key(version))
+        if not fields:
+            raise PublicationError(f"version {version} is not in Redis: it was deleted or never published")
+        fields = {_text(name): value for name, value in fields.items()}
+        if fields.get("complete") != b"1":
+            raise PublicationError(f"version {version} is incomplete: its publish did not finish")
+        manifest = json.loads(fields["manifest"])
+        arrays = {}
+        for name, spec in manifest["arrays"].items():
+            arrays[name] = np.frombuffer(fields[f"array:{name}"], dtype="<f4").reshape(spec["shape"])
+        builder = json.loads(fields["builder_state"]) if fields.get("builder_state") else None
+        return PublishedVersion(version, manifest, arrays, builder)
+
+    def delete_version(self, version: str, chunk: int = 2000) -> int:
+        """Remove every key of `version` (never the live one); returns the number of keys removed."""
+        if version == self.live_version():
+            raise PublicationError(f"version {version} is live: publish another version before deleting it")
+        removed = 0
+        batch: list[bytes] = []
+        for name in self.client.scan_iter(match=self.key("v", version, "*"), count=chunk):
+            batch.append(name)
+            if len(batch) >= chunk:
+                removed += self.client.unlink(*batch)
+                batch = []
+        if batch:
+            removed += self.client.unlink(*batch)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zrem(self.key("versions"), version)
+        pipe.zrem(self.key("pending"), version)
+        pipe.execute()
+        return removed
+
+    def prune(self, keep: int = 2) -> list[str]:
+        """Delete committed versions beyond the newest `keep` and leftovers of dead publishes."""
+        live = self.live_version()
+        committed = self.versions()
+        doomed = [version for version in committed[:-keep] if version != live] if keep else []
+        doomed += [_text(v) for v in self.client.zrange(self.key("pending"), 0, -1)]
+        for version in doomed:
+            removed = self.delete_version(version)
+            logger.info("deleted publication %s (%d keys)", version, removed)
+        return doomed
+
+
+class PublicationWriter:
+    """Writes one version; `commit` makes it live atomically, `abort` removes what was written."""
+
+    def __init__(self, store: PublicationStore, version: str):
+        self.store = store
+        self.version = version
+        self.users_written = 0
+        self.bytes_written = 0
+
+    def write_meta(self, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                   builder_state: Mapping[str, Any] | None) -> None:
+        manifest = dict(manifest)
+        manifest["version"] = self.version
+        manifest["arrays"] = {name: {"shape": list(np.shape(value))} for name, value in arrays.items()}
+        mapping: dict[str, bytes | str] = {"manifest": json.dumps(manifest), "complete": "0"}
+        for name, value in arrays.items():
+            mapping[f"array:{name}"] = np.ascontiguousarray(value, dtype="<f4").tobytes()
+        if builder_state is not None:
+            mapping["builder_state"] = json.dumps(builder_state)
+        self.store.client.hset(self.store.meta_key(self.version), mapping=mapping)
+
+    def write_users(self, records: Iterable[tuple[str, bytes]], chunk: int = 2000) -> int:
+        """Write `(user_id, blob)` pairs pipelined in chunks; returns how many were written."""
+        pipe = self.store.client.pipeline(transaction=False)
+        pending = 0
+        for user_id, blob in records:
+            pipe.set(self.store.user_key(self.version, user_id), blob)
+            self.bytes_written += len(blob)
+            pending += 1
+            if pending >= chunk:
+                pipe.execute()
+                self.users_written += pending
+                pending = 0
+        if pending:
+            pipe.execute()
+            self.users_written += pending
+        return self.users_written
+
+    def commit(self) -> str | None:
+        """Mark complete and switch the live pointer in one script; returns the previous live version."""
+        client = self.store.client
+        client.hset(self.store.meta_key(self.version), "complete", "1")
+        previous = self.store._switch(
+            keys=[self.store.meta_key(self.version), self.store.live_key, self.store.key("versions"),
+                  self.store.key("pending")],
+            args=[self.version, time.time()],
+        )
+        previous = _text(previous) if previous else None
+        logger.info("publication %s is live (previous %s)", self.version, previous)
+        return previous
+
+    def abort(self) -> None:
+        try:
+            self.store.delete_version(self.version)
+        except redis.RedisError:
+            logger.warning("could not delete the aborted publication %s; the next publish will", self.version)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,313 @@
+"""Publish a model bundle for the ranking API: everything it needs, computed offline, into Redis.
+
+For every cardholder of the data directory: the user factors, the top-N eligible items at the
+as-of time with their scores, the sparse feature row (for reasons), the items already seen, card
+tier, time zone and opt-in. Shared by all: item factors and metadata, the feature-builder state,
+the affine map from features to factors (for cardholders the publication does not hold) and
+overall / per-card-tier popularity. Written under a new version; made live by one atomic switch
+after the last key is written (`recsys.publication`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import redis
+import scipy.sparse as sp
+
+from recsys.publication import (
+    PublicationStore,
+    PublicationWriter,
+    UserRecord,
+    encode_user,
+    index_dtype,
+)
+
+if TYPE_CHECKING:
+    from features.loader import Dataset
+    from recsys.bundle import ModelBundle
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_TIER = "unknown"
+POPULARITY_WINDOW_DAYS = 90
+MAX_SEEN = 4096
+AFFINE_TOLERANCE = 1e-3
+
+
+class PublishError(ValueError):
+    """A publish that cannot proceed (no cardholders, a bundle that does not fit the data)."""
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    version: str
+    previous: str | None
+    deleted: list[str]
+    users: int
+    items: int
+    dim: int
+    top_n: int
+    affine_features: bool
+    record_bytes_mean: float
+    redis_bytes_per_user: float | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _epoch_seconds(values: pd.Series) -> list[float | None]:
+    stamps = pd.to_datetime(values, utc=True)
+    return [None if pd.isna(v) else v.timestamp() for v in stamps]
+
+
+def _split(cell: object) -> list[str]:
+    if not isinstance(cell, str):
+        return []
+    return [part.strip() for part in cell.split("|") if part.strip()]
+
+
+def bundle_fingerprint(path: str | os.PathLike[str]) -> str:
+    """sha256 over a bundle directory's files (names and bytes): the same bundle, the same print."""
+    digest = hashlib.sha256()
+    root = Path(path)
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(root)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def l1_normalise(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    sums = np.asarray(abs(matrix).sum(axis=1)).ravel()
+    sums[sums == 0] = 1.0
+    return sp.csr_matrix(sp.diags((1.0 / sums).astype(np.float32)) @ matrix)
+
+
+def affine_feature_map(model: Any, n_features: int, sample: sp.csr_matrix
+                       ) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(A, c, normalisation) with `user_factors(-1, X) == N(X) @ A + c`, when the model allows it.
+
+    `normalisation` is "none" (N(X) = X) or "l1" (rows scaled to sum 1, as the hybrid model does
+    with `normalize_features`). Checked on `sample` (real feature rows); None for models that ignore
+    features or are neither, whose unknown cardholders then fall back to popularity.
+    """
+    if n_features == 0:
+        return None
+    offset = model.user_factors(np.array([-1]), sp.csr_matrix((1, n_features), dtype=np.float32))[0]
+    unit_rows = sp.identity(n_features, format="csr", dtype=np.float32)
+    basis = model.user_factors(np.full(n_features, -1), unit_rows)
+    mapping = (basis - offset).astype(np.float32)
+    if not np.abs(mapping).max() > 0:
+        return None
+    if not sample.shape[0]:
+        return mapping, offset.astype(np.float32), "none"
+    expected = model.user_factors(np.full(sample.shape[0], -1), sample)
+    scale = max(1.0, float(np.abs(expected).max()))
+    for name, rows in (("none", sample), ("l1", l1_normalise(sample))):
+        predicted = rows @ mapping + offset
+        if float(np.abs(predicted - expected).max()) <= AFFINE_TOLERANCE * scale:
+            return mapping, offset.astype(np.float32), name
+    logger.info("model is not affine in user features: unknown cardholders get popularity")
+    return None
+
+
+def popularity(dataset: Dataset, as_of: pd.Timestamp, items: Any, tiers: list[str],
+               holder_tier: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Overall [n_items] and per-tier [n_tiers, n_items] popularity in [0, 1]: reads and opened
+    pushes in the last 90 days before `as_of` (a per-tier score leans 80 % on its tier)."""
+    start = as_of - pd.Timedelta(days=POPULARITY_WINDOW_DAYS)
+    frames = []
+    reads = dataset.article_reads
+    if len(reads):
+        window = reads[(reads["ts"] > start) & (reads["ts"] <= as_of)]
+        frames.append(window[["user_id", "content_id"]])
+    pushes = dataset.push_log
+    if len(pushes):
+        opened_ts = pushes["opened_ts"]
+        opened = pushes[opened_ts.notna() & (opened_ts > start) & (opened_ts <= as_of)]
+        frames.append(opened[["user_id", "content_id"]])
+    n_items = len(items)
+    overall = np.zeros(n_items, np.float64)
+    per_tier = np.zeros((len(tiers), n_items), np.float64)
+    if frames:
+        events = pd.concat(frames, ignore_index=True)
+        item = items.index_of(events["content_id"].astype(str).to_numpy())
+        known = item >= 0
+        overall = np.bincount(item[known], minlength=n_items).astype(np.float64)
+        tier_of = holder_tier.reindex(events["user_id"].astype(str).to_numpy()).to_numpy(dtype=object)
+        tier_index = pd.Index(tiers).get_indexer(tier_of)
+        both = known & (tier_index >= 0)
+        flat = np.bincount(tier_index[both] * n_items + item[both], minlength=len(tiers) * n_items)
+        per_tier = flat.reshape(len(tiers), n_items).astype(np.float64)
+
+    def norm(values: np.ndarray) -> np.ndarray:
+        top = values.max(axis=-1, keepdims=True) if values.size else values
+        return np.divide(values, top, out=np.zeros_like(values), where=top > 0)
+
+    overall_share = norm(overall)
+    return overall_share.astype(np.float32), (0.8 * norm(per_tier) + 0.2 * overall_share).astype(np.float32)
+
+
+def publish(
+    bundle: ModelBundle,
+    dataset: Dataset,
+    store: PublicationStore,
+    *,
+    as_of: pd.Timestamp | None = None,
+    top_n: int = 20,
+    model_uri: str = "",
+    fingerprint: str = "",
+    block_size: int = 4096,
+    chunk: int = 2000,
+    progress: Callable[[int], None] | None = None,
+    records_hook: Callable[[Iterator[tuple[str, bytes]]], Iterator[tuple[str, bytes]]] | None = None,
+) -> PublishReport:
+    """Compute and write a new version, then switch the live pointer; older versions are pruned.
+
+    `records_hook` wraps the stream of user records on its way to Redis (operational checks and
+    fault-injection tests). If anything fails before the switch, the new version's keys are
+    removed and the live version is untouched.
+    """
+    from recsys.bundle import card_tiers_of, current_item_meta
+    from recsys.ranking import top_k
+
+    started = time.perf_counter()
+    if top_n < 1:
+        raise PublishError(f"top_n must be >= 1, got {top_n}")
+    as_of = pd.Timestamp(as_of if as_of is not None else bundle.as_of)
+    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    holders = dataset.cardholders.drop_duplicates("user_id")
+    ids = holders["user_id"].astype(str).to_numpy(dtype=object)
+    if not len(ids):
+        raise PublishError(f"{dataset.root}: the cardholders table is empty: nothing to publish")
+    model = bundle.model
+    builder = bundle.feature_builder
+    items = bundle.items
+    n_items = len(items)
+    item_factors = np.ascontiguousarray(model.item_factors(), dtype=np.float32)
+    dim = item_factors.shape[1]
+
+    features = sp.csr_matrix(builder.transform_users(dataset, as_of, ids), dtype=np.float32)
+    eligibility = bundle.eligibility(dataset, as_of, ids)
+    seen = (sp.csr_matrix(eligibility.seen) if eligibility.seen is not None
+            else sp.csr_matrix((len(ids), n_items)))
+    user_tiers = card_tiers_of(dataset, ids)
+    tiers = sorted({str(t) for t in user_tiers if t != UNKNOWN_TIER})
+    tier_index = pd.Index(tiers).get_indexer(user_tiers.astype(str))
+    zones = holders["timezone"].astype("string").fillna("").to_numpy(dtype=object)
+    zone_names = sorted(set(zones.tolist()) | {""})
+    zone_index = pd.Index(zone_names).get_indexer(zones)
+    opt_in = holders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
+    user_index = bundle.users.index_of(ids)
+
+    sample_rows = np.random.default_rng(0).choice(len(ids), size=min(64, len(ids)), replace=False)
+    affine = affine_feature_map(model, features.shape[1], features[np.sort(sample_rows)])
+    holder_tier = pd.Series(user_tiers, index=ids)
+    pop_overall, pop_tiers = popularity(dataset, as_of, items, tiers, holder_tier)
+
+    meta = current_item_meta(bundle.item_meta, dataset.content)
+    titles = dataset.content.drop_duplicates("content_id").set_index("content_id")["title"]
+    titles.index = titles.index.astype(str)
+    item_ids = items.ids.astype(str).tolist()
+    item_dtype, feature_dtype = index_dtype(n_items), index_dtype(features.shape[1])
+    manifest = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "as_of": as_of.isoformat(),
+        "model_uri": model_uri,
+        "fingerprint": fingerprint,
+        "model_kind": model.kind,
+        "model_params": model.params(),
+        "bundle_metrics": bundle.metrics,
+        "dim": dim,
+        "n_users": len(ids),
+        "top_n": top_n,
+        "item_index_dtype": item_dtype.str,
+        "feature_index_dtype": feature_dtype.str,
+        "tiers": tiers,
+        "timezones": zone_names,
+        "feature_names": list(builder.user_feature_names),
+        "affine_features": affine is not None,
+        "feature_normalisation": affine[2] if affine is not None else None,
+        "items": {
+            "ids": item_ids,
+            "titles": [str(titles.get(i, i)) for i in item_ids],
+            "kinds": meta["kind"].astype("string").fillna("article").tolist(),
+            "tags": [_split(cell) for cell in meta["tags"].astype(object)],
+            "card_tiers": [_split(cell) for cell in meta["card_tiers"].astype(object)],
+            "transactional": meta["transactional"].fillna(False).astype(bool).tolist(),
+            "valid_from": _epoch_seconds(meta["valid_from"]),
+            "valid_to": _epoch_seconds(meta["valid_to"]),
+        },
+    }
+    arrays = {"item_factors": item_factors, "pop_overall": pop_overall, "pop_segments": pop_tiers}
+    if affine is not None:
+        arrays["feature_map"], arrays["feature_offset"] = affine[0], affine[1]
+
+    def records() -> Iterator[tuple[str, bytes]]:
+        for start in range(0, len(ids), block_size):
+            stop = min(start + block_size, len(ids))
+            rows = np.arange(start, stop)
+            block_features = features[start:stop]
+            factors = model.user_factors(user_index[start:stop], block_features).astype(np.float32)
+            top_items, top_scores = top_k(factors, item_factors, top_n, eligibility.subset(rows))
+            for j, row in enumerate(rows.tolist()):
+                keep = top_items[j] >= 0
+                lo, hi = features.indptr[row], features.indptr[row + 1]
+                seen_items = seen.indices[seen.indptr[row]:seen.indptr[row + 1]][:MAX_SEEN]
+                record = UserRecord(
+                    group=int(tier_index[row]), segment=int(tier_index[row]), timezone=int(zone_index[row]),
+                    opt_in=bool(opt_in[row]), factors=factors[j], top_items=top_items[j][keep],
+                    top_scores=top_scores[j][keep], feature_index=features.indices[lo:hi],
+                    feature_values=features.data[lo:hi], seen=seen_items,
+                )
+                yield ids[row], encode_user(record, item_dtype, feature_dtype)
+            if progress is not None:
+                progress(stop - start)
+
+    writer: PublicationWriter = store.begin()
+    try:
+        writer.write_meta(manifest, arrays, bundle.feature_state)
+        stream = records()
+        if records_hook is not None:
+            stream = records_hook(stream)
+        writer.write_users(stream, chunk=chunk)
+        previous = writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    deleted = store.prune(keep=2)
+    redis_bytes = _sample_memory(store, writer.version, ids)
+    report = PublishReport(
+        version=writer.version, previous=previous, deleted=deleted, users=writer.users_written, items=n_items,
+        dim=dim, top_n=top_n, affine_features=affine is not None,
+        record_bytes_mean=writer.bytes_written / max(1, writer.users_written),
+        redis_bytes_per_user=redis_bytes, seconds=time.perf_counter() - started,
+    )
+    logger.info("published %s: %d cardholders, %d items, %.0f B/record", report.version, report.users,
+                report.items, report.record_bytes_mean)
+    return report
+
+
+def _sample_memory(store: PublicationStore, version: str, ids: np.ndarray, n: int = 200) -> float | None:
+    """Mean Redis MEMORY USAGE of a sample of user keys (key, value and overhead), if the server tells."""
+    rng = np.random.default_rng(0)
+    sample = ids[rng.choice(len(ids), size=min(n, len(ids)), replace=False)]
+    pipe = store.client.pipeline(transaction=False)
+    for user_id in sample:
+        pipe.memory_usage(store.user_key(version, str(user_id)), samples=0)
+    try:
+        sizes = [size for size in pipe.execute() if size is not None]
+    except redis.ResponseError:  # MEMORY USAGE may be disabled (renamed) on managed servers
+        return None
+    return float(np.mean(sizes)) if sizes else None

@@ -1,0 +1,63 @@
+"""The FastAPI application: `create_app(settings)` builds one; `app` is what `recsys serve` runs.
+
+Routers are included from the explicit `ROUTERS` list (module paths, each exposing `router`);
+add a resource by adding its module there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from recsys.config import Settings, get_settings
+from serving import errors
+from serving.metrics import MetricsMiddleware
+from serving.state import ServingState
+
+logger = logging.getLogger(__name__)
+
+ROUTERS: tuple[str, ...] = (
+    "serving.routers.health",
+    "serving.routers.rank",
+    "serving.routers.events",
+    "serving.routers.users",
+    "serving.routers.policy",
+    "serving.routers.admin",
+)
+
+DESCRIPTION = """Ranking API of the Qianmian push engine.
+
+The push scheduler asks what each cardholder should get now: personal (LightFM hybrid scores),
+eligible (validity, card tier, not already seen) and within the anti-disturbance caps.
+Authenticate with `Authorization: Bearer <token>` (scheduler or admin token).
+"""
+
+
+def create_app(settings: Settings | None = None, routers: tuple[str, ...] = ROUTERS) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = app.state.serving
+        state.start()
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(title="Qianmian ranking API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.serving = ServingState(settings)
+    errors.install(app)
+    for name in routers:
+        app.include_router(importlib.import_module(name).router)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.serving.metrics)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for `uvicorn --factory serving.app:app_from_environment` (settings from RECSYS_*)."""
+    return create_app(get_settings())

@@ -1,0 +1,77 @@
+"""Bearer-token authentication with two principals: the push scheduler and the administrator.
+
+The scheduler may rank, post events and read; the administrator may do everything, including
+changing the policy and reloading. Tokens are compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from recsys.config import Settings
+
+READ = "read"
+RANK = "rank"
+EVENTS = "events"
+ADMIN = "admin"
+
+_SCOPES = {
+    "scheduler": frozenset({READ, RANK, EVENTS}),
+    "admin": frozenset({READ, RANK, EVENTS, ADMIN}),
+}
+
+bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`: scheduler or admin token")
+
+
+class AuthenticationError(Exception):
+    """No token, or a token that matches no principal (HTTP 401)."""
+
+
+class ForbiddenError(Exception):
+    """A valid token without the scope an operation needs (HTTP 403)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    scopes: frozenset[str]
+
+
+def identify(token: str, settings: Settings) -> Principal | None:
+    """The principal owning `token`; every configured token is compared, in constant time."""
+    given = token.encode()
+    found = None
+    for name, secret in (("scheduler", settings.scheduler_token), ("admin", settings.admin_token)):
+        if hmac.compare_digest(given, secret.get_secret_value().encode()):
+            found = name
+    return Principal(found, _SCOPES[found]) if found else None
+
+
+def requires(scope: str):
+    """A dependency returning the caller's principal, refusing callers without `scope`."""
+
+    def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise AuthenticationError("missing bearer token: send `Authorization: Bearer <token>`")
+        principal = identify(credentials.credentials, request.app.state.serving.settings)
+        if principal is None:
+            raise AuthenticationError("invalid bearer token: use the scheduler or admin token")
+        if scope not in principal.scopes:
+            raise ForbiddenError(f"the {principal.name} token may not do this: it needs the {scope} scope")
+        return principal
+
+    return dependency
+
+
+ReadAccess = Annotated[Principal, Depends(requires(READ))]
+RankAccess = Annotated[Principal, Depends(requires(RANK))]
+EventsAccess = Annotated[Principal, Depends(requires(EVENTS))]
+AdminAccess = Annotated[Principal, Depends(requires(ADMIN))]

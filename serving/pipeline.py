@@ -1,0 +1,232 @@
+"""The request-time ranking pipeline over a published version.
+
+Named stages: representation (published factors, else features, else popularity) -> candidates
+(requested ids, else every published item minus those already seen) -> eligibility at `now`
+(validity window, card tier, transactional only when requested, no marketing for opted-out
+cardholders) -> score -> order. The caps stage follows in `serving.ranker`, over this order.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from recsys.publication import PublishedVersion, UserRecord
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_TIER = -1
+_PHRASES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^spend\d+d_(?:share|level):total$"), "matches your card spend"),
+    (re.compile(r"^spend\d+d_(?:share|level):(?P<x>.+)$"), "matches your {x} spend"),
+    (re.compile(r"^topic:(?P<x>.+)$"), "you read about {x}"),
+    (re.compile(r"^menu\d+d(?:_level)?:(?P<x>.+)$"), "you recently used {x}"),
+    (re.compile(r"^card_tier=(?P<x>(?!unknown$).+)$"), "popular with {x} cardholders"),
+    (re.compile(r"^online_share$"), "matches your online shopping"),
+    (re.compile(r"^overseas_share$"), "matches your overseas spend"),
+)
+SIMILAR_REASON = "opened by cardholders with similar activity"
+PROFILE_REASON = "popular with cardholders like you"
+
+
+def _seconds(values: list[float | None]) -> np.ndarray:
+    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def feature_phrase(name: str) -> str:
+    """A short, human reason for a user feature name (from `features.builder` naming)."""
+    for pattern, template in _PHRASES:
+        match = pattern.match(name)
+        if match:
+            return template.format(x=match.groupdict().get("x", "").replace("_", " "))
+    return PROFILE_REASON
+
+
+@dataclass
+class Representation:
+    """How a cardholder is scored: factors (None: popularity only) and what the reasons can use."""
+
+    factors: np.ndarray | None
+    group: int
+    timezone: str | None
+    opt_in: bool
+    feature_index: np.ndarray
+    feature_values: np.ndarray
+    seen: np.ndarray
+    fallback: str | None  # None, "features", "segment_popularity" or "popularity"
+
+
+@dataclass
+class Ranked:
+    """Ordered eligible candidates (best first) with scores, and requested ids that were skipped."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+class LiveModel:
+    """A published version held in memory, ready to rank; immutable once built."""
+
+    def __init__(self, published: PublishedVersion, builder: Any | None = None):
+        self.version = published.version
+        self.manifest = published.manifest
+        items = published.manifest["items"]
+        self.item_ids: list[str] = list(items["ids"])
+        self.item_position = {item_id: i for i, item_id in enumerate(self.item_ids)}
+        self.titles: list[str] = list(items["titles"])
+        self.kinds: list[str] = list(items["kinds"])
+        self.tags: list[tuple[str, ...]] = [tuple(t) for t in items["tags"]]
+        self.transactional = np.asarray(items["transactional"], dtype=bool)
+        self.valid_from = _seconds(items["valid_from"])
+        self.valid_to = _seconds(items["valid_to"])
+        self.tiers: list[str] = list(published.manifest["tiers"])
+        self.tier_position = {tier: g for g, tier in enumerate(self.tiers)}
+        self.timezones: list[str] = list(published.manifest["timezones"])
+        item_tiers = [set(tiers) for tiers in items["card_tiers"]]
+        unrestricted = np.asarray([not tiers for tiers in item_tiers], dtype=bool)
+        # Row g: items a cardholder of tier g may get; the last row (index -1) is the unknown tier.
+        self.group_allowed = np.vstack(
+            [unrestricted | np.asarray([tier in tiers for tiers in item_tiers], dtype=bool)
+             for tier in self.tiers] + [unrestricted]
+        )
+        arrays = published.arrays
+        self.item_factors = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)
+        self.pop_overall = arrays["pop_overall"]
+        self.pop_segments = arrays["pop_segments"]
+        self.feature_names: list[str] = list(published.manifest["feature_names"])
+        self.feature_map = arrays.get("feature_map")
+        self.feature_offset = arrays.get("feature_offset")
+        self.l1_features = published.manifest.get("feature_normalisation") == "l1"
+        # Reasons compare items: what lifts this item above the average item for this cardholder.
+        self.centred_items = self.item_factors - self.item_factors.mean(axis=0, keepdims=True)
+        self.contributions = None
+        if self.feature_map is not None:
+            contributions = self.feature_map @ self.centred_items.T
+            self.contributions = np.ascontiguousarray(contributions, dtype=np.float32)
+        self.phrases = [feature_phrase(name) for name in self.feature_names]
+        self.builder = builder
+        self.item_dtype = published.item_dtype
+        self.feature_dtype = published.feature_dtype
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    # ------------------------------------------------------------------ representation
+    def known(self, record: UserRecord) -> Representation:
+        timezone = self.timezones[record.timezone] if record.timezone < len(self.timezones) else None
+        return Representation(record.factors, record.group, timezone or None, record.opt_in,
+                              record.feature_index.astype(np.int64), record.feature_values, record.seen, None)
+
+    def unknown(self, features: dict[str, float] | None) -> Representation:
+        """A cardholder the publication lacks: from supplied features, else (segment) popularity."""
+        group = UNKNOWN_TIER
+        index = np.zeros(0, np.int64)
+        values = np.zeros(0, np.float32)
+        if features:
+            for name, weight in features.items():
+                if name.startswith("card_tier=") and weight > 0:
+                    group = self.tier_position.get(name.split("=", 1)[1], UNKNOWN_TIER)
+            if self.builder is not None:
+                row = self.builder.encode_user_dicts([features])
+                index, values = row.indices.astype(np.int64), row.data.astype(np.float32)
+        if len(index) and self.feature_map is not None:
+            factors = self.normalised(values) @ self.feature_map[index] + self.feature_offset
+            return Representation(factors.astype(np.float32), group, None, True, index, values,
+                                  np.zeros(0, np.int64), "features")
+        source = "segment_popularity" if group != UNKNOWN_TIER else "popularity"
+        return Representation(None, group, None, True, index, values, np.zeros(0, np.int64), source)
+
+    def normalised(self, values: np.ndarray) -> np.ndarray:
+        if not self.l1_features:
+            return values
+        total = float(np.abs(values).sum())
+        return values / total if total > 0 else values
+
+    # ------------------------------------------------------------------ candidates and eligibility
+    def valid_at(self, now: datetime) -> np.ndarray:
+        """Items inside their validity window at `now`."""
+        moment = now.timestamp()
+        with np.errstate(invalid="ignore"):
+            return ~(self.valid_from > moment) & ~(self.valid_to < moment)
+
+    def candidates(self, user: Representation, now: datetime, requested: list[str] | None,
+                   valid: np.ndarray | None = None) -> tuple[np.ndarray, list[tuple[str, str]]]:
+        """Eligible item indices at `now` (unordered) and the requested ids skipped, with why."""
+        valid = self.valid_at(now) if valid is None else valid
+        allowed = valid & self.group_allowed[user.group]
+        if not user.opt_in:
+            allowed = allowed & self.transactional
+        skipped: list[tuple[str, str]] = []
+        if requested is None:
+            mask = allowed & ~self.transactional
+            if len(user.seen):
+                mask[user.seen] = False
+            return np.flatnonzero(mask), skipped
+        chosen = []
+        seen = set(user.seen.tolist()) if len(user.seen) else ()
+        for content_id in requested:
+            position = self.item_position.get(content_id)
+            if position is None:
+                skipped.append((content_id, "not in the published model: publish a model trained with it"))
+            elif not valid[position]:
+                skipped.append((content_id, "outside its validity window at this time"))
+            elif not self.group_allowed[user.group, position]:
+                skipped.append((content_id, "not offered to this cardholder's card tier"))
+            elif not allowed[position]:
+                skipped.append((content_id, "cardholder opted out of marketing pushes"))
+            elif position in seen:
+                skipped.append((content_id, "already read or pushed to this cardholder"))
+            else:
+                chosen.append(position)
+        return np.asarray(chosen, dtype=np.int64), skipped
+
+    # ------------------------------------------------------------------ scoring
+    def scores(self, user: Representation, items: np.ndarray) -> np.ndarray:
+        if user.factors is not None:
+            return self.item_factors[items] @ user.factors
+        popularity = self.pop_segments[user.group] if user.group != UNKNOWN_TIER else self.pop_overall
+        return popularity[items].astype(np.float32)
+
+    def rank(self, user: Representation, now: datetime, requested: list[str] | None,
+             valid: np.ndarray | None = None) -> Ranked:
+        items, skipped = self.candidates(user, now, requested, valid)
+        scores = self.scores(user, items)
+        order = np.argsort(-scores, kind="stable")
+        return Ranked(items[order], scores[order], skipped)
+
+    def reasons(self, user: Representation, items: np.ndarray) -> list[str]:
+        """One short reason per item: the user feature (or collaborative part) adding most to its score."""
+        if len(items) == 0:
+            return []
+        if user.factors is None:
+            tier = self.tiers[user.group] if user.group != UNKNOWN_TIER else None
+            return [f"popular with {tier} cardholders" if tier else "popular with cardholders"] * len(items)
+        if self.contributions is None or len(user.feature_index) == 0:
+            return [SIMILAR_REASON] * len(items)
+        values = self.normalised(user.feature_values)
+        parts = values[:, None] * self.contributions[user.feature_index][:, items]
+        best = parts.argmax(axis=0)
+        best_value = parts[best, np.arange(len(items))]
+        if user.fallback is None:
+            explained = values @ self.feature_map[user.feature_index] + self.feature_offset
+            residual = self.centred_items[items] @ (user.factors - explained)
+        else:
+            residual = np.full(len(items), -np.inf)
+        reasons = []
+        for j in range(len(items)):
+            if best_value[j] > 0 and best_value[j] >= residual[j]:
+                reasons.append(self.phrases[user.feature_index[best[j]]])
+            else:
+                reasons.append(SIMILAR_REASON if user.fallback is None else PROFILE_REASON)
+        return reasons
+
+    def item_view(self, position: int) -> dict[str, Any]:
+        return {"content_id": self.item_ids[position], "title": self.titles[position],
+                "kind": self.kinds[position]}

@@ -1,0 +1,138 @@
+"""Versioned, audited policy in Redis: every change is a new revision with who, when and the diff.
+
+Keys under `{prefix}:policy:`: `current` (the live revision number), `rev:{n}` (hash: document,
+author, at, diff, note). A rollback is a new revision carrying an old document, so the history
+only grows. Writers pass the revision they based their change on; a concurrent change makes the
+write fail with `PolicyConflictError` instead of silently overwriting it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from recsys.caps.policy import Policy, parse_policy
+
+logger = logging.getLogger(__name__)
+
+_WRITE_REVISION = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current ~= tonumber(ARGV[1]) then
+  return {0, current}
+end
+local revision = current + 1
+redis.call('HSET', KEYS[2] .. revision, 'document', ARGV[2], 'author', ARGV[3], 'at', ARGV[4],
+           'diff', ARGV[5], 'note', ARGV[6])
+redis.call('SET', KEYS[1], revision)
+return {1, revision}
+"""
+
+
+class PolicyConflictError(ValueError):
+    """The policy changed since the revision a write was based on."""
+
+
+class PolicyRevisionNotFoundError(LookupError):
+    """A policy revision that does not exist."""
+
+
+@dataclass(frozen=True)
+class PolicyRevision:
+    revision: int
+    policy: Policy
+    document: dict[str, Any]
+    author: str
+    at: str
+    diff: list[dict[str, Any]]
+    note: str
+
+
+def diff_documents(old: Any, new: Any, path: str = "") -> list[dict[str, Any]]:
+    """Changed leaves between two JSON documents, as `{path, old, new}` (absent = null)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        changes = []
+        for key in sorted(set(old) | set(new), key=str):
+            child = f"{path}.{key}" if path else str(key)
+            changes += diff_documents(old.get(key), new.get(key), child)
+        return changes
+    if old == new:
+        return []
+    return [{"path": path or "(document)", "old": old, "new": new}]
+
+
+class PolicyStore:
+    def __init__(self, client: redis.Redis, prefix: str):
+        self.client = client
+        self.current_key = f"{prefix}:policy:current"
+        self.revision_prefix = f"{prefix}:policy:rev:"
+        self._write = client.register_script(_WRITE_REVISION)
+
+    def current_revision(self) -> int:
+        return int(self.client.get(self.current_key) or 0)
+
+    def get(self, revision: int | None = None) -> PolicyRevision | None:
+        """A revision (default: the current one); None when no policy was ever stored."""
+        number = self.current_revision() if revision is None else revision
+        if number <= 0:
+            if revision is not None:
+                raise PolicyRevisionNotFoundError(f"policy revision {revision} does not exist")
+            return None
+        fields = self.client.hgetall(f"{self.revision_prefix}{number}")
+        if not fields:
+            raise PolicyRevisionNotFoundError(
+                f"policy revision {number} does not exist: list them with GET /v1/policy/versions"
+            )
+        fields = {key.decode(): value.decode() for key, value in fields.items()}
+        document = json.loads(fields["document"])
+        return PolicyRevision(
+            revision=number,
+            policy=parse_policy(document, f"policy revision {number}"),
+            document=document,
+            author=fields["author"],
+            at=fields["at"],
+            diff=json.loads(fields["diff"]),
+            note=fields.get("note", ""),
+        )
+
+    def history(self, limit: int = 100) -> list[PolicyRevision]:
+        """The newest `limit` revisions, newest first."""
+        current = self.current_revision()
+        return [rev for n in range(current, max(0, current - limit), -1) if (rev := self.get(n))]
+
+    def put(self, policy: Policy, author: str, based_on: int | None = None, note: str = "") -> PolicyRevision:
+        """Store `policy` as the next revision; `based_on` (default: current) must still be current."""
+        expected = self.current_revision() if based_on is None else based_on
+        previous = self.get(expected) if expected > 0 else None
+        document = policy.to_dict()
+        diff = diff_documents(previous.document if previous else {}, document)
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        written, number = self._write(
+            keys=[self.current_key, self.revision_prefix],
+            args=[expected, json.dumps(document, sort_keys=True), author, at, json.dumps(diff), note],
+        )
+        if not written:
+            raise PolicyConflictError(
+                f"the policy changed since revision {expected} (now revision {number}): "
+                "fetch it again and reapply your change"
+            )
+        logger.info("policy revision %d (%s) stored by %s: %d change(s)", number, policy.version, author,
+                    len(diff))
+        return PolicyRevision(int(number), policy, document, author, at, diff, note)
+
+    def ensure(self, policy: Policy, author: str = "bootstrap") -> PolicyRevision:
+        """The current revision, storing `policy` as revision 1 when none exists (race-safe)."""
+        current = self.get()
+        if current is not None:
+            return current
+        try:
+            return self.put(policy, author, based_on=0, note="initial policy")
+        except PolicyConflictError:
+            current = self.get()
+            if current is None:
+                raise
+            return current

@@ -1,0 +1,137 @@
+"""Rank requests end to end: published record -> pipeline -> caps over the ordered list -> top k allowed.
+
+A batch reads every cardholder's record in one MGET and decides all of them in one caps call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from recsys.caps.decisions import Candidate, CapRequest, UserDecision
+from recsys.publication import decode_user
+from serving.pipeline import LiveModel, Ranked, Representation
+from serving.schemas import RankRequest
+from serving.state import ServingState, Snapshot
+
+NO_CANDIDATES = {"rule": "no_candidates", "detail": "no eligible content for this cardholder at this time",
+                 "eligible_at": None}
+NOT_OPTED_IN = {"rule": "opt_out", "detail": "the cardholder's push_opt_in is false in the published data",
+                "eligible_at": None}
+
+
+def decide_width(k: int) -> int:
+    """How many of the ordered candidates the caps engine looks at (rules may block some)."""
+    return max(2 * k, k + 8)
+
+
+def representations(model: LiveModel, blobs: Sequence[bytes | None],
+                    requests: Sequence[RankRequest]) -> list[Representation]:
+    out = []
+    for blob, request in zip(blobs, requests, strict=True):
+        if blob is not None:
+            out.append(model.known(decode_user(blob, model.item_dtype, model.feature_dtype)))
+        else:
+            out.append(model.unknown(request.features))
+    return out
+
+
+def cap_request(model: LiveModel, user: Representation, request: RankRequest, ranked: Ranked) -> CapRequest:
+    width = decide_width(request.k)
+    candidates = tuple(
+        Candidate(model.item_ids[i], model.kinds[i], model.tags[i], bool(model.transactional[i]),
+                  request.campaign)
+        for i in ranked.items[:width].tolist()
+    )
+    return CapRequest(request.user_id, candidates, user.timezone, request.reserve and bool(candidates))
+
+
+def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: RankRequest,
+           ranked: Ranked, decision: UserDecision | None, now: datetime) -> dict[str, Any]:
+    """The response body for one cardholder."""
+    chosen: list[int] = []
+    blocks: list[dict[str, Any]] = []
+    if decision is not None:
+        for position, candidate in enumerate(decision.decisions):
+            if candidate.allowed and len(chosen) < request.k:
+                chosen.append(position)
+        if not chosen and decision.decisions:
+            blocks = [{"rule": b.rule, "detail": b.detail, "eligible_at": b.eligible_at}
+                      for b in decision.decisions[0].blocks]
+    elif not user.opt_in:
+        blocks = [NOT_OPTED_IN]
+    else:
+        blocks = [NO_CANDIDATES]
+    items = ranked.items[chosen]
+    reasons = model.reasons(user, items)
+    body_items = [
+        {**model.item_view(i), "score": float(ranked.scores[p]), "reason": reason}
+        for i, p, reason in zip(items.tolist(), chosen, reasons, strict=True)
+    ]
+    reservation = decision.reservation if decision is not None else None
+    allowed = bool(chosen)
+    return {
+        "user_id": request.user_id,
+        "items": body_items,
+        "model_version": model.version,
+        "fallback": user.fallback is not None,
+        "fallback_source": user.fallback,
+        "caps": {
+            "allowed": allowed,
+            "blocks": blocks,
+            "next_eligible_at": now if allowed else (decision.eligible_at if decision is not None else None),
+            "policy_version": (decision.policy_version if decision is not None
+                               else snapshot.policy.policy.version),
+        },
+        "push_id": reservation.push_id if reservation is not None else None,
+        "reservation_expires_at": reservation.expires_at if reservation is not None else None,
+        "skipped": [{"content_id": c, "reason": r} for c, r in ranked.skipped],
+    }
+
+
+def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now: datetime | None = None
+              ) -> tuple[Snapshot, list[dict[str, Any]]]:
+    snapshot = state.snapshot()
+    model = snapshot.model
+    clock = default_now or datetime.now(UTC)
+    keys = [state.user_key(model.version, request.user_id) for request in requests]
+    blobs = state.client.mget(keys) if len(keys) > 1 else [state.client.get(keys[0])]
+    users = representations(model, blobs, requests)
+    valid_cache: dict[datetime, np.ndarray] = {}
+    ranked_all, cap_requests, positions = [], [], []
+    for index, (user, request) in enumerate(zip(users, requests, strict=True)):
+        now = request.now or clock
+        valid = valid_cache.get(now)
+        if valid is None:
+            valid = valid_cache[now] = model.valid_at(now)
+        ranked = model.rank(user, now, request.candidates, valid)
+        ranked_all.append(ranked)
+        if len(ranked.items):
+            cap_requests.append(cap_request(model, user, request, ranked))
+            positions.append(index)
+    decisions: list[UserDecision | None] = [None] * len(requests)
+    if cap_requests:
+        # One caps call per distinct decision time (a batch normally shares one).
+        by_time: dict[datetime, list[int]] = {}
+        for slot, index in enumerate(positions):
+            by_time.setdefault(requests[index].now or clock, []).append(slot)
+        for now, slots in by_time.items():
+            results = state.engine.decide_batch([cap_requests[s] for s in slots], now=now)
+            for slot, result in zip(slots, results, strict=True):
+                decisions[positions[slot]] = result
+    bodies = []
+    for user, request, ranked, decision in zip(users, requests, ranked_all, decisions, strict=True):
+        now = request.now or clock
+        body = answer(model, snapshot, user, request, ranked, decision, now)
+        bodies.append(body)
+        metrics = state.metrics
+        if body["caps"]["allowed"]:
+            metrics.caps_decisions.labels("allowed").inc()
+        else:
+            metrics.count_decisions(block["rule"] for block in body["caps"]["blocks"])
+        if user.fallback is not None:
+            metrics.fallbacks.labels(user.fallback).inc()
+    return snapshot, bodies

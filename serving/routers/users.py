@@ -1,0 +1,44 @@
+"""`GET /v1/users/{user_id}/caps`: a cardholder's cap counts and when the next push may go out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from recsys.publication import decode_user
+from serving.auth import ReadAccess
+from serving.deps import State
+from serving.schemas import AwareDatetime, CapsState
+
+router = APIRouter(prefix="/v1", tags=["caps"])
+
+UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+
+
+@router.get("/users/{user_id}/caps", response_model=CapsState, summary="Cap counts and next eligible time")
+async def user_caps(user_id: UserId, state: State, principal: ReadAccess,
+                    now: Annotated[AwareDatetime | None, Query(description="Evaluate at this time")] = None
+                    ) -> dict:
+    snapshot = state.snapshot(need_model=False)
+    timezone = None
+    if snapshot.model is not None:
+        blob = state.client.get(state.user_key(snapshot.model.version, user_id))
+        if blob is not None:
+            record = decode_user(blob, snapshot.model.item_dtype, snapshot.model.feature_dtype)
+            timezone = snapshot.model.known(record).timezone
+    caps = state.engine.state(user_id, timezone=timezone, now=now or datetime.now(UTC))
+    return {
+        "user_id": caps.user_id, "as_of": caps.as_of, "timezone": caps.timezone,
+        "limits": [
+            {"name": c.name, "count": c.count, "max": c.max, "window": c.window,
+             "window_start": c.window_start, "window_end": c.window_end}
+            for c in caps.limits
+        ],
+        "pending_reservations": len(caps.pending), "sent_total": caps.sent_total,
+        "unopened_streak": caps.unopened_streak, "last_sent_at": caps.last_sent_at,
+        "opted_out": caps.opted_out, "muted": caps.muted, "next_eligible_at": caps.next_eligible_at,
+        "blocks": [{"rule": b.rule, "detail": b.detail, "eligible_at": b.eligible_at} for b in caps.blocks],
+        "policy_version": caps.policy_version,
+    }

@@ -1,0 +1,244 @@
+"""Request and response bodies of the ranking API (they define the OpenAPI schema at /docs)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+MAX_BATCH = 1000
+MAX_K = 50
+MAX_CANDIDATES = 1000
+MAX_EVENTS = 1000
+MAX_FEATURES = 500
+
+Identifier = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$"),
+]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError(
+            "timestamp has no time zone: send ISO 8601 with an offset, e.g. 2026-11-25T09:00:00Z"
+        )
+    return value
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RankRequest(Strict):
+    user_id: Identifier = Field(description="Pseudonymous cardholder id.")
+    k: int = Field(3, ge=1, le=MAX_K, description="How many ranked, allowed items to return.")
+    now: AwareDatetime | None = Field(None, description="Decision time (default: the server's clock).")
+    candidates: list[Identifier] | None = Field(
+        None, max_length=MAX_CANDIDATES,
+        description="Content ids to rank (e.g. today's campaign pool); default: every published item. "
+        "Transactional contents are only considered when listed here.",
+    )
+    reserve: bool = Field(False, description="Reserve a cap slot for the top allowed item; returns push_id.")
+    campaign: Identifier | None = Field(None, description="Campaign name, for the campaign throttle.")
+    features: dict[str, float] | None = Field(
+        None, max_length=MAX_FEATURES,
+        description="For a cardholder the published model does not know: feature weights by feature "
+        "name (as `FeatureBuilder.user_feature_dicts` produces), e.g. {\"card_tier=gold\": 1.0}.",
+    )
+
+    @field_validator("candidates")
+    @classmethod
+    def _distinct(cls, values: list[str] | None) -> list[str] | None:
+        if values is not None and len(set(values)) != len(values):
+            seen: set[str] = set()
+            duplicate = next(v for v in values if v in seen or seen.add(v))
+            raise ValueError(f"content id {duplicate!r} is listed twice: list each candidate once")
+        return values
+
+    @field_validator("features")
+    @classmethod
+    def _finite(cls, values: dict[str, float] | None) -> dict[str, float] | None:
+        for name, value in (values or {}).items():
+            if not -1e6 <= value <= 1e6:
+                raise ValueError(f"feature {name!r} has weight {value}: weights must be finite, within ±1e6")
+        return values
+
+
+class BatchRankRequest(Strict):
+    requests: list[RankRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+    @field_validator("requests")
+    @classmethod
+    def _distinct_users(cls, values: list[RankRequest]) -> list[RankRequest]:
+        seen: set[str] = set()
+        for request in values:
+            if request.user_id in seen:
+                raise ValueError(f"cardholder {request.user_id!r} appears twice: one request per cardholder")
+            seen.add(request.user_id)
+        return values
+
+
+class RankedItem(BaseModel):
+    content_id: str
+    score: float
+    reason: str
+    title: str
+    kind: str
+
+
+class CapBlock(BaseModel):
+    rule: str
+    detail: str
+    eligible_at: datetime | None
+
+
+class CapsDecision(BaseModel):
+    allowed: bool = Field(description="Whether at least one ranked item may be pushed now.")
+    blocks: list[CapBlock] = Field(description="Rules blocking the best candidate (empty when allowed).")
+    next_eligible_at: datetime | None = Field(
+        description="When a candidate becomes allowed (now when allowed; null when none ever will).")
+    policy_version: str
+
+
+class Skipped(BaseModel):
+    content_id: str
+    reason: str
+
+
+class RankResponse(BaseModel):
+    user_id: str
+    items: list[RankedItem]
+    model_version: str
+    fallback: bool = Field(description="True when the cardholder is unknown to the published model.")
+    fallback_source: Literal["features", "segment_popularity", "popularity"] | None
+    caps: CapsDecision
+    push_id: str | None = None
+    reservation_expires_at: datetime | None = None
+    skipped: list[Skipped] = Field(default_factory=list,
+                                   description="Requested candidates that could not be ranked, and why.")
+
+
+class BatchRankResponse(BaseModel):
+    results: list[RankResponse]
+    model_version: str
+
+
+EventType = Literal["sent", "failed", "opened", "clicked", "muted", "unsubscribed"]
+
+
+class Event(Strict):
+    event_id: Identifier = Field(description="Unique id of this event; a repeated id is ignored.")
+    type: EventType
+    user_id: Identifier
+    push_id: Identifier | None = Field(None, description="Required for sent, failed, opened and clicked.")
+    content_id: Identifier | None = None
+    ts: AwareDatetime | None = Field(None, description="When it happened (default: when received).")
+
+    @model_validator(mode="after")
+    def _push_id_when_needed(self) -> Event:
+        if self.type in ("sent", "failed", "opened", "clicked") and self.push_id is None:
+            raise ValueError(
+                f"a {self.type} event needs push_id: the id returned by /v1/rank with reserve=true"
+            )
+        return self
+
+
+class EventBatch(Strict):
+    events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
+
+
+class EventResult(BaseModel):
+    event_id: str
+    status: Literal["applied", "duplicate"]
+    detail: str
+
+
+class EventBatchResponse(BaseModel):
+    results: list[EventResult]
+
+
+class LimitState(BaseModel):
+    name: str
+    count: int
+    max: int
+    window: str
+    window_start: datetime | None
+    window_end: datetime | None
+
+
+class CapsState(BaseModel):
+    user_id: str
+    as_of: datetime
+    timezone: str
+    limits: list[LimitState]
+    pending_reservations: int
+    sent_total: int
+    unopened_streak: int
+    last_sent_at: datetime | None
+    opted_out: bool
+    muted: bool
+    next_eligible_at: datetime | None
+    blocks: list[CapBlock]
+    policy_version: str
+
+
+class PolicyView(BaseModel):
+    revision: int
+    author: str
+    at: str
+    note: str
+    policy: dict[str, Any]
+
+
+class PolicyChange(BaseModel):
+    path: str
+    old: Any
+    new: Any
+
+
+class PolicyRevisionView(BaseModel):
+    revision: int
+    version: str
+    author: str
+    at: str
+    note: str
+    diff: list[PolicyChange]
+
+
+class PolicyVersions(BaseModel):
+    current: int
+    revisions: list[PolicyRevisionView]
+
+
+class RollbackRequest(Strict):
+    revision: int = Field(ge=1, description="The revision whose document becomes current again.")
+
+
+class ReloadResponse(BaseModel):
+    model_version: str | None
+    policy_revision: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    redis: bool
+    model_version: str | None
+    policy_revision: int | None
+    detail: str

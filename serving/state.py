@@ -1,0 +1,156 @@
+"""Per-process serving state: Redis, the live publication, the policy, the caps engine.
+
+The live publication and the policy are swapped in whole (one reference assignment) when the
+live pointer or the policy revision in Redis changes. Each worker looks at both at most once per
+`reload_interval_seconds` (one pipelined round trip) and on `POST /v1/admin/reload`; requests
+already running finish on the objects they started with, and a replaced publication stays in
+Redis until the next publish, so no request is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import redis
+
+from recsys.caps.policy import Policy, default_policy, load_policy
+from recsys.config import Settings
+from recsys.publication import PublicationError, PublicationStore
+from serving.errors import NoLiveModelError
+from serving.event_log import EventLog
+from serving.metrics import Metrics
+from serving.pipeline import LiveModel
+from serving.policy_store import PolicyRevision, PolicyStore
+
+logger = logging.getLogger(__name__)
+
+
+def connect(url: str) -> redis.Redis:
+    """A Redis client with short timeouts: a stalled store must fail requests fast (fail closed)."""
+    return redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0,
+                                health_check_interval=30)
+
+
+def build_cap_engine(client: redis.Redis, prefix: str, policy: Policy):
+    from recsys.caps.redis_engine import RedisCapEngine
+
+    return RedisCapEngine(client, policy, prefix=f"{prefix}:caps")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one request works with; never changes after it is built."""
+
+    model: LiveModel | None
+    policy: PolicyRevision
+
+
+class ServingState:
+    def __init__(self, settings: Settings, client: redis.Redis | None = None):
+        self.settings = settings
+        self.client = client or connect(settings.redis_url)
+        self.prefix = settings.redis_prefix
+        self.publications = PublicationStore(self.client, self.prefix)
+        self.policies = PolicyStore(self.client, self.prefix)
+        self.metrics = Metrics()
+        self.event_log = EventLog(settings.event_log_path)
+        self.dedupe_prefix = f"{self.prefix}:events:seen:"
+        self.engine = None
+        self._model: LiveModel | None = None
+        self._policy: PolicyRevision | None = None
+        self._next_check = 0.0
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Bootstrap the policy and load the live publication; a Redis outage only makes it not ready."""
+        try:
+            self.refresh(force=True)
+        except redis.RedisError as error:
+            self.last_error = f"Redis unreachable at startup: {type(error).__name__}"
+            logger.warning("%s; will retry on the next request", self.last_error)
+
+    def close(self) -> None:
+        self.event_log.close()
+        if self.engine is not None:
+            self.engine.close()
+        self.client.close()
+
+    def initial_policy(self) -> Policy:
+        if self.settings.policy_path is not None:
+            return load_policy(self.settings.policy_path)
+        return default_policy()
+
+    # ------------------------------------------------------------------ reload
+    def refresh(self, force: bool = False) -> None:
+        """Swap in a new publication or policy revision if Redis names one (at most once a second)."""
+        now = time.monotonic()
+        if not force and now < self._next_check:
+            return
+        self._next_check = now + self.settings.reload_interval_seconds
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.publications.live_key)
+        pipe.get(self.policies.current_key)
+        live, revision = pipe.execute()
+        live = live.decode() if live else None
+        if self._policy is None or int(revision or 0) != self._policy.revision:
+            self._swap_policy(self.policies.ensure(self.initial_policy()))
+        if live != (self._model.version if self._model else None):
+            self._swap_model(live)
+
+    def _swap_policy(self, revision: PolicyRevision) -> None:
+        if self.engine is None:
+            self.engine = build_cap_engine(self.client, self.prefix, revision.policy)
+        else:
+            self.engine.set_policy(revision.policy)
+        self._policy = revision
+        self.metrics.policy_revision.set(revision.revision)
+        logger.info("policy revision %d (%s) applied", revision.revision, revision.policy.version)
+
+    def _swap_model(self, version: str | None) -> None:
+        previous = self._model.version if self._model else None
+        if version is None:
+            self._model = None
+            self.metrics.set_model_version(None, previous)
+            return
+        try:
+            published = self.publications.load(version)
+        except PublicationError as error:
+            # Keep serving the version we have; readiness reports the problem.
+            self.last_error = str(error)
+            logger.error("cannot load publication %s: %s", version, error)
+            return
+        builder = None
+        if published.builder_state is not None:
+            from features.builder import FeatureBuilder
+
+            builder = FeatureBuilder.from_dict(published.builder_state)
+        self._model = LiveModel(published, builder)
+        self.last_error = None
+        self.metrics.set_model_version(version, previous)
+        logger.info("serving publication %s (previous %s)", version, previous)
+
+    # ------------------------------------------------------------------ per request
+    def snapshot(self, need_model: bool = True) -> Snapshot:
+        self.refresh()
+        if self._policy is None:
+            self.refresh(force=True)
+        if need_model and self._model is None:
+            raise NoLiveModelError(
+                "no model version is live: run `recsys publish --model URI --data DIR` first"
+                + (f" ({self.last_error})" if self.last_error else "")
+            )
+        return Snapshot(self._model, self._policy)
+
+    @property
+    def model(self) -> LiveModel | None:
+        return self._model
+
+    @property
+    def policy(self) -> PolicyRevision | None:
+        return self._policy
+
+    def user_key(self, version: str, user_id: str) -> str:
+        return self.publications.user_key(version, user_id)

@@ -1,0 +1,113 @@
+"""Fixtures for the ranking API tests: a small seeded world, a model bundle trained on it, a
+publication in the test's Redis key prefix and an app (TestClient: httpx over ASGI, lifespan run)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from recsys.config import Settings
+
+SCHEDULER = "test-scheduler-token-7f3a"
+ADMIN = "test-admin-token-91bc"
+SCHEDULER_HEADERS = {"Authorization": f"Bearer {SCHEDULER}"}
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
+
+
+@pytest.fixture(scope="session")
+def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from recsys.world.generator import WorldConfig, generate_world
+
+    out = tmp_path_factory.mktemp("serving-world") / "world"
+    generate_world(WorldConfig(users=600, items=80, days=60, seed=11), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def dataset(world_dir: Path):
+    from features.loader import load_dataset
+
+    return load_dataset(world_dir)
+
+
+def train_bundle(dataset, path: Path, seed: int = 3, epochs: int = 4) -> Path:
+    from features.pipeline import build_training_matrices
+    from recsys.bundle import ModelBundle, item_metadata
+    from recsys.models.lightfm_hybrid import LightFMHybrid
+
+    as_of = dataset.time_range()[1]
+    matrices, builder = build_training_matrices(dataset, as_of)
+    model = LightFMHybrid(no_components=8, epochs=epochs, num_threads=1, random_state=seed).fit(matrices)
+    bundle = ModelBundle(
+        model=model, users=matrices.users, items=matrices.items, feature_state=builder.to_dict(),
+        item_meta=item_metadata(dataset.content, matrices.items), user_segments=matrices.user_segments,
+        as_of=as_of,
+    )
+    return bundle.save(path)
+
+
+@pytest.fixture(scope="session")
+def bundle_path(dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_bundle(dataset, tmp_path_factory.mktemp("serving-bundle") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def other_bundle_path(dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second model (another seed) for hot-reload tests."""
+    return train_bundle(dataset, tmp_path_factory.mktemp("serving-bundle-2") / "bundle", seed=99, epochs=2)
+
+
+@pytest.fixture(scope="session")
+def bundle(bundle_path: Path):
+    from recsys.bundle import ModelBundle
+
+    return ModelBundle.load(bundle_path)
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis, key_prefix: str):
+    from recsys.publication import PublicationStore
+
+    return PublicationStore(redis_client, key_prefix)
+
+
+@pytest.fixture
+def published(bundle, dataset, store):
+    from recsys.publish import publish
+
+    return publish(bundle, dataset, store, top_n=10, model_uri="test-bundle")
+
+
+@pytest.fixture
+def settings(redis_url: str, key_prefix: str, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=redis_url, redis_prefix=key_prefix, home=tmp_path / "home",
+        scheduler_token=SecretStr(SCHEDULER), admin_token=SecretStr(ADMIN), reload_interval_seconds=0.0,
+    )
+
+
+@pytest.fixture
+def api(settings: Settings, redis_client: redis.Redis) -> Iterator[TestClient]:
+    """The app over the test's key prefix (nothing published unless the test asks for `published`)."""
+    from serving.app import create_app
+
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def as_of(dataset) -> pd.Timestamp:
+    return dataset.time_range()[1]
+
+
+@pytest.fixture
+def daytime(as_of: pd.Timestamp) -> str:
+    """A decision time outside the default quiet hours (10:00 Shanghai on the as-of day)."""
+    local = as_of.tz_convert("Asia/Shanghai").normalize() + pd.Timedelta(hours=10)
+    return local.isoformat()

@@ -1,0 +1,127 @@
+"""The publication store: record encoding, atomic switch, retention, and failure half-way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.publication import (
+    PublicationError,
+    UserRecord,
+    decode_user,
+    encode_user,
+    index_dtype,
+)
+from recsys.publish import publish
+
+pytestmark = pytest.mark.redis
+
+
+def test_user_record_round_trip() -> None:
+    record = UserRecord(
+        group=2, segment=2, timezone=1, opt_in=False,
+        factors=np.arange(5, dtype=np.float32), top_items=np.array([7, 3, 70000]),
+        top_scores=np.array([0.5, 0.25, -1.0], np.float32), feature_index=np.array([1, 9]),
+        feature_values=np.array([0.2, 0.8], np.float32), seen=np.array([4]),
+    )
+    items, features = index_dtype(80000), index_dtype(100)
+    blob = encode_user(record, items, features)
+    back = decode_user(blob, items, features)
+    assert (back.group, back.timezone, back.opt_in) == (2, 1, False)
+    np.testing.assert_array_equal(back.top_items, [7, 3, 70000])
+    np.testing.assert_array_equal(back.factors, record.factors)
+    np.testing.assert_array_equal(back.feature_values, record.feature_values)
+    with pytest.raises(PublicationError, match="expected"):
+        decode_user(blob[:-1], items, features)
+
+
+def test_publish_goes_live_with_every_cardholder(published, store, dataset, redis_client) -> None:
+    assert store.live_version() == published.version
+    assert published.users == dataset.cardholders["user_id"].nunique()
+    assert published.affine_features
+    loaded = store.load(published.version)
+    assert loaded.manifest["n_users"] == published.users
+    assert loaded.arrays["item_factors"].shape == (published.items, published.dim)
+    assert published.record_bytes_mean < 1200
+    keys = list(redis_client.scan_iter(match=store.key("v", published.version, "u", "*"), count=1000))
+    assert len(keys) == published.users
+
+
+def test_request_time_ranking_matches_published_top_n(published, store, bundle, dataset,
+                                                      redis_client) -> None:
+    """The API's eligibility at the as-of time reproduces the offline top-N exactly."""
+    from serving.pipeline import LiveModel
+
+    model = LiveModel(store.load(published.version))
+    as_of = bundle.as_of.to_pydatetime()
+    ids = dataset.cardholders["user_id"].astype(str).tolist()[:150]
+    compared = 0
+    for user_id in ids:
+        record = decode_user(redis_client.get(store.user_key(published.version, user_id)),
+                             model.item_dtype, model.feature_dtype)
+        if not record.opt_in:
+            continue
+        ranked = model.rank(model.known(record), as_of, None)
+        n = len(record.top_items)
+        np.testing.assert_array_equal(ranked.items[:n], record.top_items.astype(np.int64))
+        np.testing.assert_allclose(ranked.scores[:n], record.top_scores, rtol=1e-5, atol=1e-5)
+        compared += 1
+    assert compared > 100
+
+
+def test_features_reproduce_factors_of_unseen_cardholders(published, store, bundle, dataset) -> None:
+    """The published affine feature map gives the model's own factors for feature-only cardholders."""
+    import scipy.sparse as sp
+
+    from serving.pipeline import LiveModel
+
+    model = LiveModel(store.load(published.version), bundle.feature_builder)
+    rows = bundle.feature_builder.transform_users(dataset, bundle.as_of, dataset.cardholders["user_id"][:20])
+    expected = bundle.model.user_factors(np.full(20, -1), sp.csr_matrix(rows))
+    for i, features in enumerate(bundle.feature_builder.user_feature_dicts(rows)):
+        user = model.unknown(features)
+        assert user.fallback == "features"
+        np.testing.assert_allclose(user.factors, expected[i], rtol=1e-4, atol=1e-4)
+
+
+def test_failed_publish_leaves_live_version_untouched(published, store, bundle, dataset,
+                                                      redis_client) -> None:
+    def dies_half_way(records):
+        for count, record in enumerate(records):
+            if count == 250:
+                raise RuntimeError("disk full")
+            yield record
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        publish(bundle, dataset, store, top_n=5, chunk=100, records_hook=dies_half_way)
+    assert store.live_version() == published.version
+    assert store.versions() == [published.version]
+    leftovers = [k for k in redis_client.scan_iter(match=store.key("v", "*", "meta"))
+                 if published.version.encode() not in k]
+    assert leftovers == []
+
+
+def test_killed_publish_is_invisible_and_cleaned_up_by_the_next(published, store, bundle, dataset,
+                                                                 redis_client) -> None:
+    """A publisher killed before its switch (no abort ran) leaves keys that never go live."""
+    writer = store.begin()
+    writer.write_meta({"items": {}}, {}, None)
+    writer.write_users([("u-partial", b"\x01")])
+    assert store.live_version() == published.version
+    with pytest.raises(PublicationError, match="incomplete"):
+        store.load(writer.version)
+    second = publish(bundle, dataset, store, top_n=5)
+    assert writer.version in second.deleted
+    assert not redis_client.exists(store.user_key(writer.version, "u-partial"))
+    assert store.live_version() == second.version
+
+
+def test_previous_version_is_kept_until_the_next_publish(published, store, bundle, dataset) -> None:
+    second = publish(bundle, dataset, store, top_n=5)
+    assert second.previous == published.version
+    assert store.versions() == [published.version, second.version]
+    third = publish(bundle, dataset, store, top_n=5)
+    assert third.deleted == [published.version]
+    assert store.versions() == [second.version, third.version]
+    with pytest.raises(PublicationError):
+        store.delete_version(third.version)
