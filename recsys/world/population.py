@@ -101,8 +101,8 @@ def make_cardholders(rng: np.random.Generator, start: int, n: int, end_year: int
     steps = np.arange(len(catalog.CARD_TIERS))
     tier_logits = (
         np.log(catalog.TIER_SHARE)[None, :]
-        + 0.045 * (age[:, None] - 30) * steps[None, :]
-        + 0.18 * (3 - city[:, None]) * steps[None, :]
+        + 0.03 * (age[:, None] - 33) * steps[None, :]
+        + 0.12 * (3 - city[:, None]) * steps[None, :]
     )
     tier = _categorical(rng, tier_logits)
     credit_limit = np.round(catalog.TIER_LIMIT_MEDIAN[tier] * rng.lognormal(0.0, 0.45, n), -3)
@@ -146,7 +146,7 @@ def make_cardholders(rng: np.random.Generator, start: int, n: int, end_year: int
     autopay = rng.random(n) < 0.4
     statement_day = rng.integers(1, 29, n)
     push_intensity = np.array([1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0])[
-        _from_shares(rng, np.array([0.12, 0.18, 0.16, 0.18, 0.14, 0.10, 0.07, 0.05]), n)
+        _from_shares(rng, np.array([0.15, 0.22, 0.18, 0.18, 0.12, 0.08, 0.04, 0.03]), n)
     ]
     mute_offset = rng.normal(0.0, 0.5, n)
     online_pref = rng.normal(0.0, 0.12, n) + 0.08 * young

@@ -36,8 +36,8 @@ class ResponseParams:
     taste_weight: float = 1.05
     fatigue_free: int = 4
     fatigue_per_push: float = 0.18
-    mute_base: float = -6.2
-    mute_per_push: float = 0.36
+    mute_base: float = -7.3
+    mute_per_push: float = 0.4
     mute_relevance: float = 0.5
     window_days: int = 30
 

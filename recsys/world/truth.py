@@ -141,7 +141,7 @@ def _positions(known: np.ndarray, wanted: np.ndarray | list[str]) -> np.ndarray:
 def _write_member(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
     info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
     with archive.open(info, "w", force_zip64=True) as handle:
-        np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
+        np.lib.format.write_array(handle, np.asarray(array), allow_pickle=False)
 
 
 def write_truth(
