@@ -1,0 +1,97 @@
+"""`/v1/events`: idempotent per event id, applied to the caps, logged durably, exported as push_log."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+from conftest import SCHEDULER_HEADERS
+
+pytestmark = pytest.mark.redis
+
+
+def post(api, *events):
+    return api.post("/v1/events", json={"events": list(events)}, headers=SCHEDULER_HEADERS)
+
+
+def reserve(api, user: str, now: str) -> dict:
+    body = api.post("/v1/rank", json={"user_id": user, "now": now, "reserve": True},
+                    headers=SCHEDULER_HEADERS).json()
+    assert body["push_id"], body
+    return body
+
+
+def caps(api, user: str, now: str) -> dict:
+    return api.get(f"/v1/users/{user}/caps", params={"now": now}, headers=SCHEDULER_HEADERS).json()
+
+
+def test_sent_confirms_once_and_repeats_are_ignored(api, published, dataset, daytime) -> None:
+    user = dataset.cardholders["user_id"].astype(str).iloc[5]
+    ranked = reserve(api, user, daytime)
+    sent = {"event_id": "e-1", "type": "sent", "user_id": user, "push_id": ranked["push_id"], "ts": daytime}
+    first = post(api, sent).json()["results"][0]
+    assert first == {"event_id": "e-1", "status": "applied", "detail": "reservation confirmed"}
+    again = post(api, sent, {**sent, "event_id": "e-1"}).json()["results"]
+    assert [r["status"] for r in again] == ["duplicate", "duplicate"]
+    state = caps(api, user, daytime)
+    assert state["sent_total"] == 1 and state["pending_reservations"] == 0
+    # A failure reported after the send does not give the slot back.
+    late = post(api, {"event_id": "e-2", "type": "failed", "user_id": user, "push_id": ranked["push_id"]})
+    assert late.json()["results"][0]["detail"] == "reservation already_confirmed"
+
+
+def test_failed_releases_the_slot(api, published, dataset, daytime) -> None:
+    user = dataset.cardholders["user_id"].astype(str).iloc[6]
+    ranked = reserve(api, user, daytime)
+    post(api, {"event_id": "f-1", "type": "failed", "user_id": user, "push_id": ranked["push_id"]})
+    assert caps(api, user, daytime)["pending_reservations"] == 0
+    assert reserve(api, user, daytime)["push_id"] != ranked["push_id"]
+
+
+def test_unsubscribed_blocks_marketing(api, published, dataset, daytime) -> None:
+    user = dataset.cardholders["user_id"].astype(str).iloc[7]
+    post(api, {"event_id": "o-1", "type": "unsubscribed", "user_id": user})
+    body = api.post("/v1/rank", json={"user_id": user, "now": daytime}, headers=SCHEDULER_HEADERS).json()
+    assert body["caps"]["allowed"] is False
+    assert body["caps"]["blocks"][0]["rule"] == "opt_out"
+    assert caps(api, user, daytime)["opted_out"] is True
+
+
+def test_event_validation(api, published) -> None:
+    response = post(api, {"event_id": "x", "type": "sent", "user_id": "u1"})
+    assert response.status_code == 422 and "needs push_id" in response.json()["message"]
+    response = post(api, {"event_id": "x", "type": "exploded", "user_id": "u1"})
+    assert response.status_code == 422 and "type" in response.json()["message"]
+
+
+def test_log_exports_as_a_contract_push_log(api, published, dataset, world_dir, daytime, settings,
+                                             tmp_path) -> None:
+    from features.loader import load_dataset
+    from serving.event_log import EventLog, export_push_log
+
+    users = dataset.cardholders["user_id"].astype(str).iloc[20:24].tolist()
+    pushes = {}
+    for n, user in enumerate(users):
+        ranked = reserve(api, user, daytime)
+        pushes[user] = ranked
+        post(api, {"event_id": f"s-{n}", "type": "sent", "user_id": user, "push_id": ranked["push_id"],
+                   "ts": daytime})
+    first_push = pushes[users[0]]["push_id"]
+    post(api, {"event_id": "op-0", "type": "opened", "user_id": users[0], "push_id": first_push},
+         {"event_id": "mu-1", "type": "muted", "user_id": users[1]},
+         {"event_id": "s-0", "type": "sent", "user_id": users[0], "push_id": "dup"})
+    log = EventLog(settings.event_log_path)
+    assert len(log.files()) == 1
+    assert sum(1 for _ in log.read()) == 6
+    out = tmp_path / "data"
+    shutil.copytree(world_dir, out)
+    (out / "push_log.parquet").unlink()
+    _, rows = export_push_log(log, out)
+    assert rows == 4
+    exported = load_dataset(out).push_log.set_index("user_id")
+    assert exported.loc[users[0], "push_id"] == pushes[users[0]]["push_id"]
+    assert exported.loc[users[0], "content_id"] == pushes[users[0]]["items"][0]["content_id"]
+    assert pd.notna(exported.loc[users[0], "opened_ts"])
+    assert bool(exported.loc[users[1], "muted"]) is True
+    assert not exported.loc[users[2:], "muted"].any()

@@ -1,0 +1,151 @@
+"""`/v1/rank` and `/v1/rank/batch` through HTTP with the real Redis caps engine."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from conftest import SCHEDULER_HEADERS
+
+pytestmark = pytest.mark.redis
+
+
+def holders(dataset, opted_in: bool = True) -> list[str]:
+    frame = dataset.cardholders
+    opt = frame["push_opt_in"].astype("boolean").fillna(True)
+    return frame.loc[opt == opted_in, "user_id"].astype(str).tolist()
+
+
+def rank(api, **body):
+    return api.post("/v1/rank", json=body, headers=SCHEDULER_HEADERS)
+
+
+def test_rank_known_cardholder(api, published, dataset, daytime) -> None:
+    user = holders(dataset)[0]
+    response = rank(api, user_id=user, k=3, now=daytime)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == published.version
+    assert body["fallback"] is False and body["fallback_source"] is None
+    assert len(body["items"]) == 3
+    scores = [item["score"] for item in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(item["reason"] and item["title"] for item in body["items"])
+    assert body["caps"]["allowed"] is True and body["caps"]["blocks"] == []
+    assert body["push_id"] is None
+
+
+def test_reserve_takes_the_daily_slot_then_caps_block(api, published, dataset, daytime) -> None:
+    user = holders(dataset)[1]
+    first = rank(api, user_id=user, k=2, now=daytime, reserve=True).json()
+    assert first["push_id"] and first["caps"]["allowed"]
+    second = rank(api, user_id=user, k=2, now=daytime, reserve=True).json()
+    assert second["push_id"] is None
+    assert second["items"] == []
+    caps = second["caps"]
+    assert caps["allowed"] is False
+    assert "limit:daily" in [block["rule"] for block in caps["blocks"]]
+    assert pd.Timestamp(caps["next_eligible_at"]) > pd.Timestamp(daytime)
+    state = api.get(f"/v1/users/{user}/caps", params={"now": daytime}, headers=SCHEDULER_HEADERS).json()
+    assert state["pending_reservations"] == 1
+    assert {limit["name"]: limit["count"] for limit in state["limits"]}["daily"] == 1
+
+
+def test_quiet_hours_block_at_night(api, published, dataset, as_of) -> None:
+    night = (as_of.tz_convert("Asia/Shanghai").normalize() + pd.Timedelta(hours=23)).isoformat()
+    body = rank(api, user_id=holders(dataset)[2], now=night).json()
+    assert body["caps"]["allowed"] is False
+    assert [block["rule"] for block in body["caps"]["blocks"]] == ["quiet_hours"]
+
+
+def test_requested_candidates_unknown_and_transactional(api, published, dataset, daytime) -> None:
+    content = dataset.content
+    transactional = content.loc[content["transactional"].fillna(False).astype(bool), "content_id"].astype(str)
+    user = holders(dataset)[3]
+    default = rank(api, user_id=user, k=50, now=daytime).json()
+    default_ids = {item["content_id"] for item in default["items"]}
+    assert not default_ids & set(transactional), "transactional notices only when requested"
+    wanted = [*list(transactional[:1]), "no-such-content", *sorted(default_ids)[:2]]
+    body = rank(api, user_id=user, k=5, now=daytime, candidates=wanted).json()
+    returned = [item["content_id"] for item in body["items"]]
+    assert set(returned) <= set(wanted)
+    assert {"content_id": "no-such-content",
+            "reason": "not in the published model: publish a model trained with it"} in body["skipped"]
+    if len(transactional):
+        assert transactional.iloc[0] in returned + [s["content_id"] for s in body["skipped"]]
+
+
+def test_opted_out_cardholder_gets_no_marketing(api, published, dataset, daytime) -> None:
+    opted_out = holders(dataset, opted_in=False)
+    assert opted_out, "the seeded world has opted-out cardholders"
+    body = rank(api, user_id=opted_out[0], now=daytime).json()
+    assert body["caps"]["allowed"] is False
+    assert body["items"] == []
+    assert body["caps"]["blocks"][0]["rule"] == "opt_out"
+
+
+def test_unknown_cardholder_fallbacks(api, published, bundle, dataset, daytime) -> None:
+    rows = bundle.feature_builder.transform_users(dataset, bundle.as_of, dataset.cardholders["user_id"][:1])
+    features = bundle.feature_builder.user_feature_dicts(rows)[0]
+    with_features = rank(api, user_id="new-holder-1", now=daytime, features=features).json()
+    assert with_features["fallback"] is True and with_features["fallback_source"] == "features"
+    assert with_features["items"]
+    ignored = rank(api, user_id="new-holder-2", now=daytime, features={"unknown-feature": 1.0}).json()
+    assert ignored["fallback_source"] == "popularity"
+    plain = rank(api, user_id="new-holder-3", now=daytime).json()
+    assert plain["fallback_source"] == "popularity"
+    assert plain["items"][0]["reason"] == "popular with cardholders"
+
+
+def test_tier_restricted_content_only_reaches_its_tiers(api, published, dataset, daytime) -> None:
+    content = dataset.content
+    restricted = content.loc[content["card_tiers"].notna(), ["content_id", "card_tiers"]]
+    frame = dataset.cardholders
+    classic = frame.loc[frame["card_tier"] == "classic", "user_id"].astype(str).tolist()[:5]
+    diamond = frame.loc[frame["card_tier"] == "diamond", "user_id"].astype(str).tolist()[:5]
+    wanted = restricted["content_id"].astype(str).tolist()
+    for user in classic:
+        body = rank(api, user_id=user, k=10, now=daytime, candidates=wanted).json()
+        assert body["items"] == []
+        assert {s["reason"] for s in body["skipped"]} <= {
+            "not offered to this cardholder's card tier", "outside its validity window at this time"}
+    reached = set()
+    for user in diamond:
+        body = rank(api, user_id=user, k=10, now=daytime, candidates=wanted).json()
+        reached |= {item["content_id"] for item in body["items"]}
+    assert reached, "diamond cardholders can be offered diamond content"
+
+
+def test_batch_matches_single_requests(api, published, dataset, daytime) -> None:
+    users = holders(dataset)[10:30]
+    batch = api.post("/v1/rank/batch", headers=SCHEDULER_HEADERS,
+                     json={"requests": [{"user_id": u, "k": 3, "now": daytime} for u in users]})
+    assert batch.status_code == 200, batch.text
+    results = batch.json()["results"]
+    assert [r["user_id"] for r in results] == users
+    for user, result in zip(users[:5], results[:5], strict=True):
+        single = rank(api, user_id=user, k=3, now=daytime).json()
+        assert [i["content_id"] for i in single["items"]] == [i["content_id"] for i in result["items"]]
+
+
+def test_batch_limits_and_duplicates(api, published) -> None:
+    too_many = {"requests": [{"user_id": f"u{i}"} for i in range(1001)]}
+    response = api.post("/v1/rank/batch", json=too_many, headers=SCHEDULER_HEADERS)
+    assert response.status_code == 422
+    assert "at most 1000" in response.json()["message"]
+    twice = {"requests": [{"user_id": "u1"}, {"user_id": "u1"}]}
+    response = api.post("/v1/rank/batch", json=twice, headers=SCHEDULER_HEADERS)
+    assert response.status_code == 422 and "appears twice" in response.json()["message"]
+
+
+def test_invalid_requests_name_the_field(api, published) -> None:
+    response = rank(api, user_id="u1", k=0)
+    assert response.status_code == 422
+    assert response.json()["message"].startswith("invalid request: k:")
+    response = rank(api, user_id="u1", now="2026-01-01T10:00:00")
+    assert response.status_code == 422 and "time zone" in response.json()["message"]
+
+
+def test_rank_without_publication_is_503(api) -> None:
+    response = rank(api, user_id="u1")
+    assert response.status_code == 503
+    assert "recsys publish" in response.json()["message"]

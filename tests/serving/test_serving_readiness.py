@@ -1,0 +1,55 @@
+"""`/readyz` fails when nothing is published or Redis is down; ranking then fails closed (503)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import SCHEDULER_HEADERS
+from fastapi.testclient import TestClient
+
+from recsys.embedded_redis import start_embedded_redis
+
+pytestmark = pytest.mark.redis
+
+
+def test_not_ready_until_a_version_is_published(api, bundle, dataset, store) -> None:
+    from recsys.publish import publish
+
+    response = api.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["redis"] is True and response.json()["model_version"] is None
+    report = publish(bundle, dataset, store, top_n=5)
+    response = api.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["model_version"] == report.version
+
+
+def test_redis_down_means_not_ready_and_nothing_allowed(bundle, dataset, settings, daytime) -> None:
+    import redis
+
+    from recsys.publication import PublicationStore
+    from recsys.publish import publish
+    from serving.app import create_app
+
+    server = start_embedded_redis()
+    try:
+        client = redis.Redis.from_url(server.url)
+        publish(bundle, dataset, PublicationStore(client, settings.redis_prefix), top_n=5)
+        client.close()
+        local = settings.model_copy(update={"redis_url": server.url})
+        user = dataset.cardholders["user_id"].astype(str).iloc[0]
+        with TestClient(create_app(local)) as api:
+            assert api.get("/readyz").status_code == 200
+            server.stop()
+            ready = api.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["redis"] is False
+            assert "RECSYS_REDIS_URL" in ready.json()["detail"]
+            assert api.get("/healthz").status_code == 200
+            ranked = api.post("/v1/rank", json={"user_id": user, "now": daytime, "reserve": True},
+                              headers=SCHEDULER_HEADERS)
+            assert ranked.status_code == 503
+            assert "nothing may be pushed" in ranked.json()["message"]
+            events = api.post("/v1/events", headers=SCHEDULER_HEADERS, json={"events": [
+                {"event_id": "e", "type": "opened", "user_id": user, "push_id": "p"}]})
+            assert events.status_code == 503
+    finally:
+        server.stop()
