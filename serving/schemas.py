@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,11 +27,19 @@ Identifier = Annotated[
 ]
 
 
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+    if value is None:
+        return value
+    if value.tzinfo is None:
         raise ValueError(
             "timestamp has no time zone: send ISO 8601 with an offset, e.g. 2026-11-25T09:00:00Z"
         )
+    if not EARLIEST <= value <= LATEST:
+        raise ValueError(f"timestamp {value.isoformat()} is outside 2000-01-01..2100-01-01")
     return value
 
 
