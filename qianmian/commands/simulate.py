@@ -1,0 +1,116 @@
+"""Caps command: `recsys caps simulate` replays a period under candidate policies and compares them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    try:
+        from qianmian.commands.caps import caps_app
+    except ImportError:  # the caps group is not installed: give `simulate` its own group
+        caps_app = typer.Typer(help="Anti-disturbance caps.", no_args_is_help=True)
+        app.add_typer(caps_app, name="caps")
+    caps_app.command("simulate")(simulate)
+
+
+def simulate(
+    data: Path = typer.Option(..., "--data", help="Contract data directory of the world to replay."),
+    policies: list[str] = typer.Option(
+        ..., "--policy",
+        help="Policy file (YAML or JSON) to simulate; repeat to compare. `default` is the shipped policy."),
+    days: int = typer.Option(
+        30, "--days", help="Days to replay, from the first midnight after the data's end."),
+    model: str | None = typer.Option(
+        None, "--model",
+        help="Rank with this model (models:/NAME@champion, runs:/..., or a bundle path). "
+             "Default: per-card-tier popularity."),
+    truth: Path | None = typer.Option(
+        None, "--truth",
+        help="Hidden truth of a synthetic world (its response model answers the pushes). Default: "
+             "<data>.truth.npz beside the data directory when it exists, else a response model fitted "
+             "on the push log."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same report."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Directory for the PNG charts and report.json (created if needed)."),
+    users: int | None = typer.Option(
+        None, "--users", min=1, help="Simulate a random sample of this many cardholders (default: all)."),
+    candidates: int = typer.Option(
+        20, "--candidates", min=1, max=200, help="Ranked candidates per cardholder the caps choose from."),
+    slots: str = typer.Option(
+        "09:00,12:30,19:30", "--slots",
+        help="The scheduler's send slots each day, local times in --scheduler-timezone, comma-separated."),
+    scheduler_timezone: str = typer.Option(
+        "Asia/Shanghai", "--scheduler-timezone", help="Zone of the scheduler's send slots."),
+    progress: bool = typer.Option(False, "--progress", help="Show a progress bar."),
+) -> None:
+    """Replay a period under each policy and compare pushes, reach, opens and mutes, overall and by segment.
+
+    Every policy sees the same cardholders, ranking and random draws, so differences come from the
+    policy. Prints tables; with --out also writes summary, blocked-by-rule, segment and daily charts
+    (PNG) and the full report as JSON.
+    """
+    import json
+    import time
+
+    from rich.console import Console
+
+    from features.contract import ContractError
+    from recsys.caps.policy import PolicyError, default_policy, load_policy
+    from recsys.simulation.charts import write_charts
+    from recsys.simulation.report import render_tables
+    from recsys.simulation.runner import ScheduleConfig
+    from recsys.simulation.runner import simulate as run
+    from recsys.simulation.vector_caps import SimulationError
+    from recsys.simulation.world import load_world
+    from recsys.world.generator import default_truth_path
+    from recsys.world.truth import TruthFileError
+
+    console = Console()
+    try:
+        loaded = [default_policy() if path == "default" else load_policy(path) for path in policies]
+    except PolicyError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from error
+    labels = ["default" if path == "default" else Path(path).stem for path in policies]
+    try:
+        config = ScheduleConfig(days=days, seed=seed, slots=tuple(part.strip() for part in slots.split(",")),
+                                scheduler_timezone=scheduler_timezone)
+        if truth is None and default_truth_path(data).is_file():
+            truth = default_truth_path(data)
+        began = time.perf_counter()
+        world = load_world(data, truth_path=truth, model_uri=model, k=candidates, max_users=users, seed=seed)
+        loaded_in = time.perf_counter() - began
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=days * len(loaded), unit="day", desc="simulating")
+        began = time.perf_counter()
+        report = run(world, loaded, config, labels=labels, progress=bar.update if bar else None)
+        if bar is not None:
+            bar.close()
+        elapsed = time.perf_counter() - began
+    except (SimulationError, TruthFileError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from error
+    except ContractError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(code=1) from error
+    except FileNotFoundError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from error
+    render_tables(report, console)
+    rate = world.n_users * days * len(loaded) / elapsed if elapsed else 0.0
+    console.print(f"world loaded in {loaded_in:.1f}s; simulated in {elapsed:.1f}s "
+                  f"({rate:,.0f} cardholder-days/s over {len(loaded)} policies)")
+    if out is not None:
+        paths = write_charts(report, out)
+        target = Path(out) / "report.json"
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+        tmp.replace(target)
+        for path in [*paths, target]:
+            console.print(f"wrote {path}")

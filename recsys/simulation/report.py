@@ -1,0 +1,167 @@
+"""What a simulation reports per policy, overall and per segment, and its terminal table."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+METRICS = (
+    ("attempts", "scheduler requests (cardholder x send slot)"),
+    ("sent", "pushes sent"),
+    ("reached", "cardholders reached"),
+    ("expected_opens", "expected opens"),
+    ("opens_per_push", "expected opens per push"),
+    ("expected_mutes", "expected mutes/unfollows"),
+    ("mutes_per_1k_pushes", "expected mutes per 1,000 pushes"),
+    ("blocked", "requests blocked"),
+    ("deferred_quiet_hours", "requests deferred past quiet hours"),
+)
+SEGMENT_METRICS = (
+    ("sent", "pushes sent"),
+    ("reached", "reached"),
+    ("expected_opens", "expected opens"),
+    ("opens_per_push", "opens per push"),
+    ("expected_mutes", "expected mutes"),
+)
+
+
+@dataclass
+class Tally:
+    """Counts for one policy, for all cardholders or one segment."""
+
+    cardholders: int = 0
+    attempts: int = 0
+    sent: int = 0
+    reached: int = 0
+    expected_opens: float = 0.0
+    expected_mutes: float = 0.0
+    opens: int = 0  # drawn
+    mutes: int = 0  # drawn
+    blocked: int = 0
+    no_candidate: int = 0
+    deferred_quiet_hours: int = 0
+    # blocked requests each rule alone blocked (it blocked every candidate); `combined` when none did
+    blocked_by_rule: dict[str, int] = field(default_factory=dict)
+    # the same, charged to the first such rule in report order only: sums to `blocked`
+    blocked_first_rule: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def opens_per_push(self) -> float:
+        return self.expected_opens / self.sent if self.sent else 0.0
+
+    @property
+    def mutes_per_1k_pushes(self) -> float:
+        return 1000.0 * self.expected_mutes / self.sent if self.sent else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["opens_per_push"] = self.opens_per_push
+        data["mutes_per_1k_pushes"] = self.mutes_per_1k_pushes
+        return data
+
+
+@dataclass
+class PolicyOutcome:
+    """The replay of one policy: totals, per-segment tallies and daily series."""
+
+    label: str
+    policy: dict[str, Any]
+    rules: tuple[str, ...]
+    total: Tally
+    segments: dict[str, dict[str, Tally]]
+    daily: dict[str, list[float]]
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "policy": self.policy,
+            "rules": list(self.rules),
+            "total": self.total.to_dict(),
+            "segments": {name: {label: tally.to_dict() for label, tally in labels.items()}
+                         for name, labels in self.segments.items()},
+            "daily": self.daily,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass
+class SimulationReport:
+    """Outcomes of every policy replayed on the same world with the same random draws."""
+
+    outcomes: list[PolicyOutcome]
+    world: dict[str, Any]
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"world": self.world, "config": self.config,
+                "outcomes": [outcome.to_dict() for outcome in self.outcomes]}
+
+
+def _fmt(value: float | int, metric: str) -> str:
+    if metric == "opens_per_push":
+        return f"{value:.3f}"
+    if metric == "mutes_per_1k_pushes":
+        return f"{value:.2f}"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return f"{value:,}"
+
+
+def _value(tally: Tally, metric: str) -> float | int:
+    return getattr(tally, metric)
+
+
+def render_tables(report: SimulationReport, console=None) -> None:
+    """Print the comparison as rich tables: totals, blocks by rule, and each segment."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    outcomes = report.outcomes
+    world, config = report.world, report.config
+    console.print(
+        f"[bold]Simulated {world['cardholders']:,} cardholders x {config['days']} days[/bold] from "
+        f"{config['start']} ({len(config['slots'])} send slots a day at "
+        f"{', '.join(config['slots'])} {config['scheduler_timezone']}); seed {config['seed']}"
+    )
+    console.print(f"ranking: {world['ranking']}\nresponse: {world['response']}")
+
+    table = Table(title="Per policy", show_lines=False)
+    table.add_column("metric")
+    for outcome in outcomes:
+        table.add_column(outcome.label, justify="right")
+    for metric, text in METRICS:
+        table.add_row(text, *(_fmt(_value(outcome.total, metric), metric) for outcome in outcomes))
+    console.print(table)
+
+    rules = list(dict.fromkeys(rule for outcome in outcomes for rule in outcome.total.blocked_by_rule))
+    table = Table(title="Requests blocked, by rule (each rule that alone blocked every candidate)")
+    table.add_column("rule")
+    for outcome in outcomes:
+        table.add_column(outcome.label, justify="right")
+    for rule in [*rules, "no_candidate"]:
+        cells = []
+        for outcome in outcomes:
+            if rule == "no_candidate":
+                cells.append(f"{outcome.total.no_candidate:,}")
+            elif rule in outcome.total.blocked_by_rule:
+                cells.append(f"{outcome.total.blocked_by_rule.get(rule, 0):,}")
+            else:
+                cells.append("-")
+        table.add_row(rule, *cells)
+    console.print(table)
+
+    for segment in outcomes[0].segments:
+        table = Table(title=f"By {segment.replace('_', ' ')}")
+        table.add_column(segment)
+        table.add_column("metric")
+        for outcome in outcomes:
+            table.add_column(outcome.label, justify="right")
+        for label, first in outcomes[0].segments[segment].items():
+            for metric, text in SEGMENT_METRICS:
+                name = f"{label} ({first.cardholders:,})" if metric == SEGMENT_METRICS[0][0] else ""
+                table.add_row(name, text, *(_fmt(_value(outcome.segments[segment][label], metric), metric)
+                                            for outcome in outcomes))
+            table.add_section()
+        console.print(table)

@@ -1,0 +1,317 @@
+"""The world a simulation replays: cardholders and their segments, contents, each cardholder's ranked
+candidates, how cardholders answer pushes (the response model) and the recent push history.
+
+`load_world` builds it from a contract data directory plus either the synthetic world's hidden truth
+(its `ResponseModel`) or, for real data, a response model fitted on the push log
+(`recsys.simulation.response_fit`). Candidates come from a model bundle when one is given (the
+engine's own ranking), else from per-card-tier popularity of reads and opens; either way ranking uses
+the bundle eligibility rules at the as-of time (valid, not transactional, tier allowed, not seen).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from recsys.simulation.clock import NEVER
+from recsys.simulation.vector_caps import Items, SimulationError
+
+logger = logging.getLogger(__name__)
+
+FOREVER = np.int64(2**53)
+ACTIVITY_DAYS = 90
+HISTORY_DAYS = 62  # push history replayed into the cap state: a calendar month and the response window
+POPULARITY_DAYS = 90
+ACTIVITY_LEVELS = ("low", "medium", "high")
+UNKNOWN = "unknown"
+DEFAULT_CANDIDATES = 20  # ranked candidates per cardholder the caps may choose from
+
+
+class Response(Protocol):
+    """How cardholders answer a push; indices are the response model's own user / item positions."""
+
+    def open_probability(self, users: np.ndarray, items: np.ndarray, recent_pushes: np.ndarray) -> np.ndarray:
+        ...
+
+    def mute_probability(self, users: np.ndarray, recent_pushes: np.ndarray, items: np.ndarray) -> np.ndarray:
+        ...
+
+
+@dataclass(frozen=True)
+class History:
+    """Pushes sent before the simulation starts: world user row, item index, send time, answers."""
+
+    rows: np.ndarray
+    items: np.ndarray
+    sent: np.ndarray  # int64 seconds
+    opened: np.ndarray
+    muted: np.ndarray
+
+    def subset(self, rows: np.ndarray) -> History:
+        """Only the history of `rows`, renumbered to their positions in `rows`."""
+        position = np.full(max(int(self.rows.max(initial=-1)) + 1, 1), -1, dtype=np.int64)
+        keep_rows = np.asarray(rows, dtype=np.int64)
+        position[keep_rows[keep_rows < len(position)]] = np.flatnonzero(keep_rows < len(position))
+        mapped = position[self.rows] if len(self.rows) else self.rows
+        keep = mapped >= 0
+        return History(mapped[keep], self.items[keep], self.sent[keep], self.opened[keep], self.muted[keep])
+
+
+@dataclass(frozen=True)
+class SimWorld:
+    """Everything a simulation needs, as aligned arrays (row = cardholder, item = content index)."""
+
+    user_ids: np.ndarray
+    timezones: np.ndarray  # IANA name, "" when unknown (the policy's default zone applies)
+    opted_in: np.ndarray
+    segments: dict[str, np.ndarray]  # segment name -> label per cardholder
+    content_ids: np.ndarray
+    items: Items
+    valid_from: np.ndarray  # int64 seconds, NEVER when open-ended
+    valid_to: np.ndarray  # int64 seconds, FOREVER when open-ended
+    candidates: np.ndarray  # int64 [n, K] item indices best first, -1 padding
+    response: Response
+    response_users: np.ndarray  # row -> response model user index
+    response_items: np.ndarray  # item -> response model item index
+    history: History
+    as_of: pd.Timestamp
+    response_source: str
+    ranking_source: str
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    def zones_under(self, default_timezone: str) -> np.ndarray:
+        """Each cardholder's zone, the policy's default where none is known."""
+        return np.where(self.timezones == "", default_timezone, self.timezones).astype(object)
+
+    def sample(self, n: int, seed: int = 0) -> SimWorld:
+        """A reproducible random subset of at most `n` cardholders (the whole world when smaller)."""
+        if n >= self.n_users:
+            return self
+        rows = np.sort(np.random.default_rng(seed).choice(self.n_users, size=n, replace=False))
+        return replace(
+            self,
+            user_ids=self.user_ids[rows],
+            timezones=self.timezones[rows],
+            opted_in=self.opted_in[rows],
+            segments={name: labels[rows] for name, labels in self.segments.items()},
+            candidates=self.candidates[rows],
+            response_users=self.response_users[rows],
+            history=self.history.subset(rows),
+        )
+
+
+def _seconds(values: pd.Series, missing: np.int64) -> np.ndarray:
+    stamps = pd.to_datetime(values, utc=True)
+    out = np.full(len(stamps), missing, dtype=np.int64)
+    present = stamps.notna().to_numpy()
+    if present.any():
+        out[present] = stamps[present].to_numpy(dtype="datetime64[s]").astype(np.int64)
+    return out
+
+
+def activity_levels(dataset, user_ids: np.ndarray, as_of: pd.Timestamp) -> np.ndarray:
+    """`low` / `medium` / `high` by terciles of events (spend, menu clicks, reads) in the last 90 days."""
+    since = as_of - pd.Timedelta(days=ACTIVITY_DAYS)
+    counts = pd.Series(0, index=pd.Index(user_ids, dtype=object), dtype=np.int64)
+    for name, column in (("transactions", "ts"), ("menu_clicks", "ts"), ("article_reads", "ts")):
+        frame = dataset.table(name)
+        if not len(frame):
+            continue
+        recent = frame.loc[((frame[column] > since) & (frame[column] <= as_of)).to_numpy(), "user_id"]
+        counts = counts.add(recent.astype(str).value_counts(), fill_value=0)
+    values = counts.reindex(user_ids).fillna(0).to_numpy(dtype=np.float64)
+    low, high = np.quantile(values, [1 / 3, 2 / 3]) if len(values) else (0.0, 0.0)
+    levels = np.full(len(values), ACTIVITY_LEVELS[1], dtype=object)
+    levels[values <= low] = ACTIVITY_LEVELS[0]
+    levels[values > high] = ACTIVITY_LEVELS[2]
+    return levels
+
+
+def split_tags(cells: pd.Series) -> tuple[tuple[str, ...], ...]:
+    texts = cells.astype("string").fillna("").to_numpy(dtype=object)
+    return tuple(tuple(part.strip() for part in text.split("|") if part.strip()) for text in texts)
+
+
+def popularity_factors(dataset, user_tiers: np.ndarray, content_ids: np.ndarray,
+                       as_of: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+    """Per-card-tier popularity as factors: one-hot tier [n, g] and log-popularity per item [n_items, g].
+
+    Popularity counts reads and push opens of every cardholder in the last 90 days, per card tier,
+    smoothed toward the overall share so small tiers still get a sensible order.
+    """
+    from recsys.bundle import card_tiers_of
+    from recsys.ids import IdIndex
+
+    items = IdIndex(content_ids)
+    since = as_of - pd.Timedelta(days=POPULARITY_DAYS)
+    reads = dataset.article_reads
+    reads = reads.loc[((reads["ts"] > since) & (reads["ts"] <= as_of)).to_numpy()]
+    pushes = dataset.push_log
+    opened = pushes.loc[(pushes["opened_ts"].notna() & (pushes["opened_ts"] > since)
+                         & (pushes["opened_ts"] <= as_of)).to_numpy()]
+    users = np.concatenate([reads["user_id"].astype(str).to_numpy(dtype=object),
+                            opened["user_id"].astype(str).to_numpy(dtype=object)])
+    contents = np.concatenate([reads["content_id"].astype(str).to_numpy(dtype=object),
+                               opened["content_id"].astype(str).to_numpy(dtype=object)])
+    event_tiers = card_tiers_of(dataset, users).astype(str)
+    groups = np.unique(np.concatenate([event_tiers, np.asarray(user_tiers, dtype=object).astype(str)]))
+    event_group = np.searchsorted(groups, event_tiers)
+    event_item = items.index_of(contents)
+    keep = event_item >= 0
+    counts = np.zeros((len(groups), len(items)), dtype=np.float64)
+    np.add.at(counts, (event_group[keep], event_item[keep]), 1.0)
+    overall = counts.sum(axis=0)
+    share = (overall + 1.0) / (overall.sum() + len(items))
+    smoothed = counts + 20.0 * share[None, :]
+    item_factors = np.log(smoothed / smoothed.sum(axis=1, keepdims=True)).T.astype(np.float32)
+    user_factors = np.zeros((len(user_tiers), len(groups)), dtype=np.float32)
+    user_group = np.searchsorted(groups, np.asarray(user_tiers, dtype=object).astype(str))
+    user_factors[np.arange(len(user_tiers)), user_group] = 1.0
+    return user_factors, item_factors
+
+
+def rank_candidates(dataset, user_ids: np.ndarray, content_ids: np.ndarray, as_of: pd.Timestamp, k: int,
+                    model_uri: str | None) -> tuple[np.ndarray, str]:
+    """Top-k candidate item indices (into `content_ids`) per cardholder, best first; -1 padding."""
+    from recsys.bundle import build_eligibility, card_tiers_of, item_metadata, seen_pairs
+    from recsys.ids import IdIndex
+    from recsys.ranking import top_k
+
+    items = IdIndex(content_ids)
+    if model_uri is None:
+        tiers = card_tiers_of(dataset, user_ids)
+        meta = item_metadata(dataset.content, items)
+        seen = seen_pairs(dataset, as_of, user_ids, items)
+        eligibility = build_eligibility(meta, items, as_of, tiers, seen)
+        user_factors, item_factors = popularity_factors(dataset, tiers, content_ids, as_of)
+        indices, _ = top_k(user_factors, item_factors, k, eligibility)
+        return indices.astype(np.int64), "per-card-tier popularity of reads and opens (no --model)"
+    from recsys.bundle import ModelBundle
+    from training.tracking import resolve_model_uri
+
+    bundle = ModelBundle.load(resolve_model_uri(model_uri))
+    features = bundle.feature_builder.transform_users(dataset, as_of, user_ids)
+    factors = bundle.model.user_factors(bundle.users.index_of(user_ids), features)
+    indices, _ = top_k(factors, bundle.model.item_factors(), k, bundle.eligibility(dataset, as_of, user_ids))
+    # bundle item order -> this world's content order (items the content table lacks are dropped)
+    mapped = np.where(indices >= 0, items.index_of(bundle.items.ids)[np.maximum(indices, 0)], -1)
+    return _compact(mapped), f"model {model_uri}"
+
+
+def _compact(indices: np.ndarray) -> np.ndarray:
+    """Move -1 entries to the end of each row, keeping the order of the rest."""
+    order = np.argsort(indices < 0, axis=1, kind="stable")
+    return np.take_along_axis(indices, order, axis=1).astype(np.int64)
+
+
+def load_world(
+    data_dir: str | Path,
+    truth_path: str | Path | None = None,
+    model_uri: str | None = None,
+    k: int = DEFAULT_CANDIDATES,
+    max_users: int | None = None,
+    seed: int = 0,
+) -> SimWorld:
+    """Build the simulation world of a data directory (see the module docstring)."""
+    from features.loader import load_dataset
+
+    dataset = load_dataset(data_dir)
+    truth = None
+    if truth_path is not None:
+        from recsys.world.truth import WorldTruth
+
+        truth = WorldTruth.load(truth_path)
+        as_of = pd.Timestamp(truth.as_of)
+    else:
+        span = dataset.time_range()
+        if span is None:
+            raise SimulationError(f"{data_dir}: no events to date the simulation from; give --truth or data "
+                                  "with transactions, clicks, reads or pushes")
+        as_of = span[1]
+    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+
+    holders = dataset.cardholders.drop_duplicates("user_id")
+    user_ids = holders["user_id"].astype(str).to_numpy(dtype=object)
+    if max_users is not None and max_users < len(user_ids):
+        keep = np.sort(np.random.default_rng(seed).choice(len(user_ids), size=max_users, replace=False))
+        holders = holders.iloc[keep]
+        user_ids = user_ids[keep]
+    timezones = holders["timezone"].astype("string").fillna("").to_numpy(dtype=object)
+    opted_in = holders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
+    tiers = holders["card_tier"].astype("string").fillna(UNKNOWN).to_numpy(dtype=object)
+    segments = {"card_tier": tiers, "activity": activity_levels(dataset, user_ids, as_of)}
+
+    content = dataset.content.drop_duplicates("content_id")
+    content_ids = content["content_id"].astype(str).to_numpy(dtype=object)
+    items = Items(
+        kinds=content["kind"].astype(str).to_numpy(dtype=object),
+        tags=split_tags(content["tags"]),
+        transactional=content["transactional"].astype("boolean").fillna(False).to_numpy(dtype=bool),
+    )
+    candidates, ranking_source = rank_candidates(dataset, user_ids, content_ids, as_of, k, model_uri)
+
+    history = _history(dataset, user_ids, content_ids, as_of)
+    if truth is not None:
+        response = truth.response_model()
+        response_users = truth.user_index(user_ids.astype(str))
+        response_items = truth.content_index(content_ids.astype(str))
+        if (response_users < 0).any() or (response_items < 0).any():
+            raise SimulationError(
+                f"the truth file {truth_path} does not describe this data directory "
+                f"({int((response_users < 0).sum())} cardholders, {int((response_items < 0).sum())} contents "
+                "unknown to it): give the truth written with this world by `recsys synth`"
+            )
+        response_source = f"synthetic world truth {truth_path} (hidden response model)"
+    else:
+        from recsys.simulation.response_fit import fit_response
+
+        response = fit_response(dataset, user_ids, segments, content_ids, items, as_of)
+        response_users = np.arange(len(user_ids), dtype=np.int64)
+        response_items = np.arange(len(content_ids), dtype=np.int64)
+        response_source = "fitted from push_log: " + response.describe()
+    world = SimWorld(
+        user_ids=user_ids,
+        timezones=timezones,
+        opted_in=opted_in,
+        segments=segments,
+        content_ids=content_ids,
+        items=items,
+        valid_from=_seconds(content["valid_from"], NEVER),
+        valid_to=_seconds(content["valid_to"], FOREVER),
+        candidates=candidates,
+        response=response,
+        response_users=response_users,
+        response_items=response_items,
+        history=history,
+        as_of=as_of,
+        response_source=response_source,
+        ranking_source=ranking_source,
+    )
+    logger.info("simulation world: %d cardholders, %d contents, as of %s; ranking: %s; response: %s",
+                world.n_users, len(content_ids), as_of.isoformat(), ranking_source, response_source)
+    return world
+
+
+def _history(dataset, user_ids: np.ndarray, content_ids: np.ndarray, as_of: pd.Timestamp) -> History:
+    from recsys.ids import IdIndex
+
+    pushes = dataset.push_log
+    since = as_of - pd.Timedelta(days=HISTORY_DAYS)
+    pushes = pushes.loc[((pushes["sent_ts"] > since) & (pushes["sent_ts"] <= as_of)).to_numpy()]
+    rows = IdIndex(user_ids).index_of(pushes["user_id"].astype(str).to_numpy(dtype=object))
+    items = IdIndex(content_ids).index_of(pushes["content_id"].astype(str).to_numpy(dtype=object))
+    keep = (rows >= 0) & (items >= 0)
+    opened = (pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)).to_numpy(dtype=bool)
+    muted = pushes["muted"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    sent = _seconds(pushes["sent_ts"], NEVER)
+    order = np.argsort(sent[keep], kind="stable")
+    return History(rows[keep][order], items[keep][order], sent[keep][order], opened[keep][order],
+                   muted[keep][order])
