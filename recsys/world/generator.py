@@ -143,8 +143,12 @@ def check_destination(out: Path, truth: Path, force: bool) -> None:
             f"--truth {truth} is inside the data directory {out}: the truth must stay outside it, "
             "so models cannot read it"
         )
-    if truth.exists() and truth.is_dir():
+    if truth.is_dir():
         raise WorldOutputError(f"--truth {truth} is a directory: give a file path such as world.truth.npz")
+    if truth.exists() and not force:
+        raise WorldOutputError(
+            f"truth file {truth} already exists: pass --force to replace it, or choose another --truth"
+        )
 
 
 def _stamps(values: np.ndarray, null: np.ndarray | None = None) -> pa.Array:

@@ -128,8 +128,7 @@ def make_pushes(
     recent = _trailing_counts(user, sent, marketing, window_days * DAY_US, origin)
 
     n = len(user)
-    opened = rng.random(n) < model.open_probability(user, item, recent)
-    muted = rng.random(n) < model.mute_probability(user, recent, item)
+    opened, muted = model.draw(rng, user, item, recent)
     delay = np.ceil(rng.lognormal(np.log(40 * 60.0), 1.3, n)).astype(np.int64) * _SECOND_US
     opened_ts = np.where(opened, sent + delay, -1)
     opened_ts = np.where(opened_ts > clock.end_us, -1, opened_ts)

@@ -143,6 +143,14 @@ class ResponseModel:
             logit = np.where(self.item_transactional[items], logit - frequency, logit)
         return sigmoid(logit)
 
+    def draw(
+        self, rng: np.random.Generator, users: np.ndarray, items: np.ndarray, recent_pushes: np.ndarray | int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Simulated answers to pushes: (opened, muted) boolean arrays, drawn independently."""
+        opened = rng.random(np.shape(users)) < self.open_probability(users, items, recent_pushes)
+        muted = rng.random(np.shape(users)) < self.mute_probability(users, recent_pushes, items)
+        return opened, muted
+
     def open_prob_matrix(self, users: np.ndarray | slice | None = None) -> np.ndarray:
         """float32 [n, n_items] rested open probabilities for a block of cardholders (all by default)."""
         rows = slice(None) if users is None else users

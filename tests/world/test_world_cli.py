@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from features.loader import load_dataset
 from qianmian.cli import app
-from recsys.world import WorldConfig, WorldConfigError, WorldOutputError, generate_world
+from recsys.world import WorldConfig, WorldConfigError, WorldOutputError, WorldTruth, generate_world
 from recsys.world import generator as generator_module
 
 runner = CliRunner()
@@ -153,3 +153,13 @@ def test_same_seed_gives_byte_identical_tables_and_truth(tmp_path, monkeypatch):
 def test_config_rejects_a_naive_end_time():
     with pytest.raises(WorldConfigError, match="time zone"):
         WorldConfig(end=pd.Timestamp("2026-01-01"))
+
+
+def test_refuses_to_replace_an_existing_truth_file_unless_forced(tmp_path):
+    (tmp_path / "w.truth.npz").write_bytes(b"an older truth")
+    with pytest.raises(WorldOutputError, match="already exists"):
+        generate_world(WorldConfig(users=20, items=10, days=5), tmp_path / "w")
+    assert not (tmp_path / "w").exists()
+    assert (tmp_path / "w.truth.npz").read_bytes() == b"an older truth"
+    generate_world(WorldConfig(users=20, items=10, days=5), tmp_path / "w", force=True)
+    assert len(WorldTruth.load(tmp_path / "w.truth.npz").user_ids) == 20
