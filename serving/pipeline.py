@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from recsys.caps.decisions import Candidate
 from recsys.publication import PublishedVersion, UserRecord
 
 logger = logging.getLogger(__name__)
@@ -111,8 +112,22 @@ class LiveModel:
             self.contributions = np.ascontiguousarray(contributions, dtype=np.float32)
         self.phrases = [feature_phrase(name) for name in self.feature_names]
         self.builder = builder
+        self._cap_candidates: dict[str | None, list[Candidate]] = {}
         self.item_dtype = published.item_dtype
         self.feature_dtype = published.feature_dtype
+
+    def cap_candidates(self, campaign: str | None) -> list[Candidate]:
+        """Caps candidates for every item (built once per campaign name, reused by every request)."""
+        cached = self._cap_candidates.get(campaign)
+        if cached is None:
+            cached = [
+                Candidate(item_id, kind, tags, bool(transactional), campaign)
+                for item_id, kind, tags, transactional
+                in zip(self.item_ids, self.kinds, self.tags, self.transactional.tolist(), strict=True)
+            ]
+            if len(self._cap_candidates) < 256:
+                self._cap_candidates[campaign] = cached
+        return cached
 
     @property
     def n_items(self) -> int:
@@ -200,6 +215,51 @@ class LiveModel:
         scores = self.scores(user, items)
         order = np.argsort(-scores, kind="stable")
         return Ranked(items[order], scores[order], skipped)
+
+    def rank_block(self, users: list[Representation], now: datetime, width: int,
+                   valid: np.ndarray | None = None) -> list[Ranked]:
+        """The best `width` eligible items of every published item, for many cardholders at once.
+
+        Same result as `rank(user, now, None)[:width]` (ties: lower item index first), with one
+        matrix product for the block instead of one per cardholder.
+        """
+        valid = self.valid_at(now) if valid is None else valid
+        n, m = len(users), self.n_items
+        scores = np.empty((n, m), dtype=np.float32)
+        with_factors = [i for i, user in enumerate(users) if user.factors is not None]
+        if with_factors:
+            scores[with_factors] = np.stack([users[i].factors for i in with_factors]) @ self.item_factors.T
+        for i, user in enumerate(users):
+            if user.factors is None:
+                scores[i] = self.pop_segments[user.group] if user.group != UNKNOWN_TIER else self.pop_overall
+        groups = np.fromiter((user.group for user in users), dtype=np.int64, count=n)
+        allowed = self.group_allowed[groups] & (valid & ~self.transactional)
+        for i, user in enumerate(users):
+            if not user.opt_in:
+                allowed[i] = False
+            elif len(user.seen):
+                allowed[i, user.seen] = False
+        scores[~allowed] = -np.inf
+        width = min(width, m)
+        if width < m:
+            # A stable sort of the whole row would cost O(m log m); partition on (score, -index) keys.
+            top = np.argpartition(-scores, width - 1, axis=1)[:, :width]
+            cut = np.take_along_axis(scores, top, axis=1).min(axis=1, keepdims=True)
+            out = []
+            for i in range(n):
+                # Items tied with the cut-off score may be cut either way: take the lowest indices.
+                pool = np.flatnonzero(scores[i] >= cut[i]) if np.isfinite(cut[i, 0]) else top[i]
+                out.append(self._ordered(pool, scores[i], width))
+            return out
+        return [self._ordered(np.arange(m), scores[i], width) for i in range(n)]
+
+    @staticmethod
+    def _ordered(pool: np.ndarray, row: np.ndarray, width: int) -> Ranked:
+        values = row[pool]
+        order = np.argsort(-values, kind="stable")[:width]
+        items, values = pool[order], values[order]
+        keep = np.isfinite(values)
+        return Ranked(items[keep], values[keep])
 
     def reasons(self, user: Representation, items: np.ndarray) -> list[str]:
         """One short reason per item: the user feature (or collaborative part) adding most to its score."""

@@ -9,9 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
-from recsys.caps.decisions import Candidate, CapRequest, UserDecision
+from recsys.caps.decisions import CapRequest, UserDecision
 from recsys.publication import decode_user
 from serving.pipeline import LiveModel, Ranked, Representation
 from serving.schemas import RankRequest
@@ -25,7 +23,7 @@ NOT_OPTED_IN = {"rule": "opt_out", "detail": "the cardholder's push_opt_in is fa
 
 def decide_width(k: int) -> int:
     """How many of the ordered candidates the caps engine looks at (rules may block some)."""
-    return max(2 * k, k + 8)
+    return k + 3
 
 
 def representations(model: LiveModel, blobs: Sequence[bytes | None],
@@ -40,13 +38,9 @@ def representations(model: LiveModel, blobs: Sequence[bytes | None],
 
 
 def cap_request(model: LiveModel, user: Representation, request: RankRequest, ranked: Ranked) -> CapRequest:
-    width = decide_width(request.k)
-    candidates = tuple(
-        Candidate(model.item_ids[i], model.kinds[i], model.tags[i], bool(model.transactional[i]),
-                  request.campaign)
-        for i in ranked.items[:width].tolist()
-    )
-    return CapRequest(request.user_id, candidates, user.timezone, request.reserve and bool(candidates))
+    candidates = model.cap_candidates(request.campaign)
+    chosen = tuple(candidates[i] for i in ranked.items[:decide_width(request.k)].tolist())
+    return CapRequest(request.user_id, chosen, user.timezone, request.reserve and bool(chosen))
 
 
 def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: RankRequest,
@@ -100,15 +94,23 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
     keys = [state.user_key(model.version, request.user_id) for request in requests]
     blobs = state.client.mget(keys) if len(keys) > 1 else [state.client.get(keys[0])]
     users = representations(model, blobs, requests)
-    valid_cache: dict[datetime, np.ndarray] = {}
-    ranked_all, cap_requests, positions = [], [], []
-    for index, (user, request) in enumerate(zip(users, requests, strict=True)):
-        now = request.now or clock
-        valid = valid_cache.get(now)
-        if valid is None:
-            valid = valid_cache[now] = model.valid_at(now)
-        ranked = model.rank(user, now, request.candidates, valid)
-        ranked_all.append(ranked)
+    ranked_all: list[Ranked | None] = [None] * len(requests)
+    by_time: dict[datetime, list[int]] = {}
+    for index, request in enumerate(requests):
+        by_time.setdefault(request.now or clock, []).append(index)
+    for now, indices in by_time.items():
+        valid = model.valid_at(now)
+        default = [i for i in indices if requests[i].candidates is None]
+        if default:
+            width = max(decide_width(requests[i].k) for i in default)
+            for i, ranked in zip(default, model.rank_block([users[i] for i in default], now, width, valid),
+                                 strict=True):
+                ranked_all[i] = ranked
+        for i in indices:
+            if requests[i].candidates is not None:
+                ranked_all[i] = model.rank(users[i], now, requests[i].candidates, valid)
+    cap_requests, positions = [], []
+    for index, (user, request, ranked) in enumerate(zip(users, requests, ranked_all, strict=True)):
         if len(ranked.items):
             cap_requests.append(cap_request(model, user, request, ranked))
             positions.append(index)

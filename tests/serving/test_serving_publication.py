@@ -61,10 +61,11 @@ def test_request_time_ranking_matches_published_top_n(published, store, bundle, 
                              model.item_dtype, model.feature_dtype)
         if not record.opt_in:
             continue
-        ranked = model.rank(model.known(record), as_of, None)
+        user = model.known(record)
         n = len(record.top_items)
-        np.testing.assert_array_equal(ranked.items[:n], record.top_items.astype(np.int64))
-        np.testing.assert_allclose(ranked.scores[:n], record.top_scores, rtol=1e-5, atol=1e-5)
+        for ranked in (model.rank(user, as_of, None), model.rank_block([user], as_of, n)[0]):
+            np.testing.assert_array_equal(ranked.items[:n], record.top_items.astype(np.int64))
+            np.testing.assert_allclose(ranked.scores[:n], record.top_scores, rtol=1e-5, atol=1e-5)
         compared += 1
     assert compared > 100
 
