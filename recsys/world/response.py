@@ -33,7 +33,7 @@ class ResponseParams:
     """Scalar parameters of the response model."""
 
     base_logit: float = -3.6
-    taste_weight: float = 1.05
+    taste_weight: float = 1.2
     fatigue_free: int = 4
     fatigue_per_push: float = 0.18
     mute_base: float = -7.3
