@@ -95,14 +95,17 @@ class WorldTruth:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> WorldTruth:
+    def load(cls, path: str | Path, mmap: bool = False) -> WorldTruth:
+        """Read a truth file; ``mmap=True`` maps ``open_prob`` read-only instead of reading it."""
         path = Path(path)
         if not path.is_file():
             raise TruthFileError(f"truth file {path} does not exist: generate it with `recsys synth`")
         try:
             with np.load(path, allow_pickle=False) as npz:
-                data = {name: npz[name] for name in npz.files}
-        except (OSError, ValueError, zipfile.BadZipFile) as error:
+                data = {name: npz[name] for name in npz.files if not (mmap and name == "open_prob")}
+            if mmap:
+                data["open_prob"] = _map_member(path, "open_prob.npy")
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
             raise TruthFileError(f"truth file {path} is unreadable ({error}): generate it again") from error
         version = int(data.get("format_version", -1))
         if version != FORMAT_VERSION:
@@ -136,6 +139,33 @@ def _positions(known: np.ndarray, wanted: np.ndarray | list[str]) -> np.ndarray:
     found = np.clip(found, 0, max(len(known) - 1, 0))
     hit = len(known) > 0 and (known[order[found]] == wanted)
     return np.where(hit, order[found], -1).astype(np.int64)
+
+
+def _map_member(path: Path, member: str) -> np.ndarray:
+    """Memory-map an uncompressed .npy member of a zip archive."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"{member} is compressed and cannot be memory-mapped")
+    with path.open("rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)
+        if local[:4] != b"PK\x03\x04":
+            raise ValueError(f"bad local header for {member}")
+        name_length = int.from_bytes(local[26:28], "little")
+        extra_length = int.from_bytes(local[28:30], "little")
+        start = info.header_offset + 30 + name_length + extra_length
+        handle.seek(start)
+        version = np.lib.format.read_magic(handle)
+        read_header = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }
+        if version not in read_header:
+            raise ValueError(f"{member} has unsupported .npy version {version}")
+        shape, fortran, dtype = read_header[version](handle)
+        offset = handle.tell()
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
 def _write_member(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:

@@ -33,6 +33,12 @@ def test_truth_round_trips_through_save_and_load(small_world, tmp_path):
     assert again.params == truth.params and again.as_of == truth.as_of
 
 
+def test_truth_can_be_memory_mapped(small_world):
+    mapped = WorldTruth.load(small_world.summary.truth, mmap=True)
+    assert isinstance(mapped.open_prob, np.memmap)
+    np.testing.assert_array_equal(mapped.open_prob, small_world.truth.open_prob)
+
+
 def test_loading_a_missing_or_broken_truth_file_says_what_to_do(tmp_path):
     with pytest.raises(TruthFileError, match="recsys synth"):
         WorldTruth.load(tmp_path / "absent.npz")
