@@ -22,6 +22,7 @@ import os
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -71,13 +72,21 @@ class WorldTruth:
             self.item_transactional,
         )
 
+    @cached_property
+    def _user_lookup(self) -> pd.Index:
+        return pd.Index(self.user_ids.astype(object))
+
+    @cached_property
+    def _content_lookup(self) -> pd.Index:
+        return pd.Index(self.content_ids.astype(object))
+
     def user_index(self, user_ids: np.ndarray | list[str]) -> np.ndarray:
         """Positions of ``user_ids`` in the truth (-1 for ids the world does not have)."""
-        return _positions(self.user_ids, user_ids)
+        return self._user_lookup.get_indexer(np.asarray(user_ids, dtype=object)).astype(np.int64)
 
     def content_index(self, content_ids: np.ndarray | list[str]) -> np.ndarray:
         """Positions of ``content_ids`` in the truth (-1 for ids the world does not have)."""
-        return _positions(self.content_ids, content_ids)
+        return self._content_lookup.get_indexer(np.asarray(content_ids, dtype=object)).astype(np.int64)
 
     def save(self, path: str | Path) -> None:
         arrays = {name: getattr(self, name) for name in _USER_ARRAYS + _ITEM_ARRAYS}
@@ -130,15 +139,6 @@ class WorldTruth:
 _USER_ARRAYS = ("user_engagement", "user_taste", "user_mute_offset", "user_persona", "user_statement_day",
                 "user_reader")
 _ITEM_ARRAYS = ("item_appeal", "item_topics", "item_transactional")
-
-
-def _positions(known: np.ndarray, wanted: np.ndarray | list[str]) -> np.ndarray:
-    order = np.argsort(known)
-    wanted = np.asarray(wanted, dtype=known.dtype if len(wanted) else str)
-    found = np.searchsorted(known, wanted, sorter=order)
-    found = np.clip(found, 0, max(len(known) - 1, 0))
-    hit = len(known) > 0 and (known[order[found]] == wanted)
-    return np.where(hit, order[found], -1).astype(np.int64)
 
 
 def _map_member(path: Path, member: str) -> np.ndarray:

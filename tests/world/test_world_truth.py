@@ -56,6 +56,9 @@ def test_response_model_reproduces_the_truth_matrix(small_world):
     np.testing.assert_allclose(rested, truth.open_prob[users], rtol=1e-5)
     np.testing.assert_array_equal(truth.user_index(truth.user_ids[users]), users)
     assert truth.content_index(["nope"])[0] == -1
+    longer = truth.user_ids[0] + "0"  # an id the world lacks that shares a known id's prefix
+    np.testing.assert_array_equal(truth.user_index([longer, truth.user_ids[3]]), [-1, 3])
+    assert truth.user_index([]).shape == (0,)
 
 
 def test_fatigue_lowers_opens_and_frequency_raises_mutes(small_world):
