@@ -1,0 +1,358 @@
+"""A self-contained model bundle, the eligibility rules at an as-of time, and batch ranking of everyone.
+
+Layout of a bundle directory (written to a temporary sibling, then renamed into place):
+
+    bundle.json       format version, versions of the package and libraries, as-of time, metrics, params
+    features.json     the fitted FeatureBuilder state (vocabularies, band edges, scales, MCC table)
+    users.parquet     user_id, segment: the model's user index order
+    items.parquet     content_id, kind, tags, valid_from, valid_to, card_tiers, transactional: item order
+    model/            the Recommender (saved by its own `save`)
+    fallback/         optional popularity model for cardholders the main model cannot score
+
+Ranking never predicts pair by pair: user factors for a block of cardholders times the item factors,
+ineligible items masked, top-k selected (`recsys.ranking.top_k`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.ids import IdIndex
+from recsys.models import IncompatibleModelError, Recommender, load_model
+
+if TYPE_CHECKING:
+    from features.builder import FeatureBuilder
+    from features.loader import Dataset
+    from recsys.ranking import Eligibility
+
+logger = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = 1
+MANIFEST = "bundle.json"
+ITEM_COLUMNS = ("content_id", "kind", "tags", "valid_from", "valid_to", "card_tiers", "transactional")
+LIBRARIES = ("qianmian", "numpy", "scipy", "pandas", "lightfm-next", "implicit")
+UNKNOWN_TIER = "unknown"
+
+
+class BundleError(ValueError):
+    """A model bundle that is missing, damaged or from an incompatible version."""
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def item_metadata(content: pd.DataFrame, items: IdIndex) -> pd.DataFrame:
+    """The content columns eligibility needs, one row per item in index order."""
+    frame = content.drop_duplicates("content_id")
+    frame = frame.set_index(frame["content_id"].astype(str).to_numpy(dtype=object))
+    missing = [value for value in items.ids if value not in frame.index][:5]
+    if missing:
+        raise BundleError(f"content ids {missing} of the model are not in the content table")
+    meta = frame.reindex(items.ids)[list(ITEM_COLUMNS)].reset_index(drop=True)
+    meta["content_id"] = meta["content_id"].astype(str)
+    meta["transactional"] = meta["transactional"].fillna(False).astype(bool)
+    for column in ("kind", "tags", "card_tiers"):
+        meta[column] = meta[column].astype("string")
+    for column in ("valid_from", "valid_to"):
+        meta[column] = pd.to_datetime(meta[column], utc=True).astype("datetime64[us, UTC]")
+    return meta
+
+
+@dataclass
+class ModelBundle:
+    """Everything needed to rank cardholders later, in any process, without the training data."""
+
+    model: Recommender
+    users: IdIndex
+    items: IdIndex
+    feature_state: dict[str, Any]
+    item_meta: pd.DataFrame
+    user_segments: np.ndarray | None
+    as_of: pd.Timestamp
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    fallback: Recommender | None = None
+    user_features: sp.csr_matrix | None = None
+    versions: dict[str, str] = field(default_factory=library_versions)
+    format_version: int = BUNDLE_FORMAT
+
+    def __post_init__(self) -> None:
+        if len(self.item_meta) != len(self.items):
+            raise BundleError(f"item metadata has {len(self.item_meta)} rows for {len(self.items)} items")
+        if self.user_features is not None and self.user_features.shape[0] != len(self.users):
+            raise BundleError(f"{self.user_features.shape[0]} feature rows for {len(self.users)} users")
+        if self.user_segments is not None and len(self.user_segments) != len(self.users):
+            raise BundleError(f"{len(self.user_segments)} segment labels for {len(self.users)} users")
+        self._builder: FeatureBuilder | None = None
+
+    @property
+    def feature_builder(self) -> FeatureBuilder:
+        """The fitted feature builder (restored from `feature_state` on first use)."""
+        if self._builder is None:
+            from features.builder import FeatureBuilder
+
+            self._builder = FeatureBuilder.from_dict(self.feature_state)
+        return self._builder
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the bundle directory atomically (temp sibling, then rename); returns the path."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            self.model.save(staging / "model")
+            if self.fallback is not None:
+                self.fallback.save(staging / "fallback")
+            (staging / "features.json").write_text(json.dumps(self.feature_state))
+            users = pd.DataFrame({"user_id": self.users.ids.astype(str)})
+            if self.user_segments is not None:
+                users["segment"] = np.asarray(self.user_segments).astype(str)
+            users.to_parquet(staging / "users.parquet", index=False)
+            self.item_meta.to_parquet(staging / "items.parquet", index=False)
+            if self.user_features is not None:
+                sp.save_npz(staging / "user_features.npz", sp.csr_matrix(self.user_features))
+            manifest = {
+                "format_version": self.format_version,
+                "model_kind": self.model.kind,
+                "fallback_kind": None if self.fallback is None else self.fallback.kind,
+                "as_of": self.as_of.isoformat(),
+                "n_users": len(self.users),
+                "n_items": len(self.items),
+                "versions": self.versions,
+                "metrics": self.metrics,
+                "params": self.params,
+            }
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+            if target.exists():
+                backup = target.with_name(f".{target.name}.old")
+                shutil.rmtree(backup, ignore_errors=True)
+                target.rename(backup)
+                staging.rename(target)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        logger.info("saved model bundle to %s", target)
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ModelBundle:
+        """Read a bundle; `BundleError` naming the problem when it is missing, damaged or incompatible."""
+        root = Path(path)
+        manifest_path = root / MANIFEST
+        if not manifest_path.is_file():
+            raise BundleError(f"{root} is not a model bundle (no {MANIFEST}): check the path or model URI")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as error:
+            raise BundleError(
+                f"{manifest_path} is not valid JSON ({error}): the bundle is damaged"
+            ) from error
+        found = manifest.get("format_version")
+        if found != BUNDLE_FORMAT:
+            saved_with = manifest.get("versions", {}).get("qianmian", "an unknown version")
+            raise BundleError(
+                f"{root} is a bundle in format version {found!r} (written by qianmian {saved_with}); "
+                f"this qianmian {library_versions()['qianmian']} reads format {BUNDLE_FORMAT}: "
+                "retrain with `recsys train` or use the matching engine version"
+            )
+        try:
+            model = load_model(root / "model")
+            fallback = load_model(root / "fallback") if (root / "fallback").is_dir() else None
+            feature_state = json.loads((root / "features.json").read_text())
+            users_frame = pd.read_parquet(root / "users.parquet")
+            item_meta = pd.read_parquet(root / "items.parquet")
+            features_path = root / "user_features.npz"
+            user_features = sp.load_npz(features_path).tocsr() if features_path.is_file() else None
+        except IncompatibleModelError as error:
+            raise BundleError(f"{root}: {error}") from error
+        except (OSError, ValueError) as error:
+            raise BundleError(f"{root} is damaged or incomplete ({error}): write the bundle again") from error
+        bundle = cls(
+            model=model,
+            users=IdIndex(users_frame["user_id"].astype(str)),
+            items=IdIndex(item_meta["content_id"].astype(str)),
+            feature_state=feature_state,
+            item_meta=item_meta,
+            user_segments=(users_frame["segment"].to_numpy(dtype=object)
+                           if "segment" in users_frame else None),
+            as_of=pd.Timestamp(manifest["as_of"]),
+            metrics=manifest.get("metrics", {}),
+            params=manifest.get("params", {}),
+            fallback=fallback,
+            user_features=user_features,
+            versions=manifest.get("versions", {}),
+            format_version=found,
+        )
+        # fail now, not at the first request, if the feature state is from another version
+        bundle.feature_builder  # noqa: B018
+        return bundle
+
+    # ------------------------------------------------------------------ ranking
+    def features_for(
+        self, user_ids: Sequence[str] | np.ndarray, feature_rows: Sequence[Mapping[str, float]] | None = None
+    ) -> sp.csr_matrix:
+        """Feature rows for `user_ids`: from `{feature name: weight}` mappings when given, else the rows
+        stored at the bundle's as-of time (empty for cardholders the bundle does not know)."""
+        builder = self.feature_builder
+        if feature_rows is not None:
+            if len(feature_rows) != len(user_ids):
+                raise BundleError(f"{len(feature_rows)} feature rows for {len(user_ids)} users: one each")
+            return builder.encode_user_dicts(feature_rows)
+        index = self.users.index_of(np.asarray(user_ids, dtype=object))
+        out = sp.csr_matrix((len(index), len(builder.user_feature_names)), dtype=np.float32)
+        if self.user_features is None or not (index >= 0).any():
+            return out
+        known = sp.csr_matrix(self.user_features)[np.maximum(index, 0)]
+        return sp.csr_matrix(sp.diags((index >= 0).astype(np.float32)) @ known)
+
+    def user_factors_for(
+        self, user_ids: Sequence[str] | np.ndarray, feature_rows: Sequence[Mapping[str, float]] | None = None
+    ) -> np.ndarray:
+        """The model's factors for `user_ids` (unknown ids: represented from features alone)."""
+        ids = np.asarray(user_ids, dtype=object)
+        return self.model.user_factors(self.users.index_of(ids), self.features_for(ids, feature_rows))
+
+    def eligibility(self, dataset: Dataset, as_of: pd.Timestamp, user_ids: np.ndarray) -> Eligibility:
+        """Eligibility of the model's items for `user_ids` at `as_of`, from the dataset's tables."""
+        meta = current_item_meta(self.item_meta, dataset.content)
+        return build_eligibility(meta, self.items, as_of, card_tiers_of(dataset, user_ids),
+                                 seen_pairs(dataset, as_of, user_ids, self.items))
+
+    def rank(
+        self,
+        dataset: Dataset,
+        as_of: pd.Timestamp,
+        k: int,
+        user_ids: np.ndarray | None = None,
+        block_size: int = 50_000,
+        progress: Callable[[int], None] | None = None,
+    ) -> pd.DataFrame:
+        """Contract recommendation rows (user_id, rank, content_id, score) for every cardholder.
+
+        Cardholders the model was not fitted on are represented from their features alone.
+        `progress(n)` is called after each block of n cardholders.
+        """
+        from recsys.ranking import top_k
+
+        ids = (dataset.cardholders["user_id"].astype(str).to_numpy(dtype=object) if user_ids is None
+               else np.asarray(user_ids, dtype=object))
+        eligibility = self.eligibility(dataset, as_of, ids)
+        features = self.feature_builder.transform_users(dataset, as_of, ids)
+        index = self.users.index_of(ids)
+        item_factors = self.model.item_factors()
+        parts = []
+        for start in range(0, len(ids), block_size):
+            rows = np.arange(start, min(start + block_size, len(ids)))
+            factors = self.model.user_factors(index[rows], features[rows])
+            indices, scores = top_k(factors, item_factors, k, eligibility.subset(rows))
+            parts.append(recommendation_rows(ids[rows], indices, scores, self.items))
+            if progress is not None:
+                progress(rows.size)
+        if not parts:
+            return recommendation_rows(ids, np.zeros((0, k), np.int32), np.zeros((0, k), np.float32),
+                                       self.items)
+        return pd.concat(parts, ignore_index=True)
+
+
+def recommendation_rows(user_ids: np.ndarray, indices: np.ndarray, scores: np.ndarray,
+                        items: IdIndex) -> pd.DataFrame:
+    """Long contract rows from top-k arrays; slots without an eligible item (-1) are dropped."""
+    n, k = indices.shape
+    valid = indices >= 0
+    user_rows, ranks = np.nonzero(valid)
+    return pd.DataFrame({
+        "user_id": np.asarray(user_ids, dtype=object)[user_rows].astype(str),
+        "rank": (ranks + 1).astype(np.int64),
+        "content_id": items.ids[indices[valid]].astype(str) if valid.any() else np.zeros(0, dtype=str),
+        "score": scores[valid].astype(np.float64),
+    })
+
+
+def current_item_meta(bundle_meta: pd.DataFrame, content: pd.DataFrame) -> pd.DataFrame:
+    """The bundle's item metadata, updated with the current content table where it knows the item."""
+    if not len(content):
+        return bundle_meta
+    ids = bundle_meta["content_id"].astype(str).to_numpy(dtype=object)
+    known = pd.Index(content["content_id"].astype(str).to_numpy(dtype=object))
+    present = known.get_indexer(ids)
+    if (present < 0).all():
+        return bundle_meta
+    fresh = item_metadata(content.iloc[present[present >= 0]], IdIndex(ids[present >= 0]))
+    meta = bundle_meta.copy()
+    meta.loc[present >= 0, list(ITEM_COLUMNS)] = fresh[list(ITEM_COLUMNS)].to_numpy()
+    return meta
+
+
+def split_tiers(cells: pd.Series) -> list[frozenset[str]]:
+    """`gold|platinum` cells -> sets of tiers; an empty cell is the empty set (no restriction)."""
+    texts = cells.astype("string").fillna("").to_numpy(dtype=object)
+    return [frozenset(part.strip() for part in text.split("|") if part.strip()) for text in texts]
+
+
+def card_tiers_of(dataset: Dataset, user_ids: np.ndarray) -> np.ndarray:
+    """Card tier per cardholder (`unknown` when empty or not in the cardholders table)."""
+    holders = dataset.cardholders.drop_duplicates("user_id")
+    tiers = pd.Series(holders["card_tier"].astype("string").to_numpy(dtype=object, na_value=UNKNOWN_TIER),
+                      index=holders["user_id"].astype(str).to_numpy(dtype=object))
+    return tiers.reindex(np.asarray(user_ids, dtype=object)).fillna(UNKNOWN_TIER).to_numpy(dtype=object)
+
+
+def seen_pairs(dataset: Dataset, as_of: pd.Timestamp, user_ids: np.ndarray, items: IdIndex) -> sp.csr_matrix:
+    """bool csr [len(user_ids), n_items]: read or pushed at or before `as_of`."""
+    from features.interactions import seen_matrix
+
+    return seen_matrix(dataset, as_of, IdIndex(user_ids), items)
+
+
+def item_allowed_at(meta: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+    """bool [n_items]: inside its validity window at `as_of` and not a transactional notice."""
+    valid_from = meta["valid_from"]
+    valid_to = meta["valid_to"]
+    started = (valid_from.isna() | (valid_from <= as_of)).to_numpy(dtype=bool)
+    not_ended = (valid_to.isna() | (valid_to >= as_of)).to_numpy(dtype=bool)
+    marketing = ~meta["transactional"].fillna(False).to_numpy(dtype=bool)
+    return started & not_ended & marketing
+
+
+def build_eligibility(meta: pd.DataFrame, items: IdIndex, as_of: pd.Timestamp, user_tiers: np.ndarray,
+                      seen: sp.csr_matrix) -> Eligibility:
+    """Validity at `as_of`, no transactional items, tier restrictions, nothing already read or pushed."""
+    from recsys.ranking import Eligibility
+
+    if len(meta) != len(items):
+        raise BundleError(f"item metadata has {len(meta)} rows for {len(items)} items")
+    groups, user_group = np.unique(np.asarray(user_tiers, dtype=object).astype(str), return_inverse=True)
+    restrictions = split_tiers(meta["card_tiers"])
+    group_item_allowed = np.array(
+        [[not allowed or group in allowed for allowed in restrictions] for group in groups], dtype=bool
+    ).reshape(len(groups), len(items))
+    return Eligibility(
+        item_allowed=item_allowed_at(meta, as_of),
+        user_group=user_group.astype(np.int32),
+        group_item_allowed=group_item_allowed,
+        seen=sp.csr_matrix(seen, dtype=bool),
+    )
