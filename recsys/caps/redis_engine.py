@@ -277,33 +277,34 @@ class RedisCapEngine(CapEngine):
         cals = [rules.calendar(policy, self.timezone_of(r.timezone), now_ms) for r in requests]
         push_ids = [(r.push_id or new_push_id()) if r.reserve else "" for r in requests]
         exhausted = self._exhausted_campaigns(requests, now_ms)
-        results: list[UserDecision | None] = [None] * len(requests)
+        results: list[UserDecision] = []
         todo = list(range(len(requests)))
         while todo:
+            given = dict(exhausted)
             replies = self._pipeline(
-                [self._decide_call(requests[i], cals[i], push_ids[i], exhausted) for i in todo]
+                [self._decide_call(requests[i], cals[i], push_ids[i], given) for i in todo]
             )
             parsed = {i: _parse_decide(reply, requests[i]) for i, reply in zip(todo, replies, strict=True)}
-            redo = self._claim_throttle(requests, parsed, push_ids, now_ms, exhausted)
-            for i in todo:
-                if i in redo:
-                    continue
+            cut = self._settle_throttle(requests, todo, parsed, push_ids, now_ms, given, exhausted)
+            for i in todo[:cut]:
                 reservation_reply, raws = parsed[i]
                 request = requests[i]
                 for candidate, blocks in zip(request.candidates, raws, strict=True):
-                    if candidate.campaign is not None and candidate.campaign in exhausted:
-                        until, used, maximum = exhausted[candidate.campaign]
+                    if candidate.campaign is not None and candidate.campaign in given:
+                        until, used, maximum = given[candidate.campaign]
                         blocks.append(("campaign_throttle", until, used, maximum))
                 decisions = rules.decide_candidates(policy, raws, request.candidates, cals[i])
-                results[i] = UserDecision(
-                    request.user_id,
-                    decisions,
-                    _reservation(request.user_id, reservation_reply),
-                    policy.version,
-                    from_ms(now_ms),
+                results.append(
+                    UserDecision(
+                        request.user_id,
+                        decisions,
+                        _reservation(request.user_id, reservation_reply),
+                        policy.version,
+                        from_ms(now_ms),
+                    )
                 )
-            todo = sorted(redo)
-        return [result for result in results if result is not None]
+            todo = todo[cut:]
+        return results
 
     def _exhausted_campaigns(
         self, requests: Sequence[CapRequest], now_ms: int
@@ -325,49 +326,74 @@ class RedisCapEngine(CapEngine):
                 exhausted[campaign] = ((bucket + 1) * per_ms, used, maximum)
         return exhausted
 
-    def _claim_throttle(
+    def _settle_throttle(
         self,
         requests: Sequence[CapRequest],
+        todo: list[int],
         parsed: dict[int, tuple[list[Any], list[list[rules.RawBlock]]]],
         push_ids: list[str],
         now_ms: int,
+        given: dict[str, tuple[int, int, int]],
         exhausted: dict[str, tuple[int, int, int]],
-    ) -> set[int]:
-        """Take throttle slots for new reservations; undo those that find their campaign full."""
+    ) -> int:
+        """Claim campaign-throttle slots for this round's new reservations, in request order.
+
+        Returns how many requests of `todo` stand as decided. The first request that lost a claim,
+        or that was decided while a campaign it lists was already full (filled by an earlier request
+        of the batch or by another scheduler), and every request after it are rolled back (their
+        new reservations undone, their unused claims given back) and decided again with the
+        campaign marked full, so a batch decides exactly as the same requests one by one.
+        """
         if self._policy.campaign_throttle is None:
-            return set()
-        wanted: dict[str, list[int]] = defaultdict(list)
-        for i, (reply, raws) in parsed.items():
-            if reply[0] != 1:
-                continue
-            chosen = _chosen(requests[i].candidates, raws, exhausted)
-            campaign = requests[i].candidates[chosen].campaign
-            if campaign is not None:
-                wanted[campaign].append(i)
+            return len(todo)
+        chosen: dict[int, str] = {}
+        wanted: dict[str, int] = defaultdict(int)
+        for i in todo:
+            reply, raws = parsed[i]
+            if reply[0] == 1:
+                campaign = requests[i].candidates[_chosen(requests[i].candidates, raws, given)].campaign
+                if campaign is not None:
+                    chosen[i] = campaign
+                    wanted[campaign] += 1
         if not wanted:
-            return set()
+            return len(todo)
         campaigns = list(wanted)
-        calls = []
-        for campaign in campaigns:
-            bucket, maximum, per_ms = rules.throttle_bucket(self._policy, campaign, now_ms)
-            key = self.throttle_key(campaign, bucket)
-            calls.append(
-                ("EVALSHA", self._claim_sha, 1, key, len(wanted[campaign]), maximum, per_ms + 60_000)
-            )
-        redo: set[int] = set()
-        undo = []
-        for campaign, (granted, used) in zip(campaigns, self._pipeline(calls), strict=True):
-            bucket, maximum, per_ms = rules.throttle_bucket(self._policy, campaign, now_ms)
-            losers = wanted[campaign][int(granted) :]
-            if losers or int(used) >= maximum:
-                exhausted[campaign] = ((bucket + 1) * per_ms, int(used), maximum)
-            for i in losers:
-                redo.add(i)
-                undo.append(
+        rates = {c: rules.throttle_bucket(self._policy, c, now_ms) for c in campaigns}
+        keys = {c: self.throttle_key(c, rates[c][0]) for c in campaigns}
+        claims = self._pipeline(
+            [
+                ("EVALSHA", self._claim_sha, 1, keys[c], wanted[c], rates[c][1], rates[c][2] + 60_000)
+                for c in campaigns
+            ]
+        )
+        granted = {c: int(claim[0]) for c, claim in zip(campaigns, claims, strict=True)}
+        running = {c: int(claim[1]) - granted[c] for c, claim in zip(campaigns, claims, strict=True)}
+        before = dict(running)
+        cut = len(todo)
+        for position, i in enumerate(todo):
+            listed = {cand.campaign for cand in requests[i].candidates if cand.campaign in running}
+            if any(running[c] >= rates[c][1] and c not in given for c in listed):
+                cut = position
+                break
+            if i in chosen:
+                running[chosen[i]] += 1
+        if cut == len(todo):
+            return cut
+        rollback: list[tuple[Any, ...]] = []
+        for i in todo[cut:]:
+            if parsed[i][0][0] == 1:
+                rollback.append(
                     ("EVALSHA", self._sha, 1, self.user_key(requests[i].user_id), "u", now_ms, push_ids[i])
                 )
-        self._pipeline(undo)
-        return redo
+        for c in campaigns:
+            unused = granted[c] - (running[c] - before[c])
+            if unused > 0:
+                rollback.append(("DECRBY", keys[c], unused))
+            bucket, maximum, per_ms = rates[c]
+            if running[c] >= maximum:
+                exhausted[c] = ((bucket + 1) * per_ms, running[c], maximum)
+        self._pipeline(rollback)
+        return cut
 
     # -- lifecycle of a push ----------------------------------------------------------------
     def confirm(self, user_id: str, push_id: str, *, now: datetime | None = None) -> PushStatus:

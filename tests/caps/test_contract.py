@@ -256,6 +256,23 @@ class CapEngineContract:
         )
         assert counting.decide("u2", [BILL], timezone=SH, now=now).decisions[0].allowed
 
+    def test_rolling_limit_over_full_waits_for_enough_pushes_to_leave(self, make: EngineFactory) -> None:
+        engine = make(
+            policy_with(
+                limits=[{"name": "two_days", "window": "rolling", "duration": "2d", "max": 2}],
+                transactional={"counts_toward_limits": True},
+                min_gap=None,
+                quiet_hours=None,
+            )
+        )
+        times = [at("2026-03-02 10:00"), at("2026-03-02 11:00"), at("2026-03-02 12:00")]
+        for index, when in enumerate(times):
+            self.push(engine, "u1", when, Candidate(f"bill-{index}", kind="reminder", transactional=True))
+        blocked = engine.decide("u1", [ARTICLE], timezone=SH, now=at("2026-03-02 13:00")).decisions[0]
+        assert blocked.blocks[0].rule == "limit:two_days" and "3 of at most 2" in blocked.blocks[0].detail
+        # three in the window, at most two: the second-oldest must leave too
+        assert blocked.eligible_at == times[1] + timedelta(days=2)
+
     def test_campaign_throttle_falls_back_to_the_next_candidate(self, make: EngineFactory) -> None:
         engine = make(policy_with(campaign_throttle={"max": 2, "per": "1m"}))
         now = at("2026-03-10 10:00:10")
@@ -314,6 +331,48 @@ class CapEngineContract:
         blocked = engine.decide("u1", [OTHER], timezone=NY, now=at("2026-03-08 12:00", NY)).decisions[0]
         assert blocked.blocks[0].eligible_at == at("2026-03-09 00:00", NY)
         assert blocked.blocks[0].eligible_at - at("2026-03-08 00:00", NY) == timedelta(hours=23)
+
+    def test_window_edges_are_exact_to_the_millisecond(self, make: EngineFactory) -> None:
+        engine = make(
+            policy_with(
+                limits=[
+                    {"name": "daily", "window": "calendar_day", "max": 5},
+                    {"name": "x_two_days", "window": "rolling", "duration": "2d", "max": 1, "tags": ["x"]},
+                ],
+                min_gap="1h",
+                no_repeat={"window": "3d"},
+                quiet_hours=None,
+                fatigue=None,
+            )
+        )
+        ms = timedelta(milliseconds=1)
+        t0 = at("2026-03-02 10:00")
+        self.push(engine, "u1", t0, Candidate("A", tags=("x",)))
+
+        def rules_at(candidate: Candidate, when: datetime) -> tuple[str, ...]:
+            return engine.decide("u1", [candidate], timezone=SH, now=when).decisions[0].rules
+
+        assert rules_at(Candidate("B"), t0 + timedelta(hours=1) - ms) == ("min_gap",)
+        assert rules_at(Candidate("B"), t0 + timedelta(hours=1)) == ()
+        assert rules_at(Candidate("B", tags=("x",)), t0 + timedelta(days=2) - ms) == ("limit:x_two_days",)
+        assert rules_at(Candidate("B", tags=("x",)), t0 + timedelta(days=2)) == ()
+        assert rules_at(Candidate("A"), t0 + timedelta(days=3) - ms) == ("no_repeat",)
+        assert rules_at(Candidate("A"), t0 + timedelta(days=3)) == ()
+        t1 = at("2026-03-10 10:00")
+        engine.decide("u1", [Candidate("C")], timezone=SH, now=t1, reserve=True)
+        assert rules_at(Candidate("D"), t1 + timedelta(minutes=10) - ms) == ("min_gap",)
+        assert rules_at(Candidate("D"), t1 + timedelta(minutes=10)) == ()
+
+    def test_a_push_at_local_midnight_counts_for_the_new_day(self, make: EngineFactory) -> None:
+        engine = make(policy_with(min_gap=None, quiet_hours=None, fatigue=None))
+        ms = timedelta(milliseconds=1)
+        midnight = at("2026-04-01 00:00", NY)
+        self.push(engine, "u1", midnight - ms, Candidate("a"), tz=NY)
+        self.push(engine, "u1", midnight, Candidate("b"), tz=NY)
+        blocked = engine.decide("u1", [Candidate("c")], timezone=NY, now=midnight + ms).decisions[0]
+        assert blocked.rules == ("limit:daily",)
+        state = engine.state("u1", timezone=NY, now=midnight + ms)
+        assert [(limit.name, limit.count) for limit in state.limits] == [("daily", 1), ("monthly", 1)]
 
     def test_bad_requests_are_refused(self, engine: CapEngine) -> None:
         with pytest.raises(CapRequestError, match="unknown time zone 'Mars/Olympus'"):
