@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     publish_top_n: int = 20
     event_dedupe_ttl_seconds: int = 30 * 86400
     reload_interval_seconds: float = 1.0
+    # Caps studio (serving/studio/): the world `POST /v1/studio/simulate` replays.
+    studio_data_dir: Path | None = None  # default: data_dir
+    studio_truth_path: Path | None = None  # default: <data dir>.truth.npz beside it, when it exists
+    studio_model_uri: str | None = None  # default: per-card-tier popularity ranking
+    studio_users: int = 5000  # cardholders sampled, so a simulation answers in seconds
+    studio_days: int = 30
     log_level: str = "INFO"
 
     @model_validator(mode="after")

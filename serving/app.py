@@ -27,6 +27,7 @@ ROUTERS: tuple[str, ...] = (
     "serving.routers.users",
     "serving.routers.policy",
     "serving.routers.admin",
+    "serving.studio.router",
 )
 
 DESCRIPTION = """Ranking API of the Qianmian push engine.
