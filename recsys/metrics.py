@@ -1,0 +1,178 @@
+"""Ranking metrics as pure functions: per user, then averaged over the users that count.
+
+Inputs are plain arrays: `recommended` is int [n_users, k] (item indices best first, -1 = empty
+slot), `relevant` is a csr [n_users, n_items] (a stored entry = relevant item for that user).
+Users with no relevant item are left out of the averages (their precision is undefined for the
+question "did we find what they wanted"); the per-user functions say so by returning NaN.
+
+Definitions (those of the public MovieLens benchmark in recommenders-team/recommenders):
+- precision@k = hits in the top k / k
+- recall@k = hits in the top k / |relevant|
+- nDCG@k: binary gain, DCG = sum over hits of 1 / log2(rank + 1); ideal DCG over min(k, |relevant|)
+- MAP (average precision@k, recommenders' `map`): sum of precision at each hit's rank in the top k,
+  divided by ALL of the user's relevant items (not by min(k, |relevant|))
+- AUC: probability that a relevant item scores above a non-relevant one (ties count one half),
+  over the eligible items of each user
+- coverage: share of the catalogue that appears in at least one user's top k
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class MetricsError(ValueError):
+    """Metric inputs that disagree in shape or type."""
+
+
+def hits_matrix(recommended: np.ndarray, relevant: sp.spmatrix) -> np.ndarray:
+    """bool [n_users, k]: whether the item at each rank is relevant for that user."""
+    recs, truth = _check(recommended, relevant)
+    n_users, k = recs.shape
+    hits = np.zeros((n_users, k), dtype=bool)
+    if truth.nnz == 0 or recs.size == 0:
+        return hits
+    rows = np.repeat(np.arange(n_users), k)
+    cols = recs.ravel()
+    valid = cols >= 0
+    lookup = truth[rows[valid], cols[valid]]
+    hits.ravel()[np.flatnonzero(valid)] = np.asarray(lookup).ravel() != 0
+    return hits
+
+
+def precision_at_k(recommended: np.ndarray, relevant: sp.spmatrix, k: int | None = None) -> np.ndarray:
+    """Per-user precision@k (hits / k; NaN for users without relevant items)."""
+    hits, n_relevant, k = _prepare(recommended, relevant, k)
+    return _undefined_without_relevant(hits.sum(axis=1) / k, n_relevant)
+
+
+def recall_at_k(recommended: np.ndarray, relevant: sp.spmatrix, k: int | None = None) -> np.ndarray:
+    """Per-user recall@k (hits / |relevant|; NaN for users without relevant items)."""
+    hits, n_relevant, _ = _prepare(recommended, relevant, k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _undefined_without_relevant(hits.sum(axis=1) / n_relevant, n_relevant)
+
+
+def ndcg_at_k(recommended: np.ndarray, relevant: sp.spmatrix, k: int | None = None) -> np.ndarray:
+    """Per-user nDCG@k with binary gain; ideal DCG over min(k, |relevant|) hits."""
+    hits, n_relevant, k = _prepare(recommended, relevant, k)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = hits @ discounts
+    ideal_cumulative = np.concatenate([[0.0], np.cumsum(discounts)])
+    idcg = ideal_cumulative[np.minimum(n_relevant, k).astype(np.int64)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _undefined_without_relevant(dcg / idcg, n_relevant)
+
+
+def average_precision_at_k(
+    recommended: np.ndarray, relevant: sp.spmatrix, k: int | None = None
+) -> np.ndarray:
+    """Per-user AP@k: sum of precision at each hit's rank (within k) / |relevant| (all of them)."""
+    hits, n_relevant, k = _prepare(recommended, relevant, k)
+    ranks = np.arange(1, k + 1)
+    precision_at_rank = np.cumsum(hits, axis=1) / ranks
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _undefined_without_relevant((precision_at_rank * hits).sum(axis=1) / n_relevant, n_relevant)
+
+
+def auc(scores: np.ndarray, relevant: sp.spmatrix, eligible: np.ndarray | None = None) -> np.ndarray:
+    """Per-user ROC AUC of `scores` [n_users, n_items] for the relevant items.
+
+    `eligible` (bool [n_users, n_items], default all) restricts both positives and negatives, e.g. to
+    items not seen in training. NaN for users with no eligible positive or no eligible negative.
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    truth = sp.csr_matrix(relevant)
+    if values.ndim != 2 or values.shape != truth.shape:
+        raise MetricsError(f"scores have shape {values.shape}, relevant {truth.shape}: they must match")
+    positive = truth.toarray() != 0
+    mask = np.ones_like(positive) if eligible is None else np.asarray(eligible, dtype=bool)
+    if mask.shape != positive.shape:
+        raise MetricsError(f"eligible has shape {mask.shape}, expected {positive.shape}")
+    result = np.full(values.shape[0], np.nan)
+    for user in range(values.shape[0]):
+        row, keep = values[user][mask[user]], positive[user][mask[user]]
+        n_pos, n_neg = int(keep.sum()), int((~keep).sum())
+        if n_pos == 0 or n_neg == 0:
+            continue
+        # Mann-Whitney U from average ranks (ties get the mean rank)
+        order = np.argsort(row, kind="mergesort")
+        ranks = np.empty(row.size)
+        sorted_values = row[order]
+        _, first, counts = np.unique(sorted_values, return_index=True, return_counts=True)
+        mean_ranks = first + (counts + 1) / 2.0
+        ranks[order] = np.repeat(mean_ranks, counts)
+        result[user] = (ranks[keep].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    return result
+
+
+def catalogue_coverage(recommended: np.ndarray, n_items: int) -> float:
+    """Share of the `n_items` catalogue recommended to at least one user."""
+    recs = np.asarray(recommended)
+    if n_items <= 0:
+        raise MetricsError(f"n_items must be > 0, got {n_items}")
+    shown = np.unique(recs[recs >= 0])
+    if shown.size and shown.max() >= n_items:
+        raise MetricsError(f"recommended item index {int(shown.max())} outside a catalogue of {n_items}")
+    return float(shown.size / n_items)
+
+
+def mean_over_users(per_user: np.ndarray) -> float:
+    """Average over users for whom the metric is defined (NaN entries left out); NaN when none."""
+    values = np.asarray(per_user, dtype=np.float64)
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if defined.size else float("nan")
+
+
+def ranking_report(recommended: np.ndarray, relevant: sp.spmatrix, k: int | None = None) -> dict[str, float]:
+    """Mean precision@k, recall@k, nDCG@k and MAP@k, plus the number of users counted."""
+    recs, truth = _check(recommended, relevant)
+    k = recs.shape[1] if k is None else k
+    n_relevant = np.diff(truth.indptr)
+    return {
+        f"precision@{k}": mean_over_users(precision_at_k(recs, truth, k)),
+        f"recall@{k}": mean_over_users(recall_at_k(recs, truth, k)),
+        f"ndcg@{k}": mean_over_users(ndcg_at_k(recs, truth, k)),
+        f"map@{k}": mean_over_users(average_precision_at_k(recs, truth, k)),
+        "users": int((n_relevant > 0).sum()),
+    }
+
+
+def _check(recommended: np.ndarray, relevant: sp.spmatrix) -> tuple[np.ndarray, sp.csr_matrix]:
+    recs = np.asarray(recommended)
+    if recs.ndim != 2 or not np.issubdtype(recs.dtype, np.integer):
+        raise MetricsError(
+            f"recommended must be a 2-d integer array [n_users, k], got {recs.dtype} {recs.shape}"
+        )
+    if not sp.issparse(relevant):
+        raise MetricsError(f"relevant must be a scipy sparse matrix, got {type(relevant).__name__}")
+    truth = sp.csr_matrix(relevant)
+    truth.eliminate_zeros()
+    if truth.shape[0] != recs.shape[0]:
+        raise MetricsError(
+            f"recommended has {recs.shape[0]} users, relevant {truth.shape[0]}: rows must align"
+        )
+    if recs.size and recs.max() >= truth.shape[1]:
+        raise MetricsError(f"recommended item index {int(recs.max())} outside {truth.shape[1]} items")
+    if recs.size and recs.min() < -1:
+        raise MetricsError("recommended holds indices below -1 (-1 is the only empty-slot marker)")
+    return recs, truth
+
+
+def _prepare(recommended: np.ndarray, relevant: sp.spmatrix, k: int | None):
+    recs, truth = _check(recommended, relevant)
+    k = recs.shape[1] if k is None else int(k)
+    if k < 1 or k > recs.shape[1]:
+        raise MetricsError(f"k={k} must be between 1 and the {recs.shape[1]} recommended columns")
+    hits = hits_matrix(recs[:, :k], truth)
+    # a repeated item counts once
+    if k > 1:
+        sorted_recs = np.sort(recs[:, :k], axis=1)
+        if np.any((sorted_recs[:, 1:] == sorted_recs[:, :-1]) & (sorted_recs[:, 1:] >= 0)):
+            raise MetricsError("recommended repeats an item within a user's top k: deduplicate it")
+    return hits, np.diff(truth.indptr).astype(np.float64), k
+
+
+def _undefined_without_relevant(values: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    return np.where(n_relevant > 0, values, np.nan)

@@ -1,0 +1,176 @@
+"""Batch top-k: score every (user, item) with one BLAS product per block of users, keep the k best
+eligible items per user.
+
+Eligibility is applied before selection, never after: items not allowed at all (outside their validity
+window, transactional) and items outside a user's tier group are dropped from the item matrix before
+the product, and already-seen items are set to -inf inside the selection kernel. So an ineligible item
+can never be returned; rows with fewer than k eligible items are padded with index -1 / score -inf.
+
+Scoring and selection run in one compiled (numba) parallel loop over small blocks of users: each
+worker scores its block with a single-threaded BLAS product into a buffer that stays in cache and
+selects from it at once (see `recsys._topk_kernel`), instead of materialising large score matrices
+and making the several passes `argpartition` plus sorting would.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+logger = logging.getLogger(__name__)
+
+# a block's score matrix stays within this many bytes, so it is still in cache when selected from
+DEFAULT_BLOCK_BYTES = 256 * 1024
+
+
+class RankingError(ValueError):
+    """Inputs to top-k that disagree in shape or hold invalid values."""
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """Which items each user may receive.
+
+    - `item_allowed`: bool [n_items]; False = never (not valid at the as-of time, transactional).
+    - `user_group` int [n_users] with `group_item_allowed` bool [n_groups, n_items]: tier
+      restrictions; user u may receive item i only if `group_item_allowed[user_group[u], i]`.
+      Give both or neither.
+    - `seen`: csr [n_users, n_items]; a stored entry (any value) excludes that item for that user
+      (already read or already pushed).
+    Every part is optional; `Eligibility()` allows everything.
+    """
+
+    item_allowed: np.ndarray | None = None
+    user_group: np.ndarray | None = None
+    group_item_allowed: np.ndarray | None = None
+    seen: sp.csr_matrix | None = None
+
+    def check(self, n_users: int, n_items: int) -> None:
+        """Raise `RankingError` unless every part fits `n_users` x `n_items`."""
+        if self.item_allowed is not None:
+            allowed = np.asarray(self.item_allowed)
+            if allowed.dtype != bool or allowed.shape != (n_items,):
+                raise RankingError(
+                    f"item_allowed must be a bool array of shape ({n_items},), got {allowed.dtype} "
+                    f"{allowed.shape}"
+                )
+        if (self.user_group is None) != (self.group_item_allowed is None):
+            raise RankingError("user_group and group_item_allowed go together: give both or neither")
+        if self.user_group is not None:
+            groups = np.asarray(self.user_group)
+            table = np.asarray(self.group_item_allowed)
+            if groups.shape != (n_users,) or not np.issubdtype(groups.dtype, np.integer):
+                raise RankingError(f"user_group must be an int array of shape ({n_users},), got "
+                                   f"{groups.dtype} {groups.shape}")
+            if table.ndim != 2 or table.shape[1] != n_items or table.dtype != bool:
+                raise RankingError(f"group_item_allowed must be bool [n_groups, {n_items}], got "
+                                   f"{table.dtype} {table.shape}")
+            if groups.size and (groups.min() < 0 or groups.max() >= table.shape[0]):
+                bad = groups[(groups < 0) | (groups >= table.shape[0])][0]
+                raise RankingError(f"user_group holds {int(bad)}, outside [0, {table.shape[0]}): "
+                                   "every user needs a row of group_item_allowed")
+        if self.seen is not None:
+            if not sp.issparse(self.seen) or self.seen.shape != (n_users, n_items):
+                shape = getattr(self.seen, "shape", None)
+                raise RankingError(f"seen must be a sparse matrix of shape {(n_users, n_items)}, got {shape}")
+
+    def subset(self, rows: np.ndarray) -> Eligibility:
+        """The eligibility of the users at `rows` (in that order)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return Eligibility(
+            item_allowed=self.item_allowed,
+            user_group=None if self.user_group is None else np.asarray(self.user_group)[rows],
+            group_item_allowed=self.group_item_allowed,
+            seen=None if self.seen is None else sp.csr_matrix(self.seen)[rows],
+        )
+
+
+def top_k(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    k: int,
+    eligibility: Eligibility | None = None,
+    block_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k highest-scoring eligible items per user, best first.
+
+    Scores are `user_factors @ item_factors.T` in float32. Returns `(indices int32 [n, k],
+    scores float32 [n, k])`; where a user has fewer than k eligible items, the tail is index -1 and
+    score -inf. `block_size` is the number of users scored per BLAS product (default: as many as keep
+    a block's score matrix within 256 KB, between 8 and 256). Ties keep the lower item index first.
+    Blocks are spread over numba's worker threads (`NUMBA_NUM_THREADS`, default: all cores).
+    """
+    users = _as_factors(user_factors, "user_factors")
+    items = _as_factors(item_factors, "item_factors")
+    if users.shape[1] != items.shape[1]:
+        raise RankingError(
+            f"user_factors have {users.shape[1]} columns, item_factors {items.shape[1]}: "
+            "they must come from the same model"
+        )
+    if int(k) < 1:
+        raise RankingError(f"k must be >= 1, got {k}")
+    if block_size is not None and int(block_size) < 1:
+        raise RankingError(f"block_size must be >= 1, got {block_size}")
+    k = int(k)
+    n_users, n_items = users.shape[0], items.shape[0]
+    eligibility = eligibility or Eligibility()
+    eligibility.check(n_users, n_items)
+
+    out_index = np.full((n_users, k), -1, dtype=np.int32)
+    out_score = np.full((n_users, k), -np.inf, dtype=np.float32)
+    if n_users == 0:
+        return out_index, out_score
+    if eligibility.seen is not None:
+        seen = sp.csr_matrix(eligibility.seen)
+        seen_indptr = seen.indptr.astype(np.int64, copy=False)
+        seen_indices = seen.indices.astype(np.int64, copy=False)
+    else:
+        seen_indptr = np.zeros(n_users + 1, dtype=np.int64)
+        seen_indices = np.zeros(0, dtype=np.int64)
+    allowed = np.ones(n_items, dtype=bool) if eligibility.item_allowed is None else np.asarray(
+        eligibility.item_allowed, dtype=bool)
+
+    from threadpoolctl import threadpool_limits
+
+    from recsys._topk_kernel import score_and_select
+
+    tile = int(block_size) if block_size is not None else None
+    # parallel across tiles of users; a multi-threaded BLAS underneath would contend for the cores
+    with threadpool_limits(limits=1, user_api="blas"):
+        for rows, columns in _groups(n_users, allowed, eligibility):
+            if columns.size == 0:
+                continue
+            group_items = np.ascontiguousarray(items[columns].T)
+            column_of = np.full(n_items, -1, dtype=np.int64)
+            column_of[columns] = np.arange(columns.size)
+            step = tile or int(np.clip(DEFAULT_BLOCK_BYTES // (4 * columns.size), 8, 256))
+            score_and_select(users, group_items, rows, seen_indptr, seen_indices, column_of,
+                             columns.astype(np.int32), out_index, out_score, step)
+    return out_index, out_score
+
+
+def _groups(n_users: int, allowed: np.ndarray, eligibility: Eligibility):
+    """(user rows, allowed item columns) per tier group; one group when there are no tiers."""
+    if eligibility.user_group is None:
+        yield np.arange(n_users, dtype=np.int64), np.flatnonzero(allowed)
+        return
+    groups = np.asarray(eligibility.user_group, dtype=np.int64)
+    table = np.asarray(eligibility.group_item_allowed, dtype=bool)
+    order = np.argsort(groups, kind="stable")
+    bounds = np.flatnonzero(np.diff(groups[order])) + 1
+    for rows in np.split(order, bounds):
+        if rows.size:
+            yield rows, np.flatnonzero(allowed & table[groups[rows[0]]])
+
+
+def _as_factors(factors: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(factors)
+    if array.ndim != 2:
+        raise RankingError(f"{name} must be a 2-d array, got shape {array.shape}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise RankingError(f"{name} hold NaN or infinite values: the model is damaged, retrain it")
+    return array
