@@ -68,11 +68,11 @@ def _child_baseline(args: argparse.Namespace) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from recsys.world.generator import BLOCK_USERS
+    from recsys.world.generator import block_size
     from recsys.world.tables import SCHEMAS
 
     rows = json.loads(args.rows)
-    blocks = max(1, -(-args.users // BLOCK_USERS))
+    blocks = max(1, -(-args.users // block_size(args.days)))
     rng = np.random.default_rng(0)
     out = Path(args.out)
     out.mkdir(parents=True)

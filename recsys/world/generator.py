@@ -1,7 +1,8 @@
 """Generate a synthetic world: a contract-valid data directory plus its hidden truth file.
 
-Cardholders are generated in fixed blocks of `BLOCK_USERS`, each from its own RNG stream seeded by
-(seed, stream, block), so the output is byte-identical for a seed, memory stays bounded by one block
+Cardholders are generated in blocks (`block_size`: `BLOCK_USERS`, fewer for histories longer than
+`BLOCK_DAYS` so a block's events stay about the same size), each from its own RNG stream seeded by
+(seed, stream, block): the output is byte-identical for a seed, memory stays bounded by one block
 whatever the number of cardholders, and every table is written a Parquet row group per block.
 The directory is built under a temporary name next to ``out`` and renamed into place at the end; a
 failed run leaves nothing behind.
@@ -37,9 +38,10 @@ from recsys.world.truth import write_truth
 logger = logging.getLogger(__name__)
 
 BLOCK_USERS = 10_000
+BLOCK_DAYS = 120
 DEFAULT_END = pd.Timestamp("2026-10-31T23:59:59Z")
-MAX_DAYS = 3_650
-MAX_ITEMS = 20_000
+MAX_DAYS = 730
+MAX_ITEMS = 5_000
 MIN_ITEMS = 5
 
 # RNG streams
@@ -110,6 +112,11 @@ class WorldSummary:
         )
         lines.append(f"  cardholders who never read an article: {self.never_read_share:.1%}")
         return "\n".join(lines)
+
+
+def block_size(days: int) -> int:
+    """Cardholders per block: `BLOCK_USERS`, scaled down for long histories."""
+    return max(500, BLOCK_USERS * BLOCK_DAYS // max(days, BLOCK_DAYS))
 
 
 def default_truth_path(out: Path) -> Path:
@@ -339,10 +346,11 @@ def generate_world(
             parts = _TruthParts()
             check = _Top1Check(content, clock.end_us)
             never_read = 0
-            n_blocks = -(-config.users // BLOCK_USERS)
+            per_block = block_size(config.days)
+            n_blocks = -(-config.users // per_block)
             for block in range(n_blocks):
-                first = block * BLOCK_USERS
-                size = min(BLOCK_USERS, config.users - first)
+                first = block * per_block
+                size = min(per_block, config.users - first)
                 people = make_cardholders(
                     np.random.default_rng([config.seed, _PEOPLE, block]), first, size, end.year, config.days
                 )
@@ -368,7 +376,7 @@ def generate_world(
             content.topics,
             content.transactional,
         )
-        block_rows = 20_000
+        block_rows = max(1_000, 4_000_000 // config.items)  # ~16 MB of open_prob per block
         write_truth(
             truth_path,
             user_ids=np.concatenate(parts.ids),

@@ -62,11 +62,12 @@ def _marketing(
     ends_ok = (ends < 0) | (ends >= day_start[:, None])
     valid = starts_ok & ends_ok
     weights = (valid & ~content.transactional[None, :]) * content.exposure[None, :]
-    tier_ok = content.tier_allowed()
-    n_tiers = tier_ok.shape[0]
-    # one distribution per (tier, day)
-    cdf = row_cdf((tier_ok[:, None, :] * weights[None, :, :]).reshape(n_tiers * len(days), -1))
-    item = draw_from_rows(rng, cdf, people.tier[user] * len(days) + col)
+    item = np.full(len(user), -1, dtype=np.int64)
+    tier = people.tier[user]
+    for level, allowed in enumerate(content.tier_allowed()):
+        # one distribution per day for the items this tier may receive
+        mine = np.flatnonzero(tier == level)
+        item[mine] = draw_from_rows(rng, row_cdf(weights * allowed[None, :]), col[mine])
     sent = event_times(rng, clock, day, people.utc_offset_hours[user], PUSH_HOURS)
     keep = item >= 0
     return user[keep], item[keep], sent[keep]

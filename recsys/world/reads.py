@@ -22,6 +22,7 @@ from recsys.world.population import Cardholders
 from recsys.world.sampling import draw_from_rows, row_cdf
 
 READ_TASTE = 1.3
+_SLICE = 1_000
 _KIND_WEIGHT = {"article": 1.0, "promotion": 0.35, "activity": 0.35, "reminder": 0.0}
 
 
@@ -48,9 +49,15 @@ def make_reads(rng: np.random.Generator, people: Cardholders, content: Content, 
         empty = np.zeros(0, dtype=np.int64)
         return ArticleReads(empty, empty, empty, np.zeros(0), np.zeros(0, dtype=bool))
 
-    affinity = people.centred_taste() @ content.topics.T.astype(np.float32)
-    weights = base[None, :] * np.exp(READ_TASTE * affinity)
-    item = draw_from_rows(rng, row_cdf(weights), user)
+    taste = people.centred_taste()
+    topics = content.topics.T.astype(np.float32)
+    item = np.empty(n, dtype=np.int64)
+    bounds = np.searchsorted(user, np.arange(0, len(people) + _SLICE, _SLICE))
+    for first in range(0, len(people), _SLICE):
+        # slices of cardholders keep the [cardholders, items] weight matrix small for large catalogues
+        lo, hi = bounds[first // _SLICE], bounds[first // _SLICE + 1]
+        weights = base[None, :] * np.exp(READ_TASTE * (taste[first : first + _SLICE] @ topics))
+        item[lo:hi] = draw_from_rows(rng, row_cdf(weights), user[lo:hi] - first)
 
     first = np.maximum(low[item], clock.day0_us + np.maximum(people.open_day[user], 0) * DAY_US)
     last = high[item]
@@ -61,7 +68,7 @@ def make_reads(rng: np.random.Generator, people: Cardholders, content: Content, 
     ts = np.clip(ts, first, last)
     keep = (first <= last) & (ts >= clock.start_us) & (ts <= clock.end_us)
 
-    aff = affinity[user, item]
+    aff = np.einsum("nk,nk->n", taste[user], content.topics[item])
     dwell = np.round(rng.lognormal(np.log(50.0) + 0.25 * aff, 0.8), 1)
     return ArticleReads(
         user=user[keep],
