@@ -14,7 +14,7 @@ METRICS = (
     ("expected_mutes", "expected mutes/unfollows"),
     ("mutes_per_1k_pushes", "expected mutes per 1,000 pushes"),
     ("blocked", "requests blocked"),
-    ("deferred_quiet_hours", "requests deferred past quiet hours"),
+    ("deferred_quiet_hours", "requests deferred to the end of quiet hours"),
 )
 SEGMENT_METRICS = (
     ("sent", "pushes sent"),

@@ -14,7 +14,7 @@
     ["expected_mutes", "Expected mutes / unfollows", 1],
     ["mutes_per_1k_pushes", "Mutes per 1,000 pushes", 2],
     ["blocked", "Requests blocked", 0],
-    ["deferred_quiet_hours", "Requests deferred past quiet hours", 0],
+    ["deferred_quiet_hours", "Requests deferred to the end of quiet hours", 0],
   ];
   const SEGMENT_METRICS = [
     ["sent", "sent", 0],
@@ -27,6 +27,8 @@
     segments: "By segment",
     daily: "Day by day",
   };
+
+  const WIDE_CHARTS = ["summary", "segments"];
 
   let live = null; // {revision, author, at, note, policy}
   let liveForm = null; // the live policy as the form reads it back, to diff the draft against
@@ -405,8 +407,13 @@
     });
     const charts = $("#charts");
     charts.replaceChildren();
-    Object.entries(data.charts).forEach(([name, uri]) => {
+    // wide charts take a whole row; the two narrow ones sit side by side between them
+    const order = ["summary", "blocked_by_rule", "daily", "segments"];
+    const chartNames = [...order.filter((name) => name in data.charts),
+                        ...Object.keys(data.charts).filter((name) => !order.includes(name))];
+    chartNames.map((name) => [name, data.charts[name]]).forEach(([name, uri]) => {
       const figure = document.createElement("figure");
+      figure.className = WIDE_CHARTS.includes(name) ? "wide" : "";
       const image = document.createElement("img");
       image.src = uri;
       image.alt = `${CHART_TITLES[name] || name}: live vs draft`;

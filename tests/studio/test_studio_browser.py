@@ -1,0 +1,158 @@
+"""End to end in headless Chromium: sign in, change a cap, simulate, apply, see it live, roll back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from recsys.embedded_redis import free_port
+from tests.studio.conftest import ADMIN, ADMIN_HEADERS, SCHEDULER
+
+pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOT = Path("var/test-artifacts/studio.png")
+
+
+@pytest.fixture
+def server(redis_url: str, key_prefix: str, studio_world_dir: Path, studio_published, tmp_path: Path
+           ) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "RECSYS_REDIS_URL": redis_url, "RECSYS_REDIS_PREFIX": key_prefix,
+        "RECSYS_HOME": str(tmp_path / "home"), "RECSYS_DATA_DIR": str(studio_world_dir),
+        "RECSYS_SCHEDULER_TOKEN": SCHEDULER, "RECSYS_ADMIN_TOKEN": ADMIN,
+        "RECSYS_STUDIO_USERS": "300", "RECSYS_STUDIO_DAYS": "10", "RECSYS_RELOAD_INTERVAL_SECONDS": "0.2",
+        "RECSYS_LOG_LEVEL": "WARNING",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    recsys = Path(sys.executable).with_name("recsys")
+    log = tmp_path / "server.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen([str(recsys), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                   env=env, stdout=sink, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"recsys serve exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{base}/readyz", timeout=0.5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"recsys serve was not ready within 30 s: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def browser_page():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium package "
+                           "(apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1360, "height": 900})
+            yield page
+        finally:
+            browser.close()
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page) -> None:
+    page = browser_page
+    requests: list[str] = []
+    problems: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("response", lambda response: problems.append(f"{response.status} {response.url}")
+            if response.status >= 400 else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.set_default_timeout(60_000)
+
+    page.goto(f"{server}/studio")
+    page.fill("#token", ADMIN)
+    page.click("#signin")
+    page.wait_for_selector("#live-meta:has-text('Revision 1')")
+    assert page.input_value('[data-field="limits.1.name"]') == "monthly"
+    assert page.input_value('[data-field="limits.1.max"]') == "4"
+    assert page.is_checked('[data-toggle="quiet_hours"]')
+
+    # change a cap: at most 2 marketing pushes a calendar month instead of 4
+    page.fill('[data-field="limits.1.max"]', "2")
+    page.fill('[data-field="version"]', "2026.12-studio")
+    page.wait_for_selector("#draft-diff:has-text('limits[1].max')")
+
+    page.fill("#sim-days", "10")
+    page.click("#simulate")
+    page.wait_for_selector("#sim-status:has-text('Done')")
+    sent = page.locator('#compare tr[data-metric="sent"] td')
+    live_sent, draft_sent = number(sent.nth(0).inner_text()), number(sent.nth(1).inner_text())
+    mutes = page.locator('#compare tr[data-metric="expected_mutes"] td')
+    assert 0 < draft_sent < live_sent
+    assert number(mutes.nth(1).inner_text()) < number(mutes.nth(0).inner_text())
+    assert page.locator('#rules tr[data-rule="limit:monthly"]').count() == 1
+    images = page.locator("#charts img")
+    assert images.count() == 4
+    for index in range(4):
+        assert images.nth(index).evaluate("image => image.complete && image.naturalWidth > 300")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    print(f"studio screenshot: {SCREENSHOT.resolve()}")
+
+    # apply: the API's validated, versioned, audited update
+    page.fill("#apply-note", "monthly cap 4 -> 2 after simulation")
+    page.click("#apply")
+    page.wait_for_selector("#apply-status:has-text('Applied: revision 2')")
+    live = httpx.get(f"{server}/v1/policy", headers=ADMIN_HEADERS).json()
+    assert live["revision"] == 2 and live["author"] == "admin"
+    assert live["policy"]["version"] == "2026.12-studio"
+    assert live["policy"]["limits"][1] == {"name": "monthly", "window": "calendar_month", "max": 2}
+    assert live["note"] == "monthly cap 4 -> 2 after simulation"
+    history = httpx.get(f"{server}/v1/policy/versions", headers=ADMIN_HEADERS).json()
+    assert any(change["path"] == "limits" for change in history["revisions"][0]["diff"])
+    page.wait_for_selector("#live-meta:has-text('Revision 2')")
+
+    # roll back to version 1
+    page.click("#rollback-1")
+    page.wait_for_selector("#versions-status:has-text('Rolled back: revision 3')")
+    live = httpx.get(f"{server}/v1/policy", headers=ADMIN_HEADERS).json()
+    assert live["revision"] == 3 and live["policy"]["limits"][1]["max"] == 4
+    assert page.input_value('[data-field="limits.1.max"]') == "4"
+
+    assert problems == []
+    assert all(url.startswith(f"{server}/") or url.startswith("data:") for url in requests), requests
+
+
+def test_a_scheduler_token_cannot_use_the_studio(server: str, browser_page) -> None:
+    page = browser_page
+    page.goto(f"{server}/studio")
+    page.fill("#token", SCHEDULER)
+    page.click("#signin")
+    page.wait_for_selector("#login-error:has-text('admin token')")
+    assert page.is_hidden("#app")
