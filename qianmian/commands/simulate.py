@@ -8,11 +8,8 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    try:
-        from qianmian.commands.caps import caps_app
-    except ImportError:  # the caps group is not installed: give `simulate` its own group
-        caps_app = typer.Typer(help="Anti-disturbance caps.", no_args_is_help=True)
-        app.add_typer(caps_app, name="caps")
+    from qianmian.commands.caps import caps_app
+
     caps_app.command("simulate")(simulate)
 
 
