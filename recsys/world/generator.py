@@ -28,7 +28,7 @@ from recsys.world.content import Content, make_content
 from recsys.world.menu import make_menu_clicks
 from recsys.world.population import Cardholders, make_cardholders
 from recsys.world.pseudonyms import pseudonyms
-from recsys.world.pushes import make_pushes
+from recsys.world.pushes import CampaignPlan, make_pushes, plan_campaigns
 from recsys.world.reads import make_reads
 from recsys.world.response import ResponseModel, ResponseParams
 from recsys.world.spend import make_transactions
@@ -45,7 +45,7 @@ MAX_ITEMS = 5_000
 MIN_ITEMS = 5
 
 # RNG streams
-_CONTENT, _PEOPLE, _SPEND, _MENU, _READS, _PUSHES = range(6)
+_CONTENT, _PEOPLE, _SPEND, _MENU, _READS, _PUSHES, _CAMPAIGNS = range(7)
 _USER_SALT, _PUSH_SALT = 1, 2
 
 
@@ -262,6 +262,7 @@ def _write_block(
     content_ids: pa.Array,
     clock: Clock,
     model: ResponseModel,
+    plan: CampaignPlan,
 ) -> tuple[pa.Array, np.ndarray]:
     seed = config.seed
     ids = pseudonyms("u", people.index, seed, _USER_SALT)
@@ -298,7 +299,7 @@ def _write_block(
     readers = np.zeros(len(people), dtype=bool)
     readers[reads.user] = True
 
-    pushes = make_pushes(np.random.default_rng([seed, _PUSHES, block]), people, content, clock, model)
+    pushes = make_pushes(np.random.default_rng([seed, _PUSHES, block]), people, content, clock, model, plan)
     push_numbers = (np.int64(block) << 28) + np.arange(len(pushes.user), dtype=np.int64)
     sinks["push_log"].write({
         "push_id": pseudonyms("p", push_numbers, seed, _PUSH_SALT, bits=48),
@@ -335,6 +336,8 @@ def generate_world(
     content = make_content(content_rng, config.items, clock.start_us, clock.end_us, config.days)
     content_ids = pa.array(content.content_id, type=pa.string())
     params = config.params
+    campaign_rng = np.random.default_rng([config.seed, _CAMPAIGNS])
+    plan = plan_campaigns(campaign_rng, content, clock, burn_in=params.window_days)
 
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -356,7 +359,8 @@ def generate_world(
                 )
                 model = ResponseModel(params, people.engagement, people.centred_taste(), people.mute_offset,
                                       content.appeal, content.topics, content.transactional)
-                ids, readers = _write_block(sinks, config, block, people, content, content_ids, clock, model)
+                ids, readers = _write_block(sinks, config, block, people, content, content_ids, clock, model,
+                                            plan)
                 parts.add(people, ids)
                 check.add(people.tier, model.open_prob_matrix())
                 never_read += int((~readers).sum())

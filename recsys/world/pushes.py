@@ -1,9 +1,11 @@
 """The push log: past broadcast pushes and transactional reminders, answered by the response model.
 
-Past policy (not personalised): each opted-in cardholder received marketing pushes at a personal
-intensity (1 to 12 per 30 days: the bank's old segments pushed some people far more than others),
-on random days at typical push hours, each carrying a marketing item valid that day and allowed
-for the cardholder's tier, picked by exposure (popularity). Transactional reminders go to everyone
+Past policy (not personalised): every day the account ran a few broadcast campaigns
+(`CampaignPlan`: marketing items valid that day, picked by exposure, i.e. popularity, each at its
+own local send hour; the first one open to every tier). Each opted-in cardholder received marketing
+pushes at a personal intensity (1 to 12 per 30 days: the bank's old segments pushed some people far
+more than others) on random days, each carrying one of that day's campaigns allowed for their tier,
+never the same item twice. Transactional reminders go to everyone
 following the card cycle (statement ready on the statement day, bill due three days before the due
 date, payment received, points expiring near month end).
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.world.clock import DAY_US, PUSH_HOURS, Clock, event_times, expand_counts
+from recsys.world.clock import DAY_US, HOUR_US, PUSH_HOURS, Clock, event_times, expand_counts
 from recsys.world.content import Content
 from recsys.world.menu import DUE_AFTER_DAYS
 from recsys.world.population import Cardholders
@@ -46,31 +48,61 @@ class Pushes:
     recent: np.ndarray  # marketing pushes in the trailing window at send time (diagnostics)
 
 
+@dataclass(frozen=True)
+class CampaignPlan:
+    """The broadcast campaigns of each day from ``first_day`` (negative: burn-in before the window)."""
+
+    first_day: int
+    items: np.ndarray  # [n_days, CAMPAIGNS_PER_DAY] content index, -1 = no campaign in that slot
+    hours: np.ndarray  # [n_days, CAMPAIGNS_PER_DAY] local send hour
+
+
+CAMPAIGNS_PER_DAY = 3
+
+
+def plan_campaigns(rng: np.random.Generator, content: Content, clock: Clock, burn_in: int) -> CampaignPlan:
+    """Pick each day's campaigns among the marketing items valid that day, by exposure."""
+    days = np.arange(-burn_in, clock.days)
+    day_start = clock.day0_us + days * DAY_US
+    starts, ends = content.valid_from[None, :], content.valid_to[None, :]
+    started = (starts < 0) | (starts < day_start[:, None] + DAY_US)
+    valid = started & ((ends < 0) | (ends >= day_start[:, None]))
+    valid &= ~content.transactional[None, :]
+    # exposure-weighted sampling without replacement (Gumbel top-k); the first slot is open to all tiers
+    keys = np.where(valid, np.log(np.maximum(content.exposure, 1e-12))[None, :]
+                    + rng.gumbel(size=valid.shape), -np.inf)
+    open_keys = np.where(content.min_tier[None, :] == 0, keys, -np.inf)
+    first = np.argmax(open_keys, axis=1)
+    has_first = np.isfinite(open_keys[np.arange(len(days)), first])
+    keys[np.arange(len(days)), first] = -np.inf
+    rest = np.argsort(-keys, axis=1, kind="stable")[:, : CAMPAIGNS_PER_DAY - 1]
+    rest = np.where(np.isfinite(np.take_along_axis(keys, rest, axis=1)), rest, -1)
+    items = np.concatenate([np.where(has_first, first, -1)[:, None], rest], axis=1)
+    if items.shape[1] < CAMPAIGNS_PER_DAY:  # catalogues smaller than a day's campaigns
+        items = np.pad(items, ((0, 0), (0, CAMPAIGNS_PER_DAY - items.shape[1])), constant_values=-1)
+    cum = np.cumsum(PUSH_HOURS) / PUSH_HOURS.sum()
+    hours = np.searchsorted(cum, rng.random(items.shape), side="right")
+    return CampaignPlan(first_day=-burn_in, items=items.astype(np.int64), hours=np.minimum(hours, 23))
+
+
 def _marketing(
-    rng: np.random.Generator, people: Cardholders, content: Content, clock: Clock, burn_in: int
+    rng: np.random.Generator, people: Cardholders, content: Content, clock: Clock, plan: CampaignPlan
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    first = -burn_in
-    days = np.arange(first, clock.days)
+    days = np.arange(plan.first_day, clock.days)
     active = (days[None, :] >= people.open_day[:, None]) & people.marketing_ok[:, None]
     rate = (people.push_intensity / 30.0)[:, None] * active
     user, col = expand_counts(rng.poisson(rate))
-    day = days[col]
 
-    day_start = clock.day0_us + days * DAY_US
-    starts, ends = content.valid_from[None, :], content.valid_to[None, :]
-    starts_ok = (starts < 0) | (starts < day_start[:, None] + DAY_US)
-    ends_ok = (ends < 0) | (ends >= day_start[:, None])
-    valid = starts_ok & ends_ok
-    weights = (valid & ~content.transactional[None, :]) * content.exposure[None, :]
-    item = np.full(len(user), -1, dtype=np.int64)
-    tier = people.tier[user]
-    for level, allowed in enumerate(content.tier_allowed()):
-        # one distribution per day for the items this tier may receive
-        mine = np.flatnonzero(tier == level)
-        item[mine] = draw_from_rows(rng, row_cdf(weights * allowed[None, :]), col[mine])
-    sent = event_times(rng, clock, day, people.utc_offset_hours[user], PUSH_HOURS)
-    keep = item >= 0
-    return user[keep], item[keep], sent[keep]
+    slots = plan.items[col]
+    allowed = (slots >= 0) & content.tier_allowed()[people.tier[user][:, None], np.maximum(slots, 0)]
+    slot = draw_from_rows(rng, row_cdf(allowed.astype(np.float64)), np.arange(len(user)))
+    found = slot >= 0
+    user, col, slot = user[found], col[found], slot[found]
+    item = plan.items[col, slot]
+    local = plan.hours[col, slot] * HOUR_US + (rng.random(len(user)) * 3_600).astype(np.int64) * _SECOND_US
+    offset = (people.utc_offset_hours[user] * HOUR_US).astype(np.int64)
+    sent = clock.day0_us + days[col] * DAY_US + local - offset
+    return user, item, sent
 
 
 def _reminders(
@@ -114,14 +146,24 @@ def _trailing_counts(
 
 
 def make_pushes(
-    rng: np.random.Generator, people: Cardholders, content: Content, clock: Clock, model: ResponseModel
+    rng: np.random.Generator,
+    people: Cardholders,
+    content: Content,
+    clock: Clock,
+    model: ResponseModel,
+    plan: CampaignPlan,
 ) -> Pushes:
+    """The block's push log; ``plan`` must start ``model.params.window_days`` days before the window."""
     window_days = model.params.window_days
-    m_user, m_item, m_sent = _marketing(rng, people, content, clock, burn_in=window_days)
+    m_user, m_item, m_sent = _marketing(rng, people, content, clock, plan)
+    order = np.lexsort((m_sent, m_user))
+    m_user, m_item, m_sent = m_user[order], m_item[order], m_sent[order]
+    _, first_time = np.unique(m_user * len(content) + m_item, return_index=True)
+    once = np.sort(first_time)  # a campaign reaches a cardholder at most once
     r_user, r_item, r_sent = _reminders(rng, people, content, clock)
-    user = np.concatenate([m_user, r_user])
-    item = np.concatenate([m_item, r_item])
-    sent = np.concatenate([m_sent, r_sent])
+    user = np.concatenate([m_user[once], r_user])
+    item = np.concatenate([m_item[once], r_item])
+    sent = np.concatenate([m_sent[once], r_sent])
     order = np.lexsort((item, sent, user))
     user, item, sent = user[order], item[order], sent[order]
     marketing = ~content.transactional[item]
