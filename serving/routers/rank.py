@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from serving.auth import RankAccess
 from serving.deps import State
 from serving.ranker import rank_many
+from serving.responses import json_response
 from serving.schemas import BatchRankRequest, BatchRankResponse, RankRequest, RankResponse
 
 router = APIRouter(prefix="/v1", tags=["ranking"])
@@ -19,16 +20,16 @@ ERRORS = {
 
 @router.post("/rank", response_model=RankResponse, responses=ERRORS,
              summary="Rank content for one cardholder, within the caps")
-async def rank(body: RankRequest, state: State, principal: RankAccess) -> dict:
+async def rank(body: RankRequest, state: State, principal: RankAccess) -> Response:
     """Scores every eligible candidate with the published model, applies the caps over the ordered
     list and returns the best `k` allowed items; with `reserve`, the top one holds a cap slot under
     `push_id` until a `sent` or `failed` event (or the policy's reservation TTL)."""
     _, bodies = rank_many(state, [body])
-    return bodies[0]
+    return json_response(bodies[0])
 
 
 @router.post("/rank/batch", response_model=BatchRankResponse, responses=ERRORS,
              summary="Rank up to 1,000 cardholders in one call")
-async def rank_batch(body: BatchRankRequest, state: State, principal: RankAccess) -> dict:
+async def rank_batch(body: BatchRankRequest, state: State, principal: RankAccess) -> Response:
     snapshot, bodies = rank_many(state, body.requests)
-    return {"results": bodies, "model_version": snapshot.model.version}
+    return json_response({"results": bodies, "model_version": snapshot.model.version})

@@ -38,7 +38,9 @@ def test_no_server_errors_and_clear_client_errors(settings, published, redis_cli
     app = create_app(settings)
     with TestClient(app):
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-        operations = [result.ok() for result in schema.get_all_operations()]
+        # The studio's operations (simulations over a configured world) are fuzzed by its own tests.
+        operations = [op for op in (result.ok() for result in schema.get_all_operations())
+                      if "studio" not in op.path]
         assert len(operations) >= 12
         for operation in operations:
             run = settings_for_fuzz(given(case=operation.as_strategy())(check))
