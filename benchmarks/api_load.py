@@ -1,0 +1,318 @@
+"""Load benchmark of the ranking API on loopback: `/v1/rank` with reserve=true against a bare endpoint.
+
+Builds (or reuses, under --work-dir) a synthetic world of --users cardholders and a quickly trained
+hybrid model, publishes it into a throw-away Redis server, starts `recsys serve` on a loopback
+port and drives it with wrk (Debian package; a Lua script makes the POST bodies) or, when wrk is
+missing, a bounded asyncio httpx load loop in a separate process. Prints req/s, p50 and p99 for
+`/v1/rank` and for `/healthz` served by the same server in the same run, then the latency of
+`/v1/rank/batch` with 1,000 cardholders. Only loopback traffic; every phase is bounded in time.
+
+    .venv/bin/python benchmarks/api_load.py                # 100k cardholders, 2 x 10 s per endpoint
+    .venv/bin/python benchmarks/api_load.py --users 20000 --duration 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "bench-scheduler-token"
+ADMIN = "bench-admin-token"
+PREFIX = "bench"
+
+WRK_SCRIPT = r"""
+local ids = {}
+for line in io.lines(os.getenv("QM_USERS")) do ids[#ids + 1] = line end
+local now = os.getenv("QM_NOW")
+local headers = {["Content-Type"] = "application/json",
+                 ["Authorization"] = "Bearer " .. os.getenv("QM_TOKEN")}
+math.randomseed(tonumber(os.getenv("QM_SEED")))
+request = function()
+  local id = ids[math.random(#ids)]
+  local body = '{"user_id":"' .. id .. '","k":3,"reserve":true,"now":"' .. now .. '"}'
+  return wrk.format("POST", "/v1/rank", headers, body)
+end
+"""
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---------------------------------------------------------------------- world, model, publication
+def ensure_world(work: Path, users: int) -> Path:
+    from recsys.world.generator import WorldConfig, generate_world
+
+    out = work / f"world-{users}"
+    if not (out / "cardholders.parquet").exists():
+        log(f"generating a {users:,}-cardholder world in {out}")
+        generate_world(WorldConfig(users=users, items=200, days=90, seed=7), out, force=True)
+    return out
+
+
+def ensure_bundle(work: Path, world: Path, users: int) -> Path:
+    from features.loader import load_dataset
+    from features.pipeline import build_training_matrices
+    from recsys.bundle import ModelBundle, item_metadata
+    from recsys.models.lightfm_hybrid import LightFMHybrid
+
+    out = work / f"bundle-{users}"
+    if (out / "bundle.json").exists():
+        return out
+    log("training a small-epoch hybrid model for the benchmark")
+    dataset = load_dataset(world)
+    as_of = dataset.time_range()[1]
+    matrices, builder = build_training_matrices(dataset, as_of)
+    model = LightFMHybrid(no_components=32, epochs=3, num_threads=2).fit(matrices)
+    ModelBundle(model=model, users=matrices.users, items=matrices.items, feature_state=builder.to_dict(),
+                item_meta=item_metadata(dataset.content, matrices.items),
+                user_segments=matrices.user_segments, as_of=as_of).save(out)
+    return out
+
+
+def publish_into(redis_url: str, world: Path, bundle_path: Path):
+    import redis
+
+    from features.loader import load_dataset
+    from recsys.bundle import ModelBundle
+    from recsys.publication import PublicationStore
+    from recsys.publish import publish
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return publish(ModelBundle.load(bundle_path), load_dataset(world), PublicationStore(client, PREFIX),
+                       top_n=20, model_uri=str(bundle_path))
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------------- server
+def start_server(redis_url: str, port: int, workers: int, home: Path) -> subprocess.Popen:
+    env = {**os.environ, "RECSYS_REDIS_URL": redis_url, "RECSYS_REDIS_PREFIX": PREFIX,
+           "RECSYS_SCHEDULER_TOKEN": TOKEN, "RECSYS_ADMIN_TOKEN": ADMIN, "RECSYS_HOME": str(home),
+           "RECSYS_LOG_LEVEL": "WARNING"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    recsys = Path(sys.executable).with_name("recsys")
+    process = subprocess.Popen([str(recsys), "serve", "--host", "127.0.0.1", "--port", str(port),
+                                "--workers", str(workers)], env=env, cwd=home)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError("recsys serve exited during startup")
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("recsys serve was not ready within 60 s")
+
+
+# ---------------------------------------------------------------------- load generators
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip()).groups()
+    return float(value) * _UNITS[unit]
+
+
+def run_wrk(url: str, duration: int, connections: int, script: Path | None, env: dict[str, str]) -> dict:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    if script is not None:
+        command += ["-s", str(script)]
+    output = subprocess.run([*command, url], capture_output=True, text=True, env={**os.environ, **env},
+                            timeout=duration + 30).stdout
+    percentiles = dict(re.findall(r"^\s+(50|99)\.000%\s+(\S+)$", output, re.M)) or dict(
+        re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.M))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)$", output, re.M)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50_ms": _ms(percentiles["50"]), "p99_ms": _ms(percentiles["99"]),
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
+        "errors": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",
+    }
+
+
+def run_python_load(url: str, duration: int, connections: int, body: dict | None, users: list[str]) -> dict:
+    """Fallback load generator: `connections` concurrent httpx clients in a child process."""
+    code = r"""
+import asyncio, json, random, sys, time, httpx
+url, duration, connections, body, users, token = json.loads(sys.stdin.read())
+latencies, errors = [], 0
+async def worker(seed):
+    global errors
+    rng = random.Random(seed)
+    async with httpx.AsyncClient(headers={"Authorization": "Bearer " + token}, timeout=5) as client:
+        deadline = time.monotonic() + duration
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            if body is None:
+                response = await client.get(url)
+            else:
+                response = await client.post(url, json={**body, "user_id": rng.choice(users)})
+            latencies.append(time.perf_counter() - started)
+            errors += response.status_code >= 300
+async def main():
+    await asyncio.gather(*(worker(i) for i in range(connections)))
+started = time.monotonic(); asyncio.run(main()); elapsed = time.monotonic() - started
+latencies.sort()
+print(json.dumps({"rps": len(latencies) / elapsed, "p50_ms": latencies[len(latencies) // 2] * 1e3,
+                  "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3, "requests": len(latencies),
+                  "errors": errors, "socket_errors": ""}))
+"""
+    payload = json.dumps([url, duration, connections, body, users, TOKEN])
+    result = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True, text=True,
+                            timeout=duration + 60)
+    return json.loads(result.stdout)
+
+
+def measure_batch(base: str, users: list[str], now: str, rounds: int) -> dict:
+    timings = []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
+        for r in range(rounds + 1):
+            chunk = users[r * 1000:(r + 1) * 1000]
+            body = {"requests": [{"user_id": u, "k": 3, "reserve": True, "now": now} for u in chunk]}
+            started = time.perf_counter()
+            response = client.post("/v1/rank/batch", json=body)
+            elapsed = (time.perf_counter() - started) * 1e3
+            if response.status_code != 200:
+                raise RuntimeError(f"batch failed: {response.status_code} {response.text[:300]}")
+            if r:  # the first round warms the worker up
+                timings.append(elapsed)
+        bare = []
+        for _ in range(50):
+            started = time.perf_counter()
+            client.get("/healthz")
+            bare.append((time.perf_counter() - started) * 1e3)
+    timings.sort()
+    return {"p50_ms": statistics.median(timings), "p99_ms": timings[-1] if len(timings) < 100 else
+            float(np.percentile(timings, 99)), "max_ms": timings[-1], "rounds": len(timings),
+            "bare_p50_ms": statistics.median(bare)}
+
+
+# ---------------------------------------------------------------------- main
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per load run (2 runs per endpoint)")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-rounds", type=int, default=10)
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument("--python-load", action="store_true",
+                        help="use the Python load loop even if wrk exists")
+    args = parser.parse_args()
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+    from recsys.embedded_redis import free_port, start_embedded_redis
+
+    work = args.work_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    world = ensure_world(work, args.users)
+    bundle_path = ensure_bundle(work, world, args.users)
+    redis_server = start_embedded_redis()
+    home = Path(tempfile.mkdtemp(prefix="api-load-", dir=work))
+    server = None
+    try:
+        log("publishing")
+        report = publish_into(redis_server.url, world, bundle_path)
+        log(f"published {report.users:,} cardholders in {report.seconds:.1f}s, "
+            f"{report.record_bytes_mean:.0f} B/record, {report.redis_bytes_per_user or 0:.0f} B in Redis")
+        holders = pd.read_parquet(world / "cardholders.parquet", columns=["user_id"])["user_id"].astype(str)
+        users = holders.tolist()
+        users_file = home / "users.txt"
+        users_file.write_text("\n".join(users) + "\n")
+        as_of = pd.Timestamp(json.loads((bundle_path / "bundle.json").read_text())["as_of"])
+        now = (as_of.tz_convert("Asia/Shanghai").normalize() + pd.Timedelta(hours=10)).isoformat()
+
+        port = free_port()
+        server = start_server(redis_server.url, port, args.workers, home)
+        base = f"http://127.0.0.1:{port}"
+        use_wrk = shutil.which("wrk") is not None and not args.python_load
+        generator = "wrk" if use_wrk else "python asyncio httpx"
+        log(f"load generator: {generator}; {args.connections} connections, "
+            f"{args.workers} workers, {args.duration}s x 2 per endpoint")
+        script = home / "rank.lua"
+        script.write_text(WRK_SCRIPT)
+        env = {"QM_USERS": str(users_file), "QM_NOW": now, "QM_TOKEN": TOKEN, "QM_SEED": "7"}
+        results: dict[str, list[dict]] = {"healthz": [], "rank": []}
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            for user in users[:200]:  # warm-up
+                client.post("/v1/rank", json={"user_id": user, "now": now})
+        for round_ in range(2):
+            for name in ("healthz", "rank"):
+                if use_wrk:
+                    url = f"{base}/healthz" if name == "healthz" else base
+                    lua = None if name == "healthz" else script
+                    seeded = {**env, "QM_SEED": str(7 + round_)}
+                    result = run_wrk(url, args.duration, args.connections, lua, seeded)
+                else:
+                    body = None if name == "healthz" else {"k": 3, "reserve": True, "now": now}
+                    url = f"{base}/healthz" if name == "healthz" else f"{base}/v1/rank"
+                    result = run_python_load(url, args.duration, args.connections, body, users)
+                results[name].append(result)
+                log(f"{name:8s} round {round_ + 1}: {result['rps']:8.0f} req/s  "
+                    f"p50 {result['p50_ms']:.2f} ms  "
+                    f"p99 {result['p99_ms']:.2f} ms  errors {result['errors']} {result['socket_errors']}")
+        batch = measure_batch(base, users[-(args.batch_rounds + 1) * 1000:], now, args.batch_rounds)
+        log(f"batch of 1,000: p50 {batch['p50_ms']:.1f} ms, max {batch['max_ms']:.1f} ms "
+            f"over {batch['rounds']} "
+            f"rounds (a bare /healthz round trip: {batch['bare_p50_ms']:.2f} ms)")
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        redis_server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+    def best(name: str) -> dict:
+        return max(results[name], key=lambda r: r["rps"])
+
+    rank, bare = best("rank"), best("healthz")
+    ratio = rank["rps"] / bare["rps"]
+    summary = {
+        "users": report.users, "publish_seconds": report.seconds, "record_bytes": report.record_bytes_mean,
+        "redis_bytes_per_user": report.redis_bytes_per_user, "rank": rank, "healthz": bare,
+        "throughput_ratio": ratio, "batch_1000": batch, "load_generator": "wrk" if use_wrk else "python",
+        "connections": args.connections, "workers": args.workers,
+    }
+    print()
+    print(f"{'endpoint':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for label, row in (("GET /healthz (baseline)", bare), ("POST /v1/rank reserve=true", rank)):
+        print(f"{label:<28}{row['rps']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}")
+    print(f"{'POST /v1/rank/batch (1000)':<28}{'':>10}{batch['p50_ms']:>10.1f}{batch['p99_ms']:>10.1f}")
+    checks = [
+        (f"rank throughput {ratio:.0%} of the bare endpoint (target >= 50%)", ratio >= 0.5),
+        (f"rank p50 {rank['p50_ms']:.2f} ms (target <= 5 ms)", rank["p50_ms"] <= 5.0),
+        (f"batch of 1,000 p50 {batch['p50_ms']:.0f} ms (target <= 150 ms)", batch["p50_ms"] <= 150.0),
+    ]
+    for text, ok in checks:
+        print(f"  [{'ok' if ok else 'MISS'}] {text}")
+    (work / "api_load.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"figures written to {work / 'api_load.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
