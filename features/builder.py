@@ -141,8 +141,9 @@ class FeatureBuilder:
         user_ids = holders["user_id"].astype(str).to_numpy()
         scales: dict[str, list[float]] = {}
         quantile = self.config.level_quantile
+        events = self._spend_events(data, as_of, user_ids)
         for window in self.config.spend_windows_days:
-            per_category = self._spend_by_category(data, as_of, user_ids, window)
+            per_category = self._spend_by_category(events, len(user_ids), window)
             logs = np.log1p(np.column_stack([per_category, per_category.sum(axis=1)]))
             scales[str(window)] = [
                 float(np.quantile(column[column > 0], quantile)) if (column > 0).any() else 1.0
@@ -295,28 +296,39 @@ class FeatureBuilder:
         bins[~np.isfinite(limits)] = UNKNOWN
         self._one_hot(out, "credit_limit_band", bins)
 
-    def _spend_by_category(
-        self, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray, window: int
-    ) -> np.ndarray:
-        """float64 [n, n_categories]: net spend (refunds netted, floored at 0) per category in the window."""
+    def _spend_events(self, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Per transaction of a known cardholder: row, age in days, category, amount, online, overseas."""
         tx = data.transactions
-        n_categories = len(self.mcc_table.categories)
         if not len(tx):
-            return np.zeros((len(ids), n_categories))
-        recent = tx.loc[(tx["ts"] > as_of - window * DAY).to_numpy()]
-        rows = pd.Index(ids).get_indexer(recent["user_id"].astype(str))
+            empty = np.zeros(0)
+            return {"rows": empty.astype(np.int64), "age": empty, "category": empty.astype(np.int64),
+                    "amount": empty, "online": empty.astype(bool), "overseas": empty.astype(bool)}
+        rows = pd.Index(ids).get_indexer(tx["user_id"])
         known = rows >= 0
-        categories = self.mcc_table.categorise(recent["mcc"])[known].astype(np.int64)
-        amounts = recent["amount"].to_numpy(dtype=np.float64)[known]
-        totals = np.bincount(rows[known] * n_categories + categories, weights=amounts,
-                             minlength=len(ids) * n_categories)
-        return np.maximum(totals.reshape(len(ids), n_categories), 0.0)
+        return {
+            "rows": rows[known],
+            "age": days_before(as_of, tx["ts"])[known],
+            "category": self.mcc_table.categorise(tx["mcc"])[known].astype(np.int64),
+            "amount": tx["amount"].to_numpy(dtype=np.float64)[known],
+            "online": tx["channel"].eq("online").fillna(False).to_numpy(dtype=bool)[known],
+            "overseas": tx["overseas"].fillna(False).to_numpy(dtype=bool)[known],
+        }
+
+    def _spend_by_category(self, events: dict[str, np.ndarray], n: int, window: int) -> np.ndarray:
+        """float64 [n, n_categories]: net spend (refunds netted, floored at 0) per category in the window."""
+        n_categories = len(self.mcc_table.categories)
+        use = events["age"] < window
+        totals = np.bincount(events["rows"][use] * n_categories + events["category"][use],
+                             weights=events["amount"][use], minlength=n * n_categories)
+        return np.maximum(totals.reshape(n, n_categories), 0.0)
 
     def _spend(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
         state = self._require_state()
         categories = self.mcc_table.categories
+        events = self._spend_events(data, as_of, ids)
+        n = len(ids)
         for window in self.config.spend_windows_days:
-            per_category = self._spend_by_category(data, as_of, ids, window)
+            per_category = self._spend_by_category(events, n, window)
             total = per_category.sum(axis=1)
             share = np.divide(per_category, total[:, None], out=np.zeros_like(per_category),
                               where=total[:, None] > 0)
@@ -327,30 +339,21 @@ class FeatureBuilder:
                                                  f"spend{window}d_level:total"]))
             none = np.flatnonzero(total <= 0)
             out.add(none, self._user_column[f"spend{window}d:none"], 1.0)
-        tx = data.transactions
-        rows = pd.Index(ids).get_indexer(tx["user_id"].astype(str)) if len(tx) else np.zeros(0, np.int64)
-        known = rows >= 0
-        last = np.full(len(ids), np.nan)
-        if known.any():
-            age = days_before(as_of, tx["ts"])[known]
-            last_age = pd.Series(age).groupby(rows[known]).min()
-            last[last_age.index.to_numpy()] = last_age.to_numpy()
+        last = np.full(n, np.inf)
+        np.minimum.at(last, events["rows"], events["age"])
+        last[~np.isfinite(last)] = np.nan
         recency = band(last, RECENCY_EDGES_DAYS, RECENCY_LABELS)
         recency[~np.isfinite(last)] = NEVER
-        out.add(np.arange(len(ids)), self._columns(f"spend_recency={label}" for label in recency), 1.0)
-        window = max(self.config.spend_windows_days)
-        if known.any():
-            in_window = known & (days_before(as_of, tx["ts"]) < window)
-            users = rows[in_window]
-            count = np.bincount(users, minlength=len(ids)).astype(np.float64)
-            online = tx["channel"].astype("string").eq("online").fillna(False).to_numpy(dtype=bool)[in_window]
-            overseas = tx["overseas"].fillna(False).to_numpy(dtype=bool)[in_window]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                online_share = np.bincount(users, weights=online, minlength=len(ids)) / count
-                overseas_share = np.bincount(users, weights=overseas, minlength=len(ids)) / count
-            has = np.flatnonzero(count > 0)
-            out.add(has, self._user_column["online_share"], online_share[has])
-            out.add(has, self._user_column["overseas_share"], overseas_share[has])
+        out.add(np.arange(n), self._columns(f"spend_recency={label}" for label in recency), 1.0)
+        in_window = events["age"] < max(self.config.spend_windows_days)
+        users = events["rows"][in_window]
+        count = np.bincount(users, minlength=n).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            online_share = np.bincount(users, weights=events["online"][in_window], minlength=n) / count
+            overseas_share = np.bincount(users, weights=events["overseas"][in_window], minlength=n) / count
+        has = np.flatnonzero(count > 0)
+        out.add(has, self._user_column["online_share"], online_share[has])
+        out.add(has, self._user_column["overseas_share"], overseas_share[has])
 
     def _menu(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
         state = self._require_state()
@@ -425,7 +428,10 @@ class FeatureBuilder:
         fields = list(self.config.segment_by)
         if not fields:
             return np.full(len(ids), "all", dtype=object)
-        return labels[fields].astype(str).agg("|".join, axis=1).to_numpy(dtype=object)
+        joined = labels[fields[0]].astype(str)
+        for name in fields[1:]:
+            joined = joined + "|" + labels[name].astype(str)
+        return joined.to_numpy(dtype=object)
 
     def transform_items(self, content: pd.DataFrame, item_ids: Sequence[str] | np.ndarray) -> sp.csr_matrix:
         """csr [n_items, n_item_features]: kind, tags (weights sum to 1), tier restriction, transactional."""

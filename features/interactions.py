@@ -26,7 +26,7 @@ def positive_events(
     read_events = pd.DataFrame({
         "user_id": reads["user_id"].astype(str).to_numpy(dtype=object),
         "content_id": reads["content_id"].astype(str).to_numpy(dtype=object),
-        "ts": reads["ts"].to_numpy(),
+        "ts": reads["ts"].array,
         "weight": config.read_weight * dwell_weight(reads["dwell_seconds"], config),
     })
     pushes = dataset.push_log
@@ -37,7 +37,7 @@ def positive_events(
     open_events = pd.DataFrame({
         "user_id": pushes["user_id"].astype(str).to_numpy(dtype=object),
         "content_id": pushes["content_id"].astype(str).to_numpy(dtype=object),
-        "ts": pushes["opened_ts"].to_numpy(),
+        "ts": pushes["opened_ts"].array,
         "weight": np.full(len(pushes), config.open_weight),
     })
     frames = [frame for frame in (read_events, open_events) if len(frame)]
@@ -55,7 +55,7 @@ def negative_events(dataset: Dataset, as_of: pd.Timestamp, config: FeatureConfig
     return pd.DataFrame({
         "user_id": pushes["user_id"].astype(str).to_numpy(dtype=object),
         "content_id": pushes["content_id"].astype(str).to_numpy(dtype=object),
-        "ts": pushes["sent_ts"].to_numpy(),
+        "ts": pushes["sent_ts"].array,
         "weight": np.full(len(pushes), config.negative_weight),
     })
 

@@ -70,8 +70,12 @@ class MccTable:
 
     def categorise(self, mcc: pd.Series) -> np.ndarray:
         """Category index per MCC string (unparseable codes fall into `other`)."""
-        codes = pd.to_numeric(mcc, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        # a few hundred distinct codes among millions of rows: parse each distinct code once
+        positions, distinct = pd.factorize(pd.Series(mcc), use_na_sentinel=True)
+        codes = pd.to_numeric(pd.Series(np.asarray(distinct, dtype=object)), errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan)
         valid = np.isfinite(codes) & (codes >= 0) & (codes < N_CODES)
-        out = np.full(len(codes), len(self.categories) - 1, dtype=np.int16)
-        out[valid] = self.lookup_array()[codes[valid].astype(np.int64)]
-        return out
+        other = len(self.categories) - 1
+        per_code = np.full(len(codes) + 1, other, dtype=np.int16)
+        per_code[:-1][valid] = self.lookup_array()[codes[valid].astype(np.int64)]
+        return per_code[positions]  # sentinel -1 (missing) picks the trailing `other`

@@ -1,0 +1,149 @@
+"""Training commands: `recsys train` (fit, evaluate, log, register) and `recsys recommend` (batch top-k)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+logger = logging.getLogger(__name__)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("recommend")(recommend)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=code)
+
+
+def train(
+    data: Path = typer.Option(..., "--data", help="Contract data directory (see DATA_CONTRACT.md)."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Cutoff time (ISO 8601, UTC if no zone). "
+                                     "Default: the last event in the data."),
+    config: Path | None = typer.Option(None, "--config", help="Training configuration YAML "
+                                       "(e.g. training/configs/default.yaml). Default: built-in defaults."),
+    experiment: str = typer.Option("qianmian", "--experiment", help="MLflow experiment name."),
+    model_out: Path | None = typer.Option(None, "--model-out", help="Also write the model bundle here."),
+    register_model: bool = typer.Option(True, "--register/--no-register",
+                                        help="Register the model and consider it for the champion alias."),
+    metric: str | None = typer.Option(None, "--metric", help="Metric that decides the champion, e.g. "
+                                      "ndcg@10, map@10, recall@10, auc. Default: from the config (ndcg@10)."),
+    k: int | None = typer.Option(None, "--k", help="Cut-off for the top-k metrics. "
+                                 "Default: from the config."),
+    truth: Path | None = typer.Option(None, "--truth", help="Hidden truth of a synthetic world "
+                                      "(default: <DATA>.truth.npz beside the data, if it exists)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    track: bool = typer.Option(True, "--track/--no-track", help="Log the run to MLflow (the store "
+                               "from RECSYS_MLFLOW_TRACKING_URI, default SQLite under RECSYS_HOME)."),
+) -> None:
+    """Build features, fit the LightFM hybrid, evaluate it against baselines on a time split,
+    refit up to the as-of time, log everything to MLflow and register the model."""
+    from rich.console import Console
+
+    from features.contract import ContractError
+    from recsys.config import get_settings
+    from training.config import TrainConfigError, load_config
+    from training.job import TrainOptions
+    from training.job import train as run_training
+
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=True, width=120)
+    settings = get_settings()
+    try:
+        train_config = load_config(config)
+        if metric is not None or k is not None:
+            if metric is not None and k is None and "@" in metric:
+                k = int(metric.split("@")[1])
+            train_config = train_config.with_overrides(metric=metric, k=k)
+        options = TrainOptions(
+            data_dir=data, config=train_config, as_of=as_of, experiment=experiment, model_out=model_out,
+            register=register_model, progress=progress, truth_path=truth,
+            registered_model_name=settings.registered_model_name, track=track,
+        )
+        console.print(f"[bold]Training on {data}[/bold]")
+        result = run_training(options, echo=console.print)
+    except ContractError as error:
+        raise _fail(str(error)) from error
+    except (FileNotFoundError, TrainConfigError) as error:
+        raise _fail(str(error), code=2) from error
+    except ValueError as error:
+        raise _fail(str(error)) from error
+    _print_summary(console, result, train_config.metric)
+
+
+def _print_summary(console, result, metric: str) -> None:
+    from rich.table import Table
+
+    k_metrics = [name for name in next(iter(result.results.values())) if "@" in name or name == "auc"]
+    k_metrics = [name for name in k_metrics if not name.startswith("cold.")]
+    table = Table(title=f"Holdout {result.split:%Y-%m-%d %H:%M} .. {result.as_of:%Y-%m-%d %H:%M} UTC "
+                        f"({int(next(iter(result.results.values()))['users']):,} cardholders)")
+    table.add_column("model")
+    for name in k_metrics:
+        table.add_column(_short(name), justify="right")
+    cold_metric = f"cold.{metric}"
+    table.add_column(f"{_short(metric)} no reads", justify="right")
+    for model, values in result.results.items():
+        style = "bold" if model == "lightfm" else None
+        table.add_row(model, *[f"{values.get(name, float('nan')):.4f}" for name in k_metrics],
+                      f"{values.get(cold_metric, float('nan')):.4f}", style=style)
+    console.print(table)
+    for name, value in result.lift.items():
+        console.print(f"  {name}: x{value:.2f}")
+    if result.truth:
+        truth = Table(title="Expected open rate of the top-1 push (hidden truth)")
+        truth.add_column("ranking")
+        truth.add_column("open rate", justify="right")
+        for name, value in result.truth.items():
+            truth.add_row(name.removeprefix("open_rate_top1."), f"{value:.4f}")
+        console.print(truth)
+    if result.run_id:
+        console.print(f"run id:    {result.run_id}")
+        console.print(f"model URI: {result.model_uri}")
+    if result.version:
+        console.print(f"registered version {result.version}")
+    if result.decision:
+        colour = "green" if result.champion_moved else "yellow"
+        console.print(f"[{colour}]champion: {result.decision}[/{colour}]")
+    if result.bundle_path:
+        console.print(f"bundle written to {result.bundle_path}")
+
+
+def _short(metric: str) -> str:
+    name, _, k = metric.partition("@")
+    label = {"precision": "P", "recall": "R", "ndcg": "nDCG", "map": "MAP", "coverage": "cov", "auc": "AUC"}
+    return label.get(name, name) + (f"@{k}" if k else "")
+
+
+def recommend(
+    model: str = typer.Option(..., "--model", help="models:/NAME@champion, models:/NAME/VERSION, "
+                              "runs:/ID/model or a bundle directory."),
+    data: Path = typer.Option(..., "--data", help="Contract data directory with the cardholders to rank."),
+    out: Path = typer.Option(..., "--out", help="Output file: .parquet or .csv (user_id, rank, content_id, "
+                             "score)."),
+    k: int = typer.Option(10, "--k", min=1, help="Recommendations per cardholder."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Eligibility time (validity windows, already "
+                                     "read/pushed). Default: the last event in the data."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Write the top-k eligible contents for every cardholder to a recommendation file."""
+    from features.contract import ContractError
+    from recsys.config import get_settings
+    from training.recommend import write_recommendations
+
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise _fail(f"--out {out} must end in .parquet or .csv", code=2)
+    try:
+        rows = write_recommendations(model, data, out, k, as_of, get_settings().tracking_uri, progress)
+    except ContractError as error:
+        raise _fail(str(error)) from error
+    except FileNotFoundError as error:
+        raise _fail(str(error), code=2) from error
+    except ValueError as error:
+        raise _fail(str(error)) from error
+    typer.echo(f"wrote {rows:,} recommendations to {out}")

@@ -1,0 +1,52 @@
+"""Training configuration parsing and the champion rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.config import TrainConfig, TrainConfigError, load_config
+from training.job import champion_decision
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_example_config_is_the_built_in_default() -> None:
+    assert load_config(REPO / "training" / "configs" / "default.yaml").to_dict() == TrainConfig().to_dict()
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"modle": {}}, "unknown top-level key"),
+    ({"evaluation": {"holdout_dayz": 3}}, "unknown evaluation key"),
+    ({"evaluation": {"metric": "accuracy"}}, "metric 'accuracy'"),
+    ({"evaluation": {"holdout_days": 0}}, "holdout_days must be > 0"),
+    ({"features": {"half_life_days": -1}}, "half_life_days"),
+    ({"model": {"kind": "deep_magic"}}, "deep_magic"),
+    ({"baselines": {"pop": {"params": {}}}}, "kind is missing"),
+])
+def test_bad_configs_name_the_problem(data: dict, message: str) -> None:
+    with pytest.raises(TrainConfigError, match=message):
+        TrainConfig.from_dict(data)
+
+
+def test_bad_model_parameters_are_reported_when_the_model_is_built() -> None:
+    config = TrainConfig.from_dict({"model": {"kind": "lightfm_hybrid", "params": {"los": "warp"}}})
+    with pytest.raises(TrainConfigError, match="los"):
+        config.model.build()
+
+
+def test_model_params_merge_over_the_defaults() -> None:
+    config = TrainConfig.from_dict({"model": {"params": {"epochs": 3}}})
+    assert config.model.params["epochs"] == 3 and config.model.params["no_components"] == 32
+
+
+def test_champion_moves_only_past_every_baseline_and_the_current_champion() -> None:
+    moved, why = champion_decision(0.30, {"popularity": 0.20}, None, None, "ndcg@10")
+    assert moved and "no champion yet" in why
+    moved, why = champion_decision(0.30, {"popularity": 0.31}, None, None, "ndcg@10")
+    assert not moved and "popularity (0.3100)" in why
+    moved, why = champion_decision(0.30, {"popularity": 0.20}, 0.32, "4", "ndcg@10")
+    assert not moved and "champion v4 (0.3200)" in why
+    moved, why = champion_decision(0.33, {"popularity": 0.20}, 0.32, "4", "ndcg@10")
+    assert moved and "v4" in why

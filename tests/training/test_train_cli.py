@@ -1,0 +1,162 @@
+"""`recsys train` and `recsys recommend` end to end on a small synthetic world, with a real local MLflow
+SQLite store in a temporary directory; and the errors bad input gets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from qianmian.cli import app
+from recsys.config import get_settings
+
+pytestmark = pytest.mark.slow
+
+FAST = {"model": {"kind": "lightfm_hybrid", "params": {"epochs": 6, "num_threads": 1}},
+        "baselines": {"popularity": {"kind": "popularity", "params": {"by_segment": False}},
+                      "popularity_segment": {"kind": "popularity", "params": {"by_segment": True}},
+                      "implicit_als": {"kind": "implicit_peer",
+                                       "params": {"factors": 16, "iterations": 5, "num_threads": 1}}}}
+WORSE = {**FAST, "model": {"kind": "lightfm_hybrid",
+                           "params": {"epochs": 1, "no_components": 2, "learning_rate": 0.001,
+                                      "num_threads": 1}}}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, request) -> Path:
+    """RECSYS_HOME in a temporary directory, so MLflow's SQLite store and artifacts live there."""
+    path = tmp_path_factory.mktemp("home")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RECSYS_HOME", str(path))
+    patch.delenv("RECSYS_MLFLOW_TRACKING_URI", raising=False)
+    patch.setenv("RECSYS_REGISTERED_MODEL_NAME", "test-ranker")
+    get_settings.cache_clear()
+    yield path
+    patch.undo()
+    get_settings.cache_clear()
+
+
+def write_config(directory: Path, name: str, data: dict) -> Path:
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, [str(arg) for arg in args], catch_exceptions=False)
+
+
+def tracker(home: Path):
+    from training.tracking import Tracker
+
+    settings = get_settings()
+    return Tracker(settings.tracking_uri, settings.artifact_root, "test")
+
+
+def test_train_logs_registers_and_moves_champion_only_when_better(home: Path, small_world: Path,
+                                                                  tmp_path: Path) -> None:
+    config = write_config(tmp_path, "fast", FAST)
+    bundle_out = tmp_path / "bundle"
+    result = invoke("train", "--data", small_world, "--config", config, "--experiment", "test",
+                    "--model-out", bundle_out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "run id:" in result.output and "model URI:" in result.output
+    assert "champion: ndcg@10" in result.output
+    assert (bundle_out / "bundle.json").is_file()
+    track = tracker(home)
+    champion = track.champion("test-ranker", "ndcg@10")
+    assert champion is not None and champion.version == "1"
+    run = track.client.get_run(champion.run_id)
+    metrics = run.data.metrics
+    for key in ("ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "auc", "coverage_at_10",
+                "cold.ndcg_at_10", "popularity.ndcg_at_10", "implicit_als.ndcg_at_10",
+                "lift.ndcg_at_10.vs_popularity", "open_rate_top1.lightfm", "open_rate_top1.popularity",
+                "open_rate_top1.truth_best"):
+        assert key in metrics, key
+    assert metrics["open_rate_top1.lightfm"] <= metrics["open_rate_top1.truth_best"]
+    assert len(track.client.get_metric_history(champion.run_id, "epoch.ndcg_at_10")) == 6
+    artifacts = {item.path for item in track.client.list_artifacts(champion.run_id, "report")}
+    assert {"report/metrics.png", "report/epochs.png", "report/scores.png", "report/report.json"} <= artifacts
+
+    # a clearly worse model is registered but does not become champion, and the terminal says why
+    worse = write_config(tmp_path, "worse", WORSE)
+    second = invoke("train", "--data", small_world, "--config", worse, "--experiment", "test",
+                    "--no-progress")
+    assert second.exit_code == 0, second.output
+    assert "champion unchanged" in second.output
+    assert track.champion("test-ranker", "ndcg@10").version == "1"
+
+    # the champion serves batch recommendations for every cardholder
+    out = tmp_path / "recs.csv"
+    recs_result = invoke("recommend", "--model", "models:/test-ranker@champion", "--data", small_world,
+                         "--k", 5, "--out", out, "--no-progress")
+    assert recs_result.exit_code == 0, recs_result.output
+    recs = pd.read_csv(out, dtype={"user_id": str, "content_id": str})
+    assert list(recs.columns) == ["user_id", "rank", "content_id", "score"]
+    holders = pd.read_parquet(small_world / "cardholders.parquet")
+    assert set(recs["user_id"]) == set(holders["user_id"])
+    assert recs.groupby("user_id")["rank"].max().max() == 5
+    content = pd.read_parquet(small_world / "content.parquet").set_index("content_id")
+    assert not content.loc[recs["content_id"].unique(), "transactional"].fillna(False).any()
+    # and the bundle path gives the same file
+    parquet = tmp_path / "recs.parquet"
+    assert invoke("recommend", "--model", bundle_out, "--data", small_world, "--k", 5, "--out", parquet,
+                  "--no-progress").exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(parquet), recs, check_dtype=False)
+
+
+def test_bad_input_is_refused_without_registering_anything(home: Path, small_world: Path,
+                                                           tmp_path: Path) -> None:
+    track = tracker(home)
+    before = len(track.client.search_model_versions("name='test-ranker'"))
+
+    outside = invoke("train", "--data", small_world, "--as-of", "2001-01-01", "--experiment", "test",
+                     "--no-progress", "--model-out", tmp_path / "never")
+    assert outside.exit_code != 0 and "outside the data" in outside.output
+    assert not (tmp_path / "never").exists()
+
+    missing = invoke("train", "--data", tmp_path / "absent", "--no-progress")
+    assert missing.exit_code != 0 and "does not exist" in missing.output
+
+    bad_metric = invoke("train", "--data", small_world, "--metric", "accuracy", "--no-progress")
+    assert bad_metric.exit_code != 0 and "metric 'accuracy'" in bad_metric.output
+
+    unknown_key = write_config(tmp_path, "typo", {"modle": {}})
+    typo = invoke("train", "--data", small_world, "--config", unknown_key, "--no-progress")
+    assert typo.exit_code != 0 and "modle" in typo.output
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    pd.read_parquet(small_world / "cardholders.parquet").to_parquet(empty / "cardholders.parquet")
+    pd.read_parquet(small_world / "content.parquet").to_parquet(empty / "content.parquet")
+    no_events = invoke("train", "--data", empty, "--as-of", "2026-10-01", "--no-progress")
+    assert no_events.exit_code != 0 and "no article read or opened push" in no_events.output
+
+    dangling = tmp_path / "dangling"
+    dangling.mkdir()
+    for table in small_world.glob("*.parquet"):
+        frame = pd.read_parquet(table)
+        if table.stem == "article_reads":
+            frame.loc[0, "content_id"] = "no-such-article"
+        frame.to_parquet(dangling / table.name)
+    unknown_id = invoke("train", "--data", dangling, "--no-progress")
+    assert unknown_id.exit_code != 0 and "no-such-article" in unknown_id.output
+
+    assert len(track.client.search_model_versions("name='test-ranker'")) == before
+
+    out = tmp_path / "recs.parquet"
+    unknown = invoke("recommend", "--model", "models:/no-such-model@champion", "--data", small_world,
+                     "--k", 3, "--out", out, "--no-progress")
+    assert unknown.exit_code != 0 and "no-such-model" in unknown.output
+    fake = tmp_path / "old-bundle"
+    fake.mkdir()
+    (fake / "bundle.json").write_text(json.dumps({"format_version": 0, "versions": {"qianmian": "0.0.1"}}))
+    old = invoke("recommend", "--model", fake, "--data", small_world, "--k", 3, "--out", out, "--no-progress")
+    assert old.exit_code != 0 and "format version 0" in old.output
+    wrong_suffix = invoke("recommend", "--model", fake, "--data", small_world, "--out", tmp_path / "r.txt")
+    assert wrong_suffix.exit_code != 0 and ".parquet or .csv" in wrong_suffix.output
+    assert not out.exists() and not list(tmp_path.glob(".recs*"))

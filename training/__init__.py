@@ -1,0 +1,1 @@
+"""Training job: features -> fitted model -> time-split evaluation -> MLflow run -> registered model."""

@@ -1,0 +1,325 @@
+"""`recsys train`: features -> fit -> time-split evaluation vs baselines -> refit -> bundle -> MLflow.
+
+Nothing is written to the tracking store until every model is fitted, evaluated and the bundle is
+built, and the model is registered (and `champion` moved) only after its run logged successfully, so
+bad input never leaves a half-registered model.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.loader import Dataset, load_dataset
+from features.pipeline import EmptyDataError, build_training_matrices
+from features.timecut import parse_as_of
+from recsys.bundle import ModelBundle, build_eligibility, card_tiers_of, item_metadata, seen_pairs
+from recsys.models import Recommender
+from recsys.ranking import top_k
+from training.config import TrainConfig
+from training.evaluate import Holdout, epoch_scorer, evaluate, make_holdout
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "lightfm"
+POPULARITY = "popularity"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data_dir: Path
+    config: TrainConfig
+    as_of: str | None = None
+    experiment: str = "qianmian"
+    model_out: Path | None = None
+    register: bool = True
+    progress: bool = True
+    truth_path: Path | None = None
+    tracking_uri: str | None = None
+    artifact_root: Path | None = None
+    registered_model_name: str = "qianmian-push-ranker"
+    track: bool = True
+
+
+@dataclass
+class TrainResult:
+    as_of: pd.Timestamp
+    split: pd.Timestamp
+    results: dict[str, dict[str, float]]
+    truth: dict[str, float]
+    lift: dict[str, float]
+    timings: dict[str, float]
+    curves: dict[str, list[float]]
+    run_id: str | None = None
+    model_uri: str | None = None
+    version: str | None = None
+    champion_moved: bool = False
+    decision: str = ""
+    bundle_path: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class Stages:
+    """Wall time per named stage, and a line on the terminal as each one finishes."""
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.timings: dict[str, float] = {}
+        self.echo = echo
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.timings[name] = time.perf_counter() - start
+        self.echo(f"  {name:<28} {self.timings[name]:8.1f} s")
+
+
+def default_truth_path(data_dir: Path) -> Path | None:
+    candidate = data_dir.with_name(f"{data_dir.name}.truth.npz")
+    return candidate if candidate.is_file() else None
+
+
+def _epoch_bar(progress: bool, total: int, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="epoch", disable=not progress, leave=False)
+
+
+def fit_with_curve(model: Recommender, data, progress: bool, description: str,
+                   scorer: Callable[[Recommender], float] | None, metric: str) -> dict[str, list[float]]:
+    """Fit `model`, recording the holdout metric (when a scorer is given) and seconds per epoch."""
+    curves: dict[str, list[float]] = {"epoch_seconds": []}
+    if scorer is not None:
+        curves[metric] = []
+    total = int(model.params().get("epochs", model.params().get("iterations", 1)))
+    last = [time.perf_counter()]
+    with _epoch_bar(progress, total, description) as bar:
+        def callback(epoch: int, fitted: Recommender) -> None:
+            now = time.perf_counter()
+            curves["epoch_seconds"].append(now - last[0])
+            if scorer is not None:
+                curves[metric].append(scorer(fitted))
+                bar.set_postfix({metric: f"{curves[metric][-1]:.4f}"})
+            bar.update(1)
+            last[0] = time.perf_counter()
+
+        model.fit(data, callback=callback)
+    return curves
+
+
+def train(options: TrainOptions, echo: Callable[[str], None] = print) -> TrainResult:
+    """Run the whole training job; raises a ValueError subclass naming the problem on bad input."""
+    config = options.config
+    stages = Stages(echo)
+    with stages.stage("load data"):
+        dataset = load_dataset(options.data_dir)
+        as_of = parse_as_of(options.as_of, dataset)
+    truth_path = options.truth_path or default_truth_path(Path(options.data_dir))
+    truth = None
+    if truth_path is not None:
+        from training.truth import load_truth
+
+        truth = load_truth(truth_path)
+    k, metric = config.k, config.metric
+
+    with stages.stage("features (holdout split)"):
+        holdout = make_holdout(dataset, as_of, config.holdout_days, config.features)
+    echo(f"  holdout: {holdout.n_users:,} cardholders ({int(holdout.cold.sum()):,} without reads), "
+         f"split at {holdout.split.isoformat()}")
+    scorer = epoch_scorer(holdout, k, config.epoch_eval_max_users, config.seed)
+    curve_metric = f"ndcg@{k}"
+    split_models: dict[str, Recommender] = {}
+    with stages.stage(f"fit {MODEL_NAME} (split)"):
+        model = config.model.build()
+        curves = fit_with_curve(model, holdout.train, options.progress, f"{MODEL_NAME} (split)", scorer,
+                                curve_metric)
+        split_models[MODEL_NAME] = model
+    with stages.stage("fit baselines (split)"):
+        for name, spec in config.baselines.items():
+            split_models[name] = spec.build().fit(holdout.train)
+    results: dict[str, dict[str, float]] = {}
+    with stages.stage("evaluate"):
+        for name, fitted in split_models.items():
+            results[name] = evaluate(fitted, holdout, k, config.auc_max_users, config.seed)
+    lift = lifts(results, metric)
+
+    final_model, final_fallback, final_data, builder = model, split_models.get(POPULARITY), holdout.train, \
+        holdout.builder
+    if config.refit:
+        with stages.stage("features (as-of)"):
+            final_data, builder = build_training_matrices(dataset, as_of, config.features)
+        with stages.stage(f"refit {MODEL_NAME} (as-of)"):
+            final_model = config.model.build()
+            fit_with_curve(final_model, final_data, options.progress, f"{MODEL_NAME} (refit)", None,
+                           curve_metric)
+            final_fallback = _popularity_spec(config).build().fit(final_data)
+
+    truth_rates: dict[str, float] = {}
+    scores_sample: dict[str, np.ndarray] = {}
+    with stages.stage("score everyone at as-of"):
+        eligibility = build_eligibility(item_metadata(dataset.content, final_data.items), final_data.items,
+                                        as_of, card_tiers_of(dataset, final_data.users.ids),
+                                        seen_pairs(dataset, as_of, final_data.users.ids, final_data.items))
+        everyone = np.arange(final_data.n_users)
+        top1 = {}
+        for name, fitted in ((MODEL_NAME, final_model), (POPULARITY, final_fallback)):
+            if fitted is None:
+                continue
+            factors = fitted.user_factors(everyone, final_data.user_features)
+            indices, scores = top_k(factors, fitted.item_factors(), 1, eligibility)
+            top1[name] = indices[:, 0]
+            if name == MODEL_NAME:
+                scores_sample["top-1 score"] = scores[:, 0]
+                sample = everyone[: min(2000, everyone.size)]
+                scores_sample["all scores (sample)"] = (factors[sample] @ fitted.item_factors().T).ravel()
+        if truth is not None:
+            from training.truth import aligned_open_prob, expected_open_rates
+
+            open_prob = aligned_open_prob(truth, final_data.users, final_data.items)
+            truth_rates = expected_open_rates(open_prob, eligibility, top1)
+            base = truth_rates.get(f"open_rate_top1.{POPULARITY}")
+            if base:
+                truth_rates["open_rate_top1.lift_vs_popularity"] = (
+                    truth_rates[f"open_rate_top1.{MODEL_NAME}"] / base)
+
+    result = TrainResult(as_of=as_of, split=holdout.split, results=results, truth=truth_rates, lift=lift,
+                         timings=stages.timings, curves=curves)
+    result.summary = {
+        "data_dir": str(options.data_dir), "as_of": as_of.isoformat(), "split": holdout.split.isoformat(),
+        "holdout_users": holdout.n_users, "holdout_cold_users": int(holdout.cold.sum()),
+        "n_users": final_data.n_users, "n_items": final_data.n_items,
+        "n_interactions": int(final_data.interactions.nnz), "metric": metric, "k": k,
+        "truth_file": None if truth_path is None else str(truth_path),
+    }
+    bundle = ModelBundle(
+        model=final_model, users=final_data.users, items=final_data.items, feature_state=builder.to_dict(),
+        item_meta=item_metadata(dataset.content, final_data.items), user_segments=final_data.user_segments,
+        as_of=as_of, metrics={**prefixed(results[MODEL_NAME]), **truth_rates}, params=config.to_dict(),
+        fallback=final_fallback, user_features=final_data.user_features,
+    )
+    staging = Path(tempfile.mkdtemp(prefix="qianmian-train-"))
+    try:
+        with stages.stage("save bundle"):
+            bundle_dir = bundle.save(staging / "bundle")
+        if options.track:
+            with stages.stage("log to MLflow"):
+                _track(options, result, bundle_dir, staging, scores_sample)
+        if options.model_out is not None:
+            result.bundle_path = bundle.save(options.model_out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _popularity_spec(config: TrainConfig):
+    from training.config import ModelSpec
+
+    return config.baselines.get("popularity_segment") or ModelSpec("popularity", {"by_segment": True})
+
+
+def prefixed(metrics: dict[str, float]) -> dict[str, float]:
+    return {key: float(value) for key, value in metrics.items() if value == value}
+
+
+def lifts(results: dict[str, dict[str, float]], metric: str) -> dict[str, float]:
+    """The model's chosen metric divided by each baseline's (a ratio; 1.0 = no better)."""
+    ours = results[MODEL_NAME].get(metric)
+    out = {}
+    for name, values in results.items():
+        if name == MODEL_NAME or ours is None:
+            continue
+        theirs = values.get(metric)
+        if theirs:
+            out[f"lift.{metric}.vs_{name}"] = ours / theirs
+    return out
+
+
+def champion_decision(candidate: float, baselines: dict[str, float], champion_value: float | None,
+                      champion_version: str | None, metric: str) -> tuple[bool, str]:
+    """Whether the candidate becomes champion, and why (or why not), in one sentence."""
+    beaten_by = [f"{name} ({value:.4f})" for name, value in baselines.items() if value >= candidate]
+    if beaten_by:
+        return False, (f"{metric} {candidate:.4f} does not beat the baseline(s) {', '.join(beaten_by)}: "
+                       "champion unchanged")
+    if champion_version is None:
+        return True, f"{metric} {candidate:.4f} beats every baseline and there is no champion yet"
+    if champion_value is None:
+        return True, (f"{metric} {candidate:.4f} beats every baseline; champion v{champion_version} has no "
+                      f"logged {metric}, so it is replaced")
+    if candidate > champion_value:
+        return True, (f"{metric} {candidate:.4f} beats every baseline and champion v{champion_version} "
+                      f"({champion_value:.4f})")
+    return False, (f"{metric} {candidate:.4f} does not beat champion v{champion_version} "
+                   f"({champion_value:.4f}): champion unchanged")
+
+
+def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging: Path,
+           scores: dict[str, np.ndarray]) -> None:
+    from recsys.config import get_settings
+    from training.report import write_report
+    from training.tracking import Tracker
+
+    settings = get_settings()
+    config = options.config
+    tracker = Tracker(options.tracking_uri or settings.tracking_uri,
+                      options.artifact_root or settings.artifact_root, options.experiment)
+    metric = config.metric
+    candidate = result.results[MODEL_NAME].get(metric, float("nan"))
+    baselines = {name: values.get(metric, float("nan")) for name, values in result.results.items()
+                 if name != MODEL_NAME}
+    report_dir = write_report(staging / "report", result.summary, result.results, result.curves, scores,
+                              config.k, f"ndcg@{config.k}")
+    with tracker.run(run_name=f"train-{result.as_of:%Y%m%d-%H%M}",
+                     tags={"as_of": result.as_of.isoformat(), "data_dir": str(options.data_dir)}) as run:
+        run.log_params(flatten(config.to_dict()))
+        run.log_params({"as_of": result.as_of.isoformat(), "split": result.split.isoformat(),
+                        "data_dir": str(options.data_dir)})
+        run.log_metrics(result.results[MODEL_NAME])
+        for name, values in result.results.items():
+            run.log_metrics({f"{name}.{key}": value for key, value in values.items()})
+        run.log_metrics(result.lift)
+        run.log_metrics(result.truth)
+        run.log_metrics({f"time.{key.replace(' ', '_').replace('(', '').replace(')', '')}": value
+                         for key, value in result.timings.items()})
+        for name, values in result.curves.items():
+            for step, value in enumerate(values, start=1):
+                run.log_metrics({f"epoch.{name}": value}, step=step)
+        run.log_artifacts(report_dir, "report")
+        result.model_uri = run.log_bundle(bundle_dir)
+        result.run_id = run.run_id
+    if not options.register:
+        result.decision = "not registered (--no-register)"
+        return
+    name = options.registered_model_name
+    champion = tracker.champion(name, metric)
+    moved, reason = champion_decision(candidate, baselines, None if champion is None else champion.value,
+                                      None if champion is None else champion.version, metric)
+    result.version = tracker.register(result.model_uri, name)
+    if moved:
+        tracker.set_champion(name, result.version)
+    result.champion_moved = moved
+    result.decision = reason
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+__all__ = ["EmptyDataError", "Holdout", "TrainOptions", "TrainResult", "train", "Dataset"]

@@ -1,0 +1,88 @@
+"""The evaluation report: PNG plots (metric comparison, per-epoch curve, score distribution) and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def metric_bars(results: dict[str, dict[str, float]], names: list[str], path: Path) -> None:
+    """Grouped bars: one group per metric, one bar per model."""
+    plt = _pyplot()
+    models = list(results)
+    width = 0.8 / max(len(models), 1)
+    figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(names)), 4))
+    positions = np.arange(len(names))
+    for i, model in enumerate(models):
+        values = [results[model].get(name, np.nan) for name in names]
+        axis.bar(positions + i * width, values, width, label=model)
+    axis.set_xticks(positions + width * (len(models) - 1) / 2, names, rotation=20)
+    axis.set_ylabel("value on the holdout")
+    axis.set_title("Model vs baselines (time-split holdout)")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def epoch_curve(curves: dict[str, list[float]], metric: str, path: Path) -> None:
+    """The holdout metric (and epoch seconds on a second axis) per training epoch."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    values = curves.get(metric, [])
+    axis.plot(range(1, len(values) + 1), values, marker="o", label=metric)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(metric)
+    seconds = curves.get("epoch_seconds", [])
+    if seconds:
+        other = axis.twinx()
+        other.plot(range(1, len(seconds) + 1), seconds, color="grey", linestyle="--", label="seconds")
+        other.set_ylabel("seconds per epoch")
+    axis.set_title("Holdout metric per epoch")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def score_distribution(scores: dict[str, np.ndarray], path: Path) -> None:
+    """Histogram of the model's top-1 and all eligible scores on a sample of cardholders."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for label, values in scores.items():
+        values = np.asarray(values, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size:
+            axis.hist(values, bins=50, alpha=0.5, density=True, label=label)
+    axis.set_xlabel("score")
+    axis.set_ylabel("density")
+    axis.set_title("Score distribution")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_report(directory: Path, summary: dict[str, Any], results: dict[str, dict[str, float]],
+                 curves: dict[str, list[float]], scores: dict[str, np.ndarray], k: int, metric: str) -> Path:
+    """Write report.json and the PNG plots into `directory`; returns it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"map@{k}", "auc", f"coverage@{k}",
+             f"cold.ndcg@{k}"]
+    metric_bars(results, names, directory / "metrics.png")
+    epoch_curve(curves, metric, directory / "epochs.png")
+    score_distribution(scores, directory / "scores.png")
+    (directory / "report.json").write_text(json.dumps(
+        {"summary": summary, "results": results, "curves": curves}, indent=2, sort_keys=True, default=str))
+    return directory

@@ -1,0 +1,233 @@
+"""MLflow: runs, the bundle as a pyfunc model, registration, the `champion` alias, model URIs.
+
+The only module that imports mlflow. The store is a local SQLite database with artifacts on disk
+(`get_settings().tracking_uri` / `artifact_root`); nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# set before mlflow is imported: it reads them at import time
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.pyfunc import PythonModel  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+MODEL_ARTIFACT = "model"
+BUNDLE_ARTIFACT = "bundle"
+
+
+class TrackingError(ValueError):
+    """A model URI that cannot be resolved, or a tracking store that cannot be used."""
+
+
+def metric_key(name: str) -> str:
+    """An MLflow-safe metric name: `ndcg@10` -> `ndcg_at_10`."""
+    return name.replace("@", "_at_")
+
+
+class BundlePyfunc(PythonModel):
+    """MLflow pyfunc face of a model bundle: input rows with `user_id` -> top-k rows per cardholder.
+
+    Uses the bundle's stored features (as of its training time) and item metadata; the validity
+    window is checked at the bundle's as-of time unless `params={"as_of": ...}` is given.
+    """
+
+    def load_context(self, context) -> None:
+        from recsys.bundle import ModelBundle
+
+        self.bundle = ModelBundle.load(context.artifacts[BUNDLE_ARTIFACT])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None):
+        import numpy as np
+        import scipy.sparse as sp
+
+        from recsys.bundle import build_eligibility, recommendation_rows
+        from recsys.ranking import top_k
+
+        params = params or {}
+        k = int(params.get("k", 10))
+        as_of = pd.Timestamp(params.get("as_of") or self.bundle.as_of)
+        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
+        ids = model_input["user_id"].astype(str).to_numpy(dtype=object)
+        factors = self.bundle.user_factors_for(ids)
+        tiers = (model_input["card_tier"].astype("string").fillna("unknown").to_numpy(dtype=object)
+                 if "card_tier" in model_input else np.full(len(ids), "unknown", dtype=object))
+        eligibility = build_eligibility(self.bundle.item_meta, self.bundle.items, as_of, tiers,
+                                        sp.csr_matrix((len(ids), len(self.bundle.items)), dtype=bool))
+        indices, scores = top_k(factors, self.bundle.model.item_factors(), k, eligibility)
+        return recommendation_rows(ids, indices, scores, self.bundle.items)
+
+
+@dataclass(frozen=True)
+class Champion:
+    version: str
+    run_id: str
+    value: float | None
+
+
+class Tracker:
+    """One MLflow run in an experiment of a local store; use as a context manager."""
+
+    def __init__(self, tracking_uri: str, artifact_root: Path, experiment: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_root = Path(artifact_root)
+        self.experiment = experiment
+        self.run_id: str | None = None
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def _experiment_id(self) -> str:
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        location = (self.artifact_root / self.experiment).resolve()
+        location.mkdir(parents=True, exist_ok=True)
+        return self.client.create_experiment(self.experiment, artifact_location=location.as_uri())
+
+    @contextmanager
+    def run(self, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[Tracker]:
+        """Start a run; it ends FINISHED, or FAILED when the block raises."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        experiment_id = self._experiment_id()
+        active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {}))
+        self.run_id = active.info.run_id
+        try:
+            yield self
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+        mlflow.end_run(status="FINISHED")
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        flat = {key: (str(value)[:5000]) for key, value in params.items()}
+        items = list(flat.items())
+        for start in range(0, len(items), 90):
+            mlflow.log_params(dict(items[start : start + 90]))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        clean = {metric_key(key): float(value) for key, value in metrics.items()
+                 if value is not None and value == value}
+        if clean:
+            mlflow.log_metrics(clean, step=step)
+
+    def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
+        mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
+
+    def log_dict(self, data: Mapping[str, Any], file_name: str) -> None:
+        mlflow.log_dict(dict(data), file_name)
+
+    def log_bundle(self, bundle_dir: Path) -> str:
+        """Log the bundle directory as a pyfunc model of this run; returns its model URI."""
+        # the wrapper class is importable from this package, so cloudpickle stores a reference, not code
+        pyfunc_logger = logging.getLogger("mlflow.pyfunc")
+        level = pyfunc_logger.level
+        pyfunc_logger.setLevel(logging.ERROR)
+        try:
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT,
+                python_model=BundlePyfunc(),
+                artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+                pip_requirements=_requirements(),
+            )
+        finally:
+            pyfunc_logger.setLevel(level)
+        return info.model_uri
+
+    # ------------------------------------------------------------------ registry
+    def champion(self, name: str, metric: str) -> Champion | None:
+        """The registered model's current champion and its logged value of `metric`, if any."""
+        try:
+            version = self.client.get_model_version_by_alias(name, CHAMPION)
+        except MlflowException:
+            return None
+        value = None
+        if version.run_id:
+            try:
+                value = self.client.get_run(version.run_id).data.metrics.get(metric_key(metric))
+            except MlflowException:
+                value = None
+        return Champion(version=str(version.version), run_id=version.run_id or "", value=value)
+
+    def register(self, model_uri: str, name: str) -> str:
+        """Register `model_uri` as a new version of `name`; returns the version number."""
+        version = mlflow.register_model(model_uri, name, await_registration_for=0)
+        return str(version.version)
+
+    def set_champion(self, name: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def _requirements() -> list[str]:
+    from importlib import metadata
+
+    names = ("qianmian", "lightfm-next", "implicit", "numpy", "scipy", "pandas", "pyarrow", "mlflow")
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+@contextmanager
+def resolved_bundle(uri: str, tracking_uri: str) -> Iterator[Path]:
+    """A local bundle directory for `uri`: `models:/NAME@alias`, `models:/NAME/VERSION`, `runs:/ID/model`,
+    `models:/m-...` or a bundle path. Downloaded copies live in a temporary directory for the block."""
+    path = Path(uri)
+    if "://" not in uri and ":/" not in uri[:10]:
+        if not path.exists():
+            raise TrackingError(
+                f"model {uri!r} is neither an existing bundle path nor a models:/ or runs:/ URI"
+            )
+        yield path
+        return
+    if not uri.startswith(("models:/", "runs:/", "file:")):
+        raise TrackingError(f"model URI {uri!r} must start with models:/, runs:/ or be a bundle path")
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    staging = Path(tempfile.mkdtemp(prefix="qianmian-model-"))
+    try:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(staging)))
+        except MlflowException as error:
+            raise TrackingError(
+                f"cannot resolve model URI {uri!r} in {tracking_uri}: {error.message}"
+            ) from error
+        candidates = [local / "artifacts" / BUNDLE_ARTIFACT, local / BUNDLE_ARTIFACT, local]
+        for candidate in candidates:
+            if (candidate / "bundle.json").is_file():
+                yield candidate
+                return
+        raise TrackingError(f"model URI {uri!r} does not hold a Qianmian model bundle")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def resolve_model_uri(uri: str, tracking_uri: str, destination: Path) -> Path:
+    """Copy the bundle behind `uri` to `destination` (for callers that keep it); returns the path."""
+    with resolved_bundle(uri, tracking_uri) as local:
+        if destination.exists():
+            shutil.rmtree(destination)
+        shutil.copytree(local, destination)
+    return destination
