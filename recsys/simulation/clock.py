@@ -73,8 +73,15 @@ class ZoneClock:
         return len(self.codes)
 
     def _pairs(self, rows: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pairs = np.stack([self.codes[rows], np.asarray(times, dtype=np.int64)], axis=1)
-        return np.unique(pairs, axis=0, return_inverse=True)
+        """Distinct (zone code, instant) pairs [p, 2] and, per row, the index of its pair."""
+        codes = self.codes[rows]
+        times = np.asarray(times, dtype=np.int64)
+        if len(times) and times.min() == times.max():  # one instant (a send slot): one pair per zone
+            zones, inverse = np.unique(codes, return_inverse=True)
+            return np.stack([zones, np.full(len(zones), times[0])], axis=1), inverse
+        key = times * len(self.zones) + codes
+        unique, inverse = np.unique(key, return_inverse=True)
+        return np.stack([unique % len(self.zones), unique // len(self.zones)], axis=1), inverse
 
     def local_fields(self, times: np.ndarray, rows: np.ndarray | None = None) -> LocalFields:
         """Local calendar fields of `times[j]` for cardholder `rows[j]` (all cardholders by default)."""

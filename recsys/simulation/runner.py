@@ -31,7 +31,7 @@ import numpy as np
 from recsys.caps.policy import Policy
 from recsys.simulation.clock import ZoneClock, zone
 from recsys.simulation.report import PolicyOutcome, SimulationReport, Tally
-from recsys.simulation.vector_caps import SimulationError, VectorCapEngine
+from recsys.simulation.vector_caps import SimulationError, VectorCapEngine, bits
 from recsys.simulation.world import SimWorld
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ MAX_DAYS = 366
 # Charged with a blocked request when no single rule blocks every candidate (e.g. the best ones were
 # already pushed and a kind limit blocks the rest).
 COMBINED = "combined"
+ALL_RULES = np.uint64(2**64 - 1)
 
 
 @dataclass(frozen=True)
@@ -248,8 +249,10 @@ def simulate_policy(
             blocked = np.flatnonzero(has_valid & (first < 0))
             if len(blocked):
                 # A rule is charged with a blocked request when it alone blocks every valid candidate.
-                alone = (decisions.blocks[blocked] | ~valid[blocked][:, :, None]).all(axis=1)
-                combined = ~alone.any(axis=1)
+                every = np.where(valid[blocked], decisions.mask[blocked], ALL_RULES)
+                alone_mask = np.bitwise_and.reduce(every, axis=1)
+                alone = bits(alone_mask, len(engine.rules))
+                combined = alone_mask == 0
                 acc.add("blocked", asked[blocked])
                 acc.add_rules(asked[blocked], np.concatenate([alone, combined[:, None]], axis=1))
                 acc.daily["blocked"][day] += len(blocked)

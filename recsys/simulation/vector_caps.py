@@ -26,6 +26,7 @@ FIXED_BEFORE_LIMITS = ("opt_out", "muted", "quiet_hours")
 FIXED_AFTER_LIMITS = ("min_gap", "fatigue", "no_repeat", "campaign_throttle")
 # A limit above this many pushes per window is tracked up to this many; exceeding it is reported.
 MAX_TRACKED_PER_WINDOW = 64
+MAX_RULES = 64  # one bit per rule in a uint64 decision mask
 
 
 class SimulationError(ValueError):
@@ -59,21 +60,34 @@ class Items:
 
 @dataclass(frozen=True)
 class Decisions:
-    """Decisions for `rows` at `now`: `blocks[j, k, r]` is True when rule r blocks candidate k of row j."""
+    """Decisions for `rows` at `now`, as one bit per rule: bit r of `mask[j, k]` is set when rule r
+    (`rules[r]`) blocks candidate k of row j. 0 means allowed (for a present candidate)."""
 
     rows: np.ndarray
-    blocks: np.ndarray  # bool [m, K, n_rules]
+    mask: np.ndarray  # uint64 [m, K]
     present: np.ndarray  # bool [m, K]: a candidate exists in that position
+    n_rules: int
 
     @property
     def allowed(self) -> np.ndarray:
-        return self.present & ~self.blocks.any(axis=2)
+        return self.present & (self.mask == 0)
+
+    @property
+    def blocks(self) -> np.ndarray:
+        """bool [m, K, n_rules]: rule r blocks candidate k of row j."""
+        return bits(self.mask, self.n_rules)
 
     def first_allowed(self) -> np.ndarray:
         """Position of the first allowed candidate per row, -1 when none is."""
         allowed = self.allowed
         first = allowed.argmax(axis=1)
         return np.where(allowed.any(axis=1), first, -1)
+
+
+def bits(mask: np.ndarray, n_rules: int) -> np.ndarray:
+    """bool [..., n_rules] from a uint64 rule bit mask [...]."""
+    shifts = np.arange(n_rules, dtype=np.uint64)
+    return ((mask[..., None] >> shifts) & np.uint64(1)).astype(bool)
 
 
 class _LimitState:
@@ -134,6 +148,11 @@ class VectorCapEngine:
         safe = np.where(self.present, candidates, 0)
         self.transactional = items.transactional[safe] & self.present
         self.rules = rule_names(policy)
+        if len(self.rules) > MAX_RULES:
+            raise SimulationError(
+                f"the policy has {len(policy.limits)} limits; the simulator handles at most "
+                f"{MAX_RULES - len(FIXED_BEFORE_LIMITS) - len(FIXED_AFTER_LIMITS)}: merge some limits"
+            )
         self.rule_index = {name: index for index, name in enumerate(self.rules)}
         self.limits = [_LimitState(limit, n_users, items.matching(limit)) for limit in policy.limits]
         self.limit_matches = [state.matches[safe] & self.present for state in self.limits]
@@ -176,14 +195,15 @@ class VectorCapEngine:
         """Decide every candidate of each of `rows` (distinct cardholders) at `now` (per row or one)."""
         rows = np.asarray(rows, dtype=np.int64)
         now = np.broadcast_to(np.asarray(now, dtype=np.int64), rows.shape).copy()
-        m, k = len(rows), self.candidates.shape[1]
-        blocks = np.zeros((m, k, len(self.rules)), dtype=bool)
-        marketing = self.present[rows] & ~self.transactional[rows]
+        mask = np.zeros((len(rows), self.candidates.shape[1]), dtype=np.uint64)
         policy = self.policy
         fields = self.clock.local_fields(now, rows)
 
+        def bit(name: str) -> np.uint64:
+            return np.uint64(1 << self.rule_index[name])
+
         def user_rule(name: str, blocked: np.ndarray) -> None:
-            blocks[:, :, self.rule_index[name]] = blocked[:, None] & marketing
+            mask[blocked] |= bit(name)
 
         user_rule("opt_out", ~self.opted_in[rows])
         muted_at = self.muted_at[rows]
@@ -194,8 +214,8 @@ class VectorCapEngine:
         user_rule("quiet_hours", self.in_quiet_hours(rows, now, fields))
         for state, matches in zip(self.limits, self.limit_matches, strict=True):
             full = state.full(fields, rows, now)
-            rule = self.rule_index[f"limit:{state.limit.name}"]
-            blocks[:, :, rule] = full[:, None] & matches[rows] & marketing
+            if full.any():
+                mask[full] |= np.where(matches[rows[full]], bit(f"limit:{state.limit.name}"), np.uint64(0))
         if policy.min_gap is not None:
             user_rule("min_gap", now < self.last_counted[rows] + policy.min_gap)
         if policy.fatigue is not None:
@@ -208,8 +228,10 @@ class VectorCapEngine:
             repeat = last != NEVER
             if policy.no_repeat.window is not None:
                 repeat &= now[:, None] < last + policy.no_repeat.window
-            blocks[:, :, self.rule_index["no_repeat"]] = repeat & marketing
-        return Decisions(rows=rows, blocks=blocks, present=self.present[rows])
+            mask |= np.where(repeat, bit("no_repeat"), np.uint64(0))
+        # Transactional notices (and empty positions) are exempt from every rule simulated here.
+        mask[~(self.present[rows] & ~self.transactional[rows])] = 0
+        return Decisions(rows=rows, mask=mask, present=self.present[rows], n_rules=len(self.rules))
 
     def positions_of(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Position of `items[j]` in the candidate list of `rows[j]`, -1 when it is not a candidate."""
