@@ -89,3 +89,22 @@ def test_segment_popularity_for_models_without_features(dataset, store, api, day
     expected = score.reindex(eligible).fillna(0.2 * (overall / overall.max()).reindex(eligible).fillna(0.0))
     assert ranked[0]["content_id"] == expected.idxmax()
     np.testing.assert_allclose([item["score"] for item in ranked], expected.to_numpy(), atol=1e-5)
+
+
+def test_serve_publishes_its_model_once(bundle_path, world_dir, redis_url, key_prefix, store, redis_client,
+                                        monkeypatch) -> None:
+    """`recsys serve --model URI --data DIR` publishes unless that very bundle is already live."""
+    from qianmian.commands.serve import ensure_published
+    from recsys.config import get_settings
+
+    monkeypatch.setenv("RECSYS_REDIS_URL", redis_url)
+    monkeypatch.setenv("RECSYS_REDIS_PREFIX", key_prefix)
+    get_settings.cache_clear()
+    try:
+        ensure_published(str(bundle_path), world_dir)
+        first = store.live_version()
+        assert first is not None
+        ensure_published(str(bundle_path), world_dir)
+        assert store.live_version() == first and store.versions() == [first]
+    finally:
+        get_settings.cache_clear()

@@ -48,6 +48,10 @@ def test_reserve_takes_the_daily_slot_then_caps_block(api, published, dataset, d
     state = api.get(f"/v1/users/{user}/caps", params={"now": daytime}, headers=SCHEDULER_HEADERS).json()
     assert state["pending_reservations"] == 1
     assert {limit["name"]: limit["count"] for limit in state["limits"]}["daily"] == 1
+    metrics = api.get("/metrics").text
+    assert 'qianmian_caps_decisions_total{rule="limit:daily"} 1.0' in metrics
+    assert 'qianmian_caps_decisions_total{rule="allowed"} 1.0' in metrics
+    assert f'qianmian_model_version_info{{version="{published.version}"}} 1.0' in metrics
 
 
 def test_quiet_hours_block_at_night(api, published, dataset, as_of) -> None:
