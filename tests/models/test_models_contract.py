@@ -1,0 +1,223 @@
+"""Contract tests every Recommender passes, subclassed once per implementation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys.models import IncompatibleModelError, ModelError, NotFittedError, Recommender, load_model
+from recsys.models.implicit_peer import ImplicitPeer
+from recsys.models.lightfm_hybrid import LightFMHybrid
+from recsys.models.popularity import PopularityRecommender
+from recsys.ranking import Eligibility, top_k
+
+
+class RecommenderContract:
+    """The behaviour the ranking pipeline, training and serving rely on, for any model."""
+
+    expected_epochs: int
+
+    @classmethod
+    def make(cls) -> Recommender:
+        raise NotImplementedError
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def fitted(cls, checkerboard) -> Recommender:
+        return cls.make().fit(checkerboard.data)
+
+    def known_users(self, board) -> tuple[np.ndarray, sp.csr_matrix]:
+        return np.arange(board.data.n_users), board.data.user_features
+
+    def test_recovers_the_checkerboard(self, fitted: Recommender, checkerboard) -> None:
+        users, features = self.known_users(checkerboard)
+        recommended, _ = top_k(fitted.user_factors(users, features), fitted.item_factors(), 5,
+                               Eligibility(seen=checkerboard.seen))
+        assert checkerboard.precision(recommended) == pytest.approx(1.0)
+
+    def test_factors_are_float32_and_aligned(self, fitted: Recommender, checkerboard) -> None:
+        users, features = self.known_users(checkerboard)
+        user_factors = fitted.user_factors(users, features)
+        item_factors = fitted.item_factors()
+        assert user_factors.dtype == np.float32 and item_factors.dtype == np.float32
+        assert user_factors.shape[0] == checkerboard.data.n_users
+        assert item_factors.shape[0] == checkerboard.data.n_items
+        assert user_factors.shape[1] == item_factors.shape[1]
+        assert np.isfinite(user_factors).all() and np.isfinite(item_factors).all()
+        np.testing.assert_allclose(fitted.scores(users[:3], features[:3]), user_factors[:3] @ item_factors.T)
+
+    def test_unknown_users_get_finite_factors(self, fitted: Recommender, checkerboard) -> None:
+        features = checkerboard.data.user_features[:4]
+        factors = fitted.user_factors(np.full(4, -1), features)
+        assert factors.shape == (4, fitted.item_factors().shape[1])
+        assert np.isfinite(factors).all()
+
+    def test_save_load_round_trip(self, fitted: Recommender, checkerboard, tmp_path) -> None:
+        users, features = self.known_users(checkerboard)
+        mixed = np.concatenate([users[:5], [-1, -1]])
+        mixed_features = sp.vstack([features[:5], features[:2]]).tocsr()
+        fitted.save(tmp_path / "model")
+        loaded = load_model(tmp_path / "model")
+        assert type(loaded) is type(fitted)
+        assert loaded.params() == fitted.params()
+        np.testing.assert_array_equal(loaded.item_factors(), fitted.item_factors())
+        np.testing.assert_array_equal(loaded.user_factors(mixed, mixed_features),
+                                      fitted.user_factors(mixed, mixed_features))
+        manifest = json.loads((tmp_path / "model" / "model.json").read_text())
+        assert manifest["kind"] == fitted.kind and manifest["libraries"]["numpy"]
+
+    def test_saving_again_replaces_the_model(self, fitted: Recommender, tmp_path) -> None:
+        fitted.save(tmp_path / "model")
+        fitted.save(tmp_path / "model")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+    def test_incompatible_format_is_refused(self, fitted: Recommender, tmp_path) -> None:
+        fitted.save(tmp_path / "model")
+        manifest_path = tmp_path / "model" / "model.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["format_version"] = fitted.format_version + 1
+        manifest_path.write_text(json.dumps(manifest))
+        with pytest.raises(IncompatibleModelError, match="format version"):
+            type(fitted).load(tmp_path / "model")
+
+    def test_other_kind_and_missing_directory_are_refused(self, fitted: Recommender, tmp_path) -> None:
+        other = PopularityRecommender if not isinstance(fitted, PopularityRecommender) else ImplicitPeer
+        fitted.save(tmp_path / "model")
+        with pytest.raises(IncompatibleModelError, match="not"):
+            other.load(tmp_path / "model")
+        with pytest.raises(IncompatibleModelError, match="not a saved model"):
+            load_model(tmp_path / "absent")
+
+    def test_callback_is_called_after_every_epoch(self, checkerboard) -> None:
+        calls: list[tuple[int, int]] = []
+        model = self.make()
+        model.fit(checkerboard.data, callback=lambda epoch, m: calls.append((epoch, id(m))))
+        assert [epoch for epoch, _ in calls] == list(range(1, self.expected_epochs + 1))
+        assert {model_id for _, model_id in calls} == {id(model)}
+
+    def test_unfitted_model_refuses_to_score_or_save(self, tmp_path) -> None:
+        model = self.make()
+        with pytest.raises(NotFittedError):
+            model.item_factors()
+        with pytest.raises(NotFittedError):
+            model.save(tmp_path / "model")
+
+    def test_rejects_out_of_range_users(self, fitted: Recommender, checkerboard) -> None:
+        features = checkerboard.data.user_features[:1]
+        with pytest.raises(ModelError, match="outside"):
+            fitted.user_factors(np.array([checkerboard.data.n_users]), features)
+        with pytest.raises(ModelError, match="rows"):
+            fitted.user_factors(np.array([0, 1]), features)
+
+
+class TestLightFMHybridWarp(RecommenderContract):
+    expected_epochs = 15
+
+    @classmethod
+    def make(cls) -> Recommender:
+        return LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3)
+
+    def test_scores_equal_lightfm_predict(self, fitted: LightFMHybrid, checkerboard) -> None:
+        users = np.array([0, 1, 2, 3])
+        features = checkerboard.data.user_features[users]
+        lightfm_users = sp.hstack([sp.identity(checkerboard.data.n_users, format="csr"),
+                                   checkerboard.data.user_features]).tocsr()
+        lightfm_items = sp.hstack([sp.identity(checkerboard.data.n_items, format="csr"),
+                                   checkerboard.data.item_features]).tocsr()
+        n_items = checkerboard.data.n_items
+        predicted = fitted.lightfm.predict(
+            np.repeat(users, n_items).astype(np.int32),
+            np.tile(np.arange(n_items), users.size).astype(np.int32),
+            user_features=lightfm_users, item_features=lightfm_items,
+        ).reshape(users.size, n_items)
+        np.testing.assert_allclose(fitted.scores(users, features), predicted, rtol=1e-4, atol=1e-4)
+
+    def test_unknown_users_are_placed_by_features(self, fitted: LightFMHybrid, checkerboard) -> None:
+        features = checkerboard.data.user_features[:20]
+        factors = fitted.user_factors(np.full(20, -1), features)
+        recommended, _ = top_k(factors, fitted.item_factors(), 5)
+        camps = checkerboard.item_camp[recommended]
+        assert (camps == checkerboard.user_camp[:20, None]).mean() >= 0.95
+        embeddings = fitted.lightfm.user_embeddings[checkerboard.data.n_users:]
+        np.testing.assert_allclose(factors[:, :-2], features.toarray() @ embeddings, rtol=1e-5, atol=1e-6)
+
+    def test_rejects_feature_columns_of_another_builder(self, fitted: LightFMHybrid) -> None:
+        with pytest.raises(ModelError, match="columns"):
+            fitted.user_factors(np.array([0]), sp.csr_matrix((1, 5), dtype=np.float32))
+
+    def test_invalid_parameters_are_named(self) -> None:
+        with pytest.raises(ModelError, match="loss"):
+            LightFMHybrid(loss="hinge")
+        with pytest.raises(ModelError, match="no_components"):
+            LightFMHybrid(no_components=0)
+
+
+class TestLightFMHybridLogistic(RecommenderContract):
+    expected_epochs = 20
+
+    @classmethod
+    def make(cls) -> Recommender:
+        return LightFMHybrid(no_components=8, loss="logistic", learning_rate=0.05, epochs=20, num_threads=1,
+                             random_state=3)
+
+    def test_weak_negatives_are_used(self, checkerboard) -> None:
+        board = checkerboard
+        other_camp = sp.coo_matrix(
+            (board.user_camp[:, None] != board.item_camp[None, :]).astype(np.float32))
+        data = type(board.data)(**{**board.data.__dict__, "negatives": other_camp})
+        with_negatives = self.make().fit(data)
+        without = LightFMHybrid(**{**with_negatives.params(), "use_negatives": False}).fit(data)
+        users = np.arange(board.data.n_users)
+        scores_with = with_negatives.scores(users, board.data.user_features)
+        scores_without = without.scores(users, board.data.user_features)
+        assert not np.allclose(scores_with, scores_without)
+        wrong_camp = other_camp.toarray() > 0
+        assert scores_with[wrong_camp].mean() < scores_without[wrong_camp].mean()
+
+
+class TestPopularity(RecommenderContract):
+    expected_epochs = 1
+
+    @classmethod
+    def make(cls) -> Recommender:
+        return PopularityRecommender()
+
+    def test_unknown_users_and_segments_get_overall_popularity(self, fitted: PopularityRecommender) -> None:
+        factors = fitted.user_factors(np.array([-1]), sp.csr_matrix((1, 2), dtype=np.float32))
+        assert factors[0, 0] == 1.0 and factors[0, 1:].sum() == 0
+        assert fitted.segments == ("a", "b")
+        np.testing.assert_array_equal(fitted.segment_factors(["b", "zzz", None]).argmax(axis=1), [2, 0, 0])
+
+    def test_overall_ranking_follows_counts(self) -> None:
+        from recsys.matrices import TrainingMatrices
+
+        counts = np.array([[1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 1]], dtype=np.float32)
+        model = PopularityRecommender(by_segment=False).fit(TrainingMatrices.from_interactions(counts))
+        recommended, _ = top_k(model.user_factors(np.array([-1]), sp.csr_matrix((1, 0))),
+                               model.item_factors(), 4)
+        np.testing.assert_array_equal(recommended[0], [0, 1, 2, 3])
+
+
+class TestImplicitAls(RecommenderContract):
+    expected_epochs = 10
+
+    @classmethod
+    def make(cls) -> Recommender:
+        return ImplicitPeer(algorithm="als", factors=16, iterations=10, regularization=1.0, random_state=3)
+
+    def test_unknown_users_get_the_mean_factor(self, fitted: ImplicitPeer, checkerboard) -> None:
+        known = fitted.user_factors(np.arange(checkerboard.data.n_users), checkerboard.data.user_features)
+        unknown = fitted.user_factors(np.array([-1]), checkerboard.data.user_features[:1])
+        np.testing.assert_allclose(unknown[0], known.mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+class TestImplicitBpr(RecommenderContract):
+    expected_epochs = 60
+
+    @classmethod
+    def make(cls) -> Recommender:
+        return ImplicitPeer(algorithm="bpr", factors=8, iterations=60, learning_rate=0.05, num_threads=1,
+                            random_state=3)
