@@ -13,6 +13,16 @@ def register(app: typer.Typer) -> None:
     caps_app.command("simulate")(simulate)
 
 
+def load_bundle(uri: str):
+    """The model bundle behind a models:/, runs:/ URI or a bundle path."""
+    from recsys.bundle import ModelBundle
+    from recsys.config import get_settings
+    from training.tracking import resolved_bundle
+
+    with resolved_bundle(uri, get_settings().tracking_uri) as path:
+        return ModelBundle.load(path)
+
+
 def simulate(
     data: Path = typer.Option(..., "--data", help="Contract data directory of the world to replay."),
     policies: list[str] = typer.Option(
@@ -55,7 +65,9 @@ def simulate(
     from rich.console import Console
 
     from features.contract import ContractError
+    from recsys.bundle import BundleError
     from recsys.caps.policy import PolicyError, default_policy, load_policy
+    from recsys.models import IncompatibleModelError
     from recsys.simulation.charts import write_charts
     from recsys.simulation.report import render_tables
     from recsys.simulation.runner import ScheduleConfig
@@ -64,6 +76,7 @@ def simulate(
     from recsys.simulation.world import load_world
     from recsys.world.generator import default_truth_path
     from recsys.world.truth import TruthFileError
+    from training.tracking import TrackingError
 
     console = Console()
     try:
@@ -77,8 +90,10 @@ def simulate(
                                 scheduler_timezone=scheduler_timezone)
         if truth is None and default_truth_path(data).is_file():
             truth = default_truth_path(data)
+        bundle = load_bundle(model) if model else None
         began = time.perf_counter()
-        world = load_world(data, truth_path=truth, model_uri=model, k=candidates, max_users=users, seed=seed)
+        world = load_world(data, truth_path=truth, bundle=bundle, bundle_label=model or "", k=candidates,
+                           max_users=users, seed=seed)
         loaded_in = time.perf_counter() - began
         bar = None
         if progress:
@@ -90,13 +105,11 @@ def simulate(
         if bar is not None:
             bar.close()
         elapsed = time.perf_counter() - began
-    except (SimulationError, TruthFileError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
     except ContractError as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(code=1) from error
-    except FileNotFoundError as error:
+    except (SimulationError, TruthFileError, BundleError, IncompatibleModelError, TrackingError,
+            OSError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error
     render_tables(report, console)

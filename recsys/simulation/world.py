@@ -13,13 +13,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 
 from recsys.simulation.clock import NEVER
 from recsys.simulation.vector_caps import Items, SimulationError
+
+if TYPE_CHECKING:
+    from recsys.bundle import ModelBundle
 
 logger = logging.getLogger(__name__)
 
@@ -179,14 +182,18 @@ def popularity_factors(dataset, user_tiers: np.ndarray, content_ids: np.ndarray,
 
 
 def rank_candidates(dataset, user_ids: np.ndarray, content_ids: np.ndarray, as_of: pd.Timestamp, k: int,
-                    model_uri: str | None) -> tuple[np.ndarray, str]:
-    """Top-k candidate item indices (into `content_ids`) per cardholder, best first; -1 padding."""
+                    bundle: ModelBundle | None = None, bundle_label: str = "") -> tuple[np.ndarray, str]:
+    """Top-k candidate item indices (into `content_ids`) per cardholder, best first; -1 padding.
+
+    With a model bundle, the engine's own ranking (its factors and eligibility); otherwise
+    per-card-tier popularity under the same eligibility rules.
+    """
     from recsys.bundle import build_eligibility, card_tiers_of, item_metadata, seen_pairs
     from recsys.ids import IdIndex
     from recsys.ranking import top_k
 
     items = IdIndex(content_ids)
-    if model_uri is None:
+    if bundle is None:
         tiers = card_tiers_of(dataset, user_ids)
         meta = item_metadata(dataset.content, items)
         seen = seen_pairs(dataset, as_of, user_ids, items)
@@ -194,16 +201,12 @@ def rank_candidates(dataset, user_ids: np.ndarray, content_ids: np.ndarray, as_o
         user_factors, item_factors = popularity_factors(dataset, tiers, content_ids, as_of)
         indices, _ = top_k(user_factors, item_factors, k, eligibility)
         return indices.astype(np.int64), "per-card-tier popularity of reads and opens (no --model)"
-    from recsys.bundle import ModelBundle
-    from training.tracking import resolve_model_uri
-
-    bundle = ModelBundle.load(resolve_model_uri(model_uri))
     features = bundle.feature_builder.transform_users(dataset, as_of, user_ids)
     factors = bundle.model.user_factors(bundle.users.index_of(user_ids), features)
     indices, _ = top_k(factors, bundle.model.item_factors(), k, bundle.eligibility(dataset, as_of, user_ids))
     # bundle item order -> this world's content order (items the content table lacks are dropped)
     mapped = np.where(indices >= 0, items.index_of(bundle.items.ids)[np.maximum(indices, 0)], -1)
-    return _compact(mapped), f"model {model_uri}"
+    return _compact(mapped), f"model {bundle_label or 'bundle'} (as of {bundle.as_of.date()})"
 
 
 def _compact(indices: np.ndarray) -> np.ndarray:
@@ -215,7 +218,8 @@ def _compact(indices: np.ndarray) -> np.ndarray:
 def load_world(
     data_dir: str | Path,
     truth_path: str | Path | None = None,
-    model_uri: str | None = None,
+    bundle: ModelBundle | None = None,
+    bundle_label: str = "",
     k: int = DEFAULT_CANDIDATES,
     max_users: int | None = None,
     seed: int = 0,
@@ -256,7 +260,8 @@ def load_world(
         tags=split_tags(content["tags"]),
         transactional=content["transactional"].astype("boolean").fillna(False).to_numpy(dtype=bool),
     )
-    candidates, ranking_source = rank_candidates(dataset, user_ids, content_ids, as_of, k, model_uri)
+    candidates, ranking_source = rank_candidates(dataset, user_ids, content_ids, as_of, k, bundle,
+                                                 bundle_label)
 
     history = _history(dataset, user_ids, content_ids, as_of)
     if truth is not None:

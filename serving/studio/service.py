@@ -37,6 +37,15 @@ class StudioWorldInfo:
     days: int
 
 
+def load_bundle(uri: str, settings: Settings):
+    """The model bundle the studio ranks with (models:/, runs:/ URI or a bundle path)."""
+    from recsys.bundle import ModelBundle
+    from training.tracking import resolved_bundle
+
+    with resolved_bundle(uri, settings.tracking_uri) as path:
+        return ModelBundle.load(path)
+
+
 class StudioService:
     """Loads the configured world on first use and runs one simulation at a time per process."""
 
@@ -66,17 +75,15 @@ class StudioService:
         """The configured world, sampled to `studio_users` cardholders (loaded once)."""
         with self._loading:
             if self._world is None:
-                from features.contract import ContractError
-                from recsys.simulation.vector_caps import SimulationError
                 from recsys.simulation.world import load_world
-                from recsys.world.truth import TruthFileError
 
                 info = self.info()
                 began = time.perf_counter()
                 try:
-                    self._world = load_world(info.data_dir, truth_path=info.truth_path,
-                                             model_uri=info.model_uri, max_users=info.sample, seed=0)
-                except (ContractError, SimulationError, TruthFileError, FileNotFoundError) as error:
+                    bundle = load_bundle(info.model_uri, self.settings) if info.model_uri else None
+                    self._world = load_world(info.data_dir, truth_path=info.truth_path, bundle=bundle,
+                                             bundle_label=info.model_uri or "", max_users=info.sample, seed=0)
+                except (ValueError, OSError) as error:  # contract, truth, bundle or simulation errors
                     raise StudioNotConfiguredError(f"the studio world cannot be loaded: {error}") from error
                 logger.info("studio world loaded in %.1fs: %d cardholders", time.perf_counter() - began,
                             self._world.n_users)

@@ -121,3 +121,25 @@ def test_recent_counts_counts_the_trailing_window_per_cardholder() -> None:
     sent = np.array([0, 10, 25, 5, 31, 34, 64])
     # window (t - 30, t]: the push at 0 has left by 31 (and the one at 34 by 64)
     assert recent_counts(users, sent, 30).tolist() == [1, 2, 3, 1, 3, 2, 1]
+
+
+def test_model_ranking_gives_eligible_personal_candidates(small_world_dir: Path, small_bundle_path: Path,
+                                                          tmp_path: Path) -> None:
+    from recsys.bundle import ModelBundle
+
+    popular = load_world(small_world_dir)
+    ranked = load_world(small_world_dir, bundle=ModelBundle.load(small_bundle_path), bundle_label="bundle")
+    assert ranked.ranking_source.startswith("model bundle")
+    present = ranked.candidates >= 0
+    assert present[:, 0].all()
+    chosen = ranked.candidates[present]
+    assert not ranked.items.transactional[chosen].any()
+    # personal: far more distinct candidate lists than card tiers
+    assert len({tuple(row) for row in ranked.candidates[:, :5].tolist()}) > 50
+    assert len({tuple(row) for row in popular.candidates[:, :1].tolist()}) <= 10
+    result = run("--data", str(small_world_dir), "--policy", "default", "--days", "3",
+                 "--model", str(small_bundle_path))
+    assert result.exit_code == 0, result.output
+    assert f"model {small_bundle_path}" in result.output.replace("\n", "")
+    bad = run("--data", str(small_world_dir), "--policy", "default", "--model", str(tmp_path / "missing"))
+    assert bad.exit_code == 2 and "neither an existing bundle path" in bad.output
