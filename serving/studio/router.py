@@ -98,7 +98,9 @@ def _info(service: StudioService):
 
 @router.get("/v1/studio/world", response_model=StudioWorld, summary="The world the studio simulates on")
 def studio_world(request: Request, principal: AdminAccess) -> dict:
-    info = _info(studio_service(request))
+    service = studio_service(request)
+    info = _info(service)
+    service.warm()
     return info.__dict__
 
 

@@ -71,6 +71,17 @@ class StudioService:
         return StudioWorldInfo(str(data_dir), str(truth) if truth else None, self.settings.studio_model_uri,
                                sample, days)
 
+    def warm(self) -> None:
+        """Start loading the world in the background (the page asks for it when it opens)."""
+        if self._world is None and not self._loading.locked():
+            threading.Thread(target=self._warm, name="studio-world", daemon=True).start()
+
+    def _warm(self) -> None:
+        try:
+            self.world()
+        except StudioNotConfiguredError as error:
+            logger.warning("%s", error)
+
     def world(self):
         """The configured world, sampled to `studio_users` cardholders (loaded once)."""
         with self._loading:

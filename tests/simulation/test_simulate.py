@@ -159,3 +159,18 @@ def test_schedule_is_checked() -> None:
         ScheduleConfig(days=0)
     with pytest.raises(SimulationError, match="in time order"):
         ScheduleConfig(slots=("12:00", "09:00"))
+
+
+def test_a_sample_keeps_its_cardholders_history_renumbered(small_world) -> None:
+    sample = small_world.sample(100, seed=7)
+    assert sample.n_users == 100
+    rows = {str(user): row for row, user in enumerate(small_world.user_ids)}
+    keep = [rows[str(user)] for user in sample.user_ids]
+    history = small_world.history
+    expected = sum(int((history.rows == row).sum()) for row in keep)
+    assert len(sample.history.rows) == expected > 0
+    for new_row in np.unique(sample.history.rows)[:20]:
+        old_row = keep[int(new_row)]
+        assert np.array_equal(sample.history.items[sample.history.rows == new_row],
+                              history.items[history.rows == old_row])
+    assert small_world.sample(10_000) is small_world

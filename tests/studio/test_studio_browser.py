@@ -105,8 +105,10 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page) ->
 
     # change a cap: at most 2 marketing pushes a calendar month instead of 4
     page.fill('[data-field="limits.1.max"]', "2")
-    page.fill('[data-field="version"]', "2026.12-studio")
     page.wait_for_selector("#draft-diff:has-text('limits[1].max')")
+    page.click("#apply")  # a changed policy under the live version is refused before any request
+    page.wait_for_selector("#apply-error:has-text('its own version')")
+    page.fill('[data-field="version"]', "2026.12-studio")
 
     page.fill("#sim-days", "10")
     page.click("#simulate")

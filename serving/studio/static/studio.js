@@ -453,9 +453,16 @@
     const status = $("#apply-status");
     show($("#apply-error"), "");
     const note = $("#apply-note").value.trim() || "applied from the caps studio";
+    const draft = readForm();
+    // every decision names the policy version that made it: a changed policy needs its own
+    if (draft.version === live.policy.version && JSON.stringify(draft) !== JSON.stringify(liveForm)) {
+      show($("#apply-error"), `Give the draft its own version (it is still ${live.policy.version}), `
+        + "so every decision shows which policy made it.");
+      return;
+    }
     status.textContent = "Applying...";
     try {
-      const result = await api("PUT", `/v1/policy?note=${encodeURIComponent(note)}`, readForm(),
+      const result = await api("PUT", `/v1/policy?note=${encodeURIComponent(note)}`, draft,
                                {"If-Match": String(live.revision)});
       status.textContent = `Applied: revision ${result.revision} (version ${result.policy.version}) is live.`;
       await Promise.all([loadLive(), loadVersions()]);
