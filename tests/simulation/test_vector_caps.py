@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from recsys.caps.decisions import Candidate
 from recsys.caps.policy import default_policy, parse_policy
@@ -130,6 +131,7 @@ def replay(seed: int, n_users: int = 5, n_items: int = 6, n_events: int = 120) -
     return tally
 
 
+@pytest.mark.slow
 def test_vectorised_engine_decides_as_the_reference() -> None:
     total: Counter[str] = Counter()
     for seed in range(60):
