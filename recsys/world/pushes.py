@@ -5,9 +5,9 @@ Past policy (not personalised): every day the account ran a few broadcast campai
 own local send hour; the first one open to every tier). Each opted-in cardholder received marketing
 pushes at a personal intensity (1 to 12 per 30 days: the bank's old segments pushed some people far
 more than others) on random days, each carrying one of that day's campaigns allowed for their tier,
-never the same item twice. Transactional reminders go to everyone
-following the card cycle (statement ready on the statement day, bill due three days before the due
-date, payment received, points expiring near month end).
+never the same item twice. Transactional reminders go to everyone following the card cycle
+(statement ready on the statement day, bill due three days before the due date, payment received,
+points expiring near month end).
 
 The answers come from `recsys.world.response.ResponseModel`: a push is opened with the fatigued open
 probability (``recent`` = marketing pushes in the trailing window, this one included; pushes from a
