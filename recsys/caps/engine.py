@@ -49,6 +49,19 @@ def check_id(value: object, what: str) -> str:
     return value
 
 
+def check_candidate(candidate: Candidate, where: str) -> None:
+    if not isinstance(candidate, Candidate):
+        raise CapRequestError(f"{where} must be a Candidate, got {type(candidate).__name__}")
+    check_id(candidate.content_id, f"{where}.content_id")
+    check_id(candidate.kind, f"{where}.kind")
+    for tag in candidate.tags:
+        check_id(tag, f"{where}.tags")
+        if "|" in tag:
+            raise CapRequestError(f"{where}: tag {tag!r} contains '|'")
+    if candidate.campaign is not None:
+        check_id(candidate.campaign, f"{where}.campaign")
+
+
 def new_push_id() -> str:
     return uuid.uuid4().hex
 
@@ -58,6 +71,8 @@ class CapEngine(abc.ABC):
 
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
+        self._memo: dict = {}
+        self._valid_candidates: set[Candidate] = set()
 
     @property
     def policy(self) -> Policy:
@@ -66,13 +81,14 @@ class CapEngine(abc.ABC):
     def set_policy(self, policy: Policy) -> None:
         """Apply a new policy to every later call; stored history is kept and re-read under it."""
         self._policy = policy
+        self._memo = {}
 
     def timezone_of(self, timezone: str | None) -> str:
         name = timezone or self._policy.default_timezone
         rules.zone(name)
         return name
 
-    def _check_requests(self, requests: Sequence[CapRequest]) -> None:
+    def _check_requests(self, requests: Sequence[CapRequest], candidates: bool = True) -> None:
         seen: set[str] = set()
         for index, request in enumerate(requests):
             check_id(request.user_id, f"requests[{index}].user_id")
@@ -84,17 +100,13 @@ class CapEngine(abc.ABC):
             seen.add(request.user_id)
             if request.push_id is not None:
                 check_id(request.push_id, f"requests[{index}].push_id")
-            for position, candidate in enumerate(request.candidates):
-                check_id(candidate.content_id, f"requests[{index}].candidates[{position}].content_id")
-                check_id(candidate.kind, f"requests[{index}].candidates[{position}].kind")
-                for tag in candidate.tags:
-                    check_id(tag, f"requests[{index}].candidates[{position}].tags")
-                    if "|" in tag:
-                        raise CapRequestError(
-                            f"requests[{index}].candidates[{position}]: tag {tag!r} contains '|'"
-                        )
-                if candidate.campaign is not None:
-                    check_id(candidate.campaign, f"requests[{index}].candidates[{position}].campaign")
+            if candidates:
+                for position, candidate in enumerate(request.candidates):
+                    if candidate not in self._valid_candidates:
+                        check_candidate(candidate, f"requests[{index}].candidates[{position}]")
+                        if len(self._valid_candidates) > 200_000:
+                            self._valid_candidates.clear()
+                        self._valid_candidates.add(candidate)
             self.timezone_of(request.timezone)
 
     def decide(

@@ -20,9 +20,10 @@ When Redis cannot be reached every call raises `CapStoreUnavailable`: nothing is
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from importlib import resources
@@ -30,6 +31,11 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
+
+try:  # hiredis packs commands in C; redis-py's packer is the fallback
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - depends on the environment
+    _pack_command = None
 
 from recsys.caps import rules
 from recsys.caps.decisions import (
@@ -44,11 +50,12 @@ from recsys.caps.decisions import (
     now_utc,
     to_ms,
 )
-from recsys.caps.engine import CapEngine, check_id, new_push_id
-from recsys.caps.policy import Policy, default_policy
+from recsys.caps.engine import CapEngine, check_candidate, check_id, new_push_id
+from recsys.caps.policy import Policy, PolicyError, default_policy
 
 logger = logging.getLogger(__name__)
 
+_CHUNK = 128  # commands per pipelined write
 _STATUS = {"r": ReservationStatus.RESERVED, "c": ReservationStatus.CONFIRMED, "x": ReservationStatus.RELEASED}
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError, OSError)
 
@@ -101,6 +108,7 @@ def compile_policy(policy: Policy) -> str:
         "no_repeat": str(no_repeat is not None).lower(),
         "no_repeat_window": no_repeat.window * 1000 if no_repeat and no_repeat.window else -1,
         "any_tag_filter": str(any(limit.tags for limit in policy.limits)).lower(),
+        "pow2": "{" + ", ".join(str(1 << index) for index in range(len(policy.limits))) + "}",
     }
     body = ",\n  ".join(f"{name} = {value}" for name, value in values.items())
     return (
@@ -155,9 +163,40 @@ class RedisCapEngine(CapEngine):
 
     # -- plumbing ---------------------------------------------------------------------------
     def _compile(self) -> None:
+        if len(self._policy.limits) > 50:
+            raise PolicyError(f"policy {self._policy.version}: the Redis engine supports at most 50 limits")
         self._source = script_source(self._policy)
         self._sha = hashlib.sha1(self._source.encode()).hexdigest()
         self._loaded = False
+        self._candidate_codes: dict[Candidate, tuple[int, str]] = {}
+        self._memo: dict[Any, Any] = {}
+
+    def _candidate_code(self, candidate: Candidate, where: str) -> tuple[int, str]:
+        """(limit bitmask * 4 + transactional * 2, stored record tail) for a candidate, cached.
+
+        Validates the candidate the first time it is seen.
+        """
+        cached = self._candidate_codes.get(candidate)
+        if cached is None:
+            check_candidate(candidate, where)
+            if len(self._candidate_codes) > 200_000:
+                self._candidate_codes.clear()
+            mask = 0
+            for index, limit in enumerate(self._policy.limits):
+                if not limit.filtered or limit.matches(candidate.kind, candidate.tags):
+                    mask |= 1 << index
+            tx = "1" if candidate.transactional else "0"
+            fields = [
+                tx,
+                candidate.content_id,
+                candidate.kind,
+                list(candidate.tags),
+                candidate.campaign or "",
+            ]
+            tail = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))[1:-1]
+            cached = (mask * 4 + (2 if candidate.transactional else 0), tail)
+            self._candidate_codes[candidate] = cached
+        return cached
 
     def set_policy(self, policy: Policy) -> None:
         super().set_policy(policy)
@@ -187,48 +226,101 @@ class RedisCapEngine(CapEngine):
         logger.debug("loaded cap script %s for policy %s", self._sha, self._policy.version)
 
     def _pipeline(self, calls: list[tuple[Any, ...]]) -> list[Any]:
-        """Run commands whose key is argument 3 (EVALSHA) or 1 (GET), pipelined per node."""
-        if not calls:
-            return []
-        if not self._loaded:
-            self._load_scripts()
-        with self._guard():
-            results = self._execute(calls)
-            retry = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
-            if retry:
-                self._load_scripts()
-                for i, value in zip(retry, self._execute([calls[i] for i in retry]), strict=True):
-                    results[i] = value
-            for i, value in enumerate(results):
-                if isinstance(value, redis.ResponseError) and self._cluster and _redirected(value):
-                    # Slots moved: the cluster client follows the redirect and refreshes its map.
-                    results[i] = self._client.execute_command(*calls[i])
-                elif isinstance(value, Exception):
-                    raise value
+        """Run commands pipelined (per cluster node) and return their replies in order."""
+        results: list[Any] = [None] * len(calls)
+
+        def keep(index: int, reply: Any) -> None:
+            results[index] = reply
+
+        self._stream(calls, keep)
         return results
 
-    def _execute(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+    def _stream(self, calls: list[tuple[Any, ...]], handle: Callable[[int, Any], None]) -> None:
+        """Send every command at once, then hand each reply to `handle(index, reply)` as it arrives.
+
+        Python works on early replies while Redis still runs later scripts. Commands have their key
+        at argument 3 (EVALSHA) or 1 (others). A script missing from the server (restart, SCRIPT
+        FLUSH) is loaded and its commands re-run; cluster redirects are followed one by one.
+        """
+        if not calls:
+            return
+        if not self._loaded:
+            self._load_scripts()
+        retry: list[int] = []
+        redirected: list[int] = []
+        failure: list[Exception] = []
+
+        def triage(index: int, reply: Any) -> None:
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                retry.append(index)
+            elif isinstance(reply, redis.ResponseError) and self._cluster and _redirected(reply):
+                redirected.append(index)
+            elif isinstance(reply, Exception):
+                failure.append(reply)
+            else:
+                handle(index, reply)
+
+        with self._guard():
+            for pool, indices in self._route(calls):
+                self._send_and_read(pool, [calls[i] for i in indices], indices, triage)
+            if failure:
+                raise failure[0]
+            if retry:
+                self._load_scripts()
+                again = [calls[i] for i in retry]
+                for pool, indices in self._route(again):
+                    self._send_and_read(
+                        pool, [again[i] for i in indices], [retry[i] for i in indices], handle
+                    )
+            for index in redirected:
+                # Slots moved: the cluster client follows the redirect and refreshes its map.
+                handle(index, self._client.execute_command(*calls[index]))
+
+    def _route(self, calls: list[tuple[Any, ...]]) -> list[tuple[Any, list[int]]]:
+        """(connection pool, indices of its commands) per node."""
         if not self._cluster:
-            pipe = self._client.pipeline(transaction=False)
-            for call in calls:
-                pipe.execute_command(*call)
-            return pipe.execute(raise_on_error=False)
+            return [(self._client.connection_pool, list(range(len(calls))))]
         groups: dict[str, list[int]] = defaultdict(list)
-        nodes = {}
+        pools = {}
         for index, call in enumerate(calls):
             key = call[3] if call[0] == "EVALSHA" else call[1]
             node = self._client.get_node_from_key(key)
             groups[node.name].append(index)
-            nodes[node.name] = node
-        results: list[Any] = [None] * len(calls)
-        for name, indices in groups.items():
-            connection = self._client.get_redis_connection(nodes[name])
-            pipe = connection.pipeline(transaction=False)
-            for index in indices:
-                pipe.execute_command(*calls[index])
-            for index, value in zip(indices, pipe.execute(raise_on_error=False), strict=True):
-                results[index] = value
-        return results
+            if node.name not in pools:
+                pools[node.name] = self._client.get_redis_connection(node).connection_pool
+        return [(pools[name], indices) for name, indices in groups.items()]
+
+    @staticmethod
+    def _send_and_read(
+        pool: Any, calls: list[tuple[Any, ...]], indices: list[int], handle: Callable[[int, Any], None]
+    ) -> None:
+        """Pipeline on one connection, in chunks: Redis runs chunk k+1 while Python reads chunk k."""
+        connection = pool.get_connection()
+        try:
+            chunks = [(start, min(start + _CHUNK, len(calls))) for start in range(0, len(calls), _CHUNK)]
+            for number in range(len(chunks) + 1):
+                if number < len(chunks):
+                    start, stop = chunks[number]
+                    if _pack_command is not None:
+                        payload = b"".join([_pack_command(call) for call in calls[start:stop]])
+                        connection.send_packed_command([payload], check_health=number == 0)
+                    else:
+                        packed = connection.pack_commands(calls[start:stop])
+                        connection.send_packed_command(packed, check_health=number == 0)
+                if number > 0:
+                    start, stop = chunks[number - 1]
+                    for index in indices[start:stop]:
+                        try:
+                            reply = connection.read_response()
+                        except redis.ResponseError as error:
+                            reply = error
+                        handle(index, reply)
+        except BaseException:
+            # Replies may be left unread on this connection: never hand it to anyone else.
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
 
     def _call(self, user_id: str, *args: Any) -> Any:
         return self._pipeline([("EVALSHA", self._sha, 1, self.user_key(user_id), *args)])[0]
@@ -240,69 +332,68 @@ class RedisCapEngine(CapEngine):
         cal: rules.Calendar,
         push_id: str,
         exhausted: dict[str, tuple[int, int, int]],
+        codes: list[tuple[int, str]],
     ) -> tuple[Any, ...]:
         args: list[Any] = [
-            "EVALSHA",
-            self._sha,
-            1,
-            self.user_key(request.user_id),
-            "d",
-            cal.now,
-            1 if request.reserve else 0,
-            push_id,
-            cal.day_start,
-            cal.day_end,
-            cal.month_start,
-            cal.month_end,
-            cal.quiet_until or 0,
+            "EVALSHA", self._sha, 1, self.user_key(request.user_id),
+            "d", cal.now, 1 if request.reserve else 0, json.dumps(push_id, ensure_ascii=False),
+            cal.day_start, cal.day_end, cal.month_start, cal.month_end, cal.quiet_until or 0,
             len(request.candidates),
-        ]
-        for candidate in request.candidates:
-            args += [
-                candidate.content_id,
-                candidate.kind,
-                "|".join(candidate.tags),
-                1 if candidate.transactional else 0,
-                1 if candidate.campaign in exhausted else 0,
-                candidate.campaign or "",
-            ]
+        ]  # fmt: skip
+        tails = []
+        for candidate, (code, tail) in zip(request.candidates, codes, strict=True):
+            args.append(candidate.content_id)
+            args.append(
+                code + 1 if candidate.campaign is not None and candidate.campaign in exhausted else code
+            )
+            tails.append(tail)
+        args.append("\x1e".join(tails))
         return tuple(args)
 
     def decide_batch(
         self, requests: Sequence[CapRequest], *, now: datetime | None = None
     ) -> list[UserDecision]:
-        self._check_requests(requests)
+        self._check_requests(requests, candidates=False)
+        codes = [
+            [self._candidate_code(c, f"requests[{i}].candidates[{p}]") for p, c in enumerate(r.candidates)]
+            for i, r in enumerate(requests)
+        ]
         now_ms = to_ms(now or now_utc())
         policy = self._policy
         cals = [rules.calendar(policy, self.timezone_of(r.timezone), now_ms) for r in requests]
         push_ids = [(r.push_id or new_push_id()) if r.reserve else "" for r in requests]
         exhausted = self._exhausted_campaigns(requests, now_ms)
+        decided_at = from_ms(now_ms)
         results: list[UserDecision] = []
         todo = list(range(len(requests)))
         while todo:
             given = dict(exhausted)
-            replies = self._pipeline(
-                [self._decide_call(requests[i], cals[i], push_ids[i], given) for i in todo]
-            )
-            parsed = {i: _parse_decide(reply, requests[i]) for i, reply in zip(todo, replies, strict=True)}
-            cut = self._settle_throttle(requests, todo, parsed, push_ids, now_ms, given, exhausted)
-            for i in todo[:cut]:
-                reservation_reply, raws = parsed[i]
+            built: dict[int, tuple[list[Any], UserDecision]] = {}
+
+            def build(
+                position: int, reply: Any, todo: list[int] = todo, given: dict = given, built: dict = built
+            ) -> None:
+                i = todo[position]
                 request = requests[i]
-                for candidate, blocks in zip(request.candidates, raws, strict=True):
-                    if candidate.campaign is not None and candidate.campaign in given:
-                        until, used, maximum = given[candidate.campaign]
-                        blocks.append(("campaign_throttle", until, used, maximum))
-                decisions = rules.decide_candidates(policy, raws, request.candidates, cals[i])
-                results.append(
-                    UserDecision(
-                        request.user_id,
-                        decisions,
-                        _reservation(request.user_id, reservation_reply),
-                        policy.version,
-                        from_ms(now_ms),
-                    )
+                reservation_reply, raws = self._parse_decide(reply, request, codes[i])
+                if given:
+                    for candidate, blocks in zip(request.candidates, raws, strict=True):
+                        if candidate.campaign is not None and candidate.campaign in given:
+                            until, used, maximum = given[candidate.campaign]
+                            blocks.append(("campaign_throttle", until, used, maximum))
+                decisions = rules.decide_candidates(policy, raws, request.candidates, cals[i], self._memo)
+                reservation = _reservation(request.user_id, reservation_reply)
+                built[i] = (
+                    reservation_reply,
+                    UserDecision(request.user_id, decisions, reservation, policy.version, decided_at),
                 )
+
+            self._stream(
+                [self._decide_call(requests[i], cals[i], push_ids[i], given, codes[i]) for i in todo], build
+            )
+            replies = {i: built[i][0] for i in todo}
+            cut = self._settle_throttle(requests, todo, replies, push_ids, now_ms, given, exhausted)
+            results += [built[i][1] for i in todo[:cut]]
             todo = todo[cut:]
         return results
 
@@ -330,7 +421,7 @@ class RedisCapEngine(CapEngine):
         self,
         requests: Sequence[CapRequest],
         todo: list[int],
-        parsed: dict[int, tuple[list[Any], list[list[rules.RawBlock]]]],
+        replies: dict[int, list[Any]],
         push_ids: list[str],
         now_ms: int,
         given: dict[str, tuple[int, int, int]],
@@ -349,9 +440,9 @@ class RedisCapEngine(CapEngine):
         chosen: dict[int, str] = {}
         wanted: dict[str, int] = defaultdict(int)
         for i in todo:
-            reply, raws = parsed[i]
+            reply = replies[i]
             if reply[0] == 1:
-                campaign = requests[i].candidates[_chosen(requests[i].candidates, raws, given)].campaign
+                campaign = requests[i].candidates[reply[6] - 1].campaign
                 if campaign is not None:
                     chosen[i] = campaign
                     wanted[campaign] += 1
@@ -381,7 +472,7 @@ class RedisCapEngine(CapEngine):
             return cut
         rollback: list[tuple[Any, ...]] = []
         for i in todo[cut:]:
-            if parsed[i][0][0] == 1:
+            if replies[i][0] == 1:
                 rollback.append(
                     ("EVALSHA", self._sha, 1, self.user_key(requests[i].user_id), "u", now_ms, push_ids[i])
                 )
@@ -394,6 +485,49 @@ class RedisCapEngine(CapEngine):
                 exhausted[c] = ((bucket + 1) * per_ms, running[c], maximum)
         self._pipeline(rollback)
         return cut
+
+    def _parse_decide(
+        self, reply: list[Any], request: CapRequest, codes: list[tuple[int, str]]
+    ) -> tuple[list[Any], list[list[rules.RawBlock]]]:
+        """Rebuild each candidate's raw blocks (as `rules.evaluate` orders them) from the script reply."""
+        policy = self._policy
+        reservation = [int(reply[0]), _text(reply[1]), _text(reply[2]), int(reply[3]), int(reply[4])]
+        reservation += [_text(reply[5]), int(reply[6])]
+        position = 7
+        user_blocks: list[rules.RawBlock] = []
+        for _ in range(int(reply[position])):
+            rule, eligible, a, b = reply[position + 1 : position + 5]
+            user_blocks.append((_text(rule), _opt(eligible), _opt(a), _opt(b)))
+            position += 4
+        position += 1
+        limit_blocks: list[tuple[int, rules.RawBlock]] = []
+        for index, limit in enumerate(policy.limits):
+            eligible = int(reply[position])
+            if eligible != -1:
+                limit_blocks.append(
+                    (1 << index, (f"limit:{limit.name}", eligible, int(reply[position + 1]), limit.max))
+                )
+            position += 2
+        tail_blocks: list[rules.RawBlock] = []
+        for _ in range(int(reply[position])):
+            rule, eligible, a, b = reply[position + 1 : position + 5]
+            tail_blocks.append((_text(rule), _opt(eligible), _opt(a), _opt(b)))
+            position += 4
+        position += 1
+        window = policy.no_repeat.window if policy.no_repeat else None
+        raws: list[list[rules.RawBlock]] = []
+        for candidate, (code, _) in zip(request.candidates, codes, strict=True):
+            last = int(reply[position])
+            position += 1
+            if candidate.transactional:
+                raws.append([])
+                continue
+            mask = code // 4
+            blocks = user_blocks + [block for bit, block in limit_blocks if mask & bit] + tail_blocks
+            if last != -1:
+                blocks.append(("no_repeat", None if window is None else last + window * 1000, last, None))
+            raws.append(blocks)
+        return reservation, raws
 
     # -- lifecycle of a push ----------------------------------------------------------------
     def confirm(self, user_id: str, push_id: str, *, now: datetime | None = None) -> PushStatus:
@@ -445,45 +579,13 @@ def _redirected(error: Exception) -> bool:
     return message.startswith(("MOVED", "ASK"))
 
 
-def _chosen(
-    candidates: tuple[Candidate, ...], raws: list[list[rules.RawBlock]], exhausted: dict[str, Any]
-) -> int:
-    for index, (candidate, blocks) in enumerate(zip(candidates, raws, strict=True)):
-        if not blocks and candidate.campaign not in exhausted:
-            return index
-    raise RuntimeError("cap script reserved a candidate that no rule allows: script and engine disagree")
-
-
 def _opt(value: Any) -> int | None:
     number = int(value)
     return None if number == -1 else number
 
 
-def _parse_decide(reply: list[Any], request: CapRequest) -> tuple[list[Any], list[list[rules.RawBlock]]]:
-    reservation = [
-        int(reply[0]),
-        _text(reply[1]),
-        _text(reply[2]),
-        int(reply[3]),
-        int(reply[4]),
-        _text(reply[5]),
-    ]
-    position = 6
-    raws: list[list[rules.RawBlock]] = []
-    for _ in request.candidates:
-        count = int(reply[position])
-        position += 1
-        blocks: list[rules.RawBlock] = []
-        for _ in range(count):
-            rule, eligible, a, b = reply[position : position + 4]
-            blocks.append((_text(rule), _opt(eligible), _opt(a), _opt(b)))
-            position += 4
-        raws.append(blocks)
-    return reservation, raws
-
-
 def _reservation(user_id: str, reply: list[Any]) -> Reservation | None:
-    kind, push_id, content_id, ts, expires, status = reply
+    kind, push_id, content_id, ts, expires, status, _ = reply
     if kind == 0:
         return None
     return Reservation(
@@ -510,8 +612,7 @@ def parse_record(fields: dict[str, str]) -> rules.CardholderRecord:
             record.sent_contents[name[2:]] = int(value)
     packed = fields.get("P", "")
     if packed:
-        for item in packed.split("\x1e"):
-            pid, status, ts, expires, tx, content, kind, tags, campaign = item.split("\x1f")
+        for pid, status, ts, expires, tx, content, kind, tags, campaign in json.loads(packed):
             record.pushes[pid] = rules.PushRecord(
                 push_id=pid,
                 status=_STATUS[status],
@@ -519,7 +620,8 @@ def parse_record(fields: dict[str, str]) -> rules.CardholderRecord:
                 expires=int(expires),
                 content_id=content,
                 kind=kind,
-                tags=tuple(tags.split("|")) if tags else (),
+                # Lua's JSON encoder writes an empty list as {}
+                tags=tuple(tags) if isinstance(tags, list) else (),
                 transactional=tx == "1",
                 campaign=campaign or None,
             )

@@ -53,7 +53,7 @@ class ReferenceCapEngine(CapEngine):
                 if request.reserve:
                     rules.purge(record, policy, now_ms)
                 raws = rules.evaluate(policy, record, request.candidates, cal, self._throttle)
-                decisions = rules.decide_candidates(policy, raws, request.candidates, cal)
+                decisions = rules.decide_candidates(policy, raws, request.candidates, cal, self._memo)
                 reservation = None
                 if request.reserve:
                     push_id = request.push_id or new_push_id()

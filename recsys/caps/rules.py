@@ -348,18 +348,34 @@ def decide_candidates(
     raw_blocks: list[list[RawBlock]],
     candidates: tuple[Candidate, ...] | list[Candidate],
     cal: Calendar,
+    memo: dict | None = None,
 ) -> tuple[CandidateDecision, ...]:
+    """Candidate decisions from raw blocks. `memo` (one dict per policy) caches texts and times."""
+    if memo is None:
+        memo = {}
+    elif len(memo) > 100_000:
+        memo.clear()
     decisions = []
+    timezone = cal.timezone
     for candidate, raws in zip(candidates, raw_blocks, strict=True):
-        eligible = settle(policy, raws, candidate, cal)
-        decisions.append(
-            CandidateDecision(
-                content_id=candidate.content_id,
-                allowed=not raws,
-                blocks=tuple(describe(policy, raw, candidate, cal.timezone) for raw in raws),
-                eligible_at=None if eligible is None else from_ms(eligible),
-            )
+        if not raws:
+            decisions.append(CandidateDecision(candidate.content_id, True, (), from_ms(cal.now)))
+            continue
+        # no_repeat and campaign_throttle, the only candidate-specific texts, always come last
+        rules_at_end = {raw[0] for raw in raws[-2:]}
+        key = (
+            tuple(raws),
+            timezone,
+            candidate.transactional,
+            candidate.content_id if "no_repeat" in rules_at_end else None,
+            candidate.campaign if "campaign_throttle" in rules_at_end else None,
         )
+        cached = memo.get(key)
+        if cached is None:
+            blocks = tuple(describe(policy, raw, candidate, timezone) for raw in raws)
+            at = settle(policy, raws, candidate, cal)
+            cached = memo[key] = (blocks, None if at is None else from_ms(at))
+        decisions.append(CandidateDecision(candidate.content_id, False, cached[0], cached[1]))
     return tuple(decisions)
 
 

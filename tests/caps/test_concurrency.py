@@ -31,10 +31,17 @@ T0 = datetime(2026, 5, 20, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 
 
 def _worker(url: str, prefix: str, seed: int, barrier, results) -> None:
+    try:
+        results.put(_attempts(url, prefix, seed, barrier))
+    except Exception as error:  # the parent fails the test with it
+        results.put(f"worker {seed} failed: {error!r}")
+
+
+def _attempts(url: str, prefix: str, seed: int, barrier) -> list[tuple[str, str, str, str | None]]:
     rng = random.Random(seed)
     engine = RedisCapEngine.from_url(url, parse_policy(POLICY), prefix=prefix)
     confirmed = []
-    barrier.wait()
+    barrier.wait(timeout=60)
     for attempt in range(ATTEMPTS):
         user = rng.choice(USERS)
         now = T0 + timedelta(seconds=rng.randint(0, 600))
@@ -53,7 +60,7 @@ def _worker(url: str, prefix: str, seed: int, barrier, results) -> None:
         # a retried confirm must not count twice
         engine.confirm(user, push_id, now=now)
     engine.close()
-    results.put(confirmed)
+    return confirmed
 
 
 def test_no_cap_is_exceeded_under_contention(redis_url: str, key_prefix: str, redis_client) -> None:
@@ -68,7 +75,9 @@ def test_no_cap_is_exceeded_under_contention(redis_url: str, key_prefix: str, re
         worker.start()
     log = []
     for _ in workers:
-        log += results.get(timeout=120)
+        got = results.get(timeout=120)
+        assert not isinstance(got, str), got
+        log += got
     for worker in workers:
         worker.join(timeout=30)
         assert worker.exitcode == 0
