@@ -1,20 +1,25 @@
 """`RedisCapEngine`: the cap rules enforced atomically in Redis (single server or Redis Cluster).
 
-Key layout (prefix `qm` by default; `{...}` is the cluster hash tag):
+Key layout (prefix `qm` by default; `{...}` is the cluster hash tag, so every key of a cardholder
+lives in one slot):
 
 - `{qm:u:<user_id>}`  one hash per cardholder: `o` opted-out time, `m` muted time, `u` unopened
-  streak, `l` last sent time, `P` the push records (reserved / confirmed / released, packed into
-  one field), `c:<content_id>` last time each content was sent. Expires after `policy.retention`
-  without activity, except while the cardholder is opted out or muted forever.
+  streak, `l` last sent time, `c:<content_id>` last time each content was sent, `P` the push
+  records (reserved / confirmed / released) as one JSON array. Invisible records (expired
+  reservations, pushes older than every window) are dropped by the next write. The key expires
+  after `policy.retention` without writes, except while the cardholder is opted out or muted
+  forever (those must never be forgotten).
 - `{qm:t:<campaign>}:<window>`  reservations of a campaign in one throttle window (expires).
 
-Every operation on a cardholder is one Lua script call on that cardholder's key (check-and-reserve
-is atomic: two schedulers can never both take the last slot). Batches are pipelined, grouped by
-cluster node. The caller's clock is passed in (never Redis TIME); local day/month boundaries and
-quiet hours are computed in Python with zoneinfo and passed as epoch milliseconds. The policy is
-compiled into the script source, so a policy change loads a new script (SHA) once.
+Every operation on a cardholder is one Lua script call on that cardholder's key, so
+check-and-reserve is atomic: two schedulers can never both take the last slot. Batches are sent
+as pipelines (grouped by cluster node) in chunks, and Python decodes early replies while Redis
+runs later scripts. The caller's clock is passed in (never Redis TIME); local day/month
+boundaries and quiet hours are computed in Python with zoneinfo and passed as epoch milliseconds.
+The policy is compiled into the script source, so a policy change loads a new script (SHA) once.
 
-When Redis cannot be reached every call raises `CapStoreUnavailable`: nothing is allowed.
+When Redis cannot be reached every call raises `CapStoreUnavailable`: nothing is allowed. A
+reservation whose reply was lost may exist; it only blocks, and stops counting after its TTL.
 """
 
 from __future__ import annotations
