@@ -111,6 +111,7 @@ class LiveModel:
         if self.feature_map is not None:
             contributions = self.feature_map @ self.centred_items.T
             self.contributions = np.ascontiguousarray(contributions, dtype=np.float32)
+            self.contributions_by_item = np.ascontiguousarray(self.contributions.T)
         self.phrases = [feature_phrase(name) for name in self.feature_names]
         self.builder = builder
         self._cap_candidates: dict[str | None, list[Candidate]] = {}
@@ -251,17 +252,11 @@ class LiveModel:
                 allowed[i, user.seen] = False
         scores[~allowed] = -np.inf
         width = min(width, m)
-        if width < m:
-            # A stable sort of the whole row would cost O(m log m); partition on (score, -index) keys.
-            top = np.argpartition(-scores, width - 1, axis=1)[:, :width]
-            cut = np.take_along_axis(scores, top, axis=1).min(axis=1, keepdims=True)
-            out = []
-            for i in range(n):
-                # Items tied with the cut-off score may be cut either way: take the lowest indices.
-                pool = np.flatnonzero(scores[i] >= cut[i]) if np.isfinite(cut[i, 0]) else top[i]
-                out.append(self._ordered(pool, scores[i], width))
-            return out
-        return [self._ordered(np.arange(m), scores[i], width) for i in range(n)]
+        # A stable sort keeps ties in item order (as `rank` does); rows are a few hundred items.
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :width]
+        values = np.take_along_axis(scores, order, axis=1)
+        finite = np.isfinite(values)
+        return [Ranked(order[i][finite[i]], values[i][finite[i]]) for i in range(n)]
 
     def _rank_one(self, user: Representation, valid: np.ndarray, width: int) -> Ranked:
         """`rank_block` for one cardholder: the scheduler's hot path, with as few array passes as possible."""
@@ -283,14 +278,6 @@ class LiveModel:
         order = np.argsort(-row, kind="stable")[:width]
         return Ranked(pool[order], row[order].astype(np.float32, copy=False))
 
-    @staticmethod
-    def _ordered(pool: np.ndarray, row: np.ndarray, width: int) -> Ranked:
-        values = row[pool]
-        order = np.argsort(-values, kind="stable")[:width]
-        items, values = pool[order], values[order]
-        keep = np.isfinite(values)
-        return Ranked(items[keep], values[keep])
-
     def reasons(self, user: Representation, items: np.ndarray) -> list[str]:
         """One short reason per item: the user feature (or collaborative part) adding most to its score."""
         if len(items) == 0:
@@ -301,9 +288,9 @@ class LiveModel:
         if self.contributions is None or len(user.feature_index) == 0:
             return [SIMILAR_REASON] * len(items)
         values = self.normalised(user.feature_values)
-        parts = values[:, None] * self.contributions[user.feature_index][:, items]
-        best = parts.argmax(axis=0)
-        best_value = parts[best, np.arange(len(items))]
+        parts = self.contributions_by_item[items][:, user.feature_index] * values
+        best = parts.argmax(axis=1)
+        best_value = parts[np.arange(len(items)), best]
         if user.fallback is None:
             explained = values @ self.feature_map[user.feature_index] + self.feature_offset
             residual = self.centred_items[items] @ (user.factors - explained)
