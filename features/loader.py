@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,8 +85,8 @@ def read_raw(path: Path, spec: TableSpec) -> pd.DataFrame:
     if path.stat().st_size == 0:
         return pd.DataFrame()
     if path.suffix == ".csv":
-        with path.open("rb") as handle:
-            header = handle.readline().decode("utf-8-sig").strip().split(",")
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), [])
         as_text = {name: pa.string() for name in header}
         table = pacsv.read_csv(
             path,

@@ -65,9 +65,24 @@ step "Train, evaluate against baselines, log to MLflow, promote if better"
 
 step "Caps studio: default policy vs a stricter draft, 30 days"
 "$recsys" caps show-default > "$demo_dir/default-policy.yaml"
-sed -e 's/^\( *per_month:\).*/\1 2/' "$demo_dir/default-policy.yaml" > "$demo_dir/strict-policy.yaml"
+cat > "$demo_dir/strict-policy.yaml" <<'YAML'
+version: "demo-strict-1"
+name: strict
+description: 2 marketing pushes a calendar month, 1 promotion a fortnight, quiet 21:00-09:00.
+limits:
+  - {name: daily, window: calendar_day, max: 1}
+  - {name: monthly, window: calendar_month, max: 2}
+  - {name: promotions_fortnight, window: rolling, duration: 14d, max: 1, kinds: [promotion]}
+min_gap: 3d
+quiet_hours: {start: "21:00", end: "09:00"}
+no_repeat: {window: forever}
+fatigue: {after_unopened: 2, pause: 21d}
+mute: {pause: forever}
+transactional: {counts_toward_limits: false}
+YAML
+"$recsys" caps check-policy "$demo_dir/strict-policy.yaml"
 "$recsys" caps simulate --data "$world" --policy "$demo_dir/default-policy.yaml" \
-  --policy "$demo_dir/strict-policy.yaml" --days 30 --out "$demo_dir/simulation"
+  --policy "$demo_dir/strict-policy.yaml" --days 30 --model "$demo_dir/bundle" --out "$demo_dir/simulation"
 
 step "Publish the champion's recommendations to Redis"
 "$recsys" publish --model "$demo_dir/bundle" --data "$world"
@@ -84,7 +99,7 @@ curl -fsS "http://127.0.0.1:$port/readyz"; echo
 user=$("$python" -c "
 import pyarrow.parquet as pq
 ids = pq.read_table('$world/cardholders.parquet', columns=['user_id', 'push_opt_in']).to_pandas()
-print(ids.loc[ids['push_opt_in'], 'user_id'].iloc[0])")
+print(ids.loc[ids['push_opt_in'].fillna(True).astype(bool), 'user_id'].iloc[0])")
 auth="Authorization: Bearer $RECSYS_SCHEDULER_TOKEN"
 
 show() { printf '\n$ %s\n' "$1"; eval "$1"; echo; }
@@ -92,7 +107,7 @@ step "Example calls"
 show "curl -sS -X POST http://127.0.0.1:$port/v1/rank -H '$auth' -H 'Content-Type: application/json' -d '{\"user_id\": \"$user\", \"k\": 3}'"
 show "curl -sS -X POST http://127.0.0.1:$port/v1/rank -H '$auth' -H 'Content-Type: application/json' -d '{\"user_id\": \"$user\", \"k\": 3, \"reserve\": true}' | tee $demo_dir/reserved.json"
 push_id=$("$python" -c "import json; print(json.load(open('$demo_dir/reserved.json')).get('push_id') or '')")
-show "curl -sS -X POST http://127.0.0.1:$port/v1/events -H '$auth' -H 'Content-Type: application/json' -d '{\"event_id\": \"demo-$push_id\", \"type\": \"sent\", \"user_id\": \"$user\", \"push_id\": \"$push_id\"}'"
+show "curl -sS -X POST http://127.0.0.1:$port/v1/events -H '$auth' -H 'Content-Type: application/json' -d '{\"events\": [{\"event_id\": \"demo-$push_id\", \"type\": \"sent\", \"user_id\": \"$user\", \"push_id\": \"$push_id\"}]}'"
 show "curl -sS http://127.0.0.1:$port/v1/users/$user/caps -H '$auth'"
 show "curl -sS -X POST http://127.0.0.1:$port/v1/rank -H '$auth' -H 'Content-Type: application/json' -d '{\"user_id\": \"$user\", \"k\": 3, \"reserve\": true}'"
 echo

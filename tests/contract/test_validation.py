@@ -81,6 +81,14 @@ def test_valid_directory_loads_typed_frames(tmp_path: Path) -> None:
     assert dataset.cardholders["birth_year"].isna().tolist() == [False, True, False]
 
 
+def test_quoted_csv_header_keeps_codes_as_text(tmp_path: Path) -> None:
+    quoted = TRANSACTIONS.replace("user_id,ts,amount,mcc,channel,overseas",
+                                  '"user_id","ts","amount","mcc","channel","overseas"')
+    tables = {**VALID, "transactions": quoted.replace("5411", "0742")}
+    dataset = load_dataset(write_dir(tmp_path / "data", tables))
+    assert dataset.transactions["mcc"].tolist() == ["5812", "0742"]
+
+
 def test_optional_tables_may_be_absent(tmp_path: Path) -> None:
     root = write_dir(tmp_path / "data", {"cardholders": CARDHOLDERS, "content": CONTENT})
     dataset = load_dataset(root)
