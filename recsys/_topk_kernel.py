@@ -79,12 +79,23 @@ def _score_and_select(users, items_t, rows, seen_indptr, seen_indices, column_of
                     for j in range(min(n_groups, m - base)):
                         value = row[base + j]
                         maxima[j] = value if value > maxima[j] else maxima[j]
+                # branch-free first bound: the least of k strided super-group maxima (k distinct
+                # group maxima reach it), so only group maxima >= it enter the sorted buffer below
+                for i in range(k):
+                    kth[i] = -np.inf
+                for base in range(0, n_groups, k):
+                    for i in range(min(k, n_groups - base)):
+                        value = maxima[base + i]
+                        kth[i] = value if value > kth[i] else kth[i]
+                first_bound = kth[0]
+                for i in range(1, k):
+                    first_bound = kth[i] if kth[i] < first_bound else first_bound
                 for i in range(k):
                     kth[i] = -np.inf
                 bound = kth[k - 1]
                 for j in range(n_groups):
                     value = maxima[j]
-                    if value > bound:
+                    if value >= first_bound and value > bound:
                         i = k - 1
                         while i > 0 and kth[i - 1] < value:
                             kth[i] = kth[i - 1]
