@@ -14,7 +14,8 @@ Phases, each over every cardholder in batches (one pipelined EVALSHA per cardhol
 Baselines in the same run, same batch shape, same keys: pipelined HINCRBY (one write per
 cardholder, like `redis-benchmark -P`) and pipelined HGETALL of the real cap keys (the raw read a
 decision needs). Reports bytes per cardholder (MEMORY USAGE) and deletes every key it wrote.
-Uses RECSYS_REDIS_URL (default redis://127.0.0.1:6379/15), or an embedded server if none answers.
+Uses RECSYS_REDIS_URL (default redis://127.0.0.1:6379/15), or a private embedded redis-server with
+--embedded (or when none answers): on a shared host the embedded one measures only this run's load.
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=100_000, help="cardholders (default 100000)")
     parser.add_argument("--batch", type=int, default=1000, help="cardholders per pipelined batch")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--embedded", action="store_true", help="use a private embedded redis-server (no other clients' load)"
+    )
     args = parser.parse_args()
 
     from recsys.caps.decisions import PushStatus
@@ -111,7 +115,7 @@ def main() -> int:
 
     url = os.environ.get("RECSYS_REDIS_URL", "redis://127.0.0.1:6379/15")
     server = None
-    if not redis_answers(url):
+    if args.embedded or not redis_answers(url):
         server = start_embedded_redis()
         url = server.url
     prefix = f"bench-{uuid.uuid4().hex[:8]}"

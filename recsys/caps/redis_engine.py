@@ -300,27 +300,24 @@ class RedisCapEngine(CapEngine):
     def _send_and_read(
         pool: Any, calls: list[tuple[Any, ...]], indices: list[int], handle: Callable[[int, Any], None]
     ) -> None:
-        """Pipeline on one connection, in chunks: Redis runs chunk k+1 while Python reads chunk k."""
+        """Pipeline on one connection: each chunk is written as soon as it is packed, so Redis is
+        already running scripts while Python packs the rest; replies are then read in order."""
         connection = pool.get_connection()
         try:
-            chunks = [(start, min(start + _CHUNK, len(calls))) for start in range(0, len(calls), _CHUNK)]
-            for number in range(len(chunks) + 1):
-                if number < len(chunks):
-                    start, stop = chunks[number]
-                    if _pack_command is not None:
-                        payload = b"".join([_pack_command(call) for call in calls[start:stop]])
-                        connection.send_packed_command([payload], check_health=number == 0)
-                    else:
-                        packed = connection.pack_commands(calls[start:stop])
-                        connection.send_packed_command(packed, check_health=number == 0)
-                if number > 0:
-                    start, stop = chunks[number - 1]
-                    for index in indices[start:stop]:
-                        try:
-                            reply = connection.read_response()
-                        except redis.ResponseError as error:
-                            reply = error
-                        handle(index, reply)
+            for start in range(0, len(calls), _CHUNK):
+                chunk = calls[start : start + _CHUNK]
+                if _pack_command is not None:
+                    packed = [b"".join([_pack_command(call) for call in chunk])]
+                else:
+                    packed = connection.pack_commands(chunk)
+                # no health check once replies are pending: its PING would read one of them
+                connection.send_packed_command(packed, check_health=start == 0)
+            for index in indices:
+                try:
+                    reply = connection.read_response()
+                except redis.ResponseError as error:
+                    reply = error
+                handle(index, reply)
         except BaseException:
             # Replies may be left unread on this connection: never hand it to anyone else.
             connection.disconnect()
