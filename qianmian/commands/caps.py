@@ -58,7 +58,11 @@ def state(
         None, "--policy", help="Policy file (default: RECSYS_POLICY_PATH, else the shipped default)."
     ),
     redis_url: str | None = typer.Option(None, "--redis-url", help="Redis URL (default: RECSYS_REDIS_URL)."),
-    prefix: str | None = typer.Option(None, "--prefix", help="Key prefix (default: RECSYS_REDIS_PREFIX)."),
+    prefix: str | None = typer.Option(
+        None,
+        "--prefix",
+        help="Cap key prefix (default: RECSYS_REDIS_PREFIX + ':caps', as the ranking API uses).",
+    ),
     cluster: bool = typer.Option(False, "--cluster", help="The URL names a Redis Cluster node."),
 ) -> None:
     """Show a cardholder's cap counts, pending reservations and next eligible time from Redis."""
@@ -72,7 +76,10 @@ def state(
         chosen = policy_path or settings.policy_path
         policy = load_policy(chosen) if chosen else default_policy()
         engine = RedisCapEngine.from_url(
-            redis_url or settings.redis_url, policy, prefix=prefix or settings.redis_prefix, cluster=cluster
+            redis_url or settings.redis_url,
+            policy,
+            prefix=prefix or f"{settings.redis_prefix}:caps",
+            cluster=cluster,
         )
         try:
             current = engine.state(user_id, timezone=timezone)

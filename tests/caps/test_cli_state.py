@@ -1,0 +1,41 @@
+"""`recsys caps state` reads a cardholder's cap state from Redis."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from typer.testing import CliRunner
+
+from qianmian.cli import app
+from recsys.caps.decisions import Candidate
+from recsys.caps.redis_engine import RedisCapEngine
+from recsys.embedded_redis import free_port
+
+pytestmark = pytest.mark.redis
+
+
+def test_state_shows_counts_and_blocks(redis_url: str, key_prefix: str, redis_client) -> None:
+    engine = RedisCapEngine.from_url(redis_url, prefix=key_prefix)
+    now = datetime.now(tz=UTC)
+    decision = engine.decide(
+        "u1", [Candidate("welcome", kind="reminder", transactional=True)], now=now, reserve=True
+    )
+    engine.confirm("u1", decision.reservation.push_id, now=now)
+    engine.record_opt_out("u1", now=now)
+    engine.close()
+    result = CliRunner().invoke(
+        app, ["caps", "state", "u1", "--redis-url", redis_url, "--prefix", key_prefix]
+    )
+    assert result.exit_code == 0, result.output
+    assert "daily: 0/1" in result.output  # transactional notices do not count by default
+    assert "opted out: True" in result.output
+    assert "next eligible: never" in result.output
+    assert "blocked by opt_out" in result.output
+
+
+def test_state_with_redis_down_exits_3() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    result = CliRunner().invoke(app, ["caps", "state", "u1", "--redis-url", url])
+    assert result.exit_code == 3
+    assert "unreachable" in result.output
