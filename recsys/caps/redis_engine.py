@@ -45,6 +45,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 from recsys.caps import rules
 from recsys.caps.decisions import (
     Candidate,
+    CandidateDecision,
     CapRequest,
     CapStoreUnavailable,
     PushStatus,
@@ -378,13 +379,7 @@ class RedisCapEngine(CapEngine):
             ) -> None:
                 i = todo[position]
                 request = requests[i]
-                reservation_reply, raws = self._parse_decide(reply, request, codes[i])
-                if given:
-                    for candidate, blocks in zip(request.candidates, raws, strict=True):
-                        if candidate.campaign is not None and candidate.campaign in given:
-                            until, used, maximum = given[candidate.campaign]
-                            blocks.append(("campaign_throttle", until, used, maximum))
-                decisions = rules.decide_candidates(policy, raws, request.candidates, cals[i], self._memo)
+                reservation_reply, decisions = self._decisions(reply, request, codes[i], cals[i], given)
                 reservation = _reservation(request.user_id, reservation_reply)
                 built[i] = (
                     reservation_reply,
@@ -489,10 +484,19 @@ class RedisCapEngine(CapEngine):
         self._pipeline(rollback)
         return cut
 
-    def _parse_decide(
-        self, reply: list[Any], request: CapRequest, codes: list[tuple[int, str]]
-    ) -> tuple[list[Any], list[list[rules.RawBlock]]]:
-        """Rebuild each candidate's raw blocks (as `rules.evaluate` orders them) from the script reply."""
+    def _decisions(
+        self,
+        reply: list[Any],
+        request: CapRequest,
+        codes: list[tuple[int, str]],
+        cal: rules.Calendar,
+        given: dict[str, tuple[int, int, int]],
+    ) -> tuple[list[Any], tuple[CandidateDecision, ...]]:
+        """Each candidate's decision from the script reply, with blocks ordered as `rules.evaluate`.
+
+        The script reports the cardholder-wide blocks once, each limit's state and each
+        candidate's no-repeat time; candidates with the same blocks share one decision body.
+        """
         policy = self._policy
         reservation = [int(reply[0]), _text(reply[1]), _text(reply[2]), int(reply[3]), int(reply[4])]
         reservation += [_text(reply[5]), int(reply[6])]
@@ -504,9 +508,11 @@ class RedisCapEngine(CapEngine):
             position += 4
         position += 1
         limit_blocks: list[tuple[int, rules.RawBlock]] = []
+        blocked = 0
         for index, limit in enumerate(policy.limits):
             eligible = int(reply[position])
             if eligible != -1:
+                blocked |= 1 << index
                 limit_blocks.append(
                     (1 << index, (f"limit:{limit.name}", eligible, int(reply[position + 1]), limit.max))
                 )
@@ -518,19 +524,38 @@ class RedisCapEngine(CapEngine):
             position += 4
         position += 1
         window = policy.no_repeat.window if policy.no_repeat else None
-        raws: list[list[rules.RawBlock]] = []
+        shared: dict[tuple[Any, ...], CandidateDecision] = {}
+        decisions: list[CandidateDecision] = []
         for candidate, (code, _) in zip(request.candidates, codes, strict=True):
             last = int(reply[position])
             position += 1
-            if candidate.transactional:
-                raws.append([])
+            transactional = candidate.transactional
+            throttle = given.get(candidate.campaign) if given and candidate.campaign is not None else None
+            applicable = 0 if transactional else (code >> 2) & blocked
+            signature = (
+                transactional,
+                applicable,
+                last,
+                candidate.content_id if last != -1 else None,
+                candidate.campaign if throttle else None,
+            )
+            body = shared.get(signature)
+            if body is not None:
+                decisions.append(
+                    CandidateDecision(candidate.content_id, body.allowed, body.blocks, body.eligible_at)
+                )
                 continue
-            mask = code // 4
-            blocks = user_blocks + [block for bit, block in limit_blocks if mask & bit] + tail_blocks
-            if last != -1:
-                blocks.append(("no_repeat", None if window is None else last + window * 1000, last, None))
-            raws.append(blocks)
-        return reservation, raws
+            raws: list[rules.RawBlock] = []
+            if not transactional:
+                raws = user_blocks + [raw for bit, raw in limit_blocks if applicable & bit] + tail_blocks
+                if last != -1:
+                    raws.append(("no_repeat", None if window is None else last + window * 1000, last, None))
+            if throttle is not None:
+                raws.append(("campaign_throttle", *throttle))
+            decision = rules.decide_candidates(policy, [raws], [candidate], cal, self._memo)[0]
+            shared[signature] = decision
+            decisions.append(decision)
+        return reservation, tuple(decisions)
 
     # -- lifecycle of a push ----------------------------------------------------------------
     def confirm(self, user_id: str, push_id: str, *, now: datetime | None = None) -> PushStatus:
