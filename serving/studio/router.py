@@ -80,6 +80,7 @@ class SimulateRequest(BaseModel):
     users: int | None = Field(None, ge=10, le=MAX_STUDIO_USERS,
                               description="Cardholders to sample (at most the configured sample).")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed; the same seed gives the same result.")
+    charts: bool = Field(True, description="Render the PNG charts (about a second); false: numbers only.")
 
 
 class SimulateResponse(BaseModel):
@@ -122,7 +123,7 @@ def studio_simulate(
     _info(service)
     try:
         result = service.compare(live.policy, f"live (rev {live.revision})", draft, body.days, body.users,
-                                 body.seed)
+                                 body.seed, charts=body.charts)
     except StudioNotConfiguredError as error:
         raise HTTPException(status_code=503, detail=str(error)) from error
     except SimulationError as error:

@@ -101,7 +101,7 @@ class StudioService:
             return self._world
 
     def compare(self, live: Policy, live_label: str, draft: Policy, days: int | None, users: int | None,
-                seed: int) -> dict[str, Any]:
+                seed: int, charts: bool = True) -> dict[str, Any]:
         """Simulate the live policy and the draft on the same sample and draws; report and PNG charts."""
         from recsys.simulation.charts import chart_pngs
         from recsys.simulation.runner import ScheduleConfig, simulate
@@ -116,11 +116,11 @@ class StudioService:
                 world = world.sample(users, seed=0)
             config = ScheduleConfig(days=days or info.days, seed=seed)
             report = simulate(world, [live, draft], config, labels=[live_label, "draft"])
-            charts = {name: "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-                      for name, data in chart_pngs(report).items()}
+            images = {name: "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+                      for name, data in (chart_pngs(report).items() if charts else ())}
             seconds = time.perf_counter() - began
         finally:
             self._running.release()
         logger.info("studio simulation of %d cardholders x %d days in %.1fs", world.n_users, config.days,
                     seconds)
-        return {"report": report.to_dict(), "charts": charts, "seconds": seconds}
+        return {"report": report.to_dict(), "charts": images, "seconds": seconds}

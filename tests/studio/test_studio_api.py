@@ -94,3 +94,13 @@ def test_without_a_world_the_studio_says_what_to_configure(studio_settings, redi
         assert response.status_code == 503
         assert "RECSYS_STUDIO_DATA_DIR" in response.json()["message"]
         assert client.get("/studio").status_code == 200
+
+
+def test_a_limit_beyond_what_the_simulator_tracks_is_a_clear_422(studio_api: TestClient) -> None:
+    draft = {"version": "huge", "limits": [{"name": "yearly", "window": "rolling", "duration": "365d",
+                                            "max": 1000}], "retention": "400d", "mute": {"pause": "60s"}}
+    response = studio_api.post("/v1/studio/simulate", json={"draft": draft, "days": 30, "charts": False},
+                               headers=ADMIN_HEADERS)
+    assert response.status_code == 422
+    assert "limit 'yearly' allows 1000" in response.json()["message"]
+    assert "lower the limit" in response.json()["message"]
