@@ -88,6 +88,7 @@ step "Publish the champion's recommendations to Redis"
 "$recsys" publish --model "$demo_dir/bundle" --data "$world"
 
 step "Serve the API on http://127.0.0.1:$port"
+export RECSYS_STUDIO_DATA_DIR="$world" RECSYS_STUDIO_MODEL_URI="$demo_dir/bundle"
 "$recsys" serve --host 127.0.0.1 --port "$port" --workers 1 > "$demo_dir/api.log" 2>&1 &
 api_pid=$!
 for _ in $(seq 100); do
