@@ -81,6 +81,11 @@ async def _store_down(request: Request, error: Exception) -> JSONResponse:
     return _body(503, STORE_DOWN)
 
 
+async def _store_error(request: Request, error: redis.RedisError) -> JSONResponse:
+    logger.error("caps store error on %s: %s", request.url.path, error)
+    return _body(503, f"caps store (Redis) error, nothing may be pushed: {type(error).__name__}: {error}")
+
+
 async def _no_model(request: Request, error: NoLiveModelError) -> JSONResponse:
     return _body(503, str(error))
 
@@ -102,5 +107,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(CapRequestError, _invalid)
     app.add_exception_handler(NoLiveModelError, _no_model)
     app.add_exception_handler(PublicationError, _publication)
+    app.add_exception_handler(redis.RedisError, _store_error)
     for error in (CapStoreUnavailable, redis.ConnectionError, redis.TimeoutError):
         app.add_exception_handler(error, _store_down)

@@ -53,3 +53,13 @@ def test_redis_down_means_not_ready_and_nothing_allowed(bundle, dataset, setting
             assert events.status_code == 503
     finally:
         server.stop()
+
+
+def test_damaged_caps_state_fails_closed(api, published, dataset, daytime, redis_client) -> None:
+    user = dataset.cardholders["user_id"].astype(str).iloc[3]
+    engine = api.app.state.serving.engine
+    redis_client.set(engine.user_key(user), "not a cardholder record")
+    response = api.post("/v1/rank", json={"user_id": user, "now": daytime, "reserve": True},
+                        headers=SCHEDULER_HEADERS)
+    assert response.status_code == 503
+    assert response.json()["message"].startswith("caps store (Redis) error, nothing may be pushed")
