@@ -14,6 +14,7 @@ from recsys.caps.decisions import CapRequestError, CapStoreUnavailable
 from recsys.caps.policy import PolicyError
 from recsys.publication import PublicationError
 from serving.auth import AuthenticationError, ForbiddenError
+from serving.event_log import EventLogUnavailable
 from serving.policy_store import PolicyConflictError, PolicyRevisionNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,11 @@ async def _store_error(request: Request, error: redis.RedisError) -> JSONRespons
     return _body(503, f"caps store (Redis) error, nothing may be pushed: {type(error).__name__}: {error}")
 
 
+async def _log_down(request: Request, error: EventLogUnavailable) -> JSONResponse:
+    logger.error("%s", error)
+    return _body(503, str(error))
+
+
 async def _no_model(request: Request, error: NoLiveModelError) -> JSONResponse:
     return _body(503, str(error))
 
@@ -106,6 +112,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(PolicyError, _invalid)
     app.add_exception_handler(CapRequestError, _invalid)
     app.add_exception_handler(NoLiveModelError, _no_model)
+    app.add_exception_handler(EventLogUnavailable, _log_down)
     app.add_exception_handler(PublicationError, _publication)
     app.add_exception_handler(redis.RedisError, _store_error)
     for error in (CapStoreUnavailable, redis.ConnectionError, redis.TimeoutError):

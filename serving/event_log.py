@@ -24,6 +24,10 @@ class EventLogError(ValueError):
     """A log line that cannot be read back (not JSON, or missing a field)."""
 
 
+class EventLogUnavailable(RuntimeError):
+    """The log file cannot be written (disk full, permissions): events are refused, not half-kept."""
+
+
 class EventLog:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -41,11 +45,18 @@ class EventLog:
         lines = (json.dumps(record, sort_keys=True, default=str) + "\n" for record in records)
         payload = "".join(lines).encode()
         with self._lock:
-            fd = self._descriptor(datetime.now(UTC).date())
-            written = 0
-            while written < len(payload):
-                written += os.write(fd, payload[written:])
-            os.fsync(fd)
+            try:
+                fd = self._descriptor(datetime.now(UTC).date())
+                written = 0
+                while written < len(payload):
+                    written += os.write(fd, payload[written:])
+                os.fsync(fd)
+            except OSError as error:
+                self.close()
+                raise EventLogUnavailable(
+                    f"cannot append to the event log next to {self.path}: {error.strerror or error}; "
+                    "check RECSYS_PUSH_LOG_PATH / RECSYS_HOME and free disk space, then retry"
+                ) from error
 
     def _descriptor(self, day: date) -> int:
         if self._fd is None or self._day != day:

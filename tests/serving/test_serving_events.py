@@ -95,3 +95,17 @@ def test_log_exports_as_a_contract_push_log(api, published, dataset, world_dir, 
     assert pd.notna(exported.loc[users[0], "opened_ts"])
     assert bool(exported.loc[users[1], "muted"]) is True
     assert not exported.loc[users[2:], "muted"].any()
+
+
+def test_unwritable_log_refuses_events_and_keeps_them_retryable(api, published, dataset, settings) -> None:
+    user = dataset.cardholders["user_id"].astype(str).iloc[8]
+    event = {"event_id": "disk-1", "type": "muted", "user_id": user}
+    log_dir = settings.event_log_path.parent
+    log_dir.parent.mkdir(parents=True, exist_ok=True)
+    log_dir.write_text("a file where the log directory should be")
+    response = post(api, event)
+    assert response.status_code == 503
+    assert "cannot append to the event log" in response.json()["message"]
+    log_dir.unlink()
+    retried = post(api, event).json()["results"][0]
+    assert retried["status"] == "applied"
