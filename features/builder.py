@@ -275,7 +275,7 @@ class FeatureBuilder:
         tenure = days_before(as_of, profile["opened_at"]) / 365.25
         tenure = np.where(tenure < 0, np.nan, tenure)
         tier = profile["card_tier"].astype("string").fillna(UNKNOWN).to_numpy(dtype=object)
-        tier = np.where(np.isin(tier, state["card_tiers"]), tier, UNKNOWN)
+        tier = np.where(pd.Index(state["card_tiers"]).get_indexer(tier) >= 0, tier, UNKNOWN)
         gender = profile["gender"].astype("string").fillna(UNKNOWN).to_numpy(dtype=object)
         city = profile["city_tier"].astype("string").fillna(UNKNOWN).to_numpy(dtype=object)
         return pd.DataFrame({

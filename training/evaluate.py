@@ -87,7 +87,7 @@ def make_holdout(dataset: Dataset, as_of: pd.Timestamp, holdout_days: float,
             f"{as_of.isoformat()}: lengthen evaluation.holdout_days or move --as-of"
         )
     readers = dataset.article_reads.loc[(dataset.article_reads["ts"] <= split).to_numpy(), "user_id"]
-    has_read = np.isin(users.ids[evaluated], readers.astype(str).unique())
+    has_read = pd.Index(readers.astype(str).unique()).get_indexer(users.ids[evaluated]) >= 0
     logger.info("holdout %s..%s: %d evaluated cardholders (%d without reads), %d relevant pairs",
                 split.isoformat(), as_of.isoformat(), evaluated.size, int((~has_read).sum()),
                 int(relevant[evaluated].nnz))

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -143,12 +144,16 @@ class Tracker:
         level = pyfunc_logger.level
         pyfunc_logger.setLevel(logging.ERROR)
         try:
-            info = mlflow.pyfunc.log_model(
-                name=MODEL_ARTIFACT,
-                python_model=BundlePyfunc(),
-                artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-                pip_requirements=_requirements(),
-            )
+            with warnings.catch_warnings():
+                # an input example would make MLflow load the bundle and predict once, just to validate it
+                warnings.filterwarnings("ignore", message=".*input example was not provided")
+                info = mlflow.pyfunc.log_model(
+                    name=MODEL_ARTIFACT,
+                    python_model=BundlePyfunc(),
+                    artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+                    pip_requirements=_requirements(),
+                    signature=_signature(),
+                )
         finally:
             pyfunc_logger.setLevel(level)
         return info.model_uri
@@ -175,6 +180,18 @@ class Tracker:
 
     def set_champion(self, name: str, version: str) -> None:
         self.client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def _signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "user_id"), ColSpec("string", "card_tier", required=False)]),
+        outputs=Schema([ColSpec("string", "user_id"), ColSpec("long", "rank"),
+                        ColSpec("string", "content_id"), ColSpec("double", "score")]),
+        params=ParamSchema([ParamSpec("k", "long", 10), ParamSpec("as_of", "string", "")]),
+    )
 
 
 def _requirements() -> list[str]:
@@ -222,6 +239,16 @@ def resolved_bundle(uri: str, tracking_uri: str) -> Iterator[Path]:
         raise TrackingError(f"model URI {uri!r} does not hold a Qianmian model bundle")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_pyfunc(uri: str, tracking_uri: str):
+    """The logged model as an MLflow pyfunc (`predict(DataFrame with user_id[, card_tier])`)."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except MlflowException as error:
+        raise TrackingError(f"cannot load model {uri!r} from {tracking_uri}: {error.message}") from error
 
 
 def resolve_model_uri(uri: str, tracking_uri: str, destination: Path) -> Path:

@@ -13,6 +13,11 @@ from tests.features.handmade import make_hand_made_tables, write_contract_tables
 
 
 @pytest.fixture
+def hand_made_tables() -> dict[str, pd.DataFrame]:
+    return make_hand_made_tables()
+
+
+@pytest.fixture
 def hand_made(tmp_path: Path) -> Dataset:
     return load_dataset(write_contract_tables(tmp_path / "data", make_hand_made_tables()))
 

@@ -14,6 +14,7 @@ from features.pipeline import build_training_matrices
 from recsys.bundle import BundleError, ModelBundle, item_metadata
 from recsys.models.lightfm_hybrid import LightFMHybrid
 from recsys.models.popularity import PopularityRecommender
+from tests.features.handmade import write_contract_tables
 from training.config import TrainConfig
 
 AS_OF = pd.Timestamp("2024-06-30T00:00:00Z")
@@ -104,3 +105,17 @@ def test_cardholders_without_reads_are_personalised_by_their_spend(two_taste_dir
     assert cold["match"].mean() > 0.9
     firsts = cold[cold["rank"] == 1].groupby("taste")["content_id"].agg(lambda s: set(s.str[:4]))
     assert firsts["dine"] == {"dine"} and firsts["trav"] == {"trav"}
+
+
+def test_cardholders_unknown_to_the_bundle_are_ranked_from_their_features(
+        tmp_path: Path, hand_made_tables: dict[str, pd.DataFrame]) -> None:
+    bundle = make_bundle(load_dataset(write_contract_tables(tmp_path / "old", hand_made_tables)), AS_OF)
+    tables = {name: frame.copy() for name, frame in hand_made_tables.items()}
+    tables["cardholders"].loc[len(tables["cardholders"])] = ["u9", 1992, "F", 2, "diamond", 5000.0,
+                                                             "2024-06-01", "", ""]
+    grown = load_dataset(write_contract_tables(tmp_path / "new", tables))
+    recs = bundle.rank(grown, AS_OF, k=10)
+    new = recs[recs["user_id"] == "u9"]
+    # a card tier no training cardholder had: its own tier rules still apply (c_plat is platinum|diamond)
+    assert set(new["content_id"]) == {"c_dine", "c_travel", "c_dine2", "c_plat"}
+    assert np.isfinite(new["score"]).all()

@@ -82,6 +82,17 @@ def test_train_logs_registers_and_moves_champion_only_when_better(home: Path, sm
     artifacts = {item.path for item in track.client.list_artifacts(champion.run_id, "report")}
     assert {"report/metrics.png", "report/epochs.png", "report/scores.png", "report/report.json"} <= artifacts
 
+    # the logged MLflow model answers through the pyfunc interface
+    from training.tracking import load_pyfunc
+
+    holders = pd.read_parquet(small_world / "cardholders.parquet")
+    pyfunc = load_pyfunc("models:/test-ranker@champion", get_settings().tracking_uri)
+    answer = pyfunc.predict(pd.DataFrame({"user_id": holders["user_id"].head(3).tolist() + ["brand-new"]}),
+                            params={"k": 4})
+    assert list(answer.columns) == ["user_id", "rank", "content_id", "score"]
+    assert set(answer["user_id"]) == {*holders["user_id"].head(3), "brand-new"}
+    assert answer.groupby("user_id").size().max() == 4
+
     # a clearly worse model is registered but does not become champion, and the terminal says why
     worse = write_config(tmp_path, "worse", WORSE)
     second = invoke("train", "--data", small_world, "--config", worse, "--experiment", "test",
@@ -97,7 +108,6 @@ def test_train_logs_registers_and_moves_champion_only_when_better(home: Path, sm
     assert recs_result.exit_code == 0, recs_result.output
     recs = pd.read_csv(out, dtype={"user_id": str, "content_id": str})
     assert list(recs.columns) == ["user_id", "rank", "content_id", "score"]
-    holders = pd.read_parquet(small_world / "cardholders.parquet")
     assert set(recs["user_id"]) == set(holders["user_id"])
     assert recs.groupby("user_id")["rank"].max().max() == 5
     content = pd.read_parquet(small_world / "content.parquet").set_index("content_id")
