@@ -59,13 +59,19 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
         blocks = [NOT_OPTED_IN]
     else:
         blocks = [NO_CANDIDATES]
+    reservation = decision.reservation if decision is not None else None
+    if reservation is not None and chosen:
+        # The reserved content is what the scheduler sends: it always comes first.
+        positions = (p for p, d in enumerate(decision.decisions) if d.content_id == reservation.content_id)
+        reserved = next(positions, None)
+        if reserved is not None and reserved != chosen[0]:
+            chosen = [reserved, *(p for p in chosen if p != reserved)][:request.k]
     items = ranked.items[chosen]
     reasons = model.reasons(user, items)
     body_items = [
         {**model.item_view(i), "score": float(ranked.scores[p]), "reason": reason}
         for i, p, reason in zip(items.tolist(), chosen, reasons, strict=True)
     ]
-    reservation = decision.reservation if decision is not None else None
     allowed = bool(chosen)
     return {
         "user_id": request.user_id,

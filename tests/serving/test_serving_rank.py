@@ -38,6 +38,8 @@ def test_reserve_takes_the_daily_slot_then_caps_block(api, published, dataset, d
     user = holders(dataset)[1]
     first = rank(api, user_id=user, k=2, now=daytime, reserve=True).json()
     assert first["push_id"] and first["caps"]["allowed"]
+    state = api.get(f"/v1/users/{user}/caps", params={"now": daytime}, headers=SCHEDULER_HEADERS).json()
+    assert state["pending_reservations"] == 1
     second = rank(api, user_id=user, k=2, now=daytime, reserve=True).json()
     assert second["push_id"] is None
     assert second["items"] == []
