@@ -23,8 +23,10 @@ DEFAULT_MODEL = {
 DEFAULT_BASELINES = {
     "popularity": {"kind": "popularity", "params": {"by_segment": False}},
     "popularity_segment": {"kind": "popularity", "params": {"by_segment": True}},
-    "implicit_als": {"kind": "implicit_peer", "params": {"algorithm": "als", "factors": 48, "iterations": 15,
-                                                         "regularization": 0.05, "num_threads": 2}},
+    # tuned like the model, on a 20k world (alpha scales the decayed weights, which are <= 1)
+    "implicit_als": {"kind": "implicit_peer", "params": {"algorithm": "als", "factors": 16, "iterations": 15,
+                                                         "regularization": 1.0, "alpha": 10.0,
+                                                         "num_threads": 2}},
 }
 
 
@@ -75,6 +77,11 @@ class TrainConfig:
             raise TrainConfigError(
                 f"metric {self.metric!r} is not one of precision@K, recall@K, ndcg@K, map@K, coverage@K, auc"
             )
+        if "@" in self.metric and int(self.metric.split("@")[1]) != self.k:
+            raise TrainConfigError(
+                f"metric {self.metric!r} is measured at a cut-off other than k={self.k}: "
+                f"set k to {self.metric.split('@')[1]} or choose {self.metric.split('@')[0]}@{self.k}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +127,9 @@ class TrainConfig:
         for key in ("refit", "rank_block_size", "seed"):
             if key in data:
                 kwargs[key] = data[key]
+        chosen = str(evaluation.get("metric", ""))
+        if "k" not in evaluation and "@" in chosen and METRIC_PATTERN.match(chosen):
+            evaluation["k"] = int(chosen.split("@")[1])
         kwargs.update(evaluation)
         try:
             return cls(**kwargs)
@@ -127,8 +137,14 @@ class TrainConfig:
             raise TrainConfigError(f"bad training configuration: {error}") from error
 
     def with_overrides(self, metric: str | None = None, k: int | None = None) -> TrainConfig:
+        """The config with `--metric` / `--k` applied; a metric's own @K sets k unless k is given, and
+        a new k moves the default metric's cut-off along."""
         from dataclasses import replace
 
+        if metric is not None and k is None and "@" in metric and METRIC_PATTERN.match(metric):
+            k = int(metric.split("@")[1])
+        if metric is None and k is not None and "@" in self.metric:
+            metric = f"{self.metric.split('@')[0]}@{k}"
         return replace(self, metric=metric or self.metric, k=k or self.k)
 
 

@@ -63,6 +63,7 @@ class TrainResult:
     run_id: str | None = None
     model_uri: str | None = None
     version: str | None = None
+    registered_name: str | None = None
     champion_moved: bool = False
     decision: str = ""
     bundle_path: Path | None = None
@@ -305,6 +306,7 @@ def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging
     moved, reason = champion_decision(candidate, baselines, None if champion is None else champion.value,
                                       None if champion is None else champion.version, metric)
     result.version = tracker.register(result.model_uri, name)
+    result.registered_name = name
     if moved:
         tracker.set_champion(name, result.version)
     result.champion_moved = moved

@@ -57,8 +57,6 @@ def train(
     try:
         train_config = load_config(config)
         if metric is not None or k is not None:
-            if metric is not None and k is None and "@" in metric:
-                k = int(metric.split("@")[1])
             train_config = train_config.with_overrides(metric=metric, k=k)
         options = TrainOptions(
             data_dir=data, config=train_config, as_of=as_of, experiment=experiment, model_out=model_out,
@@ -104,9 +102,9 @@ def _print_summary(console, result, metric: str) -> None:
         console.print(truth)
     if result.run_id:
         console.print(f"run id:    {result.run_id}")
-        console.print(f"model URI: {result.model_uri}")
+        console.print(f"model URI: {result.model_uri}  (also runs:/{result.run_id}/model)")
     if result.version:
-        console.print(f"registered version {result.version}")
+        console.print(f"registered: models:/{result.registered_name}/{result.version}")
     if result.decision:
         colour = "green" if result.champion_moved else "yellow"
         console.print(f"[{colour}]champion: {result.decision}[/{colour}]")

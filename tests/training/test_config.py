@@ -24,6 +24,7 @@ def test_the_example_config_is_the_built_in_default() -> None:
     ({"features": {"half_life_days": -1}}, "half_life_days"),
     ({"model": {"kind": "deep_magic"}}, "deep_magic"),
     ({"baselines": {"pop": {"params": {}}}}, "kind is missing"),
+    ({"evaluation": {"metric": "map@5", "k": 10}}, "set k to 5"),
 ])
 def test_bad_configs_name_the_problem(data: dict, message: str) -> None:
     with pytest.raises(TrainConfigError, match=message):
@@ -50,3 +51,10 @@ def test_champion_moves_only_past_every_baseline_and_the_current_champion() -> N
     assert not moved and "champion v4 (0.3200)" in why
     moved, why = champion_decision(0.33, {"popularity": 0.20}, 0.32, "4", "ndcg@10")
     assert moved and "v4" in why
+
+
+def test_the_metric_cut_off_and_k_follow_each_other() -> None:
+    assert TrainConfig.from_dict({"evaluation": {"metric": "map@5"}}).k == 5
+    assert TrainConfig().with_overrides(metric="recall@20").k == 20
+    assert TrainConfig().with_overrides(k=5).metric == "ndcg@5"
+    assert TrainConfig().with_overrides(metric="auc", k=7).k == 7
