@@ -8,6 +8,8 @@ import pandas as pd
 
 from features.loader import Dataset
 
+AS_OF_GRACE = pd.Timedelta(days=7)
+
 
 class AsOfError(ValueError):
     """An as-of time that is malformed or outside the data."""
@@ -16,7 +18,8 @@ class AsOfError(ValueError):
 def parse_as_of(value: str | pd.Timestamp | None, dataset: Dataset | None = None) -> pd.Timestamp:
     """A UTC timestamp from text (ISO 8601; naive means UTC); None means the end of the data.
 
-    With a dataset, refuse a time before its first event or more than a year after its last one.
+    With a dataset, refuse a time before its first event or more than `AS_OF_GRACE` after its last one
+    (an export finished at night is ranked the next morning; a month later the data is stale).
     """
     span = dataset.time_range() if dataset is not None else None
     if value is None:
@@ -37,10 +40,11 @@ def parse_as_of(value: str | pd.Timestamp | None, dataset: Dataset | None = None
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     if span is not None:
         first, last = span
-        if stamp < first or stamp > last + pd.Timedelta(days=366):
+        if stamp < first or stamp > last + AS_OF_GRACE:
             raise AsOfError(
                 f"--as-of {stamp.isoformat()} is outside the data, which has events from "
-                f"{first.isoformat()} to {last.isoformat()}: choose a time in that range"
+                f"{first.isoformat()} to {last.isoformat()}: choose a time in that range "
+                f"(or up to {AS_OF_GRACE.days} days after it)"
             )
     return stamp
 

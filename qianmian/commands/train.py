@@ -40,8 +40,13 @@ def train(
     track: bool = typer.Option(True, "--track/--no-track", help="Log the run to MLflow (the store "
                                "from RECSYS_MLFLOW_TRACKING_URI, default SQLite under RECSYS_HOME)."),
 ) -> None:
-    """Build features, fit the LightFM hybrid, evaluate it against baselines on a time split,
-    refit up to the as-of time, log everything to MLflow and register the model."""
+    """Fit the LightFM hybrid, evaluate it against baselines, log to MLflow and register it.
+
+    Builds point-in-time features, holds out the last days before the as-of time, compares with the
+    popularity and implicit baselines, refits up to the as-of time, writes the model bundle, logs the
+    run (metrics, curves, report, pyfunc model) and moves the `champion` alias only when the new model
+    beats the baselines and the current champion on the chosen metric.
+    """
     from rich.console import Console
 
     from features.contract import ContractError

@@ -159,6 +159,9 @@ def test_bad_settings_and_as_of_are_refused_with_the_reason(hand_made: Dataset) 
         FeatureConfig.from_dict({"half_lyfe_days": 3})
     with pytest.raises(AsOfError, match="outside the data"):
         parse_as_of("2001-01-01", hand_made)
+    with pytest.raises(AsOfError, match="outside the data"):
+        parse_as_of("2024-07-07T10:00:01Z", hand_made)  # last event 2024-06-29T10:00Z + 7 days grace
+    assert parse_as_of("2024-07-01", hand_made) == pd.Timestamp("2024-07-01T00:00:00Z")
     with pytest.raises(AsOfError, match="not a date"):
         parse_as_of("yesterday-ish", hand_made)
     assert parse_as_of(None, hand_made) == pd.Timestamp("2024-06-29T10:00:00Z")
