@@ -53,9 +53,12 @@ def identify(token: str, settings: Settings) -> Principal | None:
 
 
 def requires(scope: str):
-    """A dependency returning the caller's principal, refusing callers without `scope`."""
+    """A dependency returning the caller's principal, refusing callers without `scope`.
 
-    def dependency(
+    It is `async` (it never blocks) so FastAPI does not run it in its thread pool.
+    """
+
+    async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:

@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from serving.state import ServingState
 
 
-def serving_state(request: Request) -> ServingState:
+async def serving_state(request: Request) -> ServingState:
+    # async on purpose: FastAPI runs plain `def` dependencies in a thread pool, a hop per request.
     return request.app.state.serving
 
 
