@@ -6,15 +6,16 @@ window, transactional) and items outside a user's tier group are dropped from th
 the product, and already-seen items are set to -inf inside the selection kernel. So an ineligible item
 can never be returned; rows with fewer than k eligible items are padded with index -1 / score -inf.
 
-Scoring and selection run in one compiled (numba) parallel loop over small blocks of users: each
-worker scores its block with a single-threaded BLAS product into a buffer that stays in cache and
-selects from it at once (see `recsys._topk_kernel`), instead of materialising large score matrices
-and making the several passes `argpartition` plus sorting would.
+Scoring and selection run in compiled (numba) code over small blocks of users, one slice of users
+per worker thread: each worker scores its block with a single-threaded BLAS product into a buffer
+that stays in cache and selects from it at once (see `recsys._topk_kernel`), instead of
+materialising large score matrices and making the several passes `argpartition` plus sorting would.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,11 @@ import scipy.sparse as sp
 logger = logging.getLogger(__name__)
 
 # a block's score matrix stays within this many bytes, so it is still in cache when selected from
-DEFAULT_BLOCK_BYTES = 256 * 1024
+DEFAULT_BLOCK_BYTES = 1024 * 1024
+# requests scoring at most this many (user, item) pairs take the plain numpy path
+SMALL_REQUEST_SCORES = 50_000
+
+_BLAS_CONTROLLER = None  # threadpoolctl controller, built on first use (it inspects loaded libraries)
 
 
 class RankingError(ValueError):
@@ -94,14 +99,15 @@ def top_k(
     k: int,
     eligibility: Eligibility | None = None,
     block_size: int | None = None,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k highest-scoring eligible items per user, best first.
 
     Scores are `user_factors @ item_factors.T` in float32. Returns `(indices int32 [n, k],
     scores float32 [n, k])`; where a user has fewer than k eligible items, the tail is index -1 and
     score -inf. `block_size` is the number of users scored per BLAS product (default: as many as keep
-    a block's score matrix within 256 KB, between 8 and 256). Ties keep the lower item index first.
-    Blocks are spread over numba's worker threads (`NUMBA_NUM_THREADS`, default: all cores).
+    a block's score matrix within 1 MB, between 16 and 512). Ties keep the lower item index first.
+    Users are spread over `threads` worker threads (default: `RECSYS_TOPK_THREADS`, else all cores).
     """
     users = _as_factors(user_factors, "user_factors")
     items = _as_factors(item_factors, "item_factors")
@@ -112,6 +118,8 @@ def top_k(
         )
     if int(k) < 1:
         raise RankingError(f"k must be >= 1, got {k}")
+    if threads is not None and int(threads) < 1:
+        raise RankingError(f"threads must be >= 1, got {threads}")
     if block_size is not None and int(block_size) < 1:
         raise RankingError(f"block_size must be >= 1, got {block_size}")
     k = int(k)
@@ -133,23 +141,54 @@ def top_k(
     allowed = np.ones(n_items, dtype=bool) if eligibility.item_allowed is None else np.asarray(
         eligibility.item_allowed, dtype=bool)
 
-    from threadpoolctl import threadpool_limits
+    small = n_users * int(allowed.sum()) <= SMALL_REQUEST_SCORES
+    if not small:
+        from recsys._topk_kernel import default_threads, score_and_select
 
-    from recsys._topk_kernel import score_and_select
-
+        threads = int(threads) if threads is not None else default_threads()
     tile = int(block_size) if block_size is not None else None
-    # parallel across tiles of users; a multi-threaded BLAS underneath would contend for the cores
-    with threadpool_limits(limits=1, user_api="blas"):
+    # parallel across slices of users; a multi-threaded BLAS underneath would contend for the cores
+    with _single_threaded_blas():
         for rows, columns in _groups(n_users, allowed, eligibility):
             if columns.size == 0:
+                continue
+            if small:
+                _select_small(users, items, rows, columns, eligibility.seen, out_index, out_score)
                 continue
             group_items = np.ascontiguousarray(items[columns].T)
             column_of = np.full(n_items, -1, dtype=np.int64)
             column_of[columns] = np.arange(columns.size)
-            step = tile or int(np.clip(DEFAULT_BLOCK_BYTES // (4 * columns.size), 8, 256))
+            step = tile or int(np.clip(DEFAULT_BLOCK_BYTES // (4 * columns.size), 16, 512))
             score_and_select(users, group_items, rows, seen_indptr, seen_indices, column_of,
-                             columns.astype(np.int32), out_index, out_score, step)
+                             columns.astype(np.int32), out_index, out_score, step, threads)
     return out_index, out_score
+
+
+def _select_small(users: np.ndarray, items: np.ndarray, rows: np.ndarray, columns: np.ndarray,
+                  seen: sp.spmatrix | None, out_index: np.ndarray, out_score: np.ndarray) -> None:
+    """Plain numpy path for requests too small to repay starting the parallel kernel."""
+    k = out_index.shape[1]
+    scores = users[rows] @ items[columns].T
+    if seen is not None:
+        blocked = sp.csr_matrix(seen)[rows][:, columns]
+        scores[blocked.nonzero()] = -np.inf
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    best = np.take_along_axis(scores, order, axis=1)
+    found = np.isfinite(best)
+    width = order.shape[1]
+    out_index[rows, :width] = np.where(found, columns[order], -1)
+    out_score[rows, :width] = np.where(found, best, -np.inf)
+
+
+@contextmanager
+def _single_threaded_blas():
+    from threadpoolctl import ThreadpoolController
+
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        _BLAS_CONTROLLER = ThreadpoolController()
+    with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
+        yield
 
 
 def _groups(n_users: int, allowed: np.ndarray, eligibility: Eligibility):
