@@ -19,6 +19,7 @@ Rule names that can appear in `Block.rule`, in this order:
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -118,13 +119,51 @@ class CapRequest:
     push_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class Block:
-    """One rule that blocks a candidate, why, and when it stops blocking (None: no known time)."""
+    """One rule that blocks a candidate, why (`detail`), and when it stops blocking (None: no known time).
 
+    Immutable. `detail` may be given as a `render` function, called on first access: engines
+    decide far more candidates than callers ever explain.
+    """
+
+    __slots__ = ("rule", "eligible_at", "_detail", "_render")
     rule: str
-    detail: str
     eligible_at: datetime | None
+
+    def __init__(
+        self,
+        rule: str,
+        detail: str | None = None,
+        eligible_at: datetime | None = None,
+        *,
+        render: Callable[[], str] | None = None,
+    ) -> None:
+        if detail is None and render is None:
+            raise ValueError(f"block {rule!r} needs a detail or a render function")
+        object.__setattr__(self, "rule", rule)
+        object.__setattr__(self, "eligible_at", eligible_at)
+        object.__setattr__(self, "_detail", detail)
+        object.__setattr__(self, "_render", render)
+
+    @property
+    def detail(self) -> str:
+        if self._detail is None:
+            object.__setattr__(self, "_detail", self._render())
+        return self._detail
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Block is immutable: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Block):
+            return NotImplemented
+        return (self.rule, self.eligible_at, self.detail) == (other.rule, other.eligible_at, other.detail)
+
+    def __hash__(self) -> int:
+        return hash((self.rule, self.eligible_at, self.detail))
+
+    def __repr__(self) -> str:
+        return f"Block(rule={self.rule!r}, detail={self.detail!r}, eligible_at={self.eligible_at!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,18 +88,7 @@ def _lua_str(value: str) -> str:
 
 
 def compile_policy(policy: Policy) -> str:
-    """The Lua table `P` the cap script reads its rules from."""
-    limits = []
-    for limit in policy.limits:
-        window = {"calendar_day": 1, "calendar_month": 2, "rolling": 3}[limit.window]
-        kinds = (
-            "{" + ", ".join(f"[{_lua_str(k)}] = true" for k in limit.kinds) + "}" if limit.kinds else "nil"
-        )
-        tags = "{" + ", ".join(f"[{_lua_str(t)}] = true" for t in limit.tags) + "}" if limit.tags else "nil"
-        limits.append(
-            f"{{name = {_lua_str(limit.name)}, window = {window}, dur = {(limit.duration or 0) * 1000}, "
-            f"max = {limit.max}, filtered = {str(limit.filtered).lower()}, kinds = {kinds}, tags = {tags}}}"
-        )
+    """The Lua table `P` of the policy's scalar settings, read by the cap script."""
     fatigue = policy.fatigue
     no_repeat = policy.no_repeat
     values = {
@@ -113,20 +102,61 @@ def compile_policy(policy: Policy) -> str:
         "mute_pause": policy.mute.pause * 1000 if policy.mute.pause else -1,
         "no_repeat": str(no_repeat is not None).lower(),
         "no_repeat_window": no_repeat.window * 1000 if no_repeat and no_repeat.window else -1,
-        "any_tag_filter": str(any(limit.tags for limit in policy.limits)).lower(),
-        "pow2": "{" + ", ".join(str(1 << index) for index in range(len(policy.limits))) + "}",
+        "nlimits": len(policy.limits),
     }
     body = ",\n  ".join(f"{name} = {value}" for name, value in values.items())
-    return (
-        f"-- policy {policy.version}\nlocal P = {{\n  {body},\n  limits = {{\n    "
-        + ",\n    ".join(limits)
-        + "\n  }\n}\n"
-    )
+    return f"-- policy {policy.version}\nlocal P = {{\n  {body}\n}}\n"
+
+
+def compile_limits(policy: Policy) -> str:
+    """Lua code counting each limit's pushes: one unrolled block per limit, constants inlined.
+
+    Sets `limit_count[i]`, `limit_eligible[i]` (-1 when not full) and the bit `2^(i-1)` of
+    `blocked_mask` for every full limit, as `rules._limit_block` does.
+    """
+    blocks = []
+    for index, limit in enumerate(policy.limits, start=1):
+        conditions = []
+        tag_scan = ""
+        if limit.kinds:
+            conditions.append("(" + " or ".join(f"r[KIND] == {_lua_str(k)}" for k in limit.kinds) + ")")
+        if limit.tags:
+            tags = " or ".join(f"t == {_lua_str(t)}" for t in limit.tags)
+            tag_scan = (
+                "local hit = false\n"
+                f"      for _, t in ipairs(r[TAGS]) do if {tags} then hit = true break end end\n      "
+            )
+            conditions.append("hit")
+        if limit.window == "calendar_day":
+            window, eligible, collect = "ts >= day_s and ts < day_e", "day_e", False
+        elif limit.window == "calendar_month":
+            window, eligible, collect = "ts >= mon_s and ts < mon_e", "mon_e", False
+        else:
+            window, collect = "ts > now - DUR", True
+            eligible = "times[n - MAX + 1] + DUR"
+        duration = (limit.duration or 0) * 1000
+        count = "n = n + 1; times[n] = ts" if collect else "n = n + 1"
+        inner = f"local ts = r[TS]\n      if {window} then {count} end"
+        if conditions:
+            inner = f"{tag_scan}if {' and '.join(conditions)} then\n      {inner}\n      end"
+        sort = "table.sort(times)\n      " if collect else ""
+        code = (
+            f"  do -- limit {limit.name}\n"
+            f"    local n{', times = 0, {}' if collect else ' = 0'}\n"
+            f"    for _, r in ipairs(counting) do\n      {inner}\n    end\n"
+            f"    limit_count[{index}] = n\n"
+            f"    if n >= MAX then\n      {sort}limit_eligible[{index}] = {eligible}\n"
+            f"      blocked_mask = blocked_mask + {1 << (index - 1)}\n"
+            f"    else\n      limit_eligible[{index}] = -1\n    end\n  end"
+        )
+        blocks.append(code.replace("MAX", str(limit.max)).replace("DUR", str(duration)))
+    return "\n".join(blocks)
 
 
 def script_source(policy: Policy) -> str:
+    """The cap script for a policy: its settings, the generic rules and its unrolled limits."""
     body = resources.files(__package__).joinpath("lua/caps.lua").read_text(encoding="utf-8")
-    return compile_policy(policy) + body
+    return compile_policy(policy) + body.replace("  --@LIMITS@", compile_limits(policy))
 
 
 class RedisCapEngine(CapEngine):
@@ -175,11 +205,11 @@ class RedisCapEngine(CapEngine):
         self._source = script_source(self._policy)
         self._sha = hashlib.sha1(self._source.encode()).hexdigest()
         self._loaded = False
-        self._candidate_codes: dict[Candidate, tuple[int, str]] = {}
+        self._candidate_codes: dict[Candidate, tuple[int, str, str]] = {}
         self._memo: dict[Any, Any] = {}
 
-    def _candidate_code(self, candidate: Candidate, where: str) -> tuple[int, str]:
-        """(limit bitmask * 4 + transactional * 2, stored record tail) for a candidate, cached.
+    def _candidate_code(self, candidate: Candidate, where: str) -> tuple[int, str, str]:
+        """(limit bitmask * 4 + transactional * 2, stored record tail, sent-content field), cached.
 
         Validates the candidate the first time it is seen.
         """
@@ -201,7 +231,7 @@ class RedisCapEngine(CapEngine):
                 candidate.campaign or "",
             ]
             tail = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))[1:-1]
-            cached = (mask * 4 + (2 if candidate.transactional else 0), tail)
+            cached = (mask * 4 + (2 if candidate.transactional else 0), tail, f"c:{candidate.content_id}")
             self._candidate_codes[candidate] = cached
         return cached
 
@@ -336,7 +366,7 @@ class RedisCapEngine(CapEngine):
         cal: rules.Calendar,
         push_id: str,
         exhausted: dict[str, tuple[int, int, int]],
-        codes: list[tuple[int, str]],
+        codes: list[tuple[int, str, str]],
     ) -> tuple[Any, ...]:
         args: list[Any] = [
             "EVALSHA", self._sha, 1, self.user_key(request.user_id),
@@ -344,14 +374,15 @@ class RedisCapEngine(CapEngine):
             cal.day_start, cal.day_end, cal.month_start, cal.month_end, cal.quiet_until or 0,
             len(request.candidates),
         ]  # fmt: skip
-        tails = []
-        for candidate, (code, tail) in zip(request.candidates, codes, strict=True):
-            args.append(candidate.content_id)
-            args.append(
+        args += [field for _, _, field in codes]
+        if exhausted:
+            args += [
                 code + 1 if candidate.campaign is not None and candidate.campaign in exhausted else code
-            )
-            tails.append(tail)
-        args.append("\x1e".join(tails))
+                for candidate, (code, _, _) in zip(request.candidates, codes, strict=True)
+            ]
+        else:
+            args += [code for code, _, _ in codes]
+        args.append("\x1e".join([tail for _, tail, _ in codes]))
         return tuple(args)
 
     def decide_batch(
@@ -488,7 +519,7 @@ class RedisCapEngine(CapEngine):
         self,
         reply: list[Any],
         request: CapRequest,
-        codes: list[tuple[int, str]],
+        codes: list[tuple[int, str, str]],
         cal: rules.Calendar,
         given: dict[str, tuple[int, int, int]],
     ) -> tuple[list[Any], tuple[CandidateDecision, ...]]:
@@ -526,7 +557,7 @@ class RedisCapEngine(CapEngine):
         window = policy.no_repeat.window if policy.no_repeat else None
         shared: dict[tuple[Any, ...], CandidateDecision] = {}
         decisions: list[CandidateDecision] = []
-        for candidate, (code, _) in zip(request.candidates, codes, strict=True):
+        for candidate, (code, _, _) in zip(request.candidates, codes, strict=True):
             last = int(reply[position])
             position += 1
             transactional = candidate.transactional

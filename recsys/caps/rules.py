@@ -115,6 +115,12 @@ def _quiet_until(quiet: QuietHours | None, local: datetime, tz: ZoneInfo) -> int
     return until
 
 
+def quiet_end(quiet: QuietHours, timezone: str, at: int) -> int | None:
+    """End of the quiet period `at` falls in (epoch ms), None when `at` is outside quiet hours."""
+    tz = zone(timezone)
+    return _quiet_until(quiet, datetime.fromtimestamp(at / 1000, tz), tz)
+
+
 def calendar(policy: Policy, timezone: str, now: int) -> Calendar:
     """Day/month boundaries and quiet-hours end for a cardholder's zone, computed with zoneinfo."""
     return _calendar(policy.quiet_hours, timezone, now)
@@ -293,11 +299,22 @@ def _no_repeat_block(policy: Policy, state: CardholderRecord, content_id: str, n
 def _fmt_time(ms: int | None, tz: ZoneInfo) -> str:
     if ms is None:
         return "?"
-    return from_ms(ms).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+    d = datetime.fromtimestamp(ms / 1000, tz)
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d} {d.hour:02d}:{d.minute:02d} {d.tzname()}"
 
 
 def describe(policy: Policy, raw: RawBlock, candidate: Candidate, timezone: str) -> Block:
-    """Turn a raw block into a `Block` with a human-readable detail (identical for every store)."""
+    """Turn a raw block into a `Block`; its detail text (identical for every store) is rendered lazily."""
+    eligible = raw[1]
+    return Block(
+        raw[0],
+        eligible_at=None if eligible is None else from_ms(eligible),
+        render=lambda: detail_text(policy, raw, candidate, timezone),
+    )
+
+
+def detail_text(policy: Policy, raw: RawBlock, candidate: Candidate, timezone: str) -> str:
+    """The human-readable reason for a raw block."""
     rule, eligible, a, b = raw
     tz = zone(timezone)
     if rule == "opt_out":
@@ -325,7 +342,7 @@ def describe(policy: Policy, raw: RawBlock, candidate: Candidate, timezone: str)
         detail = f"campaign {candidate.campaign} used {a} of {b} reservations in this rate window"
     else:
         detail = rule
-    return Block(rule=rule, detail=detail, eligible_at=None if eligible is None else from_ms(eligible))
+    return detail
 
 
 def settle(policy: Policy, raws: list[RawBlock], candidate: Candidate, cal: Calendar) -> int | None:
@@ -337,7 +354,7 @@ def settle(policy: Policy, raws: list[RawBlock], candidate: Candidate, cal: Cale
         return None
     at = max(end for end in ends if end is not None)
     if policy.quiet_hours is not None and not candidate.transactional:
-        later = calendar(policy, cal.timezone, at).quiet_until
+        later = quiet_end(policy.quiet_hours, cal.timezone, at)
         if later is not None:
             at = later
     return at

@@ -8,10 +8,11 @@
 -- ARGV[2]  now, epoch ms (the caller's clock, never Redis TIME)
 -- decide:  ARGV[3] reserve 0/1, [4] push id as a JSON string, [5..8] local day start/end and
 --          month start/end (ms, computed in Python for the cardholder's zone), [9] quiet-hours end
---          or 0, [10] number n of candidates, then 2 per candidate: content id, code (bitmask of
---          the limits that apply to it * 4 + transactional * 2 + campaign throttled), then one
---          argument with each candidate's record tail `"tx","content","kind",[tags],"campaign"`
---          (JSON, without brackets) joined by RS (\30)
+--          or 0, [10] number n of candidates, [11..10+n] each candidate's field "c:<content id>",
+--          [11+n..10+2n] each candidate's code (bitmask of the limits that apply to it * 4 +
+--          transactional * 2 + campaign throttled), [11+2n] each candidate's record tail
+--          `"tx","content","kind",[tags],"campaign"` (JSON, without brackets) joined by RS (\30)
+-- The engine replaces the LIMITS marker with code generated for the policy's limits.
 -- confirm/release/undo: ARGV[3] push id
 --
 -- Hash fields: o opted-out ms, m muted ms, u unopened streak, l last sent ms, c:<content> last
@@ -57,26 +58,13 @@ local function touch()
   end
 end
 
-local function matches(limit, kind, tags)
-  if limit.kinds and not limit.kinds[kind] then return false end
-  if limit.tags then
-    for _, t in ipairs(tags) do
-      if limit.tags[t] then return true end
-    end
-    return false
-  end
-  return true
-end
-
 if op == 'd' then
   local reserve = ARGV[3] == '1'
   local day_s, day_e = tonumber(ARGV[5]), tonumber(ARGV[6])
   local mon_s, mon_e = tonumber(ARGV[7]), tonumber(ARGV[8])
   local quiet = tonumber(ARGV[9])
   local n = tonumber(ARGV[10])
-  local fields = {'o', 'm', 'u', 'l', 'P'}
-  for i = 1, n do fields[5 + i] = 'c:' .. ARGV[9 + 2 * i] end
-  local vals = redis.call('HMGET', key, unpack(fields))
+  local vals = redis.call('HMGET', key, 'o', 'm', 'u', 'l', 'P', unpack(ARGV, 11, 10 + n))
   local opted, muted = tonumber(vals[1]), tonumber(vals[2])
   local unopened, last_sent = tonumber(vals[3]) or 0, tonumber(vals[4])
   local packed = vals[5]
@@ -84,9 +72,10 @@ if op == 'd' then
   local dirty = false
   if reserve then recs, dirty = purge(recs) end
 
-  local counting = {}
+  local counting, pending = {}, false
   for _, r in ipairs(recs) do
     if r[ST] ~= 'x' and visible(r) and (r[TX] == '0' or P.tx_counts) then counting[#counting + 1] = r end
+    if r[ST] == 'r' then pending = true end
   end
 
   -- Rules that do not depend on the candidate, then each limit; the caller assembles each
@@ -103,34 +92,7 @@ if op == 'd' then
   if quiet > 0 then user_blocks[#user_blocks + 1] = {'quiet_hours', quiet, -1, -1} end
 
   local limit_eligible, limit_count, blocked_mask = {}, {}, 0
-  for li, limit in ipairs(P.limits) do
-    local low, high
-    if limit.window == 1 then low, high = day_s, day_e
-    elseif limit.window == 2 then low, high = mon_s, mon_e
-    else low = now - limit.dur end
-    local times = {}
-    for _, r in ipairs(counting) do
-      if not limit.filtered or matches(limit, r[KIND], r[TAGS]) then
-        local ts = r[TS]
-        if high then
-          if ts >= low and ts < high then times[#times + 1] = ts end
-        elseif ts > low then
-          times[#times + 1] = ts
-        end
-      end
-    end
-    limit_eligible[li], limit_count[li] = -1, #times
-    if #times >= limit.max then
-      if limit.window == 1 then limit_eligible[li] = day_e
-      elseif limit.window == 2 then limit_eligible[li] = mon_e
-      else
-        table.sort(times)
-        limit_eligible[li] = times[#times - limit.max + 1] + limit.dur
-      end
-      blocked_mask = blocked_mask + P.pow2[li]
-    end
-  end
-
+  --@LIMITS@
   local tail_blocks = {}
   if P.min_gap > 0 and #counting > 0 then
     local last = counting[1][TS]
@@ -146,14 +108,17 @@ if op == 'd' then
 
   local repeats, chosen = {}, nil
   for i = 1, n do
-    local content, code = ARGV[9 + 2 * i], tonumber(ARGV[10 + 2 * i])
+    local code = tonumber(ARGV[10 + n + i])
     local tx, throttled = code % 4 >= 2, code % 2 == 1
     local last = -1
     if not tx and P.no_repeat then
       local sent = tonumber(vals[5 + i])
-      for _, r in ipairs(recs) do
-        if r[ST] == 'r' and r[CONTENT] == content and r[TX] == '0' and now < r[EXP] and (not sent or r[TS] > sent) then
-          sent = r[TS]
+      if pending then
+        local content = string.sub(ARGV[10 + i], 3)
+        for _, r in ipairs(recs) do
+          if r[ST] == 'r' and r[CONTENT] == content and r[TX] == '0' and now < r[EXP] and (not sent or r[TS] > sent) then
+            sent = r[TS]
+          end
         end
       end
       if sent and (P.no_repeat_window < 0 or sent > now - P.no_repeat_window) then last = sent end
@@ -195,7 +160,7 @@ if op == 'd' then
       redis.call('HSET', key, 'P', packed)
       touch()
       dirty = false
-      out = {1, push_id, ARGV[9 + 2 * chosen], now, now + P.ttl, 'r', chosen}
+      out = {1, push_id, string.sub(ARGV[10 + chosen], 3), now, now + P.ttl, 'r', chosen}
     end
     if dirty then
       save_recs(recs)
@@ -206,7 +171,7 @@ if op == 'd' then
   for _, b in ipairs(user_blocks) do
     out[#out + 1] = b[1]; out[#out + 1] = b[2]; out[#out + 1] = b[3]; out[#out + 1] = b[4]
   end
-  for li = 1, #P.limits do
+  for li = 1, P.nlimits do
     out[#out + 1] = limit_eligible[li]; out[#out + 1] = limit_count[li]
   end
   out[#out + 1] = #tail_blocks
