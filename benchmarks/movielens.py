@@ -16,7 +16,8 @@ pandas implementation of the published formulas.
 
 Hyper-parameters were chosen on a validation split carved from the TRAIN part only (the same splitter
 with another seed), never on the test split: run with `--search` to repeat that search; its choice is
-fixed in `CHOSEN` below so a plain run is reproducible and takes a few minutes.
+fixed in `CHOSEN` below so a plain run is reproducible (single-threaded fit by default: LightFM's
+parallel updates are not bit-for-bit repeatable) and takes about a minute.
 
 Usage:
     .venv/bin/python benchmarks/movielens.py --path ../shared/data/ml-100k [--json FILE] [--recs-out FILE]
