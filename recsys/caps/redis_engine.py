@@ -272,7 +272,7 @@ class RedisCapEngine(CapEngine):
         self._stream(calls, keep)
         return results
 
-    def _stream(self, calls: list[tuple[Any, ...]], handle: Callable[[int, Any], None]) -> None:
+    def _stream(self, calls: Sequence[tuple[Any, ...]], handle: Callable[[int, Any], None]) -> None:
         """Send every command at once, then hand each reply to `handle(index, reply)` as it arrives.
 
         Python works on early replies while Redis still runs later scripts. Commands have their key
@@ -299,7 +299,10 @@ class RedisCapEngine(CapEngine):
 
         with self._guard():
             for pool, indices in self._route(calls):
-                self._send_and_read(pool, [calls[i] for i in indices], indices, triage)
+                if self._cluster:
+                    self._send_and_read(pool, [calls[i] for i in indices], indices, triage)
+                else:
+                    self._send_and_read(pool, calls, indices, triage)
             if failure:
                 raise failure[0]
             if retry:
@@ -313,7 +316,7 @@ class RedisCapEngine(CapEngine):
                 # Slots moved: the cluster client follows the redirect and refreshes its map.
                 handle(index, self._client.execute_command(*calls[index]))
 
-    def _route(self, calls: list[tuple[Any, ...]]) -> list[tuple[Any, list[int]]]:
+    def _route(self, calls: Sequence[tuple[Any, ...]]) -> list[tuple[Any, list[int]]]:
         """(connection pool, indices of its commands) per node."""
         if not self._cluster:
             return [(self._client.connection_pool, list(range(len(calls))))]
@@ -329,7 +332,7 @@ class RedisCapEngine(CapEngine):
 
     @staticmethod
     def _send_and_read(
-        pool: Any, calls: list[tuple[Any, ...]], indices: list[int], handle: Callable[[int, Any], None]
+        pool: Any, calls: Sequence[tuple[Any, ...]], indices: list[int], handle: Callable[[int, Any], None]
     ) -> None:
         """Pipeline on one connection: each chunk is written as soon as it is packed, so Redis is
         already running scripts while Python packs the rest; replies are then read in order."""
@@ -417,9 +420,13 @@ class RedisCapEngine(CapEngine):
                     UserDecision(request.user_id, decisions, reservation, policy.version, decided_at),
                 )
 
-            self._stream(
-                [self._decide_call(requests[i], cals[i], push_ids[i], given, codes[i]) for i in todo], build
+            calls = _LazyCalls(
+                len(todo),
+                lambda k, todo=todo, given=given: self._decide_call(
+                    requests[todo[k]], cals[todo[k]], push_ids[todo[k]], given, codes[todo[k]]
+                ),
             )
+            self._stream(calls, build)
             replies = {i: built[i][0] for i in todo}
             cut = self._settle_throttle(requests, todo, replies, push_ids, now_ms, given, exhausted)
             results += [built[i][1] for i in todo[:cut]]
@@ -631,6 +638,25 @@ class RedisCapEngine(CapEngine):
 
     def close(self) -> None:
         self._client.close()
+
+
+class _LazyCalls(Sequence):
+    """Commands built on first access, so a pipeline's first chunk is on the wire before the rest exist."""
+
+    def __init__(self, size: int, make: Callable[[int], tuple[Any, ...]]) -> None:
+        self._built: list[tuple[Any, ...] | None] = [None] * size
+        self._make = make
+
+    def __len__(self) -> int:
+        return len(self._built)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._built)))]
+        call = self._built[index]
+        if call is None:
+            call = self._built[index] = self._make(index)
+        return call
 
 
 def _redirected(error: Exception) -> bool:
