@@ -13,7 +13,7 @@ from recsys.caps.decisions import Candidate, PushStatus
 from recsys.caps.policy import parse_policy
 from recsys.caps.redis_engine import RedisCapEngine
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+pytestmark = pytest.mark.redis
 
 PROCESSES = 8
 ATTEMPTS = 50
