@@ -52,7 +52,7 @@ def _create_cluster(ports: list[int]) -> None:
     share = 16384 // len(ports)
     for index, client in enumerate(clients):
         last = 16383 if index == len(ports) - 1 else (index + 1) * share - 1
-        client.execute_command("CLUSTER ADDSLOTSRANGE", index * share, last)
+        client.execute_command("CLUSTER ADDSLOTS", *range(index * share, last + 1))
     for client in clients[1:]:
         client.execute_command("CLUSTER MEET", "127.0.0.1", ports[0])
 
