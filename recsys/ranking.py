@@ -170,8 +170,8 @@ def _select_small(users: np.ndarray, items: np.ndarray, rows: np.ndarray, column
     k = out_index.shape[1]
     scores = users[rows] @ items[columns].T
     if seen is not None:
-        blocked = sp.csr_matrix(seen)[rows][:, columns]
-        scores[blocked.nonzero()] = -np.inf
+        blocked = sp.csr_matrix(seen)[rows][:, columns].tocoo()
+        scores[blocked.row, blocked.col] = -np.inf
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     best = np.take_along_axis(scores, order, axis=1)
     found = np.isfinite(best)

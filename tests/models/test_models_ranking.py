@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import recsys.ranking
 from recsys.ranking import Eligibility, RankingError, top_k
+
+
+@pytest.fixture(autouse=True, params=["kernel", "numpy"])
+def selection_path(request, monkeypatch) -> str:
+    """Run every test through both paths: the compiled kernel and the plain numpy one for small requests."""
+    monkeypatch.setattr(recsys.ranking, "SMALL_REQUEST_SCORES", 0 if request.param == "kernel" else 10**12)
+    return request.param
 
 
 def brute_force(users: np.ndarray, items: np.ndarray, k: int, eligibility: Eligibility):
@@ -97,6 +105,15 @@ def test_ties_keep_the_lower_item_first() -> None:
     np.testing.assert_array_equal(indices, [[1, 2, 4, 0]] * 2)
 
 
+def test_threads_do_not_change_the_result() -> None:
+    rng = np.random.default_rng(6)
+    users, items, eligibility = random_case(rng, 3000, 90, 6)
+    reference = top_k(users, items, 9, eligibility, threads=1, block_size=16)
+    for threads in (2, 3):
+        indices, _ = top_k(users, items, 9, eligibility, threads=threads, block_size=16)
+        np.testing.assert_array_equal(indices, reference[0])
+
+
 def test_block_boundaries_do_not_change_the_result() -> None:
     rng = np.random.default_rng(3)
     users, items, eligibility = random_case(rng, 257, 130, 6)
@@ -135,6 +152,7 @@ def test_empty_user_set() -> None:
     (lambda u, i: top_k(u, i[:, :2], 3), "columns"),
     (lambda u, i: top_k(u, i, 0), "k must be"),
     (lambda u, i: top_k(u, i, 3, block_size=0), "block_size"),
+    (lambda u, i: top_k(u, i, 3, threads=0), "threads"),
     (lambda u, i: top_k(u, i, 3, Eligibility(item_allowed=np.ones(5, dtype=bool))), "item_allowed"),
     (lambda u, i: top_k(u, i, 3, Eligibility(user_group=np.zeros(4, dtype=int))), "together"),
     (lambda u, i: top_k(u, i, 3, Eligibility(user_group=np.array([0, 0, 0, 2]),
