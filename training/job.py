@@ -212,11 +212,12 @@ def train(options: TrainOptions, echo: Callable[[str], None] = print) -> TrainRe
     try:
         with stages.stage("save bundle"):
             bundle_dir = bundle.save(staging / "bundle")
+        if options.model_out is not None:
+            result.bundle_path = bundle.save(options.model_out)
+        # last, so a failure anywhere before leaves no run claiming a registered model
         if options.track:
             with stages.stage("log to MLflow"):
                 _track(options, result, bundle_dir, staging, scores_sample)
-        if options.model_out is not None:
-            result.bundle_path = bundle.save(options.model_out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result
