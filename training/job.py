@@ -161,8 +161,9 @@ def train(options: TrainOptions, echo: Callable[[str], None] = print) -> TrainRe
             final_data, builder = build_training_matrices(dataset, as_of, config.features)
         with stages.stage(f"refit {MODEL_NAME} (as-of)"):
             final_model = config.model.build()
-            fit_with_curve(final_model, final_data, options.progress, f"{MODEL_NAME} (refit)", None,
-                           curve_metric)
+            refit_curves = fit_with_curve(final_model, final_data, options.progress, f"{MODEL_NAME} (refit)",
+                                          None, curve_metric)
+            curves["refit_epoch_seconds"] = refit_curves["epoch_seconds"]
             final_fallback = _popularity_spec(config).build().fit(final_data)
 
     truth_rates: dict[str, float] = {}
