@@ -16,8 +16,8 @@ from recsys.caps.redis_engine import RedisCapEngine
 pytestmark = pytest.mark.redis
 
 PROCESSES = 8
-ATTEMPTS = 50
-USERS = ["alice", "bob", "chen", "dana"]
+ATTEMPTS = 150
+USERS = ["alice", "bob", "chen", "dana", "eli", "fang"]
 DAILY_MAX = 3
 BLITZ_MAX = 5
 POLICY = {
@@ -89,7 +89,7 @@ def test_no_cap_is_exceeded_under_contention(redis_url: str, key_prefix: str, re
     assert max(per_user.values()) <= DAILY_MAX, per_user
     assert max(per_user_content.values()) == 1, per_user_content
     assert blitz <= BLITZ_MAX
-    # 400 attempts for 4 cardholders: every daily slot is taken, none twice
+    # 1,200 attempts for 6 cardholders: every daily slot is taken, none twice
     assert per_user == dict.fromkeys(USERS, DAILY_MAX)
 
     engine = RedisCapEngine.from_url(redis_url, parse_policy(POLICY), prefix=key_prefix)
