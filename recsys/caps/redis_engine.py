@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -61,6 +62,7 @@ from recsys.caps.policy import Policy, PolicyError, default_policy
 
 logger = logging.getLogger(__name__)
 
+_SETTING = re.compile(r"\bP\.([a-z_]+)\b")
 _CHUNK = 128  # commands per pipelined write
 _STATUS = {"r": ReservationStatus.RESERVED, "c": ReservationStatus.CONFIRMED, "x": ReservationStatus.RELEASED}
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError, OSError)
@@ -87,8 +89,8 @@ def _lua_str(value: str) -> str:
     return "'" + value + "'"
 
 
-def compile_policy(policy: Policy) -> str:
-    """The Lua table `P` of the policy's scalar settings, read by the cap script."""
+def compile_policy(policy: Policy) -> dict[str, str]:
+    """The policy's scalar settings as Lua literals, substituted for `P.<name>` in the cap script."""
     fatigue = policy.fatigue
     no_repeat = policy.no_repeat
     values = {
@@ -104,8 +106,7 @@ def compile_policy(policy: Policy) -> str:
         "no_repeat_window": no_repeat.window * 1000 if no_repeat and no_repeat.window else -1,
         "nlimits": len(policy.limits),
     }
-    body = ",\n  ".join(f"{name} = {value}" for name, value in values.items())
-    return f"-- policy {policy.version}\nlocal P = {{\n  {body}\n}}\n"
+    return {name: f"({value})" for name, value in values.items()}
 
 
 def compile_limits(policy: Policy) -> str:
@@ -154,9 +155,18 @@ def compile_limits(policy: Policy) -> str:
 
 
 def script_source(policy: Policy) -> str:
-    """The cap script for a policy: its settings, the generic rules and its unrolled limits."""
+    """The cap script for a policy: the generic rules with its settings inlined and its limits unrolled."""
     body = resources.files(__package__).joinpath("lua/caps.lua").read_text(encoding="utf-8")
-    return compile_policy(policy) + body.replace("  --@LIMITS@", compile_limits(policy))
+    settings = compile_policy(policy)
+
+    def setting(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in settings:
+            raise RuntimeError(f"cap script reads unknown policy setting P.{name}")
+        return settings[name]
+
+    body = _SETTING.sub(setting, body.replace("  --@LIMITS@", compile_limits(policy)))
+    return f"-- policy {policy.version}\n" + body
 
 
 class RedisCapEngine(CapEngine):

@@ -1,6 +1,6 @@
 -- Qianmian cap rules for one cardholder, run atomically inside Redis.
 -- Mirrors recsys/caps/rules.py exactly (the tests compare both on random histories).
--- The engine prepends `local P = {...}` (the compiled policy) to this file.
+-- The engine inlines the policy: every `P.<setting>` becomes a literal (see compile_policy).
 --
 -- KEYS[1]  the cardholder's hash, e.g. "{qm:u:123}"
 -- ARGV[1]  operation: d (decide, maybe reserve), c (confirm), r (release), u (undo a fresh
