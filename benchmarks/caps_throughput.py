@@ -14,7 +14,8 @@ Phases, each over every cardholder in batches (one pipelined EVALSHA per cardhol
 Baselines in the same run, same batch shape, same keys: pipelined HINCRBY (one write per
 cardholder, like `redis-benchmark -P`) and pipelined HGETALL of the real cap keys (the raw read a
 decision needs). Reports bytes per cardholder (MEMORY USAGE) and deletes every key it wrote.
-Uses RECSYS_REDIS_URL (default redis://127.0.0.1:6379/15), or a private embedded redis-server with
+Uses RECSYS_BENCH_REDIS_URL (default redis://127.0.0.1:6379/14: a db of its own, so the test suite's
+key scans in db 15 never walk the benchmark's keys), or a private embedded redis-server with
 --embedded (or when none answers): on a shared host the embedded one measures only this run's load.
 """
 
@@ -113,7 +114,7 @@ def main() -> int:
     from recsys.caps.redis_engine import RedisCapEngine
     from recsys.embedded_redis import redis_answers, start_embedded_redis
 
-    url = os.environ.get("RECSYS_REDIS_URL", "redis://127.0.0.1:6379/15")
+    url = os.environ.get("RECSYS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
     server = None
     if args.embedded or not redis_answers(url):
         server = start_embedded_redis()

@@ -63,7 +63,8 @@ from recsys.caps.policy import Policy, PolicyError, default_policy
 logger = logging.getLogger(__name__)
 
 _SETTING = re.compile(r"\bP\.([a-z_]+)\b")
-_CHUNK = 128  # commands per pipelined write
+_CHUNK = 128
+_NO_RESERVATION = [0, "", "", 0, 0, "", 0]  # commands per pipelined write
 _STATUS = {"r": ReservationStatus.RESERVED, "c": ReservationStatus.CONFIRMED, "x": ReservationStatus.RELEASED}
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError, OSError)
 
@@ -546,8 +547,11 @@ class RedisCapEngine(CapEngine):
         candidate's no-repeat time; candidates with the same blocks share one decision body.
         """
         policy = self._policy
-        reservation = [int(reply[0]), _text(reply[1]), _text(reply[2]), int(reply[3]), int(reply[4])]
-        reservation += [_text(reply[5]), int(reply[6])]
+        if reply[0]:
+            reservation = [int(reply[0]), _text(reply[1]), _text(reply[2]), int(reply[3]), int(reply[4])]
+            reservation += [_text(reply[5]), int(reply[6])]
+        else:
+            reservation = _NO_RESERVATION
         position = 7
         user_blocks: list[rules.RawBlock] = []
         for _ in range(int(reply[position])):
