@@ -384,7 +384,8 @@ class RedisCapEngine(CapEngine):
     ) -> tuple[Any, ...]:
         args: list[Any] = [
             "EVALSHA", self._sha, 1, self.user_key(request.user_id),
-            "d", cal.now, 1 if request.reserve else 0, json.dumps(push_id, ensure_ascii=False),
+            "d", cal.now, 1 if request.reserve else 0,
+            json.dumps(push_id, ensure_ascii=False) if request.reserve else "",
             cal.day_start, cal.day_end, cal.month_start, cal.month_end, cal.quiet_until or 0,
             len(request.candidates),
         ]  # fmt: skip
