@@ -68,14 +68,9 @@ def two_taste_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory) -> Path:
-    """A 1,500-cardholder synthetic world written by `recsys synth` (truth file beside it)."""
-    from typer.testing import CliRunner
-
-    from qianmian.cli import app
+    """A 1,500-cardholder synthetic world, as `recsys synth` writes it (truth file beside it)."""
+    from recsys.world import WorldConfig, generate_world
 
     out = tmp_path_factory.mktemp("world") / "world"
-    result = CliRunner().invoke(app, ["synth", "--out", str(out), "--users", "1500", "--items", "120",
-                                      "--days", "60", "--seed", "5"])
-    if result.exit_code != 0:
-        raise RuntimeError(f"recsys synth failed: {result.output}")
+    generate_world(WorldConfig(users=1500, items=120, days=60, seed=5), out)
     return out
