@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from recsys.caps.decisions import Candidate, CapStoreUnavailable, PushStatus
+from recsys.caps.decisions import Candidate, CapRequest, CapStoreUnavailable, PushStatus
 from recsys.caps.redis_engine import RedisCapEngine
 from recsys.embedded_redis import free_port, start_embedded_redis
 
@@ -50,6 +50,24 @@ def test_hung_server_fails_closed_and_keeps_what_was_recorded() -> None:
         again = engine.decide("u1", [Candidate("a"), Candidate("b")], now=after_ttl, reserve=True)
         assert again.decisions[0].rules == ("no_repeat",)
         assert again.reservation is not None and again.reservation.content_id == "b"
+    finally:
+        engine.close()
+        server.stop()
+
+
+def test_scripts_are_reloaded_after_a_flush() -> None:
+    server = start_embedded_redis()
+    engine = RedisCapEngine.from_url(server.url)
+    try:
+        first = engine.decide("u1", [Candidate("a")], now=NOW, reserve=True)
+        engine._client.script_flush()
+        assert engine.confirm("u1", first.reservation.push_id, now=NOW) == PushStatus.CONFIRMED
+        engine._client.script_flush()
+        later = engine.decide_batch(
+            [CapRequest(f"u{i}", (Candidate("a"), Candidate("b"))) for i in range(5)], now=NOW
+        )
+        blocked = ("limit:daily", "min_gap", "no_repeat")
+        assert [d.decisions[0].rules for d in later] == [(), blocked, (), (), ()]
     finally:
         engine.close()
         server.stop()
