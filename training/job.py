@@ -128,9 +128,10 @@ def train(options: TrainOptions, echo: Callable[[str], None] = print) -> TrainRe
     truth_path = options.truth_path or default_truth_path(Path(options.data_dir))
     truth = None
     if truth_path is not None:
-        from training.truth import load_truth
+        from training.truth import check_truth_covers, load_truth
 
         truth = load_truth(truth_path)
+        check_truth_covers(truth, dataset)
     k, metric = config.k, config.metric
 
     with stages.stage("features (holdout split)"):

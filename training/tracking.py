@@ -109,8 +109,14 @@ class Tracker:
         """Start a run; it ends FINISHED, or FAILED when the block raises."""
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        experiment_id = self._experiment_id()
-        active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {}))
+        try:
+            experiment_id = self._experiment_id()
+            active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {}))
+        except MlflowException as error:
+            raise TrackingError(
+                f"cannot start an MLflow run in {self.tracking_uri} (experiment {self.experiment!r}): "
+                f"{error.message}"
+            ) from error
         self.run_id = active.info.run_id
         try:
             yield self
@@ -175,7 +181,10 @@ class Tracker:
 
     def register(self, model_uri: str, name: str) -> str:
         """Register `model_uri` as a new version of `name`; returns the version number."""
-        version = mlflow.register_model(model_uri, name, await_registration_for=0)
+        try:
+            version = mlflow.register_model(model_uri, name, await_registration_for=0)
+        except MlflowException as error:
+            raise TrackingError(f"cannot register {model_uri} as {name!r}: {error.message}") from error
         return str(version.version)
 
     def set_champion(self, name: str, version: str) -> None:

@@ -27,6 +27,17 @@ def load_truth(path: Path):
     return WorldTruth.load(path)
 
 
+def check_truth_covers(truth, dataset) -> None:
+    """Refuse, before any fitting, a truth file written for another world."""
+    users = truth.user_index(dataset.cardholders["user_id"].astype(str).to_numpy(dtype=object))
+    items = truth.content_index(dataset.content["content_id"].astype(str).to_numpy(dtype=object))
+    if (users < 0).any() or (items < 0).any():
+        raise TruthMismatchError(
+            f"the truth file lacks {int((users < 0).sum())} cardholder(s) and {int((items < 0).sum())} "
+            f"item(s) of {dataset.root}: pass the truth written with this data directory (--truth)"
+        )
+
+
 def aligned_open_prob(truth, users: IdIndex, items: IdIndex) -> np.ndarray:
     """float32 [n_users, n_items] truth open probabilities in the model's user and item order."""
     user_pos = truth.user_index(users.ids)

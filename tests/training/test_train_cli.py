@@ -119,7 +119,7 @@ def test_train_logs_registers_and_moves_champion_only_when_better(home: Path, sm
     pd.testing.assert_frame_equal(pd.read_parquet(parquet), recs, check_dtype=False)
 
 
-def test_bad_input_is_refused_without_registering_anything(home: Path, small_world: Path,
+def test_bad_input_is_refused_without_registering_anything(home: Path, small_world: Path, two_taste_dir: Path,
                                                            tmp_path: Path) -> None:
     track = tracker(home)
     before = len(track.client.search_model_versions("name='test-ranker'"))
@@ -128,6 +128,10 @@ def test_bad_input_is_refused_without_registering_anything(home: Path, small_wor
                      "--no-progress", "--model-out", tmp_path / "never")
     assert outside.exit_code != 0 and "outside the data" in outside.output
     assert not (tmp_path / "never").exists()
+
+    other_truth = small_world.with_name(f"{small_world.name}.truth.npz")
+    mismatch = invoke("train", "--data", two_taste_dir, "--truth", other_truth, "--no-progress")
+    assert mismatch.exit_code != 0 and "truth file lacks 400 cardholder(s)" in mismatch.output
 
     missing = invoke("train", "--data", tmp_path / "absent", "--no-progress")
     assert missing.exit_code != 0 and "does not exist" in missing.output
