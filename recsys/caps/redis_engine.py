@@ -31,6 +31,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -187,7 +188,9 @@ class RedisCapEngine(CapEngine):
         self._cluster = isinstance(client, RedisCluster)
         self._prefix = prefix
         self._claim_sha = hashlib.sha1(_CLAIM_SCRIPT.encode()).hexdigest()
-        self._compile()
+        self._sources: dict[str, str] = {}  # recent policies' scripts by SHA, reloaded after a flush
+        self._loaded: set[str] = set()
+        self._compiled = self._compile(self._policy)
 
     @classmethod
     def from_url(
@@ -209,28 +212,30 @@ class RedisCapEngine(CapEngine):
         return cls(client, policy, prefix=prefix)
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _compile(self) -> None:
-        if len(self._policy.limits) > 30:
+    def _compile(self, policy: Policy) -> _Compiled:
+        if len(policy.limits) > 30:
             # the script tests limits with 32-bit bit operations
-            raise PolicyError(f"policy {self._policy.version}: the Redis engine supports at most 30 limits")
-        self._source = script_source(self._policy)
-        self._sha = hashlib.sha1(self._source.encode()).hexdigest()
-        self._loaded = False
-        self._candidate_codes: dict[Candidate, tuple[int, str, str]] = {}
-        self._memo: dict[Any, Any] = {}
+            raise PolicyError(f"policy {policy.version}: the Redis engine supports at most 30 limits")
+        source = script_source(policy)
+        sha = hashlib.sha1(source.encode()).hexdigest()
+        if len(self._sources) >= 8:
+            self._sources.pop(next(iter(self._sources)))
+        self._sources[sha] = source
+        return _Compiled(policy, sha, {}, {})
 
-    def _candidate_code(self, candidate: Candidate, where: str) -> tuple[int, str, str]:
+    @staticmethod
+    def _candidate_code(compiled: _Compiled, candidate: Candidate, where: str) -> tuple[int, str, str]:
         """(limit bitmask * 4 + transactional * 2, stored record tail, sent-content field), cached.
 
         Validates the candidate the first time it is seen.
         """
-        cached = self._candidate_codes.get(candidate)
+        cached = compiled.codes.get(candidate)
         if cached is None:
             check_candidate(candidate, where)
-            if len(self._candidate_codes) > 200_000:
-                self._candidate_codes.clear()
+            if len(compiled.codes) > 200_000:
+                compiled.codes.clear()
             mask = 0
-            for index, limit in enumerate(self._policy.limits):
+            for index, limit in enumerate(compiled.policy.limits):
                 if not limit.filtered or limit.matches(candidate.kind, candidate.tags):
                     mask |= 1 << index
             tx = "1" if candidate.transactional else "0"
@@ -243,12 +248,14 @@ class RedisCapEngine(CapEngine):
             ]
             tail = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))[1:-1]
             cached = (mask * 4 + (2 if candidate.transactional else 0), tail, f"c:{candidate.content_id}")
-            self._candidate_codes[candidate] = cached
+            compiled.codes[candidate] = cached
         return cached
 
     def set_policy(self, policy: Policy) -> None:
+        compiled = self._compile(policy)
         super().set_policy(policy)
-        self._compile()
+        # one assignment: a batch in another thread keeps the policy it started with
+        self._compiled = compiled
 
     def user_key(self, user_id: str) -> str:
         return f"{{{self._prefix}:u:{user_id}}}"
@@ -268,10 +275,11 @@ class RedisCapEngine(CapEngine):
     def _load_scripts(self) -> None:
         with self._guard():
             # On a cluster SCRIPT LOAD goes to every primary.
-            self._client.script_load(self._source)
+            for source in list(self._sources.values()):
+                self._client.script_load(source)
             self._client.script_load(_CLAIM_SCRIPT)
-        self._loaded = True
-        logger.debug("loaded cap script %s for policy %s", self._sha, self._policy.version)
+        self._loaded = set(self._sources)
+        logger.debug("loaded %d cap script(s); current policy %s", len(self._sources), self._policy.version)
 
     def _pipeline(self, calls: list[tuple[Any, ...]]) -> list[Any]:
         """Run commands pipelined (per cluster node) and return their replies in order."""
@@ -292,7 +300,7 @@ class RedisCapEngine(CapEngine):
         """
         if not calls:
             return
-        if not self._loaded:
+        if self._compiled.sha not in self._loaded:
             self._load_scripts()
         retry: list[int] = []
         redirected: list[int] = []
@@ -371,11 +379,12 @@ class RedisCapEngine(CapEngine):
             pool.release(connection)
 
     def _call(self, user_id: str, *args: Any) -> Any:
-        return self._pipeline([("EVALSHA", self._sha, 1, self.user_key(user_id), *args)])[0]
+        return self._pipeline([("EVALSHA", self._compiled.sha, 1, self.user_key(user_id), *args)])[0]
 
     # -- decisions --------------------------------------------------------------------------
     def _decide_call(
         self,
+        compiled: _Compiled,
         request: CapRequest,
         cal: rules.Calendar,
         push_id: str,
@@ -383,7 +392,7 @@ class RedisCapEngine(CapEngine):
         codes: list[tuple[int, str, str]],
     ) -> tuple[Any, ...]:
         args: list[Any] = [
-            "EVALSHA", self._sha, 1, self.user_key(request.user_id),
+            "EVALSHA", compiled.sha, 1, self.user_key(request.user_id),
             "d", cal.now, 1 if request.reserve else 0,
             json.dumps(push_id, ensure_ascii=False) if request.reserve else "",
             cal.day_start, cal.day_end, cal.month_start, cal.month_end, cal.quiet_until or 0,
@@ -404,15 +413,19 @@ class RedisCapEngine(CapEngine):
         self, requests: Sequence[CapRequest], *, now: datetime | None = None
     ) -> list[UserDecision]:
         self._check_requests(requests, candidates=False)
+        compiled = self._compiled
+        policy = compiled.policy
         codes = [
-            [self._candidate_code(c, f"requests[{i}].candidates[{p}]") for p, c in enumerate(r.candidates)]
+            [
+                self._candidate_code(compiled, c, f"requests[{i}].candidates[{p}]")
+                for p, c in enumerate(r.candidates)
+            ]
             for i, r in enumerate(requests)
         ]
         now_ms = to_ms(now or now_utc())
-        policy = self._policy
-        cals = [rules.calendar(policy, self.timezone_of(r.timezone), now_ms) for r in requests]
+        cals = [rules.calendar(policy, r.timezone or policy.default_timezone, now_ms) for r in requests]
         push_ids = [(r.push_id or new_push_id()) if r.reserve else "" for r in requests]
-        exhausted = self._exhausted_campaigns(requests, now_ms)
+        exhausted = self._exhausted_campaigns(policy, requests, now_ms)
         decided_at = from_ms(now_ms)
         results: list[UserDecision] = []
         todo = list(range(len(requests)))
@@ -425,7 +438,9 @@ class RedisCapEngine(CapEngine):
             ) -> None:
                 i = todo[position]
                 request = requests[i]
-                reservation_reply, decisions = self._decisions(reply, request, codes[i], cals[i], given)
+                reservation_reply, decisions = self._decisions(
+                    compiled, reply, request, codes[i], cals[i], given
+                )
                 reservation = _reservation(request.user_id, reservation_reply)
                 built[i] = (
                     reservation_reply,
@@ -435,26 +450,26 @@ class RedisCapEngine(CapEngine):
             calls = _LazyCalls(
                 len(todo),
                 lambda k, todo=todo, given=given: self._decide_call(
-                    requests[todo[k]], cals[todo[k]], push_ids[todo[k]], given, codes[todo[k]]
+                    compiled, requests[todo[k]], cals[todo[k]], push_ids[todo[k]], given, codes[todo[k]]
                 ),
             )
             self._stream(calls, build)
             replies = {i: built[i][0] for i in todo}
-            cut = self._settle_throttle(requests, todo, replies, push_ids, now_ms, given, exhausted)
+            cut = self._settle_throttle(compiled, requests, todo, replies, push_ids, now_ms, given, exhausted)
             results += [built[i][1] for i in todo[:cut]]
             todo = todo[cut:]
         return results
 
     def _exhausted_campaigns(
-        self, requests: Sequence[CapRequest], now_ms: int
+        self, policy: Policy, requests: Sequence[CapRequest], now_ms: int
     ) -> dict[str, tuple[int, int, int]]:
         """Campaigns whose throttle window is already full: campaign -> (window end, used, max)."""
-        if self._policy.campaign_throttle is None:
+        if policy.campaign_throttle is None:
             return {}
         campaigns = sorted({c.campaign for r in requests for c in r.candidates if c.campaign is not None})
         if not campaigns:
             return {}
-        buckets = [rules.throttle_bucket(self._policy, campaign, now_ms) for campaign in campaigns]
+        buckets = [rules.throttle_bucket(policy, campaign, now_ms) for campaign in campaigns]
         counts = self._pipeline(
             [("GET", self.throttle_key(c, b[0])) for c, b in zip(campaigns, buckets, strict=True)]
         )
@@ -467,6 +482,7 @@ class RedisCapEngine(CapEngine):
 
     def _settle_throttle(
         self,
+        compiled: _Compiled,
         requests: Sequence[CapRequest],
         todo: list[int],
         replies: dict[int, list[Any]],
@@ -483,7 +499,7 @@ class RedisCapEngine(CapEngine):
         new reservations undone, their unused claims given back) and decided again with the
         campaign marked full, so a batch decides exactly as the same requests one by one.
         """
-        if self._policy.campaign_throttle is None:
+        if compiled.policy.campaign_throttle is None:
             return len(todo)
         chosen: dict[int, str] = {}
         wanted: dict[str, int] = defaultdict(int)
@@ -497,7 +513,7 @@ class RedisCapEngine(CapEngine):
         if not wanted:
             return len(todo)
         campaigns = list(wanted)
-        rates = {c: rules.throttle_bucket(self._policy, c, now_ms) for c in campaigns}
+        rates = {c: rules.throttle_bucket(compiled.policy, c, now_ms) for c in campaigns}
         keys = {c: self.throttle_key(c, rates[c][0]) for c in campaigns}
         claims = self._pipeline(
             [
@@ -522,7 +538,7 @@ class RedisCapEngine(CapEngine):
         for i in todo[cut:]:
             if replies[i][0] == 1:
                 rollback.append(
-                    ("EVALSHA", self._sha, 1, self.user_key(requests[i].user_id), "u", now_ms, push_ids[i])
+                    ("EVALSHA", compiled.sha, 1, self.user_key(requests[i].user_id), "u", now_ms, push_ids[i])
                 )
         for c in campaigns:
             unused = granted[c] - (running[c] - before[c])
@@ -536,6 +552,7 @@ class RedisCapEngine(CapEngine):
 
     def _decisions(
         self,
+        compiled: _Compiled,
         reply: list[Any],
         request: CapRequest,
         codes: list[tuple[int, str, str]],
@@ -547,7 +564,7 @@ class RedisCapEngine(CapEngine):
         The script reports the cardholder-wide blocks once, each limit's state and each
         candidate's no-repeat time; candidates with the same blocks share one decision body.
         """
-        policy = self._policy
+        policy = compiled.policy
         if reply[0]:
             reservation = [int(reply[0]), _text(reply[1]), _text(reply[2]), int(reply[3]), int(reply[4])]
             reservation += [_text(reply[5]), int(reply[6])]
@@ -605,7 +622,7 @@ class RedisCapEngine(CapEngine):
                     raws.append(("no_repeat", None if window is None else last + window * 1000, last, None))
             if throttle is not None:
                 raws.append(("campaign_throttle", *throttle))
-            decision = rules.decide_candidates(policy, [raws], [candidate], cal, self._memo)[0]
+            decision = rules.decide_candidates(policy, [raws], [candidate], cal, compiled.memo)[0]
             shared[signature] = decision
             decisions.append(decision)
         return reservation, tuple(decisions)
@@ -653,6 +670,16 @@ class RedisCapEngine(CapEngine):
 
     def close(self) -> None:
         self._client.close()
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A policy with its script and the caches that depend on it (swapped as one on set_policy)."""
+
+    policy: Policy
+    sha: str
+    codes: dict[Candidate, tuple[int, str, str]]
+    memo: dict[Any, Any]
 
 
 class _LazyCalls(Sequence):

@@ -10,7 +10,7 @@ import pytest
 
 from recsys.caps.decisions import Candidate, CapRequest, CapRequestError, PushStatus, ReservationStatus
 from recsys.caps.engine import CapEngine
-from recsys.caps.policy import Policy, default_policy, parse_policy
+from recsys.caps.policy import Policy, PolicyError, default_policy, parse_policy
 from recsys.caps.redis_engine import RedisCapEngine
 from recsys.caps.reference import ReferenceCapEngine
 
@@ -411,6 +411,19 @@ class TestRedisEngine(CapEngineContract):
         engine.record_opt_out("u1", now=at("2026-03-10 11:00"))
         assert redis_client.pttl(key) == -1  # an opt-out is never forgotten
         assert engine.memory_usage("u1") > 0
+
+    def test_a_policy_the_script_cannot_hold_is_refused_and_the_old_one_kept(
+        self, engine: RedisCapEngine
+    ) -> None:
+        limits = [{"name": f"l{i}", "window": "calendar_day", "max": 5} for i in range(31)]
+        with pytest.raises(PolicyError, match="at most 30 limits"):
+            engine.set_policy(policy_with(limits=limits))
+        assert engine.policy == default_policy()
+        self.push(engine, "u1", at("2026-03-10 10:00"))
+        assert engine.decide("u1", [OTHER], timezone=SH, now=at("2026-03-10 11:00")).decisions[0].rules == (
+            "limit:daily",
+            "min_gap",
+        )
 
 
 @pytest.mark.redis
