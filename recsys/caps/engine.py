@@ -104,7 +104,7 @@ class CapEngine(abc.ABC):
                 for position, candidate in enumerate(request.candidates):
                     if candidate not in self._valid_candidates:
                         check_candidate(candidate, f"requests[{index}].candidates[{position}]")
-                        if len(self._valid_candidates) > 200_000:
+                        if len(self._valid_candidates) > 50_000:
                             self._valid_candidates.clear()
                         self._valid_candidates.add(candidate)
             self.timezone_of(request.timezone)

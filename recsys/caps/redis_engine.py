@@ -232,7 +232,7 @@ class RedisCapEngine(CapEngine):
         cached = compiled.codes.get(candidate)
         if cached is None:
             check_candidate(candidate, where)
-            if len(compiled.codes) > 200_000:
+            if len(compiled.codes) > 50_000:
                 compiled.codes.clear()
             mask = 0
             for index, limit in enumerate(compiled.policy.limits):

@@ -370,7 +370,7 @@ def decide_candidates(
     """Candidate decisions from raw blocks. `memo` (one dict per policy) caches texts and times."""
     if memo is None:
         memo = {}
-    elif len(memo) > 100_000:
+    elif len(memo) > 20_000:  # bounded: every entry is more for the garbage collector to walk
         memo.clear()
     decisions = []
     timezone = cal.timezone
