@@ -49,8 +49,8 @@ local function save_recs(recs)
 end
 
 -- Opted-out or forever-muted cardholders must never be forgotten; others expire when idle.
-local function touch()
-  local o, m = unpack(redis.call('HMGET', key, 'o', 'm'))
+local function touch(o, m)
+  if o == nil then o, m = unpack(redis.call('HMGET', key, 'o', 'm')) end
   if o or (m and P.mute_pause < 0) then
     redis.call('PERSIST', key)
   else
@@ -158,13 +158,13 @@ if op == 'd' then
         packed = '[' .. rec .. ']'
       end
       redis.call('HSET', key, 'P', packed)
-      touch()
+      touch(opted or false, muted or false)
       dirty = false
       out = {1, push_id, string.sub(ARGV[10 + chosen], 3), now, now + P.ttl, 'r', chosen}
     end
     if dirty then
       save_recs(recs)
-      touch()
+      touch(opted or false, muted or false)
     end
   end
   out[#out + 1] = #user_blocks
