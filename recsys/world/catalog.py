@@ -114,16 +114,6 @@ PERSONAS: tuple[Persona, ...] = (
                                  "transport": 0.8, "travel_perks": 0.8, "dining": 0.4}, 0.8, 31),
 )
 
-MENU_KEYS: tuple[str, ...] = (
-    "bill_query",
-    "repayment",
-    "installment",
-    "limit_increase",
-    "points_mall",
-    "card_activation",
-    "customer_service",
-    "promotions",
-)
 
 
 def persona_centers() -> np.ndarray:

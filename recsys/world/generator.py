@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from features.contract import MENU_KEYS
 from recsys.world import catalog
 from recsys.world.clock import DAY_US, Clock
 from recsys.world.content import Content, make_content
@@ -289,7 +290,7 @@ def _write_block(
     sinks["menu_clicks"].write({
         "user_id": ids.take(pa.array(menu.user[order])),
         "ts": _stamps(menu.ts[order]),
-        "menu_key": _lookup(catalog.MENU_KEYS, menu.key[order]),
+        "menu_key": _lookup(MENU_KEYS, menu.key[order]),
     })
 
     reads = make_reads(np.random.default_rng([seed, _READS, block]), people, content, clock)

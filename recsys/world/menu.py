@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from features.contract import MENU_KEYS
 from recsys.world import catalog
 from recsys.world.catalog import TOPIC_INDEX
 from recsys.world.clock import DAYTIME, Clock, event_times, expand_counts
@@ -35,7 +36,7 @@ DUE_AFTER_DAYS = 20
 class MenuClicks:
     user: np.ndarray
     ts: np.ndarray
-    key: np.ndarray  # index into catalog.MENU_KEYS
+    key: np.ndarray  # index into MENU_KEYS
 
 
 def _window(since: np.ndarray, low: int, high: int) -> np.ndarray:
@@ -43,7 +44,7 @@ def _window(since: np.ndarray, low: int, high: int) -> np.ndarray:
 
 
 def click_rates(people: Cardholders, clock: Clock) -> list[np.ndarray]:
-    """One [n, days] expected-click matrix per menu key, in `catalog.MENU_KEYS` order."""
+    """One [n, days] expected-click matrix per menu key, in `MENU_KEYS` order."""
     days = np.arange(clock.days)
     active = (days[None, :] >= people.open_day[:, None]).astype(np.float64)
     act = people.menu_activity[:, None] * active
@@ -76,7 +77,7 @@ def click_rates(people: Cardholders, clock: Clock) -> list[np.ndarray]:
         "customer_service": act * (0.004 + 0.012 * people.abroad[:, None]),
         "promotions": act * 0.012 * leaning("cashback") * np.exp(0.3 * people.engagement)[:, None],
     }
-    return [rates[key] for key in catalog.MENU_KEYS]
+    return [rates[key] for key in MENU_KEYS]
 
 
 def make_menu_clicks(rng: np.random.Generator, people: Cardholders, clock: Clock) -> MenuClicks:
