@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from recsys.ids import IdIndex
 from recsys.models import IncompatibleModelError, Recommender, load_model
+from recsys.models.base import _replace_directory as replace_directory
 
 if TYPE_CHECKING:
     from features.builder import FeatureBuilder
@@ -144,14 +145,7 @@ class ModelBundle:
                 "params": self.params,
             }
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-            if target.exists():
-                backup = target.with_name(f".{target.name}.old")
-                shutil.rmtree(backup, ignore_errors=True)
-                target.rename(backup)
-                staging.rename(target)
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                staging.rename(target)
+            replace_directory(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
