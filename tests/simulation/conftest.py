@@ -8,6 +8,7 @@ import pytest
 
 from recsys.caps.policy import parse_policy
 from recsys.world import WorldConfig, generate_world
+from tests.simulation.small_bundle import train_small_bundle
 
 SMALL_WORLD = WorldConfig(users=600, items=60, days=60, seed=5)
 
@@ -58,18 +59,6 @@ def loose_policy():
 @pytest.fixture(scope="session")
 def small_bundle_path(small_world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small LightFM bundle trained on the small world, saved as a bundle directory."""
-    from features.loader import load_dataset
-    from features.pipeline import build_training_matrices
-    from recsys.bundle import ModelBundle, item_metadata
-    from recsys.models.lightfm_hybrid import LightFMHybrid
-
-    dataset = load_dataset(small_world_dir)
-    as_of = dataset.time_range()[1]
-    matrices, builder = build_training_matrices(dataset, as_of)
-    model = LightFMHybrid(no_components=8, epochs=3, num_threads=1, random_state=5).fit(matrices)
-    bundle = ModelBundle(
-        model=model, users=matrices.users, items=matrices.items, feature_state=builder.to_dict(),
-        item_meta=item_metadata(dataset.content, matrices.items), user_segments=matrices.user_segments,
-        as_of=as_of,
-    )
-    return bundle.save(tmp_path_factory.mktemp("sim-bundle") / "bundle")
+    out = tmp_path_factory.mktemp("sim-bundle") / "bundle"
+    train_small_bundle(small_world_dir, out)
+    return out

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from recsys.config import Settings
+from tests.simulation.small_bundle import train_small_bundle
 
 SCHEDULER = "studio-test-scheduler-5d21"
 ADMIN = "studio-test-admin-8e4c"
@@ -47,22 +48,7 @@ def studio_api(studio_settings: Settings, redis_client: redis.Redis) -> Iterator
 @pytest.fixture(scope="session")
 def studio_bundle(studio_world_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A small LightFM bundle trained on the studio world (so the API serves a published model)."""
-    from features.loader import load_dataset
-    from features.pipeline import build_training_matrices
-    from recsys.bundle import ModelBundle, item_metadata
-    from recsys.models.lightfm_hybrid import LightFMHybrid
-
-    dataset = load_dataset(studio_world_dir)
-    as_of = dataset.time_range()[1]
-    matrices, builder = build_training_matrices(dataset, as_of)
-    model = LightFMHybrid(no_components=8, epochs=3, num_threads=1, random_state=5).fit(matrices)
-    bundle = ModelBundle(
-        model=model, users=matrices.users, items=matrices.items, feature_state=builder.to_dict(),
-        item_meta=item_metadata(dataset.content, matrices.items), user_segments=matrices.user_segments,
-        as_of=as_of,
-    )
-    bundle.save(tmp_path_factory.mktemp("studio-bundle") / "bundle")
-    return bundle, dataset
+    return train_small_bundle(studio_world_dir, tmp_path_factory.mktemp("studio-bundle") / "bundle")
 
 
 @pytest.fixture
