@@ -104,6 +104,8 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise TrainConfigError(f"unknown top-level key(s) {unknown}; known: {sorted(known)}")
+        if not isinstance(data.get("evaluation") or {}, dict):
+            raise TrainConfigError("evaluation must be a mapping, e.g. {k: 10, metric: ndcg@10}")
         evaluation = dict(data.get("evaluation") or {})
         known_eval = {"holdout_days", "k", "metric", "auc_max_users", "epoch_eval_max_users"}
         if set(evaluation) - known_eval:
@@ -145,7 +147,8 @@ class TrainConfig:
             k = int(metric.split("@")[1])
         if metric is None and k is not None and "@" in self.metric:
             metric = f"{self.metric.split('@')[0]}@{k}"
-        return replace(self, metric=metric or self.metric, k=k or self.k)
+        return replace(self, metric=metric if metric is not None else self.metric,
+                       k=k if k is not None else self.k)
 
 
 def _spec(where: str, value: Any, defaults: dict[str, Any] | None) -> ModelSpec:

@@ -58,3 +58,13 @@ def test_the_metric_cut_off_and_k_follow_each_other() -> None:
     assert TrainConfig().with_overrides(metric="recall@20").k == 20
     assert TrainConfig().with_overrides(k=5).metric == "ndcg@5"
     assert TrainConfig().with_overrides(metric="auc", k=7).k == 7
+
+
+def test_a_zero_k_override_is_refused_as_such() -> None:
+    with pytest.raises(TrainConfigError, match="k must be >= 1, got 0"):
+        TrainConfig().with_overrides(k=0)
+
+
+def test_an_evaluation_section_that_is_not_a_mapping_is_refused() -> None:
+    with pytest.raises(TrainConfigError, match="evaluation must be a mapping"):
+        TrainConfig.from_dict({"evaluation": 5})
