@@ -118,7 +118,7 @@ def fit_with_curve(model: Recommender, data, progress: bool, description: str,
     return curves
 
 
-def train(options: TrainOptions, echo: Callable[[str], None] = print) -> TrainResult:
+def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> TrainResult:
     """Run the whole training job; raises a ValueError subclass naming the problem on bad input."""
     config = options.config
     stages = Stages(echo)
