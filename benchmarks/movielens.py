@@ -92,14 +92,16 @@ class Config:
     item_feature_weight: float = 1.0
 
 
-# Chosen by `--search` (validation split carved from train, best nDCG@10 over epoch checkpoints):
-#   lr 0.05, 10 negatives sampled, d 64, both features ........ 0.2680 (10 epochs; 0.2429 at 40)
-#   lr 0.05, max_sampled 50 / 100, d 64 / 128, alphas 1e-5/1e-4  0.2637 - 0.2680 (5-15 epochs)
-#   lr 0.02, max_sampled 50, d 64, both features, weight 1.0 ... 0.2751 (80 epochs)
-#   the same with feature weight 0.3 ........................... 0.2759 (60 epochs)  <- chosen
-#   the same (weight 1.0) with item features only .............. 0.2731; user features only 0.2625;
-#   no side features at all .................................... 0.2658
-#   lr 0.01, d 128: 0.2717 (120 epochs); lr 0.02, d 128, alphas 1e-6: 0.2707 (40 epochs)
+# Chosen by `--search --threads 1` (validation = 25% of train by the same splitter, seed 7; best
+# validation nDCG@10 over checkpoints every 10 epochs; test split untouched):
+#   lr 0.05, max_sampled 10, d 64 .............................. 0.2558 (20 epochs)
+#   lr 0.05, max_sampled 50 / 100 .............................. 0.2614 / 0.2597 (10 epochs)
+#   lr 0.05, max_sampled 50, d 128 ............................. 0.2551 (10 epochs)
+#   lr 0.05, alphas 1e-5 / 1e-4 ................................ 0.2621 / 0.2561 (10 epochs)
+#   lr 0.02, max_sampled 50, d 64, both features, weight 1.0 ... 0.2734 (70 epochs)
+#   the same with feature weight 0.3 ........................... 0.2773 (60 epochs)  <- chosen
+#   weight 1.0: item features only 0.2711, user features only 0.2617, no side features 0.2707
+#   lr 0.01, d 128: 0.2753 (150 epochs); lr 0.02, d 128, alphas 1e-6: 0.2720 (30 epochs)
 CHOSEN = Config(no_components=64, learning_rate=0.02, max_sampled=50, epochs=60,
                 user_feature_weight=0.3, item_feature_weight=0.3)
 
