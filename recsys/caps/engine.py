@@ -35,7 +35,7 @@ from recsys.caps.decisions import (
 )
 from recsys.caps.policy import Policy
 
-# Separators used inside stored records; ids must not contain them.
+# Separators the Redis engine uses inside script arguments; ids must not contain them.
 _FORBIDDEN_ID_CHARS = ("\x1e", "\x1f")
 # A candidate no kind/tag limit, no-repeat or campaign applies to: "could a new push go out now?"
 PROBE_CANDIDATE = Candidate(content_id="\x00probe", kind="\x00")

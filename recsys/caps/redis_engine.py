@@ -67,7 +67,14 @@ _SETTING = re.compile(r"\bP\.([a-z_]+)\b")
 _CHUNK = 128
 _NO_RESERVATION = [0, "", "", 0, 0, "", 0]  # commands per pipelined write
 _STATUS = {"r": ReservationStatus.RESERVED, "c": ReservationStatus.CONFIRMED, "x": ReservationStatus.RELEASED}
-_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError, OSError)
+_UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.ClusterError,  # e.g. redirects exhausted while the cluster fails over
+    redis.exceptions.SlotNotCoveredError,
+    OSError,
+)
 
 _CLAIM_SCRIPT = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
