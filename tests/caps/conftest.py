@@ -67,9 +67,8 @@ def _wait_ok(ports: list[int], timeout: float = 30.0) -> None:
     raise RuntimeError(f"Redis Cluster on ports {ports} did not reach cluster_state:ok")
 
 
-@pytest.fixture(scope="session")
-def cluster_url() -> Iterator[str]:
-    """A fresh 3-primary Redis Cluster on free loopback ports, torn down after the session."""
+def start_cluster() -> list[EmbeddedRedis]:
+    """A fresh 3-primary Redis Cluster on free loopback ports (the caller stops the servers)."""
     servers: list[EmbeddedRedis] = []
     try:
         rng = random.Random()
@@ -81,7 +80,30 @@ def cluster_url() -> Iterator[str]:
         ports = [server.port for server in servers]
         _create_cluster(ports)
         _wait_ok(ports)
-        yield f"redis://127.0.0.1:{ports[0]}/0"
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers
+
+
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """A 3-primary Redis Cluster shared by the session's cluster tests, torn down after."""
+    servers = start_cluster()
+    try:
+        yield servers[0].url
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[list[EmbeddedRedis]]:
+    """A 3-primary Redis Cluster for one test, which may stop its nodes."""
+    servers = start_cluster()
+    try:
+        yield servers
     finally:
         for server in servers:
             server.stop()

@@ -71,3 +71,16 @@ def test_scripts_are_reloaded_after_a_flush() -> None:
     finally:
         engine.close()
         server.stop()
+
+
+@pytest.mark.cluster
+def test_a_lost_cluster_node_fails_closed(own_cluster) -> None:
+    engine = RedisCapEngine.from_url(own_cluster[0].url, cluster=True, timeout=0.3)
+    try:
+        requests = [CapRequest(f"u{i}", (Candidate("a"),), reserve=True) for i in range(30)]
+        assert all(d.reservation is not None for d in engine.decide_batch(requests, now=NOW))
+        own_cluster[2].stop()
+        with pytest.raises(CapStoreUnavailable):
+            engine.decide_batch(requests, now=NOW + timedelta(days=1))
+    finally:
+        engine.close()
