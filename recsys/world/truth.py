@@ -109,12 +109,14 @@ class WorldTruth:
         path = Path(path)
         if not path.is_file():
             raise TruthFileError(f"truth file {path} does not exist: generate it with `recsys synth`")
+        # an empty or truncated file makes np.load raise EOFError rather than OSError
+        unreadable = (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 data = {name: npz[name] for name in npz.files if not (mmap and name == "open_prob")}
             if mmap:
                 data["open_prob"] = _map_member(path, "open_prob.npy")
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        except unreadable as error:
             raise TruthFileError(f"truth file {path} is unreadable ({error}): generate it again") from error
         version = int(data.get("format_version", -1))
         if version != FORMAT_VERSION:
@@ -122,18 +124,23 @@ class WorldTruth:
                 f"truth file {path} has format version {version}, this code reads {FORMAT_VERSION}: "
                 "regenerate the world with this version of `recsys synth`"
             )
-        meta = json.loads(str(data["meta"]))
-        return cls(
-            user_ids=data["user_ids"],
-            content_ids=data["content_ids"],
-            open_prob=data["open_prob"],
-            as_of=pd.Timestamp(meta["as_of"]),
-            seed=int(meta["seed"]),
-            topics=tuple(meta["topics"]),
-            params=ResponseParams(**meta["params"]),
-            persona_names=tuple(meta["persona_names"]),
-            **{name: data[name] for name in _USER_ARRAYS + _ITEM_ARRAYS},
-        )
+        try:
+            meta = json.loads(str(data["meta"]))
+            return cls(
+                user_ids=data["user_ids"],
+                content_ids=data["content_ids"],
+                open_prob=data["open_prob"],
+                as_of=pd.Timestamp(meta["as_of"]),
+                seed=int(meta["seed"]),
+                topics=tuple(meta["topics"]),
+                params=ResponseParams(**meta["params"]),
+                persona_names=tuple(meta["persona_names"]),
+                **{name: data[name] for name in _USER_ARRAYS + _ITEM_ARRAYS},
+            )
+        except unreadable as error:
+            raise TruthFileError(
+                f"truth file {path} is incomplete (missing or bad {error}): generate it again"
+            ) from error
 
 
 _USER_ARRAYS = ("user_engagement", "user_taste", "user_mute_offset", "user_persona", "user_statement_day",

@@ -8,6 +8,7 @@ import pytest
 
 from recsys.world import TruthFileError, WorldTruth
 from recsys.world.catalog import SPEND_CATEGORIES, TOPIC_INDEX
+from recsys.world.truth import FORMAT_VERSION
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +46,12 @@ def test_loading_a_missing_or_broken_truth_file_says_what_to_do(tmp_path):
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
     with pytest.raises(TruthFileError, match="unreadable"):
         WorldTruth.load(tmp_path / "broken.npz")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(TruthFileError, match="unreadable"):
+        WorldTruth.load(tmp_path / "empty.npz")
+    np.savez(tmp_path / "partial.npz", format_version=np.int64(FORMAT_VERSION), user_ids=np.array(["u1"]))
+    with pytest.raises(TruthFileError, match="incomplete"):
+        WorldTruth.load(tmp_path / "partial.npz")
 
 
 def test_response_model_reproduces_the_truth_matrix(small_world):
