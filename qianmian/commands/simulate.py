@@ -59,6 +59,7 @@ def simulate(
     policy. Prints tables; with --out also writes summary, blocked-by-rule, segment and daily charts
     (PNG) and the full report as JSON.
     """
+    import contextlib
     import json
     import time
 
@@ -117,10 +118,16 @@ def simulate(
     console.print(f"world loaded in {loaded_in:.1f}s; simulated in {elapsed:.1f}s "
                   f"({rate:,.0f} cardholder-days/s over {len(loaded)} policies)")
     if out is not None:
-        paths = write_charts(report, out)
         target = Path(out) / "report.json"
         tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
-        tmp.replace(target)
+        try:
+            paths = write_charts(report, out)
+            tmp.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+            tmp.replace(target)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            typer.echo(f"error: cannot write the charts and report to --out {out}: {error}", err=True)
+            raise typer.Exit(code=2) from error
         for path in [*paths, target]:
             console.print(f"wrote {path}")

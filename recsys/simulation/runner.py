@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from recsys.caps.policy import Policy
-from recsys.simulation.clock import ZoneClock, zone
+from recsys.simulation.clock import ZoneClock, ZoneError, zone
 from recsys.simulation.report import PolicyOutcome, SimulationReport, Tally
 from recsys.simulation.vector_caps import SimulationError, VectorCapEngine, bits
 from recsys.simulation.world import SimWorld
@@ -67,7 +67,10 @@ class ScheduleConfig:
                 raise SimulationError(f"send slot {slot!r} is not a clock time: use HH:MM, e.g. 09:00")
         if list(self.slots) != sorted(set(self.slots)):
             raise SimulationError(f"send slots {list(self.slots)} must be distinct and in time order")
-        zone(self.scheduler_timezone)
+        try:
+            zone(self.scheduler_timezone)
+        except ZoneError as error:
+            raise SimulationError(f"scheduler time zone: {error}") from error
 
     @property
     def slot_seconds(self) -> list[int]:

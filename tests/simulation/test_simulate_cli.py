@@ -72,6 +72,28 @@ def test_bad_slot_is_a_clear_error(small_world_dir: Path) -> None:
     assert result.exit_code == 2 and "25:00" in result.output
 
 
+def test_unknown_scheduler_zone_is_a_clear_error(small_world_dir: Path) -> None:
+    result = run("--data", str(small_world_dir), "--policy", "default", "--scheduler-timezone", "Mars/Base")
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "scheduler time zone" in result.output and "Mars/Base" in result.output
+
+
+def test_unreadable_truth_file_is_a_clear_error(small_world_dir: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.truth.npz"
+    empty.write_bytes(b"")
+    result = run("--data", str(small_world_dir), "--policy", "default", "--truth", str(empty), "--days", "1")
+    assert result.exit_code == 2 and "unreadable" in result.output and str(empty) in result.output
+
+
+def test_unwritable_out_is_a_clear_error(small_world_dir: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run("--data", str(small_world_dir), "--policy", "default", "--days", "1",
+                 "--out", str(blocker / "charts"))
+    assert result.exit_code == 2 and "--out" in result.output
+    assert isinstance(result.exception, SystemExit)
+
+
 def test_fitted_response_for_data_without_truth(small_world_dir: Path) -> None:
     """Without a truth file the response model is fitted on the push log: per-segment open and mute
     rates that never fall (mutes) or rise (opens) with push frequency."""
