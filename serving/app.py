@@ -60,5 +60,12 @@ def create_app(settings: Settings | None = None, routers: tuple[str, ...] = ROUT
 
 
 def app_from_environment() -> FastAPI:
-    """Factory for `uvicorn --factory serving.app:app_from_environment` (settings from RECSYS_*)."""
+    """Factory for `uvicorn --factory serving.app:app_from_environment` (settings from RECSYS_*).
+
+    Each worker process builds its app here; requests multiply small matrices, so BLAS runs
+    single-threaded instead of fighting the other workers for the cores.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
     return create_app(get_settings())

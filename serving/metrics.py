@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -68,10 +67,6 @@ class Metrics:
             self.model_version.labels(previous).set(0)
         if version is not None:
             self.model_version.labels(version).set(1)
-
-    def count_decisions(self, rules: Iterable[str]) -> None:
-        for rule in rules:
-            self.caps_decisions.labels(rule).inc()
 
     def exposition(self) -> tuple[bytes, str]:
         path = multiprocess_dir()

@@ -296,14 +296,9 @@ class LiveModel:
             residual = self.centred_items[items] @ (user.factors - explained)
         else:
             residual = np.full(len(items), -np.inf)
-        reasons = []
-        for j in range(len(items)):
-            if best_value[j] > 0 and best_value[j] >= residual[j]:
-                reasons.append(self.phrases[user.feature_index[best[j]]])
-            else:
-                reasons.append(SIMILAR_REASON if user.fallback is None else PROFILE_REASON)
-        return reasons
-
-    def item_view(self, position: int) -> dict[str, Any]:
-        return {"content_id": self.item_ids[position], "title": self.titles[position],
-                "kind": self.kinds[position]}
+        otherwise = SIMILAR_REASON if user.fallback is None else PROFILE_REASON
+        features = user.feature_index[best].tolist()
+        return [
+            self.phrases[feature] if value > 0 and value >= rest else otherwise
+            for feature, value, rest in zip(features, best_value.tolist(), residual.tolist(), strict=True)
+        ]

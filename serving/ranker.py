@@ -5,6 +5,7 @@ A batch reads every cardholder's record in one MGET and decides all of them in o
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +40,7 @@ def representations(model: LiveModel, blobs: Sequence[bytes | None],
 
 def cap_request(model: LiveModel, user: Representation, request: RankRequest, ranked: Ranked) -> CapRequest:
     candidates = model.cap_candidates(request.campaign)
-    chosen = tuple(candidates[i] for i in ranked.items[:decide_width(request.k)].tolist())
+    chosen = tuple([candidates[i] for i in ranked.items[:decide_width(request.k)].tolist()])
     return CapRequest(request.user_id, chosen, user.timezone, request.reserve and bool(chosen))
 
 
@@ -68,9 +69,11 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
             chosen = [reserved, *(p for p in chosen if p != reserved)][:request.k]
     items = ranked.items[chosen]
     reasons = model.reasons(user, items)
+    scores = ranked.scores[chosen].tolist()
     body_items = [
-        {**model.item_view(i), "score": float(ranked.scores[p]), "reason": reason}
-        for i, p, reason in zip(items.tolist(), chosen, reasons, strict=True)
+        {"content_id": model.item_ids[i], "title": model.titles[i], "kind": model.kinds[i],
+         "score": score, "reason": reason}
+        for i, score, reason in zip(items.tolist(), scores, reasons, strict=True)
     ]
     allowed = bool(chosen)
     return {
@@ -131,15 +134,20 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             for slot, result in zip(slots, results, strict=True):
                 decisions[positions[slot]] = result
     bodies = []
+    rules: Counter[str] = Counter()
+    fallbacks: Counter[str] = Counter()
     for user, request, ranked, decision in zip(users, requests, ranked_all, decisions, strict=True):
-        now = request.now or clock
-        body = answer(model, snapshot, user, request, ranked, decision, now)
+        body = answer(model, snapshot, user, request, ranked, decision, request.now or clock)
         bodies.append(body)
-        metrics = state.metrics
-        if body["caps"]["allowed"]:
-            metrics.caps_decisions.labels("allowed").inc()
+        caps = body["caps"]
+        if caps["allowed"]:
+            rules["allowed"] += 1
         else:
-            metrics.count_decisions(block["rule"] for block in body["caps"]["blocks"])
+            rules.update(block["rule"] for block in caps["blocks"])
         if user.fallback is not None:
-            metrics.fallbacks.labels(user.fallback).inc()
+            fallbacks[user.fallback] += 1
+    for rule, count in rules.items():
+        state.metrics.caps_decisions.labels(rule).inc(count)
+    for source, count in fallbacks.items():
+        state.metrics.fallbacks.labels(source).inc(count)
     return snapshot, bodies
