@@ -106,7 +106,7 @@ def top_k(
     Scores are `user_factors @ item_factors.T` in float32. Returns `(indices int32 [n, k],
     scores float32 [n, k])`; where a user has fewer than k eligible items, the tail is index -1 and
     score -inf. `block_size` is the number of users scored per BLAS product (default: as many as keep
-    a block's score matrix within 1 MB, between 16 and 512). Ties keep the lower item index first.
+    a block's score matrix within 1 MB, between 16 and 256). Ties keep the lower item index first.
     Users are spread over `threads` worker threads (default: `RECSYS_TOPK_THREADS`, else all cores).
     """
     users = _as_factors(user_factors, "user_factors")
@@ -158,7 +158,7 @@ def top_k(
             group_items = np.ascontiguousarray(items[columns].T)
             column_of = np.full(n_items, -1, dtype=np.int64)
             column_of[columns] = np.arange(columns.size)
-            step = tile or int(np.clip(DEFAULT_BLOCK_BYTES // (4 * columns.size), 16, 512))
+            step = tile or int(np.clip(DEFAULT_BLOCK_BYTES // (4 * columns.size), 16, 256))
             score_and_select(users, group_items, rows, seen_indptr, seen_indices, column_of,
                              columns.astype(np.int32), out_index, out_score, step, threads)
     return out_index, out_score
