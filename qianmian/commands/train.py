@@ -76,6 +76,9 @@ def train(
         raise _fail(str(error), code=2) from error
     except ValueError as error:
         raise _fail(str(error)) from error
+    except OSError as error:
+        raise _fail(f"{error}: check that --data is readable and --model-out is a writable path",
+                    code=2) from error
     _print_summary(console, result, train_config.metric)
 
 
@@ -149,4 +152,7 @@ def recommend(
         raise _fail(str(error), code=2) from error
     except ValueError as error:
         raise _fail(str(error)) from error
+    except OSError as error:
+        raise _fail(f"{error}: check that --data and --model are readable and --out is a writable path",
+                    code=2) from error
     typer.echo(f"wrote {rows:,} recommendations to {out}")

@@ -174,3 +174,19 @@ def test_bad_input_is_refused_without_registering_anything(home: Path, small_wor
     wrong_suffix = invoke("recommend", "--model", fake, "--data", small_world, "--out", tmp_path / "r.txt")
     assert wrong_suffix.exit_code != 0 and ".parquet or .csv" in wrong_suffix.output
     assert not out.exists() and not list(tmp_path.glob(".recs*"))
+
+
+def test_unwritable_outputs_end_with_a_clear_error(home: Path, small_world: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, "worse", WORSE)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    blocked = invoke("train", "--data", small_world, "--config", config, "--no-track", "--no-progress",
+                     "--model-out", blocker / "bundle")
+    assert blocked.exit_code == 2 and "--model-out" in blocked.output and str(blocker) in blocked.output
+
+    bundle = tmp_path / "bundle"
+    assert invoke("train", "--data", small_world, "--config", config, "--no-track", "--no-progress",
+                  "--model-out", bundle).exit_code == 0
+    recs = invoke("recommend", "--model", bundle, "--data", small_world, "--k", 3,
+                  "--out", blocker / "recs.csv", "--no-progress")
+    assert recs.exit_code == 2 and "--out" in recs.output and str(blocker) in recs.output
