@@ -131,6 +131,7 @@ operation = st.one_of(
     st.tuples(st.just("jump"), user, st.sampled_from(["day", "month", "quiet"])),
     st.tuples(st.just("push"), user, candidates),
     st.tuples(st.just("push"), user, candidates),
+    st.tuples(st.just("push_failed"), user, candidates),
     decide,
     decide,
     confirm,
@@ -145,32 +146,51 @@ operation = st.one_of(
 )
 
 
-@settings(
-    max_examples=400,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    derandomize=True,
+scenario = st.fixed_dictionaries(
+    {
+        "policy_index": st.integers(min_value=0, max_value=len(POLICIES) - 1),
+        "zones": st.lists(st.sampled_from(ZONES + [None]), min_size=3, max_size=3),
+        "start": st.sampled_from(STARTS),
+        "offset_minutes": st.integers(min_value=-600, max_value=600),
+        "operations": st.lists(operation, min_size=15, max_size=60),
+    }
 )
-@given(
-    policy_index=st.integers(min_value=0, max_value=len(POLICIES) - 1),
-    zones=st.lists(st.sampled_from(ZONES + [None]), min_size=3, max_size=3),
-    start=st.sampled_from(STARTS),
-    offset_minutes=st.integers(min_value=-600, max_value=600),
-    operations=st.lists(operation, min_size=15, max_size=60),
-)
+SETTINGS = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    "derandomize": True,
+}
+
+
+@settings(max_examples=400, **SETTINGS)
+@given(case=scenario)
 def test_redis_engine_decides_exactly_as_the_reference(
-    redis_url: str,
-    key_prefix: str,
-    redis_client,
-    policy_index: int,
+    redis_url: str, key_prefix: str, redis_client, case
+) -> None:
+    policy = POLICIES[case["policy_index"]]
+    engine = RedisCapEngine.from_url(redis_url, policy, prefix=f"{key_prefix}-{uuid.uuid4().hex[:8]}")
+    compare(engine, policy, **{k: v for k, v in case.items() if k != "policy_index"})
+
+
+@pytest.mark.cluster
+@settings(max_examples=60, **SETTINGS)
+@given(case=scenario)
+def test_redis_cluster_engine_decides_exactly_as_the_reference(cluster_url: str, case) -> None:
+    policy = POLICIES[case["policy_index"]]
+    engine = RedisCapEngine.from_url(cluster_url, policy, prefix=f"prop-{uuid.uuid4().hex[:8]}", cluster=True)
+    compare(engine, policy, **{k: v for k, v in case.items() if k != "policy_index"})
+
+
+def compare(
+    redis_engine: RedisCapEngine,
+    policy: Policy,
     zones: list[str | None],
     start: datetime,
     offset_minutes: int,
     operations: list[tuple],
 ) -> None:
-    policy = POLICIES[policy_index]
+    """Apply the operations to the reference and to `redis_engine`; every outcome must be equal."""
     reference = ReferenceCapEngine(policy)
-    redis_engine = RedisCapEngine.from_url(redis_url, policy, prefix=f"{key_prefix}-{uuid.uuid4().hex[:8]}")
     zone_of = dict(zip(USERS, zones, strict=True))
     now = start + timedelta(minutes=offset_minutes)
     issued: dict[str, list[str]] = {who: [] for who in USERS}
@@ -189,7 +209,7 @@ def test_redis_engine_decides_exactly_as_the_reference(
                 target = {"day": cal.day_end, "month": cal.month_end, "quiet": cal.quiet_until}[op[2]]
                 now = from_ms(target) if target else now
                 continue
-            if kind == "push":
+            if kind in ("push", "push_failed"):
                 _, who, cands = op
                 push_id = f"push-{step}"
                 outcomes = [
@@ -199,7 +219,10 @@ def test_redis_engine_decides_exactly_as_the_reference(
                 assert outcomes[1] == outcomes[0], f"step {step} {op} at {now.isoformat()}"
                 if outcomes[0].reservation is not None:
                     issued[who].append(push_id)
-                    outcomes = [engine.confirm(who, push_id, now=now) for engine in (reference, redis_engine)]
+                    finish = "confirm" if kind == "push" else "release"
+                    outcomes = [
+                        getattr(engine, finish)(who, push_id, now=now) for engine in (reference, redis_engine)
+                    ]
             elif kind == "decide":
                 _, who, cands, reserve, ref = op
                 mine = issued[who]
