@@ -303,8 +303,9 @@ def current_item_meta(bundle_meta: pd.DataFrame, content: pd.DataFrame) -> pd.Da
 
 def split_tiers(cells: pd.Series) -> list[frozenset[str]]:
     """`gold|platinum` cells -> sets of tiers; an empty cell is the empty set (no restriction)."""
-    texts = cells.astype("string").fillna("").to_numpy(dtype=object)
-    return [frozenset(part.strip() for part in text.split("|") if part.strip()) for text in texts]
+    from features.builder import split_list
+
+    return [frozenset(parts) for parts in split_list(cells)]
 
 
 def card_tiers_of(dataset: Dataset, user_ids: np.ndarray) -> np.ndarray:

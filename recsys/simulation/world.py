@@ -139,8 +139,10 @@ def activity_levels(dataset, user_ids: np.ndarray, as_of: pd.Timestamp) -> np.nd
 
 
 def split_tags(cells: pd.Series) -> tuple[tuple[str, ...], ...]:
-    texts = cells.astype("string").fillna("").to_numpy(dtype=object)
-    return tuple(tuple(part.strip() for part in text.split("|") if part.strip()) for text in texts)
+    """`dining|weekend` cells -> tuples of tags (empty cell -> ())."""
+    from features.builder import split_list
+
+    return tuple(tuple(parts) for parts in split_list(cells))
 
 
 def popularity_factors(dataset, user_tiers: np.ndarray, content_ids: np.ndarray,
