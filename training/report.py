@@ -9,21 +9,24 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def _figure(width: float, height: float):
+    """A figure outside pyplot: no global backend switch, no figure registry to close."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    figure = Figure(figsize=(width, height))
+    return figure, figure.subplots()
 
-    return plt
+
+def _save(figure, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
 
 
 def metric_bars(results: dict[str, dict[str, float]], names: list[str], path: Path) -> None:
     """Grouped bars: one group per metric, one bar per model."""
-    plt = _pyplot()
     models = list(results)
     width = 0.8 / max(len(models), 1)
-    figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(names)), 4))
+    figure, axis = _figure(max(6, 1.6 * len(names)), 4)
     positions = np.arange(len(names))
     for i, model in enumerate(models):
         values = [results[model].get(name, np.nan) for name in names]
@@ -32,15 +35,12 @@ def metric_bars(results: dict[str, dict[str, float]], names: list[str], path: Pa
     axis.set_ylabel("value on the holdout")
     axis.set_title("Model vs baselines (time-split holdout)")
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def epoch_curve(curves: dict[str, list[float]], metric: str, path: Path) -> None:
     """The holdout metric (and epoch seconds on a second axis) per training epoch."""
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = _figure(6, 4)
     values = curves.get(metric, [])
     axis.plot(range(1, len(values) + 1), values, marker="o", label=metric)
     axis.set_xlabel("epoch")
@@ -51,15 +51,12 @@ def epoch_curve(curves: dict[str, list[float]], metric: str, path: Path) -> None
         other.plot(range(1, len(seconds) + 1), seconds, color="grey", linestyle="--", label="seconds")
         other.set_ylabel("seconds per epoch")
     axis.set_title("Holdout metric per epoch")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def score_distribution(scores: dict[str, np.ndarray], path: Path) -> None:
     """Histogram of the model's top-1 and all eligible scores on a sample of cardholders."""
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = _figure(6, 4)
     for label, values in scores.items():
         values = np.asarray(values, dtype=np.float64)
         values = values[np.isfinite(values)]
@@ -69,9 +66,7 @@ def score_distribution(scores: dict[str, np.ndarray], path: Path) -> None:
     axis.set_ylabel("density")
     axis.set_title("Score distribution")
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def write_report(directory: Path, summary: dict[str, Any], results: dict[str, dict[str, float]],
