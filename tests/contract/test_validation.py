@@ -131,6 +131,23 @@ def test_unparseable_timestamp(tmp_path: Path) -> None:
     )
 
 
+def test_inverted_validity_window(tmp_path: Path) -> None:
+    root = broken(tmp_path, "content", "2026-01-01,2026-12-31", "2026-12-31,2026-01-01")
+    (found,) = violations_of(root)
+    assert (found.table, found.column, found.rule, found.rows, found.values) == (
+        "content", "valid_to", "inverted validity window", (1,), ("c1",)
+    )
+
+
+def test_naive_and_offset_timestamps_are_utc_and_dates_are_days(tmp_path: Path) -> None:
+    dataset = load_dataset(write_dir(tmp_path / "data", VALID))
+    assert dataset.article_reads["ts"].iloc[0] == pd.Timestamp("2026-10-01T10:00:00Z")
+    assert str(dataset.article_reads["ts"].dtype) == "datetime64[us, UTC]"
+    assert dataset.cardholders["opened_at"].iloc[0] == pd.Timestamp("2020-01-02T00:00:00Z")
+    assert list(dataset.cardholders["push_opt_in"]) == [True, True, False]  # empty means true
+    assert list(dataset.content["transactional"]) == [False, True, False]  # empty means false
+
+
 def test_duplicate_id(tmp_path: Path) -> None:
     root = broken(tmp_path, "content", "c3,Travel", "c1,Travel")
     (found,) = violations_of(root)
