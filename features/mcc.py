@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 
@@ -29,7 +30,7 @@ class MccTable:
         return cls.from_records(csv.DictReader(text.splitlines()))
 
     @classmethod
-    def from_records(cls, records) -> MccTable:
+    def from_records(cls, records: Iterable[Mapping[str, str]]) -> MccTable:
         rows = []
         for line, record in enumerate(records, start=2):
             try:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from recsys.models import Recommender
 
 from features.config import FeatureConfig, FeatureConfigError
 
@@ -39,7 +42,7 @@ class ModelSpec:
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
 
-    def build(self):
+    def build(self) -> Recommender:
         """A new, unfitted Recommender of this kind with these parameters."""
         from recsys.models import ModelError, model_class
 

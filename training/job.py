@@ -24,6 +24,7 @@ from features.loader import Dataset, load_dataset
 from features.pipeline import EmptyDataError, build_training_matrices
 from features.timecut import parse_as_of
 from recsys.bundle import ModelBundle, build_eligibility, card_tiers_of, item_metadata, seen_pairs
+from recsys.matrices import TrainingMatrices
 from recsys.models import Recommender
 from recsys.ranking import top_k
 from training.config import TrainConfig
@@ -96,7 +97,7 @@ def _epoch_bar(progress: bool, total: int, description: str):
     return tqdm(total=total, desc=description, unit="epoch", disable=not progress, leave=False)
 
 
-def fit_with_curve(model: Recommender, data, progress: bool, description: str,
+def fit_with_curve(model: Recommender, data: TrainingMatrices, progress: bool, description: str,
                    scorer: Callable[[Recommender], float] | None, metric: str) -> dict[str, list[float]]:
     """Fit `model`, recording the holdout metric (when a scorer is given) and seconds per epoch."""
     curves: dict[str, list[float]] = {"epoch_seconds": []}

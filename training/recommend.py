@@ -6,6 +6,8 @@ import logging
 import os
 from pathlib import Path
 
+import pandas as pd
+
 from features.loader import load_dataset
 from features.timecut import parse_as_of
 from recsys.bundle import ModelBundle
@@ -13,7 +15,7 @@ from recsys.bundle import ModelBundle
 logger = logging.getLogger(__name__)
 
 
-def write_frame_atomically(frame, out: Path) -> None:
+def write_frame_atomically(frame: pd.DataFrame, out: Path) -> None:
     """Parquet or CSV by extension, into a temporary sibling renamed into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-def _figure(width: float, height: float):
+
+def _figure(width: float, height: float) -> tuple[Figure, Axes]:
     """A figure outside pyplot: no global backend switch, no figure registry to close."""
     from matplotlib.figure import Figure
 
@@ -17,7 +21,7 @@ def _figure(width: float, height: float):
     return figure, figure.subplots()
 
 
-def _save(figure, path: Path) -> None:
+def _save(figure: Figure, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 

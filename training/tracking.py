@@ -26,7 +26,7 @@ import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.pyfunc import PythonModel  # noqa: E402
+from mlflow.pyfunc import PyFuncModel, PythonModel, PythonModelContext  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +51,13 @@ class BundlePyfunc(PythonModel):
     window is checked at the bundle's as-of time unless `params={"as_of": ...}` is given.
     """
 
-    def load_context(self, context) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         from recsys.bundle import ModelBundle
 
         self.bundle = ModelBundle.load(context.artifacts[BUNDLE_ARTIFACT])
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None):
+    def predict(self, context: PythonModelContext, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
         import numpy as np
         import scipy.sparse as sp
 
@@ -250,7 +251,7 @@ def resolved_bundle(uri: str, tracking_uri: str) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def load_pyfunc(uri: str, tracking_uri: str):
+def load_pyfunc(uri: str, tracking_uri: str) -> PyFuncModel:
     """The logged model as an MLflow pyfunc (`predict(DataFrame with user_id[, card_tier])`)."""
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)

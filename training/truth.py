@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from recsys.ids import IdIndex
 from recsys.ranking import Eligibility, top_k
+
+if TYPE_CHECKING:
+    from features.loader import Dataset
+    from recsys.world.truth import WorldTruth
 
 logger = logging.getLogger(__name__)
 
@@ -21,13 +26,13 @@ class TruthMismatchError(ValueError):
     """The truth file does not describe the data that was trained on."""
 
 
-def load_truth(path: Path):
+def load_truth(path: Path) -> WorldTruth:
     from recsys.world.truth import WorldTruth
 
     return WorldTruth.load(path)
 
 
-def check_truth_covers(truth, dataset) -> None:
+def check_truth_covers(truth: WorldTruth, dataset: Dataset) -> None:
     """Refuse, before any fitting, a truth file written for another world."""
     users = truth.user_index(dataset.cardholders["user_id"].astype(str).to_numpy(dtype=object))
     items = truth.content_index(dataset.content["content_id"].astype(str).to_numpy(dtype=object))
@@ -38,7 +43,7 @@ def check_truth_covers(truth, dataset) -> None:
         )
 
 
-def aligned_open_prob(truth, users: IdIndex, items: IdIndex) -> np.ndarray:
+def aligned_open_prob(truth: WorldTruth, users: IdIndex, items: IdIndex) -> np.ndarray:
     """float32 [n_users, n_items] truth open probabilities in the model's user and item order."""
     user_pos = truth.user_index(users.ids)
     item_pos = truth.content_index(items.ids)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from recsys.bundle import ModelBundle
 
 
 def register(app: typer.Typer) -> None:
@@ -13,7 +17,7 @@ def register(app: typer.Typer) -> None:
     caps_app.command("simulate")(simulate)
 
 
-def load_bundle(uri: str):
+def load_bundle(uri: str) -> ModelBundle:
     """The model bundle behind a models:/, runs:/ URI or a bundle path."""
     from recsys.bundle import ModelBundle
     from recsys.config import get_settings

@@ -5,8 +5,13 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recsys.simulation.report import SimulationReport
+
+if TYPE_CHECKING:
+    import numpy as np
+    from matplotlib.figure import Figure
 
 COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
 SUMMARY = (
@@ -24,7 +29,7 @@ SEGMENT_METRICS = (
 )
 
 
-def _figure(rows: int, cols: int, width: float, height: float):
+def _figure(rows: int, cols: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -48,7 +53,7 @@ def _bar_values(axis, labels: list[str], values: list[float], title: str, fmt: s
     axis.spines[["top", "right"]].set_visible(False)
 
 
-def summary_chart(report: SimulationReport):
+def summary_chart(report: SimulationReport) -> Figure:
     figure, axes = _figure(2, 3, 11, 6)
     labels = _labels(report)
     for axis, (metric, title) in zip(axes.flat, SUMMARY, strict=True):
@@ -70,7 +75,7 @@ def _grouped(axis, groups: list[str], series: list[list[float]], labels: list[st
     axis.spines[["top", "right"]].set_visible(False)
 
 
-def blocked_chart(report: SimulationReport):
+def blocked_chart(report: SimulationReport) -> Figure:
     figure, axes = _figure(1, 1, 11, 4)
     rules = list(dict.fromkeys(rule for outcome in report.outcomes for rule in outcome.total.blocked_by_rule))
     rules = [rule for rule in rules
@@ -83,7 +88,7 @@ def blocked_chart(report: SimulationReport):
     return figure
 
 
-def segments_chart(report: SimulationReport):
+def segments_chart(report: SimulationReport) -> Figure:
     segments = list(report.outcomes[0].segments)
     figure, axes = _figure(len(segments), 3, 12, 3.3 * max(len(segments), 1))
     labels = _labels(report)
@@ -97,7 +102,7 @@ def segments_chart(report: SimulationReport):
     return figure
 
 
-def daily_chart(report: SimulationReport):
+def daily_chart(report: SimulationReport) -> Figure:
     figure, axes = _figure(1, 3, 12, 3.5)
     for column, (key, title) in enumerate((("sent", "pushes sent"), ("expected_opens", "expected opens"),
                                            ("expected_mutes", "expected mutes"))):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 METRICS = (
     ("attempts", "scheduler requests (cardholder x send slot)"),
@@ -112,7 +115,7 @@ def _value(tally: Tally, metric: str) -> float | int:
     return getattr(tally, metric)
 
 
-def render_tables(report: SimulationReport, console=None) -> None:
+def render_tables(report: SimulationReport, console: Console | None = None) -> None:
     """Print the comparison as rich tables: totals, blocks by rule, and each segment."""
     from rich.console import Console
     from rich.table import Table

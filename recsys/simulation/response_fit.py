@@ -17,12 +17,16 @@ are never simulated. Personal taste is not modelled: every cardholder of a segme
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
 from recsys.simulation.vector_caps import Items, SimulationError
+
+if TYPE_CHECKING:
+    from features.loader import Dataset
 
 WINDOW_DAYS = 30
 MIN_PUSHES = 100
@@ -113,8 +117,8 @@ class FittedResponse:
         )
 
 
-def fit_response(dataset, user_ids: np.ndarray, segments: dict[str, np.ndarray], content_ids: np.ndarray,
-                 items: Items, as_of: pd.Timestamp) -> FittedResponse:
+def fit_response(dataset: Dataset, user_ids: np.ndarray, segments: dict[str, np.ndarray],
+                 content_ids: np.ndarray, items: Items, as_of: pd.Timestamp) -> FittedResponse:
     """Fit the open and mute models on the push log up to `as_of` (see the module docstring)."""
     from recsys.ids import IdIndex
 

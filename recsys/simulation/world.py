@@ -22,6 +22,7 @@ from recsys.simulation.clock import NEVER
 from recsys.simulation.vector_caps import Items, SimulationError
 
 if TYPE_CHECKING:
+    from features.loader import Dataset
     from recsys.bundle import ModelBundle
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def _seconds(values: pd.Series, missing: np.int64) -> np.ndarray:
     return out
 
 
-def activity_levels(dataset, user_ids: np.ndarray, as_of: pd.Timestamp) -> np.ndarray:
+def activity_levels(dataset: Dataset, user_ids: np.ndarray, as_of: pd.Timestamp) -> np.ndarray:
     """`low` / `medium` / `high` by terciles of events (spend, menu clicks, reads) in the last 90 days."""
     since = as_of - pd.Timedelta(days=ACTIVITY_DAYS)
     counts = pd.Series(0, index=pd.Index(user_ids, dtype=object), dtype=np.int64)
@@ -145,7 +146,7 @@ def split_tags(cells: pd.Series) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(parts) for parts in split_list(cells))
 
 
-def popularity_factors(dataset, user_tiers: np.ndarray, content_ids: np.ndarray,
+def popularity_factors(dataset: Dataset, user_tiers: np.ndarray, content_ids: np.ndarray,
                        as_of: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
     """Per-card-tier popularity as factors: one-hot tier [n, g] and log-popularity per item [n_items, g].
 
@@ -183,8 +184,9 @@ def popularity_factors(dataset, user_tiers: np.ndarray, content_ids: np.ndarray,
     return user_factors, item_factors
 
 
-def rank_candidates(dataset, user_ids: np.ndarray, content_ids: np.ndarray, as_of: pd.Timestamp, k: int,
-                    bundle: ModelBundle | None = None, bundle_label: str = "") -> tuple[np.ndarray, str]:
+def rank_candidates(dataset: Dataset, user_ids: np.ndarray, content_ids: np.ndarray, as_of: pd.Timestamp,
+                    k: int, bundle: ModelBundle | None = None,
+                    bundle_label: str = "") -> tuple[np.ndarray, str]:
     """Top-k candidate item indices (into `content_ids`) per cardholder, best first; -1 padding.
 
     With a model bundle, the engine's own ranking (its factors and eligibility); otherwise
@@ -307,7 +309,7 @@ def load_world(
     return world
 
 
-def _history(dataset, user_ids: np.ndarray, content_ids: np.ndarray, as_of: pd.Timestamp) -> History:
+def _history(dataset: Dataset, user_ids: np.ndarray, content_ids: np.ndarray, as_of: pd.Timestamp) -> History:
     from recsys.ids import IdIndex
 
     pushes = dataset.push_log

@@ -8,10 +8,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recsys.caps.policy import Policy
 from recsys.config import Settings
+
+if TYPE_CHECKING:
+    from recsys.bundle import ModelBundle
+    from recsys.simulation.world import SimWorld
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ class StudioWorldInfo:
     days: int
 
 
-def load_bundle(uri: str, settings: Settings):
+def load_bundle(uri: str, settings: Settings) -> ModelBundle:
     """The model bundle the studio ranks with (models:/, runs:/ URI or a bundle path)."""
     from recsys.bundle import ModelBundle
     from training.tracking import resolved_bundle
@@ -51,7 +55,7 @@ class StudioService:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._world = None
+        self._world: SimWorld | None = None
         self._loading = threading.Lock()
         self._running = threading.Lock()
 
@@ -82,7 +86,7 @@ class StudioService:
         except StudioNotConfiguredError as error:
             logger.warning("%s", error)
 
-    def world(self):
+    def world(self) -> SimWorld:
         """The configured world, sampled to `studio_users` cardholders (loaded once)."""
         with self._loading:
             if self._world is None:
