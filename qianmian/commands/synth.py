@@ -80,6 +80,10 @@ def synth(
     except WorldOutputError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error
+    except OSError as error:
+        typer.echo(f"error: cannot write the world ({error}): choose --out and --truth paths in writable "
+                   "directories", err=True)
+        raise typer.Exit(code=2) from error
     finally:
         if bar is not None:
             bar.close()

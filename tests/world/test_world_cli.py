@@ -163,3 +163,13 @@ def test_refuses_to_replace_an_existing_truth_file_unless_forced(tmp_path):
     assert (tmp_path / "w.truth.npz").read_bytes() == b"an older truth"
     generate_world(WorldConfig(users=20, items=10, days=5), tmp_path / "w", force=True)
     assert len(WorldTruth.load(tmp_path / "w.truth.npz").user_ids) == 20
+
+
+def test_an_unwritable_truth_path_is_a_clear_error_and_leaves_nothing(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = synth("--out", str(tmp_path / "w"), "--users", "10", "--items", "10", "--days", "5",
+                   "--truth", str(blocker / "t.npz"))
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "writable" in result.output and str(blocker) in result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
