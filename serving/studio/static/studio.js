@@ -140,32 +140,26 @@
     };
     windowSelect.addEventListener("change", syncDuration);
     syncDuration();
-    parts.forEach((part) => {
+    appendRow("#limits tbody", tr, parts);
+  }
+
+  function appendRow(body, tr, parts) {
+    [...parts, removeButton(tr)].forEach((part) => {
       const td = document.createElement("td");
       td.appendChild(part);
       tr.appendChild(td);
     });
-    const td = document.createElement("td");
-    td.appendChild(removeButton(tr));
-    tr.appendChild(td);
-    $("#limits tbody").appendChild(tr);
+    $(body).appendChild(tr);
     renumber();
   }
 
   function addCampaign(name = "", rate = {}) {
     const tr = document.createElement("tr");
-    [input(name, {"data-part": "campaign", size: 14}),
-     input(rate.max ?? "", {"data-part": "max", type: "number", min: 1}),
-     input(rate.per ?? "", {"data-part": "per", placeholder: "1s", size: 6})].forEach((part) => {
-      const td = document.createElement("td");
-      td.appendChild(part);
-      tr.appendChild(td);
-    });
-    const td = document.createElement("td");
-    td.appendChild(removeButton(tr));
-    tr.appendChild(td);
-    $("#campaigns tbody").appendChild(tr);
-    renumber();
+    appendRow("#campaigns tbody", tr, [
+      input(name, {"data-part": "campaign", size: 14}),
+      input(rate.max ?? "", {"data-part": "max", type: "number", min: 1}),
+      input(rate.per ?? "", {"data-part": "per", placeholder: "1s", size: 6}),
+    ]);
   }
 
   // Stable names for every editable part (limits.0.max, ...), so people and tests can address them.
