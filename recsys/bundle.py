@@ -22,7 +22,6 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,7 @@ import scipy.sparse as sp
 from recsys.ids import IdIndex
 from recsys.models import IncompatibleModelError, Recommender, load_model
 from recsys.models.base import _replace_directory as replace_directory
+from recsys.models.base import library_versions
 
 if TYPE_CHECKING:
     from features.builder import FeatureBuilder
@@ -52,14 +52,9 @@ class BundleError(ValueError):
     """A model bundle that is missing, damaged or from an incompatible version."""
 
 
-def library_versions() -> dict[str, str]:
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+def bundle_versions() -> dict[str, str]:
+    """Installed versions of the engine and the libraries a bundle depends on."""
+    return library_versions(LIBRARIES)
 
 
 def item_metadata(content: pd.DataFrame, items: IdIndex) -> pd.DataFrame:
@@ -94,7 +89,7 @@ class ModelBundle:
     params: dict[str, Any] = field(default_factory=dict)
     fallback: Recommender | None = None
     user_features: sp.csr_matrix | None = None
-    versions: dict[str, str] = field(default_factory=library_versions)
+    versions: dict[str, str] = field(default_factory=bundle_versions)
     format_version: int = BUNDLE_FORMAT
 
     def __post_init__(self) -> None:
@@ -170,7 +165,7 @@ class ModelBundle:
             saved_with = manifest.get("versions", {}).get("qianmian", "an unknown version")
             raise BundleError(
                 f"{root} is a bundle in format version {found!r} (written by qianmian {saved_with}); "
-                f"this qianmian {library_versions()['qianmian']} reads format {BUNDLE_FORMAT}: "
+                f"this qianmian {bundle_versions()['qianmian']} reads format {BUNDLE_FORMAT}: "
                 "retrain with `recsys train` or use the matching engine version"
             )
         try:
