@@ -11,13 +11,9 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from serving_support import ADMIN, SCHEDULER, train_bundle
 
 from recsys.config import Settings
-
-SCHEDULER = "test-scheduler-token-7f3a"
-ADMIN = "test-admin-token-91bc"
-SCHEDULER_HEADERS = {"Authorization": f"Bearer {SCHEDULER}"}
-ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 
 
 @pytest.fixture(scope="session")
@@ -34,22 +30,6 @@ def dataset(world_dir: Path):
     from features.loader import load_dataset
 
     return load_dataset(world_dir)
-
-
-def train_bundle(dataset, path: Path, seed: int = 3, epochs: int = 4) -> Path:
-    from features.pipeline import build_training_matrices
-    from recsys.bundle import ModelBundle, item_metadata
-    from recsys.models.lightfm_hybrid import LightFMHybrid
-
-    as_of = dataset.time_range()[1]
-    matrices, builder = build_training_matrices(dataset, as_of)
-    model = LightFMHybrid(no_components=8, epochs=epochs, num_threads=1, random_state=seed).fit(matrices)
-    bundle = ModelBundle(
-        model=model, users=matrices.users, items=matrices.items, feature_state=builder.to_dict(),
-        item_meta=item_metadata(dataset.content, matrices.items), user_segments=matrices.user_segments,
-        as_of=as_of,
-    )
-    return bundle.save(path)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import ADMIN, ADMIN_HEADERS, SCHEDULER, SCHEDULER_HEADERS
+from serving_support import ADMIN, ADMIN_HEADERS, SCHEDULER, SCHEDULER_HEADERS
 
 pytestmark = pytest.mark.redis
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SCHEDULER_HEADERS
+from serving_support import SCHEDULER_HEADERS
 from typer.testing import CliRunner
 
 from qianmian.cli import app

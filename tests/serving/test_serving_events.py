@@ -6,7 +6,7 @@ import shutil
 
 import pandas as pd
 import pytest
-from conftest import SCHEDULER_HEADERS
+from serving_support import SCHEDULER_HEADERS
 
 pytestmark = pytest.mark.redis
 

@@ -6,11 +6,11 @@ from collections import Counter
 
 import pytest
 import schemathesis
-from conftest import ADMIN_HEADERS
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+from serving_support import ADMIN_HEADERS
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ADMIN, ADMIN_HEADERS, SCHEDULER, SCHEDULER_HEADERS
+from serving_support import ADMIN, ADMIN_HEADERS, SCHEDULER, SCHEDULER_HEADERS
 
 from recsys.embedded_redis import free_port
 
@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
 @pytest.fixture
-def server(settings, redis_client, tmp_path: Path):
+def server(settings, redis_client, published, tmp_path: Path):
+    """`recsys serve --workers 2` over the test's prefix, started after the first publication."""
     port = free_port()
     env = {
         **os.environ,
@@ -64,6 +65,7 @@ def test_new_model_goes_live_without_dropped_requests(server, published, other_b
     users = dataset.cardholders["user_id"].astype(str).tolist()[:200]
     seen_versions: Counter[str] = Counter()
     statuses: Counter[int] = Counter()
+    failures: list[str] = []
     stop = threading.Event()
 
     def hammer(offset: int) -> None:
@@ -72,6 +74,8 @@ def test_new_model_goes_live_without_dropped_requests(server, published, other_b
             while not stop.is_set():
                 response = client.post("/v1/rank", json={"user_id": users[n % len(users)], "now": daytime})
                 statuses[response.status_code] += 1
+                if response.status_code != 200:
+                    failures.append(response.text[:300])
                 if response.status_code == 200:
                     seen_versions[response.json()["model_version"]] += 1
                 n += 1
@@ -89,7 +93,7 @@ def test_new_model_goes_live_without_dropped_requests(server, published, other_b
         stop.set()
         for thread in threads:
             thread.join()
-    assert set(statuses) == {200}, statuses
+    assert set(statuses) == {200}, (statuses, failures[:3])
     assert seen_versions[published.version] > 0 and seen_versions[second.version] >= 20
     ready = httpx.get(f"{server}/readyz").json()
     assert ready["model_version"] == second.version

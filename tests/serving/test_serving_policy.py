@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ADMIN_HEADERS, SCHEDULER_HEADERS
+from serving_support import ADMIN_HEADERS, SCHEDULER_HEADERS
 
 pytestmark = pytest.mark.redis
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import SCHEDULER_HEADERS
+from serving_support import SCHEDULER_HEADERS
 
 pytestmark = pytest.mark.redis
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SCHEDULER_HEADERS
 from fastapi.testclient import TestClient
+from serving_support import SCHEDULER_HEADERS
 
 from recsys.embedded_redis import start_embedded_redis
 
