@@ -14,6 +14,16 @@ from recsys.ids import IdIndex
 EVENT_COLUMNS = ["user_id", "content_id", "ts", "weight"]
 
 
+def _events(frame: pd.DataFrame, time_column: str, weight: np.ndarray) -> pd.DataFrame:
+    """Rows of a reads or push table as (user_id, content_id, ts, weight) events."""
+    return pd.DataFrame({
+        "user_id": frame["user_id"].astype(str).to_numpy(dtype=object),
+        "content_id": frame["content_id"].astype(str).to_numpy(dtype=object),
+        "ts": frame[time_column].array,
+        "weight": weight,
+    })
+
+
 def positive_events(
     dataset: Dataset, as_of: pd.Timestamp, config: FeatureConfig, since: pd.Timestamp | None = None
 ) -> pd.DataFrame:
@@ -23,23 +33,13 @@ def positive_events(
     if since is not None:
         in_range &= reads["ts"] > since
     reads = reads.loc[in_range.to_numpy()]
-    read_events = pd.DataFrame({
-        "user_id": reads["user_id"].astype(str).to_numpy(dtype=object),
-        "content_id": reads["content_id"].astype(str).to_numpy(dtype=object),
-        "ts": reads["ts"].array,
-        "weight": config.read_weight * dwell_weight(reads["dwell_seconds"], config),
-    })
+    read_events = _events(reads, "ts", config.read_weight * dwell_weight(reads["dwell_seconds"], config))
     pushes = dataset.push_log
     opened = pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)
     if since is not None:
         opened &= pushes["opened_ts"] > since
     pushes = pushes.loc[opened.to_numpy()]
-    open_events = pd.DataFrame({
-        "user_id": pushes["user_id"].astype(str).to_numpy(dtype=object),
-        "content_id": pushes["content_id"].astype(str).to_numpy(dtype=object),
-        "ts": pushes["opened_ts"].array,
-        "weight": np.full(len(pushes), config.open_weight),
-    })
+    open_events = _events(pushes, "opened_ts", np.full(len(pushes), config.open_weight))
     frames = [frame for frame in (read_events, open_events) if len(frame)]
     if not frames:
         return pd.DataFrame({column: pd.Series([], dtype=object) for column in EVENT_COLUMNS})
@@ -52,12 +52,7 @@ def negative_events(dataset: Dataset, as_of: pd.Timestamp, config: FeatureConfig
     old_enough = pushes["sent_ts"] <= as_of - config.negative_grace_days * DAY
     unopened = pushes["opened_ts"].isna() | (pushes["opened_ts"] > as_of)
     pushes = pushes.loc[(old_enough & unopened).to_numpy()]
-    return pd.DataFrame({
-        "user_id": pushes["user_id"].astype(str).to_numpy(dtype=object),
-        "content_id": pushes["content_id"].astype(str).to_numpy(dtype=object),
-        "ts": pushes["sent_ts"].array,
-        "weight": np.full(len(pushes), config.negative_weight),
-    })
+    return _events(pushes, "sent_ts", np.full(len(pushes), config.negative_weight))
 
 
 def _to_matrix(events: pd.DataFrame, as_of: pd.Timestamp, users: IdIndex, items: IdIndex,
