@@ -69,7 +69,14 @@ class FeatureConfig:
             raise FeatureConfigError(f"unknown feature setting(s) {unknown}; known: {sorted(known)}")
         for name in ("spend_windows_days", "segment_by"):
             if name in data:
+                if not isinstance(data[name], list | tuple):
+                    raise FeatureConfigError(f"features.{name} must be a list, got {data[name]!r}")
                 data[name] = tuple(data[name])
+        for name, value in data.items():
+            if name in ("spend_windows_days", "segment_by") or value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise FeatureConfigError(f"features.{name} must be a number, got {value!r}")
         return cls(**data)
 
 

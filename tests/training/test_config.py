@@ -22,6 +22,8 @@ def test_the_example_config_is_the_built_in_default() -> None:
     ({"evaluation": {"metric": "accuracy"}}, "metric 'accuracy'"),
     ({"evaluation": {"holdout_days": 0}}, "holdout_days must be > 0"),
     ({"features": {"half_life_days": -1}}, "half_life_days"),
+    ({"features": {"half_life_days": "30"}}, "half_life_days must be a number"),
+    ({"features": {"segment_by": "card_tier"}}, "segment_by must be a list"),
     ({"model": {"kind": "deep_magic"}}, "deep_magic"),
     ({"baselines": {"pop": {"params": {}}}}, "kind is missing"),
     ({"evaluation": {"metric": "map@5", "k": 10}}, "set k to 5"),
