@@ -136,6 +136,13 @@ class TrainConfig:
         if "k" not in evaluation and "@" in chosen and METRIC_PATTERN.match(chosen):
             evaluation["k"] = int(chosen.split("@")[1])
         kwargs.update(evaluation)
+        for key in ("holdout_days", "k", "auc_max_users", "epoch_eval_max_users", "rank_block_size", "seed"):
+            value = kwargs.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                where = f"evaluation.{key}" if key in evaluation else key
+                raise TrainConfigError(f"{where} must be a number, got {value!r}")
+        if not isinstance(kwargs.get("refit", True), bool):
+            raise TrainConfigError(f"refit must be true or false, got {kwargs['refit']!r}")
         try:
             return cls(**kwargs)
         except TypeError as error:

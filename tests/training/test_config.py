@@ -27,6 +27,9 @@ def test_the_example_config_is_the_built_in_default() -> None:
     ({"model": {"kind": "deep_magic"}}, "deep_magic"),
     ({"baselines": {"pop": {"params": {}}}}, "kind is missing"),
     ({"evaluation": {"metric": "map@5", "k": 10}}, "set k to 5"),
+    ({"evaluation": {"holdout_days": "two weeks"}}, "evaluation.holdout_days must be a number"),
+    ({"seed": "abc"}, "seed must be a number"),
+    ({"refit": "yes"}, "refit must be true or false"),
 ])
 def test_bad_configs_name_the_problem(data: dict, message: str) -> None:
     with pytest.raises(TrainConfigError, match=message):
