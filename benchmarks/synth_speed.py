@@ -126,6 +126,8 @@ def main() -> None:
         print(json.dumps(_child_baseline(args)))
         return
 
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="synth-bench-", dir=args.workdir))
     try:
         sizes = {"users": args.users, "items": args.items, "days": args.days, "seed": args.seed}
