@@ -121,6 +121,10 @@ class Tracker:
         self.run_id = active.info.run_id
         try:
             yield self
+        except MlflowException as error:
+            mlflow.end_run(status="FAILED")
+            message = f"MLflow run {self.run_id} in {self.tracking_uri} failed: {error.message}"
+            raise TrackingError(message) from error
         except BaseException:
             mlflow.end_run(status="FAILED")
             raise
@@ -168,16 +172,29 @@ class Tracker:
     # ------------------------------------------------------------------ registry
     def champion(self, name: str, metric: str) -> Champion | None:
         """The registered model's current champion and its logged value of `metric`, if any."""
+        # only "no such model / alias / run" means no champion: a store error must not promote anyone
         try:
-            version = self.client.get_model_version_by_alias(name, CHAMPION)
-        except MlflowException:
+            aliases = self.client.get_registered_model(name).aliases
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise TrackingError(f"cannot read registered model {name!r} from {self.tracking_uri}: "
+                                f"{error.message}") from error
+        if CHAMPION not in aliases:
             return None
+        try:
+            version = self.client.get_model_version(name, str(aliases[CHAMPION]))
+        except MlflowException as error:
+            raise TrackingError(f"cannot read the {CHAMPION} version of {name!r} from {self.tracking_uri}: "
+                                f"{error.message}") from error
         value = None
         if version.run_id:
             try:
                 value = self.client.get_run(version.run_id).data.metrics.get(metric_key(metric))
-            except MlflowException:
-                value = None
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise TrackingError(f"cannot read run {version.run_id} of {name!r} champion: "
+                                        f"{error.message}") from error
         return Champion(version=str(version.version), run_id=version.run_id or "", value=value)
 
     def register(self, model_uri: str, name: str) -> str:
@@ -189,7 +206,11 @@ class Tracker:
         return str(version.version)
 
     def set_champion(self, name: str, version: str) -> None:
-        self.client.set_registered_model_alias(name, CHAMPION, version)
+        try:
+            self.client.set_registered_model_alias(name, CHAMPION, version)
+        except MlflowException as error:
+            raise TrackingError(f"registered {name!r} version {version} but cannot point {CHAMPION!r} at it: "
+                                f"{error.message}") from error
 
 
 def _signature():
