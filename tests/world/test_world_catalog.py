@@ -35,3 +35,14 @@ def test_topics_cover_spend_categories_and_finance_topics():
     assert set(catalog.FINANCE_TOPICS) <= set(catalog.TOPICS)
     for persona in catalog.PERSONAS:
         assert set(persona.leanings) <= set(catalog.TOPICS), persona.name
+
+
+def test_the_feature_builder_knows_the_category_of_every_world_mcc():
+    import pandas as pd
+
+    from features.mcc import UNMAPPED, MccTable
+
+    table = MccTable.shipped()
+    codes = sorted(catalog.all_mccs())
+    categories = [table.categories[i] for i in table.categorise(pd.Series(codes))]
+    assert [code for code, name in zip(codes, categories, strict=True) if name == UNMAPPED] == []
