@@ -5,8 +5,11 @@ lives in one slot):
 
 - `{qm:u:<user_id>}`  one hash per cardholder: `o` opted-out time, `m` muted time, `u` unopened
   streak, `l` last sent time, `c:<content_id>` last time each content was sent, `P` the push
-  records (reserved / confirmed / released) as one JSON array. Invisible records (expired
-  reservations, pushes older than every window) are dropped by the next write. The key expires
+  records (reserved / confirmed / released) in one string, format 2: each record is RS (0x1e)
+  followed by its nine fields joined by US (0x1f), see `lua/caps.lua`. A `P` written in format 1
+  (a JSON array, before November 2026) is still read and is rewritten in format 2 by the
+  cardholder's next write. Invisible records (expired reservations, pushes older than every
+  window) are dropped by the next write. The key expires
   after `policy.retention` without writes, except while the cardholder is opted out or muted
   forever (those must never be forgotten).
 - `{qm:t:<campaign>}:<window>`  reservations of a campaign in one throttle window (expires).
@@ -113,54 +116,66 @@ def compile_policy(policy: Policy) -> dict[str, str]:
         "mute_pause": policy.mute.pause * 1000 if policy.mute.pause else -1,
         "no_repeat": str(no_repeat is not None).lower(),
         "no_repeat_window": no_repeat.window * 1000 if no_repeat and no_repeat.window else -1,
-        "nlimits": len(policy.limits),
     }
     return {name: f"({value})" for name, value in values.items()}
 
 
 def compile_limits(policy: Policy) -> str:
-    """Lua code counting each limit's pushes: one unrolled block per limit, constants inlined.
+    """Lua code counting every limit's pushes in one pass over the counting records, constants inlined.
 
-    Sets `limit_count[i]`, `limit_eligible[i]` (-1 when not full) and the bit `2^(i-1)` of
-    `blocked_mask` for every full limit, as `rules._limit_block` does.
+    For every full limit (as `rules._limit_block` decides) adds the bit `2^(i-1)` to `blocked_mask`
+    and appends its eligible time and count to `limit_out`, in policy order.
     """
-    blocks = []
+    if not policy.limits:
+        return ""
+    counters, tests, settles = [], [], []
     for index, limit in enumerate(policy.limits, start=1):
-        conditions = []
-        tag_scan = ""
+        n, t = f"n{index}", f"t{index}"
+        duration = (limit.duration or 0) * 1000
+        if limit.window == "calendar_day":
+            window, eligible, count = "ts >= day_s and ts < day_e", "day_e", f"{n} = {n} + 1"
+        elif limit.window == "calendar_month":
+            window, eligible, count = "ts >= mon_s and ts < mon_e", "mon_e", f"{n} = {n} + 1"
+        elif limit.max == 1:
+            # the latest push in the window is the one that has to leave it
+            counters.append(f"local {t} = 0")
+            window, eligible = f"ts > now - {duration}", f"{t} + {duration}"
+            count = f"{n} = {n} + 1; if ts > {t} then {t} = ts end"
+        else:
+            counters.append(f"local {t} = {{}}")
+            window = f"ts > now - {duration}"
+            eligible = f"{t}[{n} - {limit.max} + 1] + {duration}"
+            count = f"{n} = {n} + 1; {t}[{n}] = ts"
+        conditions = [window]
         if limit.kinds:
             conditions.append("(" + " or ".join(f"r[KIND] == {_lua_str(k)}" for k in limit.kinds) + ")")
         if limit.tags:
-            tags = " or ".join(f"t == {_lua_str(t)}" for t in limit.tags)
-            tag_scan = (
-                "local hit = false\n"
-                f"      for _, t in ipairs(r[TAGS]) do if {tags} then hit = true break end end\n      "
-            )
-            conditions.append("hit")
-        if limit.window == "calendar_day":
-            window, eligible, collect = "ts >= day_s and ts < day_e", "day_e", False
-        elif limit.window == "calendar_month":
-            window, eligible, collect = "ts >= mon_s and ts < mon_e", "mon_e", False
-        else:
-            window, collect = "ts > now - DUR", True
-            eligible = "times[n - MAX + 1] + DUR"
-        duration = (limit.duration or 0) * 1000
-        count = "n = n + 1; times[n] = ts" if collect else "n = n + 1"
-        inner = f"local ts = r[TS]\n      if {window} then {count} end"
-        if conditions:
-            inner = f"{tag_scan}if {' and '.join(conditions)} then\n      {inner}\n      end"
-        sort = "table.sort(times)\n      " if collect else ""
-        code = (
-            f"  do -- limit {limit.name}\n"
-            f"    local n{', times = 0, {}' if collect else ' = 0'}\n"
-            f"    for _, r in ipairs(counting) do\n      {inner}\n    end\n"
-            f"    limit_count[{index}] = n\n"
-            f"    if n >= MAX then\n      {sort}limit_eligible[{index}] = {eligible}\n"
-            f"      blocked_mask = blocked_mask + {1 << (index - 1)}\n"
-            f"    else\n      limit_eligible[{index}] = -1\n    end\n  end"
+            # stored tags read `|t1|t2|`: a plain find of `|tag|` is an exact tag match
+            tags = " or ".join(f"string.find(r[TAGS], '|{t}|', 1, true)" for t in limit.tags)
+            conditions.append(f"({tags})")
+        tests.append(f"      if {' and '.join(conditions)} then {count} end -- {limit.name}")
+        sort = f"table.sort({t}); " if limit.window == "rolling" and limit.max > 1 else ""
+        settles.append(
+            f"    if {n} >= {limit.max} then\n"
+            f"      {sort}blocked_mask = blocked_mask + {1 << (index - 1)}\n"
+            f"      limit_out[#limit_out + 1] = {eligible}; limit_out[#limit_out + 1] = {n}\n"
+            f"    end"
         )
-        blocks.append(code.replace("MAX", str(limit.max)).replace("DUR", str(duration)))
-    return "\n".join(blocks)
+    names = ", ".join(f"n{i}" for i in range(1, len(policy.limits) + 1))
+    zeros = ", ".join("0" for _ in policy.limits)
+    return "\n".join(
+        [
+            "  do -- limits",
+            f"    local {names} = {zeros}",
+            *(f"    {line}" for line in counters),
+            "    for _, r in ipairs(counting) do",
+            "      local ts = r[TS]",
+            *tests,
+            "    end",
+            *settles,
+            "  end",
+        ]
+    )
 
 
 def script_source(policy: Policy) -> str:
@@ -228,34 +243,35 @@ class RedisCapEngine(CapEngine):
         if len(self._sources) >= 8:
             self._sources.pop(next(iter(self._sources)))
         self._sources[sha] = source
-        return _Compiled(policy, sha, {}, {})
+        return _Compiled(policy, sha, {}, {}, {})
 
     @staticmethod
-    def _candidate_code(compiled: _Compiled, candidate: Candidate, where: str) -> tuple[int, str, str]:
+    def _candidate_code(
+        compiled: _Compiled, candidate: Candidate, request: int, position: int
+    ) -> tuple[int, str, str]:
         """(limit bitmask * 4 + transactional * 2, stored record tail, sent-content field), cached.
 
-        Validates the candidate the first time it is seen.
+        Validates the candidate the first time it is seen. Callers look in `compiled.by_id` first:
+        a candidate object seen before is found without hashing its fields.
         """
         cached = compiled.codes.get(candidate)
         if cached is None:
-            check_candidate(candidate, where)
+            check_candidate(candidate, f"requests[{request}].candidates[{position}]")
             if len(compiled.codes) > 50_000:
                 compiled.codes.clear()
             mask = 0
             for index, limit in enumerate(compiled.policy.limits):
                 if not limit.filtered or limit.matches(candidate.kind, candidate.tags):
                     mask |= 1 << index
-            tx = "1" if candidate.transactional else "0"
-            fields = [
-                tx,
-                candidate.content_id,
-                candidate.kind,
-                list(candidate.tags),
-                candidate.campaign or "",
-            ]
-            tail = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))[1:-1]
+            tags = "|" + "|".join(candidate.tags) + "|" if candidate.tags else ""
+            fields = ["1" if candidate.transactional else "0", candidate.content_id, candidate.kind]
+            tail = "\x1f".join([*fields, tags, candidate.campaign or ""])
             cached = (mask * 4 + (2 if candidate.transactional else 0), tail, f"c:{candidate.content_id}")
             compiled.codes[candidate] = cached
+        if len(compiled.by_id) > 50_000:
+            compiled.by_id.clear()
+        # the entry keeps the candidate alive, so its id cannot be reused by another object
+        compiled.by_id[id(candidate)] = (candidate, cached)
         return cached
 
     def set_policy(self, policy: Policy) -> None:
@@ -372,9 +388,13 @@ class RedisCapEngine(CapEngine):
                     packed = connection.pack_commands(chunk)
                 # no health check once replies are pending: its PING would read one of them
                 connection.send_packed_command(packed, check_health=start == 0)
+            # The parser hands back error replies as exception objects; the connection's own
+            # read_response also formats an error text and re-arms the health check per reply.
+            parser = getattr(connection, "_parser", None)
+            read = getattr(parser, "read_response", None) or connection.read_response
             for index in indices:
                 try:
-                    reply = connection.read_response()
+                    reply = read()
                 except redis.ResponseError as error:
                     reply = error
                 handle(index, reply)
@@ -401,7 +421,7 @@ class RedisCapEngine(CapEngine):
         args: list[Any] = [
             "EVALSHA", compiled.sha, 1, self.user_key(request.user_id),
             "d", cal.now, 1 if request.reserve else 0,
-            json.dumps(push_id, ensure_ascii=False) if request.reserve else "",
+            push_id,
             cal.day_start, cal.day_end, cal.month_start, cal.month_end, cal.quiet_until or 0,
             len(request.candidates),
         ]  # fmt: skip
@@ -422,13 +442,18 @@ class RedisCapEngine(CapEngine):
         self._check_requests(requests, candidates=False)
         compiled = self._compiled
         policy = compiled.policy
-        codes = [
-            [
-                self._candidate_code(compiled, c, f"requests[{i}].candidates[{p}]")
-                for p, c in enumerate(r.candidates)
-            ]
-            for i, r in enumerate(requests)
-        ]
+        by_id = compiled.by_id
+        codes = []
+        for i, r in enumerate(requests):
+            row = []
+            for p, c in enumerate(r.candidates):
+                entry = by_id.get(id(c))
+                row.append(
+                    entry[1]
+                    if entry is not None and entry[0] is c
+                    else self._candidate_code(compiled, c, i, p)
+                )
+            codes.append(row)
         now_ms = to_ms(now or now_utc())
         cals = [rules.calendar(policy, r.timezone or policy.default_timezone, now_ms) for r in requests]
         push_ids = [(r.push_id or new_push_id()) if r.reserve else "" for r in requests]
@@ -577,7 +602,7 @@ class RedisCapEngine(CapEngine):
             reservation += [_text(reply[5]), int(reply[6])]
         else:
             reservation = _NO_RESERVATION
-        position = 7
+        position = 7 if reply[0] else 1
         user_blocks: list[rules.RawBlock] = []
         for _ in range(int(reply[position])):
             rule, eligible, a, b = reply[position + 1 : position + 5]
@@ -585,15 +610,15 @@ class RedisCapEngine(CapEngine):
             position += 4
         position += 1
         limit_blocks: list[tuple[int, rules.RawBlock]] = []
-        blocked = 0
-        for index, limit in enumerate(policy.limits):
-            eligible = int(reply[position])
-            if eligible != -1:
-                blocked |= 1 << index
-                limit_blocks.append(
-                    (1 << index, (f"limit:{limit.name}", eligible, int(reply[position + 1]), limit.max))
-                )
-            position += 2
+        blocked = int(reply[position])
+        position += 1
+        if blocked:
+            for index, limit in enumerate(policy.limits):
+                if blocked >> index & 1:
+                    bit = 1 << index
+                    raw = (f"limit:{limit.name}", int(reply[position]), int(reply[position + 1]), limit.max)
+                    limit_blocks.append((bit, raw))
+                    position += 2
         tail_blocks: list[rules.RawBlock] = []
         for _ in range(int(reply[position])):
             rule, eligible, a, b = reply[position + 1 : position + 5]
@@ -687,6 +712,7 @@ class _Compiled:
     sha: str
     codes: dict[Candidate, tuple[int, str, str]]
     memo: dict[Any, Any]
+    by_id: dict[int, tuple[Candidate, tuple[int, str, str]]]
 
 
 class _LazyCalls(Sequence):
@@ -744,19 +770,35 @@ def parse_record(fields: dict[str, str]) -> rules.CardholderRecord:
     for name, value in fields.items():
         if name.startswith("c:"):
             record.sent_contents[name[2:]] = int(value)
-    packed = fields.get("P", "")
-    if packed:
-        for pid, status, ts, expires, tx, content, kind, tags, campaign in json.loads(packed):
-            record.pushes[pid] = rules.PushRecord(
-                push_id=pid,
-                status=_STATUS[status],
-                ts=int(ts),
-                expires=int(expires),
-                content_id=content,
-                kind=kind,
-                # Lua's JSON encoder writes an empty list as {}
-                tags=tuple(tags) if isinstance(tags, list) else (),
-                transactional=tx == "1",
-                campaign=campaign or None,
-            )
+    for pid, status, ts, expires, tx, content, kind, tags, campaign in _push_rows(fields.get("P", "")):
+        record.pushes[pid] = rules.PushRecord(
+            push_id=pid,
+            status=_STATUS[status],
+            ts=int(ts),
+            expires=int(expires),
+            content_id=content,
+            kind=kind,
+            tags=tags,
+            transactional=tx == "1",
+            campaign=campaign or None,
+        )
     return record
+
+
+def _push_rows(packed: str) -> list[tuple[Any, ...]]:
+    """The `P` field's records as (push id, status, ts, expires, tx, content, kind, tags, campaign)."""
+    if not packed:
+        return []
+    if packed.startswith("["):
+        # format 1 (JSON array), rewritten as format 2 by the cardholder's next write;
+        # Lua's JSON encoder writes an empty list as {}
+        return [
+            (*row[:7], tuple(row[7]) if isinstance(row[7], list) else (), row[8])
+            for row in json.loads(packed)
+        ]
+    rows = []
+    for text in packed.split("\x1e")[1:]:
+        row = text.split("\x1f")
+        tags = row[7]
+        rows.append((*row[:7], tuple(tags[1:-1].split("|")) if tags else (), row[8]))
+    return rows

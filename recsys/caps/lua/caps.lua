@@ -6,28 +6,59 @@
 -- ARGV[1]  operation: d (decide, maybe reserve), c (confirm), r (release), u (undo a fresh
 --          reservation), o (open), m (mute), M (unmute), x (opt out), X (opt in)
 -- ARGV[2]  now, epoch ms (the caller's clock, never Redis TIME)
--- decide:  ARGV[3] reserve 0/1, [4] push id as a JSON string, [5..8] local day start/end and
+-- decide:  ARGV[3] reserve 0/1, [4] push id, [5..8] local day start/end and
 --          month start/end (ms, computed in Python for the cardholder's zone), [9] quiet-hours end
 --          or 0, [10] number n of candidates, [11..10+n] each candidate's field "c:<content id>",
 --          [11+n..10+2n] each candidate's code (bitmask of the limits that apply to it * 4 +
 --          transactional * 2 + campaign throttled), [11+2n] each candidate's record tail
---          `"tx","content","kind",[tags],"campaign"` (JSON, without brackets) joined by RS (\30)
+--          `tx US content US kind US tags US campaign` (US = \31; tags as `|t1|t2|`, "" for
+--          none), joined by RS (\30)
 -- The engine replaces the LIMITS marker with code generated for the policy's limits.
 -- confirm/release/undo: ARGV[3] push id
 --
 -- Hash fields: o opted-out ms, m muted ms, u unopened streak, l last sent ms, c:<content> last
--- confirmed ms, P the push records as a JSON array of
--- [push id, status (r reserved, c confirmed, x released), ts, expires, tx "0"/"1", content, kind,
---  [tags], campaign ("" for none)].
+-- confirmed ms, P the push records: each record is RS (\30) then its fields joined by US (\31):
+-- push id, status (r reserved, c confirmed, x released), ts, expires, tx 0/1, content, kind,
+-- tags (`|t1|t2|`, "" for none), campaign ("" for none). Ids never contain RS or US (checked by
+-- the engine). The leading RS marks this format (2); a value starting with `[` is the earlier
+-- JSON array (format 1): it is read as such and rewritten in format 2 by the next write.
 
 local key = KEYS[1]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local PID, ST, TS, EXP, TX, CONTENT, KIND, TAGS = 1, 2, 3, 4, 5, 6, 7, 8
 
+local RECORD = '\30([^\30\31]*)\31(%a)\31(%d+)\31(%d+)\31([01])\31([^\30\31]*)\31([^\30\31]*)'
+  .. '\31([^\30\31]*)\31([^\30\31]*)'
+
+-- Records as tables; the second result is true for a format-1 value (to be rewritten).
 local function parse(packed)
-  if not packed or packed == '' then return {} end
-  return cjson.decode(packed)
+  if not packed or packed == '' then return {}, false end
+  local recs = {}
+  if string.byte(packed, 1) == 91 then -- '[': format 1, JSON
+    for i, r in ipairs(cjson.decode(packed)) do
+      local tags = r[TAGS]
+      recs[i] = {r[PID], r[ST], r[TS], r[EXP], r[TX], r[CONTENT], r[KIND],
+        #tags > 0 and ('|' .. table.concat(tags, '|') .. '|') or '', r[9]}
+    end
+    return recs, true
+  end
+  local n = 0
+  for pid, st, ts, exp, tx, content, kind, tags, campaign in string.gmatch(packed, RECORD) do
+    n = n + 1
+    recs[n] = {pid, st, tonumber(ts), tonumber(exp), tx, content, kind, tags, campaign}
+  end
+  return recs, false
+end
+
+local function encode(recs)
+  local parts = {}
+  for i, r in ipairs(recs) do
+    parts[i] = r[PID] .. '\31' .. r[ST] .. '\31' .. string.format('%d', r[TS]) .. '\31'
+      .. string.format('%d', r[EXP]) .. '\31' .. r[TX] .. '\31' .. r[CONTENT] .. '\31' .. r[KIND]
+      .. '\31' .. r[TAGS] .. '\31' .. r[9]
+  end
+  return '\30' .. table.concat(parts, '\30')
 end
 
 local function visible(r)
@@ -45,7 +76,7 @@ local function purge(recs)
 end
 
 local function save_recs(recs)
-  if #recs == 0 then redis.call('HDEL', key, 'P') else redis.call('HSET', key, 'P', cjson.encode(recs)) end
+  if #recs == 0 then redis.call('HDEL', key, 'P') else redis.call('HSET', key, 'P', encode(recs)) end
 end
 
 -- Opted-out or forever-muted cardholders must never be forgotten; others expire when idle.
@@ -68,9 +99,12 @@ if op == 'd' then
   local opted, muted = tonumber(vals[1]), tonumber(vals[2])
   local unopened, last_sent = tonumber(vals[3]) or 0, tonumber(vals[4])
   local packed = vals[5]
-  local recs = parse(packed)
+  local recs, legacy = parse(packed)
   local dirty = false
-  if reserve then recs, dirty = purge(recs) end
+  if reserve then
+    recs, dirty = purge(recs)
+    dirty = dirty or legacy
+  end
 
   local counting, pending = {}, false
   for _, r in ipairs(recs) do
@@ -91,7 +125,7 @@ if op == 'd' then
   end
   if quiet > 0 then user_blocks[#user_blocks + 1] = {'quiet_hours', quiet, -1, -1} end
 
-  local limit_eligible, limit_count, blocked_mask = {}, {}, 0
+  local limit_out, blocked_mask = {}, 0
   --@LIMITS@
   local tail_blocks = {}
   if P.min_gap > 0 and #counting > 0 then
@@ -133,11 +167,13 @@ if op == 'd' then
     end
   end
 
-  -- Reservation: out[1] = 0 none, 1 new, 2 replay of a known push id; then pid, content, ts, exp,
-  -- status, index of the reserved candidate.
-  local out = {0, '', '', 0, 0, '', 0}
+  -- Reply: out[1] = 0 no reservation, or 1 new, 2 replay of a known push id followed by pid,
+  -- content, ts, exp, status, index of the reserved candidate; then the number of cardholder
+  -- blocks and each as rule, eligible, a, b; the mask of full limits and each full limit's
+  -- eligible time and count; the number of tail blocks and each; each candidate's no-repeat time.
+  local out = {0}
   if reserve then
-    local push_id = cjson.decode(ARGV[4])
+    local push_id = ARGV[4]
     local existing = nil
     for _, r in ipairs(recs) do
       if r[PID] == push_id then existing = r end
@@ -149,14 +185,10 @@ if op == 'd' then
       for _ = 2, chosen do start = string.find(tails, '\30', start, true) + 1 end
       local stop = string.find(tails, '\30', start, true)
       local tail = string.sub(tails, start, stop and stop - 1 or -1)
-      local rec = '[' .. ARGV[4] .. ',"r",' .. string.format('%d', now) .. ',' .. string.format('%d', now + P.ttl)
-        .. ',' .. tail .. ']'
-      if dirty then packed = #recs > 0 and cjson.encode(recs) or nil end
-      if packed and packed ~= '' then
-        packed = string.sub(packed, 1, -2) .. ',' .. rec .. ']'
-      else
-        packed = '[' .. rec .. ']'
-      end
+      local rec = '\30' .. push_id .. '\31r\31' .. string.format('%d', now) .. '\31'
+        .. string.format('%d', now + P.ttl) .. '\31' .. tail
+      if dirty then packed = #recs > 0 and encode(recs) or nil end
+      packed = (packed or '') .. rec
       redis.call('HSET', key, 'P', packed)
       touch(opted or false, muted or false)
       dirty = false
@@ -167,18 +199,26 @@ if op == 'd' then
       touch(opted or false, muted or false)
     end
   end
-  out[#out + 1] = #user_blocks
+  local k = #out
+  out[k + 1] = #user_blocks
+  k = k + 1
   for _, b in ipairs(user_blocks) do
-    out[#out + 1] = b[1]; out[#out + 1] = b[2]; out[#out + 1] = b[3]; out[#out + 1] = b[4]
+    out[k + 1], out[k + 2], out[k + 3], out[k + 4] = b[1], b[2], b[3], b[4]
+    k = k + 4
   end
-  for li = 1, P.nlimits do
-    out[#out + 1] = limit_eligible[li]; out[#out + 1] = limit_count[li]
+  out[k + 1] = blocked_mask
+  k = k + 1
+  for _, v in ipairs(limit_out) do
+    k = k + 1
+    out[k] = v
   end
-  out[#out + 1] = #tail_blocks
+  out[k + 1] = #tail_blocks
+  k = k + 1
   for _, b in ipairs(tail_blocks) do
-    out[#out + 1] = b[1]; out[#out + 1] = b[2]; out[#out + 1] = b[3]; out[#out + 1] = b[4]
+    out[k + 1], out[k + 2], out[k + 3], out[k + 4] = b[1], b[2], b[3], b[4]
+    k = k + 4
   end
-  for i = 1, n do out[#out + 1] = repeats[i] end
+  for i = 1, n do out[k + i] = repeats[i] end
   return out
 end
 
@@ -186,7 +226,9 @@ if op == 'c' or op == 'r' or op == 'u' then
   local push_id = ARGV[3]
   local vals = redis.call('HMGET', key, 'P', 'u', 'l')
   if not vals[1] then return 'not_found' end
-  local recs, dirty = purge(parse(vals[1]))
+  local recs, legacy = parse(vals[1])
+  local recs, dirty = purge(recs)
+  dirty = dirty or legacy
   local found, index = nil, nil
   for i, r in ipairs(recs) do
     if r[PID] == push_id then found, index = r, i end
@@ -234,8 +276,9 @@ end
 -- Reactions: purge stale records, then update the cardholder's flags.
 local packed = redis.call('HGET', key, 'P')
 if packed then
-  local recs, dropped = purge(parse(packed))
-  if dropped then save_recs(recs) end
+  local recs, legacy = parse(packed)
+  local recs, dropped = purge(recs)
+  if dropped or legacy then save_recs(recs) end
 end
 local stamp = string.format('%d', now)
 if op == 'o' then
