@@ -180,22 +180,26 @@ class ModelBundle:
             raise BundleError(f"{root}: {error}") from error
         except (OSError, ValueError) as error:
             raise BundleError(f"{root} is damaged or incomplete ({error}): write the bundle again") from error
-        bundle = cls(
-            model=model,
-            users=IdIndex(users_frame["user_id"].astype(str)),
-            items=IdIndex(item_meta["content_id"].astype(str)),
-            feature_state=feature_state,
-            item_meta=item_meta,
-            user_segments=(users_frame["segment"].to_numpy(dtype=object)
-                           if "segment" in users_frame else None),
-            as_of=pd.Timestamp(manifest["as_of"]),
-            metrics=manifest.get("metrics", {}),
-            params=manifest.get("params", {}),
-            fallback=fallback,
-            user_features=user_features,
-            versions=manifest.get("versions", {}),
-            format_version=found,
-        )
+        try:
+            bundle = cls(
+                model=model,
+                users=IdIndex(users_frame["user_id"].astype(str)),
+                items=IdIndex(item_meta["content_id"].astype(str)),
+                feature_state=feature_state,
+                item_meta=item_meta,
+                user_segments=(users_frame["segment"].to_numpy(dtype=object)
+                               if "segment" in users_frame else None),
+                as_of=pd.Timestamp(manifest["as_of"]),
+                metrics=manifest.get("metrics", {}),
+                params=manifest.get("params", {}),
+                fallback=fallback,
+                user_features=user_features,
+                versions=manifest.get("versions", {}),
+                format_version=found,
+            )
+        except (KeyError, TypeError) as error:
+            message = f"{root} is damaged or incomplete (missing {error}): write the bundle again"
+            raise BundleError(message) from error
         # fail now, not at the first request, if the feature state is from another version
         bundle.feature_builder  # noqa: B018
         return bundle

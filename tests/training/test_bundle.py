@@ -66,6 +66,10 @@ def test_incompatible_or_damaged_bundles_are_refused(hand_made: Dataset, tmp_pat
         ModelBundle.load(path)
     with pytest.raises(BundleError, match="not a model bundle"):
         ModelBundle.load(tmp_path / "nowhere")
+    intact = make_bundle(hand_made, AS_OF).save(tmp_path / "intact")
+    (intact / "bundle.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "as_of"}))
+    with pytest.raises(BundleError, match="damaged or incomplete.*as_of"):
+        ModelBundle.load(intact)
 
 
 def test_ineligible_items_are_never_recommended(hand_made: Dataset) -> None:
