@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from recsys.config import Settings, get_settings
 from serving import errors
+from serving.lean import LeanRankMiddleware
 from serving.metrics import MetricsMiddleware
 from serving.state import ServingState
 
@@ -38,7 +39,10 @@ Authenticate with `Authorization: Bearer <token>` (scheduler or admin token).
 """
 
 
-def create_app(settings: Settings | None = None, routers: tuple[str, ...] = ROUTERS) -> FastAPI:
+def create_app(settings: Settings | None = None, routers: tuple[str, ...] = ROUTERS,
+               lean: bool = True) -> FastAPI:
+    """The app; `lean=False` leaves out the lean path of the ranking endpoints (see `serving.lean`),
+    so every request goes through the FastAPI routes (the tests compare both)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -55,6 +59,8 @@ def create_app(settings: Settings | None = None, routers: tuple[str, ...] = ROUT
     errors.install(app)
     for name in routers:
         app.include_router(importlib.import_module(name).router)
+    if lean and "serving.routers.rank" in routers:
+        app.add_middleware(LeanRankMiddleware, fastapi_app=app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.serving.metrics)
     return app
 

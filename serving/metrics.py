@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -85,6 +86,23 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics):
         self.app = app
         self.metrics = metrics
+        # Labelled children, looked up once per (route, method, status) instead of per request.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[str, Any] = {}
+
+    def _record(self, template: str, method: str, status: int, seconds: float) -> None:
+        counter = self._counters.get((template, method, status))
+        if counter is None:
+            counter = self.metrics.requests.labels(template, method, str(status))
+            if len(self._counters) < 4096:
+                self._counters[(template, method, status)] = counter
+        counter.inc()
+        timer = self._timers.get(template)
+        if timer is None:
+            timer = self.metrics.latency.labels(template)
+            if len(self._timers) < 1024:
+                self._timers[template] = timer
+        timer.observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,5 +122,4 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(template, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(template).observe(time.perf_counter() - started)
+            self._record(template, scope["method"], status, time.perf_counter() - started)

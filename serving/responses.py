@@ -20,6 +20,13 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
 
 
+_ENCODER = json.JSONEncoder(default=_encode, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode_json(body: Any) -> bytes:
+    """Compact UTF-8 JSON; datetimes as ISO 8601."""
+    return _ENCODER.encode(body).encode()
+
+
 def json_response(body: Any) -> Response:
-    content = json.dumps(body, default=_encode, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return Response(content.encode(), media_type="application/json")
+    return Response(encode_json(body), media_type="application/json")

@@ -1,0 +1,147 @@
+"""A lean ASGI path for the scheduler's hot endpoints, `POST /v1/rank` and `POST /v1/rank/batch`.
+
+FastAPI's per-request machinery (route matching over every router, dependency resolution, body
+parsing with `json.loads` then model validation) costs as much CPU as the ranking itself. This
+middleware answers the common case directly: a JSON body with a valid scheduler or admin token
+that validates in one `model_validate_json` pass. Everything else (no or wrong token, a missing
+scope, another content type, a body that does not validate) is handed on, body replayed, to the
+FastAPI routes, which stay declared for the OpenAPI schema and answer exactly as they always did.
+Domain errors raised while ranking go through the app's own exception handlers, so the status
+codes and messages are the same on both paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.auth import RANK, identify
+from serving.ranker import rank_many
+from serving.responses import encode_json
+from serving.schemas import BatchRankRequest, RankRequest
+from serving.state import ServingState
+
+
+def _rank(state: ServingState, body: RankRequest) -> Any:
+    _, bodies = rank_many(state, [body])
+    return bodies[0]
+
+
+def _rank_batch(state: ServingState, body: BatchRankRequest) -> Any:
+    snapshot, bodies = rank_many(state, body.requests)
+    return {"results": bodies, "model_version": snapshot.model.version}
+
+
+# path -> (request model, handler); each path is also a declared FastAPI route with the same answer.
+LEAN_ROUTES: dict[str, tuple[type[BaseModel], Callable[[ServingState, Any], Any]]] = {
+    "/v1/rank": (RankRequest, _rank),
+    "/v1/rank/batch": (BatchRankRequest, _rank_batch),
+}
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def _is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json"
+
+
+class LeanRankMiddleware:
+    """Answers valid, authorised JSON requests to `LEAN_ROUTES`; hands everything else to the app."""
+
+    def __init__(self, app: ASGIApp, fastapi_app: Any) -> None:
+        from serving.routers.rank import router
+
+        self.app = app
+        self.fastapi_app = fastapi_app
+        # The declared routes, so metrics label lean requests with the template the router would.
+        self._routes = {route.path: route for route in router.routes if route.path in LEAN_ROUTES}
+        missing = set(LEAN_ROUTES) - set(self._routes)
+        if missing:
+            raise RuntimeError(f"lean paths without a declared route: {sorted(missing)}")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in LEAN_ROUTES \
+                or scope.get("root_path"):
+            await self.app(scope, receive, send)
+            return
+        model, handler = LEAN_ROUTES[scope["path"]]
+        state: ServingState = self.fastapi_app.state.serving
+        authorization = content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-type":
+                content_type = value
+        body = await _read_body(receive)
+        if body is None:  # the client went away
+            return
+        principal = None
+        scheme, _, token = authorization.partition(b" ")
+        if scheme.lower() == b"bearer" and token:
+            try:
+                principal = identify(token.decode("latin-1"), state.settings)
+            except UnicodeError:
+                principal = None
+        request = None
+        if principal is not None and RANK in principal.scopes and _is_json(content_type):
+            try:
+                request = model.model_validate_json(body)
+            except ValidationError:
+                request = None
+        if request is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        scope["route"] = self._routes[scope["path"]]
+        try:
+            payload = encode_json(handler(state, request))
+        except Exception as error:  # noqa: BLE001 - mapped by the app's handlers, else re-raised
+            handler_for = self._handler_for(error)
+            if handler_for is None:
+                raise
+            response = await handler_for(Request(scope, receive), error)
+            await response(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+
+    def _handler_for(self, error: Exception) -> Any:
+        handlers = self.fastapi_app.exception_handlers
+        for kind in type(error).__mro__:
+            if kind in handlers:
+                return handlers[kind]
+        return None
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    message = await receive()
+    if message["type"] != "http.request":
+        return None
+    body = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
