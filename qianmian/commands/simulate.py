@@ -65,6 +65,7 @@ def simulate(
     """
     import contextlib
     import json
+    import os
     import time
 
     from rich.console import Console
@@ -123,7 +124,7 @@ def simulate(
                   f"({rate:,.0f} cardholder-days/s over {len(loaded)} policies)")
     if out is not None:
         target = Path(out) / "report.json"
-        tmp = target.with_name(f".{target.name}.tmp")
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         try:
             paths = write_charts(report, out)
             tmp.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")

@@ -143,7 +143,10 @@ def write_charts(report: SimulationReport, out_dir: str | Path) -> list[Path]:
     for name, data in chart_pngs(report).items():
         path = out / f"{name}.png"
         tmp = out / f".{name}.png.tmp-{os.getpid()}"
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         paths.append(path)
     return paths
