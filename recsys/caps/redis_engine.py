@@ -66,6 +66,10 @@ from recsys.caps.policy import Policy, PolicyError, default_policy
 
 logger = logging.getLogger(__name__)
 
+# A candidate under a policy: (limit bitmask * 4 + transactional * 2, record tail, field "c:<id>",
+# the code and the code + 1 (campaign throttled) as script arguments)
+_Code = tuple[int, str, bytes, bytes, bytes]
+
 _SETTING = re.compile(r"\bP\.([a-z_]+)\b")
 _CHUNK = 128
 _NO_RESERVATION = [0, "", "", 0, 0, "", 0]  # commands per pipelined write
@@ -246,10 +250,9 @@ class RedisCapEngine(CapEngine):
         return _Compiled(policy, sha, {}, {}, {})
 
     @staticmethod
-    def _candidate_code(
-        compiled: _Compiled, candidate: Candidate, request: int, position: int
-    ) -> tuple[int, str, str]:
-        """(limit bitmask * 4 + transactional * 2, stored record tail, sent-content field), cached.
+    def _candidate_code(compiled: _Compiled, candidate: Candidate, request: int, position: int) -> _Code:
+        """(limit bitmask * 4 + transactional * 2, stored record tail, sent-content field, and the
+        code and the code with the campaign-throttled bit as arguments), cached.
 
         Validates the candidate the first time it is seen. Callers look in `compiled.by_id` first:
         a candidate object seen before is found without hashing its fields.
@@ -266,7 +269,9 @@ class RedisCapEngine(CapEngine):
             tags = "|" + "|".join(candidate.tags) + "|" if candidate.tags else ""
             fields = ["1" if candidate.transactional else "0", candidate.content_id, candidate.kind]
             tail = "\x1f".join([*fields, tags, candidate.campaign or ""])
-            cached = (mask * 4 + (2 if candidate.transactional else 0), tail, f"c:{candidate.content_id}")
+            code = mask * 4 + (2 if candidate.transactional else 0)
+            field = f"c:{candidate.content_id}".encode()
+            cached = (code, tail, field, b"%d" % code, b"%d" % (code + 1))
             compiled.codes[candidate] = cached
         if len(compiled.by_id) > 50_000:
             compiled.by_id.clear()
@@ -413,27 +418,28 @@ class RedisCapEngine(CapEngine):
         self,
         compiled: _Compiled,
         request: CapRequest,
-        cal: rules.Calendar,
+        cal_args: tuple[bytes, ...],
         push_id: str,
         exhausted: dict[str, tuple[int, int, int]],
-        codes: list[tuple[int, str, str]],
+        codes: list[_Code],
     ) -> tuple[Any, ...]:
+        # Arguments go pre-encoded where they repeat (calendar, candidate fields and codes): the
+        # packer then only copies bytes.
         args: list[Any] = [
             "EVALSHA", compiled.sha, 1, self.user_key(request.user_id),
-            "d", cal.now, 1 if request.reserve else 0,
-            push_id,
-            cal.day_start, cal.day_end, cal.month_start, cal.month_end, cal.quiet_until or 0,
+            b"d", cal_args[0], b"1" if request.reserve else b"0", push_id, *cal_args[1:],
             len(request.candidates),
         ]  # fmt: skip
-        args += [field for _, _, field in codes]
+        args += [code[2] for code in codes]
         if exhausted:
             args += [
-                code + 1 if candidate.campaign is not None and candidate.campaign in exhausted else code
-                for candidate, (code, _, _) in zip(request.candidates, codes, strict=True)
+                code[4] if candidate.campaign is not None and candidate.campaign in exhausted else code[3]
+                for candidate, code in zip(request.candidates, codes, strict=True)
             ]
         else:
-            args += [code for code, _, _ in codes]
-        args.append("\x1e".join([tail for _, tail, _ in codes]))
+            args += [code[3] for code in codes]
+        # the record tails are only read to store a reservation
+        args.append("\x1e".join([code[1] for code in codes]) if request.reserve else b"")
         return tuple(args)
 
     def decide_batch(
@@ -456,6 +462,14 @@ class RedisCapEngine(CapEngine):
             codes.append(row)
         now_ms = to_ms(now or now_utc())
         cals = [rules.calendar(policy, r.timezone or policy.default_timezone, now_ms) for r in requests]
+        packed: dict[int, tuple[bytes, ...]] = {}  # by calendar object: cals keeps them alive
+        cal_args = []
+        for cal in cals:
+            args = packed.get(id(cal))
+            if args is None:
+                numbers = (cal.now, cal.day_start, cal.day_end, cal.month_start, cal.month_end)
+                args = packed[id(cal)] = tuple(b"%d" % v for v in (*numbers, cal.quiet_until or 0))
+            cal_args.append(args)
         push_ids = [(r.push_id or new_push_id()) if r.reserve else "" for r in requests]
         exhausted = self._exhausted_campaigns(policy, requests, now_ms)
         decided_at = from_ms(now_ms)
@@ -482,7 +496,7 @@ class RedisCapEngine(CapEngine):
             calls = _LazyCalls(
                 len(todo),
                 lambda k, todo=todo, given=given: self._decide_call(
-                    compiled, requests[todo[k]], cals[todo[k]], push_ids[todo[k]], given, codes[todo[k]]
+                    compiled, requests[todo[k]], cal_args[todo[k]], push_ids[todo[k]], given, codes[todo[k]]
                 ),
             )
             self._stream(calls, build)
@@ -587,7 +601,7 @@ class RedisCapEngine(CapEngine):
         compiled: _Compiled,
         reply: list[Any],
         request: CapRequest,
-        codes: list[tuple[int, str, str]],
+        codes: list[_Code],
         cal: rules.Calendar,
         given: dict[str, tuple[int, int, int]],
     ) -> tuple[list[Any], tuple[CandidateDecision, ...]]:
@@ -628,7 +642,7 @@ class RedisCapEngine(CapEngine):
         window = policy.no_repeat.window if policy.no_repeat else None
         shared: dict[tuple[Any, ...], CandidateDecision] = {}
         decisions: list[CandidateDecision] = []
-        for candidate, (code, _, _) in zip(request.candidates, codes, strict=True):
+        for candidate, (code, *_) in zip(request.candidates, codes, strict=True):
             last = int(reply[position])
             position += 1
             transactional = candidate.transactional
@@ -710,9 +724,9 @@ class _Compiled:
 
     policy: Policy
     sha: str
-    codes: dict[Candidate, tuple[int, str, str]]
+    codes: dict[Candidate, _Code]
     memo: dict[Any, Any]
-    by_id: dict[int, tuple[Candidate, tuple[int, str, str]]]
+    by_id: dict[int, tuple[Candidate, _Code]]
 
 
 class _LazyCalls(Sequence):
