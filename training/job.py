@@ -29,6 +29,7 @@ from recsys.models import Recommender
 from recsys.ranking import top_k
 from training.config import TrainConfig
 from training.evaluate import Holdout, epoch_scorer, evaluate, make_holdout
+from training.outputs import check_output_path
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,8 @@ def fit_with_curve(model: Recommender, data: TrainingMatrices, progress: bool, d
 def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> TrainResult:
     """Run the whole training job; raises a ValueError subclass naming the problem on bad input."""
     config = options.config
+    if options.model_out is not None:
+        check_output_path(options.model_out, "--model-out", directory=True)
     stages = Stages(echo)
     with stages.stage("load data"):
         dataset = load_dataset(options.data_dir)

@@ -54,6 +54,7 @@ def train(
     from training.config import TrainConfigError, load_config
     from training.job import TrainOptions
     from training.job import train as run_training
+    from training.outputs import OutputPathError
 
     console = Console(highlight=False, soft_wrap=True)
     if not console.is_terminal:
@@ -72,7 +73,7 @@ def train(
         result = run_training(options, echo=console.print)
     except ContractError as error:
         raise _fail(str(error)) from error
-    except (FileNotFoundError, TrainConfigError) as error:
+    except (FileNotFoundError, TrainConfigError, OutputPathError) as error:
         raise _fail(str(error), code=2) from error
     except ValueError as error:
         raise _fail(str(error)) from error
@@ -140,15 +141,17 @@ def recommend(
     """Write the top-k eligible contents for every cardholder to a recommendation file."""
     from features.contract import ContractError
     from recsys.config import get_settings
+    from training.outputs import OutputPathError, check_output_path
     from training.recommend import write_recommendations
 
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise _fail(f"--out {out} must end in .parquet or .csv", code=2)
     try:
+        check_output_path(out, "--out")
         rows = write_recommendations(model, data, out, k, as_of, get_settings().tracking_uri, progress)
     except ContractError as error:
         raise _fail(str(error)) from error
-    except FileNotFoundError as error:
+    except (FileNotFoundError, OutputPathError) as error:
         raise _fail(str(error), code=2) from error
     except ValueError as error:
         raise _fail(str(error)) from error

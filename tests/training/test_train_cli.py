@@ -176,17 +176,17 @@ def test_bad_input_is_refused_without_registering_anything(home: Path, small_wor
     assert not out.exists() and not list(tmp_path.glob(".recs*"))
 
 
-def test_unwritable_outputs_end_with_a_clear_error(home: Path, small_world: Path, tmp_path: Path) -> None:
-    config = write_config(tmp_path, "worse", WORSE)
+def test_unwritable_outputs_are_refused_before_any_work(home: Path, small_world: Path,
+                                                        tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    blocked = invoke("train", "--data", small_world, "--config", config, "--no-track", "--no-progress",
+    blocked = invoke("train", "--data", small_world, "--no-track", "--no-progress",
                      "--model-out", blocker / "bundle")
     assert blocked.exit_code == 2 and "--model-out" in blocked.output and str(blocker) in blocked.output
+    assert "load data" not in blocked.output  # refused before the first stage
+    onto_file = invoke("train", "--data", small_world, "--no-track", "--no-progress", "--model-out", blocker)
+    assert onto_file.exit_code == 2 and "is a file" in onto_file.output
 
-    bundle = tmp_path / "bundle"
-    assert invoke("train", "--data", small_world, "--config", config, "--no-track", "--no-progress",
-                  "--model-out", bundle).exit_code == 0
-    recs = invoke("recommend", "--model", bundle, "--data", small_world, "--k", 3,
+    recs = invoke("recommend", "--model", tmp_path / "no-bundle-needed", "--data", small_world, "--k", 3,
                   "--out", blocker / "recs.csv", "--no-progress")
     assert recs.exit_code == 2 and "--out" in recs.output and str(blocker) in recs.output
