@@ -82,12 +82,15 @@ def simulate(
     from recsys.simulation.world import load_world
     from recsys.world.generator import default_truth_path
     from recsys.world.truth import TruthFileError
+    from training.outputs import OutputPathError, check_output_path
     from training.tracking import TrackingError
 
     console = Console()
     try:
+        if out is not None:
+            check_output_path(out, "--out", directory=True)
         loaded = [default_policy() if path == "default" else load_policy(path) for path in policies]
-    except PolicyError as error:
+    except (PolicyError, OutputPathError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error
     labels = ["default" if path == "default" else Path(path).stem for path in policies]

@@ -85,13 +85,14 @@ def test_unreadable_truth_file_is_a_clear_error(small_world_dir: Path, tmp_path:
     assert result.exit_code == 2 and "unreadable" in result.output and str(empty) in result.output
 
 
-def test_unwritable_out_is_a_clear_error(small_world_dir: Path, tmp_path: Path) -> None:
+def test_unwritable_out_is_refused_before_simulating(small_world_dir: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     result = run("--data", str(small_world_dir), "--policy", "default", "--days", "1",
                  "--out", str(blocker / "charts"))
-    assert result.exit_code == 2 and "--out" in result.output
+    assert result.exit_code == 2 and "--out" in result.output and str(blocker) in result.output
     assert isinstance(result.exception, SystemExit)
+    assert "pushes sent" not in result.output  # refused before simulating
 
 
 def test_fitted_response_for_data_without_truth(small_world_dir: Path) -> None:
