@@ -100,3 +100,41 @@ def test_lean_requests_are_counted_under_their_route(pair, published, dataset, d
                 if line.startswith("qianmian_http_requests_total{") and 'route="/v1/rank"' in line
                 and 'status="200"' in line)
     assert float(line.rsplit(" ", 1)[1]) == 3.0
+
+
+def test_concurrent_requests_are_coalesced_and_each_gets_its_own_answer(
+        settings, redis_client, published, dataset, daytime) -> None:
+    import asyncio
+
+    import httpx
+
+    holders = users(dataset, 12)
+    twice = holders[0]
+    app, full = create_app(settings), create_app(settings, lean=False)
+
+    async def scenario():
+        async with app.router.lifespan_context(app), full.router.lifespan_context(full):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api",
+                                         headers=SCHEDULER_HEADERS) as client:
+                reserve = [{"user_id": u, "now": daytime, "reserve": True} for u in [*holders, twice]]
+                reserved = await asyncio.gather(*(client.post("/v1/rank", json=b) for b in reserve))
+                plain = [{"user_id": u, "now": daytime, "k": 5} for u in holders]
+                answers = await asyncio.gather(*(client.post("/v1/rank", json=b) for b in plain))
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=full), base_url="http://api",
+                                         headers=SCHEDULER_HEADERS) as client:
+                expected = [await client.post("/v1/rank", json=b) for b in plain]
+        return reserved, answers, expected
+
+    reserved, answers, expected = asyncio.run(scenario())
+    lean = app.middleware_stack  # built on the first request; the lean middleware is in its chain
+    while not hasattr(lean, "coalescer"):
+        lean = lean.app
+    assert lean.coalescer.groups < lean.coalescer.requests, "concurrent requests were not ranked together"
+    bodies = [response.json() for response in reserved]
+    assert [body["user_id"] for body in bodies] == [*holders, twice]
+    # The cardholder asked for twice: one reservation, then the daily cap blocks the second request.
+    pair = [body for body in bodies if body["user_id"] == twice]
+    assert sum(body["push_id"] is not None for body in pair) == 1
+    assert all(body["push_id"] for body in bodies if body["user_id"] != twice and body["caps"]["allowed"])
+    assert [r.content for r in answers] == [r.content for r in expected]
