@@ -570,6 +570,8 @@ class RedisCapEngine(CapEngine):
         granted = {c: int(claim[0]) for c, claim in zip(campaigns, claims, strict=True)}
         running = {c: int(claim[1]) - granted[c] for c, claim in zip(campaigns, claims, strict=True)}
         before = dict(running)
+        if all(running[c] + wanted[c] < rates[c][1] for c in campaigns):
+            return len(todo)  # no campaign fills up within this round: every decision stands
         cut = len(todo)
         for position, i in enumerate(todo):
             listed = {cand.campaign for cand in requests[i].candidates if cand.campaign in running}
@@ -668,7 +670,7 @@ class RedisCapEngine(CapEngine):
                     raws.append(("no_repeat", None if window is None else last + window * 1000, last, None))
             if throttle is not None:
                 raws.append(("campaign_throttle", *throttle))
-            decision = rules.decide_candidates(policy, [raws], [candidate], cal, compiled.memo)[0]
+            decision = rules.decide_one(policy, raws, candidate, cal, compiled.memo)
             shared[signature] = decision
             decisions.append(decision)
         return reservation, tuple(decisions)

@@ -370,30 +370,37 @@ def decide_candidates(
     """Candidate decisions from raw blocks. `memo` (one dict per policy) caches texts and times."""
     if memo is None:
         memo = {}
-    elif len(memo) > 20_000:  # bounded: every entry is more for the garbage collector to walk
-        memo.clear()
-    decisions = []
-    timezone = cal.timezone
-    for candidate, raws in zip(candidates, raw_blocks, strict=True):
-        if not raws:
-            decisions.append(CandidateDecision(candidate.content_id, True, (), from_ms(cal.now)))
-            continue
-        # no_repeat and campaign_throttle, the only candidate-specific texts, always come last
-        rules_at_end = {raw[0] for raw in raws[-2:]}
-        key = (
-            tuple(raws),
-            timezone,
-            candidate.transactional,
-            candidate.content_id if "no_repeat" in rules_at_end else None,
-            candidate.campaign if "campaign_throttle" in rules_at_end else None,
-        )
-        cached = memo.get(key)
-        if cached is None:
-            blocks = tuple(describe(policy, raw, candidate, timezone) for raw in raws)
-            at = settle(policy, raws, candidate, cal)
-            cached = memo[key] = (blocks, None if at is None else from_ms(at))
-        decisions.append(CandidateDecision(candidate.content_id, False, cached[0], cached[1]))
-    return tuple(decisions)
+    return tuple(
+        decide_one(policy, raws, candidate, cal, memo)
+        for candidate, raws in zip(candidates, raw_blocks, strict=True)
+    )
+
+
+def decide_one(
+    policy: Policy, raws: list[RawBlock], candidate: Candidate, cal: Calendar, memo: dict
+) -> CandidateDecision:
+    """One candidate's decision from its raw blocks; `memo` (one dict per policy) caches texts and times."""
+    if not raws:
+        return CandidateDecision(candidate.content_id, True, (), from_ms(cal.now))
+    # no_repeat and campaign_throttle, the only candidate-specific texts, always come last
+    # (campaign_throttle, when present, is the very last)
+    last = raws[-1][0]
+    repeat = last == "no_repeat" or (len(raws) > 1 and raws[-2][0] == "no_repeat")
+    key = (
+        tuple(raws),
+        cal.timezone,
+        candidate.transactional,
+        candidate.content_id if repeat else None,
+        candidate.campaign if last == "campaign_throttle" else None,
+    )
+    cached = memo.get(key)
+    if cached is None:
+        if len(memo) > 20_000:  # bounded: every entry is more for the garbage collector to walk
+            memo.clear()
+        blocks = tuple(describe(policy, raw, candidate, cal.timezone) for raw in raws)
+        at = settle(policy, raws, candidate, cal)
+        cached = memo[key] = (blocks, None if at is None else from_ms(at))
+    return CandidateDecision(candidate.content_id, False, cached[0], cached[1])
 
 
 def confirm(state: CardholderRecord, policy: Policy, push_id: str, now: int) -> PushStatus:
