@@ -6,6 +6,7 @@ Layout of a bundle directory (written to a temporary sibling, then renamed into 
     features.json     the fitted FeatureBuilder state (vocabularies, band edges, scales, MCC table)
     users.parquet     user_id, segment: the model's user index order
     items.parquet     content_id, kind, tags, valid_from, valid_to, card_tiers, transactional: item order
+    user_features.npz optional: the users' feature rows at the as-of time (serving known cardholders)
     model/            the Recommender (saved by its own `save`)
     fallback/         optional popularity model for cardholders the main model cannot score
 
