@@ -1,36 +1,50 @@
 """Compiled scoring and top-k selection behind `recsys.ranking.top_k` (numba, GIL released).
 
-The users are split into one contiguous slice per worker thread (plain Python threads: the compiled
-function releases the GIL, and unlike an OpenMP team, idle threads do not spin on a busy machine, and
-concurrent callers such as API request threads are safe). Each worker takes tiles of a few dozen users:
+Worker threads claim runs of users in turn (plain Python threads: the compiled function releases the
+GIL, and unlike an OpenMP team, idle threads do not spin on a busy machine, and concurrent callers
+such as API request threads are safe). Each run is cut into tiles of at most 256 users:
 one single-threaded BLAS product (numpy's) scores the tile into a buffer that stays in cache, then the
 compiled selection runs over it, per user:
-1. seen items are set to -inf;
-2. the row is cut into `n_groups` strided groups (column j, j + n_groups, j + 2 n_groups, ...) and each
-   group's maximum is taken: an element-wise max over contiguous slices, which vectorises;
-3. the k-th largest group maximum (`bound`) is a lower bound of the row's k-th largest score, so only
-   groups whose maximum reaches it can hold a top-k item, and only their scores >= bound (about k of
-   them) go through the sorted k-buffer.
-Group size ~ sqrt(m / k) balances the two scans of step 3 (m / g group maxima, k * g candidates).
+1. items outside the user's tier group and seen items are set to -inf;
+2. the row's maximum per lane is taken, lane j holding columns j, j + L, j + 2L, ... for L = 16 (up
+   to 64 for larger k): an element-wise max over contiguous 16-wide slices, which compiles to vector
+   instructions;
+3. the k-th largest lane maximum (`bound`, found by counting, without branches) is a lower bound of the
+   row's k-th largest score, since k disjoint lanes each hold a score that reaches it;
+4. one branch-free pass lists the columns whose score reaches `bound` (about 1.5 k of them), and each
+   is placed at its rank among them (how many keys beat it, ties to the lower column), which again
+   needs no unpredictable branch; only a list longer than 32 (large k, many ties) goes through a
+   sorted k-buffer.
+On a 200-item catalogue selection then costs about 1.3 times the product itself; the sorted k-buffer
+fed by strided group maxima it replaces cost about 3 times.
 The caller must limit BLAS to one thread around the call: the parallelism is across tiles here, and
 BLAS threads spinning beside these workers would only contend for the same cores.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
 
+LANES = 16
+# tiles a worker takes per claim: few enough calls into compiled code, small enough to balance load
+TILES_PER_CLAIM = 8
+# candidate lists up to this long are ranked by counting; longer ones go through a sorted k-buffer
+RANKED = 32
+LOWEST_KEY = np.iinfo(np.int64).min
+# lane maxima beyond 64 cost more (counting is quadratic in lanes) than the k-buffer they would spare
+MAX_BLOCKS = 4
+
 _POOL: ThreadPoolExecutor | None = None
 
 
-def group_size(n_columns: int, k: int) -> int:
-    """Columns per group for the selection step."""
-    return max(1, int(round(math.sqrt(n_columns / max(k, 1)))))
+def lane_blocks(k: int) -> int:
+    """16-lane blocks of column maxima for top-`k`: about 1.6 k lanes keep the candidate list short."""
+    return int(min(MAX_BLOCKS, max(1, -(-(8 * k) // (5 * LANES)))))
 
 
 def default_threads() -> int:
@@ -39,115 +53,147 @@ def default_threads() -> int:
     return max(1, int(configured)) if configured else max(1, os.cpu_count() or 1)
 
 
-def score_and_select(users, items_t, rows, seen_indptr, seen_indices, column_of, item_ids,
-                     out_index, out_score, tile, threads):
-    """Score users `rows` against `items_t` [d, m] and write their k best into the output rows."""
-    group = group_size(items_t.shape[1], out_index.shape[1])
-    workers = max(1, min(threads, rows.size // (2 * tile)))
-    arguments = (users, items_t, seen_indptr, seen_indices, column_of, item_ids, out_index, out_score,
-                 group, tile)
+def score_and_select(users: np.ndarray, items_t: np.ndarray, seen_indptr: np.ndarray,
+                     seen_indices: np.ndarray, column_of: np.ndarray, item_ids: np.ndarray,
+                     user_group: np.ndarray, group_penalty: np.ndarray, grouped: bool,
+                     out_index: np.ndarray, out_score: np.ndarray, tile: int, threads: int) -> None:
+    """Score every user against `items_t` [d, m] and write their k best into the output rows.
+
+    Column c of `items_t` is item `item_ids[c]`; `column_of` maps an item back to its column (-1:
+    not scored). When `grouped`, `group_penalty[user_group[u]]` is added to user u's scores: 0 where
+    the user's tier group may receive the column, -inf where not.
+    """
+    n_users = users.shape[0]
+    blocks = lane_blocks(out_index.shape[1])
+    workers = max(1, min(threads, -(-n_users // (tile * TILES_PER_CLAIM))))
+    # workers claim tiles one at a time (next() on a count is atomic under the GIL), so a worker slowed
+    # by other processes on a shared machine takes fewer tiles instead of holding up the others
+    claims = itertools.count()
+    arguments = (claims, users, items_t, seen_indptr, seen_indices, column_of, item_ids, user_group,
+                 group_penalty, grouped, out_index, out_score, blocks, tile)
     if workers == 1:
-        _score_slice(rows, *arguments)
+        _score_tiles(*arguments)
         return
     global _POOL
     if _POOL is None or _POOL._max_workers < workers:
         _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="topk")
-    futures = [_POOL.submit(_score_slice, part, *arguments) for part in np.array_split(rows, workers)]
+    futures = [_POOL.submit(_score_tiles, *arguments) for _ in range(workers)]
     for future in futures:
         future.result()
 
 
-def _score_slice(rows, users, items_t, seen_indptr, seen_indices, column_of, item_ids, out_index,
-                 out_score, group, tile):
+def _score_tiles(claims, users, items_t, seen_indptr, seen_indices, column_of, item_ids, user_group,
+                 group_penalty, grouped, out_index, out_score, blocks, tile):
+    n_users = users.shape[0]
     scores = np.empty((tile, items_t.shape[1]), dtype=np.float32)
-    contiguous = rows.size > 0 and rows[-1] - rows[0] == rows.size - 1
-    for start in range(0, rows.size, tile):
-        part = rows[start:start + tile]
-        block = users[part[0]:part[-1] + 1] if contiguous else users[part]
-        out = scores[:part.size]
-        np.matmul(block, items_t, out=out)
-        _select(out, part, seen_indptr, seen_indices, column_of, item_ids, out_index, out_score, group)
+    span = tile * TILES_PER_CLAIM
+    while (first := next(claims) * span) < n_users:
+        _score_range(first, min(first + span, n_users), users, items_t, scores, seen_indptr, seen_indices,
+                     column_of, item_ids, user_group, group_penalty, grouped, out_index, out_score, blocks)
+
+
+def _score_range(first, stop, users, items_t, scores, seen_indptr, seen_indices, column_of, item_ids,
+                 user_group, group_penalty, grouped, out_index, out_score, blocks):
+    """Users [first, stop) in tiles of `scores.shape[0]`: one BLAS product per tile, then selection."""
+    tile = scores.shape[0]
+    for start in range(first, stop, tile):
+        end = min(start + tile, stop)
+        out = scores[:end - start]
+        np.matmul(users[start:end], items_t, out=out)
+        _select(out, start, seen_indptr, seen_indices, column_of, item_ids, user_group, group_penalty,
+                grouped, out_index, out_score, blocks)
 
 
 @njit(cache=True, nogil=True)
-def _select(scores, rows, seen_indptr, seen_indices, column_of, item_ids, out_index, out_score,
-            group):  # pragma: no cover - compiled
-    """Row r of `scores` holds user `rows[r]`'s scores (modified in place: seen items become -inf).
+def _select(scores, first, seen_indptr, seen_indices, column_of, item_ids, user_group, group_penalty,
+            grouped, out_index, out_score, blocks):  # pragma: no cover - compiled
+    """Row r of `scores` holds user `first + r`'s scores (modified in place: ineligible items become
+    -inf: seen ones, and with `grouped` those outside the user's group).
 
     `column_of` maps an item index to its column of `scores` (-1: not in this item set);
-    `item_ids` maps a column back to the item index. -inf never enters the k-buffer, so users with
-    fewer than k eligible items keep the caller's -1 / -inf padding. Ties keep the lower column first.
+    `item_ids` maps a column back to the item index; `blocks` is the number of 16-lane blocks of
+    column maxima. -inf is never returned, so users with fewer than k eligible items keep the
+    caller's -1 / -inf padding. Ties keep the lower column first.
     """
     n, m = scores.shape
     k = out_index.shape[1]
-    n_groups = (m + group - 1) // group
-    maxima = np.empty(n_groups, dtype=np.float32)
-    kth = np.empty(k, dtype=np.float32)
-    values = np.empty(k, dtype=np.float32)
-    columns = np.empty(k, dtype=np.int64)
+    lanes = LANES * blocks
+    maxima = np.empty(lanes, dtype=np.float32)
+    candidates = np.empty(m, dtype=np.int64)
+    values = np.empty(m, dtype=np.float32)
+    value_bits = values.view(np.int32)
+    top_values = np.empty(k, dtype=np.float32)
+    top_columns = np.empty(k, dtype=np.int64)
+    keys = np.empty(RANKED, dtype=np.int64)
+    full = m - m % lanes
     for r in range(n):
-        user = rows[r]
+        user = first + r
         row = scores[r]
+        if grouped:
+            penalty = group_penalty[user_group[user]]
+            for c in range(m):
+                row[c] += penalty[c]
         for p in range(seen_indptr[user], seen_indptr[user + 1]):
             column = column_of[seen_indices[p]]
             if column >= 0:
                 row[column] = -np.inf
-        for j in range(n_groups):
+        for j in range(lanes):
             maxima[j] = -np.inf
-        for t in range(group):
-            base = t * n_groups
-            for j in range(min(n_groups, m - base)):
-                value = row[base + j]
-                maxima[j] = value if value > maxima[j] else maxima[j]
-        # branch-free first bound: the least of k strided super-group maxima (k distinct
-        # group maxima reach it), so only group maxima >= it enter the sorted buffer below
-        for i in range(k):
-            kth[i] = -np.inf
-        for base in range(0, n_groups, k):
-            for i in range(min(k, n_groups - base)):
-                value = maxima[base + i]
-                kth[i] = value if value > kth[i] else kth[i]
-        first_bound = kth[0]
-        for i in range(1, k):
-            first_bound = kth[i] if kth[i] < first_bound else first_bound
-        for i in range(k):
-            kth[i] = -np.inf
-        bound = kth[k - 1]
-        for j in range(n_groups):
-            value = maxima[j]
-            if value >= first_bound and value > bound:
-                i = k - 1
-                while i > 0 and kth[i - 1] < value:
-                    kth[i] = kth[i - 1]
-                    i -= 1
-                kth[i] = value
-                bound = kth[k - 1]
-        for i in range(k):
-            values[i] = -np.inf
-            columns[i] = -1
-        threshold = values[k - 1]
-        for j in range(n_groups):
-            if maxima[j] < bound or maxima[j] == -np.inf:
+        for base in range(0, full, lanes):
+            for h in range(0, lanes, LANES):
+                # a constant trip count, so this compiles to vector max instructions
+                for j in range(LANES):
+                    value = row[base + h + j]
+                    maxima[h + j] = value if value > maxima[h + j] else maxima[h + j]
+        for c in range(full, m):
+            value = row[c]
+            maxima[c - full] = value if value > maxima[c - full] else maxima[c - full]
+        bound = np.float32(-np.inf)
+        if k <= lanes:
+            bound = np.float32(np.inf)
+            for j in range(lanes):
+                value = maxima[j]
+                above = 0
+                for i in range(lanes):
+                    above += maxima[i] > value
+                if above < k and value < bound:
+                    bound = value
+        floor = np.nextafter(bound, np.float32(-np.inf))
+        count = 0
+        for c in range(m):
+            candidates[count] = c
+            count += row[c] > floor
+        for p in range(count):
+            values[p] = row[candidates[p]] + np.float32(0.0)  # -0.0 becomes 0.0, as it compares
+        if count <= RANKED:
+            # a unique integer key per candidate that orders as (score, then lower column first), so
+            # a candidate's rank is how many keys beat it: a constant-length, vectorised count
+            for p in range(count):
+                bits = np.int64(value_bits[p])
+                keys[p] = ((bits if bits >= 0 else bits ^ 0x7FFFFFFF) << 32) | (0xFFFFFFFF - candidates[p])
+            for p in range(count, RANKED):
+                keys[p] = LOWEST_KEY
+            for p in range(count):
+                rank = 0
+                for q in range(RANKED):
+                    rank += keys[q] > keys[p]
+                if rank < k:
+                    out_index[user, rank] = item_ids[candidates[p]]
+                    out_score[user, rank] = values[p]
+            continue
+        found = 0
+        for p in range(count):
+            value = values[p]
+            if found == k and not value > top_values[k - 1]:
                 continue
-            for t in range(group):
-                c = t * n_groups + j
-                if c >= m:
-                    break
-                value = row[c]
-                if value < bound:
-                    continue
-                if value > threshold or (value == threshold and value > -np.inf
-                                         and c < columns[k - 1]):
-                    i = k - 1
-                    while i > 0 and (values[i - 1] < value
-                                     or (values[i - 1] == value and columns[i - 1] > c)):
-                        values[i] = values[i - 1]
-                        columns[i] = columns[i - 1]
-                        i -= 1
-                    values[i] = value
-                    columns[i] = c
-                    threshold = values[k - 1]
-        for i in range(k):
-            if columns[i] >= 0:
-                out_index[user, i] = item_ids[columns[i]]
-                out_score[user, i] = values[i]
+            i = found if found < k else k - 1
+            while i > 0 and top_values[i - 1] < value:
+                top_values[i] = top_values[i - 1]
+                top_columns[i] = top_columns[i - 1]
+                i -= 1
+            top_values[i] = value
+            top_columns[i] = candidates[p]
+            found = min(found + 1, k)
+        for i in range(found):
+            out_index[user, i] = item_ids[top_columns[i]]
+            out_score[user, i] = top_values[i]

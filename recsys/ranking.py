@@ -2,19 +2,30 @@
 eligible items per user.
 
 Eligibility is applied before selection, never after: items not allowed at all (outside their validity
-window, transactional) and items outside a user's tier group are dropped from the item matrix before
-the product, and already-seen items are set to -inf inside the selection kernel. So an ineligible item
-can never be returned; rows with fewer than k eligible items are padded with index -1 / score -inf.
+window, transactional, or barred for every tier group) are dropped from the item matrix before the
+product; items outside a user's tier group and already-seen items are set to -inf inside the selection
+kernel. So an ineligible item can never be returned; rows with fewer than k eligible items are padded
+with index -1 / score -inf. Tier groups are masked rather than scored as separate item sets, so users
+stay in their order: blocks are contiguous slices of the factor matrix (no gather, no scattered writes).
 
-Scoring and selection run in compiled (numba) code over small blocks of users, one slice of users
-per worker thread: each worker scores its block with a single-threaded BLAS product into a buffer
-that stays in cache and selects from it at once (see `recsys._topk_kernel`), instead of
-materialising large score matrices and making the several passes `argpartition` plus sorting would.
+Scoring and selection run in compiled (numba) code over small blocks of users, claimed one by one by
+worker threads: each worker scores its block with a single-threaded BLAS product into a buffer that
+stays in cache and selects from it at once (see `recsys._topk_kernel`), instead of materialising large
+score matrices and making the several passes `argpartition` plus sorting would.
+
+BLAS threads: while a large request runs, BLAS in this process is limited to one thread (the
+libraries only have a process-wide setting; the workers are the parallelism, and BLAS threads beside
+them would contend for the same cores). Concurrent calls share one limit, restored when the last one
+finishes. Requests of at most `SMALL_REQUEST_SCORES` pairs (one API request's cardholders) take a
+plain numpy path that never touches the setting, so a serving process keeps its own configuration.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -29,6 +40,10 @@ DEFAULT_BLOCK_BYTES = 1024 * 1024
 SMALL_REQUEST_SCORES = 50_000
 
 _BLAS_CONTROLLER = None  # threadpoolctl controller, built on first use (it inspects loaded libraries)
+_BLAS_CONTROLLER_MODULES = 0
+_BLAS_LIMITER = None
+_BLAS_USERS = 0
+_BLAS_LOCK = threading.Lock()
 
 
 class RankingError(ValueError):
@@ -107,7 +122,7 @@ def top_k(
     scores float32 [n, k])`; where a user has fewer than k eligible items, the tail is index -1 and
     score -inf. `block_size` is the number of users scored per BLAS product (default: as many as keep
     a block's score matrix within 1 MB, between 16 and 256). Ties keep the lower item index first.
-    Users are spread over `threads` worker threads (default: `RECSYS_TOPK_THREADS`, else all cores).
+    Blocks are spread over `threads` worker threads (default: `RECSYS_TOPK_THREADS`, else all cores).
     """
     users = _as_factors(user_factors, "user_factors")
     items = _as_factors(item_factors, "item_factors")
@@ -131,6 +146,17 @@ def top_k(
     out_score = np.full((n_users, k), -np.inf, dtype=np.float32)
     if n_users == 0:
         return out_index, out_score
+    allowed = np.ones(n_items, dtype=bool) if eligibility.item_allowed is None else np.asarray(
+        eligibility.item_allowed, dtype=bool)
+
+    if n_users * int(allowed.sum()) <= SMALL_REQUEST_SCORES:
+        for rows, columns in _groups(n_users, allowed, eligibility):
+            if columns.size:
+                _select_small(users, items, rows, columns, eligibility.seen, out_index, out_score)
+        return out_index, out_score
+
+    from recsys._topk_kernel import default_threads, score_and_select
+
     if eligibility.seen is not None:
         seen = sp.csr_matrix(eligibility.seen)
         seen_indptr = seen.indptr.astype(np.int64, copy=False)
@@ -138,29 +164,27 @@ def top_k(
     else:
         seen_indptr = np.zeros(n_users + 1, dtype=np.int64)
         seen_indices = np.zeros(0, dtype=np.int64)
-    allowed = np.ones(n_items, dtype=bool) if eligibility.item_allowed is None else np.asarray(
-        eligibility.item_allowed, dtype=bool)
-
-    small = n_users * int(allowed.sum()) <= SMALL_REQUEST_SCORES
-    if not small:
-        from recsys._topk_kernel import default_threads, score_and_select
-
-        threads = int(threads) if threads is not None else default_threads()
-    tile = int(block_size) if block_size is not None else None
-    # parallel across slices of users; a multi-threaded BLAS underneath would contend for the cores
+    if eligibility.user_group is not None:
+        table = np.asarray(eligibility.group_item_allowed, dtype=bool)
+        allowed = allowed & table.any(axis=0)
+    columns = np.flatnonzero(allowed)
+    if columns.size == 0:
+        return out_index, out_score
+    if eligibility.user_group is not None:
+        user_group = np.asarray(eligibility.user_group, dtype=np.int64)
+        group_penalty = np.where(table[:, columns], np.float32(0), np.float32(-np.inf)).astype(np.float32)
+    else:
+        user_group = np.zeros(n_users, dtype=np.int64)
+        group_penalty = np.zeros((1, columns.size), dtype=np.float32)
+    column_of = np.full(n_items, -1, dtype=np.int64)
+    column_of[columns] = np.arange(columns.size)
+    tile = int(block_size) if block_size is not None else int(
+        np.clip(DEFAULT_BLOCK_BYTES // (4 * columns.size), 16, 256))
+    threads = int(threads) if threads is not None else default_threads()
     with _single_threaded_blas():
-        for rows, columns in _groups(n_users, allowed, eligibility):
-            if columns.size == 0:
-                continue
-            if small:
-                _select_small(users, items, rows, columns, eligibility.seen, out_index, out_score)
-                continue
-            group_items = np.ascontiguousarray(items[columns].T)
-            column_of = np.full(n_items, -1, dtype=np.int64)
-            column_of[columns] = np.arange(columns.size)
-            step = tile or int(np.clip(DEFAULT_BLOCK_BYTES // (4 * columns.size), 16, 256))
-            score_and_select(users, group_items, rows, seen_indptr, seen_indices, column_of,
-                             columns.astype(np.int32), out_index, out_score, step, threads)
+        score_and_select(users, np.ascontiguousarray(items[columns].T), seen_indptr, seen_indices,
+                         column_of, columns.astype(np.int32), user_group, group_penalty,
+                         eligibility.user_group is not None, out_index, out_score, tile, threads)
     return out_index, out_score
 
 
@@ -181,14 +205,43 @@ def _select_small(users: np.ndarray, items: np.ndarray, rows: np.ndarray, column
 
 
 @contextmanager
-def _single_threaded_blas():
-    from threadpoolctl import ThreadpoolController
+def _single_threaded_blas() -> Iterator[None]:
+    """Limit BLAS to one thread while any top-k call in the process is running.
 
-    global _BLAS_CONTROLLER
-    if _BLAS_CONTROLLER is None:
-        _BLAS_CONTROLLER = ThreadpoolController()
-    with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
+    The limit is process-wide (BLAS libraries have no per-thread setting), so concurrent calls share
+    one: the first applies it and the last restores the original thread counts. Nesting
+    `threadpool_limits` per call instead would let an early finisher restore the count under a call
+    still running, and a late one "restore" the limit of 1 for good.
+    """
+    global _BLAS_LIMITER, _BLAS_USERS
+    with _BLAS_LOCK:
+        if _BLAS_USERS == 0:
+            _BLAS_LIMITER = _blas_controller().limit(limits=1, user_api="blas")
+        _BLAS_USERS += 1
+    try:
         yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_USERS -= 1
+            if _BLAS_USERS == 0:
+                _BLAS_LIMITER.restore_original_limits()
+                _BLAS_LIMITER = None
+
+
+def _blas_controller():
+    """A threadpoolctl controller that knows every BLAS loaded so far.
+
+    A controller only sees the libraries loaded when it was built (building one takes milliseconds),
+    so it is rebuilt whenever modules were imported since: a new BLAS (scipy.linalg's, implicit's)
+    comes with an import.
+    """
+    global _BLAS_CONTROLLER, _BLAS_CONTROLLER_MODULES
+    if _BLAS_CONTROLLER is None or _BLAS_CONTROLLER_MODULES != len(sys.modules):
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER = ThreadpoolController()
+        _BLAS_CONTROLLER_MODULES = len(sys.modules)
+    return _BLAS_CONTROLLER
 
 
 def _groups(n_users: int, allowed: np.ndarray, eligibility: Eligibility):

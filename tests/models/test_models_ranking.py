@@ -53,7 +53,7 @@ def random_case(rng: np.random.Generator, n_users: int, n_items: int, d: int, gr
 
 @pytest.mark.parametrize(("n_users", "n_items", "k", "block_size"), [
     (200, 50, 5, None), (200, 50, 5, 1), (203, 97, 10, 16), (64, 300, 7, 64), (31, 12, 20, 4),
-    (50, 1, 3, None),
+    (50, 1, 3, None), (300, 400, 25, None), (120, 500, 70, 32),
 ])
 def test_matches_brute_force_with_every_filter(n_users, n_items, k, block_size) -> None:
     rng = np.random.default_rng(n_users * 1000 + n_items)
@@ -103,6 +103,13 @@ def test_ties_keep_the_lower_item_first() -> None:
     items = np.array([[1], [2], [2], [1], [2]], dtype=np.float32)
     indices, _ = top_k(users, items, 4)
     np.testing.assert_array_equal(indices, [[1, 2, 4, 0]] * 2)
+
+
+def test_negative_zero_ties_with_zero() -> None:
+    users = np.ones((1, 1), dtype=np.float32)
+    items = np.array([[-1.0], [-0.0], [0.0], [-0.0]], dtype=np.float32)
+    indices, _ = top_k(users, items, 3)
+    np.testing.assert_array_equal(indices, [[1, 2, 3]])
 
 
 def test_threads_do_not_change_the_result() -> None:
@@ -165,3 +172,24 @@ def test_bad_inputs_are_named(call, message) -> None:
     items = np.ones((6, 3), dtype=np.float32)
     with pytest.raises(RankingError, match=message):
         call(users, items)
+
+
+def blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [library["num_threads"] for library in threadpool_info() if library["user_api"] == "blas"]
+
+
+def test_overlapping_calls_restore_the_blas_threads_only_when_the_last_ends() -> None:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        original = blas_threads()
+        first, second = recsys.ranking._single_threaded_blas(), recsys.ranking._single_threaded_blas()
+        first.__enter__()
+        second.__enter__()
+        assert set(blas_threads()) == {1}
+        first.__exit__(None, None, None)
+        assert set(blas_threads()) == {1}, "the call still running lost its limit"
+        second.__exit__(None, None, None)
+        assert blas_threads() == original
