@@ -4,8 +4,9 @@ Builds (or reuses, under --work-dir) a synthetic world of --users cardholders an
 hybrid model, publishes it into a throw-away Redis server, starts `recsys serve` on a loopback
 port and drives it with wrk (Debian package; a Lua script makes the POST bodies) or, when wrk is
 missing, a bounded asyncio httpx load loop in a separate process. Prints req/s, p50 and p99 for
-`/v1/rank` and for `/healthz` served by the same server in the same run, then the latency of
-`/v1/rank/batch` with 1,000 cardholders. Only loopback traffic; every phase is bounded in time.
+`/v1/rank` and for `/healthz` served by the same server in the same run (and, as a floor, for a
+FastAPI POST on its own port that only validates the same body and checks the token), then the
+latency of `/v1/rank/batch` with 1,000 cardholders. Only loopback traffic; every phase is bounded in time.
 
     .venv/bin/python benchmarks/api_load.py                # 100k cardholders, 3 x 10 s per endpoint
     .venv/bin/python benchmarks/api_load.py --users 20000 --duration 5
@@ -44,7 +45,7 @@ math.randomseed(tonumber(os.getenv("QM_SEED")))
 request = function()
   local id = ids[math.random(#ids)]
   local body = '{"user_id":"' .. id .. '","k":3,"reserve":true,"now":"' .. now .. '"}'
-  return wrk.format("POST", "/v1/rank", headers, body)
+  return wrk.format("POST", os.getenv("QM_PATH"), headers, body)
 end
 """
 
@@ -101,26 +102,72 @@ def publish_into(redis_url: str, world: Path, bundle_path: Path):
 
 
 # ---------------------------------------------------------------------- server
-def start_server(redis_url: str, port: int, workers: int, home: Path) -> subprocess.Popen:
+def floor_app():
+    """uvicorn factory of the floor: a FastAPI POST that only validates a rank body and checks the token.
+
+    Served like the API (uvloop, httptools, no access log, same workers) on its own port; it shows
+    what FastAPI's request handling alone costs, before any ranking, Redis or caps work.
+    """
+    from types import SimpleNamespace
+
+    from fastapi import FastAPI
+
+    from recsys.config import get_settings
+    from serving import errors
+    from serving.auth import RankAccess
+    from serving.schemas import RankRequest
+
+    app = FastAPI()
+    app.state.serving = SimpleNamespace(settings=get_settings())
+    errors.install(app)
+
+    async def noop(body, principal):
+        return {"ok": True}
+
+    # Real objects, not the strings `from __future__ import annotations` would leave for FastAPI.
+    noop.__annotations__ = {"body": RankRequest, "principal": RankAccess, "return": dict[str, bool]}
+    app.post("/v1/noop")(noop)
+    return app
+
+
+def _server_env(redis_url: str, home: Path) -> dict[str, str]:
     env = {**os.environ, "RECSYS_REDIS_URL": redis_url, "RECSYS_REDIS_PREFIX": PREFIX,
            "RECSYS_SCHEDULER_TOKEN": TOKEN, "RECSYS_ADMIN_TOKEN": ADMIN, "RECSYS_HOME": str(home),
            "RECSYS_LOG_LEVEL": "WARNING"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
+def start_floor(redis_url: str, port: int, workers: int, home: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "api_load:floor_app",
+         "--app-dir", str(ROOT / "benchmarks"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers), "--loop", "uvloop",
+         "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+        env=_server_env(redis_url, home), cwd=ROOT)
+    return _wait_until(process, f"http://127.0.0.1:{port}/openapi.json")
+
+
+def start_server(redis_url: str, port: int, workers: int, home: Path) -> subprocess.Popen:
     recsys = Path(sys.executable).with_name("recsys")
     process = subprocess.Popen([str(recsys), "serve", "--host", "127.0.0.1", "--port", str(port),
-                                "--workers", str(workers)], env=env, cwd=home)
+                                "--workers", str(workers)], env=_server_env(redis_url, home), cwd=home)
+    return _wait_until(process, f"http://127.0.0.1:{port}/readyz")
+
+
+def _wait_until(process: subprocess.Popen, url: str) -> subprocess.Popen:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1).status_code == 200:
                 return process
         except httpx.TransportError:
             pass
         if process.poll() is not None:
-            raise RuntimeError("recsys serve exited during startup")
+            raise RuntimeError(f"the server for {url} exited during startup")
         time.sleep(0.2)
     process.kill()
-    raise RuntimeError("recsys serve was not ready within 60 s")
+    raise RuntimeError(f"the server for {url} was not ready within 60 s")
 
 
 # ---------------------------------------------------------------------- load generators
@@ -218,6 +265,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-rounds", type=int, default=10)
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the floor (FastAPI POST: body validation and token only)")
     parser.add_argument("--python-load", action="store_true",
                         help="use the Python load loop even if wrk exists")
     args = parser.parse_args()
@@ -231,7 +280,7 @@ def main() -> int:
     bundle_path = ensure_bundle(work, world, args.users)
     redis_server = start_embedded_redis()
     home = Path(tempfile.mkdtemp(prefix="api-load-", dir=work))
-    server = None
+    server = floor = None
     try:
         log("publishing")
         report = publish_into(redis_server.url, world, bundle_path)
@@ -247,6 +296,10 @@ def main() -> int:
         port = free_port()
         server = start_server(redis_server.url, port, args.workers, home)
         base = f"http://127.0.0.1:{port}"
+        names = ("healthz", "rank") if args.no_floor else ("healthz", "floor", "rank")
+        if not args.no_floor:
+            floor_port = free_port()
+            floor = start_floor(redis_server.url, floor_port, args.workers, home)
         use_wrk = shutil.which("wrk") is not None and not args.python_load
         generator = "wrk" if use_wrk else "python asyncio httpx"
         log(f"load generator: {generator}; {args.connections} connections, "
@@ -254,20 +307,22 @@ def main() -> int:
         script = home / "rank.lua"
         script.write_text(WRK_SCRIPT)
         env = {"QM_USERS": str(users_file), "QM_NOW": now, "QM_TOKEN": TOKEN, "QM_SEED": "7"}
-        results: dict[str, list[dict]] = {"healthz": [], "rank": []}
+        results: dict[str, list[dict]] = {name: [] for name in names}
+        paths = {"healthz": "/healthz", "floor": "/v1/noop", "rank": "/v1/rank"}
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
             for user in users[:200]:  # warm-up
                 client.post("/v1/rank", json={"user_id": user, "now": now})
         for round_ in range(args.rounds):
-            for name in ("healthz", "rank"):
+            for name in names:
+                host = f"http://127.0.0.1:{floor_port}" if name == "floor" else base
                 if use_wrk:
-                    url = f"{base}/healthz" if name == "healthz" else base
+                    url = f"{host}/healthz" if name == "healthz" else host
                     lua = None if name == "healthz" else script
-                    seeded = {**env, "QM_SEED": str(7 + round_)}
+                    seeded = {**env, "QM_SEED": str(7 + round_), "QM_PATH": paths[name]}
                     result = run_wrk(url, args.duration, args.connections, lua, seeded)
                 else:
                     body = None if name == "healthz" else {"k": 3, "reserve": True, "now": now}
-                    url = f"{base}/healthz" if name == "healthz" else f"{base}/v1/rank"
+                    url = f"{host}{paths[name]}"
                     result = run_python_load(url, args.duration, args.connections, body, users)
                 results[name].append(result)
                 log(f"{name:8s} round {round_ + 1}: {result['rps']:8.0f} req/s  "
@@ -278,12 +333,13 @@ def main() -> int:
             f"over {batch['rounds']} "
             f"rounds (a bare /healthz round trip: {batch['bare_p50_ms']:.2f} ms)")
     finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        for process in (server, floor):
+            if process is not None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
         redis_server.stop()
         shutil.rmtree(home, ignore_errors=True)
 
@@ -297,16 +353,23 @@ def main() -> int:
         return {key: statistics.median(run[key] for run in results[name]) for key in keys}
 
     rank, bare = median("rank"), median("healthz")
+    floor_row = median("floor") if "floor" in results else None
+    floor_ratios = ([f["rps"] / b["rps"] for f, b in zip(results["floor"], results["healthz"], strict=True)]
+                    if floor_row else [])
     summary = {
         "users": report.users, "publish_seconds": report.seconds, "record_bytes": report.record_bytes_mean,
         "redis_bytes_per_user": report.redis_bytes_per_user, "rank": rank, "healthz": bare,
         "throughput_ratio": ratio, "round_ratios": ratios, "runs": results, "batch_1000": batch,
+        "floor": floor_row, "floor_round_ratios": floor_ratios,
         "load_generator": "wrk" if use_wrk else "python",
         "connections": args.connections, "workers": args.workers,
     }
     print()
     print(f"{'endpoint (median of rounds)':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    for label, row in (("GET /healthz (baseline)", bare), ("POST /v1/rank reserve=true", rank)):
+    rows = [("GET /healthz (baseline)", bare), ("POST /v1/rank reserve=true", rank)]
+    if floor_row:
+        rows.insert(1, ("floor: FastAPI no-op POST", floor_row))
+    for label, row in rows:
         print(f"{label:<28}{row['rps']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}")
     print(f"{'POST /v1/rank/batch (1000)':<28}{'':>10}{batch['p50_ms']:>10.1f}{batch['p99_ms']:>10.1f}")
     checks = [
@@ -317,6 +380,10 @@ def main() -> int:
     ]
     for text, ok in checks:
         print(f"  [{'ok' if ok else 'MISS'}] {text}")
+    if floor_ratios:
+        print(f"  floor (no ranking, Redis or caps): {statistics.median(floor_ratios):.0%} of the bare "
+              f"endpoint, "
+              f"rounds {', '.join(f'{r:.0%}' for r in floor_ratios)}")
     (work / "api_load.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"figures written to {work / 'api_load.json'}")
     return 0

@@ -31,6 +31,8 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^online_share$"), "matches your online shopping"),
     (re.compile(r"^overseas_share$"), "matches your overseas spend"),
 )
+SMALL_BLOCK = 4  # up to this many cardholders, one at a time is faster than a matrix block
+MAX_BLOCK = 64
 SIMILAR_REASON = "opened by cardholders with similar activity"
 PROFILE_REASON = "popular with cardholders like you"
 
@@ -233,8 +235,12 @@ class LiveModel:
         matrix product for the block instead of one per cardholder.
         """
         valid = self.valid_at(now) if valid is None else valid
-        if len(users) == 1:
-            return [self._rank_one(users[0], valid, width)]
+        if len(users) <= SMALL_BLOCK:
+            return [self._rank_one(user, valid, width) for user in users]
+        if len(users) > MAX_BLOCK:
+            # Blocks that stay in cache: one 1,000 x items matrix sorted at once was 5x slower per user.
+            return [ranked for start in range(0, len(users), MAX_BLOCK)
+                    for ranked in self.rank_block(users[start:start + MAX_BLOCK], now, width, valid)]
         n, m = len(users), self.n_items
         scores = np.empty((n, m), dtype=np.float32)
         with_factors = [i for i, user in enumerate(users) if user.factors is not None]
