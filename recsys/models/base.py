@@ -98,6 +98,11 @@ class Recommender(ABC):
     def is_fitted(self) -> bool:
         """Whether `fit` or `load` has set the model's state."""
 
+    def _check_fitted(self) -> None:
+        """Raise `NotFittedError` unless `fit` or `load` has set the model's state."""
+        if not self.is_fitted:
+            raise NotFittedError(f"the {self.kind} model is not fitted: call fit first")
+
     def scores(self, user_index: np.ndarray, user_features: sp.csr_matrix) -> np.ndarray:
         """Dense float32 [n, n_items] scores; convenient for small sets of users (tests, evaluation)."""
         return self.user_factors(user_index, user_features) @ self.item_factors().T
@@ -141,9 +146,20 @@ class Recommender(ABC):
                 f"this code reads version {cls.format_version} "
                 f"(saved with {manifest.get('libraries', {})}): retrain the model with this version"
             )
-        model = cls(**manifest["params"])
+        try:
+            model = cls(**manifest["params"])
+        except TypeError as error:
+            raise IncompatibleModelError(
+                f"{directory} holds parameters this code does not take ({error}): retrain the model "
+                "with this version"
+            ) from error
         with np.load(Path(directory) / ARRAYS, allow_pickle=False) as arrays:
-            model._restore({name: arrays[name] for name in arrays.files}, manifest.get("extra", {}))
+            try:
+                model._restore({name: arrays[name] for name in arrays.files}, manifest.get("extra", {}))
+            except KeyError as error:
+                raise IncompatibleModelError(
+                    f"{directory} lacks the saved state {error}: the model is damaged, save it again"
+                ) from error
         return model
 
 
@@ -173,6 +189,13 @@ def library_versions(names: tuple[str, ...]) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def check_at_least_one(**values: int) -> None:
+    """Raise `ModelError` naming the first of `values` (parameter name -> value) below 1."""
+    for name, value in values.items():
+        if int(value) < 1:
+            raise ModelError(f"{name} must be >= 1, got {value}")
 
 
 def check_user_inputs(user_index: np.ndarray, user_features: sp.spmatrix, n_users: int,

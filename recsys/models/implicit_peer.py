@@ -13,8 +13,8 @@ from recsys.matrices import TrainingMatrices
 from recsys.models.base import (
     EpochCallback,
     ModelError,
-    NotFittedError,
     Recommender,
+    check_at_least_one,
     check_user_inputs,
 )
 
@@ -48,9 +48,7 @@ class ImplicitPeer(Recommender):
     ):
         if algorithm not in ALGORITHMS:
             raise ModelError(f"algorithm {algorithm!r} is not one of {ALGORITHMS}")
-        for name, value in (("factors", factors), ("iterations", iterations), ("num_threads", num_threads)):
-            if int(value) < 1:
-                raise ModelError(f"{name} must be >= 1, got {value}")
+        check_at_least_one(factors=factors, iterations=iterations, num_threads=num_threads)
         self.algorithm = algorithm
         self.factors = int(factors)
         self.regularization = float(regularization)
@@ -110,13 +108,11 @@ class ImplicitPeer(Recommender):
         return self
 
     def item_factors(self) -> np.ndarray:
-        if self._item_factors is None:
-            raise NotFittedError("the implicit model is not fitted: call fit first")
+        self._check_fitted()
         return np.ascontiguousarray(self._item_factors, dtype=np.float32)
 
     def user_factors(self, user_index: np.ndarray, user_features: sp.csr_matrix) -> np.ndarray:
-        if self._user_factors is None:
-            raise NotFittedError("the implicit model is not fitted: call fit first")
+        self._check_fitted()
         fitted = np.asarray(self._user_factors, dtype=np.float32)
         index, _ = check_user_inputs(user_index, user_features, fitted.shape[0], None)
         factors = fitted[np.maximum(index, 0)]

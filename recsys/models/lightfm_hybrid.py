@@ -18,8 +18,8 @@ from recsys.matrices import TrainingMatrices
 from recsys.models.base import (
     EpochCallback,
     ModelError,
-    NotFittedError,
     Recommender,
+    check_at_least_one,
     check_user_inputs,
 )
 
@@ -81,10 +81,8 @@ class LightFMHybrid(Recommender):
             raise ModelError(f"loss {loss!r} is not one of {LOSSES}")
         if learning_schedule not in SCHEDULES:
             raise ModelError(f"learning_schedule {learning_schedule!r} is not one of {SCHEDULES}")
-        for name, value in (("no_components", no_components), ("epochs", epochs),
-                            ("num_threads", num_threads), ("max_sampled", max_sampled)):
-            if int(value) < 1:
-                raise ModelError(f"{name} must be >= 1, got {value}")
+        check_at_least_one(no_components=no_components, epochs=epochs, num_threads=num_threads,
+                           max_sampled=max_sampled)
         for name, value in (("learning_rate", learning_rate), ("item_alpha", item_alpha),
                             ("user_alpha", user_alpha), ("user_feature_weight", user_feature_weight),
                             ("item_feature_weight", item_feature_weight)):
@@ -133,10 +131,9 @@ class LightFMHybrid(Recommender):
         return self._model is not None and self._model.item_embeddings is not None
 
     @property
-    def lightfm(self):
+    def lightfm(self) -> Any:
         """The underlying `lightfm.LightFM` (for inspection; do not refit it directly)."""
-        if not self.is_fitted:
-            raise NotFittedError("the LightFM model is not fitted: call fit first")
+        self._check_fitted()
         return self._model
 
     def _new_lightfm(self):
@@ -228,8 +225,7 @@ class LightFMHybrid(Recommender):
         return np.ascontiguousarray(np.hstack([embeddings, ones, biases[:, None]]))
 
     def item_factors(self) -> np.ndarray:
-        if not self.is_fitted:
-            raise NotFittedError("the LightFM model is not fitted: call fit first")
+        self._check_fitted()
         if self._item_factors is None:
             self._item_factors = self._compute_item_factors(self._item_feature_matrix)
         return self._item_factors
@@ -240,8 +236,7 @@ class LightFMHybrid(Recommender):
         Known users (index >= 0) add their identity embedding (when `user_identity`); unknown users
         (-1) are represented by their side features alone.
         """
-        if not self.is_fitted:
-            raise NotFittedError("the LightFM model is not fitted: call fit first")
+        self._check_fitted()
         index, features = check_user_inputs(user_index, user_features, self._n_users, self._n_user_features)
         model = self._model
         offset = self._n_users if self.user_identity else 0

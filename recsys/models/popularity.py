@@ -12,7 +12,6 @@ from recsys.matrices import TrainingMatrices
 from recsys.models.base import (
     EpochCallback,
     ModelError,
-    NotFittedError,
     Recommender,
     check_user_inputs,
 )
@@ -82,21 +81,18 @@ class PopularityRecommender(Recommender):
         return self
 
     def item_factors(self) -> np.ndarray:
-        if self._item_factors is None:
-            raise NotFittedError("the popularity model is not fitted: call fit first")
+        self._check_fitted()
         return self._item_factors
 
     def user_factors(self, user_index: np.ndarray, user_features: sp.csr_matrix) -> np.ndarray:
-        if self._user_columns is None:
-            raise NotFittedError("the popularity model is not fitted: call fit first")
+        self._check_fitted()
         index, _ = check_user_inputs(user_index, user_features, len(self._user_columns), None)
         columns = np.where(index >= 0, self._user_columns[np.maximum(index, 0)], 0)
         return self._one_hot(columns)
 
     def segment_factors(self, labels: np.ndarray | list[str | None]) -> np.ndarray:
         """Factors for users given only their segment label (unknown or missing label -> overall)."""
-        if self._item_factors is None:
-            raise NotFittedError("the popularity model is not fitted: call fit first")
+        self._check_fitted()
         lookup = {label: position + 1 for position, label in enumerate(self._segments)}
         columns = np.array([lookup.get(str(label), 0) if label is not None else 0 for label in labels],
                            dtype=np.int64)

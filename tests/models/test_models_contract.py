@@ -86,10 +86,24 @@ class RecommenderContract:
     def test_other_kind_and_missing_directory_are_refused(self, fitted: Recommender, tmp_path) -> None:
         other = PopularityRecommender if not isinstance(fitted, PopularityRecommender) else ImplicitPeer
         fitted.save(tmp_path / "model")
-        with pytest.raises(IncompatibleModelError, match="not"):
+        with pytest.raises(IncompatibleModelError, match=f"holds a '{fitted.kind}' model, not"):
             other.load(tmp_path / "model")
         with pytest.raises(IncompatibleModelError, match="not a saved model"):
             load_model(tmp_path / "absent")
+
+    def test_unknown_parameters_and_missing_state_are_refused(self, fitted: Recommender, tmp_path) -> None:
+        fitted.save(tmp_path / "model")
+        manifest_path = tmp_path / "model" / "model.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest_path.write_text(json.dumps({**manifest, "params": {**manifest["params"], "novel": 1}}))
+        with pytest.raises(IncompatibleModelError, match="parameters this code does not take"):
+            load_model(tmp_path / "model")
+        manifest_path.write_text(json.dumps(manifest))
+        with np.load(tmp_path / "model" / "arrays.npz") as arrays:
+            kept = {name: arrays[name] for name in arrays.files[1:]}
+        np.savez(tmp_path / "model" / "arrays.npz", **kept)
+        with pytest.raises(IncompatibleModelError, match="lacks the saved state"):
+            load_model(tmp_path / "model")
 
     def test_callback_is_called_after_every_epoch(self, checkerboard) -> None:
         calls: list[tuple[int, int]] = []
@@ -100,8 +114,10 @@ class RecommenderContract:
 
     def test_unfitted_model_refuses_to_score_or_save(self, tmp_path) -> None:
         model = self.make()
-        with pytest.raises(NotFittedError):
+        with pytest.raises(NotFittedError, match=f"the {model.kind} model is not fitted"):
             model.item_factors()
+        with pytest.raises(NotFittedError):
+            model.user_factors(np.array([0]), sp.csr_matrix((1, 0), dtype=np.float32))
         with pytest.raises(NotFittedError):
             model.save(tmp_path / "model")
 
