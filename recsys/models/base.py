@@ -12,6 +12,7 @@ sibling directory and renames it into place, so a failed save never leaves a hal
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -77,9 +78,14 @@ class Recommender(ABC):
     def item_factors(self) -> np.ndarray:
         """float32 [n_items, d] factors of the fitted items, in the training item order."""
 
-    @abstractmethod
     def params(self) -> dict[str, Any]:
-        """Hyper-parameters as a flat JSON-serialisable dict (for logging and for `load`)."""
+        """Hyper-parameters as a flat JSON-serialisable dict (for logging and for `load`).
+
+        The constructor's arguments, read back from the attributes of the same names (every model
+        keeps them so), so a new parameter cannot be left out of saved models.
+        """
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
 
     @abstractmethod
     def _state(self) -> dict[str, np.ndarray]:

@@ -60,13 +60,6 @@ class ImplicitPeer(Recommender):
         self._user_factors: np.ndarray | None = None
         self._item_factors: np.ndarray | None = None
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "algorithm": self.algorithm, "factors": self.factors, "regularization": self.regularization,
-            "alpha": self.alpha, "iterations": self.iterations, "learning_rate": self.learning_rate,
-            "num_threads": self.num_threads, "random_state": self.random_state,
-        }
-
     @property
     def is_fitted(self) -> bool:
         return self._item_factors is not None

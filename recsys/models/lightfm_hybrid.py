@@ -113,19 +113,6 @@ class LightFMHybrid(Recommender):
         self._item_factors: np.ndarray | None = None
         self._item_feature_matrix: sp.csr_matrix | None = None
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "no_components": self.no_components, "loss": self.loss, "learning_rate": self.learning_rate,
-            "learning_schedule": self.learning_schedule, "item_alpha": self.item_alpha,
-            "user_alpha": self.user_alpha, "max_sampled": self.max_sampled, "k": self.k, "n": self.n,
-            "epochs": self.epochs, "num_threads": self.num_threads, "random_state": self.random_state,
-            "user_identity": self.user_identity, "item_identity": self.item_identity,
-            "user_feature_weight": self.user_feature_weight,
-            "item_feature_weight": self.item_feature_weight,
-            "normalize_features": self.normalize_features, "use_weights": self.use_weights,
-            "use_negatives": self.use_negatives,
-        }
-
     @property
     def is_fitted(self) -> bool:
         return self._model is not None and self._model.item_embeddings is not None

@@ -42,9 +42,6 @@ class PopularityRecommender(Recommender):
         self._user_columns: np.ndarray | None = None
         self._segments: list[str] = []
 
-    def params(self) -> dict[str, Any]:
-        return {"weighted": self.weighted, "by_segment": self.by_segment}
-
     @property
     def is_fitted(self) -> bool:
         return self._item_factors is not None
