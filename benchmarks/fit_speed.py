@@ -24,6 +24,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recsys.matrices import TrainingMatrices  # noqa: E402
+from recsys.models.base import Recommender  # noqa: E402
 from recsys.models.implicit_peer import ImplicitPeer  # noqa: E402
 from recsys.models.lightfm_hybrid import LightFMHybrid  # noqa: E402
 
@@ -63,7 +64,7 @@ def with_side_features(interactions: sp.coo_matrix, seed: int) -> TrainingMatric
     )
 
 
-def rate(model, data: TrainingMatrices, epochs: int, repeat: int) -> tuple[float, float]:
+def rate(model: Recommender, data: TrainingMatrices, epochs: int, repeat: int) -> tuple[float, float]:
     timings = []
     for _ in range(repeat):
         started = time.perf_counter()

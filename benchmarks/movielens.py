@@ -226,7 +226,9 @@ def make_model(config: Config, threads: int, seed: int) -> LightFMHybrid:
 # ---------------------------------------------------------------- evaluation
 
 
-def recommend(model: LightFMHybrid, data: TrainingMatrices, seen: sp.csr_matrix, k: int = K):
+def recommend(model: LightFMHybrid, data: TrainingMatrices, seen: sp.csr_matrix,
+              k: int = K) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k item indices and scores for every user, seen (train) items excluded."""
     users = np.arange(data.n_users)
     factors = model.user_factors(users, data.user_features)
     return top_k(factors, model.item_factors(), k, Eligibility(seen=seen))

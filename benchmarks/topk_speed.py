@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recsys.ranking import Eligibility, top_k  # noqa: E402
 
 
-def best_of(repeat: int, action) -> float:
+def best_of(repeat: int, action: Callable[[], None]) -> float:
     timings = []
     for _ in range(repeat):
         started = time.perf_counter()

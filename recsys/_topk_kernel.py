@@ -1,10 +1,9 @@
 """Compiled scoring and top-k selection behind `recsys.ranking.top_k` (numba, GIL released).
 
-Worker threads claim runs of users in turn (plain Python threads: the compiled function releases the
-GIL, and unlike an OpenMP team, idle threads do not spin on a busy machine, and concurrent callers
-such as API request threads are safe). Each run is cut into tiles of at most 256 users:
-one single-threaded BLAS product (numpy's) scores the tile into a buffer that stays in cache, then the
-compiled selection runs over it, per user:
+Worker threads claim tiles of at most 256 users in turn (plain Python threads: the compiled function
+releases the GIL, and unlike an OpenMP team, idle threads do not spin on a busy machine, and concurrent
+callers such as API request threads are safe). Per tile, one single-threaded BLAS product (numpy's)
+scores the tile into a buffer that stays in cache, then the compiled selection runs over it, per user:
 1. items outside the user's tier group and seen items are set to -inf;
 2. the row's maximum per lane is taken, lane j holding columns j, j + L, j + 2L, ... for L = 16 (up
    to 64 for larger k): an element-wise max over contiguous 16-wide slices, which compiles to vector
@@ -31,8 +30,6 @@ import numpy as np
 from numba import njit
 
 LANES = 16
-# tiles a worker takes per claim: few enough calls into compiled code, small enough to balance load
-TILES_PER_CLAIM = 8
 # candidate lists up to this long are ranked by counting; longer ones go through a sorted k-buffer
 RANKED = 32
 LOWEST_KEY = np.iinfo(np.int64).min
@@ -65,7 +62,7 @@ def score_and_select(users: np.ndarray, items_t: np.ndarray, seen_indptr: np.nda
     """
     n_users = users.shape[0]
     blocks = lane_blocks(out_index.shape[1])
-    workers = max(1, min(threads, -(-n_users // (tile * TILES_PER_CLAIM))))
+    workers = max(1, min(threads, n_users // (2 * tile)))
     # workers claim tiles one at a time (next() on a count is atomic under the GIL), so a worker slowed
     # by other processes on a shared machine takes fewer tiles instead of holding up the others
     claims = itertools.count()
@@ -86,21 +83,11 @@ def _score_tiles(claims, users, items_t, seen_indptr, seen_indices, column_of, i
                  group_penalty, grouped, out_index, out_score, blocks, tile):
     n_users = users.shape[0]
     scores = np.empty((tile, items_t.shape[1]), dtype=np.float32)
-    span = tile * TILES_PER_CLAIM
-    while (first := next(claims) * span) < n_users:
-        _score_range(first, min(first + span, n_users), users, items_t, scores, seen_indptr, seen_indices,
-                     column_of, item_ids, user_group, group_penalty, grouped, out_index, out_score, blocks)
-
-
-def _score_range(first, stop, users, items_t, scores, seen_indptr, seen_indices, column_of, item_ids,
-                 user_group, group_penalty, grouped, out_index, out_score, blocks):
-    """Users [first, stop) in tiles of `scores.shape[0]`: one BLAS product per tile, then selection."""
-    tile = scores.shape[0]
-    for start in range(first, stop, tile):
-        end = min(start + tile, stop)
-        out = scores[:end - start]
-        np.matmul(users[start:end], items_t, out=out)
-        _select(out, start, seen_indptr, seen_indices, column_of, item_ids, user_group, group_penalty,
+    while (first := next(claims) * tile) < n_users:
+        last = min(first + tile, n_users)
+        out = scores[:last - first]
+        np.matmul(users[first:last], items_t, out=out)
+        _select(out, first, seen_indptr, seen_indices, column_of, item_ids, user_group, group_penalty,
                 grouped, out_index, out_score, blocks)
 
 
