@@ -166,7 +166,7 @@ def _prepare(recommended: np.ndarray, relevant: sp.spmatrix, k: int | None):
     if k < 1 or k > recs.shape[1]:
         raise MetricsError(f"k={k} must be between 1 and the {recs.shape[1]} recommended columns")
     hits = hits_matrix(recs[:, :k], truth)
-    # a repeated item counts once
+    # a top k repeating an item would count its one hit twice
     if k > 1:
         sorted_recs = np.sort(recs[:, :k], axis=1)
         if np.any((sorted_recs[:, 1:] == sorted_recs[:, :-1]) & (sorted_recs[:, 1:] >= 0)):
