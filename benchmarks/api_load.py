@@ -170,6 +170,36 @@ def _wait_until(process: subprocess.Popen, url: str) -> subprocess.Popen:
     raise RuntimeError(f"the server for {url} was not ready within 60 s")
 
 
+# ---------------------------------------------------------------------- CPU accounting
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (Linux /proc); [] where /proc is missing."""
+    pids, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        pids.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                queue += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by the processes `pids` (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
 # ---------------------------------------------------------------------- load generators
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -315,6 +345,10 @@ def main() -> int:
         for round_ in range(args.rounds):
             for name in names:
                 host = f"http://127.0.0.1:{floor_port}" if name == "floor" else base
+                # CPU of the server answering this run (all its workers) and of Redis, per request.
+                watched = {"api": _tree((floor if name == "floor" else server).pid),
+                           "redis": [redis_server.process.pid]}
+                before = {part: cpu_seconds(pids) for part, pids in watched.items()}
                 if use_wrk:
                     url = f"{host}/healthz" if name == "healthz" else host
                     lua = None if name == "healthz" else script
@@ -324,10 +358,15 @@ def main() -> int:
                     body = None if name == "healthz" else {"k": 3, "reserve": True, "now": now}
                     url = f"{host}{paths[name]}"
                     result = run_python_load(url, args.duration, args.connections, body, users)
+                used = {part: cpu_seconds(pids) - before[part] for part, pids in watched.items()}
+                result["cpu_us_per_request"] = {part: seconds / max(result["requests"], 1) * 1e6
+                                                for part, seconds in used.items()}
                 results[name].append(result)
+                cpu = result["cpu_us_per_request"]
                 log(f"{name:8s} round {round_ + 1}: {result['rps']:8.0f} req/s  "
                     f"p50 {result['p50_ms']:.2f} ms  "
-                    f"p99 {result['p99_ms']:.2f} ms  errors {result['errors']} {result['socket_errors']}")
+                    f"p99 {result['p99_ms']:.2f} ms  errors {result['errors']} {result['socket_errors']}  "
+                    f"CPU/request: API {cpu['api']:.0f} us, Redis {cpu['redis']:.0f} us")
         batch = measure_batch(base, users[-(args.batch_rounds + 1) * 1000:], now, args.batch_rounds)
         log(f"batch of 1,000: p50 {batch['p50_ms']:.1f} ms, max {batch['max_ms']:.1f} ms "
             f"over {batch['rounds']} "
@@ -350,7 +389,11 @@ def main() -> int:
 
     def median(name: str) -> dict:
         keys = ("rps", "p50_ms", "p99_ms")
-        return {key: statistics.median(run[key] for run in results[name]) for key in keys}
+        row = {key: statistics.median(run[key] for run in results[name]) for key in keys}
+        for part in ("api", "redis"):
+            row[f"{part}_cpu_us"] = statistics.median(run["cpu_us_per_request"][part]
+                                                      for run in results[name])
+        return row
 
     rank, bare = median("rank"), median("healthz")
     floor_row = median("floor") if "floor" in results else None
@@ -365,12 +408,14 @@ def main() -> int:
         "connections": args.connections, "workers": args.workers,
     }
     print()
-    print(f"{'endpoint (median of rounds)':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'endpoint (median of rounds)':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
+          f"{'API CPU/req':>13}{'Redis CPU/req':>15}")
     rows = [("GET /healthz (baseline)", bare), ("POST /v1/rank reserve=true", rank)]
     if floor_row:
         rows.insert(1, ("floor: FastAPI no-op POST", floor_row))
     for label, row in rows:
-        print(f"{label:<28}{row['rps']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}")
+        print(f"{label:<28}{row['rps']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}"
+              f"{row['api_cpu_us']:>10.0f} us{row['redis_cpu_us']:>12.0f} us")
     print(f"{'POST /v1/rank/batch (1000)':<28}{'':>10}{batch['p50_ms']:>10.1f}{batch['p99_ms']:>10.1f}")
     checks = [
         (f"rank throughput {ratio:.0%} of the bare endpoint, median of rounds "
