@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from recsys.config import Settings, get_settings
 from serving import errors
@@ -61,7 +62,9 @@ def create_app(settings: Settings | None = None, routers: tuple[str, ...] = ROUT
         finally:
             state.close()
 
-    app = FastAPI(title="Qianmian ranking API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # A bank's network reaches no CDN: the docs pages load Swagger UI / ReDoc from the package.
+    app = FastAPIOffline(title="Qianmian ranking API", version="1", description=DESCRIPTION,
+                         lifespan=lifespan)
     app.state.serving = ServingState(settings)
     errors.install(app)
     for name in routers:
