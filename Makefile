@@ -24,6 +24,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 test: install system-deps
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 demo: install
