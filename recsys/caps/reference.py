@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from recsys.caps import rules
@@ -101,22 +101,20 @@ class ReferenceCapEngine(CapEngine):
                 del self._throttle[(campaign, bucket)]
 
     def confirm(self, user_id: str, push_id: str, *, now: datetime | None = None) -> PushStatus:
-        check_id(user_id, "user_id")
-        check_id(push_id, "push_id")
-        with self._lock:
-            record = self._records.get(user_id)
-            if record is None:
-                return PushStatus.NOT_FOUND
-            return rules.confirm(record, self._policy, push_id, to_ms(now or now_utc()))
+        return self._settle(rules.confirm, user_id, push_id, now)
 
     def release(self, user_id: str, push_id: str, *, now: datetime | None = None) -> PushStatus:
+        return self._settle(rules.release, user_id, push_id, now)
+
+    def _settle(self, transition: Callable[[rules.CardholderRecord, Policy, str, int], PushStatus],
+                user_id: str, push_id: str, now: datetime | None) -> PushStatus:
         check_id(user_id, "user_id")
         check_id(push_id, "push_id")
         with self._lock:
             record = self._records.get(user_id)
             if record is None:
                 return PushStatus.NOT_FOUND
-            return rules.release(record, self._policy, push_id, to_ms(now or now_utc()))
+            return transition(record, self._policy, push_id, to_ms(now or now_utc()))
 
     def _mutate(self, user_id: str, now: datetime | None) -> tuple[rules.CardholderRecord, int]:
         check_id(user_id, "user_id")

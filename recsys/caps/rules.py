@@ -403,7 +403,8 @@ def decide_one(
     return CandidateDecision(candidate.content_id, False, cached[0], cached[1])
 
 
-def confirm(state: CardholderRecord, policy: Policy, push_id: str, now: int) -> PushStatus:
+def settled_status(state: CardholderRecord, policy: Policy, push_id: str, now: int) -> PushStatus | None:
+    """What confirming or releasing `push_id` answers when the push is not pending, else None."""
     purge(state, policy, now)
     record = state.pushes.get(push_id)
     if record is None or not visible(record, policy, now):
@@ -412,6 +413,14 @@ def confirm(state: CardholderRecord, policy: Policy, push_id: str, now: int) -> 
         return PushStatus.ALREADY_CONFIRMED
     if record.status == RELEASED:
         return PushStatus.ALREADY_RELEASED
+    return None
+
+
+def confirm(state: CardholderRecord, policy: Policy, push_id: str, now: int) -> PushStatus:
+    settled = settled_status(state, policy, push_id, now)
+    if settled is not None:
+        return settled
+    record = state.pushes[push_id]
     record.status = CONFIRMED
     if not record.transactional:
         state.unopened += 1
@@ -422,13 +431,8 @@ def confirm(state: CardholderRecord, policy: Policy, push_id: str, now: int) -> 
 
 
 def release(state: CardholderRecord, policy: Policy, push_id: str, now: int) -> PushStatus:
-    purge(state, policy, now)
-    record = state.pushes.get(push_id)
-    if record is None or not visible(record, policy, now):
-        return PushStatus.NOT_FOUND
-    if record.status == CONFIRMED:
-        return PushStatus.ALREADY_CONFIRMED
-    if record.status == RELEASED:
-        return PushStatus.ALREADY_RELEASED
-    record.status = RELEASED
+    settled = settled_status(state, policy, push_id, now)
+    if settled is not None:
+        return settled
+    state.pushes[push_id].status = RELEASED
     return PushStatus.RELEASED
