@@ -1,4 +1,4 @@
-"""The data contract (DATA_CONTRACT.md) as data: tables, columns, types and the errors that cite them."""
+"""The data contract (docs/data-contract.md) as data: tables, columns, types and the errors that cite them."""
 
 from __future__ import annotations
 
@@ -163,5 +163,5 @@ class ContractError(ValueError):
         lines = "\n".join(f"  - {violation}" for violation in violations)
         super().__init__(
             f"the data breaks the contract in {len(violations)} place(s):\n{lines}\n"
-            "Fix the export (see DATA_CONTRACT.md) and run `recsys validate` again."
+            "Fix the export (see docs/data-contract.md) and run `recsys validate` again."
         )

@@ -21,7 +21,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def train(
-    data: Path = typer.Option(..., "--data", help="Contract data directory (see DATA_CONTRACT.md)."),
+    data: Path = typer.Option(..., "--data", help="Contract data directory (see docs/data-contract.md)."),
     as_of: str | None = typer.Option(None, "--as-of", help="Cutoff time (ISO 8601, UTC if no zone). "
                                      "Default: the last event in the data."),
     config: Path | None = typer.Option(None, "--config", help="Training configuration YAML "
