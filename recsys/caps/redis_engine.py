@@ -619,12 +619,7 @@ class RedisCapEngine(CapEngine):
         else:
             reservation = _NO_RESERVATION
         position = 7 if reply[0] else 1
-        user_blocks: list[rules.RawBlock] = []
-        for _ in range(int(reply[position])):
-            rule, eligible, a, b = reply[position + 1 : position + 5]
-            user_blocks.append((_text(rule), _opt(eligible), _opt(a), _opt(b)))
-            position += 4
-        position += 1
+        user_blocks, position = _read_blocks(reply, position)
         limit_blocks: list[tuple[int, rules.RawBlock]] = []
         blocked = int(reply[position])
         position += 1
@@ -635,12 +630,7 @@ class RedisCapEngine(CapEngine):
                     raw = (f"limit:{limit.name}", int(reply[position]), int(reply[position + 1]), limit.max)
                     limit_blocks.append((bit, raw))
                     position += 2
-        tail_blocks: list[rules.RawBlock] = []
-        for _ in range(int(reply[position])):
-            rule, eligible, a, b = reply[position + 1 : position + 5]
-            tail_blocks.append((_text(rule), _opt(eligible), _opt(a), _opt(b)))
-            position += 4
-        position += 1
+        tail_blocks, position = _read_blocks(reply, position)
         window = policy.no_repeat.window if policy.no_repeat else None
         shared: dict[tuple[Any, ...], CandidateDecision] = {}
         decisions: list[CandidateDecision] = []
@@ -758,6 +748,16 @@ def _redirected(error: Exception) -> bool:
 def _opt(value: Any) -> int | None:
     number = int(value)
     return None if number == -1 else number
+
+
+def _read_blocks(reply: list[Any], position: int) -> tuple[list[rules.RawBlock], int]:
+    """A count-prefixed run of (rule, eligible, a, b) blocks in a decide reply, and the position after it."""
+    count = int(reply[position])
+    blocks: list[rules.RawBlock] = []
+    for start in range(position + 1, position + 1 + 4 * count, 4):
+        rule, eligible, a, b = reply[start : start + 4]
+        blocks.append((_text(rule), _opt(eligible), _opt(a), _opt(b)))
+    return blocks, position + 1 + 4 * count
 
 
 def _reservation(user_id: str, reply: list[Any]) -> Reservation | None:
