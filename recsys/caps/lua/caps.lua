@@ -61,6 +61,17 @@ local function encode(recs)
   return '\30' .. table.concat(parts, '\30')
 end
 
+-- A count-prefixed run of (rule, eligible, a, b) blocks, as the engine's reply reader expects.
+local function append_blocks(out, k, blocks)
+  out[k + 1] = #blocks
+  k = k + 1
+  for _, b in ipairs(blocks) do
+    out[k + 1], out[k + 2], out[k + 3], out[k + 4] = b[1], b[2], b[3], b[4]
+    k = k + 4
+  end
+  return k
+end
+
 local function visible(r)
   if r[ST] == 'c' then return r[TS] > now - P.horizon end
   return now < r[EXP]
@@ -200,24 +211,14 @@ if op == 'd' then
     end
   end
   local k = #out
-  out[k + 1] = #user_blocks
-  k = k + 1
-  for _, b in ipairs(user_blocks) do
-    out[k + 1], out[k + 2], out[k + 3], out[k + 4] = b[1], b[2], b[3], b[4]
-    k = k + 4
-  end
+  k = append_blocks(out, k, user_blocks)
   out[k + 1] = blocked_mask
   k = k + 1
   for _, v in ipairs(limit_out) do
     k = k + 1
     out[k] = v
   end
-  out[k + 1] = #tail_blocks
-  k = k + 1
-  for _, b in ipairs(tail_blocks) do
-    out[k + 1], out[k + 2], out[k + 3], out[k + 4] = b[1], b[2], b[3], b[4]
-    k = k + 4
-  end
+  k = append_blocks(out, k, tail_blocks)
   for i = 1, n do out[k + i] = repeats[i] end
   return out
 end
