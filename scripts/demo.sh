@@ -31,8 +31,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+redis_up() {
+  "$python" -c "import sys; from recsys.embedded_redis import redis_answers; sys.exit(0 if redis_answers('$1') else 1)"
+}
+
 step "Redis"
-if "$python" -c "import sys; from recsys.embedded_redis import redis_answers; sys.exit(0 if redis_answers('$RECSYS_REDIS_URL') else 1)"; then
+if redis_up "$RECSYS_REDIS_URL"; then
   echo "using the Redis server at $RECSYS_REDIS_URL"
 else
   redis_port=$("$python" -c "from recsys.embedded_redis import free_port; print(free_port())")
@@ -41,7 +45,7 @@ else
     --pidfile "$demo_dir/redis.pid" --dir "$demo_dir" --logfile "$demo_dir/redis.log"
   export RECSYS_REDIS_URL="redis://127.0.0.1:$redis_port/0"
   for _ in $(seq 50); do
-    "$python" -c "import sys; from recsys.embedded_redis import redis_answers; sys.exit(0 if redis_answers('$RECSYS_REDIS_URL') else 1)" && break
+    redis_up "$RECSYS_REDIS_URL" && break
     sleep 0.1
   done
   echo "no Redis answered at the configured URL: started an embedded redis-server (bundled by the"
