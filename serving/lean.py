@@ -13,6 +13,7 @@ codes and messages are the same on both paths.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -26,34 +27,62 @@ from serving.schemas import BatchRankRequest, RankRequest
 from serving.state import ServingState
 
 MAX_COALESCED = 64
+# Under load, a group waits up to this long for the requests the worker has recently been
+# answering together; a lone request (no recent concurrency) never waits.
+LINGER_SECONDS = 0.001
+RECENT_GROUPS = 32  # groups whose sizes set how many requests a group waits for
 
 
 class Coalescer:
-    """Single rank requests that are ready at the same time are ranked in one `rank_many` call.
+    """Single rank requests that arrive together are ranked in one `rank_many` call.
 
     A worker answers one request at a time (Redis is called synchronously), so under load several
-    requests wait in the event loop's ready queue; ranking them together reads their records in one
-    MGET and decides their caps in one pipelined round trip instead of two round trips each. Every
-    request still gets exactly its own answer; a cardholder asked for twice goes into a later group,
-    so the second request sees the first one's reservation. A request alone is ranked at once.
+    requests wait in the event loop; ranking them together reads their records in one MGET and
+    decides their caps in one pipelined round trip instead of two round trips each. Every request
+    still gets exactly its own answer; a cardholder asked for twice goes into a later group, so the
+    second request sees the first one's reservation.
+
+    Requests arrive a few hundred microseconds apart even when the clients send them at once (the
+    worker answers the previous group one response at a time), so ranking as soon as the loop is
+    free made groups of one or two. A group therefore waits, at most `linger` seconds, until it
+    has as many requests as the largest of the last `RECENT_GROUPS` groups; while groups are of one
+    request (a single client, light load) nothing waits.
     """
 
-    def __init__(self, state: ServingState) -> None:
+    def __init__(self, state: ServingState, linger: float = LINGER_SECONDS) -> None:
         self.state = state
+        self.linger = linger
         self.pending: list[tuple[RankRequest, asyncio.Future[Any]]] = []
         self.requests = 0  # requests ranked and `rank_many` calls made: how much was coalesced
         self.groups = 0
+        self.recent: deque[int] = deque([1], maxlen=RECENT_GROUPS)
+        self.expected = 1
+        self._timer: asyncio.TimerHandle | None = None
 
     async def rank(self, request: RankRequest) -> Any:
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self.pending.append((request, future))
-        if len(self.pending) == 1:
-            # After the requests already in the ready queue have joined.
-            asyncio.get_running_loop().call_soon(self.flush)
+        waiting = len(self.pending)
+        if waiting == 1:
+            if self.expected > 1:
+                self._timer = loop.call_later(self.linger, self.flush)
+            else:
+                # After the requests already in the ready queue have joined.
+                loop.call_soon(self.flush)
+        elif waiting == self.expected and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            loop.call_soon(self.flush)
         return await future
 
     def flush(self) -> None:
+        self._timer = None
         pending, self.pending = self.pending, []
+        if not pending:
+            return
+        self.recent.append(len(pending))
+        self.expected = max(self.recent)
         while pending:
             group, later, users = [], [], set()
             for item in pending:
