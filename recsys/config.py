@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     publish_top_n: int = 20
     event_dedupe_ttl_seconds: int = 30 * 86400
     reload_interval_seconds: float = 1.0
+    # Live cardholder records each API worker holds in memory (about 0.7 KB each); 0: read every
+    # record from Redis per request (serving/records.py).
+    record_cache_size: int = 250_000
     # Caps studio (serving/studio/): the world `POST /v1/studio/simulate` replays.
     studio_data_dir: Path | None = None  # default: data_dir
     studio_truth_path: Path | None = None  # default: <data dir>.truth.npz beside it, when it exists

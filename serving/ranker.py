@@ -100,8 +100,7 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
     snapshot = state.snapshot()
     model = snapshot.model
     clock = default_now or datetime.now(UTC)
-    keys = [state.user_key(model.version, request.user_id) for request in requests]
-    blobs = state.client.mget(keys) if len(keys) > 1 else [state.client.get(keys[0])]
+    blobs = state.user_records(model.version, [request.user_id for request in requests])
     users = representations(model, blobs, requests)
     ranked_all: list[Ranked | None] = [None] * len(requests)
     by_time: dict[datetime, list[int]] = {}

@@ -23,6 +23,7 @@ from serving.event_log import EventLog
 from serving.metrics import Metrics
 from serving.pipeline import LiveModel
 from serving.policy_store import PolicyRevision, PolicyStore
+from serving.records import RecordCache
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class ServingState:
         self.dedupe_prefix = f"{self.prefix}:events:seen:"
         self.engine = None
         self._model: LiveModel | None = None
+        self._records: RecordCache | None = None
         self._policy: PolicyRevision | None = None
         self._next_check = 0.0
         self.last_error: str | None = None
@@ -73,6 +75,8 @@ class ServingState:
             logger.warning("%s; will retry on the next request", self.last_error)
 
     def close(self) -> None:
+        if self._records is not None:
+            self._records.stop(wait=5.0)
         self.event_log.close()
         if self.engine is not None:
             self.engine.close()
@@ -113,6 +117,7 @@ class ServingState:
         previous = self._model.version if self._model else None
         if version is None:
             self._model = None
+            self._swap_records(None)
             self.metrics.set_model_version(None, previous)
             return
         try:
@@ -128,9 +133,19 @@ class ServingState:
 
             builder = FeatureBuilder.from_dict(published.builder_state)
         self._model = LiveModel(published, builder)
+        self._swap_records(version)
         self.last_error = None
         self.metrics.set_model_version(version, previous)
         logger.info("serving publication %s (previous %s)", version, previous)
+
+    def _swap_records(self, version: str | None) -> None:
+        if self._records is not None:
+            self._records.stop()
+        self._records = None
+        if version is not None:
+            limit = self.settings.record_cache_size
+            self._records = RecordCache(self.client, self.publications, version, limit)
+            self._records.start()
 
     # ------------------------------------------------------------------ per request
     def snapshot(self, need_model: bool = True) -> Snapshot:
@@ -151,6 +166,18 @@ class ServingState:
     @property
     def policy(self) -> PolicyRevision | None:
         return self._policy
+
+    def user_records(self, version: str, user_ids: list[str]) -> list[bytes | None]:
+        """Published records of `version` (None: cardholder not published), from memory where held."""
+        records = self._records
+        if records is not None and records.version == version:
+            return records.get_many(user_ids)
+        keys = [self.user_key(version, user_id) for user_id in user_ids]
+        return self.client.mget(keys) if len(keys) > 1 else [self.client.get(keys[0])]
+
+    @property
+    def records(self) -> RecordCache | None:
+        return self._records
 
     def user_key(self, version: str, user_id: str) -> str:
         return self.publications.user_key(version, user_id)

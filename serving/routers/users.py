@@ -24,7 +24,7 @@ async def user_caps(user_id: UserId, state: State, principal: ReadAccess,
     snapshot = state.snapshot(need_model=False)
     timezone = None
     if snapshot.model is not None:
-        blob = state.client.get(state.user_key(snapshot.model.version, user_id))
+        blob = state.user_records(snapshot.model.version, [user_id])[0]
         if blob is not None:
             record = decode_user(blob, snapshot.model.item_dtype, snapshot.model.feature_dtype)
             timezone = snapshot.model.known(record).timezone
