@@ -142,14 +142,13 @@ def top_k(
     eligibility = eligibility or Eligibility()
     eligibility.check(n_users, n_items)
 
-    out_index = np.full((n_users, k), -1, dtype=np.int32)
-    out_score = np.full((n_users, k), -np.inf, dtype=np.float32)
     if n_users == 0:
-        return out_index, out_score
+        return _padding(0, k)
     allowed = np.ones(n_items, dtype=bool) if eligibility.item_allowed is None else np.asarray(
         eligibility.item_allowed, dtype=bool)
 
     if n_users * int(allowed.sum()) <= SMALL_REQUEST_SCORES:
+        out_index, out_score = _padding(n_users, k)
         for rows, columns in _groups(n_users, allowed, eligibility):
             if columns.size:
                 _select_small(users, items, rows, columns, eligibility.seen, out_index, out_score)
@@ -169,10 +168,11 @@ def top_k(
         allowed = allowed & table.any(axis=0)
     columns = np.flatnonzero(allowed)
     if columns.size == 0:
-        return out_index, out_score
+        return _padding(n_users, k)
     if eligibility.user_group is not None:
         user_group = np.asarray(eligibility.user_group, dtype=np.int64)
-        group_penalty = np.where(table[:, columns], np.float32(0), np.float32(-np.inf)).astype(np.float32)
+        group_penalty = np.ascontiguousarray(
+            np.where(table[:, columns], np.float32(0), np.float32(-np.inf)), dtype=np.float32)
     else:
         user_group = np.zeros(n_users, dtype=np.int64)
         group_penalty = np.zeros((1, columns.size), dtype=np.float32)
@@ -181,11 +181,19 @@ def top_k(
     tile = int(block_size) if block_size is not None else int(
         np.clip(DEFAULT_BLOCK_BYTES // (4 * columns.size), 16, 256))
     threads = int(threads) if threads is not None else default_threads()
+    # the kernel writes every entry, padding included, from the worker threads
+    out_index = np.empty((n_users, k), dtype=np.int32)
+    out_score = np.empty((n_users, k), dtype=np.float32)
     with _single_threaded_blas():
         score_and_select(users, np.ascontiguousarray(items[columns].T), seen_indptr, seen_indices,
-                         column_of, columns.astype(np.int32), user_group, group_penalty,
-                         eligibility.user_group is not None, out_index, out_score, tile, threads)
+                         column_of, columns.astype(np.int32), user_group, group_penalty, out_index, out_score,
+                         tile, threads)
     return out_index, out_score
+
+
+def _padding(n_users: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs with no item found yet: index -1, score -inf."""
+    return np.full((n_users, k), -1, dtype=np.int32), np.full((n_users, k), -np.inf, dtype=np.float32)
 
 
 def _select_small(users: np.ndarray, items: np.ndarray, rows: np.ndarray, columns: np.ndarray,
@@ -263,6 +271,16 @@ def _as_factors(factors: np.ndarray, name: str) -> np.ndarray:
     if array.ndim != 2:
         raise RankingError(f"{name} must be a 2-d array, got shape {array.shape}")
     array = np.ascontiguousarray(array, dtype=np.float32)
-    if not np.isfinite(array).all():
+    if not _all_finite(array):
         raise RankingError(f"{name} hold NaN or infinite values: the model is damaged, retrain it")
     return array
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """np.isfinite(array).all(), compiled for large factor matrices (where numpy's would take as long
+    as a tenth of the ranking), plain numpy for small ones, which need not load the compiled kernel."""
+    if array.size < SMALL_REQUEST_SCORES:
+        return bool(np.isfinite(array).all())
+    from recsys._topk_kernel import all_finite
+
+    return bool(all_finite(array))

@@ -174,6 +174,18 @@ def test_bad_inputs_are_named(call, message) -> None:
         call(users, items)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_damaged_large_factor_matrix_is_refused(bad) -> None:
+    """Large matrices are checked by the compiled test: one bad value anywhere is found."""
+    users = np.ones((20_000, 8), dtype=np.float32)
+    users[12_345, 7] = bad
+    items = np.ones((30, 8), dtype=np.float32)
+    with pytest.raises(RankingError, match="user_factors hold NaN or infinite"):
+        top_k(users, items, 3)
+    users[12_345, 7] = -3.4e38  # the largest magnitudes are still finite
+    assert top_k(users, items, 3)[0].shape == (20_000, 3)
+
+
 def blas_threads() -> list[int]:
     from threadpoolctl import threadpool_info
 
@@ -193,3 +205,20 @@ def test_overlapping_calls_restore_the_blas_threads_only_when_the_last_ends() ->
         assert set(blas_threads()) == {1}, "the call still running lost its limit"
         second.__exit__(None, None, None)
         assert blas_threads() == original
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 16, 17, 20, 33, 48, 64])
+def test_many_ties_match_brute_force_at_every_lane_width(k) -> None:
+    """Coarse scores make long runs of ties around the k-th place: candidate lists of every length
+    (within one vector, within two, past the ranked limit) must keep the lower item first."""
+    rng = np.random.default_rng(100 + k)
+    for n_items in (37, 161, 203):
+        users = rng.integers(-2, 3, (120, 3)).astype(np.float32)
+        items = rng.integers(-2, 3, (n_items, 3)).astype(np.float32)
+        eligibility = Eligibility(
+            user_group=rng.integers(0, 2, 120), group_item_allowed=rng.random((2, n_items)) < 0.9,
+            seen=sp.random(120, n_items, density=0.05, format="csr", random_state=k))
+        indices, scores = top_k(users, items, k, eligibility)
+        expected_indices, expected_scores = brute_force(users, items, k, eligibility)
+        np.testing.assert_array_equal(indices, expected_indices, err_msg=f"{n_items} items")
+        np.testing.assert_array_equal(scores, expected_scores)
