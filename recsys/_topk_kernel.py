@@ -36,6 +36,7 @@ from numba.extending import intrinsic
 LANES = 16
 # candidate lists up to this long are ranked by counting; longer ones go through a sorted k-buffer
 RANKED = 32
+LOWEST_FINITE = np.float32(np.finfo(np.float32).min)
 # lane maxima beyond 64 cost more (counting is quadratic in lanes) than the k-buffer they would spare
 MAX_BLOCKS = 4
 
@@ -119,8 +120,8 @@ def _scores(context, builder, sig, row, penalty, base, valid=None):
 
 
 @intrinsic
-def pack_above(typingctx, row, penalty, base, end, floor, columns, values, count):
-    """Append the columns c = base + j (j < 16, c < end) where row[c] + penalty[c] > floor, and those
+def pack_reaching(typingctx, row, penalty, base, end, bound, columns, values, count):
+    """Append the columns c = base + j (j < 16, c < end) where row[c] + penalty[c] >= bound, and those
     sums, to columns[count:] and values[count:] (in column order); return the new count.
 
     The 16 scores are loaded once for the compare and both packs: loaded again after a store, which
@@ -130,7 +131,7 @@ def pack_above(typingctx, row, penalty, base, end, floor, columns, values, count
     signature = types.intp(row, penalty, types.intp, types.intp, types.float32, columns, values, types.intp)
 
     def codegen(context, builder, sig, args):
-        row_array, penalty_array, base_value, end_value, floor_value = args[:5]
+        row_array, penalty_array, base_value, end_value, bound_value = args[:5]
         columns_array, values_array, count_value = args[5:]
         valid = builder.sub(end_value, base_value)
         whole = builder.icmp_signed(">=", valid, ir.Constant(_I64, LANES))
@@ -144,7 +145,7 @@ def pack_above(typingctx, row, penalty, base, end, floor, columns, values, count
         scores = builder.phi(_FLOATS)
         scores.add_incoming(loaded, loaded_block)
         scores.add_incoming(partial, partial_block)
-        above = builder.fcmp_ordered(">", scores, _splat(builder, floor_value, _FLOATS))
+        above = builder.fcmp_ordered(">=", scores, _splat(builder, bound_value, _FLOATS))
         first_column = builder.trunc(base_value, _I32)
         indices = builder.add(_splat(builder, first_column, _INTS), ir.Constant(_INTS, list(range(LANES))))
         packed_scores = _compress(builder, scores, above, "v16f32")
@@ -223,22 +224,31 @@ def rank_candidates(typingctx, values, columns, count, ranked_values, ranked_col
             lane = ir.Constant(_INTS, [LANES * half + j for j in range(LANES)])
             halves.append(builder.select(builder.icmp_signed("<", lane, count32), loaded, lowest))
 
-        def bits(predicate):
-            low, high = (builder.zext(builder.bitcast(predicate(half), ir.IntType(LANES)), _I64)
-                         for half in halves)
-            return builder.or_(low, builder.shl(high, ir.Constant(_I64, LANES)))
+        def bits(predicate, used):
+            masks = [builder.zext(builder.bitcast(predicate(half), ir.IntType(LANES)), _I64) for half in used]
+            return masks[0] if len(masks) == 1 else builder.or_(
+                masks[0], builder.shl(masks[1], ir.Constant(_I64, LANES)))
 
-        with cgutils.for_range(builder, count_value) as loop:
-            p = loop.index
-            value = builder.load(_element_pointer(context, builder, sig.args[0], values_array, p))
-            column = builder.load(_element_pointer(context, builder, sig.args[1], columns_array, p))
-            splat = _splat(builder, value, _FLOATS)
-            beaten_by = bits(lambda half: builder.fcmp_ordered(">", half, splat))
-            ties = bits(lambda half: builder.fcmp_ordered("==", half, splat))
-            earlier = builder.sub(builder.shl(ir.Constant(_I64, 1), p), ir.Constant(_I64, 1))
-            rank = builder.ctpop(builder.or_(beaten_by, builder.and_(ties, earlier)))
-            builder.store(value, _element_pointer(context, builder, sig.args[3], ranked_values_array, rank))
-            builder.store(column, _element_pointer(context, builder, sig.args[4], ranked_columns_array, rank))
+        def place_all(used):
+            with cgutils.for_range(builder, count_value) as loop:
+                p = loop.index
+                value = builder.load(_element_pointer(context, builder, sig.args[0], values_array, p))
+                column = builder.load(_element_pointer(context, builder, sig.args[1], columns_array, p))
+                splat = _splat(builder, value, _FLOATS)
+                beaten_by = bits(lambda half: builder.fcmp_ordered(">", half, splat), used)
+                ties = bits(lambda half: builder.fcmp_ordered("==", half, splat), used)
+                earlier = builder.sub(builder.shl(ir.Constant(_I64, 1), p), ir.Constant(_I64, 1))
+                rank = builder.ctpop(builder.or_(beaten_by, builder.and_(ties, earlier)))
+                ranked = sig.args[3], ranked_values_array, sig.args[4], ranked_columns_array
+                builder.store(value, _element_pointer(context, builder, ranked[0], ranked[1], rank))
+                builder.store(column, _element_pointer(context, builder, ranked[2], ranked[3], rank))
+
+        # most lists fit the first vector: half the compares
+        with builder.if_else(builder.icmp_signed("<=", count_value, ir.Constant(_I64, LANES))) as (one, two):
+            with one:
+                place_all(halves[:1])
+            with two:
+                place_all(halves)
         return context.get_dummy_value()
 
     return signature, codegen
@@ -409,10 +419,11 @@ def _select(scores, first, seen_indptr, seen_indices, column_of, item_ids, user_
                 bound = kth_largest_48(maxima, k)
             else:
                 bound = kth_largest_64(maxima, k)
-        floor = np.nextafter(bound, np.float32(-np.inf))
+        # -inf (ineligible) never reaches the bound
+        bound = max(bound, LOWEST_FINITE)
         count = 0
         for base in range(0, m, LANES):
-            count = pack_above(row, penalty, base, m, floor, candidates, values, count)
+            count = pack_reaching(row, penalty, base, m, bound, candidates, values, count)
         if count <= RANKED:
             rank_candidates(values, candidates, count, ranked_values, ranked_columns)
             found = min(k, count)
