@@ -158,11 +158,11 @@ def top_k(
 
     if eligibility.seen is not None:
         seen = sp.csr_matrix(eligibility.seen)
-        seen_indptr = seen.indptr.astype(np.int64, copy=False)
-        seen_indices = seen.indices.astype(np.int64, copy=False)
+        # scipy's int32 or int64 index arrays as they are: the kernel is compiled for either
+        seen_indptr, seen_indices = seen.indptr, seen.indices
     else:
-        seen_indptr = np.zeros(n_users + 1, dtype=np.int64)
-        seen_indices = np.zeros(0, dtype=np.int64)
+        seen_indptr = np.zeros(n_users + 1, dtype=np.int32)
+        seen_indices = np.zeros(0, dtype=np.int32)
     if eligibility.user_group is not None:
         table = np.asarray(eligibility.group_item_allowed, dtype=bool)
         allowed = allowed & table.any(axis=0)
