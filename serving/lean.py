@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.auth import RANK, identify
 from serving.ranker import rank_many
-from serving.responses import encode_json
+from serving.responses import encode_answers
 from serving.schemas import BatchRankRequest, RankRequest
 from serving.state import ServingState
 
@@ -109,9 +109,9 @@ class Coalescer:
                 future.set_result(body)
 
 
-def _rank_batch(state: ServingState, body: BatchRankRequest) -> Any:
+def _rank_batch(state: ServingState, body: BatchRankRequest) -> bytes:
     snapshot, bodies = rank_many(state, body.requests)
-    return {"results": bodies, "model_version": snapshot.model.version}
+    return encode_answers({"results": bodies, "model_version": snapshot.model.version}, bodies)
 
 
 # path -> request model; each path is also a declared FastAPI route giving the same answers.
@@ -177,9 +177,9 @@ class LeanRankMiddleware:
                 if self.coalescer is None or self.coalescer.state is not state:
                     self.coalescer = Coalescer(state)
                 answer = await self.coalescer.rank(request)
+                payload = encode_answers(answer, (answer,))
             else:
-                answer = _rank_batch(state, request)
-            payload = encode_json(answer)
+                payload = _rank_batch(state, request)
         except Exception as error:  # noqa: BLE001 - mapped by the app's handlers, else re-raised
             handler_for = self._handler_for(error)
             if handler_for is None:

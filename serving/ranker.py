@@ -44,9 +44,13 @@ def cap_request(model: LiveModel, user: Representation, request: RankRequest, ra
     return CapRequest(request.user_id, chosen, user.timezone, request.reserve and bool(chosen))
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
 def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: RankRequest,
            ranked: Ranked, decision: UserDecision | None, now: datetime) -> dict[str, Any]:
-    """The response body for one cardholder."""
+    """The response body for one cardholder (times as ISO 8601 strings, as the JSON has them)."""
     chosen: list[int] = []
     blocks: list[dict[str, Any]] = []
     if decision is not None:
@@ -54,7 +58,7 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
             if candidate.allowed and len(chosen) < request.k:
                 chosen.append(position)
         if not chosen and decision.decisions:
-            blocks = [{"rule": b.rule, "detail": b.detail, "eligible_at": b.eligible_at}
+            blocks = [{"rule": b.rule, "detail": b.detail, "eligible_at": _iso(b.eligible_at)}
                       for b in decision.decisions[0].blocks]
     elif not user.opt_in:
         blocks = [NOT_OPTED_IN]
@@ -85,12 +89,13 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
         "caps": {
             "allowed": allowed,
             "blocks": blocks,
-            "next_eligible_at": now if allowed else (decision.eligible_at if decision is not None else None),
+            "next_eligible_at": _iso(now if allowed
+                                     else decision.eligible_at if decision is not None else None),
             "policy_version": (decision.policy_version if decision is not None
                                else snapshot.policy.policy.version),
         },
         "push_id": reservation.push_id if reservation is not None else None,
-        "reservation_expires_at": reservation.expires_at if reservation is not None else None,
+        "reservation_expires_at": reservation.expires_at.isoformat() if reservation is not None else None,
         "skipped": [{"content_id": c, "reason": r} for c, r in ranked.skipped],
     }
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from serving.auth import RankAccess
 from serving.deps import State
 from serving.ranker import rank_many
-from serving.responses import json_response
+from serving.responses import answers_response
 from serving.schemas import BatchRankRequest, BatchRankResponse, RankRequest, RankResponse
 
 router = APIRouter(prefix="/v1", tags=["ranking"])
@@ -25,11 +25,11 @@ async def rank(body: RankRequest, state: State, principal: RankAccess) -> Respon
     list and returns the best `k` allowed items; with `reserve`, the top one holds a cap slot under
     `push_id` until a `sent` or `failed` event (or the policy's reservation TTL)."""
     _, bodies = rank_many(state, [body])
-    return json_response(bodies[0])
+    return answers_response(bodies[0], bodies)
 
 
 @router.post("/rank/batch", response_model=BatchRankResponse, responses=ERRORS,
              summary="Rank up to 1,000 cardholders in one call")
 async def rank_batch(body: BatchRankRequest, state: State, principal: RankAccess) -> Response:
     snapshot, bodies = rank_many(state, body.requests)
-    return json_response({"results": bodies, "model_version": snapshot.model.version})
+    return answers_response({"results": bodies, "model_version": snapshot.model.version}, bodies)

@@ -1,0 +1,48 @@
+"""Rank answers are written byte for byte as the standard library's encoder writes them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from serving.responses import encode_answers, encode_json
+
+text = st.text(max_size=30)  # every code point: quotes, backslashes, control characters, emoji
+score = st.floats(width=32) | st.floats() | st.sampled_from([1e-05, 1e-4, 9.99e-5, 1e16, -0.0, 0.0])
+item = st.fixed_dictionaries({"content_id": text, "title": text, "kind": text, "score": score,
+                              "reason": text})
+block = st.fixed_dictionaries({"rule": text, "detail": text, "eligible_at": st.none() | text})
+answer = st.fixed_dictionaries({
+    "user_id": text, "items": st.lists(item, max_size=4), "model_version": text, "fallback": st.booleans(),
+    "fallback_source": st.none() | text,
+    "caps": st.fixed_dictionaries({"allowed": st.booleans(), "blocks": st.lists(block, max_size=3),
+                                   "next_eligible_at": st.none() | text, "policy_version": text}),
+    "push_id": st.none() | text, "reservation_expires_at": st.none() | text,
+    "skipped": st.lists(st.fixed_dictionaries({"content_id": text, "reason": text}), max_size=2),
+})
+
+
+def finite(answers: list[dict]) -> bool:
+    return all(math.isfinite(i["score"]) for a in answers for i in a["items"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(answers=st.lists(answer, min_size=1, max_size=3))
+def test_answers_are_written_as_the_standard_encoder_writes_them(answers) -> None:
+    for body, held in [(answers[0], answers[:1]), ({"results": answers, "model_version": "v1"}, answers)]:
+        if finite(held):
+            assert encode_answers(body, held) == encode_json(body)
+        else:
+            with pytest.raises(ValueError):
+                encode_json(body)
+            with pytest.raises(ValueError):
+                encode_answers(body, held)
+
+
+def test_small_scores_keep_their_exponent() -> None:
+    body = {"user_id": "u", "items": [{"content_id": "c", "title": "t", "kind": "k", "score": 1e-05,
+                                       "reason": "r"}]}
+    assert b'"score":1e-05' in encode_answers(body, [body])
