@@ -631,6 +631,13 @@ class RedisCapEngine(CapEngine):
                     limit_blocks.append((bit, raw))
                     position += 2
         tail_blocks, position = _read_blocks(reply, position)
+        if not (user_blocks or blocked or tail_blocks or given):
+            lasts = reply[position : position + len(codes)]
+            if lasts.count(-1) == len(lasts):
+                # Nothing blocks any candidate (the common case): each is allowed now.
+                at = from_ms(cal.now)
+                allowed = [CandidateDecision(c.content_id, True, (), at) for c in request.candidates]
+                return reservation, tuple(allowed)
         window = policy.no_repeat.window if policy.no_repeat else None
         shared: dict[tuple[Any, ...], CandidateDecision] = {}
         decisions: list[CandidateDecision] = []
