@@ -5,8 +5,8 @@ releases the GIL, and unlike an OpenMP team, idle threads do not spin on a busy 
 callers such as API request threads are safe). Per tile, one single-threaded BLAS product (numpy's)
 scores the tile into a buffer that stays in cache, then the compiled selection runs over it, per user,
 with the 16-wide vector primitives defined below:
-1. seen items are set to -inf; the tier group's penalty (-inf outside the group) is added on the fly
-   by the steps that read the row;
+1. seen items are set to -inf (a row ahead); the tier group's penalty (-inf outside the group) is
+   added on the fly by the steps that read the row;
 2. the row's maximum per lane is taken, lane j holding columns j, j + L, j + 2L, ... for L = 16 (up
    to 64 for larger k), in vector registers;
 3. the k-th largest lane maximum (`bound`, found by counting in vector lanes) is a lower bound of the
@@ -339,8 +339,10 @@ def default_threads() -> int:
 def score_and_select(users: np.ndarray, items_t: np.ndarray, seen_indptr: np.ndarray,
                      seen_indices: np.ndarray, column_of: np.ndarray, item_ids: np.ndarray,
                      user_group: np.ndarray, group_penalty: np.ndarray,
-                     out_index: np.ndarray, out_score: np.ndarray, tile: int, threads: int) -> None:
-    """Score every user against `items_t` [d, m] and write their k best into the output rows.
+                     out_index: np.ndarray, out_score: np.ndarray, tile: int, threads: int) -> bool:
+    """Score every user against `items_t` [d, m] and write their k best into the output rows; return
+    False when some user factor is NaN or infinite (checked tile by tile in the workers, so the
+    check costs no serial pass over the factors; the outputs are then meaningless).
 
     Column c of `items_t` is item `item_ids[c]`; `column_of` maps an item back to its column (-1:
     not scored). `group_penalty[user_group[u]]` is added to user u's scores: 0 where the user's tier
@@ -352,42 +354,57 @@ def score_and_select(users: np.ndarray, items_t: np.ndarray, seen_indptr: np.nda
     # workers claim tiles one at a time (next() on a count is atomic under the GIL), so a worker slowed
     # by other processes on a shared machine takes fewer tiles instead of holding up the others
     claims = itertools.count()
-    arguments = (claims, users, items_t, seen_indptr, seen_indices, column_of, item_ids, user_group,
+    damaged = np.zeros(1, dtype=np.bool_)
+    arguments = (claims, damaged, users, items_t, seen_indptr, seen_indices, column_of, item_ids, user_group,
                  group_penalty, out_index, out_score, blocks, tile)
     if workers == 1:
         _score_tiles(*arguments)
-        return
+        return not damaged[0]
     global _POOL
     if _POOL is None or _POOL._max_workers < workers:
         _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="topk")
     futures = [_POOL.submit(_score_tiles, *arguments) for _ in range(workers)]
     for future in futures:
         future.result()
+    return not damaged[0]
 
 
-def _score_tiles(claims, users, items_t, seen_indptr, seen_indices, column_of, item_ids, user_group,
+def _score_tiles(claims, damaged, users, items_t, seen_indptr, seen_indices, column_of, item_ids, user_group,
                  group_penalty, out_index, out_score, blocks, tile):
     n_users = users.shape[0]
     scores = np.empty((tile, items_t.shape[1]), dtype=np.float32)
-    while (first := next(claims) * tile) < n_users:
-        last = min(first + tile, n_users)
-        out = scores[:last - first]
-        np.matmul(users[first:last], items_t, out=out)
-        _select(out, first, seen_indptr, seen_indices, column_of, item_ids, user_group, group_penalty,
-                out_index, out_score, blocks)
+    # damaged factors are reported through `damaged`, not as a numpy warning per tile
+    with np.errstate(invalid="ignore", over="ignore"):
+        while (first := next(claims) * tile) < n_users:
+            last = min(first + tile, n_users)
+            out = scores[:last - first]
+            np.matmul(users[first:last], items_t, out=out)
+            _select(out, users[first:last], damaged, first, seen_indptr, seen_indices, column_of, item_ids,
+                    user_group, group_penalty, out_index, out_score, blocks)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mark_seen(row, user, seen_indptr, seen_indices, column_of):  # pragma: no cover - compiled
+    """Set the user's seen items in their score row to -inf."""
+    for p in range(seen_indptr[user], seen_indptr[user + 1]):
+        column = column_of[seen_indices[p]]
+        if column >= 0:
+            row[column] = -np.inf
 
 
 @njit(cache=True, nogil=True)
-def _select(scores, first, seen_indptr, seen_indices, column_of, item_ids, user_group, group_penalty,
-            out_index, out_score, blocks):  # pragma: no cover - compiled
+def _select(scores, users, damaged, first, seen_indptr, seen_indices, column_of, item_ids, user_group,
+            group_penalty, out_index, out_score, blocks):  # pragma: no cover - compiled
     """Row r of `scores` holds user `first + r`'s scores before their group's penalty (seen items are
-    set to -inf in place).
+    set to -inf in place), from row r of `users`; `damaged[0]` is set when `users` is not all finite.
 
     `column_of` maps an item index to its column of `scores` (-1: not in this item set);
     `item_ids` maps a column back to the item index; `blocks` is the number of 16-lane blocks of
     column maxima. Every output entry of the tile's users is written: users with fewer than k
     eligible items get index -1 / score -inf after them. Ties keep the lower column first.
     """
+    if not all_finite(users):
+        damaged[0] = True
     n, m = scores.shape
     k = out_index.shape[1]
     lanes = LANES * blocks
@@ -399,16 +416,18 @@ def _select(scores, first, seen_indptr, seen_indices, column_of, item_ids, user_
     ranked_values = np.empty(RANKED, dtype=np.float32)
     top_values = np.empty(k, dtype=np.float32)
     top_columns = np.empty(k, dtype=np.int32)
+    if n:
+        _mark_seen(scores[0], first, seen_indptr, seen_indices, column_of)
     for r in range(n):
         user = first + r
         row = scores[r]
         penalty = group_penalty[user_group[user]]
-        for p in range(seen_indptr[user], seen_indptr[user + 1]):
-            column = column_of[seen_indices[p]]
-            if column >= 0:
-                row[column] = -np.inf
         for h in range(0, lanes, LANES):
             lane_maxima(row, penalty, h, m, lanes, maxima, h)
+        # seen items are marked a row ahead: a vector load right after a scalar store into it would
+        # wait for the store to reach the cache
+        if r + 1 < n:
+            _mark_seen(scores[r + 1], user + 1, seen_indptr, seen_indices, column_of)
         bound = np.float32(-np.inf)
         if k <= lanes:
             if blocks == 1:

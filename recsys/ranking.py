@@ -126,6 +126,7 @@ def top_k(
     """
     users = _as_factors(user_factors, "user_factors")
     items = _as_factors(item_factors, "item_factors")
+    _require_finite(items, "item_factors")
     if users.shape[1] != items.shape[1]:
         raise RankingError(
             f"user_factors have {users.shape[1]} columns, item_factors {items.shape[1]}: "
@@ -148,6 +149,7 @@ def top_k(
         eligibility.item_allowed, dtype=bool)
 
     if n_users * int(allowed.sum()) <= SMALL_REQUEST_SCORES:
+        _require_finite(users, "user_factors")
         out_index, out_score = _padding(n_users, k)
         for rows, columns in _groups(n_users, allowed, eligibility):
             if columns.size:
@@ -168,6 +170,7 @@ def top_k(
         allowed = allowed & table.any(axis=0)
     columns = np.flatnonzero(allowed)
     if columns.size == 0:
+        _require_finite(users, "user_factors")
         return _padding(n_users, k)
     if eligibility.user_group is not None:
         user_group = np.asarray(eligibility.user_group, dtype=np.int64)
@@ -185,9 +188,11 @@ def top_k(
     out_index = np.empty((n_users, k), dtype=np.int32)
     out_score = np.empty((n_users, k), dtype=np.float32)
     with _single_threaded_blas():
-        score_and_select(users, np.ascontiguousarray(items[columns].T), seen_indptr, seen_indices,
-                         column_of, columns.astype(np.int32), user_group, group_penalty, out_index, out_score,
-                         tile, threads)
+        finite = score_and_select(users, np.ascontiguousarray(items[columns].T), seen_indptr, seen_indices,
+                                  column_of, columns.astype(np.int32), user_group, group_penalty, out_index,
+                                  out_score, tile, threads)
+    if not finite:
+        raise _damaged("user_factors")
     return out_index, out_score
 
 
@@ -270,17 +275,14 @@ def _as_factors(factors: np.ndarray, name: str) -> np.ndarray:
     array = np.asarray(factors)
     if array.ndim != 2:
         raise RankingError(f"{name} must be a 2-d array, got shape {array.shape}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    if not _all_finite(array):
-        raise RankingError(f"{name} hold NaN or infinite values: the model is damaged, retrain it")
-    return array
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _all_finite(array: np.ndarray) -> bool:
-    """np.isfinite(array).all(), compiled for large factor matrices (where numpy's would take as long
-    as a tenth of the ranking), plain numpy for small ones, which need not load the compiled kernel."""
-    if array.size < SMALL_REQUEST_SCORES:
-        return bool(np.isfinite(array).all())
-    from recsys._topk_kernel import all_finite
+def _require_finite(factors: np.ndarray, name: str) -> None:
+    """Refuse NaN or infinite factors (the compiled path checks the user factors in its workers)."""
+    if not np.isfinite(factors).all():
+        raise _damaged(name)
 
-    return bool(all_finite(array))
+
+def _damaged(name: str) -> RankingError:
+    return RankingError(f"{name} hold NaN or infinite values: the model is damaged, retrain it")
