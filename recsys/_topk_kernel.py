@@ -1,6 +1,6 @@
 """Compiled scoring and top-k selection behind `recsys.ranking.top_k` (numba, GIL released).
 
-Worker threads claim tiles of at most 256 users in turn (plain Python threads: the compiled function
+Worker threads claim tiles of at most 512 users in turn (plain Python threads: the compiled function
 releases the GIL, and unlike an OpenMP team, idle threads do not spin on a busy machine, and concurrent
 callers such as API request threads are safe). Per tile, one single-threaded BLAS product (numpy's)
 scores the tile into a buffer that stays in cache, then the compiled selection runs over it, per user,

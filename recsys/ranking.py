@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 # a block's score matrix stays within this many bytes, so it is still in cache when selected from
 DEFAULT_BLOCK_BYTES = 1024 * 1024
+# each block costs a BLAS call and a kernel call from Python; past 512 users that no longer shows
+MAX_BLOCK_USERS = 512
 # requests scoring at most this many (user, item) pairs take the plain numpy path
 SMALL_REQUEST_SCORES = 50_000
 
@@ -121,7 +123,7 @@ def top_k(
     Scores are `user_factors @ item_factors.T` in float32. Returns `(indices int32 [n, k],
     scores float32 [n, k])`; where a user has fewer than k eligible items, the tail is index -1 and
     score -inf. `block_size` is the number of users scored per BLAS product (default: as many as keep
-    a block's score matrix within 1 MB, between 16 and 256). Ties keep the lower item index first.
+    a block's score matrix within 1 MB, between 16 and 512). Ties keep the lower item index first.
     Blocks are spread over `threads` worker threads (default: `RECSYS_TOPK_THREADS`, else all cores).
     """
     users = _as_factors(user_factors, "user_factors")
@@ -182,7 +184,7 @@ def top_k(
     column_of = np.full(n_items, -1, dtype=np.int64)
     column_of[columns] = np.arange(columns.size)
     tile = int(block_size) if block_size is not None else int(
-        np.clip(DEFAULT_BLOCK_BYTES // (4 * columns.size), 16, 256))
+        np.clip(DEFAULT_BLOCK_BYTES // (4 * columns.size), 16, MAX_BLOCK_USERS))
     threads = int(threads) if threads is not None else default_threads()
     # the kernel writes every entry, padding included, from the worker threads
     out_index = np.empty((n_users, k), dtype=np.int32)
