@@ -36,16 +36,26 @@ ADMIN = "bench-admin-token"
 PREFIX = "bench"
 
 WRK_SCRIPT = r"""
-local ids = {}
-for line in io.lines(os.getenv("QM_USERS")) do ids[#ids + 1] = line end
-local now = os.getenv("QM_NOW")
-local headers = {["Content-Type"] = "application/json",
-                 ["Authorization"] = "Bearer " .. os.getenv("QM_TOKEN")}
-math.randomseed(tonumber(os.getenv("QM_SEED")))
+-- Every request is formatted before the load starts (in init, which only the load thread runs), as
+-- wrk's SCRIPTING notes advise for fast servers: formatting each one in request() cost wrk about
+-- 14 us of CPU per request, CPU that the server under test shares.
+local requests, count, next_request = {}, 131072, 0
+init = function(args)
+  local ids = {}
+  for line in io.lines(os.getenv("QM_USERS")) do ids[#ids + 1] = line end
+  local now, path = os.getenv("QM_NOW"), os.getenv("QM_PATH")
+  local headers = {["Content-Type"] = "application/json",
+                   ["Authorization"] = "Bearer " .. os.getenv("QM_TOKEN")}
+  math.randomseed(tonumber(os.getenv("QM_SEED")))
+  for i = 1, count do
+    local id = ids[math.random(#ids)]
+    local body = '{"user_id":"' .. id .. '","k":3,"reserve":true,"now":"' .. now .. '"}'
+    requests[i] = wrk.format("POST", path, headers, body)
+  end
+end
 request = function()
-  local id = ids[math.random(#ids)]
-  local body = '{"user_id":"' .. id .. '","k":3,"reserve":true,"now":"' .. now .. '"}'
-  return wrk.format("POST", os.getenv("QM_PATH"), headers, body)
+  next_request = next_request % count + 1
+  return requests[next_request]
 end
 """
 
