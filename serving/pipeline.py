@@ -141,8 +141,9 @@ class LiveModel:
     # ------------------------------------------------------------------ representation
     def known(self, record: UserRecord) -> Representation:
         timezone = self.timezones[record.timezone] if record.timezone < len(self.timezones) else None
+        # The feature index stays in its stored dtype: it only ever indexes arrays.
         return Representation(record.factors, record.group, timezone or None, record.opt_in,
-                              record.feature_index.astype(np.int64), record.feature_values, record.seen, None)
+                              record.feature_index, record.feature_values, record.seen, None)
 
     def unknown(self, features: dict[str, float] | None) -> Representation:
         """A cardholder the publication lacks: from supplied features, else (segment) popularity."""
@@ -294,7 +295,8 @@ class LiveModel:
         if self.contributions is None or len(user.feature_index) == 0:
             return [SIMILAR_REASON] * len(items)
         values = self.normalised(user.feature_values)
-        parts = self.contributions_by_item[items][:, user.feature_index] * values
+        parts = self.contributions_by_item[items[:, None], user.feature_index]
+        parts *= values
         best = parts.argmax(axis=1)
         best_value = parts[np.arange(len(items)), best]
         if user.fallback is None:
