@@ -38,7 +38,7 @@ PREFIX = "bench"
 WRK_SCRIPT = r"""
 -- Every request is formatted before the load starts (in init, which only the load thread runs), as
 -- wrk's SCRIPTING notes advise for fast servers: formatting each one in request() cost wrk about
--- 14 us of CPU per request, CPU that the server under test shares.
+-- 7 us of CPU per request (24 instead of 17 us), CPU that the server under test shares.
 local requests, count, next_request = {}, 131072, 0
 init = function(args)
   local ids = {}
