@@ -13,6 +13,9 @@ Baselines, all plain float32 BLAS products over the same shapes (no selection, n
   in Python threads (the parallel layout top-k itself uses).
 The ratio is taken against the fastest of the three. Each figure is the best of `--repeat` runs, since
 the machine is shared and timings are noisy; the runs of the four are interleaved, round by round.
+Every timed run starts after a pause (`--settle`, 0.3 s): after a multi-threaded call OpenBLAS leaves
+its worker threads busy-waiting for about 0.1 s, and a run started at once would share its cores with
+them (top-k right after the blocked product took 24 ms instead of 19 at 200 items).
 
 Usage: .venv/bin/python benchmarks/topk_speed.py [--users 100000] [--items 200 1000 2000] [--dim 64]
 """
@@ -44,7 +47,7 @@ def best_of(repeat: int, action: Callable[[], None]) -> float:
 
 
 def measure(n_users: int, n_items: int, dim: int, k: int, repeat: int, seed: int,
-            threads: int) -> dict[str, float]:
+            threads: int, settle: float) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     users = rng.standard_normal((n_users, dim), dtype=np.float32)
     items = rng.standard_normal((n_items, dim), dtype=np.float32)
@@ -84,6 +87,7 @@ def measure(n_users: int, n_items: int, dim: int, k: int, repeat: int, seed: int
     timings = {action: [] for action in (blocked_product, one_product, threaded_product, ranked)}
     for _ in range(repeat):
         for action, taken in timings.items():
+            time.sleep(settle)
             taken.append(best_of(1, action))
     blocked, single, threaded, ranking = (min(taken) for taken in timings.values())
     scored = n_users * n_items
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--settle", type=float, default=0.3,
+                        help="pause before every timed run, for threads left spinning by the last one (s)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     from recsys._topk_kernel import default_threads
@@ -115,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'ratio':>6} | {'best baseline':>16} |")
     print(f"|{'-' * 8}|{'-' * 26}|{'-' * 29}|{'-' * 8}|{'-' * 18}|")
     for n_items in args.items:
-        figures = measure(args.users, n_items, args.dim, args.k, args.repeat, args.seed, threads)
+        figures = measure(args.users, n_items, args.dim, args.k, args.repeat, args.seed, threads, args.settle)
         results.append(figures)
         fastest = min(("blocked product", figures["blocked_product_s"]),
                       ("one product", figures["one_product_s"]),
