@@ -37,8 +37,8 @@ class Coalescer:
     """Single rank requests that arrive together are ranked in one `rank_many` call.
 
     A worker answers one request at a time (Redis is called synchronously), so under load several
-    requests wait in the event loop; ranking them together reads their records in one MGET and
-    decides their caps in one pipelined round trip instead of two round trips each. Every request
+    requests wait in the event loop; ranking them together decides their caps in one pipelined round
+    trip (and reads any records the worker does not hold in one MGET). Every request
     still gets exactly its own answer; a cardholder asked for twice goes into a later group, so the
     second request sees the first one's reservation.
 
