@@ -33,12 +33,20 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+# numba's np.dot calls the BLAS that scipy ships; loaded here, before `recsys.ranking` limits the
+# threads of every loaded BLAS around a call, so that limit covers it from the first call on
+import scipy.linalg.cython_blas  # noqa: F401, E402  isort: skip
+
 LANES = 16
 # candidate lists up to this long are ranked by counting; longer ones go through a sorted k-buffer
 RANKED = 32
 LOWEST_FINITE = np.float32(np.finfo(np.float32).min)
 # lane maxima beyond 64 cost more (counting is quadratic in lanes) than the k-buffer they would spare
 MAX_BLOCKS = 4
+
+# A worker claims this many tiles at a time and scores them in one compiled call: every return to
+# Python needs the GIL, and when the other worker holds it, waking up for it costs more than a tile.
+TILES_PER_CLAIM = 4
 
 _POOL: ThreadPoolExecutor | None = None
 
@@ -351,7 +359,7 @@ def score_and_select(users: np.ndarray, items_t: np.ndarray, seen_indptr: np.nda
     n_users = users.shape[0]
     blocks = lane_blocks(out_index.shape[1])
     workers = max(1, min(threads, n_users // (2 * tile)))
-    # workers claim tiles one at a time (next() on a count is atomic under the GIL), so a worker slowed
+    # workers claim a few tiles at a time (next() on a count is atomic under the GIL), so a worker slowed
     # by other processes on a shared machine takes fewer tiles instead of holding up the others
     claims = itertools.count()
     damaged = np.zeros(1, dtype=np.bool_)
@@ -372,15 +380,26 @@ def score_and_select(users: np.ndarray, items_t: np.ndarray, seen_indptr: np.nda
 def _score_tiles(claims, damaged, users, items_t, seen_indptr, seen_indices, column_of, item_ids, user_group,
                  group_penalty, out_index, out_score, blocks, tile):
     n_users = users.shape[0]
+    span = tile * TILES_PER_CLAIM
     scores = np.empty((tile, items_t.shape[1]), dtype=np.float32)
-    # damaged factors are reported through `damaged`, not as a numpy warning per tile
-    with np.errstate(invalid="ignore", over="ignore"):
-        while (first := next(claims) * tile) < n_users:
-            last = min(first + tile, n_users)
-            out = scores[:last - first]
-            np.matmul(users[first:last], items_t, out=out)
-            _select(out, users[first:last], damaged, first, seen_indptr, seen_indices, column_of, item_ids,
-                    user_group, group_penalty, out_index, out_score, blocks)
+    while (first := next(claims) * span) < n_users:
+        _score_span(users, items_t, scores, first, min(first + span, n_users), damaged, seen_indptr,
+                    seen_indices, column_of, item_ids, user_group, group_penalty, out_index, out_score,
+                    blocks)
+
+
+@njit(cache=True, nogil=True)
+def _score_span(users, items_t, scores, first, last, damaged, seen_indptr, seen_indices, column_of, item_ids,
+                user_group, group_penalty, out_index, out_score, blocks):  # pragma: no cover - compiled
+    """Users first..last-1, a tile (the rows of `scores`) at a time: one BLAS product (numba calls
+    scipy's BLAS), then the selection."""
+    tile = scores.shape[0]
+    for start in range(first, last, tile):
+        end = min(start + tile, last)
+        block = scores[:end - start]
+        np.dot(users[start:end], items_t, block)
+        _select(block, users[start:end], damaged, start, seen_indptr, seen_indices, column_of, item_ids,
+                user_group, group_penalty, out_index, out_score, blocks)
 
 
 @njit(cache=True, nogil=True, inline="always")
