@@ -41,6 +41,14 @@ def _seconds(values: list[float | None]) -> np.ndarray:
     return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
+def item_scores(item_factors: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Dot products of item factor rows with a cardholder's factors (broadcast), summed along the last
+    axis in numpy's fixed pairwise order: a cardholder's scores are then the same bits whichever other
+    cardholders or items share the call. A BLAS product's last bits depend on the shapes, so a
+    request's answer would depend on how many requests were ranked with it."""
+    return np.multiply(item_factors, factors).sum(axis=-1)
+
+
 def feature_phrase(name: str) -> str:
     """A short, human reason for a user feature name (from `features.builder` naming)."""
     for pattern, template in _PHRASES:
@@ -217,7 +225,7 @@ class LiveModel:
     # ------------------------------------------------------------------ scoring
     def scores(self, user: Representation, items: np.ndarray) -> np.ndarray:
         if user.factors is not None:
-            return self.item_factors[items] @ user.factors
+            return item_scores(self.item_factors[items], user.factors)
         popularity = self.pop_segments[user.group] if user.group != UNKNOWN_TIER else self.pop_overall
         return popularity[items].astype(np.float32)
 
@@ -246,7 +254,8 @@ class LiveModel:
         scores = np.empty((n, m), dtype=np.float32)
         with_factors = [i for i, user in enumerate(users) if user.factors is not None]
         if with_factors:
-            scores[with_factors] = np.stack([users[i].factors for i in with_factors]) @ self.item_factors.T
+            factors = np.stack([users[i].factors for i in with_factors])
+            scores[with_factors] = item_scores(self.item_factors[None, :, :], factors[:, None, :])
         for i, user in enumerate(users):
             if user.factors is None:
                 scores[i] = self.pop_segments[user.group] if user.group != UNKNOWN_TIER else self.pop_overall
@@ -274,7 +283,7 @@ class LiveModel:
             allowed[user.seen] = False
         pool = np.flatnonzero(allowed)
         if user.factors is not None:
-            row = self.item_factors[pool] @ user.factors
+            row = item_scores(self.item_factors[pool], user.factors)
         else:
             popularity = self.pop_segments[user.group] if user.group != UNKNOWN_TIER else self.pop_overall
             row = popularity[pool]

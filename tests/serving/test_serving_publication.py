@@ -68,6 +68,31 @@ def test_request_time_ranking_matches_published_top_n(published, store, bundle, 
     assert len(records) > 100
 
 
+def test_a_cardholders_scores_do_not_depend_on_who_is_ranked_with_them(published, store, bundle, dataset,
+                                                                     redis_client) -> None:
+    """Alone, in a small group or in a matrix block (and with explicit candidates), the same bits:
+    an answer must not depend on how many requests were coalesced with it."""
+    from serving.pipeline import MAX_BLOCK, SMALL_BLOCK, LiveModel
+
+    model = LiveModel(store.load(published.version))
+    as_of = bundle.as_of.to_pydatetime()
+    ids = dataset.cardholders["user_id"].astype(str).tolist()[:MAX_BLOCK + 7]
+    users = [model.known(decode_user(redis_client.get(store.user_key(published.version, user_id)),
+                                     model.item_dtype, model.feature_dtype)) for user_id in ids]
+    users = [user for user in users if user.opt_in]
+    block = model.rank_block(users, as_of, 8)
+    small = model.rank_block(users[:SMALL_BLOCK], as_of, 8)
+    for index, user in enumerate(users):
+        alone = model.rank_block([user], as_of, 8)[0]
+        for other in [block[index]] + ([small[index]] if index < SMALL_BLOCK else []):
+            np.testing.assert_array_equal(other.items, alone.items)
+            np.testing.assert_array_equal(other.scores, alone.scores)
+        chosen = [model.item_ids[i] for i in alone.items.tolist()]
+        explicit = model.rank(user, as_of, chosen)
+        np.testing.assert_array_equal(explicit.scores, alone.scores)
+    assert len(users) > SMALL_BLOCK + MAX_BLOCK // 2
+
+
 def test_features_reproduce_factors_of_unseen_cardholders(published, store, bundle, dataset) -> None:
     """The published affine feature map gives the model's own factors for feature-only cardholders."""
     import scipy.sparse as sp
