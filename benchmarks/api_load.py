@@ -301,7 +301,9 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per load run")
     parser.add_argument("--rounds", type=int, default=3, help="paired runs (bare endpoint, then rank)")
-    parser.add_argument("--connections", type=int, default=8)
+    # The scheduler ranks millions of cardholders a day with many requests in flight; concurrent
+    # requests are what the coalescer batches. Fewer in flight: see --connections 8 in the README.
+    parser.add_argument("--connections", type=int, default=32, help="requests in flight (wrk connections)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-rounds", type=int, default=10)
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench")
