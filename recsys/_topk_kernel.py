@@ -1,10 +1,10 @@
 """Compiled scoring and top-k selection behind `recsys.ranking.top_k` (numba, GIL released).
 
-Worker threads claim tiles of at most 512 users in turn (plain Python threads: the compiled function
-releases the GIL, and unlike an OpenMP team, idle threads do not spin on a busy machine, and concurrent
-callers such as API request threads are safe). Per tile, one single-threaded BLAS product (numpy's)
-scores the tile into a buffer that stays in cache, then the compiled selection runs over it, per user,
-with the 16-wide vector primitives defined below:
+Worker threads claim four tiles of at most 512 users at a time (plain Python threads: the compiled
+function releases the GIL, and unlike an OpenMP team, idle threads do not spin on a busy machine, and
+concurrent callers such as API request threads are safe). Per tile, one single-threaded BLAS product
+(numba's np.dot, scipy's BLAS) scores the tile into a buffer that stays in cache, then the compiled
+selection runs over it, per user, with the 16-wide vector primitives defined below:
 1. seen items are set to -inf (a row ahead); the tier group's penalty (-inf outside the group) is
    added on the fly by the steps that read the row;
 2. the row's maximum per lane is taken, lane j holding columns j, j + L, j + 2L, ... for L = 16 (up
@@ -27,15 +27,15 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+# numba's np.dot calls the BLAS that scipy ships; loaded here, before `recsys.ranking` limits the
+# threads of every loaded BLAS around a call, so that limit covers it from the first call on
+import scipy.linalg.cython_blas  # noqa: F401
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
-
-# numba's np.dot calls the BLAS that scipy ships; loaded here, before `recsys.ranking` limits the
-# threads of every loaded BLAS around a call, so that limit covers it from the first call on
-import scipy.linalg.cython_blas  # noqa: F401, E402  isort: skip
 
 LANES = 16
 # candidate lists up to this long are ranked by counting; longer ones go through a sorted k-buffer
@@ -58,9 +58,10 @@ _POOL: ThreadPoolExecutor | None = None
 # reduction, `ctpop`): LLVM lowers it to AVX-512 mask registers and `vcompressps` where the CPU has them
 # and to AVX2 or SSE sequences where it does not. They live in this file because numba's on-disk cache
 # of `_select` is invalidated by changes to this file only.
-# Every primitive reads or writes 16 consecutive elements from an offset: the caller keeps `offset + 16`
-# inside the array (packing stores write all 16 lanes, the packed ones first, so a destination needs 16
-# elements of slack after its last packed element).
+# Every primitive reads or writes 16 consecutive elements from an offset. Score rows are read up to an
+# `end` (the last, partial vector through a masked load); other arrays must hold `offset + 16` elements
+# (packing stores write all 16 lanes, the packed ones first, so a destination needs 16 elements of slack
+# after its last packed element).
 
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
