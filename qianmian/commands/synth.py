@@ -49,18 +49,45 @@ def synth(
     fmt: str = typer.Option("parquet", "--format", help="Table file format: parquet or csv."),
     force: bool = typer.Option(False, "--force", help="Replace an existing generated data directory."),
     progress: bool = typer.Option(False, "--progress", help="Show a progress bar."),
+    scenario: str | None = typer.Option(None, "--scenario",
+                                        help="A named world structure: categories (the default world), "
+                                             "merchants, needs or sparse-readers; the options below "
+                                             "override its settings."),
+    taste: str | None = typer.Option(None, "--taste",
+                                     help="What links hidden taste to behaviour: categories (spend "
+                                          "categories), merchants (individual MCCs) or needs (menu needs)."),
+    reader_share: float | None = typer.Option(None, "--reader-share",
+                                              help="Share of cardholders who read articles at all, 0-1 "
+                                                   "(default world: about 0.6)."),
+    tags: str | None = typer.Option(None, "--tags",
+                                    help="Content tag vocabulary: topics (topic names), synonyms (three "
+                                         "opaque codes per topic) or noisy (topic tags dropped and added)."),
+    hour_preference: float | None = typer.Option(None, "--hour-preference",
+                                                 help="Weight of each cardholder's preferred hour in the "
+                                                      "open logit, 0-4 (0: send hour does not matter)."),
+    noise: float | None = typer.Option(None, "--noise",
+                                       help="Std of noise between the taste behind opens and the taste "
+                                            "spend, menu and reads show, 0-5 (0: none)."),
 ) -> None:
     """Generate a synthetic cardholder world: contract-valid tables plus the hidden truth.
 
     Hidden tastes drive card spend (real ISO 18245 MCCs), menu clicks, article reads and push answers.
+    --scenario and the structure options make worlds whose taste shows through other channels.
 
     The truth file holds each cardholder's true open probability per item at --end and the response model.
     """
     from recsys.world import WorldConfig, WorldConfigError, WorldOutputError, generate_world
+    from recsys.world.scenario import SCENARIOS, Scenario
 
+    if scenario is not None and scenario not in SCENARIOS:
+        typer.echo(f"error: --scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}", err=True)
+        raise typer.Exit(code=2)
+    base = SCENARIOS[scenario] if scenario is not None else Scenario()
+    structure = base.with_overrides(taste_channel=taste, reader_share=reader_share, tags=tags,
+                                    hour_preference=hour_preference, noise=noise)
     try:
         config = WorldConfig(users=users, items=items, days=days, seed=seed, end=parse_end(end),
-                             fmt=fmt.lower())  # type: ignore[arg-type]
+                             fmt=fmt.lower(), scenario=structure)  # type: ignore[arg-type]
     except WorldConfigError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error

@@ -49,7 +49,7 @@ def make_reads(rng: np.random.Generator, people: Cardholders, content: Content, 
         empty = np.zeros(0, dtype=np.int64)
         return ArticleReads(empty, empty, empty, np.zeros(0), np.zeros(0, dtype=bool))
 
-    taste = people.centred_taste()
+    taste = people.behaviour_taste()
     topics = content.topics.T.astype(np.float32)
     item = np.empty(n, dtype=np.int64)
     bounds = np.searchsorted(user, np.arange(0, len(people) + _SLICE, _SLICE))
