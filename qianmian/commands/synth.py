@@ -1,4 +1,5 @@
-"""World command: `recsys synth` writes a synthetic cardholder world and its hidden truth."""
+"""World commands: `recsys synth` writes a synthetic cardholder world and its hidden truth; `recsys score`
+scores a recommendation file against that truth."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 def register(app: typer.Typer) -> None:
     app.command("synth")(synth)
+    app.command("score")(score)
 
 
 def parse_end(text: str) -> pd.Timestamp:
@@ -115,3 +117,33 @@ def synth(
         if bar is not None:
             bar.close()
     typer.echo(summary.describe())
+
+
+def score(
+    data: Path = typer.Option(..., "--data", help="The synthetic world's data directory."),
+    recs: Path = typer.Option(..., "--recs", help="Recommendation file (.parquet or .csv: user_id, rank, "
+                              "content_id), e.g. the `recsys recommend` output."),
+    truth: Path | None = typer.Option(None, "--truth", help="The world's hidden truth. Default: "
+                                      "<data>.truth.npz beside the directory."),
+) -> None:
+    """Score recommendations against a synthetic world's truth: share of the popularity-to-oracle gap
+    closed by each cardholder's top-1, overall and for cardholders who never read (one JSON line)."""
+    import json
+
+    from features.contract import ContractError
+    from features.loader import load_dataset
+    from recsys.world.generator import default_truth_path
+    from recsys.world.truth import TruthFileError
+    from training.truth import TruthMismatchError, load_truth, read_recommendations, score_recommendations
+
+    try:
+        world = load_truth(truth if truth is not None else default_truth_path(data))
+        frame = read_recommendations(recs)
+        result = score_recommendations(frame, load_dataset(data), world)
+    except (TruthFileError, TruthMismatchError, ContractError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from error
+    except (OSError, ValueError) as error:
+        typer.echo(f"error: cannot score {recs} ({error})", err=True)
+        raise typer.Exit(code=2) from error
+    typer.echo(json.dumps({key: round(value, 5) for key, value in result.to_dict().items()}))

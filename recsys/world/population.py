@@ -9,7 +9,9 @@ Generative story per cardholder:
 2. a persona (`catalog.PERSONAS`) chosen by age and tier; the hidden taste is the persona's leanings
    plus individual noise and small age effects: a log-interest per topic (spend categories and
    finance topics). Spend, menu use, article reads and push opens all derive from this one vector,
-   which is what makes observed behaviour informative about push response.
+   which is what makes observed behaviour informative about push response. A scenario
+   (`with_scenario`) may move that taste onto individual MCCs, let behaviour show a noisy copy of it
+   (``shown_taste``) and give each cardholder a preferred hour for opening pushes.
 3. scalar traits: engagement (general responsiveness), whether they read articles at all and how
    often, spend level and transaction rate, menu activity, autopay, statement day, the intensity of
    broadcast pushes the bank sent them in the past, and a personal mute propensity.

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from qianmian.cli import app
 from recsys.world.scenario import Scenario
 from training.truth import Top1Gap, read_recommendations, score_recommendations, top1_gap
 
@@ -113,3 +117,25 @@ def test_a_recommendation_file_without_the_needed_columns_is_refused(tmp_path):
     pd.DataFrame({"user_id": ["u1"], "item": ["a"]}).to_csv(path, index=False)
     with pytest.raises(ValueError, match="lacks column.*content_id, rank"):
         read_recommendations(path)
+
+
+def test_cli_score_prints_the_gap_closed(world, tmp_path):
+    truth = world.truth
+    recs = tmp_path / "recs.parquet"
+    _recs(world, np.zeros(len(truth.user_ids), dtype=np.int64)).to_parquet(recs)  # first item for everyone
+    result = CliRunner().invoke(app, ["score", "--data", str(world.summary.out), "--recs", str(recs)])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])
+    expected = score_recommendations(pd.read_parquet(recs), world.dataset, truth).to_dict()
+    assert figures["gap_closed_top1"] == pytest.approx(expected["gap_closed_top1"], abs=1e-5)
+    assert figures["non_readers.users"] == int((~truth.user_reader).sum())
+
+
+def test_cli_score_names_a_missing_truth_or_a_bad_file(world, tmp_path):
+    recs = tmp_path / "recs.csv"
+    recs.write_text("user_id,rank\nu1,1\n")
+    missing = CliRunner().invoke(app, ["score", "--data", str(world.summary.out), "--recs", str(recs),
+                                       "--truth", str(tmp_path / "none.npz")])
+    assert missing.exit_code == 1 and "none.npz does not exist" in missing.output
+    bad = CliRunner().invoke(app, ["score", "--data", str(world.summary.out), "--recs", str(recs)])
+    assert bad.exit_code == 2 and "lacks column(s) content_id" in bad.output
