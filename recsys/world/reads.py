@@ -1,14 +1,14 @@
 """Article reads: drawn from hidden taste under popularity-biased exposure.
 
 Only readers read (a hidden trait: roughly 40% of cardholders never open an article; a scenario's
-``reader_share`` sets the share). A reader's
-number of reads is Poisson with their read rate over the days their card was open. Each read picks a
-content item with probability proportional to::
+``reader_share`` sets the share). A reader's number of reads is Poisson with their read rate over the
+days their card was open. Each read picks a content item with probability proportional to::
 
     exposure[i] * kind_weight[i] * days_available[i] * exp(read_taste * taste[u] . topics[i])
 
 (``taste`` is the taste behaviour shows, `Cardholders.behaviour_taste`; exposure is the account's
-popularity bias; promotions and activities are read less than articles; reminders never), then a time within the item's validity window. Dwell time grows with affinity.
+popularity bias; promotions and activities are read less than articles; reminders never), then a time
+within the item's validity window. Dwell time grows with affinity.
 """
 
 from __future__ import annotations
