@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from features.loader import Dataset
 from qianmian.cli import app
+from recsys.world import ResponseParams, WorldTruth
 from recsys.world.scenario import Scenario
 from training.truth import Top1Gap, read_recommendations, score_recommendations, top1_gap
 
@@ -31,6 +34,63 @@ def test_top1_gap_on_a_hand_made_truth():
     first_two = top1_gap(open_prob, engine, popularity, oracle, np.array([True, True, False, True]))
     assert first_two.users == 2 and first_two.gap_closed == pytest.approx((0.6 - 0.4) / (1.1 - 0.4))
     assert np.isnan(top1_gap(open_prob, popularity, popularity, popularity).gap_closed)
+
+
+def _hand_made_world() -> tuple[Dataset, WorldTruth]:
+    """Four cardholders, six items: a-c open, d a reminder, e for gold and up, f expired."""
+    as_of = pd.Timestamp("2026-10-31T23:59:59Z")
+    users, items = ["u1", "u2", "u3", "u4"], ["a", "b", "c", "d", "e", "f"]
+    open_prob = np.array([
+        [0.10, 0.50, 0.20, 0.90, 0.80, 0.90],
+        [0.30, 0.10, 0.60, 0.90, 0.70, 0.90],
+        [0.40, 0.20, 0.10, 0.90, 0.80, 0.90],
+        [0.20, 0.45, 0.40, 0.90, 0.80, 0.90],
+    ], dtype=np.float32)
+    ts = pd.Timestamp("2026-10-20T12:00:00Z")
+    dataset = Dataset(
+        root=Path("hand-made"),
+        cardholders=pd.DataFrame({"user_id": users, "card_tier": ["classic", "gold", "classic", "classic"]}),
+        transactions=pd.DataFrame(columns=["user_id", "ts"]),
+        menu_clicks=pd.DataFrame(columns=["user_id", "ts"]),
+        article_reads=pd.DataFrame({"user_id": ["u2", "u3", "u1"], "ts": [ts] * 3,
+                                    "content_id": ["a", "a", "c"]}),
+        content=pd.DataFrame({
+            "content_id": items, "kind": ["article"] * 3 + ["reminder", "promotion", "promotion"],
+            "tags": ["x"] * 6, "valid_from": [pd.NaT] * 6,
+            "valid_to": [pd.NaT] * 5 + [pd.Timestamp("2026-10-01T00:00:00Z")],
+            "card_tiers": [None] * 4 + ["gold|platinum|diamond", None],
+            "transactional": [False, False, False, True, False, False],
+        }),
+        push_log=pd.DataFrame({"user_id": ["u4"], "content_id": ["b"], "sent_ts": [ts]}),
+        present=frozenset(),
+    )
+    zeros_u, zeros_i = np.zeros(4, dtype=np.float32), np.zeros(6, dtype=np.float32)
+    truth = WorldTruth(
+        user_ids=np.array(users), content_ids=np.array(items), open_prob=open_prob, as_of=as_of, seed=0,
+        topics=("t",), params=ResponseParams(), user_engagement=zeros_u, user_taste=np.zeros((4, 1)),
+        user_mute_offset=zeros_u, item_appeal=zeros_i, item_topics=np.zeros((6, 1)),
+        item_transactional=np.array([False, False, False, True, False, False]),
+        user_persona=np.zeros(4, dtype=np.int16), persona_names=("p",), user_statement_day=np.ones(4),
+        user_reader=np.array([True, True, True, False]),
+    )
+    return dataset, truth
+
+
+def test_score_recommendations_on_a_hand_made_world():
+    """Eligible per cardholder: u1 {a, b} (read c), u2 {b, c, e} (read a, gold), u3 {b, c} (read a),
+    u4 {a, c} (pushed b). Reads: a twice, c once. Popularity: a, c, c, a = .1 .6 .1 .2; oracle: b, e, b, c
+    = .5 .7 .2 .4; engine: b, c, a (already read: not sent), none = .5 .6 0 0."""
+    dataset, truth = _hand_made_world()
+    recs = pd.DataFrame({"user_id": ["u1", "u2", "u2", "u3"], "rank": [1, 2, 1, 1],
+                         "content_id": ["b", "a", "c", "a"]})
+    scored = score_recommendations(recs, dataset, truth)
+    assert scored.overall == Top1Gap(users=4, engine=pytest.approx(0.275), popularity=pytest.approx(0.25),
+                                     oracle=pytest.approx(0.45))
+    assert scored.overall.gap_closed == pytest.approx(0.125)
+    assert scored.non_readers == Top1Gap(users=1, engine=0.0, popularity=pytest.approx(0.2),
+                                         oracle=pytest.approx(0.4))
+    assert scored.non_readers.gap_closed == pytest.approx(-1.0)
+    assert scored.covered == 0.5 and scored.violations == 1
 
 
 def _eligible(world) -> np.ndarray:
