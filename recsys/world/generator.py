@@ -85,6 +85,8 @@ class WorldConfig:
 
     def __post_init__(self) -> None:
         problems = list(self.scenario.problems())
+        if self.params.hour_weight:
+            problems.append("params.hour_weight comes from the scenario: set scenario.hour_preference")
         if self.users < 1:
             problems.append(f"--users must be at least 1, got {self.users}")
         if not MIN_ITEMS <= self.items <= MAX_ITEMS:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from features.contract import MENU_KEYS
 from qianmian.cli import app
-from recsys.world import WorldConfig, WorldConfigError, WorldTruth, generate_world
+from recsys.world import ResponseParams, WorldConfig, WorldConfigError, WorldTruth, generate_world
 from recsys.world.catalog import CONTEXT_TAGS, FINANCE_TOPICS, SPEND_CATEGORIES, TOPICS
 from recsys.world.scenario import SCENARIOS, Scenario
 from tests.world.conftest import file_bytes
@@ -86,6 +86,13 @@ def test_a_scenario_world_is_deterministic_and_records_its_options(tmp_path):
 def test_out_of_range_options_are_refused_naming_the_option(options, message):
     with pytest.raises(WorldConfigError, match=message):
         WorldConfig(scenario=Scenario(**options))
+
+
+def test_the_hour_weight_is_set_through_the_scenario_only():
+    with pytest.raises(WorldConfigError, match="set scenario.hour_preference"):
+        WorldConfig(params=ResponseParams(hour_weight=1.0))
+    assert WorldConfig(scenario=Scenario(hour_preference=0.7)).response_params.hour_weight == 0.7
+    assert "hour_weight" not in ResponseParams().to_dict()  # default truth files stay as they were
 
 
 @pytest.mark.parametrize("share", [0.2, 0.9])
