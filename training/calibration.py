@@ -94,6 +94,7 @@ class Calibration:
     brier: float
     base_brier: float
     ece: float
+    ece_noise: float  # mean ECE of outcomes drawn from `p` itself: a calibrated model's floor at this n
     auc: float
     curve: list[ReliabilityBin]
 
@@ -103,7 +104,8 @@ class Calibration:
     def summary(self) -> str:
         return (f"n={self.n:,} rate={self.observed_rate:.4f} predicted={self.mean_predicted:.4f} "
                 f"log-loss={self.log_loss:.5f} (base {self.base_log_loss:.5f}) brier={self.brier:.6f} "
-                f"(base {self.base_brier:.6f}) ECE={self.ece:.4f} AUC={self.auc:.3f}")
+                f"(base {self.base_brier:.6f}) ECE={self.ece:.4f} (noise {self.ece_noise:.4f}) "
+                f"AUC={self.auc:.3f}")
 
 
 def calibration(p: np.ndarray, y: np.ndarray, base_rate: float, bins: int = 10) -> Calibration:
@@ -114,6 +116,15 @@ def calibration(p: np.ndarray, y: np.ndarray, base_rate: float, bins: int = 10) 
         n=len(p), positives=int(y.sum()), observed_rate=float(y.mean()) if len(y) else float("nan"),
         base_rate=float(base_rate), mean_predicted=float(p.mean()) if len(p) else float("nan"),
         log_loss=log_loss(p, y), base_log_loss=log_loss(constant, y), brier=brier(p, y),
-        base_brier=brier(constant, y), ece=expected_calibration_error(p, y, bins), auc=auc(p, y),
-        curve=reliability_curve(p, y, bins),
+        base_brier=brier(constant, y), ece=expected_calibration_error(p, y, bins),
+        ece_noise=ece_noise_floor(p, bins), auc=auc(p, y), curve=reliability_curve(p, y, bins),
     )
+
+
+def ece_noise_floor(p: np.ndarray, bins: int = 10, draws: int = 20, seed: int = 0) -> float:
+    """Mean ECE when outcomes are drawn from `p` itself (seeded): what sampling noise alone gives."""
+    p = np.asarray(p, dtype=np.float64)
+    if not len(p):
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    return float(np.mean([expected_calibration_error(p, rng.random(len(p)) < p, bins) for _ in range(draws)]))

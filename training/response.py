@@ -253,12 +253,12 @@ def _newton(design: sp.csr_matrix, y: np.ndarray, penalties: np.ndarray, start: 
 
 
 def fit_platt(logit: np.ndarray, outcomes: np.ndarray) -> Platt:
-    """Slope and intercept on the logit, shrunk toward the identity map when positives are few."""
+    """Slope and intercept on the logit, held near the identity map when positives are few."""
     y = np.asarray(outcomes, dtype=np.float64)
     if y.sum() < 1 or len(y) - y.sum() < 1:
         return Platt()
     z = np.asarray(logit, dtype=np.float64)
-    # a prior worth a few pushes keeps the map near the identity on thin slices
+    # a prior on the slope worth a few pushes keeps thin slices (a few mutes) near the identity
     slope_weight = 50.0 if y.sum() < MIN_CALIBRATION_POSITIVES else 5.0
 
     def loss(params: np.ndarray) -> tuple[float, np.ndarray]:

@@ -11,6 +11,7 @@ from training.calibration import (
     auc,
     brier,
     calibration,
+    ece_noise_floor,
     expected_calibration_error,
     log_loss,
     reliability_curve,
@@ -45,6 +46,12 @@ def test_calibrated_forecasts_have_small_ece() -> None:
     y = rng.random(p.size) < p
     assert expected_calibration_error(p, y) < 0.003
     assert expected_calibration_error(np.minimum(p * 2, 1), y) > 0.05
+
+
+def test_the_noise_floor_shrinks_with_more_rows() -> None:
+    small, large = np.full(500, 0.05), np.full(50_000, 0.05)
+    assert ece_noise_floor(large) < ece_noise_floor(small) / 5
+    assert ece_noise_floor(large) == ece_noise_floor(large)  # seeded
 
 
 def test_auc_matches_pairwise_reference() -> None:

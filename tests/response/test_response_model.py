@@ -167,3 +167,30 @@ def test_too_thin_a_push_log_is_refused(handmade_dataset) -> None:
 def test_a_scorer_of_the_wrong_length_is_refused(handmade_dataset) -> None:
     with pytest.raises(ResponseFitError, match="one per push"):
         fit_response_models(handmade_dataset, AS_OF, scorer=lambda users, items: np.zeros(3))
+
+
+@pytest.mark.slow
+def test_best_hours_find_the_peak_hours_of_a_world_with_hour_preference(tmp_path: Path) -> None:
+    from features.loader import load_dataset
+    from recsys.world import WorldConfig, WorldTruth, generate_world
+    from recsys.world.scenario import Scenario
+
+    summary = generate_world(WorldConfig(users=1_000, items=60, days=365, seed=3,
+                                         scenario=Scenario(hour_preference=1.5)), tmp_path / "data")
+    dataset, truth = load_dataset(summary.out), WorldTruth.load(summary.truth)
+    model, _ = fit_response_models(dataset, pd.Timestamp(truth.as_of), ResponseFitConfig(refit=False))
+    pushes = marketing_pushes(dataset, pd.Timestamp(truth.as_of), model.default_timezone)
+    allowed = sorted(set(pushes["hour"]))
+    ids = truth.user_ids.astype(str)
+    opened = pushes.loc[pushes["opened_ts"].notna(), "user_id"]
+    opens = opened.value_counts().reindex(ids).fillna(0).to_numpy()
+    best = np.array([hours[0] for hours in model.best_hours(model.user_rows(ids), k=1, allowed=allowed)])
+    guess = np.random.default_rng(0).choice(allowed, len(ids))
+
+    def near_peak(hours: np.ndarray) -> np.ndarray:
+        distance = np.abs(hours - truth.user_peak_hour)
+        return np.minimum(distance, 24 - distance) <= 3
+
+    evidence = opens >= 3  # cardholders whose own opens can say when they read
+    assert evidence.sum() > 100
+    assert near_peak(best)[evidence].mean() > near_peak(guess)[evidence].mean() + 0.1
