@@ -138,13 +138,36 @@ def print_table(result: dict) -> None:
 
 
 def synth_truth(result: dict, truth) -> None:
+    from training.response import segment_labels
+
     holdout = result["holdout"]
     users = truth.user_index(holdout["user_id"].to_numpy().astype(str))
     items = truth.content_index(holdout["content_id"].to_numpy().astype(str))
-    true_open = truth.response_model().open_probability(users, items, holdout["recent"].to_numpy())
+    hours = holdout["hour"].to_numpy() if truth.user_peak_hour is not None else None
+    true_open = truth.response_model().open_probability(users, items, holdout["recent"].to_numpy(), hours)
     fitted = result["fitted_open"]
     print(f"truth: corr(fitted, true P(open)) on holdout pushes {np.corrcoef(fitted, true_open)[0, 1]:.3f}; "
           f"mean fitted {fitted.mean():.4f} vs true {true_open.mean():.4f}")
+    if truth.user_peak_hour is None:
+        return
+    model, ids = result["model"], truth.user_ids.astype(str)
+    pushes = result["all_pushes"]
+    opened = pushes.loc[pushes["opened_ts"].notna(), "user_id"]
+    opens = opened.value_counts().reindex(ids).fillna(0).to_numpy()
+    labels = segment_labels(result["dataset"], result["report"].as_of, ids.astype(object))
+    picks = {
+        "a random sent hour": np.random.default_rng(0).choice(model.send_hours, len(ids)),
+        "segment only": model.best_hours(model.user_rows(np.array([f"?{i}" for i in ids]), labels), k=1),
+        "response model best_hours(k=1)": model.best_hours(model.user_rows(ids), k=1),
+    }
+    print(f"best hour within 3 h of the true peak hour (sent hours {list(model.send_hours)}):")
+    print("| hour from | all cardholders | 3+ opens in training |")
+    print("|---|---|---|")
+    for label, hours in picks.items():
+        top = np.asarray(hours).reshape(len(ids), -1)[:, 0]
+        distance = np.abs(top - truth.user_peak_hour)
+        near = np.minimum(distance, 24 - distance) <= 3
+        print(f"| {label} | {near.mean():.1%} | {near[opens >= 3].mean():.1%} ({int((opens >= 3).sum())}) |")
 
 
 def independent_truth(result: dict, hidden: Path) -> None:
@@ -173,8 +196,10 @@ def independent_truth(result: dict, hidden: Path) -> None:
            - (rate[("sum", False)] + 0.5) / (rate[("size", False)] + 1)).reindex(ids).fillna(0).to_numpy()
     print(f"better hours vs the truth's `evening` ({evening.mean():.1%} of cardholders), "
           f"evening preference = best of {EVENING} minus best of {MORNING}:")
-    print("| preference from | AUC vs evening | evening preferred: evening / other cardholders |")
-    print("|---|---|---|")
+    openers = frame.loc[frame["open"], "user"].value_counts().reindex(ids).fillna(0).to_numpy() >= 1
+    print("| preference from | AUC vs evening | AUC, cardholders with an open | evening preferred: "
+          "evening / other cardholders |")
+    print("|---|---|---|---|")
     for label, effects in (("per-cardholder open rates (no shrinkage)", None), ("segment only", segment_only),
                            ("response model (cardholder + segment)", personal)):
         if effects is None:
@@ -182,7 +207,9 @@ def independent_truth(result: dict, hidden: Path) -> None:
         else:
             score = effects[:, list(EVENING)].max(axis=1) - effects[:, list(MORNING)].max(axis=1)
         top_evening = score > 0
-        print(f"| {label} | {auc(1 / (1 + np.exp(-score)), evening):.3f} | "
+        probability = 1 / (1 + np.exp(-score))
+        print(f"| {label} | {auc(probability, evening):.3f} | "
+              f"{auc(probability[openers], evening[openers]):.3f} ({int(openers.sum())}) | "
               f"{top_evening[evening].mean():.1%} / {top_evening[~evening].mean():.1%} |")
     best = model.best_hours(model.user_rows(ids), k=1, allowed=[*MORNING, *EVENING])
     top = np.array([b[0] for b in best])
@@ -194,8 +221,9 @@ def independent_truth(result: dict, hidden: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench-response")
-    parser.add_argument("--users", type=int, default=6000)
-    parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--users", type=int, default=3000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--hour-preference", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--holdout-days", type=int, default=14)
     parser.add_argument("--independent", type=Path, default=INDEPENDENT)
@@ -211,16 +239,20 @@ def main() -> None:
 
     if not args.skip_synth:
         from recsys.world import WorldConfig, WorldTruth, generate_world
+        from recsys.world.scenario import Scenario
 
-        out = args.work_dir / f"world-{args.users}-{args.days}-{args.seed}"
+        out = args.work_dir / f"world-{args.users}-{args.days}-{args.seed}-{args.hour_preference}"
         truth_path = out.with_name(f"{out.name}.truth.npz")
         if not truth_path.is_file():
-            generate_world(WorldConfig(users=args.users, items=120, days=args.days, seed=args.seed), out)
+            generate_world(WorldConfig(users=args.users, items=120, days=args.days, seed=args.seed,
+                                       scenario=Scenario(hour_preference=args.hour_preference)), out)
         dataset = load_dataset(out)
         truth = WorldTruth.load(truth_path)
-        result = evaluate(f"generated world ({args.users:,} cardholders, {args.days} days, seed {args.seed})",
-                          dataset, pd.Timestamp(truth.as_of), args.holdout_days, args.ranking_score,
-                          args.components, args.epochs)
+        result = evaluate(f"generated world ({args.users:,} cardholders, {args.days} days, seed {args.seed}, "
+                          f"hour preference {args.hour_preference})", dataset, pd.Timestamp(truth.as_of),
+                          args.holdout_days, args.ranking_score, args.components, args.epochs)
+        result["dataset"] = dataset
+        result["all_pushes"] = marketing_pushes(dataset, result["report"].holdout_from, "Asia/Shanghai")
         print_table(result)
         synth_truth(result, truth)
     if args.independent.is_dir():

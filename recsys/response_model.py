@@ -3,14 +3,17 @@
 Two logistic models over the same terms, one coefficient vector each:
 
     logit P = intercept + user[u] + item[i] + kind[k(i)] + sum_f segment_f[s_f(u)]
-              + hour[h] + sum_f segment_f_hour[s_f(u), bin(h)] + user_hour[u, bin(h)]
+              + hour[h] + sum_f segment_f_hour[s_f(u), bin(h)] + user_hour[u] . cycle(h)
               + activity * lift[u, bin(h)] + recent_slope * recent + excess_slope * max(0, recent - free)
               + score_weight * standardised ranking score (u, i)
 
-`h` is the local send hour (the cardholder's time zone), `bin(h)` its three-hour part of the day, `recent`
-the marketing pushes the cardholder received in the trailing 30 days, this one included. Segments are
-card tier, age band and city tier: a cardholder with few pushes answers like the segment, and the
-per-cardholder terms (`user`, `user_hour`) grow only as their own pushes say otherwise (L2 shrinkage).
+`h` is the local send hour (the cardholder's time zone), `bin(h)` its three-hour part of the day,
+`recent` the marketing pushes the cardholder received in the trailing 30 days, this one included, and
+`cycle(h) = (cos, sin)(2 pi h / 24)`: a cardholder's own hour preference is one daily wave (a peak hour
+and a strength), two numbers every push informs, where a value per day part would need opens in each.
+Segments are card tier, age band and city tier: a cardholder with few pushes answers like the segment,
+and the per-cardholder terms (`user`, `user_hour`) grow only as their own pushes say otherwise (L2
+shrinkage).
 `lift[u, b]` is the cardholder's own activity (spend, menu clicks, reads) in day part `b` relative to
 everyone's, a prior on when they look at their phone. A Platt map (slope, intercept on the logit), fitted
 on pushes after those the coefficients saw, calibrates each model.
@@ -52,6 +55,7 @@ FORMAT_VERSION = 1
 HOURS = 24
 BIN_HOURS = 3
 HOUR_BINS = HOURS // BIN_HOURS
+CYCLE = 2  # cos and sin of the hour's angle on the daily clock
 SEGMENT_FIELDS = ("card_tier", "age_band", "city_tier")
 UNKNOWN = "unknown"
 WINDOW_DAYS = 30
@@ -65,6 +69,12 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 def hour_bin(hours: np.ndarray) -> np.ndarray:
     return np.asarray(hours, dtype=np.int64) // BIN_HOURS
+
+
+def daily_cycle(hours: np.ndarray) -> np.ndarray:
+    """float [n, CYCLE]: cos and sin of each hour's angle on the 24-hour clock."""
+    angle = 2.0 * np.pi * np.asarray(hours, dtype=np.float64) / HOURS
+    return np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
 
 def local_hours(sent: pd.Series | np.ndarray, timezones: np.ndarray, default_timezone: str) -> np.ndarray:
@@ -100,7 +110,7 @@ class Layout:
         sizes["hour"] = HOURS
         for name, n in zip(SEGMENT_FIELDS, self.n_labels, strict=True):
             sizes[f"segment_hour:{name}"] = n * HOUR_BINS
-        sizes.update({"user_hour": self.n_users * HOUR_BINS, "activity": 1, "recent": 1, "excess": 1,
+        sizes.update({"user_hour": self.n_users * CYCLE, "activity": 1, "recent": 1, "excess": 1,
                       "score": 1})
         return sizes
 
@@ -178,7 +188,9 @@ def design_matrix(layout: Layout, users: UserRows, items: ItemRows, hours: np.nd
         add(f"segment:{name}", users.segments[:, f])
         add(f"segment_hour:{name}", users.segments[:, f] * HOUR_BINS + bins)
     add("hour", hours)
-    add("user_hour", np.maximum(users.index, 0) * HOUR_BINS + bins, mask=users.index >= 0)
+    wave = daily_cycle(hours)
+    for k in range(CYCLE):
+        add("user_hour", np.maximum(users.index, 0) * CYCLE + k, wave[:, k], mask=users.index >= 0)
     add("activity", 0, users.lift[all_rows, bins])
     recent = np.asarray(recent, dtype=np.float64)
     add("recent", 0, recent)
@@ -219,6 +231,7 @@ class PushResponseModel:
     score_scale: float = 1.0
     uses_score: bool = False
     default_timezone: str = "Asia/Shanghai"
+    send_hours: tuple[int, ...] = tuple(range(HOURS))  # local hours the fitted pushes were sent at
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -322,19 +335,21 @@ class PushResponseModel:
         for f, name in enumerate(SEGMENT_FIELDS):
             table = block(f"segment_hour:{name}").reshape(-1, HOUR_BINS)
             out += table[users.segments[:, f]][:, bins]
-        user_hour = block("user_hour").reshape(-1, HOUR_BINS)
+        user_hour = block("user_hour").reshape(-1, CYCLE)
         personal = np.where((users.index >= 0)[:, None], user_hour[np.maximum(users.index, 0)], 0.0)
-        out += personal[:, bins] + block("activity")[0] * users.lift[:, bins]
+        out += personal @ daily_cycle(np.arange(HOURS)).T + block("activity")[0] * users.lift[:, bins]
         return out
 
     def best_hours(self, users: UserRows, k: int = 3,
                    allowed: Sequence[int] | None = None) -> list[list[int]]:
-        """Each cardholder's `k` best local send hours among `allowed` (all hours by default), best first.
+        """Each cardholder's `k` best local send hours among `allowed`, best first.
 
-        Hours are ranked by the open model's hour terms net of the mute model's, so an hour that gets
-        opens but also mutes ranks lower; ties keep the earlier hour first.
+        `allowed` defaults to `send_hours`: the daily wave says nothing reliable about hours the push
+        log never used. Hours are ranked by the open model's hour terms net of the mute model's, so an
+        hour that gets opens but also mutes ranks lower; ties keep the earlier hour first.
         """
-        hours = np.arange(HOURS) if allowed is None else np.unique(np.asarray(list(allowed), dtype=np.int64))
+        chosen = self.send_hours if allowed is None else allowed
+        hours = np.unique(np.asarray(list(chosen), dtype=np.int64))
         if not len(hours) or hours.min() < 0 or hours.max() >= HOURS:
             raise ResponseModelError(f"allowed hours {list(hours)} must be a non-empty subset of 0-23")
         if k < 1:
@@ -366,6 +381,7 @@ class PushResponseModel:
                                 for t in TARGETS},
                 "score_center": self.score_center, "score_scale": self.score_scale,
                 "uses_score": self.uses_score, "default_timezone": self.default_timezone,
+                "send_hours": list(self.send_hours),
                 "layout": self.layout.blocks(), "info": self.info,
             },
         }
@@ -408,6 +424,7 @@ class PushResponseModel:
                     calibration={t: Platt(*extra["calibration"][t]) for t in TARGETS},
                     score_center=float(extra["score_center"]), score_scale=float(extra["score_scale"]),
                     uses_score=bool(extra["uses_score"]), default_timezone=str(extra["default_timezone"]),
+                    send_hours=tuple(int(h) for h in extra["send_hours"]),
                     info=dict(extra.get("info", {})),
                 )
         except KeyError as error:

@@ -56,6 +56,7 @@ Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 ACTIVITY_TABLES = (("transactions", "ts"), ("menu_clicks", "ts"), ("article_reads", "ts"))
 LIFT_PRIOR = 8.0  # pseudo-events at everyone's day-part shares: a cardholder with few events has lift ~0
 MIN_PUSHES = 100
+MIN_HOUR_SHARE = 0.005  # an hour with fewer of the fitted pushes is not offered by best_hours
 MIN_CALIBRATION_POSITIVES = 20
 
 # L2 weight per term (a Gaussian prior of variance 1 / weight); the per-cardholder terms are the
@@ -334,6 +335,7 @@ def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp,
         coef={t: np.zeros(layout.size) for t in TARGETS},
         calibration={t: Platt() for t in TARGETS}, score_center=center, score_scale=scale,
         uses_score=scores is not None, default_timezone=config.default_timezone,
+        send_hours=send_hours(train["hour"].to_numpy()),
     )
     users = model.user_rows(train["user_id"].to_numpy())
     items = model.item_rows(train["content_id"].to_numpy())
@@ -352,6 +354,12 @@ def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp,
                        "open_rate": float(opened.mean()), "mute_rate": float(muted.mean()),
                        "hour_bin_hours": BIN_HOURS})
     return model
+
+
+def send_hours(hours: np.ndarray) -> tuple[int, ...]:
+    """The local hours that carried at least `MIN_HOUR_SHARE` of the pushes."""
+    counts = np.bincount(np.asarray(hours, dtype=np.int64), minlength=24)
+    return tuple(int(h) for h in np.flatnonzero(counts >= MIN_HOUR_SHARE * max(counts.sum(), 1)))
 
 
 def _slice_logits(model: PushResponseModel, inputs: _Inputs, start: pd.Timestamp, end: pd.Timestamp,
@@ -373,7 +381,10 @@ def fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: ResponseF
     """Fit, calibrate and evaluate the open and mute models (see the module docstring).
 
     Returns the model to publish (fitted up to `as_of` with `config.refit`, else up to the holdout) and
-    its out-of-time report. `scorer` adds the ranking model's score of each pair as an input.
+    its out-of-time report. `scorer` adds the ranking model's score of each pair as an input; it must
+    not have learned from the outcomes of the pushes it scores (a ranking model trained on push opens
+    and unopened pushes knows the answers of the training pushes, and the score's weight comes out far
+    too large): fit it on spend, clicks and reads, or before the first push of the fit.
     """
     config = config or ResponseFitConfig()
     as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
@@ -426,7 +437,9 @@ def fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: ResponseF
 
 
 def bundle_scorer(bundle: Any, dataset: Dataset, as_of: pd.Timestamp) -> Scorer:
-    """A `Scorer` from a ranking model bundle: its factor dot products (0 for pairs it does not know)."""
+    """A `Scorer` from a ranking model bundle: its factor dot products (0 for pairs it does not know).
+
+    Give a bundle fitted without the push log (see `fit_response_models`)."""
     def score(user_ids: np.ndarray, content_ids: np.ndarray) -> np.ndarray:
         distinct, rows = np.unique(np.asarray(user_ids).astype(str), return_inverse=True)
         features = bundle.feature_builder.transform_users(dataset, as_of, distinct.astype(object))
