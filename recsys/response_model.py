@@ -30,7 +30,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -433,3 +433,55 @@ class PushResponseModel:
         if model.layout.blocks() != extra.get("layout"):
             raise IncompatibleModelError(f"{directory}: saved term layout does not match its arrays: refit")
         return model
+
+
+class WorldResponse:
+    """A fitted model behind the simulator's `Response` protocol: users and items are positions in the
+    world's `user_ids` / `content_ids`, as `recsys.simulation.world.SimWorld` asks.
+
+    Without `local_hours` a probability is the mean over the model's `send_hours` (the simulator of
+    today sends at slot times it does not pass on). `scorer(users, items)` gives ranking scores by
+    position; it is required when the model was fitted with scores.
+    """
+
+    window_days = WINDOW_DAYS
+
+    def __init__(self, model: PushResponseModel, user_ids: np.ndarray, content_ids: np.ndarray,
+                 segments: Mapping[str, np.ndarray] | None = None, kinds: np.ndarray | None = None,
+                 scorer: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> None:
+        if model.uses_score and scorer is None:
+            raise ResponseModelError("the response model was fitted with ranking scores: give a scorer")
+        self.model = model
+        self.users = model.user_rows(user_ids, segments)
+        self.items = model.item_rows(content_ids, kinds)
+        self.scorer = scorer
+
+    def _probability(self, target: str, users: np.ndarray, items: np.ndarray, recent: np.ndarray,
+                     local_hours: np.ndarray | None) -> np.ndarray:
+        users, items, recent = np.broadcast_arrays(np.asarray(users), np.asarray(items), np.asarray(recent))
+        shape = users.shape
+        users, items, recent = users.ravel(), items.ravel(), recent.ravel()
+        rows, item_rows = self.users.take(users), self.items.take(items)
+        scores = None if self.scorer is None else np.asarray(self.scorer(users, items), dtype=np.float64)
+        if local_hours is not None:
+            hours = np.broadcast_to(np.asarray(local_hours), shape).ravel()
+            return self.model.probability(target, rows, item_rows, hours, recent, scores).reshape(shape)
+        total = np.zeros(len(users))
+        for hour in self.model.send_hours:
+            hours = np.full(len(users), hour)
+            total += self.model.probability(target, rows, item_rows, hours, recent, scores)
+        return (total / len(self.model.send_hours)).reshape(shape)
+
+    def open_probability(self, users: np.ndarray, items: np.ndarray, recent_pushes: np.ndarray,
+                         local_hours: np.ndarray | None = None) -> np.ndarray:
+        return self._probability("open", users, items, recent_pushes, local_hours)
+
+    def mute_probability(self, users: np.ndarray, recent_pushes: np.ndarray, items: np.ndarray,
+                         local_hours: np.ndarray | None = None) -> np.ndarray:
+        return self._probability("mute", users, items, recent_pushes, local_hours)
+
+    def describe(self) -> str:
+        info, nan = self.model.info, float("nan")
+        return (f"{info.get('pushes', 0):,} pushes to {info.get('fitted_to', '?')}; open rate "
+                f"{info.get('open_rate', nan):.3f}, mute rate {info.get('mute_rate', nan):.4f}; "
+                f"holdout ECE open {info.get('holdout_open_ece', nan):.4f}")

@@ -194,3 +194,21 @@ def test_best_hours_find_the_peak_hours_of_a_world_with_hour_preference(tmp_path
     evidence = opens >= 3  # cardholders whose own opens can say when they read
     assert evidence.sum() > 100
     assert near_peak(best)[evidence].mean() > near_peak(guess)[evidence].mean() + 0.1
+
+
+def test_the_simulator_can_ask_the_fitted_model_by_position(handmade: Fitted) -> None:
+    from recsys.response_model import WorldResponse
+
+    model = handmade.model
+    world_users = np.array(["g01", "owl", "c05"], dtype=object)
+    world_items = np.array(["p03", "p01"], dtype=object)
+    response = WorldResponse(model, world_users, world_items)
+    users, items, recent = np.array([1, 0, 2]), np.array([1, 0, 0]), np.array([2, 3, 9])
+    direct = model.open_probability(model.user_rows(world_users[users]), model.item_rows(world_items[items]),
+                                    np.array([20, 9, 12]), recent)
+    np.testing.assert_allclose(response.open_probability(users, items, recent, np.array([20, 9, 12])), direct)
+    # without an hour: the mean over the hours the log sent at
+    by_hour = [response.mute_probability(users, recent, items, np.full(3, h)) for h in model.send_hours]
+    np.testing.assert_allclose(response.mute_probability(users, recent, items), np.mean(by_hour, axis=0))
+    assert response.open_probability(users[:, None], np.array([[0, 1]]), 1).shape == (3, 2)
+    assert "pushes" in response.describe()
