@@ -121,17 +121,18 @@ def print_table(result: dict) -> None:
     print(f"\n{result['name']}: holdout pushes {result['report'].pushes['holdout']:,}, "
           f"open rate {result['rows']['response model, calibrated']['open'].observed_rate:.4f}, "
           f"mute rate {result['rows']['response model, calibrated']['mute'].observed_rate:.4f}")
-    print(f"| {'model':<32} | target | log-loss | Brier    | ECE    | AUC   | mean p |")
-    print(f"|{'-' * 34}|--------|----------|----------|--------|-------|--------|")
+    print(f"| {'model':<32} | target | log-loss | Brier    | ECE    | noise  | AUC   | mean p |")
+    print(f"|{'-' * 34}|--------|----------|----------|--------|--------|-------|--------|")
     for label, figures in result["rows"].items():
         for target in ("open", "mute"):
             c = figures[target]
             if label == "constant base rate":
-                values = (c.base_log_loss, c.base_brier, abs(c.base_rate - c.observed_rate), 0.5, c.base_rate)
+                values = (c.base_log_loss, c.base_brier, abs(c.base_rate - c.observed_rate), 0.0, 0.5,
+                          c.base_rate)
             else:
-                values = (c.log_loss, c.brier, c.ece, c.auc, c.mean_predicted)
+                values = (c.log_loss, c.brier, c.ece, c.ece_noise, c.auc, c.mean_predicted)
             print(f"| {label:<32} | {target:<6} | {values[0]:.5f}  | {values[1]:.6f} | {values[2]:.4f} | "
-                  f"{values[3]:.3f} | {values[4]:.4f} |")
+                  f"{values[3]:.4f} | {values[4]:.3f} | {values[5]:.4f} |")
     curve = result["rows"]["response model, calibrated"]["open"].curve
     print("reliability (open, calibrated): " + ", ".join(
         f"{b.mean_predicted:.3f}->{b.observed_rate:.3f}" for b in curve))
