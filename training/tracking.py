@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 CHAMPION = "champion"
 MODEL_ARTIFACT = "model"
 BUNDLE_ARTIFACT = "bundle"
+# MLflow's UI opens an experiment of this kind on its training runs rather than on GenAI traces
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_DEVELOPMENT = "custom_model_development"
 
 
 class TrackingError(ValueError):
@@ -133,10 +136,13 @@ class Tracker:
     def _experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment)
         if found is not None:
+            if found.tags.get(EXPERIMENT_KIND_TAG) is None:
+                self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
             return found.experiment_id
         location = (self.artifact_root / self.experiment).resolve()
         location.mkdir(parents=True, exist_ok=True)
-        return self.client.create_experiment(self.experiment, artifact_location=location.as_uri())
+        return self.client.create_experiment(self.experiment, artifact_location=location.as_uri(),
+                                             tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT})
 
     @contextmanager
     def run(self, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[Tracker]:

@@ -120,6 +120,8 @@ def test_train_logs_registers_and_moves_champion_only_when_better(home: Path, sm
 
     # runs are told apart by name, and the registered model says what its champion is
     experiment = track.client.get_experiment_by_name("test").experiment_id
+    # MLflow's UI shows this experiment as model development (its runs), not as a GenAI app
+    assert track.client.get_experiment(experiment).tags["mlflow.experimentKind"] == "custom_model_development"
     names = [run.info.run_name for run in track.client.search_runs([experiment])]
     assert len(names) == len(set(names)) == 2
     assert all(name.startswith(f"test | {small_world.name} | as-of ") for name in names)
