@@ -72,18 +72,16 @@ def state(
     from recsys.config import get_settings
 
     settings = get_settings()
+    key_prefix = prefix or f"{settings.redis_prefix}:caps"
     try:
         chosen = policy_path or settings.policy_path
         policy = load_policy(chosen) if chosen else default_policy()
-        engine = RedisCapEngine.from_url(
-            redis_url or settings.redis_url,
-            policy,
-            prefix=prefix or f"{settings.redis_prefix}:caps",
-            cluster=cluster,
-        )
+        engine = RedisCapEngine.from_url(redis_url or settings.redis_url, policy, prefix=key_prefix,
+                                         cluster=cluster)
         try:
             current = engine.state(user_id, timezone=timezone)
             bytes_used = engine.memory_usage(user_id)
+            key = engine.user_key(user_id)
         finally:
             engine.close()
     except (PolicyError, CapRequestError) as error:
@@ -95,6 +93,14 @@ def state(
     typer.echo(
         f"cardholder {current.user_id} ({current.timezone}) as of {current.as_of:%Y-%m-%d %H:%M:%S} UTC"
     )
+    source = "--prefix" if prefix else f"RECSYS_REDIS_PREFIX={settings.redis_prefix!r}"
+    typer.echo(f"  key: {key} ({source}); policy: {policy.version} ({chosen or 'shipped default'})")
+    if not bytes_used:
+        typer.echo(
+            f"  no caps record: nothing was ever reserved for {current.user_id} under {key_prefix!r}. "
+            "Check the id, and that the prefix is the ranking API's (RECSYS_REDIS_PREFIX or --prefix). "
+            "Below: what an empty record allows."
+        )
     for limit in current.limits:
         typer.echo(f"  {limit.name}: {limit.count}/{limit.max} ({limit.window})")
     typer.echo(f"  pending reservations: {len(current.pending)}; sent in history: {current.sent_total}")

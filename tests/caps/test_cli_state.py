@@ -39,3 +39,28 @@ def test_state_with_redis_down_exits_3() -> None:
     result = CliRunner().invoke(app, ["caps", "state", "u1", "--redis-url", url])
     assert result.exit_code == 3
     assert "unreachable" in result.output
+
+
+def test_state_reads_the_configured_prefix_and_says_when_there_is_no_record(
+    redis_url: str, key_prefix: str, redis_client, monkeypatch
+) -> None:
+    from recsys.config import get_settings
+
+    engine = RedisCapEngine.from_url(redis_url, prefix=f"{key_prefix}:caps")  # as the ranking API keys it
+    now = datetime.now(tz=UTC)
+    decision = engine.decide("u7", [Candidate("card-offer", kind="promotion")], now=now, reserve=True)
+    engine.confirm("u7", decision.reservation.push_id, now=now)
+    engine.close()
+    monkeypatch.setenv("RECSYS_REDIS_URL", redis_url)
+    monkeypatch.setenv("RECSYS_REDIS_PREFIX", key_prefix)
+    get_settings.cache_clear()
+    try:
+        known = CliRunner().invoke(app, ["caps", "state", "u7"])
+        unknown = CliRunner().invoke(app, ["caps", "state", "u8"])
+    finally:
+        get_settings.cache_clear()
+    assert known.exit_code == 0, known.output
+    assert f"key: {{{key_prefix}:caps:u:u7}} (RECSYS_REDIS_PREFIX='{key_prefix}')" in known.output
+    assert "sent in history: 1" in known.output and "no caps record" not in known.output
+    assert unknown.exit_code == 0, unknown.output
+    assert f"no caps record: nothing was ever reserved for u8 under '{key_prefix}:caps'" in unknown.output
