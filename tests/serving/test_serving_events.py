@@ -22,6 +22,11 @@ def reserve(api, user: str, now: str) -> dict:
     return body
 
 
+def opted_in(dataset) -> list[str]:
+    holders = dataset.cardholders
+    return holders.loc[holders["push_opt_in"].astype("boolean").fillna(True), "user_id"].astype(str).tolist()
+
+
 def caps(api, user: str, now: str) -> dict:
     return api.get(f"/v1/users/{user}/caps", params={"now": now}, headers=SCHEDULER_HEADERS).json()
 
@@ -58,6 +63,29 @@ def test_unsubscribed_blocks_marketing(api, published, dataset, daytime) -> None
     assert body["caps"]["allowed"] is False
     assert body["caps"]["blocks"][0]["rule"] == "opt_out"
     assert caps(api, user, daytime)["opted_out"] is True
+
+
+def test_unsubscribed_then_subscribed_restores_marketing(api, published, dataset, daytime) -> None:
+    user = opted_in(dataset)[9]
+    post(api, {"event_id": "o-2", "type": "unsubscribed", "user_id": user, "ts": daytime})
+    assert caps(api, user, daytime)["opted_out"] is True
+    back = post(api, {"event_id": "i-2", "type": "subscribed", "user_id": user, "ts": daytime}).json()
+    assert back["results"][0] == {"event_id": "i-2", "status": "applied",
+                                  "detail": "opted in to marketing pushes again"}
+    state = caps(api, user, daytime)
+    assert state["opted_out"] is False and state["blocks"] == []
+    assert reserve(api, user, daytime)["caps"]["allowed"] is True
+
+
+def test_muted_then_unmuted_lifts_the_pause(api, published, dataset, daytime) -> None:
+    user = opted_in(dataset)[10]
+    post(api, {"event_id": "m-3", "type": "muted", "user_id": user, "ts": daytime})
+    muted = api.post("/v1/rank", json={"user_id": user, "now": daytime}, headers=SCHEDULER_HEADERS).json()
+    assert [block["rule"] for block in muted["caps"]["blocks"]] == ["muted"]
+    back = post(api, {"event_id": "u-3", "type": "unmuted", "user_id": user, "ts": daytime}).json()
+    assert back["results"][0]["detail"] == "mute lifted: marketing pushes resume"
+    assert caps(api, user, daytime)["muted"] is False
+    assert reserve(api, user, daytime)["caps"]["allowed"] is True
 
 
 def test_event_validation(api, published) -> None:
