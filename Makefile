@@ -45,7 +45,7 @@ test-moved-clock: install system-deps
 demo: install
 	bash scripts/demo.sh "$(DEMO_DIR)" "$(DEMO_USERS)" "$(DEMO_PORT)"
 
-# Also deletes what demos stored in Redis (key prefixes qm-demo-*); the venv is needed for that.
+# Also deletes what demos stored in Redis (key prefixes qm-demo-*, and qm-demo of earlier versions).
 clean:
-	if [ -x $(PY) ]; then $(PY) scripts/demo_keys.py '$(REDIS_URL)' 'qm-demo-*'; fi
+	if [ -x $(PY) ]; then $(PY) scripts/demo_keys.py '$(REDIS_URL)' 'qm-demo' 'qm-demo-*'; fi
 	rm -rf $(VENV) var .pytest_cache
