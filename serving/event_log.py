@@ -12,7 +12,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,9 @@ class EventLogUnavailable(RuntimeError):
 
 
 class EventLog:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.path = Path(path)
+        self.clock = clock
         self._lock = threading.Lock()
         self._day: date | None = None
         self._fd: int | None = None
@@ -46,7 +47,7 @@ class EventLog:
         payload = "".join(lines).encode()
         with self._lock:
             try:
-                fd = self._descriptor(datetime.now(UTC).date())
+                fd = self._descriptor(self.clock().astimezone(UTC).date())
                 written = 0
                 while written < len(payload):
                     written += os.write(fd, payload[written:])

@@ -107,6 +107,7 @@ class StudioService:
     def compare(self, live: Policy, live_label: str, draft: Policy, days: int | None, users: int | None,
                 seed: int, charts: bool = True) -> dict[str, Any]:
         """Simulate the live policy and the draft on the same sample and draws; report and PNG charts."""
+        from recsys.caps.words import rule_words_for
         from recsys.simulation.charts import chart_pngs
         from recsys.simulation.runner import ScheduleConfig, simulate
 
@@ -127,4 +128,8 @@ class StudioService:
             self._running.release()
         logger.info("studio simulation of %d cardholders x %d days in %.1fs", world.n_users, config.days,
                     seconds)
-        return {"report": report.to_dict(), "charts": images, "seconds": seconds}
+        rules = {rule for outcome in report.outcomes
+                 for rule in (*outcome.rules, *outcome.total.blocked_by_rule)}
+        # the page shows plain words for the rule ids, with the id in a tooltip
+        shaped = {**report.to_dict(), "rule_words": rule_words_for(sorted(rules), [live, draft])}
+        return {"report": shaped, "charts": images, "seconds": seconds}
