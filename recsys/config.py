@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -42,10 +43,14 @@ class Settings(BaseSettings):
     studio_users: int = 5000  # cardholders sampled, so a simulation answers in seconds
     studio_days: int = 30
     log_level: str = "INFO"
+    # A fixed server clock (tests, replays of a past day); refused in production.
+    server_time: datetime | None = None
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment == "production":
+            if self.server_time is not None:
+                raise ValueError("RECSYS_SERVER_TIME fixes the server clock: unset it in production")
             for name in ("scheduler_token", "admin_token"):
                 if getattr(self, name).get_secret_value() in PLACEHOLDER_SECRETS:
                     raise ValueError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis
 
@@ -34,10 +35,10 @@ def connect(url: str) -> redis.Redis:
                                 health_check_interval=30)
 
 
-def build_cap_engine(client: redis.Redis, prefix: str, policy: Policy):
+def build_cap_engine(client: redis.Redis, prefix: str, policy: Policy, event_ttl_seconds: int):
     from recsys.caps.redis_engine import RedisCapEngine
 
-    return RedisCapEngine(client, policy, prefix=f"{prefix}:caps")
+    return RedisCapEngine(client, policy, prefix=f"{prefix}:caps", event_ttl_seconds=event_ttl_seconds)
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,6 @@ class ServingState:
         self.policies = PolicyStore(self.client, self.prefix)
         self.metrics = Metrics()
         self.event_log = EventLog(settings.event_log_path)
-        self.dedupe_prefix = f"{self.prefix}:events:seen:"
         self.engine = None
         self._model: LiveModel | None = None
         self._records: RecordCache | None = None
@@ -106,7 +106,8 @@ class ServingState:
 
     def _swap_policy(self, revision: PolicyRevision) -> None:
         if self.engine is None:
-            self.engine = build_cap_engine(self.client, self.prefix, revision.policy)
+            self.engine = build_cap_engine(self.client, self.prefix, revision.policy,
+                                           self.settings.event_dedupe_ttl_seconds)
         else:
             self.engine.set_policy(revision.policy)
         self._policy = revision
@@ -148,6 +149,10 @@ class ServingState:
             self._records.start()
 
     # ------------------------------------------------------------------ per request
+    def now(self) -> datetime:
+        """The server clock (`settings.server_time` when fixed, for tests and replays)."""
+        return self.settings.server_time or datetime.now(UTC)
+
     def snapshot(self, need_model: bool = True) -> Snapshot:
         self.refresh()
         if self._policy is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -28,7 +27,7 @@ async def user_caps(user_id: UserId, state: State, principal: ReadAccess,
         if blob is not None:
             record = decode_user(blob, snapshot.model.item_dtype, snapshot.model.feature_dtype)
             timezone = snapshot.model.known(record).timezone
-    caps = state.engine.state(user_id, timezone=timezone, now=now or datetime.now(UTC))
+    caps = state.engine.state(user_id, timezone=timezone, now=now or state.now())
     return {
         "user_id": caps.user_id, "as_of": caps.as_of, "timezone": caps.timezone,
         "limits": [

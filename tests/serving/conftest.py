@@ -65,10 +65,12 @@ def published(bundle, dataset, store):
 
 
 @pytest.fixture
-def settings(redis_url: str, key_prefix: str, tmp_path: Path) -> Settings:
+def settings(redis_url: str, key_prefix: str, tmp_path: Path, daytime: str) -> Settings:
+    """The server clock is fixed at `daytime`, so no test depends on today's date."""
     return Settings(
         redis_url=redis_url, redis_prefix=key_prefix, home=tmp_path / "home",
         scheduler_token=SecretStr(SCHEDULER), admin_token=SecretStr(ADMIN), reload_interval_seconds=0.0,
+        server_time=pd.Timestamp(daytime).to_pydatetime(),
     )
 
 
