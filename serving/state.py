@@ -64,6 +64,7 @@ class ServingState:
         self._policy: PolicyRevision | None = None
         self._next_check = 0.0
         self.last_error: str | None = None
+        self._refused: str | None = None  # a live version that failed to load: not retried
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -101,7 +102,7 @@ class ServingState:
         live = live.decode() if live else None
         if self._policy is None or int(revision or 0) != self._policy.revision:
             self._swap_policy(self.policies.ensure(self.initial_policy()))
-        if live != (self._model.version if self._model else None):
+        if live != (self._model.version if self._model else None) and (live is None or live != self._refused):
             self._swap_model(live)
 
     def _swap_policy(self, revision: PolicyRevision) -> None:
@@ -125,7 +126,8 @@ class ServingState:
             published = self.publications.load(version)
         except PublicationError as error:
             # Keep serving the version we have; readiness reports the problem.
-            self.last_error = str(error)
+            self.last_error = f"live version {version} refused: {error}"
+            self._refused = version
             logger.error("cannot load publication %s: %s", version, error)
             return
         builder = None
@@ -136,6 +138,7 @@ class ServingState:
         self._model = LiveModel(published, builder)
         self._swap_records(version)
         self.last_error = None
+        self._refused = None
         self.metrics.set_model_version(version, previous)
         logger.info("serving publication %s (previous %s)", version, previous)
 

@@ -36,7 +36,8 @@ async def readyz(state: State) -> JSONResponse:
         body["detail"] = state.last_error or "no model version is live: run `recsys publish`"
         return JSONResponse(body, status_code=503)
     body["status"] = "ready"
-    body["detail"] = "ok"
+    # Serving a verified version while the live pointer names one that cannot be loaded.
+    body["detail"] = state.last_error or "ok"
     return JSONResponse(body)
 
 
