@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     model_uri: str | None = None
     scheduler_token: SecretStr = SecretStr("dev-scheduler")
     admin_token: SecretStr = SecretStr("dev-admin")
+    # Named administrators, {"alice": "<token>", ...}: the audit trail records the name.
+    admin_tokens: dict[str, SecretStr] = {}
     push_log_path: Path | None = None
     # Ranking API and publishing (serving/, recsys/publish.py).
     data_dir: Path | None = None

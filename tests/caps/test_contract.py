@@ -17,7 +17,7 @@ from recsys.caps.decisions import (
     ReservationStatus,
 )
 from recsys.caps.engine import CapEngine
-from recsys.caps.policy import Policy, PolicyError, default_policy, parse_policy
+from recsys.caps.policy import Limit, Policy, PolicyError, default_policy, parse_policy
 from recsys.caps.redis_engine import RedisCapEngine
 from recsys.caps.reference import ReferenceCapEngine
 
@@ -463,9 +463,10 @@ class TestRedisEngine(CapEngineContract):
     def test_a_policy_the_script_cannot_hold_is_refused_and_the_old_one_kept(
         self, engine: RedisCapEngine
     ) -> None:
-        limits = [{"name": f"l{i}", "window": "calendar_day", "max": 5} for i in range(31)]
+        # past the policy's own bound (30 limits), as a policy object built without validation
+        limits = tuple(Limit(name=f"l{i}", window="calendar_day", max=5) for i in range(31))
         with pytest.raises(PolicyError, match="at most 30 limits"):
-            engine.set_policy(policy_with(limits=limits))
+            engine.set_policy(default_policy().model_copy(update={"limits": limits}))
         assert engine.policy == default_policy()
         self.push(engine, "u1", at("2026-03-10 10:00"))
         assert engine.decide("u1", [OTHER], timezone=SH, now=at("2026-03-10 11:00")).decisions[0].rules == (
