@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-scheduler", "dev-admin"})
@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # A fixed server clock (tests, replays of a past day); refused in production.
     server_time: datetime | None = None
+    # How far a request's `now` or an event's `ts` may lie from the server clock.
+    clock_past_seconds: int = Field(7 * 86400, ge=0, le=366 * 86400)
+    clock_future_seconds: int = Field(300, ge=0, le=86400)
+    # Largest request body the API reads (a full 1,000-cardholder rank batch is about 2 MB).
+    max_request_bytes: int = Field(16 * 2**20, ge=1024)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

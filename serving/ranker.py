@@ -105,6 +105,8 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
     snapshot = state.snapshot()
     model = snapshot.model
     clock = default_now or state.now()
+    for index, request in enumerate(requests):
+        state.check_now(request.now, f"requests[{index}].now" if len(requests) > 1 else "now")
     blobs = state.user_records(model.version, [request.user_id for request in requests])
     users = representations(model, blobs, requests)
     ranked_all: list[Ranked | None] = [None] * len(requests)

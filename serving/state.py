@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import redis
 
 from recsys.caps.policy import Policy, default_policy, load_policy
 from recsys.config import Settings
 from recsys.publication import PublicationError, PublicationStore
-from serving.errors import NoLiveModelError
+from serving.errors import ClockWindowError, NoLiveModelError
 from serving.event_log import EventLog
 from serving.metrics import Metrics
 from serving.pipeline import LiveModel
@@ -155,6 +155,20 @@ class ServingState:
     def now(self) -> datetime:
         """The server clock (`settings.server_time` when fixed, for tests and replays)."""
         return self.settings.server_time or datetime.now(UTC)
+
+    def check_now(self, moment: datetime | None, where: str) -> datetime:
+        """`moment` (default: the server clock), refused when outside the window around the server
+        clock (`RECSYS_CLOCK_PAST_SECONDS` before, `RECSYS_CLOCK_FUTURE_SECONDS` after)."""
+        server = self.now()
+        if moment is None:
+            return server
+        past, future = self.settings.clock_past_seconds, self.settings.clock_future_seconds
+        if not server - timedelta(seconds=past) <= moment <= server + timedelta(seconds=future):
+            raise ClockWindowError(
+                f"{where} {moment.isoformat()} is outside {past}s before to {future}s after the server clock "
+                f"({server.isoformat(timespec='seconds')}): send the current time"
+            )
+        return moment
 
     def snapshot(self, need_model: bool = True) -> Snapshot:
         self.refresh()

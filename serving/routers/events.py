@@ -84,6 +84,8 @@ def sent_candidate(state, event: Event) -> Candidate:
 def post_events(body: EventBatch, state: State, principal: EventsAccess) -> dict:
     state.snapshot(need_model=False)
     received = state.now()
+    for index, event in enumerate(body.events):
+        state.check_now(event.ts, f"events[{index}].ts")
     events = [
         event.model_copy(update={"content_id": content_of(state, event)})
         if event.type == "sent" and event.content_id is None else event
