@@ -10,7 +10,11 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-scheduler", "dev-admin"})
+PLACEHOLDER_SECRETS = frozenset({
+    "", "changeme", "change-me", "change_me", "secret", "password", "token", "admin", "scheduler",
+    "dev-scheduler", "dev-admin", "demo-scheduler-token", "demo-admin-token", "test", "example",
+})
+MIN_TOKEN_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -53,17 +57,40 @@ class Settings(BaseSettings):
     # Largest request body the API reads (a full 1,000-cardholder rank batch is about 2 MB).
     max_request_bytes: int = Field(16 * 2**20, ge=1024)
 
+    def tokens(self) -> dict[str, str]:
+        """Every bearer token by the setting that holds it."""
+        found = {"RECSYS_SCHEDULER_TOKEN": self.scheduler_token.get_secret_value(),
+                 "RECSYS_ADMIN_TOKEN": self.admin_token.get_secret_value()}
+        found.update({f"RECSYS_ADMIN_TOKENS[{name}]": token.get_secret_value()
+                      for name, token in self.admin_tokens.items()})
+        return found
+
     @model_validator(mode="after")
-    def _refuse_placeholder_secrets(self) -> Settings:
-        if self.environment == "production":
-            if self.server_time is not None:
-                raise ValueError("RECSYS_SERVER_TIME fixes the server clock: unset it in production")
-            for name in ("scheduler_token", "admin_token"):
-                if getattr(self, name).get_secret_value() in PLACEHOLDER_SECRETS:
-                    raise ValueError(
-                        f"RECSYS_{name.upper()} is unset or a placeholder: "
-                        "set a real secret before running with RECSYS_ENVIRONMENT=production"
-                    )
+    def _refuse_weak_or_shared_secrets(self) -> Settings:
+        tokens = self.tokens()
+        owners: dict[str, str] = {}
+        for name, token in tokens.items():
+            if token in owners:
+                # One token for two identities: the scheduler would pass admin checks.
+                raise ValueError(f"{name} is the same token as {owners[token]}: give each its own token")
+            owners[token] = name
+        if self.environment != "production":
+            return self
+        if self.server_time is not None:
+            raise ValueError("RECSYS_SERVER_TIME fixes the server clock: unset it in production")
+        for name, token in tokens.items():
+            lowered = token.strip().lower()
+            if lowered in PLACEHOLDER_SECRETS or "changeme" in lowered.replace("-", "").replace("_", ""):
+                raise ValueError(
+                    f"{name} is unset or a placeholder: "
+                    "set a real secret before running with RECSYS_ENVIRONMENT=production"
+                )
+            if len(token) < MIN_TOKEN_LENGTH or len(set(token)) < 8:
+                raise ValueError(
+                    f"{name} is too weak ({len(token)} characters): use at least {MIN_TOKEN_LENGTH} random "
+                    "characters in production, e.g. from "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                )
         return self
 
     @property
