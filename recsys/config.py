@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     home: Path = Path("var")
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "qm"
+    # Socket connect/read timeout of every API Redis call: a stalled Redis fails requests this fast.
+    redis_timeout_seconds: float = Field(1.0, gt=0, le=30)
     mlflow_tracking_uri: str | None = None
     registered_model_name: str = "qianmian-push-ranker"
     default_timezone: str = "Asia/Shanghai"

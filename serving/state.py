@@ -29,9 +29,9 @@ from serving.records import RecordCache
 logger = logging.getLogger(__name__)
 
 
-def connect(url: str) -> redis.Redis:
+def connect(url: str, timeout: float = 1.0) -> redis.Redis:
     """A Redis client with short timeouts: a stalled store must fail requests fast (fail closed)."""
-    return redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0,
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                 health_check_interval=30)
 
 
@@ -52,7 +52,7 @@ class Snapshot:
 class ServingState:
     def __init__(self, settings: Settings, client: redis.Redis | None = None):
         self.settings = settings
-        self.client = client or connect(settings.redis_url)
+        self.client = client or connect(settings.redis_url, settings.redis_timeout_seconds)
         self.prefix = settings.redis_prefix
         self.publications = PublicationStore(self.client, self.prefix)
         self.policies = PolicyStore(self.client, self.prefix)
