@@ -156,14 +156,16 @@ class ServingState:
         """The server clock (`settings.server_time` when fixed, for tests and replays)."""
         return self.settings.server_time or datetime.now(UTC)
 
-    def check_now(self, moment: datetime | None, where: str) -> datetime:
+    def check_now(self, moment: datetime | None, where: str, past_bound: bool = True) -> datetime:
         """`moment` (default: the server clock), refused when outside the window around the server
-        clock (`RECSYS_CLOCK_PAST_SECONDS` before, `RECSYS_CLOCK_FUTURE_SECONDS` after)."""
+        clock (`RECSYS_CLOCK_PAST_SECONDS` before unless `past_bound` is false,
+        `RECSYS_CLOCK_FUTURE_SECONDS` after)."""
         server = self.now()
         if moment is None:
             return server
         past, future = self.settings.clock_past_seconds, self.settings.clock_future_seconds
-        if not server - timedelta(seconds=past) <= moment <= server + timedelta(seconds=future):
+        too_old = past_bound and moment < server - timedelta(seconds=past)
+        if too_old or moment > server + timedelta(seconds=future):
             raise ClockWindowError(
                 f"{where} {moment.isoformat()} is outside {past}s before to {future}s after the server clock "
                 f"({server.isoformat(timespec='seconds')}): send the current time"

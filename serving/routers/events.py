@@ -85,7 +85,9 @@ def post_events(body: EventBatch, state: State, principal: EventsAccess) -> dict
     state.snapshot(need_model=False)
     received = state.now()
     for index, event in enumerate(body.events):
-        state.check_now(event.ts, f"events[{index}].ts")
+        # A late event still counts (a past time can only make the caps stricter); a future one could
+        # block a cardholder until then.
+        state.check_now(event.ts, f"events[{index}].ts", past_bound=False)
     events = [
         event.model_copy(update={"content_id": content_of(state, event)})
         if event.type == "sent" and event.content_id is None else event

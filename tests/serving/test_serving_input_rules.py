@@ -35,10 +35,13 @@ def test_times_far_from_the_server_clock_are_refused(api, published, dataset, se
     ranked = api.post("/v1/rank", json={"user_id": user, "now": far, "reserve": True},
                       headers=SCHEDULER_HEADERS)
     assert ranked.status_code == 422 and "outside 604800s before to 300s after" in ranked.json()["message"]
-    late = (server_time - pd.Timedelta(days=8)).isoformat()
-    event = {"event_id": "m1", "type": "muted", "user_id": user, "ts": late}
+    ahead = (server_time + pd.Timedelta(hours=1)).isoformat()
+    event = {"event_id": "m1", "type": "muted", "user_id": user, "ts": ahead}
     posted = api.post("/v1/events", json={"events": [event]}, headers=SCHEDULER_HEADERS)
     assert posted.status_code == 422 and "events[0].ts" in posted.json()["message"]
+    old = (server_time - pd.Timedelta(days=8)).isoformat()
+    ranked = api.post("/v1/rank", json={"user_id": user, "now": old}, headers=SCHEDULER_HEADERS)
+    assert ranked.status_code == 422
     soon = (server_time + pd.Timedelta(minutes=4)).isoformat()
     allowed = api.post("/v1/rank", json={"user_id": user, "now": soon}, headers=SCHEDULER_HEADERS)
     assert allowed.status_code == 200
