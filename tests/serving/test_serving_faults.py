@@ -49,6 +49,13 @@ class Figures:
     recovery_seconds: float = 0.0
     broken_served: int = 0
     healthz_ms: list[float] = field(default_factory=list)
+    healthz_spans: list[tuple[float, float]] = field(default_factory=list)  # (start, end), monotonic
+    fault_span: tuple[float, float] | None = None
+
+    def probes_inside_fault(self) -> int:
+        """`/healthz` probes sent and answered while the fault held Redis."""
+        start, end = self.fault_span
+        return sum(1 for a, b in self.healthz_spans if start < a and b < end)
 
     def line(self) -> str:
         worst = max(self.healthz_ms, default=0.0)
@@ -199,14 +206,16 @@ def probe_healthz(world: World, figures: Figures, stop: threading.Event) -> thre
     def run() -> None:
         with httpx.Client(base_url=world.api.base, timeout=5) as client:
             while not stop.is_set():
-                started = time.perf_counter()
+                started = time.monotonic()
                 try:
                     ok = client.get("/healthz").status_code == 200
                 except httpx.TransportError:
                     ok = None  # the API process itself is down (the kill scenario)
                 if ok is not None:
                     assert ok
-                    figures.healthz_ms.append((time.perf_counter() - started) * 1000)
+                    ended = time.monotonic()
+                    figures.healthz_ms.append((ended - started) * 1000)
+                    figures.healthz_spans.append((started, ended))
                 stop.wait(0.02)
 
     thread = threading.Thread(target=run, daemon=True)
@@ -266,24 +275,33 @@ def assert_clean(figures: Figures) -> None:
 
 
 def test_redis_stalled_by_debug_sleep(world: World) -> None:
+    holder: list[tuple[float, float]] = []
+
     def stall() -> None:
+        started = time.monotonic()
         redis.Redis.from_url(world.redis.url, socket_timeout=10).execute_command("DEBUG", "SLEEP", "1.5")
+        holder.append((started, time.monotonic()))
 
     figures = run_scenario(world, "debug-sleep", users_for(world, 0), stall)
     assert_clean(figures)
-    healthy = sorted(figures.healthz_ms)
-    # Timings on a shared machine are noisy: the median probe is under 50 ms, and no probe waits
-    # anywhere near the Redis timeout (500 ms) the stalled requests wait.
-    assert healthy[len(healthy) // 2] < 50 and healthy[-1] < 400, healthy[-5:]
+    figures.fault_span = holder[0]
+    # Liveness is answered while Redis holds every other request (latencies are printed, not
+    # asserted: the machine is shared and timings are noisy).
+    assert figures.probes_inside_fault() >= 5, figures.line()
 
 
 def test_redis_clients_paused(world: World) -> None:
+    holder: list[tuple[float, float]] = []
+
     def pause() -> None:
+        started = time.monotonic()
         redis.Redis.from_url(world.redis.url).execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        holder.append((started, started + 1.5))
 
     figures = run_scenario(world, "client-pause", users_for(world, 1), pause)
     assert_clean(figures)
-    assert sorted(figures.healthz_ms)[len(figures.healthz_ms) // 2] < 50
+    figures.fault_span = holder[0]
+    assert figures.probes_inside_fault() >= 5, figures.line()
 
 
 def test_redis_killed_and_restarted(world: World) -> None:
