@@ -18,6 +18,7 @@ from fastapi_offline import FastAPIOffline
 from recsys.config import Settings, get_settings
 from serving import errors
 from serving.lean import LeanRankMiddleware
+from serving.limits import BodyLimitMiddleware
 from serving.metrics import MetricsMiddleware
 from serving.state import ServingState
 
@@ -72,6 +73,8 @@ def create_app(settings: Settings | None = None, routers: tuple[str, ...] = ROUT
     if lean and "serving.routers.rank" in routers:
         app.add_middleware(LeanRankMiddleware, fastapi_app=app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.serving.metrics)
+    # Outermost: an oversized body is refused before any other layer reads it.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     return app
 
 

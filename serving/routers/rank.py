@@ -20,7 +20,7 @@ ERRORS = {
 
 @router.post("/rank", response_model=RankResponse, responses=ERRORS,
              summary="Rank content for one cardholder, within the caps")
-async def rank(body: RankRequest, state: State, principal: RankAccess) -> Response:
+def rank(body: RankRequest, state: State, principal: RankAccess) -> Response:
     """Scores every eligible candidate with the published model, applies the caps over the ordered
     list and returns the best `k` allowed items; with `reserve`, the top one holds a cap slot under
     `push_id` until a `sent` or `failed` event (or the policy's reservation TTL)."""
@@ -30,6 +30,6 @@ async def rank(body: RankRequest, state: State, principal: RankAccess) -> Respon
 
 @router.post("/rank/batch", response_model=BatchRankResponse, responses=ERRORS,
              summary="Rank up to 1,000 cardholders in one call")
-async def rank_batch(body: BatchRankRequest, state: State, principal: RankAccess) -> Response:
+def rank_batch(body: BatchRankRequest, state: State, principal: RankAccess) -> Response:
     snapshot, bodies = rank_many(state, body.requests)
     return answers_response({"results": bodies, "model_version": snapshot.model.version}, bodies)
