@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,8 +12,10 @@ import scipy.sparse as sp
 from recsys.models import IncompatibleModelError, ModelError, NotFittedError, Recommender, load_model
 from recsys.models.implicit_peer import ImplicitPeer
 from recsys.models.lightfm_hybrid import LightFMHybrid
+from recsys.models.plain_hybrid import PlainHybrid
 from recsys.models.popularity import PopularityRecommender
 from recsys.ranking import Eligibility, top_k
+from tests.models.conftest import make_checkerboard
 
 
 class RecommenderContract:
@@ -237,3 +240,33 @@ class TestImplicitBpr(RecommenderContract):
     def make(cls) -> Recommender:
         return ImplicitPeer(algorithm="bpr", factors=8, iterations=60, learning_rate=0.05, num_threads=1,
                             random_state=3)
+
+
+class TestPlainHybrid(RecommenderContract):
+    expected_epochs = 15
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def checkerboard(cls):
+        # the plain hybrid reads the builder's card tier and tag columns by name
+        board = make_checkerboard()
+        data = dataclasses.replace(board.data, user_feature_names=("card_tier=a", "card_tier=b"),
+                                   item_feature_names=("tag:a", "tag:b"))
+        return dataclasses.replace(board, data=data)
+
+    @classmethod
+    def make(cls) -> Recommender:
+        return PlainHybrid(no_components=8, epochs=15, num_threads=1, random_state=3)
+
+    def test_reads_only_its_raw_columns_and_ignores_their_scale(self, checkerboard) -> None:
+        scaled = dataclasses.replace(checkerboard.data, user_features=checkerboard.data.user_features * 3.0)
+        a = self.make().fit(checkerboard.data)
+        b = self.make().fit(scaled)
+        users = np.arange(6)
+        np.testing.assert_allclose(a.user_factors(users, checkerboard.data.user_features[users]),
+                                   b.user_factors(users, scaled.user_features[users]), rtol=1e-5, atol=1e-6)
+        with pytest.raises(ModelError, match="columns"):
+            a.user_factors(np.array([0]), sp.csr_matrix((1, 5), dtype=np.float32))
+        unnamed = dataclasses.replace(checkerboard.data, user_feature_names=("x", "y"))
+        with pytest.raises(ModelError, match="no mcc, menu or card_tier"):
+            self.make().fit(unnamed)
