@@ -25,6 +25,8 @@ DEFAULT_MODEL = {
 }
 DEFAULT_BASELINES = {
     "popularity": {"kind": "popularity", "params": {"by_segment": False}},
+    # the yardstick: an untuned LightFM on raw features; the champion gate refuses a model not above it
+    "plain_hybrid": {"kind": "plain_hybrid", "params": {"num_threads": 2, "random_state": 42}},
     "popularity_segment": {"kind": "popularity", "params": {"by_segment": True}},
     # tuned like the model, on a 20k world (alpha scales the decayed weights, which are <= 1)
     "implicit_als": {"kind": "implicit_peer", "params": {"algorithm": "als", "factors": 16, "iterations": 15,

@@ -4,7 +4,9 @@ The holdout is every positive (article read, push opened) in `(split, as_of]` on
 could have been offered at the split: not read or pushed before it, inside its tier restriction, valid
 at some time in the holdout window and not transactional. Each model ranks the same eligible items
 for the same cardholders through `recsys.ranking.top_k`; metrics are computed on its top k. The
-cold-start slice is the evaluated cardholders with no article read before the split.
+cold-start slice is the evaluated cardholders with no article read before the split (they are
+evaluated on the pushes they opened); the chosen metric is also reported per slice (readers,
+non-readers, new cardholders, each card tier) with a bootstrap interval over the slice's cardholders.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from recsys.ranking import Eligibility, top_k
 logger = logging.getLogger(__name__)
 
 
+NEW_CARDHOLDER_DAYS = 90
+
+
 class HoldoutError(ValueError):
     """No cardholder has a held-out positive: the split cannot be evaluated."""
 
@@ -47,6 +52,7 @@ class Holdout:
     relevant: sp.csr_matrix
     eligibility: Eligibility
     cold: np.ndarray
+    slices: dict[str, np.ndarray]
 
     @property
     def n_users(self) -> int:
@@ -93,7 +99,22 @@ def make_holdout(dataset: Dataset, as_of: pd.Timestamp, holdout_days: float,
                 int(relevant[evaluated].nnz))
     return Holdout(split=split, as_of=as_of, train=train, builder=builder, rows=evaluated,
                    relevant=relevant[evaluated].tocsr(), eligibility=eligibility.subset(evaluated),
-                   cold=~has_read)
+                   cold=~has_read, slices=holdout_slices(dataset, split, users.ids[evaluated], has_read))
+
+
+def holdout_slices(dataset: Dataset, split: pd.Timestamp, user_ids: np.ndarray,
+                   has_read: np.ndarray) -> dict[str, np.ndarray]:
+    """Bool masks over the evaluated cardholders: readers, non-readers, new cardholders (card opened
+    within `NEW_CARDHOLDER_DAYS` before the split) and one per card tier."""
+    holders = dataset.cardholders.drop_duplicates("user_id").set_index("user_id").reindex(user_ids)
+    opened = pd.to_datetime(holders["opened_at"], utc=True, errors="coerce")
+    age_days = ((split - opened) / DAY).to_numpy(dtype=np.float64, na_value=np.nan)
+    slices = {"readers": has_read, "non_readers": ~has_read,
+              "new_cardholders": np.nan_to_num(age_days, nan=np.inf) < NEW_CARDHOLDER_DAYS}
+    tiers = holders["card_tier"].astype("string").fillna("unknown").to_numpy(dtype=object)
+    for tier in sorted(set(tiers)):
+        slices[f"tier:{tier}"] = tiers == tier
+    return slices
 
 
 def _auc(model: Recommender, holdout: Holdout, sample: np.ndarray) -> float:
@@ -119,11 +140,20 @@ def eligible_mask(eligibility: Eligibility, n_items: int) -> np.ndarray:
     return mask
 
 
+def recommend_holdout(model: Recommender, holdout: Holdout, k: int) -> np.ndarray:
+    """int [n evaluated, k]: each evaluated cardholder's top k eligible items at the split."""
+    recommended, _ = top_k(holdout.user_factors(model), model.item_factors(), k, holdout.eligibility)
+    return recommended
+
+
 def evaluate(model: Recommender, holdout: Holdout, k: int, auc_max_users: int = 5000,
-             seed: int = 0) -> dict[str, float]:
-    """precision/recall/ndcg/map@k, auc and coverage@k, overall and `cold.` for the no-reads slice."""
-    factors = holdout.user_factors(model)
-    recommended, _ = top_k(factors, model.item_factors(), k, holdout.eligibility)
+             seed: int = 0, metric: str | None = None, recommended: np.ndarray | None = None
+             ) -> dict[str, float]:
+    """precision/recall/ndcg/map@k, auc and coverage@k, overall and `cold.` for the no-reads slice;
+    for `metric` (default nDCG@k) its 95% bootstrap interval (`<metric>.low`, `.high`) and per slice
+    `slice.<name>.<metric>` with `.low`, `.high` and `slice.<name>.users`."""
+    if recommended is None:
+        recommended = recommend_holdout(model, holdout, k)
     rng = np.random.default_rng(seed)
     out: dict[str, float] = {}
     for prefix, members in (("", np.arange(holdout.n_users)), ("cold.", np.flatnonzero(holdout.cold))):
@@ -136,6 +166,15 @@ def evaluate(model: Recommender, holdout: Holdout, k: int, auc_max_users: int = 
         sample = members if members.size <= auc_max_users else np.sort(
             rng.choice(members, auc_max_users, replace=False))
         out[f"{prefix}auc"] = _auc(model, holdout, sample)
+    name = (metric or f"ndcg@{k}").split("@")[0]
+    if name in metrics.PER_USER:
+        values = metrics.per_user(name, recommended, holdout.relevant, k)
+        _, out[f"{name}@{k}.low"], out[f"{name}@{k}.high"] = metrics.bootstrap_interval(values, seed=seed)
+        for slice_name, members in holdout.slices.items():
+            mean, low, high = metrics.bootstrap_interval(values[members], seed=seed)
+            key = f"slice.{slice_name}.{name}@{k}"
+            out.update({key: mean, f"{key}.low": low, f"{key}.high": high,
+                        f"slice.{slice_name}.users": float(members.sum())})
     return out
 
 
