@@ -41,6 +41,17 @@ class HoldoutError(ValueError):
 
 
 @dataclass(frozen=True)
+class PushResponses:
+    """Every push sent in the holdout window to a known cardholder: training row, item, opened by the
+    as-of time, and whether the cardholder had read anything before the split."""
+
+    rows: np.ndarray
+    items: np.ndarray
+    opened: np.ndarray
+    cold: np.ndarray
+
+
+@dataclass(frozen=True)
 class Holdout:
     """Training input at the split and the held-out truth for the evaluated cardholders."""
 
@@ -53,6 +64,7 @@ class Holdout:
     eligibility: Eligibility
     cold: np.ndarray
     slices: dict[str, np.ndarray]
+    pushes: PushResponses
 
     @property
     def n_users(self) -> int:
@@ -99,7 +111,41 @@ def make_holdout(dataset: Dataset, as_of: pd.Timestamp, holdout_days: float,
                 int(relevant[evaluated].nnz))
     return Holdout(split=split, as_of=as_of, train=train, builder=builder, rows=evaluated,
                    relevant=relevant[evaluated].tocsr(), eligibility=eligibility.subset(evaluated),
-                   cold=~has_read, slices=holdout_slices(dataset, split, users.ids[evaluated], has_read))
+                   cold=~has_read, slices=holdout_slices(dataset, split, users.ids[evaluated], has_read),
+                   pushes=push_responses(dataset, split, as_of, train, readers))
+
+
+def push_responses(dataset: Dataset, split: pd.Timestamp, as_of: pd.Timestamp, train: TrainingMatrices,
+                   readers: pd.Series) -> PushResponses:
+    """The pushes sent in `(split, as_of]`, opened or not: most cardholders who never read receive
+    some, so ranking opened above ignored pushes evaluates far more of them than held-out opens do."""
+    pushes = dataset.push_log
+    pushes = pushes.loc[((pushes["sent_ts"] > split) & (pushes["sent_ts"] <= as_of)).to_numpy()]
+    rows = train.users.index_of(pushes["user_id"].astype(str).to_numpy(dtype=object))
+    items = train.items.index_of(pushes["content_id"].astype(str).to_numpy(dtype=object))
+    opened = (pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)).to_numpy(dtype=bool)
+    known = (rows >= 0) & (items >= 0)
+    rows, items, opened = rows[known], items[known], opened[known]
+    cold = pd.Index(readers.astype(str).unique()).get_indexer(train.users.ids[rows]) < 0
+    return PushResponses(rows=rows, items=items, opened=opened, cold=cold)
+
+
+def push_auc(model: Recommender, holdout: Holdout, members: np.ndarray) -> tuple[float, int]:
+    """(pooled AUC of the model's scores, opened vs ignored pushes; cardholders counted) over the
+    holdout pushes selected by the bool mask `members`; NaN without both outcomes."""
+    from scipy.stats import rankdata
+
+    pushes = holdout.pushes
+    rows, items, opened = pushes.rows[members], pushes.items[members], pushes.opened[members]
+    n_open, n_ignored = int(opened.sum()), int((~opened).sum())
+    if not n_open or not n_ignored:
+        return float("nan"), int(np.unique(rows).size)
+    users, inverse = np.unique(rows, return_inverse=True)
+    factors = model.user_factors(users, holdout.train.user_features[users])
+    scores = np.einsum("ij,ij->i", factors[inverse], model.item_factors()[items])
+    ranks = rankdata(scores)
+    auc = (ranks[opened].sum() - n_open * (n_open + 1) / 2) / (n_open * n_ignored)
+    return float(auc), int(users.size)
 
 
 def holdout_slices(dataset: Dataset, split: pd.Timestamp, user_ids: np.ndarray,
@@ -150,6 +196,7 @@ def evaluate(model: Recommender, holdout: Holdout, k: int, auc_max_users: int = 
              seed: int = 0, metric: str | None = None, recommended: np.ndarray | None = None
              ) -> dict[str, float]:
     """precision/recall/ndcg/map@k, auc and coverage@k, overall and `cold.` for the no-reads slice;
+    `push_auc` (opened vs ignored holdout pushes, and the `push_users` it covers), the same two `cold.`;
     for `metric` (default nDCG@k) its 95% bootstrap interval (`<metric>.low`, `.high`) and per slice
     `slice.<name>.<metric>` with `.low`, `.high` and `slice.<name>.users`."""
     if recommended is None:
@@ -166,6 +213,9 @@ def evaluate(model: Recommender, holdout: Holdout, k: int, auc_max_users: int = 
         sample = members if members.size <= auc_max_users else np.sort(
             rng.choice(members, auc_max_users, replace=False))
         out[f"{prefix}auc"] = _auc(model, holdout, sample)
+    everyone = np.ones(holdout.pushes.rows.size, dtype=bool)
+    for prefix, members in (("", everyone), ("cold.", holdout.pushes.cold)):
+        out[f"{prefix}push_auc"], out[f"{prefix}push_users"] = push_auc(model, holdout, members)
     name = (metric or f"ndcg@{k}").split("@")[0]
     if name in metrics.PER_USER:
         values = metrics.per_user(name, recommended, holdout.relevant, k)

@@ -96,10 +96,15 @@ def _print_summary(console, result, metric: str) -> None:
         table.add_column(_short(name), justify="right")
     cold_metric = f"cold.{metric}"
     table.add_column(f"{_short(metric)} no reads", justify="right")
+    first = next(iter(result.results.values()))
+    table.add_column(f"push AUC ({int(first.get('push_users', 0)):,})", justify="right")
+    table.add_column(f"push AUC no reads ({int(first.get('cold.push_users', 0)):,})", justify="right")
     for model, values in result.results.items():
         style = "bold" if model == "lightfm" else None
         table.add_row(model, *[f"{values.get(name, float('nan')):.4f}" for name in k_metrics],
-                      f"{values.get(cold_metric, float('nan')):.4f}", style=style)
+                      f"{values.get(cold_metric, float('nan')):.4f}",
+                      f"{values.get('push_auc', float('nan')):.4f}",
+                      f"{values.get('cold.push_auc', float('nan')):.4f}", style=style)
     console.print(table)
     for name, value in result.lift.items():
         console.print(f"  {name}: x{value:.2f}")

@@ -270,3 +270,57 @@ class TestPlainHybrid(RecommenderContract):
         unnamed = dataclasses.replace(checkerboard.data, user_feature_names=("x", "y"))
         with pytest.raises(ModelError, match="no mcc, menu or card_tier"):
             self.make().fit(unnamed)
+
+
+def reading_history_board():
+    """The checkerboard where the first half of the cardholders also show their camp in read topics."""
+    board = make_checkerboard()
+    n = board.data.n_users
+    reader = np.arange(n) < n // 2
+    camp = board.user_camp
+    topics = np.column_stack([(camp == 0) & reader, (camp == 1) & reader]).astype(np.float32)
+    features = sp.csr_matrix(np.column_stack([board.data.user_features.toarray(), topics, ~reader]),
+                             dtype=np.float32)
+    data = dataclasses.replace(board.data, user_features=features,
+                               user_feature_names=("spend:a", "spend:b", "topic:a", "topic:b", "reads:none"))
+    return dataclasses.replace(board, data=data)
+
+
+class TestLightFMHybridHistoryDropout(RecommenderContract):
+    expected_epochs = 15
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def checkerboard(cls):
+        return reading_history_board()
+
+    @classmethod
+    def make(cls) -> Recommender:
+        return LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3, user_identity=False,
+                             history_dropout=0.5)
+
+    def test_copies_lose_their_reading_history_and_keep_their_interactions(self, checkerboard) -> None:
+        data = checkerboard.data
+        augmented = self.make()._with_history_dropped(data)
+        n = data.n_users
+        copies = augmented.n_users - n
+        assert copies == round(0.5 * (n // 2))
+        features = augmented.user_features.toarray()
+        np.testing.assert_array_equal(features[:n], data.user_features.toarray())
+        assert (features[n:, 2:4] == 0).all() and (features[n:, 4] == 1).all()
+        originals = data.users.index_of([user_id.split(":", 1)[1] for user_id in augmented.users.ids[n:]])
+        assert (originals < n // 2).all()
+        np.testing.assert_array_equal(features[n:, :2], features[originals, :2])
+        positives = augmented.interactions_csr().toarray()
+        np.testing.assert_array_equal(positives[n:], data.interactions_csr().toarray()[originals])
+        # seeded: the same copies every time; and the fitted model still has the original users only
+        again = self.make()._with_history_dropped(data)
+        assert list(again.users.ids) == list(augmented.users.ids)
+        with pytest.raises(ModelError, match="outside"):
+            self.make().fit(data).user_factors(np.array([n]), data.user_features[:1])
+
+    def test_needs_feature_only_cardholders(self) -> None:
+        with pytest.raises(ModelError, match="user_identity=False"):
+            LightFMHybrid(history_dropout=0.5)
+        with pytest.raises(ModelError, match="history_dropout"):
+            LightFMHybrid(history_dropout=1.5, user_identity=False)

@@ -83,6 +83,9 @@ def test_train_logs_registers_and_moves_champion_only_when_better(home: Path, sm
         assert key in metrics, key
     # cardholders who never read are evaluated on the pushes they opened, and reported on their own
     assert metrics["slice.non_readers.users"] > 0
+    # and on every push of the holdout window, opened or ignored: many more of them
+    assert metrics["cold.push_users"] > metrics["slice.non_readers.users"]
+    assert 0.0 <= metrics["cold.push_auc"] <= 1.0 and 0.0 <= metrics["push_auc"] <= 1.0
     assert metrics["slice.readers.users"] + metrics["slice.non_readers.users"] == run.data.metrics["users"]
     assert metrics["ndcg_at_10.low"] <= metrics["ndcg_at_10"] <= metrics["ndcg_at_10.high"]
     assert "95% paired-bootstrap interval" in result.output and "per slice" in result.output
