@@ -38,7 +38,7 @@ class FeatureConfig:
     title_min_items: int = 3
     profile_weight: float = 1.0
     spend_category_weight: float = 1.0
-    spend_mcc_weight: float = 3.0
+    spend_mcc_weight: float = 6.0
     menu_weight: float = 1.0
     read_topic_weight: float = 1.0
     open_topic_weight: float = 1.0
