@@ -43,9 +43,10 @@ def train(
     """Fit the LightFM hybrid, evaluate it against baselines, log to MLflow and register it.
 
     Builds point-in-time features, holds out the last days before the as-of time, compares with the
-    popularity and implicit baselines, refits up to the as-of time, writes the model bundle, logs the
-    run (metrics, curves, report, pyfunc model) and moves the `champion` alias only when the new model
-    beats the baselines and the current champion on the chosen metric.
+    popularity, plain-hybrid and implicit baselines (per slice of cardholders too), refits up to the
+    as-of time, writes the model bundle, logs the run (metrics, curves, report, pyfunc model) and moves
+    the `champion` alias only when the new model beats the baselines and the current champion on the
+    chosen metric beyond noise (95% bootstrap intervals over the holdout cardholders).
     """
     from rich.console import Console
 
