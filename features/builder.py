@@ -388,12 +388,16 @@ class FeatureBuilder:
         rows = pd.Index(ids).get_indexer(tx["user_id"])
         cols = pd.Index(codes).get_indexer(tx["mcc"].to_numpy(dtype=np.int64, na_value=-1))
         use = (rows >= 0) & (cols >= 0) & (days_before(as_of, tx["ts"]) < self._mcc_window)
-        totals = np.bincount(rows[use] * len(codes) + cols[use], weights=tx["amount"].to_numpy(
-            dtype=np.float64)[use], minlength=len(ids) * len(codes)).reshape(len(ids), len(codes))
-        totals = np.maximum(totals, 0.0)
-        total = totals.sum(axis=1, keepdims=True)
-        share = np.divide(totals, total, out=np.zeros_like(totals), where=total > 0)
-        out.add_dense(share, self._columns(f"mcc{self._mcc_window}d_share:{code}" for code in codes))
+        # sparse: a cardholder uses a handful of the hundreds of codes
+        totals = sp.csr_matrix((tx["amount"].to_numpy(dtype=np.float64)[use], (rows[use], cols[use])),
+                               shape=(len(ids), len(codes)))
+        totals.sum_duplicates()
+        totals.data = np.maximum(totals.data, 0.0)
+        totals.eliminate_zeros()
+        coo = totals.tocoo()
+        total = np.asarray(totals.sum(axis=1)).ravel()
+        columns = self._columns(f"mcc{self._mcc_window}d_share:{code}" for code in codes)
+        out.add(coo.row, columns[coo.col], coo.data / total[coo.row])
 
     def _menu(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
         state = self._require_state()
