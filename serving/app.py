@@ -17,7 +17,7 @@ from fastapi_offline import FastAPIOffline
 
 from recsys.config import Settings, get_settings
 from serving import errors
-from serving.lean import LeanRankMiddleware
+from serving.coalescer import Coalescer
 from serving.metrics import MetricsMiddleware
 from serving.state import ServingState
 
@@ -42,10 +42,8 @@ Authenticate with `Authorization: Bearer <token>` (scheduler or admin token).
 
 
 def create_app(settings: Settings | None = None, routers: tuple[str, ...] = ROUTERS,
-               lean: bool = True, freeze_gc: bool = False) -> FastAPI:
-    """The app; `lean=False` leaves out the lean path of the ranking endpoints (see `serving.lean`),
-    so every request goes through the FastAPI routes (the tests compare both). `freeze_gc` is for a
-    server process: see `app_from_environment`."""
+               freeze_gc: bool = False) -> FastAPI:
+    """The app; `freeze_gc` is for a server process: see `app_from_environment`."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -66,11 +64,10 @@ def create_app(settings: Settings | None = None, routers: tuple[str, ...] = ROUT
     app = FastAPIOffline(title="Qianmian ranking API", version="1", description=DESCRIPTION,
                          lifespan=lifespan)
     app.state.serving = ServingState(settings)
+    app.state.coalescer = Coalescer(app.state.serving)
     errors.install(app)
     for name in routers:
         app.include_router(importlib.import_module(name).router)
-    if lean and "serving.routers.rank" in routers:
-        app.add_middleware(LeanRankMiddleware, fastapi_app=app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.serving.metrics)
     return app
 

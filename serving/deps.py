@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from serving.coalescer import Coalescer
 from serving.state import ServingState
 
 
@@ -15,3 +16,10 @@ async def serving_state(request: Request) -> ServingState:
 
 
 State = Annotated[ServingState, Depends(serving_state)]
+
+
+async def coalescer(request: Request) -> Coalescer:
+    return request.app.state.coalescer
+
+
+Coalescing = Annotated[Coalescer, Depends(coalescer)]

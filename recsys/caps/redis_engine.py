@@ -393,13 +393,9 @@ class RedisCapEngine(CapEngine):
                     packed = connection.pack_commands(chunk)
                 # no health check once replies are pending: its PING would read one of them
                 connection.send_packed_command(packed, check_health=start == 0)
-            # The parser hands back error replies as exception objects; the connection's own
-            # read_response also formats an error text and re-arms the health check per reply.
-            parser = getattr(connection, "_parser", None)
-            read = getattr(parser, "read_response", None) or connection.read_response
             for index in indices:
                 try:
-                    reply = read()
+                    reply = connection.read_response()
                 except redis.ResponseError as error:
                     reply = error
                 handle(index, reply)

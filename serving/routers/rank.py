@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from serving.auth import RankAccess
-from serving.deps import State
+from serving.deps import Coalescing, State
 from serving.ranker import rank_many
 from serving.responses import answers_response
 from serving.schemas import BatchRankRequest, BatchRankResponse, RankRequest, RankResponse
@@ -20,12 +20,12 @@ ERRORS = {
 
 @router.post("/rank", response_model=RankResponse, responses=ERRORS,
              summary="Rank content for one cardholder, within the caps")
-async def rank(body: RankRequest, state: State, principal: RankAccess) -> Response:
+async def rank(body: RankRequest, coalescer: Coalescing, principal: RankAccess) -> Response:
     """Scores every eligible candidate with the published model, applies the caps over the ordered
     list and returns the best `k` allowed items; with `reserve`, the top one holds a cap slot under
     `push_id` until a `sent` or `failed` event (or the policy's reservation TTL)."""
-    _, bodies = rank_many(state, [body])
-    return answers_response(bodies[0], bodies)
+    answer = await coalescer.rank(body)
+    return answers_response(answer, (answer,))
 
 
 @router.post("/rank/batch", response_model=BatchRankResponse, responses=ERRORS,

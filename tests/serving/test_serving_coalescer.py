@@ -1,10 +1,10 @@
-"""How the lean path groups single rank requests (no Redis: the ranking step is replaced by a recorder)."""
+"""How `POST /v1/rank` groups single rank requests (no Redis: the ranking step is replaced by a recorder)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from serving.lean import Coalescer
+from serving.coalescer import Coalescer
 from serving.schemas import RankRequest
 
 LINGER = 0.05

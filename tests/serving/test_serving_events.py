@@ -37,7 +37,8 @@ def test_sent_confirms_once_and_repeats_are_ignored(api, published, dataset, day
     state = caps(api, user, daytime)
     assert state["sent_total"] == 1 and state["pending_reservations"] == 0
     # A failure reported after the send does not give the slot back.
-    late = post(api, {"event_id": "e-2", "type": "failed", "user_id": user, "push_id": ranked["push_id"]})
+    late = post(api, {"event_id": "e-2", "type": "failed", "user_id": user, "push_id": ranked["push_id"],
+                      "ts": daytime})
     assert late.json()["results"][0]["detail"] == "reservation already_confirmed"
 
 
