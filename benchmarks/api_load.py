@@ -106,7 +106,7 @@ def publish_into(redis_url: str, world: Path, bundle_path: Path):
     client = redis.Redis.from_url(redis_url)
     try:
         return publish(ModelBundle.load(bundle_path), load_dataset(world), PublicationStore(client, PREFIX),
-                       top_n=20, model_uri=str(bundle_path))
+                       model_uri=str(bundle_path))
     finally:
         client.close()
 

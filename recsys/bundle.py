@@ -8,7 +8,6 @@ Layout of a bundle directory (written to a temporary sibling, then renamed into 
     items.parquet     content_id, kind, tags, valid_from, valid_to, card_tiers, transactional: item order
     user_features.npz optional: the users' feature rows at the as-of time (serving known cardholders)
     model/            the Recommender (saved by its own `save`)
-    fallback/         optional popularity model for cardholders the main model cannot score
 
 Ranking never predicts pair by pair: user factors for a block of cardholders times the item factors,
 ineligible items masked, top-k selected (`recsys.ranking.top_k`).
@@ -88,7 +87,6 @@ class ModelBundle:
     as_of: pd.Timestamp
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
-    fallback: Recommender | None = None
     user_features: sp.csr_matrix | None = None
     versions: dict[str, str] = field(default_factory=bundle_versions)
     format_version: int = BUNDLE_FORMAT
@@ -119,8 +117,6 @@ class ModelBundle:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
             self.model.save(staging / "model")
-            if self.fallback is not None:
-                self.fallback.save(staging / "fallback")
             (staging / "features.json").write_text(json.dumps(self.feature_state))
             users = pd.DataFrame({"user_id": self.users.ids.astype(str)})
             if self.user_segments is not None:
@@ -132,7 +128,6 @@ class ModelBundle:
             manifest = {
                 "format_version": self.format_version,
                 "model_kind": self.model.kind,
-                "fallback_kind": None if self.fallback is None else self.fallback.kind,
                 "as_of": self.as_of.isoformat(),
                 "n_users": len(self.users),
                 "n_items": len(self.items),
@@ -171,7 +166,6 @@ class ModelBundle:
             )
         try:
             model = load_model(root / "model")
-            fallback = load_model(root / "fallback") if (root / "fallback").is_dir() else None
             feature_state = json.loads((root / "features.json").read_text())
             users_frame = pd.read_parquet(root / "users.parquet")
             item_meta = pd.read_parquet(root / "items.parquet")
@@ -193,7 +187,6 @@ class ModelBundle:
                 as_of=pd.Timestamp(manifest["as_of"]),
                 metrics=manifest.get("metrics", {}),
                 params=manifest.get("params", {}),
-                fallback=fallback,
                 user_features=user_features,
                 versions=manifest.get("versions", {}),
                 format_version=found,

@@ -1,11 +1,10 @@
 """Publish a model bundle for the ranking API: everything it needs, computed offline, into Redis.
 
-For every cardholder of the data directory: the user factors, the top-N eligible items at the
-as-of time with their scores, the sparse feature row (for reasons), the items already seen, card
-tier, time zone and opt-in. Shared by all: item factors and metadata, the feature-builder state,
-the affine map from features to factors (for cardholders the publication does not hold) and
-overall / per-card-tier popularity. Written under a new version; made live by one atomic switch
-after the last key is written (`recsys.publication`).
+For every cardholder of the data directory: the user factors, the sparse feature row (for reasons),
+the items already seen, card tier, time zone and opt-in. Shared by all: item factors and metadata,
+the feature-builder state, the affine map from features to factors (for cardholders the publication
+does not hold) and overall / per-card-tier popularity. Written under a new version; made live by one
+atomic switch after the last key is written (`recsys.publication`).
 """
 
 from __future__ import annotations
@@ -57,7 +56,6 @@ class PublishReport:
     users: int
     items: int
     dim: int
-    top_n: int
     affine_features: bool
     record_bytes_mean: float
     redis_bytes_per_user: float | None
@@ -165,7 +163,6 @@ def publish(
     store: PublicationStore,
     *,
     as_of: pd.Timestamp | None = None,
-    top_n: int = 20,
     model_uri: str = "",
     fingerprint: str = "",
     block_size: int = 4096,
@@ -179,12 +176,9 @@ def publish(
     fault-injection tests). If anything fails before the switch, the new version's keys are
     removed and the live version is untouched.
     """
-    from recsys.bundle import card_tiers_of, current_item_meta
-    from recsys.ranking import top_k
+    from recsys.bundle import card_tiers_of, current_item_meta, seen_pairs
 
     started = time.perf_counter()
-    if top_n < 1:
-        raise PublishError(f"top_n must be >= 1, got {top_n}")
     as_of = pd.Timestamp(as_of if as_of is not None else bundle.as_of)
     as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
     holders = dataset.cardholders.drop_duplicates("user_id")
@@ -199,9 +193,7 @@ def publish(
     dim = item_factors.shape[1]
 
     features = sp.csr_matrix(builder.transform_users(dataset, as_of, ids), dtype=np.float32)
-    eligibility = bundle.eligibility(dataset, as_of, ids)
-    seen = (sp.csr_matrix(eligibility.seen) if eligibility.seen is not None
-            else sp.csr_matrix((len(ids), n_items)))
+    seen = sp.csr_matrix(seen_pairs(dataset, as_of, ids, items))
     user_tiers = card_tiers_of(dataset, ids)
     tiers = sorted({str(t) for t in user_tiers if t != UNKNOWN_TIER})
     tier_index = pd.Index(tiers).get_indexer(user_tiers.astype(str))
@@ -231,7 +223,6 @@ def publish(
         "bundle_metrics": bundle.metrics,
         "dim": dim,
         "n_users": len(ids),
-        "top_n": top_n,
         "item_index_dtype": item_dtype.str,
         "feature_index_dtype": feature_dtype.str,
         "tiers": tiers,
@@ -257,18 +248,14 @@ def publish(
     def records() -> Iterator[tuple[str, bytes]]:
         for start in range(0, len(ids), block_size):
             stop = min(start + block_size, len(ids))
-            rows = np.arange(start, stop)
             block_features = features[start:stop]
             factors = model.user_factors(user_index[start:stop], block_features).astype(np.float32)
-            top_items, top_scores = top_k(factors, item_factors, top_n, eligibility.subset(rows))
-            for j, row in enumerate(rows.tolist()):
-                keep = top_items[j] >= 0
+            for j, row in enumerate(range(start, stop)):
                 lo, hi = features.indptr[row], features.indptr[row + 1]
                 seen_items = seen.indices[seen.indptr[row]:seen.indptr[row + 1]][:MAX_SEEN]
                 record = UserRecord(
-                    group=int(tier_index[row]), segment=int(tier_index[row]), timezone=int(zone_index[row]),
-                    opt_in=bool(opt_in[row]), factors=factors[j], top_items=top_items[j][keep],
-                    top_scores=top_scores[j][keep], feature_index=features.indices[lo:hi],
+                    group=int(tier_index[row]), timezone=int(zone_index[row]),
+                    opt_in=bool(opt_in[row]), factors=factors[j], feature_index=features.indices[lo:hi],
                     feature_values=features.data[lo:hi], seen=seen_items,
                 )
                 yield ids[row], encode_user(record, item_dtype, feature_dtype)
@@ -290,7 +277,7 @@ def publish(
     redis_bytes = _sample_memory(store, writer.version, ids)
     report = PublishReport(
         version=writer.version, previous=previous, deleted=deleted, users=writer.users_written, items=n_items,
-        dim=dim, top_n=top_n, affine_features=affine is not None,
+        dim=dim, affine_features=affine is not None,
         record_bytes_mean=writer.bytes_written / max(1, writer.users_written),
         redis_bytes_per_user=redis_bytes, seconds=time.perf_counter() - started,
     )

@@ -281,11 +281,3 @@ def load_pyfunc(uri: str, tracking_uri: str) -> PyFuncModel:
     except MlflowException as error:
         raise TrackingError(f"cannot load model {uri!r} from {tracking_uri}: {error.message}") from error
 
-
-def resolve_model_uri(uri: str, tracking_uri: str, destination: Path) -> Path:
-    """Copy the bundle behind `uri` to `destination` (for callers that keep it); returns the path."""
-    with resolved_bundle(uri, tracking_uri) as local:
-        if destination.exists():
-            shutil.rmtree(destination)
-        shutil.copytree(local, destination)
-    return destination

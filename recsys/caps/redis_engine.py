@@ -6,10 +6,8 @@ lives in one slot):
 - `{qm:u:<user_id>}`  one hash per cardholder: `o` opted-out time, `m` muted time, `u` unopened
   streak, `l` last sent time, `c:<content_id>` last time each content was sent, `P` the push
   records (reserved / confirmed / released) in one string, format 2: each record is RS (0x1e)
-  followed by its nine fields joined by US (0x1f), see `lua/caps.lua`. A `P` written in format 1
-  (a JSON array, before November 2026) is still read and is rewritten in format 2 by the
-  cardholder's next write. Invisible records (expired reservations, pushes older than every
-  window) are dropped by the next write. The key expires
+  followed by its nine fields joined by US (0x1f), see `lua/caps.lua`. Invisible records (expired
+  reservations, pushes older than every window) are dropped by the next write. The key expires
   after `policy.retention` without writes, except while the cardholder is opted out or muted
   forever (those must never be forgotten).
 - `{qm:t:<campaign>}:<window>`  reservations of a campaign in one throttle window (expires).
@@ -28,7 +26,6 @@ reservation whose reply was lost may exist; it only blocks, and stops counting a
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections import defaultdict
@@ -808,13 +805,6 @@ def _push_rows(packed: str) -> list[tuple[Any, ...]]:
     """The `P` field's records as (push id, status, ts, expires, tx, content, kind, tags, campaign)."""
     if not packed:
         return []
-    if packed.startswith("["):
-        # format 1 (JSON array), rewritten as format 2 by the cardholder's next write;
-        # Lua's JSON encoder writes an empty list as {}
-        return [
-            (*row[:7], tuple(row[7]) if isinstance(row[7], list) else (), row[8])
-            for row in json.loads(packed)
-        ]
     rows = []
     for text in packed.split("\x1e")[1:]:
         row = text.split("\x1f")

@@ -102,9 +102,3 @@ class ZoneClock:
         table = np.array([_next_local_time(str(self.zones[code]), instant, second_of_day)
                           for code, instant in unique], dtype=np.int64)
         return table[inverse.reshape(-1)]
-
-    def instant_at(self, zone_name: str, day: datetime, second_of_day: int) -> int:
-        """The UTC instant of `second_of_day` local time on the calendar date of `day` in `zone_name`."""
-        tz = zone(zone_name)
-        hour, rest = divmod(second_of_day, 3600)
-        return int(datetime(day.year, day.month, day.day, hour, rest // 60, rest % 60, tzinfo=tz).timestamp())
