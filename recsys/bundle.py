@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +27,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys.atomic import atomic_directory
 from recsys.ids import IdIndex
 from recsys.models import IncompatibleModelError, Recommender, load_model
-from recsys.models.base import _replace_directory as replace_directory
 from recsys.models.base import library_versions
 
 if TYPE_CHECKING:
@@ -111,11 +109,9 @@ class ModelBundle:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the bundle directory atomically (temp sibling, then rename); returns the path."""
+        """Write the bundle directory atomically (`recsys.atomic`); returns the path."""
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with atomic_directory(target) as staging:
             self.model.save(staging / "model")
             (staging / "features.json").write_text(json.dumps(self.feature_state))
             users = pd.DataFrame({"user_id": self.users.ids.astype(str)})
@@ -136,10 +132,6 @@ class ModelBundle:
                 "params": self.params,
             }
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-            replace_directory(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         logger.info("saved model bundle to %s", target)
         return target
 
