@@ -28,6 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.atomic import atomic_directory
+from recsys.cells import split_list
 from recsys.ids import IdIndex
 from recsys.models import IncompatibleModelError, Recommender, load_model
 from recsys.models.base import library_versions
@@ -288,8 +289,6 @@ def current_item_meta(bundle_meta: pd.DataFrame, content: pd.DataFrame) -> pd.Da
 
 def split_tiers(cells: pd.Series) -> list[frozenset[str]]:
     """`gold|platinum` cells -> sets of tiers; an empty cell is the empty set (no restriction)."""
-    from features.builder import split_list
-
     return [frozenset(parts) for parts in split_list(cells)]
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 import redis
 import scipy.sparse as sp
 
+from recsys.cells import split_list
 from recsys.publication import (
     PublicationStore,
     PublicationWriter,
@@ -31,6 +32,7 @@ from recsys.publication import (
     encode_user,
     index_dtype,
 )
+from recsys.times import utc_timestamp
 
 if TYPE_CHECKING:
     from features.loader import Dataset
@@ -68,12 +70,6 @@ class PublishReport:
 def _epoch_seconds(values: pd.Series) -> list[float | None]:
     stamps = pd.to_datetime(values, utc=True)
     return [None if pd.isna(v) else v.timestamp() for v in stamps]
-
-
-def _split(cell: object) -> list[str]:
-    if not isinstance(cell, str):
-        return []
-    return [part.strip() for part in cell.split("|") if part.strip()]
 
 
 def bundle_fingerprint(path: str | os.PathLike[str]) -> str:
@@ -179,8 +175,7 @@ def publish(
     from recsys.bundle import card_tiers_of, current_item_meta, seen_pairs
 
     started = time.perf_counter()
-    as_of = pd.Timestamp(as_of if as_of is not None else bundle.as_of)
-    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    as_of = utc_timestamp(as_of if as_of is not None else bundle.as_of)
     holders = dataset.cardholders.drop_duplicates("user_id")
     ids = holders["user_id"].astype(str).to_numpy(dtype=object)
     if not len(ids):
@@ -234,8 +229,8 @@ def publish(
             "ids": item_ids,
             "titles": [str(titles.get(i, i)) for i in item_ids],
             "kinds": meta["kind"].astype("string").fillna("article").tolist(),
-            "tags": [_split(cell) for cell in meta["tags"].astype(object)],
-            "card_tiers": [_split(cell) for cell in meta["card_tiers"].astype(object)],
+            "tags": split_list(meta["tags"]).tolist(),
+            "card_tiers": split_list(meta["card_tiers"]).tolist(),
             "transactional": meta["transactional"].fillna(False).astype(bool).tolist(),
             "valid_from": _epoch_seconds(meta["valid_from"]),
             "valid_to": _epoch_seconds(meta["valid_to"]),

@@ -63,11 +63,11 @@ class BundlePyfunc(PythonModel):
 
         from recsys.bundle import build_eligibility, recommendation_rows
         from recsys.ranking import top_k
+        from recsys.times import utc_timestamp
 
         params = params or {}
         k = int(params.get("k", 10))
-        as_of = pd.Timestamp(params.get("as_of") or self.bundle.as_of)
-        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
+        as_of = utc_timestamp(params.get("as_of") or self.bundle.as_of)
         ids = model_input["user_id"].astype(str).to_numpy(dtype=object)
         factors = self.bundle.user_factors_for(ids)
         tiers = (model_input["card_tier"].astype("string").fillna("unknown").to_numpy(dtype=object)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from recsys.caps.decisions import (
     Block,
@@ -37,6 +37,7 @@ from recsys.caps.decisions import (
     from_ms,
 )
 from recsys.caps.policy import Limit, Policy, QuietHours, format_duration
+from recsys.times import zone
 
 RESERVED = ReservationStatus.RESERVED
 CONFIRMED = ReservationStatus.CONFIRMED
@@ -83,16 +84,6 @@ class Calendar:
     month_start: int
     month_end: int
     quiet_until: int | None  # end of the current quiet period, None when not quiet
-
-
-@lru_cache(maxsize=512)
-def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise CapRequestError(
-            f"unknown time zone {name!r}: use an IANA name such as 'Asia/Shanghai'"
-        ) from error
 
 
 def _local_ms(day: datetime, at: time, tz: ZoneInfo) -> int:

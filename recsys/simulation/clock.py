@@ -9,24 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
+from recsys.times import zone
+
 NEVER = np.int64(-(2**53))  # an instant long before any window start: "no push yet"
-
-
-class ZoneError(ValueError):
-    """An unknown IANA time zone name."""
-
-
-@lru_cache(maxsize=256)
-def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ZoneError(f"unknown time zone {name!r}: use an IANA name such as 'Asia/Shanghai'") from error
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import pandas as pd
 
+from recsys.cells import split_list
 from recsys.simulation.clock import NEVER
 from recsys.simulation.vector_caps import Items, SimulationError
+from recsys.times import utc_timestamp
 
 if TYPE_CHECKING:
     from features.loader import Dataset
@@ -141,8 +143,6 @@ def activity_levels(dataset: Dataset, user_ids: np.ndarray, as_of: pd.Timestamp)
 
 def split_tags(cells: pd.Series) -> tuple[tuple[str, ...], ...]:
     """`dining|weekend` cells -> tuples of tags (empty cell -> ())."""
-    from features.builder import split_list
-
     return tuple(tuple(parts) for parts in split_list(cells))
 
 
@@ -244,7 +244,7 @@ def load_world(
             raise SimulationError(f"{data_dir}: no events to date the simulation from; give --truth or data "
                                   "with transactions, clicks, reads or pushes")
         as_of = span[1]
-    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    as_of = utc_timestamp(as_of)
 
     holders = dataset.cardholders.drop_duplicates("user_id")
     user_ids = holders["user_id"].astype(str).to_numpy(dtype=object)
