@@ -25,6 +25,8 @@ import redis
 import scipy.sparse as sp
 
 from recsys.cells import split_list
+from recsys.eligibility import card_tiers_of
+from recsys.fallback import popularity
 from recsys.publication import (
     PublicationStore,
     PublicationWriter,
@@ -40,8 +42,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-UNKNOWN_TIER = "unknown"
-POPULARITY_WINDOW_DAYS = 90
 MAX_SEEN = 4096
 AFFINE_TOLERANCE = 1e-3
 
@@ -116,43 +116,6 @@ def affine_feature_map(model: Any, n_features: int, sample: sp.csr_matrix
     return None
 
 
-def popularity(dataset: Dataset, as_of: pd.Timestamp, items: Any, tiers: list[str],
-               holder_tier: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Overall [n_items] and per-tier [n_tiers, n_items] popularity in [0, 1]: reads and opened
-    pushes in the last 90 days before `as_of` (a per-tier score leans 80 % on its tier)."""
-    start = as_of - pd.Timedelta(days=POPULARITY_WINDOW_DAYS)
-    frames = []
-    reads = dataset.article_reads
-    if len(reads):
-        window = reads[(reads["ts"] > start) & (reads["ts"] <= as_of)]
-        frames.append(window[["user_id", "content_id"]])
-    pushes = dataset.push_log
-    if len(pushes):
-        opened_ts = pushes["opened_ts"]
-        opened = pushes[opened_ts.notna() & (opened_ts > start) & (opened_ts <= as_of)]
-        frames.append(opened[["user_id", "content_id"]])
-    n_items = len(items)
-    overall = np.zeros(n_items, np.float64)
-    per_tier = np.zeros((len(tiers), n_items), np.float64)
-    if frames:
-        events = pd.concat(frames, ignore_index=True)
-        item = items.index_of(events["content_id"].astype(str).to_numpy())
-        known = item >= 0
-        overall = np.bincount(item[known], minlength=n_items).astype(np.float64)
-        tier_of = holder_tier.reindex(events["user_id"].astype(str).to_numpy()).to_numpy(dtype=object)
-        tier_index = pd.Index(tiers).get_indexer(tier_of)
-        both = known & (tier_index >= 0)
-        flat = np.bincount(tier_index[both] * n_items + item[both], minlength=len(tiers) * n_items)
-        per_tier = flat.reshape(len(tiers), n_items).astype(np.float64)
-
-    def norm(values: np.ndarray) -> np.ndarray:
-        top = values.max(axis=-1, keepdims=True) if values.size else values
-        return np.divide(values, top, out=np.zeros_like(values), where=top > 0)
-
-    overall_share = norm(overall)
-    return overall_share.astype(np.float32), (0.8 * norm(per_tier) + 0.2 * overall_share).astype(np.float32)
-
-
 def publish(
     bundle: ModelBundle,
     dataset: Dataset,
@@ -172,7 +135,7 @@ def publish(
     fault-injection tests). If anything fails before the switch, the new version's keys are
     removed and the live version is untouched.
     """
-    from recsys.bundle import card_tiers_of, current_item_meta, seen_pairs
+    from recsys.bundle import current_item_meta, seen_pairs
 
     started = time.perf_counter()
     as_of = utc_timestamp(as_of if as_of is not None else bundle.as_of)
@@ -189,9 +152,9 @@ def publish(
 
     features = sp.csr_matrix(builder.transform_users(dataset, as_of, ids), dtype=np.float32)
     seen = sp.csr_matrix(seen_pairs(dataset, as_of, ids, items))
-    user_tiers = card_tiers_of(dataset, ids)
-    tiers = sorted({str(t) for t in user_tiers if t != UNKNOWN_TIER})
-    tier_index = pd.Index(tiers).get_indexer(user_tiers.astype(str))
+    fallback = popularity(dataset, as_of, items)
+    tiers = fallback.tiers
+    tier_index = pd.Index(tiers).get_indexer(card_tiers_of(dataset, ids).astype(str))
     zones = holders["timezone"].astype("string").fillna("").to_numpy(dtype=object)
     zone_names = sorted(set(zones.tolist()) | {""})
     zone_index = pd.Index(zone_names).get_indexer(zones)
@@ -200,8 +163,6 @@ def publish(
 
     sample_rows = np.random.default_rng(0).choice(len(ids), size=min(64, len(ids)), replace=False)
     affine = affine_feature_map(model, features.shape[1], features[np.sort(sample_rows)])
-    holder_tier = pd.Series(user_tiers, index=ids)
-    pop_overall, pop_tiers = popularity(dataset, as_of, items, tiers, holder_tier)
 
     meta = current_item_meta(bundle.item_meta, dataset.content)
     titles = dataset.content.drop_duplicates("content_id").set_index("content_id")["title"]
@@ -236,7 +197,8 @@ def publish(
             "valid_to": _epoch_seconds(meta["valid_to"]),
         },
     }
-    arrays = {"item_factors": item_factors, "pop_overall": pop_overall, "pop_segments": pop_tiers}
+    arrays = {"item_factors": item_factors, "pop_overall": fallback.overall,
+              "pop_segments": fallback.per_tier}
     if affine is not None:
         arrays["feature_map"], arrays["feature_offset"] = affine[0], affine[1]
 

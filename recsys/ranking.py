@@ -73,6 +73,18 @@ class Eligibility:
                 shape = getattr(self.seen, "shape", None)
                 raise RankingError(f"seen must be a sparse matrix of shape {(n_users, n_items)}, got {shape}")
 
+    def allows(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """bool per (user row, item column) pair: may that user be offered that item?"""
+        rows, columns = np.asarray(rows, dtype=np.int64), np.asarray(columns, dtype=np.int64)
+        allowed = np.ones(rows.shape, dtype=bool)
+        if self.item_allowed is not None:
+            allowed &= np.asarray(self.item_allowed)[columns]
+        if self.user_group is not None:
+            allowed &= np.asarray(self.group_item_allowed)[np.asarray(self.user_group)[rows], columns]
+        if self.seen is not None:
+            allowed &= ~np.asarray(sp.csr_matrix(self.seen)[rows, columns]).ravel().astype(bool)
+        return allowed
+
     def subset(self, rows: np.ndarray) -> Eligibility:
         """The eligibility of the users at `rows` (in that order)."""
         rows = np.asarray(rows, dtype=np.int64)

@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from recsys.caps.decisions import Candidate
+from recsys.eligibility import cardholder_items, tier_table, valid_between
 from recsys.publication import PublishedVersion, UserRecord
 
 logger = logging.getLogger(__name__)
 
-UNKNOWN_TIER = -1
+UNKNOWN_GROUP = -1  # the group (row of `group_allowed`) of a cardholder with no known card tier
 _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^spend\d+d_(?:share|level):total$"), "matches your card spend"),
     (re.compile(r"^spend\d+d_(?:share|level):(?P<x>.+)$"), "matches your {x} spend"),
@@ -100,13 +101,9 @@ class LiveModel:
         self.tiers: list[str] = list(published.manifest["tiers"])
         self.tier_position = {tier: g for g, tier in enumerate(self.tiers)}
         self.timezones: list[str] = list(published.manifest["timezones"])
-        item_tiers = [set(tiers) for tiers in items["card_tiers"]]
-        unrestricted = np.asarray([not tiers for tiers in item_tiers], dtype=bool)
-        # Row g: items a cardholder of tier g may get; the last row (index -1) is the unknown tier.
-        self.group_allowed = np.vstack(
-            [unrestricted | np.asarray([tier in tiers for tiers in item_tiers], dtype=bool)
-             for tier in self.tiers] + [unrestricted]
-        )
+        # Row g: items a cardholder of tier g may get; the last row (UNKNOWN_GROUP) is the unknown tier.
+        item_tiers = [frozenset(tiers) for tiers in items["card_tiers"]]
+        self.group_allowed = tier_table(item_tiers, [*self.tiers, None])
         arrays = published.arrays
         self.item_factors = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)
         self.pop_overall = arrays["pop_overall"]
@@ -155,13 +152,13 @@ class LiveModel:
 
     def unknown(self, features: dict[str, float] | None) -> Representation:
         """A cardholder the publication lacks: from supplied features, else (segment) popularity."""
-        group = UNKNOWN_TIER
+        group = UNKNOWN_GROUP
         index = np.zeros(0, np.int64)
         values = np.zeros(0, np.float32)
         if features:
             for name, weight in features.items():
                 if name.startswith("card_tier=") and weight > 0:
-                    group = self.tier_position.get(name.split("=", 1)[1], UNKNOWN_TIER)
+                    group = self.tier_position.get(name.split("=", 1)[1], UNKNOWN_GROUP)
             if self.builder is not None:
                 row = self.builder.encode_user_dicts([features])
                 index, values = row.indices.astype(np.int64), row.data.astype(np.float32)
@@ -169,7 +166,7 @@ class LiveModel:
             factors = self.normalised(values) @ self.feature_map[index] + self.feature_offset
             return Representation(factors.astype(np.float32), group, None, True, index, values,
                                   np.zeros(0, np.int64), "features")
-        source = "segment_popularity" if group != UNKNOWN_TIER else "popularity"
+        source = "segment_popularity" if group != UNKNOWN_GROUP else "popularity"
         return Representation(None, group, None, True, index, values, np.zeros(0, np.int64), source)
 
     def normalised(self, values: np.ndarray) -> np.ndarray:
@@ -185,25 +182,30 @@ class LiveModel:
         cached = self._valid_cache
         if cached is not None and cached[0] == moment:
             return cached[1]
-        with np.errstate(invalid="ignore"):
-            valid = ~(self.valid_from > moment) & ~(self.valid_to < moment)
+        valid = valid_between(self.valid_from, self.valid_to, moment)
         valid.flags.writeable = False
         self._valid_cache = (moment, valid)
         return valid
 
+    def allowed(self, user: Representation, valid: np.ndarray) -> np.ndarray:
+        """bool [n_items]: the marketing items `user` may get, given the items `valid` now."""
+        return cardholder_items(valid & self.marketing, self.group_allowed[user.group], user.opt_in,
+                                user.seen)
+
     def candidates(self, user: Representation, now: datetime, requested: list[str] | None,
                    valid: np.ndarray | None = None) -> tuple[np.ndarray, list[tuple[str, str]]]:
-        """Eligible item indices at `now` (unordered) and the requested ids skipped, with why."""
+        """Eligible item indices at `now` (unordered) and the requested ids skipped, with why.
+
+        Without `requested`: every marketing item `allowed` gives. Requested ids may also name
+        transactional items (sent even to opted-out cardholders); each skipped one says which rule
+        of `recsys.eligibility` kept it out."""
         valid = self.valid_at(now) if valid is None else valid
+        skipped: list[tuple[str, str]] = []
+        if requested is None:
+            return np.flatnonzero(self.allowed(user, valid)), skipped
         allowed = valid & self.group_allowed[user.group]
         if not user.opt_in:
             allowed = allowed & self.transactional
-        skipped: list[tuple[str, str]] = []
-        if requested is None:
-            mask = allowed & ~self.transactional
-            if len(user.seen):
-                mask[user.seen] = False
-            return np.flatnonzero(mask), skipped
         chosen = []
         seen = set(user.seen.tolist()) if len(user.seen) else ()
         for content_id in requested:
@@ -226,7 +228,7 @@ class LiveModel:
     def scores(self, user: Representation, items: np.ndarray) -> np.ndarray:
         if user.factors is not None:
             return item_scores(self.item_factors[items], user.factors)
-        popularity = self.pop_segments[user.group] if user.group != UNKNOWN_TIER else self.pop_overall
+        popularity = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
         return popularity[items].astype(np.float32)
 
     def rank(self, user: Representation, now: datetime, requested: list[str] | None,
@@ -258,14 +260,8 @@ class LiveModel:
             scores[with_factors] = item_scores(self.item_factors[None, :, :], factors[:, None, :])
         for i, user in enumerate(users):
             if user.factors is None:
-                scores[i] = self.pop_segments[user.group] if user.group != UNKNOWN_TIER else self.pop_overall
-        groups = np.fromiter((user.group for user in users), dtype=np.int64, count=n)
-        allowed = self.group_allowed[groups] & (valid & ~self.transactional)
-        for i, user in enumerate(users):
-            if not user.opt_in:
-                allowed[i] = False
-            elif len(user.seen):
-                allowed[i, user.seen] = False
+                scores[i] = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
+        allowed = np.stack([self.allowed(user, valid) for user in users])
         scores[~allowed] = -np.inf
         width = min(width, m)
         # A stable sort keeps ties in item order (as `rank` does); rows are a few hundred items.
@@ -276,16 +272,11 @@ class LiveModel:
 
     def _rank_one(self, user: Representation, valid: np.ndarray, width: int) -> Ranked:
         """`rank_block` for one cardholder: the scheduler's hot path, with as few array passes as possible."""
-        if not user.opt_in:
-            return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
-        allowed = self.group_allowed[user.group] & valid & self.marketing
-        if len(user.seen):
-            allowed[user.seen] = False
-        pool = np.flatnonzero(allowed)
+        pool = np.flatnonzero(self.allowed(user, valid))
         if user.factors is not None:
             row = item_scores(self.item_factors[pool], user.factors)
         else:
-            popularity = self.pop_segments[user.group] if user.group != UNKNOWN_TIER else self.pop_overall
+            popularity = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
             row = popularity[pool]
         if len(pool) > 4 * width:
             cut = np.partition(row, len(row) - width)[len(row) - width]
@@ -299,7 +290,7 @@ class LiveModel:
         if len(items) == 0:
             return []
         if user.factors is None:
-            tier = self.tiers[user.group] if user.group != UNKNOWN_TIER else None
+            tier = self.tiers[user.group] if user.group != UNKNOWN_GROUP else None
             return [f"popular with {tier} cardholders" if tier else "popular with cardholders"] * len(items)
         if self.contributions is None or len(user.feature_index) == 0:
             return [SIMILAR_REASON] * len(items)

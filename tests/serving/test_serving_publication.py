@@ -153,3 +153,32 @@ def test_previous_version_is_kept_until_the_next_publish(published, store, bundl
     assert store.versions() == [second.version, third.version]
     with pytest.raises(PublicationError):
         store.delete_version(third.version)
+
+
+def test_simulation_without_a_model_ranks_as_the_api_fallback(published, store, bundle, dataset,
+                                                              redis_client) -> None:
+    """The studio's default ranking is the popularity the API serves cardholders it cannot score."""
+    from recsys.fallback import popularity
+    from recsys.simulation.world import rank_candidates
+    from serving.pipeline import LiveModel, Representation
+
+    model = LiveModel(store.load(published.version))
+    ids = np.asarray(dataset.cardholders["user_id"].astype(str).tolist()[:120], dtype=object)
+    content_ids = np.asarray(model.item_ids, dtype=object)
+    simulated, _ = rank_candidates(dataset, ids, content_ids, bundle.as_of, 5)
+    served = popularity(dataset, bundle.as_of, bundle.items)
+    compared = 0
+    for row, user_id in enumerate(ids):
+        record = decode_user(redis_client.get(store.user_key(published.version, user_id)),
+                             model.item_dtype, model.feature_dtype)
+        if not record.opt_in:
+            continue
+        fallback = Representation(None, record.group, None, True, record.feature_index, record.feature_values,
+                                  record.seen, "segment_popularity")
+        ranked = model.rank_block([fallback], bundle.as_of.to_pydatetime(), 5)[0]
+        expected = [index for index in simulated[row].tolist() if index >= 0]
+        assert ranked.items.tolist() == expected, user_id
+        table = served.per_tier[record.group] if record.group >= 0 else served.overall
+        np.testing.assert_array_equal(ranked.scores, table[expected])
+        compared += 1
+    assert compared > 80
