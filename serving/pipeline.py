@@ -32,6 +32,9 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^online_share$"), "matches your online shopping"),
     (re.compile(r"^overseas_share$"), "matches your overseas spend"),
 )
+# Caps candidates are built once per campaign name; names come from requests, so the cache is bounded
+# (campaigns running at once number in the tens) and names past it are built per request instead.
+CAMPAIGN_CACHE_SIZE = 256
 SMALL_BLOCK = 4  # up to this many cardholders, one at a time is faster than a matrix block
 MAX_BLOCK = 64
 SIMILAR_REASON = "opened by cardholders with similar activity"
@@ -135,7 +138,7 @@ class LiveModel:
                 for item_id, kind, tags, transactional
                 in zip(self.item_ids, self.kinds, self.tags, self.transactional.tolist(), strict=True)
             ]
-            if len(self._cap_candidates) < 256:
+            if len(self._cap_candidates) < CAMPAIGN_CACHE_SIZE:
                 self._cap_candidates[campaign] = cached
         return cached
 

@@ -22,9 +22,17 @@ NOT_OPTED_IN = {"rule": "opt_out", "detail": "the cardholder's push_opt_in is fa
                 "eligible_at": None}
 
 
+# The caps look at the best k + CAPS_SPARE eligible candidates, not only k: rules that block single
+# items (no repeat, tag or kind limits, a full campaign) would otherwise leave answers short. Each extra
+# candidate is one more rule check inside the caps script for every request; a cap that blocks the
+# cardholder (daily, monthly, gap, quiet hours) blocks all of them alike, so more would rarely help.
+# When more are blocked than that, the answer says so (`caps.short`).
+CAPS_SPARE = 3
+
+
 def decide_width(k: int) -> int:
-    """How many of the ordered candidates the caps engine looks at (rules may block some)."""
-    return k + 3
+    """How many of the ordered candidates the caps engine looks at."""
+    return k + CAPS_SPARE
 
 
 def representations(model: LiveModel, blobs: Sequence[bytes | None],
@@ -80,6 +88,8 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
         for i, score, reason in zip(items.tolist(), scores, reasons, strict=True)
     ]
     allowed = bool(chosen)
+    # fewer than k although eligible candidates were left beyond those the caps looked at
+    short = len(chosen) < request.k and len(ranked.items) > decide_width(request.k)
     return {
         "user_id": request.user_id,
         "items": body_items,
@@ -93,6 +103,7 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
                                      else decision.eligible_at if decision is not None else None),
             "policy_version": (decision.policy_version if decision is not None
                                else snapshot.policy.policy.version),
+            "short": short,
         },
         "push_id": reservation.push_id if reservation is not None else None,
         "reservation_expires_at": reservation.expires_at.isoformat() if reservation is not None else None,
@@ -115,7 +126,8 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
         valid = model.valid_at(now)
         default = [i for i in indices if requests[i].candidates is None]
         if default:
-            width = max(decide_width(requests[i].k) for i in default)
+            # one more than the caps look at: whether eligible candidates were left unchecked
+            width = max(decide_width(requests[i].k) for i in default) + 1
             for i, ranked in zip(default, model.rank_block([users[i] for i in default], now, width, valid),
                                  strict=True):
                 ranked_all[i] = ranked

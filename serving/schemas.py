@@ -119,6 +119,10 @@ class CapsDecision(BaseModel):
     next_eligible_at: datetime | None = Field(
         description="When a candidate becomes allowed (now when allowed; null when none ever will).")
     policy_version: str
+    short: bool = Field(
+        description="True when fewer than k items are returned while eligible candidates were left "
+                    "beyond the k + 3 best the caps look at: those were not checked (a larger k checks "
+                    "more).")
 
 
 class Skipped(BaseModel):

@@ -80,6 +80,10 @@ _UNAVAILABLE = (
     OSError,
 )
 
+# A throttle window's counter outlives its window by this much, so a scheduler whose clock lags another's
+# by up to a minute still counts against the same window instead of finding the counter gone.
+THROTTLE_KEY_GRACE_MS = 60_000
+
 _CLAIM_SCRIPT = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local room = tonumber(ARGV[2]) - current
@@ -556,7 +560,8 @@ class RedisCapEngine(CapEngine):
         keys = {c: self.throttle_key(c, rates[c][0]) for c in campaigns}
         claims = self._pipeline(
             [
-                ("EVALSHA", self._claim_sha, 1, keys[c], wanted[c], rates[c][1], rates[c][2] + 60_000)
+                ("EVALSHA", self._claim_sha, 1, keys[c], wanted[c], rates[c][1],
+                 rates[c][2] + THROTTLE_KEY_GRACE_MS)
                 for c in campaigns
             ]
         )

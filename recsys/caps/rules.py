@@ -117,7 +117,12 @@ def calendar(policy: Policy, timezone: str, now: int) -> Calendar:
     return _calendar(policy.quiet_hours, timezone, now)
 
 
-@lru_cache(maxsize=4096)
+# One entry per (quiet hours, zone, millisecond): a batch decided at one instant over a few dozen zones
+# needs a few dozen; the bound only keeps a long-running process from growing without limit.
+CALENDAR_CACHE_SIZE = 4096
+
+
+@lru_cache(maxsize=CALENDAR_CACHE_SIZE)
 def _calendar(quiet: QuietHours | None, timezone: str, now: int) -> Calendar:
     tz = zone(timezone)
     local = from_ms(now).astimezone(tz)

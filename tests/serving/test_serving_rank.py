@@ -38,6 +38,7 @@ def test_reserve_takes_the_daily_slot_then_caps_block(api, published, dataset, d
     user = holders(dataset)[1]
     first = rank(api, user_id=user, k=2, now=daytime, reserve=True).json()
     assert first["push_id"] and first["caps"]["allowed"]
+    assert len(first["items"]) == 2 and first["caps"]["short"] is False
     state = api.get(f"/v1/users/{user}/caps", params={"now": daytime}, headers=SCHEDULER_HEADERS).json()
     assert state["pending_reservations"] == 1
     second = rank(api, user_id=user, k=2, now=daytime, reserve=True).json()
@@ -45,6 +46,8 @@ def test_reserve_takes_the_daily_slot_then_caps_block(api, published, dataset, d
     assert second["items"] == []
     caps = second["caps"]
     assert caps["allowed"] is False
+    # blocked while eligible candidates beyond the k + 3 the caps looked at were never checked
+    assert caps["short"] is True
     assert "limit:daily" in [block["rule"] for block in caps["blocks"]]
     assert pd.Timestamp(caps["next_eligible_at"]) > pd.Timestamp(daytime)
     state = api.get(f"/v1/users/{user}/caps", params={"now": daytime}, headers=SCHEDULER_HEADERS).json()
