@@ -10,6 +10,7 @@ import gc
 import importlib
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -22,6 +23,10 @@ from serving.metrics import MetricsMiddleware
 from serving.state import ServingState
 
 logger = logging.getLogger(__name__)
+
+# Threads ranking requests off the event loop. Ranking holds the GIL most of the time, so a second
+# thread mainly lets one group's Redis round trip overlap another's ranking; more would only queue.
+RANK_THREADS = 2
 
 ROUTERS: tuple[str, ...] = (
     "serving.routers.health",
@@ -58,13 +63,18 @@ def create_app(settings: Settings | None = None, routers: tuple[str, ...] = ROUT
         try:
             yield
         finally:
+            app.state.rank_executor.shutdown(wait=True)
+            studio = getattr(app.state, "studio", None)
+            if studio is not None:
+                studio.close()
             state.close()
 
     # A bank's network reaches no CDN: the docs pages load Swagger UI / ReDoc from the package.
     app = FastAPIOffline(title="Qianmian ranking API", version="1", description=DESCRIPTION,
                          lifespan=lifespan)
     app.state.serving = ServingState(settings)
-    app.state.coalescer = Coalescer(app.state.serving)
+    app.state.rank_executor = ThreadPoolExecutor(RANK_THREADS, thread_name_prefix="rank")
+    app.state.coalescer = Coalescer(app.state.serving, executor=app.state.rank_executor)
     errors.install(app)
     for name in routers:
         app.include_router(importlib.import_module(name).router)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from concurrent.futures import Executor
 from typing import Any
 
 from serving.ranker import rank_many
@@ -20,28 +21,32 @@ RECENT_GROUPS = 32  # groups whose sizes set how many requests a group waits for
 class Coalescer:
     """Single rank requests that arrive together are ranked in one `rank_many` call.
 
-    A worker answers one request at a time (Redis is called synchronously), so under load several
-    requests wait in the event loop; ranking them together decides their caps in one pipelined round
-    trip (and reads any records the worker does not hold in one MGET). Every request
-    still gets exactly its own answer; a cardholder asked for twice goes into a later group, so the
-    second request sees the first one's reservation.
+    Ranking runs in `executor` (a bounded thread pool), never on the event loop, so a slow Redis
+    or a large group never stalls the worker's other requests (`/healthz` among them). Requests that
+    arrive while a group is being ranked wait in the loop and form the next group, whose caps are
+    decided in one pipelined round trip (and any records the worker does not hold read in one MGET).
+    Every request still gets exactly its own answer; a cardholder asked for twice goes into a later
+    group of the same flush, ranked after the first, so the second request sees the first one's
+    reservation.
 
-    Requests arrive a few hundred microseconds apart even when the clients send them at once (the
-    worker answers the previous group one response at a time), so ranking as soon as the loop is
-    free made groups of one or two. A group therefore waits, at most `linger` seconds, until it
-    has as many requests as the largest of the last `RECENT_GROUPS` groups; while groups are of one
-    request (a single client, light load) nothing waits.
+    Requests arrive a few hundred microseconds apart even when the clients send them at once, so
+    ranking as soon as the loop is free made groups of one or two. A group therefore waits, at most
+    `linger` seconds, until it has as many requests as the largest of the last `RECENT_GROUPS`
+    groups; while groups are of one request (a single client, light load) nothing waits.
     """
 
-    def __init__(self, state: ServingState, linger: float = LINGER_SECONDS) -> None:
+    def __init__(self, state: ServingState, linger: float = LINGER_SECONDS,
+                 executor: Executor | None = None) -> None:
         self.state = state
         self.linger = linger
+        self.executor = executor  # None: the event loop's default executor
         self.pending: list[tuple[RankRequest, asyncio.Future[Any]]] = []
         self.requests = 0  # requests ranked and `rank_many` calls made: how much was coalesced
         self.groups = 0
         self.recent: deque[int] = deque([1], maxlen=RECENT_GROUPS)
         self.expected = 1
         self._timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
 
     async def rank(self, request: RankRequest) -> Any:
         loop = asyncio.get_running_loop()
@@ -67,6 +72,7 @@ class Coalescer:
             return
         self.recent.append(len(pending))
         self.expected = max(self.recent)
+        groups = []
         while pending:
             group, later, users = [], [], set()
             for item in pending:
@@ -75,19 +81,29 @@ class Coalescer:
                 else:
                     users.add(item[0].user_id)
                     group.append(item)
-            self._run(group)
+            groups.append(group)
             pending = later
+        task = asyncio.get_running_loop().create_task(self._run(groups))
+        self._flushes.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._flushes.discard)
 
-    def _run(self, group: list[tuple[RankRequest, asyncio.Future[Any]]]) -> None:
-        self.requests += len(group)
-        self.groups += 1
-        try:
-            _, bodies = rank_many(self.state, [request for request, _ in group])
-        except Exception as error:  # noqa: BLE001 - each request's task maps or re-raises it
-            for _, future in group:
+    async def _run(self, groups: list[list[tuple[RankRequest, asyncio.Future[Any]]]]) -> None:
+        loop = asyncio.get_running_loop()
+        for group in groups:
+            self.requests += len(group)
+            self.groups += 1
+            try:
+                requests = [request for request, _ in group]
+                bodies = await loop.run_in_executor(self.executor, self._rank, requests)
+            except Exception as error:  # noqa: BLE001 - each request's task maps or re-raises it
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), body in zip(group, bodies, strict=True):
                 if not future.done():
-                    future.set_exception(error)
-            return
-        for (_, future), body in zip(group, bodies, strict=True):
-            if not future.done():
-                future.set_result(body)
+                    future.set_result(body)
+
+    def _rank(self, requests: list[RankRequest]) -> list[dict[str, Any]]:
+        """One group's answers (runs in the executor)."""
+        return rank_many(self.state, requests)[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -22,4 +23,9 @@ async def coalescer(request: Request) -> Coalescer:
     return request.app.state.coalescer
 
 
+async def rank_executor(request: Request) -> Executor:
+    return request.app.state.rank_executor
+
+
 Coalescing = Annotated[Coalescer, Depends(coalescer)]
+RankExecutor = Annotated[Executor, Depends(rank_executor)]

@@ -12,7 +12,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
 @router.post("/reload", response_model=ReloadResponse, summary="Reload the live model and policy now (admin)")
-async def reload(state: State, principal: AdminAccess) -> dict:
+def reload(state: State, principal: AdminAccess) -> dict:
     """Workers also reload on their own within `RECSYS_RELOAD_INTERVAL_SECONDS`; this makes the worker
     that answers do it immediately (other workers follow at their next check)."""
     state.refresh(force=True)

@@ -20,7 +20,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", response_model=Readiness, summary="Redis answers and a model version is live",
             responses={503: {"model": Readiness,
                              "description": "Not ready: Redis down or nothing published"}})
-async def readyz(state: State) -> JSONResponse:
+def readyz(state: State) -> JSONResponse:
     body = {"status": "not_ready", "redis": False, "model_version": None, "policy_revision": None,
             "detail": ""}
     try:
@@ -41,6 +41,6 @@ async def readyz(state: State) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(state: State) -> Response:
+def metrics(state: State) -> Response:
     payload, content_type = state.metrics.exposition()
     return Response(payload, media_type=content_type)

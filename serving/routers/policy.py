@@ -32,14 +32,14 @@ def changed(state, revision: PolicyRevision) -> dict[str, Any]:
 
 
 @router.get("/policy", response_model=PolicyView, summary="The current policy and its revision")
-async def get_policy(state: State, principal: ReadAccess) -> dict:
+def get_policy(state: State, principal: ReadAccess) -> dict:
     return view(state.snapshot(need_model=False).policy)
 
 
 @router.put("/policy", response_model=PolicyView, summary="Replace the policy (admin)",
             responses={409: {"description": "Changed concurrently since If-Match"},
                        422: {"description": "Invalid policy, with every offending field named"}})
-async def put_policy(
+def put_policy(
     state: State,
     principal: AdminAccess,
     document: Annotated[dict[str, Any], Body(examples=[EXAMPLE])],
@@ -55,7 +55,7 @@ async def put_policy(
 
 
 @router.get("/policy/versions", response_model=PolicyVersions, summary="Revision history with diffs")
-async def policy_versions(state: State, principal: ReadAccess,
+def policy_versions(state: State, principal: ReadAccess,
                           limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     revisions = state.policies.history(limit)
     return {
@@ -69,13 +69,13 @@ async def policy_versions(state: State, principal: ReadAccess,
 
 
 @router.get("/policy/versions/{revision}", response_model=PolicyView, summary="One past revision")
-async def policy_revision(revision: Annotated[int, Path(ge=1, le=10**9)], state: State,
+def policy_revision(revision: Annotated[int, Path(ge=1, le=10**9)], state: State,
                           principal: ReadAccess) -> dict:
     return view(state.policies.get(revision))
 
 
 @router.post("/policy/rollback", response_model=PolicyView, summary="Make an old revision current (admin)")
-async def rollback(body: RollbackRequest, state: State, principal: AdminAccess) -> dict:
+def rollback(body: RollbackRequest, state: State, principal: AdminAccess) -> dict:
     old = state.policies.get(body.revision)
     revision = state.policies.put(old.policy, principal.name, note=f"rollback to revision {body.revision}")
     return changed(state, revision)

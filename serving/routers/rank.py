@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Response
 
 from serving.auth import RankAccess
-from serving.deps import Coalescing, State
+from serving.deps import Coalescing, RankExecutor, State
 from serving.ranker import rank_many
 from serving.responses import answers_response
 from serving.schemas import BatchRankRequest, BatchRankResponse, RankRequest, RankResponse
@@ -30,6 +32,8 @@ async def rank(body: RankRequest, coalescer: Coalescing, principal: RankAccess) 
 
 @router.post("/rank/batch", response_model=BatchRankResponse, responses=ERRORS,
              summary="Rank up to 1,000 cardholders in one call")
-async def rank_batch(body: BatchRankRequest, state: State, principal: RankAccess) -> Response:
-    snapshot, bodies = rank_many(state, body.requests)
+async def rank_batch(body: BatchRankRequest, state: State, executor: RankExecutor,
+                     principal: RankAccess) -> Response:
+    loop = asyncio.get_running_loop()
+    snapshot, bodies = await loop.run_in_executor(executor, rank_many, state, body.requests)
     return answers_response({"results": bodies, "model_version": snapshot.model.version}, bodies)

@@ -18,7 +18,7 @@ UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9
 
 
 @router.get("/users/{user_id}/caps", response_model=CapsState, summary="Cap counts and next eligible time")
-async def user_caps(user_id: UserId, state: State, principal: ReadAccess,
+def user_caps(user_id: UserId, state: State, principal: ReadAccess,
                     now: Annotated[AwareDatetime | None, Query(description="Evaluate at this time")] = None
                     ) -> dict:
     snapshot = state.snapshot(need_model=False)
