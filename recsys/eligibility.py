@@ -40,15 +40,16 @@ def tier_table(item_tiers: Sequence[Collection[str]], tiers: Sequence[str | None
     return np.vstack(rows) if rows else np.zeros((0, len(item_tiers)), dtype=bool)
 
 
-def cardholder_items(offerable: np.ndarray, tier_row: np.ndarray, opt_in: bool,
-                     seen: np.ndarray) -> np.ndarray:
-    """bool [n_items]: what one cardholder may get now. `offerable`: valid and not transactional;
-    `tier_row`: their row of `tier_table`; `seen`: indices of items already read or pushed."""
-    if not opt_in:
-        return np.zeros(len(offerable), dtype=bool)
-    allowed = offerable & tier_row
-    if len(seen):
-        allowed[seen] = False
+def cardholder_items(offerable: np.ndarray, tier_rows: np.ndarray, opt_in: Sequence[bool],
+                     seen: Sequence[np.ndarray]) -> np.ndarray:
+    """bool [n, n_items]: what each of n cardholders may get now. `offerable` [n_items]: valid and not
+    transactional; `tier_rows` [n, n_items]: each one's row of `tier_table`; `opt_in` and `seen`
+    (indices of items already read or pushed) per cardholder."""
+    allowed = tier_rows & offerable
+    allowed[~np.asarray(opt_in, dtype=bool)] = False
+    for row, items in enumerate(seen):
+        if len(items):
+            allowed[row, items] = False
     return allowed
 
 

@@ -190,10 +190,11 @@ class LiveModel:
         self._valid_cache = (moment, valid)
         return valid
 
-    def allowed(self, user: Representation, valid: np.ndarray) -> np.ndarray:
-        """bool [n_items]: the marketing items `user` may get, given the items `valid` now."""
-        return cardholder_items(valid & self.marketing, self.group_allowed[user.group], user.opt_in,
-                                user.seen)
+    def allowed(self, users: list[Representation], valid: np.ndarray) -> np.ndarray:
+        """bool [len(users), n_items]: the marketing items each may get, given the items `valid` now."""
+        groups = np.fromiter((user.group for user in users), dtype=np.int64, count=len(users))
+        return cardholder_items(valid & self.marketing, self.group_allowed[groups],
+                                [user.opt_in for user in users], [user.seen for user in users])
 
     def candidates(self, user: Representation, now: datetime, requested: list[str] | None,
                    valid: np.ndarray | None = None) -> tuple[np.ndarray, list[tuple[str, str]]]:
@@ -205,7 +206,7 @@ class LiveModel:
         valid = self.valid_at(now) if valid is None else valid
         skipped: list[tuple[str, str]] = []
         if requested is None:
-            return np.flatnonzero(self.allowed(user, valid)), skipped
+            return np.flatnonzero(self.allowed([user], valid)[0]), skipped
         allowed = valid & self.group_allowed[user.group]
         if not user.opt_in:
             allowed = allowed & self.transactional
@@ -264,7 +265,7 @@ class LiveModel:
         for i, user in enumerate(users):
             if user.factors is None:
                 scores[i] = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
-        allowed = np.stack([self.allowed(user, valid) for user in users])
+        allowed = self.allowed(users, valid)
         scores[~allowed] = -np.inf
         width = min(width, m)
         # A stable sort keeps ties in item order (as `rank` does); rows are a few hundred items.
@@ -275,7 +276,7 @@ class LiveModel:
 
     def _rank_one(self, user: Representation, valid: np.ndarray, width: int) -> Ranked:
         """`rank_block` for one cardholder: the scheduler's hot path, with as few array passes as possible."""
-        pool = np.flatnonzero(self.allowed(user, valid))
+        pool = np.flatnonzero(self.allowed([user], valid)[0])
         if user.factors is not None:
             row = item_scores(self.item_factors[pool], user.factors)
         else:

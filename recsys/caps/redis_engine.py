@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -79,6 +80,9 @@ _UNAVAILABLE = (
     redis.exceptions.SlotNotCoveredError,
     OSError,
 )
+
+# Allowed-now decisions kept for reuse: a batch decides at one instant over a catalogue of hundreds.
+ALLOWED_CACHE_SIZE = 4096
 
 # A throttle window's counter outlives its window by this much, so a scheduler whose clock lags another's
 # by up to a minute still counts against the same window instead of finding the counter gone.
@@ -633,9 +637,7 @@ class RedisCapEngine(CapEngine):
             lasts = reply[position : position + len(codes)]
             if lasts.count(-1) == len(lasts):
                 # Nothing blocks any candidate (the common case): each is allowed now.
-                at = from_ms(cal.now)
-                allowed = [CandidateDecision(c.content_id, True, (), at) for c in request.candidates]
-                return reservation, tuple(allowed)
+                return reservation, tuple([_allowed_now(c.content_id, cal.now) for c in request.candidates])
         window = policy.no_repeat.window if policy.no_repeat else None
         shared: dict[tuple[Any, ...], CandidateDecision] = {}
         decisions: list[CandidateDecision] = []
@@ -804,6 +806,12 @@ def parse_record(fields: dict[str, str]) -> rules.CardholderRecord:
             campaign=campaign or None,
         )
     return record
+
+
+@lru_cache(maxsize=ALLOWED_CACHE_SIZE)
+def _allowed_now(content_id: str, now_ms: int) -> CandidateDecision:
+    """An allowed-now decision; immutable, so the many cardholders of a batch share one per content."""
+    return CandidateDecision(content_id, True, (), from_ms(now_ms))
 
 
 def _push_rows(packed: str) -> list[tuple[Any, ...]]:

@@ -29,8 +29,9 @@ def test_tier_rows_and_the_unknown_tier() -> None:
 def test_one_cardholder_opted_out_or_having_seen_items() -> None:
     offerable = np.array([True, True, False, True])
     tier_row = np.array([True, False, True, True])
-    assert cardholder_items(offerable, tier_row, True, np.array([3])).tolist() == [True, False, False, False]
-    assert not cardholder_items(offerable, tier_row, False, np.zeros(0, np.int64)).any()
+    rows = np.vstack([tier_row, tier_row])
+    allowed = cardholder_items(offerable, rows, [True, False], [np.array([3]), np.zeros(0, np.int64)])
+    assert allowed.tolist() == [[True, False, False, False], [False] * 4]
 
 
 def test_pairs_follow_every_part_of_a_batch_eligibility() -> None:
