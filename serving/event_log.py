@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,9 @@ class EventLogUnavailable(RuntimeError):
 
 
 class EventLog:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.path = Path(path)
+        self.clock = clock
         self._lock = threading.Lock()
         self._day: date | None = None
         self._fd: int | None = None
@@ -47,7 +48,7 @@ class EventLog:
         payload = "".join(lines).encode()
         with self._lock:
             try:
-                fd = self._descriptor(datetime.now(UTC).date())
+                fd = self._descriptor(self.clock().astimezone(UTC).date())
                 written = 0
                 while written < len(payload):
                     written += os.write(fd, payload[written:])

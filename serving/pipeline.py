@@ -1,9 +1,10 @@
 """The request-time ranking pipeline over a published version.
 
 Named stages: representation (published factors, else features, else popularity) -> candidates
-(requested ids, else every published item minus those already seen) -> eligibility at `now`
-(validity window, card tier, transactional only when requested, no marketing for opted-out
-cardholders) -> score -> order. The caps stage follows in `serving.ranker`, over this order.
+(requested ids, else every published item minus those already seen; transactional notices may
+repeat) -> eligibility at `now` (validity window, card tier, transactional only when requested, no
+marketing for opted-out cardholders) -> score -> order. The caps stage follows in `serving.ranker`,
+over this order.
 """
 
 from __future__ import annotations
@@ -222,7 +223,8 @@ class LiveModel:
                 skipped.append((content_id, "not offered to this cardholder's card tier"))
             elif not allowed[position]:
                 skipped.append((content_id, "cardholder opted out of marketing pushes"))
-            elif position in seen:
+            elif position in seen and not self.transactional[position]:
+                # A transactional notice (bill due, statement ready) is due again each cycle.
                 skipped.append((content_id, "already read or pushed to this cardholder"))
             else:
                 chosen.append(position)

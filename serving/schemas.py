@@ -148,7 +148,7 @@ class BatchRankResponse(BaseModel):
     model_version: str
 
 
-EventType = Literal["sent", "failed", "opened", "clicked", "muted", "unsubscribed"]
+EventType = Literal["sent", "failed", "opened", "clicked", "muted", "unmuted", "unsubscribed", "subscribed"]
 
 
 class Event(Strict):

@@ -275,7 +275,7 @@ def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging
            scores: dict[str, np.ndarray]) -> None:
     from recsys.config import get_settings
     from training.report import write_report
-    from training.tracking import Tracker
+    from training.tracking import Tracker, run_name
 
     settings = get_settings()
     config = options.config
@@ -287,7 +287,8 @@ def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging
                  if name != MODEL_NAME}
     report_dir = write_report(staging / "report", result.summary, result.results, result.curves, scores,
                               config.k, f"ndcg@{config.k}")
-    with tracker.run(run_name=f"train-{result.as_of:%Y%m%d-%H%M}",
+    with tracker.run(run_name=run_name(options.experiment, options.data_dir, result.as_of,
+                                       pd.Timestamp.now(tz="UTC")),
                      tags={"as_of": result.as_of.isoformat(), "data_dir": str(options.data_dir)}) as run:
         run.log_params(flatten(config.to_dict()))
         run.log_params({"as_of": result.as_of.isoformat(), "split": result.split.isoformat(),

@@ -13,7 +13,8 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,27 @@ logger = logging.getLogger(__name__)
 CHAMPION = "champion"
 MODEL_ARTIFACT = "model"
 BUNDLE_ARTIFACT = "bundle"
+# MLflow's UI opens an experiment of this kind on its training runs rather than on GenAI traces
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_DEVELOPMENT = "custom_model_development"
 
 
 class TrackingError(ValueError):
     """A model URI that cannot be resolved, or a tracking store that cannot be used."""
+
+
+def require_store(tracking_uri: str) -> None:
+    """Refuse a local SQLite store that does not exist yet, instead of letting MLflow create an empty one.
+
+    Only `recsys train` creates the store; reading from a missing one is a wrong RECSYS_HOME.
+    """
+    if tracking_uri.startswith("sqlite:///"):
+        path = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise TrackingError(
+                f"no MLflow store at {path}: set RECSYS_HOME (or RECSYS_MLFLOW_TRACKING_URI) to where "
+                "`recsys train` logged its runs, or train a model first"
+            )
 
 
 def metric_key(name: str) -> str:
@@ -78,6 +96,24 @@ class BundlePyfunc(PythonModel):
         return recommendation_rows(ids, indices, scores, self.bundle.items)
 
 
+def model_description(name: str) -> str:
+    """The registered model's description: what a version is and what `champion` means."""
+    return (
+        "Qianmian push ranker: each version is a LightFM hybrid model bundle logged by `recsys train` "
+        "(its run holds the holdout metrics, the report and the bundle). The `champion` alias is the "
+        f"version the ranking API publishes (`recsys publish --model models:/{name}@champion`). "
+        "`recsys train` moves it when a new version passes the champion gate on the holdout metric; "
+        "`recsys models promote VERSION --reason ...` moves it by hand, recording who, when, why and "
+        "the metrics at the time in the version's `champion.*` tags and the audit file under RECSYS_HOME."
+    )
+
+
+def run_name(experiment: str, data_dir: Path, as_of: datetime, started: datetime) -> str:
+    """A run name that tells runs apart: experiment, data directory, as-of time and when the run started."""
+    return (f"{experiment} | {Path(data_dir).name} | as-of {as_of:%Y-%m-%d %H:%M} | "
+            f"at {started.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
+
+
 @dataclass(frozen=True)
 class Champion:
     version: str
@@ -100,10 +136,13 @@ class Tracker:
     def _experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment)
         if found is not None:
+            if found.tags.get(EXPERIMENT_KIND_TAG) is None:
+                self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
             return found.experiment_id
         location = (self.artifact_root / self.experiment).resolve()
         location.mkdir(parents=True, exist_ok=True)
-        return self.client.create_experiment(self.experiment, artifact_location=location.as_uri())
+        return self.client.create_experiment(self.experiment, artifact_location=location.as_uri(),
+                                             tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT})
 
     @contextmanager
     def run(self, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[Tracker]:
@@ -198,9 +237,14 @@ class Tracker:
         return Champion(version=str(version.version), run_id=version.run_id or "", value=value)
 
     def register(self, model_uri: str, name: str) -> str:
-        """Register `model_uri` as a new version of `name`; returns the version number."""
+        """Register `model_uri` as a new version of `name`; returns the version number.
+
+        The registered model's description (what MLflow's Models page shows) says what the versions
+        and the `champion` alias are; it is set on every registration, so older stores get it too.
+        """
         try:
             version = mlflow.register_model(model_uri, name, await_registration_for=0)
+            self.client.update_registered_model(name, description=model_description(name))
         except MlflowException as error:
             raise TrackingError(f"cannot register {model_uri} as {name!r}: {error.message}") from error
         return str(version.version)
@@ -211,6 +255,113 @@ class Tracker:
         except MlflowException as error:
             raise TrackingError(f"registered {name!r} version {version} but cannot point {CHAMPION!r} at it: "
                                 f"{error.message}") from error
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    """One registered version as the models commands show it (no MLflow types leave this module)."""
+
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    run_id: str
+    run_name: str
+    created: datetime
+    source: str
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+class Registry:
+    """The registered versions of one store: read them, move an alias, tag a version."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        require_store(tracking_uri)
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def aliases(self, name: str) -> dict[str, str]:
+        """Alias -> version of a registered model; refuses a name the store does not hold."""
+        try:
+            aliases = self.client.get_registered_model(name).aliases
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                known = sorted(model.name for model in self.client.search_registered_models())
+                raise TrackingError(
+                    f"no registered model {name!r} in {self.tracking_uri} (registered: "
+                    f"{', '.join(known) or 'none'}): set RECSYS_REGISTERED_MODEL_NAME or pass --name"
+                ) from error
+            raise TrackingError(f"cannot read registered model {name!r}: {error.message}") from error
+        return {alias: str(version) for alias, version in aliases.items()}
+
+    def versions(self, name: str) -> list[ModelVersionInfo]:
+        """Every version of `name`, newest first, with its run's metrics and parameters."""
+        aliases = self.aliases(name)
+        try:
+            found = self.client.search_model_versions(f"name = '{name}'")
+        except MlflowException as error:
+            raise TrackingError(f"cannot list the versions of {name!r}: {error.message}") from error
+        infos = [self._info(version, aliases) for version in found]
+        return sorted(infos, key=lambda info: int(info.version), reverse=True)
+
+    def version(self, name: str, version: str) -> ModelVersionInfo:
+        aliases = self.aliases(name)
+        if not str(version).isdigit():
+            raise TrackingError(f"model version {version!r} is not a version number (e.g. 3)")
+        try:
+            found = self.client.get_model_version(name, str(version))
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                numbers = sorted(int(item.version)
+                                 for item in self.client.search_model_versions(f"name = '{name}'"))
+                raise TrackingError(
+                    f"{name!r} has no version {version} (versions: {', '.join(map(str, numbers)) or 'none'})"
+                ) from error
+            raise TrackingError(f"cannot read {name!r} version {version}: {error.message}") from error
+        return self._info(found, aliases)
+
+    def _info(self, version: Any, aliases: dict[str, str]) -> ModelVersionInfo:
+        metrics: dict[str, float] = {}
+        params: dict[str, str] = {}
+        run_name = ""
+        if version.run_id:
+            try:
+                run = self.client.get_run(version.run_id)
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise TrackingError(f"cannot read run {version.run_id}: {error.message}") from error
+            else:
+                metrics, params = dict(run.data.metrics), dict(run.data.params)
+                run_name = run.info.run_name or ""
+        number = str(version.version)
+        return ModelVersionInfo(
+            name=version.name, version=number,
+            aliases=tuple(sorted(alias for alias, pointed in aliases.items() if pointed == number)),
+            run_id=version.run_id or "", run_name=run_name,
+            created=datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC),
+            source=version.source or "", tags=dict(version.tags or {}), metrics=metrics, params=params,
+        )
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        try:
+            self.client.set_registered_model_alias(name, alias, str(version))
+        except MlflowException as error:
+            raise TrackingError(f"cannot point {alias!r} of {name!r} at version {version}: "
+                                f"{error.message}") from error
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        try:
+            self.client.delete_registered_model_alias(name, alias)
+        except MlflowException as error:
+            raise TrackingError(f"cannot remove {alias!r} from {name!r}: {error.message}") from error
+
+    def tag_version(self, name: str, version: str, tags: Mapping[str, str]) -> None:
+        try:
+            for key, value in tags.items():
+                self.client.set_model_version_tag(name, str(version), key, str(value))
+        except MlflowException as error:
+            raise TrackingError(f"cannot tag {name!r} version {version}: {error.message}") from error
 
 
 def _signature():
@@ -252,6 +403,8 @@ def resolved_bundle(uri: str, tracking_uri: str) -> Iterator[Path]:
         return
     if not uri.startswith(("models:/", "runs:/", "file:")):
         raise TrackingError(f"model URI {uri!r} must start with models:/, runs:/ or be a bundle path")
+    if not uri.startswith("file:"):
+        require_store(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     staging = Path(tempfile.mkdtemp(prefix="qianmian-model-"))
@@ -274,6 +427,8 @@ def resolved_bundle(uri: str, tracking_uri: str) -> Iterator[Path]:
 
 def load_pyfunc(uri: str, tracking_uri: str) -> PyFuncModel:
     """The logged model as an MLflow pyfunc (`predict(DataFrame with user_id[, card_tier])`)."""
+    if uri.startswith(("models:/", "runs:/")):
+        require_store(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:

@@ -2,15 +2,19 @@
 
 For every cardholder with at least one eligible item at the as-of time, the truth's open probability
 of the item a model would push first; the ceiling is the truth's own best eligible item.
+`score_recommendations` scores a recommendation file (the `recsys recommend` output) as the share of
+the popularity-to-oracle gap it closes, overall and for cardholders who never read articles.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from recsys.ids import IdIndex
 from recsys.ranking import Eligibility, top_k
@@ -77,3 +81,135 @@ def expected_open_rates(
     out = {f"open_rate_top1.{name}": top1_open_rate(open_prob, top1) for name, top1 in top1_by_model.items()}
     out["open_rate_top1.truth_best"] = top1_open_rate(open_prob, best_eligible(open_prob, eligibility))
     return out
+
+
+@dataclass(frozen=True)
+class Top1Gap:
+    """Mean truth open probability of the top-1 item of the engine, popularity and the oracle."""
+
+    users: int
+    engine: float
+    popularity: float
+    oracle: float
+
+    @property
+    def gap_closed(self) -> float:
+        """(engine - popularity) / (oracle - popularity); NaN when the oracle does not beat popularity."""
+        gap = self.oracle - self.popularity
+        return (self.engine - self.popularity) / gap if gap > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class GapScore:
+    """A recommendation file scored against a world's truth (see `score_recommendations`)."""
+
+    overall: Top1Gap
+    non_readers: Top1Gap
+    covered: float  # share of scored cardholders whose top-1 is known and eligible
+    violations: int  # scored cardholders whose top-1 is not eligible (counted as nothing sent)
+
+    def to_dict(self) -> dict[str, float]:
+        out: dict[str, float] = {"gap_closed_top1": self.overall.gap_closed,
+                                 "gap_closed_top1_non_readers": self.non_readers.gap_closed,
+                                 "covered": self.covered, "violations": self.violations}
+        for prefix, gap in (("", self.overall), ("non_readers.", self.non_readers)):
+            for name in ("engine", "popularity", "oracle"):
+                out[f"{prefix}{name}_top1"] = getattr(gap, name)
+            out[f"{prefix}users"] = gap.users
+        return out
+
+
+def top1_gap(
+    open_prob: np.ndarray,
+    engine: np.ndarray,
+    popularity: np.ndarray,
+    oracle: np.ndarray,
+    rows: np.ndarray | None = None,
+) -> Top1Gap:
+    """Gap closed over ``rows`` (bool mask; default all) of [n_users] top-1 item indices.
+
+    An index of -1 means nothing is sent (open probability 0); cardholders for whom the oracle has
+    no eligible item are left out.
+    """
+    rows = np.ones(len(open_prob), dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
+    rows = rows & (np.asarray(oracle) >= 0)
+    picked = {}
+    for name, top1 in (("engine", engine), ("popularity", popularity), ("oracle", oracle)):
+        top1 = np.asarray(top1)[rows]
+        users = np.flatnonzero(rows)
+        values = np.where(top1 >= 0, open_prob[users, np.maximum(top1, 0)], 0.0)
+        picked[name] = float(values.mean()) if len(values) else float("nan")
+    return Top1Gap(users=int(rows.sum()), **picked)
+
+
+def _pair_allowed(eligibility: Eligibility, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    allowed = np.ones(len(rows), dtype=bool)
+    if eligibility.item_allowed is not None:
+        allowed &= np.asarray(eligibility.item_allowed)[cols]
+    if eligibility.user_group is not None:
+        allowed &= np.asarray(eligibility.group_item_allowed)[np.asarray(eligibility.user_group)[rows], cols]
+    if eligibility.seen is not None and len(rows):
+        allowed &= ~np.asarray(eligibility.seen[rows, cols]).ravel().astype(bool)
+    return allowed
+
+
+def read_recommendations(path: str | Path) -> pd.DataFrame:
+    """A recommendation file (.parquet or .csv with user_id, rank, content_id)."""
+    path = Path(path)
+    frame = pd.read_csv(path, dtype={"user_id": str, "content_id": str}) if path.suffix.lower() == ".csv" \
+        else pd.read_parquet(path)
+    missing = sorted({"user_id", "rank", "content_id"} - set(frame.columns))
+    if missing:
+        raise ValueError(f"recommendation file {path} lacks column(s) {', '.join(missing)}: "
+                         "give the output of `recsys recommend`")
+    return frame
+
+
+def score_recommendations(
+    recommendations: pd.DataFrame, dataset: Dataset, truth: WorldTruth, as_of: pd.Timestamp | None = None
+) -> GapScore:
+    """Gap closed at top-1 by ``recommendations`` (user_id, rank, content_id; rank 1 = first).
+
+    Eligibility is the product's at ``as_of`` (default: the truth's): valid, not transactional, the
+    card tier allowed, not already read or pushed. Popularity pushes each cardholder the eligible item
+    read most often up to ``as_of``; the oracle the eligible item with the highest true open
+    probability. A cardholder's top-1 is their lowest-ranked row; a missing, unknown or ineligible
+    one counts as nothing sent. Non-readers are the truth's ``user_reader == False``.
+    """
+    from recsys.bundle import build_eligibility, card_tiers_of, item_metadata, seen_pairs
+
+    check_truth_covers(truth, dataset)
+    as_of = truth.as_of if as_of is None else as_of
+    user_ids = np.asarray(truth.user_ids).astype(str).astype(object)
+    users, items = IdIndex(user_ids), IdIndex(np.asarray(truth.content_ids).astype(str).astype(object))
+    seen = seen_pairs(dataset, as_of, user_ids, items)
+    eligibility = build_eligibility(item_metadata(dataset.content, items), items, as_of,
+                                    card_tiers_of(dataset, user_ids), seen)
+    open_prob = np.asarray(truth.open_prob, dtype=np.float32)
+
+    reads = dataset.article_reads.loc[(dataset.article_reads["ts"] <= as_of).to_numpy()]
+    read_items = items.index_of(reads["content_id"].astype(str).to_numpy(dtype=object))
+    counts = np.bincount(read_items[read_items >= 0], minlength=len(items)).astype(np.float32)
+    popularity, _ = top_k(np.ones((len(users), 1), dtype=np.float32), counts[:, None], 1, eligibility)
+    oracle = best_eligible(open_prob, eligibility)
+
+    ranked = recommendations.sort_values("rank", kind="stable").drop_duplicates("user_id")
+    rows = users.index_of(ranked["user_id"].astype(str).to_numpy(dtype=object))
+    cols = items.index_of(ranked["content_id"].astype(str).to_numpy(dtype=object))
+    known = rows >= 0
+    rows, cols = rows[known], cols[known]
+    engine = np.full(len(users), -1, dtype=np.int64)
+    engine[rows] = cols
+    listed = engine >= 0
+    allowed = np.zeros(len(users), dtype=bool)
+    allowed[rows[cols >= 0]] = _pair_allowed(eligibility, rows[cols >= 0], cols[cols >= 0])
+    scored = oracle >= 0
+    violations = int((listed & ~allowed & scored).sum())
+    engine = np.where(allowed, engine, -1)
+    reader = np.asarray(truth.user_reader, dtype=bool)
+    return GapScore(
+        overall=top1_gap(open_prob, engine, popularity[:, 0], oracle),
+        non_readers=top1_gap(open_prob, engine, popularity[:, 0], oracle, ~reader),
+        covered=float((engine[scored] >= 0).mean()) if scored.any() else float("nan"),
+        violations=violations,
+    )

@@ -6,6 +6,7 @@ Other areas add commands to the same group through `caps_app` (e.g. `caps_app.co
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -64,6 +65,9 @@ def state(
         help="Cap key prefix (default: RECSYS_REDIS_PREFIX + ':caps', as the ranking API uses).",
     ),
     cluster: bool = typer.Option(False, "--cluster", help="The URL names a Redis Cluster node."),
+    now: str | None = typer.Option(
+        None, "--now", help="Evaluate at this time (ISO 8601, UTC if no zone). Default: the current time."
+    ),
 ) -> None:
     """Show a cardholder's cap counts, pending reservations and next eligible time from Redis."""
     from recsys.caps.decisions import CapRequestError, CapStoreUnavailable
@@ -72,18 +76,17 @@ def state(
     from recsys.config import get_settings
 
     settings = get_settings()
+    key_prefix = prefix or f"{settings.redis_prefix}:caps"
+    at = _parse_now(now) if now is not None else None
     try:
         chosen = policy_path or settings.policy_path
         policy = load_policy(chosen) if chosen else default_policy()
-        engine = RedisCapEngine.from_url(
-            redis_url or settings.redis_url,
-            policy,
-            prefix=prefix or f"{settings.redis_prefix}:caps",
-            cluster=cluster,
-        )
+        engine = RedisCapEngine.from_url(redis_url or settings.redis_url, policy, prefix=key_prefix,
+                                         cluster=cluster)
         try:
-            current = engine.state(user_id, timezone=timezone)
+            current = engine.state(user_id, timezone=timezone, now=at)
             bytes_used = engine.memory_usage(user_id)
+            key = engine.user_key(user_id)
         finally:
             engine.close()
     except (PolicyError, CapRequestError) as error:
@@ -95,6 +98,14 @@ def state(
     typer.echo(
         f"cardholder {current.user_id} ({current.timezone}) as of {current.as_of:%Y-%m-%d %H:%M:%S} UTC"
     )
+    source = "--prefix" if prefix else f"RECSYS_REDIS_PREFIX={settings.redis_prefix!r}"
+    typer.echo(f"  key: {key} ({source}); policy: {policy.version} ({chosen or 'shipped default'})")
+    if not bytes_used:
+        typer.echo(
+            f"  no caps record: nothing was ever reserved for {current.user_id} under {key_prefix!r}. "
+            "Check the id, and that the prefix is the ranking API's (RECSYS_REDIS_PREFIX or --prefix). "
+            "Below: what an empty record allows."
+        )
     for limit in current.limits:
         typer.echo(f"  {limit.name}: {limit.count}/{limit.max} ({limit.window})")
     typer.echo(f"  pending reservations: {len(current.pending)}; sent in history: {current.sent_total}")
@@ -107,3 +118,13 @@ def state(
     for block in current.blocks:
         typer.echo(f"    blocked by {block.rule}: {block.detail}")
     typer.echo(f"  stored bytes: {bytes_used}")
+
+
+def _parse_now(text: str) -> datetime:
+    """`--now` as an aware UTC datetime; a clear error naming the option otherwise."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time, e.g. 2026-10-31T10:00:00+08:00",
+                                 param_hint="--now") from error
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -1,4 +1,5 @@
-"""World command: `recsys synth` writes a synthetic cardholder world and its hidden truth."""
+"""World commands: `recsys synth` writes a synthetic cardholder world and its hidden truth; `recsys score`
+scores a recommendation file against that truth."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 def register(app: typer.Typer) -> None:
     app.command("synth")(synth)
+    app.command("score")(score)
 
 
 def parse_end(text: str) -> pd.Timestamp:
@@ -51,18 +53,45 @@ def synth(
     fmt: str = typer.Option("parquet", "--format", help="Table file format: parquet or csv."),
     force: bool = typer.Option(False, "--force", help="Replace an existing generated data directory."),
     progress: bool = typer.Option(False, "--progress", help="Show a progress bar."),
+    scenario: str | None = typer.Option(None, "--scenario",
+                                        help="A named world structure: categories (the default world), "
+                                             "merchants, needs or sparse-readers; the options below "
+                                             "override its settings."),
+    taste: str | None = typer.Option(None, "--taste",
+                                     help="What links hidden taste to behaviour: categories (spend "
+                                          "categories), merchants (individual MCCs) or needs (menu needs)."),
+    reader_share: float | None = typer.Option(None, "--reader-share",
+                                              help="Share of cardholders who read articles at all, 0-1 "
+                                                   "(default world: about 0.6)."),
+    tags: str | None = typer.Option(None, "--tags",
+                                    help="Content tag vocabulary: topics (topic names), synonyms (three "
+                                         "opaque codes per topic) or noisy (topic tags dropped and added)."),
+    hour_preference: float | None = typer.Option(None, "--hour-preference",
+                                                 help="Weight of each cardholder's preferred hour in the "
+                                                      "open logit, 0-4 (0: send hour does not matter)."),
+    noise: float | None = typer.Option(None, "--noise",
+                                       help="Std of noise between the taste behind opens and the taste "
+                                            "spend, menu and reads show, 0-5 (0: none)."),
 ) -> None:
     """Generate a synthetic cardholder world: contract-valid tables plus the hidden truth.
 
     Hidden tastes drive card spend (real ISO 18245 MCCs), menu clicks, article reads and push answers.
+    --scenario and the structure options make worlds whose taste shows through other channels.
 
     The truth file holds each cardholder's true open probability per item at --end and the response model.
     """
     from recsys.world import WorldConfig, WorldConfigError, WorldOutputError, generate_world
+    from recsys.world.scenario import SCENARIOS, Scenario
 
+    if scenario is not None and scenario not in SCENARIOS:
+        typer.echo(f"error: --scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}", err=True)
+        raise typer.Exit(code=2)
+    base = SCENARIOS[scenario] if scenario is not None else Scenario()
+    structure = base.with_overrides(taste_channel=taste, reader_share=reader_share, tags=tags,
+                                    hour_preference=hour_preference, noise=noise)
     try:
         config = WorldConfig(users=users, items=items, days=days, seed=seed, end=parse_end(end),
-                             fmt=fmt.lower())  # type: ignore[arg-type]
+                             fmt=fmt.lower(), scenario=structure)  # type: ignore[arg-type]
     except WorldConfigError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error
@@ -90,3 +119,33 @@ def synth(
         if bar is not None:
             bar.close()
     typer.echo(summary.describe())
+
+
+def score(
+    data: Path = typer.Option(..., "--data", help="The synthetic world's data directory."),
+    recs: Path = typer.Option(..., "--recs", help="Recommendation file (.parquet or .csv: user_id, rank, "
+                              "content_id), e.g. the `recsys recommend` output."),
+    truth: Path | None = typer.Option(None, "--truth", help="The world's hidden truth. Default: "
+                                      "<data>.truth.npz beside the directory."),
+) -> None:
+    """Score recommendations against a synthetic world's truth: share of the popularity-to-oracle gap
+    closed by each cardholder's top-1, overall and for cardholders who never read (one JSON line)."""
+    import json
+
+    from features.contract import ContractError
+    from features.loader import load_dataset
+    from recsys.world.generator import default_truth_path
+    from recsys.world.truth import TruthFileError
+    from training.truth import TruthMismatchError, load_truth, read_recommendations, score_recommendations
+
+    try:
+        world = load_truth(truth if truth is not None else default_truth_path(data))
+        frame = read_recommendations(recs)
+        result = score_recommendations(frame, load_dataset(data), world)
+    except (TruthFileError, TruthMismatchError, ContractError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from error
+    except (OSError, ValueError) as error:
+        typer.echo(f"error: cannot score {recs} ({error})", err=True)
+        raise typer.Exit(code=2) from error
+    typer.echo(json.dumps({key: round(value, 5) for key, value in result.to_dict().items()}))

@@ -13,8 +13,12 @@ finance part of the taste (`menu`), article reads from taste under popularity-bi
 the ~60% who read at all (`reads`), and push opens and mutes from the response model, whose open
 logit is engagement + item appeal + taste . item topics (`pushes`, `response`). So behaviour a bank
 can observe carries the signal a model needs to personalise, also for cardholders who never read.
-Modules: `catalog` (vocabularies, MCCs), `clock` (days and card cycles), `content`, `tables`
-(Arrow schemas and writers), `pseudonyms` (ids), `sampling`.
+`scenario` changes that structure (taste on merchants or needs instead of categories, the share of
+readers, tag vocabularies, time-of-day preference, noise) so models can be checked on worlds unlike
+the default one.
+Modules: `catalog` (vocabularies, MCCs), `clock` (days and card cycles), `content`,
+`content_variants` (merchant topics, other tag vocabularies), `tables` (Arrow schemas and writers),
+`pseudonyms` (ids), `sampling`.
 """
 
 from recsys.world.generator import (

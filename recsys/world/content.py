@@ -78,7 +78,16 @@ class Content:
         return np.arange(len(catalog.CARD_TIERS))[:, None] >= self.min_tier[None, :]
 
 
-def make_content(rng: np.random.Generator, n_items: int, start_us: int, end_us: int, days: int) -> Content:
+def make_content(
+    rng: np.random.Generator,
+    n_items: int,
+    start_us: int,
+    end_us: int,
+    days: int,
+    primary_weights: np.ndarray | None = None,
+) -> Content:
+    """The catalogue; ``primary_weights`` (probability per topic of being an item's primary topic)
+    replaces the default balanced spread of primary topics."""
     n_rem = min(len(REMINDERS), max(1, n_items // 40))
     n_mkt = n_items - n_rem
     n_art = int(round(0.5 * n_mkt))
@@ -86,8 +95,11 @@ def make_content(rng: np.random.Generator, n_items: int, start_us: int, end_us: 
     kinds = np.array(["article"] * n_art + ["promotion"] * n_pro + ["activity"] * (n_mkt - n_art - n_pro))
 
     n_topics = len(TOPICS)
-    primary = np.concatenate([rng.permutation(n_topics) for _ in range(n_mkt // n_topics + 1)])[:n_mkt]
-    primary = rng.permutation(primary)
+    if primary_weights is None:
+        primary = np.concatenate([rng.permutation(n_topics) for _ in range(n_mkt // n_topics + 1)])[:n_mkt]
+        primary = rng.permutation(primary)
+    else:
+        primary = rng.choice(n_topics, n_mkt, p=primary_weights)
     topics = np.zeros((n_items, n_topics))
     topics[np.arange(n_mkt), primary] = 1.0
     n_secondary = np.searchsorted([0.4, 0.8, 1.0], rng.random(n_mkt), side="right")

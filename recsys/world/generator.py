@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +27,14 @@ from recsys.atomic import replace_directory
 from recsys.world import catalog
 from recsys.world.clock import DAY_US, Clock
 from recsys.world.content import Content, make_content
+from recsys.world.content_variants import retag, to_merchants
 from recsys.world.menu import make_menu_clicks
-from recsys.world.population import Cardholders, make_cardholders
+from recsys.world.population import Cardholders, make_cardholders, with_scenario
 from recsys.world.pseudonyms import pseudonyms
 from recsys.world.pushes import CampaignPlan, make_pushes, plan_campaigns
 from recsys.world.reads import make_reads
 from recsys.world.response import ResponseModel, ResponseParams
+from recsys.world.scenario import Scenario
 from recsys.world.spend import make_transactions
 from recsys.world.tables import SCHEMAS, TIMESTAMP, TableFormat, TableSink
 from recsys.world.truth import write_truth
@@ -46,8 +48,8 @@ MAX_DAYS = 730
 MAX_ITEMS = 5_000
 MIN_ITEMS = 5
 
-# RNG streams
-_CONTENT, _PEOPLE, _SPEND, _MENU, _READS, _PUSHES, _CAMPAIGNS = range(7)
+# RNG streams (the last two are used only by non-default scenarios, so default worlds stay unchanged)
+_CONTENT, _PEOPLE, _SPEND, _MENU, _READS, _PUSHES, _CAMPAIGNS, _CATALOGUE_VARIANT, _SCENARIO = range(9)
 _USER_SALT, _PUSH_SALT = 1, 2
 
 
@@ -61,7 +63,11 @@ class WorldOutputError(ValueError):
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """What to generate. ``end`` is the last instant of the window and the truth's as-of time."""
+    """What to generate. ``end`` is the last instant of the window and the truth's as-of time.
+
+    ``scenario`` sets how the world is structured (`recsys.world.scenario`); its ``hour_preference``
+    becomes the response model's ``hour_weight``.
+    """
 
     users: int = 10_000
     items: int = 200
@@ -70,9 +76,18 @@ class WorldConfig:
     end: pd.Timestamp = DEFAULT_END
     fmt: TableFormat = "parquet"
     params: ResponseParams = field(default_factory=ResponseParams)
+    scenario: Scenario = field(default_factory=Scenario)
+
+    @property
+    def response_params(self) -> ResponseParams:
+        if not self.scenario.hour_preference:
+            return self.params
+        return replace(self.params, hour_weight=self.scenario.hour_preference)
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = list(self.scenario.problems())
+        if self.params.hour_weight:
+            problems.append("params.hour_weight comes from the scenario: set scenario.hour_preference")
         if self.users < 1:
             problems.append(f"--users must be at least 1, got {self.users}")
         if not MIN_ITEMS <= self.items <= MAX_ITEMS:
@@ -103,16 +118,23 @@ class WorldSummary:
     oracle_top1: float
     popular_top1: float
     never_read_share: float
+    reader_share: float = float("nan")
+    scenario: Scenario = field(default_factory=Scenario)
 
     def describe(self) -> str:
         lines = [f"wrote {self.out} in {self.seconds:.1f}s (truth: {self.truth})"]
+        if not self.scenario.is_default:
+            options = ", ".join(f"{key}={value}" for key, value in self.scenario.to_dict().items()
+                                if key != "name")
+            lines.append(f"  scenario {self.scenario.name or 'custom'}: {options}")
         lines += [f"  {name:<14}{count:>12,} rows" for name, count in self.rows.items()]
         ratio = self.oracle_top1 / self.popular_top1 if self.popular_top1 else float("nan")
         lines.append(
             f"  expected open rate of the top-1 eligible push: oracle {self.oracle_top1:.3f}, "
             f"most popular {self.popular_top1:.3f} (x{ratio:.2f})"
         )
-        lines.append(f"  cardholders who never read an article: {self.never_read_share:.1%}")
+        lines.append(f"  cardholders who never read an article: {self.never_read_share:.1%} "
+                     f"(readers by trait: {self.reader_share:.1%})")
         return "\n".join(lines)
 
 
@@ -211,6 +233,7 @@ class _TruthParts:
     persona: list[np.ndarray] = field(default_factory=list)
     statement_day: list[np.ndarray] = field(default_factory=list)
     reader: list[np.ndarray] = field(default_factory=list)
+    peak_hour: list[np.ndarray] = field(default_factory=list)
 
     def add(self, people: Cardholders, ids: pa.Array) -> None:
         self.ids.append(np.asarray(ids.to_numpy(zero_copy_only=False), dtype=str))
@@ -220,6 +243,8 @@ class _TruthParts:
         self.persona.append(people.persona.astype(np.int16))
         self.statement_day.append(people.statement_day.astype(np.int8))
         self.reader.append(people.reader.copy())
+        if people.peak_hour is not None:
+            self.peak_hour.append(people.peak_hour.astype(np.float32))
 
 
 class _Top1Check:
@@ -274,7 +299,8 @@ def _write_block(
     ids = pseudonyms("u", people.index, seed, _USER_SALT)
     sinks["cardholders"].write(cardholder_columns(people, ids, clock))
 
-    tx = make_transactions(np.random.default_rng([seed, _SPEND, block]), people, clock)
+    scenario = config.scenario
+    tx = make_transactions(np.random.default_rng([seed, _SPEND, block]), people, clock, scenario)
     order = _sorted(tx.user, tx.ts)
     sinks["transactions"].write({
         "user_id": ids.take(pa.array(tx.user[order])),
@@ -286,7 +312,7 @@ def _write_block(
         "overseas": pa.array(tx.overseas[order], mask=tx.overseas_null[order]),
     })
 
-    menu = make_menu_clicks(np.random.default_rng([seed, _MENU, block]), people, clock)
+    menu = make_menu_clicks(np.random.default_rng([seed, _MENU, block]), people, clock, scenario)
     order = _sorted(menu.user, menu.ts)
     sinks["menu_clicks"].write({
         "user_id": ids.take(pa.array(menu.user[order])),
@@ -338,10 +364,17 @@ def generate_world(
 
     end = pd.Timestamp(config.end).tz_convert("UTC")
     clock = Clock.ending(end, config.days)
+    scenario = config.scenario
     content_rng = np.random.default_rng([config.seed, _CONTENT])
-    content = make_content(content_rng, config.items, clock.start_us, clock.end_us, config.days)
+    content = make_content(content_rng, config.items, clock.start_us, clock.end_us, config.days,
+                           primary_weights=scenario.primary_topic_weights())
+    if scenario.space.fine or scenario.tags != "topics":
+        variant_rng = np.random.default_rng([config.seed, _CATALOGUE_VARIANT])
+        if scenario.space.fine:
+            content = to_merchants(variant_rng, content, scenario.space)
+        content = retag(variant_rng, content, scenario.space, scenario.tags)
     content_ids = pa.array(content.content_id, type=pa.string())
-    params = config.params
+    params = config.response_params
     campaign_rng = np.random.default_rng([config.seed, _CAMPAIGNS])
     plan = plan_campaigns(campaign_rng, content, clock, burn_in=params.window_days)
 
@@ -355,21 +388,26 @@ def generate_world(
             parts = _TruthParts()
             check = _Top1Check(content, clock.end_us)
             never_read = 0
+            readers_by_trait = 0
             per_block = block_size(config.days)
             n_blocks = -(-config.users // per_block)
             for block in range(n_blocks):
                 first = block * per_block
                 size = min(per_block, config.users - first)
                 people = make_cardholders(
-                    np.random.default_rng([config.seed, _PEOPLE, block]), first, size, end.year, config.days
+                    np.random.default_rng([config.seed, _PEOPLE, block]), first, size, end.year, config.days,
+                    reader_share=scenario.reader_share,
                 )
+                scenario_rng = np.random.default_rng([config.seed, _SCENARIO, block])
+                people = with_scenario(scenario_rng, people, scenario)
                 model = ResponseModel(params, people.engagement, people.centred_taste(), people.mute_offset,
-                                      content.appeal, content.topics, content.transactional)
+                                      content.appeal, content.topics, content.transactional, people.peak_hour)
                 ids, readers = _write_block(sinks, config, block, people, content, content_ids, clock, model,
                                             plan)
                 parts.add(people, ids)
                 check.add(people.tier, model.open_prob_matrix())
                 never_read += int((~readers).sum())
+                readers_by_trait += int(people.reader.sum())
                 logger.debug("block %d/%d written", block + 1, n_blocks)
                 if progress is not None:
                     progress(first + size, config.users)
@@ -385,7 +423,21 @@ def generate_world(
             content.appeal,
             content.topics,
             content.transactional,
+            np.concatenate(parts.peak_hour) if parts.peak_hour else None,
         )
+        arrays = {
+            "user_engagement": full.user_engagement,
+            "user_taste": full.user_taste,
+            "user_mute_offset": full.user_mute_offset,
+            "user_persona": np.concatenate(parts.persona),
+            "user_statement_day": np.concatenate(parts.statement_day),
+            "user_reader": np.concatenate(parts.reader),
+            "item_appeal": full.item_appeal,
+            "item_topics": full.item_topics,
+            "item_transactional": full.item_transactional,
+        }
+        if full.user_peak_hour is not None:
+            arrays["user_peak_hour"] = full.user_peak_hour
         block_rows = max(1_000, 4_000_000 // config.items)  # ~16 MB of open_prob per block
         write_truth(
             truth_path,
@@ -393,20 +445,11 @@ def generate_world(
             content_ids=np.asarray(content.content_id, dtype=str),
             as_of=end,
             seed=config.seed,
-            topics=catalog.TOPICS,
+            topics=scenario.space.names,
             persona_names=tuple(p.name for p in catalog.PERSONAS),
             params=params,
-            arrays={
-                "user_engagement": full.user_engagement,
-                "user_taste": full.user_taste,
-                "user_mute_offset": full.user_mute_offset,
-                "user_persona": np.concatenate(parts.persona),
-                "user_statement_day": np.concatenate(parts.statement_day),
-                "user_reader": np.concatenate(parts.reader),
-                "item_appeal": full.item_appeal,
-                "item_topics": full.item_topics,
-                "item_transactional": full.item_transactional,
-            },
+            arrays=arrays,
+            scenario=None if scenario.is_default else scenario.to_dict(),
             open_prob_blocks=(
                 full.open_prob_matrix(slice(i, i + block_rows)) for i in range(0, config.users, block_rows)
             ),
@@ -426,6 +469,8 @@ def generate_world(
         oracle_top1=oracle,
         popular_top1=popular,
         never_read_share=never_read / config.users,
+        reader_share=readers_by_trait / config.users,
+        scenario=scenario,
     )
     logger.info("world of %d cardholders written to %s in %.1fs", config.users, out, summary.seconds)
     return summary

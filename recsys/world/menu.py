@@ -14,6 +14,9 @@ times:
 - ``card_activation``: in the first week after a card opened within the window;
 - ``customer_service``: a low base rate, higher for cardholders living abroad;
 - ``promotions``: with cashback taste and general engagement.
+
+A topic's taste enters a rate as ``min(exp(leaning * taste), cap)`` with the scenario's leaning and
+cap (`Scenario.menu_leaning`: 0.6 and 6 by default, stronger in a ``needs`` world).
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ import numpy as np
 
 from features.contract import MENU_KEYS
 from recsys.world import catalog
-from recsys.world.catalog import TOPIC_INDEX
 from recsys.world.clock import DAYTIME, Clock, event_times, expand_counts
 from recsys.world.population import Cardholders
+from recsys.world.scenario import Scenario
 from recsys.world.spend import expected_monthly_spend
+
+_DEFAULT = Scenario()
 
 DUE_AFTER_DAYS = 20
 
@@ -43,18 +48,20 @@ def _window(since: np.ndarray, low: int, high: int) -> np.ndarray:
     return ((since >= low) & (since <= high)).astype(np.float64)
 
 
-def click_rates(people: Cardholders, clock: Clock) -> list[np.ndarray]:
+def click_rates(people: Cardholders, clock: Clock, scenario: Scenario = _DEFAULT) -> list[np.ndarray]:
     """One [n, days] expected-click matrix per menu key, in `MENU_KEYS` order."""
     days = np.arange(clock.days)
     active = (days[None, :] >= people.open_day[:, None]).astype(np.float64)
     act = people.menu_activity[:, None] * active
     since = clock.cycle_position(people.statement_day)
-    taste = people.centred_taste()
+    taste = people.behaviour_taste()
+    exponent, cap = scenario.menu_leaning
+    index = scenario.space.index
 
     def leaning(topic: str) -> np.ndarray:
-        return np.minimum(np.exp(0.6 * taste[:, TOPIC_INDEX[topic]]), 6.0)[:, None]
+        return np.minimum(np.exp(exponent * taste[:, index[topic]]), cap)[:, None]
 
-    monthly = expected_monthly_spend(people)
+    monthly = expected_monthly_spend(people, scenario)
     utilisation = monthly / people.credit_limit
     tenure_months = np.maximum(-people.open_day, 0) / 30.0 + 1.0
     points = tenure_months * monthly * catalog.TIER_POINTS_RATE[people.tier]
@@ -80,9 +87,11 @@ def click_rates(people: Cardholders, clock: Clock) -> list[np.ndarray]:
     return [rates[key] for key in MENU_KEYS]
 
 
-def make_menu_clicks(rng: np.random.Generator, people: Cardholders, clock: Clock) -> MenuClicks:
+def make_menu_clicks(
+    rng: np.random.Generator, people: Cardholders, clock: Clock, scenario: Scenario = _DEFAULT
+) -> MenuClicks:
     users, days, keys = [], [], []
-    for key, rate in enumerate(click_rates(people, clock)):
+    for key, rate in enumerate(click_rates(people, clock, scenario)):
         user, day = expand_counts(rng.poisson(rate))
         users.append(user)
         days.append(day)

@@ -9,7 +9,9 @@ Generative story per cardholder:
 2. a persona (`catalog.PERSONAS`) chosen by age and tier; the hidden taste is the persona's leanings
    plus individual noise and small age effects: a log-interest per topic (spend categories and
    finance topics). Spend, menu use, article reads and push opens all derive from this one vector,
-   which is what makes observed behaviour informative about push response.
+   which is what makes observed behaviour informative about push response. A scenario
+   (`with_scenario`) may move that taste onto individual MCCs, let behaviour show a noisy copy of it
+   (``shown_taste``) and give each cardholder a preferred hour for opening pushes.
 3. scalar traits: engagement (general responsiveness), whether they read articles at all and how
    often, spend level and transaction rate, menu activity, autopay, statement day, the intensity of
    broadcast pushes the bank sent them in the past, and a personal mute propensity.
@@ -17,12 +19,13 @@ Generative story per cardholder:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from recsys.world import catalog
 from recsys.world.catalog import TOPIC_INDEX
+from recsys.world.scenario import Scenario, merchant_taste, peak_hours, reader_threshold
 
 
 @dataclass
@@ -57,6 +60,8 @@ class Cardholders:
     push_intensity: np.ndarray  # past marketing pushes per 30 days
     mute_offset: np.ndarray
     online_pref: np.ndarray
+    shown_taste: np.ndarray | None = None  # the log-taste behaviour shows (None: the true one)
+    peak_hour: np.ndarray | None = None  # preferred local hour for opening pushes (None: none)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -77,6 +82,17 @@ class Cardholders:
         """The taste vector the response model uses: log-interest minus the cardholder's mean."""
         return (self.log_taste - self.log_taste.mean(axis=1, keepdims=True)).astype(np.float32)
 
+    @property
+    def shown_log_taste(self) -> np.ndarray:
+        """The log-taste that spend, menu use and reads follow (the true one unless the world adds noise)."""
+        return self.log_taste if self.shown_taste is None else self.shown_taste
+
+    def behaviour_taste(self) -> np.ndarray:
+        """`shown_log_taste` centred like `centred_taste`."""
+        if self.shown_taste is None:
+            return self.centred_taste()
+        return (self.shown_taste - self.shown_taste.mean(axis=1, keepdims=True)).astype(np.float32)
+
 
 def _categorical(rng: np.random.Generator, logits: np.ndarray) -> np.ndarray:
     """One draw per row from softmax(logits) via the Gumbel-max trick."""
@@ -87,8 +103,14 @@ def _from_shares(rng: np.random.Generator, shares: np.ndarray, n: int) -> np.nda
     return np.searchsorted(np.cumsum(shares) / np.sum(shares), rng.random(n), side="right")
 
 
-def make_cardholders(rng: np.random.Generator, start: int, n: int, end_year: int, days: int) -> Cardholders:
-    """Cardholders ``start .. start+n-1`` of the world, drawn from ``rng``."""
+def make_cardholders(
+    rng: np.random.Generator, start: int, n: int, end_year: int, days: int, reader_share: float | None = None
+) -> Cardholders:
+    """Cardholders ``start .. start+n-1`` of the world, drawn from ``rng``.
+
+    ``reader_share``: the share of them who read articles (the more engaged and younger first, with
+    logistic noise); None draws each from the default engagement model (about 60% read).
+    """
     index = np.arange(start, start + n, dtype=np.int64)
 
     band = _from_shares(rng, np.array([0.05, 0.60, 0.23, 0.12]), n)
@@ -137,7 +159,13 @@ def make_cardholders(rng: np.random.Generator, start: int, n: int, end_year: int
     log_taste[:, TOPIC_INDEX["travel_perks"]] += 0.3 * (tier >= 2)
 
     engagement = rng.normal(0.0, 0.6, n) + 0.15 * young
-    reader = rng.random(n) < 1.0 / (1.0 + np.exp(-(0.55 + 1.1 * engagement + 0.3 * young - 0.3 * older)))
+    reader_logit = 0.55 + 1.1 * engagement + 0.3 * young - 0.3 * older
+    draw = rng.random(n)
+    if reader_share is None:
+        reader = draw < 1.0 / (1.0 + np.exp(-reader_logit))
+    else:
+        draw = np.clip(draw, 1e-12, 1.0 - 1e-12)
+        reader = reader_threshold(reader_logit + np.log(draw) - np.log1p(-draw), reader_share)
     read_rate = rng.lognormal(np.log(2.2), 0.8, n) * np.exp(0.4 * engagement)
 
     spend_level = rng.lognormal(0.0, 0.45, n) * catalog.TIER_AMOUNT_FACTOR[tier]
@@ -180,3 +208,20 @@ def make_cardholders(rng: np.random.Generator, start: int, n: int, end_year: int
         mute_offset=mute_offset,
         online_pref=online_pref,
     )
+
+
+def with_scenario(rng: np.random.Generator, people: Cardholders, scenario: Scenario) -> Cardholders:
+    """The block's cardholders in the scenario's taste space, with shown-taste noise and peak hours.
+
+    Draws from ``rng`` only for the parts the scenario turns on, in a fixed order (merchant taste,
+    noise, peak hours); the default scenario returns ``people`` unchanged.
+    """
+    changes = {}
+    log_taste = people.log_taste
+    if scenario.space.fine:
+        log_taste = changes["log_taste"] = merchant_taste(rng, people.log_taste, scenario.space)
+    if scenario.noise:
+        changes["shown_taste"] = log_taste + rng.normal(0.0, scenario.noise, log_taste.shape)
+    if scenario.hour_preference:
+        changes["peak_hour"] = peak_hours(rng, len(people))
+    return replace(people, **changes) if changes else people

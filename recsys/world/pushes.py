@@ -11,7 +11,8 @@ points expiring near month end).
 
 The answers come from `recsys.world.response.ResponseModel`: a push is opened with the fatigued open
 probability (``recent`` = marketing pushes in the trailing window, this one included; pushes from a
-burn-in month before the window count too) and muted with the mute probability, which rises with
+burn-in month before the window count too; at the cardholder's local send hour, which matters when the
+world has a time-of-day preference) and muted with the mute probability, which rises with
 ``recent``. A cardholder who mutes receives nothing afterwards. Opens come after a lognormal delay
 (median ~40 minutes); an open that would fall after the end date is not observed.
 """
@@ -171,7 +172,11 @@ def make_pushes(
     recent = _trailing_counts(user, sent, marketing, window_days * DAY_US, origin)
 
     n = len(user)
-    opened, muted = model.draw(rng, user, item, recent)
+    local_hours = None
+    if model.params.hour_weight:
+        local_us = sent + (people.utc_offset_hours[user] * HOUR_US).astype(np.int64)
+        local_hours = (local_us % DAY_US) / HOUR_US
+    opened, muted = model.draw(rng, user, item, recent, local_hours)
     delay = np.ceil(rng.lognormal(np.log(40 * 60.0), 1.3, n)).astype(np.int64) * _SECOND_US
     opened_ts = np.where(opened, sent + delay, -1)
     opened_ts = np.where(opened_ts > clock.end_us, -1, opened_ts)

@@ -1,13 +1,14 @@
 """Article reads: drawn from hidden taste under popularity-biased exposure.
 
-Only readers read (a hidden trait: roughly 40% of cardholders never open an article). A reader's
-number of reads is Poisson with their read rate over the days their card was open. Each read picks a
-content item with probability proportional to::
+Only readers read (a hidden trait: roughly 40% of cardholders never open an article; a scenario's
+``reader_share`` sets the share). A reader's number of reads is Poisson with their read rate over the
+days their card was open. Each read picks a content item with probability proportional to::
 
     exposure[i] * kind_weight[i] * days_available[i] * exp(read_taste * taste[u] . topics[i])
 
-(exposure is the account's popularity bias; promotions and activities are read less than articles;
-reminders never), then a time within the item's validity window. Dwell time grows with affinity.
+(``taste`` is the taste behaviour shows, `Cardholders.behaviour_taste`; exposure is the account's
+popularity bias; promotions and activities are read less than articles; reminders never), then a time
+within the item's validity window. Dwell time grows with affinity.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def make_reads(rng: np.random.Generator, people: Cardholders, content: Content, 
         empty = np.zeros(0, dtype=np.int64)
         return ArticleReads(empty, empty, empty, np.zeros(0), np.zeros(0, dtype=bool))
 
-    taste = people.centred_taste()
+    taste = people.behaviour_taste()
     topics = content.topics.T.astype(np.float32)
     item = np.empty(n, dtype=np.int64)
     bounds = np.searchsorted(user, np.arange(0, len(people) + _SLICE, _SLICE))

@@ -4,13 +4,17 @@ Open probability of a push of item ``i`` to cardholder ``u``::
 
     logit = base_logit + engagement[u] + appeal[i] + taste_weight * (taste[u] . topics[i])
             - fatigue_per_push * max(0, recent - fatigue_free)      (marketing items only)
+            + hour_weight * cos(2 pi (local send hour - peak_hour[u]) / 24)   (when the hour is given)
     p_open = sigmoid(logit)
 
 ``taste[u]`` is the cardholder's centred log-interest over the world's topics (spend categories and
 finance topics, see `catalog.TOPICS`); ``topics[i]`` is the item's topic mix (non-negative, summing to
 one for marketing items, all zero for transactional reminders, whose high ``appeal`` makes them opened
 regardless of taste). ``recent`` is the number of marketing pushes the cardholder received in the
-trailing ``window_days`` days, this one included.
+trailing ``window_days`` days, this one included. ``peak_hour[u]`` is the cardholder's preferred local
+hour; the hour term averages to zero over the day, and probabilities asked without an hour (the
+truth matrix) leave it out. ``hour_weight`` is 0 unless the world's scenario sets a time-of-day
+preference.
 
 Probability that the cardholder mutes or unfollows the account right after a push::
 
@@ -40,9 +44,13 @@ class ResponseParams:
     mute_per_push: float = 0.4
     mute_relevance: float = 0.5
     window_days: int = 30
+    hour_weight: float = 0.0
 
     def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        values = asdict(self)
+        if not self.hour_weight:
+            del values["hour_weight"]  # absent at 0, so worlds without it keep their exact truth files
+        return values
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -65,6 +73,7 @@ class ResponseModel:
         item_appeal: np.ndarray,
         item_topics: np.ndarray,
         item_transactional: np.ndarray,
+        user_peak_hour: np.ndarray | None = None,
     ) -> None:
         n_users, n_topics = user_taste.shape
         if item_topics.shape[1] != n_topics:
@@ -74,6 +83,8 @@ class ResponseModel:
             )
         if len(user_engagement) != n_users or len(user_mute_offset) != n_users:
             raise ValueError("user_engagement, user_taste and user_mute_offset must have one row per user")
+        if params.hour_weight and (user_peak_hour is None or len(user_peak_hour) != n_users):
+            raise ValueError("hour_weight is set: user_peak_hour must have one preferred hour per user")
         if not len(item_appeal) == len(item_topics) == len(item_transactional):
             raise ValueError("item_appeal, item_topics and item_transactional must have one row per item")
         self.params = params
@@ -83,6 +94,7 @@ class ResponseModel:
         self.item_appeal = np.asarray(item_appeal, dtype=np.float32)
         self.item_topics = np.asarray(item_topics, dtype=np.float32)
         self.item_transactional = np.asarray(item_transactional, dtype=bool)
+        self.user_peak_hour = None if user_peak_hour is None else np.asarray(user_peak_hour, dtype=np.float32)
 
     @property
     def n_users(self) -> int:
@@ -111,17 +123,31 @@ class ResponseModel:
         excess = np.maximum(0, np.asarray(recent_pushes) - self.params.fatigue_free)
         return np.where(self.item_transactional[items], 0.0, self.params.fatigue_per_push * excess)
 
+    def hour_effect(self, users: np.ndarray, local_hours: np.ndarray | float) -> np.ndarray:
+        """The open-logit term of sending at ``local_hours`` (cardholder's local time, 0-24)."""
+        if not self.params.hour_weight or self.user_peak_hour is None:
+            return np.zeros(np.broadcast(np.asarray(users), np.asarray(local_hours)).shape)
+        angle = (np.asarray(local_hours, dtype=np.float64) - self.user_peak_hour[np.asarray(users)]) / 24.0
+        return self.params.hour_weight * np.cos(2.0 * np.pi * angle)
+
     def open_probability(
-        self, users: np.ndarray, items: np.ndarray, recent_pushes: np.ndarray | int | None = None
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        recent_pushes: np.ndarray | int | None = None,
+        local_hours: np.ndarray | float | None = None,
     ) -> np.ndarray:
         """Probability that a push of item ``items`` to cardholder ``users`` is opened.
 
         ``recent_pushes``: marketing pushes the cardholder received in the trailing ``window_days``,
         this one included; None means no fatigue (the rested cardholder of the truth matrix).
+        ``local_hours``: the cardholder's local send hour (0-24); None leaves the hour term out.
         """
         logit = self.base_logit(users, items)
         if recent_pushes is not None:
             logit = logit - self.fatigue(np.asarray(items), recent_pushes)
+        if local_hours is not None and self.params.hour_weight:
+            logit = logit + self.hour_effect(users, local_hours)
         return sigmoid(logit)
 
     def mute_probability(
@@ -144,10 +170,15 @@ class ResponseModel:
         return sigmoid(logit)
 
     def draw(
-        self, rng: np.random.Generator, users: np.ndarray, items: np.ndarray, recent_pushes: np.ndarray | int
+        self,
+        rng: np.random.Generator,
+        users: np.ndarray,
+        items: np.ndarray,
+        recent_pushes: np.ndarray | int,
+        local_hours: np.ndarray | float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Simulated answers to pushes: (opened, muted) boolean arrays, drawn independently."""
-        opened = rng.random(np.shape(users)) < self.open_probability(users, items, recent_pushes)
+        opened = rng.random(np.shape(users)) < self.open_probability(users, items, recent_pushes, local_hours)
         muted = rng.random(np.shape(users)) < self.mute_probability(users, recent_pushes, items)
         return opened, muted
 

@@ -8,8 +8,11 @@ The truth file is an uncompressed ``.npz`` holding:
   ranking filters those. Transactional reminders are included;
 - the response model (`recsys.world.response`): its scalar parameters and per-user / per-item arrays,
   so `WorldTruth.response_model()` answers open and mute probabilities under push fatigue;
-- hidden descriptors useful for diagnostics: each cardholder's persona, statement day and whether
-  they are an article reader at all.
+- hidden descriptors useful for diagnostics and scoring: each cardholder's persona, statement day and
+  whether they are an article reader at all (``user_reader``, to score readers and non-readers apart);
+- only in worlds whose scenario is not the default (`recsys.world.scenario`): the scenario's options
+  (``scenario``) and, with a time-of-day preference, each cardholder's preferred local hour
+  (``user_peak_hour``). ``topics`` names the world's taste topics (MCC-level in a merchant world).
 
 The file is written block by block (``open_prob`` is computed from the response model per block of
 cardholders), so a world of a million cardholders is saved without holding the matrix in memory.
@@ -60,6 +63,8 @@ class WorldTruth:
     persona_names: tuple[str, ...]
     user_statement_day: np.ndarray
     user_reader: np.ndarray
+    user_peak_hour: np.ndarray | None = None
+    scenario: dict | None = None
 
     def response_model(self) -> ResponseModel:
         return ResponseModel(
@@ -70,6 +75,7 @@ class WorldTruth:
             self.item_appeal,
             self.item_topics,
             self.item_transactional,
+            self.user_peak_hour,
         )
 
     @cached_property
@@ -90,6 +96,8 @@ class WorldTruth:
 
     def save(self, path: str | Path) -> None:
         arrays = {name: getattr(self, name) for name in _USER_ARRAYS + _ITEM_ARRAYS}
+        if self.user_peak_hour is not None:
+            arrays["user_peak_hour"] = self.user_peak_hour
         write_truth(
             path,
             user_ids=self.user_ids,
@@ -100,6 +108,7 @@ class WorldTruth:
             persona_names=self.persona_names,
             params=self.params,
             arrays=arrays,
+            scenario=self.scenario,
             open_prob_blocks=(self.open_prob[i : i + _BLOCK] for i in range(0, len(self.user_ids), _BLOCK)),
         )
 
@@ -135,6 +144,8 @@ class WorldTruth:
                 topics=tuple(meta["topics"]),
                 params=ResponseParams(**meta["params"]),
                 persona_names=tuple(meta["persona_names"]),
+                user_peak_hour=data.get("user_peak_hour"),
+                scenario=meta.get("scenario"),
                 **{name: data[name] for name in _USER_ARRAYS + _ITEM_ARRAYS},
             )
         except unreadable as error:
@@ -193,8 +204,12 @@ def write_truth(
     params: ResponseParams,
     arrays: dict[str, np.ndarray],
     open_prob_blocks: Iterator[np.ndarray],
+    scenario: dict | None = None,
 ) -> None:
-    """Write a truth file atomically (temporary file, then rename); ``open_prob`` arrives in row blocks."""
+    """Write a truth file atomically (temporary file, then rename); ``open_prob`` arrives in row blocks.
+
+    ``scenario`` (the options of a non-default world) is stored in the metadata when given.
+    """
     path = Path(path)
     meta = {
         "as_of": pd.Timestamp(as_of).isoformat(),
@@ -203,6 +218,8 @@ def write_truth(
         "persona_names": list(persona_names),
         "params": params.to_dict(),
     }
+    if scenario is not None:
+        meta["scenario"] = scenario
     with atomic_file(path) as tmp, \
             zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         _write_member(archive, "format_version", np.array(FORMAT_VERSION))

@@ -36,6 +36,12 @@ def apply(state, event: Event, now: datetime) -> str:
     if event.type == "muted":
         engine.record_mute(event.user_id, now=now)
         return "marketing paused per the mute rule"
+    if event.type == "unmuted":
+        engine.record_unmute(event.user_id, now=now)
+        return "mute lifted: marketing pushes resume"
+    if event.type == "subscribed":
+        engine.record_opt_in(event.user_id, now=now)
+        return "opted in to marketing pushes again"
     engine.record_opt_out(event.user_id, now=now)
     return "opted out of marketing pushes"
 

@@ -156,6 +156,7 @@ def _load_world(settings: Settings) -> int:
 
 def _compare(settings: Settings, live: Policy, live_label: str, draft: Policy, days: int | None,
              users: int | None, seed: int, charts: bool) -> dict[str, Any]:
+    from recsys.caps.words import rule_words_for
     from recsys.simulation.charts import chart_pngs
     from recsys.simulation.runner import ScheduleConfig, simulate
 
@@ -168,4 +169,8 @@ def _compare(settings: Settings, live: Policy, live_label: str, draft: Policy, d
               for name, data in (chart_pngs(report).items() if charts else ())}
     seconds = time.perf_counter() - began
     logger.info("studio simulation of %d cardholders x %d days in %.1fs", world.n_users, config.days, seconds)
-    return {"report": report.to_dict(), "charts": images, "seconds": seconds}
+    rules = {rule for outcome in report.outcomes
+             for rule in (*outcome.rules, *outcome.total.blocked_by_rule)}
+    # the page shows plain words for the rule ids, with the id in a tooltip
+    shaped = {**report.to_dict(), "rule_words": rule_words_for(sorted(rules), [live, draft])}
+    return {"report": shaped, "charts": images, "seconds": seconds}

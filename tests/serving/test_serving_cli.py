@@ -40,7 +40,8 @@ def test_events_export_command(api, published, dataset, settings, daytime, tmp_p
                       headers=SCHEDULER_HEADERS).json()
     assert ranked["push_id"], ranked
     posted = api.post("/v1/events", headers=SCHEDULER_HEADERS, json={"events": [
-        {"event_id": "cli-1", "type": "sent", "user_id": user, "push_id": ranked["push_id"]}]})
+        {"event_id": "cli-1", "type": "sent", "user_id": user, "push_id": ranked["push_id"],
+         "ts": daytime}]})
     assert posted.status_code == 200, posted.text
     result = CliRunner().invoke(app, ["events", "export", "--out", str(tmp_path / "out"),
                                       "--log", str(settings.event_log_path)])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -10,8 +10,10 @@ from serving.event_log import EventLog, EventLogError, push_log_frame
 
 
 def test_one_file_per_day_read_in_order(tmp_path) -> None:
-    log = EventLog(tmp_path / "events" / "push_log.jsonl")
+    late_evening = datetime(2026, 3, 1, 23, 59, tzinfo=UTC)
+    log = EventLog(tmp_path / "events" / "push_log.jsonl", clock=lambda: late_evening)
     log.append([{"event_id": "today", "type": "opened"}])
+    assert [path.name for path in log.files()] == ["push_log.2026-03-01.jsonl"]
     log.close()
     older = log.file_for(date(2026, 1, 2))
     older.write_text('{"event_id": "old-1"}\n{"event_id": "old-2"}\n')

@@ -22,6 +22,11 @@ def reserve(api, user: str, now: str) -> dict:
     return body
 
 
+def opted_in(dataset) -> list[str]:
+    holders = dataset.cardholders
+    return holders.loc[holders["push_opt_in"].astype("boolean").fillna(True), "user_id"].astype(str).tolist()
+
+
 def caps(api, user: str, now: str) -> dict:
     return api.get(f"/v1/users/{user}/caps", params={"now": now}, headers=SCHEDULER_HEADERS).json()
 
@@ -45,18 +50,42 @@ def test_sent_confirms_once_and_repeats_are_ignored(api, published, dataset, day
 def test_failed_releases_the_slot(api, published, dataset, daytime) -> None:
     user = dataset.cardholders["user_id"].astype(str).iloc[6]
     ranked = reserve(api, user, daytime)
-    post(api, {"event_id": "f-1", "type": "failed", "user_id": user, "push_id": ranked["push_id"]})
+    post(api, {"event_id": "f-1", "type": "failed", "user_id": user, "push_id": ranked["push_id"],
+               "ts": daytime})
     assert caps(api, user, daytime)["pending_reservations"] == 0
     assert reserve(api, user, daytime)["push_id"] != ranked["push_id"]
 
 
 def test_unsubscribed_blocks_marketing(api, published, dataset, daytime) -> None:
     user = dataset.cardholders["user_id"].astype(str).iloc[7]
-    post(api, {"event_id": "o-1", "type": "unsubscribed", "user_id": user})
+    post(api, {"event_id": "o-1", "type": "unsubscribed", "user_id": user, "ts": daytime})
     body = api.post("/v1/rank", json={"user_id": user, "now": daytime}, headers=SCHEDULER_HEADERS).json()
     assert body["caps"]["allowed"] is False
     assert body["caps"]["blocks"][0]["rule"] == "opt_out"
     assert caps(api, user, daytime)["opted_out"] is True
+
+
+def test_unsubscribed_then_subscribed_restores_marketing(api, published, dataset, daytime) -> None:
+    user = opted_in(dataset)[9]
+    post(api, {"event_id": "o-2", "type": "unsubscribed", "user_id": user, "ts": daytime})
+    assert caps(api, user, daytime)["opted_out"] is True
+    back = post(api, {"event_id": "i-2", "type": "subscribed", "user_id": user, "ts": daytime}).json()
+    assert back["results"][0] == {"event_id": "i-2", "status": "applied",
+                                  "detail": "opted in to marketing pushes again"}
+    state = caps(api, user, daytime)
+    assert state["opted_out"] is False and state["blocks"] == []
+    assert reserve(api, user, daytime)["caps"]["allowed"] is True
+
+
+def test_muted_then_unmuted_lifts_the_pause(api, published, dataset, daytime) -> None:
+    user = opted_in(dataset)[10]
+    post(api, {"event_id": "m-3", "type": "muted", "user_id": user, "ts": daytime})
+    muted = api.post("/v1/rank", json={"user_id": user, "now": daytime}, headers=SCHEDULER_HEADERS).json()
+    assert [block["rule"] for block in muted["caps"]["blocks"]] == ["muted"]
+    back = post(api, {"event_id": "u-3", "type": "unmuted", "user_id": user, "ts": daytime}).json()
+    assert back["results"][0]["detail"] == "mute lifted: marketing pushes resume"
+    assert caps(api, user, daytime)["muted"] is False
+    assert reserve(api, user, daytime)["caps"]["allowed"] is True
 
 
 def test_event_validation(api, published) -> None:
@@ -79,9 +108,10 @@ def test_log_exports_as_a_contract_push_log(api, published, dataset, world_dir, 
         post(api, {"event_id": f"s-{n}", "type": "sent", "user_id": user, "push_id": ranked["push_id"],
                    "ts": daytime})
     first_push = pushes[users[0]]["push_id"]
-    post(api, {"event_id": "op-0", "type": "opened", "user_id": users[0], "push_id": first_push},
-         {"event_id": "mu-1", "type": "muted", "user_id": users[1]},
-         {"event_id": "s-0", "type": "sent", "user_id": users[0], "push_id": "dup"})
+    post(api, {"event_id": "op-0", "type": "opened", "user_id": users[0], "push_id": first_push,
+               "ts": daytime},
+         {"event_id": "mu-1", "type": "muted", "user_id": users[1], "ts": daytime},
+         {"event_id": "s-0", "type": "sent", "user_id": users[0], "push_id": "dup", "ts": daytime})
     log = EventLog(settings.event_log_path)
     assert len(log.files()) == 1
     assert sum(1 for _ in log.read()) == 6

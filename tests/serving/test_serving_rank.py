@@ -83,6 +83,33 @@ def test_requested_candidates_unknown_and_transactional(api, published, dataset,
         assert transactional.iloc[0] in returned + [s["content_id"] for s in body["skipped"]]
 
 
+def test_a_transactional_notice_repeats_next_month(api, published, dataset, daytime) -> None:
+    """A bill reminder received before is sent again (and next month too); marketing never repeats."""
+    content = dataset.content.set_index(dataset.content["content_id"].astype(str))
+    pushes = dataset.push_log.assign(user_id=dataset.push_log["user_id"].astype(str),
+                                     content_id=dataset.push_log["content_id"].astype(str))
+    reminded = pushes[pushes["content_id"].map(content["transactional"]).fillna(False).astype(bool)]
+    open_ended = content["valid_to"].isna() & ~content["transactional"].fillna(False).astype(bool)
+    marketing = pushes[pushes["content_id"].map(open_ended).fillna(False).astype(bool)]
+    both = sorted(set(reminded["user_id"]) & set(marketing["user_id"]) & set(holders(dataset)))
+    assert both, "the seeded world has opted-in cardholders who got a reminder and a marketing push"
+    user = both[0]
+    reminder = reminded.loc[reminded["user_id"] == user, "content_id"].iloc[0]
+    old_promotion = marketing.loc[marketing["user_id"] == user, "content_id"].iloc[0]
+    next_month = (pd.Timestamp(daytime) + pd.DateOffset(months=1)).isoformat()
+    for n, now in enumerate((daytime, next_month)):
+        body = rank(api, user_id=user, k=2, now=now, reserve=True,
+                    candidates=[reminder, old_promotion]).json()
+        assert [item["content_id"] for item in body["items"]] == [reminder], body
+        assert body["skipped"] == [{"content_id": old_promotion,
+                                    "reason": "already read or pushed to this cardholder"}]
+        assert body["push_id"], body
+        sent = api.post("/v1/events", headers=SCHEDULER_HEADERS, json={"events": [
+            {"event_id": f"reminder-{n}", "type": "sent", "user_id": user, "push_id": body["push_id"],
+             "ts": now}]}).json()
+        assert sent["results"][0]["detail"] == "reservation confirmed"
+
+
 def test_opted_out_cardholder_gets_no_marketing(api, published, dataset, daytime) -> None:
     opted_out = holders(dataset, opted_in=False)
     assert opted_out, "the seeded world has opted-out cardholders"

@@ -61,6 +61,10 @@ def test_simulate_compares_the_live_policy_with_a_draft(studio_api: TestClient) 
     assert draft["total"]["sent"] < live["total"]["sent"]
     assert draft["total"]["expected_mutes"] < live["total"]["expected_mutes"]
     assert set(data["charts"]) == {"summary", "blocked_by_rule", "segments", "daily"}
+    # the page names rules in plain words, for every rule either policy has
+    words = data["report"]["rule_words"]
+    assert words["limit:monthly"] == "Monthly limit (pushes per calendar month)"
+    assert set(live["rules"]) | set(draft["rules"]) <= set(words)
     for uri in data["charts"].values():
         assert base64.b64decode(uri.removeprefix("data:image/png;base64,"))[:4] == b"\x89PNG"
     # nothing changed: the live policy is still revision 1

@@ -74,7 +74,7 @@ def browser_page():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1360, "height": 900})
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
             yield page
         finally:
             browser.close()
@@ -84,7 +84,7 @@ def number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
-def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page) -> None:
+def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page, studio_world_dir: Path) -> None:
     page = browser_page
     requests: list[str] = []
     problems: list[str] = []
@@ -99,13 +99,28 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page) ->
     page.fill("#token", ADMIN)
     page.click("#signin")
     page.wait_for_selector("#live-meta:has-text('Revision 1')")
+    page.wait_for_selector("#world-meta:has-text('cardholders')")
+    page.wait_for_selector("#versions tbody tr")
+    # a product owner's words on the page; the engineer's terms only in tooltips
+    shown = page.inner_text("body")
+    for engineer_term in ("Reservation TTL", "Retention", "limit:", "500 / 1s", "configure",
+                          str(studio_world_dir), "bootstrap", "Changes: 14"):
+        assert engineer_term not in shown, engineer_term
+    for words in ("How long a ranked push waits to be sent", "= 10 minutes", "Keep each cardholder's push "
+                  "history for", "= 400 days", "Each campaign sends at most 500 pushes every second",
+                  "Pause after pushes left unopened", '"world" data', "set by the system at first start"):
+        assert words in shown, words
+    assert "Reservation TTL" in page.get_attribute('label:has([data-field="reservation_ttl"])', "title")
+    assert str(studio_world_dir) in page.get_attribute("#world-meta", "title")
+    assert page.inner_text("#versions tbody tr >> nth=0").split("\t")[-2] == "First version"
+    assert page.get_attribute("#sim-users", "placeholder") == "all 300"
     assert page.input_value('[data-field="limits.1.name"]') == "monthly"
     assert page.input_value('[data-field="limits.1.max"]') == "4"
     assert page.is_checked('[data-toggle="quiet_hours"]')
 
     # change a cap: at most 2 marketing pushes a calendar month instead of 4
     page.fill('[data-field="limits.1.max"]', "2")
-    page.wait_for_selector("#draft-diff:has-text('limits[1].max')")
+    page.wait_for_selector("#draft-diff:has-text('monthly limit: at most')")
     page.click("#apply")  # a changed policy under the live version is refused before any request
     page.wait_for_selector("#apply-error:has-text('its own version')")
     page.fill('[data-field="version"]', "2026.12-studio")
@@ -118,19 +133,43 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page) ->
     mutes = page.locator('#compare tr[data-metric="expected_mutes"] td')
     assert 0 < draft_sent < live_sent
     assert number(mutes.nth(1).inner_text()) < number(mutes.nth(0).inner_text())
-    assert page.locator('#rules tr[data-rule="limit:monthly"]').count() == 1
+    monthly = page.locator('#rules tr[data-rule="limit:monthly"]')
+    assert monthly.count() == 1
+    assert monthly.locator("th").inner_text() == "Monthly limit (pushes per calendar month)"
+    assert monthly.locator("th").get_attribute("title") == "rule limit:monthly"
+    assert page.locator("#rules tr").first.inner_text().split("\t")[-1] == "change"
+    # "requests blocked" comes with what share of requests and why
+    requests_cells = page.locator('#compare tr[data-metric="attempts"] td')
+    blocked = page.locator('#compare tr[data-metric="blocked"] td').nth(0).inner_text()
+    share = number(blocked.split(" ")[0]) / number(requests_cells.nth(0).inner_text())
+    assert blocked.endswith(f"({100 * share:.0f}%)")
+    note = page.inner_text("#blocked-note")
+    assert f"{requests_cells.nth(0).inner_text()} requests" in note and "Main reasons" in note
+    assert "monthly limit (pushes per calendar month)" in note
+    # every segment table has a change column per figure
+    segment_tables = page.locator("#segments table")
+    assert segment_tables.count() == 2
+    for index in range(2):
+        head = segment_tables.nth(index).locator("tr").first.inner_text().split("\t")
+        assert head.count("change") == 3 and head[1] == "Pushes sent: live (rev 1)"
+    # every chart is shown at about its natural size on a 1,400 px page, so its text stays readable
     images = page.locator("#charts img")
     assert images.count() == 4
     for index in range(4):
-        assert images.nth(index).evaluate("image => image.complete && image.naturalWidth > 300")
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    print(f"studio screenshot: {SCREENSHOT.resolve()}")
+        natural, shown_width = images.nth(index).evaluate(
+            "image => image.complete && [image.naturalWidth, image.getBoundingClientRect().width]")
+        assert natural >= 1000 and shown_width >= 0.9 * natural, (natural, shown_width)
 
     # apply: the API's validated, versioned, audited update
     page.fill("#apply-note", "monthly cap 4 -> 2 after simulation")
     page.click("#apply")
     page.wait_for_selector("#apply-status:has-text('Applied: revision 2')")
+    page.wait_for_selector("#versions tbody tr:has-text('monthly limit 4 -> 2')")
+    changes = page.inner_text("#versions tbody tr >> nth=0").split("\t")[-2]
+    assert changes == "monthly limit 4 -> 2; version 2026.11-default -> 2026.12-studio"
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    print(f"studio screenshot: {SCREENSHOT.resolve()}")
     live = httpx.get(f"{server}/v1/policy", headers=ADMIN_HEADERS).json()
     assert live["revision"] == 2 and live["author"] == "admin"
     assert live["policy"]["version"] == "2026.12-studio"

@@ -39,3 +39,16 @@ def test_pointing_the_champion_at_a_missing_version_is_a_tracking_error(tracker:
     tracker.client.create_registered_model("empty-ranker")
     with pytest.raises(TrackingError, match="cannot point 'champion'"):
         tracker.set_champion("empty-ranker", "7")
+
+
+def test_experiments_are_tagged_as_model_development_for_the_mlflow_ui(tracker: Tracker) -> None:
+    old = tracker.client.create_experiment("made-before-the-tag")  # as older versions created them
+    assert "mlflow.experimentKind" not in tracker.client.get_experiment(old).tags
+    later = Tracker(tracker.tracking_uri, tracker.artifact_root, "made-before-the-tag")
+    with later.run("tagged"):
+        pass
+    assert tracker.client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+    with tracker.run("new"):
+        pass
+    kind = tracker.client.get_experiment_by_name("tracking-test").tags["mlflow.experimentKind"]
+    assert kind == "custom_model_development"

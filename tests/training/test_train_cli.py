@@ -118,6 +118,28 @@ def test_train_logs_registers_and_moves_champion_only_when_better(home: Path, sm
                   "--no-progress").exit_code == 0
     pd.testing.assert_frame_equal(pd.read_parquet(parquet), recs, check_dtype=False)
 
+    # runs are told apart by name, and the registered model says what its champion is
+    experiment = track.client.get_experiment_by_name("test").experiment_id
+    # MLflow's UI shows this experiment as model development (its runs), not as a GenAI app
+    assert track.client.get_experiment(experiment).tags["mlflow.experimentKind"] == "custom_model_development"
+    names = [run.info.run_name for run in track.client.search_runs([experiment])]
+    assert len(names) == len(set(names)) == 2
+    assert all(name.startswith(f"test | {small_world.name} | as-of ") for name in names)
+    description = track.client.get_registered_model("test-ranker").description
+    assert "champion" in description and "recsys models promote" in description
+
+    # the data scientist compares the two trained versions and promotes the second by hand, audited
+    compared = invoke("models", "compare", "champion", "2", "--json")
+    assert compared.exit_code == 0, compared.output
+    ndcg = json.loads(compared.output)["metrics"]["ndcg@10"]
+    assert ndcg["first"] == pytest.approx(champion_value := run.data.metrics["ndcg_at_10"])
+    assert ndcg["second"] < champion_value
+    promoted = invoke("models", "promote", "2", "--reason", "keep the simpler model", "--by", "test")
+    assert promoted.exit_code == 0, promoted.output
+    assert track.champion("test-ranker", "ndcg@10").version == "2"
+    listed = invoke("models", "list")
+    assert listed.exit_code == 0 and "test | " in listed.output
+
 
 def test_bad_input_is_refused_without_registering_anything(home: Path, small_world: Path, two_taste_dir: Path,
                                                            tmp_path: Path) -> None:

@@ -28,3 +28,22 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> SmallWorld:
 
 def file_bytes(directory: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
+
+
+@pytest.fixture(scope="session")
+def scenario_world(tmp_path_factory: pytest.TempPathFactory):
+    """Builds (once per session each) 3,000-cardholder worlds of 60 items and 60 days, seed 5, by scenario."""
+    from recsys.world.scenario import Scenario
+
+    built: dict[Scenario, SmallWorld] = {}
+    root = tmp_path_factory.mktemp("scenarios")
+
+    def build(scenario: Scenario) -> SmallWorld:
+        if scenario not in built:
+            out = root / f"w{len(built)}"
+            config = WorldConfig(users=3_000, items=60, days=60, seed=5, scenario=scenario)
+            summary = generate_world(config, out)
+            built[scenario] = SmallWorld(summary, load_dataset(summary.out), WorldTruth.load(summary.truth))
+        return built[scenario]
+
+    return build

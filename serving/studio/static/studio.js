@@ -13,22 +13,39 @@
     ["opens_per_push", "Expected opens per push", 3],
     ["expected_mutes", "Expected mutes / unfollows", 1],
     ["mutes_per_1k_pushes", "Mutes per 1,000 pushes", 2],
-    ["blocked", "Requests blocked", 0],
+    ["attempts", "Scheduler requests (one cardholder at one send slot)", 0],
+    ["blocked", "Requests where no push was allowed", 0],
     ["deferred_quiet_hours", "Requests deferred to the end of quiet hours", 0],
   ];
   const SEGMENT_METRICS = [
-    ["sent", "sent", 0],
-    ["opens_per_push", "opens/push", 3],
-    ["expected_mutes", "mutes", 1],
+    ["sent", "Pushes sent", 0],
+    ["opens_per_push", "Opens per push", 3],
+    ["expected_mutes", "Mutes / unfollows", 1],
   ];
+  const SEGMENT_NAMES = {card_tier: "Card tier", activity: "How active the cardholder is"};
+  // the form's words for each policy field, used wherever the page names one (technical path in a tooltip)
+  const FIELD_WORDS = {
+    version: "version", name: "name", description: "description",
+    default_timezone: "time zone when unknown", reservation_ttl: "how long a ranked push waits",
+    retention: "history kept", min_gap: "minimum time between pushes",
+    "quiet_hours.start": "quiet hours from", "quiet_hours.end": "quiet hours until", quiet_hours: "quiet hours",
+    "no_repeat.window": "no repeat within", no_repeat: "never the same content twice",
+    "fatigue.after_unopened": "pause after unopened", "fatigue.pause": "pause length", fatigue: "pause after unopened",
+    "mute.pause": "no marketing after a mute", "transactional.counts_toward_limits": "transactional notices count",
+    "campaign_throttle.max": "campaign sending: at most", "campaign_throttle.per": "campaign sending: every",
+    campaign_throttle: "campaign sending speed", "campaign_throttle.campaigns": "campaign overrides",
+    limits: "limits",
+  };
+  const LIMIT_PARTS = {max: "at most", window: "counted per", duration: "rolling period", name: "name",
+                       kinds: "kinds", tags: "topics"};
+  const UNITS = {s: "second", m: "minute", h: "hour", d: "day", w: "week"};
   const CHART_TITLES = {
     summary: "Totals",
-    blocked_by_rule: "Blocked by rule",
+    blocked_by_rule: "Why requests were blocked",
     segments: "By segment",
     daily: "Day by day",
   };
 
-  const WIDE_CHARTS = ["summary", "segments"];
 
   let live = null; // {revision, author, at, note, policy}
   let liveForm = null; // the live policy as the form reads it back, to diff the draft against
@@ -73,6 +90,33 @@
     const sign = delta > 0 ? "+" : "";
     const percent = before ? ` (${sign}${(100 * delta / before).toFixed(1)}%)` : "";
     return `${sign}${number(delta, digits)}${percent}`;
+  }
+
+  function percent(part, whole) {
+    return whole ? `${(100 * part / whole).toFixed(0)}%` : "-";
+  }
+
+  // "10m" -> "10 minutes", "forever" -> "forever"; "" when it is not a duration
+  function durationWords(value) {
+    const text = String(value ?? "").trim().toLowerCase();
+    if (text === "forever") {
+      return "forever";
+    }
+    const match = /^(\d+)\s*([smhdw])$/.exec(text);
+    if (!match) {
+      return /^\d+$/.test(text) ? durationWords(`${text}s`) : "";
+    }
+    const count = Number(match[1]);
+    return `${number(count, 0)} ${UNITS[match[2]]}${count === 1 ? "" : "s"}`;
+  }
+
+  function fieldWords(path) {
+    const limit = /^limits\[(\d+)\]\.(\w+)$/.exec(path);
+    if (limit) {
+      const name = $(`[data-field="limits.${limit[1]}.name"]`);
+      return `${name ? name.value : `limit ${Number(limit[1]) + 1}`} limit: ${LIMIT_PARTS[limit[2]] || limit[2]}`;
+    }
+    return FIELD_WORDS[path] || path.replace(/_/g, " ");
   }
 
   function cell(tag, text, className) {
@@ -200,6 +244,20 @@
     $("#campaigns tbody").replaceChildren();
     Object.entries(get(policy, "campaign_throttle.campaigns") || {}).forEach(([name, rate]) => addCampaign(name, rate));
     syncToggles();
+    syncReadings();
+  }
+
+  // each duration field read back in words beside it ("= 400 days"), and the sending speed as a sentence
+  function syncReadings() {
+    $$("[data-reads]").forEach((span) => {
+      const words = durationWords(field(span.dataset.reads).value);
+      span.textContent = words && words !== field(span.dataset.reads).value.trim() ? `= ${words}` : "";
+    });
+    const per = durationWords(text("campaign_throttle.per"));
+    $("#throttle-reads").textContent = toggle("campaign_throttle").checked && per
+      ? `Each campaign sends at most ${number(Number(text("campaign_throttle.max")) || 0, 0)} pushes every `
+        + `${per.replace(/^1 /, "")}, across all cardholders.`
+      : "Campaigns send as fast as the scheduler asks.";
   }
 
   const text = (name) => field(name).value.trim();
@@ -288,10 +346,12 @@
     const after = leaves(readForm(), "", {});
     const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])]
       .filter((key) => before[key] !== after[key]);
-    $("#draft-diff").textContent = changed.length
-      ? `The draft differs from the live policy in ${changed.length} place(s): ${changed.slice(0, 8).join(", ")}`
-        + (changed.length > 8 ? ", ..." : "")
+    const diff = $("#draft-diff");
+    diff.textContent = changed.length
+      ? `The draft differs from the live policy in ${changed.length} place(s): `
+        + `${changed.slice(0, 8).map(fieldWords).join(", ")}${changed.length > 8 ? ", ..." : ""}`
       : "The draft is the live policy.";
+    diff.title = changed.join(", ");
   }
 
   // ------------------------------------------------------------------ live policy and versions
@@ -299,25 +359,82 @@
     live = await api("GET", "/v1/policy");
     fillForm(live.policy);
     liveForm = readForm();
-    $("#live-meta").textContent = `Revision ${live.revision}: version ${live.policy.version} (${live.policy.name}), `
-      + `set by ${live.author} at ${live.at}${live.note ? ` - ${live.note}` : ""}`;
+    $("#live-meta").textContent = `Version ${live.policy.version} (${live.policy.name}), live since `
+      + `${when(live.at)}, set by ${who(live.author)}${live.note ? `: "${live.note}"` : ""}. Revision ${live.revision}.`;
     draftChanged();
+  }
+
+  // "2026-12-05T01:07:20+00:00" -> "2026-12-05 01:07 UTC"
+  function when(at) {
+    const moment = new Date(at);
+    return Number.isNaN(moment.getTime()) ? at : `${moment.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  }
+
+  const who = (author) => (author === "bootstrap" ? "the system at first start" : author);
+
+  function shortValue(value) {
+    if (value == null) {
+      return "off";
+    }
+    if (typeof value === "object") {
+      return "changed";
+    }
+    return durationWords(value) || String(value);
+  }
+
+  // one diff item ({path, old, new}) in words; a limit list is compared limit by limit
+  function describeChange(item) {
+    if (item.path === "limits" && Array.isArray(item.old) && Array.isArray(item.new)) {
+      const before = Object.fromEntries(item.old.map((limit) => [limit.name, limit]));
+      const after = Object.fromEntries(item.new.map((limit) => [limit.name, limit]));
+      const words = [];
+      const same = (a, b) => ["window", "max", "duration", "kinds", "tags"].every(
+        (key) => JSON.stringify(a[key] ?? null) === JSON.stringify(b[key] ?? null)
+          || (!(a[key] ?? []).length && !(b[key] ?? []).length));
+      Object.keys(after).forEach((name) => {
+        if (!before[name]) {
+          words.push(`new ${name} limit (at most ${after[name].max})`);
+        } else if (before[name].max !== after[name].max) {
+          words.push(`${name} limit ${before[name].max} -> ${after[name].max}`);
+        } else if (!same(before[name], after[name])) {
+          words.push(`${name} limit changed`);
+        }
+      });
+      Object.keys(before).filter((name) => !after[name]).forEach((name) => words.push(`${name} limit removed`));
+      return words.join("; ") || "limits reordered";
+    }
+    const label = fieldWords(item.path);
+    if (typeof item.old === "object" && item.old !== null || typeof item.new === "object" && item.new !== null) {
+      return item.old == null ? `${label} on` : item.new == null ? `${label} off` : `${label} changed`;
+    }
+    return `${label} ${shortValue(item.old)} -> ${shortValue(item.new)}`;
+  }
+
+  function describeRevision(revision, first) {
+    if (revision.revision === first) {
+      return "First version";
+    }
+    if (!revision.diff.length) {
+      return "No change";
+    }
+    const words = revision.diff.map(describeChange);
+    return words.slice(0, 4).join("; ") + (words.length > 4 ? `; and ${words.length - 4} more` : "");
   }
 
   async function loadVersions() {
     const data = await api("GET", "/v1/policy/versions?limit=50");
     const body = $("#versions tbody");
     body.replaceChildren();
+    const first = Math.min(...data.revisions.map((revision) => revision.revision));
     data.revisions.forEach((revision) => {
-      const paths = revision.diff.map((item) => item.path);
-      const tr = row([String(revision.revision), revision.version, revision.author, revision.at, revision.note,
-                      paths.length ? `${paths.length}: ${paths.slice(0, 4).join(", ")}${paths.length > 4 ? ", ..." : ""}`
-                        : "none"]);
+      const tr = row([String(revision.revision), revision.version, who(revision.author), when(revision.at),
+                      revision.note, describeRevision(revision, first === 1 ? 1 : null)]);
+      tr.lastChild.title = revision.diff.map((item) => item.path).join(", ");
       const td = document.createElement("td");
       if (revision.revision === data.current) {
         td.appendChild(cell("span", "live", "badge"));
       } else {
-        const button = cell("button", `Roll back to version ${revision.revision}`, "quiet-button");
+        const button = cell("button", "Make this live again", "quiet-button");
         button.type = "button";
         button.id = `rollback-${revision.revision}`;
         button.addEventListener("click", () => rollback(revision.revision));
@@ -331,10 +448,16 @@
   async function loadWorld() {
     try {
       const world = await api("GET", "/v1/studio/world");
-      $("#world-meta").textContent = `Simulations replay ${number(world.sample, 0)} cardholders of ${world.data_dir}`
-        + ` (${world.truth_path ? "synthetic truth" : "response fitted on the push log"};`
-        + ` ranking: ${world.model_uri || "card-tier popularity"}) for ${world.days} days by default.`;
+      const name = world.data_dir.replace(/\/+$/, "").split("/").pop();
+      const meta = $("#world-meta");
+      meta.textContent = `Simulations replay ${number(world.days, 0)} days for a sample of `
+        + `${number(world.sample, 0)} cardholders from the "${name}" data`
+        + ` (${world.truth_path ? "a synthetic world whose true responses are known"
+          : "responses estimated from past pushes"}), ranked by `
+        + `${world.model_uri ? "the configured model" : "what is most popular per card tier"}.`;
+      meta.title = [world.data_dir, world.truth_path, world.model_uri].filter(Boolean).join("\n");
       $("#sim-days").value = world.days;
+      $("#sim-users").placeholder = `all ${number(world.sample, 0)}`;
     } catch (error) {
       $("#world-meta").textContent = `Simulation unavailable: ${error.message}`;
     }
@@ -342,10 +465,10 @@
 
   async function rollback(revision) {
     const status = $("#versions-status");
-    status.textContent = `Rolling back to version ${revision}...`;
+    status.textContent = `Rolling back to revision ${revision}...`;
     try {
       const result = await api("POST", "/v1/policy/rollback", {revision});
-      status.textContent = `Rolled back: revision ${result.revision} (a copy of version ${revision}) is live.`;
+      status.textContent = `Rolled back: revision ${result.revision} (a copy of revision ${revision}) is live.`;
       await Promise.all([loadLive(), loadVersions()]);
     } catch (error) {
       status.textContent = `Roll back failed: ${error.message}`;
@@ -357,43 +480,53 @@
     const [before, after] = data.report.outcomes;
     const world = data.report.world;
     const config = data.report.config;
+    const words = data.report.rule_words || {};
     $("#results-meta").textContent = `${number(world.cardholders, 0)} cardholders x ${config.days} days from `
-      + `${config.start.slice(0, 10)}, send slots ${config.slots.join(", ")} ${config.scheduler_timezone}, `
-      + `seed ${config.seed}; same cardholders and random draws for both. Took ${data.seconds.toFixed(1)} s.`;
+      + `${config.start.slice(0, 10)}, asked at ${config.slots.join(", ")} (${config.scheduler_timezone}) each day, `
+      + `random seed ${config.seed}; both policies see the same cardholders and the same chance events. `
+      + `Took ${data.seconds.toFixed(1)} s.`;
     const compare = $("#compare");
     compare.replaceChildren();
-    compare.appendChild(row(["Metric", before.label, "draft", "change"], "th"));
+    compare.appendChild(row(["", before.label, "draft", "change"], "th"));
     METRICS.forEach(([key, label, digits]) => {
       const a = before.total[key];
       const b = after.total[key];
-      const tr = row([label, number(a, digits), number(b, digits), change(a, b, digits)]);
+      const shown = key === "blocked"
+        ? [`${number(a, 0)} (${percent(a, before.total.attempts)})`, `${number(b, 0)} (${percent(b, after.total.attempts)})`]
+        : [number(a, digits), number(b, digits)];
+      const tr = row([label, ...shown, change(a, b, digits)]);
       tr.dataset.metric = key;
       compare.appendChild(tr);
     });
     const rules = $("#rules");
     rules.replaceChildren();
-    rules.appendChild(row(["Blocked by rule", before.label, "draft"], "th"));
+    rules.appendChild(row(["Why no push was allowed", before.label, "draft", "change"], "th"));
     const names = [...new Set([...Object.keys(before.total.blocked_by_rule),
                                ...Object.keys(after.total.blocked_by_rule)])];
     names.filter((name) => before.total.blocked_by_rule[name] || after.total.blocked_by_rule[name]).forEach((name) => {
-      const tr = row([name, number(before.total.blocked_by_rule[name] ?? 0, 0),
-                      number(after.total.blocked_by_rule[name] ?? 0, 0)]);
+      const a = before.total.blocked_by_rule[name] ?? 0;
+      const b = after.total.blocked_by_rule[name] ?? 0;
+      const tr = row([words[name] || name, number(a, 0), number(b, 0), change(a, b, 0)]);
       tr.dataset.rule = name;
+      tr.firstChild.title = `rule ${name}`;
       rules.appendChild(tr);
     });
+    $("#blocked-note").textContent = blockedNote(before, after, config, words);
     const segments = $("#segments");
     segments.replaceChildren();
     Object.keys(before.segments).forEach((segment) => {
       const table = document.createElement("table");
       table.className = "numbers";
-      const head = [segment.replace("_", " ")];
-      SEGMENT_METRICS.forEach(([, label]) => head.push(`${label} live`, `${label} draft`));
+      table.dataset.segment = segment;
+      const head = [SEGMENT_NAMES[segment] || segment.replace(/_/g, " ")];
+      SEGMENT_METRICS.forEach(([, label]) => head.push(`${label}: ${before.label}`, "draft", "change"));
       table.appendChild(row(head, "th"));
       Object.keys(before.segments[segment]).forEach((label) => {
-        const cells = [`${label} (${number(before.segments[segment][label].cardholders, 0)})`];
+        const cells = [`${label} (${number(before.segments[segment][label].cardholders, 0)} cardholders)`];
         SEGMENT_METRICS.forEach(([key, , digits]) => {
-          cells.push(number(before.segments[segment][label][key], digits),
-                     number(after.segments[segment][label][key], digits));
+          const a = before.segments[segment][label][key];
+          const b = after.segments[segment][label][key];
+          cells.push(number(a, digits), number(b, digits), change(a, b, digits));
         });
         table.appendChild(row(cells));
       });
@@ -401,13 +534,12 @@
     });
     const charts = $("#charts");
     charts.replaceChildren();
-    // wide charts take a whole row; the two narrow ones sit side by side between them
+    // one chart per row, shown at about its natural size so its text stays readable
     const order = ["summary", "blocked_by_rule", "daily", "segments"];
     const chartNames = [...order.filter((name) => name in data.charts),
                         ...Object.keys(data.charts).filter((name) => !order.includes(name))];
     chartNames.map((name) => [name, data.charts[name]]).forEach(([name, uri]) => {
       const figure = document.createElement("figure");
-      figure.className = WIDE_CHARTS.includes(name) ? "wide" : "";
       const image = document.createElement("img");
       image.src = uri;
       image.alt = `${CHART_TITLES[name] || name}: live vs draft`;
@@ -417,6 +549,21 @@
       charts.appendChild(figure);
     });
     $("#results").hidden = false;
+  }
+
+  // What "requests where no push was allowed" means, with the share and the main reasons
+  function blockedNote(before, after, config, words) {
+    const reasons = Object.entries(before.total.blocked_first_rule || {})
+      .filter(([, count]) => count > 0)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([rule, count]) => `${(words[rule] || rule).toLowerCase()} (${number(count, 0)})`);
+    return `The scheduler asked what to push at each of the ${config.slots.length} send slots a day: `
+      + `${number(before.total.attempts, 0)} requests here, one per cardholder and slot. A request gets no push when the caps allow none `
+      + `of its contents; that is the caps at work, since a cardholder may get only a few pushes a month. `
+      + `The live policy allowed no push in ${percent(before.total.blocked, before.total.attempts)} of requests, `
+      + `the draft in ${percent(after.total.blocked, after.total.attempts)}.`
+      + (reasons.length ? ` Main reasons under the live policy: ${reasons.join(", ")}.` : "");
   }
 
   async function simulate() {
@@ -519,9 +666,13 @@
       draftChanged();
     }
   });
-  $("#policy-form").addEventListener("input", draftChanged);
+  $("#policy-form").addEventListener("input", () => {
+    syncReadings();
+    draftChanged();
+  });
   $("#policy-form").addEventListener("change", () => {
     syncToggles();
+    syncReadings();
     draftChanged();
   });
   $("#policy-form").addEventListener("submit", (event) => event.preventDefault());
