@@ -367,6 +367,7 @@ def caps_decide_rate(redis_url: str, world: Path, users: list[str], now: pd.Time
     from recsys.caps.policy import default_policy
     from recsys.caps.redis_engine import RedisCapEngine
 
+    # tags split inline, not with recsys.cells: this script also measures checkouts that predate it
     content = pd.read_parquet(world / "content.parquet")
     content = content[~content["transactional"].fillna(False).astype(bool)]
     pool = [Candidate(str(row.content_id), str(row.kind),
