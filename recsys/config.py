@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-scheduler", "dev-admin"})
+PLACEHOLDER_SECRETS = frozenset({
+    "", "changeme", "change-me", "change_me", "secret", "password", "token", "admin", "scheduler",
+    "dev-scheduler", "dev-admin", "demo-scheduler-token", "demo-admin-token", "test", "example",
+})
+MIN_TOKEN_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -19,6 +24,8 @@ class Settings(BaseSettings):
     home: Path = Path("var")
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "qm"
+    # Socket connect/read timeout of every API Redis call: a stalled Redis fails requests this fast.
+    redis_timeout_seconds: float = Field(1.0, gt=0, le=30)
     mlflow_tracking_uri: str | None = None
     registered_model_name: str = "qianmian-push-ranker"
     default_timezone: str = "Asia/Shanghai"
@@ -26,6 +33,8 @@ class Settings(BaseSettings):
     model_uri: str | None = None
     scheduler_token: SecretStr = SecretStr("dev-scheduler")
     admin_token: SecretStr = SecretStr("dev-admin")
+    # Named administrators, {"alice": "<token>", ...}: the audit trail records the name.
+    admin_tokens: dict[str, SecretStr] = {}
     push_log_path: Path | None = None
     # Ranking API and publishing (serving/, recsys/publish.py).
     data_dir: Path | None = None
@@ -41,16 +50,48 @@ class Settings(BaseSettings):
     studio_users: int = 5000  # cardholders sampled, so a simulation answers in seconds
     studio_days: int = 30
     log_level: str = "INFO"
+    # A fixed server clock (tests, replays of a past day); refused in production.
+    server_time: datetime | None = None
+    # How far a request's `now` or an event's `ts` may lie from the server clock.
+    clock_past_seconds: int = Field(7 * 86400, ge=0, le=366 * 86400)
+    clock_future_seconds: int = Field(300, ge=0, le=86400)
+    # Largest request body the API reads (a full 1,000-cardholder rank batch is about 2 MB).
+    max_request_bytes: int = Field(16 * 2**20, ge=1024)
+
+    def tokens(self) -> dict[str, str]:
+        """Every bearer token by the setting that holds it."""
+        found = {"RECSYS_SCHEDULER_TOKEN": self.scheduler_token.get_secret_value(),
+                 "RECSYS_ADMIN_TOKEN": self.admin_token.get_secret_value()}
+        found.update({f"RECSYS_ADMIN_TOKENS[{name}]": token.get_secret_value()
+                      for name, token in self.admin_tokens.items()})
+        return found
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secrets(self) -> Settings:
-        if self.environment == "production":
-            for name in ("scheduler_token", "admin_token"):
-                if getattr(self, name).get_secret_value() in PLACEHOLDER_SECRETS:
-                    raise ValueError(
-                        f"RECSYS_{name.upper()} is unset or a placeholder: "
-                        "set a real secret before running with RECSYS_ENVIRONMENT=production"
-                    )
+    def _refuse_weak_or_shared_secrets(self) -> Settings:
+        tokens = self.tokens()
+        owners: dict[str, str] = {}
+        for name, token in tokens.items():
+            if token in owners:
+                # One token for two identities: the scheduler would pass admin checks.
+                raise ValueError(f"{name} is the same token as {owners[token]}: give each its own token")
+            owners[token] = name
+        if self.environment != "production":
+            return self
+        if self.server_time is not None:
+            raise ValueError("RECSYS_SERVER_TIME fixes the server clock: unset it in production")
+        for name, token in tokens.items():
+            lowered = token.strip().lower()
+            if lowered in PLACEHOLDER_SECRETS or "changeme" in lowered.replace("-", "").replace("_", ""):
+                raise ValueError(
+                    f"{name} is unset or a placeholder: "
+                    "set a real secret before running with RECSYS_ENVIRONMENT=production"
+                )
+            if len(token) < MIN_TOKEN_LENGTH or len(set(token)) < 8:
+                raise ValueError(
+                    f"{name} is too weak ({len(token)} characters): use at least {MIN_TOKEN_LENGTH} random "
+                    "characters in production, e.g. from "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                )
         return self
 
     @property

@@ -2,12 +2,17 @@
 
 Layout under `{prefix}:pub:` (one Redis database, plain string keys):
 
-- `live` -> the live version id; switched by one Lua script only after a version is complete.
+- `live` -> the live version id; switched by one Lua script only after a version is verified.
+- `lock` -> the fencing token of the one publish running (expires after its lease, renewed while
+  it writes); `fence` -> the last token handed out. A publish whose lease ran out (stalled, killed)
+  is fenced off: every later write and its switch check the token and refuse.
 - `versions` (sorted set, score = publish time) -> the committed versions; `pending` -> versions
   being written (a publish that died leaves its id here and the next publish deletes its keys).
 - `v:{version}:meta` (hash) -> `manifest` (JSON: model, as-of, items and their metadata, names)
   plus binary float32 arrays (`item_factors`, popularity, the affine feature map) and the
-  feature-builder state; `complete` = "1" once every user key is written.
+  feature-builder state; `complete` = "1" and `users` = the number of user keys counted in Redis
+  once the version is verified (manifest readable, arrays of the announced shapes, one user key per
+  cardholder of the manifest).
 - `v:{version}:u:{user_id}` -> one compact binary record per cardholder (`encode_user`).
 
 A version stays readable until the publish after next: publishing v3 deletes v1 and keeps v2, so a
@@ -36,8 +41,16 @@ _HEADER = struct.Struct("<BBhHHHH")
 FLAG_OPT_IN = 1
 
 _SWITCH_LIVE = """
-if redis.call('HGET', KEYS[1], 'complete') ~= '1' then
+if redis.call('GET', KEYS[5]) ~= ARGV[3] then
+  return redis.error_reply('publish lock lost (fencing token ' .. ARGV[3] .. '): another publish took over')
+end
+local meta = redis.call('HMGET', KEYS[1], 'complete', 'manifest', 'users')
+if meta[1] ~= '1' or not meta[2] then
   return redis.error_reply('version ' .. ARGV[1] .. ' is not complete')
+end
+local ok, manifest = pcall(cjson.decode, meta[2])
+if not ok or type(manifest) ~= 'table' or tonumber(meta[3]) ~= tonumber(manifest['n_users']) then
+  return redis.error_reply('version ' .. ARGV[1] .. ' does not match its manifest')
 end
 local previous = redis.call('GET', KEYS[2])
 redis.call('SET', KEYS[2], ARGV[1])
@@ -47,8 +60,30 @@ return previous
 """
 
 
+# Extend the lease / mark verified only while holding the lock (token in ARGV[1]).
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_MARK_VERIFIED = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'complete', '1', 'users', ARGV[2])
+return 1
+"""
+LEASE_SECONDS = 60.0
+
+
 class PublicationError(ValueError):
     """A publication that cannot be written or read (incomplete, unknown version, damaged record)."""
+
+
+class PublishLockedError(PublicationError):
+    """Another publish holds the lock, or this one lost it (fenced off)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +182,9 @@ class PublicationStore:
         self.client = client
         self.prefix = prefix
         self._switch = client.register_script(_SWITCH_LIVE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._mark_verified = client.register_script(_MARK_VERIFIED)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, "pub", *parts))
@@ -169,28 +207,58 @@ class PublicationStore:
         """Committed versions, oldest first."""
         return [_text(value) for value in self.client.zrange(self.key("versions"), 0, -1)]
 
-    def begin(self, version: str | None = None) -> PublicationWriter:
-        """Start writing a new version (not visible until `PublicationWriter.commit`)."""
+    def begin(self, version: str | None = None, lease: float = LEASE_SECONDS) -> PublicationWriter:
+        """Take the publish lock and start writing a new version (not visible until `commit`).
+
+        `PublishLockedError` when another publish holds the lock; its lease (renewed as it writes)
+        runs out `lease` seconds after it stopped, e.g. killed.
+        """
+        token = int(self.client.incr(self.key("fence")))
+        lease_ms = max(1, int(lease * 1000))
+        if not self.client.set(self.key("lock"), token, nx=True, px=lease_ms):
+            holder = _text(self.client.get(self.key("lock")) or b"?")
+            raise PublishLockedError(
+                f"another publish (fencing token {holder}) is running: wait for it to finish, or for its "
+                f"lease ({lease:g}s) to run out if it died, then publish again"
+            )
         version = version or new_version_id()
         if self.client.exists(self.meta_key(version)):
+            self._release(keys=[self.key("lock")], args=[token])
             raise PublicationError(f"version {version} already exists: publish under a new version id")
         self.client.zadd(self.key("pending"), {version: time.time()})
-        return PublicationWriter(self, version)
+        return PublicationWriter(self, version, token, lease_ms)
 
     def load(self, version: str) -> PublishedVersion:
-        """The shared state of a complete version."""
+        """The shared state of a verified version; `PublicationError` for anything missing or damaged."""
         fields = self.client.hgetall(self.meta_key(version))
         if not fields:
             raise PublicationError(f"version {version} is not in Redis: it was deleted or never published")
         fields = {_text(name): value for name, value in fields.items()}
         if fields.get("complete") != b"1":
             raise PublicationError(f"version {version} is incomplete: its publish did not finish")
-        manifest = json.loads(fields["manifest"])
-        arrays = {}
-        for name, spec in manifest["arrays"].items():
-            arrays[name] = np.frombuffer(fields[f"array:{name}"], dtype="<f4").reshape(spec["shape"])
-        builder = json.loads(fields["builder_state"]) if fields.get("builder_state") else None
+        try:
+            manifest = json.loads(fields["manifest"])
+            arrays = {}
+            for name, spec in manifest["arrays"].items():
+                arrays[name] = np.frombuffer(fields[f"array:{name}"], dtype="<f4").reshape(spec["shape"])
+            builder = json.loads(fields["builder_state"]) if fields.get("builder_state") else None
+            for field in ("n_users", "items", "item_index_dtype", "feature_index_dtype"):
+                manifest[field]  # noqa: B018 - presence check
+            users = int(fields.get("users", b"-1"))
+        except (KeyError, TypeError, ValueError) as error:
+            raise PublicationError(
+                f"version {version} is damaged ({type(error).__name__}: {error}): publish again"
+            ) from None
+        if users != manifest["n_users"]:
+            raise PublicationError(
+                f"version {version} holds {users} cardholders, its manifest {manifest['n_users']}: "
+                "publish again"
+            )
         return PublishedVersion(version, manifest, arrays, builder)
+
+    def count_users(self, version: str, chunk: int = 5000) -> int:
+        """User keys of `version` in Redis (a SCAN)."""
+        return sum(1 for _ in self.client.scan_iter(match=self.key("v", version, "u", "*"), count=chunk))
 
     def delete_version(self, version: str, chunk: int = 2000) -> int:
         """Remove every key of `version` (never the live one); returns the number of keys removed."""
@@ -226,17 +294,28 @@ class PublicationStore:
 class PublicationWriter:
     """Writes one version; `commit` makes it live atomically, `abort` removes what was written."""
 
-    def __init__(self, store: PublicationStore, version: str):
+    def __init__(self, store: PublicationStore, version: str, token: int, lease_ms: int):
         self.store = store
         self.version = version
+        self.token = token
+        self.lease_ms = lease_ms
         self.users_written = 0
         self.bytes_written = 0
+
+    def renew(self) -> None:
+        """Extend the lease; `PublishLockedError` if this publish lost the lock (fenced off)."""
+        if not self.store._renew(keys=[self.store.key("lock")], args=[self.token, self.lease_ms]):
+            raise PublishLockedError(
+                f"publish of {self.version} lost its lock (fencing token {self.token}): its lease ran "
+                "out and another publish may have started; publish again"
+            )
 
     def write_meta(self, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
                    builder_state: Mapping[str, Any] | None) -> None:
         manifest = dict(manifest)
         manifest["version"] = self.version
         manifest["arrays"] = {name: {"shape": list(np.shape(value))} for name, value in arrays.items()}
+        self.renew()
         mapping: dict[str, bytes | str] = {"manifest": json.dumps(manifest), "complete": "0"}
         for name, value in arrays.items():
             mapping[f"array:{name}"] = np.ascontiguousarray(value, dtype="<f4").tobytes()
@@ -253,32 +332,54 @@ class PublicationWriter:
             self.bytes_written += len(blob)
             pending += 1
             if pending >= chunk:
+                self.renew()
                 pipe.execute()
                 self.users_written += pending
                 pending = 0
         if pending:
+            self.renew()
             pipe.execute()
             self.users_written += pending
         return self.users_written
 
     def commit(self) -> str | None:
-        """Mark complete and switch the live pointer in one script; returns the previous live version."""
-        client = self.store.client
-        client.hset(self.store.meta_key(self.version), "complete", "1")
-        previous = self.store._switch(
-            keys=[self.store.meta_key(self.version), self.store.live_key, self.store.key("versions"),
-                  self.store.key("pending")],
-            args=[self.version, time.time()],
-        )
+        """Verify the version, then switch the live pointer (one script, checking the fencing token,
+        the manifest and the count); returns the previous live version and releases the lock."""
+        store = self.store
+        self.renew()
+        counted = store.count_users(self.version)
+        if counted != self.users_written:
+            raise PublicationError(
+                f"version {self.version}: {counted} user keys in Redis, {self.users_written} written: "
+                "publish again"
+            )
+        if not store._mark_verified(keys=[store.meta_key(self.version), store.key("lock")],
+                                    args=[self.token, counted]):
+            self.renew()  # raises: the lock was lost
+        store.load(self.version)  # the manifest and arrays read back
+        try:
+            previous = store._switch(
+                keys=[store.meta_key(self.version), store.live_key, store.key("versions"),
+                      store.key("pending"), store.key("lock")],
+                args=[self.version, time.time(), self.token],
+            )
+        except redis.ResponseError as error:
+            raise PublicationError(f"publication {self.version} was not switched live: {error}") from None
         previous = _text(previous) if previous else None
         logger.info("publication %s is live (previous %s)", self.version, previous)
         return previous
+
+    def release(self) -> None:
+        """Give the lock back (no-op when another publish holds it)."""
+        self.store._release(keys=[self.store.key("lock")], args=[self.token])
 
     def abort(self) -> None:
         try:
             self.store.delete_version(self.version)
         except redis.RedisError:
             logger.warning("could not delete the aborted publication %s; the next publish will", self.version)
+        except PublicationError:
+            logger.warning("aborted publication %s went live before the failure; kept", self.version)
 
 
 def _text(value: bytes | str) -> str:

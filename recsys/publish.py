@@ -4,7 +4,8 @@ For every cardholder of the data directory: the user factors, the sparse feature
 the items already seen, card tier, time zone and opt-in. Shared by all: item factors and metadata,
 the feature-builder state, the affine map from features to factors (for cardholders the publication
 does not hold) and overall / per-card-tier popularity. Written under a new version; made live by one
-atomic switch after the last key is written (`recsys.publication`).
+atomic switch after the last key is written and the version verified, under the publish lock: one
+publish at a time, and one that lost its lock cannot switch (`recsys.publication`).
 """
 
 from __future__ import annotations
@@ -221,16 +222,19 @@ def publish(
 
     writer: PublicationWriter = store.begin()
     try:
-        writer.write_meta(manifest, arrays, bundle.feature_state)
-        stream = records()
-        if records_hook is not None:
-            stream = records_hook(stream)
-        writer.write_users(stream, chunk=chunk)
-        previous = writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    deleted = store.prune(keep=2)
+        try:
+            writer.write_meta(manifest, arrays, bundle.feature_state)
+            stream = records()
+            if records_hook is not None:
+                stream = records_hook(stream)
+            writer.write_users(stream, chunk=chunk)
+            previous = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        deleted = store.prune(keep=2)
+    finally:
+        writer.release()
     redis_bytes = _sample_memory(store, writer.version, ids)
     report = PublishReport(
         version=writer.version, previous=previous, deleted=deleted, users=writer.users_written, items=n_items,

@@ -78,12 +78,18 @@ fi
 echo "key prefix of this run: $RECSYS_REDIS_PREFIX (deleted when the demo ends)"
 echo "MLflow tracking store: sqlite:///$RECSYS_HOME/mlflow.db (local file, telemetry off)"
 
-world="$demo_dir/world"
-step "Synthetic world: $users cardholders, 90 days"
+# The world's history ends two days ago (UTC), so the stated moment of the example calls (10:00 in the
+# cardholder's zone on the first morning after it) always lies in the API's accepted past window.
+end_date="$(date -u -d '2 days ago' +%F)"
+world="$demo_dir/world-$end_date"
+step "Synthetic world: $users cardholders, 90 days up to $end_date"
 if [ -f "$world/cardholders.parquet" ]; then
   echo "reusing $world (delete it to generate a new one)"
 else
-  "$recsys" synth --out "$world" --users "$users" --days 90 --seed 7
+  for old in "$demo_dir"/world-*; do
+    [ -d "$old" ] && [ "$old" != "$world" ] && rm -rf "$old" "$old.truth.npz"
+  done
+  "$recsys" synth --out "$world" --users "$users" --days 90 --seed 7 --end "$end_date"
 fi
 
 step "Validate against the data contract"

@@ -19,6 +19,7 @@ from fastapi_offline import FastAPIOffline
 from recsys.config import Settings, get_settings
 from serving import errors
 from serving.coalescer import Coalescer
+from serving.limits import BodyLimitMiddleware
 from serving.metrics import MetricsMiddleware
 from serving.state import ServingState
 
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None, routers: tuple[str, ...] = ROUT
     for name in routers:
         app.include_router(importlib.import_module(name).router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.serving.metrics)
+    # Outermost: an oversized body is refused before any other layer reads it.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     return app
 
 

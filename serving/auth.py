@@ -1,7 +1,9 @@
-"""Bearer-token authentication with two principals: the push scheduler and the administrator.
+"""Bearer-token authentication with two roles: the push scheduler and administrators.
 
-The scheduler may rank, post events and read; the administrator may do everything, including
-changing the policy and reloading. Tokens are compared in constant time and never logged.
+The scheduler may rank, post events and read; an administrator may do everything, including
+changing the policy and reloading. Each administrator of `RECSYS_ADMIN_TOKENS` has a name, which
+the policy audit trail records (`RECSYS_ADMIN_TOKEN` is the administrator named "admin").
+Tokens are compared in constant time and never logged.
 """
 
 from __future__ import annotations
@@ -38,18 +40,27 @@ class ForbiddenError(Exception):
 
 @dataclass(frozen=True)
 class Principal:
-    name: str
+    name: str  # who: "scheduler", or the administrator's name
+    role: str
     scopes: frozenset[str]
+
+
+def identities(settings: Settings) -> list[tuple[str, str, str]]:
+    """(name, role, token) of every configured token."""
+    found = [("scheduler", "scheduler", settings.scheduler_token.get_secret_value()),
+             ("admin", "admin", settings.admin_token.get_secret_value())]
+    found += [(name, "admin", token.get_secret_value()) for name, token in settings.admin_tokens.items()]
+    return found
 
 
 def identify(token: str, settings: Settings) -> Principal | None:
     """The principal owning `token`; every configured token is compared, in constant time."""
     given = token.encode()
     found = None
-    for name, secret in (("scheduler", settings.scheduler_token), ("admin", settings.admin_token)):
-        if hmac.compare_digest(given, secret.get_secret_value().encode()):
-            found = name
-    return Principal(found, _SCOPES[found]) if found else None
+    for name, role, secret in identities(settings):
+        if hmac.compare_digest(given, secret.encode()):
+            found = Principal(name, role, _SCOPES[role])
+    return found
 
 
 def requires(scope: str):
@@ -68,7 +79,7 @@ def requires(scope: str):
         if principal is None:
             raise AuthenticationError("invalid bearer token: use the scheduler or admin token")
         if scope not in principal.scopes:
-            raise ForbiddenError(f"the {principal.name} token may not do this: it needs the {scope} scope")
+            raise ForbiddenError(f"the {principal.role} token may not do this: it needs the {scope} scope")
         return principal
 
     return dependency

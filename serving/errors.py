@@ -26,6 +26,10 @@ class NoLiveModelError(RuntimeError):
     """No model version is published (or the live one cannot be loaded)."""
 
 
+class ClockWindowError(ValueError):
+    """A `now` or `ts` too far from the server clock (HTTP 422)."""
+
+
 class UnknownUserError(LookupError):
     """A cardholder the caps store and the publication have never seen."""
 
@@ -111,6 +115,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(UnknownUserError, _not_found)
     app.add_exception_handler(PolicyError, _invalid)
     app.add_exception_handler(CapRequestError, _invalid)
+    app.add_exception_handler(ClockWindowError, _invalid)
     app.add_exception_handler(NoLiveModelError, _no_model)
     app.add_exception_handler(EventLogUnavailable, _log_down)
     app.add_exception_handler(PublicationError, _publication)

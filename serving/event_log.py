@@ -100,19 +100,20 @@ def push_log_frame(events: Iterator[Mapping[str, Any]]):
 
     One row per sent push (first `sent` event of a push id); `opened_ts` is its first opened or
     clicked event; `muted` is true when a muted or unsubscribed event names the push, or, without a
-    push id, follows it as the cardholder's latest push. Repeated event ids count once.
+    push id, follows it as the cardholder's latest push. An event id repeated for one cardholder
+    (a retried batch) counts once.
     """
     import pandas as pd
 
-    seen_ids: set[str] = set()
+    seen_ids: set[tuple[str | None, str | None]] = set()
     sent: dict[str, dict[str, Any]] = {}
     opened: dict[str, pd.Timestamp] = {}
     mutes: list[tuple[str, str | None, pd.Timestamp]] = []
     for event in events:
         event_id = event.get("event_id")
-        if event_id in seen_ids:
+        if (event.get("user_id"), event_id) in seen_ids:
             continue
-        seen_ids.add(event_id)
+        seen_ids.add((event.get("user_id"), event_id))
         kind, push_id, ts = event.get("type"), event.get("push_id"), pd.Timestamp(event["ts"])
         if kind == "sent" and push_id not in sent:
             if not event.get("content_id"):

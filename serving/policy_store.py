@@ -105,7 +105,12 @@ class PolicyStore:
         return [rev for n in range(current, max(0, current - limit), -1) if (rev := self.get(n))]
 
     def put(self, policy: Policy, author: str, based_on: int | None = None, note: str = "") -> PolicyRevision:
-        """Store `policy` as the next revision; `based_on` (default: current) must still be current."""
+        """Store `policy` as the next revision; `based_on` (default: current) must still be current.
+
+        A policy capping no marketing push by count is refused unless it carries
+        `override_no_limits` (its reason, stored with the author and the diff).
+        """
+        policy.check_protective()
         expected = self.current_revision() if based_on is None else based_on
         previous = self.get(expected) if expected > 0 else None
         document = policy.to_dict()
@@ -122,6 +127,9 @@ class PolicyStore:
             )
         logger.info("policy revision %d (%s) stored by %s: %d change(s)", number, policy.version, author,
                     len(diff))
+        if policy.override_no_limits:
+            logger.warning("policy revision %d stored by %s caps no marketing push by count: %s", number,
+                           author, policy.override_no_limits)
         return PolicyRevision(int(number), policy, document, author, at, diff, note)
 
     def ensure(self, policy: Policy, author: str = "bootstrap") -> PolicyRevision:

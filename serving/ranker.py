@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from recsys.caps.decisions import CapRequest, UserDecision
@@ -115,7 +115,9 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
               ) -> tuple[Snapshot, list[dict[str, Any]]]:
     snapshot = state.snapshot()
     model = snapshot.model
-    clock = default_now or datetime.now(UTC)
+    clock = default_now or state.now()
+    for index, request in enumerate(requests):
+        state.check_now(request.now, f"requests[{index}].now" if len(requests) > 1 else "now")
     blobs = state.user_records(model.version, [request.user_id for request in requests])
     users = representations(model, blobs, requests)
     ranked_all: list[Ranked | None] = [None] * len(requests)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -15,15 +16,30 @@ from pydantic import (
     model_validator,
 )
 
+from features.validation import CARD_NUMBER_PATTERN
+
 MAX_BATCH = 1000
 MAX_K = 50
 MAX_CANDIDATES = 1000
 MAX_EVENTS = 1000
 MAX_FEATURES = 500
 
+_CARD_NUMBER = re.compile(CARD_NUMBER_PATTERN)
+
+
+def refuse_card_numbers(value: str) -> str:
+    """The data contract's id rule (`recsys validate`): an id that looks like a card number is refused."""
+    if _CARD_NUMBER.fullmatch(value):
+        raise ValueError(
+            f"id {value[:4]}... is a 13-19 digit number and looks like a card number: send pseudonymous ids"
+        )
+    return value
+
+
 Identifier = Annotated[
     str,
     StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$"),
+    AfterValidator(refuse_card_numbers),
 ]
 
 

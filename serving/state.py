@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import redis
 
 from recsys.caps.policy import Policy, default_policy, load_policy
 from recsys.config import Settings
 from recsys.publication import PublicationError, PublicationStore
-from serving.errors import NoLiveModelError
+from serving.errors import ClockWindowError, NoLiveModelError
 from serving.event_log import EventLog
 from serving.metrics import Metrics
 from serving.pipeline import LiveModel
@@ -28,16 +29,16 @@ from serving.records import RecordCache
 logger = logging.getLogger(__name__)
 
 
-def connect(url: str) -> redis.Redis:
+def connect(url: str, timeout: float = 1.0) -> redis.Redis:
     """A Redis client with short timeouts: a stalled store must fail requests fast (fail closed)."""
-    return redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0,
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                 health_check_interval=30)
 
 
-def build_cap_engine(client: redis.Redis, prefix: str, policy: Policy):
+def build_cap_engine(client: redis.Redis, prefix: str, policy: Policy, event_ttl_seconds: int):
     from recsys.caps.redis_engine import RedisCapEngine
 
-    return RedisCapEngine(client, policy, prefix=f"{prefix}:caps")
+    return RedisCapEngine(client, policy, prefix=f"{prefix}:caps", event_ttl_seconds=event_ttl_seconds)
 
 
 @dataclass(frozen=True)
@@ -51,19 +52,19 @@ class Snapshot:
 class ServingState:
     def __init__(self, settings: Settings, client: redis.Redis | None = None):
         self.settings = settings
-        self.client = client or connect(settings.redis_url)
+        self.client = client or connect(settings.redis_url, settings.redis_timeout_seconds)
         self.prefix = settings.redis_prefix
         self.publications = PublicationStore(self.client, self.prefix)
         self.policies = PolicyStore(self.client, self.prefix)
         self.metrics = Metrics()
         self.event_log = EventLog(settings.event_log_path)
-        self.dedupe_prefix = f"{self.prefix}:events:seen:"
         self.engine = None
         self._model: LiveModel | None = None
         self._records: RecordCache | None = None
         self._policy: PolicyRevision | None = None
         self._next_check = 0.0
         self.last_error: str | None = None
+        self._refused: str | None = None  # a live version that failed to load: not retried
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -101,12 +102,13 @@ class ServingState:
         live = live.decode() if live else None
         if self._policy is None or int(revision or 0) != self._policy.revision:
             self._swap_policy(self.policies.ensure(self.initial_policy()))
-        if live != (self._model.version if self._model else None):
+        if live != (self._model.version if self._model else None) and (live is None or live != self._refused):
             self._swap_model(live)
 
     def _swap_policy(self, revision: PolicyRevision) -> None:
         if self.engine is None:
-            self.engine = build_cap_engine(self.client, self.prefix, revision.policy)
+            self.engine = build_cap_engine(self.client, self.prefix, revision.policy,
+                                           self.settings.event_dedupe_ttl_seconds)
         else:
             self.engine.set_policy(revision.policy)
         self._policy = revision
@@ -124,7 +126,8 @@ class ServingState:
             published = self.publications.load(version)
         except PublicationError as error:
             # Keep serving the version we have; readiness reports the problem.
-            self.last_error = str(error)
+            self.last_error = f"live version {version} refused: {error}"
+            self._refused = version
             logger.error("cannot load publication %s: %s", version, error)
             return
         builder = None
@@ -135,6 +138,7 @@ class ServingState:
         self._model = LiveModel(published, builder)
         self._swap_records(version)
         self.last_error = None
+        self._refused = None
         self.metrics.set_model_version(version, previous)
         logger.info("serving publication %s (previous %s)", version, previous)
 
@@ -148,6 +152,26 @@ class ServingState:
             self._records.start()
 
     # ------------------------------------------------------------------ per request
+    def now(self) -> datetime:
+        """The server clock (`settings.server_time` when fixed, for tests and replays)."""
+        return self.settings.server_time or datetime.now(UTC)
+
+    def check_now(self, moment: datetime | None, where: str, past_bound: bool = True) -> datetime:
+        """`moment` (default: the server clock), refused when outside the window around the server
+        clock (`RECSYS_CLOCK_PAST_SECONDS` before unless `past_bound` is false,
+        `RECSYS_CLOCK_FUTURE_SECONDS` after)."""
+        server = self.now()
+        if moment is None:
+            return server
+        past, future = self.settings.clock_past_seconds, self.settings.clock_future_seconds
+        too_old = past_bound and moment < server - timedelta(seconds=past)
+        if too_old or moment > server + timedelta(seconds=future):
+            raise ClockWindowError(
+                f"{where} {moment.isoformat()} is outside {past}s before to {future}s after the server clock "
+                f"({server.isoformat(timespec='seconds')}): send the current time"
+            )
+        return moment
+
     def snapshot(self, need_model: bool = True) -> Snapshot:
         self.refresh()
         if self._policy is None:

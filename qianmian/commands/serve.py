@@ -118,6 +118,7 @@ def serve(
     """Run the ranking API (uvicorn) configured by RECSYS_* variables; OpenAPI docs at /docs."""
     import uvicorn
 
+    from qianmian.logs import server_log_config
     from recsys.config import get_settings
 
     settings = get_settings()
@@ -136,6 +137,7 @@ def serve(
     uvicorn.run(
         "serving.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
         loop="uvloop", http="httptools", access_log=False, log_level=settings.log_level.lower(),
+        log_config=server_log_config(settings.log_level),
     )
 
 

@@ -41,6 +41,10 @@ class CapRequestError(ValueError):
     """A request to a cap engine is malformed (unknown zone, empty id, duplicate cardholder...)."""
 
 
+class EventAlreadyApplied(Exception):
+    """An event id this cardholder's state already reflects: applying it again would count it twice."""
+
+
 class CapStoreUnavailable(RuntimeError):
     """The cap store (Redis) cannot be reached: nothing may be pushed until it answers again.
 
@@ -57,6 +61,7 @@ class PushStatus(enum.StrEnum):
     ALREADY_CONFIRMED = "already_confirmed"  # retry of a confirm, or release after confirm: no change
     ALREADY_RELEASED = "already_released"  # retry of a release, or confirm after release: no change
     NOT_FOUND = "not_found"  # unknown push id, or the reservation expired (TTL) before confirm
+    RECORDED = "recorded"  # a sent push with no pending reservation (late or unknown): counted at its time
 
 
 class ReservationStatus(enum.StrEnum):

@@ -137,33 +137,55 @@ class CapEngine(abc.ABC):
     ) -> list[UserDecision]:
         """Decide many cardholders at once (one per request, distinct cardholders), in order."""
 
-    @abc.abstractmethod
-    def confirm(self, user_id: str, push_id: str, *, now: datetime | None = None) -> PushStatus:
-        """The reserved push was sent: it now counts as sent. Idempotent."""
+    # Every change below takes an optional `event_id`: the change and the note that the event was
+    # applied are one atomic step, and an event id the cardholder's state already reflects raises
+    # `EventAlreadyApplied` without changing anything (see `serving/routers/events.py`).
 
     @abc.abstractmethod
-    def release(self, user_id: str, push_id: str, *, now: datetime | None = None) -> PushStatus:
+    def confirm(self, user_id: str, push_id: str, *, now: datetime | None = None,
+                event_id: str | None = None, sent: Candidate | None = None) -> PushStatus:
+        """The reserved push was sent: it now counts as sent. Idempotent.
+
+        With `sent` (what was pushed), a push with no pending reservation (its TTL passed, or it was
+        never reserved here) is still counted, as a send at `now` (`PushStatus.RECORDED`).
+        """
+
+    @abc.abstractmethod
+    def release(self, user_id: str, push_id: str, *, now: datetime | None = None,
+                event_id: str | None = None) -> PushStatus:
         """The reserved push was not sent: give the slot back. Idempotent; no effect after confirm."""
 
     @abc.abstractmethod
-    def record_open(self, user_id: str, *, now: datetime | None = None) -> None:
-        """The cardholder opened a push: resets the fatigue streak."""
+    def record_open(self, user_id: str, *, now: datetime | None = None, push_id: str | None = None,
+                    event_id: str | None = None) -> bool:
+        """The cardholder opened a push: resets the fatigue streak.
+
+        With `push_id`, only a push the cardholder's state knows (reserved or sent) resets it;
+        returns whether the streak was reset.
+        """
 
     @abc.abstractmethod
-    def record_mute(self, user_id: str, *, now: datetime | None = None) -> None:
+    def record_mute(self, user_id: str, *, now: datetime | None = None, event_id: str | None = None) -> None:
         """The cardholder muted or unfollowed the account: no marketing for `policy.mute.pause`."""
 
     @abc.abstractmethod
-    def record_unmute(self, user_id: str, *, now: datetime | None = None) -> None:
+    def record_unmute(self, user_id: str, *, now: datetime | None = None,
+                      event_id: str | None = None) -> None:
         """The cardholder unmuted / followed again."""
 
     @abc.abstractmethod
-    def record_opt_out(self, user_id: str, *, now: datetime | None = None) -> None:
+    def record_opt_out(self, user_id: str, *, now: datetime | None = None,
+                       event_id: str | None = None) -> None:
         """The cardholder refused marketing pushes: none until `record_opt_in`."""
 
     @abc.abstractmethod
-    def record_opt_in(self, user_id: str, *, now: datetime | None = None) -> None:
+    def record_opt_in(self, user_id: str, *, now: datetime | None = None,
+                      event_id: str | None = None) -> None:
         """The cardholder accepts marketing pushes again."""
+
+    @abc.abstractmethod
+    def applied(self, events: Sequence[tuple[str, str]]) -> list[bool]:
+        """For each (user id, event id): whether that event was applied to the cardholder."""
 
     @abc.abstractmethod
     def load_record(self, user_id: str) -> rules.CardholderRecord:

@@ -22,8 +22,11 @@ Document shape (every key except `version` is optional; see `default_policy.yaml
     transactional: {counts_toward_limits: false}
     campaign_throttle: {max: 500, per: 1s, campaigns: {spring-sale: {max: 50, per: 1s}}}
     retention: 400d                 # idle cardholder state is dropped after this (memory bound)
+    override_no_limits: "reason"    # required to store a policy with no limit on all marketing
 
-Durations are integers (seconds) or strings `<n>s|m|h|d|w` (e.g. `90s`, `30m`, `12h`, `7d`).
+Durations are integers (seconds) or strings `<n>s|m|h|d|w` (e.g. `90s`, `30m`, `12h`, `7d`), at most
+10 years; `reservation_ttl` and campaign-throttle periods at most 1 day, `min_gap` at most 31 days,
+rolling windows and fatigue pauses at most 366 days. At most 30 limits and 1,000 campaign overrides.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -59,6 +63,9 @@ _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": MINUTE, "h": HOUR, "d": DAY, "w": 7 * DAY}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _CLOCK_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+# Every duration is bounded, so no setting overflows the stores' millisecond integers.
+MAX_DURATION_SECONDS = 3650 * DAY
+MAX_LIMITS = 30
 
 
 class PolicyError(ValueError):
@@ -84,6 +91,8 @@ def parse_duration(value: object) -> int:
         raise ValueError(f"{value!r} is not a duration: use seconds or a string such as '12h' or '7d'")
     if seconds <= 0:
         raise ValueError("a duration must be positive")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"a duration must be at most 3650d (10 years), got {format_duration(seconds)}")
     return seconds
 
 
@@ -103,6 +112,20 @@ def _duration_or_forever(value: object) -> int | None:
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
 DurationOrForever = Annotated[int | None, BeforeValidator(_duration_or_forever)]
+
+
+def _at_most(bound: int):
+    def check(seconds: int) -> int:
+        if seconds > bound:
+            raise ValueError(f"at most {format_duration(bound)}, got {format_duration(seconds)}")
+        return seconds
+
+    return AfterValidator(check)
+
+
+Duration1d = Annotated[int, BeforeValidator(parse_duration), _at_most(DAY)]
+Duration31d = Annotated[int, BeforeValidator(parse_duration), _at_most(31 * DAY)]
+Duration366d = Annotated[int, BeforeValidator(parse_duration), _at_most(366 * DAY)]
 
 
 def _check_name(value: str, what: str) -> str:
@@ -126,9 +149,9 @@ class Limit(_Frozen):
     name: str
     window: Literal["calendar_day", "calendar_month", "rolling"]
     max: int = Field(ge=1, le=10_000)
-    duration: Duration | None = None
-    kinds: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
+    duration: Duration366d | None = None
+    kinds: tuple[str, ...] = Field(default=(), max_length=100)
+    tags: tuple[str, ...] = Field(default=(), max_length=100)
 
     @field_validator("name")
     @classmethod
@@ -215,7 +238,7 @@ class Fatigue(_Frozen):
     """
 
     after_unopened: int = Field(ge=1, le=1000)
-    pause: Duration
+    pause: Duration366d
 
 
 class Mute(_Frozen):
@@ -237,7 +260,7 @@ class Transactional(_Frozen):
 
 class Rate(_Frozen):
     max: int = Field(ge=1, le=10_000_000)
-    per: Duration
+    per: Duration1d
 
 
 class CampaignThrottle(_Frozen):
@@ -248,8 +271,8 @@ class CampaignThrottle(_Frozen):
     """
 
     max: int = Field(ge=1, le=10_000_000)
-    per: Duration
-    campaigns: dict[str, Rate] = Field(default_factory=dict)
+    per: Duration1d
+    campaigns: dict[str, Rate] = Field(default_factory=dict, max_length=1000)
 
     @field_validator("campaigns")
     @classmethod
@@ -274,8 +297,8 @@ class Policy(_Frozen):
     description: str = ""
     default_timezone: str = "Asia/Shanghai"
     reservation_ttl: Duration = 10 * MINUTE
-    limits: tuple[Limit, ...] = ()
-    min_gap: Duration | None = None
+    limits: tuple[Limit, ...] = Field(default=(), max_length=MAX_LIMITS)
+    min_gap: Duration31d | None = None
     quiet_hours: QuietHours | None = None
     no_repeat: NoRepeat | None = None
     fatigue: Fatigue | None = None
@@ -283,6 +306,10 @@ class Policy(_Frozen):
     transactional: Transactional = Field(default_factory=Transactional)
     campaign_throttle: CampaignThrottle | None = None
     retention: Duration = 400 * DAY
+    override_no_limits: str | None = Field(
+        None, min_length=10, max_length=500,
+        description="Why this policy may cap no marketing push by count (stored with its author).",
+    )
 
     @field_validator("default_timezone")
     @classmethod
@@ -316,6 +343,20 @@ class Policy(_Frozen):
         return self
 
     @property
+    def limits_all_marketing(self) -> bool:
+        """Whether some count limit applies to every marketing push (one without kinds or tags)."""
+        return any(not limit.filtered for limit in self.limits)
+
+    def check_protective(self) -> None:
+        """Refuse a policy that caps no marketing push by count unless it says why (`PolicyError`)."""
+        if not self.limits_all_marketing and not self.override_no_limits:
+            raise PolicyError(
+                f"policy {self.version}: no limit applies to every marketing push (a limit without kinds "
+                "or tags), so cardholders could be pushed without end; add one, or set "
+                "`override_no_limits: <reason>` (kept with the author in the audit trail)"
+            )
+
+    @property
     def history_horizon(self) -> int:
         """Seconds of push history any rule can look back (records older than this never count)."""
         spans = [CALENDAR_MONTH_HORIZON_SECONDS, self.reservation_ttl]
@@ -336,6 +377,8 @@ class Policy(_Frozen):
         for limit in data["limits"]:
             if "duration" in limit:
                 limit["duration"] = format_duration(limit["duration"])
+        if data["override_no_limits"] is None:
+            del data["override_no_limits"]
         for key in ("reservation_ttl", "min_gap", "retention"):
             if data[key] is not None:
                 data[key] = format_duration(data[key])

@@ -10,6 +10,9 @@ lives in one slot):
   reservations, pushes older than every window) are dropped by the next write. The key expires
   after `policy.retention` without writes, except while the cardholder is opted out or muted
   forever (those must never be forgotten).
+- `{qm:u:<user_id>}:e:<event_id>`  an event applied to the cardholder (`sent`, `opened`...),
+  written by the same script call that applied it, so an event is applied once; expires after
+  `event_ttl_seconds` (30 days by default).
 - `{qm:t:<campaign>}:<window>`  reservations of a campaign in one throttle window (expires).
 
 Every operation on a cardholder is one Lua script call on that cardholder's key, so
@@ -51,6 +54,7 @@ from recsys.caps.decisions import (
     CandidateDecision,
     CapRequest,
     CapStoreUnavailable,
+    EventAlreadyApplied,
     PushStatus,
     Reservation,
     ReservationStatus,
@@ -70,6 +74,7 @@ _Code = tuple[int, str, bytes, bytes, bytes]
 
 _SETTING = re.compile(r"\bP\.([a-z_]+)\b")
 _CHUNK = 128
+EVENT_TTL_SECONDS = 30 * 86400
 _NO_RESERVATION = [0, "", "", 0, 0, "", 0]  # commands per pipelined write
 _STATUS = {"r": ReservationStatus.RESERVED, "c": ReservationStatus.CONFIRMED, "x": ReservationStatus.RELEASED}
 _UNAVAILABLE = (
@@ -211,9 +216,12 @@ class RedisCapEngine(CapEngine):
     """
 
     def __init__(
-        self, client: redis.Redis | RedisCluster, policy: Policy | None = None, *, prefix: str = "qm"
+        self, client: redis.Redis | RedisCluster, policy: Policy | None = None, *, prefix: str = "qm",
+        event_ttl_seconds: int = EVENT_TTL_SECONDS,
     ) -> None:
         super().__init__(policy or default_policy())
+        # How long an applied event id is remembered: longer than any client keeps retrying.
+        self._event_ttl_ms = event_ttl_seconds * 1000
         check_id(prefix, "prefix")
         self._client = client
         self._cluster = isinstance(client, RedisCluster)
@@ -673,34 +681,67 @@ class RedisCapEngine(CapEngine):
         return reservation, tuple(decisions)
 
     # -- lifecycle of a push ----------------------------------------------------------------
-    def confirm(self, user_id: str, push_id: str, *, now: datetime | None = None) -> PushStatus:
-        check_id(user_id, "user_id")
+    def confirm(self, user_id: str, push_id: str, *, now: datetime | None = None,
+                event_id: str | None = None, sent: Candidate | None = None) -> PushStatus:
         check_id(push_id, "push_id")
-        return PushStatus(_text(self._call(user_id, "c", to_ms(now or now_utc()), push_id)))
+        tail = ""
+        if sent is not None:
+            check_candidate(sent, "sent")
+            tags = "|" + "|".join(sent.tags) + "|" if sent.tags else ""
+            tail = "\x1f".join(["1" if sent.transactional else "0", sent.content_id, sent.kind, tags,
+                                 sent.campaign or ""])
+        return PushStatus(self._event(user_id, event_id, "c", now, push_id, tail))
 
-    def release(self, user_id: str, push_id: str, *, now: datetime | None = None) -> PushStatus:
-        check_id(user_id, "user_id")
+    def release(self, user_id: str, push_id: str, *, now: datetime | None = None,
+                event_id: str | None = None) -> PushStatus:
         check_id(push_id, "push_id")
-        return PushStatus(_text(self._call(user_id, "r", to_ms(now or now_utc()), push_id)))
+        return PushStatus(self._event(user_id, event_id, "r", now, push_id))
 
-    def _react(self, user_id: str, op: str, now: datetime | None) -> None:
+    def event_key(self, user_id: str, event_id: str) -> str:
+        return f"{self.user_key(user_id)}:e:{event_id}"
+
+    def applied(self, events: Sequence[tuple[str, str]]) -> list[bool]:
+        for user_id, event_id in events:
+            check_id(user_id, "user_id")
+            check_id(event_id, "event_id")
+        replies = self._pipeline([("EXISTS", self.event_key(u, e)) for u, e in events])
+        return [bool(reply) for reply in replies]
+
+    def _event(self, user_id: str, event_id: str | None, op: str, now: datetime | None, *args: str) -> str:
+        """Run one change; with an event id, only if that event was not applied before (one script)."""
         check_id(user_id, "user_id")
-        self._call(user_id, op, to_ms(now or now_utc()))
+        stamp = to_ms(now or now_utc())
+        if event_id is None:
+            return _text(self._call(user_id, op, stamp, *args))
+        check_id(event_id, "event_id")
+        call = ("EVALSHA", self._compiled.sha, 2, self.user_key(user_id), self.event_key(user_id, event_id),
+                op, stamp, *args,
+                self._event_ttl_ms)
+        status = _text(self._pipeline([call])[0])
+        if status == "duplicate":
+            raise EventAlreadyApplied(f"event {event_id} was already applied to {user_id}")
+        return status
 
-    def record_open(self, user_id: str, *, now: datetime | None = None) -> None:
-        self._react(user_id, "o", now)
+    def record_open(self, user_id: str, *, now: datetime | None = None, push_id: str | None = None,
+                    event_id: str | None = None) -> bool:
+        if push_id is not None:
+            check_id(push_id, "push_id")
+        return self._event(user_id, event_id, "o", now, push_id or "") == "ok"
 
-    def record_mute(self, user_id: str, *, now: datetime | None = None) -> None:
-        self._react(user_id, "m", now)
+    def record_mute(self, user_id: str, *, now: datetime | None = None, event_id: str | None = None) -> None:
+        self._event(user_id, event_id, "m", now)
 
-    def record_unmute(self, user_id: str, *, now: datetime | None = None) -> None:
-        self._react(user_id, "M", now)
+    def record_unmute(self, user_id: str, *, now: datetime | None = None,
+                      event_id: str | None = None) -> None:
+        self._event(user_id, event_id, "M", now)
 
-    def record_opt_out(self, user_id: str, *, now: datetime | None = None) -> None:
-        self._react(user_id, "x", now)
+    def record_opt_out(self, user_id: str, *, now: datetime | None = None,
+                       event_id: str | None = None) -> None:
+        self._event(user_id, event_id, "x", now)
 
-    def record_opt_in(self, user_id: str, *, now: datetime | None = None) -> None:
-        self._react(user_id, "X", now)
+    def record_opt_in(self, user_id: str, *, now: datetime | None = None,
+                      event_id: str | None = None) -> None:
+        self._event(user_id, event_id, "X", now)
 
     def load_record(self, user_id: str) -> rules.CardholderRecord:
         check_id(user_id, "user_id")

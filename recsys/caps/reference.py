@@ -13,7 +13,9 @@ from datetime import datetime
 
 from recsys.caps import rules
 from recsys.caps.decisions import (
+    Candidate,
     CapRequest,
+    EventAlreadyApplied,
     PushStatus,
     UserDecision,
     from_ms,
@@ -31,6 +33,7 @@ class ReferenceCapEngine(CapEngine):
         super().__init__(policy or default_policy())
         self._records: dict[str, rules.CardholderRecord] = {}
         self._throttle: dict[tuple[str, int], int] = {}
+        self._applied: dict[str, set[str]] = {}  # event ids applied, per cardholder
         self._lock = threading.RLock()
 
     def _record(self, user_id: str) -> rules.CardholderRecord:
@@ -100,53 +103,91 @@ class ReferenceCapEngine(CapEngine):
             if bucket < current:
                 del self._throttle[(campaign, bucket)]
 
-    def confirm(self, user_id: str, push_id: str, *, now: datetime | None = None) -> PushStatus:
-        return self._settle(rules.confirm, user_id, push_id, now)
+    def _once(self, user_id: str, event_id: str | None) -> None:
+        """Refuse an event id already applied to this cardholder (call with the lock held)."""
+        if event_id is not None:
+            check_id(event_id, "event_id")
+            if event_id in self._applied.get(user_id, ()):
+                raise EventAlreadyApplied(f"event {event_id} was already applied to {user_id}")
 
-    def release(self, user_id: str, push_id: str, *, now: datetime | None = None) -> PushStatus:
-        return self._settle(rules.release, user_id, push_id, now)
+    def _done(self, user_id: str, event_id: str | None) -> None:
+        if event_id is not None:
+            self._applied.setdefault(user_id, set()).add(event_id)
+
+    def applied(self, events: Sequence[tuple[str, str]]) -> list[bool]:
+        with self._lock:
+            return [event_id in self._applied.get(user_id, ()) for user_id, event_id in events]
+
+    def confirm(self, user_id: str, push_id: str, *, now: datetime | None = None,
+                event_id: str | None = None, sent: Candidate | None = None) -> PushStatus:
+        if sent is None:
+            return self._settle(rules.confirm, user_id, push_id, now, event_id)
+
+        def late(record: rules.CardholderRecord, policy: Policy, pid: str, now_ms: int) -> PushStatus:
+            return rules.record_sent(record, policy, pid, sent, now_ms)
+
+        return self._settle(late, user_id, push_id, now, event_id, create=True)
+
+    def release(self, user_id: str, push_id: str, *, now: datetime | None = None,
+                event_id: str | None = None) -> PushStatus:
+        return self._settle(rules.release, user_id, push_id, now, event_id)
 
     def _settle(self, transition: Callable[[rules.CardholderRecord, Policy, str, int], PushStatus],
-                user_id: str, push_id: str, now: datetime | None) -> PushStatus:
+                user_id: str, push_id: str, now: datetime | None, event_id: str | None,
+                create: bool = False) -> PushStatus:
         check_id(user_id, "user_id")
         check_id(push_id, "push_id")
         with self._lock:
-            record = self._records.get(user_id)
-            if record is None:
-                return PushStatus.NOT_FOUND
-            return transition(record, self._policy, push_id, to_ms(now or now_utc()))
+            self._once(user_id, event_id)
+            record = self._record(user_id) if create else self._records.get(user_id)
+            status = PushStatus.NOT_FOUND
+            if record is not None:
+                status = transition(record, self._policy, push_id, to_ms(now or now_utc()))
+            self._done(user_id, event_id)
+            return status
 
-    def _mutate(self, user_id: str, now: datetime | None) -> tuple[rules.CardholderRecord, int]:
+    def _mutate(self, user_id: str, now: datetime | None, event_id: str | None
+                ) -> tuple[rules.CardholderRecord, int]:
         check_id(user_id, "user_id")
+        self._once(user_id, event_id)
         now_ms = to_ms(now or now_utc())
         record = self._record(user_id)
         rules.purge(record, self._policy, now_ms)
+        self._done(user_id, event_id)
         return record, now_ms
 
-    def record_open(self, user_id: str, *, now: datetime | None = None) -> None:
+    def record_open(self, user_id: str, *, now: datetime | None = None, push_id: str | None = None,
+                    event_id: str | None = None) -> bool:
         with self._lock:
-            record, _ = self._mutate(user_id, now)
+            record, _ = self._mutate(user_id, now, event_id)
+            known = record.pushes.get(push_id) if push_id is not None else None
+            if push_id is not None and (known is None or known.status == rules.RELEASED):
+                return False
             record.unopened = 0
+            return True
 
-    def record_mute(self, user_id: str, *, now: datetime | None = None) -> None:
+    def record_mute(self, user_id: str, *, now: datetime | None = None, event_id: str | None = None) -> None:
         with self._lock:
-            record, now_ms = self._mutate(user_id, now)
+            record, now_ms = self._mutate(user_id, now, event_id)
             record.muted = now_ms
 
-    def record_unmute(self, user_id: str, *, now: datetime | None = None) -> None:
+    def record_unmute(self, user_id: str, *, now: datetime | None = None,
+                      event_id: str | None = None) -> None:
         with self._lock:
-            record, _ = self._mutate(user_id, now)
+            record, _ = self._mutate(user_id, now, event_id)
             record.muted = None
 
-    def record_opt_out(self, user_id: str, *, now: datetime | None = None) -> None:
+    def record_opt_out(self, user_id: str, *, now: datetime | None = None,
+                       event_id: str | None = None) -> None:
         with self._lock:
-            record, now_ms = self._mutate(user_id, now)
+            record, now_ms = self._mutate(user_id, now, event_id)
             if record.opted_out is None:
                 record.opted_out = now_ms
 
-    def record_opt_in(self, user_id: str, *, now: datetime | None = None) -> None:
+    def record_opt_in(self, user_id: str, *, now: datetime | None = None,
+                      event_id: str | None = None) -> None:
         with self._lock:
-            record, _ = self._mutate(user_id, now)
+            record, _ = self._mutate(user_id, now, event_id)
             record.opted_out = None
 
     def close(self) -> None:

@@ -416,14 +416,32 @@ def confirm(state: CardholderRecord, policy: Policy, push_id: str, now: int) -> 
     settled = settled_status(state, policy, push_id, now)
     if settled is not None:
         return settled
-    record = state.pushes[push_id]
+    confirm_record(state, state.pushes[push_id])
+    return PushStatus.CONFIRMED
+
+
+def confirm_record(state: CardholderRecord, record: PushRecord) -> None:
+    """Mark a push sent: it counts toward the fatigue streak and no-repeat (unless transactional)."""
     record.status = CONFIRMED
     if not record.transactional:
         state.unopened += 1
         state.last_sent = record.ts if state.last_sent is None else max(state.last_sent, record.ts)
         previous = state.sent_contents.get(record.content_id)
         state.sent_contents[record.content_id] = record.ts if previous is None else max(previous, record.ts)
-    return PushStatus.CONFIRMED
+
+
+def record_sent(state: CardholderRecord, policy: Policy, push_id: str, sent: Candidate, now: int
+                ) -> PushStatus:
+    """A push reported sent with no pending reservation (its TTL passed, or it was never reserved
+    here): it happened, so it counts as a send at `now`; `sent` describes its content."""
+    purge(state, policy, now)
+    existing = state.pushes.get(push_id)
+    if existing is not None:
+        return confirm(state, policy, push_id, now)
+    state.pushes[push_id] = PushRecord(push_id, RESERVED, now, now, sent.content_id, sent.kind,
+                                       tuple(sent.tags), sent.transactional, sent.campaign)
+    confirm_record(state, state.pushes[push_id])
+    return PushStatus.RECORDED
 
 
 def release(state: CardholderRecord, policy: Policy, push_id: str, now: int) -> PushStatus:

@@ -1,10 +1,24 @@
-"""`POST /v1/events`: what happened to pushes; idempotent per `event_id`; feeds caps and the log.
+"""`POST /v1/events`: what happened to pushes, applied to the caps exactly once and logged durably.
 
-Order per batch: claim each event id with SET NX (one pipelined round trip; repeats are reported
-as duplicates), append the new events to the durable log (one fsync), then apply them to the caps
-engine. If the store fails part-way, the claims of the events not applied are released, so the
-scheduler's retry applies them; the log may then hold a line twice, which the export deduplicates
-by event id.
+Order per batch: look up which event ids are already applied (one pipelined round trip), append
+the others to the durable log (one fsync), then apply each event to the
+caps engine with its event id. Applying an event and noting its id as applied are one Lua script
+call on the cardholder's key (`recsys/caps/lua/caps.lua`), so "duplicate" means exactly "this
+cardholder's state already reflects this event", which is only ever written after the event was
+logged. Event ids are unique per cardholder. Where a failure or crash can land:
+
+- before or during the log append (disk full, process killed): nothing was applied; the retry
+  logs and applies the whole batch.
+- after the append, before or between applies (Redis stalled or down, process killed): the events
+  applied so far carry their marker, the rest do not; the retry reports the first as duplicates
+  and applies the others. The log then holds some lines twice; the export counts an event id once.
+- a reply lost after Redis ran the script (timeout, connection reset): the script either ran
+  whole or not at all; the retry sees the marker or applies it.
+
+A `sent` whose reservation is gone (its TTL passed, or it was purged) still counts, as a send at
+the event's time. An `opened` / `clicked` of a push the cardholder's state does not know leaves
+the fatigue streak as it is. The route is a plain `def`: FastAPI runs it in its thread pool, so
+Redis round trips (bounded by the client's socket timeout) never block the event loop.
 """
 
 from __future__ import annotations
@@ -12,10 +26,9 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-import redis
 from fastapi import APIRouter
 
-from recsys.caps.decisions import CapStoreUnavailable
+from recsys.caps.decisions import Candidate, EventAlreadyApplied
 from serving.auth import EventsAccess
 from serving.deps import State
 from serving.schemas import Event, EventBatch, EventBatchResponse
@@ -25,24 +38,29 @@ router = APIRouter(prefix="/v1", tags=["events"])
 
 
 def apply(state, event: Event, now: datetime) -> str:
+    """Apply one event to the caps (once per event id); the detail reported for it."""
     engine = state.engine
+    once = event.event_id
     if event.type == "sent":
-        return f"reservation {engine.confirm(event.user_id, event.push_id, now=now).value}"
+        status = engine.confirm(event.user_id, event.push_id, now=now, event_id=once,
+                                sent=sent_candidate(state, event))
+        return f"reservation {status.value}"
     if event.type == "failed":
-        return f"reservation {engine.release(event.user_id, event.push_id, now=now).value}"
+        return f"reservation {engine.release(event.user_id, event.push_id, now=now, event_id=once).value}"
     if event.type in ("opened", "clicked"):
-        engine.record_open(event.user_id, now=now)
-        return "fatigue streak reset"
+        if engine.record_open(event.user_id, now=now, push_id=event.push_id, event_id=once):
+            return "fatigue streak reset"
+        return "push id unknown for this cardholder: fatigue streak unchanged"
     if event.type == "muted":
-        engine.record_mute(event.user_id, now=now)
+        engine.record_mute(event.user_id, now=now, event_id=once)
         return "marketing paused per the mute rule"
     if event.type == "unmuted":
-        engine.record_unmute(event.user_id, now=now)
+        engine.record_unmute(event.user_id, now=now, event_id=once)
         return "mute lifted: marketing pushes resume"
     if event.type == "subscribed":
-        engine.record_opt_in(event.user_id, now=now)
+        engine.record_opt_in(event.user_id, now=now, event_id=once)
         return "opted in to marketing pushes again"
-    engine.record_opt_out(event.user_id, now=now)
+    engine.record_opt_out(event.user_id, now=now, event_id=once)
     return "opted out of marketing pushes"
 
 
@@ -55,59 +73,55 @@ def content_of(state, event: Event) -> str | None:
     return getattr(record, "content_id", None)
 
 
+def sent_candidate(state, event: Event) -> Candidate:
+    """What a `sent` push was, for counting it when its reservation is gone: the live publication's
+    description of its content, else a marketing article (it counts toward every general limit)."""
+    content_id = event.content_id or "unknown"
+    model = state.model
+    position = model.item_position.get(content_id) if model is not None else None
+    if position is None:
+        return Candidate(content_id)
+    return Candidate(content_id, model.kinds[position], tuple(model.tags[position]),
+                     bool(model.transactional[position]))
+
+
 @router.post("/events", response_model=EventBatchResponse, summary="Report sent/failed/opened/... events",
-             responses={503: {"description": "Caps store unavailable: retry the batch"}})
-async def post_events(body: EventBatch, state: State, principal: EventsAccess) -> dict:
+             responses={503: {"description": "Caps store or event log unavailable: retry the batch"}})
+def post_events(body: EventBatch, state: State, principal: EventsAccess) -> dict:
     state.snapshot(need_model=False)
-    received = datetime.now(UTC)
-    ttl = state.settings.event_dedupe_ttl_seconds
-    keys = [f"{state.dedupe_prefix}{event.event_id}" for event in body.events]
-    pipe = state.client.pipeline(transaction=False)
-    for key in keys:
-        pipe.set(key, received.isoformat(), nx=True, ex=ttl)
-    claimed = pipe.execute()
-    fresh, first_seen = [], set()
-    for event, key, new in zip(body.events, keys, claimed, strict=True):
-        # The same id twice inside one batch: the second is a duplicate too.
-        if new and event.event_id not in first_seen:
-            first_seen.add(event.event_id)
-            fresh.append((event, key))
-    try:
-        records = []
-        for event, _ in fresh:
-            content_id = event.content_id
-            if event.type == "sent" and content_id is None:
-                content_id = content_of(state, event)
-            records.append({
-                "event_id": event.event_id, "type": event.type, "user_id": event.user_id,
-                "push_id": event.push_id, "content_id": content_id,
-                "ts": (event.ts or received).astimezone(UTC).isoformat(), "received_at": received.isoformat(),
-            })
-        state.event_log.append(records)
-    except BaseException:
-        if fresh:
-            state.client.delete(*[key for _, key in fresh])
-        raise
-    details: dict[str, str] = {}
-    for position, (event, _key) in enumerate(fresh):
-        try:
-            details[event.event_id] = apply(state, event, event.ts or received)
-        except (CapStoreUnavailable, redis.RedisError):
-            unapplied = [key for _, key in fresh[position:]]
-            try:
-                state.client.delete(*unapplied)
-            except redis.RedisError:
-                logger.warning("could not release %d event claims; they expire after %ds",
-                               len(unapplied), ttl)
-            raise
-        state.metrics.events.labels(event.type, "applied").inc()
+    received = state.now()
+    for index, event in enumerate(body.events):
+        # A late event still counts (a past time can only make the caps stricter); a future one could
+        # block a cardholder until then.
+        state.check_now(event.ts, f"events[{index}].ts", past_bound=False)
+    events = [
+        event.model_copy(update={"content_id": content_of(state, event)})
+        if event.type == "sent" and event.content_id is None else event
+        for event in body.events
+    ]
+    # Events already applied were logged before; the others are logged (again, after a crash
+    # between log and apply) before any is applied.
+    pairs = [(event.user_id, event.event_id) for event in events]
+    done = {pair for pair, applied in zip(pairs, state.engine.applied(pairs), strict=True) if applied}
+    new: dict[tuple[str, str], Event] = {}
+    for pair, event in zip(pairs, events, strict=True):
+        if pair not in done:
+            new.setdefault(pair, event)
+    state.event_log.append([
+        {"event_id": event.event_id, "type": event.type, "user_id": event.user_id,
+         "push_id": event.push_id, "content_id": event.content_id,
+         "ts": (event.ts or received).astimezone(UTC).isoformat(), "received_at": received.isoformat()}
+        for event in new.values()
+    ])
     results = []
-    for event in body.events:
-        detail = details.pop(event.event_id, None)
-        if detail is None:
+    for event in events:
+        try:
+            detail = apply(state, event, event.ts or received)
+        except EventAlreadyApplied:
             state.metrics.events.labels(event.type, "duplicate").inc()
             results.append({"event_id": event.event_id, "status": "duplicate",
-                            "detail": "event id already received: ignored"})
-        else:
-            results.append({"event_id": event.event_id, "status": "applied", "detail": detail})
+                            "detail": "event id already applied to this cardholder: ignored"})
+            continue
+        state.metrics.events.labels(event.type, "applied").inc()
+        results.append({"event_id": event.event_id, "status": "applied", "detail": detail})
     return {"results": results}

@@ -1,4 +1,8 @@
-"""Liveness, readiness and Prometheus metrics (no authentication: for orchestrators and scrapers)."""
+"""Liveness, readiness and Prometheus metrics (no authentication: for orchestrators and scrapers).
+
+`/healthz` touches nothing but the process, so it answers while Redis is down or stalled; every
+route that calls Redis is a plain `def` (run in the thread pool), so none holds the event loop.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +40,8 @@ def readyz(state: State) -> JSONResponse:
         body["detail"] = state.last_error or "no model version is live: run `recsys publish`"
         return JSONResponse(body, status_code=503)
     body["status"] = "ready"
-    body["detail"] = "ok"
+    # Serving a verified version while the live pointer names one that cannot be loaded.
+    body["detail"] = state.last_error or "ok"
     return JSONResponse(body)
 
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from pydantic import AfterValidator
 
 from recsys.publication import decode_user
 from serving.auth import ReadAccess
 from serving.deps import State
-from serving.schemas import AwareDatetime, CapsState
+from serving.schemas import AwareDatetime, CapsState, refuse_card_numbers
 
 router = APIRouter(prefix="/v1", tags=["caps"])
 
-UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$"),
+                   AfterValidator(refuse_card_numbers)]
 
 
 @router.get("/users/{user_id}/caps", response_model=CapsState, summary="Cap counts and next eligible time")
@@ -28,7 +29,7 @@ def user_caps(user_id: UserId, state: State, principal: ReadAccess,
         if blob is not None:
             record = decode_user(blob, snapshot.model.item_dtype, snapshot.model.feature_dtype)
             timezone = snapshot.model.known(record).timezone
-    caps = state.engine.state(user_id, timezone=timezone, now=now or datetime.now(UTC))
+    caps = state.engine.state(user_id, timezone=timezone, now=state.check_now(now, "now"))
     return {
         "user_id": caps.user_id, "as_of": caps.as_of, "timezone": caps.timezone,
         "limits": [

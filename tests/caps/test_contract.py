@@ -8,9 +8,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from recsys.caps.decisions import Candidate, CapRequest, CapRequestError, PushStatus, ReservationStatus
+from recsys.caps.decisions import (
+    Candidate,
+    CapRequest,
+    CapRequestError,
+    EventAlreadyApplied,
+    PushStatus,
+    ReservationStatus,
+)
 from recsys.caps.engine import CapEngine
-from recsys.caps.policy import Policy, PolicyError, default_policy, parse_policy
+from recsys.caps.policy import Limit, Policy, PolicyError, default_policy, parse_policy
 from recsys.caps.redis_engine import RedisCapEngine
 from recsys.caps.reference import ReferenceCapEngine
 
@@ -155,6 +162,47 @@ class CapEngineContract:
         fresh = engine.decide("u1", [ARTICLE], timezone=SH, now=after, reserve=True).reservation
         assert fresh is not None and fresh.push_id != stale.push_id
         assert engine.confirm("u1", stale.push_id, now=after) == PushStatus.NOT_FOUND
+
+    def test_a_late_sent_still_counts_at_its_time(self, engine: CapEngine) -> None:
+        now = at("2026-03-10 10:00")
+        stale = engine.decide("u1", [ARTICLE], timezone=SH, now=now, reserve=True).reservation
+        late = now + timedelta(minutes=25)
+        # a decide with reserve purges the expired reservation before the sent arrives
+        assert engine.decide("u2", [ARTICLE], timezone=SH, now=late, reserve=True).reservation
+        engine.decide("u1", [BILL], timezone=SH, now=late, reserve=True)
+        status = engine.confirm("u1", stale.push_id, now=late, sent=ARTICLE)
+        assert status == PushStatus.RECORDED
+        state = engine.state("u1", timezone=SH, now=late)
+        assert state.sent_total == 1 and state.unopened_streak == 1
+        assert engine.decide("u1", [OTHER], timezone=SH, now=late).decisions[0].rules == (
+            "limit:daily", "min_gap")
+        assert engine.confirm("u1", stale.push_id, now=late, sent=ARTICLE) == PushStatus.ALREADY_CONFIRMED
+        # without a description of what was sent, an unknown push is still refused
+        assert engine.confirm("u3", "never-reserved", now=late) == PushStatus.NOT_FOUND
+
+    def test_an_event_id_is_applied_once(self, engine: CapEngine) -> None:
+        now = at("2026-03-10 10:00")
+        push_id = engine.decide("u1", [ARTICLE], timezone=SH, now=now, reserve=True).reservation.push_id
+        assert engine.confirm("u1", push_id, now=now, event_id="e1") == PushStatus.CONFIRMED
+        with pytest.raises(EventAlreadyApplied):
+            engine.confirm("u1", push_id, now=now, event_id="e1")
+        with pytest.raises(EventAlreadyApplied):
+            engine.record_open("u1", now=now, push_id=push_id, event_id="e1")
+        assert engine.state("u1", timezone=SH, now=now).unopened_streak == 1
+        engine.record_mute("u1", now=now, event_id="e2")
+        with pytest.raises(EventAlreadyApplied):
+            engine.record_mute("u1", now=now + timedelta(days=1), event_id="e2")
+        # event ids are per cardholder
+        engine.record_opt_out("u2", now=now, event_id="e1")
+        assert engine.state("u2", timezone=SH, now=now).opted_out
+
+    def test_an_open_of_an_unknown_push_leaves_the_streak(self, engine: CapEngine) -> None:
+        now = at("2026-03-10 10:00")
+        decision = self.push(engine, "u1", now)
+        assert engine.record_open("u1", now=now, push_id="not-a-push-of-u1") is False
+        assert engine.state("u1", timezone=SH, now=now).unopened_streak == 1
+        assert engine.record_open("u1", now=now, push_id=decision.reservation.push_id) is True
+        assert engine.state("u1", timezone=SH, now=now).unopened_streak == 0
 
     def test_reserving_again_with_a_known_push_id_replays(self, engine: CapEngine) -> None:
         now = at("2026-03-10 10:00")
@@ -415,9 +463,10 @@ class TestRedisEngine(CapEngineContract):
     def test_a_policy_the_script_cannot_hold_is_refused_and_the_old_one_kept(
         self, engine: RedisCapEngine
     ) -> None:
-        limits = [{"name": f"l{i}", "window": "calendar_day", "max": 5} for i in range(31)]
+        # past the policy's own bound (30 limits), as a policy object built without validation
+        limits = tuple(Limit(name=f"l{i}", window="calendar_day", max=5) for i in range(31))
         with pytest.raises(PolicyError, match="at most 30 limits"):
-            engine.set_policy(policy_with(limits=limits))
+            engine.set_policy(default_policy().model_copy(update={"limits": limits}))
         assert engine.policy == default_policy()
         self.push(engine, "u1", at("2026-03-10 10:00"))
         assert engine.decide("u1", [OTHER], timezone=SH, now=at("2026-03-10 11:00")).decisions[0].rules == (

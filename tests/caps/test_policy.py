@@ -73,6 +73,17 @@ def test_durations(text: object, seconds: int) -> None:
             "campaign 'bad name'",
         ),
         ({"reservation_ttl": "2d"}, "reservation_ttl above 1d"),
+        ({"retention": "1000000000000d"}, "retention: a duration must be at most 3650d"),
+        ({"min_gap": "40d"}, "min_gap: at most 31d, got 40d"),
+        ({"fatigue": {"after_unopened": 3, "pause": "400d"}}, "fatigue.pause: at most 366d"),
+        ({"mute": {"pause": "5000d"}}, "mute.pause: a duration must be at most 3650d"),
+        ({"no_repeat": {"window": "5000d"}}, "no_repeat.window: a duration must be at most 3650d"),
+        ({"campaign_throttle": {"max": 5, "per": "2d"}}, "campaign_throttle.per: at most 1d"),
+        ({"limits": [{"name": "y", "window": "rolling", "duration": "400d", "max": 9}]},
+         "limits[0].duration: at most 366d"),
+        ({"limits": [{"name": f"l{i}", "window": "calendar_day", "max": 9} for i in range(31)]},
+         "limits: Tuple should have at most 30 items"),
+        ({"override_no_limits": "short"}, "override_no_limits"),
         ({"retention": "7d"}, "retention (7d) is shorter than the longest window"),
         ({"limit": []}, "limit: unknown field"),
         ({"version": ""}, "version"),
@@ -118,3 +129,15 @@ def test_cli_check_policy_and_show_default(tmp_path: Path) -> None:
     refused = runner.invoke(app, ["caps", "check-policy", str(bad)])
     assert refused.exit_code == 1
     assert "min_gap" in refused.output
+
+
+def test_a_policy_capping_no_marketing_needs_a_stated_override() -> None:
+    only_promotions = [{"name": "promos", "window": "calendar_day", "max": 1, "kinds": ["promotion"]}]
+    for limits in ([], only_promotions):
+        policy = parse_policy({"version": "no-caps", "limits": limits})
+        with pytest.raises(PolicyError, match="override_no_limits"):
+            policy.check_protective()
+    allowed = parse_policy({"version": "no-caps", "override_no_limits": "service notices only, ticket 42"})
+    allowed.check_protective()
+    assert parse_policy(allowed.to_dict()) == allowed
+    default_policy().check_protective()

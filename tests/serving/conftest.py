@@ -65,10 +65,18 @@ def published(bundle, dataset, store):
 
 
 @pytest.fixture
-def settings(redis_url: str, key_prefix: str, tmp_path: Path) -> Settings:
+def server_time(as_of: pd.Timestamp) -> pd.Timestamp:
+    """The API's fixed clock: 09:00 Shanghai the day after the as-of day, so every time of the
+    as-of day is in its past and no test depends on today's date."""
+    return as_of.tz_convert("Asia/Shanghai").normalize() + pd.Timedelta(days=1, hours=9)
+
+
+@pytest.fixture
+def settings(redis_url: str, key_prefix: str, tmp_path: Path, server_time: pd.Timestamp) -> Settings:
     return Settings(
         redis_url=redis_url, redis_prefix=key_prefix, home=tmp_path / "home",
         scheduler_token=SecretStr(SCHEDULER), admin_token=SecretStr(ADMIN), reload_interval_seconds=0.0,
+        server_time=server_time.to_pydatetime(),
     )
 
 

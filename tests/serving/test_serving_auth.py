@@ -48,3 +48,37 @@ def test_placeholder_tokens_refused_in_production() -> None:
 
     with pytest.raises(ValueError, match="RECSYS_SCHEDULER_TOKEN"):
         Settings(environment="production", admin_token="a-real-admin-secret")
+
+
+ADMIN_OK = "Adm1n-tok3n-9f8e7d6c5b"
+
+
+@pytest.mark.parametrize(
+    ("tokens", "message"),
+    [
+        ({"scheduler_token": "CHANGEME", "admin_token": ADMIN_OK}, "SCHEDULER_TOKEN is unset or a"),
+        ({"scheduler_token": "x", "admin_token": ADMIN_OK}, "SCHEDULER_TOKEN is too weak"),
+        ({"scheduler_token": "aaaaaaaaaaaaaaaaaaaaaaaa", "admin_token": ADMIN_OK}, "too weak"),
+        ({"scheduler_token": "please-change-me-now-1", "admin_token": ADMIN_OK}, "placeholder"),
+        ({"scheduler_token": "Sch3d-tok3n-1a2b3c4d5e", "admin_token": "Sch3d-tok3n-1a2b3c4d5e"},
+         "ADMIN_TOKEN is the same token as RECSYS_SCHEDULER_TOKEN"),
+        ({"scheduler_token": "Sch3d-tok3n-1a2b3c4d5e", "admin_token": "Adm1n-tok3n-9f8e7d6c5b",
+          "admin_tokens": {"alice": "Sch3d-tok3n-1a2b3c4d5e"}}, r"ADMIN_TOKENS\[alice\] is the same token"),
+        ({"scheduler_token": "Sch3d-tok3n-1a2b3c4d5e", "admin_token": "Adm1n-tok3n-9f8e7d6c5b",
+          "server_time": "2026-01-01T00:00:00Z"}, "SERVER_TIME fixes the server clock"),
+    ],
+)
+def test_weak_or_shared_tokens_refused_in_production(tokens: dict, message: str) -> None:
+    from recsys.config import Settings
+
+    with pytest.raises(ValueError, match=message):
+        Settings(environment="production", **tokens)
+
+
+def test_strong_distinct_tokens_are_accepted_and_sharing_is_refused_everywhere() -> None:
+    from recsys.config import Settings
+
+    Settings(environment="production", scheduler_token="Sch3d-tok3n-1a2b3c4d5e",
+             admin_token="Adm1n-tok3n-9f8e7d6c5b", admin_tokens={"alice": "Al1ce-tok3n-0f9e8d7c6b"})
+    with pytest.raises(ValueError, match="same token"):
+        Settings(scheduler_token="same", admin_token="same")

@@ -41,7 +41,7 @@ def test_push_log_rows_from_events() -> None:
         {"event_id": "5", "type": "muted", "user_id": "u1", "ts": "2026-01-02T11:00:00+00:00"},
         {"event_id": "6", "type": "failed", "user_id": "u2", "push_id": "p3",
          "ts": "2026-01-02T11:00:00+00:00"},
-        {"event_id": "1", "type": "sent", "user_id": "u9", "push_id": "p9", "content_id": "c9",
+        {"event_id": "1", "type": "sent", "user_id": "u1", "push_id": "p9", "content_id": "c9",
          "ts": "2026-01-03T10:00:00+00:00"},
     ]
     frame = push_log_frame(iter(events)).set_index("push_id")

@@ -29,6 +29,7 @@ def server(settings, redis_client, published, tmp_path: Path):
         "RECSYS_HOME": str(tmp_path / "home"),
         "RECSYS_SCHEDULER_TOKEN": SCHEDULER, "RECSYS_ADMIN_TOKEN": ADMIN,
         "RECSYS_RELOAD_INTERVAL_SECONDS": "0.2", "RECSYS_LOG_LEVEL": "WARNING",
+        "RECSYS_SERVER_TIME": settings.server_time.isoformat(),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     recsys = Path(sys.executable).with_name("recsys")

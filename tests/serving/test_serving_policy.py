@@ -85,3 +85,23 @@ def test_other_workers_pick_up_a_policy_change(api, settings) -> None:
         body = other.get("/v1/policy", headers=SCHEDULER_HEADERS).json()
         assert body["revision"] == 2 and body["policy"]["version"] == "from-worker-a"
         assert other.app.state.serving.engine.policy.version == "from-worker-a"
+
+
+def test_named_administrators_and_the_no_limits_override_are_audited(settings, redis_client) -> None:
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from serving.app import create_app
+
+    named = settings.model_copy(update={"admin_tokens": {"alice": SecretStr("alice-token-0a9f3c7e21")}})
+    with TestClient(create_app(named)) as client:
+        alice = {"Authorization": "Bearer alice-token-0a9f3c7e21"}
+        refused = client.put("/v1/policy", json={"version": "no-caps"}, headers=alice)
+        assert refused.status_code == 422 and "override_no_limits" in refused.json()["message"]
+        document = {"version": "no-caps", "override_no_limits": "bill reminders only this week"}
+        stored = client.put("/v1/policy", json=document, headers=alice).json()
+        assert stored["author"] == "alice"
+        latest = client.get("/v1/policy/versions", headers=alice).json()["revisions"][0]
+        assert latest["author"] == "alice"
+        change = {"path": "override_no_limits", "old": None, "new": "bill reminders only this week"}
+        assert change in latest["diff"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from recsys.publication import (
     PublicationError,
+    PublishLockedError,
     UserRecord,
     decode_user,
     encode_user,
@@ -132,12 +135,15 @@ def test_failed_publish_leaves_live_version_untouched(published, store, bundle, 
 def test_killed_publish_is_invisible_and_cleaned_up_by_the_next(published, store, bundle, dataset,
                                                                  redis_client) -> None:
     """A publisher killed before its switch (no abort ran) leaves keys that never go live."""
-    writer = store.begin()
+    writer = store.begin(lease=1.0)
     writer.write_meta({"items": {}}, {}, None)
     writer.write_users([("u-partial", b"\x01")])
     assert store.live_version() == published.version
     with pytest.raises(PublicationError, match="incomplete"):
         store.load(writer.version)
+    with pytest.raises(PublishLockedError, match="another publish"):
+        store.begin()
+    time.sleep(1.1)  # the dead publisher's lease runs out
     second = publish(bundle, dataset, store)
     assert writer.version in second.deleted
     assert not redis_client.exists(store.user_key(writer.version, "u-partial"))
@@ -182,3 +188,28 @@ def test_simulation_without_a_model_ranks_as_the_api_fallback(published, store, 
         np.testing.assert_array_equal(ranked.scores, table[expected])
         compared += 1
     assert compared > 80
+
+
+def test_a_fenced_off_publish_cannot_go_live(published, store, bundle, dataset) -> None:
+    """A publisher that stalled past its lease: the next one runs; the stalled one can neither
+    write nor switch, and the live version is always a verified one."""
+    stalled = store.begin(lease=0.2)
+    stalled.write_meta({"n_users": 1, "items": {}, "item_index_dtype": "<u2",
+                        "feature_index_dtype": "<u2"}, {}, None)
+    time.sleep(0.3)
+    second = publish(bundle, dataset, store)
+    with pytest.raises(PublishLockedError, match="lost its lock"):
+        stalled.write_users([("u1", b"\x01")])
+    with pytest.raises(PublishLockedError):
+        stalled.commit()
+    assert store.live_version() == second.version
+    assert store.load(second.version).manifest["n_users"] == second.users
+
+
+def test_a_version_whose_counts_do_not_match_is_refused(published, store, redis_client) -> None:
+    redis_client.hset(store.meta_key(published.version), "users", published.users - 1)
+    with pytest.raises(PublicationError, match="publish again"):
+        store.load(published.version)
+    redis_client.hdel(store.meta_key(published.version), "manifest")
+    with pytest.raises(PublicationError, match="damaged"):
+        store.load(published.version)

@@ -83,7 +83,7 @@ def test_requested_candidates_unknown_and_transactional(api, published, dataset,
         assert transactional.iloc[0] in returned + [s["content_id"] for s in body["skipped"]]
 
 
-def test_a_transactional_notice_repeats_next_month(api, published, dataset, daytime) -> None:
+def test_a_transactional_notice_repeats_next_month(api, published, dataset, daytime, monkeypatch) -> None:
     """A bill reminder received before is sent again (and next month too); marketing never repeats."""
     content = dataset.content.set_index(dataset.content["content_id"].astype(str))
     pushes = dataset.push_log.assign(user_id=dataset.push_log["user_id"].astype(str),
@@ -97,7 +97,11 @@ def test_a_transactional_notice_repeats_next_month(api, published, dataset, dayt
     reminder = reminded.loc[reminded["user_id"] == user, "content_id"].iloc[0]
     old_promotion = marketing.loc[marketing["user_id"] == user, "content_id"].iloc[0]
     next_month = (pd.Timestamp(daytime) + pd.DateOffset(months=1)).isoformat()
+    serving = api.app.state.serving
     for n, now in enumerate((daytime, next_month)):
+        # the API's fixed clock moves with the story: `now` must lie within its window
+        monkeypatch.setattr(serving, "settings",
+                            serving.settings.model_copy(update={"server_time": pd.Timestamp(now)}))
         body = rank(api, user_id=user, k=2, now=now, reserve=True,
                     candidates=[reminder, old_promotion]).json()
         assert [item["content_id"] for item in body["items"]] == [reminder], body

@@ -23,6 +23,26 @@ def test_not_ready_until_a_version_is_published(api, bundle, dataset, store) -> 
     assert response.json()["model_version"] == report.version
 
 
+def test_a_broken_live_pointer_is_never_served(published, store, settings, redis_client, daytime) -> None:
+    """A live pointer naming a damaged version: a fresh API starts not ready (no crash) and a
+    running one keeps serving the verified version it has."""
+    from serving.app import create_app
+
+    with TestClient(create_app(settings)) as running:
+        assert running.get("/readyz").status_code == 200
+        redis_client.hdel(store.meta_key(published.version), "manifest")
+        redis_client.hset(store.meta_key("broken"), mapping={"complete": "1", "users": "1"})
+        redis_client.set(store.live_key, "broken")
+        ready = running.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["model_version"] == published.version
+        assert "broken" in ready.json()["detail"]
+        with TestClient(create_app(settings)) as fresh:
+            ready = fresh.get("/readyz")
+            assert ready.status_code == 503 and "damaged" in ready.json()["detail"]
+            ranked = fresh.post("/v1/rank", json={"user_id": "u1", "now": daytime}, headers=SCHEDULER_HEADERS)
+            assert ranked.status_code == 503
+
+
 def test_redis_down_means_not_ready_and_nothing_allowed(bundle, dataset, settings, daytime) -> None:
     import redis
 

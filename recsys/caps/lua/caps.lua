@@ -14,7 +14,11 @@
 --          `tx US content US kind US tags US campaign` (US = \31; tags as `|t1|t2|`, "" for
 --          none), joined by RS (\30)
 -- The engine replaces the LIMITS marker with code generated for the policy's limits.
--- confirm/release/undo: ARGV[3] push id
+-- confirm/release/undo: ARGV[3] push id, ARGV[4] (confirm) the sent push's record tail, or ""
+-- open: ARGV[3] the opened push id, or "" (any open resets the streak)
+-- KEYS[2]  (optional, not for decide) the event's marker key: the operation runs only when the
+--          marker is absent, and sets it (to the result, expiring after the last ARGV, in ms) in
+--          the same atomic step, so one event is applied exactly once ('duplicate' otherwise).
 --
 -- Hash fields: o opted-out ms, m muted ms, u unopened streak, l last sent ms, c:<content> last
 -- confirmed ms, P the push records: each record is RS (\30) then its fields joined by US (\31):
@@ -213,18 +217,34 @@ if op == 'd' then
   return out
 end
 
+local marker = KEYS[2]
+if marker and redis.call('EXISTS', marker) == 1 then return 'duplicate' end
+
+local function done(status)
+  if marker then redis.call('SET', marker, status, 'PX', ARGV[#ARGV]) end
+  return status
+end
+
 if op == 'c' or op == 'r' or op == 'u' then
-  local push_id = ARGV[3]
+  local push_id, sent = ARGV[3], ARGV[4] or ''
   local vals = redis.call('HMGET', key, 'P', 'u', 'l')
-  if not vals[1] then return 'not_found' end
   local recs, dirty = purge(parse(vals[1]))
   local found, index = nil, nil
   for i, r in ipairs(recs) do
     if r[PID] == push_id then found, index = r, i end
   end
-  local status
+  local status, sending = nil, false
   if not found then
-    status = 'not_found'
+    if op == 'c' and sent ~= '' then
+      -- Sent with no pending reservation (TTL passed): it happened, so it counts, at `now`.
+      local tx, content, kind, tags, campaign = string.match(sent,
+        '^([01])\31([^\30\31]*)\31([^\30\31]*)\31([^\30\31]*)\31([^\30\31]*)$')
+      found = {push_id, 'r', now, now, tx, content, kind, tags, campaign}
+      recs[#recs + 1] = found
+      status, sending = 'recorded', true
+    else
+      status = 'not_found'
+    end
   elseif op == 'u' then
     if found[ST] == 'r' then
       table.remove(recs, index)
@@ -242,9 +262,11 @@ if op == 'c' or op == 'r' or op == 'u' then
     dirty = true
     status = 'released'
   else
+    status, sending = 'confirmed', true
+  end
+  if sending then
     found[ST] = 'c'
     dirty = true
-    status = 'confirmed'
     if found[TX] == '0' then
       local last = tonumber(vals[3])
       if not last or found[TS] > last then last = found[TS] end
@@ -259,18 +281,27 @@ if op == 'c' or op == 'r' or op == 'u' then
     save_recs(recs)
     touch()
   end
-  return status
+  return done(status)
 end
 
 -- Reactions: purge stale records, then update the cardholder's flags.
+local recs = {}
 local packed = redis.call('HGET', key, 'P')
 if packed then
-  local recs, dropped = purge(parse(packed))
+  local kept, dropped = purge(parse(packed))
+  recs = kept
   if dropped then save_recs(recs) end
 end
 local stamp = string.format('%d', now)
+local status = 'ok'
 if op == 'o' then
-  redis.call('HSET', key, 'u', 0)
+  -- Only an open of a push the cardholder's state knows (reserved or sent) resets the streak.
+  local pid = ARGV[3] or ''
+  local known = pid == ''
+  for _, r in ipairs(recs) do
+    if r[PID] == pid and r[ST] ~= 'x' then known = true end
+  end
+  if known then redis.call('HSET', key, 'u', 0) else status = 'unknown_push' end
 elseif op == 'm' then
   redis.call('HSET', key, 'm', stamp)
 elseif op == 'M' then
@@ -283,4 +314,4 @@ else
   return redis.error_reply('unknown cap operation ' .. tostring(op))
 end
 if redis.call('EXISTS', key) == 1 then touch() end
-return 'ok'
+return done(status)
