@@ -1,0 +1,480 @@
+"""The fitted push response model: P(open) and P(mute or unfollow) of a push, a cardholder's better hours.
+
+Two logistic models over the same terms, one coefficient vector each:
+
+    logit P = intercept + user[u] + item[i] + kind[k(i)] + sum_f segment_f[s_f(u)]
+              + hour[h] + sum_f segment_f_hour[s_f(u), bin(h)] + user_hour[u] . cycle(h)
+              + activity * lift[u, bin(h)] + recent_slope * recent + excess_slope * max(0, recent - free)
+              + score_weight * standardised ranking score (u, i)
+
+`h` is the local send hour (the cardholder's time zone), `bin(h)` its three-hour part of the day,
+`recent` the marketing pushes the cardholder received in the trailing 30 days, this one included, and
+`cycle(h) = (cos, sin)(2 pi h / 24)`: a cardholder's own hour preference is one daily wave (a peak hour
+and a strength), two numbers every push informs, where a value per day part would need opens in each.
+Segments are card tier, age band and city tier: a cardholder with few pushes answers like the segment,
+and the per-cardholder terms (`user`, `user_hour`) grow only as their own pushes say otherwise (L2
+shrinkage).
+`lift[u, b]` is the cardholder's own activity (spend, menu clicks, reads) in day part `b` relative to
+everyone's, a prior on when they look at their phone. A Platt map (slope, intercept on the logit), fitted
+on pushes after those the coefficients saw, calibrates each model.
+
+Saved form: a directory with `model.json` (kind, format version, term layout, vocabularies, calibration)
+and `arrays.npz` (coefficients and per-cardholder arrays, read with `allow_pickle=False`), written
+atomically, so it can be published beside the ranking bundle. `training.response` fits it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.atomic import atomic_directory
+from recsys.models.base import (
+    ARRAYS,
+    MANIFEST,
+    IncompatibleModelError,
+    ModelError,
+    library_versions,
+)
+
+logger = logging.getLogger(__name__)
+
+KIND = "push-response"
+FORMAT_VERSION = 1
+HOURS = 24
+BIN_HOURS = 3
+HOUR_BINS = HOURS // BIN_HOURS
+CYCLE = 2  # cos and sin of the hour's angle on the daily clock
+SEGMENT_FIELDS = ("card_tier", "age_band", "city_tier")
+UNKNOWN = "unknown"
+WINDOW_DAYS = 30
+FATIGUE_FREE = 4
+TARGETS = ("open", "mute")
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def hour_bin(hours: np.ndarray) -> np.ndarray:
+    return np.asarray(hours, dtype=np.int64) // BIN_HOURS
+
+
+def daily_cycle(hours: np.ndarray) -> np.ndarray:
+    """float [n, CYCLE]: cos and sin of each hour's angle on the 24-hour clock."""
+    angle = 2.0 * np.pi * np.asarray(hours, dtype=np.float64) / HOURS
+    return np.stack([np.cos(angle), np.sin(angle)], axis=1)
+
+
+def local_hours(sent: pd.Series | np.ndarray, timezones: np.ndarray, default_timezone: str) -> np.ndarray:
+    """Local hour (0-23) of UTC send times in each cardholder's zone ("" or None: `default_timezone`)."""
+    stamps = pd.DatetimeIndex(pd.to_datetime(np.asarray(sent)))
+    stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
+    zones = pd.Series(timezones, dtype="string").fillna("").to_numpy(dtype=object)
+    zones = np.where(zones == "", default_timezone, zones)
+    hours = np.empty(len(stamps), dtype=np.int64)
+    for zone in np.unique(zones):
+        mask = zones == zone
+        hours[mask] = stamps[mask].tz_convert(str(zone)).hour
+    return hours
+
+
+class ResponseModelError(ModelError):
+    """Inputs the response model cannot answer for (wrong shapes, hours outside 0-23)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each term's coefficients sit in the flat coefficient vector."""
+
+    n_users: int
+    n_items: int
+    n_kinds: int
+    n_labels: tuple[int, ...]  # per segment field, "unknown" included
+
+    def blocks(self) -> dict[str, int]:
+        sizes = {"intercept": 1, "user": self.n_users, "item": self.n_items, "kind": self.n_kinds}
+        for name, n in zip(SEGMENT_FIELDS, self.n_labels, strict=True):
+            sizes[f"segment:{name}"] = n
+        sizes["hour"] = HOURS
+        for name, n in zip(SEGMENT_FIELDS, self.n_labels, strict=True):
+            sizes[f"segment_hour:{name}"] = n * HOUR_BINS
+        sizes.update({"user_hour": self.n_users * CYCLE, "activity": 1, "recent": 1, "excess": 1,
+                      "score": 1})
+        return sizes
+
+    def offsets(self) -> dict[str, tuple[int, int]]:
+        out, start = {}, 0
+        for name, size in self.blocks().items():
+            out[name] = (start, size)
+            start += size
+        return out
+
+    @property
+    def size(self) -> int:
+        return sum(self.blocks().values())
+
+
+@dataclass(frozen=True)
+class UserRows:
+    """Per-cardholder query inputs: model index (-1 unknown), segment codes, activity lift by day part."""
+
+    index: np.ndarray  # int64 [n]
+    segments: np.ndarray  # int64 [n, len(SEGMENT_FIELDS)]
+    lift: np.ndarray  # float32 [n, HOUR_BINS]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def take(self, rows: np.ndarray) -> UserRows:
+        return UserRows(self.index[rows], self.segments[rows], self.lift[rows])
+
+
+@dataclass(frozen=True)
+class ItemRows:
+    """Per-content inputs of a query: model index (-1 unknown) and kind code."""
+
+    index: np.ndarray
+    kind: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def take(self, rows: np.ndarray) -> ItemRows:
+        return ItemRows(self.index[rows], self.kind[rows])
+
+
+def design_matrix(layout: Layout, users: UserRows, items: ItemRows, hours: np.ndarray, recent: np.ndarray,
+                  scores: np.ndarray | None) -> sp.csr_matrix:
+    """csr [n, layout.size]: one row per push, the terms of the module docstring (fit and predict alike)."""
+    n = len(users)
+    if not len(items) == len(hours) == len(recent) == n or (scores is not None and len(scores) != n):
+        raise ResponseModelError(
+            f"{n} cardholder rows, {len(items)} item rows, {len(hours)} hours, {len(recent)} recent counts"
+            f"{'' if scores is None else f', {len(scores)} scores'}: give one of each per push")
+    hours = np.asarray(hours, dtype=np.int64)
+    if n and (hours.min() < 0 or hours.max() >= HOURS):
+        raise ResponseModelError(f"send hour {int(hours[(hours < 0) | (hours >= HOURS)][0])} outside 0-23: "
+                                 "give the local hour of the day")
+    offsets = layout.offsets()
+    bins = hour_bin(hours)
+    rows_list, cols_list, vals_list = [], [], []
+    all_rows = np.arange(n)
+
+    def add(block: str, cols: np.ndarray, values: np.ndarray | float = 1.0, mask: np.ndarray | None = None):
+        start, _ = offsets[block]
+        keep = all_rows if mask is None else all_rows[mask]
+        rows_list.append(keep)
+        cols_list.append(start + np.asarray(cols)[keep] if np.ndim(cols)
+                         else np.full(len(keep), start + cols))
+        vals_list.append(np.broadcast_to(np.asarray(values, dtype=np.float64), (n,))[keep])
+
+    add("intercept", 0)
+    add("user", np.maximum(users.index, 0), mask=users.index >= 0)
+    add("item", np.maximum(items.index, 0), mask=items.index >= 0)
+    add("kind", items.kind)
+    for f, name in enumerate(SEGMENT_FIELDS):
+        add(f"segment:{name}", users.segments[:, f])
+        add(f"segment_hour:{name}", users.segments[:, f] * HOUR_BINS + bins)
+    add("hour", hours)
+    wave = daily_cycle(hours)
+    for k in range(CYCLE):
+        add("user_hour", np.maximum(users.index, 0) * CYCLE + k, wave[:, k], mask=users.index >= 0)
+    add("activity", 0, users.lift[all_rows, bins])
+    recent = np.asarray(recent, dtype=np.float64)
+    add("recent", 0, recent)
+    add("excess", 0, np.maximum(0.0, recent - FATIGUE_FREE))
+    if scores is not None:
+        add("score", 0, np.asarray(scores, dtype=np.float64))
+    coordinates = (np.concatenate(rows_list), np.concatenate(cols_list))
+    matrix = sp.csr_matrix((np.concatenate(vals_list), coordinates), shape=(n, layout.size))
+    matrix.sum_duplicates()
+    return matrix
+
+
+@dataclass(frozen=True)
+class Platt:
+    """Calibration map p = sigmoid(slope * logit + intercept); the identity by default."""
+
+    slope: float = 1.0
+    intercept: float = 0.0
+
+    def apply(self, logit: np.ndarray) -> np.ndarray:
+        return sigmoid(self.slope * np.asarray(logit) + self.intercept)
+
+
+@dataclass
+class PushResponseModel:
+    """Fitted open and mute models; indices are positions in `user_ids` / `content_ids`."""
+
+    user_ids: np.ndarray
+    content_ids: np.ndarray
+    kinds: tuple[str, ...]
+    labels: dict[str, tuple[str, ...]]  # segment field -> vocabulary ("unknown" last)
+    user_segments: np.ndarray  # int64 [n_users, len(SEGMENT_FIELDS)]
+    user_lift: np.ndarray  # float32 [n_users, HOUR_BINS]
+    item_kind: np.ndarray  # int64 [n_items]
+    coef: dict[str, np.ndarray]  # target -> flat coefficients
+    calibration: dict[str, Platt]
+    score_center: float = 0.0
+    score_scale: float = 1.0
+    uses_score: bool = False
+    default_timezone: str = "Asia/Shanghai"
+    send_hours: tuple[int, ...] = tuple(range(HOURS))  # local hours the fitted pushes were sent at
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        layout = self.layout
+        for target in TARGETS:
+            if target not in self.coef or len(self.coef[target]) != layout.size:
+                raise IncompatibleModelError(
+                    f"{target} coefficients missing or of the wrong length for this layout: refit the model")
+        self._user_lookup = pd.Index(np.asarray(self.user_ids).astype(str))
+        self._item_lookup = pd.Index(np.asarray(self.content_ids).astype(str))
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(len(self.user_ids), len(self.content_ids), len(self.kinds),
+                      tuple(len(self.labels[name]) for name in SEGMENT_FIELDS))
+
+    # ------------------------------------------------------------------ query rows
+    def user_rows(self, user_ids: Sequence[str] | np.ndarray,
+                  segments: Mapping[str, np.ndarray] | None = None) -> UserRows:
+        """Inputs for `user_ids`; cardholders unknown at fit time take `segments` labels (else "unknown")."""
+        ids = np.asarray(user_ids, dtype=object).astype(str)
+        index = self._user_lookup.get_indexer(ids).astype(np.int64)
+        known = index >= 0
+        codes = np.empty((len(ids), len(SEGMENT_FIELDS)), dtype=np.int64)
+        for f, name in enumerate(SEGMENT_FIELDS):
+            vocabulary = pd.Index(self.labels[name])
+            unknown_code = len(vocabulary) - 1
+            given = None
+            if segments is not None and name in segments:
+                given = np.asarray(segments[name]).astype(str)
+                if len(given) != len(ids):
+                    raise ResponseModelError(
+                        f"segments[{name!r}] has {len(given)} labels for {len(ids)} cardholders: one each")
+            fallback = (np.full(len(ids), unknown_code) if given is None
+                        else np.where((c := vocabulary.get_indexer(given)) >= 0, c, unknown_code))
+            codes[:, f] = np.where(known, self.user_segments[np.maximum(index, 0), f], fallback)
+        lift = np.where(known[:, None], self.user_lift[np.maximum(index, 0)], 0.0).astype(np.float32)
+        return UserRows(index, codes, lift)
+
+    def item_rows(self, content_ids: Sequence[str] | np.ndarray, kinds: np.ndarray | None = None) -> ItemRows:
+        """Inputs for `content_ids`; contents unknown at fit time take `kinds` (else the average kind)."""
+        ids = np.asarray(content_ids, dtype=object).astype(str)
+        index = self._item_lookup.get_indexer(ids).astype(np.int64)
+        vocabulary = pd.Index(self.kinds)
+        given = (np.full(len(ids), -1) if kinds is None
+                 else vocabulary.get_indexer(np.asarray(kinds, dtype=object).astype(str)))
+        kind = np.where(index >= 0, self.item_kind[np.maximum(index, 0)], given)
+        # an unknown kind gets the most common kind's coefficient: the neutral choice for a new content
+        kind = np.where(kind >= 0, kind, int(np.bincount(self.item_kind, minlength=len(self.kinds)).argmax()))
+        return ItemRows(index, kind.astype(np.int64))
+
+    # ------------------------------------------------------------------ probabilities
+    def logit(self, target: str, users: UserRows, items: ItemRows, hours: np.ndarray, recent: np.ndarray,
+              scores: np.ndarray | None = None) -> np.ndarray:
+        """Uncalibrated logit of `target` ("open" or "mute") per push."""
+        if target not in TARGETS:
+            raise ResponseModelError(f"unknown target {target!r}: use one of {TARGETS}")
+        design = design_matrix(self.layout, users, items, np.asarray(hours), np.asarray(recent),
+                               self.standardise(scores))
+        return design @ self.coef[target]
+
+    def standardise(self, scores: np.ndarray | None) -> np.ndarray | None:
+        if scores is None or not self.uses_score:
+            return None
+        values = np.asarray(scores, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ResponseModelError("ranking scores must be finite: score with the published ranking model")
+        return (values - self.score_center) / self.score_scale
+
+    def probability(self, target: str, users: UserRows, items: ItemRows, hours: np.ndarray,
+                    recent: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probability of `target` per push (aligned rows)."""
+        return self.calibration[target].apply(self.logit(target, users, items, hours, recent, scores))
+
+    def open_probability(self, users: UserRows, items: ItemRows, hours: np.ndarray, recent: np.ndarray,
+                         scores: np.ndarray | None = None) -> np.ndarray:
+        """P(open) of each push: aligned cardholder rows, item rows, local send hours, recent counts.
+
+        `recent` counts marketing pushes in the trailing 30 days, this one included; `scores` are the
+        ranking model's scores for the pairs (ignored when the model was fitted without them).
+        """
+        return self.probability("open", users, items, hours, recent, scores)
+
+    def mute_probability(self, users: UserRows, items: ItemRows, hours: np.ndarray, recent: np.ndarray,
+                         scores: np.ndarray | None = None) -> np.ndarray:
+        """P(mute or unfollow right after the push), same inputs as `open_probability`."""
+        return self.probability("mute", users, items, hours, recent, scores)
+
+    # ------------------------------------------------------------------ send time
+    def hour_effects(self, users: UserRows, target: str = "open") -> np.ndarray:
+        """float [n, 24]: the hour-dependent part of each cardholder's logit (higher = better hour)."""
+        offsets = self.layout.offsets()
+        coef = self.coef[target]
+
+        def block(name: str) -> np.ndarray:
+            start, size = offsets[name]
+            return coef[start:start + size]
+
+        bins = hour_bin(np.arange(HOURS))
+        out = np.repeat(block("hour")[None, :], len(users), axis=0)
+        for f, name in enumerate(SEGMENT_FIELDS):
+            table = block(f"segment_hour:{name}").reshape(-1, HOUR_BINS)
+            out += table[users.segments[:, f]][:, bins]
+        user_hour = block("user_hour").reshape(-1, CYCLE)
+        personal = np.where((users.index >= 0)[:, None], user_hour[np.maximum(users.index, 0)], 0.0)
+        out += personal @ daily_cycle(np.arange(HOURS)).T + block("activity")[0] * users.lift[:, bins]
+        return out
+
+    def best_hours(self, users: UserRows, k: int = 3,
+                   allowed: Sequence[int] | None = None) -> list[list[int]]:
+        """Each cardholder's `k` best local send hours among `allowed`, best first.
+
+        `allowed` defaults to `send_hours`: the daily wave says nothing reliable about hours the push
+        log never used. Hours are ranked by the open model's hour terms net of the mute model's, so an
+        hour that gets opens but also mutes ranks lower; ties keep the earlier hour first.
+        """
+        chosen = self.send_hours if allowed is None else allowed
+        hours = np.unique(np.asarray(list(chosen), dtype=np.int64))
+        if not len(hours) or hours.min() < 0 or hours.max() >= HOURS:
+            raise ResponseModelError(f"allowed hours {list(hours)} must be a non-empty subset of 0-23")
+        if k < 1:
+            raise ResponseModelError(f"k must be >= 1, got {k}")
+        value = self.hour_effects(users, "open") - self.hour_effects(users, "mute") * self.mute_hour_weight
+        value = value[:, hours]
+        order = np.argsort(-np.round(value, 9), axis=1, kind="stable")[:, :k]
+        return hours[order].tolist()
+
+    @property
+    def mute_hour_weight(self) -> float:
+        """Mutes are rare: their hour terms count in proportion to the mute-to-open base rates."""
+        return float(self.info.get("mute_rate", 0.0) / max(self.info.get("open_rate", 1.0), 1e-9))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the model to `directory` (replaced atomically if it exists); returns the path."""
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "kind": KIND,
+            "format_version": FORMAT_VERSION,
+            "libraries": library_versions(("numpy", "scipy")),
+            "params": {},
+            "extra": {
+                "kinds": list(self.kinds),
+                "labels": {name: list(values) for name, values in self.labels.items()},
+                "calibration": {t: [self.calibration[t].slope, self.calibration[t].intercept]
+                                for t in TARGETS},
+                "score_center": self.score_center, "score_scale": self.score_scale,
+                "uses_score": self.uses_score, "default_timezone": self.default_timezone,
+                "send_hours": list(self.send_hours),
+                "layout": self.layout.blocks(), "info": self.info,
+            },
+        }
+        arrays = {"user_ids": np.asarray(self.user_ids).astype(str), "content_ids":
+                  np.asarray(self.content_ids).astype(str), "user_segments": self.user_segments,
+                  "user_lift": self.user_lift, "item_kind": self.item_kind,
+                  **{f"coef_{t}": self.coef[t] for t in TARGETS}}
+        with atomic_directory(target) as staging:
+            np.savez(staging / ARRAYS, **arrays)
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        logger.info("saved push response model to %s", target)
+        return target
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> PushResponseModel:
+        """Read a model written by `save`; `IncompatibleModelError` for another kind or format version."""
+        from recsys.models.base import read_manifest
+
+        manifest = read_manifest(directory)
+        if manifest["kind"] != KIND or manifest["format_version"] != FORMAT_VERSION:
+            raise IncompatibleModelError(
+                f"{directory} holds a {manifest['kind']!r} model in format {manifest['format_version']}, "
+                f"this code reads {KIND!r} format {FORMAT_VERSION}: refit the response model with this "
+                "version")
+        extra = manifest.get("extra", {})
+        try:
+            with np.load(Path(directory) / ARRAYS, allow_pickle=False) as arrays:
+                model = cls(
+                    user_ids=arrays["user_ids"].astype(object),
+                    content_ids=arrays["content_ids"].astype(object),
+                    kinds=tuple(extra["kinds"]),
+                    labels={name: tuple(extra["labels"][name]) for name in SEGMENT_FIELDS},
+                    user_segments=arrays["user_segments"], user_lift=arrays["user_lift"],
+                    item_kind=arrays["item_kind"], coef={t: arrays[f"coef_{t}"] for t in TARGETS},
+                    calibration={t: Platt(*extra["calibration"][t]) for t in TARGETS},
+                    score_center=float(extra["score_center"]), score_scale=float(extra["score_scale"]),
+                    uses_score=bool(extra["uses_score"]), default_timezone=str(extra["default_timezone"]),
+                    send_hours=tuple(int(h) for h in extra["send_hours"]),
+                    info=dict(extra.get("info", {})),
+                )
+        except KeyError as error:
+            raise IncompatibleModelError(
+                f"{directory} lacks the saved state {error}: the model is damaged, save it again") from error
+        if model.layout.blocks() != extra.get("layout"):
+            raise IncompatibleModelError(f"{directory}: saved term layout does not match its arrays: refit")
+        return model
+
+
+class WorldResponse:
+    """A fitted model behind the simulator's `Response` protocol: users and items are positions in the
+    world's `user_ids` / `content_ids`, as `recsys.simulation.world.SimWorld` asks.
+
+    Without `local_hours` a probability is the mean over the model's `send_hours` (the simulator of
+    today sends at slot times it does not pass on). `scorer(users, items)` gives ranking scores by
+    position; it is required when the model was fitted with scores.
+    """
+
+    window_days = WINDOW_DAYS
+
+    def __init__(self, model: PushResponseModel, user_ids: np.ndarray, content_ids: np.ndarray,
+                 segments: Mapping[str, np.ndarray] | None = None, kinds: np.ndarray | None = None,
+                 scorer: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> None:
+        if model.uses_score and scorer is None:
+            raise ResponseModelError("the response model was fitted with ranking scores: give a scorer")
+        self.model = model
+        self.users = model.user_rows(user_ids, segments)
+        self.items = model.item_rows(content_ids, kinds)
+        self.scorer = scorer
+
+    def _probability(self, target: str, users: np.ndarray, items: np.ndarray, recent: np.ndarray,
+                     local_hours: np.ndarray | None) -> np.ndarray:
+        users, items, recent = np.broadcast_arrays(np.asarray(users), np.asarray(items), np.asarray(recent))
+        shape = users.shape
+        users, items, recent = users.ravel(), items.ravel(), recent.ravel()
+        rows, item_rows = self.users.take(users), self.items.take(items)
+        scores = None if self.scorer is None else np.asarray(self.scorer(users, items), dtype=np.float64)
+        if local_hours is not None:
+            hours = np.broadcast_to(np.asarray(local_hours), shape).ravel()
+            return self.model.probability(target, rows, item_rows, hours, recent, scores).reshape(shape)
+        total = np.zeros(len(users))
+        for hour in self.model.send_hours:
+            hours = np.full(len(users), hour)
+            total += self.model.probability(target, rows, item_rows, hours, recent, scores)
+        return (total / len(self.model.send_hours)).reshape(shape)
+
+    def open_probability(self, users: np.ndarray, items: np.ndarray, recent_pushes: np.ndarray,
+                         local_hours: np.ndarray | None = None) -> np.ndarray:
+        return self._probability("open", users, items, recent_pushes, local_hours)
+
+    def mute_probability(self, users: np.ndarray, recent_pushes: np.ndarray, items: np.ndarray,
+                         local_hours: np.ndarray | None = None) -> np.ndarray:
+        return self._probability("mute", users, items, recent_pushes, local_hours)
+
+    def describe(self) -> str:
+        info, nan = self.model.info, float("nan")
+        return (f"{info.get('pushes', 0):,} pushes to {info.get('fitted_to', '?')}; open rate "
+                f"{info.get('open_rate', nan):.3f}, mute rate {info.get('mute_rate', nan):.4f}; "
+                f"holdout ECE open {info.get('holdout_open_ece', nan):.4f}")

@@ -1,0 +1,214 @@
+"""The fitted response model: a hand-made push log's known answers, a generated world's truth, save/load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.models.base import IncompatibleModelError
+from recsys.response_model import PushResponseModel, ResponseModelError, local_hours
+from tests.response.conftest import Fitted, SynthFitted
+from tests.response.handmade import AS_OF
+from training.response import ResponseFitConfig, ResponseFitError, fit_response_models, marketing_pushes
+
+
+# ---------------------------------------------------------------------- known answers (hand-made log)
+def test_a_cardholder_who_opens_only_at_eight_pm_gets_20(handmade: Fitted) -> None:
+    rows = handmade.model.user_rows(["owl"])
+    assert 20 in handmade.model.best_hours(rows, k=3)[0]
+    assert handmade.model.best_hours(rows, k=1, allowed=[9, 12, 15, 20]) == [[20]]
+
+
+def test_thin_cardholders_take_their_segments_hours(handmade: Fitted) -> None:
+    model = handmade.model
+    # new_gold has no push; "stranger" is unknown to the model, labelled gold by the caller
+    rows = model.user_rows(["new_gold", "stranger", "c00"],
+                           {"card_tier": np.array(["gold", "gold", "classic"])})
+    best = model.best_hours(rows, k=1, allowed=[9, 12, 15, 20])
+    assert best[0] == [9] and best[1] == [9]
+    effects = model.hour_effects(rows)
+    # the classic segment opens alike at every hour: its spread is far smaller than gold's
+    assert np.ptp(effects[2, [9, 12, 15, 20]]) < 0.5 * np.ptp(effects[0, [9, 12, 15, 20]])
+
+
+def test_more_recent_pushes_lower_the_open_probability(handmade: Fitted) -> None:
+    model = handmade.model
+    rows = model.user_rows(["c00"] * 4)
+    p = model.open_probability(rows, model.item_rows(["p01"] * 4), np.full(4, 12), np.array([1, 5, 15, 30]))
+    assert np.all(np.diff(p) < 0)
+    assert p[-1] < 0.6 * p[0]
+
+
+def test_the_report_beats_the_base_rate_on_the_holdout(handmade: Fitted) -> None:
+    report = handmade.report
+    opens = report.holdout["open"]
+    assert opens.n == report.pushes["holdout"] > 100
+    assert opens.log_loss < opens.base_log_loss and opens.brier < opens.base_brier
+    assert opens.auc > 0.65
+    metrics = report.metrics()
+    assert metrics["response.open.ece"] == opens.ece
+    assert {"response.raw.mute.log_loss", "response.pushes.train"} <= set(metrics)
+
+
+def test_transactional_pushes_are_left_out(handmade_dataset) -> None:
+    pushes = marketing_pushes(handmade_dataset, AS_OF, "Asia/Shanghai")
+    assert len(pushes) and "bill" not in set(pushes["content_id"])
+    assert set(pushes["hour"]) == {9, 12, 15, 20}
+
+
+def test_local_hours_follow_each_cardholders_zone() -> None:
+    sent = pd.Series(pd.to_datetime(["2025-07-01T12:00:00Z"] * 3))
+    assert local_hours(sent, np.array(["Asia/Shanghai", "Europe/London", ""], dtype=object),
+                       "Asia/Tokyo").tolist() == [20, 13, 21]
+
+
+def test_opens_after_the_cutoff_are_not_known_yet(handmade_dataset) -> None:
+    # one day before the log ends: pushes of that last day opened later count as unopened at the cutoff
+    cutoff = AS_OF - pd.Timedelta(days=1)
+    pushes = marketing_pushes(handmade_dataset, cutoff, "Asia/Shanghai")
+    assert (pushes["sent_ts"] <= cutoff).all()
+
+
+# ---------------------------------------------------------------------- against the synthetic world's truth
+@pytest.mark.slow
+def test_calibrated_on_a_generated_world(synth: SynthFitted) -> None:
+    for target in ("open", "mute"):
+        figures = synth.report.holdout[target]
+        assert figures.ece <= 0.02, (target, figures.summary())
+        assert figures.log_loss < figures.base_log_loss, (target, figures.summary())
+    assert synth.report.holdout["mute"].auc > 0.6
+
+
+@pytest.mark.slow
+def test_fitted_probabilities_follow_the_truth(synth: SynthFitted) -> None:
+    truth, model = synth.truth, synth.model
+    pushes = marketing_pushes(synth.dataset, pd.Timestamp(truth.as_of), model.default_timezone)
+    users = truth.user_index(pushes["user_id"].to_numpy().astype(str))
+    items = truth.content_index(pushes["content_id"].to_numpy().astype(str))
+    recent = pushes["recent"].to_numpy()
+    true_open = truth.response_model().open_probability(users, items, recent)
+    true_mute = truth.response_model().mute_probability(users, recent, items)
+    rows, item_rows = model.user_rows(pushes["user_id"]), model.item_rows(pushes["content_id"])
+    fitted_open = model.open_probability(rows, item_rows, pushes["hour"].to_numpy(), recent)
+    fitted_mute = model.mute_probability(rows, item_rows, pushes["hour"].to_numpy(), recent)
+    assert np.corrcoef(true_open, fitted_open)[0, 1] > 0.3
+    assert np.corrcoef(true_mute, fitted_mute)[0, 1] > 0.4
+    assert abs(fitted_open.mean() - true_open.mean()) < 0.01
+
+
+@pytest.mark.slow
+def test_an_informative_ranking_score_is_used(synth_world) -> None:
+    dataset, truth = synth_world
+    response = truth.response_model()
+
+    def taste(user_ids: np.ndarray, content_ids: np.ndarray) -> np.ndarray:
+        # the world's own taste match stands in for a ranking model that learned it
+        return response.affinity(truth.user_index(np.asarray(user_ids).astype(str)),
+                                 truth.content_index(np.asarray(content_ids).astype(str)))
+
+    model, report = fit_response_models(dataset, pd.Timestamp(truth.as_of), ResponseFitConfig(refit=False),
+                                        scorer=taste)
+    assert model.uses_score and report.uses_score
+    assert report.holdout["open"].auc > 0.7
+    assert report.holdout["open"].ece <= 0.02
+
+
+# ---------------------------------------------------------------------- persistence and bad input
+def test_save_and_load_give_the_same_answers(handmade: Fitted, tmp_path: Path) -> None:
+    model = handmade.model
+    path = model.save(tmp_path / "response")
+    loaded = PushResponseModel.load(path)
+    ids = ["owl", "g01", "c03", "nobody"]
+    contents, kinds = ["p01", "p02", "new", "p03"], np.array(["promotion"] * 4)
+    rows, items = model.user_rows(ids), model.item_rows(contents, kinds)
+    args = (np.array([9, 20, 12, 15]), np.array([1, 2, 3, 4]))
+    for name in ("open_probability", "mute_probability"):
+        np.testing.assert_array_equal(
+            getattr(model, name)(rows, items, *args),
+            getattr(loaded, name)(loaded.user_rows(ids), loaded.item_rows(contents, kinds), *args))
+    assert loaded.best_hours(loaded.user_rows(ids)) == model.best_hours(rows)
+    with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
+        assert "coef_open" in arrays.files
+
+
+def test_a_model_of_another_format_is_refused(handmade: Fitted, tmp_path: Path) -> None:
+    path = handmade.model.save(tmp_path / "response")
+    manifest = json.loads((path / "model.json").read_text())
+    (path / "model.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(IncompatibleModelError, match="refit the response model"):
+        PushResponseModel.load(path)
+    with pytest.raises(IncompatibleModelError, match="not a saved model"):
+        PushResponseModel.load(tmp_path / "missing")
+
+
+def test_bad_queries_are_refused(handmade: Fitted) -> None:
+    model = handmade.model
+    rows, items = model.user_rows(["owl", "g01"]), model.item_rows(["p01", "p02"])
+    with pytest.raises(ResponseModelError, match="send hour 24 outside 0-23"):
+        model.open_probability(rows, items, np.array([9, 24]), np.array([1, 1]))
+    with pytest.raises(ResponseModelError, match="one of each per push"):
+        model.open_probability(rows, items, np.array([9]), np.array([1, 1]))
+    with pytest.raises(ResponseModelError, match="non-empty subset"):
+        model.best_hours(rows, allowed=[25])
+
+
+def test_too_thin_a_push_log_is_refused(handmade_dataset) -> None:
+    with pytest.raises(ResponseFitError, match="no marketing pushes in the holdout slice"):
+        fit_response_models(handmade_dataset, AS_OF + pd.Timedelta(days=20))
+    with pytest.raises(ResponseFitError, match="at least 100"):
+        fit_response_models(handmade_dataset, AS_OF - pd.Timedelta(days=117),
+                            ResponseFitConfig(holdout_days=1, validation_days=1))
+
+
+def test_a_scorer_of_the_wrong_length_is_refused(handmade_dataset) -> None:
+    with pytest.raises(ResponseFitError, match="one per push"):
+        fit_response_models(handmade_dataset, AS_OF, scorer=lambda users, items: np.zeros(3))
+
+
+@pytest.mark.slow
+def test_best_hours_find_the_peak_hours_of_a_world_with_hour_preference(tmp_path: Path) -> None:
+    from features.loader import load_dataset
+    from recsys.world import WorldConfig, WorldTruth, generate_world
+    from recsys.world.scenario import Scenario
+
+    summary = generate_world(WorldConfig(users=1_000, items=60, days=365, seed=3,
+                                         scenario=Scenario(hour_preference=1.5)), tmp_path / "data")
+    dataset, truth = load_dataset(summary.out), WorldTruth.load(summary.truth)
+    model, _ = fit_response_models(dataset, pd.Timestamp(truth.as_of), ResponseFitConfig(refit=False))
+    pushes = marketing_pushes(dataset, pd.Timestamp(truth.as_of), model.default_timezone)
+    allowed = sorted(set(pushes["hour"]))
+    ids = truth.user_ids.astype(str)
+    opened = pushes.loc[pushes["opened_ts"].notna(), "user_id"]
+    opens = opened.value_counts().reindex(ids).fillna(0).to_numpy()
+    best = np.array([hours[0] for hours in model.best_hours(model.user_rows(ids), k=1, allowed=allowed)])
+    guess = np.random.default_rng(0).choice(allowed, len(ids))
+
+    def near_peak(hours: np.ndarray) -> np.ndarray:
+        distance = np.abs(hours - truth.user_peak_hour)
+        return np.minimum(distance, 24 - distance) <= 3
+
+    evidence = opens >= 3  # cardholders whose own opens can say when they read
+    assert evidence.sum() > 100
+    assert near_peak(best)[evidence].mean() > near_peak(guess)[evidence].mean() + 0.1
+
+
+def test_the_simulator_can_ask_the_fitted_model_by_position(handmade: Fitted) -> None:
+    from recsys.response_model import WorldResponse
+
+    model = handmade.model
+    world_users = np.array(["g01", "owl", "c05"], dtype=object)
+    world_items = np.array(["p03", "p01"], dtype=object)
+    response = WorldResponse(model, world_users, world_items)
+    users, items, recent = np.array([1, 0, 2]), np.array([1, 0, 0]), np.array([2, 3, 9])
+    direct = model.open_probability(model.user_rows(world_users[users]), model.item_rows(world_items[items]),
+                                    np.array([20, 9, 12]), recent)
+    np.testing.assert_allclose(response.open_probability(users, items, recent, np.array([20, 9, 12])), direct)
+    # without an hour: the mean over the hours the log sent at
+    by_hour = [response.mute_probability(users, recent, items, np.full(3, h)) for h in model.send_hours]
+    np.testing.assert_allclose(response.mute_probability(users, recent, items), np.mean(by_hour, axis=0))
+    assert response.open_probability(users[:, None], np.array([[0, 1]]), 1).shape == (3, 2)
+    assert "pushes" in response.describe()

@@ -1,0 +1,453 @@
+"""Fit the push response model on `push_log`, calibrate it on a later slice, report calibration out of time.
+
+The time line, for an as-of time `T`, holdout `H` and validation `V` days:
+
+    ...pushes...  | validation (V days) | holdout (H days) |
+                T-H-V                  T-H                T
+
+1. model A is fitted on pushes up to T-H-V; a Platt map is fitted on A's logits of the validation pushes;
+2. model B is fitted on pushes up to T-H, with A's Platt map: its holdout figures are the report (log-loss,
+   Brier, ECE, AUC and the reliability curve beside the training base rate), for opens and mutes;
+3. with `refit`, the published model C is fitted on every push up to T, with a Platt map fitted on B's
+   logits of the holdout (the most recent slice, by the model fitted just before it).
+
+Outcomes are censored at each fit's cutoff (an open after the cutoff is not yet known). No MLflow here:
+`ResponseFitReport.metrics()` is a flat dict the training job can log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.optimize import minimize
+
+from recsys.response_model import (
+    BIN_HOURS,
+    HOUR_BINS,
+    SEGMENT_FIELDS,
+    TARGETS,
+    UNKNOWN,
+    WINDOW_DAYS,
+    Layout,
+    Platt,
+    PushResponseModel,
+    design_matrix,
+    hour_bin,
+    local_hours,
+    sigmoid,
+)
+from recsys.times import utc_timestamp
+from training.calibration import Calibration, calibration
+
+if TYPE_CHECKING:
+    from features.loader import Dataset
+
+logger = logging.getLogger(__name__)
+
+Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""`scorer(user_ids, content_ids)`: the ranking model's score of each (cardholder, content) pair."""
+
+ACTIVITY_TABLES = (("transactions", "ts"), ("menu_clicks", "ts"), ("article_reads", "ts"))
+LIFT_PRIOR = 8.0  # pseudo-events at everyone's day-part shares: a cardholder with few events has lift ~0
+MIN_PUSHES = 100
+MIN_HOUR_SHARE = 0.005  # an hour with fewer of the fitted pushes is not offered by best_hours
+MIN_CALIBRATION_POSITIVES = 20
+
+# L2 weight per term (a Gaussian prior of variance 1 / weight); the per-cardholder terms are the
+# strongest, so a cardholder's own coefficients move off the segment only with their own evidence.
+DEFAULT_PENALTIES: dict[str, dict[str, float]] = {
+    "open": {"intercept": 0.0, "user": 2.0, "item": 1.0, "kind": 1.0, "segment": 1.0, "hour": 1.0,
+             "segment_hour": 2.0, "user_hour": 4.0, "activity": 0.01, "recent": 0.0, "excess": 0.0,
+             "score": 0.01},
+    "mute": {"intercept": 0.0, "user": 20.0, "item": 4.0, "kind": 4.0, "segment": 4.0, "hour": 4.0,
+             "segment_hour": 10.0, "user_hour": 50.0, "activity": 1.0, "recent": 0.0, "excess": 0.0,
+             "score": 1.0},
+}
+# sign constraints: more recent pushes never raise opens nor lower mutes
+SIGNS = {"open": {"recent": -1.0, "excess": -1.0}, "mute": {"recent": 1.0, "excess": 1.0}}
+
+
+class ResponseFitError(ValueError):
+    """The push log cannot support a fitted, evaluated response model."""
+
+
+@dataclass(frozen=True)
+class ResponseFitConfig:
+    holdout_days: int = 14
+    validation_days: int = 14
+    refit: bool = True
+    bins: int = 10
+    activity_days: int = 90
+    default_timezone: str = "Asia/Shanghai"
+    penalties: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: DEFAULT_PENALTIES)
+
+    def __post_init__(self) -> None:
+        for name in ("holdout_days", "validation_days", "bins", "activity_days"):
+            if int(getattr(self, name)) < 1:
+                raise ResponseFitError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class ResponseFitReport:
+    """Out-of-time calibration of the response model (see the module docstring)."""
+
+    as_of: pd.Timestamp
+    validation_from: pd.Timestamp
+    holdout_from: pd.Timestamp
+    pushes: dict[str, int]  # slice -> marketing pushes
+    holdout: dict[str, Calibration]  # target -> calibrated figures on the holdout
+    holdout_raw: dict[str, Calibration]  # target -> before the Platt map
+    platt: dict[str, tuple[float, float]]
+    timings: dict[str, float]
+    uses_score: bool
+
+    def metrics(self) -> dict[str, float]:
+        """Flat figures for a tracker, e.g. `response.open.ece`."""
+        out: dict[str, float] = {f"response.pushes.{k}": float(v) for k, v in self.pushes.items()}
+        for prefix, figures in (("", self.holdout), ("raw.", self.holdout_raw)):
+            for target, c in figures.items():
+                for name in ("observed_rate", "base_rate", "mean_predicted", "log_loss", "base_log_loss",
+                             "brier", "base_brier", "ece", "auc"):
+                    out[f"response.{prefix}{target}.{name}"] = float(getattr(c, name))
+        return out
+
+    def summary(self) -> str:
+        lines = [f"response model: holdout {self.holdout_from.isoformat()} .. {self.as_of.isoformat()}, "
+                 f"pushes {self.pushes}"]
+        for target in TARGETS:
+            lines.append(f"  P({target}) raw        {self.holdout_raw[target].summary()}")
+            lines.append(f"  P({target}) calibrated {self.holdout[target].summary()}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- inputs from the data contract
+def marketing_pushes(dataset: Dataset, as_of: pd.Timestamp, default_timezone: str) -> pd.DataFrame:
+    """Marketing pushes sent up to `as_of`: ids, send time, local hour, recent count, opened time, muted."""
+    from recsys.simulation.response_fit import recent_counts
+
+    pushes = dataset.push_log
+    content = dataset.content.drop_duplicates("content_id").set_index("content_id")
+    transactional = content["transactional"].astype("boolean").fillna(False)
+    item_flag = transactional.reindex(pushes["content_id"].astype(str).to_numpy())
+    pushes = pushes.loc[(item_flag.notna() & ~item_flag.fillna(True).astype(bool)).to_numpy()]
+    # every marketing push up to as_of counts toward `recent`, in or out of the fit slice
+    pushes = pushes.loc[(pushes["sent_ts"] <= as_of).to_numpy()].reset_index(drop=True)
+    holders = dataset.cardholders.drop_duplicates("user_id").set_index("user_id")
+    zones = holders["timezone"].reindex(pushes["user_id"].astype(str).to_numpy()).to_numpy(dtype=object)
+    users = pd.factorize(pushes["user_id"].astype(str))[0]
+    sent = pushes["sent_ts"].to_numpy(dtype="datetime64[s]").astype(np.int64)
+    return pd.DataFrame({
+        "user_id": pushes["user_id"].astype(str).to_numpy(dtype=object),
+        "content_id": pushes["content_id"].astype(str).to_numpy(dtype=object),
+        "sent_ts": pushes["sent_ts"].to_numpy(),
+        "opened_ts": pushes["opened_ts"].to_numpy(),
+        "muted": pushes["muted"].astype("boolean").fillna(False).to_numpy(dtype=bool),
+        "hour": local_hours(pushes["sent_ts"], zones, default_timezone),
+        "recent": recent_counts(users, sent, WINDOW_DAYS * 86400) if len(sent) else np.zeros(0, np.int64),
+    })
+
+
+def segment_labels(dataset: Dataset, as_of: pd.Timestamp, user_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Card tier, age band and city tier of each cardholder as text ("unknown" when missing)."""
+    from features.builder import AGE_EDGES, AGE_LABELS, band
+
+    holders = dataset.cardholders.drop_duplicates("user_id").set_index("user_id").reindex(user_ids)
+    age = as_of.year - holders["birth_year"].to_numpy(dtype=np.float64, na_value=np.nan)
+    return {
+        "card_tier": holders["card_tier"].astype("string").fillna(UNKNOWN).to_numpy(dtype=object),
+        "age_band": band(age, AGE_EDGES, AGE_LABELS),
+        "city_tier": holders["city_tier"].astype("string").fillna(UNKNOWN).to_numpy(dtype=object),
+    }
+
+
+def activity_events(dataset: Dataset, as_of: pd.Timestamp, user_ids: np.ndarray,
+                    default_timezone: str) -> pd.DataFrame:
+    """Spend, menu clicks and reads up to `as_of` of `user_ids`: cardholder row, time, local day part."""
+    lookup = pd.Index(user_ids)
+    zones_of = dataset.cardholders.drop_duplicates("user_id").set_index("user_id")["timezone"]
+    parts = []
+    for name, column in ACTIVITY_TABLES:
+        frame = dataset.table(name)
+        if not len(frame):
+            continue
+        frame = frame.loc[(frame[column] <= as_of).to_numpy()]
+        ids = frame["user_id"].astype(str).to_numpy(dtype=object)
+        rows = lookup.get_indexer(ids)
+        zones = zones_of.reindex(ids).to_numpy(dtype=object)
+        parts.append(pd.DataFrame({"row": rows, "ts": frame[column].to_numpy(),
+                                   "bin": hour_bin(local_hours(frame[column], zones, default_timezone))}
+                                  ).loc[rows >= 0])
+    if not parts:
+        return pd.DataFrame({"row": np.zeros(0, np.int64), "ts": pd.Series([], dtype="datetime64[ns, UTC]"),
+                             "bin": np.zeros(0, np.int64)})
+    return pd.concat(parts, ignore_index=True)
+
+
+def activity_lift(events: pd.DataFrame, as_of: pd.Timestamp, n_users: int, days: int) -> np.ndarray:
+    """float32 [n, HOUR_BINS]: log of each cardholder's share of own events in each day part over everyone's.
+
+    `events` come from `activity_events`; those in the `days` before `as_of` count. Shares are smoothed
+    with `LIFT_PRIOR` pseudo-events, so a cardholder with no events has lift 0.
+    """
+    since = as_of - pd.Timedelta(days=days)
+    recent = events.loc[((events["ts"] > since) & (events["ts"] <= as_of)).to_numpy()]
+    counts = np.zeros((n_users, HOUR_BINS))
+    np.add.at(counts, (recent["row"].to_numpy(), recent["bin"].to_numpy()), 1.0)
+    overall = (counts.sum(axis=0) + 1.0) / (counts.sum() + HOUR_BINS)
+    share = (counts + LIFT_PRIOR * overall[None, :]) / (counts.sum(axis=1, keepdims=True) + LIFT_PRIOR)
+    return np.log(share / overall[None, :]).astype(np.float32)
+
+
+# ---------------------------------------------------------------------- penalised maximum likelihood
+def fit_logistic(design: sp.csr_matrix, outcomes: np.ndarray, penalties: np.ndarray,
+                 signs: Mapping[int, float]) -> np.ndarray:
+    """Coefficients minimising the logistic log-loss sum plus `0.5 * sum(penalties * coef**2)`.
+
+    `signs` maps a column to the sign its coefficient must keep (+1: >= 0, -1: <= 0). Columns no push
+    uses stay at 0 (their penalised optimum); a signed coefficient that comes out on the wrong side is
+    held at 0 and the rest refitted (an active set: scipy's bounded solvers are many times slower here).
+    """
+    y = np.asarray(outcomes, dtype=np.float64)
+    used = np.flatnonzero(design.getnnz(axis=0) > 0)
+    coef = np.zeros(design.shape[1])
+    held: set[int] = set()
+    for _ in range(len(signs) + 1):
+        free = np.array([c for c in used if c not in held], dtype=np.int64)
+        sub = design[:, free].tocsr()
+        result = _newton(sub, y, penalties[free], coef[free])
+        if not np.isfinite(result.x).all():
+            raise ResponseFitError("the response model fit diverged: check the push log for broken rows")
+        coef[:] = 0.0
+        coef[free] = result.x
+        wrong = {c for c, sign in signs.items() if coef[c] * sign < 0}
+        if not wrong:
+            return coef
+        held |= wrong
+    coef[list(held)] = 0.0
+    return coef
+
+
+def _newton(design: sp.csr_matrix, y: np.ndarray, penalties: np.ndarray, start: np.ndarray):
+    """Truncated Newton (scipy's Newton-CG) with exact Hessian-vector products of the penalised loss."""
+    transposed = design.T.tocsr()
+    curvature: dict[str, Any] = {}
+
+    def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = design @ beta
+        value = float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(penalties * beta**2))
+        return value, transposed @ (sigmoid(z) - y) + penalties * beta
+
+    def hessp(beta: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        key = beta.tobytes()
+        if curvature.get("key") != key:
+            p = sigmoid(design @ beta)
+            curvature.update(key=key, weight=p * (1.0 - p))
+        return transposed @ (curvature["weight"] * (design @ vector)) + penalties * vector
+
+    return minimize(loss, start, jac=True, hessp=hessp, method="Newton-CG", options={"xtol": 1e-6})
+
+
+def fit_platt(logit: np.ndarray, outcomes: np.ndarray) -> Platt:
+    """Slope and intercept on the logit, held near the identity map when positives are few."""
+    y = np.asarray(outcomes, dtype=np.float64)
+    if y.sum() < 1 or len(y) - y.sum() < 1:
+        return Platt()
+    z = np.asarray(logit, dtype=np.float64)
+    # a prior on the slope worth a few pushes keeps thin slices (a few mutes) near the identity
+    slope_weight = 50.0 if y.sum() < MIN_CALIBRATION_POSITIVES else 5.0
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        a, b = params
+        u = a * z + b
+        residual = sigmoid(u) - y
+        value = float(np.sum(np.logaddexp(0.0, u) - y * u) + 0.5 * slope_weight * (a - 1.0) ** 2)
+        return value, np.array([np.sum(residual * z) + slope_weight * (a - 1.0), np.sum(residual)])
+
+    result = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+    return Platt(float(result.x[0]), float(result.x[1]))
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What every fit shares: vocabularies and the per-push table."""
+
+    user_ids: np.ndarray
+    content_ids: np.ndarray
+    kinds: tuple[str, ...]
+    item_kind: np.ndarray
+    labels: dict[str, tuple[str, ...]]
+    pushes: pd.DataFrame
+    events: pd.DataFrame
+    scores: np.ndarray | None
+
+
+def _prepare(dataset: Dataset, as_of: pd.Timestamp, config: ResponseFitConfig,
+             scorer: Scorer | None) -> _Inputs:
+    pushes = marketing_pushes(dataset, as_of, config.default_timezone)
+    user_ids = dataset.cardholders["user_id"].astype(str).drop_duplicates().to_numpy(dtype=object)
+    content = dataset.content.drop_duplicates("content_id")
+    content_ids = content["content_id"].astype(str).to_numpy(dtype=object)
+    kinds, item_kind = np.unique(content["kind"].astype(str).to_numpy(dtype=object), return_inverse=True)
+    segments = segment_labels(dataset, as_of, user_ids)
+    labels = {name: (*sorted(set(values.astype(str)) - {UNKNOWN}), UNKNOWN)
+              for name, values in segments.items()}
+    scores = None
+    if scorer is not None:
+        scores = np.asarray(scorer(pushes["user_id"].to_numpy(), pushes["content_id"].to_numpy()), np.float64)
+        if scores.shape != (len(pushes),) or not np.isfinite(scores).all():
+            raise ResponseFitError(f"the scorer returned {scores.shape} values, not {len(pushes)} finite "
+                                   "scores (one per push): score every (cardholder, content) pair")
+    events = activity_events(dataset, as_of, user_ids, config.default_timezone)
+    return _Inputs(user_ids, content_ids, tuple(str(k) for k in kinds), item_kind.astype(np.int64), labels,
+                   pushes, events, scores)
+
+
+def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp,
+         config: ResponseFitConfig) -> PushResponseModel:
+    """Coefficients fitted on pushes sent up to `cutoff`, outcomes known at `cutoff`; identity calibration."""
+    rows = (inputs.pushes["sent_ts"] <= cutoff).to_numpy()
+    train = inputs.pushes.loc[rows]
+    if len(train) < MIN_PUSHES:
+        raise ResponseFitError(
+            f"the push log has {len(train)} marketing pushes up to {cutoff.isoformat()}: at least "
+            f"{MIN_PUSHES} are needed to fit a response model; shorten the holdout and validation slices "
+            "or add push history")
+    segments = segment_labels(dataset, cutoff, inputs.user_ids)
+    codes = np.stack([pd.Index(inputs.labels[name]).get_indexer(segments[name].astype(str))
+                      for name in SEGMENT_FIELDS], axis=1)
+    unknown = np.array([len(inputs.labels[n]) - 1 for n in SEGMENT_FIELDS])
+    codes = np.where(codes >= 0, codes, unknown[None, :])
+    lift = activity_lift(inputs.events, cutoff, len(inputs.user_ids), config.activity_days)
+    scores = None if inputs.scores is None else inputs.scores[rows]
+    center = float(scores.mean()) if scores is not None else 0.0
+    scale = float(scores.std()) if scores is not None and scores.std() > 0 else 1.0
+    layout = Layout(len(inputs.user_ids), len(inputs.content_ids), len(inputs.kinds),
+                    tuple(len(inputs.labels[n]) for n in SEGMENT_FIELDS))
+    model = PushResponseModel(
+        user_ids=inputs.user_ids, content_ids=inputs.content_ids, kinds=inputs.kinds, labels=inputs.labels,
+        user_segments=codes.astype(np.int64), user_lift=lift, item_kind=inputs.item_kind,
+        coef={t: np.zeros(layout.size) for t in TARGETS},
+        calibration={t: Platt() for t in TARGETS}, score_center=center, score_scale=scale,
+        uses_score=scores is not None, default_timezone=config.default_timezone,
+        send_hours=send_hours(train["hour"].to_numpy()),
+    )
+    users = model.user_rows(train["user_id"].to_numpy())
+    items = model.item_rows(train["content_id"].to_numpy())
+    design = design_matrix(model.layout, users, items, train["hour"].to_numpy(), train["recent"].to_numpy(),
+                           model.standardise(scores))
+    opened = (train["opened_ts"].notna() & (train["opened_ts"] <= cutoff)).to_numpy(dtype=np.float64)
+    muted = train["muted"].to_numpy(dtype=np.float64)
+    offsets = model.layout.offsets()
+    for target, outcome in (("open", opened), ("mute", muted)):
+        penalties = np.empty(model.layout.size)
+        for block, (start, size) in offsets.items():
+            penalties[start:start + size] = config.penalties[target][block.split(":")[0]]
+        signs = {offsets[block][0]: sign for block, sign in SIGNS[target].items()}
+        model.coef[target] = fit_logistic(design, outcome, penalties, signs)
+    model.info.update({"fitted_to": cutoff.isoformat(), "pushes": int(len(train)),
+                       "open_rate": float(opened.mean()), "mute_rate": float(muted.mean()),
+                       "hour_bin_hours": BIN_HOURS})
+    return model
+
+
+def send_hours(hours: np.ndarray) -> tuple[int, ...]:
+    """The local hours that carried at least `MIN_HOUR_SHARE` of the pushes."""
+    counts = np.bincount(np.asarray(hours, dtype=np.int64), minlength=24)
+    return tuple(int(h) for h in np.flatnonzero(counts >= MIN_HOUR_SHARE * max(counts.sum(), 1)))
+
+
+def _slice_logits(model: PushResponseModel, inputs: _Inputs, start: pd.Timestamp, end: pd.Timestamp,
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Logits and outcomes (known at `end`) of the pushes sent in (start, end]."""
+    rows = ((inputs.pushes["sent_ts"] > start) & (inputs.pushes["sent_ts"] <= end)).to_numpy()
+    part = inputs.pushes.loc[rows]
+    users, items = model.user_rows(part["user_id"].to_numpy()), model.item_rows(part["content_id"].to_numpy())
+    scores = None if inputs.scores is None else inputs.scores[rows]
+    logits = {t: model.logit(t, users, items, part["hour"].to_numpy(), part["recent"].to_numpy(), scores)
+              for t in TARGETS}
+    outcomes = {"open": (part["opened_ts"].notna() & (part["opened_ts"] <= end)).to_numpy(dtype=np.float64),
+                "mute": part["muted"].to_numpy(dtype=np.float64)}
+    return logits, outcomes
+
+
+def fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: ResponseFitConfig | None = None,
+                        scorer: Scorer | None = None) -> tuple[PushResponseModel, ResponseFitReport]:
+    """Fit, calibrate and evaluate the open and mute models (see the module docstring).
+
+    Returns the model to publish (fitted up to `as_of` with `config.refit`, else up to the holdout) and
+    its out-of-time report. `scorer` adds the ranking model's score of each pair as an input; it must
+    not have learned from the outcomes of the pushes it scores (a ranking model trained on push opens
+    and unopened pushes knows the answers of the training pushes, and the score's weight comes out far
+    too large): fit it on spend, clicks and reads, or before the first push of the fit.
+    """
+    config = config or ResponseFitConfig()
+    as_of = utc_timestamp(as_of)
+    holdout_from = as_of - pd.Timedelta(days=config.holdout_days)
+    validation_from = holdout_from - pd.Timedelta(days=config.validation_days)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    inputs = _prepare(dataset, as_of, config, scorer)
+    timings["prepare"] = time.perf_counter() - clock
+    sent = inputs.pushes["sent_ts"]
+    counts = {"train": int((sent <= validation_from).sum()),
+              "validation": int(((sent > validation_from) & (sent <= holdout_from)).sum()),
+              "holdout": int((sent > holdout_from).sum())}
+    for name in ("validation", "holdout"):
+        if not counts[name]:
+            raise ResponseFitError(
+                f"no marketing pushes in the {name} slice ({counts}); as of {as_of.isoformat()} with "
+                f"{config.holdout_days} holdout and {config.validation_days} validation days: choose an "
+                "as-of time inside the push log or shorter slices")
+
+    clock = time.perf_counter()
+    early = _fit(dataset, inputs, validation_from, config)
+    logits, outcomes = _slice_logits(early, inputs, validation_from, holdout_from)
+    platt = {t: fit_platt(logits[t], outcomes[t]) for t in TARGETS}
+    timings["fit before validation"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    scored = _fit(dataset, inputs, holdout_from, config)
+    scored.calibration.update(platt)
+    logits, outcomes = _slice_logits(scored, inputs, holdout_from, as_of)
+    base = {"open": scored.info["open_rate"], "mute": scored.info["mute_rate"]}
+    holdout = {t: calibration(platt[t].apply(logits[t]), outcomes[t], base[t], config.bins) for t in TARGETS}
+    raw = {t: calibration(sigmoid(logits[t]), outcomes[t], base[t], config.bins) for t in TARGETS}
+    timings["fit before holdout"] = time.perf_counter() - clock
+
+    model = scored
+    if config.refit:
+        clock = time.perf_counter()
+        model = _fit(dataset, inputs, as_of, config)
+        model.calibration.update({t: fit_platt(logits[t], outcomes[t]) for t in TARGETS})
+        timings["refit"] = time.perf_counter() - clock
+    model.info.update({"holdout_from": holdout_from.isoformat(), "as_of": as_of.isoformat(),
+                       "holdout_open_ece": holdout["open"].ece, "holdout_mute_ece": holdout["mute"].ece})
+    report = ResponseFitReport(as_of=as_of, validation_from=validation_from, holdout_from=holdout_from,
+                               pushes=counts, holdout=holdout, holdout_raw=raw,
+                               platt={t: (p.slope, p.intercept) for t, p in platt.items()}, timings=timings,
+                               uses_score=scorer is not None)
+    logger.info("%s", report.summary())
+    return model, report
+
+
+def bundle_scorer(bundle: Any, dataset: Dataset, as_of: pd.Timestamp) -> Scorer:
+    """A `Scorer` from a ranking model bundle: its factor dot products (0 for pairs it does not know).
+
+    Give a bundle fitted without the push log (see `fit_response_models`)."""
+    def score(user_ids: np.ndarray, content_ids: np.ndarray) -> np.ndarray:
+        distinct, rows = np.unique(np.asarray(user_ids).astype(str), return_inverse=True)
+        features = bundle.feature_builder.transform_users(dataset, as_of, distinct.astype(object))
+        factors = bundle.model.user_factors(bundle.users.index_of(distinct.astype(object)), features)
+        items = bundle.items.index_of(np.asarray(content_ids).astype(str).astype(object))
+        item_factors = bundle.model.item_factors()
+        out = np.einsum("ij,ij->i", factors[rows], item_factors[np.maximum(items, 0)])
+        return np.where(items >= 0, out, 0.0)
+
+    return score
