@@ -8,10 +8,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
+from difflib import get_close_matches
 from typing import Any
 
 from recsys.caps.decisions import CapRequest, UserDecision
 from recsys.publication import decode_user
+from serving.errors import UnknownFeaturesError
 from serving.pipeline import LiveModel, Ranked, Representation
 from serving.schemas import RankRequest
 from serving.state import ServingState, Snapshot
@@ -35,10 +37,27 @@ def decide_width(k: int) -> int:
     return k + CAPS_SPARE
 
 
+def check_features(model: LiveModel, features: dict[str, float] | None, where: str) -> None:
+    """Refuse feature names the published model lacks (they would be dropped, leaving popularity)."""
+    if not features:
+        return
+    known = set(model.feature_names)
+    unknown = [name for name in features if name not in known]
+    if unknown:
+        hints = [f"{name!r} (did you mean {close[0]!r}?)" if (close := get_close_matches(name, known, 1))
+                 else repr(name) for name in unknown[:5]]
+        raise UnknownFeaturesError(
+            f"{where}: {len(unknown)} feature name(s) unknown to the published model: {', '.join(hints)}; "
+            f"use names from its {len(known):,} user features, e.g. {min(known)!r}"
+        )
+
+
 def representations(model: LiveModel, blobs: Sequence[bytes | None],
                     requests: Sequence[RankRequest]) -> list[Representation]:
     out = []
-    for blob, request in zip(blobs, requests, strict=True):
+    for index, (blob, request) in enumerate(zip(blobs, requests, strict=True)):
+        where = f"requests[{index}].features" if len(requests) > 1 else "features"
+        check_features(model, request.features, where)
         if blob is not None:
             out.append(model.known(decode_user(blob, model.item_dtype, model.feature_dtype)))
         else:

@@ -62,6 +62,11 @@ def _utc(value: datetime | None) -> datetime | None:
 AwareDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
+def article(word: str) -> str:
+    """The indefinite article before `word` ("an opened", "a sent"), by its first letter."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -179,7 +184,8 @@ class Event(Strict):
     def _push_id_when_needed(self) -> Event:
         if self.type in ("sent", "failed", "opened", "clicked") and self.push_id is None:
             raise ValueError(
-                f"a {self.type} event needs push_id: the id returned by /v1/rank with reserve=true"
+                f"{article(self.type)} {self.type} event needs push_id: "
+                "the id returned by /v1/rank with reserve=true"
             )
         return self
 
@@ -190,7 +196,11 @@ class EventBatch(Strict):
 
 class EventResult(BaseModel):
     event_id: str
-    status: Literal["applied", "duplicate"]
+    status: Literal["applied", "recorded", "unchanged", "duplicate"] = Field(
+        description="`applied`: the caps state changed; `recorded`: a `sent` with no pending reservation "
+        "(never issued, or expired: the store cannot tell), counted as a send at its ts; `unchanged`: "
+        "a valid event that changed nothing (e.g. `failed` after `sent`); `duplicate`: the event id "
+        "was applied before.")
     detail: str
 
 
