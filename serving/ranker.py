@@ -13,6 +13,7 @@ from typing import Any
 
 from recsys.caps.decisions import CapRequest, UserDecision
 from recsys.publication import decode_user
+from recsys.times import iso_utc
 from serving.errors import UnknownFeaturesError
 from serving.pipeline import LiveModel, Ranked, Representation
 from serving.schemas import RankRequest
@@ -72,7 +73,7 @@ def cap_request(model: LiveModel, user: Representation, request: RankRequest, ra
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
+    return None if moment is None else iso_utc(moment)
 
 
 def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: RankRequest,
@@ -125,7 +126,7 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
             "short": short,
         },
         "push_id": reservation.push_id if reservation is not None else None,
-        "reservation_expires_at": reservation.expires_at.isoformat() if reservation is not None else None,
+        "reservation_expires_at": _iso(reservation.expires_at) if reservation is not None else None,
         "skipped": [{"content_id": c, "reason": r} for c, r in ranked.skipped],
     }
 

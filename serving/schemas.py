@@ -11,12 +11,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from features.validation import CARD_NUMBER_PATTERN
+from recsys.times import iso_utc
 
 MAX_BATCH = 1000
 MAX_K = 50
@@ -60,6 +63,11 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 AwareDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+# Every time an answer carries: ISO 8601 in UTC with `Z`, whatever zone it was computed in.
+UtcTime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str),
+                    WithJsonSchema({"type": "string", "format": "date-time",
+                                    "description": "ISO 8601 in UTC with Z, e.g. 2026-11-25T01:00:00Z"})]
 
 
 def article(word: str) -> str:
@@ -120,9 +128,15 @@ class BatchRankRequest(Strict):
         return values
 
 
+SCORE = ("The ranking score, only for ordering the items of one answer: the model's raw score (cardholder "
+         "factors · item factors; unbounded, may be negative, e.g. -68.1) for a cardholder the model knows "
+         "or describes by features; for a popularity fallback, the item's popularity scaled so the most "
+         "popular item is 1. Not a probability: calibrated P(open) / P(mute) come from the response models.")
+
+
 class RankedItem(BaseModel):
     content_id: str
-    score: float
+    score: float = Field(description=SCORE)
     reason: str
     title: str
     kind: str
@@ -131,13 +145,13 @@ class RankedItem(BaseModel):
 class CapBlock(BaseModel):
     rule: str
     detail: str
-    eligible_at: datetime | None
+    eligible_at: UtcTime | None
 
 
 class CapsDecision(BaseModel):
     allowed: bool = Field(description="Whether at least one ranked item may be pushed now.")
     blocks: list[CapBlock] = Field(description="Rules blocking the best candidate (empty when allowed).")
-    next_eligible_at: datetime | None = Field(
+    next_eligible_at: UtcTime | None = Field(
         description="When a candidate becomes allowed (now when allowed; null when none ever will).")
     policy_version: str
     short: bool = Field(
@@ -159,7 +173,7 @@ class RankResponse(BaseModel):
     fallback_source: Literal["features", "segment_popularity", "popularity"] | None
     caps: CapsDecision
     push_id: str | None = None
-    reservation_expires_at: datetime | None = None
+    reservation_expires_at: UtcTime | None = None
     skipped: list[Skipped] = Field(default_factory=list,
                                    description="Requested candidates that could not be ranked, and why.")
 
@@ -213,22 +227,22 @@ class LimitState(BaseModel):
     count: int
     max: int
     window: str
-    window_start: datetime | None
-    window_end: datetime | None
+    window_start: UtcTime | None
+    window_end: UtcTime | None
 
 
 class CapsState(BaseModel):
     user_id: str
-    as_of: datetime
+    as_of: UtcTime
     timezone: str
     limits: list[LimitState]
     pending_reservations: int
     sent_total: int
     unopened_streak: int
-    last_sent_at: datetime | None
+    last_sent_at: UtcTime | None
     opted_out: bool
     muted: bool
-    next_eligible_at: datetime | None
+    next_eligible_at: UtcTime | None
     blocks: list[CapBlock]
     policy_version: str
 
@@ -236,7 +250,7 @@ class CapsState(BaseModel):
 class PolicyView(BaseModel):
     revision: int
     author: str
-    at: str
+    at: UtcTime
     note: str
     policy: dict[str, Any]
 
@@ -251,7 +265,7 @@ class PolicyRevisionView(BaseModel):
     revision: int
     version: str
     author: str
-    at: str
+    at: UtcTime
     note: str
     diff: list[PolicyChange]
 
