@@ -66,6 +66,13 @@ def representations(model: LiveModel, blobs: Sequence[bytes | None],
     return out
 
 
+def registry_of(model: LiveModel | None) -> dict[str, str | None]:
+    """The registered model name and version the publication came from (null for a path)."""
+    manifest = model.manifest if model is not None else {}
+    return {"registry_model": manifest.get("registry_model"),
+            "registry_version": manifest.get("registry_version")}
+
+
 def cap_request(model: LiveModel, user: Representation, request: RankRequest, ranked: Ranked) -> CapRequest:
     candidates = model.cap_candidates(request.campaign)
     chosen = tuple([candidates[i] for i in ranked.items[:decide_width(request.k)].tolist()])
@@ -114,6 +121,7 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
         "user_id": request.user_id,
         "items": body_items,
         "model_version": model.version,
+        **registry_of(model),
         "fallback": user.fallback is not None,
         "fallback_source": user.fallback,
         "caps": {

@@ -165,10 +165,19 @@ class Skipped(BaseModel):
     reason: str
 
 
+REGISTRY_MODEL = ("The registered model (MLflow) the live publication came from; null when published from "
+                  "a path or run URI.")
+REGISTRY_VERSION = ("Its registry version number (an alias such as @champion resolved when published); "
+                    "null when published from a path or run URI.")
+MODEL_VERSION = "The live publication: when it was published (recsys publish), not the registry version."
+
+
 class RankResponse(BaseModel):
     user_id: str
     items: list[RankedItem]
-    model_version: str
+    model_version: str = Field(description=MODEL_VERSION)
+    registry_model: str | None = Field(None, description=REGISTRY_MODEL)
+    registry_version: str | None = Field(None, description=REGISTRY_VERSION)
     fallback: bool = Field(description="True when the cardholder is unknown to the published model.")
     fallback_source: Literal["features", "segment_popularity", "popularity"] | None
     caps: CapsDecision
@@ -180,7 +189,9 @@ class RankResponse(BaseModel):
 
 class BatchRankResponse(BaseModel):
     results: list[RankResponse]
-    model_version: str
+    model_version: str = Field(description=MODEL_VERSION)
+    registry_model: str | None = Field(None, description=REGISTRY_MODEL)
+    registry_version: str | None = Field(None, description=REGISTRY_VERSION)
 
 
 EventType = Literal["sent", "failed", "opened", "clicked", "muted", "unmuted", "unsubscribed", "subscribed"]
@@ -291,6 +302,8 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
     redis: bool
-    model_version: str | None
+    model_version: str | None = Field(description=MODEL_VERSION)
+    registry_model: str | None = Field(None, description=REGISTRY_MODEL)
+    registry_version: str | None = Field(None, description=REGISTRY_VERSION)
     policy_revision: int | None
     detail: str
