@@ -30,9 +30,7 @@ import argparse
 import itertools
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +41,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recsys.atomic import write_text  # noqa: E402
 from recsys.ids import IdIndex  # noqa: E402
 from recsys.matrices import TrainingMatrices  # noqa: E402
 from recsys.metrics import (  # noqa: E402
@@ -54,6 +53,7 @@ from recsys.metrics import (  # noqa: E402
 )
 from recsys.models.lightfm_hybrid import LightFMHybrid  # noqa: E402
 from recsys.ranking import Eligibility, top_k  # noqa: E402
+from training.recommend import write_frame_atomically  # noqa: E402
 
 logger = logging.getLogger("benchmarks.movielens")
 
@@ -392,33 +392,10 @@ def run(path: Path, config: Config, threads: int, seed: int, json_out: Path | No
     print(f"beats every published row on all four metrics: {'yes' if beaten else 'no'}")
 
     if json_out is not None:
-        _write_atomically(json_out, json.dumps(figures, indent=2) + "\n")
+        write_text(json_out, json.dumps(figures, indent=2) + "\n")
     if recs_out is not None:
-        _write_frame_atomically(recs_out, predictions)
+        write_frame_atomically(predictions, recs_out)
     return figures
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
-
-
-def _write_frame_atomically(path: Path, frame: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix,
-                                     delete=False) as handle:
-        temporary = Path(handle.name)
-    try:
-        if path.suffix == ".parquet":
-            frame.to_parquet(temporary, index=False)
-        else:
-            frame.to_csv(temporary, index=False)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

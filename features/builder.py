@@ -25,6 +25,7 @@ from features.contract import CONTENT_KINDS, MENU_KEYS
 from features.loader import Dataset
 from features.mcc import MccTable
 from features.timecut import known_at
+from recsys.cells import split_list
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +43,6 @@ DAY = pd.Timedelta(days=1)
 
 class FeatureStateError(ValueError):
     """A serialised feature-builder state this code cannot read."""
-
-
-def split_list(values: pd.Series) -> pd.Series:
-    """`a|b` cells -> lists of stripped, non-empty strings (empty cell -> [])."""
-    return values.astype("string").fillna("").map(
-        lambda text: [part.strip() for part in str(text).split("|") if part.strip()]
-    )
 
 
 def band(values: np.ndarray, edges: Sequence[float], labels: Sequence[str]) -> np.ndarray:

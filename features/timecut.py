@@ -7,6 +7,7 @@ import dataclasses
 import pandas as pd
 
 from features.loader import Dataset
+from recsys.times import utc_timestamp
 
 AS_OF_GRACE = pd.Timedelta(days=7)
 
@@ -37,7 +38,7 @@ def parse_as_of(value: str | pd.Timestamp | None, dataset: Dataset | None = None
         ) from error
     if pd.isna(stamp):
         raise AsOfError(f"--as-of {value!r} is not a date or timestamp")
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    stamp = utc_timestamp(stamp)
     if span is not None:
         first, last = span
         if stamp < first or stamp > last + AS_OF_GRACE:

@@ -8,7 +8,6 @@ Layout of a bundle directory (written to a temporary sibling, then renamed into 
     items.parquet     content_id, kind, tags, valid_from, valid_to, card_tiers, transactional: item order
     user_features.npz optional: the users' feature rows at the as-of time (serving known cardholders)
     model/            the Recommender (saved by its own `save`)
-    fallback/         optional popularity model for cardholders the main model cannot score
 
 Ranking never predicts pair by pair: user factors for a block of cardholders times the item factors,
 ineligible items masked, top-k selected (`recsys.ranking.top_k`).
@@ -19,8 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +27,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys.atomic import atomic_directory
+from recsys.cells import split_list
+from recsys.eligibility import card_tiers_of, epoch_micros, tier_table, valid_between
 from recsys.ids import IdIndex
 from recsys.models import IncompatibleModelError, Recommender, load_model
-from recsys.models.base import _replace_directory as replace_directory
 from recsys.models.base import library_versions
+from recsys.times import utc_timestamp
 
 if TYPE_CHECKING:
     from features.builder import FeatureBuilder
@@ -46,7 +46,6 @@ BUNDLE_FORMAT = 1
 MANIFEST = "bundle.json"
 ITEM_COLUMNS = ("content_id", "kind", "tags", "valid_from", "valid_to", "card_tiers", "transactional")
 LIBRARIES = ("qianmian", "numpy", "scipy", "pandas", "lightfm-next", "implicit")
-UNKNOWN_TIER = "unknown"
 
 
 class BundleError(ValueError):
@@ -88,7 +87,6 @@ class ModelBundle:
     as_of: pd.Timestamp
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
-    fallback: Recommender | None = None
     user_features: sp.csr_matrix | None = None
     versions: dict[str, str] = field(default_factory=bundle_versions)
     format_version: int = BUNDLE_FORMAT
@@ -113,14 +111,10 @@ class ModelBundle:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the bundle directory atomically (temp sibling, then rename); returns the path."""
+        """Write the bundle directory atomically (`recsys.atomic`); returns the path."""
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with atomic_directory(target) as staging:
             self.model.save(staging / "model")
-            if self.fallback is not None:
-                self.fallback.save(staging / "fallback")
             (staging / "features.json").write_text(json.dumps(self.feature_state))
             users = pd.DataFrame({"user_id": self.users.ids.astype(str)})
             if self.user_segments is not None:
@@ -132,7 +126,6 @@ class ModelBundle:
             manifest = {
                 "format_version": self.format_version,
                 "model_kind": self.model.kind,
-                "fallback_kind": None if self.fallback is None else self.fallback.kind,
                 "as_of": self.as_of.isoformat(),
                 "n_users": len(self.users),
                 "n_items": len(self.items),
@@ -141,10 +134,6 @@ class ModelBundle:
                 "params": self.params,
             }
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-            replace_directory(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         logger.info("saved model bundle to %s", target)
         return target
 
@@ -171,7 +160,6 @@ class ModelBundle:
             )
         try:
             model = load_model(root / "model")
-            fallback = load_model(root / "fallback") if (root / "fallback").is_dir() else None
             feature_state = json.loads((root / "features.json").read_text())
             users_frame = pd.read_parquet(root / "users.parquet")
             item_meta = pd.read_parquet(root / "items.parquet")
@@ -193,7 +181,6 @@ class ModelBundle:
                 as_of=pd.Timestamp(manifest["as_of"]),
                 metrics=manifest.get("metrics", {}),
                 params=manifest.get("params", {}),
-                fallback=fallback,
                 user_features=user_features,
                 versions=manifest.get("versions", {}),
                 format_version=found,
@@ -301,21 +288,6 @@ def current_item_meta(bundle_meta: pd.DataFrame, content: pd.DataFrame) -> pd.Da
     return meta
 
 
-def split_tiers(cells: pd.Series) -> list[frozenset[str]]:
-    """`gold|platinum` cells -> sets of tiers; an empty cell is the empty set (no restriction)."""
-    from features.builder import split_list
-
-    return [frozenset(parts) for parts in split_list(cells)]
-
-
-def card_tiers_of(dataset: Dataset, user_ids: np.ndarray) -> np.ndarray:
-    """Card tier per cardholder (`unknown` when empty or not in the cardholders table)."""
-    holders = dataset.cardholders.drop_duplicates("user_id")
-    tiers = pd.Series(holders["card_tier"].astype("string").to_numpy(dtype=object, na_value=UNKNOWN_TIER),
-                      index=holders["user_id"].astype(str).to_numpy(dtype=object))
-    return tiers.reindex(np.asarray(user_ids, dtype=object)).fillna(UNKNOWN_TIER).to_numpy(dtype=object)
-
-
 def seen_pairs(dataset: Dataset, as_of: pd.Timestamp, user_ids: np.ndarray, items: IdIndex) -> sp.csr_matrix:
     """bool csr [len(user_ids), n_items]: read or pushed at or before `as_of`."""
     from features.interactions import seen_matrix
@@ -323,31 +295,23 @@ def seen_pairs(dataset: Dataset, as_of: pd.Timestamp, user_ids: np.ndarray, item
     return seen_matrix(dataset, as_of, IdIndex(user_ids), items)
 
 
-def item_allowed_at(meta: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
-    """bool [n_items]: inside its validity window at `as_of` and not a transactional notice."""
-    valid_from = meta["valid_from"]
-    valid_to = meta["valid_to"]
-    started = (valid_from.isna() | (valid_from <= as_of)).to_numpy(dtype=bool)
-    not_ended = (valid_to.isna() | (valid_to >= as_of)).to_numpy(dtype=bool)
-    marketing = ~meta["transactional"].fillna(False).to_numpy(dtype=bool)
-    return started & not_ended & marketing
-
-
 def build_eligibility(meta: pd.DataFrame, items: IdIndex, as_of: pd.Timestamp, user_tiers: np.ndarray,
-                      seen: sp.csr_matrix) -> Eligibility:
-    """Validity at `as_of`, no transactional items, tier restrictions, nothing already read or pushed."""
+                      seen: sp.csr_matrix, until: pd.Timestamp | None = None) -> Eligibility:
+    """The `recsys.eligibility` rules for a batch: valid at `as_of` (or at some moment up to `until`),
+    not transactional, open to each cardholder's tier, nothing already read or pushed (`seen`)."""
     from recsys.ranking import Eligibility
 
     if len(meta) != len(items):
         raise BundleError(f"item metadata has {len(meta)} rows for {len(items)} items")
     groups, user_group = np.unique(np.asarray(user_tiers, dtype=object).astype(str), return_inverse=True)
-    restrictions = split_tiers(meta["card_tiers"])
-    group_item_allowed = np.array(
-        [[not allowed or group in allowed for allowed in restrictions] for group in groups], dtype=bool
-    ).reshape(len(groups), len(items))
+    valid = valid_between(epoch_micros(meta["valid_from"]), epoch_micros(meta["valid_to"]),
+                          utc_timestamp(as_of).value // 1000,
+                          None if until is None else utc_timestamp(until).value // 1000)
+    marketing = ~meta["transactional"].fillna(False).to_numpy(dtype=bool)
+    restrictions = [frozenset(parts) for parts in split_list(meta["card_tiers"])]
     return Eligibility(
-        item_allowed=item_allowed_at(meta, as_of),
+        item_allowed=valid & marketing,
         user_group=user_group.astype(np.int32),
-        group_item_allowed=group_item_allowed,
+        group_item_allowed=tier_table(restrictions, groups.tolist()),
         seen=sp.csr_matrix(seen, dtype=bool),
     )

@@ -38,7 +38,6 @@ class Settings(BaseSettings):
     push_log_path: Path | None = None
     # Ranking API and publishing (serving/, recsys/publish.py).
     data_dir: Path | None = None
-    publish_top_n: int = 20
     event_dedupe_ttl_seconds: int = 30 * 86400
     reload_interval_seconds: float = 1.0
     # Live cardholder records each API worker holds in memory (about 0.7 KB each); 0: read every

@@ -36,8 +36,8 @@ import redis
 
 logger = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 1
-_HEADER = struct.Struct("<BBhhHHHHH")
+LAYOUT_VERSION = 2
+_HEADER = struct.Struct("<BBhHHHH")
 FLAG_OPT_IN = 1
 
 _SWITCH_LIVE = """
@@ -90,19 +90,15 @@ class PublishLockedError(PublicationError):
 class UserRecord:
     """What the API knows about one published cardholder.
 
-    `group` indexes the manifest's `tiers` (-1: no known card tier), `segment` its `segments`,
-    `timezone` its `timezones`; `top_items`/`top_scores` are the cardholder's best eligible items at
-    the as-of time; `feature_index`/`feature_values` the sparse feature row (for reasons);
+    `group` indexes the manifest's `tiers` (-1: no known card tier), `timezone` its `timezones`;
+    `feature_index`/`feature_values` the sparse feature row (for reasons);
     `seen` the items already read or pushed (never proposed again).
     """
 
     group: int
-    segment: int
     timezone: int
     opt_in: bool
     factors: np.ndarray
-    top_items: np.ndarray
-    top_scores: np.ndarray
     feature_index: np.ndarray
     feature_values: np.ndarray
     seen: np.ndarray
@@ -113,14 +109,12 @@ def index_dtype(n: int) -> np.dtype:
 
 
 def encode_user(record: UserRecord, item_dtype: np.dtype, feature_dtype: np.dtype) -> bytes:
-    """Pack a record: a 16-byte header, then float32 factors, top items and scores, features, seen."""
+    """Pack a record: a 12-byte header, then float32 factors, features, seen items."""
     header = _HEADER.pack(
         LAYOUT_VERSION,
         FLAG_OPT_IN if record.opt_in else 0,
         record.group,
-        record.segment,
         record.timezone,
-        len(record.top_items),
         len(record.feature_index),
         len(record.seen),
         len(record.factors),
@@ -128,8 +122,6 @@ def encode_user(record: UserRecord, item_dtype: np.dtype, feature_dtype: np.dtyp
     return b"".join((
         header,
         np.asarray(record.factors, dtype="<f4").tobytes(),
-        np.asarray(record.top_items, dtype=item_dtype).tobytes(),
-        np.asarray(record.top_scores, dtype="<f4").tobytes(),
         np.asarray(record.feature_index, dtype=feature_dtype).tobytes(),
         np.asarray(record.feature_values, dtype="<f4").tobytes(),
         np.asarray(record.seen, dtype=item_dtype).tobytes(),
@@ -140,29 +132,24 @@ def decode_user(blob: bytes, item_dtype: np.dtype, feature_dtype: np.dtype) -> U
     """Inverse of `encode_user`; `PublicationError` for a record of another layout or a truncated one."""
     if len(blob) < _HEADER.size:
         raise PublicationError(f"user record of {len(blob)} bytes is truncated: republish the model")
-    layout, flags, group, segment, tz, n_top, nnz, n_seen, dim = _HEADER.unpack_from(blob)
+    layout, flags, group, tz, nnz, n_seen, dim = _HEADER.unpack_from(blob)
     if layout != LAYOUT_VERSION:
         raise PublicationError(
             f"user record layout {layout} is not {LAYOUT_VERSION}: republish with this version of the engine"
         )
     isz, fsz = item_dtype.itemsize, feature_dtype.itemsize
-    expected = _HEADER.size + 4 * dim + (isz + 4) * n_top + (fsz + 4) * nnz + isz * n_seen
+    expected = _HEADER.size + 4 * dim + (fsz + 4) * nnz + isz * n_seen
     if len(blob) != expected:
         raise PublicationError(f"user record has {len(blob)} bytes, expected {expected}: republish the model")
     offset = _HEADER.size
     factors = np.frombuffer(blob, "<f4", dim, offset)
     offset += 4 * dim
-    top_items = np.frombuffer(blob, item_dtype, n_top, offset)
-    offset += isz * n_top
-    top_scores = np.frombuffer(blob, "<f4", n_top, offset)
-    offset += 4 * n_top
     feature_index = np.frombuffer(blob, feature_dtype, nnz, offset)
     offset += fsz * nnz
     feature_values = np.frombuffer(blob, "<f4", nnz, offset)
     offset += 4 * nnz
     seen = np.frombuffer(blob, item_dtype, n_seen, offset)
-    return UserRecord(group, segment, tz, bool(flags & FLAG_OPT_IN), factors, top_items, top_scores,
-                      feature_index, feature_values, seen)
+    return UserRecord(group, tz, bool(flags & FLAG_OPT_IN), factors, feature_index, feature_values, seen)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,11 @@
 """Publish a model bundle for the ranking API: everything it needs, computed offline, into Redis.
 
-For every cardholder of the data directory: the user factors, the top-N eligible items at the
-as-of time with their scores, the sparse feature row (for reasons), the items already seen, card
-tier, time zone and opt-in. Shared by all: item factors and metadata, the feature-builder state,
-the affine map from features to factors (for cardholders the publication does not hold) and
-overall / per-card-tier popularity. Written under a new version; made live by one atomic switch
-after the last key is written and the version verified, under the publish lock: one publish at a
-time, and one that lost its lock cannot switch (`recsys.publication`).
+For every cardholder of the data directory: the user factors, the sparse feature row (for reasons),
+the items already seen, card tier, time zone and opt-in. Shared by all: item factors and metadata,
+the feature-builder state, the affine map from features to factors (for cardholders the publication
+does not hold) and overall / per-card-tier popularity. Written under a new version; made live by one
+atomic switch after the last key is written and the version verified, under the publish lock: one
+publish at a time, and one that lost its lock cannot switch (`recsys.publication`).
 """
 
 from __future__ import annotations
@@ -26,6 +25,9 @@ import pandas as pd
 import redis
 import scipy.sparse as sp
 
+from recsys.cells import split_list
+from recsys.eligibility import card_tiers_of
+from recsys.fallback import popularity
 from recsys.publication import (
     PublicationStore,
     PublicationWriter,
@@ -33,6 +35,7 @@ from recsys.publication import (
     encode_user,
     index_dtype,
 )
+from recsys.times import utc_timestamp
 
 if TYPE_CHECKING:
     from features.loader import Dataset
@@ -40,8 +43,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-UNKNOWN_TIER = "unknown"
-POPULARITY_WINDOW_DAYS = 90
 MAX_SEEN = 4096
 AFFINE_TOLERANCE = 1e-3
 
@@ -58,7 +59,6 @@ class PublishReport:
     users: int
     items: int
     dim: int
-    top_n: int
     affine_features: bool
     record_bytes_mean: float
     redis_bytes_per_user: float | None
@@ -71,12 +71,6 @@ class PublishReport:
 def _epoch_seconds(values: pd.Series) -> list[float | None]:
     stamps = pd.to_datetime(values, utc=True)
     return [None if pd.isna(v) else v.timestamp() for v in stamps]
-
-
-def _split(cell: object) -> list[str]:
-    if not isinstance(cell, str):
-        return []
-    return [part.strip() for part in cell.split("|") if part.strip()]
 
 
 def bundle_fingerprint(path: str | os.PathLike[str]) -> str:
@@ -123,51 +117,14 @@ def affine_feature_map(model: Any, n_features: int, sample: sp.csr_matrix
     return None
 
 
-def popularity(dataset: Dataset, as_of: pd.Timestamp, items: Any, tiers: list[str],
-               holder_tier: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Overall [n_items] and per-tier [n_tiers, n_items] popularity in [0, 1]: reads and opened
-    pushes in the last 90 days before `as_of` (a per-tier score leans 80 % on its tier)."""
-    start = as_of - pd.Timedelta(days=POPULARITY_WINDOW_DAYS)
-    frames = []
-    reads = dataset.article_reads
-    if len(reads):
-        window = reads[(reads["ts"] > start) & (reads["ts"] <= as_of)]
-        frames.append(window[["user_id", "content_id"]])
-    pushes = dataset.push_log
-    if len(pushes):
-        opened_ts = pushes["opened_ts"]
-        opened = pushes[opened_ts.notna() & (opened_ts > start) & (opened_ts <= as_of)]
-        frames.append(opened[["user_id", "content_id"]])
-    n_items = len(items)
-    overall = np.zeros(n_items, np.float64)
-    per_tier = np.zeros((len(tiers), n_items), np.float64)
-    if frames:
-        events = pd.concat(frames, ignore_index=True)
-        item = items.index_of(events["content_id"].astype(str).to_numpy())
-        known = item >= 0
-        overall = np.bincount(item[known], minlength=n_items).astype(np.float64)
-        tier_of = holder_tier.reindex(events["user_id"].astype(str).to_numpy()).to_numpy(dtype=object)
-        tier_index = pd.Index(tiers).get_indexer(tier_of)
-        both = known & (tier_index >= 0)
-        flat = np.bincount(tier_index[both] * n_items + item[both], minlength=len(tiers) * n_items)
-        per_tier = flat.reshape(len(tiers), n_items).astype(np.float64)
-
-    def norm(values: np.ndarray) -> np.ndarray:
-        top = values.max(axis=-1, keepdims=True) if values.size else values
-        return np.divide(values, top, out=np.zeros_like(values), where=top > 0)
-
-    overall_share = norm(overall)
-    return overall_share.astype(np.float32), (0.8 * norm(per_tier) + 0.2 * overall_share).astype(np.float32)
-
-
 def publish(
     bundle: ModelBundle,
     dataset: Dataset,
     store: PublicationStore,
     *,
     as_of: pd.Timestamp | None = None,
-    top_n: int = 20,
     model_uri: str = "",
+    registry: tuple[str, str] | None = None,
     fingerprint: str = "",
     block_size: int = 4096,
     chunk: int = 2000,
@@ -180,14 +137,10 @@ def publish(
     fault-injection tests). If anything fails before the switch, the new version's keys are
     removed and the live version is untouched.
     """
-    from recsys.bundle import card_tiers_of, current_item_meta
-    from recsys.ranking import top_k
+    from recsys.bundle import current_item_meta, seen_pairs
 
     started = time.perf_counter()
-    if top_n < 1:
-        raise PublishError(f"top_n must be >= 1, got {top_n}")
-    as_of = pd.Timestamp(as_of if as_of is not None else bundle.as_of)
-    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    as_of = utc_timestamp(as_of if as_of is not None else bundle.as_of)
     holders = dataset.cardholders.drop_duplicates("user_id")
     ids = holders["user_id"].astype(str).to_numpy(dtype=object)
     if not len(ids):
@@ -200,12 +153,10 @@ def publish(
     dim = item_factors.shape[1]
 
     features = sp.csr_matrix(builder.transform_users(dataset, as_of, ids), dtype=np.float32)
-    eligibility = bundle.eligibility(dataset, as_of, ids)
-    seen = (sp.csr_matrix(eligibility.seen) if eligibility.seen is not None
-            else sp.csr_matrix((len(ids), n_items)))
-    user_tiers = card_tiers_of(dataset, ids)
-    tiers = sorted({str(t) for t in user_tiers if t != UNKNOWN_TIER})
-    tier_index = pd.Index(tiers).get_indexer(user_tiers.astype(str))
+    seen = sp.csr_matrix(seen_pairs(dataset, as_of, ids, items))
+    fallback = popularity(dataset, as_of, items)
+    tiers = fallback.tiers
+    tier_index = pd.Index(tiers).get_indexer(card_tiers_of(dataset, ids).astype(str))
     zones = holders["timezone"].astype("string").fillna("").to_numpy(dtype=object)
     zone_names = sorted(set(zones.tolist()) | {""})
     zone_index = pd.Index(zone_names).get_indexer(zones)
@@ -214,8 +165,6 @@ def publish(
 
     sample_rows = np.random.default_rng(0).choice(len(ids), size=min(64, len(ids)), replace=False)
     affine = affine_feature_map(model, features.shape[1], features[np.sort(sample_rows)])
-    holder_tier = pd.Series(user_tiers, index=ids)
-    pop_overall, pop_tiers = popularity(dataset, as_of, items, tiers, holder_tier)
 
     meta = current_item_meta(bundle.item_meta, dataset.content)
     titles = dataset.content.drop_duplicates("content_id").set_index("content_id")["title"]
@@ -226,13 +175,15 @@ def publish(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "as_of": as_of.isoformat(),
         "model_uri": model_uri,
+        # The registered model name and version number `model_uri` named when published, if any.
+        "registry_model": registry[0] if registry else None,
+        "registry_version": registry[1] if registry else None,
         "fingerprint": fingerprint,
         "model_kind": model.kind,
         "model_params": model.params(),
         "bundle_metrics": bundle.metrics,
         "dim": dim,
         "n_users": len(ids),
-        "top_n": top_n,
         "item_index_dtype": item_dtype.str,
         "feature_index_dtype": feature_dtype.str,
         "tiers": tiers,
@@ -244,32 +195,29 @@ def publish(
             "ids": item_ids,
             "titles": [str(titles.get(i, i)) for i in item_ids],
             "kinds": meta["kind"].astype("string").fillna("article").tolist(),
-            "tags": [_split(cell) for cell in meta["tags"].astype(object)],
-            "card_tiers": [_split(cell) for cell in meta["card_tiers"].astype(object)],
+            "tags": split_list(meta["tags"]).tolist(),
+            "card_tiers": split_list(meta["card_tiers"]).tolist(),
             "transactional": meta["transactional"].fillna(False).astype(bool).tolist(),
             "valid_from": _epoch_seconds(meta["valid_from"]),
             "valid_to": _epoch_seconds(meta["valid_to"]),
         },
     }
-    arrays = {"item_factors": item_factors, "pop_overall": pop_overall, "pop_segments": pop_tiers}
+    arrays = {"item_factors": item_factors, "pop_overall": fallback.overall,
+              "pop_segments": fallback.per_tier}
     if affine is not None:
         arrays["feature_map"], arrays["feature_offset"] = affine[0], affine[1]
 
     def records() -> Iterator[tuple[str, bytes]]:
         for start in range(0, len(ids), block_size):
             stop = min(start + block_size, len(ids))
-            rows = np.arange(start, stop)
             block_features = features[start:stop]
             factors = model.user_factors(user_index[start:stop], block_features).astype(np.float32)
-            top_items, top_scores = top_k(factors, item_factors, top_n, eligibility.subset(rows))
-            for j, row in enumerate(rows.tolist()):
-                keep = top_items[j] >= 0
+            for j, row in enumerate(range(start, stop)):
                 lo, hi = features.indptr[row], features.indptr[row + 1]
                 seen_items = seen.indices[seen.indptr[row]:seen.indptr[row + 1]][:MAX_SEEN]
                 record = UserRecord(
-                    group=int(tier_index[row]), segment=int(tier_index[row]), timezone=int(zone_index[row]),
-                    opt_in=bool(opt_in[row]), factors=factors[j], top_items=top_items[j][keep],
-                    top_scores=top_scores[j][keep], feature_index=features.indices[lo:hi],
+                    group=int(tier_index[row]), timezone=int(zone_index[row]),
+                    opt_in=bool(opt_in[row]), factors=factors[j], feature_index=features.indices[lo:hi],
                     feature_values=features.data[lo:hi], seen=seen_items,
                 )
                 yield ids[row], encode_user(record, item_dtype, feature_dtype)
@@ -294,7 +242,7 @@ def publish(
     redis_bytes = _sample_memory(store, writer.version, ids)
     report = PublishReport(
         version=writer.version, previous=previous, deleted=deleted, users=writer.users_written, items=n_items,
-        dim=dim, top_n=top_n, affine_features=affine is not None,
+        dim=dim, affine_features=affine is not None,
         record_bytes_mean=writer.bytes_written / max(1, writer.users_written),
         redis_bytes_per_user=redis_bytes, seconds=time.perf_counter() - started,
     )

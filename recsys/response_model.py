@@ -28,8 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,12 +37,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys.atomic import atomic_directory
 from recsys.models.base import (
     ARRAYS,
     MANIFEST,
     IncompatibleModelError,
     ModelError,
-    _replace_directory,
     library_versions,
 )
 
@@ -389,14 +387,9 @@ class PushResponseModel:
                   np.asarray(self.content_ids).astype(str), "user_segments": self.user_segments,
                   "user_lift": self.user_lift, "item_kind": self.item_kind,
                   **{f"coef_{t}": self.coef[t] for t in TARGETS}}
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with atomic_directory(target) as staging:
             np.savez(staging / ARRAYS, **arrays)
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-            _replace_directory(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         logger.info("saved push response model to %s", target)
         return target
 

@@ -10,6 +10,7 @@ import gc
 import importlib
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -17,12 +18,16 @@ from fastapi_offline import FastAPIOffline
 
 from recsys.config import Settings, get_settings
 from serving import errors
-from serving.lean import LeanRankMiddleware
+from serving.coalescer import Coalescer
 from serving.limits import BodyLimitMiddleware
 from serving.metrics import MetricsMiddleware
 from serving.state import ServingState
 
 logger = logging.getLogger(__name__)
+
+# Threads ranking requests off the event loop. Ranking holds the GIL most of the time, so a second
+# thread mainly lets one group's Redis round trip overlap another's ranking; more would only queue.
+RANK_THREADS = 2
 
 ROUTERS: tuple[str, ...] = (
     "serving.routers.health",
@@ -43,10 +48,8 @@ Authenticate with `Authorization: Bearer <token>` (scheduler or admin token).
 
 
 def create_app(settings: Settings | None = None, routers: tuple[str, ...] = ROUTERS,
-               lean: bool = True, freeze_gc: bool = False) -> FastAPI:
-    """The app; `lean=False` leaves out the lean path of the ranking endpoints (see `serving.lean`),
-    so every request goes through the FastAPI routes (the tests compare both). `freeze_gc` is for a
-    server process: see `app_from_environment`."""
+               freeze_gc: bool = False) -> FastAPI:
+    """The app; `freeze_gc` is for a server process: see `app_from_environment`."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -61,17 +64,21 @@ def create_app(settings: Settings | None = None, routers: tuple[str, ...] = ROUT
         try:
             yield
         finally:
+            app.state.rank_executor.shutdown(wait=True)
+            studio = getattr(app.state, "studio", None)
+            if studio is not None:
+                studio.close()
             state.close()
 
     # A bank's network reaches no CDN: the docs pages load Swagger UI / ReDoc from the package.
     app = FastAPIOffline(title="Qianmian ranking API", version="1", description=DESCRIPTION,
                          lifespan=lifespan)
     app.state.serving = ServingState(settings)
+    app.state.rank_executor = ThreadPoolExecutor(RANK_THREADS, thread_name_prefix="rank")
+    app.state.coalescer = Coalescer(app.state.serving, executor=app.state.rank_executor)
     errors.install(app)
     for name in routers:
         app.include_router(importlib.import_module(name).router)
-    if lean and "serving.routers.rank" in routers:
-        app.add_middleware(LeanRankMiddleware, fastapi_app=app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.serving.metrics)
     # Outermost: an oversized body is refused before any other layer reads it.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+from recsys.atomic import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -145,13 +146,7 @@ def export_push_log(log: EventLog, out_dir: Path) -> tuple[Path, int]:
     frame = push_log_frame(log.read())
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "push_log.parquet"
-    handle, temp = tempfile.mkstemp(prefix=".push_log.", suffix=".parquet", dir=out_dir)
-    os.close(handle)
-    try:
-        frame.to_parquet(temp, index=False)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as temporary:
+        frame.to_parquet(temporary, index=False)
     logger.info("exported %d pushes from %d log file(s) to %s", len(frame), len(log.files()), target)
     return target, len(frame)

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from recsys.caps.decisions import Candidate
+from recsys.eligibility import cardholder_items, tier_table, valid_between
 from recsys.publication import PublishedVersion, UserRecord
 
 logger = logging.getLogger(__name__)
 
-UNKNOWN_TIER = -1
+UNKNOWN_GROUP = -1  # the group (row of `group_allowed`) of a cardholder with no known card tier
 _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^spend\d+d_(?:share|level):total$"), "matches your card spend"),
     (re.compile(r"^spend\d+d_(?:share|level):(?P<x>.+)$"), "matches your {x} spend"),
@@ -32,6 +33,9 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^online_share$"), "matches your online shopping"),
     (re.compile(r"^overseas_share$"), "matches your overseas spend"),
 )
+# Caps candidates are built once per campaign name; names come from requests, so the cache is bounded
+# (campaigns running at once number in the tens) and names past it are built per request instead.
+CAMPAIGN_CACHE_SIZE = 256
 SMALL_BLOCK = 4  # up to this many cardholders, one at a time is faster than a matrix block
 MAX_BLOCK = 64
 SIMILAR_REASON = "opened by cardholders with similar activity"
@@ -82,6 +86,10 @@ class Ranked:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
+UNKNOWN_CONTENT = ("content id unknown to the published catalogue: check the id (a new content needs a "
+                   "model trained and published with it)")
+
+
 class LiveModel:
     """A published version held in memory, ready to rank; immutable once built."""
 
@@ -101,13 +109,9 @@ class LiveModel:
         self.tiers: list[str] = list(published.manifest["tiers"])
         self.tier_position = {tier: g for g, tier in enumerate(self.tiers)}
         self.timezones: list[str] = list(published.manifest["timezones"])
-        item_tiers = [set(tiers) for tiers in items["card_tiers"]]
-        unrestricted = np.asarray([not tiers for tiers in item_tiers], dtype=bool)
-        # Row g: items a cardholder of tier g may get; the last row (index -1) is the unknown tier.
-        self.group_allowed = np.vstack(
-            [unrestricted | np.asarray([tier in tiers for tiers in item_tiers], dtype=bool)
-             for tier in self.tiers] + [unrestricted]
-        )
+        # Row g: items a cardholder of tier g may get; the last row (UNKNOWN_GROUP) is the unknown tier.
+        item_tiers = [frozenset(tiers) for tiers in items["card_tiers"]]
+        self.group_allowed = tier_table(item_tiers, [*self.tiers, None])
         arrays = published.arrays
         self.item_factors = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)
         self.pop_overall = arrays["pop_overall"]
@@ -139,7 +143,7 @@ class LiveModel:
                 for item_id, kind, tags, transactional
                 in zip(self.item_ids, self.kinds, self.tags, self.transactional.tolist(), strict=True)
             ]
-            if len(self._cap_candidates) < 256:
+            if len(self._cap_candidates) < CAMPAIGN_CACHE_SIZE:
                 self._cap_candidates[campaign] = cached
         return cached
 
@@ -156,13 +160,13 @@ class LiveModel:
 
     def unknown(self, features: dict[str, float] | None) -> Representation:
         """A cardholder the publication lacks: from supplied features, else (segment) popularity."""
-        group = UNKNOWN_TIER
+        group = UNKNOWN_GROUP
         index = np.zeros(0, np.int64)
         values = np.zeros(0, np.float32)
         if features:
             for name, weight in features.items():
                 if name.startswith("card_tier=") and weight > 0:
-                    group = self.tier_position.get(name.split("=", 1)[1], UNKNOWN_TIER)
+                    group = self.tier_position.get(name.split("=", 1)[1], UNKNOWN_GROUP)
             if self.builder is not None:
                 row = self.builder.encode_user_dicts([features])
                 index, values = row.indices.astype(np.int64), row.data.astype(np.float32)
@@ -170,7 +174,7 @@ class LiveModel:
             factors = self.normalised(values) @ self.feature_map[index] + self.feature_offset
             return Representation(factors.astype(np.float32), group, None, True, index, values,
                                   np.zeros(0, np.int64), "features")
-        source = "segment_popularity" if group != UNKNOWN_TIER else "popularity"
+        source = "segment_popularity" if group != UNKNOWN_GROUP else "popularity"
         return Representation(None, group, None, True, index, values, np.zeros(0, np.int64), source)
 
     def normalised(self, values: np.ndarray) -> np.ndarray:
@@ -186,31 +190,37 @@ class LiveModel:
         cached = self._valid_cache
         if cached is not None and cached[0] == moment:
             return cached[1]
-        with np.errstate(invalid="ignore"):
-            valid = ~(self.valid_from > moment) & ~(self.valid_to < moment)
+        valid = valid_between(self.valid_from, self.valid_to, moment)
         valid.flags.writeable = False
         self._valid_cache = (moment, valid)
         return valid
 
+    def allowed(self, users: list[Representation], valid: np.ndarray) -> np.ndarray:
+        """bool [len(users), n_items]: the marketing items each may get, given the items `valid` now."""
+        groups = np.fromiter((user.group for user in users), dtype=np.int64, count=len(users))
+        return cardholder_items(valid & self.marketing, self.group_allowed[groups],
+                                [user.opt_in for user in users], [user.seen for user in users])
+
     def candidates(self, user: Representation, now: datetime, requested: list[str] | None,
                    valid: np.ndarray | None = None) -> tuple[np.ndarray, list[tuple[str, str]]]:
-        """Eligible item indices at `now` (unordered) and the requested ids skipped, with why."""
+        """Eligible item indices at `now` (unordered) and the requested ids skipped, with why.
+
+        Without `requested`: every marketing item `allowed` gives. Requested ids may also name
+        transactional items (sent even to opted-out cardholders); each skipped one says which rule
+        of `recsys.eligibility` kept it out."""
         valid = self.valid_at(now) if valid is None else valid
+        skipped: list[tuple[str, str]] = []
+        if requested is None:
+            return np.flatnonzero(self.allowed([user], valid)[0]), skipped
         allowed = valid & self.group_allowed[user.group]
         if not user.opt_in:
             allowed = allowed & self.transactional
-        skipped: list[tuple[str, str]] = []
-        if requested is None:
-            mask = allowed & ~self.transactional
-            if len(user.seen):
-                mask[user.seen] = False
-            return np.flatnonzero(mask), skipped
         chosen = []
         seen = set(user.seen.tolist()) if len(user.seen) else ()
         for content_id in requested:
             position = self.item_position.get(content_id)
             if position is None:
-                skipped.append((content_id, "not in the published model: publish a model trained with it"))
+                skipped.append((content_id, UNKNOWN_CONTENT))
             elif not valid[position]:
                 skipped.append((content_id, "outside its validity window at this time"))
             elif not self.group_allowed[user.group, position]:
@@ -228,7 +238,7 @@ class LiveModel:
     def scores(self, user: Representation, items: np.ndarray) -> np.ndarray:
         if user.factors is not None:
             return item_scores(self.item_factors[items], user.factors)
-        popularity = self.pop_segments[user.group] if user.group != UNKNOWN_TIER else self.pop_overall
+        popularity = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
         return popularity[items].astype(np.float32)
 
     def rank(self, user: Representation, now: datetime, requested: list[str] | None,
@@ -260,14 +270,8 @@ class LiveModel:
             scores[with_factors] = item_scores(self.item_factors[None, :, :], factors[:, None, :])
         for i, user in enumerate(users):
             if user.factors is None:
-                scores[i] = self.pop_segments[user.group] if user.group != UNKNOWN_TIER else self.pop_overall
-        groups = np.fromiter((user.group for user in users), dtype=np.int64, count=n)
-        allowed = self.group_allowed[groups] & (valid & ~self.transactional)
-        for i, user in enumerate(users):
-            if not user.opt_in:
-                allowed[i] = False
-            elif len(user.seen):
-                allowed[i, user.seen] = False
+                scores[i] = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
+        allowed = self.allowed(users, valid)
         scores[~allowed] = -np.inf
         width = min(width, m)
         # A stable sort keeps ties in item order (as `rank` does); rows are a few hundred items.
@@ -278,16 +282,11 @@ class LiveModel:
 
     def _rank_one(self, user: Representation, valid: np.ndarray, width: int) -> Ranked:
         """`rank_block` for one cardholder: the scheduler's hot path, with as few array passes as possible."""
-        if not user.opt_in:
-            return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
-        allowed = self.group_allowed[user.group] & valid & self.marketing
-        if len(user.seen):
-            allowed[user.seen] = False
-        pool = np.flatnonzero(allowed)
+        pool = np.flatnonzero(self.allowed([user], valid)[0])
         if user.factors is not None:
             row = item_scores(self.item_factors[pool], user.factors)
         else:
-            popularity = self.pop_segments[user.group] if user.group != UNKNOWN_TIER else self.pop_overall
+            popularity = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
             row = popularity[pool]
         if len(pool) > 4 * width:
             cut = np.partition(row, len(row) - width)[len(row) - width]
@@ -301,7 +300,7 @@ class LiveModel:
         if len(items) == 0:
             return []
         if user.factors is None:
-            tier = self.tiers[user.group] if user.group != UNKNOWN_TIER else None
+            tier = self.tiers[user.group] if user.group != UNKNOWN_GROUP else None
             return [f"popular with {tier} cardholders" if tier else "popular with cardholders"] * len(items)
         if self.contributions is None or len(user.feature_index) == 0:
             return [SIMILAR_REASON] * len(items)

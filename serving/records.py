@@ -31,7 +31,8 @@ def _glob_escaped(text: str) -> str:
 
 
 class RecordCache:
-    """The records of one published version, filled in the background; thread-safe for one reader."""
+    """The records of one published version, filled in the background; safe for concurrent readers
+    (dict reads and writes are atomic under the GIL; the size limit may be passed by a few entries)."""
 
     def __init__(self, client: redis.Redis, store: PublicationStore, version: str, limit: int) -> None:
         self.client = client

@@ -74,7 +74,6 @@ class TrainConfig:
     refit: bool = True
     auc_max_users: int = 5000
     epoch_eval_max_users: int = 5000
-    rank_block_size: int = 50_000
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -102,14 +101,13 @@ class TrainConfig:
                            "auc_max_users": self.auc_max_users,
                            "epoch_eval_max_users": self.epoch_eval_max_users},
             "refit": self.refit,
-            "rank_block_size": self.rank_block_size,
             "seed": self.seed,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
         data = dict(data or {})
-        known = {"features", "model", "baselines", "evaluation", "refit", "rank_block_size", "seed"}
+        known = {"features", "model", "baselines", "evaluation", "refit", "seed"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise TrainConfigError(f"unknown top-level key(s) {unknown}; known: {sorted(known)}")
@@ -135,14 +133,14 @@ class TrainConfig:
                 raise TrainConfigError("baselines must be a mapping of name -> {kind, params}")
             kwargs["baselines"] = {str(name): _spec(f"baselines.{name}", spec, None)
                                    for name, spec in baselines.items()}
-        for key in ("refit", "rank_block_size", "seed"):
+        for key in ("refit", "seed"):
             if key in data:
                 kwargs[key] = data[key]
         chosen = str(evaluation.get("metric", ""))
         if "k" not in evaluation and "@" in chosen and METRIC_PATTERN.match(chosen):
             evaluation["k"] = int(chosen.split("@")[1])
         kwargs.update(evaluation)
-        for key in ("holdout_days", "k", "auc_max_users", "epoch_eval_max_users", "rank_block_size", "seed"):
+        for key in ("holdout_days", "k", "auc_max_users", "epoch_eval_max_users", "seed"):
             value = kwargs.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
                 where = f"evaluation.{key}" if key in evaluation else key

@@ -218,7 +218,7 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
         model=final_model, users=final_data.users, items=final_data.items, feature_state=builder.to_dict(),
         item_meta=item_metadata(dataset.content, final_data.items), user_segments=final_data.user_segments,
         as_of=as_of, metrics={**prefixed(results[MODEL_NAME]), **truth_rates}, params=config.to_dict(),
-        fallback=final_fallback, user_features=final_data.user_features,
+        user_features=final_data.user_features,
     )
     staging = Path(tempfile.mkdtemp(prefix="qianmian-train-"))
     try:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from features.loader import load_dataset
 from features.timecut import parse_as_of
+from recsys.atomic import atomic_file
 from recsys.bundle import ModelBundle
 
 logger = logging.getLogger(__name__)
@@ -17,16 +17,11 @@ logger = logging.getLogger(__name__)
 
 def write_frame_atomically(frame: pd.DataFrame, out: Path) -> None:
     """Parquet or CSV by extension, into a temporary sibling renamed into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_file(out) as tmp:
         if out.suffix.lower() == ".csv":
             frame.to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_recommendations(model_uri: str, data_dir: Path, out: Path, k: int, as_of: str | None,

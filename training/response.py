@@ -43,6 +43,7 @@ from recsys.response_model import (
     local_hours,
     sigmoid,
 )
+from recsys.times import utc_timestamp
 from training.calibration import Calibration, calibration
 
 if TYPE_CHECKING:
@@ -387,7 +388,7 @@ def fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: ResponseF
     too large): fit it on spend, clicks and reads, or before the first push of the fit.
     """
     config = config or ResponseFitConfig()
-    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    as_of = utc_timestamp(as_of)
     holdout_from = as_of - pd.Timedelta(days=config.holdout_days)
     validation_from = holdout_from - pd.Timedelta(days=config.validation_days)
     timings: dict[str, float] = {}

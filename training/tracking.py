@@ -81,11 +81,11 @@ class BundlePyfunc(PythonModel):
 
         from recsys.bundle import build_eligibility, recommendation_rows
         from recsys.ranking import top_k
+        from recsys.times import utc_timestamp
 
         params = params or {}
         k = int(params.get("k", 10))
-        as_of = pd.Timestamp(params.get("as_of") or self.bundle.as_of)
-        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
+        as_of = utc_timestamp(params.get("as_of") or self.bundle.as_of)
         ids = model_input["user_id"].astype(str).to_numpy(dtype=object)
         factors = self.bundle.user_factors_for(ids)
         tiers = (model_input["card_tier"].astype("string").fillna("unknown").to_numpy(dtype=object)
@@ -389,6 +389,22 @@ def _requirements() -> list[str]:
     return pins
 
 
+def registry_source(uri: str, tracking_uri: str) -> tuple[str, str] | None:
+    """The registered model name and version number behind `models:/NAME@alias` (the alias resolved
+    now) or `models:/NAME/VERSION`; None for any other model URI or path."""
+    if not uri.startswith("models:/"):
+        return None
+    path = uri.removeprefix("models:/").rstrip("/")
+    if "@" in path:
+        name, alias = path.rsplit("@", 1)
+        version = Registry(tracking_uri).aliases(name).get(alias)
+        if version is None:
+            raise TrackingError(f"registered model {name!r} has no alias {alias!r} in {tracking_uri}")
+        return name, version
+    name, _, version = path.rpartition("/")
+    return (name, version) if name and version.isdigit() else None
+
+
 @contextmanager
 def resolved_bundle(uri: str, tracking_uri: str) -> Iterator[Path]:
     """A local bundle directory for `uri`: `models:/NAME@alias`, `models:/NAME/VERSION`, `runs:/ID/model`,
@@ -436,11 +452,3 @@ def load_pyfunc(uri: str, tracking_uri: str) -> PyFuncModel:
     except MlflowException as error:
         raise TrackingError(f"cannot load model {uri!r} from {tracking_uri}: {error.message}") from error
 
-
-def resolve_model_uri(uri: str, tracking_uri: str, destination: Path) -> Path:
-    """Copy the bundle behind `uri` to `destination` (for callers that keep it); returns the path."""
-    with resolved_bundle(uri, tracking_uri) as local:
-        if destination.exists():
-            shutil.rmtree(destination)
-        shutil.copytree(local, destination)
-    return destination

@@ -26,7 +26,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code=code)
 
 
-def run_publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: str, prefix: str, top_n: int,
+def run_publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: str, prefix: str,
                 progress: bool = False):
     """Resolve the model, load the data and publish; returns the `PublishReport`."""
     import pandas as pd
@@ -37,12 +37,16 @@ def run_publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: st
     from recsys.config import get_settings
     from recsys.publication import PublicationStore
     from recsys.publish import bundle_fingerprint, publish
-    from training.tracking import resolved_bundle
+    from training.tracking import registry_source, resolved_bundle
 
     dataset = load_dataset(data_dir)
+    tracking_uri = get_settings().tracking_uri
+    # The alias is read once: the bundle published is the version recorded, even if the alias moves.
+    registry = registry_source(model_uri, tracking_uri)
+    source = f"models:/{registry[0]}/{registry[1]}" if registry else model_uri
     client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=5)
     try:
-        with resolved_bundle(model_uri, get_settings().tracking_uri) as path:
+        with resolved_bundle(source, tracking_uri) as path:
             bundle = ModelBundle.load(path)
             fingerprint = bundle_fingerprint(path)
         bar = None
@@ -52,7 +56,7 @@ def run_publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: st
             bar = tqdm(total=len(dataset.cardholders), unit="cardholder", desc="publish")
         report = publish(
             bundle, dataset, PublicationStore(client, prefix),
-            as_of=pd.Timestamp(as_of) if as_of else None, top_n=top_n, model_uri=model_uri,
+            as_of=pd.Timestamp(as_of) if as_of else None, model_uri=model_uri, registry=registry,
             fingerprint=fingerprint, progress=bar.update if bar is not None else None,
         )
         if bar is not None:
@@ -71,12 +75,10 @@ def publish(
                               "[default: the bundle's as-of]."),
     redis_url: str = typer.Option(None, "--redis", help="Redis URL [default: RECSYS_REDIS_URL]."),
     prefix: str = typer.Option(None, "--prefix", help="Key prefix [default: RECSYS_REDIS_PREFIX]."),
-    top: int = typer.Option(None, "--top", min=1, max=500, help="Candidates stored per cardholder "
-                            "[default: RECSYS_PUBLISH_TOP_N]."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     progress: bool = typer.Option(False, "--progress", help="Show a progress bar."),
 ) -> None:
-    """Compute every cardholder's candidates and serving state and make them live in Redis atomically.
+    """Compute every cardholder's serving state and make them live in Redis atomically.
 
     Writes a new version, switches the live pointer only once the version is complete (a publish
     that fails leaves the live version untouched), keeps the previous version until the next
@@ -92,7 +94,7 @@ def publish(
         raise _fail("no data directory: pass --data DIR or set RECSYS_DATA_DIR", 2)
     try:
         report = run_publish(model, Path(data), as_of, redis_url or settings.redis_url,
-                             prefix or settings.redis_prefix, top or settings.publish_top_n, progress)
+                             prefix or settings.redis_prefix, progress)
     except (ValueError, FileNotFoundError) as error:
         raise _fail(str(error)) from error
     except redis.RedisError as error:
@@ -103,7 +105,7 @@ def publish(
     memory = f", {report.redis_bytes_per_user:.0f} B in Redis" if report.redis_bytes_per_user else ""
     typer.echo(
         f"published {report.version}: {report.users:,} cardholders, {report.items} items, d={report.dim}, "
-        f"top {report.top_n}; {report.record_bytes_mean:.0f} B/cardholder record{memory}; "
+        f"{report.record_bytes_mean:.0f} B/cardholder record{memory}; "
         f"{report.seconds:.1f}s\n"
         f"previous live version: {report.previous or 'none'}; deleted: {', '.join(report.deleted) or 'none'}"
     )
@@ -168,8 +170,7 @@ def ensure_published(model_uri: str, data_dir: Path) -> None:
                 pass
     finally:
         client.close()
-    report = run_publish(model_uri, data_dir, None, settings.redis_url, settings.redis_prefix,
-                         settings.publish_top_n)
+    report = run_publish(model_uri, data_dir, None, settings.redis_url, settings.redis_prefix)
     logger.info("published %s as %s before serving", model_uri, report.version)
 
 

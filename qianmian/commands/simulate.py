@@ -63,14 +63,13 @@ def simulate(
     policy. Prints tables; with --out also writes summary, blocked-by-rule, segment and daily charts
     (PNG) and the full report as JSON.
     """
-    import contextlib
     import json
-    import os
     import time
 
     from rich.console import Console
 
     from features.contract import ContractError
+    from recsys.atomic import write_text
     from recsys.bundle import BundleError
     from recsys.caps.policy import PolicyError, default_policy, load_policy
     from recsys.models import IncompatibleModelError
@@ -127,14 +126,10 @@ def simulate(
                   f"({rate:,.0f} cardholder-days/s over {len(loaded)} policies)")
     if out is not None:
         target = Path(out) / "report.json"
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         try:
             paths = write_charts(report, out)
-            tmp.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
-            tmp.replace(target)
+            write_text(target, json.dumps(report.to_dict(), indent=2))
         except OSError as error:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             typer.echo(f"error: cannot write the charts and report to --out {out}: {error}", err=True)
             raise typer.Exit(code=2) from error
         for path in [*paths, target]:

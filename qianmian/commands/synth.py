@@ -24,6 +24,8 @@ def parse_end(text: str) -> pd.Timestamp:
     """A UTC instant; a bare date means the last second of that day; a naive time is read as UTC."""
     import pandas as pd
 
+    from recsys.times import utc_timestamp
+
     try:
         stamp = pd.Timestamp(text.strip())
     except (ValueError, TypeError) as error:
@@ -33,7 +35,7 @@ def parse_end(text: str) -> pd.Timestamp:
         raise typer.BadParameter(f"{text!r} is not a date", param_hint="--end")
     if _DATE_ONLY.fullmatch(text.strip()):
         stamp = stamp + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return utc_timestamp(stamp)
 
 
 def synth(

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from recsys.times import utc_datetime as to_utc
+
 RULE_ORDER = (
     "opt_out",
     "muted",
@@ -66,13 +68,6 @@ class ReservationStatus(enum.StrEnum):
     RESERVED = "reserved"
     CONFIRMED = "confirmed"
     RELEASED = "released"
-
-
-def to_utc(moment: datetime) -> datetime:
-    """An aware UTC datetime; naive input is read as UTC."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def to_ms(moment: datetime) -> int:

@@ -34,6 +34,7 @@ from recsys.caps.decisions import (
     to_ms,
 )
 from recsys.caps.policy import Policy
+from recsys.times import UnknownZoneError, zone
 
 # Separators the Redis engine uses inside script arguments; ids must not contain them.
 _FORBIDDEN_ID_CHARS = ("\x1e", "\x1f")
@@ -89,7 +90,10 @@ class CapEngine(abc.ABC):
 
     def timezone_of(self, timezone: str | None) -> str:
         name = timezone or self._policy.default_timezone
-        rules.zone(name)
+        try:
+            zone(name)
+        except UnknownZoneError as error:
+            raise CapRequestError(str(error)) from error
         return name
 
     def _check_requests(self, requests: Sequence[CapRequest], candidates: bool = True) -> None:

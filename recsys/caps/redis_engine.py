@@ -6,10 +6,8 @@ lives in one slot):
 - `{qm:u:<user_id>}`  one hash per cardholder: `o` opted-out time, `m` muted time, `u` unopened
   streak, `l` last sent time, `c:<content_id>` last time each content was sent, `P` the push
   records (reserved / confirmed / released) in one string, format 2: each record is RS (0x1e)
-  followed by its nine fields joined by US (0x1f), see `lua/caps.lua`. A `P` written in format 1
-  (a JSON array, before November 2026) is still read and is rewritten in format 2 by the
-  cardholder's next write. Invisible records (expired reservations, pushes older than every
-  window) are dropped by the next write. The key expires
+  followed by its nine fields joined by US (0x1f), see `lua/caps.lua`. Invisible records (expired
+  reservations, pushes older than every window) are dropped by the next write. The key expires
   after `policy.retention` without writes, except while the cardholder is opted out or muted
   forever (those must never be forgotten).
 - `{qm:u:<user_id>}:e:<event_id>`  an event applied to the cardholder (`sent`, `opened`...),
@@ -31,7 +29,6 @@ reservation whose reply was lost may exist; it only blocks, and stops counting a
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections import defaultdict
@@ -39,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -87,6 +85,13 @@ _UNAVAILABLE = (
     redis.exceptions.SlotNotCoveredError,
     OSError,
 )
+
+# Allowed-now decisions kept for reuse: a batch decides at one instant over a catalogue of hundreds.
+ALLOWED_CACHE_SIZE = 4096
+
+# A throttle window's counter outlives its window by this much, so a scheduler whose clock lags another's
+# by up to a minute still counts against the same window instead of finding the counter gone.
+THROTTLE_KEY_GRACE_MS = 60_000
 
 _CLAIM_SCRIPT = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -401,13 +406,9 @@ class RedisCapEngine(CapEngine):
                     packed = connection.pack_commands(chunk)
                 # no health check once replies are pending: its PING would read one of them
                 connection.send_packed_command(packed, check_health=start == 0)
-            # The parser hands back error replies as exception objects; the connection's own
-            # read_response also formats an error text and re-arms the health check per reply.
-            parser = getattr(connection, "_parser", None)
-            read = getattr(parser, "read_response", None) or connection.read_response
             for index in indices:
                 try:
-                    reply = read()
+                    reply = connection.read_response()
                 except redis.ResponseError as error:
                     reply = error
                 handle(index, reply)
@@ -571,7 +572,8 @@ class RedisCapEngine(CapEngine):
         keys = {c: self.throttle_key(c, rates[c][0]) for c in campaigns}
         claims = self._pipeline(
             [
-                ("EVALSHA", self._claim_sha, 1, keys[c], wanted[c], rates[c][1], rates[c][2] + 60_000)
+                ("EVALSHA", self._claim_sha, 1, keys[c], wanted[c], rates[c][1],
+                 rates[c][2] + THROTTLE_KEY_GRACE_MS)
                 for c in campaigns
             ]
         )
@@ -643,9 +645,7 @@ class RedisCapEngine(CapEngine):
             lasts = reply[position : position + len(codes)]
             if lasts.count(-1) == len(lasts):
                 # Nothing blocks any candidate (the common case): each is allowed now.
-                at = from_ms(cal.now)
-                allowed = [CandidateDecision(c.content_id, True, (), at) for c in request.candidates]
-                return reservation, tuple(allowed)
+                return reservation, tuple([_allowed_now(c.content_id, cal.now) for c in request.candidates])
         window = policy.no_repeat.window if policy.no_repeat else None
         shared: dict[tuple[Any, ...], CandidateDecision] = {}
         decisions: list[CandidateDecision] = []
@@ -849,17 +849,16 @@ def parse_record(fields: dict[str, str]) -> rules.CardholderRecord:
     return record
 
 
+@lru_cache(maxsize=ALLOWED_CACHE_SIZE)
+def _allowed_now(content_id: str, now_ms: int) -> CandidateDecision:
+    """An allowed-now decision; immutable, so the many cardholders of a batch share one per content."""
+    return CandidateDecision(content_id, True, (), from_ms(now_ms))
+
+
 def _push_rows(packed: str) -> list[tuple[Any, ...]]:
     """The `P` field's records as (push id, status, ts, expires, tx, content, kind, tags, campaign)."""
     if not packed:
         return []
-    if packed.startswith("["):
-        # format 1 (JSON array), rewritten as format 2 by the cardholder's next write;
-        # Lua's JSON encoder writes an empty list as {}
-        return [
-            (*row[:7], tuple(row[7]) if isinstance(row[7], list) else (), row[8])
-            for row in json.loads(packed)
-        ]
     rows = []
     for text in packed.split("\x1e")[1:]:
         row = text.split("\x1f")

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from recsys.caps.decisions import (
     Block,
@@ -37,6 +37,7 @@ from recsys.caps.decisions import (
     from_ms,
 )
 from recsys.caps.policy import Limit, Policy, QuietHours, format_duration
+from recsys.times import zone
 
 RESERVED = ReservationStatus.RESERVED
 CONFIRMED = ReservationStatus.CONFIRMED
@@ -85,16 +86,6 @@ class Calendar:
     quiet_until: int | None  # end of the current quiet period, None when not quiet
 
 
-@lru_cache(maxsize=512)
-def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise CapRequestError(
-            f"unknown time zone {name!r}: use an IANA name such as 'Asia/Shanghai'"
-        ) from error
-
-
 def _local_ms(day: datetime, at: time, tz: ZoneInfo) -> int:
     moment = datetime.combine(day.date(), at, tzinfo=tz)
     return int(moment.timestamp() * 1000)
@@ -126,7 +117,12 @@ def calendar(policy: Policy, timezone: str, now: int) -> Calendar:
     return _calendar(policy.quiet_hours, timezone, now)
 
 
-@lru_cache(maxsize=4096)
+# One entry per (quiet hours, zone, millisecond): a batch decided at one instant over a few dozen zones
+# needs a few dozen; the bound only keeps a long-running process from growing without limit.
+CALENDAR_CACHE_SIZE = 4096
+
+
+@lru_cache(maxsize=CALENDAR_CACHE_SIZE)
 def _calendar(quiet: QuietHours | None, timezone: str, now: int) -> Calendar:
     tz = zone(timezone)
     local = from_ms(now).astimezone(tz)

@@ -16,8 +16,6 @@ import inspect
 import json
 import logging
 import os
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from importlib import metadata
@@ -27,6 +25,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.atomic import atomic_directory
 from recsys.matrices import TrainingMatrices
 
 logger = logging.getLogger(__name__)
@@ -126,14 +125,9 @@ class Recommender(ABC):
             "params": self.params(),
             "extra": self._extra(),
         }
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with atomic_directory(target) as staging:
             np.savez(staging / ARRAYS, **self._state())
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-            _replace_directory(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         logger.info("saved %s model to %s", self.kind, target)
         return target
 
@@ -229,13 +223,3 @@ def check_user_inputs(user_index: np.ndarray, user_features: sp.spmatrix, n_user
         )
     return index, features
 
-
-def _replace_directory(staging: Path, target: Path) -> None:
-    if target.exists():
-        backup = target.with_name(f".{target.name}.old")
-        shutil.rmtree(backup, ignore_errors=True)
-        target.rename(backup)
-        staging.rename(target)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        staging.rename(target)

@@ -7,10 +7,10 @@ at 100 dpi, so it stays readable on a 1,400 px page.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from recsys.atomic import write_bytes
 from recsys.simulation.report import SimulationReport
 
 if TYPE_CHECKING:
@@ -169,12 +169,5 @@ def write_charts(report: SimulationReport, out_dir: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, data in chart_pngs(report).items():
-        path = out / f"{name}.png"
-        tmp = out / f".{name}.png.tmp-{os.getpid()}"
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        paths.append(path)
+        paths.append(write_bytes(out / f"{name}.png", data))
     return paths

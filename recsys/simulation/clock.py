@@ -9,24 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
+from recsys.times import zone
+
 NEVER = np.int64(-(2**53))  # an instant long before any window start: "no push yet"
-
-
-class ZoneError(ValueError):
-    """An unknown IANA time zone name."""
-
-
-@lru_cache(maxsize=256)
-def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ZoneError(f"unknown time zone {name!r}: use an IANA name such as 'Asia/Shanghai'") from error
 
 
 @dataclass(frozen=True)
@@ -102,9 +90,3 @@ class ZoneClock:
         table = np.array([_next_local_time(str(self.zones[code]), instant, second_of_day)
                           for code, instant in unique], dtype=np.int64)
         return table[inverse.reshape(-1)]
-
-    def instant_at(self, zone_name: str, day: datetime, second_of_day: int) -> int:
-        """The UTC instant of `second_of_day` local time on the calendar date of `day` in `zone_name`."""
-        tz = zone(zone_name)
-        hour, rest = divmod(second_of_day, 3600)
-        return int(datetime(day.year, day.month, day.day, hour, rest // 60, rest % 60, tzinfo=tz).timestamp())

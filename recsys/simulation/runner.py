@@ -29,10 +29,11 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from recsys.caps.policy import Policy
-from recsys.simulation.clock import ZoneClock, ZoneError, zone
+from recsys.simulation.clock import ZoneClock
 from recsys.simulation.report import PolicyOutcome, SimulationReport, Tally
 from recsys.simulation.vector_caps import SimulationError, VectorCapEngine, bits
 from recsys.simulation.world import SimWorld
+from recsys.times import UnknownZoneError, zone
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class ScheduleConfig:
             raise SimulationError(f"send slots {list(self.slots)} must be distinct and in time order")
         try:
             zone(self.scheduler_timezone)
-        except ZoneError as error:
+        except UnknownZoneError as error:
             raise SimulationError(f"scheduler time zone: {error}") from error
 
     @property

@@ -4,8 +4,9 @@ candidates, how cardholders answer pushes (the response model) and the recent pu
 `load_world` builds it from a contract data directory plus either the synthetic world's hidden truth
 (its `ResponseModel`) or, for real data, a response model fitted on the push log
 (`recsys.simulation.response_fit`). Candidates come from a model bundle when one is given (the
-engine's own ranking), else from per-card-tier popularity of reads and opens; either way ranking uses
-the bundle eligibility rules at the as-of time (valid, not transactional, tier allowed, not seen).
+engine's own ranking), else from the popularity fallback the API serves (`recsys.fallback`); either
+way ranking uses the eligibility rules at the as-of time (valid, not transactional, tier allowed, not
+seen; `recsys.eligibility`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import pandas as pd
 
+from recsys.cells import split_list
+from recsys.eligibility import card_tiers_of
 from recsys.simulation.clock import NEVER
 from recsys.simulation.vector_caps import Items, SimulationError
+from recsys.times import utc_timestamp
 
 if TYPE_CHECKING:
     from features.loader import Dataset
@@ -30,9 +34,7 @@ logger = logging.getLogger(__name__)
 FOREVER = np.int64(2**53)
 ACTIVITY_DAYS = 90
 HISTORY_DAYS = 62  # push history replayed into the cap state: a calendar month and the response window
-POPULARITY_DAYS = 90
 ACTIVITY_LEVELS = ("low", "medium", "high")
-UNKNOWN = "unknown"
 DEFAULT_CANDIDATES = 20  # ranked candidates per cardholder the caps may choose from
 
 
@@ -141,47 +143,7 @@ def activity_levels(dataset: Dataset, user_ids: np.ndarray, as_of: pd.Timestamp)
 
 def split_tags(cells: pd.Series) -> tuple[tuple[str, ...], ...]:
     """`dining|weekend` cells -> tuples of tags (empty cell -> ())."""
-    from features.builder import split_list
-
     return tuple(tuple(parts) for parts in split_list(cells))
-
-
-def popularity_factors(dataset: Dataset, user_tiers: np.ndarray, content_ids: np.ndarray,
-                       as_of: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
-    """Per-card-tier popularity as factors: one-hot tier [n, g] and log-popularity per item [n_items, g].
-
-    Popularity counts reads and push opens of every cardholder in the last 90 days, per card tier,
-    smoothed toward the overall share so small tiers still get a sensible order.
-    """
-    from recsys.bundle import card_tiers_of
-    from recsys.ids import IdIndex
-
-    items = IdIndex(content_ids)
-    since = as_of - pd.Timedelta(days=POPULARITY_DAYS)
-    reads = dataset.article_reads
-    reads = reads.loc[((reads["ts"] > since) & (reads["ts"] <= as_of)).to_numpy()]
-    pushes = dataset.push_log
-    opened = pushes.loc[(pushes["opened_ts"].notna() & (pushes["opened_ts"] > since)
-                         & (pushes["opened_ts"] <= as_of)).to_numpy()]
-    users = np.concatenate([reads["user_id"].astype(str).to_numpy(dtype=object),
-                            opened["user_id"].astype(str).to_numpy(dtype=object)])
-    contents = np.concatenate([reads["content_id"].astype(str).to_numpy(dtype=object),
-                               opened["content_id"].astype(str).to_numpy(dtype=object)])
-    event_tiers = card_tiers_of(dataset, users).astype(str)
-    groups = np.unique(np.concatenate([event_tiers, np.asarray(user_tiers, dtype=object).astype(str)]))
-    event_group = np.searchsorted(groups, event_tiers)
-    event_item = items.index_of(contents)
-    keep = event_item >= 0
-    counts = np.zeros((len(groups), len(items)), dtype=np.float64)
-    np.add.at(counts, (event_group[keep], event_item[keep]), 1.0)
-    overall = counts.sum(axis=0)
-    share = (overall + 1.0) / (overall.sum() + len(items))
-    smoothed = counts + 20.0 * share[None, :]
-    item_factors = np.log(smoothed / smoothed.sum(axis=1, keepdims=True)).T.astype(np.float32)
-    user_factors = np.zeros((len(user_tiers), len(groups)), dtype=np.float32)
-    user_group = np.searchsorted(groups, np.asarray(user_tiers, dtype=object).astype(str))
-    user_factors[np.arange(len(user_tiers)), user_group] = 1.0
-    return user_factors, item_factors
 
 
 def rank_candidates(dataset: Dataset, user_ids: np.ndarray, content_ids: np.ndarray, as_of: pd.Timestamp,
@@ -189,10 +151,11 @@ def rank_candidates(dataset: Dataset, user_ids: np.ndarray, content_ids: np.ndar
                     bundle_label: str = "") -> tuple[np.ndarray, str]:
     """Top-k candidate item indices (into `content_ids`) per cardholder, best first; -1 padding.
 
-    With a model bundle, the engine's own ranking (its factors and eligibility); otherwise
-    per-card-tier popularity under the same eligibility rules.
+    With a model bundle, the engine's own ranking (its factors and eligibility); otherwise the
+    API's popularity fallback (`recsys.fallback`) under the same eligibility rules.
     """
-    from recsys.bundle import build_eligibility, card_tiers_of, item_metadata, seen_pairs
+    from recsys.bundle import build_eligibility, item_metadata, seen_pairs
+    from recsys.fallback import popularity
     from recsys.ids import IdIndex
     from recsys.ranking import top_k
 
@@ -202,7 +165,7 @@ def rank_candidates(dataset: Dataset, user_ids: np.ndarray, content_ids: np.ndar
         meta = item_metadata(dataset.content, items)
         seen = seen_pairs(dataset, as_of, user_ids, items)
         eligibility = build_eligibility(meta, items, as_of, tiers, seen)
-        user_factors, item_factors = popularity_factors(dataset, tiers, content_ids, as_of)
+        user_factors, item_factors = popularity(dataset, as_of, items).factors(tiers)
         indices, _ = top_k(user_factors, item_factors, k, eligibility)
         return indices.astype(np.int64), "per-card-tier popularity of reads and opens (no --model)"
     features = bundle.feature_builder.transform_users(dataset, as_of, user_ids)
@@ -244,7 +207,7 @@ def load_world(
             raise SimulationError(f"{data_dir}: no events to date the simulation from; give --truth or data "
                                   "with transactions, clicks, reads or pushes")
         as_of = span[1]
-    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    as_of = utc_timestamp(as_of)
 
     holders = dataset.cardholders.drop_duplicates("user_id")
     user_ids = holders["user_id"].astype(str).to_numpy(dtype=object)
@@ -254,7 +217,7 @@ def load_world(
         user_ids = user_ids[keep]
     timezones = holders["timezone"].astype("string").fillna("").to_numpy(dtype=object)
     opted_in = holders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
-    tiers = holders["card_tier"].astype("string").fillna(UNKNOWN).to_numpy(dtype=object)
+    tiers = card_tiers_of(dataset, user_ids)
     segments = {"card_tier": tiers, "activity": activity_levels(dataset, user_ids, as_of)}
 
     content = dataset.content.drop_duplicates("content_id")

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from features.contract import MENU_KEYS
+from recsys.atomic import replace_directory
 from recsys.world import catalog
 from recsys.world.clock import DAY_US, Clock
 from recsys.world.content import Content, make_content
@@ -453,7 +454,7 @@ def generate_world(
                 full.open_prob_matrix(slice(i, i + block_rows)) for i in range(0, config.users, block_rows)
             ),
         )
-        _swap_into_place(tmp, out)
+        replace_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -474,16 +475,3 @@ def generate_world(
     logger.info("world of %d cardholders written to %s in %.1fs", config.users, out, summary.seconds)
     return summary
 
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    if not out.exists():
-        os.rename(tmp, out)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except OSError:
-        os.rename(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

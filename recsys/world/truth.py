@@ -21,7 +21,6 @@ cardholders), so a world of a million cardholders is saved without holding the m
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys.atomic import atomic_file
 from recsys.world.response import ResponseModel, ResponseParams
 
 FORMAT_VERSION = 1
@@ -211,7 +211,6 @@ def write_truth(
     ``scenario`` (the options of a non-default world) is stored in the metadata when given.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     meta = {
         "as_of": pd.Timestamp(as_of).isoformat(),
         "seed": int(seed),
@@ -221,29 +220,26 @@ def write_truth(
     }
     if scenario is not None:
         meta["scenario"] = scenario
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-            _write_member(archive, "format_version", np.array(FORMAT_VERSION))
-            _write_member(archive, "meta", np.array(json.dumps(meta, sort_keys=True)))
-            _write_member(archive, "user_ids", np.asarray(user_ids, dtype=str))
-            _write_member(archive, "content_ids", np.asarray(content_ids, dtype=str))
-            for name, array in arrays.items():
-                _write_member(archive, name, array)
-            shape = (len(user_ids), len(content_ids))
-            info = zipfile.ZipInfo("open_prob.npy", date_time=_ZIP_TIME)
-            with archive.open(info, "w", force_zip64=True) as handle:
-                header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
-                          "shape": shape}
-                np.lib.format.write_array_header_2_0(handle, header)
-                written = 0
-                for block in open_prob_blocks:
-                    block = np.ascontiguousarray(block, dtype="<f4")
-                    if block.ndim != 2 or block.shape[1] != shape[1]:
-                        raise ValueError(f"open_prob block of shape {block.shape} does not fit {shape}")
-                    handle.write(block.tobytes())
-                    written += block.shape[0]
-                if written != shape[0]:
-                    raise ValueError(f"open_prob blocks gave {written} rows for {shape[0]} cardholders")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as tmp, \
+            zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        _write_member(archive, "format_version", np.array(FORMAT_VERSION))
+        _write_member(archive, "meta", np.array(json.dumps(meta, sort_keys=True)))
+        _write_member(archive, "user_ids", np.asarray(user_ids, dtype=str))
+        _write_member(archive, "content_ids", np.asarray(content_ids, dtype=str))
+        for name, array in arrays.items():
+            _write_member(archive, name, array)
+        shape = (len(user_ids), len(content_ids))
+        info = zipfile.ZipInfo("open_prob.npy", date_time=_ZIP_TIME)
+        with archive.open(info, "w", force_zip64=True) as handle:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
+                      "shape": shape}
+            np.lib.format.write_array_header_2_0(handle, header)
+            written = 0
+            for block in open_prob_blocks:
+                block = np.ascontiguousarray(block, dtype="<f4")
+                if block.ndim != 2 or block.shape[1] != shape[1]:
+                    raise ValueError(f"open_prob block of shape {block.shape} does not fit {shape}")
+                handle.write(block.tobytes())
+                written += block.shape[0]
+            if written != shape[0]:
+                raise ValueError(f"open_prob blocks gave {written} rows for {shape[0]} cardholders")

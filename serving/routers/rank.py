@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Response
 
 from serving.auth import RankAccess
-from serving.deps import State
-from serving.ranker import rank_many
+from serving.deps import Coalescing, RankExecutor, State
+from serving.ranker import rank_many, registry_of
 from serving.responses import answers_response
 from serving.schemas import BatchRankRequest, BatchRankResponse, RankRequest, RankResponse
 
@@ -20,16 +22,19 @@ ERRORS = {
 
 @router.post("/rank", response_model=RankResponse, responses=ERRORS,
              summary="Rank content for one cardholder, within the caps")
-def rank(body: RankRequest, state: State, principal: RankAccess) -> Response:
+async def rank(body: RankRequest, coalescer: Coalescing, principal: RankAccess) -> Response:
     """Scores every eligible candidate with the published model, applies the caps over the ordered
     list and returns the best `k` allowed items; with `reserve`, the top one holds a cap slot under
     `push_id` until a `sent` or `failed` event (or the policy's reservation TTL)."""
-    _, bodies = rank_many(state, [body])
-    return answers_response(bodies[0], bodies)
+    answer = await coalescer.rank(body)
+    return answers_response(answer, (answer,))
 
 
 @router.post("/rank/batch", response_model=BatchRankResponse, responses=ERRORS,
              summary="Rank up to 1,000 cardholders in one call")
-def rank_batch(body: BatchRankRequest, state: State, principal: RankAccess) -> Response:
-    snapshot, bodies = rank_many(state, body.requests)
-    return answers_response({"results": bodies, "model_version": snapshot.model.version}, bodies)
+async def rank_batch(body: BatchRankRequest, state: State, executor: RankExecutor,
+                     principal: RankAccess) -> Response:
+    loop = asyncio.get_running_loop()
+    snapshot, bodies = await loop.run_in_executor(executor, rank_many, state, body.requests)
+    return answers_response({"results": bodies, "model_version": snapshot.model.version,
+                             **registry_of(snapshot.model)}, bodies)

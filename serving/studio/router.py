@@ -39,7 +39,7 @@ CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src '
 _service_lock = threading.Lock()
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=len(ASSETS) + 1)  # the page and its assets: a fixed set, read once
 def asset(name: str) -> str:
     return resources.files("serving.studio").joinpath("static", name).read_text(encoding="utf-8")
 

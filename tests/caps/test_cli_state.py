@@ -55,7 +55,7 @@ def test_state_reads_the_configured_prefix_and_says_when_there_is_no_record(
     from recsys.config import get_settings
 
     engine = RedisCapEngine.from_url(redis_url, prefix=f"{key_prefix}:caps")  # as the ranking API keys it
-    now = datetime.now(tz=UTC)
+    now = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai: outside quiet hours, on any day
     decision = engine.decide("u7", [Candidate("card-offer", kind="promotion")], now=now, reserve=True)
     engine.confirm("u7", decision.reservation.push_id, now=now)
     engine.close()
@@ -63,8 +63,8 @@ def test_state_reads_the_configured_prefix_and_says_when_there_is_no_record(
     monkeypatch.setenv("RECSYS_REDIS_PREFIX", key_prefix)
     get_settings.cache_clear()
     try:
-        known = CliRunner().invoke(app, ["caps", "state", "u7"])
-        unknown = CliRunner().invoke(app, ["caps", "state", "u8"])
+        known = CliRunner().invoke(app, ["caps", "state", "u7", "--now", now.isoformat()])
+        unknown = CliRunner().invoke(app, ["caps", "state", "u8", "--now", now.isoformat()])
     finally:
         get_settings.cache_clear()
     assert known.exit_code == 0, known.output

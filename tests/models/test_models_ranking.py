@@ -6,15 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import recsys.ranking
 from recsys.ranking import Eligibility, RankingError, top_k
-
-
-@pytest.fixture(autouse=True, params=["kernel", "numpy"])
-def selection_path(request, monkeypatch) -> str:
-    """Run every test through both paths: the compiled kernel and the plain numpy one for small requests."""
-    monkeypatch.setattr(recsys.ranking, "SMALL_REQUEST_SCORES", 0 if request.param == "kernel" else 10**12)
-    return request.param
 
 
 def brute_force(users: np.ndarray, items: np.ndarray, k: int, eligibility: Eligibility):
@@ -112,15 +104,6 @@ def test_negative_zero_ties_with_zero() -> None:
     np.testing.assert_array_equal(indices, [[1, 2, 3]])
 
 
-def test_threads_do_not_change_the_result() -> None:
-    rng = np.random.default_rng(6)
-    users, items, eligibility = random_case(rng, 3000, 90, 6)
-    reference = top_k(users, items, 9, eligibility, threads=1, block_size=16)
-    for threads in (2, 3):
-        indices, _ = top_k(users, items, 9, eligibility, threads=threads, block_size=16)
-        np.testing.assert_array_equal(indices, reference[0])
-
-
 def test_block_boundaries_do_not_change_the_result() -> None:
     rng = np.random.default_rng(3)
     users, items, eligibility = random_case(rng, 257, 130, 6)
@@ -159,7 +142,6 @@ def test_empty_user_set() -> None:
     (lambda u, i: top_k(u, i[:, :2], 3), "columns"),
     (lambda u, i: top_k(u, i, 0), "k must be"),
     (lambda u, i: top_k(u, i, 3, block_size=0), "block_size"),
-    (lambda u, i: top_k(u, i, 3, threads=0), "threads"),
     (lambda u, i: top_k(u, i, 3, Eligibility(item_allowed=np.ones(5, dtype=bool))), "item_allowed"),
     (lambda u, i: top_k(u, i, 3, Eligibility(user_group=np.zeros(4, dtype=int))), "together"),
     (lambda u, i: top_k(u, i, 3, Eligibility(user_group=np.array([0, 0, 0, 2]),
@@ -176,7 +158,7 @@ def test_bad_inputs_are_named(call, message) -> None:
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_a_damaged_large_factor_matrix_is_refused(bad) -> None:
-    """Large matrices are checked by the compiled test: one bad value anywhere is found."""
+    """One bad value anywhere in a large matrix is found."""
     users = np.ones((20_000, 8), dtype=np.float32)
     users[12_345, 7] = bad
     items = np.ones((30, 8), dtype=np.float32)
@@ -184,27 +166,6 @@ def test_a_damaged_large_factor_matrix_is_refused(bad) -> None:
         top_k(users, items, 3)
     users[12_345, 7] = -3.4e38  # the largest magnitudes are still finite
     assert top_k(users, items, 3)[0].shape == (20_000, 3)
-
-
-def blas_threads() -> list[int]:
-    from threadpoolctl import threadpool_info
-
-    return [library["num_threads"] for library in threadpool_info() if library["user_api"] == "blas"]
-
-
-def test_overlapping_calls_restore_the_blas_threads_only_when_the_last_ends() -> None:
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=2, user_api="blas"):
-        original = blas_threads()
-        first, second = recsys.ranking._single_threaded_blas(), recsys.ranking._single_threaded_blas()
-        first.__enter__()
-        second.__enter__()
-        assert set(blas_threads()) == {1}
-        first.__exit__(None, None, None)
-        assert set(blas_threads()) == {1}, "the call still running lost its limit"
-        second.__exit__(None, None, None)
-        assert blas_threads() == original
 
 
 @pytest.mark.parametrize("k", [1, 3, 10, 16, 17, 20, 33, 48, 64])

@@ -61,7 +61,7 @@ def store(redis_client: redis.Redis, key_prefix: str):
 def published(bundle, dataset, store):
     from recsys.publish import publish
 
-    return publish(bundle, dataset, store, top_n=10, model_uri="test-bundle")
+    return publish(bundle, dataset, store, model_uri="test-bundle")
 
 
 @pytest.fixture

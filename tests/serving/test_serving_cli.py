@@ -17,11 +17,11 @@ pytestmark = pytest.mark.redis
 
 def test_publish_command(bundle_path, world_dir, redis_url, key_prefix, store, redis_client) -> None:
     result = CliRunner().invoke(app, ["publish", "--model", str(bundle_path), "--data", str(world_dir),
-                                      "--redis", redis_url, "--prefix", key_prefix, "--top", "7", "--json"])
+                                      "--redis", redis_url, "--prefix", key_prefix, "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert store.live_version() == report["version"]
-    assert report["top_n"] == 7 and report["users"] == 600
+    assert report["users"] == 600
     assert store.load(report["version"]).manifest["fingerprint"]
 
 
@@ -54,8 +54,9 @@ def test_segment_popularity_for_models_without_features(dataset, store, api, day
     """A model that ignores features (implicit ALS): unknown cardholders get their tier's popularity."""
     from features.pipeline import build_training_matrices
     from recsys.bundle import ModelBundle, item_metadata
+    from recsys.fallback import WINDOW_DAYS as POPULARITY_WINDOW_DAYS
     from recsys.models.implicit_peer import ImplicitPeer
-    from recsys.publish import POPULARITY_WINDOW_DAYS, publish
+    from recsys.publish import publish
 
     as_of = dataset.time_range()[1]
     matrices, builder = build_training_matrices(dataset, as_of)
@@ -64,7 +65,7 @@ def test_segment_popularity_for_models_without_features(dataset, store, api, day
                          feature_state=builder.to_dict(),
                          item_meta=item_metadata(dataset.content, matrices.items),
                          user_segments=matrices.user_segments, as_of=as_of)
-    report = publish(bundle, dataset, store, top_n=5)
+    report = publish(bundle, dataset, store)
     assert report.affine_features is False
 
     body = api.post("/v1/rank", headers=SCHEDULER_HEADERS, json={

@@ -1,10 +1,11 @@
-"""How the lean path groups single rank requests (no Redis: the ranking step is replaced by a recorder)."""
+"""How `POST /v1/rank` groups single rank requests (no Redis: the ranking step is replaced by a recorder)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
-from serving.lean import Coalescer
+from serving.coalescer import Coalescer
 from serving.schemas import RankRequest
 
 LINGER = 0.05
@@ -18,10 +19,9 @@ class RecordingCoalescer(Coalescer):
         super().__init__(state=None, linger=LINGER)  # type: ignore[arg-type]
         self.seen: list[list[str]] = []
 
-    def _run(self, group) -> None:
-        self.seen.append([request.user_id for request, _ in group])
-        for request, future in group:
-            future.set_result(request.user_id)
+    def _rank(self, requests) -> list[str]:
+        self.seen.append([request.user_id for request in requests])
+        return [request.user_id for request in requests]
 
 
 def request(user: str) -> RankRequest:
@@ -76,3 +76,22 @@ def test_a_cardholder_asked_for_twice_is_ranked_in_a_later_group() -> None:
         return coalescer.seen
 
     assert asyncio.run(scenario()) == [list("abc"), ["a"]]
+
+
+class SlowCoalescer(RecordingCoalescer):
+    def _rank(self, requests) -> list[str]:
+        time.sleep(0.3)  # a slow Redis or a large group, blocking the thread that ranks
+        return super()._rank(requests)
+
+
+def test_ranking_never_blocks_the_event_loop() -> None:
+    async def scenario() -> float:
+        coalescer = SlowCoalescer()
+        started = asyncio.get_running_loop().time()
+        ranking = asyncio.ensure_future(coalescer.rank(request("a")))
+        await asyncio.sleep(0.01)  # the loop's other work while the group is being ranked
+        waited = asyncio.get_running_loop().time() - started
+        assert await ranking == "a"
+        return waited
+
+    assert asyncio.run(scenario()) < 0.1

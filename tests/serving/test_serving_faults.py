@@ -154,7 +154,7 @@ def world(bundle, dataset, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     server = Redis()
     home = tmp_path_factory.mktemp("fault-home")
     store_client = redis.Redis.from_url(server.url, socket_timeout=5)
-    publish(bundle, dataset, PublicationStore(store_client, PREFIX), top_n=5)
+    publish(bundle, dataset, PublicationStore(store_client, PREFIX))
     env = {
         **os.environ,
         "RECSYS_REDIS_URL": server.url, "RECSYS_REDIS_PREFIX": PREFIX, "RECSYS_HOME": str(home),
@@ -216,7 +216,7 @@ def probe_healthz(world: World, figures: Figures, stop: threading.Event) -> thre
                     ended = time.monotonic()
                     figures.healthz_ms.append((ended - started) * 1000)
                     figures.healthz_spans.append((started, ended))
-                stop.wait(0.02)
+                time.sleep(0.02)  # not stop.wait: under faketime a timed wait can outlast the fault
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -371,7 +371,7 @@ def test_overlapping_publishes_never_serve_a_broken_version(world: World, bundle
     def publish_one() -> None:
         client = redis.Redis.from_url(world.redis.url, socket_timeout=5)
         try:
-            publish(bundle, dataset, PublicationStore(client, PREFIX), top_n=5, chunk=100)
+            publish(bundle, dataset, PublicationStore(client, PREFIX), chunk=100)
             outcomes.append("live")
         except PublicationError as error:
             outcomes.append(type(error).__name__)

@@ -86,7 +86,7 @@ def test_new_model_goes_live_without_dropped_requests(server, published, other_b
         thread.start()
     try:
         time.sleep(0.5)
-        second = publish(ModelBundle.load(other_bundle_path), dataset, store, top_n=5)
+        second = publish(ModelBundle.load(other_bundle_path), dataset, store)
         deadline = time.monotonic() + 10
         while seen_versions[second.version] < 20 and time.monotonic() < deadline:
             time.sleep(0.1)

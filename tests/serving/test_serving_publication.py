@@ -22,16 +22,15 @@ pytestmark = pytest.mark.redis
 
 def test_user_record_round_trip() -> None:
     record = UserRecord(
-        group=2, segment=2, timezone=1, opt_in=False,
-        factors=np.arange(5, dtype=np.float32), top_items=np.array([7, 3, 70000]),
-        top_scores=np.array([0.5, 0.25, -1.0], np.float32), feature_index=np.array([1, 9]),
-        feature_values=np.array([0.2, 0.8], np.float32), seen=np.array([4]),
+        group=2, timezone=1, opt_in=False, factors=np.arange(5, dtype=np.float32),
+        feature_index=np.array([1, 9]), feature_values=np.array([0.2, 0.8], np.float32),
+        seen=np.array([4, 70000]),
     )
     items, features = index_dtype(80000), index_dtype(100)
     blob = encode_user(record, items, features)
     back = decode_user(blob, items, features)
     assert (back.group, back.timezone, back.opt_in) == (2, 1, False)
-    np.testing.assert_array_equal(back.top_items, [7, 3, 70000])
+    np.testing.assert_array_equal(back.seen, [4, 70000])
     np.testing.assert_array_equal(back.factors, record.factors)
     np.testing.assert_array_equal(back.feature_values, record.feature_values)
     with pytest.raises(PublicationError, match="expected"):
@@ -50,9 +49,10 @@ def test_publish_goes_live_with_every_cardholder(published, store, dataset, redi
     assert len(keys) == published.users
 
 
-def test_request_time_ranking_matches_published_top_n(published, store, bundle, dataset,
-                                                      redis_client) -> None:
-    """The API's eligibility at the as-of time reproduces the offline top-N exactly."""
+def test_request_time_ranking_matches_offline_top_k(published, store, bundle, dataset,
+                                                    redis_client) -> None:
+    """The API's eligibility at the as-of time reproduces the offline batch top-k exactly."""
+    from recsys.ranking import top_k
     from serving.pipeline import LiveModel
 
     model = LiveModel(store.load(published.version))
@@ -60,15 +60,19 @@ def test_request_time_ranking_matches_published_top_n(published, store, bundle, 
     ids = dataset.cardholders["user_id"].astype(str).tolist()[:150]
     records = [decode_user(redis_client.get(store.user_key(published.version, user_id)),
                            model.item_dtype, model.feature_dtype) for user_id in ids]
-    records = [record for record in records if record.opt_in]
-    users = [model.known(record) for record in records]
+    opted_in = [i for i, record in enumerate(records) if record.opt_in]
+    offline_ids = np.asarray([ids[i] for i in opted_in], dtype=object)
+    factors = np.stack([records[i].factors for i in opted_in])
+    offline, offline_scores = top_k(factors, bundle.model.item_factors(), 10,
+                                    bundle.eligibility(dataset, bundle.as_of, offline_ids))
+    users = [model.known(records[i]) for i in opted_in]
     block = model.rank_block(users, as_of, 10)
-    for record, user, in_block in zip(records, users, block, strict=True):
-        n = len(record.top_items)
+    for expected, expected_scores, user, in_block in zip(offline, offline_scores, users, block, strict=True):
+        n = int((expected >= 0).sum())
         for ranked in (model.rank(user, as_of, None), model.rank_block([user], as_of, n)[0], in_block):
-            np.testing.assert_array_equal(ranked.items[:n], record.top_items.astype(np.int64))
-            np.testing.assert_allclose(ranked.scores[:n], record.top_scores, rtol=1e-5, atol=1e-5)
-    assert len(records) > 100
+            np.testing.assert_array_equal(ranked.items[:n], expected[:n].astype(np.int64))
+            np.testing.assert_allclose(ranked.scores[:n], expected_scores[:n], rtol=1e-5, atol=1e-5)
+    assert len(users) > 100
 
 
 def test_a_cardholders_scores_do_not_depend_on_who_is_ranked_with_them(published, store, bundle, dataset,
@@ -120,7 +124,7 @@ def test_failed_publish_leaves_live_version_untouched(published, store, bundle, 
             yield record
 
     with pytest.raises(RuntimeError, match="disk full"):
-        publish(bundle, dataset, store, top_n=5, chunk=100, records_hook=dies_half_way)
+        publish(bundle, dataset, store, chunk=100, records_hook=dies_half_way)
     assert store.live_version() == published.version
     assert store.versions() == [published.version]
     leftovers = [k for k in redis_client.scan_iter(match=store.key("v", "*", "meta"))
@@ -140,21 +144,50 @@ def test_killed_publish_is_invisible_and_cleaned_up_by_the_next(published, store
     with pytest.raises(PublishLockedError, match="another publish"):
         store.begin()
     time.sleep(1.1)  # the dead publisher's lease runs out
-    second = publish(bundle, dataset, store, top_n=5)
+    second = publish(bundle, dataset, store)
     assert writer.version in second.deleted
     assert not redis_client.exists(store.user_key(writer.version, "u-partial"))
     assert store.live_version() == second.version
 
 
 def test_previous_version_is_kept_until_the_next_publish(published, store, bundle, dataset) -> None:
-    second = publish(bundle, dataset, store, top_n=5)
+    second = publish(bundle, dataset, store)
     assert second.previous == published.version
     assert store.versions() == [published.version, second.version]
-    third = publish(bundle, dataset, store, top_n=5)
+    third = publish(bundle, dataset, store)
     assert third.deleted == [published.version]
     assert store.versions() == [second.version, third.version]
     with pytest.raises(PublicationError):
         store.delete_version(third.version)
+
+
+def test_simulation_without_a_model_ranks_as_the_api_fallback(published, store, bundle, dataset,
+                                                              redis_client) -> None:
+    """The studio's default ranking is the popularity the API serves cardholders it cannot score."""
+    from recsys.fallback import popularity
+    from recsys.simulation.world import rank_candidates
+    from serving.pipeline import LiveModel, Representation
+
+    model = LiveModel(store.load(published.version))
+    ids = np.asarray(dataset.cardholders["user_id"].astype(str).tolist()[:120], dtype=object)
+    content_ids = np.asarray(model.item_ids, dtype=object)
+    simulated, _ = rank_candidates(dataset, ids, content_ids, bundle.as_of, 5)
+    served = popularity(dataset, bundle.as_of, bundle.items)
+    compared = 0
+    for row, user_id in enumerate(ids):
+        record = decode_user(redis_client.get(store.user_key(published.version, user_id)),
+                             model.item_dtype, model.feature_dtype)
+        if not record.opt_in:
+            continue
+        fallback = Representation(None, record.group, None, True, record.feature_index, record.feature_values,
+                                  record.seen, "segment_popularity")
+        ranked = model.rank_block([fallback], bundle.as_of.to_pydatetime(), 5)[0]
+        expected = [index for index in simulated[row].tolist() if index >= 0]
+        assert ranked.items.tolist() == expected, user_id
+        table = served.per_tier[record.group] if record.group >= 0 else served.overall
+        np.testing.assert_array_equal(ranked.scores, table[expected])
+        compared += 1
+    assert compared > 80
 
 
 def test_a_fenced_off_publish_cannot_go_live(published, store, bundle, dataset) -> None:
@@ -164,7 +197,7 @@ def test_a_fenced_off_publish_cannot_go_live(published, store, bundle, dataset) 
     stalled.write_meta({"n_users": 1, "items": {}, "item_index_dtype": "<u2",
                         "feature_index_dtype": "<u2"}, {}, None)
     time.sleep(0.3)
-    second = publish(bundle, dataset, store, top_n=5)
+    second = publish(bundle, dataset, store)
     with pytest.raises(PublishLockedError, match="lost its lock"):
         stalled.write_users([("u1", b"\x01")])
     with pytest.raises(PublishLockedError):

@@ -17,7 +17,7 @@ def test_not_ready_until_a_version_is_published(api, bundle, dataset, store) -> 
     response = api.get("/readyz")
     assert response.status_code == 503
     assert response.json()["redis"] is True and response.json()["model_version"] is None
-    report = publish(bundle, dataset, store, top_n=5)
+    report = publish(bundle, dataset, store)
     response = api.get("/readyz")
     assert response.status_code == 200
     assert response.json()["model_version"] == report.version
@@ -53,7 +53,7 @@ def test_redis_down_means_not_ready_and_nothing_allowed(bundle, dataset, setting
     server = start_embedded_redis()
     try:
         client = redis.Redis.from_url(server.url)
-        publish(bundle, dataset, PublicationStore(client, settings.redis_prefix), top_n=5)
+        publish(bundle, dataset, PublicationStore(client, settings.redis_prefix))
         client.close()
         local = settings.model_copy(update={"redis_url": server.url})
         user = dataset.cardholders["user_id"].astype(str).iloc[0]

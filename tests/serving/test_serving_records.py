@@ -75,7 +75,7 @@ def test_a_new_publication_replaces_the_held_records(settings, bundle, other_bun
     state = started(settings)
     try:
         first = state.records
-        second = publish(ModelBundle.load(other_bundle_path), dataset, store, top_n=10, model_uri="other")
+        second = publish(ModelBundle.load(other_bundle_path), dataset, store, model_uri="other")
         state.snapshot()  # reload_interval_seconds=0: looks at the live pointer now
         assert state.records is not first and state.records.version == second.version
         assert state.records.wait(30) and state.records.complete

@@ -19,7 +19,8 @@ answer = st.fixed_dictionaries({
     "user_id": text, "items": st.lists(item, max_size=4), "model_version": text, "fallback": st.booleans(),
     "fallback_source": st.none() | text,
     "caps": st.fixed_dictionaries({"allowed": st.booleans(), "blocks": st.lists(block, max_size=3),
-                                   "next_eligible_at": st.none() | text, "policy_version": text}),
+                                   "next_eligible_at": st.none() | text, "policy_version": text,
+                                   "short": st.booleans()}),
     "push_id": st.none() | text, "reservation_expires_at": st.none() | text,
     "skipped": st.lists(st.fixed_dictionaries({"content_id": text, "reason": text}), max_size=2),
 })

@@ -58,4 +58,4 @@ def studio_published(studio_bundle, redis_client: redis.Redis, key_prefix: str):
 
     bundle, dataset = studio_bundle
     store = PublicationStore(redis_client, key_prefix)
-    return publish(bundle, dataset, store, top_n=10, model_uri="studio-test")
+    return publish(bundle, dataset, store, model_uri="studio-test")

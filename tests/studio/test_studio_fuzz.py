@@ -32,10 +32,9 @@ def test_studio_operations_never_fail_on_the_server(studio_settings, redis_clien
 
     app = create_app(studio_settings.model_copy(update={"studio_users": 100, "studio_days": 3}))
     with TestClient(app) as client:
-        # GET /v1/studio/world starts loading the world in a background thread; finish that first, since
-        # CPython 3.11.7 can fail hypothesis' ast.parse while another thread compiles code (gh-106905)
+        # GET /v1/studio/world starts loading the world in the simulator process; finish that first
         assert client.get("/v1/studio/world", headers=ADMIN_HEADERS).status_code == 200
-        app.state.studio.world()
+        app.state.studio.wait_for_world()
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         operations = [op for op in (result.ok() for result in schema.get_all_operations())
                       if "studio" in op.path]

@@ -13,7 +13,6 @@ from features.loader import Dataset, load_dataset
 from features.pipeline import build_training_matrices
 from recsys.bundle import BundleError, ModelBundle, item_metadata
 from recsys.models.lightfm_hybrid import LightFMHybrid
-from recsys.models.popularity import PopularityRecommender
 from tests.features.handmade import write_contract_tables
 from training.config import TrainConfig
 
@@ -27,8 +26,7 @@ def make_bundle(dataset: Dataset, as_of: pd.Timestamp, model=None) -> ModelBundl
     return ModelBundle(
         model=model, users=matrices.users, items=matrices.items, feature_state=builder.to_dict(),
         item_meta=item_metadata(dataset.content, matrices.items), user_segments=matrices.user_segments,
-        as_of=as_of, metrics={"ndcg@10": 0.5}, fallback=PopularityRecommender().fit(matrices),
-        user_features=matrices.user_features,
+        as_of=as_of, metrics={"ndcg@10": 0.5}, user_features=matrices.user_features,
     )
 
 
@@ -39,7 +37,6 @@ def test_bundle_round_trip_gives_the_same_rankings(hand_made: Dataset, tmp_path:
     assert loaded.as_of == AS_OF and loaded.metrics == {"ndcg@10": 0.5}
     assert list(loaded.users.ids) == list(bundle.users.ids)
     assert list(loaded.items.ids) == list(bundle.items.ids)
-    assert loaded.fallback is not None and loaded.fallback.kind == "popularity"
     assert loaded.versions["qianmian"]
     assert json.loads((path / "bundle.json").read_text())["format_version"] == 1
     np.testing.assert_array_equal(loaded.model.item_factors(), bundle.model.item_factors())

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from recsys.metrics import bootstrap_interval
 from training.config import TrainConfig, TrainConfigError, load_config
@@ -14,8 +15,21 @@ from training.job import Comparison, champion_decision
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_example_config_is_the_built_in_default() -> None:
-    assert load_config(REPO / "training" / "configs" / "default.yaml").to_dict() == TrainConfig().to_dict()
+def setting_names(document: dict, prefix: str = "") -> set[str]:
+    """Every key path of a nested mapping, e.g. `features.half_life_days`."""
+    names = set()
+    for key, value in document.items():
+        names.add(prefix + str(key))
+        if isinstance(value, dict):
+            names |= setting_names(value, f"{prefix}{key}.")
+    return names
+
+
+def test_the_example_config_lists_every_setting_at_its_default() -> None:
+    path = REPO / "training" / "configs" / "default.yaml"
+    assert load_config(path).to_dict() == TrainConfig().to_dict()
+    listed, known = setting_names(yaml.safe_load(path.read_text())), setting_names(TrainConfig().to_dict())
+    assert listed == known, f"default.yaml lacks {sorted(known - listed)}, has {sorted(listed - known)}"
 
 
 @pytest.mark.parametrize(("data", "message"), [

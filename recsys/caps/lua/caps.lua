@@ -24,8 +24,7 @@
 -- confirmed ms, P the push records: each record is RS (\30) then its fields joined by US (\31):
 -- push id, status (r reserved, c confirmed, x released), ts, expires, tx 0/1, content, kind,
 -- tags (`|t1|t2|`, "" for none), campaign ("" for none). Ids never contain RS or US (checked by
--- the engine). The leading RS marks this format (2); a value starting with `[` is the earlier
--- JSON array (format 1): it is read as such and rewritten in format 2 by the next write.
+-- the engine).
 
 local key = KEYS[1]
 local op = ARGV[1]
@@ -35,24 +34,16 @@ local PID, ST, TS, EXP, TX, CONTENT, KIND, TAGS = 1, 2, 3, 4, 5, 6, 7, 8
 local RECORD = '\30([^\30\31]*)\31(%a)\31(%d+)\31(%d+)\31([01])\31([^\30\31]*)\31([^\30\31]*)'
   .. '\31([^\30\31]*)\31([^\30\31]*)'
 
--- Records as tables; the second result is true for a format-1 value (to be rewritten).
+-- Records as tables.
 local function parse(packed)
-  if not packed or packed == '' then return {}, false end
+  if not packed or packed == '' then return {} end
   local recs = {}
-  if string.byte(packed, 1) == 91 then -- '[': format 1, JSON
-    for i, r in ipairs(cjson.decode(packed)) do
-      local tags = r[TAGS]
-      recs[i] = {r[PID], r[ST], r[TS], r[EXP], r[TX], r[CONTENT], r[KIND],
-        #tags > 0 and ('|' .. table.concat(tags, '|') .. '|') or '', r[9]}
-    end
-    return recs, true
-  end
   local n = 0
   for pid, st, ts, exp, tx, content, kind, tags, campaign in string.gmatch(packed, RECORD) do
     n = n + 1
     recs[n] = {pid, st, tonumber(ts), tonumber(exp), tx, content, kind, tags, campaign}
   end
-  return recs, false
+  return recs
 end
 
 local function encode(recs)
@@ -114,11 +105,10 @@ if op == 'd' then
   local opted, muted = tonumber(vals[1]), tonumber(vals[2])
   local unopened, last_sent = tonumber(vals[3]) or 0, tonumber(vals[4])
   local packed = vals[5]
-  local recs, legacy = parse(packed)
+  local recs = parse(packed)
   local dirty = false
   if reserve then
     recs, dirty = purge(recs)
-    dirty = dirty or legacy
   end
 
   local counting, pending = {}, false
@@ -238,9 +228,7 @@ end
 if op == 'c' or op == 'r' or op == 'u' then
   local push_id, sent = ARGV[3], ARGV[4] or ''
   local vals = redis.call('HMGET', key, 'P', 'u', 'l')
-  local parsed, legacy = parse(vals[1])
-  local recs, dirty = purge(parsed)
-  dirty = dirty or legacy
+  local recs, dirty = purge(parse(vals[1]))
   local found, index = nil, nil
   for i, r in ipairs(recs) do
     if r[PID] == push_id then found, index = r, i end
@@ -300,10 +288,9 @@ end
 local recs = {}
 local packed = redis.call('HGET', key, 'P')
 if packed then
-  local parsed, legacy = parse(packed)
-  local kept, dropped = purge(parsed)
+  local kept, dropped = purge(parse(packed))
   recs = kept
-  if dropped or legacy then save_recs(recs) end
+  if dropped then save_recs(recs) end
 end
 local stamp = string.format('%d', now)
 local status = 'ok'
