@@ -11,6 +11,7 @@ saw (`encode_user_dicts` turns a `{feature name: weight}` mapping into a row).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from recsys.cells import split_list
 
 logger = logging.getLogger(__name__)
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 UNKNOWN = "unknown"
 AGE_EDGES = (25, 35, 45, 55)
 AGE_LABELS = ("<25", "25-34", "35-44", "45-54", "55+")
@@ -124,6 +125,8 @@ class FeatureBuilder:
         )
         self._state = {
             "format": STATE_FORMAT,
+            "mccs": self._mcc_vocabulary(data, as_of),
+            "title_words": title_vocabulary(dataset.content, self.config.title_min_items),
             "card_tiers": card_tiers,
             "menu_keys": menu_keys,
             "tags": tags,
@@ -148,6 +151,15 @@ class FeatureBuilder:
         logger.info("fitted feature builder: %d user features, %d item features",
                     len(self.user_feature_names), len(self.item_feature_names))
         return self
+
+    def _mcc_vocabulary(self, data: Dataset, as_of: pd.Timestamp) -> list[int]:
+        """Raw MCCs used by at least `mcc_min_users` cardholders in the longest spend window."""
+        tx = data.transactions
+        if not len(tx):
+            return []
+        recent = tx.loc[days_before(as_of, tx["ts"]) < max(self.config.spend_windows_days)]
+        users = recent.groupby("mcc")["user_id"].nunique()
+        return sorted(int(code) for code in users.index[users.to_numpy() >= self.config.mcc_min_users])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state: config, MCC table and everything `fit` learned."""
@@ -187,6 +199,7 @@ class FeatureBuilder:
             names += [f"spend{window}d_share:{category}" for category in categories]
             names += [f"spend{window}d_level:{category}" for category in categories]
             names += [f"spend{window}d_level:total", f"spend{window}d:none"]
+        names += [f"mcc{self._mcc_window}d_share:{code}" for code in state["mccs"]]
         names += [f"spend_recency={label}" for label in (*RECENCY_LABELS, NEVER)]
         names += ["online_share", "overseas_share"]
         names += [f"menu{self.config.menu_window_days}d_level:{key}" for key in state["menu_keys"]]
@@ -194,13 +207,22 @@ class FeatureBuilder:
         names += [f"menu_recency={label}" for label in (*RECENCY_LABELS, NEVER)]
         names += [f"topic:{tag}" for tag in state["tags"]]
         names += ["reads_level", "reads:none"]
+        names += [f"open_topic:{tag}" for tag in state["tags"]]
+        names += ["opens_level", "opens:none"]
         self.user_feature_names: tuple[str, ...] = tuple(names)
         self._user_column = {name: j for j, name in enumerate(names)}
+        self._user_weights = family_weights(names, USER_FAMILIES, self.config)
         item_names = [f"kind={kind}" for kind in state["kinds"]]
         item_names += [f"tag:{tag}" for tag in state["tags"]] + ["tag:none"]
+        item_names += [f"title:{word}" for word in state["title_words"]]
         item_names += [f"tier:{tier}" for tier in state["content_tiers"]] + ["tiers=all", "transactional"]
         self.item_feature_names: tuple[str, ...] = tuple(item_names)
         self._item_column = {name: j for j, name in enumerate(item_names)}
+        self._item_weights = family_weights(item_names, ITEM_FAMILIES, self.config)
+
+    @property
+    def _mcc_window(self) -> int:
+        return max(self.config.spend_windows_days)
 
     def _columns(self, names: Iterable[str]) -> np.ndarray:
         """Column index per feature name (-1 for a name this builder does not know)."""
@@ -224,7 +246,8 @@ class FeatureBuilder:
         self._spend(out, data, as_of, ids)
         self._menu(out, data, as_of, ids)
         self._topics(out, data, as_of, ids)
-        return out.to_csr((n, len(self.user_feature_names)))
+        self._opens(out, data, as_of, ids)
+        return weighted(out.to_csr((n, len(self.user_feature_names))), self._user_weights)
 
     def user_feature_dicts(self, matrix: sp.csr_matrix) -> list[dict[str, float]]:
         """Rows of a user feature matrix as `{feature name: weight}` (the serving input form)."""
@@ -333,6 +356,7 @@ class FeatureBuilder:
                                                  f"spend{window}d_level:total"]))
             none = np.flatnonzero(total <= 0)
             out.add(none, self._user_column[f"spend{window}d:none"], 1.0)
+        self._spend_mcc(out, data, as_of, ids)
         last = np.full(n, np.inf)
         np.minimum.at(last, events["rows"], events["age"])
         last[~np.isfinite(last)] = np.nan
@@ -348,6 +372,26 @@ class FeatureBuilder:
         has = np.flatnonzero(count > 0)
         out.add(has, self._user_column["online_share"], online_share[has])
         out.add(has, self._user_column["overseas_share"], overseas_share[has])
+
+    def _spend_mcc(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
+        """Share of net spend per raw MCC of the vocabulary, in the longest spend window."""
+        codes = self._require_state()["mccs"]
+        tx = data.transactions
+        if not codes or not len(tx):
+            return
+        rows = pd.Index(ids).get_indexer(tx["user_id"])
+        cols = pd.Index(codes).get_indexer(tx["mcc"].to_numpy(dtype=np.int64, na_value=-1))
+        use = (rows >= 0) & (cols >= 0) & (days_before(as_of, tx["ts"]) < self._mcc_window)
+        # sparse: a cardholder uses a handful of the hundreds of codes
+        totals = sp.csr_matrix((tx["amount"].to_numpy(dtype=np.float64)[use], (rows[use], cols[use])),
+                               shape=(len(ids), len(codes)))
+        totals.sum_duplicates()
+        totals.data = np.maximum(totals.data, 0.0)
+        totals.eliminate_zeros()
+        coo = totals.tocoo()
+        total = np.asarray(totals.sum(axis=1)).ravel()
+        columns = self._columns(f"mcc{self._mcc_window}d_share:{code}" for code in codes)
+        out.add(coo.row, columns[coo.col], coo.data / total[coo.row])
 
     def _menu(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
         state = self._require_state()
@@ -379,18 +423,33 @@ class FeatureBuilder:
         out.add(np.arange(len(ids)), self._columns(f"menu_recency={label}" for label in recency), 1.0)
 
     def _topics(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
-        state = self._require_state()
+        """Tag shares of articles read in the topic window (dwell-weighted), and how much was read."""
         reads = data.article_reads
         if len(reads):
             reads = reads.loc[days_before(as_of, reads["ts"]) < self.config.topic_window_days]
-        rows = (pd.Index(ids).get_indexer(reads["user_id"].astype(str)) if len(reads)
-                else np.zeros(0, np.int64))
+        self._tag_shares(out, data, ids, reads["user_id"], reads["content_id"],
+                         dwell_weight(reads["dwell_seconds"], self.config), "topic", "reads",
+                         self.config.read_count_cap)
+
+    def _opens(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
+        """Tag shares of pushes opened in the topic window: the taste of cardholders who never read."""
+        pushes = data.push_log
+        opened = pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)
+        pushes = pushes.loc[opened.to_numpy()]
+        pushes = pushes.loc[days_before(as_of, pushes["opened_ts"]) < self.config.topic_window_days]
+        self._tag_shares(out, data, ids, pushes["user_id"], pushes["content_id"], np.ones(len(pushes)),
+                         "open_topic", "opens", self.config.read_count_cap)
+
+    def _tag_shares(self, out: _Triplets, data: Dataset, ids: np.ndarray, users: pd.Series,
+                    content_ids: pd.Series, weights: np.ndarray, prefix: str, level: str, cap: int) -> None:
+        state = self._require_state()
+        rows = (pd.Index(ids).get_indexer(users.astype(str)) if len(users) else np.zeros(0, np.int64))
         known = rows >= 0
         count = np.bincount(rows[known], minlength=len(ids)).astype(np.float64)
-        level = np.minimum(np.log1p(count) / np.log1p(self.config.read_count_cap), 1.0)
+        level_value = np.minimum(np.log1p(count) / np.log1p(cap), 1.0)
         has = np.flatnonzero(count > 0)
-        out.add(has, self._user_column["reads_level"], level[has])
-        out.add(np.flatnonzero(count == 0), self._user_column["reads:none"], 1.0)
+        out.add(has, self._user_column[f"{level}_level"], level_value[has])
+        out.add(np.flatnonzero(count == 0), self._user_column[f"{level}:none"], 1.0)
         if not known.any():
             return
         tags = state["tags"]
@@ -400,10 +459,9 @@ class FeatureBuilder:
         tag_of = pd.DataFrame({"content_id": exploded.index.to_numpy(),
                                "tag": pd.Index(tags).get_indexer(exploded.astype(str))})
         tag_of = tag_of[tag_of["tag"] >= 0]
-        weight = dwell_weight(reads["dwell_seconds"], self.config)[known]
         events = pd.DataFrame({"row": rows[known],
-                               "content_id": reads["content_id"].astype(str).to_numpy()[known],
-                               "weight": weight})
+                               "content_id": content_ids.astype(str).to_numpy()[known],
+                               "weight": np.asarray(weights, dtype=np.float64)[known]})
         joined = events.merge(tag_of, on="content_id", how="inner")
         if joined.empty:
             return
@@ -412,7 +470,7 @@ class FeatureBuilder:
         tag_cols = per_tag.index.get_level_values(1).to_numpy()
         values = per_tag.to_numpy()
         totals = np.bincount(user_rows, weights=values, minlength=len(ids))
-        topic_cols = self._columns(f"topic:{tag}" for tag in tags)
+        topic_cols = self._columns(f"{prefix}:{tag}" for tag in tags)
         out.add(user_rows, topic_cols[tag_cols], values / totals[user_rows])
 
     # ------------------------------------------------------------------ segments and items
@@ -446,9 +504,62 @@ class FeatureBuilder:
                     out.add(np.full(len(cols), i), np.asarray(cols), 1.0 / len(cols))
                 else:
                     out.add(np.asarray([i]), column[fallback], 1.0)
+        words = frame["title"].astype("string").fillna("").map(title_words) if "title" in frame else None
+        for i, cell in enumerate([] if words is None else words):
+            cols = [column[f"title:{word}"] for word in cell if f"title:{word}" in column]
+            if cols:
+                out.add(np.full(len(cols), i), np.asarray(cols), 1.0 / len(cols))
         transactional = frame["transactional"].fillna(False).to_numpy(dtype=bool)
         out.add(np.flatnonzero(transactional), column["transactional"], 1.0)
-        return out.to_csr((n, len(self.item_feature_names)))
+        return weighted(out.to_csr((n, len(self.item_feature_names))), self._item_weights)
+
+
+USER_FAMILIES = (
+    (("gender=", "age_band=", "city_tier=", "card_tier=", "tenure_band=", "credit_limit_band="),
+     "profile_weight"),
+    (("mcc",), "spend_mcc_weight"),
+    (("spend", "online_share", "overseas_share"), "spend_category_weight"),
+    (("menu",), "menu_weight"),
+    (("topic:", "reads_level", "reads:none"), "read_topic_weight"),
+    (("open_topic:", "opens_level", "opens:none"), "open_topic_weight"),
+)
+ITEM_FAMILIES = ((("tag:",), "item_tag_weight"), (("title:",), "item_title_weight"))
+
+
+def family_weights(names: Sequence[str], families: Sequence[tuple[tuple[str, ...], str]],
+                   config: FeatureConfig) -> np.ndarray:
+    """float32 per column: the weight of the first family whose prefix the name has (1 if none)."""
+    out = np.ones(len(names), dtype=np.float32)
+    for j, name in enumerate(names):
+        for prefixes, setting in families:
+            if name.startswith(prefixes):
+                out[j] = getattr(config, setting)
+                break
+    return out
+
+
+def weighted(matrix: sp.csr_matrix, weights: np.ndarray) -> sp.csr_matrix:
+    """Columns scaled by their family weight; the columns of weight-0 families are left out."""
+    if np.all(weights == 1.0):
+        return matrix
+    out = sp.csr_matrix(matrix @ sp.diags(weights), dtype=np.float32)
+    out.eliminate_zeros()
+    return out
+
+
+def title_words(title: str) -> list[str]:
+    """Lower-case word tokens of a title (letters only; numbers and punctuation dropped)."""
+    return sorted(set(re.findall(r"[^\W\d_]+", title.lower())))
+
+
+def title_vocabulary(content: pd.DataFrame, min_items: int) -> list[str]:
+    """Title words found in at least `min_items` contents and not in all of them."""
+    if "title" not in content or not len(content):
+        return []
+    counts = pd.Series([word for title in content["title"].astype("string").fillna("")
+                        for word in title_words(str(title))]).value_counts()
+    keep = (counts >= min_items) & (counts < len(content))
+    return sorted(counts.index[keep.to_numpy()].astype(str))
 
 
 def dwell_weight(dwell: pd.Series, config: FeatureConfig) -> np.ndarray:

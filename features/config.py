@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
+
 
 class FeatureConfigError(ValueError):
     """A feature setting is missing, unknown or out of range."""
@@ -32,6 +34,16 @@ class FeatureConfig:
     negative_weight: float = 1.0
     negative_grace_days: float = 2.0
     segment_by: tuple[str, ...] = ("card_tier", "age_band")
+    mcc_min_users: int = 20
+    title_min_items: int = 3
+    profile_weight: float = 1.0
+    spend_category_weight: float = 1.0
+    spend_mcc_weight: float = 6.0
+    menu_weight: float = 1.0
+    read_topic_weight: float = 1.0
+    open_topic_weight: float = 1.0
+    item_tag_weight: float = 1.0
+    item_title_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.spend_windows_days or any(int(w) <= 0 for w in self.spend_windows_days):
@@ -39,10 +51,15 @@ class FeatureConfig:
         positive = (
             "menu_window_days", "menu_recent_days", "menu_count_cap", "topic_window_days",
             "read_count_cap", "credit_limit_bins", "half_life_days", "dwell_reference_seconds",
+            "mcc_min_users", "title_min_items",
         )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise FeatureConfigError(f"features.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in FAMILY_WEIGHTS:
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise FeatureConfigError(f"features.{name} must be a finite number >= 0, got {value!r}")
         if not 0.5 <= self.level_quantile <= 1.0:
             raise FeatureConfigError("features.level_quantile must be in [0.5, 1]")
         if self.interaction_window_days is not None and self.interaction_window_days <= 0:
@@ -79,5 +96,11 @@ class FeatureConfig:
                 raise FeatureConfigError(f"features.{name} must be a number, got {value!r}")
         return cls(**data)
 
+
+FAMILY_WEIGHTS = (
+    "profile_weight", "spend_category_weight", "spend_mcc_weight", "menu_weight", "read_topic_weight",
+    "open_topic_weight", "item_tag_weight", "item_title_weight",
+)
+"""Multipliers of each feature family's columns; 0 leaves the family out of the model input."""
 
 SEGMENT_FIELDS = frozenset({"card_tier", "age_band", "city_tier", "gender", "tenure_band"})

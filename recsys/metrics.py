@@ -176,3 +176,32 @@ def _prepare(recommended: np.ndarray, relevant: sp.spmatrix, k: int | None):
 
 def _undefined_without_relevant(values: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
     return np.where(n_relevant > 0, values, np.nan)
+
+
+PER_USER = {"precision": precision_at_k, "recall": recall_at_k, "ndcg": ndcg_at_k,
+            "map": average_precision_at_k}
+"""The metrics defined per user (the ones a bootstrap over users can resample), by name before `@k`."""
+
+
+def per_user(name: str, recommended: np.ndarray, relevant: sp.spmatrix, k: int) -> np.ndarray:
+    """Per-user values of `name` (precision, recall, ndcg or map; NaN where undefined)."""
+    if name not in PER_USER:
+        raise MetricsError(f"{name!r} is not a per-user metric; choose from {sorted(PER_USER)}")
+    return PER_USER[name](recommended, relevant, k)
+
+
+def bootstrap_interval(values: np.ndarray, confidence: float = 0.95, n_resamples: int = 1000,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): the mean over users and its percentile bootstrap interval (NaN entries
+    left out; (mean, NaN, NaN) with fewer than two users). Resampling per-user differences of two
+    models on the same users gives the paired bootstrap of their difference."""
+    from scipy.stats import bootstrap
+
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    mean = float(values.mean()) if values.size else float("nan")
+    if values.size < 2 or np.all(values == values[0]):
+        return mean, mean if values.size >= 2 else float("nan"), mean if values.size >= 2 else float("nan")
+    result = bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                       method="percentile", random_state=np.random.default_rng(seed), vectorized=True)
+    return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)

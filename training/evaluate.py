@@ -4,7 +4,9 @@ The holdout is every positive (article read, push opened) in `(split, as_of]` on
 could have been offered at the split: not read or pushed before it, inside its tier restriction, valid
 at some time in the holdout window and not transactional. Each model ranks the same eligible items
 for the same cardholders through `recsys.ranking.top_k`; metrics are computed on its top k. The
-cold-start slice is the evaluated cardholders with no article read before the split.
+cold-start slice is the evaluated cardholders with no article read before the split (they are
+evaluated on the pushes they opened); the chosen metric is also reported per slice (readers,
+non-readers, new cardholders, each card tier) with a bootstrap interval over the slice's cardholders.
 """
 
 from __future__ import annotations
@@ -31,8 +33,22 @@ from recsys.ranking import Eligibility, top_k
 logger = logging.getLogger(__name__)
 
 
+NEW_CARDHOLDER_DAYS = 90
+
+
 class HoldoutError(ValueError):
     """No cardholder has a held-out positive: the split cannot be evaluated."""
+
+
+@dataclass(frozen=True)
+class PushResponses:
+    """Every push sent in the holdout window to a known cardholder: training row, item, opened by the
+    as-of time, and whether the cardholder had read anything before the split."""
+
+    rows: np.ndarray
+    items: np.ndarray
+    opened: np.ndarray
+    cold: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,8 @@ class Holdout:
     relevant: sp.csr_matrix
     eligibility: Eligibility
     cold: np.ndarray
+    slices: dict[str, np.ndarray]
+    pushes: PushResponses
 
     @property
     def n_users(self) -> int:
@@ -93,7 +111,56 @@ def make_holdout(dataset: Dataset, as_of: pd.Timestamp, holdout_days: float,
                 int(relevant[evaluated].nnz))
     return Holdout(split=split, as_of=as_of, train=train, builder=builder, rows=evaluated,
                    relevant=relevant[evaluated].tocsr(), eligibility=eligibility.subset(evaluated),
-                   cold=~has_read)
+                   cold=~has_read, slices=holdout_slices(dataset, split, users.ids[evaluated], has_read),
+                   pushes=push_responses(dataset, split, as_of, train, readers))
+
+
+def push_responses(dataset: Dataset, split: pd.Timestamp, as_of: pd.Timestamp, train: TrainingMatrices,
+                   readers: pd.Series) -> PushResponses:
+    """The pushes sent in `(split, as_of]`, opened or not: most cardholders who never read receive
+    some, so ranking opened above ignored pushes evaluates far more of them than held-out opens do."""
+    pushes = dataset.push_log
+    pushes = pushes.loc[((pushes["sent_ts"] > split) & (pushes["sent_ts"] <= as_of)).to_numpy()]
+    rows = train.users.index_of(pushes["user_id"].astype(str).to_numpy(dtype=object))
+    items = train.items.index_of(pushes["content_id"].astype(str).to_numpy(dtype=object))
+    opened = (pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)).to_numpy(dtype=bool)
+    known = (rows >= 0) & (items >= 0)
+    rows, items, opened = rows[known], items[known], opened[known]
+    cold = pd.Index(readers.astype(str).unique()).get_indexer(train.users.ids[rows]) < 0
+    return PushResponses(rows=rows, items=items, opened=opened, cold=cold)
+
+
+def push_auc(model: Recommender, holdout: Holdout, members: np.ndarray) -> tuple[float, int]:
+    """(pooled AUC of the model's scores, opened vs ignored pushes; cardholders counted) over the
+    holdout pushes selected by the bool mask `members`; NaN without both outcomes."""
+    from scipy.stats import rankdata
+
+    pushes = holdout.pushes
+    rows, items, opened = pushes.rows[members], pushes.items[members], pushes.opened[members]
+    n_open, n_ignored = int(opened.sum()), int((~opened).sum())
+    if not n_open or not n_ignored:
+        return float("nan"), int(np.unique(rows).size)
+    users, inverse = np.unique(rows, return_inverse=True)
+    factors = model.user_factors(users, holdout.train.user_features[users])
+    scores = np.einsum("ij,ij->i", factors[inverse], model.item_factors()[items])
+    ranks = rankdata(scores)
+    auc = (ranks[opened].sum() - n_open * (n_open + 1) / 2) / (n_open * n_ignored)
+    return float(auc), int(users.size)
+
+
+def holdout_slices(dataset: Dataset, split: pd.Timestamp, user_ids: np.ndarray,
+                   has_read: np.ndarray) -> dict[str, np.ndarray]:
+    """Bool masks over the evaluated cardholders: readers, non-readers, new cardholders (card opened
+    within `NEW_CARDHOLDER_DAYS` before the split) and one per card tier."""
+    holders = dataset.cardholders.drop_duplicates("user_id").set_index("user_id").reindex(user_ids)
+    opened = pd.to_datetime(holders["opened_at"], utc=True, errors="coerce")
+    age_days = ((split - opened) / DAY).to_numpy(dtype=np.float64, na_value=np.nan)
+    slices = {"readers": has_read, "non_readers": ~has_read,
+              "new_cardholders": np.nan_to_num(age_days, nan=np.inf) < NEW_CARDHOLDER_DAYS}
+    tiers = holders["card_tier"].astype("string").fillna("unknown").to_numpy(dtype=object)
+    for tier in sorted(set(tiers)):
+        slices[f"tier:{tier}"] = tiers == tier
+    return slices
 
 
 def _auc(model: Recommender, holdout: Holdout, sample: np.ndarray) -> float:
@@ -119,11 +186,21 @@ def eligible_mask(eligibility: Eligibility, n_items: int) -> np.ndarray:
     return mask
 
 
+def recommend_holdout(model: Recommender, holdout: Holdout, k: int) -> np.ndarray:
+    """int [n evaluated, k]: each evaluated cardholder's top k eligible items at the split."""
+    recommended, _ = top_k(holdout.user_factors(model), model.item_factors(), k, holdout.eligibility)
+    return recommended
+
+
 def evaluate(model: Recommender, holdout: Holdout, k: int, auc_max_users: int = 5000,
-             seed: int = 0) -> dict[str, float]:
-    """precision/recall/ndcg/map@k, auc and coverage@k, overall and `cold.` for the no-reads slice."""
-    factors = holdout.user_factors(model)
-    recommended, _ = top_k(factors, model.item_factors(), k, holdout.eligibility)
+             seed: int = 0, metric: str | None = None, recommended: np.ndarray | None = None
+             ) -> dict[str, float]:
+    """precision/recall/ndcg/map@k, auc and coverage@k, overall and `cold.` for the no-reads slice;
+    `push_auc` (opened vs ignored holdout pushes, and the `push_users` it covers), the same two `cold.`;
+    for `metric` (default nDCG@k) its 95% bootstrap interval (`<metric>.low`, `.high`) and per slice
+    `slice.<name>.<metric>` with `.low`, `.high` and `slice.<name>.users`."""
+    if recommended is None:
+        recommended = recommend_holdout(model, holdout, k)
     rng = np.random.default_rng(seed)
     out: dict[str, float] = {}
     for prefix, members in (("", np.arange(holdout.n_users)), ("cold.", np.flatnonzero(holdout.cold))):
@@ -136,6 +213,18 @@ def evaluate(model: Recommender, holdout: Holdout, k: int, auc_max_users: int = 
         sample = members if members.size <= auc_max_users else np.sort(
             rng.choice(members, auc_max_users, replace=False))
         out[f"{prefix}auc"] = _auc(model, holdout, sample)
+    everyone = np.ones(holdout.pushes.rows.size, dtype=bool)
+    for prefix, members in (("", everyone), ("cold.", holdout.pushes.cold)):
+        out[f"{prefix}push_auc"], out[f"{prefix}push_users"] = push_auc(model, holdout, members)
+    name = (metric or f"ndcg@{k}").split("@")[0]
+    if name in metrics.PER_USER:
+        values = metrics.per_user(name, recommended, holdout.relevant, k)
+        _, out[f"{name}@{k}.low"], out[f"{name}@{k}.high"] = metrics.bootstrap_interval(values, seed=seed)
+        for slice_name, members in holdout.slices.items():
+            mean, low, high = metrics.bootstrap_interval(values[members], seed=seed)
+            key = f"slice.{slice_name}.{name}@{k}"
+            out.update({key: mean, f"{key}.low": low, f"{key}.high": high,
+                        f"slice.{slice_name}.users": float(members.sum())})
     return out
 
 

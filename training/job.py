@@ -23,12 +23,13 @@ import pandas as pd
 from features.loader import Dataset, load_dataset
 from features.pipeline import EmptyDataError, build_training_matrices
 from features.timecut import parse_as_of
+from recsys import metrics as ranking_metrics
 from recsys.bundle import ModelBundle, build_eligibility, card_tiers_of, item_metadata, seen_pairs
 from recsys.matrices import TrainingMatrices
 from recsys.models import Recommender
 from recsys.ranking import top_k
 from training.config import TrainConfig
-from training.evaluate import Holdout, epoch_scorer, evaluate, make_holdout
+from training.evaluate import Holdout, epoch_scorer, evaluate, make_holdout, recommend_holdout
 from training.outputs import check_output_path
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class TrainResult:
     lift: dict[str, float]
     timings: dict[str, float]
     curves: dict[str, list[float]]
+    comparisons: dict[str, Comparison] = field(default_factory=dict)
     run_id: str | None = None
     model_uri: str | None = None
     version: str | None = None
@@ -154,9 +156,13 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
         for name, spec in config.baselines.items():
             split_models[name] = spec.build().fit(holdout.train)
     results: dict[str, dict[str, float]] = {}
+    recommended: dict[str, np.ndarray] = {}
     with stages.stage("evaluate"):
         for name, fitted in split_models.items():
-            results[name] = evaluate(fitted, holdout, k, config.auc_max_users, config.seed)
+            recommended[name] = recommend_holdout(fitted, holdout, k)
+            results[name] = evaluate(fitted, holdout, k, config.auc_max_users, config.seed, metric,
+                                     recommended[name])
+        comparisons = compare(recommended, results, holdout, metric, k, config.seed)
     lift = lifts(results, metric)
 
     final_model, final_fallback, final_data, builder = model, split_models.get(POPULARITY), holdout.train, \
@@ -200,7 +206,7 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
                     truth_rates[f"open_rate_top1.{MODEL_NAME}"] / base)
 
     result = TrainResult(as_of=as_of, split=holdout.split, results=results, truth=truth_rates, lift=lift,
-                         timings=stages.timings, curves=curves)
+                         timings=stages.timings, curves=curves, comparisons=comparisons)
     result.summary = {
         "data_dir": str(options.data_dir), "as_of": as_of.isoformat(), "split": holdout.split.isoformat(),
         "holdout_users": holdout.n_users, "holdout_cold_users": int(holdout.cold.sum()),
@@ -252,23 +258,76 @@ def lifts(results: dict[str, dict[str, float]], metric: str) -> dict[str, float]
     return out
 
 
-def champion_decision(candidate: float, baselines: dict[str, float], champion_value: float | None,
-                      champion_version: str | None, metric: str) -> tuple[bool, str]:
-    """Whether the candidate becomes champion, and why (or why not), in one sentence."""
-    beaten_by = [f"{name} ({value:.4f})" for name, value in baselines.items() if value >= candidate]
-    if beaten_by:
-        return False, (f"{metric} {candidate:.4f} does not beat the baseline(s) {', '.join(beaten_by)}: "
+@dataclass(frozen=True)
+class Comparison:
+    """The candidate's metric minus a baseline's on the same holdout cardholders, with the 95% paired
+    bootstrap interval of that difference (low = high = difference for a metric not defined per user)."""
+
+    baseline: float
+    difference: float
+    low: float
+    high: float
+    users: int
+
+    @property
+    def beaten(self) -> bool:
+        return bool(self.low > 0)
+
+    def describe(self, name: str) -> str:
+        if self.users and self.low != self.high:
+            return (f"{name} ({self.baseline:.4f}; difference {self.difference:+.4f}, 95% paired-bootstrap "
+                    f"interval [{self.low:+.4f}, {self.high:+.4f}] over {self.users:,} holdout cardholders)")
+        return f"{name} ({self.baseline:.4f}; difference {self.difference:+.4f})"
+
+
+def compare(recommended: dict[str, np.ndarray], results: dict[str, dict[str, float]], holdout: Holdout,
+            metric: str, k: int, seed: int) -> dict[str, Comparison]:
+    """The model against each baseline on `metric`: a paired bootstrap over the evaluated cardholders
+    when the metric is defined per cardholder, the plain difference otherwise (auc, coverage)."""
+    name = metric.split("@")[0]
+    out: dict[str, Comparison] = {}
+    ours = results[MODEL_NAME].get(metric, float("nan"))
+    for baseline, values in results.items():
+        if baseline == MODEL_NAME:
+            continue
+        theirs = values.get(metric, float("nan"))
+        if name in ranking_metrics.PER_USER:
+            difference = (ranking_metrics.per_user(name, recommended[MODEL_NAME], holdout.relevant, k)
+                          - ranking_metrics.per_user(name, recommended[baseline], holdout.relevant, k))
+            mean, low, high = ranking_metrics.bootstrap_interval(difference, seed=seed)
+            out[baseline] = Comparison(theirs, mean, low, high, int((~np.isnan(difference)).sum()))
+        else:
+            out[baseline] = Comparison(theirs, ours - theirs, ours - theirs, ours - theirs, 0)
+    return out
+
+
+def champion_decision(candidate: float, baselines: dict[str, Comparison], champion_value: float | None,
+                      champion_version: str | None, metric: str,
+                      candidate_interval: tuple[float, float] | None = None) -> tuple[bool, str]:
+    """Whether the candidate becomes champion, and why (or why not), in one sentence.
+
+    A baseline is beaten only when the whole 95% paired-bootstrap interval of the difference is above
+    0; the champion is replaced only when its logged value lies below the candidate's own interval
+    (`candidate_interval`, the bootstrap interval of the candidate's mean), so noise moves nothing.
+    """
+    not_beaten = [comparison.describe(name) for name, comparison in baselines.items()
+                  if not comparison.beaten]
+    if not_beaten:
+        return False, (f"{metric} {candidate:.4f} is not above the baseline(s) {'; '.join(not_beaten)}: "
                        "champion unchanged")
     if champion_version is None:
-        return True, f"{metric} {candidate:.4f} beats every baseline and there is no champion yet"
+        return True, (f"{metric} {candidate:.4f} beats every baseline beyond noise and there is no "
+                      "champion yet")
     if champion_value is None:
-        return True, (f"{metric} {candidate:.4f} beats every baseline; champion v{champion_version} has no "
-                      f"logged {metric}, so it is replaced")
-    if candidate > champion_value:
-        return True, (f"{metric} {candidate:.4f} beats every baseline and champion v{champion_version} "
-                      f"({champion_value:.4f})")
-    return False, (f"{metric} {candidate:.4f} does not beat champion v{champion_version} "
-                   f"({champion_value:.4f}): champion unchanged")
+        return True, (f"{metric} {candidate:.4f} beats every baseline beyond noise; champion "
+                      f"v{champion_version} has no logged {metric}, so it is replaced")
+    low, high = candidate_interval if candidate_interval is not None else (candidate, candidate)
+    bounds = f"95% bootstrap interval [{low:.4f}, {high:.4f}]"
+    if champion_value < low:
+        return True, (f"{metric} {candidate:.4f} ({bounds}) beats every baseline and champion "
+                      f"v{champion_version} ({champion_value:.4f}) beyond noise")
+    return False, (f"{metric} {candidate:.4f} ({bounds}) is not above champion v{champion_version} "
+                   f"({champion_value:.4f}) beyond noise: champion unchanged")
 
 
 def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging: Path,
@@ -283,8 +342,6 @@ def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging
                       options.artifact_root or settings.artifact_root, options.experiment)
     metric = config.metric
     candidate = result.results[MODEL_NAME].get(metric, float("nan"))
-    baselines = {name: values.get(metric, float("nan")) for name, values in result.results.items()
-                 if name != MODEL_NAME}
     report_dir = write_report(staging / "report", result.summary, result.results, result.curves, scores,
                               config.k, f"ndcg@{config.k}")
     with tracker.run(run_name=run_name(options.experiment, options.data_dir, result.as_of,
@@ -297,6 +354,9 @@ def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging
         for name, values in result.results.items():
             run.log_metrics({f"{name}.{key}": value for key, value in values.items()})
         run.log_metrics(result.lift)
+        for name, comparison in result.comparisons.items():
+            run.log_metrics({f"gate.vs_{name}.difference": comparison.difference,
+                             f"gate.vs_{name}.low": comparison.low, f"gate.vs_{name}.high": comparison.high})
         run.log_metrics(result.truth)
         run.log_metrics({f"time.{key.replace(' ', '_').replace('(', '').replace(')', '')}": value
                          for key, value in result.timings.items()})
@@ -311,14 +371,23 @@ def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging
         return
     name = options.registered_model_name
     champion = tracker.champion(name, metric)
-    moved, reason = champion_decision(candidate, baselines, None if champion is None else champion.value,
-                                      None if champion is None else champion.version, metric)
+    interval = overall_interval(result, metric)
+    moved, reason = champion_decision(candidate, result.comparisons,
+                                      None if champion is None else champion.value,
+                                      None if champion is None else champion.version, metric, interval)
     result.version = tracker.register(result.model_uri, name)
     result.registered_name = name
     if moved:
         tracker.set_champion(name, result.version)
     result.champion_moved = moved
     result.decision = reason
+
+
+def overall_interval(result: TrainResult, metric: str) -> tuple[float, float] | None:
+    """The bootstrap interval of the model's metric over all evaluated cardholders, when reported."""
+    values = result.results[MODEL_NAME]
+    low, high = values.get(f"{metric}.low"), values.get(f"{metric}.high")
+    return None if low is None or high is None else (low, high)
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

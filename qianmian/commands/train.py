@@ -43,9 +43,10 @@ def train(
     """Fit the LightFM hybrid, evaluate it against baselines, log to MLflow and register it.
 
     Builds point-in-time features, holds out the last days before the as-of time, compares with the
-    popularity and implicit baselines, refits up to the as-of time, writes the model bundle, logs the
-    run (metrics, curves, report, pyfunc model) and moves the `champion` alias only when the new model
-    beats the baselines and the current champion on the chosen metric.
+    popularity, plain-hybrid and implicit baselines (per slice of cardholders too), refits up to the
+    as-of time, writes the model bundle, logs the run (metrics, curves, report, pyfunc model) and moves
+    the `champion` alias only when the new model beats the baselines and the current champion on the
+    chosen metric beyond noise (95% bootstrap intervals over the holdout cardholders).
     """
     from rich.console import Console
 
@@ -87,7 +88,8 @@ def _print_summary(console, result, metric: str) -> None:
     from rich.table import Table
 
     k_metrics = [name for name in next(iter(result.results.values())) if "@" in name or name == "auc"]
-    k_metrics = [name for name in k_metrics if not name.startswith("cold.")]
+    k_metrics = [name for name in k_metrics if not name.startswith(("cold.", "slice."))
+                 and not name.endswith((".low", ".high"))]
     table = Table(title=f"Holdout {result.split:%Y-%m-%d %H:%M} .. {result.as_of:%Y-%m-%d %H:%M} UTC "
                         f"({int(next(iter(result.results.values()))['users']):,} cardholders)")
     table.add_column("model")
@@ -95,13 +97,22 @@ def _print_summary(console, result, metric: str) -> None:
         table.add_column(_short(name), justify="right")
     cold_metric = f"cold.{metric}"
     table.add_column(f"{_short(metric)} no reads", justify="right")
+    first = next(iter(result.results.values()))
+    table.add_column(f"push AUC ({int(first.get('push_users', 0)):,})", justify="right")
+    table.add_column(f"push AUC no reads ({int(first.get('cold.push_users', 0)):,})", justify="right")
     for model, values in result.results.items():
         style = "bold" if model == "lightfm" else None
         table.add_row(model, *[f"{values.get(name, float('nan')):.4f}" for name in k_metrics],
-                      f"{values.get(cold_metric, float('nan')):.4f}", style=style)
+                      f"{values.get(cold_metric, float('nan')):.4f}",
+                      f"{values.get('push_auc', float('nan')):.4f}",
+                      f"{values.get('cold.push_auc', float('nan')):.4f}", style=style)
     console.print(table)
     for name, value in result.lift.items():
         console.print(f"  {name}: x{value:.2f}")
+    _print_slices(console, result, metric)
+    for name, comparison in result.comparisons.items():
+        verdict = "above" if comparison.beaten else "NOT above"
+        console.print(f"  vs {comparison.describe(name)}: {verdict}")
     if result.truth:
         truth = Table(title="Expected open rate of the top-1 push (hidden truth)")
         truth.add_column("ranking")
@@ -119,6 +130,29 @@ def _print_summary(console, result, metric: str) -> None:
         console.print(f"[{colour}]champion: {result.decision}[/{colour}]")
     if result.bundle_path:
         console.print(f"bundle written to {result.bundle_path}")
+
+
+def _print_slices(console, result, metric: str) -> None:
+    """The chosen metric per slice of cardholders, with its 95% bootstrap interval, per model."""
+    from rich.table import Table
+
+    first = next(iter(result.results.values()))
+    slices = [key.removeprefix("slice.").removesuffix(".users") for key in first
+              if key.startswith("slice.") and key.endswith(".users")]
+    if not slices:
+        return
+    table = Table(title=f"{metric} per slice (95% bootstrap interval over the slice's cardholders)")
+    table.add_column("model")
+    for name in slices:
+        table.add_column(f"{name} ({int(first[f'slice.{name}.users']):,})", justify="right")
+    for model, values in result.results.items():
+        cells = []
+        for name in slices:
+            key = f"slice.{name}.{metric}"
+            low, high = values.get(f"{key}.low", float("nan")), values.get(f"{key}.high", float("nan"))
+            cells.append(f"{values.get(key, float('nan')):.4f} [{low:.4f}, {high:.4f}]")
+        table.add_row(model, *cells, style="bold" if model == "lightfm" else None)
+    console.print(table)
 
 
 def _short(metric: str) -> str:

@@ -1,4 +1,4 @@
-"""Recommenders behind one interface (`Recommender`): LightFM hybrid, popularity, implicit peer."""
+"""Recommenders behind one interface (`Recommender`): LightFM hybrids, popularity, implicit peer."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ MODEL_KINDS = {
     "lightfm_hybrid": "recsys.models.lightfm_hybrid:LightFMHybrid",
     "popularity": "recsys.models.popularity:PopularityRecommender",
     "implicit_peer": "recsys.models.implicit_peer:ImplicitPeer",
+    "plain_hybrid": "recsys.models.plain_hybrid:PlainHybrid",
 }
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.ids import IdIndex
 from recsys.matrices import TrainingMatrices
 from recsys.models.base import (
     EpochCallback,
@@ -24,6 +26,10 @@ from recsys.models.base import (
 )
 
 logger = logging.getLogger(__name__)
+
+HISTORY_PREFIXES = ("topic:", "reads_level")
+NO_HISTORY = "reads:none"
+COPY_PREFIX = "\x00history-dropped:"
 
 LOSSES = ("warp", "bpr", "warp-kos", "logistic")
 SCHEDULES = ("adagrad", "adadelta")
@@ -47,6 +53,10 @@ class LightFMHybrid(Recommender):
     - `use_weights`: pass interaction values as sample weights (rescaled to mean 1, so the learning
       rate keeps its meaning) for the losses that accept them (all but warp-kos).
     - `use_negatives`: with the logistic loss, train on weak negatives as label -1.
+    - `history_dropout`: share of the cardholders with a reading history who are trained a second
+      time as if they had none (their `topic:` / `reads_level` columns removed, `reads:none` set), so
+      the spend, menu and push-open features learn to place cardholders who never read (needs
+      `user_identity=False`).
     LightFM's Hogwild updates make runs with `num_threads > 1` not bit-for-bit repeatable; use
     `num_threads=1` where exact reproducibility matters.
     """
@@ -76,6 +86,7 @@ class LightFMHybrid(Recommender):
         normalize_features: bool = True,
         use_weights: bool = True,
         use_negatives: bool = True,
+        history_dropout: float = 0.0,
     ):
         if loss not in LOSSES:
             raise ModelError(f"loss {loss!r} is not one of {LOSSES}")
@@ -107,6 +118,11 @@ class LightFMHybrid(Recommender):
         self.normalize_features = bool(normalize_features)
         self.use_weights = bool(use_weights)
         self.use_negatives = bool(use_negatives)
+        if not 0.0 <= history_dropout <= 1.0:
+            raise ModelError(f"history_dropout must be in [0, 1], got {history_dropout}")
+        if history_dropout and user_identity:
+            raise ModelError("history_dropout needs user_identity=False (copies have no identity)")
+        self.history_dropout = float(history_dropout)
         self._model = None
         self._n_users = 0
         self._n_user_features = 0
@@ -179,12 +195,43 @@ class LightFMHybrid(Recommender):
         scaled = (weights_coo.data / weights_coo.data.mean()).astype(np.float32)
         return labels, sp.coo_matrix((scaled, (labels.row, labels.col)), shape=labels.shape)
 
+    def _with_history_dropped(self, data: TrainingMatrices) -> TrainingMatrices:
+        """`data` plus, for a seeded `history_dropout` share of the cardholders with reading-history
+        features, a copy of them with those features removed and the same interactions."""
+        names = data.user_feature_names
+        history = np.asarray([name.startswith(HISTORY_PREFIXES) for name in names], dtype=bool)
+        features = sp.csr_matrix(data.user_features, dtype=np.float32)
+        if not self.history_dropout or not history.any():
+            return data
+        has_history = np.flatnonzero(np.asarray(features[:, np.flatnonzero(history)].sum(axis=1)).ravel() > 0)
+        rng = np.random.default_rng(self.random_state)
+        chosen = np.sort(rng.choice(has_history, size=int(round(self.history_dropout * has_history.size)),
+                                    replace=False))
+        if not chosen.size:
+            return data
+        copies = sp.csr_matrix(features[chosen] @ sp.diags((~history).astype(np.float32)))
+        if NO_HISTORY in names:
+            flag = sp.csr_matrix((np.ones(chosen.size, np.float32),
+                                  (np.arange(chosen.size), np.full(chosen.size, names.index(NO_HISTORY)))),
+                                 shape=copies.shape)
+            copies = sp.csr_matrix(copies + flag)
+        copies.eliminate_zeros()
+        positives = data.interactions_csr()
+        negatives = None if data.negatives is None else sp.vstack(
+            [sp.csr_matrix(data.negatives), sp.csr_matrix(data.negatives)[chosen]]).tocoo()
+        return replace(
+            data, users=IdIndex([*data.users.ids, *(f"{COPY_PREFIX}{data.users.ids[i]}" for i in chosen)]),
+            interactions=sp.vstack([positives, positives[chosen]]).tocoo(), negatives=negatives,
+            user_features=sp.csr_matrix(sp.vstack([features, copies])), user_segments=None)
+
     def fit(self, data: TrainingMatrices, callback: EpochCallback | None = None) -> Self:
+        n_users = data.n_users
+        data = self._with_history_dropped(data)
         interactions, sample_weight = self._training_pairs(data)
         user_features = self._full_features(data.user_features, self.user_identity, self.user_feature_weight)
         item_features = self._full_features(data.item_features, self.item_identity, self.item_feature_weight)
         self._model = self._new_lightfm()
-        self._n_users = data.n_users
+        self._n_users = n_users
         self._n_user_features = data.user_features.shape[1]
         self._item_factors = None
         self._item_feature_matrix = item_features

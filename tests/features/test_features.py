@@ -64,8 +64,30 @@ def test_profile_spend_menu_and_topic_features_have_the_hand_computed_values(han
     assert u3 == {"gender=unknown": 1.0, "age_band=unknown": 1.0, "city_tier=unknown": 1.0,
                   "card_tier=classic": 1.0, "tenure_band=unknown": 1.0, "credit_limit_band=unknown": 1.0,
                   "spend30d:none": 1.0, "spend90d:none": 1.0, "spend_recency=never": 1.0,
-                  "menu_recency=never": 1.0, "reads:none": 1.0}
+                  "menu_recency=never": 1.0, "reads:none": 1.0, "opens:none": 1.0}
     assert list(matrices.user_segments) == ["gold|25-34", "platinum|45-54", "classic|unknown"]
+
+
+def test_raw_mcc_shares_open_topics_titles_and_family_weights(hand_made: Dataset) -> None:
+    config = FeatureConfig(mcc_min_users=1, title_min_items=2, menu_weight=0.0, spend_mcc_weight=2.0,
+                           item_title_weight=0.5)
+    matrices, builder = build_training_matrices(hand_made, AS_OF, config)
+    u1, u2 = (row(builder, matrices.user_features, i) for i in (0, 1))
+    # 90 days, raw codes: 5812 300 + 400 - 100 = 600, 5411 100 -> 6/7, 1/7; times the family weight 2
+    assert u1["mcc90d_share:5812"] == pytest.approx(2 * 6 / 7, rel=1e-6)
+    assert u1["mcc90d_share:5411"] == pytest.approx(2 * 1 / 7, rel=1e-6)
+    assert u2["mcc90d_share:4511"] == pytest.approx(2 * 2 / 3, rel=1e-6)
+    # u1 opened the dining|weekend push: the taste of a cardholder who does not read shows in opens
+    assert u1["open_topic:dining"] == pytest.approx(0.5) and u1["open_topic:weekend"] == pytest.approx(0.5)
+    assert u2["opens:none"] == 1.0 and not any(name.startswith("open_topic:") for name in u2)
+    # menu weight 0 leaves the family out of the input entirely
+    assert not any(name.startswith("menu") for row_ in (u1, u2) for name in row_)
+    names = builder.item_feature_names
+    dine2 = matrices.item_features[matrices.items.index_of(["c_dine2"])[0]].toarray().ravel()
+    assert {names[j]: float(dine2[j]) for j in np.flatnonzero(dine2)}["title:dining"] == 0.5
+    assert [name for name in names if name.startswith("title:")] == ["title:dining"]
+    with pytest.raises(FeatureConfigError, match="spend_mcc_weight"):
+        FeatureConfig(spend_mcc_weight=-1.0)
 
 
 def test_item_features_encode_kind_tags_tiers_and_transactional(hand_made: Dataset) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,8 +12,10 @@ import scipy.sparse as sp
 from recsys.models import IncompatibleModelError, ModelError, NotFittedError, Recommender, load_model
 from recsys.models.implicit_peer import ImplicitPeer
 from recsys.models.lightfm_hybrid import LightFMHybrid
+from recsys.models.plain_hybrid import PlainHybrid
 from recsys.models.popularity import PopularityRecommender
 from recsys.ranking import Eligibility, top_k
+from tests.models.conftest import make_checkerboard
 
 
 class RecommenderContract:
@@ -237,3 +240,87 @@ class TestImplicitBpr(RecommenderContract):
     def make(cls) -> Recommender:
         return ImplicitPeer(algorithm="bpr", factors=8, iterations=60, learning_rate=0.05, num_threads=1,
                             random_state=3)
+
+
+class TestPlainHybrid(RecommenderContract):
+    expected_epochs = 15
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def checkerboard(cls):
+        # the plain hybrid reads the builder's card tier and tag columns by name
+        board = make_checkerboard()
+        data = dataclasses.replace(board.data, user_feature_names=("card_tier=a", "card_tier=b"),
+                                   item_feature_names=("tag:a", "tag:b"))
+        return dataclasses.replace(board, data=data)
+
+    @classmethod
+    def make(cls) -> Recommender:
+        return PlainHybrid(no_components=8, epochs=15, num_threads=1, random_state=3)
+
+    def test_reads_only_its_raw_columns_and_ignores_their_scale(self, checkerboard) -> None:
+        scaled = dataclasses.replace(checkerboard.data, user_features=checkerboard.data.user_features * 3.0)
+        a = self.make().fit(checkerboard.data)
+        b = self.make().fit(scaled)
+        users = np.arange(6)
+        np.testing.assert_allclose(a.user_factors(users, checkerboard.data.user_features[users]),
+                                   b.user_factors(users, scaled.user_features[users]), rtol=1e-5, atol=1e-6)
+        with pytest.raises(ModelError, match="columns"):
+            a.user_factors(np.array([0]), sp.csr_matrix((1, 5), dtype=np.float32))
+        unnamed = dataclasses.replace(checkerboard.data, user_feature_names=("x", "y"))
+        with pytest.raises(ModelError, match="no mcc, menu or card_tier"):
+            self.make().fit(unnamed)
+
+
+def reading_history_board():
+    """The checkerboard where the first half of the cardholders also show their camp in read topics."""
+    board = make_checkerboard()
+    n = board.data.n_users
+    reader = np.arange(n) < n // 2
+    camp = board.user_camp
+    topics = np.column_stack([(camp == 0) & reader, (camp == 1) & reader]).astype(np.float32)
+    features = sp.csr_matrix(np.column_stack([board.data.user_features.toarray(), topics, ~reader]),
+                             dtype=np.float32)
+    data = dataclasses.replace(board.data, user_features=features,
+                               user_feature_names=("spend:a", "spend:b", "topic:a", "topic:b", "reads:none"))
+    return dataclasses.replace(board, data=data)
+
+
+class TestLightFMHybridHistoryDropout(RecommenderContract):
+    expected_epochs = 15
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def checkerboard(cls):
+        return reading_history_board()
+
+    @classmethod
+    def make(cls) -> Recommender:
+        return LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3, user_identity=False,
+                             history_dropout=0.5)
+
+    def test_copies_lose_their_reading_history_and_keep_their_interactions(self, checkerboard) -> None:
+        data = checkerboard.data
+        augmented = self.make()._with_history_dropped(data)
+        n = data.n_users
+        copies = augmented.n_users - n
+        assert copies == round(0.5 * (n // 2))
+        features = augmented.user_features.toarray()
+        np.testing.assert_array_equal(features[:n], data.user_features.toarray())
+        assert (features[n:, 2:4] == 0).all() and (features[n:, 4] == 1).all()
+        originals = data.users.index_of([user_id.split(":", 1)[1] for user_id in augmented.users.ids[n:]])
+        assert (originals < n // 2).all()
+        np.testing.assert_array_equal(features[n:, :2], features[originals, :2])
+        positives = augmented.interactions_csr().toarray()
+        np.testing.assert_array_equal(positives[n:], data.interactions_csr().toarray()[originals])
+        # seeded: the same copies every time; and the fitted model still has the original users only
+        again = self.make()._with_history_dropped(data)
+        assert list(again.users.ids) == list(augmented.users.ids)
+        with pytest.raises(ModelError, match="outside"):
+            self.make().fit(data).user_factors(np.array([n]), data.user_features[:1])
+
+    def test_needs_feature_only_cardholders(self) -> None:
+        with pytest.raises(ModelError, match="user_identity=False"):
+            LightFMHybrid(history_dropout=0.5)
+        with pytest.raises(ModelError, match="history_dropout"):
+            LightFMHybrid(history_dropout=1.5, user_identity=False)

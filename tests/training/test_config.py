@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from recsys.metrics import bootstrap_interval
 from training.config import TrainConfig, TrainConfigError, load_config
-from training.job import champion_decision
+from training.job import Comparison, champion_decision
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,15 +63,35 @@ def test_model_params_merge_over_the_defaults() -> None:
     assert config.model.params["epochs"] == 3 and config.model.params["no_components"] == 32
 
 
-def test_champion_moves_only_past_every_baseline_and_the_current_champion() -> None:
-    moved, why = champion_decision(0.30, {"popularity": 0.20}, None, None, "ndcg@10")
+def test_champion_moves_only_past_every_baseline_and_the_current_champion_beyond_noise() -> None:
+    clear = {"popularity": Comparison(0.20, 0.10, 0.08, 0.12, 900)}
+    moved, why = champion_decision(0.30, clear, None, None, "ndcg@10")
     assert moved and "no champion yet" in why
-    moved, why = champion_decision(0.30, {"popularity": 0.31}, None, None, "ndcg@10")
-    assert not moved and "popularity (0.3100)" in why
-    moved, why = champion_decision(0.30, {"popularity": 0.20}, 0.32, "4", "ndcg@10")
+    within_noise = {"plain_hybrid": Comparison(0.29, 0.01, -0.004, 0.02, 900)}
+    moved, why = champion_decision(0.30, {**clear, **within_noise}, None, None, "ndcg@10")
+    assert not moved
+    assert "plain_hybrid (0.2900; difference +0.0100, 95% paired-bootstrap interval [-0.0040, +0.0200] " \
+           "over 900 holdout cardholders)" in why and "popularity" not in why
+    moved, why = champion_decision(0.30, clear, 0.32, "4", "ndcg@10", (0.28, 0.32))
     assert not moved and "champion v4 (0.3200)" in why
-    moved, why = champion_decision(0.33, {"popularity": 0.20}, 0.32, "4", "ndcg@10")
+    # above the champion, but the champion's value lies inside the candidate's interval: noise
+    moved, why = champion_decision(0.33, clear, 0.32, "4", "ndcg@10", (0.31, 0.35))
+    assert not moved and "[0.3100, 0.3500]" in why and "beyond noise" in why
+    moved, why = champion_decision(0.36, clear, 0.32, "4", "ndcg@10", (0.33, 0.39))
     assert moved and "v4" in why
+
+
+def test_paired_bootstrap_interval_separates_a_real_gain_from_noise() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.random(2000)
+    mean, low, high = bootstrap_interval(base + 0.05 - base, seed=1)
+    assert mean == pytest.approx(0.05) and low == pytest.approx(0.05) and high == pytest.approx(0.05)
+    noise = rng.normal(0.0, 0.3, 2000)
+    mean, low, high = bootstrap_interval(noise, seed=1)
+    assert low < 0 < high and low < mean < high
+    mean, low, high = bootstrap_interval(noise + 0.1, seed=1)
+    assert 0 < low < mean < high
+    assert bootstrap_interval(np.array([np.nan, 0.5]), seed=1)[0] == 0.5
 
 
 def test_the_metric_cut_off_and_k_follow_each_other() -> None:

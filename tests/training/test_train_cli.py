@@ -23,7 +23,9 @@ FAST = {"model": {"kind": "lightfm_hybrid", "params": {"epochs": 6, "num_threads
                                        "params": {"factors": 16, "iterations": 5, "num_threads": 1}}}}
 WORSE = {**FAST, "model": {"kind": "lightfm_hybrid",
                            "params": {"epochs": 1, "no_components": 2, "learning_rate": 0.001,
-                                      "num_threads": 1}}}
+                                      "num_threads": 1}},
+         "baselines": {**FAST["baselines"],
+                       "plain_hybrid": {"kind": "plain_hybrid", "params": {"num_threads": 1, "epochs": 5}}}}
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +77,18 @@ def test_train_logs_registers_and_moves_champion_only_when_better(home: Path, sm
     for key in ("ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "auc", "coverage_at_10",
                 "cold.ndcg_at_10", "popularity.ndcg_at_10", "implicit_als.ndcg_at_10",
                 "lift.ndcg_at_10.vs_popularity", "open_rate_top1.lightfm", "open_rate_top1.popularity",
-                "open_rate_top1.truth_best"):
+                "open_rate_top1.truth_best", "gate.vs_popularity.low", "gate.vs_popularity.high",
+                "ndcg_at_10.low", "slice.readers.ndcg_at_10",
+                "slice.non_readers.ndcg_at_10.low", "slice.new_cardholders.users"):
         assert key in metrics, key
+    # cardholders who never read are evaluated on the pushes they opened, and reported on their own
+    assert metrics["slice.non_readers.users"] > 0
+    # and on every push of the holdout window, opened or ignored: many more of them
+    assert metrics["cold.push_users"] > metrics["slice.non_readers.users"]
+    assert 0.0 <= metrics["cold.push_auc"] <= 1.0 and 0.0 <= metrics["push_auc"] <= 1.0
+    assert metrics["slice.readers.users"] + metrics["slice.non_readers.users"] == run.data.metrics["users"]
+    assert metrics["ndcg_at_10.low"] <= metrics["ndcg_at_10"] <= metrics["ndcg_at_10.high"]
+    assert "95% paired-bootstrap interval" in result.output and "per slice" in result.output
     assert metrics["open_rate_top1.lightfm"] <= metrics["open_rate_top1.truth_best"]
     assert len(track.client.get_metric_history(champion.run_id, "epoch.ndcg_at_10")) == 6
     artifacts = {item.path for item in track.client.list_artifacts(champion.run_id, "report")}
@@ -99,6 +111,8 @@ def test_train_logs_registers_and_moves_champion_only_when_better(home: Path, sm
                     "--no-progress")
     assert second.exit_code == 0, second.output
     assert "champion unchanged" in second.output
+    # the gate names the plain hybrid it does not beat, with the paired interval that says so
+    assert "not above the baseline(s)" in second.output and "plain_hybrid (" in second.output
     assert track.champion("test-ranker", "ndcg@10").version == "1"
 
     # the champion serves batch recommendations for every cardholder
