@@ -124,6 +124,7 @@ def publish(
     *,
     as_of: pd.Timestamp | None = None,
     model_uri: str = "",
+    registry: tuple[str, str] | None = None,
     fingerprint: str = "",
     block_size: int = 4096,
     chunk: int = 2000,
@@ -174,6 +175,9 @@ def publish(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "as_of": as_of.isoformat(),
         "model_uri": model_uri,
+        # The registered model name and version number `model_uri` named when published, if any.
+        "registry_model": registry[0] if registry else None,
+        "registry_version": registry[1] if registry else None,
         "fingerprint": fingerprint,
         "model_kind": model.kind,
         "model_params": model.params(),

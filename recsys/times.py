@@ -38,3 +38,9 @@ def utc_datetime(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """`moment` as the API writes every time: ISO 8601 in UTC with `Z` (`2026-11-25T01:00:00Z`,
+    fractional seconds only when there are any); naive input is read as UTC."""
+    return utc_datetime(moment).isoformat().replace("+00:00", "Z")

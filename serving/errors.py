@@ -30,6 +30,10 @@ class ClockWindowError(ValueError):
     """A `now` or `ts` too far from the server clock (HTTP 422)."""
 
 
+class UnknownFeaturesError(ValueError):
+    """Feature names in a rank request that the published model does not have (HTTP 422)."""
+
+
 class UnknownUserError(LookupError):
     """A cardholder the caps store and the publication have never seen."""
 
@@ -42,12 +46,40 @@ def _location(loc: tuple) -> str:
     return ".".join(str(part) for part in loc if part != "body") or "body"
 
 
+def _json_position(document: object, offset: int) -> str:
+    """`line L, column C` of character `offset` in the request body (both counted from 1)."""
+    text = document.decode("utf-8", "replace") if isinstance(document, bytes | bytearray) else str(document)
+    before = text[:offset]
+    line = before.count("\n") + 1
+    return f"line {line}, column {offset - (before.rfind(chr(10)) + 1) + 1}"
+
+
+def _not_json(request: Request) -> str | None:
+    """Why a body was not read as JSON, when its Content-Type says it is something else (or nothing)."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return "the Content-Type header is missing: send the body as JSON with Content-Type: application/json"
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return None
+    return (f"the Content-Type is {media!r}, not JSON: send the body as JSON with "
+            "Content-Type: application/json")
+
+
+def _problem(request: Request, error: RequestValidationError, item: dict) -> dict[str, str]:
+    loc = tuple(item.get("loc", ()))
+    message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+    if item.get("type") == "json_invalid" and len(loc) == 2 and isinstance(loc[1], int):
+        expected = (item.get("ctx") or {}).get("error", "valid JSON")
+        return {"location": "body",
+                "message": f"malformed JSON at {_json_position(error.body, loc[1])}: {expected}"}
+    if loc == ("body",) and item.get("type") in ("model_attributes_type", "dict_type"):
+        message = _not_json(request) or message
+    return {"location": _location(loc), "message": message}
+
+
 async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
-    problems = [
-        {"location": _location(tuple(item.get("loc", ()))),
-         "message": str(item.get("msg", "invalid")).removeprefix("Value error, ")}
-        for item in error.errors()
-    ]
+    problems = [_problem(request, error, item) for item in error.errors()]
     summary = "; ".join(f"{p['location']}: {p['message']}" for p in problems[:5])
     return _body(422, f"invalid request: {summary}", errors=problems)
 
@@ -116,6 +148,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(PolicyError, _invalid)
     app.add_exception_handler(CapRequestError, _invalid)
     app.add_exception_handler(ClockWindowError, _invalid)
+    app.add_exception_handler(UnknownFeaturesError, _invalid)
     app.add_exception_handler(NoLiveModelError, _no_model)
     app.add_exception_handler(EventLogUnavailable, _log_down)
     app.add_exception_handler(PublicationError, _publication)

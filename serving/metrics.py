@@ -51,7 +51,8 @@ class Metrics:
             ["source"], registry=self.registry,
         )
         self.events = Counter(
-            "qianmian_events_total", "Posted scheduler events by type and outcome.",
+            "qianmian_events_total",
+            "Posted scheduler events by type and outcome: applied, recorded, unchanged or duplicate.",
             ["type", "outcome"], registry=self.registry,
         )
         self.model_version = Gauge(

@@ -86,6 +86,10 @@ class Ranked:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
+UNKNOWN_CONTENT = ("content id unknown to the published catalogue: check the id (a new content needs a "
+                   "model trained and published with it)")
+
+
 class LiveModel:
     """A published version held in memory, ready to rank; immutable once built."""
 
@@ -216,7 +220,7 @@ class LiveModel:
         for content_id in requested:
             position = self.item_position.get(content_id)
             if position is None:
-                skipped.append((content_id, "not in the published model: publish a model trained with it"))
+                skipped.append((content_id, UNKNOWN_CONTENT))
             elif not valid[position]:
                 skipped.append((content_id, "outside its validity window at this time"))
             elif not self.group_allowed[user.group, position]:

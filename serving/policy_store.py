@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from recsys.caps.policy import Policy, parse_policy
+from recsys.times import iso_utc
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class PolicyStore:
         previous = self.get(expected) if expected > 0 else None
         document = policy.to_dict()
         diff = diff_documents(previous.document if previous else {}, document)
-        at = datetime.now(UTC).isoformat(timespec="seconds")
+        at = iso_utc(datetime.now(UTC).replace(microsecond=0))
         written, number = self._write(
             keys=[self.current_key, self.revision_prefix],
             args=[expected, json.dumps(document, sort_keys=True), author, at, json.dumps(diff), note],

@@ -8,10 +8,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
+from difflib import get_close_matches
 from typing import Any
 
 from recsys.caps.decisions import CapRequest, UserDecision
 from recsys.publication import decode_user
+from recsys.times import iso_utc
+from serving.errors import UnknownFeaturesError
 from serving.pipeline import LiveModel, Ranked, Representation
 from serving.schemas import RankRequest
 from serving.state import ServingState, Snapshot
@@ -35,15 +38,39 @@ def decide_width(k: int) -> int:
     return k + CAPS_SPARE
 
 
+def check_features(model: LiveModel, features: dict[str, float] | None, where: str) -> None:
+    """Refuse feature names the published model lacks (they would be dropped, leaving popularity)."""
+    if not features:
+        return
+    known = set(model.feature_names)
+    unknown = [name for name in features if name not in known]
+    if unknown:
+        hints = [f"{name!r} (did you mean {close[0]!r}?)" if (close := get_close_matches(name, known, 1))
+                 else repr(name) for name in unknown[:5]]
+        raise UnknownFeaturesError(
+            f"{where}: {len(unknown)} feature name(s) unknown to the published model: {', '.join(hints)}; "
+            f"use names from its {len(known):,} user features, e.g. {min(known)!r}"
+        )
+
+
 def representations(model: LiveModel, blobs: Sequence[bytes | None],
                     requests: Sequence[RankRequest]) -> list[Representation]:
     out = []
-    for blob, request in zip(blobs, requests, strict=True):
+    for index, (blob, request) in enumerate(zip(blobs, requests, strict=True)):
+        where = f"requests[{index}].features" if len(requests) > 1 else "features"
+        check_features(model, request.features, where)
         if blob is not None:
             out.append(model.known(decode_user(blob, model.item_dtype, model.feature_dtype)))
         else:
             out.append(model.unknown(request.features))
     return out
+
+
+def registry_of(model: LiveModel | None) -> dict[str, str | None]:
+    """The registered model name and version the publication came from (null for a path)."""
+    manifest = model.manifest if model is not None else {}
+    return {"registry_model": manifest.get("registry_model"),
+            "registry_version": manifest.get("registry_version")}
 
 
 def cap_request(model: LiveModel, user: Representation, request: RankRequest, ranked: Ranked) -> CapRequest:
@@ -53,7 +80,7 @@ def cap_request(model: LiveModel, user: Representation, request: RankRequest, ra
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
+    return None if moment is None else iso_utc(moment)
 
 
 def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: RankRequest,
@@ -94,6 +121,7 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
         "user_id": request.user_id,
         "items": body_items,
         "model_version": model.version,
+        **registry_of(model),
         "fallback": user.fallback is not None,
         "fallback_source": user.fallback,
         "caps": {
@@ -106,7 +134,7 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
             "short": short,
         },
         "push_id": reservation.push_id if reservation is not None else None,
-        "reservation_expires_at": reservation.expires_at.isoformat() if reservation is not None else None,
+        "reservation_expires_at": _iso(reservation.expires_at) if reservation is not None else None,
         "skipped": [{"content_id": c, "reason": r} for c, r in ranked.skipped],
     }
 

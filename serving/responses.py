@@ -17,10 +17,12 @@ from typing import Any
 from fastapi import Response
 from pydantic_core import to_json
 
+from recsys.times import iso_utc
+
 
 def _encode(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso_utc(value)
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
 
 
@@ -28,7 +30,7 @@ _ENCODER = json.JSONEncoder(default=_encode, separators=(",", ":"), ensure_ascii
 
 
 def encode_json(body: Any) -> bytes:
-    """Compact UTF-8 JSON; datetimes as ISO 8601."""
+    """Compact UTF-8 JSON; datetimes as ISO 8601 in UTC with `Z`."""
     return _ENCODER.encode(body).encode()
 
 

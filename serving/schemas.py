@@ -11,12 +11,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from features.validation import CARD_NUMBER_PATTERN
+from recsys.times import iso_utc
 
 MAX_BATCH = 1000
 MAX_K = 50
@@ -60,6 +63,16 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 AwareDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+# Every time an answer carries: ISO 8601 in UTC with `Z`, whatever zone it was computed in.
+UtcTime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str),
+                    WithJsonSchema({"type": "string", "format": "date-time",
+                                    "description": "ISO 8601 in UTC with Z, e.g. 2026-11-25T01:00:00Z"})]
+
+
+def article(word: str) -> str:
+    """The indefinite article before `word` ("an opened", "a sent"), by its first letter."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 class Strict(BaseModel):
@@ -115,9 +128,15 @@ class BatchRankRequest(Strict):
         return values
 
 
+SCORE = ("The ranking score, only for ordering the items of one answer: the model's raw score (cardholder "
+         "factors · item factors; unbounded, may be negative, e.g. -68.1) for a cardholder the model knows "
+         "or describes by features; for a popularity fallback, the item's popularity scaled so the most "
+         "popular item is 1. Not a probability: calibrated P(open) / P(mute) come from the response models.")
+
+
 class RankedItem(BaseModel):
     content_id: str
-    score: float
+    score: float = Field(description=SCORE)
     reason: str
     title: str
     kind: str
@@ -126,13 +145,13 @@ class RankedItem(BaseModel):
 class CapBlock(BaseModel):
     rule: str
     detail: str
-    eligible_at: datetime | None
+    eligible_at: UtcTime | None
 
 
 class CapsDecision(BaseModel):
     allowed: bool = Field(description="Whether at least one ranked item may be pushed now.")
     blocks: list[CapBlock] = Field(description="Rules blocking the best candidate (empty when allowed).")
-    next_eligible_at: datetime | None = Field(
+    next_eligible_at: UtcTime | None = Field(
         description="When a candidate becomes allowed (now when allowed; null when none ever will).")
     policy_version: str
     short: bool = Field(
@@ -146,22 +165,33 @@ class Skipped(BaseModel):
     reason: str
 
 
+REGISTRY_MODEL = ("The registered model (MLflow) the live publication came from; null when published from "
+                  "a path or run URI.")
+REGISTRY_VERSION = ("Its registry version number (an alias such as @champion resolved when published); "
+                    "null when published from a path or run URI.")
+MODEL_VERSION = "The live publication: when it was published (recsys publish), not the registry version."
+
+
 class RankResponse(BaseModel):
     user_id: str
     items: list[RankedItem]
-    model_version: str
+    model_version: str = Field(description=MODEL_VERSION)
+    registry_model: str | None = Field(None, description=REGISTRY_MODEL)
+    registry_version: str | None = Field(None, description=REGISTRY_VERSION)
     fallback: bool = Field(description="True when the cardholder is unknown to the published model.")
     fallback_source: Literal["features", "segment_popularity", "popularity"] | None
     caps: CapsDecision
     push_id: str | None = None
-    reservation_expires_at: datetime | None = None
+    reservation_expires_at: UtcTime | None = None
     skipped: list[Skipped] = Field(default_factory=list,
                                    description="Requested candidates that could not be ranked, and why.")
 
 
 class BatchRankResponse(BaseModel):
     results: list[RankResponse]
-    model_version: str
+    model_version: str = Field(description=MODEL_VERSION)
+    registry_model: str | None = Field(None, description=REGISTRY_MODEL)
+    registry_version: str | None = Field(None, description=REGISTRY_VERSION)
 
 
 EventType = Literal["sent", "failed", "opened", "clicked", "muted", "unmuted", "unsubscribed", "subscribed"]
@@ -179,7 +209,8 @@ class Event(Strict):
     def _push_id_when_needed(self) -> Event:
         if self.type in ("sent", "failed", "opened", "clicked") and self.push_id is None:
             raise ValueError(
-                f"a {self.type} event needs push_id: the id returned by /v1/rank with reserve=true"
+                f"{article(self.type)} {self.type} event needs push_id: "
+                "the id returned by /v1/rank with reserve=true"
             )
         return self
 
@@ -190,7 +221,11 @@ class EventBatch(Strict):
 
 class EventResult(BaseModel):
     event_id: str
-    status: Literal["applied", "duplicate"]
+    status: Literal["applied", "recorded", "unchanged", "duplicate"] = Field(
+        description="`applied`: the caps state changed; `recorded`: a `sent` with no pending reservation "
+        "(never issued, or expired: the store cannot tell), counted as a send at its ts; `unchanged`: "
+        "a valid event that changed nothing (e.g. `failed` after `sent`); `duplicate`: the event id "
+        "was applied before.")
     detail: str
 
 
@@ -203,22 +238,22 @@ class LimitState(BaseModel):
     count: int
     max: int
     window: str
-    window_start: datetime | None
-    window_end: datetime | None
+    window_start: UtcTime | None
+    window_end: UtcTime | None
 
 
 class CapsState(BaseModel):
     user_id: str
-    as_of: datetime
+    as_of: UtcTime
     timezone: str
     limits: list[LimitState]
     pending_reservations: int
     sent_total: int
     unopened_streak: int
-    last_sent_at: datetime | None
+    last_sent_at: UtcTime | None
     opted_out: bool
     muted: bool
-    next_eligible_at: datetime | None
+    next_eligible_at: UtcTime | None
     blocks: list[CapBlock]
     policy_version: str
 
@@ -226,7 +261,7 @@ class CapsState(BaseModel):
 class PolicyView(BaseModel):
     revision: int
     author: str
-    at: str
+    at: UtcTime
     note: str
     policy: dict[str, Any]
 
@@ -241,7 +276,7 @@ class PolicyRevisionView(BaseModel):
     revision: int
     version: str
     author: str
-    at: str
+    at: UtcTime
     note: str
     diff: list[PolicyChange]
 
@@ -267,6 +302,8 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
     redis: bool
-    model_version: str | None
+    model_version: str | None = Field(description=MODEL_VERSION)
+    registry_model: str | None = Field(None, description=REGISTRY_MODEL)
+    registry_version: str | None = Field(None, description=REGISTRY_VERSION)
     policy_revision: int | None
     detail: str

@@ -19,6 +19,7 @@ import redis
 from recsys.caps.policy import Policy, default_policy, load_policy
 from recsys.config import Settings
 from recsys.publication import PublicationError, PublicationStore
+from recsys.times import iso_utc
 from serving.errors import ClockWindowError, NoLiveModelError
 from serving.event_log import EventLog
 from serving.metrics import Metrics
@@ -168,7 +169,7 @@ class ServingState:
         if too_old or moment > server + timedelta(seconds=future):
             raise ClockWindowError(
                 f"{where} {moment.isoformat()} is outside {past}s before to {future}s after the server clock "
-                f"({server.isoformat(timespec='seconds')}): send the current time"
+                f"({iso_utc(server.replace(microsecond=0))}): send the current time"
             )
         return moment
 

@@ -389,6 +389,22 @@ def _requirements() -> list[str]:
     return pins
 
 
+def registry_source(uri: str, tracking_uri: str) -> tuple[str, str] | None:
+    """The registered model name and version number behind `models:/NAME@alias` (the alias resolved
+    now) or `models:/NAME/VERSION`; None for any other model URI or path."""
+    if not uri.startswith("models:/"):
+        return None
+    path = uri.removeprefix("models:/").rstrip("/")
+    if "@" in path:
+        name, alias = path.rsplit("@", 1)
+        version = Registry(tracking_uri).aliases(name).get(alias)
+        if version is None:
+            raise TrackingError(f"registered model {name!r} has no alias {alias!r} in {tracking_uri}")
+        return name, version
+    name, _, version = path.rpartition("/")
+    return (name, version) if name and version.isdigit() else None
+
+
 @contextmanager
 def resolved_bundle(uri: str, tracking_uri: str) -> Iterator[Path]:
     """A local bundle directory for `uri`: `models:/NAME@alias`, `models:/NAME/VERSION`, `runs:/ID/model`,

@@ -37,12 +37,16 @@ def run_publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: st
     from recsys.config import get_settings
     from recsys.publication import PublicationStore
     from recsys.publish import bundle_fingerprint, publish
-    from training.tracking import resolved_bundle
+    from training.tracking import registry_source, resolved_bundle
 
     dataset = load_dataset(data_dir)
+    tracking_uri = get_settings().tracking_uri
+    # The alias is read once: the bundle published is the version recorded, even if the alias moves.
+    registry = registry_source(model_uri, tracking_uri)
+    source = f"models:/{registry[0]}/{registry[1]}" if registry else model_uri
     client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=5)
     try:
-        with resolved_bundle(model_uri, get_settings().tracking_uri) as path:
+        with resolved_bundle(source, tracking_uri) as path:
             bundle = ModelBundle.load(path)
             fingerprint = bundle_fingerprint(path)
         bar = None
@@ -52,7 +56,7 @@ def run_publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: st
             bar = tqdm(total=len(dataset.cardholders), unit="cardholder", desc="publish")
         report = publish(
             bundle, dataset, PublicationStore(client, prefix),
-            as_of=pd.Timestamp(as_of) if as_of else None, model_uri=model_uri,
+            as_of=pd.Timestamp(as_of) if as_of else None, model_uri=model_uri, registry=registry,
             fingerprint=fingerprint, progress=bar.update if bar is not None else None,
         )
         if bar is not None:

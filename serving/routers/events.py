@@ -16,9 +16,11 @@ logged. Event ids are unique per cardholder. Where a failure or crash can land:
   whole or not at all; the retry sees the marker or applies it.
 
 A `sent` whose reservation is gone (its TTL passed, or it was purged) still counts, as a send at
-the event's time. An `opened` / `clicked` of a push the cardholder's state does not know leaves
-the fatigue streak as it is. The route is a plain `def`: FastAPI runs it in its thread pool, so
-Redis round trips (bounded by the client's socket timeout) never block the event loop.
+the event's time (status `recorded`: the store cannot tell an expired reservation from a push id it
+never issued, as it keeps neither). An event that changed nothing answers `unchanged`: an
+`opened` / `clicked` of a push the cardholder's state does not know leaves the fatigue streak as it
+is. The route is a plain `def`: FastAPI runs it in its thread pool, so Redis round trips (bounded
+by the client's socket timeout) never block the event loop.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
-from recsys.caps.decisions import Candidate, EventAlreadyApplied
+from recsys.caps.decisions import Candidate, EventAlreadyApplied, PushStatus
 from serving.auth import EventsAccess
 from serving.deps import State
 from serving.schemas import Event, EventBatch, EventBatchResponse
@@ -37,31 +39,53 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["events"])
 
 
-def apply(state, event: Event, now: datetime) -> str:
-    """Apply one event to the caps (once per event id); the detail reported for it."""
+NOT_PENDING = ("no pending reservation under this push id: never issued by /v1/rank, or its reservation "
+               "expired or was purged (the caps store keeps neither, so it cannot tell which)")
+
+# What confirming (`sent`) or releasing (`failed`) a push answers: status and detail.
+SETTLED: dict[tuple[str, PushStatus], tuple[str, str]] = {
+    ("sent", PushStatus.CONFIRMED): ("applied", "reservation confirmed"),
+    ("sent", PushStatus.RECORDED): ("recorded", f"{NOT_PENDING}; counted as a send at the event's ts"),
+    ("sent", PushStatus.ALREADY_CONFIRMED): ("unchanged", "push already confirmed as sent: nothing changed"),
+    ("sent", PushStatus.ALREADY_RELEASED): (
+        "unchanged", "push already reported failed and its slot given back: nothing changed"),
+    ("sent", PushStatus.NOT_FOUND): ("unchanged", f"{NOT_PENDING}: nothing changed"),
+    ("failed", PushStatus.RELEASED): ("applied", "reservation released: the slot no longer counts"),
+    ("failed", PushStatus.ALREADY_CONFIRMED): (
+        "unchanged", "push already confirmed as sent: a failure after the send gives no slot back"),
+    ("failed", PushStatus.ALREADY_RELEASED): ("unchanged", "reservation already released: nothing changed"),
+    ("failed", PushStatus.NOT_FOUND): ("unchanged", f"{NOT_PENDING}: nothing to release"),
+}
+
+
+def apply(state, event: Event, now: datetime) -> tuple[str, str]:
+    """Apply one event to the caps (once per event id); its status and detail.
+
+    `applied`: the cardholder's caps state changed; `recorded`: a `sent` with no pending
+    reservation, counted at its ts; `unchanged`: a valid event that changed nothing."""
     engine = state.engine
     once = event.event_id
     if event.type == "sent":
         status = engine.confirm(event.user_id, event.push_id, now=now, event_id=once,
                                 sent=sent_candidate(state, event))
-        return f"reservation {status.value}"
+        return SETTLED[("sent", status)]
     if event.type == "failed":
-        return f"reservation {engine.release(event.user_id, event.push_id, now=now, event_id=once).value}"
+        return SETTLED[("failed", engine.release(event.user_id, event.push_id, now=now, event_id=once))]
     if event.type in ("opened", "clicked"):
         if engine.record_open(event.user_id, now=now, push_id=event.push_id, event_id=once):
-            return "fatigue streak reset"
-        return "push id unknown for this cardholder: fatigue streak unchanged"
+            return "applied", "fatigue streak reset"
+        return "unchanged", "push id unknown for this cardholder: fatigue streak unchanged"
     if event.type == "muted":
         engine.record_mute(event.user_id, now=now, event_id=once)
-        return "marketing paused per the mute rule"
+        return "applied", "marketing paused per the mute rule"
     if event.type == "unmuted":
         engine.record_unmute(event.user_id, now=now, event_id=once)
-        return "mute lifted: marketing pushes resume"
+        return "applied", "mute lifted: marketing pushes resume"
     if event.type == "subscribed":
         engine.record_opt_in(event.user_id, now=now, event_id=once)
-        return "opted in to marketing pushes again"
+        return "applied", "opted in to marketing pushes again"
     engine.record_opt_out(event.user_id, now=now, event_id=once)
-    return "opted out of marketing pushes"
+    return "applied", "opted out of marketing pushes"
 
 
 def content_of(state, event: Event) -> str | None:
@@ -116,12 +140,12 @@ def post_events(body: EventBatch, state: State, principal: EventsAccess) -> dict
     results = []
     for event in events:
         try:
-            detail = apply(state, event, event.ts or received)
+            status, detail = apply(state, event, event.ts or received)
         except EventAlreadyApplied:
             state.metrics.events.labels(event.type, "duplicate").inc()
             results.append({"event_id": event.event_id, "status": "duplicate",
                             "detail": "event id already applied to this cardholder: ignored"})
             continue
-        state.metrics.events.labels(event.type, "applied").inc()
-        results.append({"event_id": event.event_id, "status": "applied", "detail": detail})
+        state.metrics.events.labels(event.type, status).inc()
+        results.append({"event_id": event.event_id, "status": status, "detail": detail})
     return {"results": results}

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from serving.deps import State
+from serving.ranker import registry_of
 from serving.schemas import Health, Readiness
 
 router = APIRouter(tags=["operations"])
@@ -25,8 +26,8 @@ async def healthz() -> dict[str, str]:
             responses={503: {"model": Readiness,
                              "description": "Not ready: Redis down or nothing published"}})
 def readyz(state: State) -> JSONResponse:
-    body = {"status": "not_ready", "redis": False, "model_version": None, "policy_revision": None,
-            "detail": ""}
+    body = {"status": "not_ready", "redis": False, "model_version": None, "registry_model": None,
+            "registry_version": None, "policy_revision": None, "detail": ""}
     try:
         state.client.ping()
         body["redis"] = True
@@ -35,6 +36,7 @@ def readyz(state: State) -> JSONResponse:
         body["detail"] = f"Redis unreachable ({type(error).__name__}): check RECSYS_REDIS_URL"
         return JSONResponse(body, status_code=503)
     body["model_version"] = state.model.version if state.model else None
+    body.update(registry_of(state.model))
     body["policy_revision"] = state.policy.revision if state.policy else None
     if state.model is None:
         body["detail"] = state.last_error or "no model version is live: run `recsys publish`"

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 
 from serving.auth import RankAccess
 from serving.deps import Coalescing, RankExecutor, State
-from serving.ranker import rank_many
+from serving.ranker import rank_many, registry_of
 from serving.responses import answers_response
 from serving.schemas import BatchRankRequest, BatchRankResponse, RankRequest, RankResponse
 
@@ -36,4 +36,5 @@ async def rank_batch(body: BatchRankRequest, state: State, executor: RankExecuto
                      principal: RankAccess) -> Response:
     loop = asyncio.get_running_loop()
     snapshot, bodies = await loop.run_in_executor(executor, rank_many, state, body.requests)
-    return answers_response({"results": bodies, "model_version": snapshot.model.version}, bodies)
+    return answers_response({"results": bodies, "model_version": snapshot.model.version,
+                             **registry_of(snapshot.model)}, bodies)

@@ -44,7 +44,10 @@ def test_sent_confirms_once_and_repeats_are_ignored(api, published, dataset, day
     # A failure reported after the send does not give the slot back.
     late = post(api, {"event_id": "e-2", "type": "failed", "user_id": user, "push_id": ranked["push_id"],
                       "ts": daytime})
-    assert late.json()["results"][0]["detail"] == "reservation already_confirmed"
+    assert late.json()["results"][0] == {
+        "event_id": "e-2", "status": "unchanged",
+        "detail": "push already confirmed as sent: a failure after the send gives no slot back"}
+    assert caps(api, user, daytime)["sent_total"] == 1
 
 
 def test_failed_releases_the_slot(api, published, dataset, daytime) -> None:
@@ -90,7 +93,9 @@ def test_muted_then_unmuted_lifts_the_pause(api, published, dataset, daytime) ->
 
 def test_event_validation(api, published) -> None:
     response = post(api, {"event_id": "x", "type": "sent", "user_id": "u1"})
-    assert response.status_code == 422 and "needs push_id" in response.json()["message"]
+    assert response.status_code == 422 and "a sent event needs push_id" in response.json()["message"]
+    response = post(api, {"event_id": "x", "type": "opened", "user_id": "u1"})
+    assert response.status_code == 422 and "an opened event needs push_id" in response.json()["message"]
     response = post(api, {"event_id": "x", "type": "exploded", "user_id": "u1"})
     assert response.status_code == 422 and "type" in response.json()["message"]
 
@@ -140,3 +145,29 @@ def test_unwritable_log_refuses_events_and_keeps_them_retryable(api, published, 
     log_dir.unlink()
     retried = post(api, event).json()["results"][0]
     assert retried["status"] == "applied"
+
+
+def test_each_event_says_whether_it_changed_anything(api, published, dataset, daytime) -> None:
+    user = opted_in(dataset)[11]
+    ranked = reserve(api, user, daytime)
+    results = post(
+        api,
+        {"event_id": "n-1", "type": "sent", "user_id": user, "push_id": "never-issued", "ts": daytime},
+        {"event_id": "n-2", "type": "failed", "user_id": user, "push_id": "also-never-issued", "ts": daytime},
+        {"event_id": "n-3", "type": "failed", "user_id": user, "push_id": ranked["push_id"], "ts": daytime},
+        {"event_id": "n-4", "type": "sent", "user_id": user, "push_id": ranked["push_id"], "ts": daytime},
+        {"event_id": "n-5", "type": "failed", "user_id": user, "push_id": ranked["push_id"], "ts": daytime},
+    ).json()["results"]
+    assert [r["status"] for r in results] == ["recorded", "unchanged", "applied", "unchanged", "unchanged"]
+    assert "never issued by /v1/rank, or its reservation expired" in results[0]["detail"]
+    assert results[1]["detail"].endswith("nothing to release")
+    assert results[3]["detail"] == "push already reported failed and its slot given back: nothing changed"
+    assert results[4]["detail"] == "reservation already released: nothing changed"
+    # Only the send under a push id never issued counted; the released reservation did not.
+    state = caps(api, user, daytime)
+    assert state["sent_total"] == 1 and state["pending_reservations"] == 0
+    metrics = api.get("/metrics").text
+    counts = (("sent", "recorded", 1), ("failed", "unchanged", 2), ("failed", "applied", 1),
+              ("sent", "unchanged", 1))
+    for type_, outcome, count in counts:
+        assert f'qianmian_events_total{{outcome="{outcome}",type="{type_}"}} {count}.0' in metrics

@@ -39,7 +39,9 @@ def test_a_sent_after_the_reservation_ttl_still_counts(api, published, dataset, 
     assert caps(api, user, daytime)["pending_reservations"] == 0  # the 10-minute TTL has passed
     result = post(api, {"event_id": "late-1", "type": "sent", "user_id": user, "push_id": ranked["push_id"],
                         "ts": daytime})[0]
-    assert result == {"event_id": "late-1", "status": "applied", "detail": "reservation recorded"}
+    assert result["status"] == "recorded" and result["event_id"] == "late-1"
+    assert "never issued by /v1/rank, or its reservation expired" in result["detail"]
+    assert result["detail"].endswith("counted as a send at the event's ts")
     state = caps(api, user, daytime)
     assert state["sent_total"] == 1 and state["unopened_streak"] == 1
     again = api.post("/v1/rank", json={"user_id": user, "now": daytime, "reserve": True},
@@ -57,6 +59,7 @@ def test_an_open_of_an_unknown_push_leaves_the_fatigue_streak(api, published, da
     result = post(api, {"event_id": "o1", "type": "opened", "user_id": user, "push_id": "someone-elses",
                         "ts": daytime})[0]
     assert result["detail"] == "push id unknown for this cardholder: fatigue streak unchanged"
+    assert result["status"] == "unchanged"
     assert caps(api, user, daytime)["unopened_streak"] == 1
     post(api, {"event_id": "o2", "type": "opened", "user_id": user, "push_id": ranked["push_id"],
                "ts": daytime})

@@ -77,8 +77,8 @@ def test_requested_candidates_unknown_and_transactional(api, published, dataset,
     body = rank(api, user_id=user, k=5, now=daytime, candidates=wanted).json()
     returned = [item["content_id"] for item in body["items"]]
     assert set(returned) <= set(wanted)
-    assert {"content_id": "no-such-content",
-            "reason": "not in the published model: publish a model trained with it"} in body["skipped"]
+    (unknown,) = [s for s in body["skipped"] if s["content_id"] == "no-such-content"]
+    assert unknown["reason"].startswith("content id unknown to the published catalogue: check the id")
     if len(transactional):
         assert transactional.iloc[0] in returned + [s["content_id"] for s in body["skipped"]]
 
@@ -129,8 +129,17 @@ def test_unknown_cardholder_fallbacks(api, published, bundle, dataset, daytime) 
     with_features = rank(api, user_id="new-holder-1", now=daytime, features=features).json()
     assert with_features["fallback"] is True and with_features["fallback_source"] == "features"
     assert with_features["items"]
-    ignored = rank(api, user_id="new-holder-2", now=daytime, features={"unknown-feature": 1.0}).json()
-    assert ignored["fallback_source"] == "popularity"
+    tier = next(name for name in features if name.startswith("card_tier="))
+    refused = rank(api, user_id="new-holder-2", now=daytime,
+                   features={"unknown-feature": 1.0, tier[:-1]: 1.0})
+    assert refused.status_code == 422
+    message = refused.json()["message"]
+    assert message.startswith("features: 2 feature name(s) unknown to the published model: 'unknown-feature'")
+    assert f"{tier[:-1]!r} (did you mean {tier!r}?)" in message
+    batch = api.post("/v1/rank/batch", headers=SCHEDULER_HEADERS, json={"requests": [
+        {"user_id": "new-holder-4", "now": daytime},
+        {"user_id": "new-holder-5", "now": daytime, "features": {"nope": 1.0}}]})
+    assert batch.status_code == 422 and batch.json()["message"].startswith("requests[1].features: 1 feature")
     plain = rank(api, user_id="new-holder-3", now=daytime).json()
     assert plain["fallback_source"] == "popularity"
     assert plain["items"][0]["reason"] == "popular with cardholders"

@@ -43,6 +43,27 @@ def test_tokens_and_content_type(api, published, dataset, daytime) -> None:
     assert api.post("/v1/rank/batch", json={"requests": [json.loads(body)]}).status_code == 401
     text = api.post("/v1/rank", content=body, headers={**SCHEDULER_HEADERS, "Content-Type": "text/plain"})
     assert text.status_code == 422
+    assert text.json()["message"] == ("invalid request: body: the Content-Type is 'text/plain', not JSON: "
+                                      "send the body as JSON with Content-Type: application/json")
+    form = api.post("/v1/events", content=b'{"events": []}', headers={
+        **SCHEDULER_HEADERS, "Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 422
+    assert "'application/x-www-form-urlencoded', not JSON" in form.json()["message"]
+    bare = api.post("/v1/rank", content=body, headers=SCHEDULER_HEADERS)
+    assert "content-type" not in bare.request.headers
+    assert bare.status_code == 422 and "the Content-Type header is missing" in bare.json()["message"]
+
+
+def test_malformed_json_names_line_column_and_what_was_expected(api, published) -> None:
+    headers = {**SCHEDULER_HEADERS, "Content-Type": "application/json"}
+    raw = b'{\n  "user_id": "u1",\n  "k": 3\n  "now": null\n}'
+    response = api.post("/v1/rank", content=raw, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["message"] == (
+        "invalid request: body: malformed JSON at line 4, column 3: Expecting ',' delimiter")
+    one_line = api.post("/v1/events", content=b'{"events": [{"event_id": }]}', headers=headers)
+    assert one_line.json()["errors"] == [
+        {"location": "body", "message": "malformed JSON at line 1, column 26: Expecting value"}]
 
 
 def test_rank_requests_are_counted_under_their_route(api, published, dataset, daytime) -> None:
