@@ -119,10 +119,11 @@ class StudioService:
             self._running.release()
 
     def close(self) -> None:
-        """Stop the simulator process (a simulation still running is abandoned)."""
+        """Stop the simulator process and wait for it to exit (after the simulation it may be running),
+        so no simulator outlives the server."""
         with self._pool_lock:
             if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
 
 

@@ -108,3 +108,19 @@ def test_a_limit_beyond_what_the_simulator_tracks_is_a_clear_422(studio_api: Tes
     assert response.status_code == 422
     assert "limit 'yearly' allows 1000" in response.json()["message"]
     assert "lower the limit" in response.json()["message"]
+
+
+def test_simulations_run_in_a_process_that_ends_with_the_server(studio_settings, redis_client) -> None:
+    import multiprocessing
+    import os
+
+    from serving.app import create_app
+
+    app = create_app(studio_settings.model_copy(update={"studio_users": 50, "studio_days": 2}))
+    with TestClient(app) as client:
+        response = client.post("/v1/studio/simulate", json={"draft": stricter(), "days": 2, "charts": False},
+                               headers=ADMIN_HEADERS)
+        assert response.status_code == 200, response.text
+        simulators = multiprocessing.active_children()
+        assert simulators and all(child.pid != os.getpid() for child in simulators)
+    assert not any(child.is_alive() for child in simulators), "a simulator outlived the server"
