@@ -74,17 +74,23 @@ def recent_marketing(record: CardholderRecord, now_ms: int, days: int = RECENT_D
     return count
 
 
+def monthly_cap(policy: Policy) -> int | None:
+    """The policy's calendar-month limit on every marketing push (the smallest; None: no such limit)."""
+    limits = [limit.max for limit in policy.limits
+              if limit.window == "calendar_month" and not limit.kinds and not limit.tags]
+    return min(limits) if limits else None
+
+
 def monthly_slots_left(policy: Policy, record: CardholderRecord, month_start_ms: int,
                        now_ms: int) -> int | None:
-    """Remaining slots of the policy's calendar-month limit on every marketing push (None: no such limit)."""
-    limits = [limit for limit in policy.limits
-              if limit.window == "calendar_month" and not limit.kinds and not limit.tags]
-    if not limits:
+    """Remaining slots of `monthly_cap` this local month (None: no such limit)."""
+    cap = monthly_cap(policy)
+    if cap is None:
         return None
     used = sum(1 for push in record.pushes.values()
                if not push.transactional and month_start_ms <= push.ts <= now_ms
                and (push.status == "confirmed" or (push.status == "reserved" and push.expires > now_ms)))
-    return max(0, min(limit.max for limit in limits) - used)
+    return max(0, cap - used)
 
 
 def decide(settings: Decision, value_now: float, later: Sequence[tuple[datetime, float]], now: datetime,
