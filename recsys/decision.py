@@ -1,14 +1,17 @@
 """Send or hold a ranked push: its value now against a price on disturbance, later hours, the month's slots.
 
 value = P(open) - mute_weight x P(mute), both at the local send hour with `recent` = the cardholder's
-marketing pushes in the trailing 30 days plus this one. The rules, in order (`recsys.caps.policy.Decision`):
+marketing pushes in the trailing 30 days plus this one (`recsys.caps.policy.Decision` holds the settings):
 
-1. `value < min_value`: hold ("value below threshold"), no suggested time today;
-2. an hour later in the cardholder's local day, outside quiet hours, worth more than (1 + hour_margin) x
-   the value now (and above the threshold): hold until then ("better hour later");
-3. pacing: while the month has more days left than `days_per_slot` x the remaining monthly slots, a push
-   must be worth `pacing.min_value`: hold ("slots worth more later");
-4. otherwise send now.
+1. the send time: a later whole hour of the cardholder's local day, outside quiet hours, when it is worth
+   more than (1 + hour_margin) x the value now ("better hour later", `send_at` that hour), else now. The
+   answer is then `send` at that time, not a hold: a scheduler asks at a few slots a day, and a hold for an
+   hour it never asks at loses the push (in simulation: value per 1,000 cardholders 89 with such holds,
+   132 without the hour rule);
+2. hold when the value at the send time is below `min_value` ("below threshold");
+3. pacing: while the month has more days left than `days_per_slot` x the remaining monthly slots, hold
+   when the value is below `pacing.min_value` ("slots worth more later");
+4. otherwise send.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ DECISIONS_OFF = "decisions disabled by the policy"
 class Verdict:
     decision: str  # SEND or HOLD
     reason: str
-    send_at: datetime | None  # UTC: now for a send, the better hour for an hour hold, None otherwise
-    value: float  # the value now
+    send_at: datetime | None  # UTC: when to send (now, or the better hour later today); None on hold
+    value: float  # the value at send_at (or now, on hold)
 
 
 def _minutes(clock: str) -> int:
@@ -97,20 +100,20 @@ def decide(settings: Decision, value_now: float, later: Sequence[tuple[datetime,
            slots_left: int | None, days_left: float) -> Verdict:
     """The verdict for one cardholder's top push (see the module docstring); `later` pairs each later
     local hour of the day with the push's value then."""
-    if value_now < settings.min_value:
-        return Verdict(HOLD, f"value {value_now:.4f} below threshold {settings.min_value:g}", None, value_now)
+    value, send_at, why = value_now, now.astimezone(UTC), f"value {value_now:.4f} now"
     if later:
-        values = np.asarray([value for _, value in later])
+        values = np.asarray([v for _, v in later])
         best = int(values.argmax())
-        bar = value_now + settings.hour_margin * abs(value_now)
-        if values[best] > bar and values[best] >= settings.min_value:
+        if values[best] > value_now + settings.hour_margin * abs(value_now):
             moment = later[best][0]
-            return Verdict(HOLD, f"better hour later: {moment.strftime('%H:%M')} local, value "
-                           f"{values[best]:.4f} against {value_now:.4f} now",
-                           moment.astimezone(UTC), value_now)
+            value, send_at = float(values[best]), moment.astimezone(UTC)
+            why = (f"better hour later: send at {moment.strftime('%H:%M')} local, value {value:.4f} "
+                   f"against {value_now:.4f} now")
+    if value < settings.min_value:
+        return Verdict(HOLD, f"value {value:.4f} below threshold {settings.min_value:g}", None, value)
     pacing = settings.pacing
     if (pacing is not None and slots_left is not None and slots_left > 0
-            and days_left > pacing.days_per_slot * slots_left and value_now < pacing.min_value):
+            and days_left > pacing.days_per_slot * slots_left and value < pacing.min_value):
         return Verdict(HOLD, f"slots worth more later: {slots_left} left for {days_left:.0f} days, value "
-                       f"{value_now:.4f} below the pacing bar {pacing.min_value:g}", None, value_now)
-    return Verdict(SEND, f"value {value_now:.4f} now", now.astimezone(UTC), value_now)
+                       f"{value:.4f} below the pacing bar {pacing.min_value:g}", None, value)
+    return Verdict(SEND, why, send_at, value)

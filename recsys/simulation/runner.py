@@ -286,13 +286,14 @@ def simulate_policy(
                 new_month = fields.month_start != month_of[rows]
                 month_sent[rows[new_month]] = 0
                 month_of[rows] = fields.month_start
-                send = _decisions(world, policy, clock, rows, items, frequency, sent_at, fields,
-                                  month_sent[rows])
+                send, send_at = _decisions(world, policy, clock, rows, items, frequency, sent_at, fields,
+                                           month_sent[rows])
                 acc.add("held", rows[~send])
                 chosen, rows, items = chosen[send], rows[send], items[send]
-                sent_at, frequency = sent_at[send], frequency[send]
+                sent_at, frequency = send_at[send], frequency[send]
+                # a send at a better hour later today: same local day, so the day and month are unchanged
                 fields = LocalFields(fields.day_start[send], fields.month_start[send],
-                                     fields.second_of_day[send])
+                                     sent_at - fields.day_start[send])
                 month_sent[rows] += 1
             hours = fields.second_of_day // 3600
             users, response_items = response_users[chosen], world.response_items[items]
@@ -341,9 +342,9 @@ def simulate_policy(
 
 def _decisions(world: SimWorld, policy: Policy, clock: ZoneClock, rows: np.ndarray, items: np.ndarray,
                recent: np.ndarray, now: np.ndarray, fields: LocalFields,
-               month_sent: np.ndarray) -> np.ndarray:
-    """bool per row: the engine's send or hold (`recsys.decision.decide`, as the API decides it) with the
-    world's decision model (the published response model), at every local hour of the day at once."""
+               month_sent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: send (bool) and when (epoch seconds), as the API decides (`recsys.decision.decide`) with the
+    world's decision model (the published response model), valued at every local hour of the day at once."""
     settings = policy.decision
     model = world.decision_model
     users = world.decision_users[rows]
@@ -357,6 +358,7 @@ def _decisions(world: SimWorld, policy: Policy, clock: ZoneClock, rows: np.ndarr
     next_month = clock.local_fields(fields.month_start + 32 * 86400, rows).month_start
     hour_now = fields.second_of_day // 3600
     out = np.zeros(len(rows), dtype=bool)
+    when = np.asarray(now, dtype=np.int64).copy()
     for j in range(len(rows)):
         later = [(datetime.fromtimestamp(int(fields.day_start[j]) + 3600 * hour, UTC), float(value[j, hour]))
                  for hour in range(int(hour_now[j]) + 1, 24) if not quiet[hour]]
@@ -365,7 +367,9 @@ def _decisions(world: SimWorld, policy: Policy, clock: ZoneClock, rows: np.ndarr
                          None if cap is None else max(0, cap - int(month_sent[j])),
                          (int(next_month[j]) - int(now[j])) / 86400)
         out[j] = verdict.decision == SEND
-    return out
+        if verdict.send_at is not None:
+            when[j] = max(int(now[j]), int(verdict.send_at.timestamp()))
+    return out, when
 
 
 def decision_variants(policies: Sequence[Policy], labels: Sequence[str], mute_weights: Sequence[float]

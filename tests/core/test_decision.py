@@ -18,10 +18,14 @@ def test_threshold_hour_and_pacing_holds_in_order() -> None:
     settings = Decision(mute_weight=10, min_value=0.0, hour_margin=0.1, pacing=Pacing(min_value=0.05,
                                                                                       days_per_slot=3))
     evening = NOW.replace(hour=19)
-    below = decide(settings, -0.01, [(evening, 0.2)], NOW, 4, 21)
+    below = decide(settings, -0.01, [(evening, -0.005)], NOW, 4, 21)
     assert below.decision == HOLD and "below threshold" in below.reason and below.send_at is None
+    # a better hour later today: send then (a hold would wait for a slot the scheduler may never ask at)
     later = decide(settings, 0.10, [(evening, 0.12)], NOW, 4, 21)
-    assert later.decision == HOLD and later.send_at == evening.astimezone(UTC)
+    assert later.decision == SEND and later.send_at == evening.astimezone(UTC) and later.value == 0.12
+    assert "better hour later: send at 19:00" in later.reason
+    rescued = decide(settings, -0.01, [(evening, 0.2)], NOW, 4, 21)
+    assert rescued.decision == SEND and rescued.send_at == evening.astimezone(UTC)
     within_margin = decide(settings, 0.10, [(evening, 0.105)], NOW, 4, 21)
     assert within_margin.decision == SEND and within_margin.send_at == NOW.astimezone(UTC)
     paced = decide(settings, 0.03, [], NOW, 4, 21)

@@ -83,7 +83,7 @@ def test_hold_below_the_threshold_reserves_nothing(api, decided, dataset, daytim
 
 
 @pytest.mark.redis
-def test_send_reserves_and_a_better_later_hour_holds_until_then(api, decided, response_bundle, dataset,
+def test_send_reserves_now_or_at_a_better_hour_later_today(api, decided, response_bundle, dataset,
                                                                  daytime) -> None:
     user = known_user(dataset)
     set_decision(api, min_value=-1.0, hour_margin=10.0, pacing=None)
@@ -103,13 +103,14 @@ def test_send_reserves_and_a_better_later_hour_holds_until_then(api, decided, re
              np.ones(len(hours)))
     value = model.open_probability(*query) - 10.0 * model.mute_probability(*query)
     assert body["items"][0]["p_open"] == pytest.approx(model.open_probability(*query)[0])
+    assert body["decision"] == "send" and body["push_id"]
     if value[1:].max() > value[0]:
-        assert body["decision"] == "hold" and "better hour later" in body["reason"]
-        assert body["push_id"] is None
+        # send at the better hour: reserved now, delivered then
+        assert "better hour later" in body["reason"]
         best = pd.Timestamp(early) + pd.Timedelta(hours=int(value[1:].argmax()) + 1)
         assert pd.Timestamp(body["send_at"]) == best
     else:
-        assert body["decision"] == "send" and body["push_id"]
+        assert pd.Timestamp(body["send_at"]) == pd.Timestamp(early)
 
 
 @pytest.mark.redis

@@ -35,17 +35,17 @@ def hour_world(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_value_aware_settings_hold_pushes_and_report_value_per_1000(hour_world) -> None:
-    policies, labels = decision_variants([default_policy()], ["default"], [5.0, 10.0])
-    assert labels == ["default send-all", "default lambda=5", "default lambda=10"]
+    policies, labels = decision_variants([default_policy()], ["default"], [10.0, 200.0])
+    assert labels == ["default send-all", "default lambda=10", "default lambda=200"]
     report = simulate(hour_world, policies, ScheduleConfig(days=30, seed=1, slots=("10:00", "19:30")),
                       labels=labels)
-    send_all, lam5, lam10 = (outcome.total for outcome in report.outcomes)
-    assert send_all.held == 0 and lam10.held > 0
-    assert lam10.sent < send_all.sent
-    for tally in (send_all, lam5, lam10):
+    send_all, lam10, lam200 = (outcome.total for outcome in report.outcomes)
+    assert send_all.held == 0 and lam200.held > lam10.held
+    assert lam200.sent < send_all.sent
+    for tally in (send_all, lam10, lam200):
         assert tally.value_per_1k == pytest.approx(
             1000 * (tally.expected_opens - 10 * tally.expected_mutes) / tally.cardholders)
-    # holding for the better hour and the value bar: more opens per push than sending at every slot
+    # sending at the better hour of the day: more opens per push than sending at every slot
     assert lam10.opens_per_push > send_all.opens_per_push
 
 
