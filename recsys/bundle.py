@@ -33,6 +33,7 @@ from recsys.eligibility import card_tiers_of, epoch_micros, tier_table, valid_be
 from recsys.ids import IdIndex
 from recsys.models import IncompatibleModelError, Recommender, load_model
 from recsys.models.base import library_versions
+from recsys.response_model import PushResponseModel
 from recsys.times import utc_timestamp
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 BUNDLE_FORMAT = 1
 MANIFEST = "bundle.json"
 ITEM_COLUMNS = ("content_id", "kind", "tags", "valid_from", "valid_to", "card_tiers", "transactional")
+RESPONSE_DIR = "response"
 LIBRARIES = ("qianmian", "numpy", "scipy", "pandas", "lightfm-next", "implicit")
 
 
@@ -88,6 +90,7 @@ class ModelBundle:
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     user_features: sp.csr_matrix | None = None
+    response: PushResponseModel | None = None  # P(open), P(mute), best hours; None: not fitted
     versions: dict[str, str] = field(default_factory=bundle_versions)
     format_version: int = BUNDLE_FORMAT
 
@@ -123,6 +126,8 @@ class ModelBundle:
             self.item_meta.to_parquet(staging / "items.parquet", index=False)
             if self.user_features is not None:
                 sp.save_npz(staging / "user_features.npz", sp.csr_matrix(self.user_features))
+            if self.response is not None:
+                self.response.save(staging / RESPONSE_DIR)
             manifest = {
                 "format_version": self.format_version,
                 "model_kind": self.model.kind,
@@ -165,6 +170,8 @@ class ModelBundle:
             item_meta = pd.read_parquet(root / "items.parquet")
             features_path = root / "user_features.npz"
             user_features = sp.load_npz(features_path).tocsr() if features_path.is_file() else None
+            response_path = root / RESPONSE_DIR
+            response = PushResponseModel.load(response_path) if response_path.is_dir() else None
         except IncompatibleModelError as error:
             raise BundleError(f"{root}: {error}") from error
         except (OSError, ValueError) as error:
@@ -182,6 +189,7 @@ class ModelBundle:
                 metrics=manifest.get("metrics", {}),
                 params=manifest.get("params", {}),
                 user_features=user_features,
+                response=response,
                 versions=manifest.get("versions", {}),
                 format_version=found,
             )

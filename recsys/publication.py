@@ -76,6 +76,7 @@ redis.call('HSET', KEYS[1], 'complete', '1', 'users', ARGV[2])
 return 1
 """
 LEASE_SECONDS = 60.0
+RESPONSE_FIELD = "response:"  # meta hash fields holding the push response model's saved files
 
 
 class PublicationError(ValueError):
@@ -160,6 +161,7 @@ class PublishedVersion:
     manifest: dict[str, Any]
     arrays: dict[str, np.ndarray]
     builder_state: dict[str, Any] | None
+    response_files: dict[str, bytes] | None = None  # the push response model's saved files, if published
 
     @property
     def item_dtype(self) -> np.dtype:
@@ -242,6 +244,8 @@ class PublicationStore:
             for name, spec in manifest["arrays"].items():
                 arrays[name] = np.frombuffer(fields[f"array:{name}"], dtype="<f4").reshape(spec["shape"])
             builder = json.loads(fields["builder_state"]) if fields.get("builder_state") else None
+            response = {name[len(RESPONSE_FIELD):]: value for name, value in fields.items()
+                        if name.startswith(RESPONSE_FIELD)} or None
             for field in ("n_users", "items", "item_index_dtype", "feature_index_dtype"):
                 manifest[field]  # noqa: B018 - presence check
             users = int(fields.get("users", b"-1"))
@@ -254,7 +258,7 @@ class PublicationStore:
                 f"version {version} holds {users} cardholders, its manifest {manifest['n_users']}: "
                 "publish again"
             )
-        return PublishedVersion(version, manifest, arrays, builder)
+        return PublishedVersion(version, manifest, arrays, builder, response)
 
     def count_users(self, version: str, chunk: int = 5000) -> int:
         """User keys of `version` in Redis (a SCAN)."""
@@ -311,7 +315,8 @@ class PublicationWriter:
             )
 
     def write_meta(self, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
-                   builder_state: Mapping[str, Any] | None) -> None:
+                   builder_state: Mapping[str, Any] | None,
+                   response_files: Mapping[str, bytes] | None = None) -> None:
         manifest = dict(manifest)
         manifest["version"] = self.version
         manifest["arrays"] = {name: {"shape": list(np.shape(value))} for name, value in arrays.items()}
@@ -321,6 +326,8 @@ class PublicationWriter:
             mapping[f"array:{name}"] = np.ascontiguousarray(value, dtype="<f4").tobytes()
         if builder_state is not None:
             mapping["builder_state"] = json.dumps(builder_state)
+        for name, blob in (response_files or {}).items():
+            mapping[f"{RESPONSE_FIELD}{name}"] = blob
         self.store.client.hset(self.store.meta_key(self.version), mapping=mapping)
 
     def write_users(self, records: Iterable[tuple[str, bytes]], chunk: int = 2000) -> int:

@@ -190,6 +190,7 @@ def publish(
         "timezones": zone_names,
         "feature_names": list(builder.user_feature_names),
         "affine_features": affine is not None,
+        "response_model": bundle.response is not None,
         "feature_normalisation": affine[2] if affine is not None else None,
         "items": {
             "ids": item_ids,
@@ -227,7 +228,8 @@ def publish(
     writer: PublicationWriter = store.begin()
     try:
         try:
-            writer.write_meta(manifest, arrays, bundle.feature_state)
+            writer.write_meta(manifest, arrays, bundle.feature_state,
+                              None if bundle.response is None else bundle.response.to_files())
             stream = records()
             if records_hook is not None:
                 stream = records_hook(stream)

@@ -427,6 +427,27 @@ class PushResponseModel:
             raise IncompatibleModelError(f"{directory}: saved term layout does not match its arrays: refit")
         return model
 
+    def to_files(self) -> dict[str, bytes]:
+        """The saved form as `{file name: bytes}` (for stores that hold blobs, such as a publication)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="qianmian-response-") as scratch:
+            root = self.save(Path(scratch) / "model")
+            return {path.name: path.read_bytes() for path in sorted(root.iterdir()) if path.is_file()}
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes]) -> PushResponseModel:
+        """A model from `to_files` output; `IncompatibleModelError` when files are missing or foreign."""
+        import tempfile
+
+        missing = [name for name in (MANIFEST, ARRAYS) if name not in files]
+        if missing:
+            raise IncompatibleModelError(f"the saved response model lacks {missing}: publish it again")
+        with tempfile.TemporaryDirectory(prefix="qianmian-response-") as scratch:
+            for name in (MANIFEST, ARRAYS):
+                (Path(scratch) / name).write_bytes(files[name])
+            return cls.load(scratch)
+
 
 class WorldResponse:
     """A fitted model behind the simulator's `Response` protocol: users and items are positions in the

@@ -19,7 +19,9 @@ import numpy as np
 
 from recsys.caps.decisions import Candidate
 from recsys.eligibility import cardholder_items, tier_table, valid_between
-from recsys.publication import PublishedVersion, UserRecord
+from recsys.models.base import IncompatibleModelError
+from recsys.publication import PublicationError, PublishedVersion, UserRecord
+from recsys.response_model import PushResponseModel
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +135,13 @@ class LiveModel:
         self._valid_cache: tuple[float, np.ndarray] | None = None
         self.item_dtype = published.item_dtype
         self.feature_dtype = published.feature_dtype
+        self.response: PushResponseModel | None = None  # None: published without response models
+        if published.response_files:
+            try:
+                self.response = PushResponseModel.from_files(published.response_files)
+            except (IncompatibleModelError, OSError, ValueError) as error:
+                raise PublicationError(f"version {self.version}: its response model cannot be read "
+                                       f"({error}): publish again") from error
 
     def cap_candidates(self, campaign: str | None) -> list[Candidate]:
         """Caps candidates for every item (built once per campaign name, reused by every request)."""

@@ -1,17 +1,34 @@
-"""Rank requests end to end: published record -> pipeline -> caps over the ordered list -> top k allowed.
+"""Rank requests end to end: published record -> pipeline -> send or hold -> caps over the ordered list
+-> top k allowed.
 
-A batch reads every cardholder's record in one MGET and decides all of them in one caps call.
+A batch reads every cardholder's record in one MGET, their caps state in one pipelined read when the
+version has response models (`recsys.decision`), and decides all of them in one caps call.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from difflib import get_close_matches
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from recsys.caps.decisions import CapRequest, UserDecision
+import numpy as np
+
+from recsys.caps.decisions import CapRequest, UserDecision, to_ms
+from recsys.decision import (
+    DECISIONS_OFF,
+    HOLD,
+    NO_RESPONSE_MODEL,
+    SEND,
+    Verdict,
+    decide,
+    later_hours,
+    monthly_slots_left,
+    recent_marketing,
+)
 from recsys.publication import decode_user
 from recsys.times import iso_utc
 from serving.errors import UnknownFeaturesError
@@ -73,10 +90,79 @@ def registry_of(model: LiveModel | None) -> dict[str, str | None]:
             "registry_version": manifest.get("registry_version")}
 
 
-def cap_request(model: LiveModel, user: Representation, request: RankRequest, ranked: Ranked) -> CapRequest:
+@dataclass(frozen=True)
+class Outlook:
+    """The send or hold verdict for a cardholder's top push, and P(open), P(mute) of the candidates now."""
+
+    verdict: Verdict
+    p_open: np.ndarray | None  # aligned with ranked.items[:decide_width(k)]; None without a response model
+    p_mute: np.ndarray | None
+    best_hours: list[int]
+
+
+def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
+             requests: Sequence[RankRequest], ranked_all: Sequence[Ranked],
+             clock: datetime) -> list[Outlook | None]:
+    """Outlooks for every request with candidates (see `recsys.decision`); one caps read for the batch."""
+    model, policy = snapshot.model, snapshot.policy.policy
+    rows = [i for i, ranked in enumerate(ranked_all) if len(ranked.items)]
+    out: list[Outlook | None] = [None] * len(requests)
+    response = model.response
+    if response is None or not policy.decision.enabled:
+        reason = NO_RESPONSE_MODEL if response is None else DECISIONS_OFF
+        for i in rows:
+            now = requests[i].now or clock
+            out[i] = Outlook(Verdict(SEND, reason, now.astimezone(UTC), float("nan")), None, None, [])
+        return out
+    if not rows:
+        return out
+    records = engine.load_records([requests[i].user_id for i in rows])
+    user_rows = response.user_rows([requests[i].user_id for i in rows])
+    best = response.best_hours(user_rows, k=3)
+    # one flat query: every candidate at the current hour, then the top candidate at each later hour
+    who, what, hours, recent, spans = [], [], [], [], []
+    plans = []
+    for slot, i in enumerate(rows):
+        request, ranked = requests[i], ranked_all[i]
+        now = request.now or clock
+        zone = ZoneInfo(users[i].timezone or policy.default_timezone)
+        local = now.astimezone(zone)
+        now_ms = to_ms(now)
+        count = recent_marketing(records[slot], now_ms) + 1
+        items = ranked.items[:decide_width(request.k)]
+        later = later_hours(local, policy.quiet_hours)
+        start = len(who)
+        who += [slot] * (len(items) + len(later))
+        what += items.tolist() + [int(items[0])] * len(later)
+        hours += [local.hour] * len(items) + [moment.hour for moment in later]
+        recent += [count] * (len(items) + len(later))
+        spans.append((start, len(items), later))
+        month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        next_month = (month_start.replace(day=28) + timedelta(days=4)).replace(day=1)
+        plans.append((now, monthly_slots_left(policy, records[slot], to_ms(month_start), now_ms),
+                      (next_month - local).total_seconds() / 86_400))
+    item_index = np.asarray(what, dtype=np.int64)
+    item_rows = response.item_rows(np.asarray(model.item_ids, dtype=object)[item_index],
+                                   np.asarray(model.kinds, dtype=object)[item_index])
+    query = (user_rows.take(np.asarray(who, dtype=np.int64)), item_rows, np.asarray(hours),
+             np.asarray(recent))
+    p_open, p_mute = response.open_probability(*query), response.mute_probability(*query)
+    value = p_open - policy.decision.mute_weight * p_mute
+    for slot, i in enumerate(rows):
+        start, width, later = spans[slot]
+        now, slots_left, days_left = plans[slot]
+        later_values = list(zip(later, value[start + width:start + width + len(later)].tolist(), strict=True))
+        verdict = decide(policy.decision, float(value[start]), later_values, now, slots_left, days_left)
+        out[i] = Outlook(verdict, p_open[start:start + width], p_mute[start:start + width], best[slot])
+    return out
+
+
+def cap_request(model: LiveModel, user: Representation, request: RankRequest, ranked: Ranked,
+                outlook: Outlook | None = None) -> CapRequest:
     candidates = model.cap_candidates(request.campaign)
     chosen = tuple([candidates[i] for i in ranked.items[:decide_width(request.k)].tolist()])
-    return CapRequest(request.user_id, chosen, user.timezone, request.reserve and bool(chosen))
+    sending = outlook is None or outlook.verdict.decision == SEND
+    return CapRequest(request.user_id, chosen, user.timezone, request.reserve and bool(chosen) and sending)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -84,7 +170,8 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: RankRequest,
-           ranked: Ranked, decision: UserDecision | None, now: datetime) -> dict[str, Any]:
+           ranked: Ranked, decision: UserDecision | None, now: datetime,
+           outlook: Outlook | None = None) -> dict[str, Any]:
     """The response body for one cardholder (times as ISO 8601 strings, as the JSON has them)."""
     chosen: list[int] = []
     blocks: list[dict[str, Any]] = []
@@ -114,7 +201,20 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
          "score": score, "reason": reason}
         for i, score, reason in zip(items.tolist(), scores, reasons, strict=True)
     ]
+    if outlook is not None and outlook.p_open is not None:
+        for body_item, position in zip(body_items, chosen, strict=True):
+            body_item["p_open"] = float(outlook.p_open[position])
+            body_item["p_mute"] = float(outlook.p_mute[position])
     allowed = bool(chosen)
+    caps_next = _iso(now if allowed else decision.eligible_at if decision is not None else None)
+    if not allowed:
+        verdict = {"decision": HOLD, "reason": "caps: " + (", ".join(b["rule"] for b in blocks) or "blocked"),
+                   "send_at": caps_next}
+    elif outlook is None:
+        verdict = {"decision": SEND, "reason": NO_RESPONSE_MODEL, "send_at": _iso(now.astimezone(UTC))}
+    else:
+        verdict = {"decision": outlook.verdict.decision, "reason": outlook.verdict.reason,
+                   "send_at": _iso(outlook.verdict.send_at)}
     # fewer than k although eligible candidates were left beyond those the caps looked at
     short = len(chosen) < request.k and len(ranked.items) > decide_width(request.k)
     return {
@@ -127,8 +227,7 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
         "caps": {
             "allowed": allowed,
             "blocks": blocks,
-            "next_eligible_at": _iso(now if allowed
-                                     else decision.eligible_at if decision is not None else None),
+            "next_eligible_at": caps_next,
             "policy_version": (decision.policy_version if decision is not None
                                else snapshot.policy.policy.version),
             "short": short,
@@ -136,6 +235,8 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
         "push_id": reservation.push_id if reservation is not None else None,
         "reservation_expires_at": _iso(reservation.expires_at) if reservation is not None else None,
         "skipped": [{"content_id": c, "reason": r} for c, r in ranked.skipped],
+        **verdict,
+        "best_hours": [] if outlook is None else outlook.best_hours,
     }
 
 
@@ -164,10 +265,11 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
         for i in indices:
             if requests[i].candidates is not None:
                 ranked_all[i] = model.rank(users[i], now, requests[i].candidates, valid)
+    looks = outlooks(snapshot, state.engine, users, requests, ranked_all, clock)
     cap_requests, positions = [], []
     for index, (user, request, ranked) in enumerate(zip(users, requests, ranked_all, strict=True)):
         if len(ranked.items):
-            cap_requests.append(cap_request(model, user, request, ranked))
+            cap_requests.append(cap_request(model, user, request, ranked, looks[index]))
             positions.append(index)
     decisions: list[UserDecision | None] = [None] * len(requests)
     if cap_requests:
@@ -182,8 +284,9 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
     bodies = []
     rules: Counter[str] = Counter()
     fallbacks: Counter[str] = Counter()
-    for user, request, ranked, decision in zip(users, requests, ranked_all, decisions, strict=True):
-        body = answer(model, snapshot, user, request, ranked, decision, request.now or clock)
+    rows = zip(users, requests, ranked_all, decisions, looks, strict=True)
+    for user, request, ranked, decision, look in rows:
+        body = answer(model, snapshot, user, request, ranked, decision, request.now or clock, look)
         bodies.append(body)
         caps = body["caps"]
         if caps["allowed"]:

@@ -140,6 +140,8 @@ class RankedItem(BaseModel):
     reason: str
     title: str
     kind: str
+    p_open: float | None = Field(None, description="P(open) at the request's local hour (response models).")
+    p_mute: float | None = Field(None, description="P(mute or unfollow) at the request's local hour.")
 
 
 class CapBlock(BaseModel):
@@ -183,6 +185,14 @@ class RankResponse(BaseModel):
     caps: CapsDecision
     push_id: str | None = None
     reservation_expires_at: UtcTime | None = None
+    decision: Literal["send", "hold"] = Field(
+        "send", description="Send the first item now, or hold (recsys.decision); reserve only on send.")
+    reason: str = Field("", description="Why send or hold, e.g. 'better hour later: 19:00 local ...'.")
+    send_at: UtcTime | None = Field(
+        None, description="Suggested send time (UTC): now on send, the better hour or the caps' next "
+        "eligible time on hold, null when nothing today is worth it.")
+    best_hours: list[int] = Field(default_factory=list,
+                                  description="The cardholder's best local send hours, best first.")
     skipped: list[Skipped] = Field(default_factory=list,
                                    description="Requested candidates that could not be ranked, and why.")
 

@@ -136,7 +136,13 @@ class ServingState:
             from features.builder import FeatureBuilder
 
             builder = FeatureBuilder.from_dict(published.builder_state)
-        self._model = LiveModel(published, builder)
+        try:
+            self._model = LiveModel(published, builder)
+        except PublicationError as error:
+            self.last_error = f"live version {version} refused: {error}"
+            self._refused = version
+            logger.error("cannot load publication %s: %s", version, error)
+            return
         self._swap_records(version)
         self.last_error = None
         self._refused = None

@@ -70,6 +70,7 @@ class TrainResult:
     registered_name: str | None = None
     champion_moved: bool = False
     decision: str = ""
+    response_report: Any = None  # training.response.ResponseFitReport, when the response models were fitted
     bundle_path: Path | None = None
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -205,8 +206,15 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
                 truth_rates["open_rate_top1.lift_vs_popularity"] = (
                     truth_rates[f"open_rate_top1.{MODEL_NAME}"] / base)
 
+    # push response models (P(open), P(mute), best hours): fitted after the ranking model, bundled with it
+    from training.response import fit_for_training
+
+    with stages.stage("fit response models"):
+        response, response_report = fit_for_training(dataset, as_of, echo)
+
     result = TrainResult(as_of=as_of, split=holdout.split, results=results, truth=truth_rates, lift=lift,
-                         timings=stages.timings, curves=curves, comparisons=comparisons)
+                         timings=stages.timings, curves=curves, comparisons=comparisons,
+                         response_report=response_report)
     result.summary = {
         "data_dir": str(options.data_dir), "as_of": as_of.isoformat(), "split": holdout.split.isoformat(),
         "holdout_users": holdout.n_users, "holdout_cold_users": int(holdout.cold.sum()),
@@ -218,7 +226,7 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
         model=final_model, users=final_data.users, items=final_data.items, feature_state=builder.to_dict(),
         item_meta=item_metadata(dataset.content, final_data.items), user_segments=final_data.user_segments,
         as_of=as_of, metrics={**prefixed(results[MODEL_NAME]), **truth_rates}, params=config.to_dict(),
-        user_features=final_data.user_features,
+        user_features=final_data.user_features, response=response,
     )
     staging = Path(tempfile.mkdtemp(prefix="qianmian-train-"))
     try:
@@ -364,6 +372,10 @@ def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging
             for step, value in enumerate(values, start=1):
                 run.log_metrics({f"epoch.{name}": value}, step=step)
         run.log_artifacts(report_dir, "report")
+        if result.response_report is not None:
+            from training.response import log_report
+
+            log_report(run, result.response_report)
         result.model_uri = run.log_bundle(bundle_dir)
         result.run_id = run.run_id
     if not options.register:

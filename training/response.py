@@ -451,3 +451,28 @@ def bundle_scorer(bundle: Any, dataset: Dataset, as_of: pd.Timestamp) -> Scorer:
         return np.where(items >= 0, out, 0.0)
 
     return score
+
+
+def fit_for_training(dataset: Dataset, as_of: pd.Timestamp, echo: Callable[[str], None],
+                     config: ResponseFitConfig | None = None
+                     ) -> tuple[PushResponseModel | None, ResponseFitReport | None]:
+    """The response models for `recsys train`: fitted, or (None, None) with the reason echoed when the
+    push log cannot support them (the bundle then ranks without a decision model)."""
+    try:
+        model, report = fit_response_models(dataset, as_of, config)
+    except ResponseFitError as error:
+        echo(f"  response models not fitted: {error}")
+        return None, None
+    for target in TARGETS:
+        echo(f"  P({target}) holdout: {report.holdout[target].summary()}")
+    return model, report
+
+
+def log_report(run: Any, report: ResponseFitReport) -> None:
+    """Log `report` on a `training.tracking.Tracker` run: its figures and the reliability curves."""
+    run.log_metrics(report.metrics())
+    run.log_dict({"as_of": report.as_of.isoformat(), "holdout_from": report.holdout_from.isoformat(),
+                  "pushes": report.pushes, "platt": {t: list(p) for t, p in report.platt.items()},
+                  "holdout": {t: c.to_dict() for t, c in report.holdout.items()},
+                  "holdout_raw": {t: c.to_dict() for t, c in report.holdout_raw.items()}},
+                 "response/calibration.json")

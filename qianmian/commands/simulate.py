@@ -55,6 +55,10 @@ def simulate(
         help="The scheduler's send slots each day, local times in --scheduler-timezone, comma-separated."),
     scheduler_timezone: str = typer.Option(
         "Asia/Shanghai", "--scheduler-timezone", help="Zone of the scheduler's send slots."),
+    mute_weights: str | None = typer.Option(
+        None, "--mute-weights",
+        help="Compare send or hold settings: each policy as send-all and value-aware at each of these "
+             "mute weights (lambda), e.g. 5,10,20. Needs --model with response models."),
     progress: bool = typer.Option(False, "--progress", help="Show a progress bar."),
 ) -> None:
     """Replay a period under each policy and compare pushes, reach, opens and mutes, overall and by segment.
@@ -75,7 +79,7 @@ def simulate(
     from recsys.models import IncompatibleModelError
     from recsys.simulation.charts import write_charts
     from recsys.simulation.report import render_tables
-    from recsys.simulation.runner import ScheduleConfig
+    from recsys.simulation.runner import ScheduleConfig, decision_variants
     from recsys.simulation.runner import simulate as run
     from recsys.simulation.vector_caps import SimulationError
     from recsys.simulation.world import load_world
@@ -103,6 +107,16 @@ def simulate(
         world = load_world(data, truth_path=truth, bundle=bundle, bundle_label=model or "", k=candidates,
                            max_users=users, seed=seed)
         loaded_in = time.perf_counter() - began
+        if mute_weights is not None:
+            if world.decision_model is None:
+                raise SimulationError("--mute-weights compares send or hold settings, which need response "
+                                      "models: give --model with a bundle trained by this version")
+            try:
+                weights = [float(part) for part in mute_weights.split(",") if part.strip()]
+            except ValueError as error:
+                message = f"--mute-weights {mute_weights!r}: give numbers, e.g. 5,10,20"
+                raise SimulationError(message) from error
+            loaded, labels = decision_variants(loaded, labels, weights)
         bar = None
         if progress:
             from tqdm import tqdm

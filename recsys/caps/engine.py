@@ -191,6 +191,10 @@ class CapEngine(abc.ABC):
     def load_record(self, user_id: str) -> rules.CardholderRecord:
         """A copy of everything stored about a cardholder (for `state` and audits)."""
 
+    def load_records(self, user_ids: Sequence[str]) -> list[rules.CardholderRecord]:
+        """`load_record` for each of `user_ids` (stores override it with one round trip)."""
+        return [self.load_record(user_id) for user_id in user_ids]
+
     def state(
         self, user_id: str, *, timezone: str | None = None, now: datetime | None = None
     ) -> CardholderState:

@@ -22,6 +22,8 @@ Document shape (every key except `version` is optional; see `default_policy.yaml
     transactional: {counts_toward_limits: false}
     campaign_throttle: {max: 500, per: 1s, campaigns: {spring-sale: {max: 50, per: 1s}}}
     retention: 400d                 # idle cardholder state is dropped after this (memory bound)
+    decision: {mute_weight: 10, min_value: 0, hour_margin: 0.1,   # send or hold (recsys.decision)
+               pacing: {min_value: 0.02, days_per_slot: 3}}
     override_no_limits: "reason"    # required to store a policy with no limit on all marketing
 
 Durations are integers (seconds) or strings `<n>s|m|h|d|w` (e.g. `90s`, `30m`, `12h`, `7d`), at most
@@ -289,6 +291,30 @@ class CampaignThrottle(_Frozen):
         return self.max, self.per
 
 
+class Pacing(_Frozen):
+    """While the month has more days left than `days_per_slot` x the cardholder's remaining monthly
+    slots, a push must be worth `min_value` (a higher bar than `Decision.min_value`): early slots are
+    kept for better content; as the month runs out the bar falls back to `Decision.min_value`."""
+
+    min_value: float = Field(0.02, ge=-1.0, le=1.0)
+    days_per_slot: float = Field(3.0, ge=0.0, le=31.0)
+
+
+class Decision(_Frozen):
+    """Whether a ranked push goes now (`recsys.decision`): its value is p_open - mute_weight x p_mute.
+
+    Hold when the value is below `min_value`, when a later hour of the cardholder's local day (outside
+    quiet hours) is worth more than (1 + `hour_margin`) x now, or under `pacing`. `enabled: false`
+    sends whatever the caps allow (the engine before response models).
+    """
+
+    enabled: bool = True
+    mute_weight: float = Field(10.0, ge=0.0, le=1000.0)
+    min_value: float = Field(0.0, ge=-1.0, le=1.0)
+    hour_margin: float = Field(0.1, ge=0.0, le=10.0)
+    pacing: Pacing | None = Field(default_factory=Pacing)
+
+
 class Policy(_Frozen):
     """A validated, immutable anti-disturbance policy. Build with `parse_policy` or `load_policy`."""
 
@@ -306,6 +332,7 @@ class Policy(_Frozen):
     transactional: Transactional = Field(default_factory=Transactional)
     campaign_throttle: CampaignThrottle | None = None
     retention: Duration = 400 * DAY
+    decision: Decision = Field(default_factory=Decision)
     override_no_limits: str | None = Field(
         None, min_length=10, max_length=500,
         description="Why this policy may cap no marketing push by count (stored with its author).",

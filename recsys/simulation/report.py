@@ -16,6 +16,11 @@ METRICS = (
     ("opens_per_push", "expected opens per push"),
     ("expected_mutes", "expected mutes/unfollows"),
     ("mutes_per_1k_pushes", "expected mutes per 1,000 pushes"),
+    ("pushes_per_1k", "pushes per 1,000 cardholders"),
+    ("opens_per_1k", "expected opens per 1,000 cardholders"),
+    ("mutes_per_1k", "expected mutes per 1,000 cardholders"),
+    ("value_per_1k", "value (opens - 10 x mutes) per 1,000 cardholders"),
+    ("held", "requests held by the send or hold decision"),
     ("blocked", "requests blocked"),
     ("deferred_quiet_hours", "requests deferred to the end of quiet hours"),
 )
@@ -26,6 +31,9 @@ SEGMENT_METRICS = (
     ("opens_per_push", "opens per push"),
     ("expected_mutes", "expected mutes"),
 )
+
+
+VALUE_MUTE_WEIGHT = 10.0  # the issue's value: opens - 10 x mutes
 
 
 @dataclass
@@ -43,6 +51,7 @@ class Tally:
     blocked: int = 0
     no_candidate: int = 0
     deferred_quiet_hours: int = 0
+    held: int = 0  # allowed by the caps, held by the decision (recsys.decision)
     # blocked requests each rule alone blocked (it blocked every candidate); `combined` when none did
     blocked_by_rule: dict[str, int] = field(default_factory=dict)
     # the same, charged to the first such rule in report order only: sums to `blocked`
@@ -56,10 +65,35 @@ class Tally:
     def mutes_per_1k_pushes(self) -> float:
         return 1000.0 * self.expected_mutes / self.sent if self.sent else 0.0
 
+    @property
+    def value(self) -> float:
+        """Expected opens - VALUE_MUTE_WEIGHT x expected mutes: a mute loses the cardholder for good."""
+        return self.expected_opens - VALUE_MUTE_WEIGHT * self.expected_mutes
+
+    def per_1k(self, amount: float) -> float:
+        return 1000.0 * amount / self.cardholders if self.cardholders else 0.0
+
+    @property
+    def pushes_per_1k(self) -> float:
+        return self.per_1k(self.sent)
+
+    @property
+    def opens_per_1k(self) -> float:
+        return self.per_1k(self.expected_opens)
+
+    @property
+    def mutes_per_1k(self) -> float:
+        return self.per_1k(self.expected_mutes)
+
+    @property
+    def value_per_1k(self) -> float:
+        return self.per_1k(self.value)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["opens_per_push"] = self.opens_per_push
-        data["mutes_per_1k_pushes"] = self.mutes_per_1k_pushes
+        for name in ("opens_per_push", "mutes_per_1k_pushes", "value", "pushes_per_1k", "opens_per_1k",
+                     "mutes_per_1k", "value_per_1k"):
+            data[name] = getattr(self, name)
         return data
 
 
@@ -104,7 +138,7 @@ class SimulationReport:
 def _fmt(value: float | int, metric: str) -> str:
     if metric == "opens_per_push":
         return f"{value:.3f}"
-    if metric == "mutes_per_1k_pushes":
+    if metric in ("mutes_per_1k_pushes", "mutes_per_1k"):
         return f"{value:.2f}"
     if isinstance(value, float):
         return f"{value:,.1f}"

@@ -96,7 +96,9 @@ class FittedResponse:
     n_pushes: int
     window_days: int = WINDOW_DAYS
 
-    def open_probability(self, users: np.ndarray, items: np.ndarray, recent_pushes: np.ndarray) -> np.ndarray:
+    def open_probability(self, users: np.ndarray, items: np.ndarray, recent_pushes: np.ndarray,
+                         local_hours: np.ndarray | None = None) -> np.ndarray:
+        """P(open); this segment model has no hour terms, so `local_hours` does not change it."""
         users, items = np.broadcast_arrays(np.asarray(users), np.asarray(items))
         cell = self.user_cell[users] * self.n_kinds + self.item_kind[items]
         z = self.open_cell[cell] + self.item_appeal[items] - self.open_fatigue * np.asarray(recent_pushes)

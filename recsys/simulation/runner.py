@@ -24,12 +24,13 @@ import re
 import time as timer
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from recsys.caps.policy import Policy
-from recsys.simulation.clock import ZoneClock
+from recsys.decision import SEND, decide, is_quiet, monthly_cap
+from recsys.simulation.clock import LocalFields, ZoneClock
 from recsys.simulation.report import PolicyOutcome, SimulationReport, Tally
 from recsys.simulation.vector_caps import SimulationError, VectorCapEngine, bits
 from recsys.simulation.world import SimWorld
@@ -135,7 +136,7 @@ class _Accumulator:
         self.sizes = {name: int(codes.max(initial=-1)) + 1 for name, codes in self.groups.items()}
         self.sums = {name: {key: np.zeros(size) for key in (
             "attempts", "sent", "expected_opens", "expected_mutes", "opens", "mutes", "blocked",
-            "no_candidate", "deferred_quiet_hours")} for name, size in self.sizes.items()}
+            "no_candidate", "deferred_quiet_hours", "held")} for name, size in self.sizes.items()}
         self.by_rule = {name: np.zeros((size, self.n_rules)) for name, size in self.sizes.items()}
         self.first_rule = {name: np.zeros((size, self.n_rules)) for name, size in self.sizes.items()}
         self.reached = np.zeros(world.n_users, dtype=bool)
@@ -174,6 +175,7 @@ class _Accumulator:
             blocked=int(sums["blocked"]),
             no_candidate=int(sums["no_candidate"]),
             deferred_quiet_hours=int(sums["deferred_quiet_hours"]),
+            held=int(sums["held"]),
             blocked_by_rule=self._by_rule(self.by_rule[name][code]),
             blocked_first_rule=self._by_rule(self.first_rule[name][code]),
         )
@@ -232,6 +234,9 @@ def simulate_policy(
     safe = np.where(present, candidates, 0)
     response_users = world.response_users[asked]
     n_slots = instants.shape[1]
+    deciding = world.decision_model is not None and policy.decision.enabled
+    month_sent = np.zeros(world.n_users, dtype=np.int64)  # marketing pushes this local month (decisions)
+    month_of = np.full(world.n_users, -1, dtype=np.int64)
     following = np.r_[instants.reshape(-1)[1:], instants[-1, -1] + 86400]
     for day in range(config.days):
         recent[:, day % window_days] = 0
@@ -276,8 +281,23 @@ def simulate_policy(
             sent_at = now[chosen]
             column = day % window_days
             frequency = recent[rows].sum(axis=1) + 1  # this push included
+            fields = clock.local_fields(sent_at, rows)
+            if deciding:
+                new_month = fields.month_start != month_of[rows]
+                month_sent[rows[new_month]] = 0
+                month_of[rows] = fields.month_start
+                send, send_at = _decisions(world, policy, clock, rows, items, frequency, sent_at, fields,
+                                           month_sent[rows])
+                acc.add("held", rows[~send])
+                chosen, rows, items = chosen[send], rows[send], items[send]
+                sent_at, frequency = send_at[send], frequency[send]
+                # a send at a better hour later today: same local day, so the day and month are unchanged
+                fields = LocalFields(fields.day_start[send], fields.month_start[send],
+                                     sent_at - fields.day_start[send])
+                month_sent[rows] += 1
+            hours = fields.second_of_day // 3600
             users, response_items = response_users[chosen], world.response_items[items]
-            p_open = world.response.open_probability(users, response_items, frequency)
+            p_open = world.response.open_probability(users, response_items, frequency, local_hours=hours)
             p_mute = world.response.mute_probability(users, frequency, response_items)
             opened = draws[0, rows] < p_open
             muted = draws[1, rows] < p_mute
@@ -318,6 +338,55 @@ def simulate_policy(
         daily={key: values.tolist() for key, values in acc.daily.items()},
         seconds=seconds,
     )
+
+
+def _decisions(world: SimWorld, policy: Policy, clock: ZoneClock, rows: np.ndarray, items: np.ndarray,
+               recent: np.ndarray, now: np.ndarray, fields: LocalFields,
+               month_sent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: send (bool) and when (epoch seconds), as the API decides (`recsys.decision.decide`) with the
+    world's decision model (the published response model), valued at every local hour of the day at once."""
+    settings = policy.decision
+    model = world.decision_model
+    users = world.decision_users[rows]
+    grid = (len(rows), 24)
+    users, items, recent = (np.broadcast_to(np.asarray(a)[:, None], grid) for a in (users, items, recent))
+    every_hour = np.broadcast_to(np.arange(24)[None, :], grid)
+    value = (model.open_probability(users, items, recent, local_hours=every_hour)
+             - settings.mute_weight * model.mute_probability(users, recent, items, local_hours=every_hour))
+    quiet = np.array([is_quiet(policy.quiet_hours, datetime(2000, 1, 1, hour)) for hour in range(24)])
+    cap = monthly_cap(policy)
+    next_month = clock.local_fields(fields.month_start + 32 * 86400, rows).month_start
+    hour_now = fields.second_of_day // 3600
+    out = np.zeros(len(rows), dtype=bool)
+    when = np.asarray(now, dtype=np.int64).copy()
+    for j in range(len(rows)):
+        later = [(datetime.fromtimestamp(int(fields.day_start[j]) + 3600 * hour, UTC), float(value[j, hour]))
+                 for hour in range(int(hour_now[j]) + 1, 24) if not quiet[hour]]
+        verdict = decide(settings, float(value[j, hour_now[j]]), later,
+                         datetime.fromtimestamp(int(now[j]), UTC),
+                         None if cap is None else max(0, cap - int(month_sent[j])),
+                         (int(next_month[j]) - int(now[j])) / 86400)
+        out[j] = verdict.decision == SEND
+        if verdict.send_at is not None:
+            when[j] = max(int(now[j]), int(verdict.send_at.timestamp()))
+    return out, when
+
+
+def decision_variants(policies: Sequence[Policy], labels: Sequence[str], mute_weights: Sequence[float]
+                      ) -> tuple[list[Policy], list[str]]:
+    """Each policy as send-all (decisions off) and value-aware at each mute weight (lambda)."""
+    out_policies, out_labels = [], []
+    for policy, label in zip(policies, labels, strict=True):
+        off = policy.decision.model_copy(update={"enabled": False})
+        out_policies.append(policy.model_copy(update={"decision": off}))
+        out_labels.append(f"{label} send-all")
+        for weight in mute_weights:
+            if not 0 <= weight <= 1000:
+                raise SimulationError(f"mute weight {weight:g} is outside 0-1000 (the policy's bounds)")
+            on = policy.decision.model_copy(update={"enabled": True, "mute_weight": float(weight)})
+            out_policies.append(policy.model_copy(update={"decision": on}))
+            out_labels.append(f"{label} lambda={weight:g}")
+    return out_policies, out_labels
 
 
 def unique_labels(policies: Sequence[Policy], labels: Sequence[str] | None) -> list[str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,8 @@ DEFAULT_CANDIDATES = 20  # ranked candidates per cardholder the caps may choose 
 class Response(Protocol):
     """How cardholders answer a push; indices are the response model's own user / item positions."""
 
-    def open_probability(self, users: np.ndarray, items: np.ndarray, recent_pushes: np.ndarray) -> np.ndarray:
+    def open_probability(self, users: np.ndarray, items: np.ndarray, recent_pushes: np.ndarray,
+                         local_hours: np.ndarray | None = None) -> np.ndarray:
         ...
 
     def mute_probability(self, users: np.ndarray, recent_pushes: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -88,6 +89,9 @@ class SimWorld:
     as_of: pd.Timestamp
     response_source: str
     ranking_source: str
+    # the engine's own response model (a bundle's, behind `WorldResponse`): what send or hold decides with
+    decision_model: Any = None
+    decision_users: np.ndarray | None = None  # row -> decision model user index
 
     @property
     def n_users(self) -> int:
@@ -110,6 +114,7 @@ class SimWorld:
             segments={name: labels[rows] for name, labels in self.segments.items()},
             candidates=self.candidates[rows],
             response_users=self.response_users[rows],
+            decision_users=None if self.decision_users is None else self.decision_users[rows],
             history=self.history.subset(rows),
         )
 
@@ -267,6 +272,12 @@ def load_world(
         response_source=response_source,
         ranking_source=ranking_source,
     )
+    if bundle is not None and bundle.response is not None:
+        from recsys.response_model import WorldResponse
+
+        world = replace(world, decision_model=WorldResponse(bundle.response, user_ids, content_ids,
+                                                            kinds=items.kinds),
+                        decision_users=np.arange(len(user_ids), dtype=np.int64))
     logger.info("simulation world: %d cardholders, %d contents, as of %s; ranking: %s; response: %s",
                 world.n_users, len(content_ids), as_of.isoformat(), ranking_source, response_source)
     return world

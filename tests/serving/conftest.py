@@ -50,6 +50,22 @@ def bundle(bundle_path: Path):
     return ModelBundle.load(bundle_path)
 
 
+@pytest.fixture(scope="session")
+def response_bundle(bundle, dataset, as_of_session: pd.Timestamp):
+    """The serving bundle with response models fitted on the world's push log (as `recsys train` does)."""
+    from dataclasses import replace
+
+    from training.response import fit_response_models
+
+    model, _ = fit_response_models(dataset, as_of_session)
+    return replace(bundle, response=model)
+
+
+@pytest.fixture(scope="session")
+def as_of_session(dataset) -> pd.Timestamp:
+    return dataset.time_range()[1]
+
+
 @pytest.fixture
 def store(redis_client: redis.Redis, key_prefix: str):
     from recsys.publication import PublicationStore

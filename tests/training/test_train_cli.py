@@ -90,6 +90,18 @@ def test_train_logs_registers_and_moves_champion_only_when_better(home: Path, sm
     assert metrics["ndcg_at_10.low"] <= metrics["ndcg_at_10"] <= metrics["ndcg_at_10.high"]
     assert "95% paired-bootstrap interval" in result.output and "per slice" in result.output
     assert metrics["open_rate_top1.lightfm"] <= metrics["open_rate_top1.truth_best"]
+    # the push response models are fitted after the ranking model, tracked in its run, saved in its bundle
+    for key in ("response.open.ece", "response.open.log_loss", "response.open.base_log_loss",
+                "response.mute.brier", "response.pushes.holdout"):
+        assert key in metrics, key
+    calibration = track.client.download_artifacts(champion.run_id, "response/calibration.json", str(tmp_path))
+    curve = json.loads(Path(calibration).read_text())["holdout"]["open"]["curve"]
+    assert len(curve) >= 2 and all(0.0 <= point["observed_rate"] <= 1.0 for point in curve)
+    from recsys.bundle import ModelBundle
+
+    assert (bundle_out / "response" / "model.json").is_file()
+    response = ModelBundle.load(bundle_out).response
+    assert response is not None and "fit response models" in result.output
     assert len(track.client.get_metric_history(champion.run_id, "epoch.ndcg_at_10")) == 6
     artifacts = {item.path for item in track.client.list_artifacts(champion.run_id, "report")}
     assert {"report/metrics.png", "report/epochs.png", "report/scores.png", "report/report.json"} <= artifacts

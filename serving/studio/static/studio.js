@@ -230,7 +230,11 @@
                     "no_repeat.window": "forever", "fatigue.after_unopened": 3, "fatigue.pause": "14d",
                     "campaign_throttle.max": 500, "campaign_throttle.per": "1s"};
 
+  // the send or hold settings have no form fields yet: a loaded policy's block is kept as it is
+  let carriedDecision = null;
+
   function fillForm(policy) {
+    carriedDecision = policy.decision ?? null;
     SIMPLE.forEach((name) => {
       const value = get(policy, name);
       field(name).value = value == null ? (DEFAULTS[name] ?? "") : String(value);
@@ -305,6 +309,9 @@
                                   campaigns};
     } else {
       policy.campaign_throttle = null;
+    }
+    if (carriedDecision != null) {
+      policy.decision = carriedDecision;
     }
     return policy;
   }

@@ -1,0 +1,329 @@
+"""Closed-loop month: a scheduler drives the real ranking API over HTTP for one calendar month.
+
+A generated world with hour preference (--users cardholders, ending 2026-10-31) gets a small LightFM
+bundle with response models fitted on its push log; the bundle is published twice into Redis
+(RECSYS_REDIS_URL, else an embedded server; own key prefixes, deleted afterwards) and `recsys serve`
+runs once per engine: value-aware (the default policy's decision block) and send-all (the same policy,
+`decision.enabled: false`). Each day of November at 10:00 and 19:30 Asia/Shanghai the scheduler calls
+`/v1/rank/batch` (k=1, reserve=true) for every opted-in cardholder, sends only `send` answers that
+carry a push id, draws opens and mutes from the world's hidden truth at the push's local hour (the same
+uniforms for every engine), and posts sent / opened / muted events back. Beside them in the same run:
+a weekly broadcast of the most-read item (Mondays 10:00, to every opted-in, unmuted cardholder).
+
+Prints pushes, opens, mutes, value = opens - 10 x mutes and cap violations (more than 1 a local day or
+4 a local month, in quiet hours 22:00-08:00, or less than 12 h apart) per engine. Targets: value >= 1.5x
+send-all, opens not lower, mutes -30%, 0 violations.
+
+    .venv/bin/python benchmarks/month.py --users 2500
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN, ADMIN = "month-scheduler-token", "month-admin-token"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+MONTH = datetime(2026, 11, 1, tzinfo=SHANGHAI)
+SLOTS = ((10, 0), (19, 30))
+MUTE_PRICE = 10.0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def build(work: Path, users: int, hour_preference: float, seed: int) -> tuple[Path, Path, Path]:
+    """World, truth and a bundle with response models (reused under --work-dir)."""
+    from features.loader import load_dataset
+    from features.pipeline import build_training_matrices
+    from recsys.bundle import ModelBundle, item_metadata
+    from recsys.models.lightfm_hybrid import LightFMHybrid
+    from recsys.world import WorldConfig, generate_world
+    from recsys.world.scenario import Scenario
+    from training.response import fit_response_models
+
+    world = work / f"world-{users}-{hour_preference:g}-{seed}"
+    truth = world.with_name(world.name + ".truth.npz")
+    if not (world / "cardholders.parquet").exists():
+        log(f"generating a {users:,}-cardholder world with hour preference {hour_preference:g}")
+        generate_world(WorldConfig(users=users, items=150, days=120, seed=seed,
+                                   scenario=Scenario(hour_preference=hour_preference)), world, force=True)
+    bundle_path = world.with_name(world.name + "-bundle")
+    if not (bundle_path / "bundle.json").exists():
+        log("training the ranking model and the response models")
+        dataset = load_dataset(world)
+        as_of = dataset.time_range()[1]
+        matrices, builder = build_training_matrices(dataset, as_of)
+        model = LightFMHybrid(no_components=16, epochs=5, num_threads=2, random_state=seed).fit(matrices)
+        response, report = fit_response_models(dataset, as_of)
+        log(report.summary())
+        bundle = ModelBundle(model=model, users=matrices.users, items=matrices.items,
+                             feature_state=builder.to_dict(),
+                             item_meta=item_metadata(dataset.content, matrices.items),
+                             user_segments=matrices.user_segments, as_of=as_of)
+        replace(bundle, response=response).save(bundle_path)
+    return world, truth, bundle_path
+
+
+def serve(redis_url: str, prefix: str, port: int, home: Path) -> subprocess.Popen:
+    env = {**os.environ, "RECSYS_REDIS_URL": redis_url, "RECSYS_REDIS_PREFIX": prefix,
+           "RECSYS_SCHEDULER_TOKEN": TOKEN, "RECSYS_ADMIN_TOKEN": ADMIN, "RECSYS_HOME": str(home),
+           "RECSYS_LOG_LEVEL": "WARNING",
+           # the month is replayed: the server's clock is fixed just after it, its past window spans it
+           "RECSYS_SERVER_TIME": "2026-12-01T12:00:00+00:00", "RECSYS_CLOCK_PAST_SECONDS": str(40 * 86400)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    recsys = str(Path(sys.executable).with_name("recsys"))
+    command = [recsys, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    process = subprocess.Popen(command, env=env, cwd=home)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError("recsys serve exited during startup")
+        time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("recsys serve was not ready within 90 s")
+
+
+class Outcomes:
+    """Opens and mutes drawn from the truth, the same uniforms (cardholder, day, slot) for every engine."""
+
+    def __init__(self, truth_path: Path, world: Path, seed: int) -> None:
+        from recsys.world.truth import WorldTruth
+
+        truth = WorldTruth.load(truth_path)
+        holders = pd.read_parquet(world / "cardholders.parquet")
+        self.user_ids = holders["user_id"].astype(str).to_numpy()
+        self.row = {user: i for i, user in enumerate(self.user_ids)}
+        zones = holders["timezone"].astype("string").fillna("")
+        self.zones = zones.replace("", "Asia/Shanghai").to_numpy()
+        self.opted_in = holders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
+        self.truth_users = truth.user_index(self.user_ids)
+        self.truth = truth
+        self.response = truth.response_model()
+        self.seed = seed
+        pushes = pd.read_parquet(world / "push_log.parquet")
+        start = pd.Timestamp(MONTH)
+        recent = pushes.loc[pushes["sent_ts"] > start - pd.Timedelta(days=30)]
+        self.history = {self.row[u]: list(pd.to_datetime(group["sent_ts"], utc=True))
+                        for u, group in recent.groupby("user_id") if u in self.row}
+
+    def draws(self, day: int, slot: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, day, slot]).random((2, len(self.user_ids)))
+
+    def answer(self, rows: np.ndarray, contents: list[str], sent: list[datetime], sent_log: dict,
+               uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Opened and muted per push; `sent_log[row]` (this engine's pushes) gives the recent count."""
+        recent = np.array([1 + sum(1 for t in self.history.get(r, []) + sent_log[r]
+                                   if at - timedelta(days=30) < t <= at)
+                           for r, at in zip(rows.tolist(), sent, strict=True)])
+        hours = np.array([at.astimezone(ZoneInfo(self.zones[r])).hour
+                          for r, at in zip(rows, sent, strict=True)])
+        users = self.truth_users[rows]
+        items = self.truth.content_index(np.asarray(contents))
+        p_open = self.response.open_probability(users, items, recent, local_hours=hours)
+        p_mute = self.response.mute_probability(users, recent, items)
+        return uniforms[0, rows] < p_open, uniforms[1, rows] < p_mute
+
+
+def violations(sent_log: dict, zones: np.ndarray) -> int:
+    count = 0
+    for row, times in sent_log.items():
+        local = sorted(t.astimezone(ZoneInfo(zones[row])) for t in times)
+        days = defaultdict(int)
+        months = defaultdict(int)
+        for t in local:
+            days[t.date()] += 1
+            months[(t.year, t.month)] += 1
+            count += int(t.hour >= 22 or t.hour < 8)
+        count += sum(n - 1 for n in days.values() if n > 1) + sum(n - 4 for n in months.values() if n > 4)
+        count += sum(1 for a, b in zip(local, local[1:], strict=False) if b - a < timedelta(hours=12))
+    return count
+
+
+def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
+    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
+    sent_log: dict[int, list[datetime]] = defaultdict(list)
+    totals = defaultdict(int)
+    users = [u for u, ok in zip(outcomes.user_ids, outcomes.opted_in, strict=True) if ok]
+    for day in range(days):
+        for slot, (hour, minute) in enumerate(SLOTS):
+            now = (MONTH + timedelta(days=day)).replace(hour=hour, minute=minute)
+            uniforms = outcomes.draws(day, slot)
+            rows, contents, when, push_ids = [], [], [], []
+            for start in range(0, len(users), 1000):
+                body = {"requests": [{"user_id": u, "k": 1, "reserve": True, "now": now.isoformat()}
+                                     for u in users[start:start + 1000]]}
+                response = client.post("/v1/rank/batch", json=body)
+                response.raise_for_status()
+                for result in response.json()["results"]:
+                    totals["held"] += result.get("decision") == "hold" and result["caps"]["allowed"]
+                    if not result["push_id"] or result.get("decision", "send") != "send":
+                        continue
+                    suggested = result.get("send_at")
+                    at = max(now, datetime.fromisoformat(suggested)) if suggested else now
+                    rows.append(outcomes.row[result["user_id"]])
+                    contents.append(result["items"][0]["content_id"])
+                    when.append(at)
+                    push_ids.append(result["push_id"])
+            if not rows:
+                continue
+            opened, muted = outcomes.answer(np.asarray(rows), contents, when, sent_log, uniforms)
+            events = []
+            pushes = zip(rows, contents, when, push_ids, opened, muted, strict=True)
+            for r, content, at, push_id, o, m in pushes:
+                sent_log[r].append(at)
+                user = outcomes.user_ids[r]
+                events.append({"event_id": f"{push_id}-s", "type": "sent", "user_id": user,
+                               "push_id": push_id, "content_id": content, "ts": at.isoformat()})
+                if o:
+                    events.append({"event_id": f"{push_id}-o", "type": "opened", "user_id": user,
+                                   "push_id": push_id, "ts": (at + timedelta(minutes=20)).isoformat()})
+                if m:
+                    events.append({"event_id": f"{push_id}-m", "type": "muted", "user_id": user,
+                                   "push_id": push_id, "ts": (at + timedelta(minutes=5)).isoformat()})
+            for start in range(0, len(events), 1000):
+                client.post("/v1/events", json={"events": events[start:start + 1000]}).raise_for_status()
+            totals["pushes"] += len(rows)
+            totals["opens"] += int(opened.sum())
+            totals["mutes"] += int(muted.sum())
+        if day % 7 == 6:
+            log(f"  {name}: day {day + 1}, {totals['pushes']:,} pushes, {totals['opens']:,} opens")
+    client.close()
+    totals["violations"] = violations(sent_log, outcomes.zones)
+    return dict(totals)
+
+
+def weekly_broadcast(world: Path, outcomes: Outcomes, days: int) -> dict:
+    """Each Monday 10:00 the most-read item not broadcast yet, to every opted-in, unmuted cardholder."""
+    reads = pd.read_parquet(world / "article_reads.parquet")
+    content = pd.read_parquet(world / "content.parquet")
+    marketing = set(content.loc[~content["transactional"].astype("boolean").fillna(False), "content_id"])
+    order = [c for c in reads["content_id"].value_counts().index if c in marketing]
+    sent_log: dict[int, list[datetime]] = defaultdict(list)
+    muted_rows: set[int] = set()
+    totals = defaultdict(int)
+    week = 0
+    for day in range(days):
+        now = (MONTH + timedelta(days=day)).replace(hour=10)
+        if now.weekday() != 0:
+            continue
+        rows = np.array([r for r in range(len(outcomes.user_ids))
+                         if outcomes.opted_in[r] and r not in muted_rows])
+        item = order[week % len(order)]
+        week += 1
+        opened, muted = outcomes.answer(rows, [item] * len(rows), [now] * len(rows), sent_log,
+                                        outcomes.draws(day, 0))
+        for r in rows.tolist():
+            sent_log[r].append(now)
+        muted_rows.update(rows[muted].tolist())
+        totals["pushes"] += len(rows)
+        totals["opens"] += int(opened.sum())
+        totals["mutes"] += int(muted.sum())
+    totals["violations"] = violations(sent_log, outcomes.zones)
+    return dict(totals)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=2500)
+    parser.add_argument("--hour-preference", type=float, default=1.0)
+    parser.add_argument("--days", type=int, default=30, help="days of November replayed")
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--mute-weight", type=float, default=None,
+                        help="lambda of the value-aware engine (default: the default policy's)")
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench-month")
+    args = parser.parse_args()
+    import redis
+
+    from recsys.bundle import ModelBundle
+    from recsys.embedded_redis import free_port, start_embedded_redis
+    from recsys.publication import PublicationStore
+    from recsys.publish import publish
+
+    work = args.work_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    world, truth, bundle_path = build(work, args.users, args.hour_preference, args.seed)
+    embedded = None if os.environ.get("RECSYS_REDIS_URL") else start_embedded_redis()
+    redis_url = embedded.url if embedded else os.environ["RECSYS_REDIS_URL"]
+    client = redis.Redis.from_url(redis_url)
+    tag = f"month-bench-{os.getpid()}"
+    outcomes = Outcomes(truth, world, args.seed)
+    results: dict[str, dict] = {}
+    servers: list[subprocess.Popen] = []
+    try:
+        from features.loader import load_dataset
+
+        bundle, dataset = ModelBundle.load(bundle_path), load_dataset(world)
+        for name, enabled in (("value-aware engine", True), ("send-all engine", False)):
+            prefix = f"{tag}-{'value' if enabled else 'all'}"
+            publish(bundle, dataset, PublicationStore(client, prefix), model_uri=str(bundle_path))
+            port = free_port()
+            home = Path(tempfile.mkdtemp(prefix="month-", dir=work))
+            servers.append(serve(redis_url, prefix, port, home))
+            base = f"http://127.0.0.1:{port}"
+            admin = {"Authorization": f"Bearer {ADMIN}"}
+            policy = httpx.get(f"{base}/v1/policy", headers=admin).json()["policy"]
+            policy["version"] = f"month-{name.split()[0]}"
+            policy["decision"]["enabled"] = enabled
+            if args.mute_weight is not None:
+                policy["decision"]["mute_weight"] = args.mute_weight
+            httpx.put(f"{base}/v1/policy", json=policy, headers=admin).raise_for_status()
+            log(f"{name}: replaying {args.days} days of November, {outcomes.opted_in.sum():,} cardholders")
+            began = time.perf_counter()
+            results[name] = run_engine(name, base, outcomes, args.days)
+            results[name]["seconds"] = time.perf_counter() - began
+            servers[-1].terminate()
+            servers[-1].wait(timeout=30)
+        results["weekly broadcast of the most-read item"] = weekly_broadcast(world, outcomes, args.days)
+    finally:
+        for server in servers:
+            if server.poll() is None:
+                server.kill()
+        for key in client.scan_iter(match=f"{tag}*", count=1000):
+            client.delete(key)
+        client.close()
+        if embedded is not None:
+            embedded.stop()
+    print(f"\nNovember 2026, {len(outcomes.user_ids):,} cardholders (hour preference "
+          f"{args.hour_preference:g}), slots 10:00 and 19:30 Asia/Shanghai; outcomes from the hidden truth")
+    print(f"| {'engine':<40} | pushes | opens | mutes | value (opens - 10 x mutes) | cap violations |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        value = r["opens"] - MUTE_PRICE * r["mutes"]
+        print(f"| {name:<40} | {r['pushes']:,} | {r['opens']:,} | {r['mutes']:,} | {value:,.0f} | "
+              f"{r['violations']} |")
+    ours, base = results["value-aware engine"], results["send-all engine"]
+    value_ours = ours["opens"] - MUTE_PRICE * ours["mutes"]
+    value_base = base["opens"] - MUTE_PRICE * base["mutes"]
+    difference = value_ours - value_base
+    ratio = (f"{value_ours / value_base:.2f}x" if value_base > 0
+             else f"no ratio (send-all value {value_base:,.0f} <= 0; difference {difference:+,.0f})")
+    opens_change = ours["opens"] / max(base["opens"], 1) - 1
+    print(f"\nvalue {ratio} (target >= 1.5x), opens {opens_change:+.1%} (target >= 0),"
+          f" mutes {ours['mutes'] / max(base['mutes'], 1) - 1:+.1%} (target <= -30%), "
+          f"held by the decision {ours.get('held', 0):,}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

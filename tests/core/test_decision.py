@@ -1,0 +1,65 @@
+"""`recsys.decision`: send or hold from values, later hours, quiet hours and the month's slots."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from recsys.caps.decisions import ReservationStatus, to_ms
+from recsys.caps.policy import Decision, Pacing, QuietHours, default_policy
+from recsys.caps.rules import CardholderRecord, PushRecord
+from recsys.decision import HOLD, SEND, decide, is_quiet, later_hours, monthly_slots_left, recent_marketing
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NOW = datetime(2026, 9, 10, 10, 0, tzinfo=SHANGHAI)
+
+
+def test_threshold_hour_and_pacing_holds_in_order() -> None:
+    settings = Decision(mute_weight=10, min_value=0.0, hour_margin=0.1, pacing=Pacing(min_value=0.05,
+                                                                                      days_per_slot=3))
+    evening = NOW.replace(hour=19)
+    below = decide(settings, -0.01, [(evening, -0.005)], NOW, 4, 21)
+    assert below.decision == HOLD and "below threshold" in below.reason and below.send_at is None
+    # a better hour later today: send then (a hold would wait for a slot the scheduler may never ask at)
+    later = decide(settings, 0.10, [(evening, 0.12)], NOW, 4, 21)
+    assert later.decision == SEND and later.send_at == evening.astimezone(UTC) and later.value == 0.12
+    assert "better hour later: send at 19:00" in later.reason
+    rescued = decide(settings, -0.01, [(evening, 0.2)], NOW, 4, 21)
+    assert rescued.decision == SEND and rescued.send_at == evening.astimezone(UTC)
+    within_margin = decide(settings, 0.10, [(evening, 0.105)], NOW, 4, 21)
+    assert within_margin.decision == SEND and within_margin.send_at == NOW.astimezone(UTC)
+    paced = decide(settings, 0.03, [], NOW, 4, 21)
+    assert paced.decision == HOLD and "slots worth more later" in paced.reason
+    month_ending = decide(settings, 0.03, [], NOW, 4, 10)  # 10 days left <= 3 x 4 slots: the bar falls
+    assert month_ending.decision == SEND
+    assert decide(settings.model_copy(update={"pacing": None}), 0.03, [], NOW, 4, 21).decision == SEND
+
+
+def test_later_hours_skip_quiet_hours_and_stop_at_midnight() -> None:
+    quiet = QuietHours(start="22:00", end="08:00")
+    hours = [moment.hour for moment in later_hours(NOW.replace(hour=19, minute=30), quiet)]
+    assert hours == [20, 21]
+    assert is_quiet(quiet, NOW.replace(hour=23)) and is_quiet(quiet, NOW.replace(hour=7, minute=59))
+    assert not is_quiet(quiet, NOW.replace(hour=8)) and not is_quiet(None, NOW.replace(hour=3))
+
+
+def push(push_id: str, when: datetime, status: ReservationStatus, transactional: bool = False,
+         expires: datetime | None = None) -> PushRecord:
+    return PushRecord(push_id, status, to_ms(when), to_ms(expires or when), "c" + push_id, "article", (),
+                      transactional, None)
+
+
+def test_recent_and_monthly_counts_from_the_caps_record() -> None:
+    record = CardholderRecord(pushes={p.push_id: p for p in (
+        push("1", datetime(2026, 8, 20, tzinfo=UTC), ReservationStatus.CONFIRMED),
+        push("2", datetime(2026, 9, 2, tzinfo=UTC), ReservationStatus.CONFIRMED),
+        push("3", datetime(2026, 9, 5, tzinfo=UTC), ReservationStatus.CONFIRMED, transactional=True),
+        push("4", datetime(2026, 9, 6, tzinfo=UTC), ReservationStatus.RELEASED),
+        push("5", datetime(2026, 8, 1, tzinfo=UTC), ReservationStatus.CONFIRMED),  # 40 days ago
+    )})
+    now_ms = to_ms(NOW)
+    assert recent_marketing(record, now_ms) == 2
+    month_start = to_ms(datetime(2026, 9, 1, tzinfo=SHANGHAI))
+    assert monthly_slots_left(default_policy(), record, month_start, now_ms) == 3
+    no_monthly = default_policy().model_copy(update={"limits": ()})
+    assert monthly_slots_left(no_monthly, record, month_start, now_ms) is None

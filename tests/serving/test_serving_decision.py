@@ -1,0 +1,129 @@
+"""Push response models published with the ranking model, and the send or hold decision in rank answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from serving_support import ADMIN_HEADERS, SCHEDULER_HEADERS
+
+from serving.pipeline import LiveModel
+
+
+def test_the_response_model_is_published_with_the_ranking_model(response_bundle, dataset, store) -> None:
+    from recsys.publish import publish
+
+    report = publish(response_bundle, dataset, store, model_uri="with-response")
+    published = store.load(report.version)
+    assert published.manifest["response_model"] is True
+    live = LiveModel(published)
+    assert live.response is not None
+    expected = response_bundle.response
+    users = expected.user_rows(expected.user_ids[:5])
+    items = expected.item_rows(expected.content_ids[:5])
+    hours, recent = np.array([9, 12, 19, 21, 8]), np.array([1, 2, 3, 4, 5])
+    assert np.allclose(live.response.open_probability(live.response.user_rows(expected.user_ids[:5]),
+                                                      live.response.item_rows(expected.content_ids[:5]),
+                                                      hours, recent),
+                       expected.open_probability(users, items, hours, recent))
+
+
+def test_a_publication_without_response_models_still_loads(published, store) -> None:
+    live = LiveModel(store.load(published.version))
+    assert live.response is None and store.load(published.version).manifest["response_model"] is False
+
+
+# ---------------------------------------------------------------------- the decision in rank answers
+
+@pytest.fixture
+def decided(response_bundle, dataset, store):
+    from recsys.publish import publish
+
+    return publish(response_bundle, dataset, store, model_uri="with-response")
+
+
+def set_decision(api, **settings) -> None:
+    document = api.get("/v1/policy", headers=SCHEDULER_HEADERS).json()["policy"]
+    document["version"] = f"decision-{len(str(settings))}-{sorted(settings)}"[:100]
+    document["decision"] = {**document["decision"], **settings}
+    response = api.put("/v1/policy", json=document, headers=ADMIN_HEADERS)
+    assert response.status_code == 200, response.text
+
+
+def rank(api, **body):
+    response = api.post("/v1/rank", json=body, headers=SCHEDULER_HEADERS)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def known_user(dataset) -> str:
+    opt = dataset.cardholders["push_opt_in"].astype("boolean").fillna(True)
+    return dataset.cardholders.loc[opt, "user_id"].astype(str).iloc[0]
+
+
+@pytest.mark.redis
+def test_every_item_carries_p_open_and_p_mute_and_the_answer_a_decision(api, decided, dataset,
+                                                                        daytime) -> None:
+    body = rank(api, user_id=known_user(dataset), k=3, now=daytime)
+    assert body["items"] and all(0.0 < item["p_open"] < 1.0 and 0.0 < item["p_mute"] < 1.0
+                                 for item in body["items"])
+    assert body["decision"] in ("send", "hold") and body["reason"]
+    assert len(body["best_hours"]) == 3 and all(0 <= hour <= 23 for hour in body["best_hours"])
+
+
+@pytest.mark.redis
+def test_hold_below_the_threshold_reserves_nothing(api, decided, dataset, daytime) -> None:
+    set_decision(api, min_value=1.0)
+    user = known_user(dataset)
+    body = rank(api, user_id=user, k=2, now=daytime, reserve=True)
+    assert body["decision"] == "hold" and "below threshold" in body["reason"]
+    assert body["push_id"] is None and body["send_at"] is None
+    state = api.get(f"/v1/users/{user}/caps", params={"now": daytime}, headers=SCHEDULER_HEADERS).json()
+    assert state["pending_reservations"] == 0
+
+
+@pytest.mark.redis
+def test_send_reserves_now_or_at_a_better_hour_later_today(api, decided, response_bundle, dataset,
+                                                                 daytime) -> None:
+    user = known_user(dataset)
+    set_decision(api, min_value=-1.0, hour_margin=10.0, pacing=None)
+    sent = rank(api, user_id=user, k=2, now=daytime, reserve=True)
+    assert sent["decision"] == "send" and sent["push_id"]
+    assert pd.Timestamp(sent["send_at"]) == pd.Timestamp(daytime)
+    # a zero margin: any later hour of the day worth more than now is preferred
+    set_decision(api, min_value=-1.0, hour_margin=0.0, pacing=None)
+    other = dataset.cardholders["user_id"].astype(str).iloc[5]
+    early = (pd.Timestamp(daytime).normalize() + pd.Timedelta(hours=8)).isoformat()
+    body = rank(api, user_id=other, k=1, now=early, reserve=True)
+    # the expected verdict from the published model itself: the top item at 08:00..21:00, recent = 1
+    model = response_bundle.response
+    hours = np.arange(8, 22)
+    top = body["items"][0]["content_id"]
+    query = (model.user_rows([other] * len(hours)), model.item_rows([top] * len(hours)), hours,
+             np.ones(len(hours)))
+    value = model.open_probability(*query) - 10.0 * model.mute_probability(*query)
+    assert body["items"][0]["p_open"] == pytest.approx(model.open_probability(*query)[0])
+    assert body["decision"] == "send" and body["push_id"]
+    if value[1:].max() > value[0]:
+        # send at the better hour: reserved now, delivered then
+        assert "better hour later" in body["reason"]
+        best = pd.Timestamp(early) + pd.Timedelta(hours=int(value[1:].argmax()) + 1)
+        assert pd.Timestamp(body["send_at"]) == best
+    else:
+        assert pd.Timestamp(body["send_at"]) == pd.Timestamp(early)
+
+
+@pytest.mark.redis
+def test_without_response_models_or_with_decisions_off_every_answer_says_send(api, published, dataset,
+                                                                             daytime) -> None:
+    body = rank(api, user_id=known_user(dataset), k=1, now=daytime, reserve=True)
+    assert body["decision"] == "send" and body["reason"] == "no response model" and body["push_id"]
+    assert "p_open" not in body["items"][0] or body["items"][0]["p_open"] is None
+
+
+@pytest.mark.redis
+def test_decisions_off_in_the_policy_send_whatever_the_caps_allow(api, decided, dataset, daytime) -> None:
+    set_decision(api, enabled=False, min_value=1.0)
+    body = rank(api, user_id=known_user(dataset), k=1, now=daytime, reserve=True)
+    assert body["decision"] == "send" and body["reason"] == "decisions disabled by the policy"
+    assert body["push_id"]
