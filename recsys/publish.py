@@ -29,8 +29,10 @@ from recsys.cells import split_list
 from recsys.eligibility import card_tiers_of
 from recsys.fallback import popularity
 from recsys.publication import (
+    LEASE_SECONDS,
     PublicationStore,
     PublicationWriter,
+    PublishLockedError,
     UserRecord,
     encode_user,
     index_dtype,
@@ -130,6 +132,7 @@ def publish(
     progress: Callable[[int], None] | None = None,
     records_hook: Callable[[Iterator[tuple[str, bytes]]], Iterator[tuple[str, bytes]]] | None = None,
     dask: DaskPartitions | None = None,
+    lease: float = LEASE_SECONDS,
 ) -> PublishReport:
     """Compute and write a new version, then switch the live pointer; older versions are pruned.
 
@@ -205,12 +208,12 @@ def publish(
 
     layout = RecordLayout(as_of=as_of, tiers=tiers, timezones=zone_names, item_dtype=item_dtype,
                           feature_dtype=feature_dtype, block_size=block_size)
-    writer: PublicationWriter = store.begin()
+    stream = user_records(bundle, dataset, holders, layout, progress) if dask is None else None
+    writer: PublicationWriter = store.begin(lease=lease)
     try:
         try:
             writer.write_meta(manifest, arrays, bundle.feature_state)
-            if dask is None:
-                stream = user_records(bundle, dataset, holders, layout, progress)
+            if stream is not None:
                 if records_hook is not None:
                     stream = records_hook(stream)
                 writer.write_users(stream, chunk=chunk)
@@ -258,7 +261,11 @@ class DaskPartitions:
 
 def user_records(bundle: ModelBundle, dataset: Dataset, holders: pd.DataFrame, layout: RecordLayout,
                  progress: Callable[[int], None] | None = None) -> Iterator[tuple[str, bytes]]:
-    """`(user_id, record)` for each row of `holders` (a slice of the deduplicated cardholders table)."""
+    """`(user_id, record)` for each row of `holders` (a slice of the deduplicated cardholders table).
+
+    Features and seen items are computed here, before the first record is asked for: the caller
+    does that outside the publish lock, whose lease only writes renew.
+    """
     from recsys.bundle import seen_pairs
 
     as_of = layout.as_of
@@ -270,20 +277,25 @@ def user_records(bundle: ModelBundle, dataset: Dataset, holders: pd.DataFrame, l
     zone_index = pd.Index(layout.timezones).get_indexer(zones)
     opt_in = holders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
     user_index = bundle.users.index_of(ids)
-    for start in range(0, len(ids), layout.block_size):
-        stop = min(start + layout.block_size, len(ids))
-        factors = bundle.model.user_factors(user_index[start:stop], features[start:stop]).astype(np.float32)
-        for j, row in enumerate(range(start, stop)):
-            lo, hi = features.indptr[row], features.indptr[row + 1]
-            seen_items = seen.indices[seen.indptr[row]:seen.indptr[row + 1]][:MAX_SEEN]
-            record = UserRecord(
-                group=int(tier_index[row]), timezone=int(zone_index[row]),
-                opt_in=bool(opt_in[row]), factors=factors[j], feature_index=features.indices[lo:hi],
-                feature_values=features.data[lo:hi], seen=seen_items,
-            )
-            yield ids[row], encode_user(record, layout.item_dtype, layout.feature_dtype)
-        if progress is not None:
-            progress(stop - start)
+
+    def records() -> Iterator[tuple[str, bytes]]:
+        for start in range(0, len(ids), layout.block_size):
+            stop = min(start + layout.block_size, len(ids))
+            factors = bundle.model.user_factors(user_index[start:stop], features[start:stop])
+            factors = factors.astype(np.float32)
+            for j, row in enumerate(range(start, stop)):
+                lo, hi = features.indptr[row], features.indptr[row + 1]
+                seen_items = seen.indices[seen.indptr[row]:seen.indptr[row + 1]][:MAX_SEEN]
+                record = UserRecord(
+                    group=int(tier_index[row]), timezone=int(zone_index[row]),
+                    opt_in=bool(opt_in[row]), factors=factors[j], feature_index=features.indices[lo:hi],
+                    feature_values=features.data[lo:hi], seen=seen_items,
+                )
+                yield ids[row], encode_user(record, layout.item_dtype, layout.feature_dtype)
+            if progress is not None:
+                progress(stop - start)
+
+    return records()
 
 
 def write_partition(redis_url: str, prefix: str, version: str, token: int, lease_ms: int,
@@ -321,7 +333,17 @@ def _write_partitions(dask: DaskPartitions, writer: PublicationWriter, bundle: M
                       records_hook, pure=False)
         for start, stop in partition_bounds(len(holders), dask.partition_size)
     ]
-    wait(futures)
+    # workers renew the lease only as they write: keep it while they compute their first records
+    while True:
+        try:
+            wait(futures, timeout=writer.lease_ms / 3000)
+            break
+        except TimeoutError:
+            try:
+                writer.renew()
+            except PublishLockedError:
+                wait(futures)  # fenced off too, they stop at their next chunk; then the abort
+                raise
     for users, size in client.gather(futures):
         writer.users_written += users
         writer.bytes_written += size

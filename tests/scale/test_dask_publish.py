@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,25 @@ def test_a_worker_lost_mid_publish_leaves_the_live_version_and_a_retry_completes
     assert store.live_version() == retry.version and retry.previous == live.version
     assert retry.users == live.users
     assert _records(redis_client, store, retry.version) == _records(redis_client, store, live.version)
+
+
+def _slow_start(seconds: float):
+    """A records hook that stalls before a partition's first record, as a long feature computation."""
+
+    def hook(stream):
+        time.sleep(seconds)
+        yield from stream
+
+    return hook
+
+
+def test_the_lease_is_kept_while_the_workers_compute(dask_client, scale_bundle, scale_dataset, redis_url,
+                                                     redis_client, key_prefix) -> None:
+    store = PublicationStore(redis_client, key_prefix)
+    target = DaskPartitions(dask_client, redis_url, partition_size=250)
+    # every partition stalls past the 1 s lease before its first write: only the client's renewals
+    # keep the lock (without them the workers' first renewal finds it gone and the publish fails)
+    report = publish(scale_bundle, scale_dataset, store, dask=target, lease=1.0,
+                     records_hook=_slow_start(2.0))
+    assert store.live_version() == report.version
+    assert report.users == scale_dataset.cardholders["user_id"].nunique()
