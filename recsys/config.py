@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     clock_future_seconds: int = Field(300, ge=0, le=86400)
     # Largest request body the API reads (a full 1,000-cardholder rank batch is about 2 MB).
     max_request_bytes: int = Field(16 * 2**20, ge=1024)
+    # Offline jobs on Dask (recsys/cluster.py): a scheduler address, e.g. tcp://10.0.0.5:8786;
+    # unset: a LocalCluster started for the job, one single-threaded worker per core.
+    dask_scheduler: str | None = None
+    dask_partition_size: int = Field(250_000, ge=1)  # cardholders per partition
+    dask_worker_memory: str = "4GiB"  # memory limit per LocalCluster worker (Dask spills, then pauses)
+    dask_workers: int | None = Field(None, ge=1)  # LocalCluster workers; unset: one per core
 
     def tokens(self) -> dict[str, str]:
         """Every bearer token by the setting that holds it."""

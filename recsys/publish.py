@@ -29,8 +29,10 @@ from recsys.cells import split_list
 from recsys.eligibility import card_tiers_of
 from recsys.fallback import popularity
 from recsys.publication import (
+    LEASE_SECONDS,
     PublicationStore,
     PublicationWriter,
+    PublishLockedError,
     UserRecord,
     encode_user,
     index_dtype,
@@ -130,14 +132,18 @@ def publish(
     chunk: int = 2000,
     progress: Callable[[int], None] | None = None,
     records_hook: Callable[[Iterator[tuple[str, bytes]]], Iterator[tuple[str, bytes]]] | None = None,
+    dask: DaskPartitions | None = None,
+    lease: float = LEASE_SECONDS,
 ) -> PublishReport:
     """Compute and write a new version, then switch the live pointer; older versions are pruned.
 
     `records_hook` wraps the stream of user records on its way to Redis (operational checks and
-    fault-injection tests). If anything fails before the switch, the new version's keys are
-    removed and the live version is untouched.
+    fault-injection tests). With `dask`, the cardholder records are computed and written per
+    partition on the Dask workers (`records_hook` runs there); the switch waits for every partition.
+    If anything fails before the switch, the new version's keys are removed and the live version
+    is untouched.
     """
-    from recsys.bundle import current_item_meta, seen_pairs
+    from recsys.bundle import current_item_meta
 
     started = time.perf_counter()
     as_of = utc_timestamp(as_of if as_of is not None else bundle.as_of)
@@ -152,25 +158,22 @@ def publish(
     item_factors = np.ascontiguousarray(model.item_factors(), dtype=np.float32)
     dim = item_factors.shape[1]
 
-    features = sp.csr_matrix(builder.transform_users(dataset, as_of, ids), dtype=np.float32)
-    seen = sp.csr_matrix(seen_pairs(dataset, as_of, ids, items))
     fallback = popularity(dataset, as_of, items)
     tiers = fallback.tiers
-    tier_index = pd.Index(tiers).get_indexer(card_tiers_of(dataset, ids).astype(str))
     zones = holders["timezone"].astype("string").fillna("").to_numpy(dtype=object)
     zone_names = sorted(set(zones.tolist()) | {""})
-    zone_index = pd.Index(zone_names).get_indexer(zones)
-    opt_in = holders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
-    user_index = bundle.users.index_of(ids)
 
     sample_rows = np.random.default_rng(0).choice(len(ids), size=min(64, len(ids)), replace=False)
-    affine = affine_feature_map(model, features.shape[1], features[np.sort(sample_rows)])
+    sample_ids = ids[np.sort(sample_rows)]
+    sample = sp.csr_matrix(builder.transform_users(dataset, as_of, sample_ids), dtype=np.float32)
+    n_features = sample.shape[1]
+    affine = affine_feature_map(model, n_features, sample)
 
     meta = current_item_meta(bundle.item_meta, dataset.content)
     titles = dataset.content.drop_duplicates("content_id").set_index("content_id")["title"]
     titles.index = titles.index.astype(str)
     item_ids = items.ids.astype(str).tolist()
-    item_dtype, feature_dtype = index_dtype(n_items), index_dtype(features.shape[1])
+    item_dtype, feature_dtype = index_dtype(n_items), index_dtype(n_features)
     manifest = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "as_of": as_of.isoformat(),
@@ -208,32 +211,20 @@ def publish(
     if affine is not None:
         arrays["feature_map"], arrays["feature_offset"] = affine[0], affine[1]
 
-    def records() -> Iterator[tuple[str, bytes]]:
-        for start in range(0, len(ids), block_size):
-            stop = min(start + block_size, len(ids))
-            block_features = features[start:stop]
-            factors = model.user_factors(user_index[start:stop], block_features).astype(np.float32)
-            for j, row in enumerate(range(start, stop)):
-                lo, hi = features.indptr[row], features.indptr[row + 1]
-                seen_items = seen.indices[seen.indptr[row]:seen.indptr[row + 1]][:MAX_SEEN]
-                record = UserRecord(
-                    group=int(tier_index[row]), timezone=int(zone_index[row]),
-                    opt_in=bool(opt_in[row]), factors=factors[j], feature_index=features.indices[lo:hi],
-                    feature_values=features.data[lo:hi], seen=seen_items,
-                )
-                yield ids[row], encode_user(record, item_dtype, feature_dtype)
-            if progress is not None:
-                progress(stop - start)
-
-    writer: PublicationWriter = store.begin()
+    layout = RecordLayout(as_of=as_of, tiers=tiers, timezones=zone_names, item_dtype=item_dtype,
+                          feature_dtype=feature_dtype, block_size=block_size)
+    stream = user_records(bundle, dataset, holders, layout, progress) if dask is None else None
+    writer: PublicationWriter = store.begin(lease=lease)
     try:
         try:
             writer.write_meta(manifest, arrays, bundle.feature_state,
                               None if bundle.response is None else bundle.response.to_files())
-            stream = records()
-            if records_hook is not None:
-                stream = records_hook(stream)
-            writer.write_users(stream, chunk=chunk)
+            if stream is not None:
+                if records_hook is not None:
+                    stream = records_hook(stream)
+                writer.write_users(stream, chunk=chunk)
+            else:
+                _write_partitions(dask, writer, bundle, dataset, holders, layout, chunk, records_hook)
             previous = writer.commit()
         except BaseException:
             writer.abort()
@@ -251,6 +242,117 @@ def publish(
     logger.info("published %s: %d cardholders, %d items, %.0f B/record", report.version, report.users,
                 report.items, report.record_bytes_mean)
     return report
+
+
+@dataclass(frozen=True)
+class RecordLayout:
+    """What encoding a cardholder's record needs besides the cardholder: shared by every partition."""
+
+    as_of: pd.Timestamp
+    tiers: list[str]
+    timezones: list[str]
+    item_dtype: np.dtype
+    feature_dtype: np.dtype
+    block_size: int
+
+
+@dataclass(frozen=True)
+class DaskPartitions:
+    """Publish on a Dask cluster: `redis_url` is the publication's Redis as the workers reach it."""
+
+    client: Any  # distributed.Client
+    redis_url: str
+    partition_size: int = 250_000
+
+
+def user_records(bundle: ModelBundle, dataset: Dataset, holders: pd.DataFrame, layout: RecordLayout,
+                 progress: Callable[[int], None] | None = None) -> Iterator[tuple[str, bytes]]:
+    """`(user_id, record)` for each row of `holders` (a slice of the deduplicated cardholders table).
+
+    Features and seen items are computed here, before the first record is asked for: the caller
+    does that outside the publish lock, whose lease only writes renew.
+    """
+    from recsys.bundle import seen_pairs
+
+    as_of = layout.as_of
+    ids = holders["user_id"].astype(str).to_numpy(dtype=object)
+    features = sp.csr_matrix(bundle.feature_builder.transform_users(dataset, as_of, ids), dtype=np.float32)
+    seen = sp.csr_matrix(seen_pairs(dataset, as_of, ids, bundle.items))
+    tier_index = pd.Index(layout.tiers).get_indexer(card_tiers_of(dataset, ids).astype(str))
+    zones = holders["timezone"].astype("string").fillna("").to_numpy(dtype=object)
+    zone_index = pd.Index(layout.timezones).get_indexer(zones)
+    opt_in = holders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
+    user_index = bundle.users.index_of(ids)
+
+    def records() -> Iterator[tuple[str, bytes]]:
+        for start in range(0, len(ids), layout.block_size):
+            stop = min(start + layout.block_size, len(ids))
+            factors = bundle.model.user_factors(user_index[start:stop], features[start:stop])
+            factors = factors.astype(np.float32)
+            for j, row in enumerate(range(start, stop)):
+                lo, hi = features.indptr[row], features.indptr[row + 1]
+                seen_items = seen.indices[seen.indptr[row]:seen.indptr[row + 1]][:MAX_SEEN]
+                record = UserRecord(
+                    group=int(tier_index[row]), timezone=int(zone_index[row]),
+                    opt_in=bool(opt_in[row]), factors=factors[j], feature_index=features.indices[lo:hi],
+                    feature_values=features.data[lo:hi], seen=seen_items,
+                )
+                yield ids[row], encode_user(record, layout.item_dtype, layout.feature_dtype)
+            if progress is not None:
+                progress(stop - start)
+
+    return records()
+
+
+def write_partition(redis_url: str, prefix: str, version: str, token: int, lease_ms: int,
+                    bundle: ModelBundle, dataset: Dataset, holders: pd.DataFrame, layout: RecordLayout,
+                    chunk: int, records_hook: Callable | None) -> tuple[int, int]:
+    """On a worker: one partition's records under `version`, through a writer holding the publish's
+    fencing token (so a publish that lost its lock stops here too); returns (records, bytes)."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=5)
+    try:
+        writer = PublicationWriter(PublicationStore(client, prefix), version, token, lease_ms)
+        stream = user_records(bundle, dataset, holders, layout)
+        if records_hook is not None:
+            stream = records_hook(stream)
+        writer.write_users(stream, chunk=chunk)
+        return writer.users_written, writer.bytes_written
+    finally:
+        client.close()
+
+
+def _write_partitions(dask: DaskPartitions, writer: PublicationWriter, bundle: ModelBundle, dataset: Dataset,
+                      holders: pd.DataFrame, layout: RecordLayout, chunk: int, records_hook: Callable | None
+                      ) -> None:
+    """Every partition written by the workers; returns only when all have finished (so an abort
+    after a failure removes everything), raising the first failure. A rerun partition rewrites the
+    same keys, so the count the commit verifies stays exact."""
+    from distributed import wait
+
+    from recsys.cluster import partition_bounds
+
+    client = dask.client
+    shared_bundle, shared_data = client.scatter([bundle, dataset], broadcast=True)
+    futures = [
+        client.submit(write_partition, dask.redis_url, writer.store.prefix, writer.version, writer.token,
+                      writer.lease_ms, shared_bundle, shared_data, holders.iloc[start:stop], layout, chunk,
+                      records_hook, pure=False)
+        for start, stop in partition_bounds(len(holders), dask.partition_size)
+    ]
+    # workers renew the lease only as they write: keep it while they compute their first records
+    while True:
+        try:
+            wait(futures, timeout=writer.lease_ms / 3000)
+            break
+        except TimeoutError:
+            try:
+                writer.renew()
+            except PublishLockedError:
+                wait(futures)  # fenced off too, they stop at their next chunk; then the abort
+                raise
+    for users, size in client.gather(futures):
+        writer.users_written += users
+        writer.bytes_written += size
 
 
 def _sample_memory(store: PublicationStore, version: str, ids: np.ndarray, n: int = 200) -> float | None:

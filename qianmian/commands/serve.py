@@ -27,8 +27,23 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def run_publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: str, prefix: str,
-                progress: bool = False):
-    """Resolve the model, load the data and publish; returns the `PublishReport`."""
+                progress: bool = False, on_dask: bool = False):
+    """Resolve the model, load the data and publish (per partition on Dask with `on_dask`);
+    returns the `PublishReport`."""
+    if on_dask:
+        from recsys.cluster import dask_client
+        from recsys.config import get_settings
+        from recsys.publish import DaskPartitions
+
+        settings = get_settings()
+        with dask_client(settings) as client:
+            return _publish(model_uri, data_dir, as_of, redis_url, prefix, False,
+                            DaskPartitions(client, redis_url, settings.dask_partition_size))
+    return _publish(model_uri, data_dir, as_of, redis_url, prefix, progress, None)
+
+
+def _publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: str, prefix: str, progress: bool,
+             dask):
     import pandas as pd
     import redis
 
@@ -57,7 +72,7 @@ def run_publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: st
         report = publish(
             bundle, dataset, PublicationStore(client, prefix),
             as_of=pd.Timestamp(as_of) if as_of else None, model_uri=model_uri, registry=registry,
-            fingerprint=fingerprint, progress=bar.update if bar is not None else None,
+            fingerprint=fingerprint, progress=bar.update if bar is not None else None, dask=dask,
         )
         if bar is not None:
             bar.close()
@@ -77,6 +92,8 @@ def publish(
     prefix: str = typer.Option(None, "--prefix", help="Key prefix [default: RECSYS_REDIS_PREFIX]."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     progress: bool = typer.Option(False, "--progress", help="Show a progress bar."),
+    on_dask: bool = typer.Option(False, "--dask", help="Compute and write the cardholders per partition on "
+                                 "Dask workers (RECSYS_DASK_SCHEDULER, or a LocalCluster)."),
 ) -> None:
     """Compute every cardholder's serving state and make them live in Redis atomically.
 
@@ -94,7 +111,7 @@ def publish(
         raise _fail("no data directory: pass --data DIR or set RECSYS_DATA_DIR", 2)
     try:
         report = run_publish(model, Path(data), as_of, redis_url or settings.redis_url,
-                             prefix or settings.redis_prefix, progress)
+                             prefix or settings.redis_prefix, progress, on_dask)
     except (ValueError, FileNotFoundError) as error:
         raise _fail(str(error)) from error
     except redis.RedisError as error:

@@ -171,6 +171,8 @@ def recommend(
     as_of: str | None = typer.Option(None, "--as-of", help="Eligibility time (validity windows, already "
                                      "read/pushed). Default: the last event in the data."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    on_dask: bool = typer.Option(False, "--dask", help="Rank partitions on Dask (RECSYS_DASK_SCHEDULER, or a "
+                                 "LocalCluster); --out .parquet becomes a directory of Parquet parts."),
 ) -> None:
     """Write the top-k eligible contents for every cardholder to a recommendation file."""
     from features.contract import ContractError
@@ -180,9 +182,21 @@ def recommend(
 
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise _fail(f"--out {out} must end in .parquet or .csv", code=2)
+    if on_dask and out.suffix.lower() != ".parquet":
+        raise _fail(f"--out {out}: with --dask the output is a directory of Parquet parts: end it in "
+                    ".parquet",
+                    code=2)
+    settings = get_settings()
     try:
-        check_output_path(out, "--out")
-        rows = write_recommendations(model, data, out, k, as_of, get_settings().tracking_uri, progress)
+        check_output_path(out, "--out", directory=on_dask)
+        if on_dask:
+            from recsys.cluster import dask_client
+
+            with dask_client(settings) as client:
+                rows = write_recommendations(model, data, out, k, as_of, settings.tracking_uri, progress,
+                                             client=client, partition_size=settings.dask_partition_size)
+        else:
+            rows = write_recommendations(model, data, out, k, as_of, settings.tracking_uri, progress)
     except ContractError as error:
         raise _fail(str(error)) from error
     except (FileNotFoundError, OutputPathError) as error:

@@ -38,7 +38,11 @@ def test_compose_file_is_valid_with_health_checks() -> None:
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     services = config["services"]
-    assert set(services) == {"redis", "postgres", "mlflow", "train", "api"}
+    assert set(services) == {"redis", "postgres", "mlflow", "train", "api", "dask-scheduler", "dask-worker-1",
+                             "dask-worker-2"}
+    for name in ("dask-worker-1", "dask-worker-2"):
+        assert "tcp://dask-scheduler:8786" in services[name]["command"]
+        assert services[name]["depends_on"]["dask-scheduler"]["condition"] == "service_healthy"
     for name in ("redis", "postgres", "mlflow", "api"):
         assert services[name]["healthcheck"]["test"], name
     assert services["train"]["restart"] == "no"

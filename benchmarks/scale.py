@@ -1,0 +1,153 @@
+"""Offline jobs at scale: validate, train, publish and recommend per world size, single-process
+beside Dask (1 and 2 LocalCluster workers) in the same run, with wall time and peak RSS per process.
+
+Each stage runs the `recsys` command in a subprocess; its process tree (Dask's nanny and worker
+processes included) is sampled every 0.1 s with psutil. `peak proc` is the largest RSS any one
+process reached, `peak tree` the largest sum over the tree. Per-million figures divide by the world
+size. validate and train have no Dask path yet: they run single-process in every row.
+
+    .venv/bin/python benchmarks/scale.py                          # 100k and 300k cardholders
+    .venv/bin/python benchmarks/scale.py --users 20000,50000 --days 30
+    .venv/bin/python benchmarks/scale.py --users 1000000,3000000  # the sizing runs (hours)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+RECSYS = str(Path(sys.executable).with_name("recsys"))
+FAST_TRAINING = """
+model:
+  params: {epochs: 3, no_components: 32, num_threads: 1}
+"""
+
+
+@dataclass(frozen=True)
+class Measure:
+    seconds: float
+    peak_process_mb: float
+    peak_tree_mb: float
+    stdout: str
+
+
+def run(command: list[str], env: dict[str, str]) -> Measure:
+    """Run `command`, sampling the RSS of its process tree until it exits."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    root = psutil.Process(proc.pid)
+    peak_process = peak_tree = 0
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            sizes = []
+            for member in tree:
+                try:
+                    sizes.append(member.memory_info().rss)
+                except psutil.Error:
+                    pass
+        except psutil.Error:
+            sizes = []
+        if sizes:
+            peak_process = max(peak_process, max(sizes))
+            peak_tree = max(peak_tree, sum(sizes))
+        time.sleep(0.1)
+    stdout, stderr = proc.communicate()
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{stdout}\n{stderr[-4000:]}")
+    return Measure(seconds, peak_process / 2**20, peak_tree / 2**20, stdout)
+
+
+def drop_prefix(url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=5000))
+    for start in range(0, len(keys), 1000):
+        client.unlink(*keys[start:start + 1000])
+    client.close()
+
+
+def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str, str]) -> list[dict]:
+    data, bundle, config = work / "world", work / "bundle", work / "train.yaml"
+    config.write_text(FAST_TRAINING)
+    synth = run([RECSYS, "synth", "--out", str(data), "--users", str(users), "--days", str(days),
+                 "--seed", "7"], env)
+    print(f"  synth {users:,} cardholders x {days} days: {synth.seconds:.1f} s", flush=True)
+    stages: list[tuple[str, str, list[str], dict[str, str]]] = [
+        ("validate", "single", [RECSYS, "validate", str(data)], {}),
+        ("train", "single", [RECSYS, "train", "--data", str(data), "--config", str(config), "--model-out",
+                             str(bundle), "--no-register", "--no-track", "--no-progress"], {}),
+    ]
+    prefix = f"bench-scale-{uuid.uuid4().hex[:8]}"
+    modes = (("single", [], None), ("dask 1w", ["--dask"], "1"), ("dask 2w", ["--dask"], "2"))
+    for mode, extra, workers in modes:
+        more = {"RECSYS_DASK_WORKERS": workers} if workers else {}
+        stages.append(("publish", mode, [RECSYS, "publish", "--model", str(bundle), "--data", str(data),
+                                         "--redis", redis_url, "--prefix", prefix, "--json", *extra], more))
+        stages.append(("recommend", mode, [RECSYS, "recommend", "--model", str(bundle), "--data", str(data),
+                                           "--out", str(work / f"recs-{mode.replace(' ', '')}.parquet"),
+                                           "--no-progress", *extra], more))
+    rows = []
+    try:
+        for stage, mode, command, more in stages:
+            measure = run(command, {**env, **more})
+            row = {"users": users, "stage": stage, "mode": mode, "seconds": measure.seconds,
+                   "s_per_million": measure.seconds / (users / 1e6),
+                   "peak_process_mb": measure.peak_process_mb, "peak_tree_mb": measure.peak_tree_mb}
+            if stage == "publish":
+                report = json.loads(measure.stdout)
+                row["redis_bytes_per_user"] = report.get("redis_bytes_per_user")
+            rows.append(row)
+            print(f"  {stage:<9} {mode:<8} {measure.seconds:8.1f} s  {row['s_per_million']:8.0f} s/M  "
+                  f"peak proc {measure.peak_process_mb:7.0f} MB  tree {measure.peak_tree_mb:7.0f} MB",
+                  flush=True)
+    finally:
+        drop_prefix(redis_url, prefix)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", default="100000,300000", help="Comma-separated world sizes.")
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--partition-size", type=int, default=None,
+                        help="Cardholders per Dask partition [default: RECSYS_DASK_PARTITION_SIZE].")
+    parser.add_argument("--redis", default=os.environ.get("RECSYS_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    parser.add_argument("--json", type=Path, help="Also write every row here.")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.users.split(",") if size.strip()]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="recsys-scale-") as tmp:
+        env = {**os.environ, "RECSYS_HOME": str(Path(tmp) / "home")}
+        env.pop("RECSYS_DASK_SCHEDULER", None)
+        if args.partition_size:
+            env["RECSYS_DASK_PARTITION_SIZE"] = str(args.partition_size)
+        for users in sizes:
+            print(f"world of {users:,} cardholders", flush=True)
+            work = Path(tmp) / f"w{users}"
+            work.mkdir()
+            rows += world_rows(users, args.days, work, args.redis, env)
+    print("\n| cardholders | stage | mode | wall s | s per million | peak RSS per process MB | "
+          "peak RSS tree MB |\n|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['users']:,} | {row['stage']} | {row['mode']} | {row['seconds']:.1f} | "
+              f"{row['s_per_million']:.0f} | {row['peak_process_mb']:.0f} | {row['peak_tree_mb']:.0f} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

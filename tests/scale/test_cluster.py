@@ -1,0 +1,43 @@
+"""The Dask client from settings: a given scheduler address is used and left running, a LocalCluster
+started for the job is closed with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from recsys.cluster import dask_client
+from recsys.config import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def test_settings_read_the_dask_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECSYS_DASK_SCHEDULER", "tcp://10.0.0.5:8786")
+    monkeypatch.setenv("RECSYS_DASK_PARTITION_SIZE", "1000")
+    monkeypatch.setenv("RECSYS_DASK_WORKER_MEMORY", "6GiB")
+    settings = Settings()
+    assert (settings.dask_scheduler, settings.dask_partition_size, settings.dask_worker_memory) == (
+        "tcp://10.0.0.5:8786", 1000, "6GiB")
+    monkeypatch.setenv("RECSYS_DASK_PARTITION_SIZE", "0")
+    with pytest.raises(ValueError, match="dask_partition_size"):
+        Settings()
+
+
+def test_a_scheduler_address_is_used_and_left_running() -> None:
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        with dask_client(Settings(dask_scheduler=cluster.scheduler_address)) as client:
+            assert client.submit(sum, [1, 2, 3]).result() == 6
+            assert client.scheduler.address == cluster.scheduler_address
+        with Client(cluster.scheduler_address) as again:  # still there after the job
+            assert len(again.scheduler_info()["workers"]) == 1
+
+
+def test_a_local_cluster_is_sized_by_the_settings_and_closed() -> None:
+    with dask_client(Settings(dask_workers=2, dask_worker_memory="512MiB"), processes=False) as client:
+        workers = client.scheduler_info()["workers"].values()
+        assert [w["nthreads"] for w in workers] == [1, 1]
+        assert {w["memory_limit"] for w in workers} == {512 * 2**20}
+        cluster = client.cluster
+    assert cluster.status.name == "closed"

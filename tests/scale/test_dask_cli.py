@@ -1,0 +1,56 @@
+"""`recsys recommend --dask` and `recsys publish --dask` end to end on a one-worker LocalCluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from qianmian.cli import app
+from recsys.config import get_settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+
+
+@pytest.fixture
+def dask_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RECSYS_DASK_SCHEDULER", raising=False)
+    monkeypatch.setenv("RECSYS_DASK_WORKERS", "1")
+    monkeypatch.setenv("RECSYS_DASK_PARTITION_SIZE", "200")
+    monkeypatch.setenv("RECSYS_DASK_WORKER_MEMORY", "1GiB")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_recommend_and_publish_on_dask_from_the_command_line(
+        dask_env, scale_world, scale_bundle_path, scale_bundle, scale_dataset, redis_url, redis_client,
+        key_prefix, tmp_path: Path) -> None:
+    from recsys.publication import PublicationStore
+
+    out = tmp_path / "recs.parquet"
+    runner = CliRunner()
+    result = runner.invoke(app, ["recommend", "--model", str(scale_bundle_path), "--data", str(scale_world),
+                                 "--out", str(out), "--k", "3", "--dask", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert len(list(out.glob("part-*.parquet"))) == 3  # 500 cardholders / 200
+    expected = scale_bundle.rank(scale_dataset, scale_dataset.time_range()[1], 3)
+    pd.testing.assert_frame_equal(pd.read_parquet(out).reset_index(drop=True), expected)
+
+    result = runner.invoke(app, ["publish", "--model", str(scale_bundle_path), "--data", str(scale_world),
+                                 "--redis", redis_url, "--prefix", key_prefix, "--dask", "--json"])
+    assert result.exit_code == 0, result.output
+    store = PublicationStore(redis_client, key_prefix)
+    published = store.load(store.live_version()).manifest["n_users"]
+    assert published == scale_dataset.cardholders["user_id"].nunique()
+
+
+def test_dask_recommend_refuses_a_csv_output(dask_env, scale_world, scale_bundle_path,
+                                             tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["recommend", "--model", str(scale_bundle_path), "--data",
+                                      str(scale_world), "--out", str(tmp_path / "recs.csv"), "--dask"])
+    assert result.exit_code == 2
+    assert "directory of Parquet parts" in result.output
