@@ -4,9 +4,10 @@ split carved from the training period, scored on readers and non-readers alike.
 The validation split ends where the holdout begins (`split`), so no trial sees a holdout event: it is
 fitted at `split - validation_days` and scored on what happened up to `split`. The features are built
 once with every family at weight 1; a trial rescales the columns by its own family weights, which is
-what building them with those weights does. The objective is the mean of two ratios over popularity on
-the same validation cardholders: readers' nDCG@k and non-readers' nDCG@k on the pushes they opened
-(what the product promises: the right push for cardholders who never read, too).
+what building them with those weights does. The objective is the mean of two gains over no skill on the
+same validation window: readers' nDCG@k gain over popularity and non-readers' push-open Gini
+(2 AUC - 1 over every push they were sent, opened or ignored): what the product promises, the right push
+for cardholders who never read too, measured on far more of them than hold out an opened push.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from features.loader import Dataset
 from recsys import metrics
 from recsys.models import Recommender
 from training.config import ModelSpec, TrainConfig
-from training.evaluate import Holdout, make_holdout, recommend_holdout
+from training.evaluate import Holdout, make_holdout, push_auc, recommend_holdout
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class TuneResult:
         return {
             "validation": [self.validation_start.isoformat(), self.validation_end.isoformat()],
             "trials": len(self.trials), "seconds": round(self.seconds, 1),
-            "objective": "mean of readers' and non-readers' nDCG@k, each over popularity's",
+            "objective": "mean of readers' nDCG@k gain over popularity and non-readers' push-open Gini",
             "best_trial": None if best is None else best.number,
             "best_objective": None if best is None else best.objective,
             "best_scores": {} if best is None else best.scores,
@@ -113,24 +114,28 @@ def reweighted(validation: Holdout, features: FeatureConfig) -> Holdout:
     return replace(validation, train=replace(train, user_features=user, item_features=item))
 
 
-def slice_ndcg(model: Recommender, holdout: Holdout, k: int) -> dict[str, float]:
-    """nDCG@k of readers and of non-readers (on the pushes they opened) over the evaluated cardholders."""
+def validation_scores(model: Recommender, holdout: Holdout, k: int) -> dict[str, float]:
+    """nDCG@k of readers and of non-readers (on the pushes they opened) over the evaluated cardholders,
+    and the pooled AUC of opened vs ignored pushes of non-readers (far more of them have pushes)."""
     values = metrics.per_user("ndcg", recommend_holdout(model, holdout, k), holdout.relevant, k)
     out = {}
     for name, members in (("readers", ~holdout.cold), ("non_readers", holdout.cold)):
         out[f"{name}.ndcg@{k}"] = float(np.nanmean(values[members])) if members.any() else float("nan")
         out[f"{name}.users"] = float(members.sum())
+    out["non_readers.push_auc"], out["non_readers.push_users"] = push_auc(model, holdout, holdout.pushes.cold)
     return out
 
 
 def objective_value(scores: dict[str, float], reference: dict[str, float], k: int) -> float:
-    """Mean over readers and non-readers of nDCG@k divided by popularity's (slices without users skipped)."""
-    ratios = []
-    for name in ("readers", "non_readers"):
-        ours, theirs = scores[f"{name}.ndcg@{k}"], reference[f"{name}.ndcg@{k}"]
-        if theirs > 0 and ours == ours:
-            ratios.append(ours / theirs)
-    return float(np.mean(ratios)) if ratios else float("nan")
+    """Mean of two gains over no skill: readers' nDCG@k over popularity's, minus 1, and non-readers'
+    push-open Gini (2 AUC - 1, 0 for a random order); a term that cannot be measured is left out."""
+    terms = []
+    ours, theirs = scores[f"readers.ndcg@{k}"], reference[f"readers.ndcg@{k}"]
+    if theirs > 0 and ours == ours:
+        terms.append(ours / theirs - 1.0)
+    if scores["non_readers.push_auc"] == scores["non_readers.push_auc"]:
+        terms.append(2.0 * scores["non_readers.push_auc"] - 1.0)
+    return float(np.mean(terms)) if terms else float("nan")
 
 
 def tune(dataset: Dataset, split: pd.Timestamp, base: TrainConfig, budget_minutes: float,
@@ -151,11 +156,11 @@ def tune(dataset: Dataset, split: pd.Timestamp, base: TrainConfig, budget_minute
     result = TuneResult(validation_start=validation.split, validation_end=validation.as_of)
     k = base.k
     popularity = base.baselines.get(POPULARITY, ModelSpec("popularity", {"by_segment": False}))
-    reference = slice_ndcg(popularity.build().fit(validation.train), validation, k)
+    reference = validation_scores(popularity.build().fit(validation.train), validation, k)
     echo(f"  tuning on {validation.split:%Y-%m-%d} .. {validation.as_of:%Y-%m-%d}: "
          f"{int(reference['readers.users']):,} readers, {int(reference['non_readers.users']):,} "
-         f"non-readers; popularity nDCG@{k} {reference[f'readers.ndcg@{k}']:.4f} (readers) / "
-         f"{reference[f'non_readers.ndcg@{k}']:.4f} (non-readers)")
+         f"non-readers ({int(reference['non_readers.push_users']):,} with pushes); popularity's readers' "
+         f"nDCG@{k} {reference[f'readers.ndcg@{k}']:.4f}")
 
     def run(trial: optuna.Trial) -> float:
         params = suggest(trial, base)
@@ -168,11 +173,12 @@ def tune(dataset: Dataset, split: pd.Timestamp, base: TrainConfig, budget_minute
             echo(f"    trial {trial.number:>3}: failed ({error})")
             result.trials.append(Trial(trial.number, params, float("nan"), {}, time.perf_counter() - begin))
             return -np.inf
-        scores = slice_ndcg(model, data, k)
+        scores = validation_scores(model, data, k)
         value = objective_value(scores, reference, k)
         result.trials.append(Trial(trial.number, params, value, scores, time.perf_counter() - begin))
-        echo(f"    trial {trial.number:>3}: objective {value:.4f} (nDCG@{k} readers "
-             f"{scores[f'readers.ndcg@{k}']:.4f}, non-readers {scores[f'non_readers.ndcg@{k}']:.4f}) "
+        echo(f"    trial {trial.number:>3}: objective {value:.4f} (readers' nDCG@{k} "
+             f"{scores[f'readers.ndcg@{k}']:.4f}, non-readers' push AUC "
+             f"{scores['non_readers.push_auc']:.4f}) "
              f"{time.perf_counter() - begin:5.1f} s")
         return value if value == value else -np.inf
 

@@ -37,7 +37,7 @@ def test_tuning_never_sees_the_holdout_period(small_world: Path) -> None:
     assert searched.validation_end == split
     assert searched.validation_start == split - pd.Timedelta(days=FAST.holdout_days)
     assert len(searched.trials) == 3 and searched.best in searched.trials
-    assert all(trial.scores["readers.users"] > 0 and trial.scores["non_readers.users"] > 0
+    assert all(trial.scores["readers.users"] > 0 and trial.scores["non_readers.push_users"] > 0
                for trial in searched.trials)
     # the first trial is the configuration as given, so tuning never does worse than it on validation
     assert searched.trials[0].params["model.no_components"] == FAST.model.params["no_components"]
