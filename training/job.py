@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from recsys.ranking import top_k
 from training.config import TrainConfig
 from training.evaluate import Holdout, epoch_scorer, evaluate, make_holdout, recommend_holdout
 from training.outputs import check_output_path
+from training.tune import TuneResult, tune
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class TrainOptions:
     artifact_root: Path | None = None
     registered_model_name: str = "qianmian-push-ranker"
     track: bool = True
+    tune_minutes: float | None = None
 
 
 @dataclass
@@ -73,6 +75,7 @@ class TrainResult:
     response_report: Any = None  # training.response.ResponseFitReport, when the response models were fitted
     bundle_path: Path | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    tuning: TuneResult | None = None
 
 
 class Stages:
@@ -139,6 +142,14 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
 
         truth = load_truth(truth_path)
         check_truth_covers(truth, dataset)
+    tuning = None
+    if options.tune_minutes is not None:
+        # before the holdout features: the chosen family weights shape them
+        with stages.stage("tune"):
+            tuning = tune(dataset, as_of - pd.Timedelta(days=config.holdout_days), config,
+                          options.tune_minutes, echo=echo)
+        config = tuning.config
+        options = replace(options, config=config)
     k, metric = config.k, config.metric
 
     with stages.stage("features (holdout split)"):
@@ -214,7 +225,7 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
 
     result = TrainResult(as_of=as_of, split=holdout.split, results=results, truth=truth_rates, lift=lift,
                          timings=stages.timings, curves=curves, comparisons=comparisons,
-                         response_report=response_report)
+                         response_report=response_report, tuning=tuning)
     result.summary = {
         "data_dir": str(options.data_dir), "as_of": as_of.isoformat(), "split": holdout.split.isoformat(),
         "holdout_users": holdout.n_users, "holdout_cold_users": int(holdout.cold.sum()),
@@ -222,10 +233,13 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
         "n_interactions": int(final_data.interactions.nnz), "metric": metric, "k": k,
         "truth_file": None if truth_path is None else str(truth_path),
     }
+    if tuning is not None:
+        result.summary["tuning"] = tuning.summary()
     bundle = ModelBundle(
         model=final_model, users=final_data.users, items=final_data.items, feature_state=builder.to_dict(),
         item_meta=item_metadata(dataset.content, final_data.items), user_segments=final_data.user_segments,
-        as_of=as_of, metrics={**prefixed(results[MODEL_NAME]), **truth_rates}, params=config.to_dict(),
+        as_of=as_of, metrics={**prefixed(results[MODEL_NAME]), **truth_rates},
+        params=config.to_dict() | ({} if tuning is None else {"tuning": tuning.summary()}),
         user_features=final_data.user_features, response=response,
     )
     staging = Path(tempfile.mkdtemp(prefix="qianmian-train-"))
@@ -376,6 +390,11 @@ def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging
             from training.response import log_report
 
             log_report(run, result.response_report)
+        if result.tuning is not None:
+            run.log_dict(result.tuning.summary(), "tuning.json")
+            for trial in result.tuning.trials:
+                run.log_child_run(f"trial-{trial.number:03d}", trial.params,
+                                  {"objective": trial.objective, "seconds": trial.seconds, **trial.scores})
         result.model_uri = run.log_bundle(bundle_dir)
         result.run_id = run.run_id
     if not options.register:

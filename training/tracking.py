@@ -181,6 +181,13 @@ class Tracker:
         if clean:
             mlflow.log_metrics(clean, step=step)
 
+    def log_child_run(self, run_name: str, params: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
+        """A finished run nested under the active one (e.g. one tuning trial); returns its id."""
+        with mlflow.start_run(run_name=run_name, nested=True, experiment_id=self._experiment_id()) as child:
+            self.log_params(params)
+            self.log_metrics(metrics)
+        return child.info.run_id
+
     def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
         mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
 

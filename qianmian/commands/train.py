@@ -39,6 +39,11 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     track: bool = typer.Option(True, "--track/--no-track", help="Log the run to MLflow (the store "
                                "from RECSYS_MLFLOW_TRACKING_URI, default SQLite under RECSYS_HOME)."),
+    tune: bool = typer.Option(False, "--tune", help="First search feature family weights, dimensions, "
+                              "loss, epochs, learning rate and regularisation (seeded TPE) on a validation "
+                              "window just before the holdout; each trial is a nested MLflow run."),
+    budget: float = typer.Option(5.0, "--budget", min=0.1, help="Minutes the --tune search may take "
+                                 "(at most 60 trials)."),
 ) -> None:
     """Fit the LightFM hybrid, evaluate it against baselines, log to MLflow and register it.
 
@@ -69,6 +74,7 @@ def train(
             data_dir=data, config=train_config, as_of=as_of, experiment=experiment, model_out=model_out,
             register=register_model, progress=progress, truth_path=truth,
             registered_model_name=settings.registered_model_name, track=track,
+            tune_minutes=budget if tune else None,
         )
         console.print(f"[bold]Training on {data}[/bold]")
         result = run_training(options, echo=console.print)
@@ -82,6 +88,17 @@ def train(
         raise _fail(f"{error}: check that --data is readable and --model-out is a writable path",
                     code=2) from error
     _print_summary(console, result, train_config.metric)
+
+
+def _print_tuning(console, tuning) -> None:
+    summary = tuning.summary()
+    console.print(f"  tuned: {summary['trials']} trials in {summary['seconds']:.0f} s on "
+                  f"{summary['validation'][0][:10]} .. {summary['validation'][1][:10]}; trial "
+                  f"{summary['best_trial']} chosen (objective {summary['best_objective']:.4f}: "
+                  f"{summary['objective']})")
+    console.print("  chosen: " + ", ".join(f"{key.split('.', 1)[1]}={value:.3g}" if isinstance(value, float)
+                                           else f"{key.split('.', 1)[1]}={value}"
+                                           for key, value in summary["chosen"].items()))
 
 
 def _print_summary(console, result, metric: str) -> None:
@@ -107,6 +124,8 @@ def _print_summary(console, result, metric: str) -> None:
                       f"{values.get('push_auc', float('nan')):.4f}",
                       f"{values.get('cold.push_auc', float('nan')):.4f}", style=style)
     console.print(table)
+    if result.tuning is not None:
+        _print_tuning(console, result.tuning)
     for name, value in result.lift.items():
         console.print(f"  {name}: x{value:.2f}")
     _print_slices(console, result, metric)
