@@ -121,7 +121,8 @@ YAML
 
 step "Publish the champion ($champion) to Redis"
 # The champion, not the bundle just trained: the gate above may have kept the previous champion.
-"$recsys" publish --model "$champion" --data "$world" \
+# At the world's end, not the champion's own training time: the champion may come from an earlier run.
+"$recsys" publish --model "$champion" --data "$world" --as-of "${end_date}T23:59:59Z" \
   || fail "could not publish $champion (see above; with no champion yet, no model has beaten the baselines)"
 
 step "Serve the API on http://127.0.0.1:$port"
