@@ -26,20 +26,12 @@ def scale_dataset(scale_world: Path):
 
 
 @pytest.fixture(scope="session")
-def scale_bundle_path(scale_dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from features.pipeline import build_training_matrices
-    from recsys.bundle import ModelBundle, item_metadata
-    from recsys.models.lightfm_hybrid import LightFMHybrid
+def scale_bundle_path(scale_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.simulation.small_bundle import train_small_bundle
 
-    as_of = scale_dataset.time_range()[1]
-    matrices, builder = build_training_matrices(scale_dataset, as_of)
-    model = LightFMHybrid(no_components=8, epochs=3, num_threads=1, random_state=3).fit(matrices)
-    bundle = ModelBundle(
-        model=model, users=matrices.users, items=matrices.items, feature_state=builder.to_dict(),
-        item_meta=item_metadata(scale_dataset.content, matrices.items), user_segments=matrices.user_segments,
-        as_of=as_of,
-    )
-    return bundle.save(tmp_path_factory.mktemp("scale-bundle") / "bundle")
+    out = tmp_path_factory.mktemp("scale-bundle") / "bundle"
+    train_small_bundle(scale_world, out)
+    return out
 
 
 @pytest.fixture(scope="session")
