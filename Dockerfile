@@ -11,6 +11,9 @@ COPY recsys ./recsys
 COPY training ./training
 COPY serving ./serving
 COPY qianmian ./qianmian
+COPY worlds ./worlds
+COPY simulation ./simulation
+COPY publishing ./publishing
 # Wheels for the package and every pinned dependency (LightFM compiles here, with OpenMP).
 RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt . "psycopg2-binary==2.9.13"
 

@@ -77,7 +77,7 @@ def log(message: str) -> None:
 
 # ---------------------------------------------------------------------- world, model, publication
 def ensure_world(work: Path, users: int) -> Path:
-    from recsys.world.generator import WorldConfig, generate_world
+    from worlds.generator import WorldConfig, generate_world
 
     out = work / f"world-{users}"
     if not (out / "cardholders.parquet").exists():
@@ -110,9 +110,9 @@ def publish_into(redis_url: str, world: Path, bundle_path: Path):
     import redis
 
     from features.loader import load_dataset
+    from publishing.publish import publish
     from recsys.bundle import ModelBundle
     from recsys.publication import PublicationStore
-    from recsys.publish import publish
 
     client = redis.Redis.from_url(redis_url)
     try:

@@ -53,9 +53,9 @@ def build(work: Path, users: int, hour_preference: float, seed: int) -> tuple[Pa
     from features.pipeline import build_training_matrices
     from recsys.bundle import ModelBundle, item_metadata
     from recsys.models.lightfm_hybrid import LightFMHybrid
-    from recsys.world import WorldConfig, generate_world
-    from recsys.world.scenario import Scenario
     from training.response import fit_response_models
+    from worlds import WorldConfig, generate_world
+    from worlds.scenario import Scenario
 
     world = work / f"world-{users}-{hour_preference:g}-{seed}"
     truth = world.with_name(world.name + ".truth.npz")
@@ -108,7 +108,7 @@ class Outcomes:
     """Opens and mutes drawn from the truth, the same uniforms (cardholder, day, slot) for every engine."""
 
     def __init__(self, truth_path: Path, world: Path, seed: int) -> None:
-        from recsys.world.truth import WorldTruth
+        from worlds.truth import WorldTruth
 
         truth = WorldTruth.load(truth_path)
         holders = pd.read_parquet(world / "cardholders.parquet")
@@ -255,10 +255,10 @@ def main() -> int:
     args = parser.parse_args()
     import redis
 
+    from publishing.publish import publish
     from recsys.bundle import ModelBundle
     from recsys.embedded_redis import free_port, start_embedded_redis
     from recsys.publication import PublicationStore
-    from recsys.publish import publish
 
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ For each world (a generated one, and the shared independent world when present) 
 fitted with `training.response.fit_response_models` (holdout = the last --holdout-days, Platt map from the
 validation slice before it) and scored on the holdout pushes: log-loss, Brier, ECE (10 equal-count bins)
 and AUC for opens and mutes. Baselines in the same run, on the same pushes: the training base rate as a
-constant, and the segment-level model the simulator fits today (`recsys.simulation.response_fit`).
+constant, and the segment-level model the simulator fits today (`simulation.response_fit`).
 With --ranking-score a LightFM ranking model fitted at the validation start supplies each pair's score.
 
 The hidden truths only score: the generated world's response model (correlation of fitted and true
@@ -57,9 +57,9 @@ def split_scorer(dataset, as_of: pd.Timestamp, components: int, epochs: int):
 
 def segment_baseline(dataset, pushes: pd.DataFrame, holdout_from: pd.Timestamp):
     """The simulator's segment-level fit (tier x activity cell, item appeal, fatigue) on the same split."""
-    from recsys.simulation.response_fit import fit_response
-    from recsys.simulation.vector_caps import Items
-    from recsys.simulation.world import activity_levels, split_tags
+    from simulation.replay import activity_levels, split_tags
+    from simulation.response_fit import fit_response
+    from simulation.vector_caps import Items
 
     holders = dataset.cardholders.drop_duplicates("user_id")
     user_ids = holders["user_id"].astype(str).to_numpy(dtype=object)
@@ -239,8 +239,8 @@ def main() -> None:
     from training.response import marketing_pushes
 
     if not args.skip_synth:
-        from recsys.world import WorldConfig, WorldTruth, generate_world
-        from recsys.world.scenario import Scenario
+        from worlds import WorldConfig, WorldTruth, generate_world
+        from worlds.scenario import Scenario
 
         out = args.work_dir / f"world-{args.users}-{args.days}-{args.seed}-{args.hour_preference}"
         truth_path = out.with_name(f"{out.name}.truth.npz")

@@ -36,7 +36,7 @@ def peak_rss_mb() -> float:
 
 
 def ensure_world(work: Path, users: int) -> tuple[Path, Path]:
-    from recsys.world.generator import WorldConfig, default_truth_path, generate_world
+    from worlds.generator import WorldConfig, default_truth_path, generate_world
 
     out = work / f"sim-world-{users}"
     truth = default_truth_path(out)
@@ -84,8 +84,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from recsys.caps.policy import default_policy
-    from recsys.simulation.runner import ScheduleConfig, simulate_policy, slot_instants
-    from recsys.simulation.world import load_world
+    from simulation.replay import load_world
+    from simulation.runner import ScheduleConfig, simulate_policy, slot_instants
 
     data, truth = ensure_world(args.work_dir, args.users)
     policy = default_policy()
@@ -107,7 +107,7 @@ def main() -> None:
 
     sample = world.sample(args.sample, seed=1)
     empty = np.zeros(0, dtype=np.int64)
-    from recsys.simulation.world import History
+    from simulation.replay import History
 
     sample = replace(sample, history=History(empty, empty, empty, empty.astype(bool), empty.astype(bool)))
     sample_config = ScheduleConfig(days=args.sample_days, seed=0)

@@ -26,7 +26,7 @@ TARGET_SECONDS_100K = 120.0
 
 
 def _child_generate(args: argparse.Namespace) -> dict:
-    from recsys.world import WorldConfig, generate_world
+    from worlds import WorldConfig, generate_world
 
     started = time.perf_counter()
     summary = generate_world(
@@ -68,8 +68,8 @@ def _child_baseline(args: argparse.Namespace) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from recsys.world.generator import block_size
-    from recsys.world.tables import SCHEMAS
+    from worlds.generator import block_size
+    from worlds.tables import SCHEMAS
 
     rows = json.loads(args.rows)
     blocks = max(1, -(-args.users // block_size(args.days)))

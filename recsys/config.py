@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     # Named administrators, {"alice": "<token>", ...}: the audit trail records the name.
     admin_tokens: dict[str, SecretStr] = {}
     push_log_path: Path | None = None
-    # Ranking API and publishing (serving/, recsys/publish.py).
+    # Ranking API and publishing (serving/, publishing/publish.py).
     data_dir: Path | None = None
     event_dedupe_ttl_seconds: int = 30 * 86400
     reload_interval_seconds: float = 1.0

@@ -451,7 +451,7 @@ class PushResponseModel:
 
 class WorldResponse:
     """A fitted model behind the simulator's `Response` protocol: users and items are positions in the
-    world's `user_ids` / `content_ids`, as `recsys.simulation.world.SimWorld` asks.
+    world's `user_ids` / `content_ids`, as `simulation.replay.SimWorld` asks.
 
     Without `local_hours` a probability is the mean over the model's `send_hours` (the simulator of
     today sends at slot times it does not pass on). `scorer(users, items)` gives ranking scores by

@@ -130,7 +130,7 @@ class ResponseFitReport:
 # ---------------------------------------------------------------------- inputs from the data contract
 def marketing_pushes(dataset: Dataset, as_of: pd.Timestamp, default_timezone: str) -> pd.DataFrame:
     """Marketing pushes sent up to `as_of`: ids, send time, local hour, recent count, opened time, muted."""
-    from recsys.simulation.response_fit import recent_counts
+    from simulation.response_fit import recent_counts
 
     pushes = dataset.push_log
     content = dataset.content.drop_duplicates("content_id").set_index("content_id")

@@ -21,7 +21,7 @@ from recsys.ranking import Eligibility, top_k
 
 if TYPE_CHECKING:
     from features.loader import Dataset
-    from recsys.world.truth import WorldTruth
+    from worlds.truth import WorldTruth
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class TruthMismatchError(ValueError):
 
 
 def load_truth(path: Path) -> WorldTruth:
-    from recsys.world.truth import WorldTruth
+    from worlds.truth import WorldTruth
 
     return WorldTruth.load(path)
 

@@ -31,9 +31,9 @@ def run_publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: st
     """Resolve the model, load the data and publish (per partition on Dask with `on_dask`);
     returns the `PublishReport`."""
     if on_dask:
+        from publishing.publish import DaskPartitions
         from recsys.cluster import dask_client
         from recsys.config import get_settings
-        from recsys.publish import DaskPartitions
 
         settings = get_settings()
         with dask_client(settings) as client:
@@ -48,10 +48,10 @@ def _publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: str, 
     import redis
 
     from features.loader import load_dataset
+    from publishing.publish import bundle_fingerprint, publish
     from recsys.bundle import ModelBundle
     from recsys.config import get_settings
     from recsys.publication import PublicationStore
-    from recsys.publish import bundle_fingerprint, publish
     from training.tracking import registry_source, resolved_bundle
 
     dataset = load_dataset(data_dir)
@@ -166,9 +166,9 @@ def ensure_published(model_uri: str, data_dir: Path) -> None:
     """Publish `model_uri` unless the live version was published from the same bundle."""
     import redis
 
+    from publishing.publish import bundle_fingerprint
     from recsys.config import get_settings
     from recsys.publication import PublicationError, PublicationStore
-    from recsys.publish import bundle_fingerprint
     from training.tracking import resolved_bundle
 
     settings = get_settings()

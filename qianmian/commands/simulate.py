@@ -77,16 +77,16 @@ def simulate(
     from recsys.bundle import BundleError
     from recsys.caps.policy import PolicyError, default_policy, load_policy
     from recsys.models import IncompatibleModelError
-    from recsys.simulation.charts import write_charts
-    from recsys.simulation.report import render_tables
-    from recsys.simulation.runner import ScheduleConfig, decision_variants
-    from recsys.simulation.runner import simulate as run
-    from recsys.simulation.vector_caps import SimulationError
-    from recsys.simulation.world import load_world
-    from recsys.world.generator import default_truth_path
-    from recsys.world.truth import TruthFileError
+    from simulation.charts import write_charts
+    from simulation.replay import load_world
+    from simulation.report import render_tables
+    from simulation.runner import ScheduleConfig, decision_variants
+    from simulation.runner import simulate as run
+    from simulation.vector_caps import SimulationError
     from training.outputs import OutputPathError, check_output_path
     from training.tracking import TrackingError
+    from worlds.generator import default_truth_path
+    from worlds.truth import TruthFileError
 
     console = Console()
     try:

@@ -80,8 +80,8 @@ def synth(
 
     The truth file holds each cardholder's true open probability per item at --end and the response model.
     """
-    from recsys.world import WorldConfig, WorldConfigError, WorldOutputError, generate_world
-    from recsys.world.scenario import SCENARIOS, Scenario
+    from worlds import WorldConfig, WorldConfigError, WorldOutputError, generate_world
+    from worlds.scenario import SCENARIOS, Scenario
 
     if scenario is not None and scenario not in SCENARIOS:
         typer.echo(f"error: --scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}", err=True)
@@ -134,9 +134,9 @@ def score(
 
     from features.contract import ContractError
     from features.loader import load_dataset
-    from recsys.world.generator import default_truth_path
-    from recsys.world.truth import TruthFileError
     from training.truth import TruthMismatchError, load_truth, read_recommendations, score_recommendations
+    from worlds.generator import default_truth_path
+    from worlds.truth import TruthFileError
 
     try:
         world = load_truth(truth if truth is not None else default_truth_path(data))

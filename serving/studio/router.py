@@ -19,7 +19,6 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from recsys.caps.policy import parse_policy
-from recsys.simulation.vector_caps import SimulationError
 from serving.auth import AdminAccess
 from serving.deps import State
 from serving.studio.service import (
@@ -29,6 +28,7 @@ from serving.studio.service import (
     StudioNotConfiguredError,
     StudioService,
 )
+from simulation.vector_caps import SimulationError
 
 router = APIRouter(tags=["studio"])
 

@@ -17,7 +17,7 @@ from recsys.config import Settings
 
 if TYPE_CHECKING:
     from recsys.bundle import ModelBundle
-    from recsys.simulation.world import SimWorld
+    from simulation.replay import SimWorld
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ _WORLD: SimWorld | None = None
 def _load_world(settings: Settings) -> int:
     global _WORLD
     if _WORLD is None:
-        from recsys.simulation.world import load_world
+        from simulation.replay import load_world
 
         info = world_info(settings)
         began = time.perf_counter()
@@ -158,8 +158,8 @@ def _load_world(settings: Settings) -> int:
 def _compare(settings: Settings, live: Policy, live_label: str, draft: Policy, days: int | None,
              users: int | None, seed: int, charts: bool) -> dict[str, Any]:
     from recsys.caps.words import rule_words_for
-    from recsys.simulation.charts import chart_pngs
-    from recsys.simulation.runner import ScheduleConfig, simulate
+    from simulation.charts import chart_pngs
+    from simulation.runner import ScheduleConfig, simulate
 
     _load_world(settings)
     began = time.perf_counter()

@@ -9,9 +9,9 @@ import pytest
 
 from features.loader import Dataset, load_dataset
 from recsys.response_model import PushResponseModel
-from recsys.world import WorldConfig, WorldTruth, generate_world
 from tests.response.handmade import AS_OF, make_tables, write_tables
 from training.response import ResponseFitConfig, ResponseFitReport, fit_response_models
+from worlds import WorldConfig, WorldTruth, generate_world
 
 
 @dataclass(frozen=True)

@@ -172,8 +172,8 @@ def test_a_scorer_of_the_wrong_length_is_refused(handmade_dataset) -> None:
 @pytest.mark.slow
 def test_best_hours_find_the_peak_hours_of_a_world_with_hour_preference(tmp_path: Path) -> None:
     from features.loader import load_dataset
-    from recsys.world import WorldConfig, WorldTruth, generate_world
-    from recsys.world.scenario import Scenario
+    from worlds import WorldConfig, WorldTruth, generate_world
+    from worlds.scenario import Scenario
 
     summary = generate_world(WorldConfig(users=1_000, items=60, days=365, seed=3,
                                          scenario=Scenario(hour_preference=1.5)), tmp_path / "data")

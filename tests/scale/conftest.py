@@ -11,7 +11,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def scale_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from recsys.world.generator import WorldConfig, generate_world
+    from worlds.generator import WorldConfig, generate_world
 
     out = tmp_path_factory.mktemp("scale-world") / "world"
     generate_world(WorldConfig(users=500, items=60, days=45, seed=5), out)

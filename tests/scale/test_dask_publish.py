@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from publishing.publish import DaskPartitions, publish
 from recsys.publication import PublicationStore
-from recsys.publish import DaskPartitions, publish
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 

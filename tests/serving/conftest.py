@@ -18,7 +18,7 @@ from recsys.config import Settings
 
 @pytest.fixture(scope="session")
 def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from recsys.world.generator import WorldConfig, generate_world
+    from worlds.generator import WorldConfig, generate_world
 
     out = tmp_path_factory.mktemp("serving-world") / "world"
     generate_world(WorldConfig(users=600, items=80, days=60, seed=11), out)
@@ -75,7 +75,7 @@ def store(redis_client: redis.Redis, key_prefix: str):
 
 @pytest.fixture
 def published(bundle, dataset, store):
-    from recsys.publish import publish
+    from publishing.publish import publish
 
     return publish(bundle, dataset, store, model_uri="test-bundle")
 

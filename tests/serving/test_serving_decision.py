@@ -11,7 +11,7 @@ from serving.pipeline import LiveModel
 
 
 def test_the_response_model_is_published_with_the_ranking_model(response_bundle, dataset, store) -> None:
-    from recsys.publish import publish
+    from publishing.publish import publish
 
     report = publish(response_bundle, dataset, store, model_uri="with-response")
     published = store.load(report.version)
@@ -37,7 +37,7 @@ def test_a_publication_without_response_models_still_loads(published, store) -> 
 
 @pytest.fixture
 def decided(response_bundle, dataset, store):
-    from recsys.publish import publish
+    from publishing.publish import publish
 
     return publish(response_bundle, dataset, store, model_uri="with-response")
 

@@ -145,8 +145,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(bundle, dataset, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    from publishing.publish import publish
     from recsys.publication import PublicationStore
-    from recsys.publish import publish
 
     as_of = dataset.time_range()[1]
     local_day = as_of.tz_convert("Asia/Shanghai").normalize()
@@ -362,8 +362,8 @@ def test_api_killed_mid_batch(world: World) -> None:
 
 
 def test_overlapping_publishes_never_serve_a_broken_version(world: World, bundle, dataset) -> None:
+    from publishing.publish import publish
     from recsys.publication import PublicationError, PublicationStore
-    from recsys.publish import publish
 
     figures = Figures("publishes-overlapped")
     outcomes: list[str] = []

@@ -60,8 +60,8 @@ def server(settings, redis_client, published, tmp_path: Path):
 
 def test_new_model_goes_live_without_dropped_requests(server, published, other_bundle_path, dataset, store,
                                                       daytime) -> None:
+    from publishing.publish import publish
     from recsys.bundle import ModelBundle
-    from recsys.publish import publish
 
     users = dataset.cardholders["user_id"].astype(str).tolist()[:200]
     seen_versions: Counter[str] = Counter()

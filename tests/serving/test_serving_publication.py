@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from publishing.publish import publish
 from recsys.publication import (
     PublicationError,
     PublishLockedError,
@@ -15,7 +16,6 @@ from recsys.publication import (
     encode_user,
     index_dtype,
 )
-from recsys.publish import publish
 
 pytestmark = pytest.mark.redis
 
@@ -165,8 +165,8 @@ def test_simulation_without_a_model_ranks_as_the_api_fallback(published, store, 
                                                               redis_client) -> None:
     """The studio's default ranking is the popularity the API serves cardholders it cannot score."""
     from recsys.fallback import popularity
-    from recsys.simulation.world import rank_candidates
     from serving.pipeline import LiveModel, Representation
+    from simulation.replay import rank_candidates
 
     model = LiveModel(store.load(published.version))
     ids = np.asarray(dataset.cardholders["user_id"].astype(str).tolist()[:120], dtype=object)

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.redis
 
 
 def test_not_ready_until_a_version_is_published(api, bundle, dataset, store) -> None:
-    from recsys.publish import publish
+    from publishing.publish import publish
 
     response = api.get("/readyz")
     assert response.status_code == 503
@@ -46,8 +46,8 @@ def test_a_broken_live_pointer_is_never_served(published, store, settings, redis
 def test_redis_down_means_not_ready_and_nothing_allowed(bundle, dataset, settings, daytime) -> None:
     import redis
 
+    from publishing.publish import publish
     from recsys.publication import PublicationStore
-    from recsys.publish import publish
     from serving.app import create_app
 
     server = start_embedded_redis()

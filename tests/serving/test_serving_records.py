@@ -69,8 +69,8 @@ def test_without_a_copy_every_record_comes_from_redis(settings, store, published
 
 def test_a_new_publication_replaces_the_held_records(settings, bundle, other_bundle_path, dataset,
                                                      store, published) -> None:
+    from publishing.publish import publish
     from recsys.bundle import ModelBundle
-    from recsys.publish import publish
 
     state = started(settings)
     try:

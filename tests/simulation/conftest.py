@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from recsys.caps.policy import parse_policy
-from recsys.world import WorldConfig, generate_world
 from tests.simulation.small_bundle import train_small_bundle
+from worlds import WorldConfig, generate_world
 
 SMALL_WORLD = WorldConfig(users=600, items=60, days=60, seed=5)
 
@@ -23,7 +23,7 @@ def small_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_world(small_world_dir: Path):
-    from recsys.simulation.world import load_world
+    from simulation.replay import load_world
 
     return load_world(small_world_dir, truth_path=small_world_dir.parent / "world.truth.npz")
 

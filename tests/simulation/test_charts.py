@@ -10,8 +10,8 @@ from PIL import Image
 
 from recsys.caps.policy import default_policy
 from recsys.caps.words import rule_words, rule_words_for
-from recsys.simulation.charts import CHARTS, chart_pngs
-from recsys.simulation.runner import ScheduleConfig, simulate
+from simulation.charts import CHARTS, chart_pngs
+from simulation.runner import ScheduleConfig, simulate
 
 pytestmark = pytest.mark.slow
 

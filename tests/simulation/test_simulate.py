@@ -11,9 +11,9 @@ import pytest
 from recsys.caps.decisions import Candidate
 from recsys.caps.policy import default_policy
 from recsys.caps.reference import ReferenceCapEngine
-from recsys.simulation.runner import ScheduleConfig, SlotTrace, simulate, simulate_policy
-from recsys.simulation.vector_caps import SimulationError, rule_names
-from recsys.simulation.world import History
+from simulation.replay import History
+from simulation.runner import ScheduleConfig, SlotTrace, simulate, simulate_policy
+from simulation.vector_caps import SimulationError, rule_names
 from tests.simulation.conftest import policy_from
 
 CONFIG = ScheduleConfig(days=12, seed=3)

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from qianmian.cli import app
-from recsys.simulation.response_fit import ResponseFitError, fit_binomial, recent_counts
-from recsys.simulation.world import load_world
+from simulation.replay import load_world
+from simulation.response_fit import ResponseFitError, fit_binomial, recent_counts
 
 STRICT = """\
 version: "strict-1"

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from recsys.caps.policy import default_policy
-from recsys.simulation.runner import ScheduleConfig, decision_variants, simulate
-from recsys.simulation.vector_caps import SimulationError
-from recsys.world import WorldConfig, generate_world
-from recsys.world.scenario import Scenario
+from simulation.runner import ScheduleConfig, decision_variants, simulate
+from simulation.vector_caps import SimulationError
 from tests.simulation.small_bundle import train_small_bundle
+from worlds import WorldConfig, generate_world
+from worlds.scenario import Scenario
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def hour_world(tmp_path_factory: pytest.TempPathFactory):
     """800 cardholders with a strong preferred hour, and a bundle with response models fitted on them."""
-    from recsys.simulation.world import load_world
+    from simulation.replay import load_world
     from training.response import fit_response_models
 
     root = tmp_path_factory.mktemp("hour-world")

@@ -11,8 +11,8 @@ import pytest
 from recsys.caps.decisions import Candidate
 from recsys.caps.policy import default_policy, parse_policy
 from recsys.caps.reference import ReferenceCapEngine
-from recsys.simulation.clock import ZoneClock
-from recsys.simulation.vector_caps import Items, VectorCapEngine, rule_names
+from simulation.local_calendar import ZoneClock
+from simulation.vector_caps import Items, VectorCapEngine, rule_names
 
 ZONES = [None, "Asia/Shanghai", "America/New_York", "Europe/London", "Australia/Sydney", "Asia/Kolkata"]
 KINDS = ["article", "promotion", "activity", "reminder"]

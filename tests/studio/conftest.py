@@ -21,7 +21,7 @@ SCHEDULER_HEADERS = {"Authorization": f"Bearer {SCHEDULER}"}
 
 @pytest.fixture(scope="session")
 def studio_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from recsys.world import WorldConfig, generate_world
+    from worlds import WorldConfig, generate_world
 
     out = tmp_path_factory.mktemp("studio-world") / "world"
     generate_world(WorldConfig(users=500, items=60, days=60, seed=21), out)
@@ -53,8 +53,8 @@ def studio_bundle(studio_world_dir: Path, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture
 def studio_published(studio_bundle, redis_client: redis.Redis, key_prefix: str):
+    from publishing.publish import publish
     from recsys.publication import PublicationStore
-    from recsys.publish import publish
 
     bundle, dataset = studio_bundle
     store = PublicationStore(redis_client, key_prefix)

@@ -69,7 +69,7 @@ def two_taste_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory) -> Path:
     """A 1,500-cardholder synthetic world, as `recsys synth` writes it (truth file beside it)."""
-    from recsys.world import WorldConfig, generate_world
+    from worlds import WorldConfig, generate_world
 
     out = tmp_path_factory.mktemp("world") / "world"
     generate_world(WorldConfig(users=1500, items=120, days=60, seed=5), out)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from features.loader import Dataset, load_dataset
-from recsys.world import WorldConfig, WorldSummary, WorldTruth, generate_world
+from worlds import WorldConfig, WorldSummary, WorldTruth, generate_world
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def file_bytes(directory: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="session")
 def scenario_world(tmp_path_factory: pytest.TempPathFactory):
     """Builds (once per session each) 3,000-cardholder worlds of 60 items and 60 days, seed 5, by scenario."""
-    from recsys.world.scenario import Scenario
+    from worlds.scenario import Scenario
 
     built: dict[Scenario, SmallWorld] = {}
     root = tmp_path_factory.mktemp("scenarios")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys.world import catalog
+from worlds import catalog
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "mcc-codes" / "mcc_codes_greggles.csv"
 

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from features.loader import load_dataset
 from qianmian.cli import app
-from recsys.world import WorldConfig, WorldConfigError, WorldOutputError, WorldTruth, generate_world
-from recsys.world import generator as generator_module
+from worlds import WorldConfig, WorldConfigError, WorldOutputError, WorldTruth, generate_world
+from worlds import generator as generator_module
 
 runner = CliRunner()
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features.contract import MENU_KEYS, TABLES
-from recsys.world import catalog
+from worlds import catalog
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 
 from features.contract import MENU_KEYS
 from qianmian.cli import app
-from recsys.world import ResponseParams, WorldConfig, WorldConfigError, WorldTruth, generate_world
-from recsys.world.catalog import CONTEXT_TAGS, FINANCE_TOPICS, SPEND_CATEGORIES, TOPICS
-from recsys.world.scenario import SCENARIOS, Scenario
 from tests.world.conftest import file_bytes
+from worlds import ResponseParams, WorldConfig, WorldConfigError, WorldTruth, generate_world
+from worlds.catalog import CONTEXT_TAGS, FINANCE_TOPICS, SPEND_CATEGORIES, TOPICS
+from worlds.scenario import SCENARIOS, Scenario
 
 _CATEGORY_OF = {code: row for row, category in enumerate(SPEND_CATEGORIES) for code in category.mccs}
 _MCCS = sorted(_CATEGORY_OF)

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from features.loader import Dataset
 from qianmian.cli import app
-from recsys.world import ResponseParams, WorldTruth
-from recsys.world.scenario import Scenario
 from training.truth import Top1Gap, read_recommendations, score_recommendations, top1_gap
+from worlds import ResponseParams, WorldTruth
+from worlds.scenario import Scenario
 
 
 def test_top1_gap_on_a_hand_made_truth():

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.world import TruthFileError, WorldTruth
-from recsys.world.catalog import SPEND_CATEGORIES, TOPIC_INDEX
-from recsys.world.truth import FORMAT_VERSION
+from worlds import TruthFileError, WorldTruth
+from worlds.catalog import SPEND_CATEGORIES, TOPIC_INDEX
+from worlds.truth import FORMAT_VERSION
 
 pytestmark = pytest.mark.slow
 

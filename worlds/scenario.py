@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.world import catalog
+from worlds import catalog
 
 TASTE_CHANNELS = ("categories", "merchants", "needs")
 TAG_VOCABULARIES = ("topics", "synonyms", "noisy")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from recsys.simulation.vector_caps import Items, SimulationError
+from simulation.vector_caps import Items, SimulationError
 
 if TYPE_CHECKING:
     from features.loader import Dataset

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.contract import MENU_KEYS
-from recsys.world import catalog
-from recsys.world.clock import DAYTIME, Clock, event_times, expand_counts
-from recsys.world.population import Cardholders
-from recsys.world.scenario import Scenario
-from recsys.world.spend import expected_monthly_spend
+from worlds import catalog
+from worlds.event_clock import DAYTIME, Clock, event_times, expand_counts
+from worlds.population import Cardholders
+from worlds.scenario import Scenario
+from worlds.spend import expected_monthly_spend
 
 _DEFAULT = Scenario()
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.world import catalog
-from recsys.world.catalog import SPEND_CATEGORIES, TOPIC_INDEX
-from recsys.world.clock import DAYTIME, MEALS, Clock, event_times, expand_counts
-from recsys.world.population import Cardholders
-from recsys.world.sampling import draw_from_rows, row_cdf
-from recsys.world.scenario import Scenario
+from worlds import catalog
+from worlds.catalog import SPEND_CATEGORIES, TOPIC_INDEX
+from worlds.event_clock import DAYTIME, MEALS, Clock, event_times, expand_counts
+from worlds.population import Cardholders
+from worlds.sampling import draw_from_rows, row_cdf
+from worlds.scenario import Scenario
 
 _DEFAULT = Scenario()
 

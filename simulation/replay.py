@@ -3,7 +3,7 @@ candidates, how cardholders answer pushes (the response model) and the recent pu
 
 `load_world` builds it from a contract data directory plus either the synthetic world's hidden truth
 (its `ResponseModel`) or, for real data, a response model fitted on the push log
-(`recsys.simulation.response_fit`). Candidates come from a model bundle when one is given (the
+(`simulation.response_fit`). Candidates come from a model bundle when one is given (the
 engine's own ranking), else from the popularity fallback the API serves (`recsys.fallback`); either
 way ranking uses the eligibility rules at the as-of time (valid, not transactional, tier allowed, not
 seen; `recsys.eligibility`).
@@ -21,9 +21,9 @@ import pandas as pd
 
 from recsys.cells import split_list
 from recsys.eligibility import card_tiers_of
-from recsys.simulation.clock import NEVER
-from recsys.simulation.vector_caps import Items, SimulationError
 from recsys.times import utc_timestamp
+from simulation.local_calendar import NEVER
+from simulation.vector_caps import Items, SimulationError
 
 if TYPE_CHECKING:
     from features.loader import Dataset
@@ -202,7 +202,7 @@ def load_world(
     dataset = load_dataset(data_dir)
     truth = None
     if truth_path is not None:
-        from recsys.world.truth import WorldTruth
+        from worlds.truth import WorldTruth
 
         truth = WorldTruth.load(truth_path)
         as_of = pd.Timestamp(truth.as_of)
@@ -248,7 +248,7 @@ def load_world(
             )
         response_source = f"synthetic world truth {truth_path} (hidden response model)"
     else:
-        from recsys.simulation.response_fit import fit_response
+        from simulation.response_fit import fit_response
 
         response = fit_response(dataset, user_ids, segments, content_ids, items, as_of)
         response_users = np.arange(len(user_ids), dtype=np.int64)

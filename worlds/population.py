@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from recsys.world import catalog
-from recsys.world.catalog import TOPIC_INDEX
-from recsys.world.scenario import Scenario, merchant_taste, peak_hours, reader_threshold
+from worlds import catalog
+from worlds.catalog import TOPIC_INDEX
+from worlds.scenario import Scenario, merchant_taste, peak_hours, reader_threshold
 
 
 @dataclass

@@ -24,20 +24,20 @@ import pyarrow as pa
 
 from features.contract import MENU_KEYS
 from recsys.atomic import replace_directory
-from recsys.world import catalog
-from recsys.world.clock import DAY_US, Clock
-from recsys.world.content import Content, make_content
-from recsys.world.content_variants import retag, to_merchants
-from recsys.world.menu import make_menu_clicks
-from recsys.world.population import Cardholders, make_cardholders, with_scenario
-from recsys.world.pseudonyms import pseudonyms
-from recsys.world.pushes import CampaignPlan, make_pushes, plan_campaigns
-from recsys.world.reads import make_reads
-from recsys.world.response import ResponseModel, ResponseParams
-from recsys.world.scenario import Scenario
-from recsys.world.spend import make_transactions
-from recsys.world.tables import SCHEMAS, TIMESTAMP, TableFormat, TableSink
-from recsys.world.truth import write_truth
+from worlds import catalog
+from worlds.content import Content, make_content
+from worlds.content_variants import retag, to_merchants
+from worlds.event_clock import DAY_US, Clock
+from worlds.menu import make_menu_clicks
+from worlds.population import Cardholders, make_cardholders, with_scenario
+from worlds.pseudonyms import pseudonyms
+from worlds.pushes import CampaignPlan, make_pushes, plan_campaigns
+from worlds.reads import make_reads
+from worlds.response import ResponseModel, ResponseParams
+from worlds.scenario import Scenario
+from worlds.spend import make_transactions
+from worlds.tables import SCHEMAS, TIMESTAMP, TableFormat, TableSink
+from worlds.truth import write_truth
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class WorldOutputError(ValueError):
 class WorldConfig:
     """What to generate. ``end`` is the last instant of the window and the truth's as-of time.
 
-    ``scenario`` sets how the world is structured (`recsys.world.scenario`); its ``hour_preference``
+    ``scenario`` sets how the world is structured (`worlds.scenario`); its ``hour_preference``
     becomes the response model's ``hour_weight``.
     """
 

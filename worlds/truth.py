@@ -6,11 +6,11 @@ The truth file is an uncompressed ``.npz`` holding:
 - ``open_prob``: float32 [n_users, n_items], each cardholder's true (rested, no fatigue) probability of
   opening a push of each item at ``as_of``. Validity windows and tier restrictions are not applied:
   ranking filters those. Transactional reminders are included;
-- the response model (`recsys.world.response`): its scalar parameters and per-user / per-item arrays,
+- the response model (`worlds.response`): its scalar parameters and per-user / per-item arrays,
   so `WorldTruth.response_model()` answers open and mute probabilities under push fatigue;
 - hidden descriptors useful for diagnostics and scoring: each cardholder's persona, statement day and
   whether they are an article reader at all (``user_reader``, to score readers and non-readers apart);
-- only in worlds whose scenario is not the default (`recsys.world.scenario`): the scenario's options
+- only in worlds whose scenario is not the default (`worlds.scenario`): the scenario's options
   (``scenario``) and, with a time-of-day preference, each cardholder's preferred local hour
   (``user_peak_hour``). ``topics`` names the world's taste topics (MCC-level in a merchant world).
 
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.atomic import atomic_file
-from recsys.world.response import ResponseModel, ResponseParams
+from worlds.response import ResponseModel, ResponseParams
 
 FORMAT_VERSION = 1
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same world gives a byte-identical file

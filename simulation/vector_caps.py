@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys.caps.policy import Limit, Policy
-from recsys.simulation.clock import NEVER, LocalFields, ZoneClock
+from simulation.local_calendar import NEVER, LocalFields, ZoneClock
 
 # Rules in the order the engines report them (`recsys.caps.decisions.RULE_ORDER`), limits expanded.
 FIXED_BEFORE_LIMITS = ("opt_out", "muted", "quiet_hours")

@@ -30,11 +30,11 @@ import numpy as np
 
 from recsys.caps.policy import Policy
 from recsys.decision import SEND, decide, is_quiet, monthly_cap
-from recsys.simulation.clock import LocalFields, ZoneClock
-from recsys.simulation.report import PolicyOutcome, SimulationReport, Tally
-from recsys.simulation.vector_caps import SimulationError, VectorCapEngine, bits
-from recsys.simulation.world import SimWorld
 from recsys.times import UnknownZoneError, zone
+from simulation.local_calendar import LocalFields, ZoneClock
+from simulation.replay import SimWorld
+from simulation.report import PolicyOutcome, SimulationReport, Tally
+from simulation.vector_caps import SimulationError, VectorCapEngine, bits
 
 logger = logging.getLogger(__name__)
 

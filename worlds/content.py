@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.world import catalog
-from recsys.world.catalog import TOPICS
+from worlds import catalog
+from worlds.catalog import TOPICS
 
 DAY_US = 86_400 * 1_000_000
 

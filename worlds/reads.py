@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.world.clock import DAY_US, DAYTIME, HOUR_US, Clock, local_seconds
-from recsys.world.content import Content
-from recsys.world.population import Cardholders
-from recsys.world.sampling import draw_from_rows, row_cdf
+from worlds.content import Content
+from worlds.event_clock import DAY_US, DAYTIME, HOUR_US, Clock, local_seconds
+from worlds.population import Cardholders
+from worlds.sampling import draw_from_rows, row_cdf
 
 READ_TASTE = 1.3
 _SLICE = 1_000

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recsys.atomic import write_bytes
-from recsys.simulation.report import SimulationReport
+from simulation.report import SimulationReport
 
 if TYPE_CHECKING:
     import numpy as np

@@ -9,7 +9,7 @@ never the same item twice. Transactional reminders go to everyone following the 
 (statement ready on the statement day, bill due three days before the due date, payment received,
 points expiring near month end).
 
-The answers come from `recsys.world.response.ResponseModel`: a push is opened with the fatigued open
+The answers come from `worlds.response.ResponseModel`: a push is opened with the fatigued open
 probability (``recent`` = marketing pushes in the trailing window, this one included; pushes from a
 burn-in month before the window count too; at the cardholder's local send hour, which matters when the
 world has a time-of-day preference) and muted with the mute probability, which rises with
@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.world.clock import DAY_US, HOUR_US, PUSH_HOURS, Clock, event_times, expand_counts
-from recsys.world.content import Content
-from recsys.world.menu import DUE_AFTER_DAYS
-from recsys.world.population import Cardholders
-from recsys.world.response import ResponseModel
-from recsys.world.sampling import draw_from_rows, row_cdf
+from worlds.content import Content
+from worlds.event_clock import DAY_US, HOUR_US, PUSH_HOURS, Clock, event_times, expand_counts
+from worlds.menu import DUE_AFTER_DAYS
+from worlds.population import Cardholders
+from worlds.response import ResponseModel
+from worlds.sampling import draw_from_rows, row_cdf
 
 _SECOND_US = 1_000_000
 # reminder name -> (days since statement it goes out, share of cardholders it goes to)

@@ -21,15 +21,15 @@ Modules: `catalog` (vocabularies, MCCs), `clock` (days and card cycles), `conten
 `pseudonyms` (ids), `sampling`.
 """
 
-from recsys.world.generator import (
+from worlds.generator import (
     WorldConfig,
     WorldConfigError,
     WorldOutputError,
     WorldSummary,
     generate_world,
 )
-from recsys.world.response import ResponseModel, ResponseParams
-from recsys.world.truth import TruthFileError, WorldTruth
+from worlds.response import ResponseModel, ResponseParams
+from worlds.truth import TruthFileError, WorldTruth
 
 __all__ = [
     "ResponseModel",

@@ -14,9 +14,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from recsys.world import catalog
-from recsys.world.content import Content
-from recsys.world.scenario import SYNONYMS_PER_TOPIC, TopicSpace
+from worlds import catalog
+from worlds.content import Content
+from worlds.scenario import SYNONYMS_PER_TOPIC, TopicSpace
 
 NOISY_KEEP_FIRST = 0.75
 NOISY_KEEP_OTHER = 0.5
