@@ -87,9 +87,10 @@ def ensure_world(work: Path, users: int) -> Path:
 
 
 def ensure_bundle(work: Path, world: Path, users: int) -> Path:
+    from features.bundle_inputs import item_metadata
     from features.loader import load_dataset
     from features.pipeline import build_training_matrices
-    from recsys.bundle import ModelBundle, item_metadata
+    from recsys.bundle import ModelBundle
     from recsys.models.lightfm_hybrid import LightFMHybrid
 
     out = work / f"bundle-{users}"

@@ -49,9 +49,10 @@ def log(message: str) -> None:
 
 def build(work: Path, users: int, hour_preference: float, seed: int) -> tuple[Path, Path, Path]:
     """World, truth and a bundle with response models (reused under --work-dir)."""
+    from features.bundle_inputs import item_metadata
     from features.loader import load_dataset
     from features.pipeline import build_training_matrices
-    from recsys.bundle import ModelBundle, item_metadata
+    from recsys.bundle import ModelBundle
     from recsys.models.lightfm_hybrid import LightFMHybrid
     from training.response import fit_response_models
     from worlds import WorldConfig, generate_world

@@ -54,7 +54,8 @@ def top5(model, data, dataset, as_of):
     import numpy as np
     import pandas as pd
 
-    from recsys.bundle import build_eligibility, card_tiers_of, item_metadata, seen_pairs
+    from features.bundle_inputs import card_tiers_of, item_metadata, seen_pairs
+    from recsys.bundle import build_eligibility
     from recsys.ranking import top_k
 
     eligibility = build_eligibility(item_metadata(dataset.content, data.items), data.items, as_of,

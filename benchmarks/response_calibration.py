@@ -36,9 +36,10 @@ def log(message: str) -> None:
 
 def split_scorer(dataset, as_of: pd.Timestamp, components: int, epochs: int):
     """A LightFM hybrid fitted on spend, clicks and reads known at `as_of`, as a response-model scorer."""
+    from features.bundle_inputs import item_metadata
     from features.pipeline import build_training_matrices
     from features.timecut import known_at
-    from recsys.bundle import ModelBundle, item_metadata
+    from recsys.bundle import ModelBundle
     from recsys.models.lightfm_hybrid import LightFMHybrid
     from training.response import bundle_scorer
 

@@ -25,9 +25,9 @@ import pandas as pd
 import redis
 import scipy.sparse as sp
 
+from features.bundle_inputs import card_tiers_of, current_item_meta, feature_builder, seen_pairs
+from features.popularity import popularity
 from recsys.cells import split_list
-from recsys.eligibility import card_tiers_of
-from recsys.fallback import popularity
 from recsys.publication import (
     LEASE_SECONDS,
     PublicationStore,
@@ -143,8 +143,6 @@ def publish(
     If anything fails before the switch, the new version's keys are removed and the live version
     is untouched.
     """
-    from recsys.bundle import current_item_meta
-
     started = time.perf_counter()
     as_of = utc_timestamp(as_of if as_of is not None else bundle.as_of)
     holders = dataset.cardholders.drop_duplicates("user_id")
@@ -152,7 +150,7 @@ def publish(
     if not len(ids):
         raise PublishError(f"{dataset.root}: the cardholders table is empty: nothing to publish")
     model = bundle.model
-    builder = bundle.feature_builder
+    builder = feature_builder(bundle)
     items = bundle.items
     n_items = len(items)
     item_factors = np.ascontiguousarray(model.item_factors(), dtype=np.float32)
@@ -272,11 +270,9 @@ def user_records(bundle: ModelBundle, dataset: Dataset, holders: pd.DataFrame, l
     Features and seen items are computed here, before the first record is asked for: the caller
     does that outside the publish lock, whose lease only writes renew.
     """
-    from recsys.bundle import seen_pairs
-
     as_of = layout.as_of
     ids = holders["user_id"].astype(str).to_numpy(dtype=object)
-    features = sp.csr_matrix(bundle.feature_builder.transform_users(dataset, as_of, ids), dtype=np.float32)
+    features = sp.csr_matrix(feature_builder(bundle).transform_users(dataset, as_of, ids), dtype=np.float32)
     seen = sp.csr_matrix(seen_pairs(dataset, as_of, ids, bundle.items))
     tier_index = pd.Index(layout.tiers).get_indexer(card_tiers_of(dataset, ids).astype(str))
     zones = holders["timezone"].astype("string").fillna("").to_numpy(dtype=object)

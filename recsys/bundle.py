@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from recsys.atomic import atomic_directory
 from recsys.cells import split_list
-from recsys.eligibility import card_tiers_of, epoch_micros, tier_table, valid_between
+from recsys.eligibility import epoch_micros, tier_table, valid_between
 from recsys.ids import IdIndex
 from recsys.models import IncompatibleModelError, Recommender, load_model
 from recsys.models.base import library_versions
@@ -37,8 +37,6 @@ from recsys.response_model import PushResponseModel
 from recsys.times import utc_timestamp
 
 if TYPE_CHECKING:
-    from features.builder import FeatureBuilder
-    from features.loader import Dataset
     from recsys.ranking import Eligibility
 
 logger = logging.getLogger(__name__)
@@ -59,24 +57,7 @@ def bundle_versions() -> dict[str, str]:
     return library_versions(LIBRARIES)
 
 
-def item_metadata(content: pd.DataFrame, items: IdIndex) -> pd.DataFrame:
-    """The content columns eligibility needs, one row per item in index order."""
-    frame = content.drop_duplicates("content_id")
-    frame = frame.set_index(frame["content_id"].astype(str).to_numpy(dtype=object))
-    missing = [value for value in items.ids if value not in frame.index][:5]
-    if missing:
-        raise BundleError(f"content ids {missing} of the model are not in the content table")
-    meta = frame.reindex(items.ids)[list(ITEM_COLUMNS)].reset_index(drop=True)
-    meta["content_id"] = meta["content_id"].astype(str)
-    meta["transactional"] = meta["transactional"].fillna(False).astype(bool)
-    for column in ("kind", "tags", "card_tiers"):
-        meta[column] = meta[column].astype("string")
-    for column in ("valid_from", "valid_to"):
-        meta[column] = pd.to_datetime(meta[column], utc=True).astype("datetime64[us, UTC]")
-    return meta
-
-
-@dataclass
+@dataclass(eq=False)  # identity: a bundle is one loaded object, not a value
 class ModelBundle:
     """Everything needed to rank cardholders later, in any process, without the training data."""
 
@@ -101,16 +82,6 @@ class ModelBundle:
             raise BundleError(f"{self.user_features.shape[0]} feature rows for {len(self.users)} users")
         if self.user_segments is not None and len(self.user_segments) != len(self.users):
             raise BundleError(f"{len(self.user_segments)} segment labels for {len(self.users)} users")
-        self._builder: FeatureBuilder | None = None
-
-    @property
-    def feature_builder(self) -> FeatureBuilder:
-        """The fitted feature builder (restored from `feature_state` on first use)."""
-        if self._builder is None:
-            from features.builder import FeatureBuilder
-
-            self._builder = FeatureBuilder.from_dict(self.feature_state)
-        return self._builder
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -196,67 +167,43 @@ class ModelBundle:
         except (KeyError, TypeError) as error:
             message = f"{root} is damaged or incomplete (missing {error}): write the bundle again"
             raise BundleError(message) from error
-        # fail now, not at the first request, if the feature state is from another version
-        bundle.feature_builder  # noqa: B018
         return bundle
 
     # ------------------------------------------------------------------ ranking
-    def features_for(
-        self, user_ids: Sequence[str] | np.ndarray, feature_rows: Sequence[Mapping[str, float]] | None = None
-    ) -> sp.csr_matrix:
-        """Feature rows for `user_ids`: from `{feature name: weight}` mappings when given, else the rows
-        stored at the bundle's as-of time (empty for cardholders the bundle does not know)."""
-        builder = self.feature_builder
-        if feature_rows is not None:
-            if len(feature_rows) != len(user_ids):
-                raise BundleError(f"{len(feature_rows)} feature rows for {len(user_ids)} users: one each")
-            return builder.encode_user_dicts(feature_rows)
+    def stored_features(self, user_ids: Sequence[str] | np.ndarray, n_features: int) -> sp.csr_matrix:
+        """The feature rows stored at the bundle's as-of time for `user_ids` (`n_features` columns; empty
+        rows for cardholders the bundle does not know)."""
         index = self.users.index_of(np.asarray(user_ids, dtype=object))
-        out = sp.csr_matrix((len(index), len(builder.user_feature_names)), dtype=np.float32)
+        out = sp.csr_matrix((len(index), n_features), dtype=np.float32)
         if self.user_features is None or not (index >= 0).any():
             return out
         known = sp.csr_matrix(self.user_features)[np.maximum(index, 0)]
         return sp.csr_matrix(sp.diags((index >= 0).astype(np.float32)) @ known)
 
-    def user_factors_for(
-        self, user_ids: Sequence[str] | np.ndarray, feature_rows: Sequence[Mapping[str, float]] | None = None
-    ) -> np.ndarray:
-        """The model's factors for `user_ids` (unknown ids: represented from features alone)."""
-        ids = np.asarray(user_ids, dtype=object)
-        return self.model.user_factors(self.users.index_of(ids), self.features_for(ids, feature_rows))
-
-    def eligibility(self, dataset: Dataset, as_of: pd.Timestamp, user_ids: np.ndarray) -> Eligibility:
-        """Eligibility of the model's items for `user_ids` at `as_of`, from the dataset's tables."""
-        meta = current_item_meta(self.item_meta, dataset.content)
-        return build_eligibility(meta, self.items, as_of, card_tiers_of(dataset, user_ids),
-                                 seen_pairs(dataset, as_of, user_ids, self.items))
-
     def rank(
         self,
-        dataset: Dataset,
-        as_of: pd.Timestamp,
+        user_ids: np.ndarray,
+        user_features: sp.csr_matrix,
+        eligibility: Eligibility,
         k: int,
-        user_ids: np.ndarray | None = None,
         block_size: int = 50_000,
         progress: Callable[[int], None] | None = None,
     ) -> pd.DataFrame:
-        """Contract recommendation rows (user_id, rank, content_id, score) for every cardholder.
+        """Contract recommendation rows (user_id, rank, content_id, score) for `user_ids`, given their
+        feature rows and eligibility (`features.bundle_inputs.rank_dataset` reads both from tables).
 
         Cardholders the model was not fitted on are represented from their features alone.
         `progress(n)` is called after each block of n cardholders.
         """
         from recsys.ranking import top_k
 
-        ids = (dataset.cardholders["user_id"].astype(str).to_numpy(dtype=object) if user_ids is None
-               else np.asarray(user_ids, dtype=object))
-        eligibility = self.eligibility(dataset, as_of, ids)
-        features = self.feature_builder.transform_users(dataset, as_of, ids)
+        ids = np.asarray(user_ids, dtype=object)
         index = self.users.index_of(ids)
         item_factors = self.model.item_factors()
         parts = []
         for start in range(0, len(ids), block_size):
             rows = np.arange(start, min(start + block_size, len(ids)))
-            factors = self.model.user_factors(index[rows], features[rows])
+            factors = self.model.user_factors(index[rows], user_features[rows])
             indices, scores = top_k(factors, item_factors, k, eligibility.subset(rows))
             parts.append(recommendation_rows(ids[rows], indices, scores, self.items))
             if progress is not None:
@@ -279,28 +226,6 @@ def recommendation_rows(user_ids: np.ndarray, indices: np.ndarray, scores: np.nd
         "content_id": items.ids[indices[valid]].astype(str) if valid.any() else np.zeros(0, dtype=str),
         "score": scores[valid].astype(np.float64),
     })
-
-
-def current_item_meta(bundle_meta: pd.DataFrame, content: pd.DataFrame) -> pd.DataFrame:
-    """The bundle's item metadata, updated with the current content table where it knows the item."""
-    if not len(content):
-        return bundle_meta
-    ids = bundle_meta["content_id"].astype(str).to_numpy(dtype=object)
-    known = pd.Index(content["content_id"].astype(str).to_numpy(dtype=object))
-    present = known.get_indexer(ids)
-    if (present < 0).all():
-        return bundle_meta
-    fresh = item_metadata(content.iloc[present[present >= 0]], IdIndex(ids[present >= 0]))
-    meta = bundle_meta.copy()
-    meta.loc[present >= 0, list(ITEM_COLUMNS)] = fresh[list(ITEM_COLUMNS)].to_numpy()
-    return meta
-
-
-def seen_pairs(dataset: Dataset, as_of: pd.Timestamp, user_ids: np.ndarray, items: IdIndex) -> sp.csr_matrix:
-    """bool csr [len(user_ids), n_items]: read or pushed at or before `as_of`."""
-    from features.interactions import seen_matrix
-
-    return seen_matrix(dataset, as_of, IdIndex(user_ids), items)
 
 
 def build_eligibility(meta: pd.DataFrame, items: IdIndex, as_of: pd.Timestamp, user_tiers: np.ndarray,

@@ -1,10 +1,12 @@
-"""Lists inside contract table cells: `dining|weekend` (tags, card tiers); one reading for every package."""
+"""Contract table cells read one way for every package: `dining|weekend` lists (tags, card tiers) and
+the label a missing category takes."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 SEPARATOR = "|"
+UNKNOWN = "unknown"  # the label of a missing or unseen category: card tier, age band, city tier
 
 
 def split_list(values: pd.Series) -> pd.Series:

@@ -9,15 +9,9 @@ to them already, and they have not opted out of marketing pushes.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-
-if TYPE_CHECKING:
-    from features.loader import Dataset
-
-UNKNOWN_TIER = "unknown"  # the card tier of a cardholder the cardholders table gives none for
 
 
 def valid_between(valid_from: np.ndarray, valid_to: np.ndarray, start: float, end: float | None = None
@@ -51,14 +45,6 @@ def cardholder_items(offerable: np.ndarray, tier_rows: np.ndarray, opt_in: Seque
         if len(items):
             allowed[row, items] = False
     return allowed
-
-
-def card_tiers_of(dataset: Dataset, user_ids: np.ndarray) -> np.ndarray:
-    """Card tier per cardholder (`UNKNOWN_TIER` when empty or not in the cardholders table)."""
-    holders = dataset.cardholders.drop_duplicates("user_id")
-    tiers = pd.Series(holders["card_tier"].astype("string").to_numpy(dtype=object, na_value=UNKNOWN_TIER),
-                      index=holders["user_id"].astype(str).to_numpy(dtype=object))
-    return tiers.reindex(np.asarray(user_ids, dtype=object)).fillna(UNKNOWN_TIER).to_numpy(dtype=object)
 
 
 def epoch_micros(values: pd.Series) -> np.ndarray:

@@ -1,19 +1,13 @@
-"""The popularity fallback: how the API ranks cardholders the model cannot score, and how the studio's
-simulation ranks when it is given no model, so both rank alike."""
+"""Popularity, overall and per card tier: how the API ranks cardholders the model cannot score, how the
+studio's simulation ranks when it is given no model, and the baseline model every model must beat."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-
-from recsys.eligibility import UNKNOWN_TIER, card_tiers_of
-from recsys.ids import IdIndex
-
-if TYPE_CHECKING:
-    from features.loader import Dataset
 
 WINDOW_DAYS = 90  # reads and opens this recent count; older taste is stale for a monthly push plan
 TIER_WEIGHT = 0.8  # a tier's score leans this much on its own tier, the rest on everyone
@@ -27,6 +21,24 @@ class Popularity:
     overall: np.ndarray
     per_tier: np.ndarray
 
+    @classmethod
+    def of_events(cls, tiers: Sequence[str], item: np.ndarray, tier: np.ndarray, n_items: int,
+                  weights: np.ndarray | None = None) -> Popularity:
+        """Popularity from events: `item` [n] item index (-1: not a model item, ignored), `tier` [n]
+        index into `tiers` (-1: counts overall only), `weights` [n] (None: each event counts 1).
+        Each row is scaled so its most popular item is 1; a tier's row blends in the overall one."""
+        item = np.asarray(item, dtype=np.int64)
+        tier = np.asarray(tier, dtype=np.int64)
+        weights = np.ones(len(item)) if weights is None else np.asarray(weights, dtype=np.float64)
+        known = item >= 0
+        overall = np.bincount(item[known], weights[known], minlength=n_items).astype(np.float64)
+        both = known & (tier >= 0)
+        flat = np.bincount(tier[both] * n_items + item[both], weights[both], minlength=len(tiers) * n_items)
+        per_tier = flat.astype(np.float64).reshape(len(tiers), n_items)
+        overall_share = _top_scaled(overall)
+        blended = TIER_WEIGHT * _top_scaled(per_tier) + (1 - TIER_WEIGHT) * overall_share
+        return cls(list(tiers), overall_share.astype(np.float32), blended.astype(np.float32))
+
     def factors(self, user_tiers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(user [n, n_tiers + 1], item [n_items, n_tiers + 1]) factors whose product is each
         cardholder's fallback score: their tier's popularity, or the overall one for other tiers."""
@@ -38,41 +50,6 @@ class Popularity:
         return users, items.reshape(len(self.overall), len(self.tiers) + 1)
 
 
-def popularity(dataset: Dataset, as_of: pd.Timestamp, items: IdIndex) -> Popularity:
-    """Reads and opened pushes in the `WINDOW_DAYS` before `as_of`, overall and per card tier of the
-    cardholders table (each scaled so the most popular item is 1)."""
-    ids = dataset.cardholders["user_id"].astype(str).drop_duplicates().to_numpy(dtype=object)
-    holder_tier = pd.Series(card_tiers_of(dataset, ids), index=ids)
-    tiers = sorted({str(t) for t in holder_tier if t != UNKNOWN_TIER})
-    start = as_of - pd.Timedelta(days=WINDOW_DAYS)
-    frames = []
-    reads = dataset.article_reads
-    if len(reads):
-        window = reads[(reads["ts"] > start) & (reads["ts"] <= as_of)]
-        frames.append(window[["user_id", "content_id"]])
-    pushes = dataset.push_log
-    if len(pushes):
-        opened_ts = pushes["opened_ts"]
-        opened = pushes[opened_ts.notna() & (opened_ts > start) & (opened_ts <= as_of)]
-        frames.append(opened[["user_id", "content_id"]])
-    n_items = len(items)
-    overall = np.zeros(n_items, np.float64)
-    per_tier = np.zeros((len(tiers), n_items), np.float64)
-    if frames:
-        events = pd.concat(frames, ignore_index=True)
-        item = items.index_of(events["content_id"].astype(str).to_numpy())
-        known = item >= 0
-        overall = np.bincount(item[known], minlength=n_items).astype(np.float64)
-        tier_of = holder_tier.reindex(events["user_id"].astype(str).to_numpy()).to_numpy(dtype=object)
-        tier_index = pd.Index(tiers).get_indexer(tier_of)
-        both = known & (tier_index >= 0)
-        flat = np.bincount(tier_index[both] * n_items + item[both], minlength=len(tiers) * n_items)
-        per_tier = flat.reshape(len(tiers), n_items).astype(np.float64)
-
-    def norm(values: np.ndarray) -> np.ndarray:
-        top = values.max(axis=-1, keepdims=True) if values.size else values
-        return np.divide(values, top, out=np.zeros_like(values), where=top > 0)
-
-    overall_share = norm(overall)
-    blended = TIER_WEIGHT * norm(per_tier) + (1 - TIER_WEIGHT) * overall_share
-    return Popularity(tiers, overall_share.astype(np.float32), blended.astype(np.float32))
+def _top_scaled(values: np.ndarray) -> np.ndarray:
+    top = values.max(axis=-1, keepdims=True) if values.size else values
+    return np.divide(values, top, out=np.zeros_like(values), where=top > 0)

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from features.bundle_inputs import card_tiers_of
 from recsys.cells import split_list
-from recsys.eligibility import card_tiers_of
 from recsys.times import utc_timestamp
 from simulation.local_calendar import NEVER
 from simulation.vector_caps import Items, SimulationError
@@ -159,8 +159,9 @@ def rank_candidates(dataset: Dataset, user_ids: np.ndarray, content_ids: np.ndar
     With a model bundle, the engine's own ranking (its factors and eligibility); otherwise the
     API's popularity fallback (`recsys.fallback`) under the same eligibility rules.
     """
-    from recsys.bundle import build_eligibility, item_metadata, seen_pairs
-    from recsys.fallback import popularity
+    from features.bundle_inputs import dataset_eligibility, feature_builder, item_metadata, seen_pairs
+    from features.popularity import popularity
+    from recsys.bundle import build_eligibility
     from recsys.ids import IdIndex
     from recsys.ranking import top_k
 
@@ -173,9 +174,10 @@ def rank_candidates(dataset: Dataset, user_ids: np.ndarray, content_ids: np.ndar
         user_factors, item_factors = popularity(dataset, as_of, items).factors(tiers)
         indices, _ = top_k(user_factors, item_factors, k, eligibility)
         return indices.astype(np.int64), "per-card-tier popularity of reads and opens (no --model)"
-    features = bundle.feature_builder.transform_users(dataset, as_of, user_ids)
+    features = feature_builder(bundle).transform_users(dataset, as_of, user_ids)
     factors = bundle.model.user_factors(bundle.users.index_of(user_ids), features)
-    indices, _ = top_k(factors, bundle.model.item_factors(), k, bundle.eligibility(dataset, as_of, user_ids))
+    eligibility = dataset_eligibility(bundle, dataset, as_of, user_ids)
+    indices, _ = top_k(factors, bundle.model.item_factors(), k, eligibility)
     # bundle item order -> this world's content order (items the content table lacks are dropped)
     mapped = np.where(indices >= 0, items.index_of(bundle.items.ids)[np.maximum(indices, 0)], -1)
     return _compact(mapped), f"model {bundle_label or 'bundle'} (as of {bundle.as_of.date()})"

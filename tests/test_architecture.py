@@ -41,14 +41,22 @@ def test_every_package_exists() -> None:
         assert (ROOT / package / "__init__.py").is_file(), package
 
 
-@pytest.mark.parametrize("forbidden", ["serving", "training", "worlds", "simulation", "publishing"])
+ABOVE_FEATURES = ("serving", "training", "worlds", "simulation", "publishing")
+
+
+@pytest.mark.parametrize("forbidden", ["features", *ABOVE_FEATURES])
 def test_core_imports_nothing_built_above_it(forbidden: str) -> None:
     assert importers_of(forbidden, ("recsys",)) == {}
 
 
-def test_features_import_neither_serving_nor_training() -> None:
-    assert importers_of("serving", ("features",)) == {}
-    assert importers_of("training", ("features",)) == {}
+@pytest.mark.parametrize("forbidden", ABOVE_FEATURES)
+def test_features_import_only_the_core(forbidden: str) -> None:
+    assert importers_of(forbidden, ("features",)) == {}
+
+
+def test_only_the_command_line_imports_training() -> None:
+    outside = {path for path in importers_of("training") if not path.startswith(("training/", "qianmian/"))}
+    assert outside == set()
 
 
 def test_only_the_tracking_module_imports_mlflow() -> None:

@@ -20,12 +20,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from features.builder import DAY, FeatureBuilder
+from features.bundle_inputs import card_tiers_of, item_metadata, seen_pairs
 from features.config import FeatureConfig
 from features.interactions import positive_events
 from features.loader import Dataset
 from features.pipeline import build_training_matrices
 from recsys import metrics
-from recsys.bundle import build_eligibility, card_tiers_of, item_metadata, seen_pairs
+from recsys.bundle import build_eligibility
 from recsys.matrices import TrainingMatrices
 from recsys.models import Recommender
 from recsys.ranking import Eligibility, top_k

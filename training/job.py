@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.bundle_inputs import card_tiers_of, item_metadata, seen_pairs
 from features.loader import Dataset, load_dataset
 from features.pipeline import EmptyDataError, build_training_matrices
 from features.timecut import parse_as_of
 from recsys import metrics as ranking_metrics
-from recsys.bundle import ModelBundle, build_eligibility, card_tiers_of, item_metadata, seen_pairs
+from recsys.bundle import ModelBundle, build_eligibility
 from recsys.matrices import TrainingMatrices
 from recsys.models import Recommender
 from recsys.ranking import top_k

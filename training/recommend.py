@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from features.bundle_inputs import rank_dataset
 from features.loader import load_dataset
 from features.timecut import parse_as_of
 from recsys.atomic import atomic_directory, atomic_file
@@ -50,7 +51,7 @@ def write_recommendations(model_uri: str, data_dir: Path, out: Path, k: int, as_
         return rank_on_dask(client, bundle, dataset, cutoff, k, out, partition_size)
     with tqdm(total=len(dataset.cardholders), desc="ranking", unit="cardholder", disable=not progress,
               leave=False) as bar:
-        frame = bundle.rank(dataset, cutoff, k, progress=bar.update)
+        frame = rank_dataset(bundle, dataset, cutoff, k, progress=bar.update)
     write_frame_atomically(frame, out)
     logger.info("wrote %d recommendation rows for %d cardholders to %s", len(frame),
                 frame["user_id"].nunique(), out)
@@ -59,8 +60,8 @@ def write_recommendations(model_uri: str, data_dir: Path, out: Path, k: int, as_
 
 def rank_partition(bundle: ModelBundle, dataset: Dataset, as_of: pd.Timestamp, k: int, user_ids: np.ndarray,
                    path: str) -> int:
-    """One partition on a worker: the same `ModelBundle.rank` as the single-process path, to `path`."""
-    frame = bundle.rank(dataset, as_of, k, user_ids=user_ids)
+    """One partition on a worker: the same `rank_dataset` as the single-process path, to `path`."""
+    frame = rank_dataset(bundle, dataset, as_of, k, user_ids=user_ids)
     frame.to_parquet(path, index=False)
     return len(frame)
 

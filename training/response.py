@@ -28,12 +28,13 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.optimize import minimize
 
+from features.bundle_inputs import feature_builder
+from recsys.cells import UNKNOWN
 from recsys.response_model import (
     BIN_HOURS,
     HOUR_BINS,
     SEGMENT_FIELDS,
     TARGETS,
-    UNKNOWN,
     WINDOW_DAYS,
     Layout,
     Platt,
@@ -443,7 +444,7 @@ def bundle_scorer(bundle: Any, dataset: Dataset, as_of: pd.Timestamp) -> Scorer:
     Give a bundle fitted without the push log (see `fit_response_models`)."""
     def score(user_ids: np.ndarray, content_ids: np.ndarray) -> np.ndarray:
         distinct, rows = np.unique(np.asarray(user_ids).astype(str), return_inverse=True)
-        features = bundle.feature_builder.transform_users(dataset, as_of, distinct.astype(object))
+        features = feature_builder(bundle).transform_users(dataset, as_of, distinct.astype(object))
         factors = bundle.model.user_factors(bundle.users.index_of(distinct.astype(object)), features)
         items = bundle.items.index_of(np.asarray(content_ids).astype(str).astype(object))
         item_factors = bundle.model.item_factors()

@@ -79,6 +79,7 @@ class BundlePyfunc(PythonModel):
         import numpy as np
         import scipy.sparse as sp
 
+        from features.bundle_inputs import user_factors_for
         from recsys.bundle import build_eligibility, recommendation_rows
         from recsys.ranking import top_k
         from recsys.times import utc_timestamp
@@ -87,7 +88,7 @@ class BundlePyfunc(PythonModel):
         k = int(params.get("k", 10))
         as_of = utc_timestamp(params.get("as_of") or self.bundle.as_of)
         ids = model_input["user_id"].astype(str).to_numpy(dtype=object)
-        factors = self.bundle.user_factors_for(ids)
+        factors = user_factors_for(self.bundle, ids)
         tiers = (model_input["card_tier"].astype("string").fillna("unknown").to_numpy(dtype=object)
                  if "card_tier" in model_input else np.full(len(ids), "unknown", dtype=object))
         eligibility = build_eligibility(self.bundle.item_meta, self.bundle.items, as_of, tiers,

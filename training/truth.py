@@ -176,7 +176,8 @@ def score_recommendations(
     probability. A cardholder's top-1 is their lowest-ranked row; a missing, unknown or ineligible
     one counts as nothing sent. Non-readers are the truth's ``user_reader == False``.
     """
-    from recsys.bundle import build_eligibility, card_tiers_of, item_metadata, seen_pairs
+    from features.bundle_inputs import card_tiers_of, item_metadata, seen_pairs
+    from recsys.bundle import build_eligibility
 
     check_truth_covers(truth, dataset)
     as_of = truth.as_of if as_of is None else as_of

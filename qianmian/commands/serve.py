@@ -150,6 +150,8 @@ def serve(
             raise _fail("--model needs a data directory to publish from: pass --data or set "
                         "RECSYS_DATA_DIR", 2)
         ensure_published(model, Path(data))
+    if settings.studio_model_uri and ":/" in settings.studio_model_uri[:10]:
+        os.environ["RECSYS_STUDIO_MODEL_URI"] = str(local_studio_model(settings.studio_model_uri))
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = (settings.home / "metrics").resolve()
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -160,6 +162,24 @@ def serve(
         loop="uvloop", http="httptools", access_log=False, log_level=settings.log_level.lower(),
         log_config=server_log_config(settings.log_level),
     )
+
+
+def local_studio_model(model_uri: str) -> Path:
+    """A copy of the studio's model (models:/ or runs:/ URI) under RECSYS_HOME/studio/model, so the API
+    loads a bundle directory and never opens the registry itself."""
+    from recsys.atomic import atomic_directory
+    from recsys.config import get_settings
+    from training.tracking import TrackingError, resolved_bundle
+
+    settings = get_settings()
+    target = (settings.home / "studio" / "model").resolve()
+    try:
+        with resolved_bundle(model_uri, settings.tracking_uri) as path, atomic_directory(target) as staging:
+            shutil.copytree(path, staging, dirs_exist_ok=True)
+    except TrackingError as error:
+        raise _fail(f"RECSYS_STUDIO_MODEL_URI: {error}") from error
+    logger.info("studio model %s copied to %s", model_uri, target)
+    return target
 
 
 def ensure_published(model_uri: str, data_dir: Path) -> None:

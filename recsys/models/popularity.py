@@ -1,4 +1,5 @@
-"""Popularity baseline, overall and per segment (e.g. card tier): the fallback every model must beat."""
+"""Popularity baseline, overall and per segment (e.g. card tier): the served fallback's counting and
+scores (`recsys.fallback.Popularity`) as a `Recommender`, the baseline every model must beat."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.fallback import Popularity
 from recsys.matrices import TrainingMatrices
 from recsys.models.base import (
     EpochCallback,
@@ -16,17 +18,13 @@ from recsys.models.base import (
     check_user_inputs,
 )
 
-# within a segment, items the segment never touched are ordered by overall popularity
-_TIE_BREAK = 1e-3
-
 
 class PopularityRecommender(Recommender):
-    """Ranks items by their share of interactions, within the user's segment when known.
+    """Ranks items by their interactions, within the user's segment when known, as the served fallback.
 
-    Factors: column 0 is the overall share, column s (1..S) the share within segment s (plus a small
-    multiple of the overall share, so ties inside a segment follow overall popularity). A user's
-    factor is the one-hot vector of their segment's column; users without a segment, unknown users
-    and segments with no interactions use the overall column.
+    Factors: column 0 is the overall popularity, column s (1..S) segment s's popularity blended with
+    the overall one (`recsys.fallback.Popularity`). A user's factor is the one-hot vector of their
+    segment's column; users without a segment and unknown users use the overall column.
 
     `weighted=True` sums interaction weights; `False` counts distinct users per item.
     `by_segment=False` ignores `user_segments` entirely.
@@ -52,27 +50,22 @@ class PopularityRecommender(Recommender):
         return tuple(self._segments)
 
     def fit(self, data: TrainingMatrices, callback: EpochCallback | None = None) -> Self:
-        matrix = data.interactions_csr()
-        if not self.weighted:
-            matrix.data[:] = 1.0
-        overall = _shares(np.asarray(matrix.sum(axis=0)).ravel())
-        columns = [overall]
-        user_columns = np.zeros(data.n_users, dtype=np.int64)
-        self._segments = []
+        interactions = data.interactions_csr().tocoo()
+        weights = interactions.data if self.weighted else None
+        user_segment = np.full(data.n_users, -1, dtype=np.int64)
+        segments: list[str] = []
         if self.by_segment and data.user_segments is not None:
             labels = np.asarray(data.user_segments, dtype=object)
             present = np.array([_is_label(label) for label in labels], dtype=bool)
             uniques, codes = np.unique(labels[present].astype(str), return_inverse=True)
-            for position, label in enumerate(uniques):
-                members = np.flatnonzero(present)[codes == position]
-                counts = np.asarray(matrix[members].sum(axis=0)).ravel()
-                if counts.sum() <= 0:
-                    continue
-                self._segments.append(str(label))
-                columns.append(_shares(counts) + _TIE_BREAK * overall)
-                user_columns[members] = len(columns) - 1
-        self._item_factors = np.ascontiguousarray(np.column_stack(columns), dtype=np.float32)
-        self._user_columns = user_columns
+            segments = [str(label) for label in uniques]
+            user_segment[present] = codes
+        counted = Popularity.of_events(segments, interactions.col, user_segment[interactions.row],
+                                       data.n_items, weights)
+        self._segments = segments
+        self._item_factors = np.ascontiguousarray(np.column_stack([counted.overall, *counted.per_tier]),
+                                                  dtype=np.float32).reshape(data.n_items, len(segments) + 1)
+        self._user_columns = user_segment + 1
         if callback is not None:
             callback(1, self)
         return self
@@ -116,8 +109,3 @@ class PopularityRecommender(Recommender):
 
 def _is_label(value: object) -> bool:
     return value is not None and value == value and str(value) != ""
-
-
-def _shares(counts: np.ndarray) -> np.ndarray:
-    total = counts.sum()
-    return counts / total if total > 0 else np.zeros_like(counts, dtype=np.float64)

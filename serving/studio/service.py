@@ -43,13 +43,17 @@ class StudioWorldInfo:
     days: int
 
 
-def load_bundle(uri: str, settings: Settings) -> ModelBundle:
-    """The model bundle the studio ranks with (models:/, runs:/ URI or a bundle path)."""
+def load_bundle(path: str) -> ModelBundle:
+    """The model bundle the studio ranks with, from a bundle directory: `recsys serve` copies a
+    models:/ or runs:/ URI to one before the API starts, so the API never opens the registry."""
     from recsys.bundle import ModelBundle
-    from training.tracking import resolved_bundle
 
-    with resolved_bundle(uri, settings.tracking_uri) as path:
-        return ModelBundle.load(path)
+    if ":/" in path[:10]:
+        raise StudioNotConfiguredError(
+            f"RECSYS_STUDIO_MODEL_URI={path!r} is a registry URI: start the API with `recsys serve`, "
+            "which copies that model to a local bundle first, or set a bundle directory"
+        )
+    return ModelBundle.load(path)
 
 
 def world_info(settings: Settings) -> StudioWorldInfo:
@@ -145,7 +149,7 @@ def _load_world(settings: Settings) -> int:
         info = world_info(settings)
         began = time.perf_counter()
         try:
-            bundle = load_bundle(info.model_uri, settings) if info.model_uri else None
+            bundle = load_bundle(info.model_uri) if info.model_uri else None
             _WORLD = load_world(info.data_dir, truth_path=info.truth_path, bundle=bundle,
                                 bundle_label=info.model_uri or "", max_users=info.sample, seed=0)
         except (ValueError, OSError) as error:  # contract, truth, bundle or simulation errors

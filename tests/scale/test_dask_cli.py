@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from features.bundle_inputs import rank_dataset
 from qianmian.cli import app
 from recsys.config import get_settings
 
@@ -37,7 +38,7 @@ def test_recommend_and_publish_on_dask_from_the_command_line(
                                  "--out", str(out), "--k", "3", "--dask", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert len(list(out.glob("part-*.parquet"))) == 3  # 500 cardholders / 200
-    expected = scale_bundle.rank(scale_dataset, scale_dataset.time_range()[1], 3)
+    expected = rank_dataset(scale_bundle, scale_dataset, scale_dataset.time_range()[1], 3)
     pd.testing.assert_frame_equal(pd.read_parquet(out).reset_index(drop=True), expected)
 
     result = runner.invoke(app, ["publish", "--model", str(scale_bundle_path), "--data", str(scale_world),

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from features.bundle_inputs import rank_dataset
 from recsys.cluster import partition_bounds
 from training.recommend import rank_on_dask
 
@@ -23,7 +24,7 @@ def test_partitions_cover_every_row_once() -> None:
 def test_dask_recommend_matches_the_single_process_path(dask_client, scale_bundle, scale_dataset,
                                                         tmp_path: Path) -> None:
     as_of = scale_dataset.time_range()[1]
-    expected = scale_bundle.rank(scale_dataset, as_of, 5)
+    expected = rank_dataset(scale_bundle, scale_dataset, as_of, 5)
     out = tmp_path / "recs.parquet"
     rows = rank_on_dask(dask_client, scale_bundle, scale_dataset, as_of, 5, out, partition_size=120)
     parts = sorted(out.glob("part-*.parquet"))

@@ -11,8 +11,9 @@ ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 
 
 def train_bundle(dataset, path: Path, seed: int = 3, epochs: int = 4) -> Path:
+    from features.bundle_inputs import item_metadata
     from features.pipeline import build_training_matrices
-    from recsys.bundle import ModelBundle, item_metadata
+    from recsys.bundle import ModelBundle
     from recsys.models.lightfm_hybrid import LightFMHybrid
 
     as_of = dataset.time_range()[1]

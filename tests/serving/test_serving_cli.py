@@ -52,9 +52,10 @@ def test_events_export_command(api, published, dataset, settings, daytime, tmp_p
 
 def test_segment_popularity_for_models_without_features(dataset, store, api, daytime, tmp_path) -> None:
     """A model that ignores features (implicit ALS): unknown cardholders get their tier's popularity."""
+    from features.bundle_inputs import item_metadata
     from features.pipeline import build_training_matrices
     from publishing.publish import publish
-    from recsys.bundle import ModelBundle, item_metadata
+    from recsys.bundle import ModelBundle
     from recsys.fallback import WINDOW_DAYS as POPULARITY_WINDOW_DAYS
     from recsys.models.implicit_peer import ImplicitPeer
 

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from features.bundle_inputs import dataset_eligibility, feature_builder
 from publishing.publish import publish
 from recsys.publication import (
     PublicationError,
@@ -64,7 +65,7 @@ def test_request_time_ranking_matches_offline_top_k(published, store, bundle, da
     offline_ids = np.asarray([ids[i] for i in opted_in], dtype=object)
     factors = np.stack([records[i].factors for i in opted_in])
     offline, offline_scores = top_k(factors, bundle.model.item_factors(), 10,
-                                    bundle.eligibility(dataset, bundle.as_of, offline_ids))
+                                    dataset_eligibility(bundle, dataset, bundle.as_of, offline_ids))
     users = [model.known(records[i]) for i in opted_in]
     block = model.rank_block(users, as_of, 10)
     for expected, expected_scores, user, in_block in zip(offline, offline_scores, users, block, strict=True):
@@ -106,10 +107,10 @@ def test_features_reproduce_factors_of_unseen_cardholders(published, store, bund
 
     from serving.pipeline import LiveModel
 
-    model = LiveModel(store.load(published.version), bundle.feature_builder)
-    rows = bundle.feature_builder.transform_users(dataset, bundle.as_of, dataset.cardholders["user_id"][:20])
+    model = LiveModel(store.load(published.version), feature_builder(bundle))
+    rows = feature_builder(bundle).transform_users(dataset, bundle.as_of, dataset.cardholders["user_id"][:20])
     expected = bundle.model.user_factors(np.full(20, -1), sp.csr_matrix(rows))
-    for i, features in enumerate(bundle.feature_builder.user_feature_dicts(rows)):
+    for i, features in enumerate(feature_builder(bundle).user_feature_dicts(rows)):
         user = model.unknown(features)
         assert user.fallback == "features"
         np.testing.assert_allclose(user.factors, expected[i], rtol=1e-4, atol=1e-4)
@@ -164,7 +165,7 @@ def test_previous_version_is_kept_until_the_next_publish(published, store, bundl
 def test_simulation_without_a_model_ranks_as_the_api_fallback(published, store, bundle, dataset,
                                                               redis_client) -> None:
     """The studio's default ranking is the popularity the API serves cardholders it cannot score."""
-    from recsys.fallback import popularity
+    from features.popularity import popularity
     from serving.pipeline import LiveModel, Representation
     from simulation.replay import rank_candidates
 

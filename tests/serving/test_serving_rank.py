@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 from serving_support import SCHEDULER_HEADERS
 
+from features.bundle_inputs import feature_builder
+
 pytestmark = pytest.mark.redis
 
 
@@ -124,8 +126,8 @@ def test_opted_out_cardholder_gets_no_marketing(api, published, dataset, daytime
 
 
 def test_unknown_cardholder_fallbacks(api, published, bundle, dataset, daytime) -> None:
-    rows = bundle.feature_builder.transform_users(dataset, bundle.as_of, dataset.cardholders["user_id"][:1])
-    features = bundle.feature_builder.user_feature_dicts(rows)[0]
+    rows = feature_builder(bundle).transform_users(dataset, bundle.as_of, dataset.cardholders["user_id"][:1])
+    features = feature_builder(bundle).user_feature_dicts(rows)[0]
     with_features = rank(api, user_id="new-holder-1", now=daytime, features=features).json()
     assert with_features["fallback"] is True and with_features["fallback_source"] == "features"
     assert with_features["items"]

@@ -12,9 +12,10 @@ if TYPE_CHECKING:
 
 def train_small_bundle(world_dir: Path, out: Path) -> tuple[ModelBundle, Dataset]:
     """Fit a seeded 8-factor, 3-epoch LightFM hybrid at the world's last event, save it at `out`."""
+    from features.bundle_inputs import item_metadata
     from features.loader import load_dataset
     from features.pipeline import build_training_matrices
-    from recsys.bundle import ModelBundle, item_metadata
+    from recsys.bundle import ModelBundle
     from recsys.models.lightfm_hybrid import LightFMHybrid
 
     dataset = load_dataset(world_dir)

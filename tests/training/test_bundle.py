@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.bundle_inputs import features_for, item_metadata, rank_dataset, user_factors_for
 from features.loader import Dataset, load_dataset
 from features.pipeline import build_training_matrices
-from recsys.bundle import BundleError, ModelBundle, item_metadata
+from recsys.bundle import BundleError, ModelBundle
 from recsys.models.lightfm_hybrid import LightFMHybrid
 from tests.features.handmade import write_contract_tables
 from training.config import TrainConfig
@@ -40,12 +41,13 @@ def test_bundle_round_trip_gives_the_same_rankings(hand_made: Dataset, tmp_path:
     assert loaded.versions["qianmian"]
     assert json.loads((path / "bundle.json").read_text())["format_version"] == 1
     np.testing.assert_array_equal(loaded.model.item_factors(), bundle.model.item_factors())
-    pd.testing.assert_frame_equal(loaded.rank(hand_made, AS_OF, 3), bundle.rank(hand_made, AS_OF, 3))
+    pd.testing.assert_frame_equal(rank_dataset(loaded, hand_made, AS_OF, 3),
+                                  rank_dataset(bundle, hand_made, AS_OF, 3))
     # stored features serve known cardholders without the raw tables
     ids = np.array(["u1", "u2", "nobody"], dtype=object)
-    np.testing.assert_allclose(loaded.user_factors_for(ids[:2]),
+    np.testing.assert_allclose(user_factors_for(loaded, ids[:2]),
                                bundle.model.user_factors(np.array([0, 1]), bundle.user_features[:2]))
-    assert loaded.features_for(ids)[2].nnz == 0
+    assert features_for(loaded, ids)[2].nnz == 0
     # saving again replaces the directory atomically and leaves no staging directories behind
     bundle.save(path)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["bundle"]
@@ -71,7 +73,7 @@ def test_incompatible_or_damaged_bundles_are_refused(hand_made: Dataset, tmp_pat
 
 def test_ineligible_items_are_never_recommended(hand_made: Dataset) -> None:
     bundle = make_bundle(hand_made, AS_OF)
-    recs = bundle.rank(hand_made, AS_OF, k=10)
+    recs = rank_dataset(bundle, hand_made, AS_OF, k=10)
     by_user = recs.groupby("user_id")["content_id"].apply(set).to_dict()
     everything = set(hand_made.content["content_id"])
     # expired (c_old), transactional (c_bill): nobody
@@ -87,7 +89,7 @@ def test_ineligible_items_are_never_recommended(hand_made: Dataset) -> None:
         assert list(group["rank"]) == list(range(1, len(group) + 1))
         assert group["score"].is_monotonic_decreasing
     # before c_dine's validity window opens, nobody gets it
-    early = bundle.rank(hand_made, pd.Timestamp("2023-12-01T00:00:00Z"), k=10)
+    early = rank_dataset(bundle, hand_made, pd.Timestamp("2023-12-01T00:00:00Z"), k=10)
     assert "c_dine" not in set(early["content_id"])
 
 
@@ -95,7 +97,7 @@ def test_cardholders_without_reads_are_personalised_by_their_spend(two_taste_dir
     dataset = load_dataset(two_taste_dir)
     model = TrainConfig().model.build()
     bundle = make_bundle(dataset, AS_OF, model=model)
-    recs = bundle.rank(dataset, AS_OF, k=3)
+    recs = rank_dataset(bundle, dataset, AS_OF, k=3)
     readers = set(dataset.article_reads["user_id"])
     cold = recs[~recs["user_id"].isin(readers)].copy()
     assert cold["user_id"].nunique() == 100
@@ -115,7 +117,7 @@ def test_cardholders_unknown_to_the_bundle_are_ranked_from_their_features(
     tables["cardholders"].loc[len(tables["cardholders"])] = ["u9", 1992, "F", 2, "diamond", 5000.0,
                                                              "2024-06-01", "", ""]
     grown = load_dataset(write_contract_tables(tmp_path / "new", tables))
-    recs = bundle.rank(grown, AS_OF, k=10)
+    recs = rank_dataset(bundle, grown, AS_OF, k=10)
     new = recs[recs["user_id"] == "u9"]
     # a card tier no training cardholder had: its own tier rules still apply (c_plat is platinum|diamond)
     assert set(new["content_id"]) == {"c_dine", "c_travel", "c_dine2", "c_plat"}
