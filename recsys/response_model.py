@@ -45,6 +45,7 @@ from recsys.models.base import (
     ModelError,
     library_versions,
 )
+from recsys.times import utc_index
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ BIN_HOURS = 3
 HOUR_BINS = HOURS // BIN_HOURS
 CYCLE = 2  # cos and sin of the hour's angle on the daily clock
 SEGMENT_FIELDS = ("card_tier", "age_band", "city_tier")
-UNKNOWN = "unknown"
 WINDOW_DAYS = 30
 FATIGUE_FREE = 4
 TARGETS = ("open", "mute")
@@ -77,8 +77,7 @@ def daily_cycle(hours: np.ndarray) -> np.ndarray:
 
 def local_hours(sent: pd.Series | np.ndarray, timezones: np.ndarray, default_timezone: str) -> np.ndarray:
     """Local hour (0-23) of UTC send times in each cardholder's zone ("" or None: `default_timezone`)."""
-    stamps = pd.DatetimeIndex(pd.to_datetime(np.asarray(sent)))
-    stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
+    stamps = utc_index(sent)
     zones = pd.Series(timezones, dtype="string").fillna("").to_numpy(dtype=object)
     zones = np.where(zones == "", default_timezone, zones)
     hours = np.empty(len(stamps), dtype=np.int64)

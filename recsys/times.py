@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 import pandas as pd
 
 # Cardholders come from a few dozen zones; the cache holds them all with room to spare.
@@ -31,6 +32,11 @@ def utc_timestamp(value: object) -> pd.Timestamp:
     """`value` (a timestamp, datetime or ISO 8601 text) as a UTC `pd.Timestamp`; naive times are UTC."""
     stamp = pd.Timestamp(value)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def utc_index(values: object) -> pd.DatetimeIndex:
+    """`values` (timestamps, datetimes or ISO 8601 texts) as a UTC `DatetimeIndex`; naive times are UTC."""
+    return pd.DatetimeIndex(pd.to_datetime(np.asarray(values), utc=True))
 
 
 def utc_datetime(moment: datetime) -> datetime:

@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 
+from recsys.cells import SEPARATOR, split_list
 from worlds import catalog
 from worlds.content import Content
 from worlds.scenario import SYNONYMS_PER_TOPIC, TopicSpace
@@ -21,10 +23,6 @@ from worlds.scenario import SYNONYMS_PER_TOPIC, TopicSpace
 NOISY_KEEP_FIRST = 0.75
 NOISY_KEEP_OTHER = 0.5
 NOISY_WRONG = 0.4
-
-
-def _split(tags: str) -> list[str]:
-    return [tag for tag in tags.split("|") if tag]
 
 
 def to_merchants(rng: np.random.Generator, content: Content, space: TopicSpace) -> Content:
@@ -38,12 +36,12 @@ def to_merchants(rng: np.random.Generator, content: Content, space: TopicSpace) 
         chosen[category] = options[rng.integers(0, len(options), n_items)]
         fine[np.arange(n_items), chosen[category]] += content.topics[:, category]
     tags = []
-    for row, text in enumerate(content.tags):
+    for row, parts in enumerate(split_list(pd.Series(content.tags))):
         renamed = []
-        for tag in _split(text):
+        for tag in parts:
             topic = catalog.TOPIC_INDEX.get(tag, -1)
             renamed.append(space.names[chosen[topic][row]] if 0 <= topic < catalog.N_SPEND else tag)
-        tags.append("|".join(renamed))
+        tags.append(SEPARATOR.join(renamed))
     return replace(content, topics=fine, tags=np.array(tags, dtype=object))
 
 
@@ -58,10 +56,10 @@ def retag(rng: np.random.Generator, content: Content, space: TopicSpace, vocabul
     elif vocabulary != "noisy":
         raise ValueError(f"unknown tag vocabulary {vocabulary!r}")
     tags = []
-    for text in content.tags:
+    for text, parts in zip(content.tags, split_list(pd.Series(content.tags)), strict=True):
         out = []
         topic_seen = 0
-        for tag in _split(text):
+        for tag in parts:
             topic = space.index.get(tag)
             if topic is None:
                 out.append(tag)
@@ -76,5 +74,5 @@ def retag(rng: np.random.Generator, content: Content, space: TopicSpace, vocabul
             wrong = space.names[rng.integers(n_topics)]
             if wrong not in out:
                 out.append(wrong)
-        tags.append("|".join(out))
+        tags.append(SEPARATOR.join(out))
     return replace(content, tags=np.array(tags, dtype=object))

@@ -25,7 +25,7 @@ import httpx
 import pandas as pd
 import pytest
 import redis
-from serving_support import ADMIN, SCHEDULER, SCHEDULER_HEADERS
+from serving_support import ADMIN, SCHEDULER, SCHEDULER_HEADERS, wait_until_ready
 
 from recsys.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
 
@@ -107,17 +107,9 @@ class Api:
              "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited: {self.process.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("the API was not ready within 30 s")
+        process = self.process
+        wait_until_ready(self.base, process,
+                         lambda: process.stderr.read().decode() if process.poll() is not None else "")
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)

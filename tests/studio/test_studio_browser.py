@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from recsys.embedded_redis import free_port
+from tests.serving.serving_support import wait_until_ready
 from tests.studio.conftest import ADMIN, ADMIN_HEADERS, SCHEDULER
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.slow]
@@ -43,18 +43,7 @@ def server(redis_url: str, key_prefix: str, studio_world_dir: Path, studio_publi
                                    env=env, stdout=sink, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"recsys serve exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"recsys serve was not ready within 30 s: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
+        wait_until_ready(base, process, log.read_text)
         yield base
     finally:
         process.terminate()
