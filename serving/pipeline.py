@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from recsys.caps.decisions import Candidate
 from recsys.eligibility import cardholder_items, tier_table, valid_between
@@ -48,12 +50,15 @@ def _seconds(values: list[float | None]) -> np.ndarray:
     return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
-def item_scores(item_factors: np.ndarray, factors: np.ndarray) -> np.ndarray:
-    """Dot products of item factor rows with a cardholder's factors (broadcast), summed along the last
-    axis in numpy's fixed pairwise order: a cardholder's scores are then the same bits whichever other
-    cardholders or items share the call. A BLAS product's last bits depend on the shapes, so a
-    request's answer would depend on how many requests were ranked with it."""
-    return np.multiply(item_factors, factors).sum(axis=-1)
+def score_rows(item_factors_t: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """float32 [n, n_items]: each of n cardholders' factors [n, d] times every item's ([d, n_items]).
+
+    One BLAS vector-matrix product per cardholder (a stacked matmul): every row comes from the same
+    call on the same shapes, so a cardholder's scores are the same bits alone or in a block of any
+    size (one matrix product for the block would not be: its last bits depend on the shapes). Scores
+    of some items are taken from the full row for the same reason."""
+    rows = np.asarray(factors, dtype=np.float32)
+    return np.matmul(rows[:, None, :], item_factors_t)[:, 0, :]
 
 
 def feature_phrase(name: str) -> str:
@@ -116,6 +121,7 @@ class LiveModel:
         self.group_allowed = tier_table(item_tiers, [*self.tiers, None])
         arrays = published.arrays
         self.item_factors = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)
+        self.item_factors_t = self.item_factors.T  # every score goes through this one array: same bits
         self.pop_overall = arrays["pop_overall"]
         self.pop_segments = arrays["pop_segments"]
         self.feature_names: list[str] = list(published.manifest["feature_names"])
@@ -124,6 +130,7 @@ class LiveModel:
         self.l1_features = published.manifest.get("feature_normalisation") == "l1"
         # Reasons compare items: what lifts this item above the average item for this cardholder.
         self.centred_items = self.item_factors - self.item_factors.mean(axis=0, keepdims=True)
+        self.centred_items_t = self.centred_items.T
         self.contributions = None
         if self.feature_map is not None:
             contributions = self.feature_map @ self.centred_items.T
@@ -246,7 +253,7 @@ class LiveModel:
     # ------------------------------------------------------------------ scoring
     def scores(self, user: Representation, items: np.ndarray) -> np.ndarray:
         if user.factors is not None:
-            return item_scores(self.item_factors[items], user.factors)
+            return score_rows(self.item_factors_t, user.factors[None, :])[0, items]
         popularity = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
         return popularity[items].astype(np.float32)
 
@@ -276,7 +283,7 @@ class LiveModel:
         with_factors = [i for i, user in enumerate(users) if user.factors is not None]
         if with_factors:
             factors = np.stack([users[i].factors for i in with_factors])
-            scores[with_factors] = item_scores(self.item_factors[None, :, :], factors[:, None, :])
+            scores[with_factors] = score_rows(self.item_factors_t, factors)
         for i, user in enumerate(users):
             if user.factors is None:
                 scores[i] = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
@@ -286,14 +293,15 @@ class LiveModel:
         # A stable sort keeps ties in item order (as `rank` does); rows are a few hundred items.
         order = np.argsort(-scores, axis=1, kind="stable")[:, :width]
         values = np.take_along_axis(scores, order, axis=1)
-        finite = np.isfinite(values)
-        return [Ranked(order[i][finite[i]], values[i][finite[i]]) for i in range(n)]
+        # ineligible items (-inf) sort last: each row's eligible ones are a prefix
+        counts = np.isfinite(values).sum(axis=1).tolist()
+        return [Ranked(order[i, :count], values[i, :count]) for i, count in enumerate(counts)]
 
     def _rank_one(self, user: Representation, valid: np.ndarray, width: int) -> Ranked:
         """`rank_block` for one cardholder: the scheduler's hot path, with as few array passes as possible."""
         pool = np.flatnonzero(self.allowed([user], valid)[0])
         if user.factors is not None:
-            row = item_scores(self.item_factors[pool], user.factors)
+            row = score_rows(self.item_factors_t, user.factors[None, :])[0, pool]
         else:
             popularity = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
             row = popularity[pool]
@@ -306,26 +314,68 @@ class LiveModel:
 
     def reasons(self, user: Representation, items: np.ndarray) -> list[str]:
         """One short reason per item: the user feature (or collaborative part) adding most to its score."""
-        if len(items) == 0:
-            return []
-        if user.factors is None:
-            tier = self.tiers[user.group] if user.group != UNKNOWN_GROUP else None
-            return [f"popular with {tier} cardholders" if tier else "popular with cardholders"] * len(items)
-        if self.contributions is None or len(user.feature_index) == 0:
-            return [SIMILAR_REASON] * len(items)
-        values = self.normalised(user.feature_values)
-        parts = self.contributions_by_item[items[:, None], user.feature_index]
-        parts *= values
-        best = parts.argmax(axis=1)
-        best_value = parts[np.arange(len(items)), best]
-        if user.fallback is None:
-            explained = values @ self.feature_map[user.feature_index] + self.feature_offset
-            residual = self.centred_items[items] @ (user.factors - explained)
-        else:
-            residual = np.full(len(items), -np.inf)
-        otherwise = SIMILAR_REASON if user.fallback is None else PROFILE_REASON
-        features = user.feature_index[best].tolist()
-        return [
-            self.phrases[feature] if value > 0 and value >= rest else otherwise
-            for feature, value, rest in zip(features, best_value.tolist(), residual.tolist(), strict=True)
-        ]
+        return self.reasons_many([user], [items])[0]
+
+    def reasons_many(self, users: Sequence[Representation], items: Sequence[np.ndarray]) -> list[list[str]]:
+        """`reasons` for many cardholders at once (`items[i]` for `users[i]`), in a few array passes.
+
+        Each cardholder's figures are computed alike whoever shares the call (products elementwise,
+        sums in a fixed order), so a reason does not depend on how requests were batched."""
+        out: list[list[str]] = [[] for _ in users]
+        explained_rows: list[int] = []
+        for row, (user, chosen) in enumerate(zip(users, items, strict=True)):
+            if len(chosen) == 0:
+                continue
+            if user.factors is None:
+                tier = self.tiers[user.group] if user.group != UNKNOWN_GROUP else None
+                reason = f"popular with {tier} cardholders" if tier else "popular with cardholders"
+                out[row] = [reason] * len(chosen)
+            elif self.contributions is None or len(user.feature_index) == 0:
+                out[row] = [SIMILAR_REASON] * len(chosen)
+            else:
+                explained_rows.append(row)
+        if not explained_rows:
+            return out
+        # every (cardholder, feature) pair flat, one segment per cardholder: segment sums and maxima
+        # run in a fixed order within each segment, whatever else is in the call
+        lengths = np.array([len(users[row].feature_index) for row in explained_rows], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        feature_index = np.concatenate([users[row].feature_index for row in explained_rows]).astype(np.int64)
+        values = np.concatenate([users[row].feature_values for row in explained_rows]).astype(np.float32)
+        if self.l1_features:
+            totals = np.add.reduceat(np.abs(values), starts)
+            values /= np.repeat(np.where(totals > 0, totals, np.float32(1)), lengths)
+        n, n_items = len(explained_rows), max(len(items[row]) for row in explained_rows)
+        item_index = np.zeros((n, n_items), dtype=np.int64)
+        for slot, row in enumerate(explained_rows):
+            item_index[slot, :len(items[row])] = items[row]
+        pair_position = np.arange(len(feature_index))
+        best_feature = np.empty((n, n_items), dtype=np.int64)
+        best_value = np.empty((n, n_items), dtype=np.float32)
+        for column in range(n_items):
+            item_of_pair = np.repeat(item_index[:, column], lengths)
+            parts = self.contributions_by_item[item_of_pair, feature_index] * values
+            top = np.repeat(np.maximum.reduceat(parts, starts), lengths)
+            first = np.minimum.reduceat(np.where(parts == top, pair_position, len(parts)), starts)
+            best_feature[:, column] = feature_index[first]
+            best_value[:, column] = parts[first]
+        # the collaborative part: the factors the features do not explain (a sparse row times the map:
+        # each row's products summed in its own feature order)
+        rows = sp.csr_matrix((values, feature_index, np.append(starts, len(feature_index))),
+                             shape=(n, self.feature_map.shape[0]))
+        explained = rows @ self.feature_map + self.feature_offset
+        fitted = np.array([users[row].fallback is None for row in explained_rows])
+        factors = np.stack([users[row].factors for row in explained_rows])
+        residual = np.take_along_axis(score_rows(self.centred_items_t, factors - explained), item_index,
+                                      axis=1)
+        residual[~fitted] = -np.inf
+        for slot, row in enumerate(explained_rows):
+            otherwise = SIMILAR_REASON if fitted[slot] else PROFILE_REASON
+            count = len(items[row])
+            out[row] = [
+                self.phrases[feature] if value > 0 and value >= rest else otherwise
+                for feature, value, rest in zip(best_feature[slot, :count].tolist(),
+                                                best_value[slot, :count].tolist(),
+                                                residual[slot, :count].tolist(), strict=True)
+            ]
+        return out

@@ -169,16 +169,33 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else iso_utc(moment)
 
 
+def chosen_positions(request: RankRequest, decision: UserDecision | None) -> list[int]:
+    """Positions (in the caps' candidate order) of the items answered: the first `k` allowed, the
+    reserved one first."""
+    if decision is None:
+        return []
+    chosen = [position for position, candidate in enumerate(decision.decisions) if candidate.allowed]
+    chosen = chosen[:request.k]
+    reservation = decision.reservation
+    if reservation is not None and chosen:
+        # The reserved content is what the scheduler sends: it always comes first.
+        positions = (p for p, d in enumerate(decision.decisions) if d.content_id == reservation.content_id)
+        reserved = next(positions, None)
+        if reserved is not None and reserved != chosen[0]:
+            chosen = [reserved, *(p for p in chosen if p != reserved)][:request.k]
+    return chosen
+
+
 def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: RankRequest,
            ranked: Ranked, decision: UserDecision | None, now: datetime,
-           outlook: Outlook | None = None) -> dict[str, Any]:
-    """The response body for one cardholder (times as ISO 8601 strings, as the JSON has them)."""
-    chosen: list[int] = []
+           outlook: Outlook | None = None, chosen: list[int] | None = None,
+           reasons: list[str] | None = None) -> dict[str, Any]:
+    """The response body for one cardholder (times as ISO 8601 strings, as the JSON has them);
+    `chosen` and `reasons` when the caller computed them for a whole batch."""
+    if chosen is None:
+        chosen = chosen_positions(request, decision)
     blocks: list[dict[str, Any]] = []
     if decision is not None:
-        for position, candidate in enumerate(decision.decisions):
-            if candidate.allowed and len(chosen) < request.k:
-                chosen.append(position)
         if not chosen and decision.decisions:
             blocks = [{"rule": b.rule, "detail": b.detail, "eligible_at": _iso(b.eligible_at)}
                       for b in decision.decisions[0].blocks]
@@ -187,14 +204,9 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
     else:
         blocks = [NO_CANDIDATES]
     reservation = decision.reservation if decision is not None else None
-    if reservation is not None and chosen:
-        # The reserved content is what the scheduler sends: it always comes first.
-        positions = (p for p, d in enumerate(decision.decisions) if d.content_id == reservation.content_id)
-        reserved = next(positions, None)
-        if reserved is not None and reserved != chosen[0]:
-            chosen = [reserved, *(p for p in chosen if p != reserved)][:request.k]
     items = ranked.items[chosen]
-    reasons = model.reasons(user, items)
+    if reasons is None:
+        reasons = model.reasons(user, items)
     scores = ranked.scores[chosen].tolist()
     body_items = [
         {"content_id": model.item_ids[i], "title": model.titles[i], "kind": model.kinds[i],
@@ -281,12 +293,17 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             results = state.engine.decide_batch([cap_requests[s] for s in slots], now=now)
             for slot, result in zip(slots, results, strict=True):
                 decisions[positions[slot]] = result
+    chosen_all = [chosen_positions(request, decision) for request, decision in zip(requests, decisions,
+                                                                                 strict=True)]
+    reasons_all = model.reasons_many(users, [ranked.items[chosen]
+                                             for ranked, chosen in zip(ranked_all, chosen_all, strict=True)])
     bodies = []
     rules: Counter[str] = Counter()
     fallbacks: Counter[str] = Counter()
-    rows = zip(users, requests, ranked_all, decisions, looks, strict=True)
-    for user, request, ranked, decision, look in rows:
-        body = answer(model, snapshot, user, request, ranked, decision, request.now or clock, look)
+    rows = zip(users, requests, ranked_all, decisions, looks, chosen_all, reasons_all, strict=True)
+    for user, request, ranked, decision, look, chosen, reasons in rows:
+        body = answer(model, snapshot, user, request, ranked, decision, request.now or clock, look, chosen,
+                      reasons)
         bodies.append(body)
         caps = body["caps"]
         if caps["allowed"]:
