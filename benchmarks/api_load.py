@@ -87,15 +87,15 @@ def ensure_world(work: Path, users: int) -> Path:
 
 
 def ensure_bundle(work: Path, world: Path, users: int) -> Path:
+    out = work / f"bundle-{users}"
+    if (out / "bundle.json").exists():
+        return out
     from features.bundle_inputs import item_metadata
     from features.loader import load_dataset
     from features.pipeline import build_training_matrices
     from recsys.bundle import ModelBundle
     from recsys.models.lightfm_hybrid import LightFMHybrid
 
-    out = work / f"bundle-{users}"
-    if (out / "bundle.json").exists():
-        return out
     log("training a small-epoch hybrid model for the benchmark")
     dataset = load_dataset(world)
     as_of = dataset.time_range()[1]
@@ -497,9 +497,19 @@ def main() -> int:
             if round_ == 0:
                 log(f"scheduler wave: {args.wave_in_flight} concurrent batch calls of 1,000 with reserve, "
                     f"{args.wave_seconds:.0f} s")
+                # CPU per batch of the API workers, Redis and this process (the load generator):
+                # machine load changes the wall times, much less these
+                watched = {"api": _tree(server.pid), "redis": [redis_server.process.pid],
+                           "client": [os.getpid()]}
+                before = {part: cpu_seconds(pids) for part, pids in watched.items()}
                 wave = scheduler_wave(base, users, wave_start, args.wave_seconds, args.wave_in_flight)
+                wave["cpu_ms_per_batch"] = {part: (cpu_seconds(pids) - before[part]) / wave["batches"] * 1e3
+                                            for part, pids in watched.items()}
+                cpu = wave["cpu_ms_per_batch"]
                 log(f"scheduler wave: {wave['decisions_per_s']:,.0f} decisions/s over {wave['batches']} "
-                    f"batches, p50 {wave['p50_ms']:.0f} ms, p99 {wave['p99_ms']:.0f} ms")
+                    f"batches, p50 {wave['p50_ms']:.0f} ms, p99 {wave['p99_ms']:.0f} ms; CPU per batch: "
+                    f"API {cpu['api']:.0f} ms, Redis {cpu['redis']:.0f} ms, "
+                    f"load generator {cpu['client']:.0f} ms")
     finally:
         for process in (server, floor):
             if process is not None:
@@ -551,6 +561,9 @@ def main() -> int:
     print(f"{'POST /v1/rank/batch (1000)':<28}{'':>10}{batch['p50_ms']:>10.1f}{batch['p99_ms']:>10.1f}")
     print(f"{'scheduler wave (1,000/batch)':<28}{wave['decisions_per_s']:>10.0f}{wave['p50_ms']:>10.1f}"
           f"{wave['p99_ms']:>10.1f}   decisions/s, {wave['in_flight']} in flight")
+    cpu = wave["cpu_ms_per_batch"]
+    print(f"{'':<28}CPU per 1k batch: API {cpu['api']:.0f} ms, Redis {cpu['redis']:.0f} ms, "
+          f"load generator {cpu['client']:.0f} ms")
     print(f"{'caps decide, pipelined':<28}{baseline:>10.0f}   decisions/s (baseline: mean of "
           f"{', '.join(f'{r:,.0f}' for r in baselines['decide'])}); with reserve "
           f"{', '.join(f'{r:,.0f}' for r in baselines['reserve'])}")

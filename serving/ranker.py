@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from difflib import get_close_matches
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -165,6 +166,11 @@ def cap_request(model: LiveModel, user: Representation, request: RankRequest, ra
     return CapRequest(request.user_id, chosen, user.timezone, request.reserve and bool(chosen) and sending)
 
 
+# a batch's answers share a handful of times (now, a reservation's expiry, a cap's next slot)
+ISO_CACHE_SIZE = 4096
+
+
+@lru_cache(maxsize=ISO_CACHE_SIZE)
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else iso_utc(moment)
 
