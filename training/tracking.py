@@ -81,6 +81,7 @@ class BundlePyfunc(PythonModel):
 
         from features.bundle_inputs import user_factors_for
         from recsys.bundle import build_eligibility, recommendation_rows
+        from recsys.cells import UNKNOWN
         from recsys.ranking import top_k
         from recsys.times import utc_timestamp
 
@@ -89,8 +90,8 @@ class BundlePyfunc(PythonModel):
         as_of = utc_timestamp(params.get("as_of") or self.bundle.as_of)
         ids = model_input["user_id"].astype(str).to_numpy(dtype=object)
         factors = user_factors_for(self.bundle, ids)
-        tiers = (model_input["card_tier"].astype("string").fillna("unknown").to_numpy(dtype=object)
-                 if "card_tier" in model_input else np.full(len(ids), "unknown", dtype=object))
+        tiers = (model_input["card_tier"].astype("string").fillna(UNKNOWN).to_numpy(dtype=object)
+                 if "card_tier" in model_input else np.full(len(ids), UNKNOWN, dtype=object))
         eligibility = build_eligibility(self.bundle.item_meta, self.bundle.items, as_of, tiers,
                                         sp.csr_matrix((len(ids), len(self.bundle.items)), dtype=bool))
         indices, scores = top_k(factors, self.bundle.model.item_factors(), k, eligibility)
