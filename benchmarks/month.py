@@ -122,8 +122,13 @@ class Outcomes:
         self.response = truth.response_model()
         self.seed = seed
         pushes = pd.read_parquet(world / "push_log.parquet")
+        content = pd.read_parquet(world / "content.parquet")
+        flags = content["transactional"].astype("boolean").fillna(False)
+        transactional = set(content.loc[flags, "content_id"])
         start = pd.Timestamp(MONTH)
-        recent = pushes.loc[pushes["sent_ts"] > start - pd.Timedelta(days=30)]
+        # the truth's recent count is of marketing pushes: reminders in the push log do not count
+        recent = pushes.loc[(pushes["sent_ts"] > start - pd.Timedelta(days=30))
+                            & ~pushes["content_id"].isin(transactional)]
         self.history = {self.row[u]: list(pd.to_datetime(group["sent_ts"], utc=True))
                         for u, group in recent.groupby("user_id") if u in self.row}
 

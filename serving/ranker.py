@@ -22,12 +22,16 @@ from recsys.decision import (
     DECISIONS_OFF,
     HOLD,
     NO_RESPONSE_MODEL,
+    RECENT_DAYS,
     SEND,
     Verdict,
+    day_values,
     decide,
+    is_quiet,
     later_hours,
+    marketing_times,
     monthly_slots_left,
-    recent_marketing,
+    projected_recent,
 )
 from recsys.publication import decode_user
 from recsys.times import iso_utc
@@ -119,40 +123,58 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
     records = engine.load_records([requests[i].user_id for i in rows])
     user_rows = response.user_rows([requests[i].user_id for i in rows])
     best = response.best_hours(user_rows, k=3)
-    # one flat query: every candidate at the current hour, then the top candidate at each later hour
-    who, what, hours, recent, spans = [], [], [], [], []
-    plans = []
+    quiet = np.array([is_quiet(policy.quiet_hours, datetime(2000, 1, 1, hour)) for hour in range(24)])
+    # one flat query: every candidate at the current hour, then the top candidate at every hour of the day
+    who, what, hours, recent, starts, plans = [], [], [], [], [], []
+    projected = []
     for slot, i in enumerate(rows):
         request, ranked = requests[i], ranked_all[i]
         now = request.now or clock
-        zone = ZoneInfo(users[i].timezone or policy.default_timezone)
-        local = now.astimezone(zone)
+        local = now.astimezone(ZoneInfo(users[i].timezone or policy.default_timezone))
         now_ms = to_ms(now)
-        count = recent_marketing(records[slot], now_ms) + 1
-        items = ranked.items[:decide_width(request.k)]
-        later = later_hours(local, policy.quiet_hours)
-        start = len(who)
-        who += [slot] * (len(items) + len(later))
-        what += items.tolist() + [int(items[0])] * len(later)
-        hours += [local.hour] * len(items) + [moment.hour for moment in later]
-        recent += [count] * (len(items) + len(later))
-        spans.append((start, len(items), later))
         month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         next_month = (month_start.replace(day=28) + timedelta(days=4)).replace(day=1)
-        plans.append((now, monthly_slots_left(policy, records[slot], to_ms(month_start), now_ms),
-                      (next_month - local).total_seconds() / 86_400))
+        days = max(0, (next_month.date() - local.date()).days - 1)
+        since = max(now_ms - RECENT_DAYS * 86_400_000, response.history_until * 1000)
+        times = marketing_times(records[slot], now_ms, since)
+        counts = projected_recent(times, now_ms // 1000, days)
+        at = now_ms // 1000 + 86_400 * np.arange(days + 1)
+        counts = counts + response.history_counts(user_rows.take(np.array([slot])), at[None, :])[0]
+        projected.append(counts)
+        items = ranked.items[:decide_width(request.k)]
+        starts.append(len(who))
+        who += [slot] * (len(items) + 24)
+        what += items.tolist() + [int(items[0])] * 24
+        hours += [local.hour] * len(items) + list(range(24))
+        recent += [int(counts[0])] * (len(items) + 24)
+        plans.append((now, local, len(items), monthly_slots_left(policy, records[slot], to_ms(month_start),
+                                                                 now_ms)))
     item_index = np.asarray(what, dtype=np.int64)
     item_rows = response.item_rows(np.asarray(model.item_ids, dtype=object)[item_index],
                                    np.asarray(model.kinds, dtype=object)[item_index])
     query = (user_rows.take(np.asarray(who, dtype=np.int64)), item_rows, np.asarray(hours),
              np.asarray(recent))
-    p_open, p_mute = response.open_probability(*query), response.mute_probability(*query)
+    logit_open, logit_mute = response.logit("open", *query), response.logit("mute", *query)
+    p_open = response.calibration["open"].apply(logit_open)
+    p_mute = response.calibration["mute"].apply(logit_mute)
     value = p_open - policy.decision.mute_weight * p_mute
     for slot, i in enumerate(rows):
-        start, width, later = spans[slot]
-        now, slots_left, days_left = plans[slot]
-        later_values = list(zip(later, value[start + width:start + width + len(later)].tolist(), strict=True))
-        verdict = decide(policy.decision, float(value[start]), later_values, now, slots_left, days_left)
+        start = starts[slot]
+        now, local, width, slots_left = plans[slot]
+        grid = slice(start + width, start + width + 24)
+        later = [(moment, float(value[grid][moment.hour]))
+                 for moment in later_hours(local, policy.quiet_hours)]
+        counts, top = projected[slot], int(ranked_all[i].items[0])
+        later_days = []
+        if len(counts) > 1 and policy.decision.pacing is not None and not model.transactional[top]:
+            values = day_values(response, logit_open[None, grid], logit_mute[None, grid], counts[None, :],
+                                policy.decision.mute_weight, ~quiet)[0]
+            midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            days = [midnight + timedelta(days=d) for d in range(1, len(counts))]
+            # only while the content is still valid (NaN: no end)
+            later_days = [(day, v) for day, v in zip(days, values.tolist(), strict=True)
+                          if not model.valid_to[top] < day.timestamp()]
+        verdict = decide(policy.decision, float(value[start]), later, now, slots_left, later_days)
         out[i] = Outlook(verdict, p_open[start:start + width], p_mute[start:start + width], best[slot])
     return out
 

@@ -92,17 +92,24 @@ def test_send_reserves_now_or_at_a_better_hour_later_today(api, decided, respons
     assert pd.Timestamp(sent["send_at"]) == pd.Timestamp(daytime)
     # a zero margin: any later hour of the day worth more than now is preferred
     set_decision(api, min_value=-1.0, hour_margin=0.0, pacing=None)
-    other = dataset.cardholders["user_id"].astype(str).iloc[5]
-    early = (pd.Timestamp(daytime).normalize() + pd.Timedelta(hours=8)).isoformat()
-    body = rank(api, user_id=other, k=1, now=early, reserve=True)
-    # the expected verdict from the published model itself: the top item at 08:00..21:00, recent = 1
     model = response_bundle.response
+    early = (pd.Timestamp(daytime).normalize() + pd.Timedelta(hours=8)).isoformat()
+    at = np.array([int(pd.Timestamp(early).timestamp())])
+    # a cardholder the push log pushed in the last 30 days: the caps state does not know those pushes
+    ids = dataset.cardholders["user_id"].astype(str)
+    history = np.array([model.history_counts(model.user_rows([u]), at)[0] for u in ids])
+    other = ids.iloc[int(np.flatnonzero((history > 0) & (ids != user).to_numpy())[0])]
+    recent = 1 + int(history[ids.tolist().index(other)])
+    body = rank(api, user_id=other, k=1, now=early, reserve=True)
+    # the expected verdict from the published model itself: the top item at 08:00..21:00, `recent` counting
+    # the push log's pushes of the last 30 days and this one
     hours = np.arange(8, 22)
     top = body["items"][0]["content_id"]
     query = (model.user_rows([other] * len(hours)), model.item_rows([top] * len(hours)), hours,
-             np.ones(len(hours)))
+             np.full(len(hours), recent))
     value = model.open_probability(*query) - 10.0 * model.mute_probability(*query)
     assert body["items"][0]["p_open"] == pytest.approx(model.open_probability(*query)[0])
+    assert body["items"][0]["p_mute"] == pytest.approx(model.mute_probability(*query)[0])
     assert body["decision"] == "send" and body["push_id"]
     if value[1:].max() > value[0]:
         # send at the better hour: reserved now, delivered then
