@@ -5,10 +5,12 @@ bundle with response models fitted on its push log; the bundle is published twic
 (RECSYS_REDIS_URL, else an embedded server; own key prefixes, deleted afterwards) and `recsys serve`
 runs once per engine: value-aware (the default policy's decision block) and send-all (the same policy,
 `decision.enabled: false`). Each day of November at 10:00 and 19:30 Asia/Shanghai the scheduler calls
-`/v1/rank/batch` (k=1, reserve=true) for every opted-in cardholder, sends only `send` answers that
+`/v1/rank/batch` (k=1, reserve=true) for every opted-in cardholder who has not muted or unfollowed in
+the push log, sends only `send` answers that
 carry a push id, draws opens and mutes from the world's hidden truth at the push's local hour (the same
 uniforms for every engine), and posts sent / opened / muted events back. Beside them in the same run:
-a weekly broadcast of the most-read item (Mondays 10:00, to every opted-in, unmuted cardholder).
+a weekly broadcast of the most-read item (Mondays 10:00, to the same cardholders, less those it made
+mute).
 
 Prints pushes, opens, mutes, value = opens - 10 x mutes and cap violations (more than 1 a local day or
 4 a local month, in quiet hours 22:00-08:00, or less than 12 h apart) per engine. Targets: value >= 1.5x
@@ -131,6 +133,9 @@ class Outcomes:
                             & ~pushes["content_id"].isin(transactional)]
         self.history = {self.row[u]: list(pd.to_datetime(group["sent_ts"], utc=True))
                         for u, group in recent.groupby("user_id") if u in self.row}
+        # a cardholder who muted or unfollowed in the push log is no longer reachable by any engine
+        gone = set(pushes.loc[pushes["muted"].astype("boolean").fillna(False), "user_id"].astype(str))
+        self.reachable = self.opted_in & ~np.isin(self.user_ids, list(gone))
 
     def draws(self, day: int, slot: int) -> np.ndarray:
         return np.random.default_rng([self.seed, day, slot]).random((2, len(self.user_ids)))
@@ -169,7 +174,7 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
     sent_log: dict[int, list[datetime]] = defaultdict(list)
     totals = defaultdict(int)
-    users = [u for u, ok in zip(outcomes.user_ids, outcomes.opted_in, strict=True) if ok]
+    users = [u for u, ok in zip(outcomes.user_ids, outcomes.reachable, strict=True) if ok]
     for day in range(days):
         for slot, (hour, minute) in enumerate(SLOTS):
             now = (MONTH + timedelta(days=day)).replace(hour=hour, minute=minute)
@@ -233,7 +238,7 @@ def weekly_broadcast(world: Path, outcomes: Outcomes, days: int) -> dict:
         if now.weekday() != 0:
             continue
         rows = np.array([r for r in range(len(outcomes.user_ids))
-                         if outcomes.opted_in[r] and r not in muted_rows])
+                         if outcomes.reachable[r] and r not in muted_rows])
         item = order[week % len(order)]
         week += 1
         opened, muted = outcomes.answer(rows, [item] * len(rows), [now] * len(rows), sent_log,
@@ -293,7 +298,7 @@ def main() -> int:
             if args.mute_weight is not None:
                 policy["decision"]["mute_weight"] = args.mute_weight
             httpx.put(f"{base}/v1/policy", json=policy, headers=admin).raise_for_status()
-            log(f"{name}: replaying {args.days} days of November, {outcomes.opted_in.sum():,} cardholders")
+            log(f"{name}: replaying {args.days} days of November, {outcomes.reachable.sum():,} cardholders")
             began = time.perf_counter()
             results[name] = run_engine(name, base, outcomes, args.days)
             results[name]["seconds"] = time.perf_counter() - began
