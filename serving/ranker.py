@@ -124,12 +124,11 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
     user_rows = response.user_rows([requests[i].user_id for i in rows])
     best = response.best_hours(user_rows, k=3)
     quiet = np.array([is_quiet(policy.quiet_hours, datetime(2000, 1, 1, hour)) for hour in range(24)])
-    # one flat query: every candidate at the current hour, then the top candidate at every hour of the day
-    who, what, hours, recent, starts, plans = [], [], [], [], [], []
-    projected = []
+    # the recent count now and on each later day of the local month: the push log's pushes the response
+    # model keeps and the caps state's after them, older ones leaving the 30-day window day by day
+    plans, caps_counts = [], []
     for slot, i in enumerate(rows):
-        request, ranked = requests[i], ranked_all[i]
-        now = request.now or clock
+        now = requests[i].now or clock
         local = now.astimezone(ZoneInfo(users[i].timezone or policy.default_timezone))
         now_ms = to_ms(now)
         month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -137,42 +136,46 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
         days = max(0, (next_month.date() - local.date()).days - 1)
         since = max(now_ms - RECENT_DAYS * 86_400_000, response.history_until * 1000)
         times = marketing_times(records[slot], now_ms, since)
-        counts = projected_recent(times, now_ms // 1000, days)
-        at = now_ms // 1000 + 86_400 * np.arange(days + 1)
-        counts = counts + response.history_counts(user_rows.take(np.array([slot])), at[None, :])[0]
-        projected.append(counts)
-        items = ranked.items[:decide_width(request.k)]
-        starts.append(len(who))
-        who += [slot] * (len(items) + 24)
+        caps_counts.append(projected_recent(times, now_ms // 1000, 31))
+        slots_left = monthly_slots_left(policy, records[slot], to_ms(month_start), now_ms)
+        plans.append((now, local, days, slots_left))
+    at = np.array([to_ms(plan[0]) // 1000 for plan in plans])[:, None] + 86_400 * np.arange(32)[None, :]
+    counts = np.stack(caps_counts) + response.history_counts(user_rows, at)
+    # one flat query: every candidate at the current hour, then the top candidate at every hour of the day
+    widths = [min(len(ranked_all[i].items), decide_width(requests[i].k)) for i in rows]
+    who = np.repeat(np.arange(len(rows)), np.asarray(widths) + 24)
+    what, hours = [], []
+    for slot, i in enumerate(rows):
+        items = ranked_all[i].items[:widths[slot]]
         what += items.tolist() + [int(items[0])] * 24
-        hours += [local.hour] * len(items) + list(range(24))
-        recent += [int(counts[0])] * (len(items) + 24)
-        plans.append((now, local, len(items), monthly_slots_left(policy, records[slot], to_ms(month_start),
-                                                                 now_ms)))
+        hours += [plans[slot][1].hour] * widths[slot] + list(range(24))
     item_index = np.asarray(what, dtype=np.int64)
     item_rows = response.item_rows(np.asarray(model.item_ids, dtype=object)[item_index],
                                    np.asarray(model.kinds, dtype=object)[item_index])
-    query = (user_rows.take(np.asarray(who, dtype=np.int64)), item_rows, np.asarray(hours),
-             np.asarray(recent))
+    query = (user_rows.take(who), item_rows, np.asarray(hours), counts[who, 0])
     logit_open, logit_mute = response.logit("open", *query), response.logit("mute", *query)
     p_open = response.calibration["open"].apply(logit_open)
     p_mute = response.calibration["mute"].apply(logit_mute)
     value = p_open - policy.decision.mute_weight * p_mute
+    starts = np.r_[0, np.cumsum(np.asarray(widths) + 24)[:-1]]
+    grid = (starts + np.asarray(widths))[:, None] + np.arange(24)[None, :]
+    horizon = max(plan[2] for plan in plans)
+    later_values = np.zeros((len(rows), 0))
+    if horizon and policy.decision.pacing is not None:
+        later_values = day_values(response, logit_open[grid], logit_mute[grid], counts[:, :horizon + 1],
+                                  policy.decision.mute_weight, ~quiet)
     for slot, i in enumerate(rows):
-        start = starts[slot]
-        now, local, width, slots_left = plans[slot]
-        grid = slice(start + width, start + width + 24)
-        later = [(moment, float(value[grid][moment.hour]))
+        start, width = int(starts[slot]), widths[slot]
+        now, local, days, slots_left = plans[slot]
+        later = [(moment, float(value[grid[slot, moment.hour]]))
                  for moment in later_hours(local, policy.quiet_hours)]
-        counts, top = projected[slot], int(ranked_all[i].items[0])
+        top = int(ranked_all[i].items[0])
         later_days = []
-        if len(counts) > 1 and policy.decision.pacing is not None and not model.transactional[top]:
-            values = day_values(response, logit_open[None, grid], logit_mute[None, grid], counts[None, :],
-                                policy.decision.mute_weight, ~quiet)[0]
+        if days and later_values.shape[1] and not model.transactional[top]:
             midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-            days = [midnight + timedelta(days=d) for d in range(1, len(counts))]
+            moments = [midnight + timedelta(days=d) for d in range(1, days + 1)]
             # only while the content is still valid (NaN: no end)
-            later_days = [(day, v) for day, v in zip(days, values.tolist(), strict=True)
+            later_days = [(day, v) for day, v in zip(moments, later_values[slot, :days].tolist(), strict=True)
                           if not model.valid_to[top] < day.timestamp()]
         verdict = decide(policy.decision, float(value[start]), later, now, slots_left, later_days)
         out[i] = Outlook(verdict, p_open[start:start + width], p_mute[start:start + width], best[slot])

@@ -134,3 +134,30 @@ def test_decisions_off_in_the_policy_send_whatever_the_caps_allow(api, decided, 
     body = rank(api, user_id=known_user(dataset), k=1, now=daytime, reserve=True)
     assert body["decision"] == "send" and body["reason"] == "decisions disabled by the policy"
     assert body["push_id"]
+
+
+@pytest.mark.redis
+def test_pacing_holds_while_last_months_pushes_are_still_leaving_the_window(api, decided, response_bundle,
+                                                                           dataset, daytime) -> None:
+    """At 10:00 on the 1st, a cardholder the push log pushed early last month is worth more later this
+    month (those pushes leave the 30-day window, the recent count and p_mute fall); one never pushed is
+    worth the same every day, so pacing does not hold them."""
+    model = response_bundle.response
+    assert model.recent_logit("mute", 5) > model.recent_logit("mute", 1)  # mutes rise with frequency
+    set_decision(api, mute_weight=1000.0, min_value=-1.0, hour_margin=10.0, pacing={"margin": 0.0})
+    ids = dataset.cardholders["user_id"].astype(str)
+    opted = dataset.cardholders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
+    rows = model.user_rows(ids)
+    start = int(pd.Timestamp(daytime).timestamp())
+    counts = model.history_counts(rows, start + 86_400 * np.arange(30)[None, :].repeat(len(ids), axis=0))
+    # the count now, and whether it has fallen by the 25th day (at least four later days are better)
+    leaving = opted & (counts[:, 0] > 0) & (counts[:, 24] < counts[:, 0])
+    never = opted & (counts[:, 0] == 0)
+    assert leaving.sum() >= 5 and never.sum() >= 3
+    held = [rank(api, user_id=user, k=1, now=daytime, reserve=True) for user in ids[leaving].iloc[:5]]
+    assert any(body["decision"] == "hold" and body["reason"].startswith("slots worth more later")
+               for body in held), [body["reason"] for body in held]
+    assert all(body["push_id"] is None for body in held if body["decision"] == "hold")
+    for user in ids[never].iloc[:3]:
+        body = rank(api, user_id=user, k=1, now=daytime)
+        assert not body["reason"].startswith("slots worth more later"), body["reason"]
