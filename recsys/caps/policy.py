@@ -297,6 +297,15 @@ class Pacing(_Frozen):
 
     margin: float = Field(0.2, ge=0.0, le=10.0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_fields(cls, value: Any) -> Any:
+        if isinstance(value, dict) and ({"min_value", "days_per_slot"} & set(value)):
+            raise ValueError("pacing.min_value and pacing.days_per_slot were replaced by pacing.margin (hold "
+                             "while enough later days of the month are worth more than now): write "
+                             "pacing: {margin: 0.2}")
+        return value
+
 
 class Decision(_Frozen):
     """Whether a ranked push goes now (`recsys.decision`): its value is p_open - mute_weight x p_mute.
