@@ -118,9 +118,9 @@ def projected_recent(times: np.ndarray, now: int, days: int) -> np.ndarray:
 
 def day_values(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.ndarray, counts: np.ndarray,
                mute_weight: float, hours: np.ndarray) -> np.ndarray:
-    """float [n, d]: each cardholder's best value on each later day among local `hours` (bool [24]).
+    """float [n, d]: each cardholder's best value on each later day among the hours where `hours` is True.
 
-    `open_logit`, `mute_logit` [n, 24] are the push's uncalibrated logits at every hour with the recent
+    `open_logit`, `mute_logit` [n, h] are the push's uncalibrated logits at h local hours with the recent
     count of now, `counts` [n, d + 1] the recent count now and on each later day (`projected_recent`);
     the recent terms enter the logit additively, so only their change is added."""
     counts = np.asarray(counts)
@@ -133,10 +133,10 @@ def day_values(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.
 
 
 def decide(settings: Decision, value_now: float, later: Sequence[tuple[datetime, float]], now: datetime,
-           slots_left: int | None, later_days: Sequence[tuple[datetime, float]] = ()) -> Verdict:
+           slots_left: int | None, later_days: Sequence[float] | np.ndarray = ()) -> Verdict:
     """The verdict for one cardholder's top push (see the module docstring); `later` pairs each later
-    local hour of the day with the push's value then, `later_days` each later day of the local month
-    (while the content is valid) with its best value."""
+    local hour of the day with the push's value then, `later_days` holds the best value of each later day
+    of the local month, tomorrow first, while the content is still valid."""
     value, send_at, why = value_now, now.astimezone(UTC), f"value {value_now:.4f} now"
     if later:
         values = np.asarray([v for _, v in later])
@@ -149,12 +149,12 @@ def decide(settings: Decision, value_now: float, later: Sequence[tuple[datetime,
     if value < settings.min_value:
         return Verdict(HOLD, f"value {value:.4f} below threshold {settings.min_value:g}", None, value)
     pacing = settings.pacing
-    if pacing is not None and slots_left is not None and slots_left > 0 and later_days:
-        bar = value + pacing.margin * abs(value)
-        better = [(day, v) for day, v in later_days if v > bar]
-        if len(better) >= slots_left:
-            day, best = max(better, key=lambda pair: pair[1])
-            return Verdict(HOLD, f"slots worth more later: {len(better)} later days this month worth more "
-                           f"than {value:.4f} now for {slots_left} slot(s) left (best {best:.4f} on "
-                           f"{day.strftime('%m-%d')})", None, value)
+    days = np.asarray(later_days, dtype=np.float64)
+    if pacing is not None and slots_left is not None and slots_left > 0 and len(days):
+        better = int((days > value + pacing.margin * abs(value)).sum())
+        if better >= slots_left:
+            best = int(days.argmax())
+            return Verdict(HOLD, f"slots worth more later: {better} later days this month worth more than "
+                           f"{value:.4f} now for {slots_left} slot(s) left (best {days[best]:.4f} in "
+                           f"{best + 1} day(s))", None, value)
     return Verdict(SEND, why, send_at, value)

@@ -124,6 +124,8 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
     user_rows = response.user_rows([requests[i].user_id for i in rows])
     best = response.best_hours(user_rows, k=3)
     quiet = np.array([is_quiet(policy.quiet_hours, datetime(2000, 1, 1, hour)) for hour in range(24)])
+    open_hours = np.flatnonzero(~quiet)  # the whole local hours a push may go at
+    column = np.cumsum(~quiet) - 1  # an open hour's position among them
     # the recent count now and on each later day of the local month: the push log's pushes the response
     # model keeps and the caps state's after them, older ones leaving the 30-day window day by day
     plans, caps_counts = [], []
@@ -141,14 +143,15 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
         plans.append((now, local, days, slots_left))
     at = np.array([to_ms(plan[0]) // 1000 for plan in plans])[:, None] + 86_400 * np.arange(32)[None, :]
     counts = np.stack(caps_counts) + response.history_counts(user_rows, at)
-    # one flat query: every candidate at the current hour, then the top candidate at every hour of the day
+    # one flat query: every candidate at the current hour, then the top candidate at every open hour
     widths = [min(len(ranked_all[i].items), decide_width(requests[i].k)) for i in rows]
-    who = np.repeat(np.arange(len(rows)), np.asarray(widths) + 24)
+    n_hours = len(open_hours)
+    who = np.repeat(np.arange(len(rows)), np.asarray(widths) + n_hours)
     what, hours = [], []
     for slot, i in enumerate(rows):
         items = ranked_all[i].items[:widths[slot]]
-        what += items.tolist() + [int(items[0])] * 24
-        hours += [plans[slot][1].hour] * widths[slot] + list(range(24))
+        what += items.tolist() + [int(items[0])] * n_hours
+        hours += [plans[slot][1].hour] * widths[slot] + open_hours.tolist()
     item_index = np.asarray(what, dtype=np.int64)
     item_rows = response.item_rows(np.asarray(model.item_ids, dtype=object)[item_index],
                                    np.asarray(model.kinds, dtype=object)[item_index])
@@ -157,26 +160,26 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
     p_open = response.calibration["open"].apply(logit_open)
     p_mute = response.calibration["mute"].apply(logit_mute)
     value = p_open - policy.decision.mute_weight * p_mute
-    starts = np.r_[0, np.cumsum(np.asarray(widths) + 24)[:-1]]
-    grid = (starts + np.asarray(widths))[:, None] + np.arange(24)[None, :]
+    starts = np.r_[0, np.cumsum(np.asarray(widths) + n_hours)[:-1]]
+    grid = (starts + np.asarray(widths))[:, None] + np.arange(n_hours)[None, :]
     horizon = max(plan[2] for plan in plans)
     later_values = np.zeros((len(rows), 0))
     if horizon and policy.decision.pacing is not None:
         later_values = day_values(response, logit_open[grid], logit_mute[grid], counts[:, :horizon + 1],
-                                  policy.decision.mute_weight, ~quiet)
+                                  policy.decision.mute_weight, np.ones(n_hours, dtype=bool))
     for slot, i in enumerate(rows):
         start, width = int(starts[slot]), widths[slot]
         now, local, days, slots_left = plans[slot]
-        later = [(moment, float(value[grid[slot, moment.hour]]))
+        later = [(moment, float(value[grid[slot, column[moment.hour]]]))
                  for moment in later_hours(local, policy.quiet_hours)]
         top = int(ranked_all[i].items[0])
-        later_days = []
+        later_days = later_values[slot, :0]
         if days and later_values.shape[1] and not model.transactional[top]:
+            # only while the content is still valid (NaN: no end): the days up to its end
             midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-            moments = [midnight + timedelta(days=d) for d in range(1, days + 1)]
-            # only while the content is still valid (NaN: no end)
-            later_days = [(day, v) for day, v in zip(moments, later_values[slot, :days].tolist(), strict=True)
-                          if not model.valid_to[top] < day.timestamp()]
+            valid_days = days if np.isnan(model.valid_to[top]) else int(np.clip(
+                (model.valid_to[top] - midnight.timestamp()) // 86_400, 0, days))
+            later_days = later_values[slot, :valid_days]
         verdict = decide(policy.decision, float(value[start]), later, now, slots_left, later_days)
         out[i] = Outlook(verdict, p_open[start:start + width], p_mute[start:start + width], best[slot])
     return out

@@ -375,19 +375,19 @@ def _decisions(world: SimWorld, policy: Policy, clock: ZoneClock, rows: np.ndarr
     if horizon and settings.pacing is not None:
         later_values = day_values(model.model, logits["open"], logits["mute"], counts, settings.mute_weight,
                                   ~quiet)
-    expires = world.valid_to[items]
+    # the later days of the month while the content is still valid
+    valid_days = np.clip((world.valid_to[items] - fields.day_start) // 86400, 0,
+                         np.minimum(days_left, later_values.shape[1]))
     hour_now = fields.second_of_day // 3600
     out = np.zeros(len(rows), dtype=bool)
     when = np.asarray(now, dtype=np.int64).copy()
     for j in range(len(rows)):
         later = [(datetime.fromtimestamp(int(fields.day_start[j]) + 3600 * hour, UTC), float(value[j, hour]))
                  for hour in range(int(hour_now[j]) + 1, 24) if not quiet[hour]]
-        starts = int(fields.day_start[j]) + 86400 * np.arange(1, min(int(days_left[j]), horizon) + 1)
-        days = [(datetime.fromtimestamp(int(start), UTC), float(v))
-                for start, v in zip(starts, later_values[j], strict=False) if start <= expires[j]]
         verdict = decide(settings, float(value[j, hour_now[j]]), later,
                          datetime.fromtimestamp(int(now[j]), UTC),
-                         None if cap is None else max(0, cap - int(month_sent[j])), days)
+                         None if cap is None else max(0, cap - int(month_sent[j])),
+                         later_values[j, :int(valid_days[j])])
         out[j] = verdict.decision == SEND
         if verdict.send_at is not None:
             when[j] = max(int(now[j]), int(verdict.send_at.timestamp()))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -42,10 +42,10 @@ def test_threshold_hour_and_pacing_holds_in_order() -> None:
 
 def test_pacing_holds_when_enough_later_days_are_worth_more_than_the_slots_left() -> None:
     settings = Decision(mute_weight=10, min_value=0.0, hour_margin=0.1, pacing=Pacing(margin=0.1))
-    days = [(NOW + timedelta(days=d), v) for d, v in ((1, 0.05), (2, 0.06), (3, 0.02), (4, 0.054))]
+    days = [0.05, 0.06, 0.02, 0.054]  # tomorrow first
     paced = decide(settings, 0.03, [], NOW, 3, days)  # three later days beat 0.03 x 1.1: hold
     assert paced.decision == HOLD and "slots worth more later: 3 later days" in paced.reason
-    assert "best 0.0600 on 09-12" in paced.reason and paced.send_at is None
+    assert "best 0.0600 in 2 day(s)" in paced.reason and paced.send_at is None
     assert decide(settings, 0.03, [], NOW, 4, days).decision == SEND  # four slots, three better days
     assert decide(settings, 0.05, [], NOW, 2, days).decision == SEND  # 0.054 is within the margin
     assert decide(settings, 0.03, [], NOW, 0, days).decision == SEND  # no slot left: the caps decide
