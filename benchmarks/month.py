@@ -5,21 +5,30 @@ bundle with response models fitted on its push log; the bundle is published twic
 (RECSYS_REDIS_URL, else an embedded server; own key prefixes, deleted afterwards) and `recsys serve`
 runs once per engine: value-aware (the default policy's decision block) and send-all (the same policy,
 `decision.enabled: false`). Each day of November at 10:00 and 19:30 Asia/Shanghai the scheduler calls
-`/v1/rank/batch` (k=1, reserve=true) for every opted-in cardholder, sends only `send` answers that
+`/v1/rank/batch` (k=1, reserve=true) for every opted-in cardholder who has not muted or unfollowed in
+the push log, sends only `send` answers that
 carry a push id, draws opens and mutes from the world's hidden truth at the push's local hour (the same
 uniforms for every engine), and posts sent / opened / muted events back. Beside them in the same run:
-a weekly broadcast of the most-read item (Mondays 10:00, to every opted-in, unmuted cardholder).
+a weekly broadcast of the most-read item (Mondays 10:00, to the same cardholders, less those it made
+mute).
 
 Prints pushes, opens, mutes, value = opens - 10 x mutes and cap violations (more than 1 a local day or
 4 a local month, in quiet hours 22:00-08:00, or less than 12 h apart) per engine. Targets: value >= 1.5x
 send-all, opens not lower, mutes -30%, 0 violations.
 
+With --independent DIR (the shared independent world) the month is the one after the world's as-of time,
+the bundle is trained on that world, and opens are drawn from its hidden `p` (DIR.hidden.npz: each
+cardholder's true chance of opening each item as a push at the as-of time). That truth has no mutes, no
+send-hour and no frequency effect, so only pushes and opens are scored there.
+
     .venv/bin/python benchmarks/month.py --users 2500
+    .venv/bin/python benchmarks/month.py --independent ../shared/worlds/independent
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -38,7 +47,6 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN, ADMIN = "month-scheduler-token", "month-admin-token"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-MONTH = datetime(2026, 11, 1, tzinfo=SHANGHAI)
 SLOTS = ((10, 0), (19, 30))
 MUTE_PRICE = 10.0
 
@@ -49,12 +57,6 @@ def log(message: str) -> None:
 
 def build(work: Path, users: int, hour_preference: float, seed: int) -> tuple[Path, Path, Path]:
     """World, truth and a bundle with response models (reused under --work-dir)."""
-    from features.bundle_inputs import item_metadata
-    from features.loader import load_dataset
-    from features.pipeline import build_training_matrices
-    from recsys.bundle import ModelBundle
-    from recsys.models.lightfm_hybrid import LightFMHybrid
-    from training.response import fit_response_models
     from worlds import WorldConfig, generate_world
     from worlds.scenario import Scenario
 
@@ -66,27 +68,40 @@ def build(work: Path, users: int, hour_preference: float, seed: int) -> tuple[Pa
                                    scenario=Scenario(hour_preference=hour_preference)), world, force=True)
     bundle_path = world.with_name(world.name + "-bundle")
     if not (bundle_path / "bundle.json").exists():
-        log("training the ranking model and the response models")
-        dataset = load_dataset(world)
-        as_of = dataset.time_range()[1]
-        matrices, builder = build_training_matrices(dataset, as_of)
-        model = LightFMHybrid(no_components=16, epochs=5, num_threads=2, random_state=seed).fit(matrices)
-        response, report = fit_response_models(dataset, as_of)
-        log(report.summary())
-        bundle = ModelBundle(model=model, users=matrices.users, items=matrices.items,
-                             feature_state=builder.to_dict(),
-                             item_meta=item_metadata(dataset.content, matrices.items),
-                             user_segments=matrices.user_segments, as_of=as_of)
-        replace(bundle, response=response).save(bundle_path)
+        train_bundle(world, bundle_path, seed)
     return world, truth, bundle_path
 
 
-def serve(redis_url: str, prefix: str, port: int, home: Path) -> subprocess.Popen:
+def train_bundle(world: Path, bundle_path: Path, seed: int) -> None:
+    """A small LightFM bundle with response models fitted on the world's push log."""
+    from features.bundle_inputs import item_metadata
+    from features.loader import load_dataset
+    from features.pipeline import build_training_matrices
+    from recsys.bundle import ModelBundle
+    from recsys.models.lightfm_hybrid import LightFMHybrid
+    from training.response import fit_response_models
+
+    log("training the ranking model and the response models")
+    dataset = load_dataset(world)
+    as_of = dataset.time_range()[1]
+    matrices, builder = build_training_matrices(dataset, as_of)
+    model = LightFMHybrid(no_components=16, epochs=5, num_threads=2, random_state=seed).fit(matrices)
+    response, report = fit_response_models(dataset, as_of)
+    log(report.summary())
+    bundle = ModelBundle(model=model, users=matrices.users, items=matrices.items,
+                         feature_state=builder.to_dict(),
+                         item_meta=item_metadata(dataset.content, matrices.items),
+                         user_segments=matrices.user_segments, as_of=as_of)
+    replace(bundle, response=response).save(bundle_path)
+
+
+def serve(redis_url: str, prefix: str, port: int, home: Path, month: datetime) -> subprocess.Popen:
     env = {**os.environ, "RECSYS_REDIS_URL": redis_url, "RECSYS_REDIS_PREFIX": prefix,
            "RECSYS_SCHEDULER_TOKEN": TOKEN, "RECSYS_ADMIN_TOKEN": ADMIN, "RECSYS_HOME": str(home),
            "RECSYS_LOG_LEVEL": "WARNING",
            # the month is replayed: the server's clock is fixed just after it, its past window spans it
-           "RECSYS_SERVER_TIME": "2026-12-01T12:00:00+00:00", "RECSYS_CLOCK_PAST_SECONDS": str(40 * 86400)}
+           "RECSYS_SERVER_TIME": (month + timedelta(days=31)).replace(day=1, hour=20).isoformat(),
+           "RECSYS_CLOCK_PAST_SECONDS": str(40 * 86400)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     recsys = str(Path(sys.executable).with_name("recsys"))
     command = [recsys, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
@@ -109,24 +124,50 @@ class Outcomes:
     """Opens and mutes drawn from the truth, the same uniforms (cardholder, day, slot) for every engine."""
 
     def __init__(self, truth_path: Path, world: Path, seed: int) -> None:
-        from worlds.truth import WorldTruth
-
-        truth = WorldTruth.load(truth_path)
         holders = pd.read_parquet(world / "cardholders.parquet")
         self.user_ids = holders["user_id"].astype(str).to_numpy()
         self.row = {user: i for i, user in enumerate(self.user_ids)}
         zones = holders["timezone"].astype("string").fillna("")
         self.zones = zones.replace("", "Asia/Shanghai").to_numpy()
         self.opted_in = holders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
-        self.truth_users = truth.user_index(self.user_ids)
-        self.truth = truth
-        self.response = truth.response_model()
         self.seed = seed
+        self.independent = truth_path.name.endswith(".hidden.npz")
+        if self.independent:  # the shared independent world: true P(open) per pair, nothing else
+            with np.load(truth_path, allow_pickle=True) as hidden:
+                self.p = hidden["p"]
+                self.truth_users = pd.Index(hidden["users"].astype(str)).get_indexer(self.user_ids)
+                self.truth_items = pd.Index(hidden["items"].astype(str))
+            as_of = pd.Timestamp(json.loads(truth_path.with_name(
+                truth_path.name.replace(".hidden.npz", ".meta.json")).read_text())["as_of"], tz="UTC")
+        else:
+            from worlds.truth import WorldTruth
+
+            truth = WorldTruth.load(truth_path)
+            self.truth_users = truth.user_index(self.user_ids)
+            self.truth = truth
+            self.response = truth.response_model()
+            as_of = pd.Timestamp(truth.as_of)
+        # the calendar month whose first 10:00 slot comes after the data's end
+        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
+        local = as_of.tz_convert(SHANGHAI)
+        first = datetime(local.year, local.month, 1, SLOTS[0][0], SLOTS[0][1], tzinfo=SHANGHAI)
+        if first <= as_of.to_pydatetime():
+            first = (first + timedelta(days=31)).replace(day=1)
+        self.month = first.replace(hour=0, minute=0)
         pushes = pd.read_parquet(world / "push_log.parquet")
-        start = pd.Timestamp(MONTH)
-        recent = pushes.loc[pushes["sent_ts"] > start - pd.Timedelta(days=30)]
+        pushes["sent_ts"] = pd.to_datetime(pushes["sent_ts"], utc=True)  # naive times are UTC (contract)
+        content = pd.read_parquet(world / "content.parquet")
+        flags = content["transactional"].astype("boolean").fillna(False)
+        transactional = set(content.loc[flags, "content_id"])
+        start = pd.Timestamp(self.month)
+        # the truth's recent count is of marketing pushes: reminders in the push log do not count
+        recent = pushes.loc[(pushes["sent_ts"] > start - pd.Timedelta(days=30))
+                            & ~pushes["content_id"].isin(transactional)]
         self.history = {self.row[u]: list(pd.to_datetime(group["sent_ts"], utc=True))
                         for u, group in recent.groupby("user_id") if u in self.row}
+        # a cardholder who muted or unfollowed in the push log is no longer reachable by any engine
+        gone = set(pushes.loc[pushes["muted"].astype("boolean").fillna(False), "user_id"].astype(str))
+        self.reachable = self.opted_in & ~np.isin(self.user_ids, list(gone))
 
     def draws(self, day: int, slot: int) -> np.ndarray:
         return np.random.default_rng([self.seed, day, slot]).random((2, len(self.user_ids)))
@@ -140,6 +181,9 @@ class Outcomes:
         hours = np.array([at.astimezone(ZoneInfo(self.zones[r])).hour
                           for r, at in zip(rows, sent, strict=True)])
         users = self.truth_users[rows]
+        if self.independent:
+            p_open = self.p[users, self.truth_items.get_indexer(np.asarray(contents))]
+            return uniforms[0, rows] < p_open, np.zeros(len(rows), dtype=bool)
         items = self.truth.content_index(np.asarray(contents))
         p_open = self.response.open_probability(users, items, recent, local_hours=hours)
         p_mute = self.response.mute_probability(users, recent, items)
@@ -165,10 +209,10 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
     sent_log: dict[int, list[datetime]] = defaultdict(list)
     totals = defaultdict(int)
-    users = [u for u, ok in zip(outcomes.user_ids, outcomes.opted_in, strict=True) if ok]
+    users = [u for u, ok in zip(outcomes.user_ids, outcomes.reachable, strict=True) if ok]
     for day in range(days):
         for slot, (hour, minute) in enumerate(SLOTS):
-            now = (MONTH + timedelta(days=day)).replace(hour=hour, minute=minute)
+            now = (outcomes.month + timedelta(days=day)).replace(hour=hour, minute=minute)
             uniforms = outcomes.draws(day, slot)
             rows, contents, when, push_ids = [], [], [], []
             for start in range(0, len(users), 1000):
@@ -215,23 +259,31 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
 
 
 def weekly_broadcast(world: Path, outcomes: Outcomes, days: int) -> dict:
-    """Each Monday 10:00 the most-read item not broadcast yet, to every opted-in, unmuted cardholder."""
+    """Each Monday 10:00 the most-read item valid then and not broadcast yet, to every reachable, unmuted
+    cardholder."""
     reads = pd.read_parquet(world / "article_reads.parquet")
-    content = pd.read_parquet(world / "content.parquet")
-    marketing = set(content.loc[~content["transactional"].astype("boolean").fillna(False), "content_id"])
-    order = [c for c in reads["content_id"].value_counts().index if c in marketing]
+    content = pd.read_parquet(world / "content.parquet").set_index("content_id")
+    marketing = content.loc[~content["transactional"].astype("boolean").fillna(False)]
+    valid_from = pd.to_datetime(marketing["valid_from"], utc=True)
+    valid_to = pd.to_datetime(marketing["valid_to"], utc=True)
+    order = [c for c in reads["content_id"].value_counts().index if c in marketing.index]
     sent_log: dict[int, list[datetime]] = defaultdict(list)
     muted_rows: set[int] = set()
+    sent_items: set[str] = set()
     totals = defaultdict(int)
-    week = 0
     for day in range(days):
-        now = (MONTH + timedelta(days=day)).replace(hour=10)
+        now = (outcomes.month + timedelta(days=day)).replace(hour=10)
         if now.weekday() != 0:
             continue
         rows = np.array([r for r in range(len(outcomes.user_ids))
-                         if outcomes.opted_in[r] and r not in muted_rows])
-        item = order[week % len(order)]
-        week += 1
+                         if outcomes.reachable[r] and r not in muted_rows])
+        moment = pd.Timestamp(now)
+        valid = [c for c in order if c not in sent_items and not valid_from[c] > moment
+                 and not valid_to[c] < moment]
+        if not valid:
+            continue
+        item = valid[0]
+        sent_items.add(item)
         opened, muted = outcomes.answer(rows, [item] * len(rows), [now] * len(rows), sent_log,
                                         outcomes.draws(day, 0))
         for r in rows.tolist():
@@ -248,11 +300,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=2500)
     parser.add_argument("--hour-preference", type=float, default=1.0)
-    parser.add_argument("--days", type=int, default=30, help="days of November replayed")
+    parser.add_argument("--days", type=int, default=30, help="days of the month replayed")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--mute-weight", type=float, default=None,
                         help="lambda of the value-aware engine (default: the default policy's)")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench-month")
+    parser.add_argument("--independent", type=Path, default=None,
+                        help="a data directory with DIR.hidden.npz beside it (the shared independent world)")
     args = parser.parse_args()
     import redis
 
@@ -263,7 +317,18 @@ def main() -> int:
 
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    world, truth, bundle_path = build(work, args.users, args.hour_preference, args.seed)
+    if args.independent is not None:
+        world = args.independent.resolve()
+        truth = world.with_name(world.name + ".hidden.npz")
+        if not truth.is_file():
+            print(f"error: {truth} not found: --independent needs the world's hidden truth beside it",
+                  file=sys.stderr)
+            return 2
+        bundle_path = work / f"{world.name}-bundle"
+        if not (bundle_path / "bundle.json").exists():
+            train_bundle(world, bundle_path, args.seed)
+    else:
+        world, truth, bundle_path = build(work, args.users, args.hour_preference, args.seed)
     embedded = None if os.environ.get("RECSYS_REDIS_URL") else start_embedded_redis()
     redis_url = embedded.url if embedded else os.environ["RECSYS_REDIS_URL"]
     client = redis.Redis.from_url(redis_url)
@@ -280,7 +345,7 @@ def main() -> int:
             publish(bundle, dataset, PublicationStore(client, prefix), model_uri=str(bundle_path))
             port = free_port()
             home = Path(tempfile.mkdtemp(prefix="month-", dir=work))
-            servers.append(serve(redis_url, prefix, port, home))
+            servers.append(serve(redis_url, prefix, port, home, outcomes.month))
             base = f"http://127.0.0.1:{port}"
             admin = {"Authorization": f"Bearer {ADMIN}"}
             policy = httpx.get(f"{base}/v1/policy", headers=admin).json()["policy"]
@@ -289,7 +354,8 @@ def main() -> int:
             if args.mute_weight is not None:
                 policy["decision"]["mute_weight"] = args.mute_weight
             httpx.put(f"{base}/v1/policy", json=policy, headers=admin).raise_for_status()
-            log(f"{name}: replaying {args.days} days of November, {outcomes.opted_in.sum():,} cardholders")
+            log(f"{name}: replaying {args.days} days from {outcomes.month:%Y-%m-%d}, "
+                f"{outcomes.reachable.sum():,} cardholders")
             began = time.perf_counter()
             results[name] = run_engine(name, base, outcomes, args.days)
             results[name]["seconds"] = time.perf_counter() - began
@@ -305,21 +371,27 @@ def main() -> int:
         client.close()
         if embedded is not None:
             embedded.stop()
-    print(f"\nNovember 2026, {len(outcomes.user_ids):,} cardholders (hour preference "
-          f"{args.hour_preference:g}), slots 10:00 and 19:30 Asia/Shanghai; outcomes from the hidden truth")
+    source = ("the independent world's hidden p (opens only: it has no mutes)" if outcomes.independent
+              else f"the hidden truth (hour preference {args.hour_preference:g})")
+    print(f"\n{outcomes.month:%B %Y}, {len(outcomes.user_ids):,} cardholders, slots 10:00 and 19:30 "
+          f"Asia/Shanghai; outcomes from {source}")
     print(f"| {'engine':<40} | pushes | opens | mutes | value (opens - 10 x mutes) | cap violations |")
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
-        value = r["opens"] - MUTE_PRICE * r["mutes"]
-        print(f"| {name:<40} | {r['pushes']:,} | {r['opens']:,} | {r['mutes']:,} | {value:,.0f} | "
-              f"{r['violations']} |")
+        value = "n/a" if outcomes.independent else f"{r['opens'] - MUTE_PRICE * r['mutes']:,.0f}"
+        mutes = "n/a" if outcomes.independent else f"{r['mutes']:,}"
+        print(f"| {name:<40} | {r['pushes']:,} | {r['opens']:,} | {mutes} | {value} | {r['violations']} |")
     ours, base = results["value-aware engine"], results["send-all engine"]
+    opens_change = ours["opens"] / max(base["opens"], 1) - 1
+    if outcomes.independent:
+        print(f"\nopens {opens_change:+.1%} against send-all (mutes and value: not in this truth), held by "
+              f"the decision {ours.get('held', 0):,}")
+        return 0
     value_ours = ours["opens"] - MUTE_PRICE * ours["mutes"]
     value_base = base["opens"] - MUTE_PRICE * base["mutes"]
     difference = value_ours - value_base
     ratio = (f"{value_ours / value_base:.2f}x" if value_base > 0
              else f"no ratio (send-all value {value_base:,.0f} <= 0; difference {difference:+,.0f})")
-    opens_change = ours["opens"] / max(base["opens"], 1) - 1
     print(f"\nvalue {ratio} (target >= 1.5x), opens {opens_change:+.1%} (target >= 0),"
           f" mutes {ours['mutes'] / max(base['mutes'], 1) - 1:+.1%} (target <= -30%), "
           f"held by the decision {ours.get('held', 0):,}")

@@ -3,8 +3,8 @@
 For each world (a generated one, and the shared independent world when present) the response model is
 fitted with `training.response.fit_response_models` (holdout = the last --holdout-days, Platt map from the
 validation slice before it) and scored on the holdout pushes: log-loss, Brier, ECE (10 equal-count bins)
-and AUC for opens and mutes. Baselines in the same run, on the same pushes: the training base rate as a
-constant, and the segment-level model the simulator fits today (`simulation.response_fit`).
+and AUC for opens and mutes. Baseline in the same run, on the same pushes: the training base rate as a
+constant. (The simulator answers real data with this same model since the segment-level fit was dropped.)
 With --ranking-score a LightFM ranking model fitted at the validation start supplies each pair's score.
 
 The hidden truths only score: the generated world's response model (correlation of fitted and true
@@ -56,31 +56,8 @@ def split_scorer(dataset, as_of: pd.Timestamp, components: int, epochs: int):
     return bundle_scorer(bundle, known, as_of)
 
 
-def segment_baseline(dataset, pushes: pd.DataFrame, holdout_from: pd.Timestamp):
-    """The simulator's segment-level fit (tier x activity cell, item appeal, fatigue) on the same split."""
-    from simulation.replay import activity_levels, split_tags
-    from simulation.response_fit import fit_response
-    from simulation.vector_caps import Items
-
-    holders = dataset.cardholders.drop_duplicates("user_id")
-    user_ids = holders["user_id"].astype(str).to_numpy(dtype=object)
-    segments = {"card_tier": holders["card_tier"].astype("string").fillna("unknown").to_numpy(dtype=object),
-                "activity": activity_levels(dataset, user_ids, holdout_from)}
-    content = dataset.content.drop_duplicates("content_id")
-    content_ids = content["content_id"].astype(str).to_numpy(dtype=object)
-    items = Items(kinds=content["kind"].astype(str).to_numpy(dtype=object), tags=split_tags(content["tags"]),
-                  transactional=content["transactional"].astype("boolean").fillna(False).to_numpy(dtype=bool))
-    fitted = fit_response(dataset, user_ids, segments, content_ids, items, holdout_from)
-    users = pd.Index(user_ids).get_indexer(pushes["user_id"])
-    item_index = pd.Index(content_ids).get_indexer(pushes["content_id"])
-    recent = pushes["recent"].to_numpy()
-    return (fitted.open_probability(users, item_index, recent),
-            fitted.mute_probability(users, recent, item_index))
-
-
 def evaluate(name: str, dataset, as_of: pd.Timestamp, holdout_days: int, ranking_score: bool,
              components: int, epochs: int) -> dict:
-    from training.calibration import calibration
     from training.response import ResponseFitConfig, fit_response_models, marketing_pushes
 
     config = ResponseFitConfig(holdout_days=holdout_days, refit=False)
@@ -97,14 +74,8 @@ def evaluate(name: str, dataset, as_of: pd.Timestamp, holdout_days: int, ranking
         f"({report.pushes})")
     pushes = marketing_pushes(dataset, as_of, config.default_timezone)
     holdout = pushes.loc[(pushes["sent_ts"] > holdout_from).to_numpy()].reset_index(drop=True)
-    opened = (holdout["opened_ts"].notna() & (holdout["opened_ts"] <= as_of)).to_numpy(dtype=float)
-    muted = holdout["muted"].to_numpy(dtype=float)
-    base_open, base_mute = segment_baseline(dataset, holdout, holdout_from)
     rows = {
         "constant base rate": {t: report.holdout[t] for t in ("open", "mute")},
-        "segment model (simulator today)": {
-            "open": calibration(base_open, opened, report.holdout["open"].base_rate),
-            "mute": calibration(base_mute, muted, report.holdout["mute"].base_rate)},
         "response model, raw": report.holdout_raw,
         "response model, calibrated": report.holdout,
     }

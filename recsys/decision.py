@@ -1,7 +1,8 @@
 """Send or hold a ranked push: its value now against a price on disturbance, later hours, the month's slots.
 
 value = P(open) - mute_weight x P(mute), both at the local send hour with `recent` = the cardholder's
-marketing pushes in the trailing 30 days plus this one (`recsys.caps.policy.Decision` holds the settings):
+marketing pushes in the trailing 30 days plus this one: those of the push log the response model was
+fitted on and those the caps state holds after it (`recsys.caps.policy.Decision` holds the settings):
 
 1. the send time: a later whole hour of the cardholder's local day, outside quiet hours, when it is worth
    more than (1 + hour_margin) x the value now ("better hour later", `send_at` that hour), else now. The
@@ -9,8 +10,12 @@ marketing pushes in the trailing 30 days plus this one (`recsys.caps.policy.Deci
    hour it never asks at loses the push (in simulation: value per 1,000 cardholders 89 with such holds,
    132 without the hour rule);
 2. hold when the value at the send time is below `min_value` ("below threshold");
-3. pacing: while the month has more days left than `days_per_slot` x the remaining monthly slots, hold
-   when the value is below `pacing.min_value` ("slots worth more later");
+3. pacing, looking ahead over the rest of the calendar month: each later local day is valued at its best
+   hour outside quiet hours, with the recent count that day will have as older pushes leave the 30-day
+   window, and only while the content is still valid. Hold when at least as many later days are worth
+   more than (1 + pacing.margin) x the value now as the cardholder has monthly slots left ("slots worth
+   more later"): a cardholder pushed often last month is worth pushing once those pushes age out, and
+   spending the four slots in the first days stacks them into the same window;
 4. otherwise send.
 """
 
@@ -19,11 +24,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from recsys.caps.policy import Decision, Policy, QuietHours
 from recsys.caps.rules import CardholderRecord
+
+if TYPE_CHECKING:
+    from recsys.response_model import PushResponseModel
 
 SEND, HOLD = "send", "hold"
 RECENT_DAYS = 30
@@ -65,16 +74,17 @@ def later_hours(now_local: datetime, quiet: QuietHours | None) -> list[datetime]
     return out
 
 
+def marketing_times(record: CardholderRecord, now_ms: int, since_ms: int) -> np.ndarray:
+    """int64 epoch seconds of the marketing pushes sent, or reserved and not expired, in (since, now]."""
+    out = [push.ts // 1000 for push in record.pushes.values()
+           if not push.transactional and since_ms < push.ts <= now_ms
+           and (push.status == "confirmed" or (push.status == "reserved" and push.expires > now_ms))]
+    return np.asarray(out, dtype=np.int64)
+
+
 def recent_marketing(record: CardholderRecord, now_ms: int, days: int = RECENT_DAYS) -> int:
     """Marketing pushes sent, or reserved and not expired, in the `days` before `now_ms`."""
-    since = now_ms - days * 86_400_000
-    count = 0
-    for push in record.pushes.values():
-        if push.transactional or push.ts < since or push.ts > now_ms:
-            continue
-        if push.status == "confirmed" or (push.status == "reserved" and push.expires > now_ms):
-            count += 1
-    return count
+    return len(marketing_times(record, now_ms, now_ms - days * 86_400_000 - 1))
 
 
 def monthly_cap(policy: Policy) -> int | None:
@@ -96,10 +106,37 @@ def monthly_slots_left(policy: Policy, record: CardholderRecord, month_start_ms:
     return max(0, cap - used)
 
 
+def projected_recent(times: np.ndarray, now: int, days: int) -> np.ndarray:
+    """int [days + 1]: the recent count of a push now (offset 0) and on each of the next `days` days at the
+    same time, from the pushes known now (epoch seconds `times`), this push included: older pushes leave
+    the `RECENT_DAYS` window and no other push is assumed in between."""
+    at = now + 86_400 * np.arange(days + 1, dtype=np.int64)
+    times = np.asarray(times, dtype=np.int64)
+    inside = (times[None, :] > at[:, None] - RECENT_DAYS * 86_400) & (times[None, :] <= at[:, None])
+    return 1 + inside.sum(axis=1)
+
+
+def day_values(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.ndarray, counts: np.ndarray,
+               mute_weight: float, hours: np.ndarray) -> np.ndarray:
+    """float [n, d]: each cardholder's best value on each later day among the hours where `hours` is True.
+
+    `open_logit`, `mute_logit` [n, h] are the push's uncalibrated logits at h local hours with the recent
+    count of now, `counts` [n, d + 1] the recent count now and on each later day (`projected_recent`);
+    the recent terms enter the logit additively, so only their change is added."""
+    counts = np.asarray(counts)
+    values = []
+    for target, logit in (("open", open_logit), ("mute", mute_logit)):
+        terms = model.recent_logit(target, counts)
+        shifted = logit[:, None, hours] + (terms[:, 1:] - terms[:, :1])[:, :, None]
+        values.append(model.calibration[target].apply(shifted))
+    return (values[0] - mute_weight * values[1]).max(axis=2)
+
+
 def decide(settings: Decision, value_now: float, later: Sequence[tuple[datetime, float]], now: datetime,
-           slots_left: int | None, days_left: float) -> Verdict:
+           slots_left: int | None, later_days: Sequence[float] | np.ndarray = ()) -> Verdict:
     """The verdict for one cardholder's top push (see the module docstring); `later` pairs each later
-    local hour of the day with the push's value then."""
+    local hour of the day with the push's value then, `later_days` holds the best value of each later day
+    of the local month, tomorrow first, while the content is still valid."""
     value, send_at, why = value_now, now.astimezone(UTC), f"value {value_now:.4f} now"
     if later:
         values = np.asarray([v for _, v in later])
@@ -112,8 +149,12 @@ def decide(settings: Decision, value_now: float, later: Sequence[tuple[datetime,
     if value < settings.min_value:
         return Verdict(HOLD, f"value {value:.4f} below threshold {settings.min_value:g}", None, value)
     pacing = settings.pacing
-    if (pacing is not None and slots_left is not None and slots_left > 0
-            and days_left > pacing.days_per_slot * slots_left and value < pacing.min_value):
-        return Verdict(HOLD, f"slots worth more later: {slots_left} left for {days_left:.0f} days, value "
-                       f"{value:.4f} below the pacing bar {pacing.min_value:g}", None, value)
+    days = np.asarray(later_days, dtype=np.float64)
+    if pacing is not None and slots_left is not None and slots_left > 0 and len(days):
+        better = int((days > value + pacing.margin * abs(value)).sum())
+        if better >= slots_left:
+            best = int(days.argmax())
+            return Verdict(HOLD, f"slots worth more later: {better} later days this month worth more than "
+                           f"{value:.4f} now for {slots_left} slot(s) left (best {days[best]:.4f} in "
+                           f"{best + 1} day(s))", None, value)
     return Verdict(SEND, why, send_at, value)

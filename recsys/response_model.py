@@ -18,6 +18,13 @@ shrinkage).
 everyone's, a prior on when they look at their phone. A Platt map (slope, intercept on the logit), fitted
 on pushes after those the coefficients saw, calibrates each model.
 
+`recent` must count the same pushes at serving as in the fit. The caps state holds only the pushes the
+API reserved, not the push log the model learned from, so the model keeps each cardholder's marketing
+push times of the `WINDOW_DAYS` before its as-of time (`history`, `history_until`); `recent_at` adds
+them to the pushes the caps state knows after that time. Without them a cardholder pushed twelve times
+last month looks rested on the first of this month, and the mute model under-predicts exactly where
+mutes are likeliest.
+
 Saved form: a directory with `model.json` (kind, format version, term layout, vocabularies, calibration)
 and `arrays.npz` (coefficients and per-cardholder arrays, read with `allow_pickle=False`), written
 atomically, so it can be published beside the ranking bundle. `training.response` fits it.
@@ -73,6 +80,17 @@ def daily_cycle(hours: np.ndarray) -> np.ndarray:
     """float [n, CYCLE]: cos and sin of each hour's angle on the 24-hour clock."""
     angle = 2.0 * np.pi * np.asarray(hours, dtype=np.float64) / HOURS
     return np.stack([np.cos(angle), np.sin(angle)], axis=1)
+
+
+def recent_counts(user_codes: np.ndarray, sent: np.ndarray, window_seconds: int) -> np.ndarray:
+    """Pushes to the same cardholder in `(t - window, t]`, this one included, for each push."""
+    order = np.lexsort((sent, user_codes))
+    span = int(sent.max() - sent.min() + 2 * window_seconds + 1) if len(sent) else 1
+    key = user_codes[order].astype(np.int64) * span + (sent[order] - sent.min() + window_seconds)
+    first = np.searchsorted(key, key - window_seconds, side="right")
+    counts = np.empty(len(sent), dtype=np.int64)
+    counts[order] = np.arange(len(sent)) - first + 1
+    return counts
 
 
 def local_hours(sent: pd.Series | np.ndarray, timezones: np.ndarray, default_timezone: str) -> np.ndarray:
@@ -230,6 +248,10 @@ class PushResponseModel:
     default_timezone: str = "Asia/Shanghai"
     send_hours: tuple[int, ...] = tuple(range(HOURS))  # local hours the fitted pushes were sent at
     info: dict[str, Any] = field(default_factory=dict)
+    # int64 [n_users, m]: epoch seconds of each cardholder's marketing pushes in the WINDOW_DAYS up to
+    # `history_until` (0 pads); pushes the caps state knows after `history_until` are added at serving
+    history: np.ndarray | None = None
+    history_until: int = 0
 
     def __post_init__(self) -> None:
         layout = self.layout
@@ -237,6 +259,11 @@ class PushResponseModel:
             if target not in self.coef or len(self.coef[target]) != layout.size:
                 raise IncompatibleModelError(
                     f"{target} coefficients missing or of the wrong length for this layout: refit the model")
+        if self.history is None:
+            self.history = np.zeros((len(self.user_ids), 0), dtype=np.int64)
+        if len(self.history) != len(self.user_ids):
+            raise IncompatibleModelError(f"history has {len(self.history)} rows for {len(self.user_ids)} "
+                                         "cardholders: refit the model")
         self._user_lookup = pd.Index(np.asarray(self.user_ids).astype(str))
         self._item_lookup = pd.Index(np.asarray(self.content_ids).astype(str))
 
@@ -317,6 +344,26 @@ class PushResponseModel:
         """P(mute or unfollow right after the push), same inputs as `open_probability`."""
         return self.probability("mute", users, items, hours, recent, scores)
 
+    # ------------------------------------------------------------------ recent pushes
+    def history_counts(self, users: UserRows, at: np.ndarray) -> np.ndarray:
+        """int [n, ...]: marketing pushes of the fitted push log in `(at - WINDOW_DAYS, min(at,
+        history_until)]` for each cardholder row and each time `at` (epoch seconds, [n] or [n, d])."""
+        at = np.asarray(at, dtype=np.int64)
+        times = self.history[np.maximum(users.index, 0)]
+        times = np.where((users.index >= 0)[:, None], times, 0)
+        shape = at.shape
+        grid = at.reshape(len(users), -1)
+        upper = np.minimum(grid, self.history_until)[:, :, None]
+        inside = (times[:, None, :] > (grid[:, :, None] - WINDOW_DAYS * 86_400)) & (times[:, None, :] > 0)
+        return (inside & (times[:, None, :] <= upper)).sum(axis=2).reshape(shape)
+
+    def recent_logit(self, target: str, recent: np.ndarray) -> np.ndarray:
+        """The part of `target`'s uncalibrated logit that depends on the recent push count."""
+        offsets = self.layout.offsets()
+        coef = self.coef[target]
+        r = np.asarray(recent, dtype=np.float64)
+        return coef[offsets["recent"][0]] * r + coef[offsets["excess"][0]] * np.maximum(0.0, r - FATIGUE_FREE)
+
     # ------------------------------------------------------------------ send time
     def hour_effects(self, users: UserRows, target: str = "open") -> np.ndarray:
         """float [n, 24]: the hour-dependent part of each cardholder's logit (higher = better hour)."""
@@ -378,13 +425,14 @@ class PushResponseModel:
                                 for t in TARGETS},
                 "score_center": self.score_center, "score_scale": self.score_scale,
                 "uses_score": self.uses_score, "default_timezone": self.default_timezone,
-                "send_hours": list(self.send_hours),
+                "send_hours": list(self.send_hours), "history_until": int(self.history_until),
                 "layout": self.layout.blocks(), "info": self.info,
             },
         }
         arrays = {"user_ids": np.asarray(self.user_ids).astype(str), "content_ids":
                   np.asarray(self.content_ids).astype(str), "user_segments": self.user_segments,
                   "user_lift": self.user_lift, "item_kind": self.item_kind,
+                  "history": np.asarray(self.history, dtype=np.int64),
                   **{f"coef_{t}": self.coef[t] for t in TARGETS}}
         with atomic_directory(target) as staging:
             np.savez(staging / ARRAYS, **arrays)
@@ -418,6 +466,9 @@ class PushResponseModel:
                     uses_score=bool(extra["uses_score"]), default_timezone=str(extra["default_timezone"]),
                     send_hours=tuple(int(h) for h in extra["send_hours"]),
                     info=dict(extra.get("info", {})),
+                    # models saved before the history was kept count the caps state alone
+                    history=arrays["history"] if "history" in arrays.files else None,
+                    history_until=int(extra.get("history_until", 0)),
                 )
         except KeyError as error:
             raise IncompatibleModelError(
@@ -468,6 +519,17 @@ class WorldResponse:
         self.users = model.user_rows(user_ids, segments)
         self.items = model.item_rows(content_ids, kinds)
         self.scorer = scorer
+
+    def logit(self, target: str, users: np.ndarray, items: np.ndarray, recent: np.ndarray,
+              local_hours: np.ndarray) -> np.ndarray:
+        """Uncalibrated logits of `target` (broadcast positions, recent counts and local hours)."""
+        users, items, recent, hours = np.broadcast_arrays(np.asarray(users), np.asarray(items),
+                                                          np.asarray(recent), np.asarray(local_hours))
+        shape = users.shape
+        users, items = users.ravel(), items.ravel()
+        scores = None if self.scorer is None else np.asarray(self.scorer(users, items), dtype=np.float64)
+        return self.model.logit(target, self.users.take(users), self.items.take(items), hours.ravel(),
+                                recent.ravel(), scores).reshape(shape)
 
     def _probability(self, target: str, users: np.ndarray, items: np.ndarray, recent: np.ndarray,
                      local_hours: np.ndarray | None) -> np.ndarray:

@@ -23,12 +23,16 @@ from recsys.decision import (
     DECISIONS_OFF,
     HOLD,
     NO_RESPONSE_MODEL,
+    RECENT_DAYS,
     SEND,
     Verdict,
+    day_values,
     decide,
+    is_quiet,
     later_hours,
+    marketing_times,
     monthly_slots_left,
-    recent_marketing,
+    projected_recent,
 )
 from recsys.publication import decode_user
 from recsys.times import iso_utc
@@ -120,40 +124,64 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
     records = engine.load_records([requests[i].user_id for i in rows])
     user_rows = response.user_rows([requests[i].user_id for i in rows])
     best = response.best_hours(user_rows, k=3)
-    # one flat query: every candidate at the current hour, then the top candidate at each later hour
-    who, what, hours, recent, spans = [], [], [], [], []
-    plans = []
+    quiet = np.array([is_quiet(policy.quiet_hours, datetime(2000, 1, 1, hour)) for hour in range(24)])
+    open_hours = np.flatnonzero(~quiet)  # the whole local hours a push may go at
+    column = np.cumsum(~quiet) - 1  # an open hour's position among them
+    # the recent count now and on each later day of the local month: the push log's pushes the response
+    # model keeps and the caps state's after them, older ones leaving the 30-day window day by day
+    plans, caps_counts = [], []
     for slot, i in enumerate(rows):
-        request, ranked = requests[i], ranked_all[i]
-        now = request.now or clock
-        zone = ZoneInfo(users[i].timezone or policy.default_timezone)
-        local = now.astimezone(zone)
+        now = requests[i].now or clock
+        local = now.astimezone(ZoneInfo(users[i].timezone or policy.default_timezone))
         now_ms = to_ms(now)
-        count = recent_marketing(records[slot], now_ms) + 1
-        items = ranked.items[:decide_width(request.k)]
-        later = later_hours(local, policy.quiet_hours)
-        start = len(who)
-        who += [slot] * (len(items) + len(later))
-        what += items.tolist() + [int(items[0])] * len(later)
-        hours += [local.hour] * len(items) + [moment.hour for moment in later]
-        recent += [count] * (len(items) + len(later))
-        spans.append((start, len(items), later))
         month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         next_month = (month_start.replace(day=28) + timedelta(days=4)).replace(day=1)
-        plans.append((now, monthly_slots_left(policy, records[slot], to_ms(month_start), now_ms),
-                      (next_month - local).total_seconds() / 86_400))
+        days = max(0, (next_month.date() - local.date()).days - 1)
+        since = max(now_ms - RECENT_DAYS * 86_400_000, response.history_until * 1000)
+        times = marketing_times(records[slot], now_ms, since)
+        caps_counts.append(projected_recent(times, now_ms // 1000, 31))
+        slots_left = monthly_slots_left(policy, records[slot], to_ms(month_start), now_ms)
+        plans.append((now, local, days, slots_left))
+    at = np.array([to_ms(plan[0]) // 1000 for plan in plans])[:, None] + 86_400 * np.arange(32)[None, :]
+    counts = np.stack(caps_counts) + response.history_counts(user_rows, at)
+    # one flat query: every candidate at the current hour, then the top candidate at every open hour
+    widths = [min(len(ranked_all[i].items), decide_width(requests[i].k)) for i in rows]
+    n_hours = len(open_hours)
+    who = np.repeat(np.arange(len(rows)), np.asarray(widths) + n_hours)
+    what, hours = [], []
+    for slot, i in enumerate(rows):
+        items = ranked_all[i].items[:widths[slot]]
+        what += items.tolist() + [int(items[0])] * n_hours
+        hours += [plans[slot][1].hour] * widths[slot] + open_hours.tolist()
     item_index = np.asarray(what, dtype=np.int64)
     item_rows = response.item_rows(np.asarray(model.item_ids, dtype=object)[item_index],
                                    np.asarray(model.kinds, dtype=object)[item_index])
-    query = (user_rows.take(np.asarray(who, dtype=np.int64)), item_rows, np.asarray(hours),
-             np.asarray(recent))
-    p_open, p_mute = response.open_probability(*query), response.mute_probability(*query)
+    query = (user_rows.take(who), item_rows, np.asarray(hours), counts[who, 0])
+    logit_open, logit_mute = response.logit("open", *query), response.logit("mute", *query)
+    p_open = response.calibration["open"].apply(logit_open)
+    p_mute = response.calibration["mute"].apply(logit_mute)
     value = p_open - policy.decision.mute_weight * p_mute
+    starts = np.r_[0, np.cumsum(np.asarray(widths) + n_hours)[:-1]]
+    grid = (starts + np.asarray(widths))[:, None] + np.arange(n_hours)[None, :]
+    horizon = max(plan[2] for plan in plans)
+    later_values = np.zeros((len(rows), 0))
+    if horizon and policy.decision.pacing is not None:
+        later_values = day_values(response, logit_open[grid], logit_mute[grid], counts[:, :horizon + 1],
+                                  policy.decision.mute_weight, np.ones(n_hours, dtype=bool))
     for slot, i in enumerate(rows):
-        start, width, later = spans[slot]
-        now, slots_left, days_left = plans[slot]
-        later_values = list(zip(later, value[start + width:start + width + len(later)].tolist(), strict=True))
-        verdict = decide(policy.decision, float(value[start]), later_values, now, slots_left, days_left)
+        start, width = int(starts[slot]), widths[slot]
+        now, local, days, slots_left = plans[slot]
+        later = [(moment, float(value[grid[slot, column[moment.hour]]]))
+                 for moment in later_hours(local, policy.quiet_hours)]
+        top = int(ranked_all[i].items[0])
+        later_days = later_values[slot, :0]
+        if days and later_values.shape[1] and not model.transactional[top]:
+            # only while the content is still valid (NaN: no end): the days up to its end
+            midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            valid_days = days if np.isnan(model.valid_to[top]) else int(np.clip(
+                (model.valid_to[top] - midnight.timestamp()) // 86_400, 0, days))
+            later_days = later_values[slot, :valid_days]
+        verdict = decide(policy.decision, float(value[start]), later, now, slots_left, later_days)
         out[i] = Outlook(verdict, p_open[start:start + width], p_mute[start:start + width], best[slot])
     return out
 

@@ -2,8 +2,9 @@
 candidates, how cardholders answer pushes (the response model) and the recent push history.
 
 `load_world` builds it from a contract data directory plus either the synthetic world's hidden truth
-(its `ResponseModel`) or, for real data, a response model fitted on the push log
-(`simulation.response_fit`). Candidates come from a model bundle when one is given (the
+(its `ResponseModel`) or, for real data, the response model published with the ranking bundle
+(`recsys.response_model`, fitted on the push log by `recsys train`): one response model for the API
+and the simulator. Candidates come from a model bundle when one is given (the
 engine's own ranking), else from the popularity fallback the API serves (`recsys.fallback`); either
 way ranking uses the eligibility rules at the as-of time (valid, not transactional, tier allowed, not
 seen; `recsys.eligibility`).
@@ -249,13 +250,18 @@ def load_world(
                 "unknown to it): give the truth written with this world by `recsys synth`"
             )
         response_source = f"synthetic world truth {truth_path} (hidden response model)"
-    else:
-        from simulation.response_fit import fit_response
+    elif bundle is not None and bundle.response is not None:
+        from recsys.response_model import WorldResponse
 
-        response = fit_response(dataset, user_ids, segments, content_ids, items, as_of)
+        response = WorldResponse(bundle.response, user_ids, content_ids, kinds=items.kinds)
         response_users = np.arange(len(user_ids), dtype=np.int64)
         response_items = np.arange(len(content_ids), dtype=np.int64)
-        response_source = "fitted from push_log: " + response.describe()
+        response_source = "the bundle's response model: " + response.describe()
+    else:
+        raise SimulationError(
+            f"{data_dir} has no hidden truth and no response model was given to answer the pushes: give "
+            "--truth (a synthetic world's), or --model with a bundle trained with response models "
+            "(`recsys train` fits them on push_log)")
     world = SimWorld(
         user_ids=user_ids,
         timezones=timezones,

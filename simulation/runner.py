@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from recsys.caps.policy import Policy
-from recsys.decision import SEND, decide, is_quiet, monthly_cap
+from recsys.decision import SEND, day_values, decide, is_quiet, monthly_cap
 from recsys.times import UnknownZoneError, zone
 from simulation.local_calendar import LocalFields, ZoneClock
 from simulation.replay import SimWorld
@@ -286,7 +286,8 @@ def simulate_policy(
                 new_month = fields.month_start != month_of[rows]
                 month_sent[rows[new_month]] = 0
                 month_of[rows] = fields.month_start
-                send, send_at = _decisions(world, policy, clock, rows, items, frequency, sent_at, fields,
+                by_age = recent[rows][:, (day - np.arange(window_days)) % window_days]
+                send, send_at = _decisions(world, policy, clock, rows, items, by_age, sent_at, fields,
                                            month_sent[rows])
                 acc.add("held", rows[~send])
                 chosen, rows, items = chosen[send], rows[send], items[send]
@@ -341,21 +342,42 @@ def simulate_policy(
 
 
 def _decisions(world: SimWorld, policy: Policy, clock: ZoneClock, rows: np.ndarray, items: np.ndarray,
-               recent: np.ndarray, now: np.ndarray, fields: LocalFields,
+               by_age: np.ndarray, now: np.ndarray, fields: LocalFields,
                month_sent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row: send (bool) and when (epoch seconds), as the API decides (`recsys.decision.decide`) with the
-    world's decision model (the published response model), valued at every local hour of the day at once."""
+    world's decision model (the published response model), valued at every local hour of the day at once.
+
+    `by_age` [n, window] counts each row's marketing pushes by age in days (0: today): the recent count of
+    a push on a later day drops the pushes that have left the window by then."""
     settings = policy.decision
     model = world.decision_model
     users = world.decision_users[rows]
     grid = (len(rows), 24)
-    users, items, recent = (np.broadcast_to(np.asarray(a)[:, None], grid) for a in (users, items, recent))
+    frequency = by_age.sum(axis=1) + 1  # this push included
+    users, items_grid, recent = (np.broadcast_to(np.asarray(a)[:, None], grid)
+                                 for a in (users, items, frequency))
     every_hour = np.broadcast_to(np.arange(24)[None, :], grid)
-    value = (model.open_probability(users, items, recent, local_hours=every_hour)
-             - settings.mute_weight * model.mute_probability(users, recent, items, local_hours=every_hour))
+    logits = {target: model.logit(target, users, items_grid, recent, every_hour)
+              for target in ("open", "mute")}
+    calibration = model.model.calibration
+    value = (calibration["open"].apply(logits["open"])
+             - settings.mute_weight * calibration["mute"].apply(logits["mute"]))
     quiet = np.array([is_quiet(policy.quiet_hours, datetime(2000, 1, 1, hour)) for hour in range(24)])
     cap = monthly_cap(policy)
     next_month = clock.local_fields(fields.month_start + 32 * 86400, rows).month_start
+    days_left = (next_month - fields.day_start) // 86400 - 1
+    window = by_age.shape[1]
+    horizon = int(max(0, min(days_left.max(initial=0), window)))
+    # recent count on each later day: older pushes leave the window (no other push assumed in between)
+    leaving = np.cumsum(by_age[:, ::-1], axis=1)[:, :horizon]
+    counts = frequency[:, None] - np.concatenate([np.zeros((len(rows), 1), np.int64), leaving], axis=1)
+    later_values = np.zeros((len(rows), 0))
+    if horizon and settings.pacing is not None:
+        later_values = day_values(model.model, logits["open"], logits["mute"], counts, settings.mute_weight,
+                                  ~quiet)
+    # the later days of the month while the content is still valid
+    valid_days = np.clip((world.valid_to[items] - fields.day_start) // 86400, 0,
+                         np.minimum(days_left, later_values.shape[1]))
     hour_now = fields.second_of_day // 3600
     out = np.zeros(len(rows), dtype=bool)
     when = np.asarray(now, dtype=np.int64).copy()
@@ -365,7 +387,7 @@ def _decisions(world: SimWorld, policy: Policy, clock: ZoneClock, rows: np.ndarr
         verdict = decide(settings, float(value[j, hour_now[j]]), later,
                          datetime.fromtimestamp(int(now[j]), UTC),
                          None if cap is None else max(0, cap - int(month_sent[j])),
-                         (int(next_month[j]) - int(now[j])) / 86400)
+                         later_values[j, :int(valid_days[j])])
         out[j] = verdict.decision == SEND
         if verdict.send_at is not None:
             when[j] = max(int(now[j]), int(verdict.send_at.timestamp()))

@@ -42,6 +42,7 @@ from recsys.response_model import (
     design_matrix,
     hour_bin,
     local_hours,
+    recent_counts,
     sigmoid,
 )
 from recsys.times import utc_timestamp
@@ -131,8 +132,6 @@ class ResponseFitReport:
 # ---------------------------------------------------------------------- inputs from the data contract
 def marketing_pushes(dataset: Dataset, as_of: pd.Timestamp, default_timezone: str) -> pd.DataFrame:
     """Marketing pushes sent up to `as_of`: ids, send time, local hour, recent count, opened time, muted."""
-    from simulation.response_fit import recent_counts
-
     pushes = dataset.push_log
     content = dataset.content.drop_duplicates("content_id").set_index("content_id")
     transactional = content["transactional"].astype("boolean").fillna(False)
@@ -352,10 +351,29 @@ def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp,
             penalties[start:start + size] = config.penalties[target][block.split(":")[0]]
         signs = {offsets[block][0]: sign for block, sign in SIGNS[target].items()}
         model.coef[target] = fit_logistic(design, outcome, penalties, signs)
+    model.history, model.history_until = push_history(inputs, cutoff), int(cutoff.timestamp())
     model.info.update({"fitted_to": cutoff.isoformat(), "pushes": int(len(train)),
                        "open_rate": float(opened.mean()), "mute_rate": float(muted.mean()),
                        "hour_bin_hours": BIN_HOURS})
     return model
+
+
+def push_history(inputs: _Inputs, cutoff: pd.Timestamp) -> np.ndarray:
+    """int64 [n_users, m]: each cardholder's marketing push times (epoch seconds, 0 pads) in the
+    `WINDOW_DAYS` up to `cutoff`, for the recent count at serving (`PushResponseModel.history`)."""
+    sent = inputs.pushes["sent_ts"]
+    window = ((sent > cutoff - pd.Timedelta(days=WINDOW_DAYS)) & (sent <= cutoff)).to_numpy()
+    rows = pd.Index(inputs.user_ids).get_indexer(inputs.pushes["user_id"].to_numpy()[window])
+    epoch = pd.Timestamp(0, tz="UTC")
+    seconds = ((pd.to_datetime(sent[window], utc=True) - epoch) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+    keep = rows >= 0
+    rows, seconds = rows[keep], seconds[keep]
+    order = np.lexsort((seconds, rows))
+    rows, seconds = rows[order], seconds[order]
+    position = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
+    out = np.zeros((len(inputs.user_ids), int(position.max()) + 1 if len(rows) else 0), dtype=np.int64)
+    out[rows, position] = seconds
+    return out
 
 
 def send_hours(hours: np.ndarray) -> tuple[int, ...]:

@@ -87,6 +87,9 @@ def test_durations(text: object, seconds: int) -> None:
         ({"retention": "7d"}, "retention (7d) is shorter than the longest window"),
         ({"limit": []}, "limit: unknown field"),
         ({"version": ""}, "version"),
+        ({"decision": {"pacing": {"min_value": 0.02, "days_per_slot": 3}}},
+         "decision.pacing: pacing.min_value and pacing.days_per_slot were replaced by pacing.margin"),
+        ({"decision": {"pacing": {"margin": -0.1}}}, "decision.pacing.margin"),
     ],
 )
 def test_invalid_documents_name_the_field(change: dict, message: str) -> None:

@@ -5,34 +5,60 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from recsys.caps.decisions import ReservationStatus, to_ms
 from recsys.caps.policy import Decision, Pacing, QuietHours, default_policy
 from recsys.caps.rules import CardholderRecord, PushRecord
-from recsys.decision import HOLD, SEND, decide, is_quiet, later_hours, monthly_slots_left, recent_marketing
+from recsys.decision import (
+    HOLD,
+    SEND,
+    decide,
+    is_quiet,
+    later_hours,
+    monthly_slots_left,
+    projected_recent,
+    recent_marketing,
+)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 9, 10, 10, 0, tzinfo=SHANGHAI)
 
 
 def test_threshold_hour_and_pacing_holds_in_order() -> None:
-    settings = Decision(mute_weight=10, min_value=0.0, hour_margin=0.1, pacing=Pacing(min_value=0.05,
-                                                                                      days_per_slot=3))
+    settings = Decision(mute_weight=10, min_value=0.0, hour_margin=0.1, pacing=Pacing(margin=0.1))
     evening = NOW.replace(hour=19)
-    below = decide(settings, -0.01, [(evening, -0.005)], NOW, 4, 21)
+    below = decide(settings, -0.01, [(evening, -0.005)], NOW, 4)
     assert below.decision == HOLD and "below threshold" in below.reason and below.send_at is None
     # a better hour later today: send then (a hold would wait for a slot the scheduler may never ask at)
-    later = decide(settings, 0.10, [(evening, 0.12)], NOW, 4, 21)
+    later = decide(settings, 0.10, [(evening, 0.12)], NOW, 4)
     assert later.decision == SEND and later.send_at == evening.astimezone(UTC) and later.value == 0.12
     assert "better hour later: send at 19:00" in later.reason
-    rescued = decide(settings, -0.01, [(evening, 0.2)], NOW, 4, 21)
+    rescued = decide(settings, -0.01, [(evening, 0.2)], NOW, 4)
     assert rescued.decision == SEND and rescued.send_at == evening.astimezone(UTC)
-    within_margin = decide(settings, 0.10, [(evening, 0.105)], NOW, 4, 21)
+    within_margin = decide(settings, 0.10, [(evening, 0.105)], NOW, 4)
     assert within_margin.decision == SEND and within_margin.send_at == NOW.astimezone(UTC)
-    paced = decide(settings, 0.03, [], NOW, 4, 21)
-    assert paced.decision == HOLD and "slots worth more later" in paced.reason
-    month_ending = decide(settings, 0.03, [], NOW, 4, 10)  # 10 days left <= 3 x 4 slots: the bar falls
-    assert month_ending.decision == SEND
-    assert decide(settings.model_copy(update={"pacing": None}), 0.03, [], NOW, 4, 21).decision == SEND
+
+
+def test_pacing_holds_when_enough_later_days_are_worth_more_than_the_slots_left() -> None:
+    settings = Decision(mute_weight=10, min_value=0.0, hour_margin=0.1, pacing=Pacing(margin=0.1))
+    days = [0.05, 0.06, 0.02, 0.054]  # tomorrow first
+    paced = decide(settings, 0.03, [], NOW, 3, days)  # three later days beat 0.03 x 1.1: hold
+    assert paced.decision == HOLD and "slots worth more later: 3 later days" in paced.reason
+    assert "best 0.0600 in 2 day(s)" in paced.reason and paced.send_at is None
+    assert decide(settings, 0.03, [], NOW, 4, days).decision == SEND  # four slots, three better days
+    assert decide(settings, 0.05, [], NOW, 2, days).decision == SEND  # 0.054 is within the margin
+    assert decide(settings, 0.03, [], NOW, 0, days).decision == SEND  # no slot left: the caps decide
+    assert decide(settings.model_copy(update={"pacing": None}), 0.03, [], NOW, 1, days).decision == SEND
+    # the better hour today is what later days are compared with
+    assert decide(settings, 0.03, [(NOW.replace(hour=19), 0.07)], NOW, 1, days).decision == SEND
+
+
+def test_projected_recent_drops_pushes_as_they_leave_the_window() -> None:
+    now = int(NOW.timestamp())
+    times = np.array([now - 29 * 86400 - 60, now - 20 * 86400, now - 3600])
+    assert projected_recent(times, now, 11).tolist() == [4, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2]
+    assert projected_recent(np.zeros(0, np.int64), now, 2).tolist() == [1, 1, 1]
 
 
 def test_later_hours_skip_quiet_hours_and_stop_at_midnight() -> None:

@@ -131,8 +131,31 @@ def test_save_and_load_give_the_same_answers(handmade: Fitted, tmp_path: Path) -
             getattr(model, name)(rows, items, *args),
             getattr(loaded, name)(loaded.user_rows(ids), loaded.item_rows(contents, kinds), *args))
     assert loaded.best_hours(loaded.user_rows(ids)) == model.best_hours(rows)
+    np.testing.assert_array_equal(loaded.history, model.history)
+    assert loaded.history_until == model.history_until
     with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
         assert "coef_open" in arrays.files
+
+
+def test_the_model_keeps_each_cardholders_recent_pushes_of_the_push_log(handmade: Fitted) -> None:
+    """The caps state knows only the API's pushes: the recent count at serving adds the push log's."""
+    model = handmade.model
+    pushes = marketing_pushes(handmade.dataset, AS_OF, model.default_timezone)
+    assert model.history_until == int(AS_OF.timestamp())
+    ids = pushes["user_id"].unique()
+    rows = model.user_rows(ids)
+    for days_later in (0, 10):
+        at = AS_OF + pd.Timedelta(days=days_later)
+        inside = pushes.loc[pushes["sent_ts"] > at - pd.Timedelta(days=30)]
+        expected = inside.groupby("user_id").size().reindex(ids, fill_value=0).to_numpy()
+        counts = model.history_counts(rows, np.full(len(ids), int(at.timestamp())))
+        np.testing.assert_array_equal(counts, expected)
+    nobody = model.user_rows(["nobody"])
+    assert model.history_counts(nobody, np.array([int(AS_OF.timestamp())])).tolist() == [0]
+    # the recent terms enter the logit additively: what `recsys.decision.day_values` relies on
+    query = (model.user_rows(ids[:1]), model.item_rows(["p01"]), np.array([12]))
+    one, many = model.logit("mute", *query, np.array([2])), model.logit("mute", *query, np.array([9]))
+    assert many - one == pytest.approx(model.recent_logit("mute", 9) - model.recent_logit("mute", 2))
 
 
 def test_a_model_of_another_format_is_refused(handmade: Fitted, tmp_path: Path) -> None:
@@ -212,3 +235,12 @@ def test_the_simulator_can_ask_the_fitted_model_by_position(handmade: Fitted) ->
     np.testing.assert_allclose(response.mute_probability(users, recent, items), np.mean(by_hour, axis=0))
     assert response.open_probability(users[:, None], np.array([[0, 1]]), 1).shape == (3, 2)
     assert "pushes" in response.describe()
+
+
+def test_recent_counts_counts_the_trailing_window_per_cardholder() -> None:
+    from recsys.response_model import recent_counts
+
+    users = np.array([0, 0, 0, 1, 0, 1, 1])
+    sent = np.array([0, 10, 25, 5, 31, 34, 64])
+    # window (t - 30, t]: the push at 0 has left by 31 (and the one at 34 by 64)
+    assert recent_counts(users, sent, 30).tolist() == [1, 2, 3, 1, 3, 2, 1]

@@ -92,17 +92,24 @@ def test_send_reserves_now_or_at_a_better_hour_later_today(api, decided, respons
     assert pd.Timestamp(sent["send_at"]) == pd.Timestamp(daytime)
     # a zero margin: any later hour of the day worth more than now is preferred
     set_decision(api, min_value=-1.0, hour_margin=0.0, pacing=None)
-    other = dataset.cardholders["user_id"].astype(str).iloc[5]
-    early = (pd.Timestamp(daytime).normalize() + pd.Timedelta(hours=8)).isoformat()
-    body = rank(api, user_id=other, k=1, now=early, reserve=True)
-    # the expected verdict from the published model itself: the top item at 08:00..21:00, recent = 1
     model = response_bundle.response
+    early = (pd.Timestamp(daytime).normalize() + pd.Timedelta(hours=8)).isoformat()
+    at = np.array([int(pd.Timestamp(early).timestamp())])
+    # a cardholder the push log pushed in the last 30 days: the caps state does not know those pushes
+    ids = dataset.cardholders["user_id"].astype(str)
+    history = np.array([model.history_counts(model.user_rows([u]), at)[0] for u in ids])
+    other = ids.iloc[int(np.flatnonzero((history > 0) & (ids != user).to_numpy())[0])]
+    recent = 1 + int(history[ids.tolist().index(other)])
+    body = rank(api, user_id=other, k=1, now=early, reserve=True)
+    # the expected verdict from the published model itself: the top item at 08:00..21:00, `recent` counting
+    # the push log's pushes of the last 30 days and this one
     hours = np.arange(8, 22)
     top = body["items"][0]["content_id"]
     query = (model.user_rows([other] * len(hours)), model.item_rows([top] * len(hours)), hours,
-             np.ones(len(hours)))
+             np.full(len(hours), recent))
     value = model.open_probability(*query) - 10.0 * model.mute_probability(*query)
     assert body["items"][0]["p_open"] == pytest.approx(model.open_probability(*query)[0])
+    assert body["items"][0]["p_mute"] == pytest.approx(model.mute_probability(*query)[0])
     assert body["decision"] == "send" and body["push_id"]
     if value[1:].max() > value[0]:
         # send at the better hour: reserved now, delivered then
@@ -127,3 +134,30 @@ def test_decisions_off_in_the_policy_send_whatever_the_caps_allow(api, decided, 
     body = rank(api, user_id=known_user(dataset), k=1, now=daytime, reserve=True)
     assert body["decision"] == "send" and body["reason"] == "decisions disabled by the policy"
     assert body["push_id"]
+
+
+@pytest.mark.redis
+def test_pacing_holds_while_last_months_pushes_are_still_leaving_the_window(api, decided, response_bundle,
+                                                                           dataset, daytime) -> None:
+    """At 10:00 on the 1st, a cardholder the push log pushed early last month is worth more later this
+    month (those pushes leave the 30-day window, the recent count and p_mute fall); one never pushed is
+    worth the same every day, so pacing does not hold them."""
+    model = response_bundle.response
+    assert model.recent_logit("mute", 5) > model.recent_logit("mute", 1)  # mutes rise with frequency
+    set_decision(api, mute_weight=1000.0, min_value=-1.0, hour_margin=10.0, pacing={"margin": 0.0})
+    ids = dataset.cardholders["user_id"].astype(str)
+    opted = dataset.cardholders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
+    rows = model.user_rows(ids)
+    start = int(pd.Timestamp(daytime).timestamp())
+    counts = model.history_counts(rows, start + 86_400 * np.arange(30)[None, :].repeat(len(ids), axis=0))
+    # the count now, and whether it has fallen by the 25th day (at least four later days are better)
+    leaving = opted & (counts[:, 0] > 0) & (counts[:, 24] < counts[:, 0])
+    never = opted & (counts[:, 0] == 0)
+    assert leaving.sum() >= 5 and never.sum() >= 3
+    held = [rank(api, user_id=user, k=1, now=daytime, reserve=True) for user in ids[leaving].iloc[:5]]
+    assert any(body["decision"] == "hold" and body["reason"].startswith("slots worth more later")
+               for body in held), [body["reason"] for body in held]
+    assert all(body["push_id"] is None for body in held if body["decision"] == "hold")
+    for user in ids[never].iloc[:3]:
+        body = rank(api, user_id=user, k=1, now=daytime)
+        assert not body["reason"].startswith("slots worth more later"), body["reason"]

@@ -1,4 +1,4 @@
-"""`recsys caps simulate` end to end, the fitted response model for real data, and bad input."""
+"""`recsys caps simulate` end to end, the response model for real data, and bad input."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from qianmian.cli import app
 from simulation.replay import load_world
-from simulation.response_fit import ResponseFitError, fit_binomial, recent_counts
+from simulation.vector_caps import SimulationError
 
 STRICT = """\
 version: "strict-1"
@@ -95,63 +95,42 @@ def test_unwritable_out_is_refused_before_simulating(small_world_dir: Path, tmp_
     assert "pushes sent" not in result.output  # refused before simulating
 
 
-def test_fitted_response_for_data_without_truth(small_world_dir: Path) -> None:
-    """Without a truth file the response model is fitted on the push log: per-segment open and mute
-    rates that never fall (mutes) or rise (opens) with push frequency."""
-    world = load_world(small_world_dir)
-    assert world.response_source.startswith("fitted from push_log")
-    response = world.response
-    users = np.arange(world.n_users)
-    rested = response.mute_probability(users, np.ones(world.n_users))
-    busy = response.mute_probability(users, np.full(world.n_users, 12))
-    assert (busy >= rested).all()
-    assert 0.001 < float(rested.mean()) < 0.1
-    opens = response.open_probability(users[:, None], np.arange(len(world.content_ids))[None, :],
-                                      np.ones((world.n_users, 1)))
-    assert 0.01 < float(opens.mean()) < 0.6
+def test_data_without_truth_needs_the_bundles_response_model(small_world_dir: Path, small_bundle_path: Path,
+                                                             tmp_path: Path) -> None:
+    """Real data has no hidden truth: the pushes are answered by the response model published with the
+    ranking bundle (the API's own), and without one the simulation is refused, naming what to give."""
+    from dataclasses import replace
 
+    from features.loader import load_dataset
+    from recsys.bundle import ModelBundle
+    from training.response import fit_response_models
 
-def test_no_push_log_and_no_truth_is_refused(small_world_dir: Path, tmp_path: Path) -> None:
-    data = tmp_path / "no-pushes"
-    shutil.copytree(small_world_dir, data)
-    for path in data.glob("push_log.*"):
-        path.unlink()
-    with pytest.raises(ResponseFitError, match="push log has 0 marketing pushes"):
+    data = tmp_path / "real"
+    shutil.copytree(small_world_dir, data)  # no truth file beside it
+    with pytest.raises(SimulationError, match="no hidden truth and no response model"):
         load_world(data)
     result = run("--data", str(data), "--policy", "default", "--days", "2")
-    assert result.exit_code == 2 and "--truth" in result.output
+    assert result.exit_code == 2 and "--truth" in result.output and "--model" in result.output
 
-
-def test_logistic_fit_recovers_known_rates_and_frequency_slope() -> None:
-    rng = np.random.default_rng(0)
-    true_cells, true_slope = np.array([-4.0, -3.0, -5.0]), 0.3
-    n = 300_000
-    cells = rng.integers(0, 3, n)
-    recent = rng.integers(1, 15, n)
-    hits = rng.random(n) < 1 / (1 + np.exp(-(true_cells[cells] + true_slope * recent)))
-    groups = np.unique(np.stack([cells, recent], axis=1), axis=0, return_inverse=True)[1].reshape(-1)
-    size = np.bincount(groups)
-    total = np.bincount(groups, weights=hits)
-    first = np.unique(groups, return_index=True)[1]
-    coef, slope = fit_binomial(cells[first][:, None], 3, recent[first].astype(float), size.astype(float),
-                               total, np.full(3, 1e-6), slope_sign=1.0)
-    assert slope == pytest.approx(true_slope, abs=0.02)
-    assert coef == pytest.approx(true_cells, abs=0.12)
-
-
-def test_recent_counts_counts_the_trailing_window_per_cardholder() -> None:
-    users = np.array([0, 0, 0, 1, 0, 1, 1])
-    sent = np.array([0, 10, 25, 5, 31, 34, 64])
-    # window (t - 30, t]: the push at 0 has left by 31 (and the one at 34 by 64)
-    assert recent_counts(users, sent, 30).tolist() == [1, 2, 3, 1, 3, 2, 1]
+    dataset = load_dataset(data)
+    response, _ = fit_response_models(dataset, dataset.time_range()[1])
+    bundle = replace(ModelBundle.load(small_bundle_path), response=response)
+    world = load_world(data, bundle=bundle, bundle_label="bundle")
+    assert world.response_source.startswith("the bundle's response model")
+    users = np.arange(world.n_users)
+    item = int(world.candidates[0, 0])
+    rested = world.response.mute_probability(users, np.ones(world.n_users), np.full(world.n_users, item))
+    busy = world.response.mute_probability(users, np.full(world.n_users, 12), np.full(world.n_users, item))
+    assert (busy >= rested).all() and 0.0005 < float(rested.mean()) < 0.1
 
 
 def test_model_ranking_gives_eligible_personal_candidates(small_world_dir: Path, small_bundle_path: Path,
                                                           tmp_path: Path) -> None:
     from recsys.bundle import ModelBundle
 
-    popular = load_world(small_world_dir)
-    ranked = load_world(small_world_dir, bundle=ModelBundle.load(small_bundle_path), bundle_label="bundle")
+    popular = load_world(small_world_dir, truth_path=small_world_dir.parent / "world.truth.npz")
+    ranked = load_world(small_world_dir, truth_path=small_world_dir.parent / "world.truth.npz",
+                        bundle=ModelBundle.load(small_bundle_path), bundle_label="bundle")
     assert ranked.ranking_source.startswith("model bundle")
     present = ranked.candidates >= 0
     assert present[:, 0].all()

@@ -106,6 +106,13 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page, st
     assert page.input_value('[data-field="limits.1.name"]') == "monthly"
     assert page.input_value('[data-field="limits.1.max"]') == "4"
     assert page.is_checked('[data-toggle="quiet_hours"]')
+    # the send or hold settings of the live policy, in words; lambda and the rest in tooltips
+    assert page.is_checked('[data-field="decision.enabled"]')
+    assert page.is_checked('[data-toggle="decision.pacing"]')
+    assert page.input_value('[data-field="decision.mute_weight"]') == "10"
+    assert page.input_value('[data-field="decision.pacing.margin"]') == "0.2"
+    assert "mute_weight" in page.get_attribute('label:has([data-field="decision.mute_weight"])', "title")
+    assert "One mute or unfollow costs as much as this many opens" in shown
 
     # change a cap: at most 2 marketing pushes a calendar month instead of 4
     page.fill('[data-field="limits.1.max"]', "2")
@@ -113,6 +120,8 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page, st
     page.click("#apply")  # a changed policy under the live version is refused before any request
     page.wait_for_selector("#apply-error:has-text('its own version')")
     page.fill('[data-field="version"]', "2026.12-studio")
+    page.fill('[data-field="decision.mute_weight"]', "20")
+    page.wait_for_selector("#draft-diff:has-text('a mute costs (opens)')")
 
     page.fill("#sim-days", "10")
     page.click("#simulate")
@@ -155,7 +164,8 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page, st
     page.wait_for_selector("#apply-status:has-text('Applied: revision 2')")
     page.wait_for_selector("#versions tbody tr:has-text('monthly limit 4 -> 2')")
     changes = page.inner_text("#versions tbody tr >> nth=0").split("\t")[-2]
-    assert changes == "monthly limit 4 -> 2; version 2026.11-default -> 2026.12-studio"
+    assert changes == ("a mute costs (opens) 10 -> 20; monthly limit 4 -> 2; "
+                       "version 2026.11-default -> 2026.12-studio")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     print(f"studio screenshot: {SCREENSHOT.resolve()}")
@@ -163,6 +173,8 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page, st
     assert live["revision"] == 2 and live["author"] == "admin"
     assert live["policy"]["version"] == "2026.12-studio"
     assert live["policy"]["limits"][1] == {"name": "monthly", "window": "calendar_month", "max": 2}
+    assert live["policy"]["decision"] == {"enabled": True, "mute_weight": 20.0, "min_value": 0.0,
+                                          "hour_margin": 0.1, "pacing": {"margin": 0.2}}
     assert live["note"] == "monthly cap 4 -> 2 after simulation"
     history = httpx.get(f"{server}/v1/policy/versions", headers=ADMIN_HEADERS).json()
     assert any(change["path"] == "limits" for change in history["revisions"][0]["diff"])

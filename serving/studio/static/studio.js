@@ -16,6 +16,8 @@
     ["attempts", "Scheduler requests (one cardholder at one send slot)", 0],
     ["blocked", "Requests where no push was allowed", 0],
     ["deferred_quiet_hours", "Requests deferred to the end of quiet hours", 0],
+    ["held", "Requests held by the send or hold decision", 0],
+    ["value_per_1k", "Value (opens - 10 x mutes) per 1,000 cardholders", 1],
   ];
   const SEGMENT_METRICS = [
     ["sent", "Pushes sent", 0],
@@ -35,6 +37,10 @@
     "campaign_throttle.max": "campaign sending: at most", "campaign_throttle.per": "campaign sending: every",
     campaign_throttle: "campaign sending speed", "campaign_throttle.campaigns": "campaign overrides",
     limits: "limits",
+    decision: "send or hold", "decision.enabled": "send only pushes worth it",
+    "decision.mute_weight": "a mute costs (opens)", "decision.min_value": "hold a push worth less than",
+    "decision.hour_margin": "better hour today by", "decision.pacing": "keep slots for better days",
+    "decision.pacing.margin": "a later day is better by",
   };
   const LIMIT_PARTS = {max: "at most", window: "counted per", duration: "rolling period", name: "name",
                        kinds: "kinds", tags: "topics"};
@@ -226,15 +232,40 @@
                   "min_gap", "quiet_hours.start", "quiet_hours.end", "no_repeat.window", "fatigue.after_unopened",
                   "fatigue.pause", "mute.pause", "campaign_throttle.max", "campaign_throttle.per"];
   const OPTIONAL = ["min_gap", "quiet_hours", "no_repeat", "fatigue", "campaign_throttle"];
+  const TOGGLED = [...OPTIONAL, "decision.pacing"];  // fields enabled by a checkbox
   const DEFAULTS = {"min_gap": "12h", "quiet_hours.start": "22:00", "quiet_hours.end": "08:00",
                     "no_repeat.window": "forever", "fatigue.after_unopened": 3, "fatigue.pause": "14d",
                     "campaign_throttle.max": 500, "campaign_throttle.per": "1s"};
 
-  // the send or hold settings have no form fields yet: a loaded policy's block is kept as it is
-  let carriedDecision = null;
+  // the send or hold block (recsys.caps.policy.Decision); its defaults when a policy has none
+  const DECISION = {enabled: true, mute_weight: 10, min_value: 0, hour_margin: 0.1, pacing: {margin: 0.2}};
+
+  function fillDecision(decision) {
+    const settings = {...DECISION, ...(decision || {})};
+    field("decision.enabled").checked = Boolean(settings.enabled);
+    ["mute_weight", "min_value", "hour_margin"].forEach((name) => {
+      field(`decision.${name}`).value = String(settings[name]);
+    });
+    toggle("decision.pacing").checked = settings.pacing != null;
+    field("decision.pacing.margin").value = String((settings.pacing || DECISION.pacing).margin);
+  }
+
+  function readDecision() {
+    const numeric = (name) => {
+      const value = text(name);
+      return value !== "" && Number.isFinite(Number(value)) ? Number(value) : value;
+    };
+    return {
+      enabled: field("decision.enabled").checked,
+      mute_weight: numeric("decision.mute_weight"),
+      min_value: numeric("decision.min_value"),
+      hour_margin: numeric("decision.hour_margin"),
+      pacing: toggle("decision.pacing").checked ? {margin: numeric("decision.pacing.margin")} : null,
+    };
+  }
 
   function fillForm(policy) {
-    carriedDecision = policy.decision ?? null;
+    fillDecision(policy.decision);
     SIMPLE.forEach((name) => {
       const value = get(policy, name);
       field(name).value = value == null ? (DEFAULTS[name] ?? "") : String(value);
@@ -310,14 +341,12 @@
     } else {
       policy.campaign_throttle = null;
     }
-    if (carriedDecision != null) {
-      policy.decision = carriedDecision;
-    }
+    policy.decision = readDecision();
     return policy;
   }
 
   function syncToggles() {
-    OPTIONAL.forEach((name) => {
+    TOGGLED.forEach((name) => {
       const on = toggle(name).checked;
       $$(`[data-field^="${name}"]`).forEach((element) => {
         element.disabled = !on;
@@ -386,6 +415,10 @@
     if (typeof value === "object") {
       return "changed";
     }
+    // numbers in a policy are counts or weights; durations are written with a unit ("12h", or seconds)
+    if (typeof value === "number" && !Number.isInteger(value)) {
+      return String(value);
+    }
     return durationWords(value) || String(value);
   }
 
@@ -414,7 +447,9 @@
     if (typeof item.old === "object" && item.old !== null || typeof item.new === "object" && item.new !== null) {
       return item.old == null ? `${label} on` : item.new == null ? `${label} off` : `${label} changed`;
     }
-    return `${label} ${shortValue(item.old)} -> ${shortValue(item.new)}`;
+    const plain = item.path.startsWith("decision.") || /\.(max|after_unopened)$/.test(item.path);
+    const words = (value) => (plain && value != null && typeof value !== "object" ? String(value) : shortValue(value));
+    return `${label} ${words(item.old)} -> ${words(item.new)}`;
   }
 
   function describeRevision(revision, first) {
