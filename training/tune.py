@@ -35,6 +35,7 @@ FAMILY_CHOICES: dict[str, tuple[float, ...]] = {
     "profile_weight": (0.0, 1.0),
     "spend_category_weight": (0.0, 1.0, 3.0),
     "spend_mcc_weight": (0.0, 1.0, 3.0, 6.0, 10.0),
+    "spend_visits_weight": (0.0, 1.0, 3.0, 6.0, 10.0),
     "menu_weight": (0.0, 1.0, 3.0),
     "read_topic_weight": (0.0, 1.0, 3.0),
     "open_topic_weight": (0.0, 1.0, 3.0),

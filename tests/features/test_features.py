@@ -217,7 +217,8 @@ def test_purchase_count_shares_per_mcc_and_item_exposure_days(hand_made: Dataset
     first = pd.Timestamp("2024-02-01T20:00:00Z")
     assert days["c_dine"] == pytest.approx((AS_OF - first) / pd.Timedelta(days=1))
     assert days["c_travel"] == days["c_dine"]
-    assert days["c_old"] == pytest.approx((pd.Timestamp("2024-03-01T00:00:00Z") - first) / pd.Timedelta(days=1))
+    expired = pd.Timestamp("2024-03-01T00:00:00Z")
+    assert days["c_old"] == pytest.approx((expired - first) / pd.Timedelta(days=1))
     off = FeatureConfig(mcc_min_users=1, spend_visits_weight=0.0)
     matrices, builder = build_training_matrices(hand_made, AS_OF, off)
     assert not any(name.startswith("visits") for name in row(builder, matrices.user_features, 0))

@@ -343,9 +343,11 @@ class TestLightFMHybridItemAppeal(RecommenderContract):
 
     @classmethod
     def make(cls) -> Recommender:
-        return LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3, item_appeal_weight=1.0)
+        return LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3,
+                             item_appeal_weight=1.0)
 
-    def test_mean_scores_follow_engagement_per_day_on_offer(self, fitted: LightFMHybrid, checkerboard) -> None:
+    def test_mean_scores_follow_engagement_per_day_on_offer(self, fitted: LightFMHybrid,
+                                                             checkerboard) -> None:
         data = checkerboard.data
         users = fitted.user_factors(np.arange(data.n_users), data.user_features)
         mean_score = fitted.item_factors() @ users.mean(axis=0)
