@@ -2,9 +2,10 @@
 
 For each world (synthetic worlds written by `recsys synth` with the scenario options given, plus the
 shared independent world when ../shared/worlds/independent exists) it fits, at the world's as-of time,
-the engine (the training configuration's model and features), the plain hybrid (untuned LightFM on
+the engine (the training configuration's model and features, its item appeal weight chosen on a
+validation window as `recsys train` does), the plain hybrid (untuned LightFM on
 raw features, the gate's yardstick) and the previous release (MCC categories only, no raw MCCs, no
-tags of opened pushes, no history dropout), ranks every cardholder's top 5 eligible
+tags of opened pushes, no history dropout, no item appeal), ranks every cardholder's top 5 eligible
 items and prints the share of the popularity-to-oracle gap in true top-1 open probability each closes,
 overall and for cardholders who never read. Synthetic worlds are scored with
 `training.truth.score_recommendations`, the shared world with its own `score.py`.
@@ -36,8 +37,9 @@ DEFAULT_WORLDS = (
     "needs=--scenario needs",
     "sparse-readers=--scenario sparse-readers",
 )
-PREVIOUS_FEATURES = {"spend_mcc_weight": 0.0, "open_topic_weight": 0.0, "item_title_weight": 0.0}
-PREVIOUS_MODEL = {"history_dropout": 0.0}
+PREVIOUS_FEATURES = {"spend_mcc_weight": 0.0, "spend_visits_weight": 0.0, "open_topic_weight": 0.0,
+                     "item_title_weight": 0.0}
+PREVIOUS_MODEL = {"history_dropout": 0.0, "item_appeal_weight": 0.0}
 
 
 def synthesise(out: Path, users: int, seed: int, options: str) -> None:
@@ -85,6 +87,8 @@ def score(world: Path, recs, dataset, truth_path: Path | None) -> tuple[float, f
 
 
 def measure(name: str, world: Path, as_of, truth_path: Path | None, config) -> list[dict]:
+    import pandas as pd
+
     from features.config import FeatureConfig
     from features.loader import load_dataset
     from features.pipeline import build_training_matrices
@@ -92,6 +96,13 @@ def measure(name: str, world: Path, as_of, truth_path: Path | None, config) -> l
     from training.config import ModelSpec
 
     dataset = load_dataset(world)
+    if config.appeal_choices:  # what `recsys train` does: the item appeal weight chosen on validation
+        from training.tune import choose_appeal
+
+        weight, _ = choose_appeal(dataset, as_of - pd.Timedelta(days=config.holdout_days), config,
+                                  echo=lambda line: print(f"  {name:<16} {line.strip()}", flush=True))
+        config = replace(config, model=ModelSpec(config.model.kind,
+                                                 {**config.model.params, "item_appeal_weight": weight}))
     previous = FeatureConfig.from_dict({**config.features.to_dict(), **PREVIOUS_FEATURES})
     previous_model = ModelSpec(config.model.kind, {**config.model.params, **PREVIOUS_MODEL})
     rows = []

@@ -29,7 +29,7 @@ from recsys.cells import split_list
 
 logger = logging.getLogger(__name__)
 
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 UNKNOWN = "unknown"
 AGE_EDGES = (25, 35, 45, 55)
 AGE_LABELS = ("<25", "25-34", "35-44", "45-54", "55+")
@@ -200,6 +200,7 @@ class FeatureBuilder:
             names += [f"spend{window}d_level:{category}" for category in categories]
             names += [f"spend{window}d_level:total", f"spend{window}d:none"]
         names += [f"mcc{self._mcc_window}d_share:{code}" for code in state["mccs"]]
+        names += [f"visits{self._mcc_window}d_share:{code}" for code in state["mccs"]]
         names += [f"spend_recency={label}" for label in (*RECENCY_LABELS, NEVER)]
         names += ["online_share", "overseas_share"]
         names += [f"menu{self.config.menu_window_days}d_level:{key}" for key in state["menu_keys"]]
@@ -374,7 +375,9 @@ class FeatureBuilder:
         out.add(has, self._user_column["overseas_share"], overseas_share[has])
 
     def _spend_mcc(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
-        """Share of net spend per raw MCC of the vocabulary, in the longest spend window."""
+        """Per raw MCC of the vocabulary, in the longest spend window: the share of net spend and the
+        share of purchases (how often, whatever the amount: a frequent small habit weighs like a rare
+        large ticket)."""
         codes = self._require_state()["mccs"]
         tx = data.transactions
         if not codes or not len(tx):
@@ -382,16 +385,17 @@ class FeatureBuilder:
         rows = pd.Index(ids).get_indexer(tx["user_id"])
         cols = pd.Index(codes).get_indexer(tx["mcc"].to_numpy(dtype=np.int64, na_value=-1))
         use = (rows >= 0) & (cols >= 0) & (days_before(as_of, tx["ts"]) < self._mcc_window)
+        amounts = tx["amount"].to_numpy(dtype=np.float64)[use]
         # sparse: a cardholder uses a handful of the hundreds of codes
-        totals = sp.csr_matrix((tx["amount"].to_numpy(dtype=np.float64)[use], (rows[use], cols[use])),
-                               shape=(len(ids), len(codes)))
-        totals.sum_duplicates()
-        totals.data = np.maximum(totals.data, 0.0)
-        totals.eliminate_zeros()
-        coo = totals.tocoo()
-        total = np.asarray(totals.sum(axis=1)).ravel()
-        columns = self._columns(f"mcc{self._mcc_window}d_share:{code}" for code in codes)
-        out.add(coo.row, columns[coo.col], coo.data / total[coo.row])
+        for prefix, values in (("mcc", amounts), ("visits", (amounts > 0).astype(np.float64))):
+            totals = sp.csr_matrix((values, (rows[use], cols[use])), shape=(len(ids), len(codes)))
+            totals.sum_duplicates()
+            totals.data = np.maximum(totals.data, 0.0)
+            totals.eliminate_zeros()
+            coo = totals.tocoo()
+            total = np.asarray(totals.sum(axis=1)).ravel()
+            columns = self._columns(f"{prefix}{self._mcc_window}d_share:{code}" for code in codes)
+            out.add(coo.row, columns[coo.col], coo.data / total[coo.row])
 
     def _menu(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
         state = self._require_state()
@@ -518,6 +522,7 @@ USER_FAMILIES = (
     (("gender=", "age_band=", "city_tier=", "card_tier=", "tenure_band=", "credit_limit_band="),
      "profile_weight"),
     (("mcc",), "spend_mcc_weight"),
+    (("visits",), "spend_visits_weight"),
     (("spend", "online_share", "overseas_share"), "spend_category_weight"),
     (("menu",), "menu_weight"),
     (("topic:", "reads_level", "reads:none"), "read_topic_weight"),
@@ -560,6 +565,21 @@ def title_vocabulary(content: pd.DataFrame, min_items: int) -> list[str]:
                         for word in title_words(str(title))]).value_counts()
     keep = (counts >= min_items) & (counts < len(content))
     return sorted(counts.index[keep.to_numpy()].astype(str))
+
+
+def exposure_days(data: Dataset, as_of: pd.Timestamp, item_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+    """float64 [n_items]: days each item was on offer before `as_of`, from its validity window clipped
+    to the span the read and push tables cover (an open bound is that span's edge); at least 1."""
+    tables = ((data.article_reads, "ts"), (data.push_log, "sent_ts"))
+    starts = [frame[column].min() for frame, column in tables if len(frame)]
+    first = min(starts) if starts else as_of
+    frame = data.content.drop_duplicates("content_id")
+    frame = frame.set_index(frame["content_id"].astype(str).to_numpy()).reindex(
+        [str(value) for value in item_ids])
+    begin = pd.to_datetime(frame["valid_from"], utc=True).fillna(first).clip(lower=first)
+    end = pd.to_datetime(frame["valid_to"], utc=True).fillna(as_of).clip(upper=as_of)
+    days = ((end - begin) / DAY).to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.clip(np.nan_to_num(days, nan=1.0), 1.0, None)
 
 
 def dwell_weight(dwell: pd.Series, config: FeatureConfig) -> np.ndarray:

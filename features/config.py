@@ -39,6 +39,7 @@ class FeatureConfig:
     profile_weight: float = 1.0
     spend_category_weight: float = 1.0
     spend_mcc_weight: float = 6.0
+    spend_visits_weight: float = 6.0
     menu_weight: float = 1.0
     read_topic_weight: float = 1.0
     open_topic_weight: float = 1.0
@@ -98,7 +99,8 @@ class FeatureConfig:
 
 
 FAMILY_WEIGHTS = (
-    "profile_weight", "spend_category_weight", "spend_mcc_weight", "menu_weight", "read_topic_weight",
+    "profile_weight", "spend_category_weight", "spend_mcc_weight", "spend_visits_weight", "menu_weight",
+    "read_topic_weight",
     "open_topic_weight", "item_tag_weight", "item_title_weight",
 )
 """Multipliers of each feature family's columns; 0 leaves the family out of the model input."""

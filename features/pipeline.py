@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from features.builder import FeatureBuilder
+from features.builder import FeatureBuilder, exposure_days
 from features.config import FeatureConfig
 from features.interactions import interaction_matrices
 from features.loader import Dataset
@@ -68,5 +68,6 @@ def build_training_matrices(
         item_features=item_features,
         item_feature_names=builder.item_feature_names,
         user_segments=np.asarray(segments, dtype=object),
+        item_exposure_days=exposure_days(data, as_of, items.ids),
     )
     return matrices, builder

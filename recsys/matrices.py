@@ -24,6 +24,9 @@ class TrainingMatrices:
     - `user_features` / `item_features`: csr [n_users, n_user_features] / [n_items, n_item_features],
       WITHOUT identity columns (models add identity features themselves when they use them).
     - `user_segments`: a label per user (e.g. card tier) for per-segment baselines, or None.
+    - `item_exposure_days`: float [n_items] or None; days each item could be read or pushed up to the
+      as-of time (>= 1), so a model can tell an item read often because it was offered long from one
+      that is liked.
     """
 
     users: IdIndex
@@ -35,6 +38,7 @@ class TrainingMatrices:
     item_feature_names: tuple[str, ...]
     negatives: sp.coo_matrix | None = None
     user_segments: np.ndarray | None = None
+    item_exposure_days: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n_users, n_items = len(self.users), len(self.items)
@@ -71,6 +75,11 @@ class TrainingMatrices:
                 )
             if features.nnz and not np.all(np.isfinite(features.data)):
                 raise MatricesError(f"{side}_features holds NaN or infinite values; impute them first")
+        if self.item_exposure_days is not None:
+            days = np.asarray(self.item_exposure_days)
+            if days.shape != (n_items,) or not np.all(np.isfinite(days)) or (days.size and days.min() < 1):
+                raise MatricesError(
+                    f"item_exposure_days must be {n_items} finite day counts >= 1, one per item")
         if self.user_segments is not None and len(self.user_segments) != n_users:
             raise MatricesError(
                 f"user_segments has {len(self.user_segments)} labels, expected one per user ({n_users})"

@@ -29,10 +29,10 @@ from recsys.bundle import ModelBundle, build_eligibility
 from recsys.matrices import TrainingMatrices
 from recsys.models import Recommender
 from recsys.ranking import top_k
-from training.config import TrainConfig
-from training.evaluate import Holdout, epoch_scorer, evaluate, make_holdout, recommend_holdout
+from training.config import ModelSpec, TrainConfig
+from training.evaluate import Holdout, HoldoutError, epoch_scorer, evaluate, make_holdout, recommend_holdout
 from training.outputs import check_output_path
-from training.tune import TuneResult, tune
+from training.tune import TuneResult, choose_appeal, tune
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +150,17 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
             tuning = tune(dataset, as_of - pd.Timedelta(days=config.holdout_days), config,
                           options.tune_minutes, echo=echo)
         config = tuning.config
+        options = replace(options, config=config)
+    elif config.appeal_choices and config.model.kind == "lightfm_hybrid":
+        with stages.stage("choose item appeal"):
+            try:
+                weight, _ = choose_appeal(dataset, as_of - pd.Timedelta(days=config.holdout_days), config,
+                                          echo=echo)
+            except (HoldoutError, EmptyDataError) as error:
+                weight = float(config.model.params.get("item_appeal_weight", 0.0))
+                echo(f"  item appeal weight {weight:g} (the configured one: no validation window, {error})")
+        config = replace(config, model=ModelSpec(config.model.kind,
+                                                 {**config.model.params, "item_appeal_weight": weight}))
         options = replace(options, config=config)
     k, metric = config.k, config.metric
 

@@ -57,6 +57,12 @@ class LightFMHybrid(Recommender):
       time as if they had none (their `topic:` / `reads_level` columns removed, `reads:none` set), so
       the spend, menu and push-open features learn to place cardholders who never read (needs
       `user_identity=False`).
+    - `item_appeal_weight`: how far each item's appeal to the average cardholder is set from its
+      engagement rate instead of what the ranking loss learned: the model's mean score per item is
+      replaced by `weight x (its spread over items) x` the standardised log of (cardholders who read
+      or opened it + 1) per day it was on offer (needs `item_exposure_days`). WARP learns an item's
+      bias from how often it is a positive, so an item offered for a week trails one offered for a
+      quarter however much better it is liked; 0 keeps the learned biases.
     LightFM's Hogwild updates make runs with `num_threads > 1` not bit-for-bit repeatable; use
     `num_threads=1` where exact reproducibility matters.
     """
@@ -87,6 +93,7 @@ class LightFMHybrid(Recommender):
         use_weights: bool = True,
         use_negatives: bool = True,
         history_dropout: float = 0.0,
+        item_appeal_weight: float = 0.0,
     ):
         if loss not in LOSSES:
             raise ModelError(f"loss {loss!r} is not one of {LOSSES}")
@@ -96,7 +103,8 @@ class LightFMHybrid(Recommender):
                            max_sampled=max_sampled)
         for name, value in (("learning_rate", learning_rate), ("item_alpha", item_alpha),
                             ("user_alpha", user_alpha), ("user_feature_weight", user_feature_weight),
-                            ("item_feature_weight", item_feature_weight)):
+                            ("item_feature_weight", item_feature_weight),
+                            ("item_appeal_weight", item_appeal_weight)):
             if not np.isfinite(value) or value < 0:
                 raise ModelError(f"{name} must be a finite number >= 0, got {value}")
         self.no_components = int(no_components)
@@ -123,6 +131,8 @@ class LightFMHybrid(Recommender):
         if history_dropout and user_identity:
             raise ModelError("history_dropout needs user_identity=False (copies have no identity)")
         self.history_dropout = float(history_dropout)
+        self.item_appeal_weight = float(item_appeal_weight)
+        self._item_shift: np.ndarray | None = None
         self._model = None
         self._n_users = 0
         self._n_user_features = 0
@@ -226,6 +236,7 @@ class LightFMHybrid(Recommender):
 
     def fit(self, data: TrainingMatrices, callback: EpochCallback | None = None) -> Self:
         n_users = data.n_users
+        original = data
         data = self._with_history_dropped(data)
         interactions, sample_weight = self._training_pairs(data)
         user_features = self._full_features(data.user_features, self.user_identity, self.user_feature_weight)
@@ -234,6 +245,7 @@ class LightFMHybrid(Recommender):
         self._n_users = n_users
         self._n_user_features = data.user_features.shape[1]
         self._item_factors = None
+        self._item_shift = None
         self._item_feature_matrix = item_features
         logger.info(
             "fitting LightFM %s: %d users, %d items, %d interactions, %d user / %d item feature columns",
@@ -248,13 +260,42 @@ class LightFMHybrid(Recommender):
             self._item_factors = None
             if callback is not None:
                 callback(epoch, self)
-        self._item_factors = self._compute_item_factors(item_features)
+        self.set_item_appeal(self.item_appeal_weight, original)
         return self
+
+    def set_item_appeal(self, weight: float, data: TrainingMatrices) -> None:
+        """Set `item_appeal_weight` of the fitted model without refitting; `data` is what it was fitted
+        on (choosing the weight on validation data costs one fit, not one per weight)."""
+        self._check_fitted()
+        if not np.isfinite(weight) or weight < 0:
+            raise ModelError(f"item_appeal_weight must be a finite number >= 0, got {weight}")
+        self.item_appeal_weight = float(weight)
+        self._item_shift = None
+        self._item_factors = self._compute_item_factors(self._item_feature_matrix)
+        self._item_shift = self._appeal_shift(data)
+        self._item_factors = self._compute_item_factors(self._item_feature_matrix)
+
+    def _appeal_shift(self, data: TrainingMatrices) -> np.ndarray | None:
+        """Per item: what moves its mean score over the fitted cardholders to its scaled engagement
+        rate (see `item_appeal_weight`); None when off or without exposure days."""
+        if not self.item_appeal_weight or data.item_exposure_days is None or data.n_items < 2:
+            return None
+        engaged = np.diff(data.interactions_csr().tocsc().indptr).astype(np.float64)
+        rate = np.log((engaged + 1.0) / np.asarray(data.item_exposure_days, dtype=np.float64))
+        users = self.user_factors(np.arange(data.n_users), data.user_features)
+        mean_score = (self._item_factors @ users.mean(axis=0)).astype(np.float64)
+        spread, rate_spread = mean_score.std(), rate.std()
+        if not (spread > 0 and rate_spread > 0):
+            return None
+        target = self.item_appeal_weight * spread * (rate - rate.mean()) / rate_spread
+        return (target - (mean_score - mean_score.mean())).astype(np.float32)
 
     def _compute_item_factors(self, item_features: sp.csr_matrix) -> np.ndarray:
         model = self._model
         embeddings = np.asarray(item_features @ model.item_embeddings, dtype=np.float32)
         biases = np.asarray(item_features @ model.item_biases, dtype=np.float32)
+        if self._item_shift is not None:
+            biases = biases + self._item_shift
         ones = np.ones((embeddings.shape[0], 1), dtype=np.float32)
         return np.ascontiguousarray(np.hstack([embeddings, ones, biases[:, None]]))
 
@@ -290,6 +331,8 @@ class LightFMHybrid(Recommender):
     def _state(self) -> dict[str, np.ndarray]:
         state = {name: getattr(self._model, name) for name in _STATE}
         state["item_factors"] = self.item_factors()
+        if self._item_shift is not None:
+            state["item_shift"] = self._item_shift
         return state
 
     def _extra(self) -> dict[str, Any]:
@@ -303,3 +346,5 @@ class LightFMHybrid(Recommender):
         self._n_users = int(extra["n_users"])
         self._n_user_features = int(extra["n_user_features"])
         self._item_factors = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)
+        shift = arrays.get("item_shift")
+        self._item_shift = None if shift is None else np.asarray(shift, dtype=np.float32)

@@ -202,3 +202,23 @@ def test_known_at_keeps_only_the_past(hand_made: Dataset) -> None:
     users, items = IdIndex(hand_made.cardholders["user_id"]), IdIndex(hand_made.content["content_id"])
     positives, negatives = interaction_matrices(past, cut, users, items, FeatureConfig())
     assert positives.nnz == 1 and negatives is None  # only the February read of c_old
+
+
+def test_purchase_count_shares_per_mcc_and_item_exposure_days(hand_made: Dataset) -> None:
+    config = FeatureConfig(mcc_min_users=1, spend_mcc_weight=1.0, spend_visits_weight=1.0)
+    matrices, builder = build_training_matrices(hand_made, AS_OF, config)
+    u1 = row(builder, matrices.user_features, 0)
+    # 90 days: two purchases at 5812 (the refund is no purchase), one at 5411, whatever the amounts
+    assert u1["visits90d_share:5812"] == pytest.approx(2 / 3, rel=1e-6)
+    assert u1["visits90d_share:5411"] == pytest.approx(1 / 3, rel=1e-6)
+    assert u1["mcc90d_share:5812"] == pytest.approx(6 / 7, rel=1e-6)
+    # on offer from the first read or push (2024-02-01 20:00) or its valid_from, to its valid_to or as-of
+    days = dict(zip(matrices.items.ids, matrices.item_exposure_days, strict=True))
+    first = pd.Timestamp("2024-02-01T20:00:00Z")
+    assert days["c_dine"] == pytest.approx((AS_OF - first) / pd.Timedelta(days=1))
+    assert days["c_travel"] == days["c_dine"]
+    expired = pd.Timestamp("2024-03-01T00:00:00Z")
+    assert days["c_old"] == pytest.approx((expired - first) / pd.Timedelta(days=1))
+    off = FeatureConfig(mcc_min_users=1, spend_visits_weight=0.0)
+    matrices, builder = build_training_matrices(hand_made, AS_OF, off)
+    assert not any(name.startswith("visits") for name in row(builder, matrices.user_features, 0))

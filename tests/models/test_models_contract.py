@@ -324,3 +324,50 @@ class TestLightFMHybridHistoryDropout(RecommenderContract):
             LightFMHybrid(history_dropout=0.5)
         with pytest.raises(ModelError, match="history_dropout"):
             LightFMHybrid(history_dropout=1.5, user_identity=False)
+
+
+def exposed_board():
+    """The checkerboard with each item on offer for 5 to 120 days."""
+    board = make_checkerboard()
+    days = np.linspace(5.0, 120.0, board.data.n_items)
+    return dataclasses.replace(board, data=dataclasses.replace(board.data, item_exposure_days=days))
+
+
+class TestLightFMHybridItemAppeal(RecommenderContract):
+    expected_epochs = 15
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def checkerboard(cls):
+        return exposed_board()
+
+    @classmethod
+    def make(cls) -> Recommender:
+        return LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3,
+                             item_appeal_weight=1.0)
+
+    def test_mean_scores_follow_engagement_per_day_on_offer(self, fitted: LightFMHybrid,
+                                                             checkerboard) -> None:
+        data = checkerboard.data
+        users = fitted.user_factors(np.arange(data.n_users), data.user_features)
+        mean_score = fitted.item_factors() @ users.mean(axis=0)
+        engaged = np.diff(data.interactions_csr().tocsc().indptr)
+        rate = np.log((engaged + 1.0) / data.item_exposure_days)
+        assert np.corrcoef(mean_score, rate)[0, 1] == pytest.approx(1.0, abs=1e-4)
+
+    def test_the_weight_is_reset_without_refitting(self, checkerboard) -> None:
+        data = checkerboard.data
+        learned = LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3).fit(data)
+        model = self.make().fit(data)
+        assert not np.allclose(model.item_factors(), learned.item_factors())
+        model.set_item_appeal(0.0, data)
+        np.testing.assert_allclose(model.item_factors(), learned.item_factors(), rtol=1e-5, atol=1e-6)
+        with pytest.raises(ModelError, match="item_appeal_weight"):
+            model.set_item_appeal(-1.0, data)
+
+    def test_without_exposure_days_the_learned_biases_stay(self) -> None:
+        board = make_checkerboard()
+        learned = LightFMHybrid(no_components=8, epochs=5, num_threads=1, random_state=3).fit(board.data)
+        appealed = LightFMHybrid(no_components=8, epochs=5, num_threads=1, random_state=3,
+                                 item_appeal_weight=1.0).fit(board.data)
+        np.testing.assert_allclose(appealed.item_factors(), learned.item_factors())
