@@ -318,6 +318,14 @@ class PartitionedDataset:
             frames[name] = frame.drop(columns=ROW).reset_index(drop=True)
         return Dataset(root=self.root, content=self.content, present=self.present, **frames)
 
+    def cardholder_rows(self, bucket: int) -> pd.DataFrame:
+        """`user_id` and `row` (0-based, in the cardholders file) of the bucket's cardholders."""
+        frame = read_bucket(self.store / "cardholders", bucket, ["user_id", ROW])
+        if frame is None:
+            return pd.DataFrame({"user_id": pd.Series([], dtype=object),
+                                 "row": pd.Series([], dtype=np.int64)})
+        return frame.rename(columns={ROW: "row"})
+
     def frame(self, name: str) -> dd.DataFrame:
         """Table `name` as a Dask dataframe with one partition per bucket."""
         import dask.dataframe as dd

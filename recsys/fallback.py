@@ -38,9 +38,44 @@ class Popularity:
         return users, items.reshape(len(self.overall), len(self.tiers) + 1)
 
 
+@dataclass(frozen=True)
+class PopularityCounts:
+    """Reads and opens per item, overall [n_items] and per card tier [n_tiers, n_items]: what
+    `Popularity` is scaled from, and what partitions of the cardholders add up."""
+
+    tiers: list[str]
+    overall: np.ndarray
+    per_tier: np.ndarray
+
+    @staticmethod
+    def combine(parts: list[PopularityCounts]) -> PopularityCounts:
+        """The counts of the cardholders of all `parts` (disjoint sets of cardholders)."""
+        tiers = sorted({tier for part in parts for tier in part.tiers})
+        overall = np.sum([part.overall for part in parts], axis=0)
+        per_tier = np.zeros((len(tiers), len(overall)), np.float64)
+        for part in parts:
+            per_tier[pd.Index(tiers).get_indexer(part.tiers)] += part.per_tier
+        return PopularityCounts(tiers, overall, per_tier)
+
+    def shares(self) -> Popularity:
+        """Each scaled so the most popular item is 1; a tier leans `TIER_WEIGHT` on its own counts."""
+        def norm(values: np.ndarray) -> np.ndarray:
+            top = values.max(axis=-1, keepdims=True) if values.size else values
+            return np.divide(values, top, out=np.zeros_like(values), where=top > 0)
+
+        overall_share = norm(self.overall)
+        blended = TIER_WEIGHT * norm(self.per_tier) + (1 - TIER_WEIGHT) * overall_share
+        return Popularity(self.tiers, overall_share.astype(np.float32), blended.astype(np.float32))
+
+
 def popularity(dataset: Dataset, as_of: pd.Timestamp, items: IdIndex) -> Popularity:
     """Reads and opened pushes in the `WINDOW_DAYS` before `as_of`, overall and per card tier of the
     cardholders table (each scaled so the most popular item is 1)."""
+    return popularity_counts(dataset, as_of, items).shares()
+
+
+def popularity_counts(dataset: Dataset, as_of: pd.Timestamp, items: IdIndex) -> PopularityCounts:
+    """The counts `popularity` scales."""
     ids = dataset.cardholders["user_id"].astype(str).drop_duplicates().to_numpy(dtype=object)
     holder_tier = pd.Series(card_tiers_of(dataset, ids), index=ids)
     tiers = sorted({str(t) for t in holder_tier if t != UNKNOWN_TIER})
@@ -68,11 +103,4 @@ def popularity(dataset: Dataset, as_of: pd.Timestamp, items: IdIndex) -> Popular
         both = known & (tier_index >= 0)
         flat = np.bincount(tier_index[both] * n_items + item[both], minlength=len(tiers) * n_items)
         per_tier = flat.reshape(len(tiers), n_items).astype(np.float64)
-
-    def norm(values: np.ndarray) -> np.ndarray:
-        top = values.max(axis=-1, keepdims=True) if values.size else values
-        return np.divide(values, top, out=np.zeros_like(values), where=top > 0)
-
-    overall_share = norm(overall)
-    blended = TIER_WEIGHT * norm(per_tier) + (1 - TIER_WEIGHT) * overall_share
-    return Popularity(tiers, overall_share.astype(np.float32), blended.astype(np.float32))
+    return PopularityCounts(tiers, overall, per_tier)

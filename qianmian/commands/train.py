@@ -213,7 +213,8 @@ def recommend(
 
             with dask_client(settings) as client:
                 rows = write_recommendations(model, data, out, k, as_of, settings.tracking_uri, progress,
-                                             client=client, partition_size=settings.dask_partition_size)
+                                             client=client, partition_size=settings.dask_partition_size,
+                                             work=settings.home / "partitions")
         else:
             rows = write_recommendations(model, data, out, k, as_of, settings.tracking_uri, progress)
     except ContractError as error:

@@ -38,7 +38,9 @@ def test_recommend_and_publish_on_dask_from_the_command_line(
     assert result.exit_code == 0, result.output
     assert len(list(out.glob("part-*.parquet"))) == 3  # 500 cardholders / 200
     expected = scale_bundle.rank(scale_dataset, scale_dataset.time_range()[1], 3)
-    pd.testing.assert_frame_equal(pd.read_parquet(out).reset_index(drop=True), expected)
+    got = pd.read_parquet(out).sort_values(["user_id", "rank"], ignore_index=True)
+    pd.testing.assert_frame_equal(got, expected.sort_values(["user_id", "rank"], ignore_index=True))
+    assert not list((get_settings().home / "partitions").iterdir())  # staging removed
 
     result = runner.invoke(app, ["publish", "--model", str(scale_bundle_path), "--data", str(scale_world),
                                  "--redis", redis_url, "--prefix", key_prefix, "--dask", "--json"])
