@@ -30,7 +30,15 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features.contract import EVENT_TIME_COLUMNS, TABLES, ContractError, TableSpec, Violation
-from features.loader import Dataset, empty_frame, find_table_file, load_table, raw_chunks, summary_text
+from features.loader import (
+    Dataset,
+    empty_frame,
+    find_table_file,
+    load_dataset,
+    load_table,
+    raw_chunks,
+    summary_text,
+)
 from features.validation import (
     COLUMN_RULES,
     CROSS_RULES,
@@ -354,17 +362,7 @@ def _bucket_frame(bucket: int, store: str, name: str, present: bool) -> pd.DataF
 def bucket_count(root: Path, partition_size: int) -> int:
     """Buckets of about `partition_size` cardholders (one when the table cannot be counted: its
     errors are reported by the scan)."""
-    path = find_table_file(root, "cardholders")
-    try:
-        if path is None or path.stat().st_size == 0:
-            return 1
-        if path.suffix == ".csv":
-            rows = sum(batch.num_rows for batch in pacsv.open_csv(path))
-        else:
-            rows = pq.ParquetFile(path).metadata.num_rows
-    except READ_ERRORS:
-        return 1
-    return max(1, math.ceil(rows / partition_size))
+    return max(1, math.ceil((cardholder_count(root) or 0) / partition_size))
 
 
 def partition_dataset(root: str | Path, store: str | Path, partition_size: int = 250_000,
@@ -432,3 +430,72 @@ def partitioned(root: str | Path, work: str | Path, partition_size: int = 250_00
         yield partition_dataset(root, directory / "store", partition_size, client, keep_rows=keep_rows)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class CardholderSample:
+    """The cardholders a job kept of a larger population: how many there were, how many were kept."""
+
+    population: int
+    users: int
+    seed: int
+    span: tuple[pd.Timestamp, pd.Timestamp] | None  # of the whole population's events
+
+    def to_dict(self) -> dict[str, int]:
+        return {"population": self.population, "users": self.users, "seed": self.seed}
+
+    def time_range(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        return self.span
+
+
+def sampled_rows(population: int, users: int, seed: int) -> np.ndarray:
+    """Rows of the cardholders table kept: `users` of `population`, drawn with `seed`, in table order."""
+    return np.sort(np.random.default_rng(seed).choice(population, size=users, replace=False))
+
+
+def _sample_bucket(bucket: int, parts: PartitionedDataset, rows: np.ndarray) -> tuple[np.ndarray, Dataset]:
+    holders = parts.cardholder_rows(bucket)
+    kept = holders.loc[holders["row"].isin(rows).to_numpy()]
+    return kept["row"].to_numpy(), parts.partition(bucket, kept["user_id"].to_numpy(dtype=object))
+
+
+def sample_partitions(parts: PartitionedDataset, users: int, seed: int, client: Client | None = None
+                      ) -> Dataset:
+    """A `Dataset` of `users` cardholders drawn with `seed` and only their rows of every table,
+    gathered bucket by bucket (on the workers with a `client`): memory holds the sample and a bucket."""
+    rows = sampled_rows(parts.users, users, seed)
+    results = _run(client, _sample_bucket, list(range(parts.buckets)), parts=parts, rows=rows)
+    order = np.argsort(np.concatenate([kept for kept, _ in results]), kind="stable")
+    frames = {name: pd.concat([data.table(name) for _, data in results], ignore_index=True)
+              for name in BUCKETED}
+    frames["cardholders"] = frames["cardholders"].iloc[order].reset_index(drop=True)
+    return Dataset(root=parts.root, content=parts.content, present=parts.present, **frames)
+
+
+def cardholder_count(root: Path) -> int | None:
+    """Rows of the cardholders table without reading it whole (None when it cannot be counted)."""
+    path = find_table_file(root, "cardholders")
+    try:
+        if path is None or path.stat().st_size == 0:
+            return None
+        if path.suffix == ".csv":
+            return sum(batch.num_rows for batch in pacsv.open_csv(path))
+        return pq.ParquetFile(path).metadata.num_rows
+    except READ_ERRORS:
+        return None
+
+
+def load_sample(root: str | Path, users: int | None, seed: int, work: str | Path,
+                partition_size: int = 250_000, client: Client | None = None
+                ) -> tuple[Dataset, CardholderSample | None]:
+    """`load_dataset(root)` when it has at most `users` cardholders (or `users` is None); else the
+    whole directory is checked while streaming and only a seeded sample of `users` cardholders with
+    their rows is loaded. Returns the data and the sample taken, if any."""
+    root = Path(root)
+    population = cardholder_count(root) if root.is_dir() else None
+    if users is None or population is None or population <= users:
+        return load_dataset(root), None
+    with partitioned(root, work, partition_size, client) as parts:
+        data = sample_partitions(parts, users, seed, client)
+    logger.info("sampled %d of %d cardholders (seed %d) from %s", users, parts.users, seed, root)
+    return data, CardholderSample(parts.users, users, seed, parts.span)

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     dask_partition_size: int = Field(250_000, ge=1)  # cardholders per partition
     dask_worker_memory: str = "4GiB"  # memory limit per LocalCluster worker (Dask spills, then pauses)
     dask_workers: int | None = Field(None, ge=1)  # LocalCluster workers; unset: one per core
+    # `recsys train` on more cardholders than this fits a seeded sample of this many (training/job.py)
+    train_sample_users: int = Field(1_000_000, ge=1)
 
     def tokens(self) -> dict[str, str]:
         """Every bearer token by the setting that holds it."""
