@@ -53,8 +53,8 @@ def main() -> None:
             run([RECSYS, "recommend", "--model", str(bundle), "--data", str(data), "--out", str(recs),
                  "--k", "5", "--no-progress"], env)
             score = json.loads(run([RECSYS, "score", "--data", str(data), "--recs", str(recs)], env).stdout)
-            row = {"users": users, "share": share, "train_seconds": train.seconds,
-                   "train_peak_mb": train.peak_process_mb, **score}
+            row = {**score, "scored_users": score.get("users"), "users": users, "share": share,
+                   "train_seconds": train.seconds, "train_peak_mb": train.peak_process_mb}
             rows.append(row)
             print(json.dumps(row), flush=True)
     keys = [key for key in rows[0] if key.startswith("gap_closed")]

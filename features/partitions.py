@@ -365,7 +365,7 @@ def bucket_count(root: Path, partition_size: int) -> int:
     return max(1, math.ceil((cardholder_count(root) or 0) / partition_size))
 
 
-def partition_dataset(root: str | Path, store: str | Path, partition_size: int = 250_000,
+def partition_dataset(root: str | Path, store: str | Path, partition_size: int = 150_000,
                       client: Client | None = None, chunk_rows: int = CHUNK_ROWS, keep_rows: bool = True
                       ) -> PartitionedDataset:
     """Check `root` against the contract while splitting it into buckets under `store` (which must
@@ -421,7 +421,7 @@ def _run(client: Client | None, function: Callable[..., Any], items: list[Any], 
 
 
 @contextmanager
-def partitioned(root: str | Path, work: str | Path, partition_size: int = 250_000,
+def partitioned(root: str | Path, work: str | Path, partition_size: int = 150_000,
                 client: Client | None = None, keep_rows: bool = True) -> Iterator[PartitionedDataset]:
     """`partition_dataset` into a fresh directory under `work`, removed afterwards."""
     Path(work).mkdir(parents=True, exist_ok=True)
@@ -486,7 +486,7 @@ def cardholder_count(root: Path) -> int | None:
 
 
 def load_sample(root: str | Path, users: int | None, seed: int, work: str | Path,
-                partition_size: int = 250_000, client: Client | None = None
+                partition_size: int = 150_000, client: Client | None = None
                 ) -> tuple[Dataset, CardholderSample | None]:
     """`load_dataset(root)` when it has at most `users` cardholders (or `users` is None); else the
     whole directory is checked while streaming and only a seeded sample of `users` cardholders with

@@ -59,7 +59,7 @@ class TrainOptions:
     # loading only their rows (the rest is checked while streaming, staged under `work_dir`)
     sample_users: int | None = None
     work_dir: Path | None = None
-    partition_size: int = 250_000
+    partition_size: int = 150_000
 
 
 @dataclass

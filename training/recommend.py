@@ -32,7 +32,7 @@ def write_frame_atomically(frame: pd.DataFrame, out: Path) -> None:
 
 def write_recommendations(model_uri: str, data_dir: Path, out: Path, k: int, as_of: str | None,
                           tracking_uri: str, progress: bool = False, client: Client | None = None,
-                          partition_size: int = 250_000, work: Path | None = None) -> int:
+                          partition_size: int = 150_000, work: Path | None = None) -> int:
     """Rank every cardholder of `data_dir` with the model at `model_uri`; returns the rows written.
 
     With a Dask `client`, the data is split into buckets of cardholders staged under `work` and `out`
