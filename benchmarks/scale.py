@@ -84,8 +84,8 @@ def drop_prefix(url: str, prefix: str) -> None:
     client.close()
 
 
-def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str, str], sample: float
-               ) -> list[dict]:
+def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str, str], sample: float,
+               workers: list[int], full_train: bool) -> list[dict]:
     data, bundle, config = work / "world", work / "bundle", work / "train.yaml"
     config.write_text(FAST_TRAINING)
     synth = run([RECSYS, "synth", "--out", str(data), "--users", str(users), "--days", str(days),
@@ -98,12 +98,17 @@ def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str,
     stages: list[tuple[str, str, list[str], dict[str, str]]] = [
         ("validate", "whole load", [sys.executable, "-c", whole_load], {}),
         ("validate", "streamed", [RECSYS, "validate", str(data)], {}),
-        ("validate", "dask 2w", [RECSYS, "validate", str(data), "--dask"], {"RECSYS_DASK_WORKERS": "2"}),
-        ("train", "single", [*train, "--model-out", str(bundle)], {}),
-        ("train", f"sample {sampled // 1000}k", [*train, "--sample-users", str(sampled)], {}),
+        ("validate", f"dask {max(workers)}w", [RECSYS, "validate", str(data), "--dask"],
+         {"RECSYS_DASK_WORKERS": str(max(workers))}),
     ]
+    if full_train:
+        stages.append(("train", "single", [*train, "--model-out", str(bundle)], {}))
+    # without the full fit, the sampled one provides the bundle the later stages publish
+    keep = [] if full_train else ["--model-out", str(bundle)]
+    stages.append(("train", f"sample {sampled // 1000}k", [*train, "--sample-users", str(sampled), *keep],
+                   {}))
     prefix = f"bench-scale-{uuid.uuid4().hex[:8]}"
-    modes = (("single", [], None), ("dask 1w", ["--dask"], "1"), ("dask 2w", ["--dask"], "2"))
+    modes = (("single", [], None), *((f"dask {n}w", ["--dask"], str(n)) for n in workers))
     for mode, extra, workers in modes:
         more = {"RECSYS_DASK_WORKERS": workers} if workers else {}
         stages.append(("publish", mode, [RECSYS, "publish", "--model", str(bundle), "--data", str(data),
@@ -140,6 +145,9 @@ def main() -> None:
     parser.add_argument("--redis", default=os.environ.get("RECSYS_REDIS_URL", "redis://127.0.0.1:6379/15"))
     parser.add_argument("--sample", type=float, default=0.5,
                         help="Share of the cardholders the sampled training row fits.")
+    parser.add_argument("--workers", default="1,2", help="Dask LocalCluster sizes to measure.")
+    parser.add_argument("--no-full-train", action="store_true",
+                        help="Skip training on every cardholder (the sampled fit provides the bundle).")
     parser.add_argument("--json", type=Path, help="Also write every row here.")
     args = parser.parse_args()
     sizes = [int(size) for size in args.users.split(",") if size.strip()]
@@ -153,7 +161,8 @@ def main() -> None:
             print(f"world of {users:,} cardholders", flush=True)
             work = Path(tmp) / f"w{users}"
             work.mkdir()
-            rows += world_rows(users, args.days, work, args.redis, env, args.sample)
+            rows += world_rows(users, args.days, work, args.redis, env, args.sample,
+                               [int(n) for n in args.workers.split(",")], not args.no_full_train)
     print("\n| cardholders | stage | mode | wall s | s per million | peak RSS per process MB | "
           "peak RSS tree MB |\n|---|---|---|---|---|---|---|")
     for row in rows:
