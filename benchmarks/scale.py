@@ -4,7 +4,12 @@ beside Dask (1 and 2 LocalCluster workers) in the same run, with wall time and p
 Each stage runs the `recsys` command in a subprocess; its process tree (Dask's nanny and worker
 processes included) is sampled every 0.1 s with psutil. `peak proc` is the largest RSS any one
 process reached, `peak tree` the largest sum over the tree. Per-million figures divide by the world
-size. validate and train have no Dask path yet: they run single-process in every row.
+size.
+
+Rows per world: validate as the whole load (`load_dataset`, the baseline), streamed in one process
+(`recsys validate`) and on 2 Dask workers (`--dask`); train on every cardholder (the baseline) and on
+a seeded sample of `--sample` of them (`--sample-users`); publish and recommend single-process (the
+baseline) and on 1 and 2 Dask workers, each worker reading only its buckets of cardholders.
 
     .venv/bin/python benchmarks/scale.py                          # 100k and 300k cardholders
     .venv/bin/python benchmarks/scale.py --users 20000,50000 --days 30
@@ -79,19 +84,31 @@ def drop_prefix(url: str, prefix: str) -> None:
     client.close()
 
 
-def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str, str]) -> list[dict]:
+def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str, str], sample: float,
+               workers: list[int], full_train: bool) -> list[dict]:
     data, bundle, config = work / "world", work / "bundle", work / "train.yaml"
     config.write_text(FAST_TRAINING)
     synth = run([RECSYS, "synth", "--out", str(data), "--users", str(users), "--days", str(days),
                  "--seed", "7"], env)
     print(f"  synth {users:,} cardholders x {days} days: {synth.seconds:.1f} s", flush=True)
+    whole_load = f"from features.loader import load_dataset; load_dataset({str(data)!r})"
+    train = [RECSYS, "train", "--data", str(data), "--config", str(config), "--no-register", "--no-track",
+             "--no-progress"]
+    sampled = max(1, int(users * sample))
     stages: list[tuple[str, str, list[str], dict[str, str]]] = [
-        ("validate", "single", [RECSYS, "validate", str(data)], {}),
-        ("train", "single", [RECSYS, "train", "--data", str(data), "--config", str(config), "--model-out",
-                             str(bundle), "--no-register", "--no-track", "--no-progress"], {}),
+        ("validate", "whole load", [sys.executable, "-c", whole_load], {}),
+        ("validate", "streamed", [RECSYS, "validate", str(data)], {}),
+        ("validate", f"dask {max(workers)}w", [RECSYS, "validate", str(data), "--dask"],
+         {"RECSYS_DASK_WORKERS": str(max(workers))}),
     ]
+    if full_train:
+        stages.append(("train", "single", [*train, "--model-out", str(bundle)], {}))
+    # without the full fit, the sampled one provides the bundle the later stages publish
+    keep = [] if full_train else ["--model-out", str(bundle)]
+    stages.append(("train", f"sample {sampled // 1000}k", [*train, "--sample-users", str(sampled), *keep],
+                   {}))
     prefix = f"bench-scale-{uuid.uuid4().hex[:8]}"
-    modes = (("single", [], None), ("dask 1w", ["--dask"], "1"), ("dask 2w", ["--dask"], "2"))
+    modes = (("single", [], None), *((f"dask {n}w", ["--dask"], str(n)) for n in workers))
     for mode, extra, workers in modes:
         more = {"RECSYS_DASK_WORKERS": workers} if workers else {}
         stages.append(("publish", mode, [RECSYS, "publish", "--model", str(bundle), "--data", str(data),
@@ -126,6 +143,11 @@ def main() -> None:
     parser.add_argument("--partition-size", type=int, default=None,
                         help="Cardholders per Dask partition [default: RECSYS_DASK_PARTITION_SIZE].")
     parser.add_argument("--redis", default=os.environ.get("RECSYS_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    parser.add_argument("--sample", type=float, default=0.5,
+                        help="Share of the cardholders the sampled training row fits.")
+    parser.add_argument("--workers", default="1,2", help="Dask LocalCluster sizes to measure.")
+    parser.add_argument("--no-full-train", action="store_true",
+                        help="Skip training on every cardholder (the sampled fit provides the bundle).")
     parser.add_argument("--json", type=Path, help="Also write every row here.")
     args = parser.parse_args()
     sizes = [int(size) for size in args.users.split(",") if size.strip()]
@@ -139,7 +161,8 @@ def main() -> None:
             print(f"world of {users:,} cardholders", flush=True)
             work = Path(tmp) / f"w{users}"
             work.mkdir()
-            rows += world_rows(users, args.days, work, args.redis, env)
+            rows += world_rows(users, args.days, work, args.redis, env, args.sample,
+                               [int(n) for n in args.workers.split(",")], not args.no_full_train)
     print("\n| cardholders | stage | mode | wall s | s per million | peak RSS per process MB | "
           "peak RSS tree MB |\n|---|---|---|---|---|---|---|")
     for row in rows:

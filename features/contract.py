@@ -142,10 +142,13 @@ class Violation:
     detail: str
     rows: tuple[int, ...] = field(default_factory=tuple)
     values: tuple[str, ...] = field(default_factory=tuple)
+    count: int | None = None  # offending rows in all, when the rule is broken by rows
 
     def __str__(self) -> str:
         where = self.file + (f", column '{self.column}'" if self.column else "")
         text = f"{where}: {self.rule}: {self.detail}"
+        if self.count is not None:
+            text += f" ({self.count:,} row(s))"
         if self.rows:
             shown = [
                 f"row {row} ({value!r})" if value is not None else f"row {row}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,15 +53,22 @@ class Dataset:
         return min(low for low, _ in bounds), max(high for _, high in bounds)
 
     def summary(self) -> str:
-        lines = [f"data directory {self.root}: valid"]
-        for name, spec in TABLES.items():
-            state = f"{len(self.table(name)):>12,} rows" if name in self.present else "     (absent)"
-            lines.append(f"  {name:<14}{state}{'' if spec.required else '  optional'}")
-        lines.append(f"  cardholders   {self.cardholders['user_id'].nunique():>12,} users")
-        span = self.time_range()
-        if span is not None:
-            lines.append(f"  events from   {span[0].isoformat()} to {span[1].isoformat()}")
-        return "\n".join(lines)
+        rows = {name: len(self.table(name)) for name in TABLES}
+        return summary_text(self.root, rows, self.present, self.cardholders["user_id"].nunique(),
+                            self.time_range())
+
+
+def summary_text(root: Path, rows: dict[str, int], present: frozenset[str], users: int,
+                 span: tuple[pd.Timestamp, pd.Timestamp] | None) -> str:
+    """What `recsys validate` prints for a valid directory."""
+    lines = [f"data directory {root}: valid"]
+    for name, spec in TABLES.items():
+        state = f"{rows[name]:>12,} rows" if name in present else "     (absent)"
+        lines.append(f"  {name:<14}{state}{'' if spec.required else '  optional'}")
+    lines.append(f"  cardholders   {users:>12,} users")
+    if span is not None:
+        lines.append(f"  events from   {span[0].isoformat()} to {span[1].isoformat()}")
+    return "\n".join(lines)
 
 
 def find_table_file(root: Path, name: str) -> Path | None:
@@ -80,24 +88,43 @@ def find_table_file(root: Path, name: str) -> Path | None:
     return candidates[0] if candidates else None
 
 
+def _csv_text_options(path: Path) -> pacsv.ConvertOptions:
+    """Every CSV cell as text (empty stays empty), so typing errors can be located."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        header = next(csv.reader(handle), [])
+    return pacsv.ConvertOptions(column_types={name: pa.string() for name in header},
+                                strings_can_be_null=False, quoted_strings_can_be_null=False)
+
+
 def read_raw(path: Path, spec: TableSpec) -> pd.DataFrame:
     """The file as read, before typing; CSV cells arrive as strings so typing errors can be located."""
     if path.stat().st_size == 0:
         return pd.DataFrame()
     if path.suffix == ".csv":
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle), [])
-        as_text = {name: pa.string() for name in header}
-        table = pacsv.read_csv(
-            path,
-            convert_options=pacsv.ConvertOptions(
-                column_types=as_text, strings_can_be_null=False, quoted_strings_can_be_null=False
-            ),
-        )
+        table = pacsv.read_csv(path, convert_options=_csv_text_options(path))
     else:
         table = pq.read_table(path)
     wanted = [name for name in spec.column_names if name in table.column_names]
     return table.select(wanted).to_pandas()
+
+
+def raw_chunks(path: Path, spec: TableSpec, rows: int, row_groups: list[int] | None = None
+               ) -> Iterator[pd.DataFrame]:
+    """The file as `read_raw` reads it, in chunks of at most `rows` rows (only `row_groups` of a
+    Parquet file, when given), so a table larger than memory can be checked."""
+    if path.suffix == ".csv":
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=max(1 << 20, rows * 64)),
+                                convert_options=_csv_text_options(path))
+        batches: Iterator[pa.RecordBatch] = iter(reader)
+        names = reader.schema.names
+    else:
+        parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
+        wanted = [name for name in spec.column_names if name in names]
+        batches = parquet.iter_batches(batch_size=rows, row_groups=row_groups, columns=wanted)
+    wanted = [name for name in spec.column_names if name in names]
+    for batch in batches:
+        yield pa.Table.from_batches([batch]).select(wanted).to_pandas()
 
 
 def load_table(root: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, list[Violation]]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from features.builder import FeatureBuilder, exposure_days
 from features.config import FeatureConfig
@@ -14,6 +16,11 @@ from features.loader import Dataset
 from features.timecut import known_at
 from recsys.ids import IdIndex
 from recsys.matrices import TrainingMatrices
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from features.partitions import PartitionedDataset
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +78,27 @@ def build_training_matrices(
         item_exposure_days=exposure_days(data, as_of, items.ids),
     )
     return matrices, builder
+
+
+def bucket_user_features(bucket: int, parts: PartitionedDataset, builder: FeatureBuilder, as_of: pd.Timestamp
+                         ) -> tuple[np.ndarray, sp.csr_matrix]:
+    """One bucket's cardholders (their rows in the cardholders table) and their feature rows at
+    `as_of`, from that bucket's data alone: a cardholder's features depend on their own events only."""
+    data = parts.partition(bucket)
+    rows = parts.cardholder_rows(bucket)
+    features = builder.transform_users(data, as_of, rows["user_id"].to_numpy(dtype=object))
+    return rows["row"].to_numpy(), features
+
+
+def partitioned_user_features(parts: PartitionedDataset, builder: FeatureBuilder, as_of: pd.Timestamp,
+                              client: Client | None = None) -> sp.csr_matrix:
+    """`builder.transform_users` of every cardholder (rows in table order), computed bucket by bucket:
+    on the Dask workers with a `client`, else one bucket at a time here."""
+    if client is None:
+        results = [bucket_user_features(bucket, parts, builder, as_of) for bucket in range(parts.buckets)]
+    else:
+        shared_parts, shared_builder = client.scatter([parts, builder], broadcast=True)
+        results = client.gather(client.map(bucket_user_features, range(parts.buckets), parts=shared_parts,
+                                           builder=shared_builder, as_of=as_of, pure=False))
+    order = np.argsort(np.concatenate([rows for rows, _ in results]), kind="stable")
+    return sp.csr_matrix(sp.vstack([matrix for _, matrix in results], format="csr")[order])

@@ -7,13 +7,18 @@ import pandas as pd
 from features.bundle_inputs import card_tiers_of
 from features.loader import Dataset
 from recsys.cells import UNKNOWN
-from recsys.fallback import WINDOW_DAYS, Popularity
+from recsys.fallback import WINDOW_DAYS, Popularity, PopularityCounts
 from recsys.ids import IdIndex
 
 
 def popularity(dataset: Dataset, as_of: pd.Timestamp, items: IdIndex) -> Popularity:
     """Reads and opened pushes in the `WINDOW_DAYS` before `as_of`, overall and per card tier of the
-    cardholders table (`Popularity.of_events`)."""
+    cardholders table, each row scaled so its most popular item is 1."""
+    return popularity_counts(dataset, as_of, items).shares()
+
+
+def popularity_counts(dataset: Dataset, as_of: pd.Timestamp, items: IdIndex) -> PopularityCounts:
+    """The counts `popularity` scales; counts of disjoint cardholder partitions add up."""
     ids = dataset.cardholders["user_id"].astype(str).drop_duplicates().to_numpy(dtype=object)
     holder_tier = pd.Series(card_tiers_of(dataset, ids), index=ids)
     tiers = sorted({str(t) for t in holder_tier if t != UNKNOWN})
@@ -31,4 +36,4 @@ def popularity(dataset: Dataset, as_of: pd.Timestamp, items: IdIndex) -> Popular
     events = pd.concat(frames, ignore_index=True)
     item = items.index_of(events["content_id"].astype(str).to_numpy(dtype=object))
     tier_of = holder_tier.reindex(events["user_id"].astype(str).to_numpy(dtype=object)).to_numpy(dtype=object)
-    return Popularity.of_events(tiers, item, pd.Index(tiers).get_indexer(tier_of), len(items))
+    return PopularityCounts.of_events(tiers, item, pd.Index(tiers).get_indexer(tier_of), len(items))

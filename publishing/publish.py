@@ -26,8 +26,10 @@ import redis
 import scipy.sparse as sp
 
 from features.bundle_inputs import card_tiers_of, current_item_meta, feature_builder, seen_pairs
-from features.popularity import popularity
+from features.loader import Dataset
+from features.popularity import popularity, popularity_counts
 from recsys.cells import split_list
+from recsys.fallback import Popularity, PopularityCounts
 from recsys.publication import (
     LEASE_SECONDS,
     PublicationStore,
@@ -40,12 +42,13 @@ from recsys.publication import (
 from recsys.times import utc_timestamp
 
 if TYPE_CHECKING:
-    from features.loader import Dataset
+    from features.partitions import PartitionedDataset
     from recsys.bundle import ModelBundle
 
 logger = logging.getLogger(__name__)
 
 MAX_SEEN = 4096
+AFFINE_SAMPLE, MEMORY_SAMPLE = 64, 200
 AFFINE_TOLERANCE = 1e-3
 
 
@@ -121,7 +124,7 @@ def affine_feature_map(model: Any, n_features: int, sample: sp.csr_matrix
 
 def publish(
     bundle: ModelBundle,
-    dataset: Dataset,
+    dataset: Dataset | PartitionedDataset,
     store: PublicationStore,
     *,
     as_of: pd.Timestamp | None = None,
@@ -138,16 +141,19 @@ def publish(
     """Compute and write a new version, then switch the live pointer; older versions are pruned.
 
     `records_hook` wraps the stream of user records on its way to Redis (operational checks and
-    fault-injection tests). With `dask`, the cardholder records are computed and written per
-    partition on the Dask workers (`records_hook` runs there); the switch waits for every partition.
+    fault-injection tests). With `dask` (and `dataset` its `PartitionedDataset`), the cardholder records
+    are computed and written per bucket on the Dask workers, each reading only its bucket's rows
+    (`records_hook` runs there); the switch waits for every bucket.
     If anything fails before the switch, the new version's keys are removed and the live version
     is untouched.
     """
     started = time.perf_counter()
     as_of = utc_timestamp(as_of if as_of is not None else bundle.as_of)
-    holders = dataset.cardholders.drop_duplicates("user_id")
-    ids = holders["user_id"].astype(str).to_numpy(dtype=object)
-    if not len(ids):
+    if (dask is None) != isinstance(dataset, Dataset):
+        raise PublishError("publish per partition on Dask takes a PartitionedDataset, and only then")
+    population = (whole_population(bundle, dataset, as_of) if dask is None
+                  else partitioned_population(bundle, dask, as_of))
+    if not population.users:
         raise PublishError(f"{dataset.root}: the cardholders table is empty: nothing to publish")
     model = bundle.model
     builder = feature_builder(bundle)
@@ -156,14 +162,10 @@ def publish(
     item_factors = np.ascontiguousarray(model.item_factors(), dtype=np.float32)
     dim = item_factors.shape[1]
 
-    fallback = popularity(dataset, as_of, items)
+    fallback = population.fallback
     tiers = fallback.tiers
-    zones = holders["timezone"].astype("string").fillna("").to_numpy(dtype=object)
-    zone_names = sorted(set(zones.tolist()) | {""})
-
-    sample_rows = np.random.default_rng(0).choice(len(ids), size=min(64, len(ids)), replace=False)
-    sample_ids = ids[np.sort(sample_rows)]
-    sample = sp.csr_matrix(builder.transform_users(dataset, as_of, sample_ids), dtype=np.float32)
+    zone_names = population.zone_names
+    sample = population.sample
     n_features = sample.shape[1]
     affine = affine_feature_map(model, n_features, sample)
 
@@ -184,7 +186,7 @@ def publish(
         "model_params": model.params(),
         "bundle_metrics": bundle.metrics,
         "dim": dim,
-        "n_users": len(ids),
+        "n_users": population.users,
         "item_index_dtype": item_dtype.str,
         "feature_index_dtype": feature_dtype.str,
         "tiers": tiers,
@@ -211,7 +213,10 @@ def publish(
 
     layout = RecordLayout(as_of=as_of, tiers=tiers, timezones=zone_names, item_dtype=item_dtype,
                           feature_dtype=feature_dtype, block_size=block_size)
-    stream = user_records(bundle, dataset, holders, layout, progress) if dask is None else None
+    stream = None
+    if isinstance(dataset, Dataset):
+        holders = dataset.cardholders.drop_duplicates("user_id")
+        stream = user_records(bundle, dataset, holders, layout, progress)
     writer: PublicationWriter = store.begin(lease=lease)
     try:
         try:
@@ -222,7 +227,7 @@ def publish(
                     stream = records_hook(stream)
                 writer.write_users(stream, chunk=chunk)
             else:
-                _write_partitions(dask, writer, bundle, dataset, holders, layout, chunk, records_hook)
+                _write_partitions(dask, writer, bundle, layout, chunk, records_hook)
             previous = writer.commit()
         except BaseException:
             writer.abort()
@@ -230,7 +235,7 @@ def publish(
         deleted = store.prune(keep=2)
     finally:
         writer.release()
-    redis_bytes = _sample_memory(store, writer.version, ids)
+    redis_bytes = _sample_memory(store, writer.version, population.memory_ids)
     report = PublishReport(
         version=writer.version, previous=previous, deleted=deleted, users=writer.users_written, items=n_items,
         dim=dim, affine_features=affine is not None,
@@ -256,11 +261,76 @@ class RecordLayout:
 
 @dataclass(frozen=True)
 class DaskPartitions:
-    """Publish on a Dask cluster: `redis_url` is the publication's Redis as the workers reach it."""
+    """Publish `parts` bucket by bucket on a Dask cluster: `redis_url` is the publication's Redis as
+    the workers reach it."""
 
     client: Any  # distributed.Client
     redis_url: str
-    partition_size: int = 250_000
+    parts: PartitionedDataset
+
+
+@dataclass(frozen=True)
+class Population:
+    """What the shared state needs from all cardholders: count, popularity, time zones, the 64
+    cardholders the affine map is checked on (their feature rows) and the 200 whose memory is sampled."""
+
+    users: int
+    fallback: Popularity
+    zone_names: list[str]
+    sample: sp.csr_matrix
+    memory_ids: np.ndarray
+
+
+def sample_rows(n: int, size: int) -> np.ndarray:
+    """A seeded sample of `size` of `n` rows (all when fewer): the same rows on every path."""
+    return np.random.default_rng(0).choice(n, size=min(size, n), replace=False)
+
+
+def whole_population(bundle: ModelBundle, dataset: Dataset, as_of: pd.Timestamp) -> Population:
+    holders = dataset.cardholders.drop_duplicates("user_id")
+    ids = holders["user_id"].astype(str).to_numpy(dtype=object)
+    zones = holders["timezone"].astype("string").fillna("").to_numpy(dtype=object)
+    sample_ids = ids[np.sort(sample_rows(len(ids), AFFINE_SAMPLE))]
+    sample = feature_builder(bundle).transform_users(dataset, as_of, sample_ids)
+    return Population(len(ids), popularity(dataset, as_of, bundle.items), sorted(set(zones.tolist()) | {""}),
+                      sp.csr_matrix(sample, dtype=np.float32), ids[sample_rows(len(ids), MEMORY_SAMPLE)])
+
+
+def summarise_bucket(bucket: int, parts: PartitionedDataset, bundle: ModelBundle, as_of: pd.Timestamp,
+                     affine_rows: np.ndarray, memory_rows: np.ndarray
+                     ) -> tuple[PopularityCounts, set[str], pd.DataFrame, sp.csr_matrix]:
+    """On a worker, one bucket's share of the `Population`: popularity counts, time zones, the sampled
+    cardholders it holds (`user_id`, table row) and the feature rows of those in the affine sample."""
+    data = parts.partition(bucket)
+    counts = popularity_counts(data, as_of, bundle.items)
+    zones = set(data.cardholders["timezone"].astype("string").fillna("").tolist())
+    rows = parts.cardholder_rows(bucket)
+    chosen = rows.loc[rows["row"].isin(np.concatenate([affine_rows, memory_rows])).to_numpy()]
+    in_affine = chosen.loc[chosen["row"].isin(affine_rows).to_numpy()]
+    features = sp.csr_matrix(feature_builder(bundle).transform_users(data, as_of, in_affine["user_id"]),
+                             dtype=np.float32)
+    return counts, zones, chosen, features
+
+
+def partitioned_population(bundle: ModelBundle, dask: DaskPartitions, as_of: pd.Timestamp) -> Population:
+    """The `Population` of `whole_population`, added up from every bucket on the workers."""
+    parts, client = dask.parts, dask.client
+    n = parts.users
+    affine_rows, memory_rows = np.sort(sample_rows(n, AFFINE_SAMPLE)), sample_rows(n, MEMORY_SAMPLE)
+    shared_bundle, shared_parts = client.scatter([bundle, parts], broadcast=True)
+    results = client.gather(client.map(summarise_bucket, range(parts.buckets), parts=shared_parts,
+                                       bundle=shared_bundle, as_of=as_of, affine_rows=affine_rows,
+                                       memory_rows=memory_rows, pure=False))
+    chosen = pd.concat([result[2] for result in results], ignore_index=True)
+    id_of = pd.Series(chosen["user_id"].astype(str).to_numpy(dtype=object), index=chosen["row"].to_numpy())
+    affine = [(part[2].loc[part[2]["row"].isin(affine_rows).to_numpy(), "row"].to_numpy(), part[3])
+              for part in results]
+    order = np.argsort(np.concatenate([rows for rows, _ in affine]), kind="stable")
+    sample = sp.csr_matrix(sp.vstack([matrix for _, matrix in affine], format="csr")[order], dtype=np.float32)
+    fallback = PopularityCounts.combine([result[0] for result in results]).shares()
+    zones = set().union(*(result[1] for result in results))
+    return Population(n, fallback, sorted(zones | {""}), sample,
+                      id_of.loc[memory_rows].to_numpy(dtype=object))
 
 
 def user_records(bundle: ModelBundle, dataset: Dataset, holders: pd.DataFrame, layout: RecordLayout,
@@ -300,15 +370,16 @@ def user_records(bundle: ModelBundle, dataset: Dataset, holders: pd.DataFrame, l
     return records()
 
 
-def write_partition(redis_url: str, prefix: str, version: str, token: int, lease_ms: int,
-                    bundle: ModelBundle, dataset: Dataset, holders: pd.DataFrame, layout: RecordLayout,
-                    chunk: int, records_hook: Callable | None) -> tuple[int, int]:
-    """On a worker: one partition's records under `version`, through a writer holding the publish's
+def write_partition(bucket: int, redis_url: str, prefix: str, version: str, token: int, lease_ms: int,
+                    bundle: ModelBundle, parts: PartitionedDataset, layout: RecordLayout, chunk: int,
+                    records_hook: Callable | None) -> tuple[int, int]:
+    """On a worker: one bucket's records under `version`, through a writer holding the publish's
     fencing token (so a publish that lost its lock stops here too); returns (records, bytes)."""
+    data = parts.partition(bucket)
     client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=5)
     try:
         writer = PublicationWriter(PublicationStore(client, prefix), version, token, lease_ms)
-        stream = user_records(bundle, dataset, holders, layout)
+        stream = user_records(bundle, data, data.cardholders.drop_duplicates("user_id"), layout)
         if records_hook is not None:
             stream = records_hook(stream)
         writer.write_users(stream, chunk=chunk)
@@ -317,24 +388,19 @@ def write_partition(redis_url: str, prefix: str, version: str, token: int, lease
         client.close()
 
 
-def _write_partitions(dask: DaskPartitions, writer: PublicationWriter, bundle: ModelBundle, dataset: Dataset,
-                      holders: pd.DataFrame, layout: RecordLayout, chunk: int, records_hook: Callable | None
-                      ) -> None:
-    """Every partition written by the workers; returns only when all have finished (so an abort
-    after a failure removes everything), raising the first failure. A rerun partition rewrites the
-    same keys, so the count the commit verifies stays exact."""
+def _write_partitions(dask: DaskPartitions, writer: PublicationWriter, bundle: ModelBundle,
+                      layout: RecordLayout, chunk: int, records_hook: Callable | None) -> None:
+    """Every bucket written by the workers; returns only when all have finished (so an abort after a
+    failure removes everything), raising the first failure. A rerun bucket rewrites the same keys,
+    so the count the commit verifies stays exact."""
     from distributed import wait
 
-    from recsys.cluster import partition_bounds
-
     client = dask.client
-    shared_bundle, shared_data = client.scatter([bundle, dataset], broadcast=True)
-    futures = [
-        client.submit(write_partition, dask.redis_url, writer.store.prefix, writer.version, writer.token,
-                      writer.lease_ms, shared_bundle, shared_data, holders.iloc[start:stop], layout, chunk,
-                      records_hook, pure=False)
-        for start, stop in partition_bounds(len(holders), dask.partition_size)
-    ]
+    shared_bundle, shared_parts = client.scatter([bundle, dask.parts], broadcast=True)
+    futures = client.map(write_partition, range(dask.parts.buckets), redis_url=dask.redis_url,
+                         prefix=writer.store.prefix, version=writer.version, token=writer.token,
+                         lease_ms=writer.lease_ms, bundle=shared_bundle, parts=shared_parts, layout=layout,
+                         chunk=chunk, records_hook=records_hook, pure=False)
     # workers renew the lease only as they write: keep it while they compute their first records
     while True:
         try:
@@ -351,10 +417,8 @@ def _write_partitions(dask: DaskPartitions, writer: PublicationWriter, bundle: M
         writer.bytes_written += size
 
 
-def _sample_memory(store: PublicationStore, version: str, ids: np.ndarray, n: int = 200) -> float | None:
-    """Mean Redis MEMORY USAGE of a sample of user keys (key, value and overhead), if the server tells."""
-    rng = np.random.default_rng(0)
-    sample = ids[rng.choice(len(ids), size=min(n, len(ids)), replace=False)]
+def _sample_memory(store: PublicationStore, version: str, sample: np.ndarray) -> float | None:
+    """Mean Redis MEMORY USAGE of the `sample` user keys (key, value and overhead), if the server tells."""
     pipe = store.client.pipeline(transaction=False)
     for user_id in sample:
         pipe.memory_usage(store.user_key(version, str(user_id)), samples=0)

@@ -60,9 +60,11 @@ class Settings(BaseSettings):
     # Offline jobs on Dask (recsys/cluster.py): a scheduler address, e.g. tcp://10.0.0.5:8786;
     # unset: a LocalCluster started for the job, one single-threaded worker per core.
     dask_scheduler: str | None = None
-    dask_partition_size: int = Field(250_000, ge=1)  # cardholders per partition
+    dask_partition_size: int = Field(150_000, ge=1)  # cardholders per partition (bucket)
     dask_worker_memory: str = "4GiB"  # memory limit per LocalCluster worker (Dask spills, then pauses)
     dask_workers: int | None = Field(None, ge=1)  # LocalCluster workers; unset: one per core
+    # `recsys train` on more cardholders than this fits a seeded sample of this many (training/job.py)
+    train_sample_users: int = Field(1_000_000, ge=1)
 
     def tokens(self) -> dict[str, str]:
         """Every bearer token by the setting that holds it."""

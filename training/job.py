@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from features.bundle_inputs import card_tiers_of, item_metadata, seen_pairs
-from features.loader import Dataset, load_dataset
+from features.loader import Dataset
+from features.partitions import load_sample
 from features.pipeline import EmptyDataError, build_training_matrices
 from features.timecut import parse_as_of
 from recsys import metrics as ranking_metrics
@@ -55,6 +56,11 @@ class TrainOptions:
     registered_model_name: str = "qianmian-push-ranker"
     track: bool = True
     tune_minutes: float | None = None
+    # above this many cardholders, train on a sample of this many drawn with the config's seed,
+    # loading only their rows (the rest is checked while streaming, staged under `work_dir`)
+    sample_users: int | None = None
+    work_dir: Path | None = None
+    partition_size: int = 150_000
 
 
 @dataclass
@@ -134,8 +140,13 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
         check_output_path(options.model_out, "--model-out", directory=True)
     stages = Stages(echo)
     with stages.stage("load data"):
-        dataset = load_dataset(options.data_dir)
-        as_of = parse_as_of(options.as_of, dataset)
+        dataset, train_sample = load_sample(options.data_dir, options.sample_users, config.seed,
+                                      options.work_dir or Path(tempfile.gettempdir()), options.partition_size)
+        # the population's end of data, not the sample's
+        as_of = parse_as_of(options.as_of, train_sample or dataset)
+    if train_sample is not None:
+        echo(f"  trained on a sample of {train_sample.users:,} of {train_sample.population:,} cardholders "
+             f"(seed {train_sample.seed}; RECSYS_TRAIN_SAMPLE_USERS)")
     truth_path = options.truth_path or default_truth_path(Path(options.data_dir))
     truth = None
     if truth_path is not None:
@@ -244,6 +255,7 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
         "n_users": final_data.n_users, "n_items": final_data.n_items,
         "n_interactions": int(final_data.interactions.nnz), "metric": metric, "k": k,
         "truth_file": None if truth_path is None else str(truth_path),
+        "train_sample": None if train_sample is None else train_sample.to_dict(),
     }
     if tuning is not None:
         result.summary["tuning"] = tuning.summary()
@@ -384,6 +396,8 @@ def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging
         run.log_params(flatten(config.to_dict()))
         run.log_params({"as_of": result.as_of.isoformat(), "split": result.split.isoformat(),
                         "data_dir": str(options.data_dir)})
+        if result.summary.get("train_sample"):
+            run.log_params(flatten({"train_sample": result.summary["train_sample"]}))
         run.log_metrics(result.results[MODEL_NAME])
         for name, values in result.results.items():
             run.log_metrics({f"{name}.{key}": value for key, value in values.items()})

@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from features.bundle_inputs import rank_dataset
@@ -18,7 +17,7 @@ from recsys.bundle import ModelBundle
 if TYPE_CHECKING:
     from distributed import Client
 
-    from features.loader import Dataset
+    from features.partitions import PartitionedDataset
 
 logger = logging.getLogger(__name__)
 
@@ -34,21 +33,28 @@ def write_frame_atomically(frame: pd.DataFrame, out: Path) -> None:
 
 def write_recommendations(model_uri: str, data_dir: Path, out: Path, k: int, as_of: str | None,
                           tracking_uri: str, progress: bool = False, client: Client | None = None,
-                          partition_size: int = 250_000) -> int:
+                          partition_size: int = 150_000, work: Path | None = None) -> int:
     """Rank every cardholder of `data_dir` with the model at `model_uri`; returns the rows written.
 
-    With a Dask `client`, `out` is a directory of Parquet parts ranked on the workers (`rank_on_dask`).
+    With a Dask `client`, the data is split into buckets of cardholders staged under `work` and `out`
+    is a directory of Parquet parts ranked on the workers (`rank_on_dask`).
     """
     from tqdm import tqdm
 
     from training.tracking import resolved_bundle
 
+    if client is not None:
+        from features.partitions import partitioned
+
+        with partitioned(data_dir, work or out.parent, partition_size, client) as parts:
+            cutoff = parse_as_of(as_of, parts)
+            with resolved_bundle(model_uri, tracking_uri) as path:
+                bundle = ModelBundle.load(path)
+            return rank_on_dask(client, bundle, parts, cutoff, k, out)
     dataset = load_dataset(data_dir)
     cutoff = parse_as_of(as_of, dataset)
     with resolved_bundle(model_uri, tracking_uri) as path:
         bundle = ModelBundle.load(path)
-    if client is not None:
-        return rank_on_dask(client, bundle, dataset, cutoff, k, out, partition_size)
     with tqdm(total=len(dataset.cardholders), desc="ranking", unit="cardholder", disable=not progress,
               leave=False) as bar:
         frame = rank_dataset(bundle, dataset, cutoff, k, progress=bar.update)
@@ -58,33 +64,31 @@ def write_recommendations(model_uri: str, data_dir: Path, out: Path, k: int, as_
     return len(frame)
 
 
-def rank_partition(bundle: ModelBundle, dataset: Dataset, as_of: pd.Timestamp, k: int, user_ids: np.ndarray,
+def rank_partition(bucket: int, bundle: ModelBundle, parts: PartitionedDataset, as_of: pd.Timestamp, k: int,
                    path: str) -> int:
-    """One partition on a worker: the same `rank_dataset` as the single-process path, to `path`."""
-    frame = rank_dataset(bundle, dataset, as_of, k, user_ids=user_ids)
+    """One bucket on a worker, from its rows only: the same `rank_dataset` as the single-process
+    path, to `path`."""
+    frame = rank_dataset(bundle, parts.partition(bucket), as_of, k)
     frame.to_parquet(path, index=False)
     return len(frame)
 
 
-def rank_on_dask(client: Client, bundle: ModelBundle, dataset: Dataset, as_of: pd.Timestamp, k: int,
-                 out: Path, partition_size: int) -> int:
-    """Rank cardholders in partitions of `partition_size` on the workers, each written as
-    `out/part-NNNNN.parquet` (in cardholder order); `out` appears whole or not at all.
+def rank_on_dask(client: Client, bundle: ModelBundle, parts: PartitionedDataset, as_of: pd.Timestamp, k: int,
+                 out: Path) -> int:
+    """Rank each bucket of cardholders on the workers, written as `out/part-NNNNN.parquet` (bucket N,
+    cardholders in table order); `out` appears whole or not at all.
 
-    The bundle and the data are sent to each worker once. The workers write to `out`'s parent
-    directory, so with a remote scheduler it must be a filesystem every worker shares.
+    The bundle is sent to each worker once; each task reads its bucket. The workers write to
+    `out`'s parent directory, so with a remote scheduler it must be a filesystem every worker shares.
     """
-    from recsys.cluster import partition_bounds
-
-    ids = dataset.cardholders["user_id"].astype(str).to_numpy(dtype=object)
-    shared_bundle, shared_data = client.scatter([bundle, dataset], broadcast=True)
+    shared_bundle, shared_parts = client.scatter([bundle, parts], broadcast=True)
     with atomic_directory(out) as staging:
         futures = [
-            client.submit(rank_partition, shared_bundle, shared_data, as_of, k, ids[start:stop],
-                          str(staging / f"part-{number:05d}.parquet"), pure=False)
-            for number, (start, stop) in enumerate(partition_bounds(len(ids), partition_size))
+            client.submit(rank_partition, bucket, shared_bundle, shared_parts, as_of, k,
+                          str(staging / f"part-{bucket:05d}.parquet"), pure=False)
+            for bucket in range(parts.buckets)
         ]
         rows = sum(client.gather(futures))
-    logger.info("wrote %d recommendation rows for %d cardholders in %d parts to %s", rows, len(ids),
+    logger.info("wrote %d recommendation rows for %d cardholders in %d parts to %s", rows, parts.users,
                 len(futures), out)
     return rows

@@ -28,33 +28,35 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 def run_publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: str, prefix: str,
                 progress: bool = False, on_dask: bool = False):
-    """Resolve the model, load the data and publish (per partition on Dask with `on_dask`);
-    returns the `PublishReport`."""
+    """Resolve the model, load the data and publish (per partition of cardholders on Dask with
+    `on_dask`, the data read in buckets staged under $RECSYS_HOME/partitions); returns the `PublishReport`."""
+    from features.loader import load_dataset
+
     if on_dask:
+        from features.partitions import partitioned
         from publishing.publish import DaskPartitions
         from recsys.cluster import dask_client
         from recsys.config import get_settings
 
         settings = get_settings()
-        with dask_client(settings) as client:
-            return _publish(model_uri, data_dir, as_of, redis_url, prefix, False,
-                            DaskPartitions(client, redis_url, settings.dask_partition_size))
-    return _publish(model_uri, data_dir, as_of, redis_url, prefix, progress, None)
+        work = settings.home / "partitions"
+        with dask_client(settings) as client, \
+                partitioned(data_dir, work, settings.dask_partition_size, client) as parts:
+            return _publish(model_uri, parts, as_of, redis_url, prefix, False,
+                            DaskPartitions(client, redis_url, parts))
+    return _publish(model_uri, load_dataset(data_dir), as_of, redis_url, prefix, progress, None)
 
 
-def _publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: str, prefix: str, progress: bool,
-             dask):
+def _publish(model_uri: str, dataset, as_of: str | None, redis_url: str, prefix: str, progress: bool, dask):
     import pandas as pd
     import redis
 
-    from features.loader import load_dataset
     from publishing.publish import bundle_fingerprint, publish
     from recsys.bundle import ModelBundle
     from recsys.config import get_settings
     from recsys.publication import PublicationStore
     from training.tracking import registry_source, resolved_bundle
 
-    dataset = load_dataset(data_dir)
     tracking_uri = get_settings().tracking_uri
     # The alias is read once: the bundle published is the version recorded, even if the alias moves.
     registry = registry_source(model_uri, tracking_uri)

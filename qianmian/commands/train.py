@@ -44,6 +44,9 @@ def train(
                               "window just before the holdout; each trial is a nested MLflow run."),
     budget: float = typer.Option(5.0, "--budget", min=0.1, help="Minutes the --tune search may take "
                                  "(at most 60 trials)."),
+    sample_users: int | None = typer.Option(None, "--sample-users", min=1, help="Above this many "
+                                            "cardholders, train on a seeded sample of this many, loading "
+                                            "only their rows [default: RECSYS_TRAIN_SAMPLE_USERS, 1000000]."),
 ) -> None:
     """Fit the LightFM hybrid, evaluate it against baselines, log to MLflow and register it.
 
@@ -75,6 +78,8 @@ def train(
             register=register_model, progress=progress, truth_path=truth,
             registered_model_name=settings.registered_model_name, track=track,
             tune_minutes=budget if tune else None,
+            sample_users=sample_users or settings.train_sample_users, work_dir=settings.home / "partitions",
+            partition_size=settings.dask_partition_size,
         )
         console.print(f"[bold]Training on {data}[/bold]")
         result = run_training(options, echo=console.print)
@@ -213,7 +218,8 @@ def recommend(
 
             with dask_client(settings) as client:
                 rows = write_recommendations(model, data, out, k, as_of, settings.tracking_uri, progress,
-                                             client=client, partition_size=settings.dask_partition_size)
+                                             client=client, partition_size=settings.dask_partition_size,
+                                             work=settings.home / "partitions")
         else:
             rows = write_recommendations(model, data, out, k, as_of, settings.tracking_uri, progress)
     except ContractError as error:

@@ -26,6 +26,15 @@ def scale_dataset(scale_world: Path):
 
 
 @pytest.fixture(scope="session")
+def scale_parts(scale_world: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The world in 5 buckets of about 100 cardholders (partition size 120)."""
+    from features.partitions import partition_dataset
+
+    store = tmp_path_factory.mktemp("scale-parts") / "store"
+    return partition_dataset(scale_world, store, partition_size=120)
+
+
+@pytest.fixture(scope="session")
 def scale_bundle_path(scale_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.simulation.small_bundle import train_small_bundle
 

@@ -39,7 +39,9 @@ def test_recommend_and_publish_on_dask_from_the_command_line(
     assert result.exit_code == 0, result.output
     assert len(list(out.glob("part-*.parquet"))) == 3  # 500 cardholders / 200
     expected = rank_dataset(scale_bundle, scale_dataset, scale_dataset.time_range()[1], 3)
-    pd.testing.assert_frame_equal(pd.read_parquet(out).reset_index(drop=True), expected)
+    got = pd.read_parquet(out).sort_values(["user_id", "rank"], ignore_index=True)
+    pd.testing.assert_frame_equal(got, expected.sort_values(["user_id", "rank"], ignore_index=True))
+    assert not list((get_settings().home / "partitions").iterdir())  # staging removed
 
     result = runner.invoke(app, ["publish", "--model", str(scale_bundle_path), "--data", str(scale_world),
                                  "--redis", redis_url, "--prefix", key_prefix, "--dask", "--json"])
@@ -55,3 +57,24 @@ def test_dask_recommend_refuses_a_csv_output(dask_env, scale_world, scale_bundle
                                       str(scale_world), "--out", str(tmp_path / "recs.csv"), "--dask"])
     assert result.exit_code == 2
     assert "directory of Parquet parts" in result.output
+
+
+def test_validate_on_dask_prints_what_the_whole_load_prints(dask_env, scale_world, scale_dataset,
+                                                            tmp_path: Path) -> None:
+    runner = CliRunner()
+    for flags in ([], ["--dask"]):
+        result = runner.invoke(app, ["validate", str(scale_world), *flags])
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == scale_dataset.summary()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for path in scale_world.iterdir():
+        (bad / path.name).write_bytes(path.read_bytes())
+    clicks = pd.read_parquet(bad / "menu_clicks.parquet")
+    clicks.loc[[3, 7], "user_id"] = "nobody"
+    clicks.to_parquet(bad / "menu_clicks.parquet", index=False)
+    outputs = {runner.invoke(app, ["validate", str(bad), *flags]).output for flags in ([], ["--dask"])}
+    (output,) = outputs
+    assert "menu_clicks.parquet, column 'user_id': unknown user_id: not in the cardholders table " \
+           "(2 row(s)); first offending rows: row 4 ('nobody'), row 8 ('nobody')" in output
+    assert not list((get_settings().home / "partitions").iterdir())  # staging removed

@@ -23,15 +23,17 @@ def _records(client: redis.Redis, store: PublicationStore, version: str) -> dict
     return {key[prefix:]: value for key, value in zip(keys, client.mget(keys), strict=True)}
 
 
-def test_dask_publish_writes_the_single_process_records(dask_client, scale_bundle, scale_dataset, redis_url,
-                                                        redis_client, key_prefix) -> None:
+def test_dask_publish_writes_the_single_process_records(dask_client, scale_bundle, scale_dataset, scale_parts,
+                                                        redis_url, redis_client, key_prefix) -> None:
     store = PublicationStore(redis_client, key_prefix)
     single = publish(scale_bundle, scale_dataset, store)
-    on_dask = publish(scale_bundle, scale_dataset, store,
-                      dask=DaskPartitions(dask_client, redis_url, partition_size=120))
+    assert scale_parts.buckets == 5
+    target = DaskPartitions(dask_client, redis_url, scale_parts)
+    on_dask = publish(scale_bundle, scale_parts, store, dask=target)
     assert store.live_version() == on_dask.version and on_dask.previous == single.version
     assert on_dask.users == single.users == scale_dataset.cardholders["user_id"].nunique()
     assert on_dask.record_bytes_mean == single.record_bytes_mean
+    assert on_dask.redis_bytes_per_user == single.redis_bytes_per_user
     expected = _records(redis_client, store, single.version)
     assert len(expected) == single.users
     assert _records(redis_client, store, on_dask.version) == expected
@@ -60,16 +62,16 @@ def _kill_one_worker_once(marker: str):
 
 
 def test_a_worker_lost_mid_publish_leaves_the_live_version_and_a_retry_completes(
-        dask_client, scale_bundle, scale_dataset, redis_url, redis_client, key_prefix,
+        dask_client, scale_bundle, scale_dataset, scale_parts, redis_url, redis_client, key_prefix,
         tmp_path: Path) -> None:
     from distributed import KilledWorker
 
     store = PublicationStore(redis_client, key_prefix)
     live = publish(scale_bundle, scale_dataset, store)
-    target = DaskPartitions(dask_client, redis_url, partition_size=120)
+    target = DaskPartitions(dask_client, redis_url, scale_parts)
     marker = tmp_path / "killed"
     with pytest.raises(KilledWorker):
-        publish(scale_bundle, scale_dataset, store, chunk=20, dask=target,
+        publish(scale_bundle, scale_parts, store, chunk=20, dask=target,
                 records_hook=_kill_one_worker_once(str(marker)))
     assert marker.exists()  # a worker did die mid-partition
     assert store.live_version() == live.version
@@ -78,7 +80,7 @@ def test_a_worker_lost_mid_publish_leaves_the_live_version_and_a_retry_completes
                  if live.version.encode() not in key]
     assert leftovers == []  # the failed version was removed, every partition's keys included
     dask_client.wait_for_workers(2, timeout=30)  # the nanny restarted the killed worker
-    retry = publish(scale_bundle, scale_dataset, store, dask=target)
+    retry = publish(scale_bundle, scale_parts, store, dask=target)
     assert store.live_version() == retry.version and retry.previous == live.version
     assert retry.users == live.users
     assert _records(redis_client, store, retry.version) == _records(redis_client, store, live.version)
@@ -94,13 +96,13 @@ def _slow_start(seconds: float):
     return hook
 
 
-def test_the_lease_is_kept_while_the_workers_compute(dask_client, scale_bundle, scale_dataset, redis_url,
-                                                     redis_client, key_prefix) -> None:
+def test_the_lease_is_kept_while_the_workers_compute(dask_client, scale_bundle, scale_dataset, scale_parts,
+                                                     redis_url, redis_client, key_prefix) -> None:
     store = PublicationStore(redis_client, key_prefix)
-    target = DaskPartitions(dask_client, redis_url, partition_size=250)
+    target = DaskPartitions(dask_client, redis_url, scale_parts)
     # every partition stalls past the 1 s lease before its first write: only the client's renewals
     # keep the lock (without them the workers' first renewal finds it gone and the publish fails)
-    report = publish(scale_bundle, scale_dataset, store, dask=target, lease=1.0,
+    report = publish(scale_bundle, scale_parts, store, dask=target, lease=1.0,
                      records_hook=_slow_start(2.0))
     assert store.live_version() == report.version
     assert report.users == scale_dataset.cardholders["user_id"].nunique()

@@ -21,23 +21,29 @@ def test_partitions_cover_every_row_once() -> None:
         partition_bounds(4, 0)
 
 
-def test_dask_recommend_matches_the_single_process_path(dask_client, scale_bundle, scale_dataset,
+def _by_cardholder(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["user_id", "rank"], ignore_index=True)
+
+
+def test_dask_recommend_matches_the_single_process_path(dask_client, scale_bundle, scale_dataset, scale_parts,
                                                         tmp_path: Path) -> None:
     as_of = scale_dataset.time_range()[1]
+    assert scale_parts.time_range() == scale_dataset.time_range()
     expected = rank_dataset(scale_bundle, scale_dataset, as_of, 5)
     out = tmp_path / "recs.parquet"
-    rows = rank_on_dask(dask_client, scale_bundle, scale_dataset, as_of, 5, out, partition_size=120)
+    rows = rank_on_dask(dask_client, scale_bundle, scale_parts, as_of, 5, out)
     parts = sorted(out.glob("part-*.parquet"))
-    assert [p.name for p in parts] == [f"part-{i:05d}.parquet" for i in range(5)]  # 500 / 120
+    assert [p.name for p in parts] == [f"part-{i:05d}.parquet" for i in range(5)]  # 500 / 120 buckets
     got = pd.read_parquet(out)
     assert rows == len(expected) == len(got)
-    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_exact=True)
+    pd.testing.assert_frame_equal(_by_cardholder(got), _by_cardholder(expected), check_exact=True)
+    first = pd.read_parquet(parts[0])  # a part is one bucket, its cardholders in table order
+    assert first["user_id"].unique().tolist() == scale_parts.partition(0).cardholders["user_id"].tolist()
     assert [p.name for p in tmp_path.iterdir()] == ["recs.parquet"]  # no staging directory left
 
 
-def test_a_failing_partition_leaves_no_output(dask_client, scale_bundle, scale_dataset,
-                                              tmp_path: Path) -> None:
+def test_a_failing_partition_leaves_no_output(dask_client, scale_bundle, scale_parts, tmp_path: Path) -> None:
     out = tmp_path / "recs.parquet"
     with pytest.raises(Exception, match="k must be >= 1"):
-        rank_on_dask(dask_client, scale_bundle, scale_dataset, scale_dataset.time_range()[1], 0, out, 120)
+        rank_on_dask(dask_client, scale_bundle, scale_parts, scale_parts.time_range()[1], 0, out)
     assert list(tmp_path.iterdir()) == []
