@@ -163,35 +163,26 @@ def _server_env(redis_url: str, home: Path) -> dict[str, str]:
 
 
 def start_floor(redis_url: str, port: int, workers: int, home: Path) -> subprocess.Popen:
+    from serving.ready import wait_until_ready
+
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "api_load:floor_app",
          "--app-dir", str(ROOT / "benchmarks"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers), "--loop", "uvloop",
          "--http", "httptools", "--no-access-log", "--log-level", "warning"],
         env=_server_env(redis_url, home), cwd=ROOT)
-    return _wait_until(process, f"http://127.0.0.1:{port}/openapi.json")
+    wait_until_ready(f"http://127.0.0.1:{port}", process, seconds=60, path="/openapi.json")
+    return process
 
 
 def start_server(redis_url: str, port: int, workers: int, home: Path) -> subprocess.Popen:
+    from serving.ready import wait_until_ready
+
     recsys = Path(sys.executable).with_name("recsys")
     process = subprocess.Popen([str(recsys), "serve", "--host", "127.0.0.1", "--port", str(port),
                                 "--workers", str(workers)], env=_server_env(redis_url, home), cwd=home)
-    return _wait_until(process, f"http://127.0.0.1:{port}/readyz")
-
-
-def _wait_until(process: subprocess.Popen, url: str) -> subprocess.Popen:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError(f"the server for {url} exited during startup")
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"the server for {url} was not ready within 60 s")
+    wait_until_ready(f"http://127.0.0.1:{port}", process, seconds=60)
+    return process
 
 
 # ---------------------------------------------------------------------- CPU accounting
