@@ -23,6 +23,7 @@ from recsys.caps.decisions import Candidate
 from recsys.eligibility import cardholder_items, tier_table, valid_between
 from recsys.models.base import IncompatibleModelError
 from recsys.publication import PublicationError, PublishedVersion, UserRecord
+from recsys.ranking import best_per_row
 from recsys.response_model import PushResponseModel
 
 logger = logging.getLogger(__name__)
@@ -289,11 +290,10 @@ class LiveModel:
                 scores[i] = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
         allowed = self.allowed(users, valid)
         scores[~allowed] = -np.inf
-        width = min(width, m)
-        # A stable sort keeps ties in item order (as `rank` does); rows are a few hundred items.
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :width]
-        values = np.take_along_axis(scores, order, axis=1)
-        # ineligible items (-inf) sort last: each row's eligible ones are a prefix
+        # ties in item order, as `rank` keeps them; ineligible items (-inf) last, so each row's
+        # eligible ones are a prefix
+        order, values = best_per_row(scores, min(width, m))
+        order = order.astype(np.int64)
         counts = np.isfinite(values).sum(axis=1).tolist()
         return [Ranked(order[i, :count], values[i, :count]) for i, count in enumerate(counts)]
 
