@@ -29,23 +29,25 @@ def encode_json(body: Any) -> bytes:
     return orjson.dumps(body, default=_encode, option=orjson.OPT_PASSTHROUGH_DATETIME)
 
 
+_NUMBERS = ("score", "p_open", "p_mute")
+# orjson writes NaN and infinity as null; inside a string a quote is escaped, so these bytes only
+# ever come from a number written as null
+_NULL_NUMBERS = tuple(f'"{name}":null'.encode() for name in _NUMBERS)
+
+
 def encode_answers(body: Any, answers: Iterable[dict[str, Any]]) -> bytes:
     """`encode_json(body)` for a body holding rank `answers`; `ValueError` naming the item when a
-    score or probability is not finite (orjson would write null where the schema promises a number)."""
-    answers = list(answers)
-    # one sum instead of a test per number: any NaN or infinity makes it non-finite (scores are float32
-    # and probabilities at most 1, so finite values never add up to an overflow)
-    total = sum([item["score"] + item.get("p_open", 0.0) + item.get("p_mute", 0.0)
-                 for answer in answers for item in answer["items"]])
-    if not math.isfinite(total):
+    score or probability is not finite (the schema promises a number there, orjson would write null)."""
+    encoded = encode_json(body)
+    if any(null in encoded for null in _NULL_NUMBERS):
         for answer in answers:
             for item in answer["items"]:
-                for name in ("score", "p_open", "p_mute"):
+                for name in _NUMBERS:
                     value = item.get(name, 0.0)
-                    if not math.isfinite(value):
+                    if value is not None and not math.isfinite(value):
                         raise ValueError(f"answer for {answer['user_id']!r}: item {item['content_id']!r} "
                                          f"has {name} {value}, not a finite number")
-    return encode_json(body)
+    return encoded
 
 
 def answers_response(body: Any, answers: Iterable[dict[str, Any]]) -> Response:
