@@ -38,6 +38,7 @@ from recsys.publication import decode_user
 from recsys.times import iso_utc
 from serving.errors import UnknownFeaturesError
 from serving.pipeline import LiveModel, Ranked, Representation
+from serving.responses import require_finite
 from serving.schemas import RankRequest
 from serving.state import ServingState, Snapshot
 
@@ -253,10 +254,13 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
          "score": scores[p], "reason": reason}
         for p, reason in zip(chosen, reasons, strict=True)
     ]
+    require_finite([item["score"] for item in body_items], f"scores for {request.user_id!r}")
     if outlook is not None and outlook.p_open is not None:
         for body_item, position in zip(body_items, chosen, strict=True):
             body_item["p_open"] = float(outlook.p_open[position])
             body_item["p_mute"] = float(outlook.p_mute[position])
+            require_finite([body_item["p_open"], body_item["p_mute"]],
+                           f"P(open), P(mute) of {body_item['content_id']!r} for {request.user_id!r}")
     allowed = bool(chosen)
     caps_next = _iso(now if allowed else decision.eligible_at if decision is not None else None)
     if not allowed:

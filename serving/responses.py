@@ -8,7 +8,6 @@ declared models still define the OpenAPI schema, and tests validate real answers
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -29,26 +28,15 @@ def encode_json(body: Any) -> bytes:
     return orjson.dumps(body, default=_encode, option=orjson.OPT_PASSTHROUGH_DATETIME)
 
 
-_NUMBERS = ("score", "p_open", "p_mute")
-# orjson writes NaN and infinity as null; inside a string a quote is escaped, so these bytes only
-# ever come from a number written as null
-_NULL_NUMBERS = tuple(f'"{name}":null'.encode() for name in _NUMBERS)
+def require_finite(values: list[float], what: str) -> None:
+    """`ValueError` naming `what` when a value is NaN or infinite: orjson would write null where the
+    schema promises a number. One sum tests them all (finite values only ever sum to a non-finite
+    one by overflow, then each is looked at)."""
+    if not math.isfinite(sum(values)):
+        bad = [value for value in values if not math.isfinite(value)]
+        if bad:
+            raise ValueError(f"{what}: {bad[0]} is not a finite number")
 
 
-def encode_answers(body: Any, answers: Iterable[dict[str, Any]]) -> bytes:
-    """`encode_json(body)` for a body holding rank `answers`; `ValueError` naming the item when a
-    score or probability is not finite (the schema promises a number there, orjson would write null)."""
-    encoded = encode_json(body)
-    if any(null in encoded for null in _NULL_NUMBERS):
-        for answer in answers:
-            for item in answer["items"]:
-                for name in _NUMBERS:
-                    value = item.get(name, 0.0)
-                    if value is not None and not math.isfinite(value):
-                        raise ValueError(f"answer for {answer['user_id']!r}: item {item['content_id']!r} "
-                                         f"has {name} {value}, not a finite number")
-    return encoded
-
-
-def answers_response(body: Any, answers: Iterable[dict[str, Any]]) -> Response:
-    return Response(encode_answers(body, answers), media_type="application/json")
+def json_response(body: Any) -> Response:
+    return Response(encode_json(body), media_type="application/json")

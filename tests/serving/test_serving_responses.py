@@ -1,4 +1,4 @@
-"""Rank answers are compact JSON that reads back to the same values; non-finite numbers are refused."""
+"""Rank answers are JSON that reads back to the same values; non-finite numbers are refused."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serving.responses import encode_answers
+from serving.responses import encode_json, require_finite
 
 text = st.text(max_size=30)  # every code point: quotes, backslashes, control characters, emoji
 score = st.floats(width=32) | st.floats() | st.sampled_from([1e-05, 1e-4, 9.99e-5, 1e16, -0.0, 0.0])
@@ -35,18 +35,18 @@ def finite(answers: list[dict]) -> bool:
 @given(answers=st.lists(answer, min_size=1, max_size=3))
 def test_answers_read_back_as_written(answers) -> None:
     for body, held in [(answers[0], answers[:1]), ({"results": answers, "model_version": "v1"}, answers)]:
+        scores = [item["score"] for held_answer in held for item in held_answer["items"]]
         if finite(held):
-            encoded = encode_answers(body, held)
-            assert json.loads(encoded) == body
+            require_finite(scores, "scores")
+            assert json.loads(encode_json(body)) == body
         else:
             with pytest.raises(ValueError, match="not a finite number"):
-                encode_answers(body, held)
+                require_finite(scores, "scores")
 
 
-def test_a_non_finite_score_names_the_answer_and_item() -> None:
-    body = {"user_id": "u7", "items": [{"content_id": "c1", "title": "t", "kind": "k", "score": 1.0,
-                                        "reason": "r"},
-                                       {"content_id": "c2", "title": "t", "kind": "k", "score": math.nan,
-                                        "reason": "r"}]}
-    with pytest.raises(ValueError, match="'u7': item 'c2' has score nan"):
-        encode_answers(body, [body])
+def test_a_non_finite_score_is_named() -> None:
+    with pytest.raises(ValueError, match="scores for 'u7': nan is not a finite number"):
+        require_finite([1.0, math.nan, 2.0], "scores for 'u7'")
+    with pytest.raises(ValueError, match="inf is not"):
+        require_finite([3.4e38, math.inf], "x")
+    require_finite([1.7e308, 1.7e308], "large but finite")
