@@ -820,6 +820,10 @@ def _read_blocks(reply: list[Any], position: int) -> tuple[list[rules.RawBlock],
     return blocks, position + 1 + 4 * count
 
 
+# A batch's new reservations share one reservation time and one expiry.
+_instant = lru_cache(maxsize=ALLOWED_CACHE_SIZE)(from_ms)
+
+
 def _reservation(user_id: str, reply: list[Any]) -> Reservation | None:
     kind, push_id, content_id, ts, expires, status, _ = reply
     if kind == 0:
@@ -828,8 +832,8 @@ def _reservation(user_id: str, reply: list[Any]) -> Reservation | None:
         push_id=push_id,
         user_id=user_id,
         content_id=content_id,
-        reserved_at=from_ms(ts),
-        expires_at=from_ms(expires),
+        reserved_at=_instant(ts),
+        expires_at=_instant(expires),
         status=_STATUS[status],
         replayed=kind == 2,
     )
