@@ -345,10 +345,14 @@ class LiveModel:
         if self.l1_features:
             totals = np.add.reduceat(np.abs(values), starts)
             values /= np.repeat(np.where(totals > 0, totals, np.float32(1)), lengths)
-        n, n_items = len(explained_rows), max(len(items[row]) for row in explained_rows)
-        item_index = np.zeros((n, n_items), dtype=np.int64)
-        for slot, row in enumerate(explained_rows):
-            item_index[slot, :len(items[row])] = items[row]
+        counts = [len(items[row]) for row in explained_rows]
+        n, n_items = len(explained_rows), max(counts)
+        if min(counts) == n_items:  # the usual batch: every answer holds k items, one array call
+            item_index = np.array([items[row] for row in explained_rows], dtype=np.int64)
+        else:
+            item_index = np.zeros((n, n_items), dtype=np.int64)
+            for slot, row in enumerate(explained_rows):
+                item_index[slot, :counts[slot]] = items[row]
         pair_position = np.arange(len(feature_index))
         best_feature = np.empty((n, n_items), dtype=np.int64)
         best_value = np.empty((n, n_items), dtype=np.float32)
@@ -365,17 +369,18 @@ class LiveModel:
                              shape=(n, self.feature_map.shape[0]))
         explained = rows @ self.feature_map + self.feature_offset
         fitted = np.array([users[row].fallback is None for row in explained_rows])
-        factors = np.stack([users[row].factors for row in explained_rows])
+        factors = np.array([users[row].factors for row in explained_rows])
         residual = np.take_along_axis(score_rows(self.centred_items_t, factors - explained), item_index,
                                       axis=1)
         residual[~fitted] = -np.inf
-        for slot, row in enumerate(explained_rows):
-            otherwise = SIMILAR_REASON if fitted[slot] else PROFILE_REASON
-            count = len(items[row])
+        # whole matrices to lists once, not three small conversions per cardholder
+        features_of, values_of, rests_of = best_feature.tolist(), best_value.tolist(), residual.tolist()
+        phrases = self.phrases
+        for slot, (row, fit, count) in enumerate(zip(explained_rows, fitted.tolist(), counts, strict=True)):
+            otherwise = SIMILAR_REASON if fit else PROFILE_REASON
             out[row] = [
-                self.phrases[feature] if value > 0 and value >= rest else otherwise
-                for feature, value, rest in zip(best_feature[slot, :count].tolist(),
-                                                best_value[slot, :count].tolist(),
-                                                residual[slot, :count].tolist(), strict=True)
+                phrases[feature] if value > 0 and value >= rest else otherwise
+                for feature, value, rest in zip(features_of[slot][:count], values_of[slot][:count],
+                                                rests_of[slot][:count], strict=True)
             ]
         return out
