@@ -25,12 +25,11 @@ from features.contract import CONTENT_KINDS, MENU_KEYS
 from features.loader import Dataset
 from features.mcc import MccTable
 from features.timecut import known_at
-from recsys.cells import split_list
+from recsys.cells import UNKNOWN, split_list
 
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = 3
-UNKNOWN = "unknown"
 AGE_EDGES = (25, 35, 45, 55)
 AGE_LABELS = ("<25", "25-34", "35-44", "45-54", "55+")
 TENURE_EDGES_YEARS = (1, 3, 5, 10)

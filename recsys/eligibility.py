@@ -41,9 +41,11 @@ def cardholder_items(offerable: np.ndarray, tier_rows: np.ndarray, opt_in: Seque
     (indices of items already read or pushed) per cardholder."""
     allowed = tier_rows & offerable
     allowed[~np.asarray(opt_in, dtype=bool)] = False
-    for row, items in enumerate(seen):
-        if len(items):
-            allowed[row, items] = False
+    lengths = [len(items) for items in seen]
+    if any(lengths):
+        # one scatter for every cardholder's seen items (a batch has thousands of rows)
+        rows = np.repeat(np.arange(len(lengths)), lengths)
+        allowed[rows, np.concatenate(seen)] = False
     return allowed
 
 

@@ -158,6 +158,14 @@ def top_k(
     return out_index, out_score
 
 
+def best_per_row(scores: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `width` best columns of each score row and their scores, best first, ties to the lower
+    column; index -1 and score -inf past a row's finite scores."""
+    out_index, out_score = _padding(scores.shape[0], width)
+    _select(scores, np.arange(scores.shape[1]), out_index, out_score)
+    return out_index, out_score
+
+
 def _mask_seen(scores: np.ndarray, seen: sp.csr_matrix, start: int, stop: int, column_of: np.ndarray) -> None:
     """Set the block's already-seen (user, item) scores to -inf."""
     first, last = seen.indptr[start], seen.indptr[stop]

@@ -23,6 +23,7 @@ from recsys.caps.decisions import Candidate
 from recsys.eligibility import cardholder_items, tier_table, valid_between
 from recsys.models.base import IncompatibleModelError
 from recsys.publication import PublicationError, PublishedVersion, UserRecord
+from recsys.ranking import best_per_row
 from recsys.response_model import PushResponseModel
 
 logger = logging.getLogger(__name__)
@@ -282,18 +283,17 @@ class LiveModel:
         scores = np.empty((n, m), dtype=np.float32)
         with_factors = [i for i, user in enumerate(users) if user.factors is not None]
         if with_factors:
-            factors = np.stack([users[i].factors for i in with_factors])
+            factors = np.array([users[i].factors for i in with_factors])  # np.stack costs 3x more per row
             scores[with_factors] = score_rows(self.item_factors_t, factors)
         for i, user in enumerate(users):
             if user.factors is None:
                 scores[i] = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
         allowed = self.allowed(users, valid)
         scores[~allowed] = -np.inf
-        width = min(width, m)
-        # A stable sort keeps ties in item order (as `rank` does); rows are a few hundred items.
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :width]
-        values = np.take_along_axis(scores, order, axis=1)
-        # ineligible items (-inf) sort last: each row's eligible ones are a prefix
+        # ties in item order, as `rank` keeps them; ineligible items (-inf) last, so each row's
+        # eligible ones are a prefix
+        order, values = best_per_row(scores, min(width, m))
+        order = order.astype(np.int64)
         counts = np.isfinite(values).sum(axis=1).tolist()
         return [Ranked(order[i, :count], values[i, :count]) for i, count in enumerate(counts)]
 
@@ -345,10 +345,14 @@ class LiveModel:
         if self.l1_features:
             totals = np.add.reduceat(np.abs(values), starts)
             values /= np.repeat(np.where(totals > 0, totals, np.float32(1)), lengths)
-        n, n_items = len(explained_rows), max(len(items[row]) for row in explained_rows)
-        item_index = np.zeros((n, n_items), dtype=np.int64)
-        for slot, row in enumerate(explained_rows):
-            item_index[slot, :len(items[row])] = items[row]
+        counts = [len(items[row]) for row in explained_rows]
+        n, n_items = len(explained_rows), max(counts)
+        if min(counts) == n_items:  # the usual batch: every answer holds k items, one array call
+            item_index = np.array([items[row] for row in explained_rows], dtype=np.int64)
+        else:
+            item_index = np.zeros((n, n_items), dtype=np.int64)
+            for slot, row in enumerate(explained_rows):
+                item_index[slot, :counts[slot]] = items[row]
         pair_position = np.arange(len(feature_index))
         best_feature = np.empty((n, n_items), dtype=np.int64)
         best_value = np.empty((n, n_items), dtype=np.float32)
@@ -365,17 +369,18 @@ class LiveModel:
                              shape=(n, self.feature_map.shape[0]))
         explained = rows @ self.feature_map + self.feature_offset
         fitted = np.array([users[row].fallback is None for row in explained_rows])
-        factors = np.stack([users[row].factors for row in explained_rows])
+        factors = np.array([users[row].factors for row in explained_rows])
         residual = np.take_along_axis(score_rows(self.centred_items_t, factors - explained), item_index,
                                       axis=1)
         residual[~fitted] = -np.inf
-        for slot, row in enumerate(explained_rows):
-            otherwise = SIMILAR_REASON if fitted[slot] else PROFILE_REASON
-            count = len(items[row])
+        # whole matrices to lists once, not three small conversions per cardholder
+        features_of, values_of, rests_of = best_feature.tolist(), best_value.tolist(), residual.tolist()
+        phrases = self.phrases
+        for slot, (row, fit, count) in enumerate(zip(explained_rows, fitted.tolist(), counts, strict=True)):
+            otherwise = SIMILAR_REASON if fit else PROFILE_REASON
             out[row] = [
-                self.phrases[feature] if value > 0 and value >= rest else otherwise
-                for feature, value, rest in zip(best_feature[slot, :count].tolist(),
-                                                best_value[slot, :count].tolist(),
-                                                residual[slot, :count].tolist(), strict=True)
+                phrases[feature] if value > 0 and value >= rest else otherwise
+                for feature, value, rest in zip(features_of[slot][:count], values_of[slot][:count],
+                                                rests_of[slot][:count], strict=True)
             ]
         return out

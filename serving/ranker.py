@@ -38,6 +38,7 @@ from recsys.publication import decode_user
 from recsys.times import iso_utc
 from serving.errors import UnknownFeaturesError
 from serving.pipeline import LiveModel, Ranked, Representation
+from serving.responses import require_finite
 from serving.schemas import RankRequest
 from serving.state import ServingState, Snapshot
 
@@ -90,9 +91,14 @@ def representations(model: LiveModel, blobs: Sequence[bytes | None],
 
 def registry_of(model: LiveModel | None) -> dict[str, str | None]:
     """The registered model name and version the publication came from (null for a path)."""
+    return dict(_registry(model))
+
+
+@lru_cache(maxsize=2)  # by live model object (the live one and the one it replaced)
+def _registry(model: LiveModel | None) -> tuple[tuple[str, str | None], ...]:
     manifest = model.manifest if model is not None else {}
-    return {"registry_model": manifest.get("registry_model"),
-            "registry_version": manifest.get("registry_version")}
+    return (("registry_model", manifest.get("registry_model")),
+            ("registry_version", manifest.get("registry_version")))
 
 
 @dataclass(frozen=True)
@@ -238,19 +244,23 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
     else:
         blocks = [NO_CANDIDATES]
     reservation = decision.reservation if decision is not None else None
-    items = ranked.items[chosen]
     if reasons is None:
-        reasons = model.reasons(user, items)
-    scores = ranked.scores[chosen].tolist()
+        reasons = model.reasons(user, ranked.items[chosen])
+    # plain lists: indexing a short list is cheaper than numpy fancy indexing, once per answer of a batch
+    items, scores = ranked.items.tolist(), ranked.scores.tolist()
+    ids, titles, kinds = model.item_ids, model.titles, model.kinds
     body_items = [
-        {"content_id": model.item_ids[i], "title": model.titles[i], "kind": model.kinds[i],
-         "score": score, "reason": reason}
-        for i, score, reason in zip(items.tolist(), scores, reasons, strict=True)
+        {"content_id": ids[items[p]], "title": titles[items[p]], "kind": kinds[items[p]],
+         "score": scores[p], "reason": reason}
+        for p, reason in zip(chosen, reasons, strict=True)
     ]
+    require_finite([item["score"] for item in body_items], f"scores for {request.user_id!r}")
     if outlook is not None and outlook.p_open is not None:
         for body_item, position in zip(body_items, chosen, strict=True):
             body_item["p_open"] = float(outlook.p_open[position])
             body_item["p_mute"] = float(outlook.p_mute[position])
+            require_finite([body_item["p_open"], body_item["p_mute"]],
+                           f"P(open), P(mute) of {body_item['content_id']!r} for {request.user_id!r}")
     allowed = bool(chosen)
     caps_next = _iso(now if allowed else decision.eligible_at if decision is not None else None)
     if not allowed:
@@ -291,8 +301,11 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
     snapshot = state.snapshot()
     model = snapshot.model
     clock = default_now or state.now()
+    checked: set[datetime | None] = set()  # a batch's requests normally share one time: check it once
     for index, request in enumerate(requests):
-        state.check_now(request.now, f"requests[{index}].now" if len(requests) > 1 else "now")
+        if request.now not in checked:
+            state.check_now(request.now, f"requests[{index}].now" if len(requests) > 1 else "now")
+            checked.add(request.now)
     blobs = state.user_records(model.version, [request.user_id for request in requests])
     users = representations(model, blobs, requests)
     ranked_all: list[Ranked | None] = [None] * len(requests)

@@ -57,7 +57,9 @@ def _utc(value: datetime | None) -> datetime | None:
         raise ValueError(
             "timestamp has no time zone: send ISO 8601 with an offset, e.g. 2026-11-25T09:00:00Z"
         )
-    if not EARLIEST <= value <= LATEST:
+    # comparing aware times converts both to UTC (5 us a request); a local year inside these bounds is
+    # inside them whatever the offset (under a day), so only the edge years are compared exactly
+    if not (EARLIEST.year < value.year < LATEST.year - 1 or EARLIEST <= value <= LATEST):
         raise ValueError(f"timestamp {value.isoformat()} is outside 2000-01-01..2100-01-01")
     return value
 
@@ -79,39 +81,40 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _distinct_candidates(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        seen: set[str] = set()
+        duplicate = next(v for v in values if v in seen or seen.add(v))
+        raise ValueError(f"content id {duplicate!r} is listed twice: list each candidate once")
+    return values
+
+
+def _finite_features(values: dict[str, float]) -> dict[str, float]:
+    for name, value in values.items():
+        if not -1e6 <= value <= 1e6:
+            raise ValueError(f"feature {name!r} has weight {value}: weights must be finite, within ±1e6")
+    return values
+
+
 class RankRequest(Strict):
     user_id: Identifier = Field(description="Pseudonymous cardholder id.")
     k: int = Field(3, ge=1, le=MAX_K, description="How many ranked, allowed items to return.")
     now: AwareDatetime | None = Field(None, description="Decision time (default: the server's clock).")
-    candidates: list[Identifier] | None = Field(
-        None, max_length=MAX_CANDIDATES,
+    # validators inside the optional types run only on a value, not on every request's None
+    candidates: Annotated[list[Identifier], Field(max_length=MAX_CANDIDATES),
+                          AfterValidator(_distinct_candidates)] | None = Field(
+        None,
         description="Content ids to rank (e.g. today's campaign pool); default: every published item. "
         "Transactional contents are only considered when listed here.",
     )
     reserve: bool = Field(False, description="Reserve a cap slot for the top allowed item; returns push_id.")
     campaign: Identifier | None = Field(None, description="Campaign name, for the campaign throttle.")
-    features: dict[str, float] | None = Field(
-        None, max_length=MAX_FEATURES,
+    features: Annotated[dict[str, float], Field(max_length=MAX_FEATURES),
+                        AfterValidator(_finite_features)] | None = Field(
+        None,
         description="For a cardholder the published model does not know: feature weights by feature "
         "name (as `FeatureBuilder.user_feature_dicts` produces), e.g. {\"card_tier=gold\": 1.0}.",
     )
-
-    @field_validator("candidates")
-    @classmethod
-    def _distinct(cls, values: list[str] | None) -> list[str] | None:
-        if values is not None and len(set(values)) != len(values):
-            seen: set[str] = set()
-            duplicate = next(v for v in values if v in seen or seen.add(v))
-            raise ValueError(f"content id {duplicate!r} is listed twice: list each candidate once")
-        return values
-
-    @field_validator("features")
-    @classmethod
-    def _finite(cls, values: dict[str, float] | None) -> dict[str, float] | None:
-        for name, value in (values or {}).items():
-            if not -1e6 <= value <= 1e6:
-                raise ValueError(f"feature {name!r} has weight {value}: weights must be finite, within ±1e6")
-        return values
 
 
 class BatchRankRequest(Strict):

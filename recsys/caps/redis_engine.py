@@ -17,9 +17,10 @@ lives in one slot):
 
 Every operation on a cardholder is one Lua script call on that cardholder's key, so
 check-and-reserve is atomic: two schedulers can never both take the last slot. Batches are sent
-as pipelines (grouped by cluster node) in chunks, and Python decodes early replies while Redis
-runs later scripts. The caller's clock is passed in (never Redis TIME); local day/month
-boundaries and quiet hours are computed in Python with zoneinfo and passed as epoch milliseconds.
+as pipelines (grouped by cluster node) in chunks, and Python decodes early replies (one msgpack
+string per decide call) while Redis runs later scripts. The caller's clock is passed in (never Redis
+TIME); local day/month boundaries and quiet hours are computed in Python with zoneinfo and passed as
+epoch milliseconds.
 The policy is compiled into the script source, so a policy change loads a new script (SHA) once.
 
 When Redis cannot be reached every call raises `CapStoreUnavailable`: nothing is allowed. A
@@ -41,6 +42,7 @@ from importlib import resources
 from typing import Any
 
 import redis
+from msgpack import unpackb
 from redis.cluster import RedisCluster
 
 try:  # hiredis packs commands in C; redis-py's packer is the fallback
@@ -494,7 +496,7 @@ class RedisCapEngine(CapEngine):
                 i = todo[position]
                 request = requests[i]
                 reservation_reply, decisions = self._decisions(
-                    compiled, reply, request, codes[i], cals[i], given
+                    compiled, unpackb(reply), request, codes[i], cals[i], given
                 )
                 reservation = _reservation(request.user_id, reservation_reply)
                 built[i] = (
@@ -624,20 +626,19 @@ class RedisCapEngine(CapEngine):
         """
         policy = compiled.policy
         if reply[0]:
-            reservation = [int(reply[0]), _text(reply[1]), _text(reply[2]), int(reply[3]), int(reply[4])]
-            reservation += [_text(reply[5]), int(reply[6])]
+            reservation = reply[:7]
         else:
             reservation = _NO_RESERVATION
         position = 7 if reply[0] else 1
         user_blocks, position = _read_blocks(reply, position)
         limit_blocks: list[tuple[int, rules.RawBlock]] = []
-        blocked = int(reply[position])
+        blocked = reply[position]
         position += 1
         if blocked:
             for index, limit in enumerate(policy.limits):
                 if blocked >> index & 1:
                     bit = 1 << index
-                    raw = (f"limit:{limit.name}", int(reply[position]), int(reply[position + 1]), limit.max)
+                    raw = (f"limit:{limit.name}", reply[position], reply[position + 1], limit.max)
                     limit_blocks.append((bit, raw))
                     position += 2
         tail_blocks, position = _read_blocks(reply, position)
@@ -650,7 +651,7 @@ class RedisCapEngine(CapEngine):
         shared: dict[tuple[Any, ...], CandidateDecision] = {}
         decisions: list[CandidateDecision] = []
         for candidate, (code, *_) in zip(request.candidates, codes, strict=True):
-            last = int(reply[position])
+            last = reply[position]
             position += 1
             transactional = candidate.transactional
             throttle = given.get(candidate.campaign) if given and candidate.campaign is not None else None
@@ -811,12 +812,16 @@ def _opt(value: Any) -> int | None:
 
 def _read_blocks(reply: list[Any], position: int) -> tuple[list[rules.RawBlock], int]:
     """A count-prefixed run of (rule, eligible, a, b) blocks in a decide reply, and the position after it."""
-    count = int(reply[position])
+    count = reply[position]
     blocks: list[rules.RawBlock] = []
     for start in range(position + 1, position + 1 + 4 * count, 4):
         rule, eligible, a, b = reply[start : start + 4]
-        blocks.append((_text(rule), _opt(eligible), _opt(a), _opt(b)))
+        blocks.append((rule, _opt(eligible), _opt(a), _opt(b)))
     return blocks, position + 1 + 4 * count
+
+
+# A batch's new reservations share one reservation time and one expiry.
+_instant = lru_cache(maxsize=ALLOWED_CACHE_SIZE)(from_ms)
 
 
 def _reservation(user_id: str, reply: list[Any]) -> Reservation | None:
@@ -827,8 +832,8 @@ def _reservation(user_id: str, reply: list[Any]) -> Reservation | None:
         push_id=push_id,
         user_id=user_id,
         content_id=content_id,
-        reserved_at=from_ms(ts),
-        expires_at=from_ms(expires),
+        reserved_at=_instant(ts),
+        expires_at=_instant(expires),
         status=_STATUS[status],
         replayed=kind == 2,
     )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from serving.auth import RankAccess
 from serving.deps import Coalescing, RankExecutor, State
 from serving.ranker import rank_many, registry_of
-from serving.responses import answers_response
+from serving.responses import json_response
 from serving.schemas import BatchRankRequest, BatchRankResponse, RankRequest, RankResponse
 
 router = APIRouter(prefix="/v1", tags=["ranking"])
@@ -27,7 +27,7 @@ async def rank(body: RankRequest, coalescer: Coalescing, principal: RankAccess) 
     list and returns the best `k` allowed items; with `reserve`, the top one holds a cap slot under
     `push_id` until a `sent` or `failed` event (or the policy's reservation TTL)."""
     answer = await coalescer.rank(body)
-    return answers_response(answer, (answer,))
+    return json_response(answer)
 
 
 @router.post("/rank/batch", response_model=BatchRankResponse, responses=ERRORS,
@@ -36,5 +36,5 @@ async def rank_batch(body: BatchRankRequest, state: State, executor: RankExecuto
                      principal: RankAccess) -> Response:
     loop = asyncio.get_running_loop()
     snapshot, bodies = await loop.run_in_executor(executor, rank_many, state, body.requests)
-    return answers_response({"results": bodies, "model_version": snapshot.model.version,
-                             **registry_of(snapshot.model)}, bodies)
+    return json_response({"results": bodies, "model_version": snapshot.model.version,
+                          **registry_of(snapshot.model)})

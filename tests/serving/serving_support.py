@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+from serving.ready import wait_until_ready  # noqa: F401  (re-exported for the tests)
 
 SCHEDULER = "test-scheduler-token-7f3a"
 ADMIN = "test-admin-token-91bc"
 SCHEDULER_HEADERS = {"Authorization": f"Bearer {SCHEDULER}"}
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
-
-
-def wait_until_ready(base: str, process: subprocess.Popen, output: Callable[[], str],
-                     seconds: float = 30.0) -> None:
-    """Poll `base`/readyz until it answers 200; `RuntimeError` with the tail of `output()` when the
-    server process exits first or is not ready within `seconds`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the API process exited: {output()[-2000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the API was not ready within {seconds:.0f} s: {output()[-2000:]}")
-        time.sleep(0.1)
 
 
 def train_bundle(dataset, path: Path, seed: int = 3, epochs: int = 4) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serving_support import ADMIN, ADMIN_HEADERS, SCHEDULER, SCHEDULER_HEADERS
+from serving_support import ADMIN, ADMIN_HEADERS, SCHEDULER, SCHEDULER_HEADERS, wait_until_ready
 
 from recsys.embedded_redis import free_port
 
@@ -36,18 +36,7 @@ def server(settings, redis_client, published, tmp_path: Path):
     process = subprocess.Popen([str(recsys), "serve", "--port", str(port), "--workers", "2"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-        if process.poll() is not None:
-            raise RuntimeError(f"recsys serve exited: {process.stderr.read().decode()[-2000:]}")
-    else:
-        process.kill()
-        raise RuntimeError("recsys serve did not answer within 30 s")
+    wait_until_ready(base, process, lambda: process.stderr.read().decode())
     try:
         yield base
     finally:

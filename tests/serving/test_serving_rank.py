@@ -178,6 +178,31 @@ def test_batch_matches_single_requests(api, published, dataset, daytime) -> None
         assert [i["content_id"] for i in single["items"]] == [i["content_id"] for i in result["items"]]
 
 
+def test_answers_validate_against_the_declared_schema(api, published, dataset, daytime) -> None:
+    """The hot routes write their bodies directly: what they write must be what /openapi.json declares."""
+    from serving.schemas import BatchRankResponse, RankResponse
+
+    users = holders(dataset)[40:60] + ["not-published-7"]
+    requests = [{"user_id": u, "k": 3, "reserve": True, "now": daytime} for u in users]
+    bodies = []
+    for _ in range(2):  # the second round is blocked by the daily cap: blocks and eligible times too
+        response = api.post("/v1/rank/batch", headers=SCHEDULER_HEADERS, json={"requests": requests})
+        assert response.status_code == 200, response.text
+        parsed = BatchRankResponse.model_validate_json(response.content, strict=False)
+        bodies += response.json()["results"]
+        assert len(parsed.results) == len(users)
+    single = rank(api, user_id=users[0], k=2, now=daytime, candidates=["no-such-content"])
+    RankResponse.model_validate_json(single.content)
+    bodies.append(single.json())
+    declared = set(RankResponse.model_fields)
+    assert all(set(body) <= declared for body in bodies), "a field the schema does not declare"
+    assert any(body["push_id"] for body in bodies) and any(body["caps"]["blocks"] for body in bodies)
+    schema = api.get("/openapi.json").json()
+    for path, model in (("/v1/rank/batch", "BatchRankResponse"), ("/v1/rank", "RankResponse")):
+        declared_ref = schema["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]
+        assert declared_ref["schema"]["$ref"].endswith(f"/{model}")
+
+
 def test_batch_limits_and_duplicates(api, published) -> None:
     too_many = {"requests": [{"user_id": f"u{i}"} for i in range(1001)]}
     response = api.post("/v1/rank/batch", json=too_many, headers=SCHEDULER_HEADERS)

@@ -51,3 +51,21 @@ def test_rank_caps_and_policy_times_are_utc_with_z(api, published, dataset, dayt
     assert len(found) >= 8
     assert [t for t in found if not UTC_Z.fullmatch(t)] == []
     assert caps["as_of"] == iso_utc(datetime.fromisoformat(daytime))
+
+
+@pytest.mark.parametrize(("stamp", "accepted"), [
+    ("2000-01-01T00:00:00Z", True), ("2000-01-01T07:59:59+08:00", False), ("2000-01-01T08:00:00+08:00", True),
+    ("1999-12-31T20:00:00-04:00", True), ("1999-12-31T19:59:59-04:00", False),
+    ("2099-12-31T23:59:59-00:30", False), ("2099-12-31T23:59:59+00:30", True), ("2100-01-01T00:00:00Z", True),
+    ("2100-01-01T00:00:01Z", False), ("2050-06-01T12:00:00+14:00", True),
+])
+def test_the_time_bounds_hold_to_the_second_in_any_offset(stamp: str, accepted: bool) -> None:
+    from pydantic import ValidationError
+
+    from serving.schemas import RankRequest
+
+    if accepted:
+        RankRequest.model_validate({"user_id": "u1", "now": stamp})
+    else:
+        with pytest.raises(ValidationError, match="outside 2000-01-01..2100-01-01"):
+            RankRequest.model_validate({"user_id": "u1", "now": stamp})

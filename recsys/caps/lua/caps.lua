@@ -172,7 +172,7 @@ if op == 'd' then
     end
   end
 
-  -- Reply: out[1] = 0 no reservation, or 1 new, 2 replay of a known push id followed by pid,
+  -- Reply (packed with cmsgpack): out[1] = 0 no reservation, or 1 new, 2 replay of a known push id followed by pid,
   -- content, ts, exp, status, index of the reserved candidate; then the number of cardholder
   -- blocks and each as rule, eligible, a, b; the mask of full limits and each full limit's
   -- eligible time and count; the number of tail blocks and each; each candidate's no-repeat time.
@@ -214,7 +214,8 @@ if op == 'd' then
   end
   k = append_blocks(out, k, tail_blocks)
   for i = 1, n do out[k + i] = repeats[i] end
-  return out
+  -- one msgpack string instead of a nested reply: the engine decodes it in one C call
+  return cmsgpack.pack(out)
 end
 
 local marker = KEYS[2]
