@@ -227,7 +227,9 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
                 response = client.post("/v1/rank/batch", json=body)
                 response.raise_for_status()
                 for result in response.json()["results"]:
-                    totals["held"] += result.get("decision") == "hold" and result["caps"]["allowed"]
+                    if result.get("decision") == "hold" and result["caps"]["allowed"]:
+                        totals["held"] += 1
+                        totals[f"held: {result['reason'].split(':')[0]}"] += 1
                     if not result["push_id"] or result.get("decision", "send") != "send":
                         continue
                     suggested = result.get("send_at")
@@ -488,9 +490,10 @@ def main() -> int:
     difference = value_ours - value_base
     ratio = (f"{value_ours / value_base:.2f}x" if value_base > 0
              else f"no ratio (send-all value {value_base:,.0f} <= 0; difference {difference:+,.0f})")
+    reasons = ", ".join(f"{key[6:]} {n:,}" for key, n in sorted(ours.items()) if key.startswith("held: "))
     print(f"\nvalue {ratio} (target >= 1.5x), opens {opens_change:+.1%} (target >= 0),"
           f" mutes {ours['mutes'] / max(base['mutes'], 1) - 1:+.1%} (target <= -30%), "
-          f"held by the decision {ours.get('held', 0):,}")
+          f"held by the decision {ours.get('held', 0):,} ({reasons})")
     def value(name: str) -> float:
         return results[name]["opens"] - MUTE_PRICE * results[name]["mutes"]
 
