@@ -229,7 +229,9 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
                 for result in response.json()["results"]:
                     if result.get("decision") == "hold" and result["caps"]["allowed"]:
                         totals["held"] += 1
-                        totals[f"held: {result['reason'].split(':')[0]}"] += 1
+                        reason = result["reason"]
+                        kind = "below threshold" if "below threshold" in reason else reason.split(":")[0]
+                        totals[f"held: {kind}"] += 1
                     if not result["push_id"] or result.get("decision", "send") != "send":
                         continue
                     suggested = result.get("send_at")
