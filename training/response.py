@@ -95,6 +95,8 @@ class ResponseFitConfig:
     penalties: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: DEFAULT_PENALTIES)
     # share of the non-events (unopened, unmuted pushes) each fit keeps, reweighted (`negative_sample`)
     negative_share: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_NEGATIVE_SHARE))
+    # fits on fewer pushes keep them all: they are fast, and with few events the weights only add noise
+    sample_above: int = 200_000
     warm_start: bool = True  # each fit starts from the one at the earlier cutoff
     # the solver stops when a Newton step moves the coefficients by less than this on average
     tolerance: float = 1e-6
@@ -379,7 +381,8 @@ def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp, config: Respon
         for block, (first, size) in offsets.items():
             penalties[first:first + size] = config.penalties[target][block.split(":")[0]]
         signs = {offsets[block][0]: sign for block, sign in SIGNS[target].items()}
-        keep, weights = negative_sample(outcome, config.negative_share[target], rng)
+        share = config.negative_share[target] if len(train) > config.sample_above else 1.0
+        keep, weights = negative_sample(outcome, share, rng)
         model.coef[target] = fit_logistic(design[keep], outcome[keep], penalties, signs, weights,
                                           None if start is None else start.coef[target], config.tolerance)
     model.history, model.history_until = push_history(inputs, cutoff), int(cutoff.timestamp())

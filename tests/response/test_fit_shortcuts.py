@@ -84,7 +84,7 @@ def test_the_default_fit_matches_the_full_fit_on_the_holdout(handmade_dataset) -
     full = ResponseFitConfig(holdout_days=20, validation_days=20, refit=False, warm_start=False,
                              negative_share={"open": 1.0, "mute": 1.0})
     fast = ResponseFitConfig(holdout_days=20, validation_days=20, refit=False,
-                             negative_share={"open": 0.5, "mute": 0.5})
+                             negative_share={"open": 0.5, "mute": 0.5}, sample_above=0)
     _, reference = fit_response_models(handmade_dataset, as_of, full)
     _, report = fit_response_models(handmade_dataset, as_of, fast)
     assert report.holdout["open"].log_loss == pytest.approx(reference.holdout["open"].log_loss, rel=0.05)
