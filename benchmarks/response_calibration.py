@@ -13,6 +13,7 @@ cardholder prefers evening pushes) against each cardholder's learned better hour
 
     .venv/bin/python benchmarks/response_calibration.py
     .venv/bin/python benchmarks/response_calibration.py --ranking-score --skip-synth
+    .venv/bin/python benchmarks/response_calibration.py --speed DATA_DIR    # fit time beside the old fit
 """
 
 from __future__ import annotations
@@ -191,6 +192,39 @@ def independent_truth(result: dict, hidden: Path) -> None:
           f"{np.isin(top, EVENING)[~evening].mean():.1%} of the others")
 
 
+def speed(data: Path, refit: bool) -> None:
+    """The whole fit as `recsys train` runs it (three fits when `refit`) on an existing world: the
+    previous fit (every push, each fit from zero) first as the same-run baseline, then the default."""
+    from features.loader import load_dataset
+    from training.response import ResponseFitConfig, fit_response_models
+
+    dataset = load_dataset(data)
+    as_of = dataset.time_range()[1]
+    configs = {"previous settings: every push, cold starts, Platt intercept from validation":
+               ResponseFitConfig(refit=refit, negative_share={"open": 1.0, "mute": 1.0}, warm_start=False,
+                                 level_days=0),
+               "default (sampled non-events, warm starts)": ResponseFitConfig(refit=refit)}
+    rows = []
+    for label, config in configs.items():
+        start, cpu = time.perf_counter(), time.process_time()
+        _, report = fit_response_models(dataset, as_of, config)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        log(f"{label}: {seconds:.1f} s wall, {cpu:.1f} s CPU "
+            f"{({k: round(v, 1) for k, v in report.timings.items()})}")
+        rows.append((label, seconds, cpu, report))
+    print(f"\n{data}: {rows[0][3].pushes} marketing pushes, as of {as_of.isoformat()}, refit {refit}")
+    print("| fit | wall s (CPU s) | target | log-loss (base) | Brier (base) | ECE (noise) | AUC "
+          "| mean p / observed |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, seconds, cpu, report in rows:
+        for target in ("open", "mute"):
+            c = report.holdout[target]
+            print(f"| {label} | {seconds:.1f} ({cpu:.1f}) | {target} | "
+                  f"{c.log_loss:.5f} ({c.base_log_loss:.5f}) | {c.brier:.6f} ({c.base_brier:.6f}) | "
+                  f"{c.ece:.4f} ({c.ece_noise:.4f}) | {c.auc:.3f} | "
+                  f"{c.mean_predicted:.4f} / {c.observed_rate:.4f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench-response")
@@ -205,7 +239,14 @@ def main() -> None:
     parser.add_argument("--components", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--skip-synth", action="store_true")
+    parser.add_argument("--speed", type=Path, default=None, metavar="DATA_DIR",
+                        help="time the fit on an existing world (e.g. 100k cardholders from `recsys synth`) "
+                             "beside the previous fit, same run, and exit")
+    parser.add_argument("--no-refit", action="store_true", help="with --speed: skip the published refit")
     args = parser.parse_args()
+    if args.speed is not None:
+        speed(args.speed, not args.no_refit)
+        return
 
     from features.loader import load_dataset
     from training.response import marketing_pushes

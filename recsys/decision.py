@@ -15,7 +15,11 @@ fitted on and those the caps state holds after it (`recsys.caps.policy.Decision`
    window, and only while the content is still valid. Hold when at least as many later days are worth
    more than (1 + pacing.margin) x the value now as the cardholder has monthly slots left ("slots worth
    more later"): a cardholder pushed often last month is worth pushing once those pushes age out, and
-   spending the four slots in the first days stacks them into the same window;
+   spending the four slots in the first days stacks them into the same window. A later day's value is
+   the best of the top push (while still valid) and of the cardholder's best candidates that become
+   valid later this month (`Upcoming`, from their first valid hour on). When such content is what makes
+   the later days worth more, the hold names it and its `send_at` is its first valid day at its best
+   hour there ("better content later");
 4. otherwise send.
 """
 
@@ -44,8 +48,22 @@ DECISIONS_OFF = "decisions disabled by the policy"
 class Verdict:
     decision: str  # SEND or HOLD
     reason: str
-    send_at: datetime | None  # UTC: when to send (now, or the better hour later today); None on hold
+    # UTC: when to send (now, or the better hour later today); on hold only for better content later
+    send_at: datetime | None
     value: float  # the value at send_at (or now, on hold)
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    """A candidate valid later this month: its best value on each later local day (tomorrow first; NaN
+    while not yet or no longer valid) and the epoch second of that day's best hour."""
+
+    content_id: str
+    days: np.ndarray  # float [d]
+    seconds: np.ndarray  # int [d]
+
+    def moment(self, day: int) -> datetime:
+        return datetime.fromtimestamp(int(self.seconds[day]), UTC)
 
 
 def _minutes(clock: str) -> int:
@@ -124,19 +142,37 @@ def day_values(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.
     count of now, `counts` [n, d + 1] the recent count now and on each later day (`projected_recent`);
     the recent terms enter the logit additively, so only their change is added."""
     counts = np.asarray(counts)
+    usable = np.broadcast_to(np.asarray(hours, dtype=bool)[None, None, :],
+                             (counts.shape[0], counts.shape[1] - 1, open_logit.shape[1]))
+    return day_best(model, open_logit, mute_logit, counts, mute_weight, usable)[0]
+
+
+def day_best(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.ndarray, counts: np.ndarray,
+             mute_weight: float, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`day_values` hour by hour for candidates with their own usable hours: float [n, d] best values
+    (NaN where no hour is usable) and int [n, d] the column of that hour (-1 where none).
+
+    `usable` is bool [n, d, h]: whether the candidate may go on each later day at each hour (valid then,
+    outside quiet hours)."""
     values = []
     for target, logit in (("open", open_logit), ("mute", mute_logit)):
-        terms = model.recent_logit(target, counts)
-        shifted = logit[:, None, hours] + (terms[:, 1:] - terms[:, :1])[:, :, None]
+        terms = model.recent_logit(target, np.asarray(counts))
+        shifted = logit[:, None, :] + (terms[:, 1:] - terms[:, :1])[:, :, None]
         values.append(model.calibration[target].apply(shifted))
-    return (values[0] - mute_weight * values[1]).max(axis=2)
+    value = np.where(usable, values[0] - mute_weight * values[1], -np.inf)
+    column = value.argmax(axis=2)
+    best = np.take_along_axis(value, column[:, :, None], axis=2)[:, :, 0]
+    found = np.isfinite(best)
+    return np.where(found, best, np.nan), np.where(found, column, -1)
 
 
 def decide(settings: Decision, value_now: float, later: Sequence[tuple[datetime, float]], now: datetime,
-           slots_left: int | None, later_days: Sequence[float] | np.ndarray = ()) -> Verdict:
+           slots_left: int | None, later_days: Sequence[float] | np.ndarray = (),
+           upcoming: Sequence[Upcoming] = ()) -> Verdict:
     """The verdict for one cardholder's top push (see the module docstring); `later` pairs each later
     local hour of the day with the push's value then, `later_days` holds the best value of each later day
-    of the local month, tomorrow first, while the content is still valid."""
+    of the local month, tomorrow first, while the content is still valid; `upcoming` the candidates that
+    become valid later this month."""
     value, send_at, why = value_now, now.astimezone(UTC), f"value {value_now:.4f} now"
     if later:
         values = np.asarray([v for _, v in later])
@@ -150,11 +186,28 @@ def decide(settings: Decision, value_now: float, later: Sequence[tuple[datetime,
         return Verdict(HOLD, f"value {value:.4f} below threshold {settings.min_value:g}", None, value)
     pacing = settings.pacing
     days = np.asarray(later_days, dtype=np.float64)
-    if pacing is not None and slots_left is not None and slots_left > 0 and len(days):
-        better = int((days > value + pacing.margin * abs(value)).sum())
-        if better >= slots_left:
-            best = int(days.argmax())
-            return Verdict(HOLD, f"slots worth more later: {better} later days this month worth more than "
-                           f"{value:.4f} now for {slots_left} slot(s) left (best {days[best]:.4f} in "
-                           f"{best + 1} day(s))", None, value)
-    return Verdict(SEND, why, send_at, value)
+    horizon = max([len(days), *(len(u.days) for u in upcoming)])
+    if pacing is None or slots_left is None or slots_left <= 0 or not horizon:
+        return Verdict(SEND, why, send_at, value)
+    bar = value + pacing.margin * abs(value)
+    own = np.full(horizon, -np.inf)
+    own[:len(days)] = days
+    others = np.full((len(upcoming), horizon), -np.inf)
+    for row, item in enumerate(upcoming):
+        others[row, :len(item.days)] = np.nan_to_num(np.asarray(item.days, np.float64), nan=-np.inf)
+    best_day = np.maximum(own, others.max(axis=0)) if len(upcoming) else own
+    better = int((best_day > bar).sum())
+    if better < slots_left:
+        return Verdict(SEND, why, send_at, value)
+    beats = others > np.maximum(own, bar)[None, :]  # upcoming content worth more than now and the top push
+    if beats.any():
+        day = int(np.flatnonzero(beats.any(axis=0))[0])
+        row = int(np.where(beats[:, day], others[:, day], -np.inf).argmax())
+        item, moment = upcoming[row], upcoming[row].moment(day)
+        return Verdict(HOLD, f"better content later: {item.content_id} on day {int(day) + 1} worth "
+                       f"{others[row, day]:.4f} against {value:.4f} now; {better} later days worth more "
+                       f"for {slots_left} slot(s) left", moment, value)
+    best = int(best_day.argmax())
+    return Verdict(HOLD, f"slots worth more later: {better} later days this month worth more than "
+                   f"{value:.4f} now for {slots_left} slot(s) left (best {best_day[best]:.4f} in "
+                   f"{best + 1} day(s))", None, value)

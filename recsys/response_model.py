@@ -95,7 +95,12 @@ def recent_counts(user_codes: np.ndarray, sent: np.ndarray, window_seconds: int)
 
 def local_hours(sent: pd.Series | np.ndarray, timezones: np.ndarray, default_timezone: str) -> np.ndarray:
     """Local hour (0-23) of UTC send times in each cardholder's zone ("" or None: `default_timezone`)."""
-    stamps = utc_index(sent)
+    if isinstance(sent, pd.Series) and pd.api.types.is_datetime64_any_dtype(sent.dtype):
+        # a datetime column converts in place: through an object array it costs a Python object per row
+        stamps = pd.DatetimeIndex(sent)
+        stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
+    else:
+        stamps = utc_index(sent)
     zones = pd.Series(timezones, dtype="string").fillna("").to_numpy(dtype=object)
     zones = np.where(zones == "", default_timezone, zones)
     hours = np.empty(len(stamps), dtype=np.int64)

@@ -25,7 +25,9 @@ from recsys.decision import (
     NO_RESPONSE_MODEL,
     RECENT_DAYS,
     SEND,
+    Upcoming,
     Verdict,
+    day_best,
     day_values,
     decide,
     is_quiet,
@@ -54,6 +56,11 @@ NOT_OPTED_IN = {"rule": "opt_out", "detail": "the cardholder's push_opt_in is fa
 # cardholder (daily, monthly, gap, quiet hours) blocks all of them alike, so more would rarely help.
 # When more are blocked than that, the answer says so (`caps.short`).
 CAPS_SPARE = 3
+
+
+# Pacing values the best candidate (by the ranking score) that becomes valid later this month beside the
+# top push; each one more would add an hour grid of response-model rows to every cardholder's query.
+UPCOMING = 1
 
 
 def decide_width(k: int) -> int:
@@ -150,15 +157,22 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
         plans.append((now, local, days, slots_left))
     at = np.array([to_ms(plan[0]) // 1000 for plan in plans])[:, None] + 86_400 * np.arange(32)[None, :]
     counts = np.stack(caps_counts) + response.history_counts(user_rows, at)
-    # one flat query: every candidate at the current hour, then the top candidate at every open hour
+    pacing = policy.decision.pacing is not None
+    upcoming = upcoming_candidates(model, users, requests, rows, plans) if pacing else [[] for _ in rows]
+    # one flat query: every candidate at the current hour, then the top candidate at every open hour,
+    # then each upcoming candidate at every open hour
     widths = [min(len(ranked_all[i].items), decide_width(requests[i].k)) for i in rows]
     n_hours = len(open_hours)
-    who = np.repeat(np.arange(len(rows)), np.asarray(widths) + n_hours)
+    sizes = np.asarray(widths) + n_hours * (1 + np.asarray([len(u) for u in upcoming], dtype=np.int64))
+    who = np.repeat(np.arange(len(rows)), sizes)
     what, hours = [], []
     for slot, i in enumerate(rows):
         items = ranked_all[i].items[:widths[slot]]
         what += items.tolist() + [int(items[0])] * n_hours
         hours += [plans[slot][1].hour] * widths[slot] + open_hours.tolist()
+        for item in upcoming[slot]:
+            what += [int(item)] * n_hours
+            hours += open_hours.tolist()
     item_index = np.asarray(what, dtype=np.int64)
     item_rows = response.item_rows(np.asarray(model.item_ids, dtype=object)[item_index],
                                    np.asarray(model.kinds, dtype=object)[item_index])
@@ -167,13 +181,15 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
     p_open = response.calibration["open"].apply(logit_open)
     p_mute = response.calibration["mute"].apply(logit_mute)
     value = p_open - policy.decision.mute_weight * p_mute
-    starts = np.r_[0, np.cumsum(np.asarray(widths) + n_hours)[:-1]]
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
     grid = (starts + np.asarray(widths))[:, None] + np.arange(n_hours)[None, :]
     horizon = max(plan[2] for plan in plans)
     later_values = np.zeros((len(rows), 0))
-    if horizon and policy.decision.pacing is not None:
+    if horizon and pacing:
         later_values = day_values(response, logit_open[grid], logit_mute[grid], counts[:, :horizon + 1],
                                   policy.decision.mute_weight, np.ones(n_hours, dtype=bool))
+    ahead = upcoming_values(model, response, policy.decision.mute_weight, logit_open, logit_mute, counts,
+                            grid + n_hours, upcoming, plans, open_hours, horizon)
     for slot, i in enumerate(rows):
         start, width = int(starts[slot]), widths[slot]
         now, local, days, slots_left = plans[slot]
@@ -187,8 +203,63 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
             valid_days = days if np.isnan(model.valid_to[top]) else int(np.clip(
                 (model.valid_to[top] - midnight.timestamp()) // 86_400, 0, days))
             later_days = later_values[slot, :valid_days]
-        verdict = decide(policy.decision, float(value[start]), later, now, slots_left, later_days)
+        verdict = decide(policy.decision, float(value[start]), later, now, slots_left, later_days,
+                         ahead[slot])
         out[i] = Outlook(verdict, p_open[start:start + width], p_mute[start:start + width], best[slot])
+    return out
+
+
+def upcoming_candidates(model: LiveModel, users: Sequence[Representation], requests: Sequence[RankRequest],
+                        rows: Sequence[int], plans: Sequence[tuple]) -> list[np.ndarray]:
+    """Per row: the best `UPCOMING` items (by the ranking score) each cardholder may get that become valid
+    after now and before the local month ends (none for requests naming their candidates)."""
+    out: list[np.ndarray] = [np.zeros(0, np.int64) for _ in rows]
+    by_time: dict[datetime, list[int]] = {}
+    for slot, i in enumerate(rows):
+        if requests[i].candidates is None and plans[slot][2]:
+            by_time.setdefault(plans[slot][0], []).append(slot)
+    for now, slots in by_time.items():
+        month_end = max(plans[slot][1].timestamp() + 86_400 * (plans[slot][2] + 1) for slot in slots)
+        with np.errstate(invalid="ignore"):
+            later = (model.valid_from > now.timestamp()) & (model.valid_from < month_end)
+        if not later.any():
+            continue
+        ranked = model.rank_block([users[rows[slot]] for slot in slots], now, UPCOMING, later)
+        for slot, found in zip(slots, ranked, strict=True):
+            out[slot] = found.items
+    return out
+
+
+def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_open: np.ndarray,
+                    logit_mute: np.ndarray, counts: np.ndarray, first: np.ndarray,
+                    upcoming: Sequence[np.ndarray], plans: Sequence[tuple], open_hours: np.ndarray,
+                    horizon: int) -> list[list[Upcoming]]:
+    """Per row: each upcoming candidate's best value on every later day of the month from its first valid
+    hour on (`recsys.decision.day_best`); `first[slot] + n_hours * j` are candidate j's query rows."""
+    out: list[list[Upcoming]] = [[] for _ in plans]
+    pairs = [(slot, j) for slot, items in enumerate(upcoming) for j in range(len(items))]
+    if not pairs or not horizon:
+        return out
+    slots = np.array([slot for slot, _ in pairs])
+    n_hours = len(open_hours)
+    columns = first[slots] + n_hours * np.array([j for _, j in pairs])[:, None]
+    items = np.array([int(upcoming[slot][j]) for slot, j in pairs])
+    midnight = np.array([plans[slot][1].replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+                         for slot in slots])
+    # epoch second of each later day (1..horizon) at each open hour
+    moment = (midnight[:, None, None] + 86_400 * np.arange(1, horizon + 1)[None, :, None]
+              + 3_600 * open_hours[None, None, :])
+    days_left = np.array([plans[slot][2] for slot in slots])
+    with np.errstate(invalid="ignore"):
+        usable = (~(model.valid_from[items][:, None, None] > moment)
+                  & ~(model.valid_to[items][:, None, None] < moment)
+                  & (np.arange(1, horizon + 1)[None, :, None] <= days_left[:, None, None]))
+    values, column = day_best(response, logit_open[columns], logit_mute[columns],
+                              counts[slots, :horizon + 1], mute_weight, usable)
+    seconds = np.take_along_axis(moment, np.maximum(column, 0)[:, :, None], axis=2)[:, :, 0]
+    for row, (slot, _) in enumerate(pairs):
+        out[slot].append(Upcoming(str(model.item_ids[items[row]]), values[row],
+                                  seconds[row].astype(np.int64)))
     return out
 
 

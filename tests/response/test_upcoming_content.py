@@ -1,0 +1,78 @@
+"""Pacing on content that becomes valid later in the month (`recsys.decision.Upcoming`, `day_best`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from recsys.caps.policy import Decision, Pacing
+from recsys.decision import HOLD, SEND, Upcoming, day_best, day_values, decide
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NOW = datetime(2026, 9, 10, 10, 0, tzinfo=SHANGHAI)
+SETTINGS = Decision(mute_weight=10, min_value=0.0, hour_margin=0.1, pacing=Pacing(margin=0.1))
+
+
+def upcoming(content_id: str, days: list[float], first_hour: int = 19) -> Upcoming:
+    """Values on each later day (NaN before the content starts), each at `first_hour` local that day."""
+    seconds = [int(NOW.replace(hour=first_hour).timestamp()) + 86_400 * (d + 1) for d in range(len(days))]
+    return Upcoming(content_id, np.asarray(days, dtype=np.float64), np.asarray(seconds, dtype=np.int64))
+
+
+def test_better_content_later_holds_with_its_start_as_send_at() -> None:
+    nan = float("nan")
+    # the top push is worth 0.03 now and on every later day; a new offer starts in 3 days worth 0.08
+    own = [0.03] * 6
+    offer = upcoming("offer-7", [nan, nan, 0.08, 0.08, 0.07, 0.07])
+    held = decide(SETTINGS, 0.03, [], NOW, 4, own, [offer])
+    assert held.decision == HOLD and held.reason.startswith("better content later: offer-7 on day 3")
+    assert held.send_at == datetime(2026, 9, 13, 19, 0, tzinfo=SHANGHAI).astimezone(UTC)
+    # as many slots as better days: the offer can still be sent then, so send now
+    assert decide(SETTINGS, 0.03, [], NOW, 5, own, [offer]).decision == SEND
+    # the same offer worth no more than now (within the margin) does not hold
+    small = upcoming("offer-7", [nan, nan, 0.032, 0.032, 0.032, 0.032])
+    assert decide(SETTINGS, 0.03, [], NOW, 1, own, [small]).decision == SEND
+    # without pacing the upcoming content changes nothing
+    off = SETTINGS.model_copy(update={"pacing": None})
+    assert decide(off, 0.03, [], NOW, 1, own, [offer]).decision == SEND
+
+
+def test_upcoming_content_counts_only_where_it_beats_the_top_push() -> None:
+    nan = float("nan")
+    own = [0.05, 0.09, 0.09]  # the top push itself is worth more in two days
+    offer = upcoming("offer-2", [nan, 0.06, 0.06])
+    held = decide(SETTINGS, 0.03, [], NOW, 3, own, [offer])
+    # three better days (0.05, 0.09, 0.09), none of them thanks to the offer: the old reason, no send_at
+    assert held.decision == HOLD and held.reason.startswith("slots worth more later: 3 later days")
+    assert held.send_at is None
+    # an offer lasting past the top push's end fills later days the top push no longer has
+    longer = upcoming("offer-9", [nan, nan, 0.2, 0.2])
+    verdict = decide(SETTINGS, 0.03, [], NOW, 4, own[:2], [longer])
+    assert verdict.decision == HOLD and "offer-9 on day 3" in verdict.reason
+
+
+def test_day_best_respects_each_candidates_usable_hours_and_matches_day_values(handmade) -> None:
+    model = handmade.model
+    users, items = model.user_rows(["c01", "g03"]), model.item_rows(["p01", "p02"])
+    hours = np.array([9, 12, 15, 20])
+    grid = (users.take(np.repeat([0, 1], 4)), items.take(np.repeat([0, 1], 4)), np.tile(hours, 2),
+            np.full(8, 3))
+    open_logit = model.logit("open", *grid).reshape(2, 4)
+    mute_logit = model.logit("mute", *grid).reshape(2, 4)
+    counts = np.array([[3, 3, 2, 1], [3, 3, 3, 3]])
+    every = np.ones((2, 3, 4), dtype=bool)
+    values, column = day_best(model, open_logit, mute_logit, counts, 10.0, every)
+    np.testing.assert_allclose(values, day_values(model, open_logit, mute_logit, counts, 10.0,
+                                                  np.ones(4, dtype=bool)))
+    # the same push on a day with fewer recent pushes is worth more (fatigue leaves with them)
+    assert values[0, 2] > values[0, 0]
+    usable = every.copy()
+    usable[0, 0, :] = False  # not valid yet tomorrow
+    usable[0, 1, :2] = False  # valid from the third hour the day after
+    later, where = day_best(model, open_logit, mute_logit, counts, 10.0, usable)
+    assert np.isnan(later[0, 0]) and where[0, 0] == -1
+    assert where[0, 1] >= 2 and later[0, 1] <= values[0, 1]
+    assert later[0, 2] == pytest.approx(values[0, 2]) and where[0, 2] == column[0, 2]
