@@ -5,9 +5,9 @@ shared independent world when ../shared/worlds/independent exists) it fits, at t
 the engine (the training configuration's model and features, its epochs, item appeal and wide weights
 chosen on a validation window as `recsys train` does), the plain hybrid (untuned LightFM on
 raw features, the gate's yardstick) and the previous release (MCC categories only, no raw MCCs, no
-tags of opened pushes, no history dropout, no item appeal, no wide part, 10 epochs), ranks every cardholder's top 5 eligible
-items and prints the share of the popularity-to-oracle gap in true top-1 open probability each closes,
-overall and for cardholders who never read. Synthetic worlds are scored with
+tags of opened pushes, no history dropout, no item appeal, no wide part, 10 epochs), ranks every
+cardholder's top 5 eligible items and prints the share of the popularity-to-oracle gap in true top-1
+open probability each closes, overall and for cardholders who never read. Synthetic worlds are scored with
 `training.truth.score_recommendations`, the shared world with its own `score.py`.
 
     .venv/bin/python benchmarks/quality.py                                   # the default worlds

@@ -41,7 +41,7 @@ class Selection:
     window: tuple[str, str]
     users: int
     epoch_objectives: list[float] = field(default_factory=list)
-    objectives: dict[str, float] = field(default_factory=dict)  # "appeal=A wide=W" -> objective
+    objectives: dict[str, float] = field(default_factory=dict)  # "appeal:A wide:W" -> objective
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready, for the bundle, the report and MLflow."""
@@ -115,7 +115,7 @@ def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfi
     selection = Selection(epochs=int(epochs), item_appeal_weight=appeal, wide_weight=wide,
                           window=(validation.split.isoformat(), validation.as_of.isoformat()),
                           users=train.n_users, epoch_objectives=curve,
-                          objectives={f"appeal={a:g} wide={w:g}": v for (a, w), v in objectives.items()})
+                          objectives={f"appeal:{a:g} wide:{w:g}": v for (a, w), v in objectives.items()})
     echo(f"  chosen on {validation.split:%Y-%m-%d} .. {validation.as_of:%Y-%m-%d} ({train.n_users:,} "
          f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g} (objective "
          f"{objectives[(appeal, wide)]:.4f}; by epoch " + " ".join(f"{value:.3f}" for value in curve)

@@ -30,10 +30,10 @@ def test_settings_are_chosen_on_validation_before_the_split(small_world: Path) -
     split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
     config = replace(FAST, appeal_choices=(0.0, 1.0), wide_choices=(0.0, 0.5))
     chosen = choose_on_validation(dataset, split, config, echo=lambda line: None)
-    assert set(chosen.objectives) == {"appeal=0 wide=0", "appeal=1 wide=0", "appeal=0 wide=0.5",
-                                      "appeal=1 wide=0.5"}
+    assert set(chosen.objectives) == {"appeal:0 wide:0", "appeal:1 wide:0", "appeal:0 wide:0.5",
+                                      "appeal:1 wide:0.5"}
     best = max(chosen.objectives.values())
-    assert chosen.objectives[f"appeal={chosen.item_appeal_weight:g} wide={chosen.wide_weight:g}"] == best
+    assert chosen.objectives[f"appeal:{chosen.item_appeal_weight:g} wide:{chosen.wide_weight:g}"] == best
     assert len(chosen.epoch_objectives) == FAST.model.params["epochs"]
     assert chosen.epochs == fewest_good_epochs(chosen.epoch_objectives)
     assert chosen.window[1] == split.isoformat()
