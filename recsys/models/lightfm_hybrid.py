@@ -321,7 +321,7 @@ class LightFMHybrid(Recommender):
 
     def _rescale_wide(self, data: TrainingMatrices) -> None:
         """Scale the wide part so that at weight 1 its scores spread as much as the factorisation's
-        (biases and appeal left out) over the first fitted cardholders."""
+        (item appeal left out) over the first fitted cardholders."""
         self._wide_scale = 0.0
         if self._ridge is None:
             return
