@@ -2,12 +2,12 @@
 
 For each world (synthetic worlds written by `recsys synth` with the scenario options given, plus the
 shared independent world when ../shared/worlds/independent exists) it fits, at the world's as-of time,
-the engine (the training configuration's model and features, its item appeal weight chosen on a
-validation window as `recsys train` does), the plain hybrid (untuned LightFM on
+the engine (the training configuration's model and features, its epochs, item appeal and wide weights
+chosen on a validation window as `recsys train` does), the plain hybrid (untuned LightFM on
 raw features, the gate's yardstick) and the previous release (MCC categories only, no raw MCCs, no
-tags of opened pushes, no history dropout, no item appeal), ranks every cardholder's top 5 eligible
-items and prints the share of the popularity-to-oracle gap in true top-1 open probability each closes,
-overall and for cardholders who never read. Synthetic worlds are scored with
+tags of opened pushes, no history dropout, no item appeal, no wide part, 10 epochs), ranks every
+cardholder's top 5 eligible items and prints the share of the popularity-to-oracle gap in true top-1
+open probability each closes, overall and for cardholders who never read. Synthetic worlds are scored with
 `training.truth.score_recommendations`, the shared world with its own `score.py`.
 
     .venv/bin/python benchmarks/quality.py                                   # the default worlds
@@ -39,7 +39,7 @@ DEFAULT_WORLDS = (
 )
 PREVIOUS_FEATURES = {"spend_mcc_weight": 0.0, "spend_visits_weight": 0.0, "open_topic_weight": 0.0,
                      "item_title_weight": 0.0}
-PREVIOUS_MODEL = {"history_dropout": 0.0, "item_appeal_weight": 0.0}
+PREVIOUS_MODEL = {"history_dropout": 0.0, "item_appeal_weight": 0.0, "wide_weight": 0.0, "epochs": 10}
 
 
 def synthesise(out: Path, users: int, seed: int, options: str) -> None:
@@ -96,13 +96,12 @@ def measure(name: str, world: Path, as_of, truth_path: Path | None, config) -> l
     from training.config import ModelSpec
 
     dataset = load_dataset(world)
-    if config.appeal_choices:  # what `recsys train` does: the item appeal weight chosen on validation
-        from training.tune import choose_appeal
+    # what `recsys train` does: epochs, item appeal and wide weights chosen on a validation window
+    from training.selection import choose_on_validation
 
-        weight, _ = choose_appeal(dataset, as_of - pd.Timedelta(days=config.holdout_days), config,
-                                  echo=lambda line: print(f"  {name:<16} {line.strip()}", flush=True))
-        config = replace(config, model=ModelSpec(config.model.kind,
-                                                 {**config.model.params, "item_appeal_weight": weight}))
+    selection = choose_on_validation(dataset, as_of - pd.Timedelta(days=config.holdout_days), config,
+                                     echo=lambda line: print(f"  {name:<16} {line.strip()}", flush=True))
+    config = selection.apply(config)
     previous = FeatureConfig.from_dict({**config.features.to_dict(), **PREVIOUS_FEATURES})
     previous_model = ModelSpec(config.model.kind, {**config.model.params, **PREVIOUS_MODEL})
     rows = []
@@ -116,7 +115,7 @@ def measure(name: str, world: Path, as_of, truth_path: Path | None, config) -> l
         model = make().fit(data)
         overall, cold = score(world, top5(model, data, dataset, as_of), dataset, truth_path)
         rows.append({"world": name, "model": label, "gap_closed": overall, "gap_closed_non_readers": cold,
-                     "seconds": time.perf_counter() - start})
+                     "seconds": time.perf_counter() - start, "chosen": selection.summary()})
         print(f"  {name:<16} {label:<18} {overall:6.3f} {cold:8.3f} {rows[-1]['seconds']:7.1f}", flush=True)
     return rows
 

@@ -121,6 +121,12 @@ def main() -> None:
             print(f"{stage:<32}{seconds:>10.1f}")
         print(f"{'recsys train, total':<32}{total:>10.1f}   target <= {TARGET_SECONDS:.0f} s: "
               f"{'met' if total <= TARGET_SECONDS else 'MISSED'}")
+        response = result.timings.get("fit response models", 0.0)
+        print(f"{'without the response models':<32}{total - response:>10.1f}")
+        selection = result.summary.get("selection")
+        if selection:
+            print(f"chosen on validation: {selection['epochs']} epochs (of {config.model.params['epochs']}), "
+                  f"item appeal {selection['item_appeal_weight']:g}, wide {selection['wide_weight']:g}")
         print("\nsame-run baseline (raw lightfm.LightFM.fit, same interactions and hyper-parameters, "
               f"{n_interactions:,} interactions, {config.model.params['epochs']} epochs, "
               f"{config.model.params['num_threads']} threads):")

@@ -27,12 +27,16 @@ DEFAULT_MODEL = {
                # closed on the shared independent world 0.36 -> 0.50, on a merchants world 0.14 -> 0.18)
                "history_dropout": 1.0,
                # used when appeal_choices is empty; otherwise each `recsys train` picks it on validation
-               "item_appeal_weight": 1.0},
+               "item_appeal_weight": 1.0,
+               # used when wide_choices is empty; otherwise each `recsys train` picks it on validation
+               "wide_weight": 0.0, "wide_l2": 1.0, "wide_rank": 128},
 }
 # item appeal weights `recsys train` chooses among on a validation window before the holdout: on the
 # shared independent world 1.0 took the top-1 gap closed 0.64 -> 0.69, on a categories world 0.37 -> 0.44,
 # while 0 was as good on a needs world
 APPEAL_CHOICES = (0.0, 0.5, 1.0, 1.5)
+# weights of the wide (per-item ridge) part chosen the same way; 0 switches it off
+WIDE_CHOICES = (0.0, 0.125, 0.25, 0.5)
 DEFAULT_BASELINES = {
     "popularity": {"kind": "popularity", "params": {"by_segment": False}},
     # the yardstick: an untuned LightFM on raw features; the champion gate refuses a model not above it
@@ -82,6 +86,9 @@ class TrainConfig:
     epoch_eval_max_users: int = 5000
     seed: int = 42
     appeal_choices: tuple[float, ...] = APPEAL_CHOICES
+    wide_choices: tuple[float, ...] = WIDE_CHOICES
+    # the number of epochs is chosen on the validation window too (at most the model's `epochs`)
+    choose_epochs: bool = True
 
     def __post_init__(self) -> None:
         if self.holdout_days <= 0:
@@ -92,8 +99,11 @@ class TrainConfig:
             raise TrainConfigError(
                 f"metric {self.metric!r} is not one of precision@K, recall@K, ndcg@K, map@K, coverage@K, auc"
             )
-        if any(not (isinstance(value, int | float) and value >= 0) for value in self.appeal_choices):
-            raise TrainConfigError(f"appeal_choices must be numbers >= 0, got {list(self.appeal_choices)}")
+        for name in ("appeal_choices", "wide_choices"):
+            values = getattr(self, name)
+            if any(isinstance(value, bool) or not (isinstance(value, int | float) and value >= 0)
+                   for value in values):
+                raise TrainConfigError(f"{name} must be numbers >= 0, got {list(values)}")
         if "@" in self.metric and int(self.metric.split("@")[1]) != self.k:
             raise TrainConfigError(
                 f"metric {self.metric!r} is measured at a cut-off other than k={self.k}: "
@@ -112,12 +122,15 @@ class TrainConfig:
             "refit": self.refit,
             "seed": self.seed,
             "appeal_choices": list(self.appeal_choices),
+            "wide_choices": list(self.wide_choices),
+            "choose_epochs": self.choose_epochs,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
         data = dict(data or {})
-        known = {"features", "model", "baselines", "evaluation", "refit", "seed", "appeal_choices"}
+        known = {"features", "model", "baselines", "evaluation", "refit", "seed", "appeal_choices",
+                 "wide_choices", "choose_epochs"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise TrainConfigError(f"unknown top-level key(s) {unknown}; known: {sorted(known)}")
@@ -143,14 +156,15 @@ class TrainConfig:
                 raise TrainConfigError("baselines must be a mapping of name -> {kind, params}")
             kwargs["baselines"] = {str(name): _spec(f"baselines.{name}", spec, None)
                                    for name, spec in baselines.items()}
-        for key in ("refit", "seed"):
+        for key in ("refit", "seed", "choose_epochs"):
             if key in data:
                 kwargs[key] = data[key]
-        if "appeal_choices" in data:
-            choices = data["appeal_choices"] or []
-            if not isinstance(choices, list | tuple):
-                raise TrainConfigError(f"appeal_choices must be a list of weights, got {choices!r}")
-            kwargs["appeal_choices"] = tuple(choices)
+        for key in ("appeal_choices", "wide_choices"):
+            if key in data:
+                choices = data[key] or []
+                if not isinstance(choices, list | tuple):
+                    raise TrainConfigError(f"{key} must be a list of weights, got {choices!r}")
+                kwargs[key] = tuple(choices)
         chosen = str(evaluation.get("metric", ""))
         if "k" not in evaluation and "@" in chosen and METRIC_PATTERN.match(chosen):
             evaluation["k"] = int(chosen.split("@")[1])
@@ -160,8 +174,9 @@ class TrainConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
                 where = f"evaluation.{key}" if key in evaluation else key
                 raise TrainConfigError(f"{where} must be a number, got {value!r}")
-        if not isinstance(kwargs.get("refit", True), bool):
-            raise TrainConfigError(f"refit must be true or false, got {kwargs['refit']!r}")
+        for key in ("refit", "choose_epochs"):
+            if not isinstance(kwargs.get(key, True), bool):
+                raise TrainConfigError(f"{key} must be true or false, got {kwargs[key]!r}")
         try:
             return cls(**kwargs)
         except TypeError as error:

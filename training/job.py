@@ -30,10 +30,11 @@ from recsys.bundle import ModelBundle, build_eligibility
 from recsys.matrices import TrainingMatrices
 from recsys.models import Recommender
 from recsys.ranking import top_k
-from training.config import ModelSpec, TrainConfig
+from training.config import TrainConfig
 from training.evaluate import Holdout, HoldoutError, epoch_scorer, evaluate, make_holdout, recommend_holdout
 from training.outputs import check_output_path
-from training.tune import TuneResult, choose_appeal, tune
+from training.selection import Selection, choose_on_validation
+from training.tune import TuneResult, tune
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class TrainResult:
     bundle_path: Path | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     tuning: TuneResult | None = None
+    selection: Selection | None = None
 
 
 class Stages:
@@ -154,7 +156,7 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
 
         truth = load_truth(truth_path)
         check_truth_covers(truth, dataset)
-    tuning = None
+    tuning, selection = None, None
     if options.tune_minutes is not None:
         # before the holdout features: the chosen family weights shape them
         with stages.stage("tune"):
@@ -162,17 +164,17 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
                           options.tune_minutes, echo=echo)
         config = tuning.config
         options = replace(options, config=config)
-    elif config.appeal_choices and config.model.kind == "lightfm_hybrid":
-        with stages.stage("choose item appeal"):
+    elif config.model.kind == "lightfm_hybrid" and (config.appeal_choices or config.wide_choices
+                                                     or config.choose_epochs):
+        with stages.stage("choose on validation"):
             try:
-                weight, _ = choose_appeal(dataset, as_of - pd.Timedelta(days=config.holdout_days), config,
-                                          echo=echo)
+                selection = choose_on_validation(dataset, as_of - pd.Timedelta(days=config.holdout_days),
+                                                 config, echo=echo)
             except (HoldoutError, EmptyDataError) as error:
-                weight = float(config.model.params.get("item_appeal_weight", 0.0))
-                echo(f"  item appeal weight {weight:g} (the configured one: no validation window, {error})")
-        config = replace(config, model=ModelSpec(config.model.kind,
-                                                 {**config.model.params, "item_appeal_weight": weight}))
-        options = replace(options, config=config)
+                echo(f"  configured epochs and weights kept (no validation window: {error})")
+            else:
+                config = selection.apply(config)
+                options = replace(options, config=config)
     k, metric = config.k, config.metric
 
     with stages.stage("features (holdout split)"):
@@ -248,7 +250,7 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
 
     result = TrainResult(as_of=as_of, split=holdout.split, results=results, truth=truth_rates, lift=lift,
                          timings=stages.timings, curves=curves, comparisons=comparisons,
-                         response_report=response_report, tuning=tuning)
+                         response_report=response_report, tuning=tuning, selection=selection)
     result.summary = {
         "data_dir": str(options.data_dir), "as_of": as_of.isoformat(), "split": holdout.split.isoformat(),
         "holdout_users": holdout.n_users, "holdout_cold_users": int(holdout.cold.sum()),
@@ -259,11 +261,14 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
     }
     if tuning is not None:
         result.summary["tuning"] = tuning.summary()
+    if selection is not None:
+        result.summary["selection"] = selection.summary()
     bundle = ModelBundle(
         model=final_model, users=final_data.users, items=final_data.items, feature_state=builder.to_dict(),
         item_meta=item_metadata(dataset.content, final_data.items), user_segments=final_data.user_segments,
         as_of=as_of, metrics={**prefixed(results[MODEL_NAME]), **truth_rates},
-        params=config.to_dict() | ({} if tuning is None else {"tuning": tuning.summary()}),
+        params=config.to_dict() | ({} if tuning is None else {"tuning": tuning.summary()})
+        | ({} if selection is None else {"selection": selection.summary()}),
         user_features=final_data.user_features, response=response,
     )
     staging = Path(tempfile.mkdtemp(prefix="qianmian-train-"))
@@ -416,6 +421,11 @@ def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging
             from training.response import log_report
 
             log_report(run, result.response_report)
+        if result.selection is not None:
+            run.log_dict(result.selection.summary(), "selection.json")
+            run.log_metrics({f"selection.{key}": value for key, value in result.selection.objectives.items()})
+            for step, value in enumerate(result.selection.epoch_objectives, start=1):
+                run.log_metrics({"selection.objective_by_epoch": value}, step=step)
         if result.tuning is not None:
             run.log_dict(result.tuning.summary(), "tuning.json")
             for trial in result.tuning.trials:

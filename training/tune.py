@@ -26,7 +26,7 @@ from features.config import FeatureConfig
 from features.loader import Dataset
 from recsys import metrics
 from recsys.models import Recommender
-from training.config import APPEAL_CHOICES, ModelSpec, TrainConfig
+from training.config import APPEAL_CHOICES, WIDE_CHOICES, ModelSpec, TrainConfig
 from training.evaluate import Holdout, make_holdout, push_auc, recommend_holdout
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,6 @@ COMPONENTS = (16, 32, 48, 64)
 SEARCHED_LOSSES = ("warp", "bpr", "logistic")
 DROPOUTS = (0.0, 0.5, 1.0)
 MAX_TRIALS = 60
-SELECTION_MAX_USERS = 20_000
 
 
 @dataclass(frozen=True)
@@ -97,6 +96,7 @@ def suggest(trial: Any, base: TrainConfig) -> dict[str, Any]:
     params["model.normalize_features"] = trial.suggest_categorical("normalize_features", (True, False))
     params["model.history_dropout"] = trial.suggest_categorical("history_dropout", DROPOUTS)
     params["model.item_appeal_weight"] = trial.suggest_categorical("item_appeal_weight", APPEAL_CHOICES)
+    params["model.wide_weight"] = trial.suggest_categorical("wide_weight", WIDE_CHOICES)
     return params
 
 
@@ -215,6 +215,7 @@ def _as_trial_values(config: TrainConfig) -> dict[str, Any]:
         "normalize_features": bool(params.get("normalize_features", True)),
         "history_dropout": nearest(DROPOUTS, float(params.get("history_dropout", 0.0))),
         "item_appeal_weight": nearest(APPEAL_CHOICES, float(params.get("item_appeal_weight", 0.0))),
+        "wide_weight": nearest(WIDE_CHOICES, float(params.get("wide_weight", 0.0))),
     })
     return values
 
@@ -233,29 +234,3 @@ def sampled(dataset: Dataset, max_users: int, seed: int) -> Dataset:
     return replace(dataset, cardholders=members(dataset.cardholders),
                    transactions=members(dataset.transactions), menu_clicks=members(dataset.menu_clicks),
                    article_reads=members(dataset.article_reads), push_log=members(dataset.push_log))
-
-
-def choose_appeal(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
-                  max_users: int = SELECTION_MAX_USERS,
-                  echo: Callable[[str], None] = logger.info) -> tuple[float, dict[float, float]]:
-    """The `item_appeal_weight` of `base.appeal_choices` with the best validation objective, and the
-    objective of each: the model is fitted once on a seeded sample of at most `max_users` cardholders
-    at `split - holdout_days`, then each weight is applied to it and scored up to `split` (the same
-    window and objective as `tune`)."""
-    from training.job import POPULARITY
-
-    choices = tuple(dict.fromkeys(float(value) for value in base.appeal_choices))
-    if not choices:
-        raise ValueError("appeal_choices is empty: nothing to choose from")
-    validation = make_holdout(sampled(dataset, max_users, base.seed), split, base.holdout_days, base.features)
-    popularity = base.baselines.get(POPULARITY, ModelSpec("popularity", {"by_segment": False}))
-    reference = validation_scores(popularity.build().fit(validation.train), validation, base.k)
-    model = base.model.build().fit(validation.train)
-    objectives: dict[float, float] = {}
-    for weight in choices:
-        model.set_item_appeal(weight, validation.train)
-        objectives[weight] = objective_value(validation_scores(model, validation, base.k), reference, base.k)
-    best = max(choices, key=lambda weight: (objectives[weight] == objectives[weight], objectives[weight]))
-    echo(f"  item appeal weight {best:g} on {validation.split:%Y-%m-%d} .. {validation.as_of:%Y-%m-%d} "
-         f"(validation objective " + ", ".join(f"{w:g}: {v:.4f}" for w, v in objectives.items()) + ")")
-    return best, objectives

@@ -24,12 +24,14 @@ from recsys.models.base import (
     check_at_least_one,
     check_user_inputs,
 )
+from recsys.models.wide import RidgeFactors, fit_ridge
 
 logger = logging.getLogger(__name__)
 
 HISTORY_PREFIXES = ("topic:", "reads_level")
 NO_HISTORY = "reads:none"
 COPY_PREFIX = "\x00history-dropped:"
+WIDE_SPREAD_ROWS = 5000  # fitted rows the wide part's spread is matched on
 
 LOSSES = ("warp", "bpr", "warp-kos", "logistic")
 SCHEDULES = ("adagrad", "adadelta")
@@ -63,6 +65,12 @@ class LightFMHybrid(Recommender):
       or opened it + 1) per day it was on offer (needs `item_exposure_days`). WARP learns an item's
       bias from how often it is a positive, so an item offered for a week trails one offered for a
       quarter however much better it is liked; 0 keeps the learned biases.
+    - `wide_weight`: weight of a "wide" part beside the factorisation: per item, a ridge regression of
+      its positives on the cardholder feature vector (columns standardised, L2 penalty `wide_l2` x
+      the number of rows, fitted on the same rows as LightFM, history-dropped copies included), kept to
+      its `wide_rank` leading singular directions and scaled so that at weight 1 its scores spread as
+      much as the factorisation's. LightFM's rank-d embeddings share one low-dimensional space across
+      items; the ridge is full rank over the features. 0 (the default) leaves it out.
     LightFM's Hogwild updates make runs with `num_threads > 1` not bit-for-bit repeatable; use
     `num_threads=1` where exact reproducibility matters.
     """
@@ -94,17 +102,21 @@ class LightFMHybrid(Recommender):
         use_negatives: bool = True,
         history_dropout: float = 0.0,
         item_appeal_weight: float = 0.0,
+        wide_weight: float = 0.0,
+        wide_l2: float = 1.0,
+        wide_rank: int = 128,
     ):
         if loss not in LOSSES:
             raise ModelError(f"loss {loss!r} is not one of {LOSSES}")
         if learning_schedule not in SCHEDULES:
             raise ModelError(f"learning_schedule {learning_schedule!r} is not one of {SCHEDULES}")
         check_at_least_one(no_components=no_components, epochs=epochs, num_threads=num_threads,
-                           max_sampled=max_sampled)
+                           max_sampled=max_sampled, wide_rank=wide_rank)
         for name, value in (("learning_rate", learning_rate), ("item_alpha", item_alpha),
                             ("user_alpha", user_alpha), ("user_feature_weight", user_feature_weight),
                             ("item_feature_weight", item_feature_weight),
-                            ("item_appeal_weight", item_appeal_weight)):
+                            ("item_appeal_weight", item_appeal_weight), ("wide_weight", wide_weight),
+                            ("wide_l2", wide_l2)):
             if not np.isfinite(value) or value < 0:
                 raise ModelError(f"{name} must be a finite number >= 0, got {value}")
         self.no_components = int(no_components)
@@ -132,7 +144,12 @@ class LightFMHybrid(Recommender):
             raise ModelError("history_dropout needs user_identity=False (copies have no identity)")
         self.history_dropout = float(history_dropout)
         self.item_appeal_weight = float(item_appeal_weight)
+        self.wide_weight = float(wide_weight)
+        self.wide_l2 = float(wide_l2)
+        self.wide_rank = int(wide_rank)
         self._item_shift: np.ndarray | None = None
+        self._ridge: RidgeFactors | None = None
+        self._wide_scale = 0.0
         self._model = None
         self._n_users = 0
         self._n_user_features = 0
@@ -247,6 +264,8 @@ class LightFMHybrid(Recommender):
         self._item_factors = None
         self._item_shift = None
         self._item_feature_matrix = item_features
+        self._ridge = None
+        self._wide_scale = 0.0
         logger.info(
             "fitting LightFM %s: %d users, %d items, %d interactions, %d user / %d item feature columns",
             self.loss, data.n_users, data.n_items, interactions.nnz, user_features.shape[1],
@@ -260,8 +279,58 @@ class LightFMHybrid(Recommender):
             self._item_factors = None
             if callback is not None:
                 callback(epoch, self)
-        self.set_item_appeal(self.item_appeal_weight, original)
+        if self.wide_weight:
+            self.set_wide(self.wide_weight, original, data)
+        else:
+            self.set_item_appeal(self.item_appeal_weight, original)
         return self
+
+    def embedding_state(self) -> dict[str, np.ndarray]:
+        """A copy of the learned LightFM arrays (e.g. after an epoch), for `rewind`."""
+        self._check_fitted()
+        return {name: getattr(self._model, name).copy() for name in _STATE}
+
+    def rewind(self, state: dict[str, np.ndarray], epochs: int, data: TrainingMatrices) -> None:
+        """Go back to the LightFM arrays `state` taken after epoch `epochs` of a fit on `data` (so one
+        fit can be scored at every epoch count), then re-derive the wide part and the item appeal."""
+        self._check_fitted()
+        for name in _STATE:
+            setattr(self._model, name, state[name].copy())
+        self.epochs = int(epochs)
+        self._item_shift = None
+        self._item_factors = None
+        self._rescale_wide(data)
+        self.set_item_appeal(self.item_appeal_weight, data)
+
+    def set_wide(self, weight: float, original: TrainingMatrices,
+                 rows: TrainingMatrices | None = None) -> None:
+        """Set `wide_weight` of the fitted model without refitting LightFM, then re-derive the item
+        appeal on `original` (the data the model was fitted on). The ridge is solved once, on `rows`
+        (the fitted rows with their history-dropped copies; rebuilt from `original` when not given)."""
+        self._check_fitted()
+        if not np.isfinite(weight) or weight < 0:
+            raise ModelError(f"wide_weight must be a finite number >= 0, got {weight}")
+        self.wide_weight = float(weight)
+        if weight and self._ridge is None and self._n_user_features:
+            rows = rows if rows is not None else self._with_history_dropped(original)
+            self._ridge = fit_ridge(rows.user_features, rows.interactions, self.wide_l2, self.wide_rank)
+            self._wide_scale = 0.0
+        if weight and not self._wide_scale:
+            self._rescale_wide(original)
+        self.set_item_appeal(self.item_appeal_weight, original)
+
+    def _rescale_wide(self, data: TrainingMatrices) -> None:
+        """Scale the wide part so that at weight 1 its scores spread as much as the factorisation's
+        (item appeal left out) over the first fitted cardholders."""
+        self._wide_scale = 0.0
+        if self._ridge is None:
+            return
+        self._item_shift = None
+        sample = sp.csr_matrix(data.user_features[: min(data.n_users, WIDE_SPREAD_ROWS)])
+        learned = self.user_factors(np.arange(sample.shape[0]), sample) @ self._compute_item_factors(
+            self._item_feature_matrix).T
+        spread = self._ridge.spread(sample)
+        self._wide_scale = float(learned.std() / spread) if spread > 0 else 0.0
 
     def set_item_appeal(self, weight: float, data: TrainingMatrices) -> None:
         """Set `item_appeal_weight` of the fitted model without refitting; `data` is what it was fitted
@@ -297,7 +366,16 @@ class LightFMHybrid(Recommender):
         if self._item_shift is not None:
             biases = biases + self._item_shift
         ones = np.ones((embeddings.shape[0], 1), dtype=np.float32)
-        return np.ascontiguousarray(np.hstack([embeddings, ones, biases[:, None]]))
+        blocks = [embeddings, ones, biases[:, None]]
+        if self._wide_active:
+            factor = np.float32(self.wide_weight * self._wide_scale)
+            blocks[2] = (biases + factor * self._ridge.offset)[:, None]
+            blocks.append(factor * self._ridge.items)
+        return np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
+
+    @property
+    def _wide_active(self) -> bool:
+        return self._ridge is not None and self.wide_weight > 0 and self._wide_scale > 0
 
     def item_factors(self) -> np.ndarray:
         self._check_fitted()
@@ -326,13 +404,19 @@ class LightFMHybrid(Recommender):
             embeddings += block @ model.user_embeddings[offset:]
             biases += block @ model.user_biases[offset:]
         ones = np.ones((index.size, 1), dtype=np.float32)
-        return np.ascontiguousarray(np.hstack([embeddings, biases[:, None], ones]), dtype=np.float32)
+        blocks = [embeddings, biases[:, None], ones]
+        if self._wide_active:
+            blocks.append(self._ridge.user_block(features))
+        return np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
         state = {name: getattr(self._model, name) for name in _STATE}
         state["item_factors"] = self.item_factors()
         if self._item_shift is not None:
             state["item_shift"] = self._item_shift
+        if self._wide_active:
+            state |= {"wide_projection": self._ridge.projection, "wide_items": self._ridge.items,
+                      "wide_offset": self._ridge.offset, "wide_scale": np.float64(self._wide_scale)}
         return state
 
     def _extra(self) -> dict[str, Any]:
@@ -348,3 +432,8 @@ class LightFMHybrid(Recommender):
         self._item_factors = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)
         shift = arrays.get("item_shift")
         self._item_shift = None if shift is None else np.asarray(shift, dtype=np.float32)
+        if "wide_projection" in arrays:
+            self._ridge = RidgeFactors(np.asarray(arrays["wide_projection"], dtype=np.float32),
+                                       np.asarray(arrays["wide_items"], dtype=np.float32),
+                                       np.asarray(arrays["wide_offset"], dtype=np.float32))
+            self._wide_scale = float(arrays["wide_scale"])

@@ -371,3 +371,52 @@ class TestLightFMHybridItemAppeal(RecommenderContract):
         appealed = LightFMHybrid(no_components=8, epochs=5, num_threads=1, random_state=3,
                                  item_appeal_weight=1.0).fit(board.data)
         np.testing.assert_allclose(appealed.item_factors(), learned.item_factors())
+
+
+class TestLightFMHybridWide(RecommenderContract):
+    expected_epochs = 15
+
+    @classmethod
+    def make(cls) -> Recommender:
+        return LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3, user_identity=False,
+                             wide_weight=0.5)
+
+    def test_the_wide_part_adds_columns_and_switches_off_at_weight_0(self, checkerboard) -> None:
+        data = checkerboard.data
+        learned = LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3,
+                                user_identity=False).fit(data)
+        model = self.make().fit(data)
+        users = np.arange(data.n_users)
+        widened = model.user_factors(users, data.user_features)
+        assert widened.shape[1] > learned.user_factors(users, data.user_features).shape[1]
+        assert not np.allclose(model.scores(users, data.user_features),
+                               learned.scores(users, data.user_features))
+        model.set_wide(0.0, data)
+        np.testing.assert_allclose(model.item_factors(), learned.item_factors(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(model.user_factors(users, data.user_features),
+                                   learned.user_factors(users, data.user_features), rtol=1e-5, atol=1e-6)
+        with pytest.raises(ModelError, match="wide_weight"):
+            model.set_wide(-1.0, data)
+
+    def test_the_ridge_alone_ranks_the_own_camp_first(self, checkerboard) -> None:
+        from recsys.models.wide import fit_ridge
+
+        data = checkerboard.data
+        ridge = fit_ridge(data.user_features, data.interactions, l2=0.01, max_rank=8)
+        scores = ridge.user_block(data.user_features) @ ridge.items.T + ridge.offset
+        own = checkerboard.item_camp[None, :] == checkerboard.user_camp[:, None]
+        assert scores[own].min() > scores[~own].max()
+        # centred: each item's mean score over the fitted rows is 0
+        np.testing.assert_allclose(scores.mean(axis=0), 0.0, atol=1e-5)
+
+    def test_rewinding_to_an_earlier_epoch_gives_that_fit(self, checkerboard) -> None:
+        data = checkerboard.data
+        states = []
+        model = self.make().fit(data, callback=lambda epoch, fitted: states.append(fitted.embedding_state()))
+        shorter = LightFMHybrid(no_components=8, epochs=6, num_threads=1, random_state=3, user_identity=False,
+                                wide_weight=0.5).fit(data)
+        model.rewind(states[5], 6, data)
+        users = np.arange(data.n_users)
+        assert model.epochs == 6
+        np.testing.assert_allclose(model.scores(users, data.user_features),
+                                   shorter.scores(users, data.user_features), rtol=1e-4, atol=1e-5)

@@ -24,6 +24,7 @@ FAST = {"model": {"kind": "lightfm_hybrid", "params": {"epochs": 6, "num_threads
 WORSE = {**FAST, "model": {"kind": "lightfm_hybrid",
                            "params": {"epochs": 1, "no_components": 2, "learning_rate": 0.001,
                                       "num_threads": 1}},
+         "wide_choices": [],  # the ridge alone would lift even this model above the plain hybrid
          "baselines": {**FAST["baselines"],
                        "plain_hybrid": {"kind": "plain_hybrid", "params": {"num_threads": 1, "epochs": 5}}}}
 
@@ -102,7 +103,14 @@ def test_train_logs_registers_and_moves_champion_only_when_better(home: Path, sm
     assert (bundle_out / "response" / "model.json").is_file()
     response = ModelBundle.load(bundle_out).response
     assert response is not None and "fit response models" in result.output
-    assert len(track.client.get_metric_history(champion.run_id, "epoch.ndcg_at_10")) == 6
+    # the epochs chosen on the validation window (at most the configured 6) are the ones fitted and logged
+    run = track.client.get_run(champion.run_id)
+    chosen = int(run.data.params["model.params.epochs"])
+    assert 1 <= chosen <= 6
+    assert len(track.client.get_metric_history(champion.run_id, "epoch.ndcg_at_10")) == chosen
+    assert len(track.client.get_metric_history(champion.run_id, "selection.objective_by_epoch")) == 6
+    selection = ModelBundle.load(bundle_out).params["selection"]
+    assert selection["epochs"] == chosen and selection["wide_weight"] in (0.0, 0.125, 0.25, 0.5)
     artifacts = {item.path for item in track.client.list_artifacts(champion.run_id, "report")}
     assert {"report/metrics.png", "report/epochs.png", "report/scores.png", "report/report.json"} <= artifacts
 

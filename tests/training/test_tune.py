@@ -80,18 +80,3 @@ def test_train_tune_logs_trials_as_nested_runs_and_saves_the_choice(small_world:
     assert bundle.model.params()["no_components"] == chosen["model.no_components"]
     assert result.summary["tuning"]["best_trial"] == result.tuning.best.number
     assert result.tuning.validation_end == result.split
-
-
-def test_the_item_appeal_weight_is_chosen_on_validation_before_the_split(small_world: Path) -> None:
-    from training.tune import choose_appeal
-
-    dataset = load_dataset(small_world)
-    split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
-    config = replace(FAST, appeal_choices=(0.0, 1.0))
-    weight, objectives = choose_appeal(dataset, split, config, echo=lambda line: None)
-    assert set(objectives) == {0.0, 1.0} and weight == max(objectives, key=objectives.get)
-    # nothing after the split is used, and a sample of the cardholders gives its own answer
-    blind = choose_appeal(before(dataset, split), split, config, echo=lambda line: None)
-    assert blind == (weight, objectives)
-    _, sampled_objectives = choose_appeal(dataset, split, config, max_users=50, echo=lambda line: None)
-    assert sampled_objectives != objectives

@@ -1,0 +1,123 @@
+"""Settings `recsys train` chooses on a validation window before the holdout, from one sampled fit:
+the number of epochs, the item appeal weight and the weight of the wide (ridge) part.
+
+The model is fitted once, on a seeded sample of at most `max_users` cardholders at `split -
+holdout_days`, scored after every epoch on what they did up to `split` (the window and objective of
+`--tune`), and rewound to the fewest epochs whose objective is within `EPOCH_TOLERANCE` of the best;
+every item appeal x wide weight pair is then applied to that state and scored. No holdout event is seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.loader import Dataset
+from training.config import ModelSpec, TrainConfig
+from training.evaluate import make_holdout
+from training.tune import objective_value, sampled, validation_scores
+
+logger = logging.getLogger(__name__)
+
+SELECTION_MAX_USERS = 20_000
+# objective units (a mean of two gains over no skill, ~0.5-0.8 on the worlds measured); seeds of the
+# same configuration differ by about this much, so fewer epochs within it are not worse
+EPOCH_TOLERANCE = 0.01
+MIN_EPOCHS = 3
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What was chosen and the validation objective of every option tried."""
+
+    epochs: int
+    item_appeal_weight: float
+    wide_weight: float
+    window: tuple[str, str]
+    users: int
+    epoch_objectives: list[float] = field(default_factory=list)
+    objectives: dict[str, float] = field(default_factory=dict)  # "appeal:A wide:W" -> objective
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready, for the bundle, the report and MLflow."""
+        return {"epochs": self.epochs, "item_appeal_weight": self.item_appeal_weight,
+                "wide_weight": self.wide_weight, "window": list(self.window), "users": self.users,
+                "epoch_objectives": [round(value, 4) for value in self.epoch_objectives],
+                "objectives": {key: round(value, 4) for key, value in self.objectives.items()}}
+
+    def apply(self, config: TrainConfig) -> TrainConfig:
+        """`config` with the chosen epochs and weights in its model parameters."""
+        params = {**config.model.params, "epochs": self.epochs, "item_appeal_weight": self.item_appeal_weight,
+                  "wide_weight": self.wide_weight}
+        return replace(config, model=ModelSpec(config.model.kind, params))
+
+
+def fewest_good_epochs(objectives: list[float], tolerance: float = EPOCH_TOLERANCE,
+                       minimum: int = MIN_EPOCHS) -> int:
+    """The fewest epochs (counting from 1) whose objective is within `tolerance` of the best, among
+    counts of at least `minimum` (or the last one when fewer were run); NaNs never qualify."""
+    values = np.asarray(objectives, dtype=np.float64)
+    first = min(minimum, values.size)
+    if not values.size or np.isnan(values[first - 1:]).all():
+        return int(values.size)
+    best = np.nanmax(values[first - 1:])
+    return int(first + np.flatnonzero(values[first - 1:] >= best - tolerance)[0])
+
+
+def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
+                         max_users: int = SELECTION_MAX_USERS,
+                         echo: Callable[[str], None] = logger.info) -> Selection:
+    """Epochs (when `base.choose_epochs`), item appeal weight among `base.appeal_choices` and wide
+    weight among `base.wide_choices`, each the best on the validation window (see the module)."""
+    from training.job import POPULARITY
+
+    params = base.model.params
+    appeals = tuple(dict.fromkeys(float(value) for value in base.appeal_choices)) or (
+        float(params.get("item_appeal_weight", 0.0)),)
+    wides = tuple(dict.fromkeys(float(value) for value in base.wide_choices)) or (
+        float(params.get("wide_weight", 0.0)),)
+    validation = make_holdout(sampled(dataset, max_users, base.seed), split, base.holdout_days, base.features)
+    popularity = base.baselines.get(POPULARITY, ModelSpec("popularity", {"by_segment": False}))
+    reference = validation_scores(popularity.build().fit(validation.train), validation, base.k)
+    train = validation.train
+    start_appeal = float(params.get("item_appeal_weight", appeals[0]))
+    model = ModelSpec(base.model.kind,
+                      {**params, "wide_weight": 0.0, "item_appeal_weight": start_appeal}).build()
+    states: list[dict[str, np.ndarray]] = []
+    curve: list[float] = []
+
+    def after_epoch(epoch: int, fitted) -> None:
+        if not base.choose_epochs:
+            return
+        states.append(fitted.embedding_state())
+        fitted.set_item_appeal(start_appeal, train)
+        curve.append(objective_value(validation_scores(fitted, validation, base.k), reference, base.k))
+
+    model.fit(train, callback=after_epoch)
+    epochs = model.epochs
+    if base.choose_epochs:
+        epochs = fewest_good_epochs(curve)
+        model.rewind(states[epochs - 1], epochs, train)
+    objectives: dict[tuple[float, float], float] = {}
+    for wide in wides:
+        model.set_wide(wide, train)
+        for appeal in appeals:
+            model.set_item_appeal(appeal, train)
+            objectives[(appeal, wide)] = objective_value(validation_scores(model, validation, base.k),
+                                                         reference, base.k)
+    appeal, wide = max(objectives, key=lambda pair: (objectives[pair] == objectives[pair], objectives[pair],
+                                                     -pair[1]))
+    selection = Selection(epochs=int(epochs), item_appeal_weight=appeal, wide_weight=wide,
+                          window=(validation.split.isoformat(), validation.as_of.isoformat()),
+                          users=train.n_users, epoch_objectives=curve,
+                          objectives={f"appeal:{a:g} wide:{w:g}": v for (a, w), v in objectives.items()})
+    echo(f"  chosen on {validation.split:%Y-%m-%d} .. {validation.as_of:%Y-%m-%d} ({train.n_users:,} "
+         f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g} (objective "
+         f"{objectives[(appeal, wide)]:.4f}; by epoch " + " ".join(f"{value:.3f}" for value in curve)
+         + "; " + ", ".join(f"{key} {value:.4f}" for key, value in selection.objectives.items()) + ")")
+    return selection
