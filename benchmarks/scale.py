@@ -15,10 +15,10 @@ baseline) and on 1 and 2 Dask workers, each worker reading only its buckets of c
     .venv/bin/python benchmarks/scale.py --users 20000,50000 --days 30
     .venv/bin/python benchmarks/scale.py --users 1000000,3000000  # the sizing runs (hours)
     # worlds generated once (`recsys synth --seed 7`) and reused; only some stages and modes
-    .venv/bin/python benchmarks/scale.py --world /work/scaledata/w1m --no-full-train --no-whole-load \
-        --sample 0.2
-    .venv/bin/python benchmarks/scale.py --world /work/scaledata/w3m --no-full-train --no-whole-load \
-        --sample 0.0667 --modes "dask 2w"
+    .venv/bin/python benchmarks/scale.py --world /work/scaledata/w1m --no-full-train \
+        --sample 0.075 --modes "single,dask 1w,dask 2w"
+    .venv/bin/python benchmarks/scale.py --world /work/scaledata/w3m --no-full-train \
+        --sample 0.025 --modes "dask 2w"
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def drop_prefix(url: str, prefix: str) -> None:
 
 
 def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str, str], sample: float,
-               workers: list[int], full_train: bool, world: Path | None = None, whole_load: bool = True,
+               workers: list[int], full_train: bool, world: Path | None = None,
                modes: set[str] | None = None) -> list[dict]:
     """Every stage's row on one world: `world` when given (generated beforehand), else synthesised."""
     bundle, config = work / "bundle", work / "train.yaml"
@@ -109,7 +109,7 @@ def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str,
         ("validate", "streamed", [RECSYS, "validate", str(data)], {}),
         ("validate", f"dask {max(workers)}w", [RECSYS, "validate", str(data), "--dask"],
          {"RECSYS_DASK_WORKERS": str(max(workers))}),
-    ][0 if whole_load else 1:]
+    ]
     if full_train:
         stages.append(("train", "single", [*train, "--model-out", str(bundle)], {}))
     # without the full fit, the sampled one provides the bundle the later stages publish
@@ -119,14 +119,14 @@ def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str,
     prefix = f"bench-scale-{uuid.uuid4().hex[:8]}"
     all_modes = (("single", [], None), *((f"dask {n}w", ["--dask"], str(n)) for n in workers))
     for mode, extra, workers in all_modes:
-        if modes is not None and mode not in modes:
-            continue
         more = {"RECSYS_DASK_WORKERS": workers} if workers else {}
         stages.append(("publish", mode, [RECSYS, "publish", "--model", str(bundle), "--data", str(data),
                                          "--redis", redis_url, "--prefix", prefix, "--json", *extra], more))
         stages.append(("recommend", mode, [RECSYS, "recommend", "--model", str(bundle), "--data", str(data),
                                            "--out", str(work / f"recs-{mode.replace(' ', '')}.parquet"),
                                            "--no-progress", *extra], more))
+    if modes is not None:
+        stages = [entry for entry in stages if entry[0] == "train" or entry[1] in modes]
     rows = []
     try:
         for stage, mode, command, more in stages:
@@ -159,13 +159,12 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="Dask LocalCluster sizes to measure.")
     parser.add_argument("--no-full-train", action="store_true",
                         help="Skip training on every cardholder (the sampled fit provides the bundle).")
-    parser.add_argument("--no-whole-load", action="store_true",
-                        help="Skip the whole-load validation baseline.")
     parser.add_argument("--world", type=Path, action="append",
                         help="An existing world to run on instead of synthesising one (repeatable; its "
                         "size is its cardholders table's).")
-    parser.add_argument("--modes", help="Comma-separated publish/recommend modes to run, of: single, "
-                        "dask 1w, dask 2w [default: all].")
+    parser.add_argument("--modes", help="Comma-separated modes to run (training always runs), of: whole "
+                        "load, streamed (validate), single (publish, recommend), dask 1w, dask 2w "
+                        "[default: all].")
     parser.add_argument("--json", type=Path, help="Also write every row here.")
     args = parser.parse_args()
     sizes = [int(size) for size in args.users.split(",") if size.strip()]
@@ -188,7 +187,7 @@ def main() -> None:
             work.mkdir()
             rows += world_rows(users, args.days, work, args.redis, env, args.sample,
                                [int(n) for n in args.workers.split(",")], not args.no_full_train, world,
-                               not args.no_whole_load, modes)
+                               modes)
             if args.json:  # what finished so far survives a run stopped part-way
                 args.json.write_text(json.dumps(rows, indent=2))
     print("\n| cardholders | stage | mode | wall s | s per million | peak RSS per process MB | "
