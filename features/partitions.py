@@ -139,13 +139,17 @@ def bucket_dir(directory: Path, bucket: int) -> Path:
     return directory / f"b{bucket:05d}"
 
 
-def read_bucket(directory: Path, bucket: int, columns: Sequence[str] | None = None) -> pd.DataFrame | None:
-    """A bucket's rows of one table in the source file's order (None when it has none)."""
+def read_bucket(directory: Path, bucket: int, columns: Sequence[str] | None = None,
+                users: pa.Array | None = None) -> pd.DataFrame | None:
+    """A bucket's rows of one table in the source file's order (None when it has none); only the rows
+    of the cardholders `users` when given (filtered file by file: memory holds what is kept)."""
     files = sorted(bucket_dir(directory, bucket).glob("p*.parquet"))
     if not files:
         return None
-    table = pa.concat_tables([pq.read_table(path, columns=columns) for path in files],
-                             promote_options="default")
+    tables = [pq.read_table(path, columns=columns) for path in files] if users is None else [
+        table.filter(pc.is_in(table["user_id"], value_set=users))
+        for table in (pq.read_table(path, columns=columns) for path in files)]
+    table = pa.concat_tables(tables, promote_options="default")
     frame = table.to_pandas()
     return frame.sort_values(ROW, kind="stable", ignore_index=True) if ROW in frame.columns else frame
 
@@ -330,14 +334,13 @@ class PartitionedDataset:
         if not self.has_rows:
             raise ValueError(f"{self.store} was partitioned to check it only: partition it with keep_rows")
         frames: dict[str, pd.DataFrame] = {}
-        keep = None if user_ids is None else pd.Index(np.asarray(user_ids, dtype=object).astype(str))
+        keep = None if user_ids is None else pa.array(np.asarray(user_ids, dtype=object).astype(str),
+                                                      type=pa.string())
         for name in BUCKETED:
-            frame = read_bucket(self.store / name, bucket) if name in self.present else None
+            frame = read_bucket(self.store / name, bucket, users=keep) if name in self.present else None
             if frame is None:
                 frames[name] = empty_frame(TABLES[name])
                 continue
-            if keep is not None:
-                frame = frame.loc[frame["user_id"].astype(str).isin(keep).to_numpy()]
             frames[name] = frame.drop(columns=ROW).reset_index(drop=True)
         return Dataset(root=self.root, content=self.content, present=self.present, **frames)
 
