@@ -91,9 +91,11 @@ def drop_prefix(url: str, prefix: str) -> None:
 
 def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str, str], sample: float,
                workers: list[int], full_train: bool, world: Path | None = None,
-               modes: set[str] | None = None) -> list[dict]:
-    """Every stage's row on one world: `world` when given (generated beforehand), else synthesised."""
-    bundle, config = work / "bundle", work / "train.yaml"
+               modes: list[str] | None = None, wanted: set[str] | None = None,
+               given_bundle: Path | None = None) -> list[dict]:
+    """Every stage's row on one world: `world` when given (generated beforehand), else synthesised;
+    only the `wanted` stages and `modes` (in that order) when given; `given_bundle` instead of training."""
+    bundle, config = given_bundle or work / "bundle", work / "train.yaml"
     config.write_text(FAST_TRAINING)
     data = world or work / "world"
     if world is None:
@@ -121,16 +123,19 @@ def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str,
     stages.append(("train", f"sample {sampled // 1000}k", [*train, "--sample-users", str(sampled), *keep],
                    {}))
     prefix = f"bench-scale-{uuid.uuid4().hex[:8]}"
-    all_modes = (("single", [], None), *((f"dask {n}w", ["--dask"], str(n)) for n in workers))
-    for mode, extra, workers in all_modes:
+    all_modes = {"single": ([], None), **{f"dask {n}w": (["--dask"], str(n)) for n in workers}}
+    for mode in modes or all_modes:
+        extra, workers = all_modes[mode]
         more = {"RECSYS_DASK_WORKERS": workers} if workers else {}
         stages.append(("publish", mode, [RECSYS, "publish", "--model", str(bundle), "--data", str(data),
                                          "--redis", redis_url, "--prefix", prefix, "--json", *extra], more))
         stages.append(("recommend", mode, [RECSYS, "recommend", "--model", str(bundle), "--data", str(data),
                                            "--out", str(work / f"recs-{mode.replace(' ', '')}.parquet"),
                                            "--no-progress", *extra], more))
-    if modes is not None:
-        stages = [entry for entry in stages if entry[0] == "train" or entry[1] in modes]
+    if given_bundle is not None:
+        stages = [entry for entry in stages if entry[0] != "train"]
+    stages = [(stage, mode, command, more) for stage, mode, command, more in stages
+              if (wanted is None or stage in wanted) and (modes is None or stage == "train" or mode in modes)]
     rows = []
     try:
         for stage, mode, command, more in stages:
@@ -169,6 +174,10 @@ def main() -> None:
     parser.add_argument("--modes", help="Comma-separated modes to run (training always runs), of: whole "
                         "load, streamed (validate), single (publish, recommend), dask 1w, dask 2w "
                         "[default: all].")
+    parser.add_argument("--stages", default="validate,train,publish,recommend",
+                        help="Comma-separated stages to run.")
+    parser.add_argument("--bundle", type=Path, help="Publish and recommend this model bundle instead of "
+                        "training one (the train stage is skipped).")
     parser.add_argument("--json", type=Path, help="Also write every row here.")
     args = parser.parse_args()
     sizes = [int(size) for size in args.users.split(",") if size.strip()]
@@ -178,7 +187,8 @@ def main() -> None:
 
         worlds = list(args.world)
         sizes = [cardholder_count(world) or 0 for world in worlds]
-    modes = {mode.strip() for mode in args.modes.split(",")} if args.modes else None
+    modes = [mode.strip() for mode in args.modes.split(",")] if args.modes else None
+    wanted = {stage.strip() for stage in args.stages.split(",")}
     rows = []
     with tempfile.TemporaryDirectory(prefix="recsys-scale-") as tmp:
         env = {**os.environ, "RECSYS_HOME": str(Path(tmp) / "home")}
@@ -191,7 +201,7 @@ def main() -> None:
             work.mkdir()
             rows += world_rows(users, args.days, work, args.redis, env, args.sample,
                                [int(n) for n in args.workers.split(",")], not args.no_full_train, world,
-                               modes)
+                               modes, wanted, args.bundle)
             if args.json:  # what finished so far survives a run stopped part-way
                 args.json.write_text(json.dumps(rows, indent=2))
     print("\n| cardholders | stage | mode | wall s | s per million | peak RSS per process MB | "
