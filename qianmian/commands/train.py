@@ -47,7 +47,7 @@ def train(
                                  "(at most 60 trials)."),
     sample_users: int | None = typer.Option(None, "--sample-users", min=1, help="Above this many "
                                             "cardholders, train on a seeded sample of this many, loading "
-                                            "only their rows [default: RECSYS_TRAIN_SAMPLE_USERS, 1000000]."),
+                                            "only their rows [default: RECSYS_TRAIN_SAMPLE_USERS, 50000]."),
 ) -> None:
     """Fit the LightFM hybrid, evaluate it against baselines, log to MLflow and register it.
 
