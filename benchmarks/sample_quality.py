@@ -8,6 +8,7 @@ read. Cardholders outside the sample are ranked from their features alone, as ne
 
     .venv/bin/python benchmarks/sample_quality.py                        # 100k cardholders x 90 days
     .venv/bin/python benchmarks/sample_quality.py --users 20000 --samples 0.1,0.5,1 --days 30
+    .venv/bin/python benchmarks/sample_quality.py --world /work/scaledata/w1m --samples 0.025,0.05,0.1,0.2
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--samples", default="0.05,0.1,0.25,0.5,1",
                         help="Shares of the cardholders to train on (1 = all: the baseline).")
+    parser.add_argument("--world", type=Path, help="An existing synthetic world (its truth beside it) "
+                        "instead of synthesising one; --users and --days are then its own.")
     parser.add_argument("--json", type=Path, help="Also write every row here.")
     args = parser.parse_args()
     shares = sorted({float(part) for part in args.samples.split(",") if part.strip()})
@@ -39,11 +42,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="recsys-sample-") as tmp:
         work = Path(tmp)
         env = {**os.environ, "RECSYS_HOME": str(work / "home")}
-        data, config = work / "world", work / "train.yaml"
+        data, config = args.world or work / "world", work / "train.yaml"
         config.write_text(FAST_TRAINING)
-        synth = run([RECSYS, "synth", "--out", str(data), "--users", str(args.users), "--days",
-                     str(args.days), "--seed", "7"], env)
-        print(f"synth {args.users:,} cardholders x {args.days} days: {synth.seconds:.1f} s", flush=True)
+        if args.world is None:
+            synth = run([RECSYS, "synth", "--out", str(data), "--users", str(args.users), "--days",
+                         str(args.days), "--seed", "7"], env)
+            print(f"synth {args.users:,} cardholders x {args.days} days: {synth.seconds:.1f} s", flush=True)
+        else:
+            from features.partitions import cardholder_count
+
+            args.users = cardholder_count(args.world) or 0
         for share in shares:
             users = max(1, round(args.users * share))
             bundle, recs = work / f"bundle-{users}", work / f"recs-{users}.parquet"

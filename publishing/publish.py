@@ -151,8 +151,11 @@ def publish(
     as_of = utc_timestamp(as_of if as_of is not None else bundle.as_of)
     if (dask is None) != isinstance(dataset, Dataset):
         raise PublishError("publish per partition on Dask takes a PartitionedDataset, and only then")
-    population = (whole_population(bundle, dataset, as_of) if dask is None
-                  else partitioned_population(bundle, dask, as_of))
+    prepared: list[Any] = []
+    if dask is None:
+        population = whole_population(bundle, dataset, as_of)
+    else:
+        population, prepared = partitioned_population(bundle, dask, as_of)
     if not population.users:
         raise PublishError(f"{dataset.root}: the cardholders table is empty: nothing to publish")
     model = bundle.model
@@ -227,7 +230,7 @@ def publish(
                     stream = records_hook(stream)
                 writer.write_users(stream, chunk=chunk)
             else:
-                _write_partitions(dask, writer, bundle, layout, chunk, records_hook)
+                _write_partitions(dask, prepared, writer, bundle, layout, chunk, records_hook)
             previous = writer.commit()
         except BaseException:
             writer.abort()
@@ -267,6 +270,7 @@ class DaskPartitions:
     client: Any  # distributed.Client
     redis_url: str
     parts: PartitionedDataset
+    progress: bool = False  # Dask's progress bars on the console
 
 
 @dataclass(frozen=True)
@@ -296,41 +300,34 @@ def whole_population(bundle: ModelBundle, dataset: Dataset, as_of: pd.Timestamp)
                       sp.csr_matrix(sample, dtype=np.float32), ids[sample_rows(len(ids), MEMORY_SAMPLE)])
 
 
-def summarise_bucket(bucket: int, parts: PartitionedDataset, bundle: ModelBundle, as_of: pd.Timestamp,
-                     affine_rows: np.ndarray, memory_rows: np.ndarray
-                     ) -> tuple[PopularityCounts, set[str], pd.DataFrame, sp.csr_matrix]:
-    """On a worker, one bucket's share of the `Population`: popularity counts, time zones, the sampled
-    cardholders it holds (`user_id`, table row) and the feature rows of those in the affine sample."""
-    data = parts.partition(bucket)
-    counts = popularity_counts(data, as_of, bundle.items)
-    zones = set(data.cardholders["timezone"].astype("string").fillna("").tolist())
-    rows = parts.cardholder_rows(bucket)
-    chosen = rows.loc[rows["row"].isin(np.concatenate([affine_rows, memory_rows])).to_numpy()]
-    in_affine = chosen.loc[chosen["row"].isin(affine_rows).to_numpy()]
-    features = sp.csr_matrix(feature_builder(bundle).transform_users(data, as_of, in_affine["user_id"]),
-                             dtype=np.float32)
-    return counts, zones, chosen, features
+@dataclass(frozen=True)
+class UserInputs:
+    """What a slice of cardholders' records are encoded from, computed once from their rows (the rows
+    are then no longer needed): ids, feature and seen-item rows, card tier and time zone names, opt-in."""
+
+    ids: np.ndarray
+    features: sp.csr_matrix
+    seen: sp.csr_matrix
+    tiers: np.ndarray
+    zones: np.ndarray
+    opt_in: np.ndarray
+    user_index: np.ndarray
 
 
-def partitioned_population(bundle: ModelBundle, dask: DaskPartitions, as_of: pd.Timestamp) -> Population:
-    """The `Population` of `whole_population`, added up from every bucket on the workers."""
-    parts, client = dask.parts, dask.client
-    n = parts.users
-    affine_rows, memory_rows = np.sort(sample_rows(n, AFFINE_SAMPLE)), sample_rows(n, MEMORY_SAMPLE)
-    shared_bundle, shared_parts = client.scatter([bundle, parts], broadcast=True)
-    results = client.gather(client.map(summarise_bucket, range(parts.buckets), parts=shared_parts,
-                                       bundle=shared_bundle, as_of=as_of, affine_rows=affine_rows,
-                                       memory_rows=memory_rows, pure=False))
-    chosen = pd.concat([result[2] for result in results], ignore_index=True)
-    id_of = pd.Series(chosen["user_id"].astype(str).to_numpy(dtype=object), index=chosen["row"].to_numpy())
-    affine = [(part[2].loc[part[2]["row"].isin(affine_rows).to_numpy(), "row"].to_numpy(), part[3])
-              for part in results]
-    order = np.argsort(np.concatenate([rows for rows, _ in affine]), kind="stable")
-    sample = sp.csr_matrix(sp.vstack([matrix for _, matrix in affine], format="csr")[order], dtype=np.float32)
-    fallback = PopularityCounts.combine([result[0] for result in results]).shares()
-    zones = set().union(*(result[1] for result in results))
-    return Population(n, fallback, sorted(zones | {""}), sample,
-                      id_of.loc[memory_rows].to_numpy(dtype=object))
+def user_inputs(bundle: ModelBundle, dataset: Dataset, holders: pd.DataFrame, as_of: pd.Timestamp
+                ) -> UserInputs:
+    """The `UserInputs` of each row of `holders` (a slice of the deduplicated cardholders table)."""
+    ids = holders["user_id"].astype(str).to_numpy(dtype=object)
+    return UserInputs(
+        ids=ids,
+        features=sp.csr_matrix(feature_builder(bundle).transform_users(dataset, as_of, ids),
+                               dtype=np.float32),
+        seen=sp.csr_matrix(seen_pairs(dataset, as_of, ids, bundle.items)),
+        tiers=card_tiers_of(dataset, ids).astype(str),
+        zones=holders["timezone"].astype("string").fillna("").to_numpy(dtype=object),
+        opt_in=holders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool),
+        user_index=bundle.users.index_of(ids),
+    )
 
 
 def user_records(bundle: ModelBundle, dataset: Dataset, holders: pd.DataFrame, layout: RecordLayout,
@@ -340,46 +337,105 @@ def user_records(bundle: ModelBundle, dataset: Dataset, holders: pd.DataFrame, l
     Features and seen items are computed here, before the first record is asked for: the caller
     does that outside the publish lock, whose lease only writes renew.
     """
-    as_of = layout.as_of
-    ids = holders["user_id"].astype(str).to_numpy(dtype=object)
-    features = sp.csr_matrix(feature_builder(bundle).transform_users(dataset, as_of, ids), dtype=np.float32)
-    seen = sp.csr_matrix(seen_pairs(dataset, as_of, ids, bundle.items))
-    tier_index = pd.Index(layout.tiers).get_indexer(card_tiers_of(dataset, ids).astype(str))
-    zones = holders["timezone"].astype("string").fillna("").to_numpy(dtype=object)
-    zone_index = pd.Index(layout.timezones).get_indexer(zones)
-    opt_in = holders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
-    user_index = bundle.users.index_of(ids)
-
-    def records() -> Iterator[tuple[str, bytes]]:
-        for start in range(0, len(ids), layout.block_size):
-            stop = min(start + layout.block_size, len(ids))
-            factors = bundle.model.user_factors(user_index[start:stop], features[start:stop])
-            factors = factors.astype(np.float32)
-            for j, row in enumerate(range(start, stop)):
-                lo, hi = features.indptr[row], features.indptr[row + 1]
-                seen_items = seen.indices[seen.indptr[row]:seen.indptr[row + 1]][:MAX_SEEN]
-                record = UserRecord(
-                    group=int(tier_index[row]), timezone=int(zone_index[row]),
-                    opt_in=bool(opt_in[row]), factors=factors[j], feature_index=features.indices[lo:hi],
-                    feature_values=features.data[lo:hi], seen=seen_items,
-                )
-                yield ids[row], encode_user(record, layout.item_dtype, layout.feature_dtype)
-            if progress is not None:
-                progress(stop - start)
-
-    return records()
+    return encoded_records(bundle, user_inputs(bundle, dataset, holders, layout.as_of), layout, progress)
 
 
-def write_partition(bucket: int, redis_url: str, prefix: str, version: str, token: int, lease_ms: int,
-                    bundle: ModelBundle, parts: PartitionedDataset, layout: RecordLayout, chunk: int,
+def encoded_records(bundle: ModelBundle, inputs: UserInputs, layout: RecordLayout,
+                    progress: Callable[[int], None] | None = None) -> Iterator[tuple[str, bytes]]:
+    """`(user_id, record)` for each cardholder of `inputs`, factors computed a block at a time."""
+    ids, features, seen = inputs.ids, inputs.features, inputs.seen
+    tier_index = pd.Index(layout.tiers).get_indexer(inputs.tiers)
+    zone_index = pd.Index(layout.timezones).get_indexer(inputs.zones)
+    for start in range(0, len(ids), layout.block_size):
+        stop = min(start + layout.block_size, len(ids))
+        factors = bundle.model.user_factors(inputs.user_index[start:stop], features[start:stop])
+        factors = factors.astype(np.float32)
+        for j, row in enumerate(range(start, stop)):
+            lo, hi = features.indptr[row], features.indptr[row + 1]
+            seen_items = seen.indices[seen.indptr[row]:seen.indptr[row + 1]][:MAX_SEEN]
+            record = UserRecord(
+                group=int(tier_index[row]), timezone=int(zone_index[row]),
+                opt_in=bool(inputs.opt_in[row]), factors=factors[j], feature_index=features.indices[lo:hi],
+                feature_values=features.data[lo:hi], seen=seen_items,
+            )
+            yield ids[row], encode_user(record, layout.item_dtype, layout.feature_dtype)
+        if progress is not None:
+            progress(stop - start)
+
+
+@dataclass(frozen=True)
+class BucketSummary:
+    """One bucket's share of the `Population`: popularity counts, time zones, the sampled cardholders
+    it holds (`user_id`, table row) and the feature rows of those in the affine sample."""
+
+    counts: PopularityCounts
+    zones: set[str]
+    chosen: pd.DataFrame
+    features: sp.csr_matrix
+
+
+def prepare_bucket(bucket: int, parts: PartitionedDataset, bundle: ModelBundle, as_of: pd.Timestamp,
+                   affine_rows: np.ndarray, memory_rows: np.ndarray) -> tuple[BucketSummary, UserInputs]:
+    """On a worker, the only read of one bucket's rows: its share of the `Population` and the inputs
+    of its cardholders' records (kept on the worker until the layout is known and they are written)."""
+    data = parts.partition(bucket)
+    counts = popularity_counts(data, as_of, bundle.items)
+    holders = data.cardholders.drop_duplicates("user_id")
+    zones = set(data.cardholders["timezone"].astype("string").fillna("").tolist())
+    rows = parts.cardholder_rows(bucket)
+    chosen = rows.loc[rows["row"].isin(np.concatenate([affine_rows, memory_rows])).to_numpy()]
+    in_affine = chosen.loc[chosen["row"].isin(affine_rows).to_numpy()]
+    features = sp.csr_matrix(feature_builder(bundle).transform_users(data, as_of, in_affine["user_id"]),
+                             dtype=np.float32)
+    return BucketSummary(counts, zones, chosen, features), user_inputs(bundle, data, holders, as_of)
+
+
+def summary_of(prepared: tuple[BucketSummary, UserInputs]) -> BucketSummary:
+    return prepared[0]
+
+
+def partitioned_population(bundle: ModelBundle, dask: DaskPartitions, as_of: pd.Timestamp
+                           ) -> tuple[Population, list[Any]]:
+    """The `Population` of `whole_population`, added up from every bucket on the workers, and the
+    futures of the buckets' prepared record inputs (held on the workers that computed them)."""
+    parts, client = dask.parts, dask.client
+    n = parts.users
+    affine_rows, memory_rows = np.sort(sample_rows(n, AFFINE_SAMPLE)), sample_rows(n, MEMORY_SAMPLE)
+    shared_bundle, shared_parts = client.scatter([bundle, parts], broadcast=True)
+    prepared = client.map(prepare_bucket, range(parts.buckets), parts=shared_parts, bundle=shared_bundle,
+                          as_of=as_of, affine_rows=affine_rows, memory_rows=memory_rows, pure=False)
+    progress_bar(prepared, dask.progress)
+    results: list[BucketSummary] = client.gather(client.map(summary_of, prepared, pure=False))
+    chosen = pd.concat([result.chosen for result in results], ignore_index=True)
+    id_of = pd.Series(chosen["user_id"].astype(str).to_numpy(dtype=object), index=chosen["row"].to_numpy())
+    affine = [(part.chosen.loc[part.chosen["row"].isin(affine_rows).to_numpy(), "row"].to_numpy(),
+               part.features) for part in results]
+    order = np.argsort(np.concatenate([rows for rows, _ in affine]), kind="stable")
+    sample = sp.csr_matrix(sp.vstack([matrix for _, matrix in affine], format="csr")[order], dtype=np.float32)
+    fallback = PopularityCounts.combine([result.counts for result in results]).shares()
+    zones = set().union(*(result.zones for result in results))
+    population = Population(n, fallback, sorted(zones | {""}), sample,
+                            id_of.loc[memory_rows].to_numpy(dtype=object))
+    return population, prepared
+
+
+def progress_bar(futures: list[Any], show: bool) -> None:
+    """Dask's console progress bar over `futures`, waiting until they finish, when `show`."""
+    if show and futures:
+        from distributed import progress
+
+        progress(futures)
+
+
+def write_partition(prepared: tuple[BucketSummary, UserInputs], redis_url: str, prefix: str, version: str,
+                    token: int, lease_ms: int, bundle: ModelBundle, layout: RecordLayout, chunk: int,
                     records_hook: Callable | None) -> tuple[int, int]:
     """On a worker: one bucket's records under `version`, through a writer holding the publish's
     fencing token (so a publish that lost its lock stops here too); returns (records, bytes)."""
-    data = parts.partition(bucket)
     client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=5)
     try:
         writer = PublicationWriter(PublicationStore(client, prefix), version, token, lease_ms)
-        stream = user_records(bundle, data, data.cardholders.drop_duplicates("user_id"), layout)
+        stream = encoded_records(bundle, prepared[1], layout)
         if records_hook is not None:
             stream = records_hook(stream)
         writer.write_users(stream, chunk=chunk)
@@ -388,30 +444,36 @@ def write_partition(bucket: int, redis_url: str, prefix: str, version: str, toke
         client.close()
 
 
-def _write_partitions(dask: DaskPartitions, writer: PublicationWriter, bundle: ModelBundle,
-                      layout: RecordLayout, chunk: int, records_hook: Callable | None) -> None:
-    """Every bucket written by the workers; returns only when all have finished (so an abort after a
-    failure removes everything), raising the first failure. A rerun bucket rewrites the same keys,
-    so the count the commit verifies stays exact."""
+def _write_partitions(dask: DaskPartitions, prepared: list[Any], writer: PublicationWriter,
+                      bundle: ModelBundle, layout: RecordLayout, chunk: int, records_hook: Callable | None
+                      ) -> None:
+    """Every bucket written by the workers from its prepared inputs (where they are held); returns only
+    when all have finished (so an abort after a failure removes everything), raising the first failure.
+    A rerun bucket rewrites the same keys, so the count the commit verifies stays exact."""
     from distributed import wait
+    from tqdm import tqdm
 
     client = dask.client
-    shared_bundle, shared_parts = client.scatter([bundle, dask.parts], broadcast=True)
-    futures = client.map(write_partition, range(dask.parts.buckets), redis_url=dask.redis_url,
+    [shared_bundle] = client.scatter([bundle], broadcast=True)
+    futures = client.map(write_partition, prepared, redis_url=dask.redis_url,
                          prefix=writer.store.prefix, version=writer.version, token=writer.token,
-                         lease_ms=writer.lease_ms, bundle=shared_bundle, parts=shared_parts, layout=layout,
+                         lease_ms=writer.lease_ms, bundle=shared_bundle, layout=layout,
                          chunk=chunk, records_hook=records_hook, pure=False)
+    prepared.clear()  # each bucket's inputs are released once its records are written
     # workers renew the lease only as they write: keep it while they compute their first records
-    while True:
-        try:
-            wait(futures, timeout=writer.lease_ms / 3000)
-            break
-        except TimeoutError:
+    with tqdm(total=len(futures), desc="writing", unit="bucket", disable=not dask.progress) as bar:
+        while True:
             try:
-                writer.renew()
-            except PublishLockedError:
-                wait(futures)  # fenced off too, they stop at their next chunk; then the abort
-                raise
+                wait(futures, timeout=writer.lease_ms / 3000)
+                break
+            except TimeoutError:
+                bar.update(sum(future.done() for future in futures) - bar.n)
+                try:
+                    writer.renew()
+                except PublishLockedError:
+                    wait(futures)  # fenced off too, they stop at their next chunk; then the abort
+                    raise
+        bar.update(len(futures) - bar.n)
     for users, size in client.gather(futures):
         writer.users_written += users
         writer.bytes_written += size

@@ -50,7 +50,7 @@ def write_recommendations(model_uri: str, data_dir: Path, out: Path, k: int, as_
             cutoff = parse_as_of(as_of, parts)
             with resolved_bundle(model_uri, tracking_uri) as path:
                 bundle = ModelBundle.load(path)
-            return rank_on_dask(client, bundle, parts, cutoff, k, out)
+            return rank_on_dask(client, bundle, parts, cutoff, k, out, progress)
     dataset = load_dataset(data_dir)
     cutoff = parse_as_of(as_of, dataset)
     with resolved_bundle(model_uri, tracking_uri) as path:
@@ -74,12 +74,13 @@ def rank_partition(bucket: int, bundle: ModelBundle, parts: PartitionedDataset, 
 
 
 def rank_on_dask(client: Client, bundle: ModelBundle, parts: PartitionedDataset, as_of: pd.Timestamp, k: int,
-                 out: Path) -> int:
+                 out: Path, progress: bool = False) -> int:
     """Rank each bucket of cardholders on the workers, written as `out/part-NNNNN.parquet` (bucket N,
     cardholders in table order); `out` appears whole or not at all.
 
     The bundle is sent to each worker once; each task reads its bucket. The workers write to
     `out`'s parent directory, so with a remote scheduler it must be a filesystem every worker shares.
+    With `progress`, Dask's progress bar over the buckets.
     """
     shared_bundle, shared_parts = client.scatter([bundle, parts], broadcast=True)
     with atomic_directory(out) as staging:
@@ -88,6 +89,10 @@ def rank_on_dask(client: Client, bundle: ModelBundle, parts: PartitionedDataset,
                           str(staging / f"part-{bucket:05d}.parquet"), pure=False)
             for bucket in range(parts.buckets)
         ]
+        if progress:
+            from distributed import progress as progress_bar
+
+            progress_bar(futures)
         rows = sum(client.gather(futures))
     logger.info("wrote %d recommendation rows for %d cardholders in %d parts to %s", rows, parts.users,
                 len(futures), out)

@@ -43,7 +43,7 @@ def run_publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: st
         with dask_client(settings) as client, \
                 partitioned(data_dir, work, settings.dask_partition_size, client) as parts:
             return _publish(model_uri, parts, as_of, redis_url, prefix, False,
-                            DaskPartitions(client, redis_url, parts))
+                            DaskPartitions(client, redis_url, parts, progress=progress))
     return _publish(model_uri, load_dataset(data_dir), as_of, redis_url, prefix, progress, None)
 
 

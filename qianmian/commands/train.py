@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import typer
@@ -46,7 +47,7 @@ def train(
                                  "(at most 60 trials)."),
     sample_users: int | None = typer.Option(None, "--sample-users", min=1, help="Above this many "
                                             "cardholders, train on a seeded sample of this many, loading "
-                                            "only their rows [default: RECSYS_TRAIN_SAMPLE_USERS, 1000000]."),
+                                            "only their rows [default: RECSYS_TRAIN_SAMPLE_USERS, 50000]."),
 ) -> None:
     """Fit the LightFM hybrid, evaluate it against baselines, log to MLflow and register it.
 
@@ -217,8 +218,10 @@ def recommend(
             from recsys.cluster import dask_client
 
             with dask_client(settings) as client:
-                rows = write_recommendations(model, data, out, k, as_of, settings.tracking_uri, progress,
-                                             client=client, partition_size=settings.dask_partition_size,
+                # Dask's bar redraws in place: only on a terminal
+                rows = write_recommendations(model, data, out, k, as_of, settings.tracking_uri,
+                                             progress and sys.stdout.isatty(), client=client,
+                                             partition_size=settings.dask_partition_size,
                                              work=settings.home / "partitions")
         else:
             rows = write_recommendations(model, data, out, k, as_of, settings.tracking_uri, progress)

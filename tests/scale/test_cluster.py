@@ -18,7 +18,7 @@ def test_settings_read_the_dask_environment(monkeypatch: pytest.MonkeyPatch) -> 
     settings = Settings()
     assert (settings.dask_scheduler, settings.dask_partition_size, settings.dask_worker_memory) == (
         "tcp://10.0.0.5:8786", 1000, "6GiB")
-    assert settings.train_sample_users == 1_000_000
+    assert settings.train_sample_users == 50_000
     monkeypatch.setenv("RECSYS_TRAIN_SAMPLE_USERS", "200000")
     assert Settings().train_sample_users == 200_000
     monkeypatch.setenv("RECSYS_DASK_PARTITION_SIZE", "0")

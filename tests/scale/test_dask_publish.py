@@ -106,3 +106,14 @@ def test_the_lease_is_kept_while_the_workers_compute(dask_client, scale_bundle, 
                      records_hook=_slow_start(2.0))
     assert store.live_version() == report.version
     assert report.users == scale_dataset.cardholders["user_id"].nunique()
+
+
+def test_progress_bars_follow_the_buckets(dask_client, scale_bundle, scale_parts, redis_url, redis_client,
+                                          key_prefix, capsys: pytest.CaptureFixture[str]) -> None:
+    store = PublicationStore(redis_client, key_prefix)
+    target = DaskPartitions(dask_client, redis_url, scale_parts, progress=True)
+    report = publish(scale_bundle, scale_parts, store, dask=target)
+    assert store.live_version() == report.version
+    shown = capsys.readouterr()
+    assert "100% Completed" in shown.out  # the buckets' reads (Dask's bar)
+    assert f"{scale_parts.buckets}/{scale_parts.buckets}" in shown.err  # their writes (tqdm)

@@ -47,3 +47,12 @@ def test_a_failing_partition_leaves_no_output(dask_client, scale_bundle, scale_p
     with pytest.raises(Exception, match="k must be >= 1"):
         rank_on_dask(dask_client, scale_bundle, scale_parts, scale_parts.time_range()[1], 0, out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_progress_bar_follows_the_buckets(dask_client, scale_bundle, scale_parts, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "recs.parquet"
+    rows = rank_on_dask(dask_client, scale_bundle, scale_parts, scale_parts.time_range()[1], 3, out,
+                        progress=True)
+    assert rows == len(pd.read_parquet(out))
+    assert "100% Completed" in capsys.readouterr().out
