@@ -8,7 +8,7 @@ read. Cardholders outside the sample are ranked from their features alone, as ne
 
     .venv/bin/python benchmarks/sample_quality.py                        # 100k cardholders x 90 days
     .venv/bin/python benchmarks/sample_quality.py --users 20000 --samples 0.1,0.5,1 --days 30
-    .venv/bin/python benchmarks/sample_quality.py --world /work/scaledata/w1m --samples 0.025,0.05,0.1,0.2
+    .venv/bin/python benchmarks/sample_quality.py --world var/scale/w1m --samples 0.025,0.05,0.1,0.2
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ baseline) and on 1 and 2 Dask workers, each worker reading only its buckets of c
     .venv/bin/python benchmarks/scale.py --users 20000,50000 --days 30
     .venv/bin/python benchmarks/scale.py --users 1000000,3000000  # the sizing runs (hours)
     # worlds generated once (`recsys synth --seed 7`) and reused; only some stages and modes
-    .venv/bin/python benchmarks/scale.py --world /work/scaledata/w1m --no-full-train \
+    .venv/bin/python benchmarks/scale.py --world var/scale/w1m --no-full-train \
         --sample 0.075 --modes "single,dask 1w,dask 2w"
-    .venv/bin/python benchmarks/scale.py --world /work/scaledata/w3m --no-full-train \
+    .venv/bin/python benchmarks/scale.py --world var/scale/w3m --no-full-train \
         --sample 0.025 --modes "dask 2w"
 """
 
