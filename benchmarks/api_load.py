@@ -19,7 +19,7 @@ loopback port. Then, in one run:
 - the latency of sequential `/v1/rank/batch` calls of 1,000 cardholders.
 
 Only loopback traffic; every phase is bounded in time. Run it with another checkout's interpreter
-(e.g. `/work/main/.venv/bin/python benchmarks/api_load.py`) to measure that checkout's code.
+(e.g. `../baseline/.venv/bin/python benchmarks/api_load.py`) to measure that checkout's code.
 
     .venv/bin/python benchmarks/api_load.py                # 100k cardholders
     .venv/bin/python benchmarks/api_load.py --users 20000 --duration 5
