@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 
 
-def valid_between(valid_from: np.ndarray, valid_to: np.ndarray, start: float, end: float | None = None
-                  ) -> np.ndarray:
+def valid_between(valid_from: np.ndarray, valid_to: np.ndarray, start: float | np.ndarray,
+                  end: float | np.ndarray | None = None) -> np.ndarray:
     """bool [n_items]: valid at some moment of [`start`, `end`] (at `start` alone when `end` is None).
 
-    Bounds are numbers in any one unit (epoch seconds, microseconds); NaN is an open bound."""
+    Bounds are numbers in any one unit (epoch seconds, microseconds); NaN is an open bound. Array
+    arguments broadcast (e.g. items against a grid of moments)."""
     end = start if end is None else end
     with np.errstate(invalid="ignore"):
         return ~(np.asarray(valid_from) > end) & ~(np.asarray(valid_to) < start)

@@ -36,6 +36,7 @@ from recsys.decision import (
     monthly_slots_left,
     projected_recent,
 )
+from recsys.eligibility import valid_between
 from recsys.publication import decode_user
 from recsys.times import iso_utc
 from serving.errors import UnknownFeaturesError
@@ -250,10 +251,9 @@ def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_o
     moment = (midnight[:, None, None] + 86_400 * np.arange(1, horizon + 1)[None, :, None]
               + 3_600 * open_hours[None, None, :])
     days_left = np.array([plans[slot][2] for slot in slots])
-    with np.errstate(invalid="ignore"):
-        usable = (~(model.valid_from[items][:, None, None] > moment)
-                  & ~(model.valid_to[items][:, None, None] < moment)
-                  & (np.arange(1, horizon + 1)[None, :, None] <= days_left[:, None, None]))
+    valid = valid_between(model.valid_from[items][:, None, None], model.valid_to[items][:, None, None],
+                          moment)
+    usable = valid & (np.arange(1, horizon + 1)[None, :, None] <= days_left[:, None, None])
     values, column = day_best(response, logit_open[columns], logit_mute[columns],
                               counts[slots, :horizon + 1], mute_weight, usable)
     seconds = np.take_along_axis(moment, np.maximum(column, 0)[:, :, None], axis=2)[:, :, 0]
