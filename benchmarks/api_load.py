@@ -358,13 +358,18 @@ def run_wave(base: str, bodies, server_pid: int, redis_pid: int, seconds: float,
     log(f"scheduler wave: {in_flight} concurrent batch calls of 1,000 with reserve, {seconds:.0f} s")
     watched = {"api": _tree(server_pid), "redis": [redis_pid], "client": [os.getpid()]}
     before = {part: cpu_seconds(pids) for part, pids in watched.items()}
+    each_before = {pid: cpu_seconds([pid]) for pid in watched["api"]}
     wave = scheduler_wave(base, bodies, seconds, in_flight)
     wave["cpu_ms_per_batch"] = {part: (cpu_seconds(pids) - before[part]) / wave["batches"] * 1e3
                                 for part, pids in watched.items()}
+    # how the batches were spread over the API processes: two on one worker wait for each other
+    used = sorted((cpu_seconds([pid]) - start for pid, start in each_before.items()), reverse=True)
+    wave["api_cpu_shares"] = [seconds / max(sum(used), 1e-9) for seconds in used if seconds > 0]
     cpu = wave["cpu_ms_per_batch"]
     log(f"scheduler wave: {wave['decisions_per_s']:,.0f} decisions/s over {wave['batches']} batches, "
         f"p50 {wave['p50_ms']:.0f} ms, p99 {wave['p99_ms']:.0f} ms; CPU per batch: API {cpu['api']:.0f} ms, "
-        f"Redis {cpu['redis']:.0f} ms, load generator {cpu['client']:.0f} ms")
+        f"Redis {cpu['redis']:.0f} ms, load generator {cpu['client']:.0f} ms; API CPU by process "
+        f"{' / '.join(f'{share:.0%}' for share in wave['api_cpu_shares'])}")
     return wave
 
 
