@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from recsys.caps.decisions import CapRequest, UserDecision, to_ms
-from recsys.caps.engine import DecisionsInFlight
 from recsys.decision import (
     DECISIONS_OFF,
     HOLD,
@@ -403,35 +402,19 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             cap_requests.append(cap_request(model, user, request, ranked, looks[index]))
             positions.append(index)
     decisions: list[UserDecision | None] = [None] * len(requests)
-    flights: list[tuple[list[int], DecisionsInFlight]] = []
-    try:
+    if cap_requests:
         # One caps call per distinct decision time (a batch normally shares one).
         by_time: dict[datetime, list[int]] = {}
         for slot, index in enumerate(positions):
             by_time.setdefault(requests[index].now or clock, []).append(slot)
         for now, slots in by_time.items():
-            flights.append((slots, state.engine.decide_send([cap_requests[s] for s in slots], now=now)))
-        # While Redis runs the scripts: the reasons of each answer's first k candidates, what it holds
-        # when the caps allow them (the usual case in a scheduler's wave).
-        firsts = [ranked.items[:request.k] for ranked, request in zip(ranked_all, requests, strict=True)]
-        first_reasons = model.reasons_many(users, firsts)
-        for slots, flight in flights:
-            for slot, result in zip(slots, flight.collect(), strict=True):
+            results = state.engine.decide_batch([cap_requests[s] for s in slots], now=now)
+            for slot, result in zip(slots, results, strict=True):
                 decisions[positions[slot]] = result
-    finally:
-        for _, flight in flights:
-            flight.discard()
     chosen_all = [chosen_positions(request, decision) for request, decision in zip(requests, decisions,
                                                                                  strict=True)]
-    reasons_all = [first[:len(chosen)] if chosen == list(range(len(chosen))) else None
-                   for chosen, first in zip(chosen_all, first_reasons, strict=True)]
-    # a reason depends only on the cardholder and the item, so the rest are explained apart
-    others = [i for i, reasons in enumerate(reasons_all) if reasons is None]
-    if others:
-        explained = model.reasons_many([users[i] for i in others],
-                                       [ranked_all[i].items[chosen_all[i]] for i in others])
-        for i, reasons in zip(others, explained, strict=True):
-            reasons_all[i] = reasons
+    reasons_all = model.reasons_many(users, [ranked.items[chosen]
+                                             for ranked, chosen in zip(ranked_all, chosen_all, strict=True)])
     bodies = []
     rules: Counter[str] = Counter()
     fallbacks: Counter[str] = Counter()

@@ -1,4 +1,4 @@
-"""`/v1/rank/batch` while its caps decisions are in flight: reasons, and how its connection ends."""
+"""`/v1/rank/batch`: reasons when the caps pass over the top candidate, and how its connection ends."""
 
 from __future__ import annotations
 
