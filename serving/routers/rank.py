@@ -41,6 +41,6 @@ async def rank_batch(body: BatchRankRequest, state: State, executor: RankExecuto
     # Workers share the listening socket and a kept-alive connection stays with the worker that
     # accepted it: two schedulers' connections on one worker had their batches wait for each other
     # while the other worker idled. A new connection per batch (a handshake against ~100 ms of work)
-    # goes to whichever worker accepts first, the idle one sooner than the one holding the GIL.
+    # goes to whichever worker accepts it first, which spread the batches evenly (README, "Load").
     response.headers["connection"] = "close"
     return response

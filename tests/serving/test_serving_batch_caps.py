@@ -13,7 +13,7 @@ def batch(api, users: list[str], **fields) -> list[dict]:
     response = api.post("/v1/rank/batch", headers=SCHEDULER_HEADERS,
                         json={"requests": [{"user_id": user, **fields} for user in users]})
     assert response.status_code == 200, response.text
-    # the next batch is accepted by whichever worker is free, not the one this connection reached
+    # the next batch is accepted afresh by any worker, not queued on the one this connection reached
     assert response.headers["connection"] == "close"
     return response.json()["results"]
 
