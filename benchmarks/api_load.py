@@ -8,7 +8,8 @@ loopback port. Then, in one run:
   reserve=true, for --wave-seconds at each concurrency of --wave-in-flight (by default one batch in
   flight per worker, as a scheduler with back-pressure sends them, then two per worker); every
   cardholder once per pass, each pass a day later (as a daily wave would be). Reports decisions/s, the
-  batch latency p50/p99 and the CPU per batch of the API, Redis and the load generator, beside the baseline
+  batch latency p50/p99, the CPU per batch of the API, Redis and the load generator and how the API's CPU
+  was spread over its processes (batches sharing a worker wait for each other), beside the baseline
   measured on the same Redis just before and just after it: the pipelined caps-decide rate
   (`RedisCapEngine.decide_batch` in batches of 1,000 with the k + 3 candidates a rank request decides,
   as in `benchmarks/caps_throughput.py`). Target, at one batch in flight per worker: >= 50% of that
@@ -358,13 +359,18 @@ def run_wave(base: str, bodies, server_pid: int, redis_pid: int, seconds: float,
     log(f"scheduler wave: {in_flight} concurrent batch calls of 1,000 with reserve, {seconds:.0f} s")
     watched = {"api": _tree(server_pid), "redis": [redis_pid], "client": [os.getpid()]}
     before = {part: cpu_seconds(pids) for part, pids in watched.items()}
+    each_before = {pid: cpu_seconds([pid]) for pid in watched["api"]}
     wave = scheduler_wave(base, bodies, seconds, in_flight)
     wave["cpu_ms_per_batch"] = {part: (cpu_seconds(pids) - before[part]) / wave["batches"] * 1e3
                                 for part, pids in watched.items()}
+    # how the batches were spread over the API processes: two on one worker wait for each other
+    used = sorted((cpu_seconds([pid]) - start for pid, start in each_before.items()), reverse=True)
+    wave["api_cpu_shares"] = [seconds / max(sum(used), 1e-9) for seconds in used if seconds > 0]
     cpu = wave["cpu_ms_per_batch"]
     log(f"scheduler wave: {wave['decisions_per_s']:,.0f} decisions/s over {wave['batches']} batches, "
         f"p50 {wave['p50_ms']:.0f} ms, p99 {wave['p99_ms']:.0f} ms; CPU per batch: API {cpu['api']:.0f} ms, "
-        f"Redis {cpu['redis']:.0f} ms, load generator {cpu['client']:.0f} ms")
+        f"Redis {cpu['redis']:.0f} ms, load generator {cpu['client']:.0f} ms; API CPU by process "
+        f"{' / '.join(f'{share:.0%}' for share in wave['api_cpu_shares'])}")
     return wave
 
 
@@ -569,7 +575,8 @@ def main() -> int:
         print(f"{label:<28}{row['decisions_per_s']:>10.0f}{row['p50_ms']:>10.1f}{row['p99_ms']:>10.1f}"
               f"   decisions/s ({row['ratio']:.0%} of caps decide); "
               f"CPU per 1k batch: API {cpu['api']:.0f} ms, Redis {cpu['redis']:.0f} ms, "
-              f"load generator {cpu['client']:.0f} ms")
+              f"load generator {cpu['client']:.0f} ms; API CPU by process "
+              f"{' / '.join(f'{share:.0%}' for share in row['api_cpu_shares'])}")
     print(f"{'caps decide, pipelined':<28}{baseline:>10.0f}   decisions/s (baseline: mean of "
           f"{', '.join(f'{r:,.0f}' for r in baselines['decide'])}); with reserve "
           f"{', '.join(f'{r:,.0f}' for r in baselines['reserve'])}")

@@ -36,5 +36,11 @@ async def rank_batch(body: BatchRankRequest, state: State, executor: RankExecuto
                      principal: RankAccess) -> Response:
     loop = asyncio.get_running_loop()
     snapshot, bodies = await loop.run_in_executor(executor, rank_many, state, body.requests)
-    return json_response({"results": bodies, "model_version": snapshot.model.version,
-                          **registry_of(snapshot.model)})
+    response = json_response({"results": bodies, "model_version": snapshot.model.version,
+                              **registry_of(snapshot.model)})
+    # Workers share the listening socket and a kept-alive connection stays with the worker that
+    # accepted it: two schedulers' connections on one worker had their batches wait for each other
+    # while the other worker idled. A new connection per batch (a handshake against ~100 ms of work)
+    # goes to whichever worker accepts it first, which spread the batches evenly (README, "Load").
+    response.headers["connection"] = "close"
+    return response
