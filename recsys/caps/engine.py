@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from recsys.caps import rules
@@ -137,18 +137,6 @@ class CapEngine(abc.ABC):
     ) -> list[UserDecision]:
         """Decide many cardholders at once (one per request, distinct cardholders), in order."""
 
-    def decide_send(
-        self, requests: Sequence[CapRequest], *, now: datetime | None = None
-    ) -> DecisionsInFlight:
-        """`decide_batch` in two steps: start deciding now, read the decisions with `collect()`.
-
-        A store with a round trip (Redis) writes the batch and returns at once, so the caller can
-        work while the store decides; the decisions are those `decide_batch` would give, and batches
-        in flight at once behave as racing schedulers do. Here: decided at once.
-        """
-        decisions = self.decide_batch(requests, now=now)
-        return DecisionsInFlight(lambda: decisions)
-
     # Every change below takes an optional `event_id`: the change and the note that the event was
     # applied are one atomic step, and an event id the cardholder's state already reflects raises
     # `EventAlreadyApplied` without changing anything (see `serving/routers/events.py`).
@@ -226,30 +214,6 @@ class CapEngine(abc.ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-class DecisionsInFlight:
-    """Decisions a cap store is working on: `collect()` them once, or `discard()` them after an error."""
-
-    def __init__(self, collect: Callable[[], list[UserDecision]],
-                 discard: Callable[[], None] | None = None) -> None:
-        self._collect = collect
-        self._discard = discard
-        self._open = True
-
-    def collect(self) -> list[UserDecision]:
-        """The decisions, in request order (waits for the store's replies)."""
-        if not self._open:
-            raise RuntimeError("these decisions were already collected or discarded")
-        self._open = False
-        return self._collect()
-
-    def discard(self) -> None:
-        """Give up reading the decisions (idempotent). Reservations the store made stand until their TTL."""
-        if self._open:
-            self._open = False
-            if self._discard is not None:
-                self._discard()
 
 
 def build_state(

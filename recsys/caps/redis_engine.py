@@ -65,7 +65,7 @@ from recsys.caps.decisions import (
     now_utc,
     to_ms,
 )
-from recsys.caps.engine import CapEngine, DecisionsInFlight, check_candidate, check_id, new_push_id
+from recsys.caps.engine import CapEngine, check_candidate, check_id, new_push_id
 from recsys.caps.policy import Policy, PolicyError, default_policy
 
 logger = logging.getLogger(__name__)
@@ -331,31 +331,52 @@ class RedisCapEngine(CapEngine):
         def keep(index: int, reply: Any) -> None:
             results[index] = reply
 
-        self._send(calls).read(keep)
+        self._stream(calls, keep)
         return results
 
-    def _send(self, calls: Sequence[tuple[Any, ...]]) -> _Sent:
-        """Write every command (per cluster node, on a connection of its own) without reading replies.
+    def _stream(self, calls: Sequence[tuple[Any, ...]], handle: Callable[[int, Any], None]) -> None:
+        """Send every command at once, then hand each reply to `handle(index, reply)` as it arrives.
 
-        Commands have their key at argument 3 (EVALSHA) or 1 (others). Each chunk is written as soon
-        as it is packed, so Redis already runs scripts while Python packs the rest. The connections
-        stay out of the pool until `_Sent.read` read every reply (or `_Sent.abandon` dropped them).
+        Python works on early replies while Redis still runs later scripts. Commands have their key
+        at argument 3 (EVALSHA) or 1 (others). A script missing from the server (restart, SCRIPT
+        FLUSH) is loaded and its commands re-run; cluster redirects are followed one by one.
         """
-        sent = _Sent(self, calls)
         if not calls:
-            return sent
+            return
         if self._compiled.sha not in self._loaded:
             self._load_scripts()
+        retry: list[int] = []
+        redirected: list[int] = []
+        failure: list[Exception] = []
+
+        def triage(index: int, reply: Any) -> None:
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                retry.append(index)
+            elif isinstance(reply, redis.ResponseError) and self._cluster and _redirected(reply):
+                redirected.append(index)
+            elif isinstance(reply, Exception):
+                failure.append(reply)
+            else:
+                handle(index, reply)
+
         with self._guard():
-            try:
-                for pool, indices in self._route(calls):
-                    connection = pool.get_connection()
-                    sent.connections.append((pool, connection, indices))
-                    _write(connection, [calls[i] for i in indices] if self._cluster else calls)
-            except BaseException:
-                sent.abandon()
-                raise
-        return sent
+            for pool, indices in self._route(calls):
+                if self._cluster:
+                    self._send_and_read(pool, [calls[i] for i in indices], indices, triage)
+                else:
+                    self._send_and_read(pool, calls, indices, triage)
+            if failure:
+                raise failure[0]
+            if retry:
+                self._load_scripts()
+                again = [calls[i] for i in retry]
+                for pool, indices in self._route(again):
+                    self._send_and_read(
+                        pool, [again[i] for i in indices], [retry[i] for i in indices], handle
+                    )
+            for index in redirected:
+                # Slots moved: the cluster client follows the redirect and refreshes its map.
+                handle(index, self._client.execute_command(*calls[index]))
 
     def _route(self, calls: Sequence[tuple[Any, ...]]) -> list[tuple[Any, list[int]]]:
         """(connection pool, indices of its commands) per node."""
@@ -370,6 +391,35 @@ class RedisCapEngine(CapEngine):
             if node.name not in pools:
                 pools[node.name] = self._client.get_redis_connection(node).connection_pool
         return [(pools[name], indices) for name, indices in groups.items()]
+
+    @staticmethod
+    def _send_and_read(
+        pool: Any, calls: Sequence[tuple[Any, ...]], indices: list[int], handle: Callable[[int, Any], None]
+    ) -> None:
+        """Pipeline on one connection: each chunk is written as soon as it is packed, so Redis is
+        already running scripts while Python packs the rest; replies are then read in order."""
+        connection = pool.get_connection()
+        try:
+            for start in range(0, len(calls), _CHUNK):
+                chunk = calls[start : start + _CHUNK]
+                if _pack_command is not None:
+                    packed = [b"".join([_pack_command(call) for call in chunk])]
+                else:
+                    packed = connection.pack_commands(chunk)
+                # no health check once replies are pending: its PING would read one of them
+                connection.send_packed_command(packed, check_health=start == 0)
+            for index in indices:
+                try:
+                    reply = connection.read_response()
+                except redis.ResponseError as error:
+                    reply = error
+                handle(index, reply)
+        except BaseException:
+            # Replies may be left unread on this connection: never hand it to anyone else.
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
 
     def _call(self, user_id: str, *args: Any) -> Any:
         return self._pipeline([("EVALSHA", self._compiled.sha, 1, self.user_key(user_id), *args)])[0]
@@ -406,12 +456,6 @@ class RedisCapEngine(CapEngine):
     def decide_batch(
         self, requests: Sequence[CapRequest], *, now: datetime | None = None
     ) -> list[UserDecision]:
-        return self.decide_send(requests, now=now).collect()
-
-    def decide_send(
-        self, requests: Sequence[CapRequest], *, now: datetime | None = None
-    ) -> DecisionsInFlight:
-        """Write the batch's scripts now; `collect` reads the decisions (the caller works meanwhile)."""
         self._check_requests(requests, candidates=False)
         compiled = self._compiled
         policy = compiled.policy
@@ -440,51 +484,38 @@ class RedisCapEngine(CapEngine):
         push_ids = [(r.push_id or new_push_id()) if r.reserve else "" for r in requests]
         exhausted = self._exhausted_campaigns(policy, requests, now_ms)
         decided_at = from_ms(now_ms)
+        results: list[UserDecision] = []
+        todo = list(range(len(requests)))
+        while todo:
+            given = dict(exhausted)
+            built: dict[int, tuple[list[Any], UserDecision]] = {}
 
-        def send(todo: list[int], given: dict[str, tuple[int, int, int]]) -> _Sent:
-            return self._send(_LazyCalls(
+            def build(
+                position: int, reply: Any, todo: list[int] = todo, given: dict = given, built: dict = built
+            ) -> None:
+                i = todo[position]
+                request = requests[i]
+                reservation_reply, decisions = self._decisions(
+                    compiled, unpackb(reply), request, codes[i], cals[i], given
+                )
+                reservation = _reservation(request.user_id, reservation_reply)
+                built[i] = (
+                    reservation_reply,
+                    UserDecision(request.user_id, decisions, reservation, policy.version, decided_at),
+                )
+
+            calls = _LazyCalls(
                 len(todo),
-                lambda k: self._decide_call(
+                lambda k, todo=todo, given=given: self._decide_call(
                     compiled, requests[todo[k]], cal_args[todo[k]], push_ids[todo[k]], given, codes[todo[k]]
                 ),
-            ))
-
-        def collect(todo: list[int], given: dict[str, tuple[int, int, int]], sent: _Sent
-                    ) -> list[UserDecision]:
-            # rounds: a round whose campaign throttle filled up is decided again from the cut on
-            results: list[UserDecision] = []
-            while True:
-                built: dict[int, tuple[list[Any], UserDecision]] = {}
-
-                def build(position: int, reply: Any, todo: list[int] = todo, given: dict = given,
-                          built: dict = built) -> None:
-                    i = todo[position]
-                    request = requests[i]
-                    reservation_reply, decisions = self._decisions(
-                        compiled, unpackb(reply), request, codes[i], cals[i], given
-                    )
-                    reservation = _reservation(request.user_id, reservation_reply)
-                    built[i] = (
-                        reservation_reply,
-                        UserDecision(request.user_id, decisions, reservation, policy.version, decided_at),
-                    )
-
-                sent.read(build)
-                replies = {i: built[i][0] for i in todo}
-                cut = self._settle_throttle(
-                    compiled, requests, todo, replies, push_ids, now_ms, given, exhausted
-                )
-                results += [built[i][1] for i in todo[:cut]]
-                todo = todo[cut:]
-                if not todo:
-                    return results
-                given = dict(exhausted)
-                sent = send(todo, given)
-
-        todo = list(range(len(requests)))
-        given = dict(exhausted)
-        first = send(todo, given)
-        return DecisionsInFlight(lambda: collect(todo, given, first), first.abandon)
+            )
+            self._stream(calls, build)
+            replies = {i: built[i][0] for i in todo}
+            cut = self._settle_throttle(compiled, requests, todo, replies, push_ids, now_ms, given, exhausted)
+            results += [built[i][1] for i in todo[:cut]]
+            todo = todo[cut:]
+        return results
 
     def _exhausted_campaigns(
         self, policy: Policy, requests: Sequence[CapRequest], now_ms: int
@@ -767,82 +798,6 @@ class _LazyCalls(Sequence):
         if call is None:
             call = self._built[index] = self._make(index)
         return call
-
-
-class _Sent:
-    """Commands written to Redis whose replies are still unread: `read` them once, or `abandon` them."""
-
-    def __init__(self, engine: RedisCapEngine, calls: Sequence[tuple[Any, ...]]) -> None:
-        self.engine = engine
-        self.calls = calls
-        self.connections: list[tuple[Any, Any, list[int]]] = []  # (pool, connection, command indices)
-
-    def _read_all(self, handle: Callable[[int, Any], None]) -> None:
-        try:
-            while self.connections:
-                pool, connection, indices = self.connections[0]
-                for index in indices:
-                    try:
-                        reply = connection.read_response()
-                    except redis.ResponseError as error:
-                        reply = error
-                    handle(index, reply)
-                self.connections.pop(0)
-                pool.release(connection)
-        except BaseException:
-            self.abandon()
-            raise
-
-    def read(self, handle: Callable[[int, Any], None]) -> None:
-        """Hand each reply to `handle(index, reply)`, in order per node.
-
-        A script missing from the server (restart, SCRIPT FLUSH) is loaded and its commands re-run;
-        cluster redirects are followed one by one."""
-        engine, calls = self.engine, self.calls
-        retry: list[int] = []
-        redirected: list[int] = []
-        failure: list[Exception] = []
-
-        def triage(index: int, reply: Any) -> None:
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                retry.append(index)
-            elif isinstance(reply, redis.ResponseError) and engine._cluster and _redirected(reply):
-                redirected.append(index)
-            elif isinstance(reply, Exception):
-                failure.append(reply)
-            else:
-                handle(index, reply)
-
-        with engine._guard():
-            self._read_all(triage)
-            if failure:
-                raise failure[0]
-            if retry:
-                engine._load_scripts()
-                engine._send([calls[i] for i in retry])._read_all(lambda k, reply: handle(retry[k], reply))
-            for index in redirected:
-                # Slots moved: the cluster client follows the redirect and refreshes its map.
-                handle(index, engine._client.execute_command(*calls[index]))
-
-    def abandon(self) -> None:
-        """Drop the connections with replies unread (never handed to anyone else). Commands already
-        written may still run: a reservation made that way only blocks, until its TTL."""
-        for pool, connection, _ in self.connections:
-            connection.disconnect()
-            pool.release(connection)
-        self.connections = []
-
-
-def _write(connection: Any, calls: Sequence[tuple[Any, ...]]) -> None:
-    """Pipeline `calls` on `connection`, each chunk written as soon as it is packed."""
-    for start in range(0, len(calls), _CHUNK):
-        chunk = calls[start : start + _CHUNK]
-        if _pack_command is not None:
-            packed = [b"".join([_pack_command(call) for call in chunk])]
-        else:
-            packed = connection.pack_commands(chunk)
-        # no health check once replies are pending: its PING would read one of them
-        connection.send_packed_command(packed, check_health=start == 0)
 
 
 def _redirected(error: Exception) -> bool:
