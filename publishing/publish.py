@@ -36,6 +36,7 @@ from recsys.publication import (
     PublicationWriter,
     PublishLockedError,
     UserRecord,
+    connect,
     encode_user,
     index_dtype,
 )
@@ -432,7 +433,7 @@ def write_partition(prepared: tuple[BucketSummary, UserInputs], redis_url: str, 
                     records_hook: Callable | None) -> tuple[int, int]:
     """On a worker: one bucket's records under `version`, through a writer holding the publish's
     fencing token (so a publish that lost its lock stops here too); returns (records, bytes)."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=5)
+    client = connect(redis_url, socket_timeout=30, socket_connect_timeout=5)
     try:
         writer = PublicationWriter(PublicationStore(client, prefix), version, token, lease_ms)
         stream = encoded_records(bundle, prepared[1], layout)
