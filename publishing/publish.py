@@ -29,6 +29,7 @@ from features.bundle_inputs import card_tiers_of, current_item_meta, feature_bui
 from features.loader import Dataset
 from features.popularity import popularity, popularity_counts
 from recsys.cells import split_list
+from recsys.cluster import progress_bar
 from recsys.fallback import Popularity, PopularityCounts
 from recsys.publication import (
     LEASE_SECONDS,
@@ -418,14 +419,6 @@ def partitioned_population(bundle: ModelBundle, dask: DaskPartitions, as_of: pd.
     population = Population(n, fallback, sorted(zones | {""}), sample,
                             id_of.loc[memory_rows].to_numpy(dtype=object))
     return population, prepared
-
-
-def progress_bar(futures: list[Any], show: bool) -> None:
-    """Dask's console progress bar over `futures`, waiting until they finish, when `show`."""
-    if show and futures:
-        from distributed import progress
-
-        progress(futures)
 
 
 def write_partition(prepared: tuple[BucketSummary, UserInputs], redis_url: str, prefix: str, version: str,
