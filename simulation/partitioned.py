@@ -96,9 +96,10 @@ def replay_bucket(bucket: int, parts: PartitionedDataset, replay: Replay, bundle
     data, keep, rows = _selected(parts, bucket, replay.sample)
     if not len(keep):
         return None
-    world = world_of(data, replay.as_of, truth=load_truth(replay.truth_path), truth_path=replay.truth_path,
-                     bundle=bundle, bundle_label=replay.bundle_label, k=replay.k, keep=keep,
-                     population_rows=rows, activity_bounds=replay.bounds, popularity=replay.shares)
+    truth = load_truth(replay.truth_path, mmap=True)
+    world = world_of(data, replay.as_of, truth=truth, truth_path=replay.truth_path, bundle=bundle,
+                     bundle_label=replay.bundle_label, k=replay.k, keep=keep, population_rows=rows,
+                     terciles=replay.bounds, popularity=replay.shares)
     return simulate(world, policies, config, labels)
 
 
@@ -123,7 +124,7 @@ def simulate_partitioned(
         raise SimulationError("give at least one policy to simulate")
     config = config or ScheduleConfig()
     names = unique_labels(policies, labels)
-    truth = load_truth(truth_path)
+    truth = load_truth(truth_path, mmap=True)
     as_of = world_as_of(parts.time_range(), truth, parts.root)
     del truth  # each worker reads it for its bucket
     sample = None

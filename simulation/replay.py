@@ -278,13 +278,14 @@ def load_world(
                     bundle_label=bundle_label, k=k, keep=keep, population_rows=keep)
 
 
-def load_truth(truth_path: str | Path | None) -> Any:
-    """The synthetic world's hidden truth (`worlds.truth.WorldTruth`), None without a path."""
+def load_truth(truth_path: str | Path | None, mmap: bool = False) -> Any:
+    """The synthetic world's hidden truth (`worlds.truth.WorldTruth`), None without a path; `mmap` maps
+    its cardholders x contents open probabilities (which a replay never reads) instead of reading them."""
     if truth_path is None:
         return None
     from worlds.truth import WorldTruth
 
-    return WorldTruth.load(truth_path)
+    return WorldTruth.load(truth_path, mmap=mmap)
 
 
 def world_as_of(span: tuple[pd.Timestamp, pd.Timestamp] | None, truth: Any, source: str | Path
@@ -309,12 +310,12 @@ def world_of(
     k: int = DEFAULT_CANDIDATES,
     keep: np.ndarray | None = None,
     population_rows: np.ndarray | None = None,
-    activity_bounds: tuple[float, float] | None = None,
+    terciles: tuple[float, float] | None = None,
     popularity: Popularity | None = None,
 ) -> SimWorld:
     """The world of `dataset`'s cardholders (only the positions `keep` of its deduplicated cardholders
     table when given). For a partition of a population, `population_rows` are its cardholders' rows in
-    the whole table (their random draws), `activity_bounds` the population's activity terciles and
+    the whole table (their random draws), `terciles` the population's activity terciles and
     `popularity` its popularity fallback, so each cardholder is replayed as in the whole world."""
     data_dir = dataset.root
     holders = dataset.cardholders.drop_duplicates("user_id")
@@ -325,7 +326,7 @@ def world_of(
     timezones = holders["timezone"].astype("string").fillna("").to_numpy(dtype=object)
     opted_in = holders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
     tiers = card_tiers_of(dataset, user_ids)
-    segments = {"card_tier": tiers, "activity": activity_levels(dataset, user_ids, as_of, activity_bounds)}
+    segments = {"card_tier": tiers, "activity": activity_levels(dataset, user_ids, as_of, terciles)}
 
     content = dataset.content.drop_duplicates("content_id")
     content_ids = content["content_id"].astype(str).to_numpy(dtype=object)
