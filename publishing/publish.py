@@ -29,6 +29,7 @@ from features.bundle_inputs import card_tiers_of, current_item_meta, feature_bui
 from features.loader import Dataset
 from features.popularity import popularity, popularity_counts
 from recsys.cells import split_list
+from recsys.cluster import progress_bar
 from recsys.fallback import Popularity, PopularityCounts
 from recsys.publication import (
     LEASE_SECONDS,
@@ -36,6 +37,7 @@ from recsys.publication import (
     PublicationWriter,
     PublishLockedError,
     UserRecord,
+    connect,
     encode_user,
     index_dtype,
 )
@@ -419,20 +421,12 @@ def partitioned_population(bundle: ModelBundle, dask: DaskPartitions, as_of: pd.
     return population, prepared
 
 
-def progress_bar(futures: list[Any], show: bool) -> None:
-    """Dask's console progress bar over `futures`, waiting until they finish, when `show`."""
-    if show and futures:
-        from distributed import progress
-
-        progress(futures)
-
-
 def write_partition(prepared: tuple[BucketSummary, UserInputs], redis_url: str, prefix: str, version: str,
                     token: int, lease_ms: int, bundle: ModelBundle, layout: RecordLayout, chunk: int,
                     records_hook: Callable | None) -> tuple[int, int]:
     """On a worker: one bucket's records under `version`, through a writer holding the publish's
     fencing token (so a publish that lost its lock stops here too); returns (records, bytes)."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=5)
+    client = connect(redis_url, socket_timeout=30, socket_connect_timeout=5)
     try:
         writer = PublicationWriter(PublicationStore(client, prefix), version, token, lease_ms)
         stream = encoded_records(bundle, prepared[1], layout)

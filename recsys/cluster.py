@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,14 @@ def dask_client(settings: Settings, workers: int | None = None, processes: bool 
             Client(cluster) as client:
         logger.info("Dask LocalCluster of %d workers, dashboard %s", count, client.dashboard_link)
         yield client
+
+
+def progress_bar(futures: list[Any], show: bool) -> None:
+    """Dask's console progress bar over `futures`, waiting until they finish, when `show`."""
+    if show and futures:
+        from distributed import progress
+
+        progress(futures)
 
 
 def partition_bounds(n: int, size: int) -> list[tuple[int, int]]:

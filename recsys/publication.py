@@ -1,22 +1,28 @@
 """The versioned publication store in Redis: what `recsys publish` writes and the ranking API reads.
 
-Layout under `{prefix}:pub:` (one Redis database, plain string keys):
+Layout (prefix `qm` by default; `{...}` is the Redis Cluster hash tag). The shared keys carry one tag,
+`{qm:pub}`, so they share one slot and every multi-key operation on them (the switch, renew, release
+and verify scripts; the `MULTI` that forgets a version) runs on one node of a Redis Cluster:
 
-- `live` -> the live version id; switched by one Lua script only after a version is verified.
-- `lock` -> the fencing token of the one publish running (expires after its lease, renewed while
-  it writes); `fence` -> the last token handed out. A publish whose lease ran out (stalled, killed)
-  is fenced off: every later write and its switch check the token and refuse.
-- `versions` (sorted set, score = publish time) -> the committed versions; `pending` -> versions
-  being written (a publish that died leaves its id here and the next publish deletes its keys).
-- `v:{version}:meta` (hash) -> `manifest` (JSON: model, as-of, items and their metadata, names)
-  plus binary float32 arrays (`item_factors`, popularity, the affine feature map) and the
+- `{qm:pub}:live` -> the live version id; switched by one Lua script only after a version is verified.
+- `{qm:pub}:lock` -> the fencing token of the one publish running (expires after its lease, renewed
+  while it writes); `{qm:pub}:fence` -> the last token handed out. A publish whose lease ran out
+  (stalled, killed) is fenced off: every later write and its switch check the token and refuse.
+- `{qm:pub}:versions` (sorted set, score = publish time) -> the committed versions;
+  `{qm:pub}:pending` -> versions being written (a publish that died leaves its id here and the next
+  publish deletes its keys).
+- `{qm:pub}:v:{version}:meta` (hash) -> `manifest` (JSON: model, as-of, items and their metadata,
+  names) plus binary float32 arrays (`item_factors`, popularity, the affine feature map) and the
   feature-builder state; `complete` = "1" and `users` = the number of user keys counted in Redis
   once the version is verified (manifest readable, arrays of the announced shapes, one user key per
   cardholder of the manifest).
-- `v:{version}:u:{user_id}` -> one compact binary record per cardholder (`encode_user`).
+- `qm:pub:v:{version}:u:{user_id}` -> one compact binary record per cardholder (`encode_user`). No
+  tag: each record is hashed whole, so a version spreads over every primary; no operation needs two
+  records in one slot (writes are pipelined per node, deletes split per slot, reads are per key).
 
 A version stays readable until the publish after next: publishing v3 deletes v1 and keeps v2, so a
-server that has not yet swapped to v3 keeps answering from v2.
+server that has not yet swapped to v3 keeps answering from v2. `connect` opens a `redis.Redis`, or a
+`RedisCluster` when the URL names a node of a cluster.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import redis
+from redis.cluster import RedisCluster
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +179,21 @@ class PublishedVersion:
         return np.dtype(self.manifest["feature_index_dtype"])
 
 
+def connect(url: str, **options: Any) -> redis.Redis | RedisCluster:
+    """A client for the Redis at `url`: a `RedisCluster` (slots followed, pipelines split per node)
+    when that server runs in cluster mode, else a `redis.Redis`."""
+    client = redis.Redis.from_url(url, **options)
+    try:
+        clustered = bool(client.info("cluster").get("cluster_enabled"))
+    except BaseException:
+        client.close()
+        raise
+    if not clustered:
+        return client
+    client.close()
+    return RedisCluster.from_url(url, **options)
+
+
 def new_version_id(now: datetime | None = None) -> str:
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{uuid.uuid4().hex[:6]}"
@@ -180,7 +202,7 @@ def new_version_id(now: datetime | None = None) -> str:
 class PublicationStore:
     """Versioned publications under `{prefix}:pub:` in one Redis database."""
 
-    def __init__(self, client: redis.Redis, prefix: str):
+    def __init__(self, client: redis.Redis | RedisCluster, prefix: str):
         self.client = client
         self.prefix = prefix
         self._switch = client.register_script(_SWITCH_LIVE)
@@ -189,7 +211,8 @@ class PublicationStore:
         self._mark_verified = client.register_script(_MARK_VERIFIED)
 
     def key(self, *parts: str) -> str:
-        return ":".join((self.prefix, "pub", *parts))
+        """A shared key: all carry the `{prefix:pub}` hash tag, one Redis Cluster slot."""
+        return ":".join((f"{{{self.prefix}:pub}}", *parts))
 
     @property
     def live_key(self) -> str:
@@ -199,7 +222,23 @@ class PublicationStore:
         return self.key("v", version, "meta")
 
     def user_key(self, version: str, user_id: str) -> str:
-        return self.key("v", version, "u", user_id)
+        """A cardholder's record: untagged, so the records of a version spread over the cluster."""
+        return ":".join((self.prefix, "pub", "v", version, "u", user_id))
+
+    def user_pattern(self, version: str) -> str:
+        """SCAN pattern of every user key of `version` (`*` for every version)."""
+        return self.user_key(version, "*")
+
+    def script_keys(self, script: str, version: str = "") -> list[str]:
+        """The keys each publication script is called with, in order: all in the shared slot."""
+        lock, versions, pending = self.key("lock"), self.key("versions"), self.key("pending")
+        return {
+            "switch": [self.meta_key(version), self.live_key, versions, pending, lock],
+            "renew": [lock],
+            "release": [lock],
+            "mark_verified": [self.meta_key(version), lock],
+            "forget": [versions, pending],
+        }[script]
 
     def live_version(self) -> str | None:
         value = self.client.get(self.live_key)
@@ -225,7 +264,7 @@ class PublicationStore:
             )
         version = version or new_version_id()
         if self.client.exists(self.meta_key(version)):
-            self._release(keys=[self.key("lock")], args=[token])
+            self._release(keys=self.script_keys("release"), args=[token])
             raise PublicationError(f"version {version} already exists: publish under a new version id")
         self.client.zadd(self.key("pending"), {version: time.time()})
         return PublicationWriter(self, version, token, lease_ms)
@@ -262,7 +301,7 @@ class PublicationStore:
 
     def count_users(self, version: str, chunk: int = 5000) -> int:
         """User keys of `version` in Redis (a SCAN)."""
-        return sum(1 for _ in self.client.scan_iter(match=self.key("v", version, "u", "*"), count=chunk))
+        return sum(1 for _ in self.client.scan_iter(match=self.user_pattern(version), count=chunk))
 
     def delete_version(self, version: str, chunk: int = 2000) -> int:
         """Remove every key of `version` (never the live one); returns the number of keys removed."""
@@ -270,16 +309,18 @@ class PublicationStore:
             raise PublicationError(f"version {version} is live: publish another version before deleting it")
         removed = 0
         batch: list[bytes] = []
-        for name in self.client.scan_iter(match=self.key("v", version, "*"), count=chunk):
+        for name in self.client.scan_iter(match=self.user_pattern(version), count=chunk):
             batch.append(name)
             if len(batch) >= chunk:
                 removed += self.client.unlink(*batch)
                 batch = []
         if batch:
             removed += self.client.unlink(*batch)
+        removed += self.client.unlink(self.meta_key(version))
+        versions, pending = self.script_keys("forget")
         pipe = self.client.pipeline(transaction=True)
-        pipe.zrem(self.key("versions"), version)
-        pipe.zrem(self.key("pending"), version)
+        pipe.zrem(versions, version)
+        pipe.zrem(pending, version)
         pipe.execute()
         return removed
 
@@ -308,7 +349,7 @@ class PublicationWriter:
 
     def renew(self) -> None:
         """Extend the lease; `PublishLockedError` if this publish lost the lock (fenced off)."""
-        if not self.store._renew(keys=[self.store.key("lock")], args=[self.token, self.lease_ms]):
+        if not self.store._renew(keys=self.store.script_keys("renew"), args=[self.token, self.lease_ms]):
             raise PublishLockedError(
                 f"publish of {self.version} lost its lock (fencing token {self.token}): its lease ran "
                 "out and another publish may have started; publish again"
@@ -360,14 +401,13 @@ class PublicationWriter:
                 f"version {self.version}: {counted} user keys in Redis, {self.users_written} written: "
                 "publish again"
             )
-        if not store._mark_verified(keys=[store.meta_key(self.version), store.key("lock")],
+        if not store._mark_verified(keys=store.script_keys("mark_verified", self.version),
                                     args=[self.token, counted]):
             self.renew()  # raises: the lock was lost
         store.load(self.version)  # the manifest and arrays read back
         try:
             previous = store._switch(
-                keys=[store.meta_key(self.version), store.live_key, store.key("versions"),
-                      store.key("pending"), store.key("lock")],
+                keys=store.script_keys("switch", self.version),
                 args=[self.version, time.time(), self.token],
             )
         except redis.ResponseError as error:
@@ -378,7 +418,7 @@ class PublicationWriter:
 
     def release(self) -> None:
         """Give the lock back (no-op when another publish holds it)."""
-        self.store._release(keys=[self.store.key("lock")], args=[self.token])
+        self.store._release(keys=self.store.script_keys("release"), args=[self.token])
 
     def abort(self) -> None:
         try:

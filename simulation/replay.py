@@ -1,7 +1,8 @@
 """The world a simulation replays: cardholders and their segments, contents, each cardholder's ranked
 candidates, how cardholders answer pushes (the response model) and the recent push history.
 
-`load_world` builds it from a contract data directory plus either the synthetic world's hidden truth
+`load_world` builds it from a contract data directory (`world_of` from a loaded `Dataset`, e.g. one
+partition of cardholders) plus either the synthetic world's hidden truth
 (its `ResponseModel`) or, for real data, the response model published with the ranking bundle
 (`recsys.response_model`, fitted on the push log by `recsys train`): one response model for the API
 and the simulator. Candidates come from a model bundle when one is given (the
@@ -29,6 +30,7 @@ from simulation.vector_caps import Items, SimulationError
 if TYPE_CHECKING:
     from features.loader import Dataset
     from recsys.bundle import ModelBundle
+    from recsys.fallback import Popularity
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +95,20 @@ class SimWorld:
     # the engine's own response model (a bundle's, behind `WorldResponse`): what send or hold decides with
     decision_model: Any = None
     decision_users: np.ndarray | None = None  # row -> decision model user index
+    # row -> the cardholder's row in the whole cardholders table: what its random draws are indexed by,
+    # so a partition of the population draws what the whole population would (None: 0..n-1)
+    population_rows: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
         return len(self.user_ids)
+
+    @property
+    def draw_rows(self) -> np.ndarray:
+        """Each row's index into the population's random draws."""
+        if self.population_rows is None:
+            return np.arange(self.n_users, dtype=np.int64)
+        return self.population_rows
 
     def zones_under(self, default_timezone: str) -> np.ndarray:
         """Each cardholder's zone, the policy's default where none is known."""
@@ -117,6 +129,7 @@ class SimWorld:
             response_users=self.response_users[rows],
             decision_users=None if self.decision_users is None else self.decision_users[rows],
             history=self.history.subset(rows),
+            population_rows=self.draw_rows[rows],
         )
 
 
@@ -129,8 +142,8 @@ def _seconds(values: pd.Series, missing: np.int64) -> np.ndarray:
     return out
 
 
-def activity_levels(dataset: Dataset, user_ids: np.ndarray, as_of: pd.Timestamp) -> np.ndarray:
-    """`low` / `medium` / `high` by terciles of events (spend, menu clicks, reads) in the last 90 days."""
+def activity_counts(dataset: Dataset, user_ids: np.ndarray, as_of: pd.Timestamp) -> np.ndarray:
+    """Events (spend, menu clicks, reads) of each cardholder in the 90 days to `as_of`."""
     since = as_of - pd.Timedelta(days=ACTIVITY_DAYS)
     counts = pd.Series(0, index=pd.Index(user_ids, dtype=object), dtype=np.int64)
     for name, column in (("transactions", "ts"), ("menu_clicks", "ts"), ("article_reads", "ts")):
@@ -139,8 +152,57 @@ def activity_levels(dataset: Dataset, user_ids: np.ndarray, as_of: pd.Timestamp)
             continue
         recent = frame.loc[((frame[column] > since) & (frame[column] <= as_of)).to_numpy(), "user_id"]
         counts = counts.add(recent.astype(str).value_counts(), fill_value=0)
-    values = counts.reindex(user_ids).fillna(0).to_numpy(dtype=np.float64)
-    low, high = np.quantile(values, [1 / 3, 2 / 3]) if len(values) else (0.0, 0.0)
+    return counts.reindex(user_ids).fillna(0).to_numpy(dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class CountHistogram:
+    """How many cardholders have each activity count: what disjoint partitions add up exactly."""
+
+    values: np.ndarray  # int64, ascending, distinct
+    counts: np.ndarray  # int64, cardholders with each value
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> CountHistogram:
+        distinct, counts = np.unique(np.asarray(values, dtype=np.int64), return_counts=True)
+        return cls(distinct, counts.astype(np.int64))
+
+    @staticmethod
+    def combine(parts: list[CountHistogram]) -> CountHistogram:
+        values = np.concatenate([part.values for part in parts]) if parts else np.zeros(0, np.int64)
+        counts = np.concatenate([part.counts for part in parts]) if parts else np.zeros(0, np.int64)
+        distinct, inverse = np.unique(values, return_inverse=True)
+        return CountHistogram(distinct, np.bincount(inverse, weights=counts, minlength=len(distinct))
+                              .astype(np.int64))
+
+    def quantiles(self, qs: tuple[float, ...]) -> tuple[float, ...]:
+        """`np.quantile(expanded, qs)` (linear interpolation) without expanding the histogram."""
+        total = int(self.counts.sum())
+        if not total:
+            return tuple(0.0 for _ in qs)
+        ends = np.cumsum(self.counts)
+        out = []
+        for q in qs:
+            position = (total - 1) * q
+            low = int(np.floor(position))
+            high = min(low + 1, total - 1)
+            below, above = self.values[np.searchsorted(ends, [low, high], side="right")].astype(np.float64)
+            out.append(float(np.quantile(np.array([below, above]), position - low)))
+        return tuple(out)
+
+
+def activity_bounds(histogram: CountHistogram) -> tuple[float, float]:
+    """The tercile bounds of the activity counts (`low` up to the first, `high` above the second)."""
+    low, high = histogram.quantiles((1 / 3, 2 / 3))
+    return low, high
+
+
+def activity_levels(dataset: Dataset, user_ids: np.ndarray, as_of: pd.Timestamp,
+                    bounds: tuple[float, float] | None = None) -> np.ndarray:
+    """`low` / `medium` / `high` by terciles of events (spend, menu clicks, reads) in the last 90 days;
+    `bounds` are the terciles of a whole population when `user_ids` are a partition of it."""
+    values = activity_counts(dataset, user_ids, as_of)
+    low, high = bounds if bounds is not None else activity_bounds(CountHistogram.of(values))
     levels = np.full(len(values), ACTIVITY_LEVELS[1], dtype=object)
     levels[values <= low] = ACTIVITY_LEVELS[0]
     levels[values > high] = ACTIVITY_LEVELS[2]
@@ -153,12 +215,13 @@ def split_tags(cells: pd.Series) -> tuple[tuple[str, ...], ...]:
 
 
 def rank_candidates(dataset: Dataset, user_ids: np.ndarray, content_ids: np.ndarray, as_of: pd.Timestamp,
-                    k: int, bundle: ModelBundle | None = None,
-                    bundle_label: str = "") -> tuple[np.ndarray, str]:
+                    k: int, bundle: ModelBundle | None = None, bundle_label: str = "",
+                    shares: Popularity | None = None) -> tuple[np.ndarray, str]:
     """Top-k candidate item indices (into `content_ids`) per cardholder, best first; -1 padding.
 
     With a model bundle, the engine's own ranking (its factors and eligibility); otherwise the
-    API's popularity fallback (`recsys.fallback`) under the same eligibility rules.
+    API's popularity fallback (`recsys.fallback`) under the same eligibility rules, counted on
+    `dataset` unless `shares` (a whole population's, counted per partition) are given.
     """
     from features.bundle_inputs import dataset_eligibility, feature_builder, item_metadata, seen_pairs
     from features.popularity import popularity
@@ -172,7 +235,8 @@ def rank_candidates(dataset: Dataset, user_ids: np.ndarray, content_ids: np.ndar
         meta = item_metadata(dataset.content, items)
         seen = seen_pairs(dataset, as_of, user_ids, items)
         eligibility = build_eligibility(meta, items, as_of, tiers, seen)
-        user_factors, item_factors = popularity(dataset, as_of, items).factors(tiers)
+        shares = shares if shares is not None else popularity(dataset, as_of, items)
+        user_factors, item_factors = shares.factors(tiers)
         indices, _ = top_k(user_factors, item_factors, k, eligibility)
         return indices.astype(np.int64), "per-card-tier popularity of reads and opens (no --model)"
     features = feature_builder(bundle).transform_users(dataset, as_of, user_ids)
@@ -201,32 +265,68 @@ def load_world(
 ) -> SimWorld:
     """Build the simulation world of a data directory (see the module docstring)."""
     from features.loader import load_dataset
+    from features.partitions import sampled_rows
 
     dataset = load_dataset(data_dir)
-    truth = None
-    if truth_path is not None:
-        from worlds.truth import WorldTruth
+    truth = load_truth(truth_path)
+    as_of = world_as_of(dataset.time_range(), truth, data_dir)
+    population = len(dataset.cardholders.drop_duplicates("user_id"))
+    keep = None
+    if max_users is not None and max_users < population:
+        keep = sampled_rows(population, max_users, seed)
+    return world_of(dataset, as_of, truth=truth, truth_path=truth_path, bundle=bundle,
+                    bundle_label=bundle_label, k=k, keep=keep, population_rows=keep)
 
-        truth = WorldTruth.load(truth_path)
-        as_of = pd.Timestamp(truth.as_of)
-    else:
-        span = dataset.time_range()
-        if span is None:
-            raise SimulationError(f"{data_dir}: no events to date the simulation from; give --truth or data "
-                                  "with transactions, clicks, reads or pushes")
-        as_of = span[1]
-    as_of = utc_timestamp(as_of)
 
+def load_truth(truth_path: str | Path | None, mmap: bool = False) -> Any:
+    """The synthetic world's hidden truth (`worlds.truth.WorldTruth`), None without a path; `mmap` maps
+    its cardholders x contents open probabilities (which a replay never reads) instead of reading them."""
+    if truth_path is None:
+        return None
+    from worlds.truth import WorldTruth
+
+    return WorldTruth.load(truth_path, mmap=mmap)
+
+
+def world_as_of(span: tuple[pd.Timestamp, pd.Timestamp] | None, truth: Any, source: str | Path
+                ) -> pd.Timestamp:
+    """The simulation's as-of time: the truth's, else the last event of the data (`span`)."""
+    if truth is not None:
+        return utc_timestamp(pd.Timestamp(truth.as_of))
+    if span is None:
+        raise SimulationError(f"{source}: no events to date the simulation from; give --truth or data "
+                              "with transactions, clicks, reads or pushes")
+    return utc_timestamp(span[1])
+
+
+def world_of(
+    dataset: Dataset,
+    as_of: pd.Timestamp,
+    *,
+    truth: Any = None,
+    truth_path: str | Path | None = None,
+    bundle: ModelBundle | None = None,
+    bundle_label: str = "",
+    k: int = DEFAULT_CANDIDATES,
+    keep: np.ndarray | None = None,
+    population_rows: np.ndarray | None = None,
+    terciles: tuple[float, float] | None = None,
+    popularity: Popularity | None = None,
+) -> SimWorld:
+    """The world of `dataset`'s cardholders (only the positions `keep` of its deduplicated cardholders
+    table when given). For a partition of a population, `population_rows` are its cardholders' rows in
+    the whole table (their random draws), `terciles` the population's activity terciles and
+    `popularity` its popularity fallback, so each cardholder is replayed as in the whole world."""
+    data_dir = dataset.root
     holders = dataset.cardholders.drop_duplicates("user_id")
     user_ids = holders["user_id"].astype(str).to_numpy(dtype=object)
-    if max_users is not None and max_users < len(user_ids):
-        keep = np.sort(np.random.default_rng(seed).choice(len(user_ids), size=max_users, replace=False))
+    if keep is not None:
         holders = holders.iloc[keep]
         user_ids = user_ids[keep]
     timezones = holders["timezone"].astype("string").fillna("").to_numpy(dtype=object)
     opted_in = holders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
     tiers = card_tiers_of(dataset, user_ids)
-    segments = {"card_tier": tiers, "activity": activity_levels(dataset, user_ids, as_of)}
+    segments = {"card_tier": tiers, "activity": activity_levels(dataset, user_ids, as_of, terciles)}
 
     content = dataset.content.drop_duplicates("content_id")
     content_ids = content["content_id"].astype(str).to_numpy(dtype=object)
@@ -236,7 +336,7 @@ def load_world(
         transactional=content["transactional"].astype("boolean").fillna(False).to_numpy(dtype=bool),
     )
     candidates, ranking_source = rank_candidates(dataset, user_ids, content_ids, as_of, k, bundle,
-                                                 bundle_label)
+                                                 bundle_label, popularity)
 
     history = _history(dataset, user_ids, content_ids, as_of)
     if truth is not None:
@@ -279,6 +379,7 @@ def load_world(
         as_of=as_of,
         response_source=response_source,
         ranking_source=ranking_source,
+        population_rows=None if population_rows is None else np.asarray(population_rows, dtype=np.int64),
     )
     if bundle is not None and bundle.response is not None:
         from recsys.response_model import WorldResponse

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ SEGMENT_METRICS = (
 )
 
 
+ADDITIVE_WORLD = ("cardholders", "asked", "opted_out")  # world counts that partitions add up
 VALUE_MUTE_WEIGHT = 10.0  # the issue's value: opens - 10 x mutes
 
 
@@ -89,6 +91,22 @@ class Tally:
     def value_per_1k(self) -> float:
         return self.per_1k(self.value)
 
+    @staticmethod
+    def combine(parts: list[Tally]) -> Tally:
+        """The tally of disjoint sets of cardholders: every count added up, rule by rule."""
+        out = Tally()
+        for item in fields(Tally):
+            if item.name.startswith("blocked_") and item.name != "blocked":
+                added: Counter[str] = Counter()
+                for part in parts:
+                    added.update(getattr(part, item.name))
+                order = dict.fromkeys(rule for part in parts for rule in getattr(part, item.name))
+                setattr(out, item.name, {rule: int(added[rule]) for rule in order})
+            else:
+                setattr(out, item.name, sum((getattr(part, item.name) for part in parts),
+                                            type(getattr(out, item.name))()))
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for name in ("opens_per_push", "mutes_per_1k_pushes", "value", "pushes_per_1k", "opens_per_1k",
@@ -122,6 +140,23 @@ class PolicyOutcome:
         }
 
 
+def combine_outcomes(parts: list[PolicyOutcome]) -> PolicyOutcome:
+    """One policy's outcome over disjoint partitions of the cardholders: tallies added per segment
+    label (labels in sorted order, as one replay of everyone lists them), daily series added."""
+    first = parts[0]
+    segments = {}
+    for name in first.segments:
+        labels = sorted({label for part in parts for label in part.segments.get(name, {})})
+        segments[name] = {label: Tally.combine([part.segments[name][label] for part in parts
+                                                if label in part.segments.get(name, {})])
+                          for label in labels}
+    daily = {key: [sum(values) for values in zip(*(part.daily[key] for part in parts), strict=True)]
+             for key in first.daily}
+    return PolicyOutcome(label=first.label, policy=first.policy, rules=first.rules,
+                         total=Tally.combine([part.total for part in parts]), segments=segments, daily=daily,
+                         seconds=sum(part.seconds for part in parts))
+
+
 @dataclass
 class SimulationReport:
     """Outcomes of every policy replayed on the same world with the same random draws."""
@@ -133,6 +168,17 @@ class SimulationReport:
     def to_dict(self) -> dict[str, Any]:
         return {"world": self.world, "config": self.config,
                 "outcomes": [outcome.to_dict() for outcome in self.outcomes]}
+
+    @staticmethod
+    def combine(parts: list[SimulationReport]) -> SimulationReport:
+        """The report of disjoint partitions of one world's cardholders replayed with the same
+        policies, config and draws: outcomes and the world's counts added up."""
+        world = dict(parts[0].world)
+        for key in ADDITIVE_WORLD:
+            world[key] = sum(part.world[key] for part in parts)
+        outcomes = [combine_outcomes([part.outcomes[index] for part in parts])
+                    for index in range(len(parts[0].outcomes))]
+        return SimulationReport(outcomes=outcomes, world=world, config=parts[0].config)
 
 
 def _fmt(value: float | int, metric: str) -> str:

@@ -13,8 +13,10 @@ following days.
 
 Reported opens and mutes are expectations (sums of the probabilities of the pushes actually sent);
 the trajectory itself follows drawn outcomes. Draws use common random numbers: one uniform per
-cardholder, slot and outcome, seeded by (seed, day, slot) and shared by every policy, so differences
-between policies come from the policies, and the same seed gives the same report.
+cardholder, slot and outcome, a fixed function of (seed, day, slot, outcome) and the cardholder's row
+in the whole population (`slot_draws`), shared by every policy, so differences between policies come
+from the policies, the same seed gives the same report, and a partition of the population draws what
+the whole population would for its cardholders.
 """
 
 from __future__ import annotations
@@ -77,6 +79,27 @@ class ScheduleConfig:
     @property
     def slot_seconds(self) -> list[int]:
         return [int(slot[:2]) * 3600 + int(slot[3:]) * 60 for slot in self.slots]
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+
+
+def slot_draws(seed: int, day: int, slot: int, rows: np.ndarray) -> np.ndarray:
+    """float64 [2, len(rows)] uniforms in [0, 1) for (open, mute) of the population rows `rows`.
+
+    Each value is the SplitMix64 output at position `row` of a stream keyed by (seed, day, slot,
+    outcome): random access by row, which numpy's generators only give for contiguous runs."""
+    keys = np.random.SeedSequence([seed, day, slot]).generate_state(2, dtype=np.uint64)
+    counters = np.asarray(rows, dtype=np.uint64) + np.uint64(1)
+    out = np.empty((2, len(counters)))
+    for outcome, key in enumerate(keys):
+        z = key + counters * _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _MIX[0]
+        z = (z ^ (z >> np.uint64(27))) * _MIX[1]
+        z ^= z >> np.uint64(31)
+        out[outcome] = (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return out
 
 
 def slot_instants(world: SimWorld, config: ScheduleConfig) -> tuple[np.ndarray, datetime]:
@@ -238,12 +261,13 @@ def simulate_policy(
     month_sent = np.zeros(world.n_users, dtype=np.int64)  # marketing pushes this local month (decisions)
     month_of = np.full(world.n_users, -1, dtype=np.int64)
     following = np.r_[instants.reshape(-1)[1:], instants[-1, -1] + 86400]
+    draw_rows = world.draw_rows
     for day in range(config.days):
         recent[:, day % window_days] = 0
         for slot in range(n_slots):
             slot_at = int(instants[day, slot])
             next_at = int(following[day * n_slots + slot])
-            draws = np.random.default_rng([config.seed, day, slot]).random((2, world.n_users))
+            draws = slot_draws(config.seed, day, slot, draw_rows)
             now = np.full(len(asked), slot_at, dtype=np.int64)
             quiet = np.flatnonzero(engine.in_quiet_hours(asked, now))
             if len(quiet):

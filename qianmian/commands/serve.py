@@ -49,19 +49,18 @@ def run_publish(model_uri: str, data_dir: Path, as_of: str | None, redis_url: st
 
 def _publish(model_uri: str, dataset, as_of: str | None, redis_url: str, prefix: str, progress: bool, dask):
     import pandas as pd
-    import redis
 
     from publishing.publish import bundle_fingerprint, publish
     from recsys.bundle import ModelBundle
     from recsys.config import get_settings
-    from recsys.publication import PublicationStore
+    from recsys.publication import PublicationStore, connect
     from training.tracking import registry_source, resolved_bundle
 
     tracking_uri = get_settings().tracking_uri
     # The alias is read once: the bundle published is the version recorded, even if the alias moves.
     registry = registry_source(model_uri, tracking_uri)
     source = f"models:/{registry[0]}/{registry[1]}" if registry else model_uri
-    client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=5)
+    client = connect(redis_url, socket_timeout=30, socket_connect_timeout=5)
     try:
         with resolved_bundle(source, tracking_uri) as path:
             bundle = ModelBundle.load(path)

@@ -27,6 +27,25 @@ def load_bundle(uri: str) -> ModelBundle:
         return ModelBundle.load(path)
 
 
+def _simulate_on_dask(data: Path, policies, config, labels, truth, bundle, label: str, candidates: int,
+                      users: int | None, seed: int, progress: bool):
+    """The replay per partition on Dask, the data split into buckets staged under $RECSYS_HOME/partitions."""
+    import sys
+
+    from features.partitions import partitioned
+    from recsys.cluster import dask_client
+    from recsys.config import get_settings
+    from simulation.partitioned import simulate_partitioned
+
+    settings = get_settings()
+    with dask_client(settings) as client, \
+            partitioned(data, settings.home / "partitions", settings.dask_partition_size, client) as parts:
+        # Dask's bar redraws in place: only on a terminal
+        return simulate_partitioned(parts, policies, client, config, labels, truth_path=truth, bundle=bundle,
+                                    bundle_label=label, k=candidates, max_users=users, seed=seed,
+                                    progress=progress and sys.stdout.isatty())
+
+
 def simulate(
     data: Path = typer.Option(..., "--data", help="Contract data directory of the world to replay."),
     policies: list[str] = typer.Option(
@@ -60,6 +79,9 @@ def simulate(
         help="Compare send or hold settings: each policy as send-all and value-aware at each of these "
              "mute weights (lambda), e.g. 5,10,20. Needs --model with response models."),
     progress: bool = typer.Option(False, "--progress", help="Show a progress bar."),
+    on_dask: bool = typer.Option(
+        False, "--dask", help="Replay per partition of cardholders on Dask workers (RECSYS_DASK_SCHEDULER, "
+                              "or a LocalCluster); the same report."),
 ) -> None:
     """Replay a period under each policy and compare pushes, reach, opens and mutes, overall and by segment.
 
@@ -103,12 +125,8 @@ def simulate(
         if truth is None and default_truth_path(data).is_file():
             truth = default_truth_path(data)
         bundle = load_bundle(model) if model else None
-        began = time.perf_counter()
-        world = load_world(data, truth_path=truth, bundle=bundle, bundle_label=model or "", k=candidates,
-                           max_users=users, seed=seed)
-        loaded_in = time.perf_counter() - began
         if mute_weights is not None:
-            if world.decision_model is None:
+            if bundle is None or bundle.response is None:
                 raise SimulationError("--mute-weights compares send or hold settings, which need response "
                                       "models: give --model with a bundle trained by this version")
             try:
@@ -117,16 +135,25 @@ def simulate(
                 message = f"--mute-weights {mute_weights!r}: give numbers, e.g. 5,10,20"
                 raise SimulationError(message) from error
             loaded, labels = decision_variants(loaded, labels, weights)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=days * len(loaded), unit="day", desc="simulating")
         began = time.perf_counter()
-        report = run(world, loaded, config, labels=labels, progress=bar.update if bar else None)
-        if bar is not None:
-            bar.close()
-        elapsed = time.perf_counter() - began
+        if on_dask:
+            report = _simulate_on_dask(data, loaded, config, labels, truth, bundle, model or "", candidates,
+                                       users, seed, progress)
+            loaded_in, elapsed = 0.0, time.perf_counter() - began
+        else:
+            world = load_world(data, truth_path=truth, bundle=bundle, bundle_label=model or "", k=candidates,
+                               max_users=users, seed=seed)
+            loaded_in = time.perf_counter() - began
+            bar = None
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=days * len(loaded), unit="day", desc="simulating")
+            began = time.perf_counter()
+            report = run(world, loaded, config, labels=labels, progress=bar.update if bar else None)
+            if bar is not None:
+                bar.close()
+            elapsed = time.perf_counter() - began
     except ContractError as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(code=1) from error
@@ -135,8 +162,9 @@ def simulate(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error
     render_tables(report, console)
-    rate = world.n_users * days * len(loaded) / elapsed if elapsed else 0.0
-    console.print(f"world loaded in {loaded_in:.1f}s; simulated in {elapsed:.1f}s "
+    rate = report.world["cardholders"] * days * len(loaded) / elapsed if elapsed else 0.0
+    loading = "partitioned, loaded and " if on_dask else f"world loaded in {loaded_in:.1f}s; "
+    console.print(f"{loading}simulated in {elapsed:.1f}s "
                   f"({rate:,.0f} cardholder-days/s over {len(loaded)} policies)")
     if out is not None:
         target = Path(out) / "report.json"

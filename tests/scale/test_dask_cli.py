@@ -78,3 +78,36 @@ def test_validate_on_dask_prints_what_the_whole_load_prints(dask_env, scale_worl
     assert "menu_clicks.parquet, column 'user_id': unknown user_id: not in the cardholders table " \
            "(2 row(s)); first offending rows: row 4 ('nobody'), row 8 ('nobody')" in output
     assert not list((get_settings().home / "partitions").iterdir())  # staging removed
+
+
+@pytest.mark.parametrize("extra", [[], ["--users", "120"]])
+def test_caps_simulate_on_dask_from_the_command_line_writes_the_same_report(
+        dask_env, scale_world, tmp_path: Path, extra: list[str]) -> None:
+    import json
+
+    runner = CliRunner()
+    reports = []
+    for flags in ([], ["--dask"]):
+        out = tmp_path / f"sim{len(flags)}"
+        result = runner.invoke(app, ["caps", "simulate", "--data", str(scale_world), "--policy", "default",
+                                     "--days", "5", "--seed", "2", "--out", str(out), *extra, *flags])
+        assert result.exit_code == 0, result.output
+        report = json.loads((out / "report.json").read_text())
+        for outcome in report["outcomes"]:
+            outcome.pop("seconds")
+        reports.append(report)
+    single, on_dask = reports
+    assert on_dask["world"] == single["world"]
+    total, dask_total = single["outcomes"][0]["total"], on_dask["outcomes"][0]["total"]
+    assert {k: v for k, v in dask_total.items() if not isinstance(v, float)} == {
+        k: v for k, v in total.items() if not isinstance(v, float)}
+    assert dask_total["expected_opens"] == pytest.approx(total["expected_opens"], rel=1e-9)
+    assert total["sent"] > 0
+    assert not list((get_settings().home / "partitions").iterdir())  # staging removed
+
+
+def test_caps_simulate_on_dask_reports_a_missing_directory(dask_env, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["caps", "simulate", "--data", str(tmp_path / "nowhere"), "--policy",
+                                      "default", "--truth", str(tmp_path / "t.npz"), "--dask"])
+    assert result.exit_code == 2
+    assert "nowhere" in result.output

@@ -18,8 +18,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 
 def _records(client: redis.Redis, store: PublicationStore, version: str) -> dict[bytes, bytes]:
-    keys = list(client.scan_iter(match=store.key("v", version, "u", "*"), count=1000))
-    prefix = len(store.key("v", version, "u", ""))
+    keys = list(client.scan_iter(match=store.user_pattern(version), count=1000))
+    prefix = len(store.user_key(version, ""))
     return {key[prefix:]: value for key, value in zip(keys, client.mget(keys), strict=True)}
 
 
@@ -76,7 +76,8 @@ def test_a_worker_lost_mid_publish_leaves_the_live_version_and_a_retry_completes
     assert marker.exists()  # a worker did die mid-partition
     assert store.live_version() == live.version
     assert store.versions() == [live.version]
-    leftovers = [key for key in redis_client.scan_iter(match=store.key("v", "*"), count=1000)
+    leftovers = [key for pattern in (store.key("v", "*"), store.user_pattern("*"))
+                 for key in redis_client.scan_iter(match=pattern, count=1000)
                  if live.version.encode() not in key]
     assert leftovers == []  # the failed version was removed, every partition's keys included
     dask_client.wait_for_workers(2, timeout=30)  # the nanny restarted the killed worker

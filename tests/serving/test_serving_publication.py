@@ -46,7 +46,7 @@ def test_publish_goes_live_with_every_cardholder(published, store, dataset, redi
     assert loaded.manifest["n_users"] == published.users
     assert loaded.arrays["item_factors"].shape == (published.items, published.dim)
     assert published.record_bytes_mean < 1200
-    keys = list(redis_client.scan_iter(match=store.key("v", published.version, "u", "*"), count=1000))
+    keys = list(redis_client.scan_iter(match=store.user_pattern(published.version), count=1000))
     assert len(keys) == published.users
 
 
