@@ -69,7 +69,7 @@ MIN_CALIBRATION_POSITIVES = 20
 # strongest, so a cardholder's own coefficients move off the segment only with their own evidence.
 DEFAULT_PENALTIES: dict[str, dict[str, float]] = {
     "open": {"intercept": 0.0, "user": 2.0, "item": 1.0, "kind": 1.0, "segment": 1.0, "hour": 1.0,
-             "segment_hour": 2.0, "user_hour": 4.0, "activity": 0.01, "recent": 0.0, "excess": 0.0,
+             "segment_hour": 2.0, "user_hour": 0.25, "activity": 0.01, "recent": 0.0, "excess": 0.0,
              "score": 0.01},
     "mute": {"intercept": 0.0, "user": 20.0, "item": 4.0, "kind": 4.0, "segment": 4.0, "hour": 4.0,
              "segment_hour": 10.0, "user_hour": 50.0, "activity": 1.0, "recent": 0.0, "excess": 0.0,
