@@ -472,6 +472,32 @@ def send_times(outcomes: Outcomes, batches: list) -> str:
             f"{(~at_slot).sum():,} at a later suggested hour)")
 
 
+def statement_cycle(world: Path, outcomes: Outcomes) -> str:
+    """Whether the push log supports a per-cardholder statement cycle: the share of cardholders with a
+    transactional reminder sent in two or more months whose local day of the month repeats (within a day,
+    each reminder on its own), and the median reminder days per cardholder."""
+    content = pd.read_parquet(world / "content.parquet")
+    reminders = set(content.loc[content["transactional"].astype("boolean").fillna(False).to_numpy(),
+                                "content_id"])
+    pushes = pd.read_parquet(world / "push_log.parquet")
+    pushes = pushes.loc[pushes["content_id"].isin(reminders) & pushes["user_id"].isin(outcomes.row)]
+    if pushes.empty:
+        return "no transactional reminders in the push log"
+    zones = pushes["user_id"].map(lambda u: outcomes.zones[outcomes.row[u]])
+    sent = pd.to_datetime(pushes["sent_ts"], utc=True)
+    day = np.array([t.tz_convert(z).day for t, z in zip(sent, zones, strict=True)])
+    frame = pd.DataFrame({"user": pushes["user_id"].to_numpy(), "item": pushes["content_id"].to_numpy(),
+                          "day": day})
+    spread = frame.groupby(["user", "item"])["day"].agg(lambda d: 0 if len(d) < 2 else int(
+        min(d.max() - d.min(), 31 - (d.max() - d.min()))))
+    counts = frame.groupby(["user", "item"]).size()
+    repeated = spread[counts >= 2]
+    steady = (repeated <= 1).groupby(level="user").all()
+    return (f"{len(steady):,} of {len(outcomes.user_ids):,} cardholders had a reminder in two or more months;"
+            f" its day of the month repeats within a day for {steady.mean():.1%} of them "
+            f"(median {int(frame.groupby('user').size().median())} reminders per cardholder)")
+
+
 def hour_quality(world: Path, model: Any, outcomes: Outcomes) -> list[str]:
     """The response model's learned hour preference against the truth's hour term, by the cardholder's
     opened pushes in the push log: Spearman correlation over the open hours 08-21, whether the learned
@@ -518,6 +544,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--mute-weight", type=float, default=None,
                         help="lambda of the value-aware engine (default: the default policy's)")
+    parser.add_argument("--decision", type=json.loads, default={},
+                        help="JSON fields of the value-aware policy's decision block, e.g. "
+                             "'{\"hour_margin\": 0}'")
+    parser.add_argument("--sweep", type=json.loads, default=[],
+                        help="a JSON list of decision fields: one more value-aware engine each, same run, "
+                             "e.g. '[{\"hour_margin\": 0}, {\"pacing\": {\"margin\": 0.4}}]'")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench-month")
     parser.add_argument("--independent", type=Path, default=None,
                         help="a data directory with DIR.hidden.npz beside it (the shared independent world)")
@@ -554,8 +586,11 @@ def main() -> int:
         from features.loader import load_dataset
 
         bundle, dataset = ModelBundle.load(bundle_path), load_dataset(world)
-        for name, enabled in (("value-aware engine", True), ("send-all engine", False)):
-            prefix = f"{tag}-{'value' if enabled else 'all'}"
+        engines = [("value-aware engine", True, args.decision), ("send-all engine", False, {})]
+        engines += [(f"value-aware, {json.dumps(fields, separators=(',', ':'))}", True,
+                     {**args.decision, **fields}) for fields in args.sweep]
+        for number, (name, enabled, fields) in enumerate(engines):
+            prefix = f"{tag}-{number}"
             publish(bundle, dataset, PublicationStore(client, prefix), model_uri=str(bundle_path))
             port = free_port()
             home = Path(tempfile.mkdtemp(prefix="month-", dir=work))
@@ -563,10 +598,11 @@ def main() -> int:
             base = f"http://127.0.0.1:{port}"
             admin = {"Authorization": f"Bearer {ADMIN}"}
             policy = httpx.get(f"{base}/v1/policy", headers=admin).json()["policy"]
-            policy["version"] = f"month-{name.split()[0]}"
+            policy["version"] = f"month-{number}"
             policy["decision"]["enabled"] = enabled
             if args.mute_weight is not None:
                 policy["decision"]["mute_weight"] = args.mute_weight
+            policy["decision"].update(fields)
             httpx.put(f"{base}/v1/policy", json=policy, headers=admin).raise_for_status()
             log(f"{name}: replaying {args.days} days from {outcomes.month:%Y-%m-%d}, "
                 f"{outcomes.reachable.sum():,} cardholders")
@@ -620,23 +656,26 @@ def main() -> int:
         print(f"\nsend times, {engine}: {send_times(outcomes, results[engine]['batches'])}")
     print("\nlearned hour preference (the bundle's response model) against the truth's hour term:")
     print("\n".join(hour_quality(world, ModelBundle.load(bundle_path).response, outcomes)))
+    print(f"\nstatement cycle: {statement_cycle(world, outcomes)}")
 
     def value(name: str) -> float:
         return results[name]["opens"] - MUTE_PRICE * results[name]["mutes"]
 
+    sweeps = [name for name in results if name.startswith("value-aware, ")]
+    engines = ["value-aware engine", "send-all engine", *sweeps]
     for oracle_name in ORACLES:
         gap = value(oracle_name) - value(BROADCAST)
-        closed = ", ".join(f"{engine.split()[0]} {(value(engine) - value(BROADCAST)) / gap:.0%}"
-                           if gap > 0 else f"{engine.split()[0]} n/a (oracle not above broadcast)"
-                           for engine in ("value-aware engine", "send-all engine"))
+        closed = ", ".join(f"{name.removesuffix(' engine')} {(value(name) - value(BROADCAST)) / gap:.0%}"
+                           if gap > 0 else f"{name.removesuffix(' engine')} n/a (oracle not above broadcast)"
+                           for name in engines)
         target = " (target >= 60% for value-aware)" if oracle_name == GAP_ORACLE else ""
         print(f"gap closed = (engine - broadcast) / (oracle - broadcast), oracle '{oracle_name}': "
               f"{closed}{target}")
     taste = value(TRUE_ITEMS) - value("value-aware engine")
-    decision = value(GAP_ORACLE) - value(TRUE_ITEMS)
-    print(f"gap from the value-aware engine to the oracle '{GAP_ORACLE}': {taste + decision:,.0f}, of which "
-          f"what to push {taste:,.0f} (engine -> '{TRUE_ITEMS}') and whether and when {decision:,.0f} "
-          f"('{TRUE_ITEMS}' -> oracle)")
+    for oracle_name in ORACLES:
+        decision = value(oracle_name) - value(TRUE_ITEMS)
+        print(f"value-aware engine to the oracle '{oracle_name}': {taste + decision:+,.0f}, of which what to "
+              f"push {taste:+,.0f} (to '{TRUE_ITEMS}'), whether and when {decision:+,.0f}")
     return 0
 
 
