@@ -14,7 +14,16 @@ mute).
 
 On a generated world three oracle schedulers follow (`oracle`): the true best item at every slot the
 default caps allow; the same, sending only when its true value is > 0; and the same, only in the
-cardholder's better half of the day. They bound what whether, what and when could reach.
+cardholder's better half of the day. They bound what whether, what and when could reach. A fourth row
+keeps the value-aware engine's own sends (who, when) but with the true best item (`with_true_items`):
+engine to that row is what to push, that row to an oracle is whether and when. Diagnostics follow: the
+share of each engine's sends in the cardholder's true better half of the day, the learned hour
+preference against the truth's hour term by amount of history (`hour_quality`), and whether the push
+log's reminders recur on a cardholder's day of the month (`statement_cycle`).
+
+--sweep runs one more value-aware engine per decision setting in the same run (same world, bundle and
+uniforms); --user-hour-penalty refits the bundle's response models with another prior on each
+cardholder's daily wave under the same ranking model.
 
 Prints pushes, opens, mutes, value = opens - 10 x mutes and cap violations (more than 1 a local day or
 4 a local month, in quiet hours 22:00-08:00, or less than 12 h apart) per engine, and the share of the
@@ -27,6 +36,7 @@ cardholder's true chance of opening each item as a push at the as-of time). That
 send-hour and no frequency effect, so only pushes and opens are scored there.
 
     .venv/bin/python benchmarks/month.py --users 2500
+    .venv/bin/python benchmarks/month.py --users 2000 --seed 8 --sweep '[{"hour_margin": 0}]'
     .venv/bin/python benchmarks/month.py --independent ../shared/worlds/independent
 """
 
@@ -100,6 +110,26 @@ def train_bundle(world: Path, bundle_path: Path, seed: int) -> None:
                          item_meta=item_metadata(dataset.content, matrices.items),
                          user_segments=matrices.user_segments, as_of=as_of)
     replace(bundle, response=response).save(bundle_path)
+
+
+def with_hour_prior(world: Path, bundle_path: Path, penalty: float) -> Path:
+    """The bundle's ranking model beside response models refitted with `penalty` as the L2 weight of the
+    open model's per-cardholder daily wave: hour priors compared under the same ranking model."""
+    from features.loader import load_dataset
+    from recsys.bundle import ModelBundle
+    from training.response import DEFAULT_PENALTIES, ResponseFitConfig, fit_response_models
+
+    target = bundle_path.with_name(f"{bundle_path.name}-user-hour-{penalty:g}")
+    if not (target / "bundle.json").exists():
+        log(f"refitting the response models with user_hour penalty {penalty:g}")
+        penalties = {name: dict(weights) for name, weights in DEFAULT_PENALTIES.items()}
+        penalties["open"]["user_hour"] = penalty
+        dataset = load_dataset(world)
+        response, report = fit_response_models(dataset, dataset.time_range()[1],
+                                               ResponseFitConfig(penalties=penalties))
+        log(report.summary())
+        replace(ModelBundle.load(bundle_path), response=response).save(target)
+    return target
 
 
 def serve(redis_url: str, prefix: str, port: int, home: Path, month: datetime) -> subprocess.Popen:
@@ -550,6 +580,9 @@ def main() -> int:
     parser.add_argument("--sweep", type=json.loads, default=[],
                         help="a JSON list of decision fields: one more value-aware engine each, same run, "
                              "e.g. '[{\"hour_margin\": 0}, {\"pacing\": {\"margin\": 0.4}}]'")
+    parser.add_argument("--user-hour-penalty", type=float, default=None,
+                        help="refit the bundle's response models with this L2 weight on the cardholder's own "
+                             "daily wave (default: the bundle's as trained)")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench-month")
     parser.add_argument("--independent", type=Path, default=None,
                         help="a data directory with DIR.hidden.npz beside it (the shared independent world)")
@@ -575,6 +608,8 @@ def main() -> int:
             train_bundle(world, bundle_path, args.seed)
     else:
         world, truth, bundle_path = build(work, args.users, args.hour_preference, args.seed)
+        if args.user_hour_penalty is not None:
+            bundle_path = with_hour_prior(world, bundle_path, args.user_hour_penalty)
     embedded = None if os.environ.get("RECSYS_REDIS_URL") else start_embedded_redis()
     redis_url = embedded.url if embedded else os.environ["RECSYS_REDIS_URL"]
     client = redis.Redis.from_url(redis_url)
