@@ -14,7 +14,16 @@ mute).
 
 On a generated world three oracle schedulers follow (`oracle`): the true best item at every slot the
 default caps allow; the same, sending only when its true value is > 0; and the same, only in the
-cardholder's better half of the day. They bound what whether, what and when could reach.
+cardholder's better half of the day. They bound what whether, what and when could reach. A fourth row
+keeps the value-aware engine's own sends (who, when) but with the true best item (`with_true_items`):
+engine to that row is what to push, that row to an oracle is whether and when. Diagnostics follow: the
+share of each engine's sends in the cardholder's true better half of the day, the learned hour
+preference against the truth's hour term by amount of history (`hour_quality`), and whether the push
+log's reminders recur on a cardholder's day of the month (`statement_cycle`).
+
+--sweep runs one more value-aware engine per decision setting in the same run (same world, bundle and
+uniforms); --user-hour-penalty refits the bundle's response models with another prior on each
+cardholder's daily wave under the same ranking model.
 
 Prints pushes, opens, mutes, value = opens - 10 x mutes and cap violations (more than 1 a local day or
 4 a local month, in quiet hours 22:00-08:00, or less than 12 h apart) per engine, and the share of the
@@ -27,6 +36,7 @@ cardholder's true chance of opening each item as a push at the as-of time). That
 send-hour and no frequency effect, so only pushes and opens are scored there.
 
     .venv/bin/python benchmarks/month.py --users 2500
+    .venv/bin/python benchmarks/month.py --users 2000 --seed 8 --sweep '[{"hour_margin": 0}]'
     .venv/bin/python benchmarks/month.py --independent ../shared/worlds/independent
 """
 
@@ -43,6 +53,7 @@ from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -99,6 +110,26 @@ def train_bundle(world: Path, bundle_path: Path, seed: int) -> None:
                          item_meta=item_metadata(dataset.content, matrices.items),
                          user_segments=matrices.user_segments, as_of=as_of)
     replace(bundle, response=response).save(bundle_path)
+
+
+def with_hour_prior(world: Path, bundle_path: Path, penalty: float) -> Path:
+    """The bundle's ranking model beside response models refitted with `penalty` as the L2 weight of the
+    open model's per-cardholder daily wave: hour priors compared under the same ranking model."""
+    from features.loader import load_dataset
+    from recsys.bundle import ModelBundle
+    from training.response import DEFAULT_PENALTIES, ResponseFitConfig, fit_response_models
+
+    target = bundle_path.with_name(f"{bundle_path.name}-user-hour-{penalty:g}")
+    if not (target / "bundle.json").exists():
+        log(f"refitting the response models with user_hour penalty {penalty:g}")
+        penalties = {name: dict(weights) for name, weights in DEFAULT_PENALTIES.items()}
+        penalties["open"]["user_hour"] = penalty
+        dataset = load_dataset(world)
+        response, report = fit_response_models(dataset, dataset.time_range()[1],
+                                               ResponseFitConfig(penalties=penalties))
+        log(report.summary())
+        replace(ModelBundle.load(bundle_path), response=response).save(target)
+    return target
 
 
 def serve(redis_url: str, prefix: str, port: int, home: Path, month: datetime) -> subprocess.Popen:
@@ -178,12 +209,23 @@ class Outcomes:
     def draws(self, day: int, slot: int) -> np.ndarray:
         return np.random.default_rng([self.seed, day, slot]).random((2, len(self.user_ids)))
 
+    def recent(self, rows: np.ndarray, sent: list[datetime], sent_log: dict) -> np.ndarray:
+        """The truth's recent count of a push to each row at its time: marketing pushes of the last 30 days
+        (the push log's and `sent_log`'s), this one included."""
+        return np.array([1 + sum(1 for t in self.history.get(r, []) + sent_log[r]
+                                 if at - timedelta(days=30) < t <= at)
+                         for r, at in zip(np.asarray(rows).tolist(), sent, strict=True)])
+
+    def local_hours(self, rows: np.ndarray, sent: list[datetime]) -> np.ndarray:
+        """float: each push's local hour of the day (10:30 is 10.5)."""
+        local = [at.astimezone(ZoneInfo(self.zones[r])) for r, at in zip(np.asarray(rows).tolist(), sent,
+                                                                          strict=True)]
+        return np.array([t.hour + t.minute / 60 for t in local])
+
     def answer(self, rows: np.ndarray, contents: list[str], sent: list[datetime], sent_log: dict,
                uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Opened and muted per push; `sent_log[row]` (this engine's pushes) gives the recent count."""
-        recent = np.array([1 + sum(1 for t in self.history.get(r, []) + sent_log[r]
-                                   if at - timedelta(days=30) < t <= at)
-                           for r, at in zip(rows.tolist(), sent, strict=True)])
+        recent = self.recent(rows, sent, sent_log)
         hours = np.array([at.astimezone(ZoneInfo(self.zones[r])).hour
                           for r, at in zip(rows, sent, strict=True)])
         users = self.truth_users[rows]
@@ -214,7 +256,8 @@ def violations(sent_log: dict, zones: np.ndarray) -> int:
 def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
     sent_log: dict[int, list[datetime]] = defaultdict(list)
-    totals = defaultdict(int)
+    totals: dict = defaultdict(int)
+    batches: list[tuple[int, int, np.ndarray, list[datetime]]] = []  # (day, slot, rows, send times)
     users = [u for u, ok in zip(outcomes.user_ids, outcomes.reachable, strict=True) if ok]
     for day in range(days):
         for slot, (hour, minute) in enumerate(SLOTS):
@@ -242,6 +285,7 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
                     push_ids.append(result["push_id"])
             if not rows:
                 continue
+            batches.append((day, slot, np.asarray(rows), when))
             opened, muted = outcomes.answer(np.asarray(rows), contents, when, sent_log, uniforms)
             events = []
             pushes = zip(rows, contents, when, push_ids, opened, muted, strict=True)
@@ -265,6 +309,7 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
             log(f"  {name}: day {day + 1}, {totals['pushes']:,} pushes, {totals['opens']:,} opens")
     client.close()
     totals["violations"] = violations(sent_log, outcomes.zones)
+    totals["batches"] = batches
     return dict(totals)
 
 
@@ -314,23 +359,47 @@ ORACLES = {
 GAP_ORACLE = "true best item at every allowed slot"  # the issue's held-out target is against this row
 
 
+class TrueBest:
+    """The valid marketing item of the highest true value p_open - 10 x p_mute for a cardholder at a local
+    hour, with the true recent count, never an item the cardholder already got from this scheduler."""
+
+    def __init__(self, world: Path, outcomes: Outcomes) -> None:
+        content = pd.read_parquet(world / "content.parquet")
+        marketing = content.loc[~content["transactional"].astype("boolean").fillna(False).to_numpy()]
+        self.outcomes = outcomes
+        self.item_ids = marketing["content_id"].astype(str).to_numpy()
+        self.items = outcomes.truth.content_index(self.item_ids)
+        self.valid_from = pd.to_datetime(marketing["valid_from"], utc=True).to_numpy(dtype="datetime64[s]")
+        self.valid_to = pd.to_datetime(marketing["valid_to"], utc=True).to_numpy(dtype="datetime64[s]")
+        self.sent = np.zeros((len(outcomes.user_ids), len(self.item_ids)), dtype=bool)
+
+    def pick(self, rows: np.ndarray, moments: list[datetime], local_hours: np.ndarray,
+             recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the best item's column and its true value (-inf: no valid item left)."""
+        at = pd.to_datetime(moments, utc=True).tz_localize(None).to_numpy(dtype="datetime64[s]")
+        starts, ends = self.valid_from[None, :], self.valid_to[None, :]
+        valid = ((np.isnat(starts) | (starts <= at[:, None])) & (np.isnat(ends) | (ends >= at[:, None])))
+        users = self.outcomes.truth_users[rows]
+        response = self.outcomes.response
+        p_open = response.open_probability(users[:, None], self.items[None, :], recent[:, None],
+                                           local_hours[:, None])
+        p_mute = response.mute_probability(users[:, None], recent[:, None], self.items[None, :])
+        value = np.where(valid & ~self.sent[rows], p_open - MUTE_PRICE * p_mute, -np.inf)
+        best = value.argmax(axis=1)
+        return best, value[np.arange(len(rows)), best]
+
+
 def oracle(world: Path, outcomes: Outcomes, days: int, rule: str) -> dict:
     """A scheduler that knows the world's truth, at the same slots and within the default policy's caps
     (1 a local day, 4 a local month, 12 h apart, no push 22:00-08:00 local, never the same item twice,
     a 14-day pause after each push once 3 in a row went unopened, none after a mute): at each allowed
     slot it sends each cardholder the valid marketing item of the highest true value p_open - 10 x
-    p_mute (at the local hour, with the true recent count). `rule` "positive" sends only when that
-    value is > 0; "better half" also only when the local hour is in the cardholder's better half of
-    the day (the truth's hour term >= 0)."""
-    content = pd.read_parquet(world / "content.parquet")
-    marketing = content.loc[~content["transactional"].astype("boolean").fillna(False).to_numpy()]
-    item_ids = marketing["content_id"].astype(str).to_numpy()
-    items = outcomes.truth.content_index(item_ids)
-    valid_from = pd.to_datetime(marketing["valid_from"], utc=True)
-    valid_to = pd.to_datetime(marketing["valid_to"], utc=True)
+    p_mute (`TrueBest`, at the local hour, with the true recent count). `rule` "positive" sends only
+    when that value is > 0; "better half" also only when the local hour is in the cardholder's better
+    half of the day (the truth's hour term >= 0)."""
+    best_item = TrueBest(world, outcomes)
     n = len(outcomes.user_ids)
     sent_log: dict[int, list[datetime]] = defaultdict(list)
-    sent_items = np.zeros((n, len(item_ids)), dtype=bool)
     paused_until = np.full(n, np.datetime64("NaT"), dtype="datetime64[s]")
     unopened = np.zeros(n, dtype=np.int64)
     stopped = ~outcomes.reachable.copy()
@@ -339,8 +408,6 @@ def oracle(world: Path, outcomes: Outcomes, days: int, rule: str) -> dict:
         for slot, (hour, minute) in enumerate(SLOTS):
             now = (outcomes.month + timedelta(days=day)).replace(hour=hour, minute=minute)
             moment = pd.Timestamp(now)
-            valid = ((valid_from.isna() | (valid_from <= moment)) & (valid_to.isna() | (valid_to >= moment)))
-            valid = valid.to_numpy()
             rows, hours = [], []
             for r in np.flatnonzero(~stopped).tolist():
                 local = now.astimezone(ZoneInfo(outcomes.zones[r]))
@@ -360,14 +427,8 @@ def oracle(world: Path, outcomes: Outcomes, days: int, rule: str) -> dict:
                 continue
             rows_array, local_hours = np.asarray(rows), np.asarray(hours)
             users = outcomes.truth_users[rows_array]
-            recent = np.array([1 + sum(1 for t in outcomes.history.get(r, []) + sent_log[r]
-                                       if now - timedelta(days=30) < t <= now) for r in rows])
-            p_open = outcomes.response.open_probability(users[:, None], items[None, :], recent[:, None],
-                                                        local_hours[:, None])
-            p_mute = outcomes.response.mute_probability(users[:, None], recent[:, None], items[None, :])
-            value = np.where(valid[None, :] & ~sent_items[rows_array], p_open - MUTE_PRICE * p_mute, -np.inf)
-            best = value.argmax(axis=1)
-            best_value = value[np.arange(len(rows)), best]
+            recent = outcomes.recent(rows_array, [now] * len(rows), sent_log)
+            best, best_value = best_item.pick(rows_array, [now] * len(rows), local_hours, recent)
             send = np.isfinite(best_value)
             if rule in ("positive", "better half"):
                 send &= best_value > 0
@@ -376,11 +437,11 @@ def oracle(world: Path, outcomes: Outcomes, days: int, rule: str) -> dict:
             if not send.any():
                 continue
             chosen, picks = rows_array[send], best[send]
-            opened, muted = outcomes.answer(chosen, item_ids[picks].tolist(), [now] * len(chosen), sent_log,
-                                            outcomes.draws(day, slot))
+            opened, muted = outcomes.answer(chosen, best_item.item_ids[picks].tolist(), [now] * len(chosen),
+                                            sent_log, outcomes.draws(day, slot))
             for r, item, o, m in zip(chosen.tolist(), picks.tolist(), opened, muted, strict=True):
                 sent_log[r].append(now)
-                sent_items[r, item] = True
+                best_item.sent[r, item] = True
                 unopened[r] = 0 if o else unopened[r] + 1
                 if unopened[r] >= 3:  # the streak stays until an open: each further push restarts the pause
                     paused_until[r] = np.datetime64(moment.tz_convert(None) + pd.Timedelta(days=14), "s")
@@ -392,6 +453,119 @@ def oracle(world: Path, outcomes: Outcomes, days: int, rule: str) -> dict:
     return dict(totals)
 
 
+TRUE_ITEMS = "engine's decisions, true best item"
+
+
+def with_true_items(world: Path, outcomes: Outcomes, batches: list) -> dict:
+    """The value-aware engine's own whether and when (its sends, to the same cardholders at the same
+    times) with the true best item instead of its own: the gap to the engine is what to push, the gap
+    to the oracle whether and when. After a mute the cardholder gets nothing more."""
+    best_item = TrueBest(world, outcomes)
+    sent_log: dict[int, list[datetime]] = defaultdict(list)
+    stopped: set[int] = set()
+    totals = defaultdict(int)
+    for day, slot, rows, when in batches:
+        keep = np.array([r not in stopped for r in rows.tolist()], dtype=bool)
+        rows, when = rows[keep], [t for t, k in zip(when, keep, strict=True) if k]
+        recent = outcomes.recent(rows, when, sent_log)
+        picks, value = best_item.pick(rows, when, outcomes.local_hours(rows, when), recent)
+        found = np.isfinite(value)
+        rows, picks, when = rows[found], picks[found], [t for t, f in zip(when, found, strict=True) if f]
+        if not len(rows):
+            continue
+        opened, muted = outcomes.answer(rows, best_item.item_ids[picks].tolist(), when, sent_log,
+                                        outcomes.draws(day, slot))
+        for r, item, at, m in zip(rows.tolist(), picks.tolist(), when, muted, strict=True):
+            sent_log[r].append(at)
+            best_item.sent[r, item] = True
+            if m:
+                stopped.add(r)
+        totals["pushes"] += len(rows)
+        totals["opens"] += int(opened.sum())
+        totals["mutes"] += int(muted.sum())
+    totals["violations"] = violations(sent_log, outcomes.zones)
+    return dict(totals)
+
+
+def send_times(outcomes: Outcomes, batches: list) -> str:
+    """Where an engine's sends land: the share in the cardholder's true better half of the day (the
+    truth's hour term >= 0), and at the scheduler's slot against a later suggested hour."""
+    rows = np.concatenate([b[2] for b in batches]) if batches else np.zeros(0, np.int64)
+    when = [t for b in batches for t in b[3]]
+    if not len(rows):
+        return "no sends"
+    hours = outcomes.local_hours(rows, when)
+    better = outcomes.response.hour_effect(outcomes.truth_users[rows], hours) >= 0
+    at_slot = np.array([(t.astimezone(SHANGHAI).hour, t.astimezone(SHANGHAI).minute) in SLOTS for t in when])
+    return (f"{better.mean():.1%} in the better half of the day ({better[at_slot].mean():.1%} of the "
+            f"{at_slot.sum():,} at a slot, {better[~at_slot].mean() if (~at_slot).any() else 0:.1%} of the "
+            f"{(~at_slot).sum():,} at a later suggested hour)")
+
+
+def statement_cycle(world: Path, outcomes: Outcomes) -> str:
+    """Whether the push log supports a per-cardholder statement cycle: the share of cardholders with a
+    transactional reminder sent in two or more months whose local day of the month repeats (within a day,
+    each reminder on its own), and the median reminder days per cardholder."""
+    content = pd.read_parquet(world / "content.parquet")
+    reminders = set(content.loc[content["transactional"].astype("boolean").fillna(False).to_numpy(),
+                                "content_id"])
+    pushes = pd.read_parquet(world / "push_log.parquet")
+    pushes = pushes.loc[pushes["content_id"].isin(reminders) & pushes["user_id"].isin(outcomes.row)]
+    if pushes.empty:
+        return "no transactional reminders in the push log"
+    zones = pushes["user_id"].map(lambda u: outcomes.zones[outcomes.row[u]])
+    sent = pd.to_datetime(pushes["sent_ts"], utc=True)
+    day = np.array([t.tz_convert(z).day for t, z in zip(sent, zones, strict=True)])
+    frame = pd.DataFrame({"user": pushes["user_id"].to_numpy(), "item": pushes["content_id"].to_numpy(),
+                          "day": day})
+    spread = frame.groupby(["user", "item"])["day"].agg(lambda d: 0 if len(d) < 2 else int(
+        min(d.max() - d.min(), 31 - (d.max() - d.min()))))
+    counts = frame.groupby(["user", "item"]).size()
+    repeated = spread[counts >= 2]
+    steady = (repeated <= 1).groupby(level="user").all()
+    return (f"{len(steady):,} of {len(outcomes.user_ids):,} cardholders had a reminder in two or more months;"
+            f" its day of the month repeats within a day for {steady.mean():.1%} of them "
+            f"(median {int(frame.groupby('user').size().median())} reminders per cardholder)")
+
+
+def hour_quality(world: Path, model: Any, outcomes: Outcomes) -> list[str]:
+    """The response model's learned hour preference against the truth's hour term, by the cardholder's
+    opened pushes in the push log: Spearman correlation over the open hours 08-21, whether the learned
+    best hour is in the truth's better half of the day and within 2 h of the truth's best open hour,
+    and whether it prefers the right one of the two slots."""
+    from scipy.stats import spearmanr
+
+    if model is None:
+        return ["no response model in the bundle"]
+    hours = np.arange(8, 22)
+    ids = outcomes.user_ids[outcomes.reachable]
+    users = model.user_rows(ids)
+    learned = (model.hour_effects(users, "open")
+               - model.hour_effects(users, "mute") * model.mute_hour_weight)[:, hours]
+    truth_users = outcomes.truth_users[outcomes.reachable]
+    true = outcomes.response.hour_effect(truth_users[:, None], hours[None, :].astype(float))
+    slot_hours = np.array([h + m / 60 for h, m in SLOTS])
+    true_slots = outcomes.response.hour_effect(truth_users[:, None], slot_hours[None, :])
+    learned_slots = learned[:, [h - 8 for h, _ in SLOTS]]
+    top = learned.argmax(axis=1)
+    rho = np.array([spearmanr(a, b).statistic for a, b in zip(learned, true, strict=True)])
+    in_half = true[np.arange(len(top)), top] >= 0
+    near = np.abs(hours[top] - hours[true.argmax(axis=1)]) <= 2
+    slot_right = learned_slots.argmax(axis=1) == true_slots.argmax(axis=1)
+    pushes = pd.read_parquet(world / "push_log.parquet")
+    opens = pushes.loc[pushes["opened_ts"].notna()].groupby("user_id").size()
+    count = opens.reindex(ids).fillna(0).to_numpy()
+    lines = ["| opened pushes in the push log | cardholders | Spearman (median) | best hour in better half "
+             "| within 2 h of true best | right slot of 10:00 / 19:30 |", "|---|---|---|---|---|---|"]
+    for name, mask in (("0", count == 0), ("1", count == 1), ("2-3", (count >= 2) & (count <= 3)),
+                       ("4+", count >= 4), ("all", count >= 0)):
+        if mask.any():
+            lines.append(f"| {name} | {mask.sum():,} | {np.nanmedian(rho[mask]):.2f} "
+                         f"| {in_half[mask].mean():.1%} | {near[mask].mean():.1%} "
+                         f"| {slot_right[mask].mean():.1%} |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=2500)
@@ -400,6 +574,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--mute-weight", type=float, default=None,
                         help="lambda of the value-aware engine (default: the default policy's)")
+    parser.add_argument("--decision", type=json.loads, default={},
+                        help="JSON fields of the value-aware policy's decision block, e.g. "
+                             "'{\"hour_margin\": 0}'")
+    parser.add_argument("--sweep", type=json.loads, default=[],
+                        help="a JSON list of decision fields: one more value-aware engine each, same run, "
+                             "e.g. '[{\"hour_margin\": 0}, {\"pacing\": {\"margin\": 0.4}}]'")
+    parser.add_argument("--user-hour-penalty", type=float, default=None,
+                        help="refit the bundle's response models with this L2 weight on the cardholder's own "
+                             "daily wave (default: the bundle's as trained)")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench-month")
     parser.add_argument("--independent", type=Path, default=None,
                         help="a data directory with DIR.hidden.npz beside it (the shared independent world)")
@@ -425,6 +608,8 @@ def main() -> int:
             train_bundle(world, bundle_path, args.seed)
     else:
         world, truth, bundle_path = build(work, args.users, args.hour_preference, args.seed)
+        if args.user_hour_penalty is not None:
+            bundle_path = with_hour_prior(world, bundle_path, args.user_hour_penalty)
     embedded = None if os.environ.get("RECSYS_REDIS_URL") else start_embedded_redis()
     redis_url = embedded.url if embedded else os.environ["RECSYS_REDIS_URL"]
     client = redis.Redis.from_url(redis_url)
@@ -436,8 +621,11 @@ def main() -> int:
         from features.loader import load_dataset
 
         bundle, dataset = ModelBundle.load(bundle_path), load_dataset(world)
-        for name, enabled in (("value-aware engine", True), ("send-all engine", False)):
-            prefix = f"{tag}-{'value' if enabled else 'all'}"
+        engines = [("value-aware engine", True, args.decision), ("send-all engine", False, {})]
+        engines += [(f"value-aware, {json.dumps(fields, separators=(',', ':'))}", True,
+                     {**args.decision, **fields}) for fields in args.sweep]
+        for number, (name, enabled, fields) in enumerate(engines):
+            prefix = f"{tag}-{number}"
             publish(bundle, dataset, PublicationStore(client, prefix), model_uri=str(bundle_path))
             port = free_port()
             home = Path(tempfile.mkdtemp(prefix="month-", dir=work))
@@ -445,10 +633,11 @@ def main() -> int:
             base = f"http://127.0.0.1:{port}"
             admin = {"Authorization": f"Bearer {ADMIN}"}
             policy = httpx.get(f"{base}/v1/policy", headers=admin).json()["policy"]
-            policy["version"] = f"month-{name.split()[0]}"
+            policy["version"] = f"month-{number}"
             policy["decision"]["enabled"] = enabled
             if args.mute_weight is not None:
                 policy["decision"]["mute_weight"] = args.mute_weight
+            policy["decision"].update(fields)
             httpx.put(f"{base}/v1/policy", json=policy, headers=admin).raise_for_status()
             log(f"{name}: replaying {args.days} days from {outcomes.month:%Y-%m-%d}, "
                 f"{outcomes.reachable.sum():,} cardholders")
@@ -462,6 +651,8 @@ def main() -> int:
             for name, rule in ORACLES.items():
                 log(f"oracle: {name}")
                 results[name] = oracle(world, outcomes, args.days, rule)
+            log(TRUE_ITEMS)
+            results[TRUE_ITEMS] = with_true_items(world, outcomes, results["value-aware engine"]["batches"])
     finally:
         for server in servers:
             if server.poll() is None:
@@ -496,17 +687,30 @@ def main() -> int:
     print(f"\nvalue {ratio} (target >= 1.5x), opens {opens_change:+.1%} (target >= 0),"
           f" mutes {ours['mutes'] / max(base['mutes'], 1) - 1:+.1%} (target <= -30%), "
           f"held by the decision {ours.get('held', 0):,} ({reasons})")
+    for engine in ("value-aware engine", "send-all engine"):
+        print(f"\nsend times, {engine}: {send_times(outcomes, results[engine]['batches'])}")
+    print("\nlearned hour preference (the bundle's response model) against the truth's hour term:")
+    print("\n".join(hour_quality(world, ModelBundle.load(bundle_path).response, outcomes)))
+    print(f"\nstatement cycle: {statement_cycle(world, outcomes)}")
+
     def value(name: str) -> float:
         return results[name]["opens"] - MUTE_PRICE * results[name]["mutes"]
 
+    sweeps = [name for name in results if name.startswith("value-aware, ")]
+    engines = ["value-aware engine", "send-all engine", *sweeps]
     for oracle_name in ORACLES:
         gap = value(oracle_name) - value(BROADCAST)
-        closed = ", ".join(f"{engine.split()[0]} {(value(engine) - value(BROADCAST)) / gap:.0%}"
-                           if gap > 0 else f"{engine.split()[0]} n/a (oracle not above broadcast)"
-                           for engine in ("value-aware engine", "send-all engine"))
+        closed = ", ".join(f"{name.removesuffix(' engine')} {(value(name) - value(BROADCAST)) / gap:.0%}"
+                           if gap > 0 else f"{name.removesuffix(' engine')} n/a (oracle not above broadcast)"
+                           for name in engines)
         target = " (target >= 60% for value-aware)" if oracle_name == GAP_ORACLE else ""
         print(f"gap closed = (engine - broadcast) / (oracle - broadcast), oracle '{oracle_name}': "
               f"{closed}{target}")
+    taste = value(TRUE_ITEMS) - value("value-aware engine")
+    for oracle_name in ORACLES:
+        decision = value(oracle_name) - value(TRUE_ITEMS)
+        print(f"value-aware engine to the oracle '{oracle_name}': {taste + decision:+,.0f}, of which what to "
+              f"push {taste:+,.0f} (to '{TRUE_ITEMS}'), whether and when {decision:+,.0f}")
     return 0
 
 

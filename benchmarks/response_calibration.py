@@ -13,6 +13,7 @@ cardholder prefers evening pushes) against each cardholder's learned better hour
 
     .venv/bin/python benchmarks/response_calibration.py
     .venv/bin/python benchmarks/response_calibration.py --ranking-score --skip-synth
+    .venv/bin/python benchmarks/response_calibration.py --user-hour-penalty 4    # the former hour prior
     .venv/bin/python benchmarks/response_calibration.py --speed DATA_DIR    # fit time beside the old fit
 """
 
@@ -58,10 +59,13 @@ def split_scorer(dataset, as_of: pd.Timestamp, components: int, epochs: int):
 
 
 def evaluate(name: str, dataset, as_of: pd.Timestamp, holdout_days: int, ranking_score: bool,
-             components: int, epochs: int) -> dict:
-    from training.response import ResponseFitConfig, fit_response_models, marketing_pushes
+             components: int, epochs: int, user_hour: float | None = None) -> dict:
+    from training.response import DEFAULT_PENALTIES, ResponseFitConfig, fit_response_models, marketing_pushes
 
-    config = ResponseFitConfig(holdout_days=holdout_days, refit=False)
+    penalties = {target: dict(weights) for target, weights in DEFAULT_PENALTIES.items()}
+    if user_hour is not None:
+        penalties["open"]["user_hour"] = user_hour
+    config = ResponseFitConfig(holdout_days=holdout_days, refit=False, penalties=penalties)
     holdout_from = as_of - pd.Timedelta(days=holdout_days)
     scorer = None
     if ranking_score:
@@ -239,6 +243,8 @@ def main() -> None:
     parser.add_argument("--components", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--skip-synth", action="store_true")
+    parser.add_argument("--user-hour-penalty", type=float, default=None,
+                        help="L2 weight of the open model's per-cardholder daily wave (default: the fit's)")
     parser.add_argument("--speed", type=Path, default=None, metavar="DATA_DIR",
                         help="time the fit on an existing world (e.g. 100k cardholders from `recsys synth`) "
                              "beside the previous fit, same run, and exit")
@@ -264,7 +270,8 @@ def main() -> None:
         truth = WorldTruth.load(truth_path)
         result = evaluate(f"generated world ({args.users:,} cardholders, {args.days} days, seed {args.seed}, "
                           f"hour preference {args.hour_preference})", dataset, pd.Timestamp(truth.as_of),
-                          args.holdout_days, args.ranking_score, args.components, args.epochs)
+                          args.holdout_days, args.ranking_score, args.components, args.epochs,
+                          args.user_hour_penalty)
         result["dataset"] = dataset
         result["all_pushes"] = marketing_pushes(dataset, result["report"].holdout_from, "Asia/Shanghai")
         print_table(result)
@@ -273,7 +280,7 @@ def main() -> None:
         dataset = load_dataset(args.independent)
         as_of = pd.Timestamp(args.independent_as_of, tz="UTC")
         result = evaluate("independent world", dataset, as_of, args.holdout_days, args.ranking_score,
-                          args.components, args.epochs)
+                          args.components, args.epochs, args.user_hour_penalty)
         result["dataset"] = dataset
         result["all_pushes"] = marketing_pushes(dataset, as_of - pd.Timedelta(days=args.holdout_days),
                                                 "Asia/Shanghai")
