@@ -61,6 +61,10 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.demo_keys import delete_prefix  # noqa: E402
+
 TOKEN, ADMIN = "month-scheduler-token", "month-admin-token"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SLOTS = ((10, 0), (19, 30))
@@ -657,8 +661,7 @@ def main() -> int:
         for server in servers:
             if server.poll() is None:
                 server.kill()
-        for key in client.scan_iter(match=f"{tag}*", count=1000):
-            client.delete(key)
+        delete_prefix(client, f"{tag}-*")
         client.close()
         if embedded is not None:
             embedded.stop()
