@@ -55,6 +55,28 @@ def negative_events(dataset: Dataset, as_of: pd.Timestamp, config: FeatureConfig
     return _events(pushes, "sent_ts", np.full(len(pushes), config.negative_weight))
 
 
+def push_counts(dataset: Dataset, as_of: pd.Timestamp, items: IdIndex, config: FeatureConfig
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(sends, opens) float64 [n_items] up to `as_of`: pushes opened by then, or sent at least
+    `negative_grace_days` before it (younger unopened ones may still be opened), and of those the
+    opened. Transactional notices count for nothing: they are never ranked, and how often a statement
+    reminder is opened says nothing of the rate of marketing content."""
+    pushes = dataset.push_log
+    opened = (pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)).to_numpy()
+    counted = opened | (pushes["sent_ts"] <= as_of - config.negative_grace_days * DAY).to_numpy()
+    cols = items.index_of(pushes["content_id"].astype(str).to_numpy(dtype=object))
+    content = dataset.content
+    transactional = content.loc[content["transactional"].fillna(False).to_numpy(dtype=bool), "content_id"]
+    marketing = np.ones(len(items), dtype=bool)
+    notices = items.index_of(transactional.astype(str).to_numpy(dtype=object))
+    marketing[notices[notices >= 0]] = False
+    keep = counted & (cols >= 0)
+    keep[keep] &= marketing[cols[keep]]
+    sends = np.bincount(cols[keep], minlength=len(items)).astype(np.float64)
+    opens = np.bincount(cols[keep & opened], minlength=len(items)).astype(np.float64)
+    return sends, opens
+
+
 def _to_matrix(events: pd.DataFrame, as_of: pd.Timestamp, users: IdIndex, items: IdIndex,
                config: FeatureConfig) -> sp.coo_matrix:
     rows = users.index_of(events["user_id"].to_numpy()) if len(events) else np.zeros(0, np.int64)

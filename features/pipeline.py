@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from features.builder import FeatureBuilder, exposure_days
 from features.config import FeatureConfig
-from features.interactions import interaction_matrices
+from features.interactions import interaction_matrices, push_counts
 from features.loader import Dataset
 from features.timecut import known_at
 from recsys.ids import IdIndex
@@ -65,6 +65,7 @@ def build_training_matrices(
         as_of.isoformat(), len(users), len(items), positives.nnz, 0 if negatives is None else negatives.nnz,
         user_features.shape[1], item_features.shape[1],
     )
+    sends, opens = push_counts(data, as_of, items, config)
     matrices = TrainingMatrices(
         users=users,
         items=items,
@@ -76,6 +77,8 @@ def build_training_matrices(
         item_feature_names=builder.item_feature_names,
         user_segments=np.asarray(segments, dtype=object),
         item_exposure_days=exposure_days(data, as_of, items.ids),
+        item_sends=sends,
+        item_opens=opens,
     )
     return matrices, builder
 

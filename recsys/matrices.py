@@ -27,6 +27,8 @@ class TrainingMatrices:
     - `item_exposure_days`: float [n_items] or None; days each item could be read or pushed up to the
       as-of time (>= 1), so a model can tell an item read often because it was offered long from one
       that is liked.
+    - `item_sends` / `item_opens`: float [n_items] or None; pushes of each item sent (old enough to have
+      been opened) and opened up to the as-of time, so a model can estimate each item's open rate.
     """
 
     users: IdIndex
@@ -39,6 +41,8 @@ class TrainingMatrices:
     negatives: sp.coo_matrix | None = None
     user_segments: np.ndarray | None = None
     item_exposure_days: np.ndarray | None = None
+    item_sends: np.ndarray | None = None
+    item_opens: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n_users, n_items = len(self.users), len(self.items)
@@ -80,10 +84,24 @@ class TrainingMatrices:
             if days.shape != (n_items,) or not np.all(np.isfinite(days)) or (days.size and days.min() < 1):
                 raise MatricesError(
                     f"item_exposure_days must be {n_items} finite day counts >= 1, one per item")
+        self._check_push_counts(n_items)
         if self.user_segments is not None and len(self.user_segments) != n_users:
             raise MatricesError(
                 f"user_segments has {len(self.user_segments)} labels, expected one per user ({n_users})"
             )
+
+    def _check_push_counts(self, n_items: int) -> None:
+        if (self.item_sends is None) != (self.item_opens is None):
+            raise MatricesError("item_sends and item_opens go together: give both or neither")
+        if self.item_sends is None:
+            return
+        sends, opens = np.asarray(self.item_sends), np.asarray(self.item_opens)
+        for name, counts in (("item_sends", sends), ("item_opens", opens)):
+            valid = counts.shape == (n_items,) and np.all(np.isfinite(counts)) and not (counts < 0).any()
+            if not valid:
+                raise MatricesError(f"{name} must be {n_items} finite counts >= 0, one per item")
+        if np.any(opens > sends):
+            raise MatricesError(f"item_opens exceeds item_sends for {int((opens > sends).sum())} item(s)")
 
     @property
     def n_users(self) -> int:

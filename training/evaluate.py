@@ -118,14 +118,23 @@ def make_holdout(dataset: Dataset, as_of: pd.Timestamp, holdout_days: float,
 
 def push_responses(dataset: Dataset, split: pd.Timestamp, as_of: pd.Timestamp, train: TrainingMatrices,
                    readers: pd.Series) -> PushResponses:
-    """The pushes sent in `(split, as_of]`, opened or not: most cardholders who never read receive
-    some, so ranking opened above ignored pushes evaluates far more of them than held-out opens do."""
+    """The pushes of rankable content sent in `(split, as_of]`, opened or not: most cardholders who
+    never read receive some, so ranking opened above ignored pushes evaluates far more of them than
+    held-out opens do. Transactional notices are left out: they are never ranked, and on a world where
+    a third of the pushes are statement reminders they would make the figure mostly about whether the
+    model scores reminders above marketing."""
     pushes = dataset.push_log
     pushes = pushes.loc[((pushes["sent_ts"] > split) & (pushes["sent_ts"] <= as_of)).to_numpy()]
     rows = train.users.index_of(pushes["user_id"].astype(str).to_numpy(dtype=object))
     items = train.items.index_of(pushes["content_id"].astype(str).to_numpy(dtype=object))
     opened = (pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)).to_numpy(dtype=bool)
+    content = dataset.content
+    notices = train.items.index_of(content.loc[content["transactional"].fillna(False).to_numpy(dtype=bool),
+                                               "content_id"].astype(str).to_numpy(dtype=object))
+    rankable = np.ones(train.n_items, dtype=bool)
+    rankable[notices[notices >= 0]] = False
     known = (rows >= 0) & (items >= 0)
+    known[known] &= rankable[items[known]]
     rows, items, opened = rows[known], items[known], opened[known]
     cold = pd.Index(readers.astype(str).unique()).get_indexer(train.users.ids[rows]) < 0
     return PushResponses(rows=rows, items=items, opened=opened, cold=cold)

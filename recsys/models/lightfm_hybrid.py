@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from recsys.ids import IdIndex
 from recsys.matrices import TrainingMatrices
+from recsys.models.appeal import engagement_rate, open_rate_logit
 from recsys.models.base import (
     EpochCallback,
     ModelError,
@@ -34,6 +35,7 @@ COPY_PREFIX = "\x00history-dropped:"
 WIDE_SPREAD_ROWS = 5000  # fitted rows the wide part's spread is matched on
 
 LOSSES = ("warp", "bpr", "warp-kos", "logistic")
+APPEAL_SOURCES = ("open_rate", "engagement")
 SCHEDULES = ("adagrad", "adadelta")
 _STATE = (
     "item_embeddings", "item_embedding_gradients", "item_embedding_momentum",
@@ -65,6 +67,11 @@ class LightFMHybrid(Recommender):
       or opened it + 1) per day it was on offer (needs `item_exposure_days`). WARP learns an item's
       bias from how often it is a positive, so an item offered for a week trails one offered for a
       quarter however much better it is liked; 0 keeps the learned biases.
+    - `item_appeal_source`: what the appeal is read from. `engagement`: the rate above. `open_rate`
+      (needs `item_sends` / `item_opens`; falls back to `engagement` without them): the logit of each
+      item's push open rate, shrunk toward a prior regressed on that engagement rate with
+      `open_rate_prior_sends` pseudo-sends (`recsys/models/appeal.py`), so pushed items are ranked by how
+      often a push of them is opened and never-pushed ones by their engagement on that scale.
     - `wide_weight`: weight of a "wide" part beside the factorisation: per item, a ridge regression of
       its positives on the cardholder feature vector (columns standardised, L2 penalty `wide_l2` x
       the number of rows, fitted on the same rows as LightFM, history-dropped copies included), kept to
@@ -102,12 +109,18 @@ class LightFMHybrid(Recommender):
         use_negatives: bool = True,
         history_dropout: float = 0.0,
         item_appeal_weight: float = 0.0,
+        item_appeal_source: str = "engagement",
+        open_rate_prior_sends: float = 50.0,
         wide_weight: float = 0.0,
         wide_l2: float = 1.0,
         wide_rank: int = 128,
     ):
         if loss not in LOSSES:
             raise ModelError(f"loss {loss!r} is not one of {LOSSES}")
+        if item_appeal_source not in APPEAL_SOURCES:
+            raise ModelError(f"item_appeal_source {item_appeal_source!r} is not one of {APPEAL_SOURCES}")
+        if not (np.isfinite(open_rate_prior_sends) and open_rate_prior_sends > 0):
+            raise ModelError(f"open_rate_prior_sends must be a number > 0, got {open_rate_prior_sends}")
         if learning_schedule not in SCHEDULES:
             raise ModelError(f"learning_schedule {learning_schedule!r} is not one of {SCHEDULES}")
         check_at_least_one(no_components=no_components, epochs=epochs, num_threads=num_threads,
@@ -144,6 +157,8 @@ class LightFMHybrid(Recommender):
             raise ModelError("history_dropout needs user_identity=False (copies have no identity)")
         self.history_dropout = float(history_dropout)
         self.item_appeal_weight = float(item_appeal_weight)
+        self.item_appeal_source = item_appeal_source
+        self.open_rate_prior_sends = float(open_rate_prior_sends)
         self.wide_weight = float(wide_weight)
         self.wide_l2 = float(wide_l2)
         self.wide_rank = int(wide_rank)
@@ -332,13 +347,17 @@ class LightFMHybrid(Recommender):
         spread = self._ridge.spread(sample)
         self._wide_scale = float(learned.std() / spread) if spread > 0 else 0.0
 
-    def set_item_appeal(self, weight: float, data: TrainingMatrices) -> None:
-        """Set `item_appeal_weight` of the fitted model without refitting; `data` is what it was fitted
-        on (choosing the weight on validation data costs one fit, not one per weight)."""
+    def set_item_appeal(self, weight: float, data: TrainingMatrices, source: str | None = None) -> None:
+        """Set `item_appeal_weight` (and `item_appeal_source` when given) of the fitted model without
+        refitting; `data` is what it was fitted on (choosing them on validation data costs one fit, not
+        one per option)."""
         self._check_fitted()
         if not np.isfinite(weight) or weight < 0:
             raise ModelError(f"item_appeal_weight must be a finite number >= 0, got {weight}")
+        if source is not None and source not in APPEAL_SOURCES:
+            raise ModelError(f"item_appeal_source {source!r} is not one of {APPEAL_SOURCES}")
         self.item_appeal_weight = float(weight)
+        self.item_appeal_source = source or self.item_appeal_source
         self._item_shift = None
         self._item_factors = self._compute_item_factors(self._item_feature_matrix)
         self._item_shift = self._appeal_shift(data)
@@ -349,8 +368,11 @@ class LightFMHybrid(Recommender):
         rate (see `item_appeal_weight`); None when off or without exposure days."""
         if not self.item_appeal_weight or data.item_exposure_days is None or data.n_items < 2:
             return None
-        engaged = np.diff(data.interactions_csr().tocsc().indptr).astype(np.float64)
-        rate = np.log((engaged + 1.0) / np.asarray(data.item_exposure_days, dtype=np.float64))
+        engaged = np.diff(data.interactions_csr().tocsc().indptr)
+        rate = engagement_rate(engaged, data.item_exposure_days)
+        if self.item_appeal_source == "open_rate" and data.item_sends is not None:
+            opened = open_rate_logit(data.item_sends, data.item_opens, rate, self.open_rate_prior_sends)
+            rate = rate if opened is None else opened
         users = self.user_factors(np.arange(data.n_users), data.user_features)
         mean_score = (self._item_factors @ users.mean(axis=0)).astype(np.float64)
         spread, rate_spread = mean_score.std(), rate.std()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -71,3 +72,13 @@ def make_hand_made_tables() -> dict[str, pd.DataFrame]:
             "content": content, "article_reads": article_reads, "push_log": push_log}
 
 
+
+
+def with_pushes(dataset, pushes: list[tuple[str, str, str, str, str]]):
+    """`dataset` with (push_id, user_id, content_id, sent_ts, opened_ts) rows added to its push log."""
+    push_log = dataset.push_log
+    extra = pd.DataFrame(pushes, columns=["push_id", "user_id", "content_id", "sent_ts", "opened_ts"])
+    extra["sent_ts"] = pd.to_datetime(extra["sent_ts"], utc=True)
+    extra["opened_ts"] = pd.to_datetime(extra["opened_ts"], utc=True)
+    extra = extra.astype(push_log.dtypes[extra.columns].to_dict())
+    return dataclasses.replace(dataset, push_log=pd.concat([push_log, extra], ignore_index=True))

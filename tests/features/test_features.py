@@ -11,12 +11,13 @@ import pytest
 
 from features.builder import FeatureBuilder, FeatureStateError
 from features.config import FeatureConfig, FeatureConfigError
-from features.interactions import interaction_matrices, seen_matrix
+from features.interactions import interaction_matrices, push_counts, seen_matrix
 from features.loader import Dataset, load_dataset
 from features.mcc import MccTable
 from features.pipeline import EmptyDataError, build_training_matrices
 from features.timecut import AsOfError, known_at, parse_as_of
 from recsys.ids import IdIndex
+from tests.features.handmade import with_pushes
 
 AS_OF = pd.Timestamp("2024-06-30T00:00:00Z")
 
@@ -222,3 +223,23 @@ def test_purchase_count_shares_per_mcc_and_item_exposure_days(hand_made: Dataset
     off = FeatureConfig(mcc_min_users=1, spend_visits_weight=0.0)
     matrices, builder = build_training_matrices(hand_made, AS_OF, off)
     assert not any(name.startswith("visits") for name in row(builder, matrices.user_features, 0))
+
+
+def test_push_counts_per_item_leave_out_young_unopened_pushes_and_notices(hand_made: Dataset) -> None:
+    dataset = with_pushes(hand_made, [
+        ("p4", "u1", "c_bill", "2024-06-02T10:00:00Z", "2024-06-02T11:00:00Z"),
+        ("p5", "u2", "c_travel", "2024-06-27T10:00:00Z", "2024-06-29T23:00:00Z"),
+    ])
+    matrices, _ = build_training_matrices(dataset, AS_OF)
+    sends = dict(zip(matrices.items.ids, matrices.item_sends, strict=True))
+    opens = dict(zip(matrices.items.ids, matrices.item_opens, strict=True))
+    # c_dine: p1 sent and opened; p3 sent 14 hours before the as-of time and not opened yet: not counted
+    # c_travel: p2 ignored, p5 opened; c_bill: a statement notice, never ranked, never counted
+    assert (sends["c_dine"], opens["c_dine"]) == (1.0, 1.0)
+    assert (sends["c_travel"], opens["c_travel"]) == (2.0, 1.0)
+    assert sends["c_bill"] == opens["c_bill"] == 0.0 and sends["c_plat"] == 0.0
+    # the same counts before p5 was opened: sent 3 days before, so an ignored push by then
+    early = pd.Timestamp("2024-06-29T12:00:00Z")
+    sends, opens = push_counts(dataset, early, matrices.items, FeatureConfig())
+    index = matrices.items.index_of(["c_travel", "c_dine"])
+    assert sends[index].tolist() == [2.0, 1.0] and opens[index].tolist() == [0.0, 1.0]

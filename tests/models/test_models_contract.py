@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.models import IncompatibleModelError, ModelError, NotFittedError, Recommender, load_model
+from recsys.models.appeal import engagement_rate, open_rate_logit
 from recsys.models.implicit_peer import ImplicitPeer
 from recsys.models.lightfm_hybrid import LightFMHybrid
 from recsys.models.plain_hybrid import PlainHybrid
@@ -371,6 +372,67 @@ class TestLightFMHybridItemAppeal(RecommenderContract):
         appealed = LightFMHybrid(no_components=8, epochs=5, num_threads=1, random_state=3,
                                  item_appeal_weight=1.0).fit(board.data)
         np.testing.assert_allclose(appealed.item_factors(), learned.item_factors())
+
+
+def pushed_board():
+    """The exposed checkerboard with every item pushed 200 times; the odd items opened 4x as often,
+    the opposite of what engagement per day on offer says of them."""
+    board = exposed_board()
+    n = board.data.n_items
+    sends = np.full(n, 200.0)
+    opens = np.where(np.arange(n) % 2 == 1, 40.0, 10.0)
+    data = dataclasses.replace(board.data, item_sends=sends, item_opens=opens)
+    return dataclasses.replace(board, data=data)
+
+
+class TestLightFMHybridOpenRateAppeal(RecommenderContract):
+    expected_epochs = 15
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def checkerboard(cls):
+        return pushed_board()
+
+    @classmethod
+    def make(cls) -> Recommender:
+        return LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3,
+                             item_appeal_weight=1.0, item_appeal_source="open_rate")
+
+    def test_mean_scores_follow_the_shrunk_open_rate(self, fitted: LightFMHybrid, checkerboard) -> None:
+        data = checkerboard.data
+        users = fitted.user_factors(np.arange(data.n_users), data.user_features)
+        mean_score = fitted.item_factors() @ users.mean(axis=0)
+        engaged = np.diff(data.interactions_csr().tocsc().indptr)
+        engagement = engagement_rate(engaged, data.item_exposure_days)
+        logit = open_rate_logit(data.item_sends, data.item_opens, engagement, fitted.open_rate_prior_sends)
+        assert np.corrcoef(mean_score, logit)[0, 1] == pytest.approx(1.0, abs=1e-4)
+        odd = np.arange(data.n_items) % 2 == 1
+        assert mean_score[odd].min() > mean_score[~odd].max()
+
+    def test_the_source_is_switched_without_refitting(self, checkerboard) -> None:
+        data = checkerboard.data
+        model = self.make().fit(data)
+        by_engagement = LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3,
+                                      item_appeal_weight=1.0).fit(data)
+        model.set_item_appeal(1.0, data, "engagement")
+        np.testing.assert_allclose(model.item_factors(), by_engagement.item_factors(), rtol=1e-5, atol=1e-6)
+        assert model.params()["item_appeal_source"] == "engagement"
+        with pytest.raises(ModelError, match="item_appeal_source"):
+            model.set_item_appeal(1.0, data, "reads")
+
+    def test_without_push_counts_it_reads_engagement(self) -> None:
+        board = exposed_board()
+        by_engagement = LightFMHybrid(no_components=8, epochs=5, num_threads=1, random_state=3,
+                                      item_appeal_weight=1.0).fit(board.data)
+        by_open_rate = LightFMHybrid(no_components=8, epochs=5, num_threads=1, random_state=3,
+                                     item_appeal_weight=1.0, item_appeal_source="open_rate").fit(board.data)
+        np.testing.assert_allclose(by_open_rate.item_factors(), by_engagement.item_factors())
+
+    def test_bad_settings_are_refused(self) -> None:
+        with pytest.raises(ModelError, match="item_appeal_source"):
+            LightFMHybrid(item_appeal_source="clicks")
+        with pytest.raises(ModelError, match="open_rate_prior_sends"):
+            LightFMHybrid(open_rate_prior_sends=0.0)
 
 
 class TestLightFMHybridWide(RecommenderContract):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -51,3 +53,9 @@ def test_matrices_check_their_shapes() -> None:
         TrainingMatrices.from_interactions(interactions, user_segments=np.array(["a"]))
     with pytest.raises(MatricesError, match="empty"):
         TrainingMatrices.from_interactions(sp.coo_matrix((0, 2)))
+    with pytest.raises(MatricesError, match="item_opens exceeds item_sends for 1 item"):
+        dataclasses.replace(data, item_sends=np.array([2.0, 0.0]), item_opens=np.array([1.0, 1.0]))
+    with pytest.raises(MatricesError, match="give both or neither"):
+        dataclasses.replace(data, item_sends=np.array([2.0, 0.0]))
+    with pytest.raises(MatricesError, match="item_sends must be 2 finite counts"):
+        dataclasses.replace(data, item_sends=np.array([2.0, -1.0]), item_opens=np.zeros(2))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import types
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
 from recsys.matrices import TrainingMatrices
 from recsys.models.popularity import PopularityRecommender
+from tests.features.handmade import with_pushes
 from training.evaluate import PushResponses, push_auc
 
 
@@ -41,3 +43,19 @@ def test_push_auc_counts_opened_above_ignored_pairs() -> None:
     assert push_auc(model, holdout, np.ones(2, dtype=bool))[0] == pytest.approx(0.5)
     auc, users = push_auc(model, holdout, np.array([True, False]))
     assert np.isnan(auc) and users == 1
+
+
+def test_push_responses_leave_out_transactional_notices(hand_made) -> None:
+    from features.pipeline import build_training_matrices
+    from training.evaluate import push_responses
+
+    split, as_of = pd.Timestamp("2024-06-05T00:00:00Z"), pd.Timestamp("2024-06-30T00:00:00Z")
+    dataset = with_pushes(hand_made, [("p4", "u1", "c_bill", "2024-06-12T10:00:00Z", "2024-06-12T11:00:00Z")])
+    train, _ = build_training_matrices(dataset, split)
+    readers = dataset.article_reads.loc[(dataset.article_reads["ts"] <= split).to_numpy(), "user_id"]
+    pushes = push_responses(dataset, split, as_of, train, readers)
+    # p2 (c_travel, ignored) and p3 (c_dine, ignored) to u2, who never read; the opened statement
+    # notice p4 is not a ranking outcome
+    assert train.items.id_of(pushes.items).tolist() == ["c_travel", "c_dine"]
+    assert train.users.id_of(pushes.rows).tolist() == ["u2", "u2"]
+    assert not pushes.opened.any() and pushes.cold.all()
