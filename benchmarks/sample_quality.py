@@ -11,7 +11,7 @@ training, on those cardholders' rows only, so it fits in memory at a million car
 
     .venv/bin/python benchmarks/sample_quality.py                        # 100k cardholders x 90 days
     .venv/bin/python benchmarks/sample_quality.py --users 20000 --samples 0.1,0.5,1 --days 30
-    .venv/bin/python benchmarks/sample_quality.py --world ../scaledata/w1m --samples 0.05,0.0125,0.025,0.1
+    .venv/bin/python benchmarks/sample_quality.py --world var/scale/w1m --samples 0.05,0.0125,0.025,0.1
 """
 
 from __future__ import annotations
