@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -51,21 +53,27 @@ class Measure:
     peak_process_mb: float
     peak_tree_mb: float
     stdout: str
+    cpu_seconds: float = 0.0  # user + system of the whole tree
+    load: float = 0.0  # the machine's 1-minute load average, averaged over the run
 
 
 def run(command: list[str], env: dict[str, str]) -> Measure:
     """Run `command`, sampling the RSS of its process tree until it exits."""
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), _children_cpu()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     root = psutil.Process(proc.pid)
     peak_process = peak_tree = 0
+    loads, cpu = [], {}
     while proc.poll() is None:
+        loads.append(os.getloadavg()[0])
         try:
             tree = [root, *root.children(recursive=True)]
             sizes = []
             for member in tree:
                 try:
                     sizes.append(member.memory_info().rss)
+                    times = member.cpu_times()
+                    cpu[member.pid] = times.user + times.system
                 except psutil.Error:
                     pass
         except psutil.Error:
@@ -78,7 +86,21 @@ def run(command: list[str], env: dict[str, str]) -> Measure:
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{stdout}\n{stderr[-4000:]}")
-    return Measure(seconds, peak_process / 2**20, peak_tree / 2**20, stdout)
+    # the exact count of reaped descendants; a process its parent did not wait for (a Dask worker
+    # outliving its nanny) is only seen by the sampling, which misses its last 0.1 s
+    cpu_seconds = max(_children_cpu() - cpu_before, sum(cpu.values()))
+    return Measure(seconds, peak_process / 2**20, peak_tree / 2**20, stdout, cpu_seconds,
+                   sum(loads) / max(1, len(loads)))
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def train_stages(stdout: str) -> dict[str, float]:
+    """Wall seconds per stage from `recsys train`'s output."""
+    return {match[1]: float(match[2]) for match in re.finditer(r"^  (\S.*?)\s{2,}([\d.]+) s$", stdout, re.M)}
 
 
 def drop_prefix(url: str, prefix: str) -> None:
@@ -142,13 +164,19 @@ def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str,
             measure = run(command, {**env, **more})
             row = {"users": users, "stage": stage, "mode": mode, "seconds": measure.seconds,
                    "s_per_million": measure.seconds / (users / 1e6),
-                   "peak_process_mb": measure.peak_process_mb, "peak_tree_mb": measure.peak_tree_mb}
+                   "peak_process_mb": measure.peak_process_mb, "peak_tree_mb": measure.peak_tree_mb,
+                   "cpu_seconds": measure.cpu_seconds, "load": measure.load}
             if stage == "publish":
                 report = json.loads(measure.stdout)
                 row["redis_bytes_per_user"] = report.get("redis_bytes_per_user")
+            if stage == "train":  # its own per-stage wall times, as `recsys train` prints them
+                row["train_stages"] = train_stages(measure.stdout)
+                stages_seen = row["train_stages"].items()
+                print("    " + ", ".join(f"{name} {value:.0f} s" for name, value in stages_seen), flush=True)
             rows.append(row)
             print(f"  {stage:<9} {mode:<8} {measure.seconds:8.1f} s  {row['s_per_million']:8.0f} s/M  "
-                  f"peak proc {measure.peak_process_mb:7.0f} MB  tree {measure.peak_tree_mb:7.0f} MB",
+                  f"peak proc {measure.peak_process_mb:7.0f} MB  tree {measure.peak_tree_mb:7.0f} MB  "
+                  f"cpu {measure.cpu_seconds:8.1f} s  load {measure.load:4.1f}",
                   flush=True)
     finally:
         drop_prefix(redis_url, prefix)
@@ -204,11 +232,13 @@ def main() -> None:
                                modes, wanted, args.bundle)
             if args.json:  # what finished so far survives a run stopped part-way
                 args.json.write_text(json.dumps(rows, indent=2))
-    print("\n| cardholders | stage | mode | wall s | s per million | peak RSS per process MB | "
-          "peak RSS tree MB |\n|---|---|---|---|---|---|---|")
+    print("\n| cardholders | stage | mode | wall s | s per million | CPU s | CPU s per million | load | "
+          "peak RSS per process MB | peak RSS tree MB |\n" + "|---" * 10 + "|")
     for row in rows:
         print(f"| {row['users']:,} | {row['stage']} | {row['mode']} | {row['seconds']:.1f} | "
-              f"{row['s_per_million']:.0f} | {row['peak_process_mb']:.0f} | {row['peak_tree_mb']:.0f} |")
+              f"{row['s_per_million']:.0f} | {row['cpu_seconds']:.0f} | "
+              f"{row['cpu_seconds'] / (row['users'] / 1e6):.0f} | {row['load']:.1f} | "
+              f"{row['peak_process_mb']:.0f} | {row['peak_tree_mb']:.0f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -481,7 +481,12 @@ def sample_partitions(parts: PartitionedDataset, users: int, seed: int, client: 
                       ) -> Dataset:
     """A `Dataset` of `users` cardholders drawn with `seed` and only their rows of every table,
     gathered bucket by bucket (on the workers with a `client`): memory holds the sample and a bucket."""
-    rows = sampled_rows(parts.users, users, seed)
+    return rows_dataset(parts, sampled_rows(parts.users, users, seed), client)
+
+
+def rows_dataset(parts: PartitionedDataset, rows: np.ndarray, client: Client | None = None) -> Dataset:
+    """A `Dataset` of the cardholders at sorted `rows` of the cardholders table and only their rows of
+    every table, gathered bucket by bucket (on the workers with a `client`)."""
     results = _run(client, _sample_bucket, list(range(parts.buckets)), parts=parts, rows=rows)
     order = np.argsort(np.concatenate([kept for kept, _ in results]), kind="stable")
     frames = {name: pd.concat([data.table(name) for _, data in results], ignore_index=True)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from features.loader import load_dataset
-from features.partitions import load_sample
+from features.partitions import load_sample, rows_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +40,17 @@ def test_a_sample_loads_only_its_cardholders_rows(scale_world: Path, scale_datas
     assert again.cardholders["user_id"].tolist() == data.cardholders["user_id"].tolist()
     other, _ = load_sample(scale_world, 200, seed=8, work=tmp_path / "work", partition_size=120)
     assert set(other.cardholders["user_id"]) != ids
+
+
+def test_the_rows_asked_for_and_only_theirs(scale_parts, scale_dataset) -> None:
+    rows = np.array([0, 3, 4, 250, 499])
+    data = rows_dataset(scale_parts, rows)
+    expected = scale_dataset.cardholders.iloc[rows].reset_index(drop=True)
+    pd.testing.assert_frame_equal(data.cardholders, expected)  # table order
+    ids = set(expected["user_id"])
+    for name in ("transactions", "push_log"):
+        pd.testing.assert_frame_equal(_of(data.table(name), ids), _of(scale_dataset.table(name), ids))
+    assert rows_dataset(scale_parts, np.array([], dtype=np.int64)).cardholders.empty
 
 
 def test_no_sample_at_or_below_the_population(scale_world: Path, scale_dataset, tmp_path: Path) -> None:
