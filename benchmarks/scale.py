@@ -40,6 +40,10 @@ import psutil
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.demo_keys import delete_prefix  # noqa: E402
+
 RECSYS = str(Path(sys.executable).with_name("recsys"))
 FAST_TRAINING = """
 model:
@@ -105,10 +109,10 @@ def train_stages(stdout: str) -> dict[str, float]:
 
 def drop_prefix(url: str, prefix: str) -> None:
     client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=5000))
-    for start in range(0, len(keys), 1000):
-        client.unlink(*keys[start:start + 1000])
-    client.close()
+    try:
+        delete_prefix(client, prefix)
+    finally:
+        client.close()
 
 
 def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str, str], sample: float,
