@@ -28,6 +28,25 @@ def redis_url() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """A 3-primary Redis Cluster on loopback ports shared by the cluster tests (caps and publication,
+    each under its own key prefix), torn down after; skipped, saying why, without a redis-server binary."""
+    from recsys.embedded_redis import RedisUnavailableError, redis_server_binary
+    from tests.caps.conftest import start_cluster
+
+    try:
+        redis_server_binary()
+    except RedisUnavailableError as error:
+        pytest.skip(f"no Redis Cluster to test against: {error}")
+    servers = start_cluster()
+    try:
+        yield servers[0].url
+    finally:
+        for server in servers:
+            server.stop()
+
+
 @pytest.fixture
 def key_prefix() -> str:
     """A prefix unique to one test, so tests never see each other's keys."""

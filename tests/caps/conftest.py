@@ -87,17 +87,6 @@ def start_cluster() -> list[EmbeddedRedis]:
     return servers
 
 
-@pytest.fixture(scope="session")
-def cluster_url() -> Iterator[str]:
-    """A 3-primary Redis Cluster shared by the session's cluster tests, torn down after."""
-    servers = start_cluster()
-    try:
-        yield servers[0].url
-    finally:
-        for server in servers:
-            server.stop()
-
-
 @pytest.fixture
 def own_cluster() -> Iterator[list[EmbeddedRedis]]:
     """A 3-primary Redis Cluster for one test, which may stop its nodes."""

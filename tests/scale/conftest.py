@@ -69,22 +69,3 @@ def dask_client(dask_settings) -> Iterator:
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
             dask_client(dask_settings, workers=2) as client:
         yield client
-
-
-@pytest.fixture(scope="session")
-def publication_cluster_url() -> Iterator[str]:
-    """A 3-primary Redis Cluster on loopback ports for the publication tests, torn down after; skipped
-    (saying why) when no redis-server binary is installed."""
-    from recsys.embedded_redis import RedisUnavailableError, redis_server_binary
-    from tests.caps.conftest import start_cluster
-
-    try:
-        redis_server_binary()
-    except RedisUnavailableError as error:
-        pytest.skip(f"no Redis Cluster to publish to: {error}")
-    servers = start_cluster()
-    try:
-        yield servers[0].url
-    finally:
-        for server in servers:
-            server.stop()

@@ -43,8 +43,8 @@ def test_every_script_and_transaction_touches_one_slot_and_records_spread() -> N
 @pytest.mark.slow
 @pytest.mark.cluster
 def test_publish_against_a_redis_cluster_single_process_and_on_dask(
-        publication_cluster_url, dask_client, scale_bundle, scale_dataset, scale_parts, key_prefix) -> None:
-    client = connect(publication_cluster_url, socket_timeout=10)
+        cluster_url, dask_client, scale_bundle, scale_dataset, scale_parts, key_prefix) -> None:
+    client = connect(cluster_url, socket_timeout=10)
     assert isinstance(client, RedisCluster)
     try:
         store = PublicationStore(client, key_prefix)
@@ -56,7 +56,7 @@ def test_publish_against_a_redis_cluster_single_process_and_on_dask(
                  for user_id in scale_dataset.cardholders["user_id"].head(60)}
         assert len(nodes) == 3  # records on every primary, read back by one SCAN over all of them
         on_dask = publish(scale_bundle, scale_parts, store,
-                          dask=DaskPartitions(dask_client, publication_cluster_url, scale_parts))
+                          dask=DaskPartitions(dask_client, cluster_url, scale_parts))
         assert store.live_version() == on_dask.version and on_dask.previous == single.version
         assert on_dask.users == single.users
         keys = [store.user_key(single.version, str(user_id))
