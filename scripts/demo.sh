@@ -162,6 +162,19 @@ call() {  # call WHAT EXPECTED CHECK COMMAND: show and run COMMAND, stop the dem
 }
 field() { "$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]] or "")' "$1" "$2"; }
 
+# The first offered cardholder the engine would push to now (`send`): a `hold` reserves nothing.
+user=""
+while read -r c_user c_zone c_now c_reminded; do
+  decided=$(curl -sS -X POST -H "$auth" -H "$json" "$api/v1/rank" \
+    -d "{\"user_id\": \"$c_user\", \"k\": 3, \"now\": \"$c_now\"}" \
+    | "$python" -c 'import json, sys; print(json.load(sys.stdin).get("decision", ""))' 2>/dev/null) || continue
+  if [ "$decided" = "send" ]; then
+    user=$c_user; zone=$c_zone; now=$c_now; reminded_at=$c_reminded
+    break
+  fi
+done <<< "$candidates"
+[ -n "$user" ] || fail "the engine holds every cardholder the demo offered at their next 10:00 (scripts/demo_moment.py): nothing to reserve"
+
 step "Example calls"
 echo "Cardholder $user ($zone). Every call passes now=$now: 10:00 in the cardholder's zone on the"
 echo "first morning after the published data ends ($as_of), so the answers do not depend on the wall"
