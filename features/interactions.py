@@ -55,6 +55,17 @@ def negative_events(dataset: Dataset, as_of: pd.Timestamp, config: FeatureConfig
     return _events(pushes, "sent_ts", np.full(len(pushes), config.negative_weight))
 
 
+def marketing_items(dataset: Dataset, items: IdIndex) -> np.ndarray:
+    """bool [n_items]: False for the items the content table marks as transactional notices (never
+    ranked), True for every other item."""
+    content = dataset.content
+    transactional = content.loc[content["transactional"].fillna(False).to_numpy(dtype=bool), "content_id"]
+    notices = items.index_of(transactional.astype(str).to_numpy(dtype=object))
+    marketing = np.ones(len(items), dtype=bool)
+    marketing[notices[notices >= 0]] = False
+    return marketing
+
+
 def push_counts(dataset: Dataset, as_of: pd.Timestamp, items: IdIndex, config: FeatureConfig
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(sends, opens) float64 [n_items] up to `as_of`: pushes opened by then, or sent at least
@@ -65,11 +76,7 @@ def push_counts(dataset: Dataset, as_of: pd.Timestamp, items: IdIndex, config: F
     opened = (pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)).to_numpy()
     counted = opened | (pushes["sent_ts"] <= as_of - config.negative_grace_days * DAY).to_numpy()
     cols = items.index_of(pushes["content_id"].astype(str).to_numpy(dtype=object))
-    content = dataset.content
-    transactional = content.loc[content["transactional"].fillna(False).to_numpy(dtype=bool), "content_id"]
-    marketing = np.ones(len(items), dtype=bool)
-    notices = items.index_of(transactional.astype(str).to_numpy(dtype=object))
-    marketing[notices[notices >= 0]] = False
+    marketing = marketing_items(dataset, items)
     keep = counted & (cols >= 0)
     keep[keep] &= marketing[cols[keep]]
     sends = np.bincount(cols[keep], minlength=len(items)).astype(np.float64)

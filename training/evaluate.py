@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from features.builder import DAY, FeatureBuilder
 from features.bundle_inputs import card_tiers_of, item_metadata, seen_pairs
 from features.config import FeatureConfig
-from features.interactions import positive_events
+from features.interactions import marketing_items, positive_events
 from features.loader import Dataset
 from features.pipeline import build_training_matrices
 from recsys import metrics
@@ -128,11 +128,7 @@ def push_responses(dataset: Dataset, split: pd.Timestamp, as_of: pd.Timestamp, t
     rows = train.users.index_of(pushes["user_id"].astype(str).to_numpy(dtype=object))
     items = train.items.index_of(pushes["content_id"].astype(str).to_numpy(dtype=object))
     opened = (pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)).to_numpy(dtype=bool)
-    content = dataset.content
-    notices = train.items.index_of(content.loc[content["transactional"].fillna(False).to_numpy(dtype=bool),
-                                               "content_id"].astype(str).to_numpy(dtype=object))
-    rankable = np.ones(train.n_items, dtype=bool)
-    rankable[notices[notices >= 0]] = False
+    rankable = marketing_items(dataset, train.items)
     known = (rows >= 0) & (items >= 0)
     known[known] &= rankable[items[known]]
     rows, items, opened = rows[known], items[known], opened[known]
