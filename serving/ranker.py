@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from difflib import get_close_matches
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -273,7 +274,8 @@ def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_o
 def cap_request(model: LiveModel, user: Representation, request: RankRequest, ranked: Ranked,
                 outlook: Outlook | None = None) -> CapRequest:
     candidates = model.cap_candidates(request.campaign)
-    chosen = tuple([candidates[i] for i in ranked.items[:decide_width(request.k)].tolist()])
+    index = ranked.items[:decide_width(request.k)].tolist()
+    chosen = itemgetter(*index)(candidates) if len(index) > 1 else tuple([candidates[i] for i in index])
     sending = outlook is None or outlook.verdict.decision == SEND
     return CapRequest(request.user_id, chosen, user.timezone, request.reserve and bool(chosen) and sending)
 

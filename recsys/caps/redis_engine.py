@@ -88,8 +88,8 @@ _UNAVAILABLE = (
     OSError,
 )
 
-# Allowed-now decisions kept for reuse: a batch decides at one instant over a catalogue of hundreds.
-ALLOWED_CACHE_SIZE = 4096
+# Reservation times kept for reuse: a batch's new reservations share one time and one expiry.
+INSTANT_CACHE_SIZE = 4096
 
 # A throttle window's counter outlives its window by this much, so a scheduler whose clock lags another's
 # by up to a minute still counts against the same window instead of finding the counter gone.
@@ -484,6 +484,7 @@ class RedisCapEngine(CapEngine):
         push_ids = [(r.push_id or new_push_id()) if r.reserve else "" for r in requests]
         exhausted = self._exhausted_campaigns(policy, requests, now_ms)
         decided_at = from_ms(now_ms)
+        allowed = _AllowedNow(decided_at)
         results: list[UserDecision] = []
         todo = list(range(len(requests)))
         while todo:
@@ -496,7 +497,7 @@ class RedisCapEngine(CapEngine):
                 i = todo[position]
                 request = requests[i]
                 reservation_reply, decisions = self._decisions(
-                    compiled, unpackb(reply), request, codes[i], cals[i], given
+                    compiled, unpackb(reply), request, codes[i], cals[i], given, allowed
                 )
                 reservation = _reservation(request.user_id, reservation_reply)
                 built[i] = (
@@ -618,6 +619,7 @@ class RedisCapEngine(CapEngine):
         codes: list[_Code],
         cal: rules.Calendar,
         given: dict[str, tuple[int, int, int]],
+        allowed: _AllowedNow,
     ) -> tuple[list[Any], tuple[CandidateDecision, ...]]:
         """Each candidate's decision from the script reply, with blocks ordered as `rules.evaluate`.
 
@@ -646,7 +648,7 @@ class RedisCapEngine(CapEngine):
             lasts = reply[position : position + len(codes)]
             if lasts.count(-1) == len(lasts):
                 # Nothing blocks any candidate (the common case): each is allowed now.
-                return reservation, tuple([_allowed_now(c.content_id, cal.now) for c in request.candidates])
+                return reservation, tuple([allowed[c.content_id] for c in request.candidates])
         window = policy.no_repeat.window if policy.no_repeat else None
         shared: dict[tuple[Any, ...], CandidateDecision] = {}
         decisions: list[CandidateDecision] = []
@@ -820,8 +822,7 @@ def _read_blocks(reply: list[Any], position: int) -> tuple[list[rules.RawBlock],
     return blocks, position + 1 + 4 * count
 
 
-# A batch's new reservations share one reservation time and one expiry.
-_instant = lru_cache(maxsize=ALLOWED_CACHE_SIZE)(from_ms)
+_instant = lru_cache(maxsize=INSTANT_CACHE_SIZE)(from_ms)
 
 
 def _reservation(user_id: str, reply: list[Any]) -> Reservation | None:
@@ -865,10 +866,17 @@ def parse_record(fields: dict[str, str]) -> rules.CardholderRecord:
     return record
 
 
-@lru_cache(maxsize=ALLOWED_CACHE_SIZE)
-def _allowed_now(content_id: str, now_ms: int) -> CandidateDecision:
-    """An allowed-now decision; immutable, so the many cardholders of a batch share one per content."""
-    return CandidateDecision(content_id, True, (), from_ms(now_ms))
+class _AllowedNow(dict):
+    """content id -> its allowed-now decision at one batch's decision time, made on first use:
+    immutable, so the many cardholders of a batch share one per content."""
+
+    def __init__(self, at: datetime) -> None:
+        super().__init__()
+        self.at = at
+
+    def __missing__(self, content_id: str) -> CandidateDecision:
+        decision = self[content_id] = CandidateDecision(content_id, True, (), self.at)
+        return decision
 
 
 def _push_rows(packed: str) -> list[tuple[Any, ...]]:
