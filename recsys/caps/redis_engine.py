@@ -65,7 +65,7 @@ from recsys.caps.decisions import (
     now_utc,
     to_ms,
 )
-from recsys.caps.engine import CapEngine, check_candidate, check_id, new_push_id
+from recsys.caps.engine import CapEngine, check_candidate, check_id, new_push_ids
 from recsys.caps.policy import Policy, PolicyError, default_policy
 
 logger = logging.getLogger(__name__)
@@ -481,7 +481,8 @@ class RedisCapEngine(CapEngine):
                 numbers = (cal.now, cal.day_start, cal.day_end, cal.month_start, cal.month_end)
                 args = packed[id(cal)] = tuple(b"%d" % v for v in (*numbers, cal.quiet_until or 0))
             cal_args.append(args)
-        push_ids = [(r.push_id or new_push_id()) if r.reserve else "" for r in requests]
+        fresh = iter(new_push_ids(sum(1 for r in requests if r.reserve and not r.push_id)))
+        push_ids = [(r.push_id or next(fresh)) if r.reserve else "" for r in requests]
         exhausted = self._exhausted_campaigns(policy, requests, now_ms)
         decided_at = from_ms(now_ms)
         allowed = _AllowedNow(decided_at)
