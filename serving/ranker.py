@@ -297,7 +297,8 @@ def chosen_positions(request: RankRequest, decision: UserDecision | None) -> lis
     chosen = [position for position, candidate in enumerate(decision.decisions) if candidate.allowed]
     chosen = chosen[:request.k]
     reservation = decision.reservation
-    if reservation is not None and chosen:
+    if (reservation is not None and chosen
+            and decision.decisions[chosen[0]].content_id != reservation.content_id):
         # The reserved content is what the scheduler sends: it always comes first.
         positions = (p for p, d in enumerate(decision.decisions) if d.content_id == reservation.content_id)
         reserved = next(positions, None)
@@ -337,7 +338,7 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
     if chosen:
         caps_next = _iso(now)
         if outlook is None:
-            verdict = (SEND, NO_RESPONSE_MODEL, _iso(now.astimezone(UTC)))
+            verdict = (SEND, NO_RESPONSE_MODEL, caps_next)
         else:
             verdict = (outlook.verdict.decision, outlook.verdict.reason, _iso(outlook.verdict.send_at))
     else:
@@ -372,7 +373,7 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
         },
         "push_id": reservation.push_id if reservation is not None else None,
         "reservation_expires_at": _iso(reservation.expires_at) if reservation is not None else None,
-        "skipped": [{"content_id": c, "reason": r} for c, r in ranked.skipped],
+        "skipped": [{"content_id": c, "reason": r} for c, r in ranked.skipped] if ranked.skipped else [],
         "decision": verdict[0],
         "reason": verdict[1],
         "send_at": verdict[2],

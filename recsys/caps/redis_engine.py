@@ -73,6 +73,8 @@ logger = logging.getLogger(__name__)
 # A candidate under a policy: (limit bitmask * 4 + transactional * 2, record tail, field "c:<id>",
 # the code and the code + 1 (campaign throttled) as script arguments)
 _Code = tuple[int, str, bytes, bytes, bytes]
+# A candidate object's code, found by the object's id: the code and the object (kept alive by it)
+_Entry = tuple[int, str, bytes, bytes, bytes, Candidate]
 
 _SETTING = re.compile(r"\bP\.([a-z_]+)\b")
 _CHUNK = 128
@@ -265,12 +267,13 @@ class RedisCapEngine(CapEngine):
         return _Compiled(policy, sha, {}, {}, {})
 
     @staticmethod
-    def _candidate_code(compiled: _Compiled, candidate: Candidate, request: int, position: int) -> _Code:
+    def _candidate_code(compiled: _Compiled, candidate: Candidate, request: int, position: int) -> _Entry:
         """(limit bitmask * 4 + transactional * 2, stored record tail, sent-content field, and the
         code and the code with the campaign-throttled bit as arguments), cached.
 
         Validates the candidate the first time it is seen. Callers look in `compiled.by_id` first:
-        a candidate object seen before is found without hashing its fields.
+        a candidate object seen before is found without hashing its fields (its entry ends with the
+        object, which keeps it alive: no other live object can have its id).
         """
         cached = compiled.codes.get(candidate)
         if cached is None:
@@ -290,9 +293,8 @@ class RedisCapEngine(CapEngine):
             compiled.codes[candidate] = cached
         if len(compiled.by_id) > 50_000:
             compiled.by_id.clear()
-        # the entry keeps the candidate alive, so its id cannot be reused by another object
-        compiled.by_id[id(candidate)] = (candidate, cached)
-        return cached
+        entry = compiled.by_id[id(candidate)] = (*cached, candidate)
+        return entry
 
     def set_policy(self, policy: Policy) -> None:
         compiled = self._compile(policy)
@@ -432,7 +434,7 @@ class RedisCapEngine(CapEngine):
         cal_args: tuple[bytes, ...],
         push_id: str,
         exhausted: dict[str, tuple[int, int, int]],
-        codes: list[_Code],
+        codes: list[_Entry],
     ) -> tuple[Any, ...]:
         # Arguments go pre-encoded where they repeat (calendar, candidate fields and codes): the
         # packer then only copies bytes.
@@ -459,17 +461,13 @@ class RedisCapEngine(CapEngine):
         self._check_requests(requests, candidates=False)
         compiled = self._compiled
         policy = compiled.policy
-        by_id = compiled.by_id
+        known = compiled.by_id.get
         codes = []
         for i, r in enumerate(requests):
-            row = []
-            for p, c in enumerate(r.candidates):
-                entry = by_id.get(id(c))
-                row.append(
-                    entry[1]
-                    if entry is not None and entry[0] is c
-                    else self._candidate_code(compiled, c, i, p)
-                )
+            row = list(map(known, map(id, r.candidates)))
+            if None in row:
+                row = [code if code is not None else self._candidate_code(compiled, c, i, p)
+                       for p, (c, code) in enumerate(zip(r.candidates, row, strict=True))]
             codes.append(row)
         now_ms = to_ms(now or now_utc())
         cals = [rules.calendar(policy, r.timezone or policy.default_timezone, now_ms) for r in requests]
@@ -617,7 +615,7 @@ class RedisCapEngine(CapEngine):
         compiled: _Compiled,
         reply: list[Any],
         request: CapRequest,
-        codes: list[_Code],
+        codes: list[_Entry],
         cal: rules.Calendar,
         given: dict[str, tuple[int, int, int]],
         allowed: _AllowedNow,
@@ -781,7 +779,7 @@ class _Compiled:
     sha: str
     codes: dict[Candidate, _Code]
     memo: dict[Any, Any]
-    by_id: dict[int, tuple[Candidate, _Code]]
+    by_id: dict[int, _Entry]
 
 
 class _LazyCalls(Sequence):
