@@ -45,7 +45,7 @@ PROBE_CANDIDATE = Candidate(content_id="\x00probe", kind="\x00")
 def check_id(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise CapRequestError(f"{what} must be a non-empty string, got {value!r}")
-    if len(value) > 256 or any(char in value for char in _FORBIDDEN_ID_CHARS):
+    if len(value) > 256 or any(map(value.__contains__, _FORBIDDEN_ID_CHARS)):
         raise CapRequestError(f"{what} {value[:40]!r}: at most 256 characters, no ASCII control separators")
     return value
 
