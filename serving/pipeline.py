@@ -314,11 +314,12 @@ class LiveModel:
         order = np.argsort(-row, kind="stable")[:width]
         return Ranked(pool[order], row[order].astype(np.float32, copy=False))
 
-    def reasons(self, user: Representation, items: np.ndarray) -> list[str]:
+    def reasons(self, user: Representation, items: Sequence[int] | np.ndarray) -> list[str]:
         """One short reason per item: the user feature (or collaborative part) adding most to its score."""
         return self.reasons_many([user], [items])[0]
 
-    def reasons_many(self, users: Sequence[Representation], items: Sequence[np.ndarray]) -> list[list[str]]:
+    def reasons_many(self, users: Sequence[Representation],
+                     items: Sequence[Sequence[int] | np.ndarray]) -> list[list[str]]:
         """`reasons` for many cardholders at once (`items[i]` for `users[i]`), in a few array passes.
 
         Each cardholder's figures are computed alike whoever shares the call (products elementwise,

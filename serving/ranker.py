@@ -310,22 +310,25 @@ def chosen_positions(request: RankRequest, decision: UserDecision | None) -> lis
 def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: RankRequest,
            ranked: Ranked, decision: UserDecision | None, now: datetime,
            outlook: Outlook | None = None, chosen: list[int] | None = None,
-           reasons: list[str] | None = None) -> dict[str, Any]:
+           reasons: list[str] | None = None, picked: list[int] | None = None) -> dict[str, Any]:
     """The response body for one cardholder (times as ISO 8601 strings, as the JSON has them);
-    `chosen` and `reasons` when the caller computed them for a whole batch."""
+    `chosen` (positions), `picked` (their items) and `reasons` when the caller computed them for a
+    whole batch."""
     if chosen is None:
         chosen = chosen_positions(request, decision)
+    if picked is None:
+        picked = ranked.items[chosen].tolist() if chosen else []
     if reasons is None:
-        reasons = model.reasons(user, ranked.items[chosen])
+        reasons = model.reasons(user, picked)
     body_items: list[dict[str, Any]] = []
     if chosen:
-        # plain lists: indexing a short list is cheaper than numpy fancy indexing, once per answer of a batch
-        items, scores = ranked.items.tolist(), ranked.scores.tolist()
+        # plain lists: indexing a short list is cheaper than numpy indexing, once per answer of a batch
+        scores = ranked.scores.tolist()
         ids, titles, kinds = model.item_ids, model.titles, model.kinds
         body_items = [
-            {"content_id": ids[items[p]], "title": titles[items[p]], "kind": kinds[items[p]],
-             "score": scores[p], "reason": reason}
-            for p, reason in zip(chosen, reasons, strict=True)
+            {"content_id": ids[item], "title": titles[item], "kind": kinds[item], "score": scores[p],
+             "reason": reason}
+            for item, p, reason in zip(picked, chosen, reasons, strict=True)
         ]
         require_finite([item["score"] for item in body_items], f"scores for {request.user_id!r}")
     if outlook is not None and outlook.p_open is not None:
@@ -431,14 +434,16 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
                 decisions[positions[slot]] = result
     chosen_all = [chosen_positions(request, decision) for request, decision in zip(requests, decisions,
                                                                                  strict=True)]
-    reasons_all = model.reasons_many(users, [ranked.items[chosen] if chosen else ranked.items[:0]
-                                             for ranked, chosen in zip(ranked_all, chosen_all, strict=True)])
+    picked_all = [[items[p] for p in chosen] if chosen else [] for items, chosen
+                  in zip([ranked.items.tolist() for ranked in ranked_all], chosen_all, strict=True)]
+    reasons_all = model.reasons_many(users, picked_all)
     bodies = []
     rules: Counter[str] = Counter()
     fallbacks: Counter[str] = Counter()
-    rows = zip(users, requests, ranked_all, decisions, looks, chosen_all, reasons_all, moments, strict=True)
-    for user, request, ranked, decision, look, chosen, reasons, moment in rows:
-        body = answer(model, snapshot, user, request, ranked, decision, moment, look, chosen, reasons)
+    rows = zip(users, requests, ranked_all, decisions, looks, chosen_all, reasons_all, picked_all, moments,
+               strict=True)
+    for user, request, ranked, decision, look, chosen, reasons, picked, moment in rows:
+        body = answer(model, snapshot, user, request, ranked, decision, moment, look, chosen, reasons, picked)
         bodies.append(body)
         if chosen:
             rules["allowed"] += 1
