@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -91,7 +91,7 @@ class Ranked:
 
     items: np.ndarray
     scores: np.ndarray
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: Sequence[tuple[str, str]] = ()
 
 
 UNKNOWN_CONTENT = ("content id unknown to the published catalogue: check the id (a new content needs a "
@@ -294,8 +294,10 @@ class LiveModel:
         # eligible ones are a prefix
         order, values = best_per_row(scores, min(width, m))
         order = order.astype(np.int64)
-        counts = np.isfinite(values).sum(axis=1).tolist()
-        return [Ranked(order[i, :count], values[i, :count]) for i, count in enumerate(counts)]
+        counts = np.isfinite(values).sum(axis=1)
+        if counts.min() == order.shape[1]:  # every row full (the usual case): whole rows, no slicing
+            return [Ranked(items, scores) for items, scores in zip(order, values, strict=True)]
+        return [Ranked(order[i, :count], values[i, :count]) for i, count in enumerate(counts.tolist())]
 
     def _rank_one(self, user: Representation, valid: np.ndarray, width: int) -> Ranked:
         """`rank_block` for one cardholder: the scheduler's hot path, with as few array passes as possible."""
@@ -312,11 +314,12 @@ class LiveModel:
         order = np.argsort(-row, kind="stable")[:width]
         return Ranked(pool[order], row[order].astype(np.float32, copy=False))
 
-    def reasons(self, user: Representation, items: np.ndarray) -> list[str]:
+    def reasons(self, user: Representation, items: Sequence[int] | np.ndarray) -> list[str]:
         """One short reason per item: the user feature (or collaborative part) adding most to its score."""
         return self.reasons_many([user], [items])[0]
 
-    def reasons_many(self, users: Sequence[Representation], items: Sequence[np.ndarray]) -> list[list[str]]:
+    def reasons_many(self, users: Sequence[Representation],
+                     items: Sequence[Sequence[int] | np.ndarray]) -> list[list[str]]:
         """`reasons` for many cardholders at once (`items[i]` for `users[i]`), in a few array passes.
 
         Each cardholder's figures are computed alike whoever shares the call (products elementwise,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from difflib import get_close_matches
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -88,8 +89,9 @@ def representations(model: LiveModel, blobs: Sequence[bytes | None],
                     requests: Sequence[RankRequest]) -> list[Representation]:
     out = []
     for index, (blob, request) in enumerate(zip(blobs, requests, strict=True)):
-        where = f"requests[{index}].features" if len(requests) > 1 else "features"
-        check_features(model, request.features, where)
+        if request.features:
+            check_features(model, request.features,
+                           f"requests[{index}].features" if len(requests) > 1 else "features")
         if blob is not None:
             out.append(model.known(decode_user(blob, model.item_dtype, model.feature_dtype)))
         else:
@@ -121,17 +123,23 @@ class Outlook:
 
 def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
              requests: Sequence[RankRequest], ranked_all: Sequence[Ranked],
-             clock: datetime) -> list[Outlook | None]:
-    """Outlooks for every request with candidates (see `recsys.decision`); one caps read for the batch."""
+             moments: Sequence[datetime]) -> list[Outlook | None]:
+    """Outlooks for every request with candidates at its decision time `moments[i]` (see
+    `recsys.decision`); one caps read for the batch."""
     model, policy = snapshot.model, snapshot.policy.policy
     rows = [i for i, ranked in enumerate(ranked_all) if len(ranked.items)]
     out: list[Outlook | None] = [None] * len(requests)
     response = model.response
     if response is None or not policy.decision.enabled:
         reason = NO_RESPONSE_MODEL if response is None else DECISIONS_OFF
+        shared: dict[datetime, Outlook] = {}  # immutable: the requests of one time share one outlook
         for i in rows:
-            now = requests[i].now or clock
-            out[i] = Outlook(Verdict(SEND, reason, now.astimezone(UTC), float("nan")), None, None, [])
+            now = moments[i]
+            look = shared.get(now)
+            if look is None:
+                look = shared[now] = Outlook(Verdict(SEND, reason, now.astimezone(UTC), float("nan")),
+                                             None, None, [])
+            out[i] = look
         return out
     if not rows:
         return out
@@ -145,7 +153,7 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
     # model keeps and the caps state's after them, older ones leaving the 30-day window day by day
     plans, caps_counts = [], []
     for slot, i in enumerate(rows):
-        now = requests[i].now or clock
+        now = moments[i]
         local = now.astimezone(ZoneInfo(users[i].timezone or policy.default_timezone))
         now_ms = to_ms(now)
         month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -266,7 +274,8 @@ def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_o
 def cap_request(model: LiveModel, user: Representation, request: RankRequest, ranked: Ranked,
                 outlook: Outlook | None = None) -> CapRequest:
     candidates = model.cap_candidates(request.campaign)
-    chosen = tuple([candidates[i] for i in ranked.items[:decide_width(request.k)].tolist()])
+    index = ranked.items[:decide_width(request.k)].tolist()
+    chosen = itemgetter(*index)(candidates) if len(index) > 1 else tuple([candidates[i] for i in index])
     sending = outlook is None or outlook.verdict.decision == SEND
     return CapRequest(request.user_id, chosen, user.timezone, request.reserve and bool(chosen) and sending)
 
@@ -288,7 +297,8 @@ def chosen_positions(request: RankRequest, decision: UserDecision | None) -> lis
     chosen = [position for position, candidate in enumerate(decision.decisions) if candidate.allowed]
     chosen = chosen[:request.k]
     reservation = decision.reservation
-    if reservation is not None and chosen:
+    if (reservation is not None and chosen
+            and decision.decisions[chosen[0]].content_id != reservation.content_id):
         # The reserved content is what the scheduler sends: it always comes first.
         positions = (p for p, d in enumerate(decision.decisions) if d.content_id == reservation.content_id)
         reserved = next(positions, None)
@@ -300,69 +310,76 @@ def chosen_positions(request: RankRequest, decision: UserDecision | None) -> lis
 def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: RankRequest,
            ranked: Ranked, decision: UserDecision | None, now: datetime,
            outlook: Outlook | None = None, chosen: list[int] | None = None,
-           reasons: list[str] | None = None) -> dict[str, Any]:
+           reasons: list[str] | None = None, picked: list[int] | None = None) -> dict[str, Any]:
     """The response body for one cardholder (times as ISO 8601 strings, as the JSON has them);
-    `chosen` and `reasons` when the caller computed them for a whole batch."""
+    `chosen` (positions), `picked` (their items) and `reasons` when the caller computed them for a
+    whole batch."""
     if chosen is None:
         chosen = chosen_positions(request, decision)
-    blocks: list[dict[str, Any]] = []
-    if decision is not None:
-        if not chosen and decision.decisions:
-            blocks = [{"rule": b.rule, "detail": b.detail, "eligible_at": _iso(b.eligible_at)}
-                      for b in decision.decisions[0].blocks]
-    elif not user.opt_in:
-        blocks = [NOT_OPTED_IN]
-    else:
-        blocks = [NO_CANDIDATES]
-    reservation = decision.reservation if decision is not None else None
+    if picked is None:
+        picked = ranked.items[chosen].tolist() if chosen else []
     if reasons is None:
-        reasons = model.reasons(user, ranked.items[chosen])
-    # plain lists: indexing a short list is cheaper than numpy fancy indexing, once per answer of a batch
-    items, scores = ranked.items.tolist(), ranked.scores.tolist()
-    ids, titles, kinds = model.item_ids, model.titles, model.kinds
-    body_items = [
-        {"content_id": ids[items[p]], "title": titles[items[p]], "kind": kinds[items[p]],
-         "score": scores[p], "reason": reason}
-        for p, reason in zip(chosen, reasons, strict=True)
-    ]
-    require_finite([item["score"] for item in body_items], f"scores for {request.user_id!r}")
+        reasons = model.reasons(user, picked)
+    body_items: list[dict[str, Any]] = []
+    if chosen:
+        # plain lists: indexing a short list is cheaper than numpy indexing, once per answer of a batch
+        scores = ranked.scores.tolist()
+        ids, titles, kinds = model.item_ids, model.titles, model.kinds
+        body_items = [
+            {"content_id": ids[item], "title": titles[item], "kind": kinds[item], "score": scores[p],
+             "reason": reason}
+            for item, p, reason in zip(picked, chosen, reasons, strict=True)
+        ]
+        require_finite([item["score"] for item in body_items], f"scores for {request.user_id!r}")
     if outlook is not None and outlook.p_open is not None:
         for body_item, position in zip(body_items, chosen, strict=True):
             body_item["p_open"] = float(outlook.p_open[position])
             body_item["p_mute"] = float(outlook.p_mute[position])
             require_finite([body_item["p_open"], body_item["p_mute"]],
                            f"P(open), P(mute) of {body_item['content_id']!r} for {request.user_id!r}")
-    allowed = bool(chosen)
-    caps_next = _iso(now if allowed else decision.eligible_at if decision is not None else None)
-    if not allowed:
-        verdict = {"decision": HOLD, "reason": "caps: " + (", ".join(b["rule"] for b in blocks) or "blocked"),
-                   "send_at": caps_next}
-    elif outlook is None:
-        verdict = {"decision": SEND, "reason": NO_RESPONSE_MODEL, "send_at": _iso(now.astimezone(UTC))}
+    blocks: list[dict[str, Any]] = []
+    if chosen:
+        caps_next = _iso(now)
+        if outlook is None:
+            verdict = (SEND, NO_RESPONSE_MODEL, caps_next)
+        else:
+            verdict = (outlook.verdict.decision, outlook.verdict.reason, _iso(outlook.verdict.send_at))
     else:
-        verdict = {"decision": outlook.verdict.decision, "reason": outlook.verdict.reason,
-                   "send_at": _iso(outlook.verdict.send_at)}
-    # fewer than k although eligible candidates were left beyond those the caps looked at
-    short = len(chosen) < request.k and len(ranked.items) > decide_width(request.k)
+        if decision is not None:
+            if decision.decisions:
+                blocks = [{"rule": b.rule, "detail": b.detail, "eligible_at": _iso(b.eligible_at)}
+                          for b in decision.decisions[0].blocks]
+        elif not user.opt_in:
+            blocks = [NOT_OPTED_IN]
+        else:
+            blocks = [NO_CANDIDATES]
+        caps_next = _iso(decision.eligible_at) if decision is not None else None
+        verdict = (HOLD, "caps: " + (", ".join(b["rule"] for b in blocks) or "blocked"), caps_next)
+    reservation = decision.reservation if decision is not None else None
+    registry = _registry(model)
     return {
         "user_id": request.user_id,
         "items": body_items,
         "model_version": model.version,
-        **registry_of(model),
+        registry[0][0]: registry[0][1],
+        registry[1][0]: registry[1][1],
         "fallback": user.fallback is not None,
         "fallback_source": user.fallback,
         "caps": {
-            "allowed": allowed,
+            "allowed": bool(chosen),
             "blocks": blocks,
             "next_eligible_at": caps_next,
             "policy_version": (decision.policy_version if decision is not None
                                else snapshot.policy.policy.version),
-            "short": short,
+            # fewer than k although eligible candidates were left beyond those the caps looked at
+            "short": len(chosen) < request.k and len(ranked.items) > decide_width(request.k),
         },
         "push_id": reservation.push_id if reservation is not None else None,
         "reservation_expires_at": _iso(reservation.expires_at) if reservation is not None else None,
-        "skipped": [{"content_id": c, "reason": r} for c, r in ranked.skipped],
-        **verdict,
+        "skipped": [{"content_id": c, "reason": r} for c, r in ranked.skipped] if ranked.skipped else [],
+        "decision": verdict[0],
+        "reason": verdict[1],
+        "send_at": verdict[2],
         "best_hours": [] if outlook is None else outlook.best_hours,
     }
 
@@ -372,17 +389,21 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
     snapshot = state.snapshot()
     model = snapshot.model
     clock = default_now or state.now()
+    # Each request's decision time in UTC: requests parsed one by one carry a time zone object each, and
+    # comparing or hashing times of different zone objects costs a zone lookup (2 us) every time.
+    moments = [clock if request.now is None else request.now.astimezone(UTC) for request in requests]
     checked: set[datetime | None] = set()  # a batch's requests normally share one time: check it once
-    for index, request in enumerate(requests):
-        if request.now not in checked:
+    for index, (request, moment) in enumerate(zip(requests, moments, strict=True)):
+        key = None if request.now is None else moment
+        if key not in checked:
             state.check_now(request.now, f"requests[{index}].now" if len(requests) > 1 else "now")
-            checked.add(request.now)
+            checked.add(key)
     blobs = state.user_records(model.version, [request.user_id for request in requests])
     users = representations(model, blobs, requests)
     ranked_all: list[Ranked | None] = [None] * len(requests)
     by_time: dict[datetime, list[int]] = {}
-    for index, request in enumerate(requests):
-        by_time.setdefault(request.now or clock, []).append(index)
+    for index, moment in enumerate(moments):
+        by_time.setdefault(moment, []).append(index)
     for now, indices in by_time.items():
         valid = model.valid_at(now)
         default = [i for i in indices if requests[i].candidates is None]
@@ -395,7 +416,7 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
         for i in indices:
             if requests[i].candidates is not None:
                 ranked_all[i] = model.rank(users[i], now, requests[i].candidates, valid)
-    looks = outlooks(snapshot, state.engine, users, requests, ranked_all, clock)
+    looks = outlooks(snapshot, state.engine, users, requests, ranked_all, moments)
     cap_requests, positions = [], []
     for index, (user, request, ranked) in enumerate(zip(users, requests, ranked_all, strict=True)):
         if len(ranked.items):
@@ -404,30 +425,30 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
     decisions: list[UserDecision | None] = [None] * len(requests)
     if cap_requests:
         # One caps call per distinct decision time (a batch normally shares one).
-        by_time: dict[datetime, list[int]] = {}
+        by_time = {}
         for slot, index in enumerate(positions):
-            by_time.setdefault(requests[index].now or clock, []).append(slot)
+            by_time.setdefault(moments[index], []).append(slot)
         for now, slots in by_time.items():
             results = state.engine.decide_batch([cap_requests[s] for s in slots], now=now)
             for slot, result in zip(slots, results, strict=True):
                 decisions[positions[slot]] = result
     chosen_all = [chosen_positions(request, decision) for request, decision in zip(requests, decisions,
                                                                                  strict=True)]
-    reasons_all = model.reasons_many(users, [ranked.items[chosen]
-                                             for ranked, chosen in zip(ranked_all, chosen_all, strict=True)])
+    picked_all = [[items[p] for p in chosen] if chosen else [] for items, chosen
+                  in zip([ranked.items.tolist() for ranked in ranked_all], chosen_all, strict=True)]
+    reasons_all = model.reasons_many(users, picked_all)
     bodies = []
     rules: Counter[str] = Counter()
     fallbacks: Counter[str] = Counter()
-    rows = zip(users, requests, ranked_all, decisions, looks, chosen_all, reasons_all, strict=True)
-    for user, request, ranked, decision, look, chosen, reasons in rows:
-        body = answer(model, snapshot, user, request, ranked, decision, request.now or clock, look, chosen,
-                      reasons)
+    rows = zip(users, requests, ranked_all, decisions, looks, chosen_all, reasons_all, picked_all, moments,
+               strict=True)
+    for user, request, ranked, decision, look, chosen, reasons, picked, moment in rows:
+        body = answer(model, snapshot, user, request, ranked, decision, moment, look, chosen, reasons, picked)
         bodies.append(body)
-        caps = body["caps"]
-        if caps["allowed"]:
+        if chosen:
             rules["allowed"] += 1
         else:
-            rules.update(block["rule"] for block in caps["blocks"])
+            rules.update(block["rule"] for block in body["caps"]["blocks"])
         if user.fallback is not None:
             fallbacks[user.fallback] += 1
     for rule, count in rules.items():

@@ -45,7 +45,7 @@ PROBE_CANDIDATE = Candidate(content_id="\x00probe", kind="\x00")
 def check_id(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise CapRequestError(f"{what} must be a non-empty string, got {value!r}")
-    if len(value) > 256 or any(char in value for char in _FORBIDDEN_ID_CHARS):
+    if len(value) > 256 or any(map(value.__contains__, _FORBIDDEN_ID_CHARS)):
         raise CapRequestError(f"{what} {value[:40]!r}: at most 256 characters, no ASCII control separators")
     return value
 
@@ -63,12 +63,19 @@ def check_candidate(candidate: Candidate, where: str) -> None:
         check_id(candidate.campaign, f"{where}.campaign")
 
 
+def new_push_ids(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs as 32 hex digits each, as `uuid.uuid4().hex` writes them, from
+    one read of the system's random source (a batch's reservations: a sixth of the time of one read each)."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes([byte & 0x0F | 0x40 for byte in raw[6::16]])  # version 4
+    raw[8::16] = bytes([byte & 0x3F | 0x80 for byte in raw[8::16]])  # RFC 4122 variant
+    hexed = raw.hex()
+    return [hexed[start:start + 32] for start in range(0, 32 * count, 32)]
+
+
 def new_push_id() -> str:
-    """A random (version 4) UUID as 32 hex digits, as `uuid.uuid4().hex` writes it, in a third of the time."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
-    return raw.hex()
+    """One random (version 4) UUID as 32 hex digits (`new_push_ids`)."""
+    return new_push_ids(1)[0]
 
 
 class CapEngine(abc.ABC):

@@ -65,7 +65,7 @@ from recsys.caps.decisions import (
     now_utc,
     to_ms,
 )
-from recsys.caps.engine import CapEngine, check_candidate, check_id, new_push_id
+from recsys.caps.engine import CapEngine, check_candidate, check_id, new_push_ids
 from recsys.caps.policy import Policy, PolicyError, default_policy
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ logger = logging.getLogger(__name__)
 # A candidate under a policy: (limit bitmask * 4 + transactional * 2, record tail, field "c:<id>",
 # the code and the code + 1 (campaign throttled) as script arguments)
 _Code = tuple[int, str, bytes, bytes, bytes]
+# A candidate object's code, found by the object's id: the code and the object (kept alive by it)
+_Entry = tuple[int, str, bytes, bytes, bytes, Candidate]
 
 _SETTING = re.compile(r"\bP\.([a-z_]+)\b")
 _CHUNK = 128
@@ -88,8 +90,8 @@ _UNAVAILABLE = (
     OSError,
 )
 
-# Allowed-now decisions kept for reuse: a batch decides at one instant over a catalogue of hundreds.
-ALLOWED_CACHE_SIZE = 4096
+# Reservation times kept for reuse: a batch's new reservations share one time and one expiry.
+INSTANT_CACHE_SIZE = 4096
 
 # A throttle window's counter outlives its window by this much, so a scheduler whose clock lags another's
 # by up to a minute still counts against the same window instead of finding the counter gone.
@@ -265,12 +267,13 @@ class RedisCapEngine(CapEngine):
         return _Compiled(policy, sha, {}, {}, {})
 
     @staticmethod
-    def _candidate_code(compiled: _Compiled, candidate: Candidate, request: int, position: int) -> _Code:
+    def _candidate_code(compiled: _Compiled, candidate: Candidate, request: int, position: int) -> _Entry:
         """(limit bitmask * 4 + transactional * 2, stored record tail, sent-content field, and the
         code and the code with the campaign-throttled bit as arguments), cached.
 
         Validates the candidate the first time it is seen. Callers look in `compiled.by_id` first:
-        a candidate object seen before is found without hashing its fields.
+        a candidate object seen before is found without hashing its fields (its entry ends with the
+        object, which keeps it alive: no other live object can have its id).
         """
         cached = compiled.codes.get(candidate)
         if cached is None:
@@ -290,9 +293,8 @@ class RedisCapEngine(CapEngine):
             compiled.codes[candidate] = cached
         if len(compiled.by_id) > 50_000:
             compiled.by_id.clear()
-        # the entry keeps the candidate alive, so its id cannot be reused by another object
-        compiled.by_id[id(candidate)] = (candidate, cached)
-        return cached
+        entry = compiled.by_id[id(candidate)] = (*cached, candidate)
+        return entry
 
     def set_policy(self, policy: Policy) -> None:
         compiled = self._compile(policy)
@@ -432,7 +434,7 @@ class RedisCapEngine(CapEngine):
         cal_args: tuple[bytes, ...],
         push_id: str,
         exhausted: dict[str, tuple[int, int, int]],
-        codes: list[_Code],
+        codes: list[_Entry],
     ) -> tuple[Any, ...]:
         # Arguments go pre-encoded where they repeat (calendar, candidate fields and codes): the
         # packer then only copies bytes.
@@ -459,17 +461,13 @@ class RedisCapEngine(CapEngine):
         self._check_requests(requests, candidates=False)
         compiled = self._compiled
         policy = compiled.policy
-        by_id = compiled.by_id
+        known = compiled.by_id.get
         codes = []
         for i, r in enumerate(requests):
-            row = []
-            for p, c in enumerate(r.candidates):
-                entry = by_id.get(id(c))
-                row.append(
-                    entry[1]
-                    if entry is not None and entry[0] is c
-                    else self._candidate_code(compiled, c, i, p)
-                )
+            row = list(map(known, map(id, r.candidates)))
+            if None in row:
+                row = [code if code is not None else self._candidate_code(compiled, c, i, p)
+                       for p, (c, code) in enumerate(zip(r.candidates, row, strict=True))]
             codes.append(row)
         now_ms = to_ms(now or now_utc())
         cals = [rules.calendar(policy, r.timezone or policy.default_timezone, now_ms) for r in requests]
@@ -481,9 +479,11 @@ class RedisCapEngine(CapEngine):
                 numbers = (cal.now, cal.day_start, cal.day_end, cal.month_start, cal.month_end)
                 args = packed[id(cal)] = tuple(b"%d" % v for v in (*numbers, cal.quiet_until or 0))
             cal_args.append(args)
-        push_ids = [(r.push_id or new_push_id()) if r.reserve else "" for r in requests]
+        fresh = iter(new_push_ids(sum(1 for r in requests if r.reserve and not r.push_id)))
+        push_ids = [(r.push_id or next(fresh)) if r.reserve else "" for r in requests]
         exhausted = self._exhausted_campaigns(policy, requests, now_ms)
         decided_at = from_ms(now_ms)
+        allowed = _AllowedNow(decided_at)
         results: list[UserDecision] = []
         todo = list(range(len(requests)))
         while todo:
@@ -496,7 +496,7 @@ class RedisCapEngine(CapEngine):
                 i = todo[position]
                 request = requests[i]
                 reservation_reply, decisions = self._decisions(
-                    compiled, unpackb(reply), request, codes[i], cals[i], given
+                    compiled, unpackb(reply), request, codes[i], cals[i], given, allowed
                 )
                 reservation = _reservation(request.user_id, reservation_reply)
                 built[i] = (
@@ -615,9 +615,10 @@ class RedisCapEngine(CapEngine):
         compiled: _Compiled,
         reply: list[Any],
         request: CapRequest,
-        codes: list[_Code],
+        codes: list[_Entry],
         cal: rules.Calendar,
         given: dict[str, tuple[int, int, int]],
+        allowed: _AllowedNow,
     ) -> tuple[list[Any], tuple[CandidateDecision, ...]]:
         """Each candidate's decision from the script reply, with blocks ordered as `rules.evaluate`.
 
@@ -646,7 +647,7 @@ class RedisCapEngine(CapEngine):
             lasts = reply[position : position + len(codes)]
             if lasts.count(-1) == len(lasts):
                 # Nothing blocks any candidate (the common case): each is allowed now.
-                return reservation, tuple([_allowed_now(c.content_id, cal.now) for c in request.candidates])
+                return reservation, tuple([allowed[c.content_id] for c in request.candidates])
         window = policy.no_repeat.window if policy.no_repeat else None
         shared: dict[tuple[Any, ...], CandidateDecision] = {}
         decisions: list[CandidateDecision] = []
@@ -778,7 +779,7 @@ class _Compiled:
     sha: str
     codes: dict[Candidate, _Code]
     memo: dict[Any, Any]
-    by_id: dict[int, tuple[Candidate, _Code]]
+    by_id: dict[int, _Entry]
 
 
 class _LazyCalls(Sequence):
@@ -820,8 +821,7 @@ def _read_blocks(reply: list[Any], position: int) -> tuple[list[rules.RawBlock],
     return blocks, position + 1 + 4 * count
 
 
-# A batch's new reservations share one reservation time and one expiry.
-_instant = lru_cache(maxsize=ALLOWED_CACHE_SIZE)(from_ms)
+_instant = lru_cache(maxsize=INSTANT_CACHE_SIZE)(from_ms)
 
 
 def _reservation(user_id: str, reply: list[Any]) -> Reservation | None:
@@ -865,10 +865,17 @@ def parse_record(fields: dict[str, str]) -> rules.CardholderRecord:
     return record
 
 
-@lru_cache(maxsize=ALLOWED_CACHE_SIZE)
-def _allowed_now(content_id: str, now_ms: int) -> CandidateDecision:
-    """An allowed-now decision; immutable, so the many cardholders of a batch share one per content."""
-    return CandidateDecision(content_id, True, (), from_ms(now_ms))
+class _AllowedNow(dict):
+    """content id -> its allowed-now decision at one batch's decision time, made on first use:
+    immutable, so the many cardholders of a batch share one per content."""
+
+    def __init__(self, at: datetime) -> None:
+        super().__init__()
+        self.at = at
+
+    def __missing__(self, content_id: str) -> CandidateDecision:
+        decision = self[content_id] = CandidateDecision(content_id, True, (), self.at)
+        return decision
 
 
 def _push_rows(packed: str) -> list[tuple[Any, ...]]:

@@ -161,3 +161,21 @@ def test_pacing_holds_while_last_months_pushes_are_still_leaving_the_window(api,
     for user in ids[never].iloc[:3]:
         body = rank(api, user_id=user, k=1, now=daytime)
         assert not body["reason"].startswith("slots worth more later"), body["reason"]
+
+
+@pytest.mark.redis
+def test_a_batch_decides_each_cardholder_as_one_request_would(api, decided, dataset, daytime) -> None:
+    """Send or hold, P(open), P(mute), best hours and pacing, with the decision times of a batch
+    written in two offsets and at two instants: each answer is that request's alone."""
+    opt = dataset.cardholders["push_opt_in"].astype("boolean").fillna(True)
+    users = dataset.cardholders.loc[opt, "user_id"].astype(str).tolist()[:24]
+    in_utc = pd.Timestamp(daytime).tz_convert("UTC").isoformat()
+    evening = (pd.Timestamp(daytime) + pd.Timedelta(hours=9)).isoformat()
+    requests = [{"user_id": u, "k": 1 + i % 3, "now": (daytime, in_utc, evening)[i % 3]}
+                for i, u in enumerate(users)]
+    batch = api.post("/v1/rank/batch", json={"requests": requests}, headers=SCHEDULER_HEADERS)
+    assert batch.status_code == 200, batch.text
+    results = batch.json()["results"]
+    assert results == [rank(api, **request) for request in requests]
+    assert all(item["p_open"] is not None for result in results for item in result["items"])
+    assert len({result["send_at"] for result in results}) > 1

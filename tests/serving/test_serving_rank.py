@@ -178,6 +178,49 @@ def test_batch_matches_single_requests(api, published, dataset, daytime) -> None
         assert [i["content_id"] for i in single["items"]] == [i["content_id"] for i in result["items"]]
 
 
+def mixed_requests(dataset, bundle, daytime: str, users: list[str], k: int = 3) -> list[dict]:
+    """Requests of every kind one batch may hold: known cardholders at one instant written in two
+    offsets and at a later one, k of 1 to 4, requested candidates (one unknown), an opted-out
+    cardholder, an unknown one described by features and an unknown one without."""
+    later = (pd.Timestamp(daytime) + pd.Timedelta(hours=3)).isoformat()
+    in_utc = pd.Timestamp(daytime).tz_convert("UTC").isoformat()
+    rows = feature_builder(bundle).transform_users(dataset, bundle.as_of, dataset.cardholders["user_id"][:1])
+    features = feature_builder(bundle).user_feature_dicts(rows)[0]
+    items = dataset.content["content_id"].astype(str).tolist()
+    requests = [{"user_id": u, "k": 1 + i % 4, "now": (daytime, in_utc, later)[i % 3]}
+                for i, u in enumerate(users)]
+    requests[1]["candidates"] = [*items[:5], "no-such-content"]
+    return requests + [
+        {"user_id": holders(dataset, opted_in=False)[0], "k": k, "now": daytime},
+        {"user_id": "new-holder-batch-1", "k": k, "now": daytime, "features": features},
+        {"user_id": "new-holder-batch-2", "k": k, "now": in_utc},
+    ]
+
+
+def test_a_batch_answers_each_cardholder_as_one_request_would(api, published, bundle, dataset,
+                                                              daytime) -> None:
+    """Whatever a batch shares between its requests (decision times, caps decisions, outlooks,
+    reasons), every field of every answer is what that cardholder's request alone gets; also once
+    the caps block (the same cardholders again after their daily slot is reserved)."""
+    users = holders(dataset)[100:130]
+    requests = mixed_requests(dataset, bundle, daytime, users)
+    for reserve_first in (False, True):
+        if reserve_first:
+            taken = api.post("/v1/rank/batch", headers=SCHEDULER_HEADERS,
+                             json={"requests": [{**r, "reserve": True} for r in requests[::2]]})
+            assert taken.status_code == 200, taken.text
+        batch = api.post("/v1/rank/batch", headers=SCHEDULER_HEADERS, json={"requests": requests})
+        assert batch.status_code == 200, batch.text
+        results = batch.json()["results"]
+        alone = [rank(api, **request) for request in requests]
+        assert all(response.status_code == 200 for response in alone)
+        assert results == [response.json() for response in alone]
+    rules = {block["rule"] for result in results for block in result["caps"]["blocks"]}
+    assert {"limit:daily", "opt_out"} <= rules, rules
+    assert {r["fallback_source"] for r in results} >= {None, "features", "popularity"}
+    assert any(r["skipped"] for r in results) and len({len(r["items"]) for r in results}) > 2
+
+
 def test_answers_validate_against_the_declared_schema(api, published, dataset, daytime) -> None:
     """The hot routes write their bodies directly: what they write must be what /openapi.json declares."""
     from serving.schemas import BatchRankResponse, RankResponse
