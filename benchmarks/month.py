@@ -1,16 +1,15 @@
 """Closed-loop month: a scheduler drives the real ranking API over HTTP for one calendar month.
 
-A generated world with hour preference (--users cardholders, ending 2026-10-31) gets a small LightFM
-bundle with response models fitted on its push log; the bundle is published twice into Redis
-(RECSYS_REDIS_URL, else an embedded server; own key prefixes, deleted afterwards) and `recsys serve`
-runs once per engine: value-aware (the default policy's decision block) and send-all (the same policy,
-`decision.enabled: false`). Each day of November at 10:00 and 19:30 Asia/Shanghai the scheduler calls
-`/v1/rank/batch` (k=1, reserve=true) for every opted-in cardholder who has not muted or unfollowed in
-the push log, sends only `send` answers that
-carry a push id, draws opens and mutes from the world's hidden truth at the push's local hour (the same
-uniforms for every engine), and posts sent / opened / muted events back. Beside them in the same run:
-a weekly broadcast of the most-read item (Mondays 10:00, to the same cardholders, less those it made
-mute).
+A generated world with hour preference (--users cardholders, ending 2026-10-31) gets the bundle `recsys
+train` builds with its default config (ranking model and response models); the bundle is published
+twice into Redis (RECSYS_REDIS_URL, else an embedded server; own key prefixes, deleted afterwards) and
+`recsys serve` runs once per engine: value-aware (the default policy's decision block) and send-all (the
+same policy, `decision.enabled: false`). Each day of November at 10:00 and 19:30 Asia/Shanghai the
+scheduler calls `/v1/rank/batch` (k=1, reserve=true) for every opted-in cardholder who has not muted or
+unfollowed in the push log, sends only `send` answers that carry a push id, draws opens and mutes from
+the world's hidden truth at the push's local hour (the same uniforms for every engine), and posts sent /
+opened / muted events back. Beside them in the same run: a weekly broadcast of the most-read item
+(Mondays 10:00, to the same cardholders, less those it made mute).
 
 On a generated world three oracle schedulers follow (`oracle`): the true best item at every slot the
 default caps allow; the same, sending only when its true value is > 0; and the same, only in the
@@ -18,8 +17,9 @@ cardholder's better half of the day. They bound what whether, what and when coul
 keeps the value-aware engine's own sends (who, when) but with the true best item (`with_true_items`):
 engine to that row is what to push, that row to an oracle is whether and when. Diagnostics follow: the
 share of each engine's sends in the cardholder's true better half of the day, the learned hour
-preference against the truth's hour term by amount of history (`hour_quality`), and whether the push
-log's reminders recur on a cardholder's day of the month (`statement_cycle`).
+preference against the truth's hour term by amount of history (`hour_quality`), whether the push
+log's reminders recur on a cardholder's day of the month (`statement_cycle`), and each engine's pushes of
+content valid only after the data's end, which no trained model saw on offer (`fresh_content`).
 
 --sweep runs one more value-aware engine per decision setting in the same run (same world, bundle and
 uniforms); --user-hour-penalty refits the bundle's response models with another prior on each
