@@ -1,16 +1,15 @@
 """Closed-loop month: a scheduler drives the real ranking API over HTTP for one calendar month.
 
-A generated world with hour preference (--users cardholders, ending 2026-10-31) gets a small LightFM
-bundle with response models fitted on its push log; the bundle is published twice into Redis
-(RECSYS_REDIS_URL, else an embedded server; own key prefixes, deleted afterwards) and `recsys serve`
-runs once per engine: value-aware (the default policy's decision block) and send-all (the same policy,
-`decision.enabled: false`). Each day of November at 10:00 and 19:30 Asia/Shanghai the scheduler calls
-`/v1/rank/batch` (k=1, reserve=true) for every opted-in cardholder who has not muted or unfollowed in
-the push log, sends only `send` answers that
-carry a push id, draws opens and mutes from the world's hidden truth at the push's local hour (the same
-uniforms for every engine), and posts sent / opened / muted events back. Beside them in the same run:
-a weekly broadcast of the most-read item (Mondays 10:00, to the same cardholders, less those it made
-mute).
+A generated world with hour preference (--users cardholders, ending 2026-10-31) gets the bundle `recsys
+train` builds with its default config (ranking model and response models); the bundle is published
+twice into Redis (RECSYS_REDIS_URL, else an embedded server; own key prefixes, deleted afterwards) and
+`recsys serve` runs once per engine: value-aware (the default policy's decision block) and send-all (the
+same policy, `decision.enabled: false`). Each day of November at 10:00 and 19:30 Asia/Shanghai the
+scheduler calls `/v1/rank/batch` (k=1, reserve=true) for every opted-in cardholder who has not muted or
+unfollowed in the push log, sends only `send` answers that carry a push id, draws opens and mutes from
+the world's hidden truth at the push's local hour (the same uniforms for every engine), and posts sent /
+opened / muted events back. Beside them in the same run: a weekly broadcast of the most-read item
+(Mondays 10:00, to the same cardholders, less those it made mute).
 
 On a generated world three oracle schedulers follow (`oracle`): the true best item at every slot the
 default caps allow; the same, sending only when its true value is > 0; and the same, only in the
@@ -18,8 +17,9 @@ cardholder's better half of the day. They bound what whether, what and when coul
 keeps the value-aware engine's own sends (who, when) but with the true best item (`with_true_items`):
 engine to that row is what to push, that row to an oracle is whether and when. Diagnostics follow: the
 share of each engine's sends in the cardholder's true better half of the day, the learned hour
-preference against the truth's hour term by amount of history (`hour_quality`), and whether the push
-log's reminders recur on a cardholder's day of the month (`statement_cycle`).
+preference against the truth's hour term by amount of history (`hour_quality`), whether the push
+log's reminders recur on a cardholder's day of the month (`statement_cycle`), and each engine's pushes of
+content valid only after the data's end, which no trained model saw on offer (`fresh_content`).
 
 --sweep runs one more value-aware engine per decision setting in the same run (same world, bundle and
 uniforms); --user-hour-penalty refits the bundle's response models with another prior on each
@@ -87,33 +87,21 @@ def build(work: Path, users: int, hour_preference: float, seed: int) -> tuple[Pa
         log(f"generating a {users:,}-cardholder world with hour preference {hour_preference:g}")
         generate_world(WorldConfig(users=users, items=150, days=120, seed=seed,
                                    scenario=Scenario(hour_preference=hour_preference)), world, force=True)
-    bundle_path = world.with_name(world.name + "-bundle")
+    bundle_path = world.with_name(world.name + "-trained")
     if not (bundle_path / "bundle.json").exists():
         train_bundle(world, bundle_path, seed)
     return world, truth, bundle_path
 
 
 def train_bundle(world: Path, bundle_path: Path, seed: int) -> None:
-    """A small LightFM bundle with response models fitted on the world's push log."""
-    from features.bundle_inputs import item_metadata
-    from features.loader import load_dataset
-    from features.pipeline import build_training_matrices
-    from recsys.bundle import ModelBundle
-    from recsys.models.lightfm_hybrid import LightFMHybrid
-    from training.response import fit_response_models
+    """The bundle `recsys train` publishes with its default config: the ranking model with epochs and
+    item appeal chosen on validation, and the response models (`seed` is the world's, not used here)."""
+    from training.config import TrainConfig
+    from training.job import TrainOptions, train
 
-    log("training the ranking model and the response models")
-    dataset = load_dataset(world)
-    as_of = dataset.time_range()[1]
-    matrices, builder = build_training_matrices(dataset, as_of)
-    model = LightFMHybrid(no_components=16, epochs=5, num_threads=2, random_state=seed).fit(matrices)
-    response, report = fit_response_models(dataset, as_of)
-    log(report.summary())
-    bundle = ModelBundle(model=model, users=matrices.users, items=matrices.items,
-                         feature_state=builder.to_dict(),
-                         item_meta=item_metadata(dataset.content, matrices.items),
-                         user_segments=matrices.user_segments, as_of=as_of)
-    replace(bundle, response=response).save(bundle_path)
+    log("training the ranking model and the response models (recsys train's job, default config)")
+    train(TrainOptions(data_dir=world, config=TrainConfig(), model_out=bundle_path,
+                       register=False, progress=False, track=False), echo=log)
 
 
 def with_hour_prior(world: Path, bundle_path: Path, penalty: float) -> Path:
@@ -195,9 +183,13 @@ class Outcomes:
         if first <= as_of.to_pydatetime():
             first = (first + timedelta(days=31)).replace(day=1)
         self.month = first.replace(hour=0, minute=0)
+        content = pd.read_parquet(world / "content.parquet")
+        # content that becomes valid only after the data's end: never on offer to the trained models
+        fresh = pd.to_datetime(content["valid_from"], utc=True) > as_of
+        self.fresh = set(content.loc[fresh.to_numpy(), "content_id"].astype(str))
+        self.last_values = np.zeros(0)
         pushes = pd.read_parquet(world / "push_log.parquet")
         pushes["sent_ts"] = pd.to_datetime(pushes["sent_ts"], utc=True)  # naive times are UTC (contract)
-        content = pd.read_parquet(world / "content.parquet")
         flags = content["transactional"].astype("boolean").fillna(False)
         transactional = set(content.loc[flags, "content_id"])
         start = pd.Timestamp(self.month)
@@ -226,19 +218,27 @@ class Outcomes:
                                                                           strict=True)]
         return np.array([t.hour + t.minute / 60 for t in local])
 
-    def answer(self, rows: np.ndarray, contents: list[str], sent: list[datetime], sent_log: dict,
-               uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Opened and muted per push; `sent_log[row]` (this engine's pushes) gives the recent count."""
+    def probabilities(self, rows: np.ndarray, contents: list[str], sent: list[datetime], sent_log: dict
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """True P(open) and P(mute) per push; `sent_log[row]` (this engine's pushes) gives the recent
+        count."""
         recent = self.recent(rows, sent, sent_log)
         hours = np.array([at.astimezone(ZoneInfo(self.zones[r])).hour
                           for r, at in zip(rows, sent, strict=True)])
         users = self.truth_users[rows]
         if self.independent:
-            p_open = self.p[users, self.truth_items.get_indexer(np.asarray(contents))]
-            return uniforms[0, rows] < p_open, np.zeros(len(rows), dtype=bool)
+            return (self.p[users, self.truth_items.get_indexer(np.asarray(contents))],
+                    np.zeros(len(rows), dtype=np.float64))
         items = self.truth.content_index(np.asarray(contents))
-        p_open = self.response.open_probability(users, items, recent, local_hours=hours)
-        p_mute = self.response.mute_probability(users, recent, items)
+        return (self.response.open_probability(users, items, recent, local_hours=hours),
+                self.response.mute_probability(users, recent, items))
+
+    def answer(self, rows: np.ndarray, contents: list[str], sent: list[datetime], sent_log: dict,
+               uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Opened and muted per push, and the push's true value p_open - 10 x p_mute into
+        `self.last_values` (for the fresh-content diagnosis)."""
+        p_open, p_mute = self.probabilities(rows, contents, sent, sent_log)
+        self.last_values = p_open - MUTE_PRICE * p_mute
         return uniforms[0, rows] < p_open, uniforms[1, rows] < p_mute
 
 
@@ -309,12 +309,37 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
             totals["pushes"] += len(rows)
             totals["opens"] += int(opened.sum())
             totals["mutes"] += int(muted.sum())
+            count_fresh(totals, outcomes, contents)
         if day % 7 == 6:
             log(f"  {name}: day {day + 1}, {totals['pushes']:,} pushes, {totals['opens']:,} opens")
     client.close()
     totals["violations"] = violations(sent_log, outcomes.zones)
     totals["batches"] = batches
     return dict(totals)
+
+
+def count_fresh(totals: dict, outcomes: Outcomes, contents: list[str]) -> None:
+    """Adds the pushes of content valid only after the data's end, and the true value of fresh and of
+    other pushes (`outcomes.last_values`, the batch just answered)."""
+    fresh = np.array([c in outcomes.fresh for c in contents], dtype=bool)
+    totals["fresh"] += int(fresh.sum())
+    totals["value fresh"] += float(outcomes.last_values[fresh].sum())
+    totals["value other"] += float(outcomes.last_values[~fresh].sum())
+
+
+def fresh_content(results: dict, names: list[str], outcomes: Outcomes) -> list[str]:
+    """Per engine: the share of its pushes carrying content valid only after the data's end (never on
+    offer to the trained models) and the mean true value per push of those and of the others."""
+    lines = [f"content valid only after the data's end: {len(outcomes.fresh):,} items",
+             "| engine | pushes of fresh content | true value per push, fresh / other |", "|---|---|---|"]
+    for name in names:
+        r = results[name]
+        fresh, other = r.get("fresh", 0), r["pushes"] - r.get("fresh", 0)
+        per_fresh = f"{r['value fresh'] / fresh:.3f}" if fresh else "-"
+        per_other = f"{r['value other'] / other:.3f}" if other else "-"
+        share = fresh / max(r["pushes"], 1)
+        lines.append(f"| {name} | {fresh:,} ({share:.1%}) | {per_fresh} / {per_other} |")
+    return lines
 
 
 def weekly_broadcast(world: Path, outcomes: Outcomes, days: int) -> dict:
@@ -453,6 +478,7 @@ def oracle(world: Path, outcomes: Outcomes, days: int, rule: str) -> dict:
             totals["pushes"] += len(chosen)
             totals["opens"] += int(opened.sum())
             totals["mutes"] += int(muted.sum())
+            count_fresh(totals, outcomes, best_item.item_ids[picks].tolist())
     totals["violations"] = violations(sent_log, outcomes.zones)
     return dict(totals)
 
@@ -487,6 +513,7 @@ def with_true_items(world: Path, outcomes: Outcomes, batches: list) -> dict:
         totals["pushes"] += len(rows)
         totals["opens"] += int(opened.sum())
         totals["mutes"] += int(muted.sum())
+        count_fresh(totals, outcomes, best_item.item_ids[picks].tolist())
     totals["violations"] = violations(sent_log, outcomes.zones)
     return dict(totals)
 
@@ -607,7 +634,7 @@ def main() -> int:
             print(f"error: {truth} not found: --independent needs the world's hidden truth beside it",
                   file=sys.stderr)
             return 2
-        bundle_path = work / f"{world.name}-bundle"
+        bundle_path = work / f"{world.name}-trained"
         if not (bundle_path / "bundle.json").exists():
             train_bundle(world, bundle_path, args.seed)
     else:
@@ -694,7 +721,8 @@ def main() -> int:
         print(f"\nsend times, {engine}: {send_times(outcomes, results[engine]['batches'])}")
     print("\nlearned hour preference (the bundle's response model) against the truth's hour term:")
     print("\n".join(hour_quality(world, ModelBundle.load(bundle_path).response, outcomes)))
-    print(f"\nstatement cycle: {statement_cycle(world, outcomes)}")
+    print(f"\nstatement cycle: {statement_cycle(world, outcomes)}\n")
+    print("\n".join(fresh_content(results, [n for n in results if n != BROADCAST], outcomes)))
 
     def value(name: str) -> float:
         return results[name]["opens"] - MUTE_PRICE * results[name]["mutes"]

@@ -23,7 +23,7 @@ Document shape (every key except `version` is optional; see `default_policy.yaml
     campaign_throttle: {max: 500, per: 1s, campaigns: {spring-sale: {max: 50, per: 1s}}}
     retention: 400d                 # idle cardholder state is dropped after this (memory bound)
     decision: {mute_weight: 10, min_value: 0, hour_margin: 0.1,   # send or hold (recsys.decision)
-               pacing: {margin: 0.0}}
+               pacing: {margin: 0.2}}
     override_no_limits: "reason"    # required to store a policy with no limit on all marketing
 
 Durations are integers (seconds) or strings `<n>s|m|h|d|w` (e.g. `90s`, `30m`, `12h`, `7d`), at most
@@ -295,7 +295,7 @@ class Pacing(_Frozen):
     """Hold a push when at least as many later days of the calendar month are worth more than
     (1 + `margin`) x its value now as the cardholder has monthly slots left (`recsys.decision`)."""
 
-    margin: float = Field(0.0, ge=0.0, le=10.0)
+    margin: float = Field(0.2, ge=0.0, le=10.0)
 
     @model_validator(mode="before")
     @classmethod

@@ -238,7 +238,7 @@
                     "campaign_throttle.max": 500, "campaign_throttle.per": "1s"};
 
   // the send or hold block (recsys.caps.policy.Decision); its defaults when a policy has none
-  const DECISION = {enabled: true, mute_weight: 10, min_value: 0, hour_margin: 0.1, pacing: {margin: 0}};
+  const DECISION = {enabled: true, mute_weight: 10, min_value: 0, hour_margin: 0.1, pacing: {margin: 0.2}};
 
   function fillDecision(decision) {
     const settings = {...DECISION, ...(decision || {})};
