@@ -6,7 +6,8 @@ not simulated), so a bucket is a world of its own once it shares three things wi
 each cardholder's random draws (indexed by its row in the whole cardholders table, `slot_draws`),
 the activity terciles (exact, from per-bucket histograms of the activity counts added up on the
 client) and, without a model, the popularity fallback (per-bucket counts added up). A first pass reads
-only the columns those need (`SHARE_COLUMNS`), the replay the whole bucket; a worker holds one bucket.
+only the columns those need (`SHARE_COLUMNS`); the replay reads the columns it needs without a model
+(`REPLAY_COLUMNS`), the whole bucket with one; a worker holds one bucket.
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ SHARE_COLUMNS = {
     "article_reads": ["user_id", "content_id", "ts"],
     "push_log": ["user_id", "content_id", "opened_ts"],
 }
+# what the replay reads without a model (segments, popularity eligibility, the push history); a
+# model's features read every column
+REPLAY_COLUMNS = {
+    **SHARE_COLUMNS,
+    "cardholders": ["user_id", "card_tier", "timezone", "push_opt_in"],
+    "push_log": ["user_id", "content_id", "sent_ts", "opened_ts", "muted"],
+}
 
 
 def _selected(parts: PartitionedDataset, bucket: int, sample: np.ndarray | None,
@@ -103,7 +111,7 @@ def replay_bucket(bucket: int, parts: PartitionedDataset, replay: Replay, bundle
                   policies: list[Policy], config: ScheduleConfig, labels: list[str]
                   ) -> SimulationReport | None:
     """On a worker: the bucket's cardholders replayed under every policy (None when it has none)."""
-    data, keep, rows = _selected(parts, bucket, replay.sample)
+    data, keep, rows = _selected(parts, bucket, replay.sample, None if bundle is not None else REPLAY_COLUMNS)
     if not len(keep):
         return None
     truth = load_truth(replay.truth_path, mmap=True)
