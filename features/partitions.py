@@ -344,7 +344,8 @@ class PartitionedDataset:
             frame = read_bucket(self.store / name, bucket, None if wanted is None else [*wanted, ROW],
                                 users=keep) if read else None
             if frame is None:
-                frames[name] = empty_frame(TABLES[name])
+                empty = empty_frame(TABLES[name])
+                frames[name] = empty if wanted is None else empty[list(wanted)]
                 continue
             frames[name] = frame.drop(columns=ROW).reset_index(drop=True)
         return Dataset(root=self.root, content=self.content, present=self.present, **frames)
