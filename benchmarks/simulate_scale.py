@@ -77,6 +77,9 @@ def main() -> None:
     args = parser.parse_args()
     args.workers = [int(n) for n in args.workers.split(",")]
     args.modes = [mode.strip() for mode in args.modes.split(",")] if args.modes else None
+    known = ["single", *(f"dask {n}w" for n in args.workers)]
+    if args.modes and (unknown := [mode for mode in args.modes if mode not in known]):
+        parser.error(f"--modes {', '.join(unknown)}: not one of {', '.join(known)} (see --workers)")
     rows = []
     with tempfile.TemporaryDirectory(prefix="simulate-scale-") as scratch:
         work = Path(scratch)
