@@ -34,8 +34,8 @@ logger = logging.getLogger(__name__)
 
 def connect(url: str, timeout: float = 1.0, cluster: bool = False) -> RedisClient:
     """A Redis client with short timeouts: a stalled store must fail requests fast (fail closed)."""
-    return redis_client.connect(url, cluster=cluster, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                health_check_interval=30)
+    return redis_client.connect(url, cluster=cluster, socket_timeout=timeout,
+                                socket_connect_timeout=timeout, health_check_interval=30)
 
 
 def build_cap_engine(client: RedisClient, prefix: str, policy: Policy, event_ttl_seconds: int):
