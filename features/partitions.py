@@ -17,7 +17,7 @@ import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,17 +329,23 @@ class PartitionedDataset:
     span: tuple[pd.Timestamp, pd.Timestamp] | None
     has_rows: bool = True
 
-    def partition(self, bucket: int, user_ids: Sequence[str] | np.ndarray | None = None) -> Dataset:
-        """Bucket `bucket` (only the cardholders `user_ids` of it, when given), rows in file order."""
+    def partition(self, bucket: int, user_ids: Sequence[str] | np.ndarray | None = None,
+                  columns: Mapping[str, Sequence[str]] | None = None) -> Dataset:
+        """Bucket `bucket` (only the cardholders `user_ids` of it, when given), rows in file order; with
+        `columns`, only those columns of the tables it names and every other table empty."""
         if not self.has_rows:
             raise ValueError(f"{self.store} was partitioned to check it only: partition it with keep_rows")
         frames: dict[str, pd.DataFrame] = {}
         keep = None if user_ids is None else pa.array(np.asarray(user_ids, dtype=object).astype(str),
                                                       type=pa.string())
         for name in BUCKETED:
-            frame = read_bucket(self.store / name, bucket, users=keep) if name in self.present else None
+            wanted = None if columns is None else columns.get(name)
+            read = name in self.present and (columns is None or wanted is not None)
+            frame = read_bucket(self.store / name, bucket, None if wanted is None else [*wanted, ROW],
+                                users=keep) if read else None
             if frame is None:
-                frames[name] = empty_frame(TABLES[name])
+                empty = empty_frame(TABLES[name])
+                frames[name] = empty if wanted is None else empty[list(wanted)]
                 continue
             frames[name] = frame.drop(columns=ROW).reset_index(drop=True)
         return Dataset(root=self.root, content=self.content, present=self.present, **frames)

@@ -37,10 +37,10 @@ from recsys.publication import (
     PublicationWriter,
     PublishLockedError,
     UserRecord,
-    connect,
     encode_user,
     index_dtype,
 )
+from recsys.redis_client import connect
 from recsys.times import utc_timestamp
 
 if TYPE_CHECKING:

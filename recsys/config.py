@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     redis_prefix: str = "qm"
     # Socket connect/read timeout of every API Redis call: a stalled Redis fails requests this fast.
     redis_timeout_seconds: float = Field(1.0, gt=0, le=30)
+    # redis_url names a node of a Redis Cluster (said, not asked: the API starts while Redis is down).
+    redis_cluster: bool = False
     mlflow_tracking_uri: str | None = None
     registered_model_name: str = "qianmian-push-ranker"
     default_timezone: str = "Asia/Shanghai"

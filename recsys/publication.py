@@ -21,8 +21,8 @@ and verify scripts; the `MULTI` that forgets a version) runs on one node of a Re
   records in one slot (writes are pipelined per node, deletes split per slot, reads are per key).
 
 A version stays readable until the publish after next: publishing v3 deletes v1 and keeps v2, so a
-server that has not yet swapped to v3 keeps answering from v2. `connect` opens a `redis.Redis`, or a
-`RedisCluster` when the URL names a node of a cluster.
+server that has not yet swapped to v3 keeps answering from v2. `recsys.redis_client.connect` opens a
+`redis.Redis`, or a `RedisCluster` when the URL names a node of a cluster.
 """
 
 from __future__ import annotations
@@ -177,21 +177,6 @@ class PublishedVersion:
     @property
     def feature_dtype(self) -> np.dtype:
         return np.dtype(self.manifest["feature_index_dtype"])
-
-
-def connect(url: str, **options: Any) -> redis.Redis | RedisCluster:
-    """A client for the Redis at `url`: a `RedisCluster` (slots followed, pipelines split per node)
-    when that server runs in cluster mode, else a `redis.Redis`."""
-    client = redis.Redis.from_url(url, **options)
-    try:
-        clustered = bool(client.info("cluster").get("cluster_enabled"))
-    except BaseException:
-        client.close()
-        raise
-    if not clustered:
-        return client
-    client.close()
-    return RedisCluster.from_url(url, **options)
 
 
 def new_version_id(now: datetime | None = None) -> str:

@@ -1,9 +1,11 @@
 """Versioned, audited policy in Redis: every change is a new revision with who, when and the diff.
 
-Keys under `{prefix}:policy:`: `current` (the live revision number), `rev:{n}` (hash: document,
-author, at, diff, note). A rollback is a new revision carrying an old document, so the history
-only grows. Writers pass the revision they based their change on; a concurrent change makes the
-write fail with `PolicyConflictError` instead of silently overwriting it.
+Keys under `{prefix:policy}:` (one Redis Cluster hash tag, so the write script's keys share a slot):
+`current` (the live revision number), `rev:{n}` (hash: document, author, at, diff, note). A rollback
+is a new revision carrying an old document, so the history only grows. Revisions stored under the
+untagged `{prefix}:policy:` of earlier releases (one Redis only) are renamed on first use. Writers
+pass the revision they based their change on; a concurrent change makes the write fail with
+`PolicyConflictError` instead of silently overwriting it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from recsys.caps.policy import Policy, parse_policy
 from recsys.times import iso_utc
@@ -31,6 +34,23 @@ redis.call('HSET', KEYS[2] .. revision, 'document', ARGV[2], 'author', ARGV[3], 
            'diff', ARGV[5], 'note', ARGV[6])
 redis.call('SET', KEYS[1], revision)
 return {1, revision}
+"""
+
+# KEYS: untagged current, tagged current; ARGV: untagged and tagged revision prefixes
+_ADOPT_UNTAGGED = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+for revision = 1, current do
+  if redis.call('EXISTS', ARGV[1] .. revision) == 1 then
+    redis.call('RENAME', ARGV[1] .. revision, ARGV[2] .. revision)
+  end
+end
+if current > 0 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+end
+return current
 """
 
 
@@ -67,10 +87,11 @@ def diff_documents(old: Any, new: Any, path: str = "") -> list[dict[str, Any]]:
 
 
 class PolicyStore:
-    def __init__(self, client: redis.Redis, prefix: str):
+    def __init__(self, client: redis.Redis | RedisCluster, prefix: str):
         self.client = client
-        self.current_key = f"{prefix}:policy:current"
-        self.revision_prefix = f"{prefix}:policy:rev:"
+        self.prefix = prefix
+        self.current_key = f"{{{prefix}:policy}}:current"
+        self.revision_prefix = f"{{{prefix}:policy}}:rev:"
         self._write = client.register_script(_WRITE_REVISION)
 
     def current_revision(self) -> int:
@@ -135,6 +156,7 @@ class PolicyStore:
 
     def ensure(self, policy: Policy, author: str = "bootstrap") -> PolicyRevision:
         """The current revision, storing `policy` as revision 1 when none exists (race-safe)."""
+        self.adopt_untagged()
         current = self.get()
         if current is not None:
             return current
@@ -145,3 +167,15 @@ class PolicyStore:
             if current is None:
                 raise
             return current
+
+    def adopt_untagged(self) -> int:
+        """Rename the revisions an earlier release stored under `{prefix}:policy:` to the tagged keys,
+        in one script (workers starting together rename once); returns how many revisions it found.
+        A cluster never held them: that layout's write script crosses slots."""
+        if isinstance(self.client, RedisCluster):
+            return 0
+        found = self.client.eval(_ADOPT_UNTAGGED, 2, f"{self.prefix}:policy:current", self.current_key,
+                                 f"{self.prefix}:policy:rev:", self.revision_prefix)
+        if found:
+            logger.info("policy revisions 1-%d moved to %s", found, self.revision_prefix)
+        return int(found)

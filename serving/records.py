@@ -2,15 +2,16 @@
 
 A published record never changes (a new publication is a new version under new keys), so a copy
 is valid for as long as its version is live. When a worker swaps to a version it starts copying that
-version's records in a background thread (SCAN + MGET in chunks); until a record is copied, it is
-read from Redis and kept. Once every record is held, a cardholder missing from the copy is one
-the version does not know, and no round trip is needed to learn that either. At most `limit`
-records are held (about 0.7 KB each with the default 32 factors): beyond it, the rest are read from
-Redis per request, as without the copy.
+version's records in a background thread (SCAN + MGET in chunks, on a Redis Cluster over every
+primary and per hash slot); until a record is copied, it is read from Redis and kept. Once every
+record is held, a cardholder missing from the copy is one the version does not know, and no round
+trip is needed to learn that either. At most `limit` records are held (about 0.7 KB each with the
+default 32 factors): beyond it, the rest are read from Redis per request, as without the copy.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 import redis
 
 from recsys.publication import PublicationStore
+from recsys.redis_client import Client, get_many
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ class RecordCache:
     """The records of one published version, filled in the background; safe for concurrent readers
     (dict reads and writes are atomic under the GIL; the size limit may be passed by a few entries)."""
 
-    def __init__(self, client: redis.Redis, store: PublicationStore, version: str, limit: int) -> None:
+    def __init__(self, client: Client, store: PublicationStore, version: str, limit: int) -> None:
         self.client = client
         self.store = store
         self.version = version
@@ -72,7 +74,7 @@ class RecordCache:
             return found
         missing = [i for i, blob in enumerate(found) if blob is None]
         keys = [self._prefix + user_ids[i] for i in missing]
-        fetched = self.client.mget(keys) if len(keys) > 1 else [self.client.get(keys[0])]
+        fetched = get_many(self.client, keys)
         for i, blob in zip(missing, fetched, strict=True):
             found[i] = blob
             if blob is not None and len(records) < self.limit:
@@ -82,18 +84,19 @@ class RecordCache:
     def _fill(self) -> None:
         records, start = self.records, len(self._prefix)
         try:
-            cursor, pattern = 0, _glob_escaped(self._prefix) + "*"
+            # scan_iter walks every primary of a cluster; chunks are read per hash slot there
+            found = self.client.scan_iter(match=_glob_escaped(self._prefix) + "*", count=FILL_CHUNK)
             while not self._stopped.is_set():
-                cursor, keys = self.client.scan(cursor, match=pattern, count=FILL_CHUNK)
+                keys = list(itertools.islice(found, FILL_CHUNK))
                 if keys:
-                    for key, blob in zip(keys, self.client.mget(keys), strict=True):
+                    for key, blob in zip(keys, get_many(self.client, keys), strict=True):
                         if blob is not None and len(records) < self.limit:
                             records.setdefault(key[start:].decode(), blob)
                 if len(records) >= self.limit:
                     logger.info("holding %d records of %s (the limit); the rest are read per request",
                                 len(records), self.version)
                     return
-                if cursor == 0:
+                if len(keys) < FILL_CHUNK:
                     self.complete = not self._stopped.is_set()
                     logger.info("holding all %d records of %s", len(records), self.version)
                     return

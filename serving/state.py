@@ -16,9 +16,11 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 
+from recsys import redis_client
 from recsys.caps.policy import Policy, default_policy, load_policy
 from recsys.config import Settings
 from recsys.publication import PublicationError, PublicationStore
+from recsys.redis_client import Client as RedisClient
 from recsys.times import iso_utc
 from serving.errors import ClockWindowError, NoLiveModelError
 from serving.event_log import EventLog
@@ -30,13 +32,13 @@ from serving.records import RecordCache
 logger = logging.getLogger(__name__)
 
 
-def connect(url: str, timeout: float = 1.0) -> redis.Redis:
+def connect(url: str, timeout: float = 1.0, cluster: bool = False) -> RedisClient:
     """A Redis client with short timeouts: a stalled store must fail requests fast (fail closed)."""
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                health_check_interval=30)
+    return redis_client.connect(url, cluster=cluster, socket_timeout=timeout,
+                                socket_connect_timeout=timeout, health_check_interval=30)
 
 
-def build_cap_engine(client: redis.Redis, prefix: str, policy: Policy, event_ttl_seconds: int):
+def build_cap_engine(client: RedisClient, prefix: str, policy: Policy, event_ttl_seconds: int):
     from recsys.caps.redis_engine import RedisCapEngine
 
     return RedisCapEngine(client, policy, prefix=f"{prefix}:caps", event_ttl_seconds=event_ttl_seconds)
@@ -51,9 +53,10 @@ class Snapshot:
 
 
 class ServingState:
-    def __init__(self, settings: Settings, client: redis.Redis | None = None):
+    def __init__(self, settings: Settings, client: RedisClient | None = None):
         self.settings = settings
-        self.client = client or connect(settings.redis_url, settings.redis_timeout_seconds)
+        self.client = client or connect(settings.redis_url, settings.redis_timeout_seconds,
+                                        settings.redis_cluster)
         self.prefix = settings.redis_prefix
         self.publications = PublicationStore(self.client, self.prefix)
         self.policies = PolicyStore(self.client, self.prefix)
@@ -203,8 +206,7 @@ class ServingState:
         records = self._records
         if records is not None and records.version == version:
             return records.get_many(user_ids)
-        keys = [self.user_key(version, user_id) for user_id in user_ids]
-        return self.client.mget(keys) if len(keys) > 1 else [self.client.get(keys[0])]
+        return redis_client.get_many(self.client, [self.user_key(version, user_id) for user_id in user_ids])
 
     @property
     def records(self) -> RecordCache | None:

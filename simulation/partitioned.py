@@ -5,8 +5,9 @@ Cardholders are replayed independently (the campaign throttle, the one rule betw
 not simulated), so a bucket is a world of its own once it shares three things with the population:
 each cardholder's random draws (indexed by its row in the whole cardholders table, `slot_draws`),
 the activity terciles (exact, from per-bucket histograms of the activity counts added up on the
-client) and, without a model, the popularity fallback (per-bucket counts added up). Each bucket is
-read twice, once for the histograms and counts and once for its replay; a worker holds one bucket.
+client) and, without a model, the popularity fallback (per-bucket counts added up). A first pass reads
+only the columns those need (`SHARE_COLUMNS`); the replay reads the columns it needs without a model
+(`REPLAY_COLUMNS`), the whole bucket with one; a worker holds one bucket.
 """
 
 from __future__ import annotations
@@ -70,11 +71,28 @@ class Replay:
     shares: Popularity | None = None
 
 
-def _selected(parts: PartitionedDataset, bucket: int, sample: np.ndarray | None
-              ) -> tuple[Dataset, np.ndarray, np.ndarray]:
-    """Bucket `bucket`'s data, the positions of its simulated cardholders in its cardholders table and
-    their rows in the whole table."""
-    data = parts.partition(bucket)
+# what `activity_counts` and `popularity_counts` read: a fraction of a bucket's bytes
+SHARE_COLUMNS = {
+    "cardholders": ["user_id", "card_tier"],
+    "transactions": ["user_id", "ts"],
+    "menu_clicks": ["user_id", "ts"],
+    "article_reads": ["user_id", "content_id", "ts"],
+    "push_log": ["user_id", "content_id", "opened_ts"],
+}
+# what the replay reads without a model (segments, popularity eligibility, the push history); a
+# model's features read every column
+REPLAY_COLUMNS = {
+    **SHARE_COLUMNS,
+    "cardholders": ["user_id", "card_tier", "timezone", "push_opt_in"],
+    "push_log": ["user_id", "content_id", "sent_ts", "opened_ts", "muted"],
+}
+
+
+def _selected(parts: PartitionedDataset, bucket: int, sample: np.ndarray | None,
+              columns: dict[str, list[str]] | None = None) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """Bucket `bucket`'s data (only `columns` when given), the positions of its simulated cardholders
+    in its cardholders table and their rows in the whole table."""
+    data = parts.partition(bucket, columns=columns)
     rows = parts.cardholder_rows(bucket)["row"].to_numpy(dtype=np.int64)
     keep = np.arange(len(rows)) if sample is None else np.flatnonzero(np.isin(rows, sample))
     return data, keep, rows[keep]
@@ -83,7 +101,7 @@ def _selected(parts: PartitionedDataset, bucket: int, sample: np.ndarray | None
 def bucket_share(bucket: int, parts: PartitionedDataset, replay: Replay, items: IdIndex | None
                  ) -> BucketShare:
     """On a worker: the bucket's activity histogram and, with `items`, its popularity counts."""
-    data, keep, _ = _selected(parts, bucket, replay.sample)
+    data, keep, _ = _selected(parts, bucket, replay.sample, SHARE_COLUMNS)
     user_ids = data.cardholders.drop_duplicates("user_id")["user_id"].astype(str).to_numpy(dtype=object)[keep]
     counts = None if items is None else popularity_counts(data, replay.as_of, items)
     return BucketShare(CountHistogram.of(activity_counts(data, user_ids, replay.as_of)), counts)
@@ -93,7 +111,7 @@ def replay_bucket(bucket: int, parts: PartitionedDataset, replay: Replay, bundle
                   policies: list[Policy], config: ScheduleConfig, labels: list[str]
                   ) -> SimulationReport | None:
     """On a worker: the bucket's cardholders replayed under every policy (None when it has none)."""
-    data, keep, rows = _selected(parts, bucket, replay.sample)
+    data, keep, rows = _selected(parts, bucket, replay.sample, None if bundle is not None else REPLAY_COLUMNS)
     if not len(keep):
         return None
     truth = load_truth(replay.truth_path, mmap=True)

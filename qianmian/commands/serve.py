@@ -53,7 +53,8 @@ def _publish(model_uri: str, dataset, as_of: str | None, redis_url: str, prefix:
     from publishing.publish import bundle_fingerprint, publish
     from recsys.bundle import ModelBundle
     from recsys.config import get_settings
-    from recsys.publication import PublicationStore, connect
+    from recsys.publication import PublicationStore
+    from recsys.redis_client import connect
     from training.tracking import registry_source, resolved_bundle
 
     tracking_uri = get_settings().tracking_uri

@@ -67,6 +67,7 @@ from recsys.caps.decisions import (
 )
 from recsys.caps.engine import CapEngine, check_candidate, check_id, new_push_ids
 from recsys.caps.policy import Policy, PolicyError, default_policy
+from recsys.redis_client import connect
 
 logger = logging.getLogger(__name__)
 
@@ -242,16 +243,13 @@ class RedisCapEngine(CapEngine):
         policy: Policy | None = None,
         *,
         prefix: str = "qm",
-        cluster: bool = False,
+        cluster: bool | None = False,
         timeout: float = 2.0,
     ) -> RedisCapEngine:
-        """Connect to `redis://host:port/db` (or a cluster seed node with `cluster=True`)."""
-        options = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
-        client: redis.Redis | RedisCluster
-        if cluster:
-            client = RedisCluster.from_url(url, **options)
-        else:
-            client = redis.Redis.from_url(url, health_check_interval=30, **options)
+        """Connect to `redis://host:port/db` (a cluster seed node with `cluster=True`; `None` asks the
+        server, see `recsys.redis_client.connect`)."""
+        client = connect(url, cluster=cluster, socket_connect_timeout=timeout, socket_timeout=timeout,
+                         health_check_interval=30)
         return cls(client, policy, prefix=prefix)
 
     # -- plumbing ---------------------------------------------------------------------------

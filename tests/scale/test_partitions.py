@@ -89,6 +89,19 @@ def test_buckets_hold_every_row_once_in_file_order(tmp_path: Path) -> None:
     assert parts.partition(0).content.equals(whole.content)
 
 
+def test_a_partition_of_some_columns_is_those_columns_of_the_whole_one(tmp_path: Path) -> None:
+    root = write_dir(tmp_path / "data", _tables({}))
+    parts = partition_dataset(root, tmp_path / "store", partition_size=3, chunk_rows=2)
+    wanted = {"cardholders": ["card_tier", "user_id"], "push_log": ["user_id", "opened_ts"]}
+    for k in range(parts.buckets):
+        whole, some = parts.partition(k), parts.partition(k, columns=wanted)
+        for name, columns in wanted.items():
+            pd.testing.assert_frame_equal(some.table(name), whole.table(name)[columns])
+        for name in ("transactions", "menu_clicks", "article_reads"):
+            assert some.table(name).empty and list(some.table(name)) == list(whole.table(name))
+    assert not parts.partition(0, columns={}).cardholders.size
+
+
 def test_the_same_errors_on_the_workers(dask_client, tmp_path: Path) -> None:
     root = write_dir(tmp_path / "data", _tables(BROKEN["unknown users in two tables"]))
     expected = _violations(lambda: load_dataset(root))

@@ -12,7 +12,8 @@ from redis.crc import key_slot
 
 from publishing.publish import DaskPartitions, publish
 from recsys import publication
-from recsys.publication import PublicationStore, connect
+from recsys.publication import PublicationStore
+from recsys.redis_client import connect
 
 SCRIPTS = {"switch": publication._SWITCH_LIVE, "renew": publication._RENEW,
            "release": publication._RELEASE, "mark_verified": publication._MARK_VERIFIED}
