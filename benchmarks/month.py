@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -648,6 +649,7 @@ def main() -> int:
     outcomes = Outcomes(truth, world, args.seed)
     results: dict[str, dict] = {}
     servers: list[subprocess.Popen] = []
+    homes: list[Path] = []
     try:
         from features.loader import load_dataset
 
@@ -660,6 +662,7 @@ def main() -> int:
             publish(bundle, dataset, PublicationStore(client, prefix), model_uri=str(bundle_path))
             port = free_port()
             home = Path(tempfile.mkdtemp(prefix="month-", dir=work))
+            homes.append(home)
             servers.append(serve(redis_url, prefix, port, home, outcomes.month))
             base = f"http://127.0.0.1:{port}"
             admin = {"Authorization": f"Bearer {ADMIN}"}
@@ -688,6 +691,8 @@ def main() -> int:
         for server in servers:
             if server.poll() is None:
                 server.kill()
+        for home in homes:
+            shutil.rmtree(home, ignore_errors=True)
         delete_prefix(client, f"{tag}-*")
         client.close()
         if embedded is not None:
