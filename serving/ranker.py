@@ -101,14 +101,14 @@ def representations(model: LiveModel, blobs: Sequence[bytes | None],
 
 def registry_of(model: LiveModel | None) -> dict[str, str | None]:
     """The registered model name and version the publication came from (null for a path)."""
-    return dict(_registry(model))
+    name, version = _registry(model)
+    return {"registry_model": name, "registry_version": version}
 
 
 @lru_cache(maxsize=2)  # by live model object (the live one and the one it replaced)
-def _registry(model: LiveModel | None) -> tuple[tuple[str, str | None], ...]:
+def _registry(model: LiveModel | None) -> tuple[str | None, str | None]:
     manifest = model.manifest if model is not None else {}
-    return (("registry_model", manifest.get("registry_model")),
-            ("registry_version", manifest.get("registry_version")))
+    return manifest.get("registry_model"), manifest.get("registry_version")
 
 
 @dataclass(frozen=True)
@@ -356,13 +356,13 @@ def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: 
         caps_next = _iso(decision.eligible_at) if decision is not None else None
         verdict = (HOLD, "caps: " + (", ".join(b["rule"] for b in blocks) or "blocked"), caps_next)
     reservation = decision.reservation if decision is not None else None
-    registry = _registry(model)
+    registry_model, registry_version = _registry(model)
     return {
         "user_id": request.user_id,
         "items": body_items,
         "model_version": model.version,
-        registry[0][0]: registry[0][1],
-        registry[1][0]: registry[1][1],
+        "registry_model": registry_model,
+        "registry_version": registry_version,
         "fallback": user.fallback is not None,
         "fallback_source": user.fallback,
         "caps": {
