@@ -307,10 +307,7 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
                                    "push_id": push_id, "ts": (at + timedelta(minutes=5)).isoformat()})
             for start in range(0, len(events), 1000):
                 client.post("/v1/events", json={"events": events[start:start + 1000]}).raise_for_status()
-            totals["pushes"] += len(rows)
-            totals["opens"] += int(opened.sum())
-            totals["mutes"] += int(muted.sum())
-            count_fresh(totals, outcomes, contents)
+            tally(totals, outcomes, contents, opened, muted)
         if day % 7 == 6:
             log(f"  {name}: day {day + 1}, {totals['pushes']:,} pushes, {totals['opens']:,} opens")
     client.close()
@@ -319,9 +316,14 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
     return dict(totals)
 
 
-def count_fresh(totals: dict, outcomes: Outcomes, contents: list[str]) -> None:
-    """Adds the pushes of content valid only after the data's end, and the true value of fresh and of
-    other pushes (`outcomes.last_values`, the batch just answered)."""
+def tally(totals: dict, outcomes: Outcomes, contents: list[str], opened: np.ndarray,
+          muted: np.ndarray) -> None:
+    """Adds a batch just answered (`outcomes.answer`) to `totals`: its pushes, opens and mutes, the
+    pushes of content valid only after the data's end, and the true value of fresh and of other pushes
+    (`outcomes.last_values`)."""
+    totals["pushes"] += len(contents)
+    totals["opens"] += int(opened.sum())
+    totals["mutes"] += int(muted.sum())
     fresh = np.array([c in outcomes.fresh for c in contents], dtype=bool)
     totals["fresh"] += int(fresh.sum())
     totals["value fresh"] += float(outcomes.last_values[fresh].sum())
@@ -476,10 +478,7 @@ def oracle(world: Path, outcomes: Outcomes, days: int, rule: str) -> dict:
                 if unopened[r] >= 3:  # the streak stays until an open: each further push restarts the pause
                     paused_until[r] = np.datetime64(moment.tz_convert(None) + pd.Timedelta(days=14), "s")
                 stopped[r] |= bool(m)
-            totals["pushes"] += len(chosen)
-            totals["opens"] += int(opened.sum())
-            totals["mutes"] += int(muted.sum())
-            count_fresh(totals, outcomes, best_item.item_ids[picks].tolist())
+            tally(totals, outcomes, best_item.item_ids[picks].tolist(), opened, muted)
     totals["violations"] = violations(sent_log, outcomes.zones)
     return dict(totals)
 
@@ -511,10 +510,7 @@ def with_true_items(world: Path, outcomes: Outcomes, batches: list) -> dict:
             best_item.sent[r, item] = True
             if m:
                 stopped.add(r)
-        totals["pushes"] += len(rows)
-        totals["opens"] += int(opened.sum())
-        totals["mutes"] += int(muted.sum())
-        count_fresh(totals, outcomes, best_item.item_ids[picks].tolist())
+        tally(totals, outcomes, best_item.item_ids[picks].tolist(), opened, muted)
     totals["violations"] = violations(sent_log, outcomes.zones)
     return dict(totals)
 
