@@ -100,7 +100,7 @@ def partitioned_user_features(parts: PartitionedDataset, builder: FeatureBuilder
     if client is None:
         results = [bucket_user_features(bucket, parts, builder, as_of) for bucket in range(parts.buckets)]
     else:
-        shared_parts, shared_builder = client.scatter([parts, builder], broadcast=True)
+        shared_parts, shared_builder = client.scatter([parts, builder], broadcast=True, hash=False)
         results = client.gather(client.map(bucket_user_features, range(parts.buckets), parts=shared_parts,
                                            builder=shared_builder, as_of=as_of, pure=False))
     order = np.argsort(np.concatenate([rows for rows, _ in results]), kind="stable")

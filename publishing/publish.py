@@ -403,7 +403,7 @@ def partitioned_population(bundle: ModelBundle, dask: DaskPartitions, as_of: pd.
     parts, client = dask.parts, dask.client
     n = parts.users
     affine_rows, memory_rows = np.sort(sample_rows(n, AFFINE_SAMPLE)), sample_rows(n, MEMORY_SAMPLE)
-    shared_bundle, shared_parts = client.scatter([bundle, parts], broadcast=True)
+    shared_bundle, shared_parts = client.scatter([bundle, parts], broadcast=True, hash=False)
     prepared = client.map(prepare_bucket, range(parts.buckets), parts=shared_parts, bundle=shared_bundle,
                           as_of=as_of, affine_rows=affine_rows, memory_rows=memory_rows, pure=False)
     progress_bar(prepared, dask.progress)
@@ -448,7 +448,9 @@ def _write_partitions(dask: DaskPartitions, prepared: list[Any], writer: Publica
     from tqdm import tqdm
 
     client = dask.client
-    [shared_bundle] = client.scatter([bundle], broadcast=True)
+    # a fresh key: with content-hashed keys, the release of the same bundle scattered for the
+    # population could land after this scatter and drop the data the writes depend on
+    [shared_bundle] = client.scatter([bundle], broadcast=True, hash=False)
     futures = client.map(write_partition, prepared, redis_url=dask.redis_url,
                          prefix=writer.store.prefix, version=writer.version, token=writer.token,
                          lease_ms=writer.lease_ms, bundle=shared_bundle, layout=layout,

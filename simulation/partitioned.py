@@ -153,7 +153,7 @@ def simulate_partitioned(
     if bundle is None:
         content_ids = parts.content.drop_duplicates("content_id")["content_id"].astype(str)
         items = IdIndex(content_ids.to_numpy(dtype=object))
-    [shared_parts] = client.scatter([parts], broadcast=True)
+    [shared_parts] = client.scatter([parts], broadcast=True, hash=False)
     shares: list[BucketShare] = client.gather(client.map(
         bucket_share, range(parts.buckets), parts=shared_parts, replay=replay, items=items, pure=False))
     bounds = activity_bounds(CountHistogram.combine([share.activity for share in shares]))
@@ -161,7 +161,7 @@ def simulate_partitioned(
     if bundle is None:
         popularity = PopularityCounts.combine([share.popularity for share in shares]).shares()
     replay = Replay(as_of, sample, replay.truth_path, bundle_label, k, bounds, popularity)
-    [shared_bundle] = client.scatter([bundle], broadcast=True) if bundle is not None else [None]
+    [shared_bundle] = client.scatter([bundle], broadcast=True, hash=False) if bundle is not None else [None]
     futures = client.map(replay_bucket, range(parts.buckets), parts=shared_parts, replay=replay,
                          bundle=shared_bundle, policies=list(policies), config=config, labels=names,
                          pure=False)

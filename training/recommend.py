@@ -82,7 +82,7 @@ def rank_on_dask(client: Client, bundle: ModelBundle, parts: PartitionedDataset,
     `out`'s parent directory, so with a remote scheduler it must be a filesystem every worker shares.
     With `progress`, Dask's progress bar over the buckets.
     """
-    shared_bundle, shared_parts = client.scatter([bundle, parts], broadcast=True)
+    shared_bundle, shared_parts = client.scatter([bundle, parts], broadcast=True, hash=False)
     with atomic_directory(out) as staging:
         futures = [
             client.submit(rank_partition, bucket, shared_bundle, shared_parts, as_of, k,
