@@ -138,6 +138,9 @@ class LiveModel:
             self.contributions = np.ascontiguousarray(contributions, dtype=np.float32)
             self.contributions_by_item = np.ascontiguousarray(self.contributions.T)
         self.phrases = [feature_phrase(name) for name in self.feature_names]
+        # `reasons_many` picks from these by index: each feature's phrase, then the two reasons that
+        # name no feature
+        self.reason_texts = np.array([*self.phrases, SIMILAR_REASON, PROFILE_REASON], dtype=object)
         self.builder = builder
         self._cap_candidates: dict[str | None, list[Candidate]] = {}
         self._valid_cache: tuple[float, np.ndarray] | None = None
@@ -359,9 +362,11 @@ class LiveModel:
         pair_position = np.arange(len(feature_index))
         best_feature = np.empty((n, n_items), dtype=np.int64)
         best_value = np.empty((n, n_items), dtype=np.float32)
+        # flat positions in the item-major table: one `take` per column instead of 2-D fancy indexing
+        contributions = self.contributions_by_item.ravel()
+        pair_item = np.repeat(item_index * self.contributions_by_item.shape[1], lengths, axis=0)
         for column in range(n_items):
-            item_of_pair = np.repeat(item_index[:, column], lengths)
-            parts = self.contributions_by_item[item_of_pair, feature_index] * values
+            parts = contributions.take(pair_item[:, column] + feature_index) * values
             top = np.repeat(np.maximum.reduceat(parts, starts), lengths)
             first = np.minimum.reduceat(np.where(parts == top, pair_position, len(parts)), starts)
             best_feature[:, column] = feature_index[first]
@@ -376,14 +381,11 @@ class LiveModel:
         residual = np.take_along_axis(score_rows(self.centred_items_t, factors - explained), item_index,
                                       axis=1)
         residual[~fitted] = -np.inf
-        # whole matrices to lists once, not three small conversions per cardholder
-        features_of, values_of, rests_of = best_feature.tolist(), best_value.tolist(), residual.tolist()
-        phrases = self.phrases
-        for slot, (row, fit, count) in enumerate(zip(explained_rows, fitted.tolist(), counts, strict=True)):
-            otherwise = SIMILAR_REASON if fit else PROFILE_REASON
-            out[row] = [
-                phrases[feature] if value > 0 and value >= rest else otherwise
-                for feature, value, rest in zip(features_of[slot][:count], values_of[slot][:count],
-                                                rests_of[slot][:count], strict=True)
-            ]
+        # each answer's phrase picked in the array (a feature's, else the collaborative or profile
+        # reason), then one conversion to lists of the shared phrase strings
+        otherwise = np.where(fitted, len(self.phrases), len(self.phrases) + 1)[:, None]
+        picked = np.where((best_value > 0) & (best_value >= residual), best_feature, otherwise)
+        texts = self.reason_texts.take(picked).tolist()
+        for slot, (row, count) in enumerate(zip(explained_rows, counts, strict=True)):
+            out[row] = texts[slot] if count == n_items else texts[slot][:count]
         return out
