@@ -77,14 +77,18 @@ def test_request_time_ranking_matches_offline_top_k(published, store, bundle, da
 
 
 def test_a_cardholders_scores_do_not_depend_on_who_is_ranked_with_them(published, store, bundle, dataset,
-                                                                     redis_client) -> None:
+                                                                     redis_client, monkeypatch) -> None:
     """Alone, in a small group or in a matrix block (and with explicit candidates), the same bits:
     an answer must not depend on how many requests were coalesced with it."""
-    from serving.pipeline import MAX_BLOCK, SMALL_BLOCK, LiveModel
+    from serving import pipeline
+    from serving.pipeline import MIN_BLOCK, SMALL_BLOCK, LiveModel
 
     model = LiveModel(store.load(published.version))
+    # the smallest blocks, so that the cardholders below span two of them
+    monkeypatch.setattr(pipeline, "BLOCK_SCORES", MIN_BLOCK * model.n_items)
+    assert model.block_rows == MIN_BLOCK
     as_of = bundle.as_of.to_pydatetime()
-    ids = dataset.cardholders["user_id"].astype(str).tolist()[:MAX_BLOCK + 7]
+    ids = dataset.cardholders["user_id"].astype(str).tolist()[:model.block_rows + 7]
     users = [model.known(decode_user(redis_client.get(store.user_key(published.version, user_id)),
                                      model.item_dtype, model.feature_dtype)) for user_id in ids]
     users = [user for user in users if user.opt_in]
@@ -98,7 +102,7 @@ def test_a_cardholders_scores_do_not_depend_on_who_is_ranked_with_them(published
         chosen = [model.item_ids[i] for i in alone.items.tolist()]
         explicit = model.rank(user, as_of, chosen)
         np.testing.assert_array_equal(explicit.scores, alone.scores)
-    assert len(users) > SMALL_BLOCK + MAX_BLOCK // 2
+    assert len(users) > SMALL_BLOCK + model.block_rows // 2
 
 
 def test_features_reproduce_factors_of_unseen_cardholders(published, store, bundle, dataset) -> None:
