@@ -373,9 +373,9 @@ class LiveModel:
         best_value = np.empty((n, n_items), dtype=np.float32)
         # flat positions in the item-major table: one `take` per column instead of 2-D fancy indexing
         contributions = self.contributions_by_item.ravel()
-        pair_item = np.repeat(item_index * self.contributions_by_item.shape[1], lengths, axis=0)
+        row_starts = item_index * self.contributions_by_item.shape[1]
         for column in range(n_items):
-            parts = contributions.take(pair_item[:, column] + feature_index) * values
+            parts = contributions.take(np.repeat(row_starts[:, column], lengths) + feature_index) * values
             top = np.repeat(np.maximum.reduceat(parts, starts), lengths)
             first = np.minimum.reduceat(np.where(parts == top, pair_position, len(parts)), starts)
             best_feature[:, column] = feature_index[first]
