@@ -77,14 +77,18 @@ def test_request_time_ranking_matches_offline_top_k(published, store, bundle, da
 
 
 def test_a_cardholders_scores_do_not_depend_on_who_is_ranked_with_them(published, store, bundle, dataset,
-                                                                     redis_client) -> None:
+                                                                     redis_client, monkeypatch) -> None:
     """Alone, in a small group or in a matrix block (and with explicit candidates), the same bits:
     an answer must not depend on how many requests were coalesced with it."""
-    from serving.pipeline import MAX_BLOCK, SMALL_BLOCK, LiveModel
+    from serving import pipeline
+    from serving.pipeline import MIN_BLOCK, SMALL_BLOCK, LiveModel
 
     model = LiveModel(store.load(published.version))
+    # the smallest blocks, so that the cardholders below span two of them
+    monkeypatch.setattr(pipeline, "BLOCK_SCORES", MIN_BLOCK * model.n_items)
+    assert model.block_rows == MIN_BLOCK
     as_of = bundle.as_of.to_pydatetime()
-    ids = dataset.cardholders["user_id"].astype(str).tolist()[:MAX_BLOCK + 7]
+    ids = dataset.cardholders["user_id"].astype(str).tolist()[:model.block_rows + 7]
     users = [model.known(decode_user(redis_client.get(store.user_key(published.version, user_id)),
                                      model.item_dtype, model.feature_dtype)) for user_id in ids]
     users = [user for user in users if user.opt_in]
@@ -98,7 +102,43 @@ def test_a_cardholders_scores_do_not_depend_on_who_is_ranked_with_them(published
         chosen = [model.item_ids[i] for i in alone.items.tolist()]
         explicit = model.rank(user, as_of, chosen)
         np.testing.assert_array_equal(explicit.scores, alone.scores)
-    assert len(users) > SMALL_BLOCK + MAX_BLOCK // 2
+    assert len(users) > SMALL_BLOCK + model.block_rows // 2
+
+
+def test_reasons_follow_the_largest_feature_contribution(published, store, dataset, redis_client) -> None:
+    """Each reason against a slow reference of the rule: the user feature adding most to the item's
+    lift over the average item (first in feature order on ties) when it is positive and at least the
+    part the features leave unexplained; else the collaborative reason, or the profile one for a
+    cardholder described by features. Answers of 0-3 items, alone and in one batch, agree."""
+    from serving.pipeline import PROFILE_REASON, SIMILAR_REASON, LiveModel
+
+    model = LiveModel(store.load(published.version))
+    ids = dataset.cardholders["user_id"].astype(str).tolist()[:120]
+    users = [model.known(decode_user(redis_client.get(store.user_key(published.version, user_id)),
+                                     model.item_dtype, model.feature_dtype)) for user_id in ids]
+    users = [user for user in users if user.factors is not None and len(user.feature_index)]
+    for user in users[::5]:
+        user.fallback = "features"
+    rng = np.random.default_rng(3)
+    picked = [rng.choice(model.n_items, size=int(rng.integers(0, 4)), replace=False).tolist() for _ in users]
+    checked = 0
+    for user, items, batched in zip(users, picked, model.reasons_many(users, picked), strict=True):
+        assert batched == model.reasons(user, items)
+        values = model.normalised(user.feature_values.astype(np.float64))
+        explained = values @ model.feature_map[user.feature_index] + model.feature_offset
+        for item, reason in zip(items, batched, strict=True):
+            parts = model.contributions[user.feature_index, item].astype(np.float64) * values
+            best = int(np.argmax(parts))
+            rest = (model.centred_items[item].astype(np.float64)
+                    @ (user.factors - explained) if user.fallback is None else -np.inf)
+            if abs(parts[best] - rest) < 1e-4 or abs(parts[best]) < 1e-6:
+                continue  # too close to call in float32
+            if parts[best] > 0 and parts[best] >= rest:
+                assert reason == model.phrases[user.feature_index[best]]
+            else:
+                assert reason == (SIMILAR_REASON if user.fallback is None else PROFILE_REASON)
+            checked += 1
+    assert checked > 100
 
 
 def test_features_reproduce_factors_of_unseen_cardholders(published, store, bundle, dataset) -> None:

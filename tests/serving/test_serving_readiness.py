@@ -83,3 +83,26 @@ def test_damaged_caps_state_fails_closed(api, published, dataset, daytime, redis
                         headers=SCHEDULER_HEADERS)
     assert response.status_code == 503
     assert response.json()["message"].startswith("caps store (Redis) error, nothing may be pushed")
+
+
+def test_a_server_process_freezes_start_up_objects_and_raises_the_young_threshold(published,
+                                                                                 settings) -> None:
+    """Only a server process (`freeze_gc`): a 1k batch's objects fit under the young-generation
+    threshold, so the cyclic collector does not re-scan them while the batch is ranked."""
+    import gc
+
+    from serving.app import YOUNG_GC_THRESHOLD, create_app
+
+    before = gc.get_threshold()
+    assert before[0] < YOUNG_GC_THRESHOLD
+    try:
+        with TestClient(create_app(settings)) as client:
+            assert client.get("/readyz").status_code == 200
+            assert gc.get_threshold() == before
+        with TestClient(create_app(settings, freeze_gc=True)) as client:
+            assert client.get("/readyz").status_code == 200
+            assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, *before[1:])
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
