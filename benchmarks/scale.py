@@ -20,6 +20,9 @@ baseline) and on 1 and 2 Dask workers, each worker reading only its buckets of c
         --sample 0.075 --modes "single,dask 1w,dask 2w"
     .venv/bin/python benchmarks/scale.py --world var/scale/w3m --no-full-train \
         --sample 0.025 --modes "dask 2w"
+    # the sampled fit with its streamed pass in one process, then on 2 workers (`train --dask`)
+    .venv/bin/python benchmarks/scale.py --world var/scale/w300k --stages train --no-full-train \
+        --sample 0.02 --modes "dask 2w"
 """
 
 from __future__ import annotations
