@@ -54,6 +54,7 @@ def test_a_local_cluster_runs_its_worker_processes_without_the_periodic_extras()
     def seen() -> dict:
         return {key: dask.config.get(key) for key in LOCAL_CLUSTER_CONFIG}
 
+    before = seen()
     with dask_client(Settings(dask_workers=2, dask_worker_memory="512MiB")) as client:
         in_workers = client.run(seen)
         intervals = client.run(lambda dask_worker: dask_worker.memory_manager.memory_monitor_interval)
@@ -61,4 +62,4 @@ def test_a_local_cluster_runs_its_worker_processes_without_the_periodic_extras()
     assert list(in_workers.values()) == [LOCAL_CLUSTER_CONFIG] * 2
     assert set(intervals.values()) == {0.5}
     assert set(profiling.values()) == {False}
-    assert dask.config.get("distributed.worker.profile.enabled")  # the caller's config is left alone
+    assert seen() == before  # the caller's config is restored
