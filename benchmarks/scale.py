@@ -8,7 +8,8 @@ size.
 
 Rows per world: validate as the whole load (`load_dataset`, the baseline), streamed in one process
 (`recsys validate`) and on 2 Dask workers (`--dask`); train on every cardholder (the baseline) and on
-a seeded sample of `--sample` of them (`--sample-users`); publish and recommend single-process (the
+a seeded sample of `--sample` of them (`--sample-users`), in one process and with its streamed pass
+on 1 and 2 Dask workers (`--dask`); publish and recommend single-process (the
 baseline) and on 1 and 2 Dask workers, each worker reading only its buckets of cardholders.
 
     .venv/bin/python benchmarks/scale.py                          # 100k and 300k cardholders
@@ -19,6 +20,9 @@ baseline) and on 1 and 2 Dask workers, each worker reading only its buckets of c
         --sample 0.075 --modes "single,dask 1w,dask 2w"
     .venv/bin/python benchmarks/scale.py --world var/scale/w3m --no-full-train \
         --sample 0.025 --modes "dask 2w"
+    # the sampled fit with its streamed pass in one process, then on 2 workers (`train --dask`)
+    .venv/bin/python benchmarks/scale.py --world var/scale/w300k --stages train --no-full-train \
+        --sample 0.02 --modes "dask 2w"
 """
 
 from __future__ import annotations
@@ -115,6 +119,17 @@ def drop_prefix(url: str, prefix: str) -> None:
         client.close()
 
 
+def _mode_wanted(stage: str, mode: str, modes: list[str] | None) -> bool:
+    """Every mode without `modes`; the train stage's own rows always (one may write the bundle), its
+    rows on Dask ("sample 5k dask 2w") when their "dask 2w" is asked for."""
+    if modes is None or mode in modes:
+        return True
+    if stage != "train":
+        return False
+    on_dask = re.search(r"dask \d+w$", mode)
+    return on_dask is None or on_dask[0] in modes
+
+
 def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str, str], sample: float,
                workers: list[int], full_train: bool, world: Path | None = None,
                modes: list[str] | None = None, wanted: set[str] | None = None,
@@ -148,11 +163,14 @@ def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str,
     keep = [] if full_train else ["--model-out", str(bundle)]
     stages.append(("train", f"sample {sampled // 1000}k", [*train, "--sample-users", str(sampled), *keep],
                    {}))
+    for n in workers:  # the same sample, its streamed pass on the workers
+        stages.append(("train", f"sample {sampled // 1000}k dask {n}w",
+                       [*train, "--sample-users", str(sampled), "--dask"], {"RECSYS_DASK_WORKERS": str(n)}))
     prefix = f"bench-scale-{uuid.uuid4().hex[:8]}"
     all_modes = {"single": ([], None), **{f"dask {n}w": (["--dask"], str(n)) for n in workers}}
     for mode in [mode for mode in modes or all_modes if mode in all_modes]:  # not validate's own modes
-        extra, workers = all_modes[mode]
-        more = {"RECSYS_DASK_WORKERS": workers} if workers else {}
+        extra, count = all_modes[mode]
+        more = {"RECSYS_DASK_WORKERS": count} if count else {}
         stages.append(("publish", mode, [RECSYS, "publish", "--model", str(bundle), "--data", str(data),
                                          "--redis", redis_url, "--prefix", prefix, "--json", *extra], more))
         stages.append(("recommend", mode, [RECSYS, "recommend", "--model", str(bundle), "--data", str(data),
@@ -161,7 +179,7 @@ def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str,
     if given_bundle is not None:
         stages = [entry for entry in stages if entry[0] != "train"]
     stages = [(stage, mode, command, more) for stage, mode, command, more in stages
-              if (wanted is None or stage in wanted) and (modes is None or stage == "train" or mode in modes)]
+              if (wanted is None or stage in wanted) and _mode_wanted(stage, mode, modes)]
     rows = []
     try:
         for stage, mode, command, more in stages:

@@ -18,7 +18,7 @@ import math
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -477,10 +477,13 @@ def sampled_rows(population: int, users: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(population, size=users, replace=False))
 
 
-def _sample_bucket(bucket: int, parts: PartitionedDataset, rows: np.ndarray) -> tuple[np.ndarray, Dataset]:
+def _sample_bucket(bucket: int, parts: PartitionedDataset, rows: np.ndarray
+                   ) -> tuple[np.ndarray, dict[str, pd.DataFrame]]:
     holders = parts.cardholder_rows(bucket)
     kept = holders.loc[holders["row"].isin(rows).to_numpy()]
-    return kept["row"].to_numpy(), parts.partition(bucket, kept["user_id"].to_numpy(dtype=object))
+    data = parts.partition(bucket, kept["user_id"].to_numpy(dtype=object))
+    # the content table stays behind: the client has it, and a copy per bucket would cross the network
+    return kept["row"].to_numpy(), {name: data.table(name) for name in BUCKETED}
 
 
 def sample_partitions(parts: PartitionedDataset, users: int, seed: int, client: Client | None = None
@@ -495,7 +498,7 @@ def rows_dataset(parts: PartitionedDataset, rows: np.ndarray, client: Client | N
     every table, gathered bucket by bucket (on the workers with a `client`)."""
     results = _run(client, _sample_bucket, list(range(parts.buckets)), parts=parts, rows=rows)
     order = np.argsort(np.concatenate([kept for kept, _ in results]), kind="stable")
-    frames = {name: pd.concat([data.table(name) for _, data in results], ignore_index=True)
+    frames = {name: pd.concat([tables[name] for _, tables in results], ignore_index=True)
               for name in BUCKETED}
     frames["cardholders"] = frames["cardholders"].iloc[order].reset_index(drop=True)
     return Dataset(root=parts.root, content=parts.content, present=parts.present, **frames)
@@ -515,16 +518,20 @@ def cardholder_count(root: Path) -> int | None:
 
 
 def load_sample(root: str | Path, users: int | None, seed: int, work: str | Path,
-                partition_size: int = 150_000, client: Client | None = None
+                partition_size: int = 150_000,
+                cluster: Callable[[], AbstractContextManager[Client]] | None = None
                 ) -> tuple[Dataset, CardholderSample | None]:
     """`load_dataset(root)` when it has at most `users` cardholders (or `users` is None); else the
     whole directory is checked while streaming and only a seeded sample of `users` cardholders with
-    their rows is loaded. Returns the data and the sample taken, if any."""
+    their rows is loaded: on the workers of the client `cluster()` opens when given (opened only to
+    sample, closed before this returns), else in this process. Returns the data and the sample taken,
+    if any."""
     root = Path(root)
     population = cardholder_count(root) if root.is_dir() else None
     if users is None or population is None or population <= users:
         return load_dataset(root), None
-    with partitioned(root, work, partition_size, client) as parts:
+    with cluster() if cluster is not None else nullcontext() as client, \
+            partitioned(root, work, partition_size, client) as parts:
         data = sample_partitions(parts, users, seed, client)
     logger.info("sampled %d of %d cardholders (seed %d) from %s", users, parts.users, seed, root)
     return data, CardholderSample(parts.users, users, seed, parts.span)

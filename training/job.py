@@ -12,10 +12,10 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,9 @@ from training.evaluate import Holdout, HoldoutError, epoch_scorer, evaluate, mak
 from training.outputs import check_output_path
 from training.selection import Selection, choose_on_validation
 from training.tune import TuneResult, tune
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ class TrainOptions:
     sample_users: int | None = None
     work_dir: Path | None = None
     partition_size: int = 150_000
+    # opens a Dask client whose workers check, bucket and gather the sample (closed before the fit)
+    cluster: Callable[[], AbstractContextManager[Client]] | None = None
 
 
 @dataclass
@@ -143,7 +148,8 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
     stages = Stages(echo)
     with stages.stage("load data"):
         dataset, train_sample = load_sample(options.data_dir, options.sample_users, config.seed,
-                                      options.work_dir or Path(tempfile.gettempdir()), options.partition_size)
+                                      options.work_dir or Path(tempfile.gettempdir()), options.partition_size,
+                                      options.cluster)
         # the population's end of data, not the sample's
         as_of = parse_as_of(options.as_of, train_sample or dataset)
     if train_sample is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -48,6 +49,9 @@ def train(
     sample_users: int | None = typer.Option(None, "--sample-users", min=1, help="Above this many "
                                             "cardholders, train on a seeded sample of this many, loading "
                                             "only their rows [default: RECSYS_TRAIN_SAMPLE_USERS, 50000]."),
+    on_dask: bool = typer.Option(False, "--dask", help="When sampling, check and bucket the data and "
+                                 "gather the sample on Dask workers (RECSYS_DASK_SCHEDULER, or a "
+                                 "LocalCluster closed before the fit); the fit runs here."),
 ) -> None:
     """Fit the LightFM hybrid, evaluate it against baselines, log to MLflow and register it.
 
@@ -60,6 +64,7 @@ def train(
     from rich.console import Console
 
     from features.contract import ContractError
+    from recsys.cluster import dask_client
     from recsys.config import get_settings
     from training.config import TrainConfigError, load_config
     from training.job import TrainOptions
@@ -81,6 +86,7 @@ def train(
             tune_minutes=budget if tune else None,
             sample_users=sample_users or settings.train_sample_users, work_dir=settings.home / "partitions",
             partition_size=settings.dask_partition_size,
+            cluster=partial(dask_client, settings) if on_dask else None,
         )
         console.print(f"[bold]Training on {data}[/bold]")
         result = run_training(options, echo=console.print)

@@ -44,3 +44,22 @@ def test_a_local_cluster_is_sized_by_the_settings_and_closed() -> None:
         assert {w["memory_limit"] for w in workers} == {512 * 2**20}
         cluster = client.cluster
     assert cluster.status.name == "closed"
+
+
+def test_a_local_cluster_runs_its_worker_processes_without_the_periodic_extras() -> None:
+    import dask
+
+    from recsys.cluster import LOCAL_CLUSTER_CONFIG
+
+    def seen() -> dict:
+        return {key: dask.config.get(key) for key in LOCAL_CLUSTER_CONFIG}
+
+    before = seen()
+    with dask_client(Settings(dask_workers=2, dask_worker_memory="512MiB")) as client:
+        in_workers = client.run(seen)
+        intervals = client.run(lambda dask_worker: dask_worker.memory_manager.memory_monitor_interval)
+        profiling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
+    assert list(in_workers.values()) == [LOCAL_CLUSTER_CONFIG] * 2
+    assert set(intervals.values()) == {0.5}
+    assert set(profiling.values()) == {False}
+    assert seen() == before  # the caller's config is restored

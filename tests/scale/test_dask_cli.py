@@ -111,3 +111,18 @@ def test_caps_simulate_on_dask_reports_a_missing_directory(dask_env, tmp_path: P
                                       "default", "--truth", str(tmp_path / "t.npz"), "--dask"])
     assert result.exit_code == 2
     assert "nowhere" in result.output
+
+
+def test_train_samples_on_dask_from_the_command_line(dask_env, scale_world, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text("model: {kind: lightfm_hybrid, params: {num_threads: 1, epochs: 2, no_components: 8}}\n"
+                      "baselines: {popularity: {kind: popularity}}\nrefit: false\n")
+    with caplog.at_level("INFO", logger="recsys.cluster"):
+        result = CliRunner().invoke(app, ["train", "--data", str(scale_world), "--config", str(config),
+                                          "--sample-users", "300", "--dask", "--no-track", "--no-register",
+                                          "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "trained on a sample of 300 of 500 cardholders" in result.output
+    assert any("LocalCluster of 1 workers" in record.getMessage() for record in caplog.records)
+    assert not list((get_settings().home / "partitions").iterdir())  # staging removed

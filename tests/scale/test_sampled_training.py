@@ -3,6 +3,8 @@ same rows the whole load has for them), the sample is repeatable, and the run re
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,28 @@ def test_a_sample_loads_only_its_cardholders_rows(scale_world: Path, scale_datas
     assert again.cardholders["user_id"].tolist() == data.cardholders["user_id"].tolist()
     other, _ = load_sample(scale_world, 200, seed=8, work=tmp_path / "work", partition_size=120)
     assert set(other.cardholders["user_id"]) != ids
+
+
+def test_a_sample_gathered_on_the_workers_is_the_one_gathered_here(scale_world: Path, dask_client,
+                                                                   tmp_path: Path) -> None:
+    opened = []
+
+    @contextmanager
+    def cluster() -> Iterator:
+        opened.append(True)
+        yield dask_client
+
+    here, sample = load_sample(scale_world, 200, seed=7, work=tmp_path / "here", partition_size=120)
+    there, on_workers = load_sample(scale_world, 200, seed=7, work=tmp_path / "there", partition_size=120,
+                                    cluster=cluster)
+    assert opened == [True] and on_workers == sample
+    for name in ("cardholders", "transactions", "menu_clicks", "article_reads", "push_log", "content"):
+        pd.testing.assert_frame_equal(there.table(name), here.table(name))
+    assert there.present == here.present
+    assert list((tmp_path / "there").iterdir()) == []
+
+    _, none = load_sample(scale_world, 500, seed=7, work=tmp_path / "there", cluster=cluster)
+    assert none is None and opened == [True]  # no sample: no cluster started
 
 
 def test_the_rows_asked_for_and_only_theirs(scale_parts, scale_dataset) -> None:
