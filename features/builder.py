@@ -29,7 +29,7 @@ from recsys.cells import UNKNOWN, split_list
 
 logger = logging.getLogger(__name__)
 
-STATE_FORMAT = 3
+STATE_FORMAT = 4
 AGE_EDGES = (25, 35, 45, 55)
 AGE_LABELS = ("<25", "25-34", "35-44", "45-54", "55+")
 TENURE_EDGES_YEARS = (1, 3, 5, 10)
