@@ -29,7 +29,7 @@ from recsys.cells import UNKNOWN, split_list
 
 logger = logging.getLogger(__name__)
 
-STATE_FORMAT = 3
+STATE_FORMAT = 4
 AGE_EDGES = (25, 35, 45, 55)
 AGE_LABELS = ("<25", "25-34", "35-44", "45-54", "55+")
 TENURE_EDGES_YEARS = (1, 3, 5, 10)
@@ -204,6 +204,7 @@ class FeatureBuilder:
         names += ["online_share", "overseas_share"]
         names += [f"menu{self.config.menu_window_days}d_level:{key}" for key in state["menu_keys"]]
         names += [f"menu{self.config.menu_recent_days}d:{key}" for key in state["menu_keys"]]
+        names += [f"clicks{self.config.menu_window_days}d_share:{key}" for key in state["menu_keys"]]
         names += [f"menu_recency={label}" for label in (*RECENCY_LABELS, NEVER)]
         names += [f"topic:{tag}" for tag in state["tags"]]
         names += ["reads_level", "reads:none"]
@@ -414,6 +415,10 @@ class FeatureBuilder:
                 if prefix:
                     block = np.minimum(np.log1p(counts) / np.log1p(self.config.menu_count_cap), 1.0)
                     names = (f"menu{window}d_level:{key}" for key in keys)
+                    # shares leave out how active a cardholder is overall, as purchase-count shares do
+                    totals = counts.sum(axis=1, keepdims=True)
+                    out.add_dense(counts / np.maximum(totals, 1),
+                                  self._columns(f"clicks{window}d_share:{key}" for key in keys))
                 else:
                     block = (counts > 0).astype(np.float64)
                     names = (f"menu{window}d:{key}" for key in keys)
@@ -522,6 +527,7 @@ USER_FAMILIES = (
      "profile_weight"),
     (("mcc",), "spend_mcc_weight"),
     (("visits",), "spend_visits_weight"),
+    (("clicks",), "menu_share_weight"),
     (("spend", "online_share", "overseas_share"), "spend_category_weight"),
     (("menu",), "menu_weight"),
     (("topic:", "reads_level", "reads:none"), "read_topic_weight"),

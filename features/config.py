@@ -41,6 +41,7 @@ class FeatureConfig:
     spend_mcc_weight: float = 6.0
     spend_visits_weight: float = 6.0
     menu_weight: float = 1.0
+    menu_share_weight: float = 3.0
     read_topic_weight: float = 1.0
     open_topic_weight: float = 1.0
     item_tag_weight: float = 1.0
@@ -100,6 +101,7 @@ class FeatureConfig:
 
 FAMILY_WEIGHTS = (
     "profile_weight", "spend_category_weight", "spend_mcc_weight", "spend_visits_weight", "menu_weight",
+    "menu_share_weight",
     "read_topic_weight",
     "open_topic_weight", "item_tag_weight", "item_title_weight",
 )

@@ -37,6 +37,7 @@ FAMILY_CHOICES: dict[str, tuple[float, ...]] = {
     "spend_mcc_weight": (0.0, 1.0, 3.0, 6.0, 10.0),
     "spend_visits_weight": (0.0, 1.0, 3.0, 6.0, 10.0),
     "menu_weight": (0.0, 1.0, 3.0),
+    "menu_share_weight": (0.0, 1.0, 3.0, 6.0),
     "read_topic_weight": (0.0, 1.0, 3.0),
     "open_topic_weight": (0.0, 1.0, 3.0),
     "item_title_weight": (0.0, 1.0),

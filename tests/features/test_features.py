@@ -91,6 +91,22 @@ def test_raw_mcc_shares_open_topics_titles_and_family_weights(hand_made: Dataset
         FeatureConfig(spend_mcc_weight=-1.0)
 
 
+def test_menu_click_shares_leave_out_how_active_a_cardholder_is(hand_made: Dataset) -> None:
+    extra = pd.DataFrame({"user_id": ["u1"], "ts": [pd.Timestamp("2024-06-20T09:00:00Z")],
+                          "menu_key": ["repayment"]})
+    clicks = pd.concat([hand_made.menu_clicks, extra.astype(hand_made.menu_clicks.dtypes)], ignore_index=True)
+    dataset = dataclasses.replace(hand_made, menu_clicks=clicks)
+    matrices, builder = build_training_matrices(dataset, AS_OF, FeatureConfig(menu_share_weight=2.0))
+    u1, u2 = (row(builder, matrices.user_features, i) for i in (0, 1))
+    # 90 days: bill_query twice, repayment once -> 2/3, 1/3, times the family weight 2
+    assert u1["clicks90d_share:bill_query"] == pytest.approx(2 * 2 / 3, rel=1e-6)
+    assert u1["clicks90d_share:repayment"] == pytest.approx(2 * 1 / 3, rel=1e-6)
+    # u2's only click is older than 90 days: no shares at all
+    assert not any(name.startswith("clicks") for name in u2)
+    off, off_builder = build_training_matrices(dataset, AS_OF, FeatureConfig(menu_share_weight=0.0))
+    assert not any(name.startswith("clicks") for name in row(off_builder, off.user_features, 0))
+
+
 def test_item_features_encode_kind_tags_tiers_and_transactional(hand_made: Dataset) -> None:
     matrices, builder = build_training_matrices(hand_made, AS_OF)
     names = builder.item_feature_names
