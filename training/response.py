@@ -5,6 +5,9 @@ The time line, for an as-of time `T`, holdout `H` and validation `V` days:
     ...pushes...  | validation (V days) | holdout (H days) |
                 T-H-V                  T-H                T
 
+0. with more than one value in `user_hour_grid`, the L2 weight of the open model's per-cardholder daily
+   wave is chosen first: an open model is fitted on pushes up to T-H-V with each weight, and the weight
+   whose Platt-mapped log-loss of the validation pushes' opens is lowest is used for every fit below;
 1. model A is fitted on pushes up to T-H-V; a Platt map is fitted on A's logits of the validation pushes;
 2. model B is fitted on pushes up to T-H, with the slope of A's Platt map and an intercept levelled on B's
    own latest `level_days` of training pushes (`levelled`): its holdout figures are the report (log-loss,
@@ -23,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -105,6 +108,9 @@ class ResponseFitConfig:
     # the solver stops when a Newton step moves the coefficients by less than this on average
     tolerance: float = 1e-6
     level_days: int = 14  # latest training days the Platt intercept is levelled on (`levelled`); 0: off
+    # L2 weights of the open model's daily wave tried on the validation slice (`choose_user_hour`);
+    # empty: penalties["open"]["user_hour"] as given
+    user_hour_grid: tuple[float, ...] = ()
     sample_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -113,6 +119,8 @@ class ResponseFitConfig:
                 raise ResponseFitError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < float(self.tolerance) < 1.0:
             raise ResponseFitError(f"tolerance must be in (0, 1), got {self.tolerance}")
+        if any(not float(w) > 0.0 for w in self.user_hour_grid):
+            raise ResponseFitError(f"user_hour_grid weights must be > 0, got {self.user_hour_grid}")
         if int(self.level_days) < 0:
             raise ResponseFitError(f"level_days must be >= 0, got {self.level_days}")
         for target in TARGETS:
@@ -134,10 +142,14 @@ class ResponseFitReport:
     platt: dict[str, tuple[float, float]]
     timings: dict[str, float]
     uses_score: bool
+    # daily-wave L2 weight -> Platt-mapped validation log-loss of opens (empty: the weight was not chosen)
+    user_hour_losses: dict[float, float] = field(default_factory=dict)
+    user_hour_penalty: float = float("nan")
 
     def metrics(self) -> dict[str, float]:
         """Flat figures for a tracker, e.g. `response.open.ece`."""
         out: dict[str, float] = {f"response.pushes.{k}": float(v) for k, v in self.pushes.items()}
+        out["response.open.user_hour_penalty"] = float(self.user_hour_penalty)
         for prefix, figures in (("", self.holdout), ("raw.", self.holdout_raw)):
             for target, c in figures.items():
                 for name in ("observed_rate", "base_rate", "mean_predicted", "log_loss", "base_log_loss",
@@ -147,7 +159,10 @@ class ResponseFitReport:
 
     def summary(self) -> str:
         lines = [f"response model: holdout {self.holdout_from.isoformat()} .. {self.as_of.isoformat()}, "
-                 f"pushes {self.pushes}"]
+                 f"pushes {self.pushes}, daily-wave L2 weight {self.user_hour_penalty:g}"]
+        if self.user_hour_losses:
+            lines.append("  validation log-loss of opens by daily-wave L2 weight: " + ", ".join(
+                f"{w:g} {loss:.5f}" for w, loss in self.user_hour_losses.items()))
         for target in TARGETS:
             lines.append(f"  P({target}) raw        {self.holdout_raw[target].summary()}")
             lines.append(f"  P({target}) calibrated {self.holdout[target].summary()}")
@@ -342,10 +357,11 @@ def _prepare(dataset: Dataset, as_of: pd.Timestamp, config: ResponseFitConfig,
 
 
 def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp, config: ResponseFitConfig,
-         start: PushResponseModel | None = None) -> PushResponseModel:
+         start: PushResponseModel | None = None, targets: tuple[str, ...] = TARGETS) -> PushResponseModel:
     """Coefficients fitted on pushes sent up to `cutoff`, outcomes known at `cutoff`; identity calibration.
 
-    `start`: a model fitted at an earlier cutoff on the same inputs, whose coefficients start the solver."""
+    `start`: a model fitted at an earlier cutoff on the same inputs, whose coefficients start the solver.
+    `targets`: the models fitted (the others keep zero coefficients)."""
     rows = (inputs.pushes["sent_ts"] <= cutoff).to_numpy()
     train = inputs.pushes.loc[rows]
     if len(train) < MIN_PUSHES:
@@ -383,6 +399,8 @@ def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp, config: Respon
     offsets = model.layout.offsets()
     rng = np.random.default_rng(config.sample_seed)
     for target, outcome in (("open", opened), ("mute", muted)):
+        if target not in targets:
+            continue
         penalties = np.empty(model.layout.size)
         for block, (first, size) in offsets.items():
             penalties[first:first + size] = config.penalties[target][block.split(":")[0]]
@@ -485,6 +503,34 @@ def levelled(model: PushResponseModel, inputs: _Inputs, cutoff: pd.Timestamp, da
             for t, p in platt.items()}
 
 
+def with_user_hour(config: ResponseFitConfig, weight: float) -> ResponseFitConfig:
+    """`config` with `weight` as the L2 weight of the open model's daily wave."""
+    penalties = {target: dict(weights) for target, weights in config.penalties.items()}
+    penalties["open"]["user_hour"] = float(weight)
+    return replace(config, penalties=penalties)
+
+
+def choose_user_hour(dataset: Dataset, inputs: _Inputs, validation_from: pd.Timestamp,
+                     holdout_from: pd.Timestamp, config: ResponseFitConfig) -> dict[float, float]:
+    """Platt-mapped log-loss of the opens of the pushes in (validation_from, holdout_from] for an open model
+    fitted up to `validation_from` with each weight of `config.user_hour_grid` (weight -> loss).
+
+    The weight sets how far a cardholder's few opens move their own hours off the population's; the
+    log-loss after the Platt map scores the ranking of pushes by the model, not its overall scale, which
+    the map (slope and intercept) sets anyway."""
+    losses: dict[float, float] = {}
+    start = None
+    for weight in sorted(config.user_hour_grid, reverse=True):  # strongest prior first: warm starts
+        model = _fit(dataset, inputs, validation_from, with_user_hour(config, weight), start, ("open",))
+        logits, outcomes = _slice_logits(model, inputs, validation_from, holdout_from)
+        predicted = np.clip(fit_platt(logits["open"], outcomes["open"]).apply(logits["open"]), 1e-12,
+                            1.0 - 1e-12)
+        y = outcomes["open"]
+        losses[float(weight)] = float(-np.mean(y * np.log(predicted) + (1.0 - y) * np.log1p(-predicted)))
+        start = model if config.warm_start else None
+    return losses
+
+
 def fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: ResponseFitConfig | None = None,
                         scorer: Scorer | None = None) -> tuple[PushResponseModel, ResponseFitReport]:
     """Fit, calibrate and evaluate the open and mute models (see the module docstring).
@@ -514,6 +560,14 @@ def fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: ResponseF
                 f"{config.holdout_days} holdout and {config.validation_days} validation days: choose an "
                 "as-of time inside the push log or shorter slices")
 
+    losses: dict[float, float] = {}
+    if len(config.user_hour_grid) > 1:
+        clock = time.perf_counter()
+        losses = choose_user_hour(dataset, inputs, validation_from, holdout_from, config)
+        config = with_user_hour(config, min(losses, key=losses.__getitem__))
+        timings["choose daily-wave prior"] = time.perf_counter() - clock
+    elif config.user_hour_grid:
+        config = with_user_hour(config, config.user_hour_grid[0])
     level = config.level_days
     clock = time.perf_counter()
     early = _fit(dataset, inputs, validation_from, config)
@@ -543,7 +597,8 @@ def fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: ResponseF
     report = ResponseFitReport(as_of=as_of, validation_from=validation_from, holdout_from=holdout_from,
                                pushes=counts, holdout=holdout, holdout_raw=raw,
                                platt={t: (p.slope, p.intercept) for t, p in platt.items()}, timings=timings,
-                               uses_score=scorer is not None)
+                               uses_score=scorer is not None, user_hour_losses=losses,
+                               user_hour_penalty=float(config.penalties["open"]["user_hour"]))
     logger.info("%s", report.summary())
     return model, report
 
