@@ -3,7 +3,7 @@
 Two logistic models over the same terms, one coefficient vector each:
 
     logit P = intercept + user[u] + item[i] + kind[k(i)] + sum_f segment_f[s_f(u)]
-              + hour[h] + sum_f segment_f_hour[s_f(u), bin(h)] + user_hour[u] . (cycle(h) - center[u])
+              + hour[h] + sum_f segment_f_hour[s_f(u), bin(h)] + user_hour[u] . cycle(h)
               + activity * lift[u, bin(h)] + recent_slope * recent + excess_slope * max(0, recent - free)
               + score_weight * standardised ranking score (u, i)
 
@@ -11,10 +11,6 @@ Two logistic models over the same terms, one coefficient vector each:
 `recent` the marketing pushes the cardholder received in the trailing 30 days, this one included, and
 `cycle(h) = (cos, sin)(2 pi h / 24)`: a cardholder's own hour preference is one daily wave (a peak hour
 and a strength), two numbers every push informs, where a value per day part would need opens in each.
-`center[u]` is the mean of `cycle` over the cardholder's own fitted pushes, so the wave moves only with
-differences between the hours they were sent at: their level is the `user` term's, and a cardholder who
-never opens cannot have it explained by a wave turned away from their usual send hours (which would
-then predict opens at the hours they were never sent at).
 Segments are card tier, age band and city tier: a cardholder with few pushes answers like the segment,
 and the per-cardholder terms (`user`, `user_hour`) grow only as their own pushes say otherwise (L2
 shrinkage).
@@ -152,19 +148,17 @@ class Layout:
 
 @dataclass(frozen=True)
 class UserRows:
-    """Per-cardholder query inputs: model index (-1 unknown), segment codes, activity lift by day part,
-    the centre of the daily wave (zeros for a cardholder unknown at fit time)."""
+    """Per-cardholder query inputs: model index (-1 unknown), segment codes, activity lift by day part."""
 
     index: np.ndarray  # int64 [n]
     segments: np.ndarray  # int64 [n, len(SEGMENT_FIELDS)]
     lift: np.ndarray  # float32 [n, HOUR_BINS]
-    wave_center: np.ndarray  # float64 [n, CYCLE]
 
     def __len__(self) -> int:
         return len(self.index)
 
     def take(self, rows: np.ndarray) -> UserRows:
-        return UserRows(self.index[rows], self.segments[rows], self.lift[rows], self.wave_center[rows])
+        return UserRows(self.index[rows], self.segments[rows], self.lift[rows])
 
 
 @dataclass(frozen=True)
@@ -214,7 +208,7 @@ def design_matrix(layout: Layout, users: UserRows, items: ItemRows, hours: np.nd
         add(f"segment:{name}", users.segments[:, f])
         add(f"segment_hour:{name}", users.segments[:, f] * HOUR_BINS + bins)
     add("hour", hours)
-    wave = daily_cycle(hours) - users.wave_center
+    wave = daily_cycle(hours)
     for k in range(CYCLE):
         add("user_hour", np.maximum(users.index, 0) * CYCLE + k, wave[:, k], mask=users.index >= 0)
     add("activity", 0, users.lift[all_rows, bins])
@@ -263,9 +257,6 @@ class PushResponseModel:
     # `history_until` (0 pads); pushes the caps state knows after `history_until` are added at serving
     history: np.ndarray | None = None
     history_until: int = 0
-    # float64 [n_users, CYCLE]: mean daily_cycle of each cardholder's fitted pushes (None: zeros, the
-    # uncentred wave of models saved before it was kept)
-    user_wave_center: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         layout = self.layout
@@ -275,11 +266,6 @@ class PushResponseModel:
                     f"{target} coefficients missing or of the wrong length for this layout: refit the model")
         if self.history is None:
             self.history = np.zeros((len(self.user_ids), 0), dtype=np.int64)
-        if self.user_wave_center is None:
-            self.user_wave_center = np.zeros((len(self.user_ids), CYCLE))
-        if self.user_wave_center.shape != (len(self.user_ids), CYCLE):
-            raise IncompatibleModelError(f"user_wave_center has shape {self.user_wave_center.shape} for "
-                                         f"{len(self.user_ids)} cardholders: refit the model")
         if len(self.history) != len(self.user_ids):
             raise IncompatibleModelError(f"history has {len(self.history)} rows for {len(self.user_ids)} "
                                          "cardholders: refit the model")
@@ -312,8 +298,7 @@ class PushResponseModel:
                         else np.where((c := vocabulary.get_indexer(given)) >= 0, c, unknown_code))
             codes[:, f] = np.where(known, self.user_segments[np.maximum(index, 0), f], fallback)
         lift = np.where(known[:, None], self.user_lift[np.maximum(index, 0)], 0.0).astype(np.float32)
-        center = np.where(known[:, None], self.user_wave_center[np.maximum(index, 0)], 0.0)
-        return UserRows(index, codes, lift, center)
+        return UserRows(index, codes, lift)
 
     def item_rows(self, content_ids: Sequence[str] | np.ndarray, kinds: np.ndarray | None = None) -> ItemRows:
         """Inputs for `content_ids`; contents unknown at fit time take `kinds` (else the average kind)."""
@@ -401,9 +386,7 @@ class PushResponseModel:
             out += table[users.segments[:, f]][:, bins]
         user_hour = block("user_hour").reshape(-1, CYCLE)
         personal = np.where((users.index >= 0)[:, None], user_hour[np.maximum(users.index, 0)], 0.0)
-        out += personal @ daily_cycle(np.arange(HOURS)).T
-        out -= (personal * users.wave_center).sum(axis=1)[:, None]
-        out += block("activity")[0] * users.lift[:, bins]
+        out += personal @ daily_cycle(np.arange(HOURS)).T + block("activity")[0] * users.lift[:, bins]
         return out
 
     def best_hours(self, users: UserRows, k: int = 3,
@@ -455,7 +438,6 @@ class PushResponseModel:
                   np.asarray(self.content_ids).astype(str), "user_segments": self.user_segments,
                   "user_lift": self.user_lift, "item_kind": self.item_kind,
                   "history": np.asarray(self.history, dtype=np.int64),
-                  "user_wave_center": np.asarray(self.user_wave_center, dtype=np.float64),
                   **{f"coef_{t}": self.coef[t] for t in TARGETS}}
         with atomic_directory(target) as staging:
             np.savez(staging / ARRAYS, **arrays)
@@ -492,8 +474,6 @@ class PushResponseModel:
                     # models saved before the history was kept count the caps state alone
                     history=arrays["history"] if "history" in arrays.files else None,
                     history_until=int(extra.get("history_until", 0)),
-                    user_wave_center=(arrays["user_wave_center"] if "user_wave_center" in arrays.files
-                                      else None),
                 )
         except KeyError as error:
             raise IncompatibleModelError(

@@ -38,7 +38,6 @@ from features.bundle_inputs import feature_builder
 from recsys.cells import UNKNOWN
 from recsys.response_model import (
     BIN_HOURS,
-    CYCLE,
     HOUR_BINS,
     SEGMENT_FIELDS,
     TARGETS,
@@ -46,7 +45,6 @@ from recsys.response_model import (
     Layout,
     Platt,
     PushResponseModel,
-    daily_cycle,
     design_matrix,
     hour_bin,
     local_hours,
@@ -387,8 +385,6 @@ def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp, config: Respon
         calibration={t: Platt() for t in TARGETS}, score_center=center, score_scale=scale,
         uses_score=scores is not None, default_timezone=config.default_timezone,
         send_hours=send_hours(train["hour"].to_numpy()),
-        user_wave_center=wave_centers(pd.Index(inputs.user_ids).get_indexer(train["user_id"].to_numpy()),
-                                      train["hour"].to_numpy(), len(inputs.user_ids)),
     )
     users = model.user_rows(train["user_id"].to_numpy())
     items = model.item_rows(train["content_id"].to_numpy())
@@ -453,18 +449,6 @@ def push_history(inputs: _Inputs, cutoff: pd.Timestamp) -> np.ndarray:
     out = np.zeros((len(inputs.user_ids), int(position.max()) + 1 if len(rows) else 0), dtype=np.int64)
     out[rows, position] = seconds
     return out
-
-
-def wave_centers(user_rows: np.ndarray, hours: np.ndarray, n_users: int) -> np.ndarray:
-    """float [n_users, CYCLE]: the mean `daily_cycle` of each cardholder's pushes (`user_rows`, -1 skipped;
-    zeros for a cardholder with none), the centre of their daily wave (`PushResponseModel`)."""
-    rows = np.asarray(user_rows, dtype=np.int64)
-    keep = rows >= 0
-    wave = daily_cycle(np.asarray(hours)[keep])
-    counts = np.bincount(rows[keep], minlength=n_users).astype(np.float64)
-    sums = np.stack([np.bincount(rows[keep], weights=wave[:, k], minlength=n_users) for k in range(CYCLE)],
-                    axis=1)
-    return sums / np.maximum(counts, 1.0)[:, None]
 
 
 def send_hours(hours: np.ndarray) -> tuple[int, ...]:

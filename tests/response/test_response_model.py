@@ -11,14 +11,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from recsys.models.base import IncompatibleModelError
-from recsys.response_model import (
-    CYCLE,
-    PushResponseModel,
-    ResponseModelError,
-    UserRows,
-    daily_cycle,
-    local_hours,
-)
+from recsys.response_model import PushResponseModel, ResponseModelError, local_hours
 from tests.response.conftest import Fitted, SynthFitted
 from tests.response.handmade import AS_OF
 from training.response import (
@@ -28,7 +21,6 @@ from training.response import (
     choose_user_hour,
     fit_response_models,
     marketing_pushes,
-    wave_centers,
     with_user_hour,
 )
 
@@ -149,7 +141,6 @@ def test_save_and_load_give_the_same_answers(handmade: Fitted, tmp_path: Path) -
             getattr(loaded, name)(loaded.user_rows(ids), loaded.item_rows(contents, kinds), *args))
     assert loaded.best_hours(loaded.user_rows(ids)) == model.best_hours(rows)
     np.testing.assert_array_equal(loaded.history, model.history)
-    np.testing.assert_array_equal(loaded.user_wave_center, model.user_wave_center)
     assert loaded.history_until == model.history_until
     with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
         assert "coef_open" in arrays.files
@@ -282,43 +273,6 @@ def test_recent_counts_counts_the_trailing_window_per_cardholder() -> None:
 
 
 # ---------------------------------------------------------------------- the daily wave and its prior
-def test_wave_centers_average_each_cardholders_send_hours() -> None:
-    centers = wave_centers(np.array([0, 0, 2, -1, 2]), np.array([6, 18, 9, 3, 9]), n_users=3)
-    assert centers.shape == (3, CYCLE)
-    # 06:00 and 18:00 sit opposite on the clock: their mean is the centre
-    np.testing.assert_allclose(centers[0], [0.0, 0.0], atol=1e-12)
-    np.testing.assert_allclose(centers[1], [0.0, 0.0])  # no push: no centre
-    np.testing.assert_allclose(centers[2], daily_cycle(np.array([9]))[0])
-
-
-def test_the_wave_is_centred_on_each_cardholders_own_pushes(handmade: Fitted) -> None:
-    """The wave moves only with differences between a cardholder's own send hours: at their average
-    send time it adds nothing, so their level is the cardholder term's alone."""
-    model = handmade.model
-    pushes = marketing_pushes(handmade.dataset, AS_OF, model.default_timezone)
-    mine = pushes.loc[pushes["user_id"] == "owl", "hour"].to_numpy()
-    rows = model.user_rows(["owl", "nobody"])
-    np.testing.assert_allclose(rows.wave_center[0], daily_cycle(mine).mean(axis=0))
-    np.testing.assert_array_equal(rows.wave_center[1], [0.0, 0.0])
-    start, size = model.layout.offsets()["user_hour"]
-    wave = model.coef["open"][start:start + size].reshape(-1, CYCLE)[rows.index[0]]
-    owl = rows.take(np.array([0]))
-    uncentred = UserRows(owl.index, owl.segments, owl.lift, np.zeros((1, CYCLE)))
-    shift = -float(wave @ owl.wave_center[0])
-    np.testing.assert_allclose(model.hour_effects(owl) - model.hour_effects(uncentred), shift)
-    query = (model.item_rows(["p01"]), np.array([20]), np.array([3]))
-    assert model.logit("open", owl, *query) - model.logit("open", uncentred, *query) == pytest.approx(shift)
-
-
-def test_a_model_saved_without_wave_centres_answers_uncentred(handmade: Fitted, tmp_path: Path) -> None:
-    path = handmade.model.save(tmp_path / "response")
-    with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
-        kept = {name: arrays[name] for name in arrays.files if name != "user_wave_center"}
-    np.savez(path / "arrays.npz", **kept)
-    loaded = PushResponseModel.load(path)
-    np.testing.assert_array_equal(loaded.user_wave_center, np.zeros((len(loaded.user_ids), CYCLE)))
-
-
 def test_the_daily_wave_prior_is_chosen_on_the_validation_slice(handmade_dataset) -> None:
     grid = (4.0, 0.25)
     model, report = fit_response_models(handmade_dataset, AS_OF, ResponseFitConfig(user_hour_grid=grid))
