@@ -72,7 +72,8 @@ MIN_CALIBRATION_POSITIVES = 20
 # L2 weight per term (a Gaussian prior of variance 1 / weight); the per-cardholder terms are the
 # strongest, so a cardholder's own coefficients move off the segment only with their own evidence.
 # The cardholder's daily wave (user_hour) is the exception: its direction is what ranks the hours, and
-# a weight of 4 kept cardholders with two or three opens on the population's hours.
+# a weight of 4 kept cardholders with two or three opens on the population's hours. By default the fit
+# chooses it on the validation slice (`ResponseFitConfig.user_hour_grid`); this value serves an empty grid.
 DEFAULT_PENALTIES: dict[str, dict[str, float]] = {
     "open": {"intercept": 0.0, "user": 2.0, "item": 1.0, "kind": 1.0, "segment": 1.0, "hour": 1.0,
              "segment_hour": 2.0, "user_hour": 0.25, "activity": 0.01, "recent": 0.0, "excess": 0.0,
@@ -683,6 +684,9 @@ def fit_for_training(dataset: Dataset, as_of: pd.Timestamp, echo: Callable[[str]
         return None, None
     for target in TARGETS:
         echo(f"  P({target}) holdout: {report.holdout[target].summary()}")
+    chosen = " (chosen on the validation slice)" if report.open_fit_losses else ""
+    echo(f"  P(open) hours: daily-wave L2 weight {report.user_hour_penalty:g}, reminders' opens "
+         f"{'used' if report.reminder_opens else 'not used'}{chosen}")
     return model, report
 
 
