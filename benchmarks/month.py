@@ -119,7 +119,7 @@ def with_hour_prior(world: Path, bundle_path: Path, penalty: float) -> Path:
         penalties["open"]["user_hour"] = penalty
         dataset = load_dataset(world)
         response, report = fit_response_models(dataset, dataset.time_range()[1],
-                                               ResponseFitConfig(penalties=penalties))
+                                               ResponseFitConfig(penalties=penalties, user_hour_grid=()))
         log(report.summary())
         replace(ModelBundle.load(bundle_path), response=response).save(target)
     return target
@@ -609,8 +609,8 @@ def main() -> int:
                         help="a JSON list of decision fields: one more value-aware engine each, same run, "
                              "e.g. '[{\"hour_margin\": 0}, {\"pacing\": {\"margin\": 0.4}}]'")
     parser.add_argument("--user-hour-penalty", type=float, default=None,
-                        help="refit the bundle's response models with this L2 weight on the cardholder's own "
-                             "daily wave (default: the bundle's as trained)")
+                        help="refit the bundle's response models with this fixed L2 weight on the "
+                             "cardholder's own daily wave (default: the bundle's as trained)")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench-month")
     parser.add_argument("--independent", type=Path, default=None,
                         help="a data directory with DIR.hidden.npz beside it (the shared independent world)")

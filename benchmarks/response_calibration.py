@@ -65,7 +65,9 @@ def evaluate(name: str, dataset, as_of: pd.Timestamp, holdout_days: int, ranking
     penalties = {target: dict(weights) for target, weights in DEFAULT_PENALTIES.items()}
     if user_hour is not None:
         penalties["open"]["user_hour"] = user_hour
-    config = ResponseFitConfig(holdout_days=holdout_days, refit=False, penalties=penalties)
+    # a given weight is fixed; otherwise the fit chooses it on its validation slice
+    config = ResponseFitConfig(holdout_days=holdout_days, refit=False, penalties=penalties,
+                               **({"user_hour_grid": ()} if user_hour is not None else {}))
     holdout_from = as_of - pd.Timedelta(days=holdout_days)
     scorer = None
     if ranking_score:
@@ -244,7 +246,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--skip-synth", action="store_true")
     parser.add_argument("--user-hour-penalty", type=float, default=None,
-                        help="L2 weight of the open model's per-cardholder daily wave (default: the fit's)")
+                        help="a fixed L2 weight of the open model's per-cardholder daily wave "
+                             "(default: chosen on the validation slice)")
     parser.add_argument("--speed", type=Path, default=None, metavar="DATA_DIR",
                         help="time the fit on an existing world (e.g. 100k cardholders from `recsys synth`) "
                              "beside the previous fit, same run, and exit")

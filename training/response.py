@@ -5,6 +5,10 @@ The time line, for an as-of time `T`, holdout `H` and validation `V` days:
     ...pushes...  | validation (V days) | holdout (H days) |
                 T-H-V                  T-H                T
 
+0. the open model's evidence on hours is chosen first (`choose_open_fit`): an open model is fitted on
+   pushes up to T-H-V with each L2 weight of the per-cardholder daily wave in `user_hour_grid`, with and
+   without the transactional reminders' opens (`reminder_opens` None; True or False fixes it), and the
+   pair whose Platt-mapped log-loss of the validation pushes' opens is lowest is used for every fit below;
 1. model A is fitted on pushes up to T-H-V; a Platt map is fitted on A's logits of the validation pushes;
 2. model B is fitted on pushes up to T-H, with the slope of A's Platt map and an intercept levelled on B's
    own latest `level_days` of training pushes (`levelled`): its holdout figures are the report (log-loss,
@@ -23,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -68,7 +72,8 @@ MIN_CALIBRATION_POSITIVES = 20
 # L2 weight per term (a Gaussian prior of variance 1 / weight); the per-cardholder terms are the
 # strongest, so a cardholder's own coefficients move off the segment only with their own evidence.
 # The cardholder's daily wave (user_hour) is the exception: its direction is what ranks the hours, and
-# a weight of 4 kept cardholders with two or three opens on the population's hours.
+# a weight of 4 kept cardholders with two or three opens on the population's hours. By default the fit
+# chooses it on the validation slice (`ResponseFitConfig.user_hour_grid`); this value serves an empty grid.
 DEFAULT_PENALTIES: dict[str, dict[str, float]] = {
     "open": {"intercept": 0.0, "user": 2.0, "item": 1.0, "kind": 1.0, "segment": 1.0, "hour": 1.0,
              "segment_hour": 2.0, "user_hour": 0.25, "activity": 0.01, "recent": 0.0, "excess": 0.0,
@@ -99,10 +104,17 @@ class ResponseFitConfig:
     negative_share: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_NEGATIVE_SHARE))
     # fits on fewer pushes keep them all: they are fast, and with few events the weights only add noise
     sample_above: int = 200_000
+    # the open model also learns from transactional reminders' opens (their own item and kind terms take
+    # their level): a cardholder's hours show in every push they open, not only in marketing ones.
+    # None: chosen on the validation slice with the daily wave's weight (`choose_open_fit`)
+    reminder_opens: bool | None = None
     warm_start: bool = True  # each fit starts from the one at the earlier cutoff
     # the solver stops when a Newton step moves the coefficients by less than this on average
     tolerance: float = 1e-6
     level_days: int = 14  # latest training days the Platt intercept is levelled on (`levelled`); 0: off
+    # L2 weights of the open model's daily wave tried on the validation slice (`choose_open_fit`);
+    # empty: penalties["open"]["user_hour"] as given
+    user_hour_grid: tuple[float, ...] = (1.0, 0.25)
     sample_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -111,6 +123,8 @@ class ResponseFitConfig:
                 raise ResponseFitError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < float(self.tolerance) < 1.0:
             raise ResponseFitError(f"tolerance must be in (0, 1), got {self.tolerance}")
+        if any(not float(w) > 0.0 for w in self.user_hour_grid):
+            raise ResponseFitError(f"user_hour_grid weights must be > 0, got {self.user_hour_grid}")
         if int(self.level_days) < 0:
             raise ResponseFitError(f"level_days must be >= 0, got {self.level_days}")
         for target in TARGETS:
@@ -132,10 +146,17 @@ class ResponseFitReport:
     platt: dict[str, tuple[float, float]]
     timings: dict[str, float]
     uses_score: bool
+    # (daily-wave L2 weight, reminders' opens used) -> Platt-mapped validation log-loss of opens
+    # (empty: nothing to choose)
+    open_fit_losses: dict[tuple[float, bool], float] = field(default_factory=dict)
+    user_hour_penalty: float = float("nan")
+    reminder_opens: bool = False
 
     def metrics(self) -> dict[str, float]:
         """Flat figures for a tracker, e.g. `response.open.ece`."""
         out: dict[str, float] = {f"response.pushes.{k}": float(v) for k, v in self.pushes.items()}
+        out["response.open.user_hour_penalty"] = float(self.user_hour_penalty)
+        out["response.open.reminder_opens"] = float(self.reminder_opens)
         for prefix, figures in (("", self.holdout), ("raw.", self.holdout_raw)):
             for target, c in figures.items():
                 for name in ("observed_rate", "base_rate", "mean_predicted", "log_loss", "base_log_loss",
@@ -145,7 +166,12 @@ class ResponseFitReport:
 
     def summary(self) -> str:
         lines = [f"response model: holdout {self.holdout_from.isoformat()} .. {self.as_of.isoformat()}, "
-                 f"pushes {self.pushes}"]
+                 f"pushes {self.pushes}, daily-wave L2 weight {self.user_hour_penalty:g}, reminders' opens "
+                 f"{'used' if self.reminder_opens else 'not used'}"]
+        if self.open_fit_losses:
+            lines.append("  validation log-loss of opens by daily-wave L2 weight and reminders' opens: "
+                         + ", ".join(f"{w:g} {'with' if r else 'without'} {loss:.5f}"
+                                     for (w, r), loss in self.open_fit_losses.items()))
         for target in TARGETS:
             lines.append(f"  P({target}) raw        {self.holdout_raw[target].summary()}")
             lines.append(f"  P({target}) calibrated {self.holdout[target].summary()}")
@@ -153,19 +179,27 @@ class ResponseFitReport:
 
 
 # ---------------------------------------------------------------------- inputs from the data contract
-def marketing_pushes(dataset: Dataset, as_of: pd.Timestamp, default_timezone: str) -> pd.DataFrame:
-    """Marketing pushes sent up to `as_of`: ids, send time, local hour, recent count, opened time, muted."""
+def log_pushes(dataset: Dataset, as_of: pd.Timestamp, default_timezone: str) -> pd.DataFrame:
+    """Pushes of known content sent up to `as_of`: ids, send time, local hour, recent count, opened time,
+    muted, and `marketing` (False for transactional reminders). `recent` counts the cardholder's marketing
+    pushes in the trailing `WINDOW_DAYS`, this one included when it is one: reminders do not count."""
     pushes = dataset.push_log
     content = dataset.content.drop_duplicates("content_id").set_index("content_id")
     transactional = content["transactional"].astype("boolean").fillna(False)
     item_flag = transactional.reindex(pushes["content_id"].astype(str).to_numpy())
-    pushes = pushes.loc[(item_flag.notna() & ~item_flag.fillna(True).astype(bool)).to_numpy()]
-    # every marketing push up to as_of counts toward `recent`, in or out of the fit slice
-    pushes = pushes.loc[(pushes["sent_ts"] <= as_of).to_numpy()].reset_index(drop=True)
+    pushes = pushes.loc[item_flag.notna().to_numpy() & (pushes["sent_ts"] <= as_of).to_numpy()]
+    pushes = pushes.reset_index(drop=True)
+    marketing = ~transactional.reindex(pushes["content_id"].astype(str).to_numpy()).astype(bool).to_numpy()
     holders = dataset.cardholders.drop_duplicates("user_id").set_index("user_id")
     zones = holders["timezone"].reindex(pushes["user_id"].astype(str).to_numpy()).to_numpy(dtype=object)
     users = pd.factorize(pushes["user_id"].astype(str))[0]
     sent = pushes["sent_ts"].to_numpy(dtype="datetime64[s]").astype(np.int64)
+    recent = np.zeros(len(pushes), dtype=np.int64)
+    if marketing.any():
+        recent[marketing] = recent_counts(users[marketing], sent[marketing], WINDOW_DAYS * 86400)
+    if (~marketing).any() and marketing.any():
+        recent[~marketing] = counts_before(users[marketing], sent[marketing], users[~marketing],
+                                           sent[~marketing], WINDOW_DAYS * 86400)
     return pd.DataFrame({
         "user_id": pushes["user_id"].astype(str).to_numpy(dtype=object),
         "content_id": pushes["content_id"].astype(str).to_numpy(dtype=object),
@@ -173,8 +207,27 @@ def marketing_pushes(dataset: Dataset, as_of: pd.Timestamp, default_timezone: st
         "opened_ts": pushes["opened_ts"].array,
         "muted": pushes["muted"].astype("boolean").fillna(False).to_numpy(dtype=bool),
         "hour": local_hours(pushes["sent_ts"], zones, default_timezone),
-        "recent": recent_counts(users, sent, WINDOW_DAYS * 86400) if len(sent) else np.zeros(0, np.int64),
+        "recent": recent,
+        "marketing": marketing,
     })
+
+
+def counts_before(user_codes: np.ndarray, sent: np.ndarray, at_users: np.ndarray, at: np.ndarray,
+                  window_seconds: int) -> np.ndarray:
+    """For each (`at_users`, `at`): the pushes in (`user_codes`, `sent`) to that cardholder in
+    `(at - window, at]`."""
+    span = int(max(sent.max(), at.max()) - min(sent.min(), at.min()) + 2 * window_seconds + 1)
+    origin = min(sent.min(), at.min()) - window_seconds
+    keys = np.sort(user_codes.astype(np.int64) * span + (sent - origin))
+    query = at_users.astype(np.int64) * span + (at - origin)
+    return np.searchsorted(keys, query, side="right") - np.searchsorted(keys, query - window_seconds,
+                                                                         side="right")
+
+
+def marketing_pushes(dataset: Dataset, as_of: pd.Timestamp, default_timezone: str) -> pd.DataFrame:
+    """Marketing pushes sent up to `as_of` (`log_pushes` without the reminders or the flag)."""
+    pushes = log_pushes(dataset, as_of, default_timezone)
+    return pushes.loc[pushes["marketing"].to_numpy()].drop(columns="marketing").reset_index(drop=True)
 
 
 def segment_labels(dataset: Dataset, as_of: pd.Timestamp, user_ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -313,14 +366,19 @@ class _Inputs:
     kinds: tuple[str, ...]
     item_kind: np.ndarray
     labels: dict[str, tuple[str, ...]]
-    pushes: pd.DataFrame
+    pushes: pd.DataFrame  # marketing pushes: fitted, calibrated and evaluated
     events: pd.DataFrame
     scores: np.ndarray | None
+    reminders: pd.DataFrame  # transactional pushes: more opens by hour for the open model (`reminder_opens`)
+    reminder_scores: np.ndarray | None
 
 
 def _prepare(dataset: Dataset, as_of: pd.Timestamp, config: ResponseFitConfig,
              scorer: Scorer | None) -> _Inputs:
-    pushes = marketing_pushes(dataset, as_of, config.default_timezone)
+    every = log_pushes(dataset, as_of, config.default_timezone)
+    flags = every.pop("marketing").to_numpy()
+    pushes = every.loc[flags].reset_index(drop=True)
+    reminders = every.loc[~flags].reset_index(drop=True)
     user_ids = dataset.cardholders["user_id"].astype(str).drop_duplicates().to_numpy(dtype=object)
     content = dataset.content.drop_duplicates("content_id")
     content_ids = content["content_id"].astype(str).to_numpy(dtype=object)
@@ -328,22 +386,26 @@ def _prepare(dataset: Dataset, as_of: pd.Timestamp, config: ResponseFitConfig,
     segments = segment_labels(dataset, as_of, user_ids)
     labels = {name: (*sorted(set(values.astype(str)) - {UNKNOWN}), UNKNOWN)
               for name, values in segments.items()}
-    scores = None
-    if scorer is not None:
-        scores = np.asarray(scorer(pushes["user_id"].to_numpy(), pushes["content_id"].to_numpy()), np.float64)
-        if scores.shape != (len(pushes),) or not np.isfinite(scores).all():
-            raise ResponseFitError(f"the scorer returned {scores.shape} values, not {len(pushes)} finite "
+    def score(table: pd.DataFrame) -> np.ndarray | None:
+        if scorer is None:
+            return None
+        values = np.asarray(scorer(table["user_id"].to_numpy(), table["content_id"].to_numpy()), np.float64)
+        if values.shape != (len(table),) or not np.isfinite(values).all():
+            raise ResponseFitError(f"the scorer returned {values.shape} values, not {len(table)} finite "
                                    "scores (one per push): score every (cardholder, content) pair")
+        return values
+
     events = activity_events(dataset, as_of, user_ids, config.default_timezone)
     return _Inputs(user_ids, content_ids, tuple(str(k) for k in kinds), item_kind.astype(np.int64), labels,
-                   pushes, events, scores)
+                   pushes, events, score(pushes), reminders, score(reminders) if len(reminders) else None)
 
 
 def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp, config: ResponseFitConfig,
-         start: PushResponseModel | None = None) -> PushResponseModel:
+         start: PushResponseModel | None = None, targets: tuple[str, ...] = TARGETS) -> PushResponseModel:
     """Coefficients fitted on pushes sent up to `cutoff`, outcomes known at `cutoff`; identity calibration.
 
-    `start`: a model fitted at an earlier cutoff on the same inputs, whose coefficients start the solver."""
+    `start`: a model fitted at an earlier cutoff on the same inputs, whose coefficients start the solver.
+    `targets`: the models fitted (the others keep zero coefficients)."""
     rows = (inputs.pushes["sent_ts"] <= cutoff).to_numpy()
     train = inputs.pushes.loc[rows]
     if len(train) < MIN_PUSHES:
@@ -378,7 +440,24 @@ def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp, config: Respon
     muted = train["muted"].to_numpy(dtype=np.float64)
     offsets = model.layout.offsets()
     rng = np.random.default_rng(config.sample_seed)
-    for target, outcome in (("open", opened), ("mute", muted)):
+    designs = {"open": design, "mute": design}
+    outcomes = {"open": opened, "mute": muted}
+    if config.reminder_opens:
+        reminder_rows = (inputs.reminders["sent_ts"] <= cutoff).to_numpy()
+        reminders = inputs.reminders.loc[reminder_rows]
+        if len(reminders):
+            extra = design_matrix(
+                model.layout, model.user_rows(reminders["user_id"].to_numpy()),
+                model.item_rows(reminders["content_id"].to_numpy()), reminders["hour"].to_numpy(),
+                reminders["recent"].to_numpy(),
+                None if scores is None else model.standardise(inputs.reminder_scores[reminder_rows]))
+            designs["open"] = sp.vstack([design, extra], format="csr")
+            known = reminders["opened_ts"].notna() & (reminders["opened_ts"] <= cutoff)
+            outcomes["open"] = np.concatenate([opened, known.to_numpy(dtype=np.float64)])
+    for target in ("open", "mute"):
+        if target not in targets:
+            continue
+        design, outcome = designs[target], outcomes[target]
         penalties = np.empty(model.layout.size)
         for block, (first, size) in offsets.items():
             penalties[first:first + size] = config.penalties[target][block.split(":")[0]]
@@ -469,6 +548,40 @@ def levelled(model: PushResponseModel, inputs: _Inputs, cutoff: pd.Timestamp, da
             for t, p in platt.items()}
 
 
+def with_user_hour(config: ResponseFitConfig, weight: float) -> ResponseFitConfig:
+    """`config` with `weight` as the L2 weight of the open model's daily wave."""
+    penalties = {target: dict(weights) for target, weights in config.penalties.items()}
+    penalties["open"]["user_hour"] = float(weight)
+    return replace(config, penalties=penalties)
+
+
+def choose_open_fit(dataset: Dataset, inputs: _Inputs, validation_from: pd.Timestamp,
+                    holdout_from: pd.Timestamp, config: ResponseFitConfig) -> dict[tuple[float, bool], float]:
+    """Platt-mapped log-loss of the opens of the marketing pushes in (validation_from, holdout_from] for
+    an open model fitted up to `validation_from` with each L2 weight of the daily wave in
+    `config.user_hour_grid` (or the configured one), with and without the reminders' opens (unless
+    `config.reminder_opens` fixes it): (weight, reminders) -> loss.
+
+    The weight sets how far a cardholder's few opens move their own hours off the population's; the
+    log-loss after the Platt map scores the model's ordering of pushes, not its overall scale, which the
+    map (slope and intercept) sets anyway."""
+    weights = config.user_hour_grid or (float(config.penalties["open"]["user_hour"]),)
+    choices = (False, True) if config.reminder_opens is None else (bool(config.reminder_opens),)
+    losses: dict[tuple[float, bool], float] = {}
+    for reminders in choices:
+        start = None
+        for weight in sorted(weights, reverse=True):  # strongest prior first: warm starts
+            candidate = replace(with_user_hour(config, weight), reminder_opens=reminders)
+            model = _fit(dataset, inputs, validation_from, candidate, start, ("open",))
+            logits, outcomes = _slice_logits(model, inputs, validation_from, holdout_from)
+            y = outcomes["open"]
+            predicted = np.clip(fit_platt(logits["open"], y).apply(logits["open"]), 1e-12, 1.0 - 1e-12)
+            losses[(float(weight), reminders)] = float(-np.mean(y * np.log(predicted)
+                                                               + (1.0 - y) * np.log1p(-predicted)))
+            start = model if config.warm_start else None
+    return losses
+
+
 def fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: ResponseFitConfig | None = None,
                         scorer: Scorer | None = None) -> tuple[PushResponseModel, ResponseFitReport]:
     """Fit, calibrate and evaluate the open and mute models (see the module docstring).
@@ -498,6 +611,15 @@ def fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: ResponseF
                 f"{config.holdout_days} holdout and {config.validation_days} validation days: choose an "
                 "as-of time inside the push log or shorter slices")
 
+    losses: dict[tuple[float, bool], float] = {}
+    if len(config.user_hour_grid) > 1 or config.reminder_opens is None:
+        clock = time.perf_counter()
+        losses = choose_open_fit(dataset, inputs, validation_from, holdout_from, config)
+        weight, reminders = min(losses, key=losses.__getitem__)
+        config = replace(with_user_hour(config, weight), reminder_opens=reminders)
+        timings["choose the open model's evidence"] = time.perf_counter() - clock
+    elif config.user_hour_grid:
+        config = with_user_hour(config, config.user_hour_grid[0])
     level = config.level_days
     clock = time.perf_counter()
     early = _fit(dataset, inputs, validation_from, config)
@@ -527,7 +649,9 @@ def fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: ResponseF
     report = ResponseFitReport(as_of=as_of, validation_from=validation_from, holdout_from=holdout_from,
                                pushes=counts, holdout=holdout, holdout_raw=raw,
                                platt={t: (p.slope, p.intercept) for t, p in platt.items()}, timings=timings,
-                               uses_score=scorer is not None)
+                               uses_score=scorer is not None, open_fit_losses=losses,
+                               user_hour_penalty=float(config.penalties["open"]["user_hour"]),
+                               reminder_opens=bool(config.reminder_opens))
     logger.info("%s", report.summary())
     return model, report
 
@@ -560,6 +684,9 @@ def fit_for_training(dataset: Dataset, as_of: pd.Timestamp, echo: Callable[[str]
         return None, None
     for target in TARGETS:
         echo(f"  P({target}) holdout: {report.holdout[target].summary()}")
+    chosen = " (chosen on the validation slice)" if report.open_fit_losses else ""
+    echo(f"  P(open) hours: daily-wave L2 weight {report.user_hour_penalty:g}, reminders' opens "
+         f"{'used' if report.reminder_opens else 'not used'}{chosen}")
     return model, report
 
 
