@@ -49,6 +49,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-scheduler-token"
 ADMIN = "bench-admin-token"
 PREFIX = "bench"
+# Days the waves may replay after the world's end; the API's clock is fixed just after them (the past
+# window it accepts is at most 366 days). At 20,000 cardholders a pass takes about a second.
+WAVE_DAYS = 360
+REPLAY_DAYS = pd.Timedelta(days=WAVE_DAYS + 2)
 
 WRK_SCRIPT = r"""
 -- Every request is formatted before the load starts (in init, which only the load thread runs), as
@@ -156,17 +160,21 @@ def floor_app():
     return app
 
 
-def _server_env(redis_url: str, home: Path) -> dict[str, str]:
+def _server_env(redis_url: str, home: Path, as_of: pd.Timestamp) -> dict[str, str]:
     env = {**os.environ, "RECSYS_REDIS_URL": redis_url, "RECSYS_REDIS_PREFIX": PREFIX,
            "RECSYS_SCHEDULER_TOKEN": TOKEN, "RECSYS_ADMIN_TOKEN": ADMIN, "RECSYS_HOME": str(home),
            "RECSYS_LOG_LEVEL": "WARNING",
-           # the benchmark world ends on a fixed date, which may lie more than the default week back
+           # the requests replay days from the world's fixed end onwards, a day per wave pass: the
+           # server's clock is fixed after any day a run reaches, its past window spans them all,
+           # so no run depends on today's date
+           "RECSYS_SERVER_TIME": (as_of + REPLAY_DAYS).isoformat(),
            "RECSYS_CLOCK_PAST_SECONDS": str(366 * 86400)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env
 
 
-def start_floor(redis_url: str, port: int, workers: int, home: Path) -> subprocess.Popen:
+def start_floor(redis_url: str, port: int, workers: int, home: Path, as_of: pd.Timestamp
+                ) -> subprocess.Popen:
     from serving.ready import wait_until_ready
 
     process = subprocess.Popen(
@@ -174,17 +182,18 @@ def start_floor(redis_url: str, port: int, workers: int, home: Path) -> subproce
          "--app-dir", str(ROOT / "benchmarks"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers), "--loop", "uvloop",
          "--http", "httptools", "--no-access-log", "--log-level", "warning"],
-        env=_server_env(redis_url, home), cwd=ROOT)
+        env=_server_env(redis_url, home, as_of), cwd=ROOT)
     wait_until_ready(f"http://127.0.0.1:{port}", process, seconds=60, path="/openapi.json")
     return process
 
 
-def start_server(redis_url: str, port: int, workers: int, home: Path) -> subprocess.Popen:
+def start_server(redis_url: str, port: int, workers: int, home: Path, as_of: pd.Timestamp
+                 ) -> subprocess.Popen:
     from serving.ready import wait_until_ready
 
     recsys = Path(sys.executable).with_name("recsys")
     process = subprocess.Popen([str(recsys), "serve", "--host", "127.0.0.1", "--port", str(port),
-                                "--workers", str(workers)], env=_server_env(redis_url, home), cwd=home)
+                                "--workers", str(workers)], env=_server_env(redis_url, home, as_of), cwd=home)
     wait_until_ready(f"http://127.0.0.1:{port}", process, seconds=60)
     return process
 
@@ -311,12 +320,13 @@ WAVE_BATCH = 1000
 def wave_bodies(users: list[str], now: pd.Timestamp):
     """Encoded `/v1/rank/batch` bodies of WAVE_BATCH cardholders: every cardholder once per pass,
     each pass one day later (a new day's wave, so yesterday's daily cap does not decide it)."""
-    for day in range(10_000):
+    for day in range(WAVE_DAYS):
         when = (now + pd.Timedelta(days=day)).isoformat()
         for start in range(0, len(users) - WAVE_BATCH + 1, WAVE_BATCH):
             chunk = users[start:start + WAVE_BATCH]
             yield json.dumps({"requests": [{"user_id": u, "k": 3, "reserve": True, "now": when}
                                            for u in chunk]}).encode()
+    raise RuntimeError(f"the waves replayed all {WAVE_DAYS} days: use more --users or fewer --wave-seconds")
 
 
 async def _post(host: str, port: int, head: bytes, body: bytes) -> tuple[int, bytes]:
@@ -473,12 +483,12 @@ def main() -> int:
         now = (as_of.tz_convert("Asia/Shanghai").normalize() + pd.Timedelta(hours=10)).isoformat()
 
         port = free_port()
-        server = start_server(redis_server.url, port, args.workers, home)
+        server = start_server(redis_server.url, port, args.workers, home, as_of)
         base = f"http://127.0.0.1:{port}"
         names = ("healthz", "floor", "rank") if args.floor else ("healthz", "rank")
         if args.floor:
             floor_port = free_port()
-            floor = start_floor(redis_server.url, floor_port, args.workers, home)
+            floor = start_floor(redis_server.url, floor_port, args.workers, home, as_of)
         use_wrk = shutil.which("wrk") is not None and not args.python_load
         generator = "wrk" if use_wrk else "python asyncio httpx"
         log(f"load generator: {generator}; {args.connections} connections, "
