@@ -15,7 +15,6 @@ product.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from quality import DEFAULT_WORLDS, SHARED, score, synthesise, top5  # noqa: E402
+from quality import score, top5, world_arguments, worlds  # noqa: E402
 
 
 def grid(name: str, world: Path, as_of, truth_path: Path | None, config, appeals: list[float],
@@ -55,34 +54,17 @@ def grid(name: str, world: Path, as_of, truth_path: Path | None, config, appeals
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--world", action="append", metavar="NAME=SYNTH OPTIONS",
-                        help="a synthetic world: its name and `recsys synth` options (repeatable)")
-    parser.add_argument("--users", type=int, default=5_000)
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--config", type=Path, default=None, help="training configuration (YAML)")
-    parser.add_argument("--no-shared", action="store_true", help="leave out ../shared/worlds/independent")
+    world_arguments(parser, users=5_000)
     parser.add_argument("--appeals", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0])
     parser.add_argument("--wides", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0, 2.0, 4.0])
     args = parser.parse_args()
 
-    from features.loader import load_dataset
-    from features.timecut import parse_as_of
     from training.config import load_config
-    from training.truth import load_truth
 
     config = load_config(args.config)
     with tempfile.TemporaryDirectory(prefix="qianmian-appeal-grid-") as scratch:
-        for spec in args.world or DEFAULT_WORLDS:
-            name, _, options = spec.partition("=")
-            out = Path(scratch) / name
-            synthesise(out, args.users, args.seed, options)
-            truth_path = out.with_name(f"{out.name}.truth.npz")
-            grid(name, out, load_truth(truth_path).as_of, truth_path, config, args.appeals, args.wides)
-    independent = SHARED / "independent"
-    if not args.no_shared and independent.is_dir():
-        meta = json.loads((SHARED / "independent.meta.json").read_text())
-        as_of = parse_as_of(meta["as_of"], load_dataset(independent))
-        grid("shared independent", independent, as_of, None, config, args.appeals, args.wides)
+        for name, world, as_of, truth_path in worlds(args, Path(scratch)):
+            grid(name, world, as_of, truth_path, config, args.appeals, args.wides)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -121,20 +122,44 @@ def measure(name: str, world: Path, as_of, truth_path: Path | None, config) -> l
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def world_arguments(parser: argparse.ArgumentParser, users: int) -> None:
+    """The options that say which worlds a taste benchmark measures."""
     parser.add_argument("--world", action="append", metavar="NAME=SYNTH OPTIONS",
                         help="a synthetic world: its name and `recsys synth` options (repeatable)")
-    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--users", type=int, default=users)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--config", type=Path, default=None, help="training configuration (YAML)")
     parser.add_argument("--no-shared", action="store_true", help="leave out ../shared/worlds/independent")
+
+
+def worlds(args: argparse.Namespace, scratch: Path) -> Iterator[tuple[str, Path, object, Path | None]]:
+    """(name, data directory, as-of time, truth path) of each world `world_arguments` chose: the
+    synthetic ones generated into `scratch` in turn, then the shared independent one when present (its
+    truth is read by `score.py`, so no path)."""
+    from features.loader import load_dataset
+    from features.timecut import parse_as_of
+    from training.truth import load_truth
+
+    for spec in args.world or DEFAULT_WORLDS:
+        name, _, options = spec.partition("=")
+        out = scratch / name
+        synthesise(out, args.users, args.seed, options)
+        truth_path = out.with_name(f"{out.name}.truth.npz")
+        yield name, out, load_truth(truth_path).as_of, truth_path
+    independent = SHARED / "independent"
+    if not args.no_shared and independent.is_dir():
+        meta = json.loads((SHARED / "independent.meta.json").read_text())
+        yield "shared independent", independent, parse_as_of(meta["as_of"], load_dataset(independent)), None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    world_arguments(parser, users=10_000)
     parser.add_argument("--num-threads", type=int, default=2)
     args = parser.parse_args()
 
     import pandas as pd
 
-    from features.timecut import parse_as_of
     from training.config import ModelSpec, load_config
 
     config = load_config(args.config)
@@ -143,21 +168,8 @@ def main() -> None:
     print(f"{'world':<18} {'model':<18} {'gap':>6} {'no reads':>8} {'seconds':>7}")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="qianmian-quality-") as scratch:
-        for spec in args.world or DEFAULT_WORLDS:
-            name, _, options = spec.partition("=")
-            out = Path(scratch) / name
-            synthesise(out, args.users, args.seed, options)
-            truth_path = out.with_name(f"{out.name}.truth.npz")
-            from training.truth import load_truth
-
-            rows += measure(name, out, load_truth(truth_path).as_of, truth_path, config)
-    independent = SHARED / "independent"
-    if not args.no_shared and independent.is_dir():
-        from features.loader import load_dataset
-
-        meta = json.loads((SHARED / "independent.meta.json").read_text())
-        as_of = parse_as_of(meta["as_of"], load_dataset(independent))
-        rows += measure("shared independent", independent, as_of, None, config)
+        for name, world, as_of, truth_path in worlds(args, Path(scratch)):
+            rows += measure(name, world, as_of, truth_path, config)
     table = pd.DataFrame(rows).pivot(index="world", columns="model",
                                      values=["gap_closed", "gap_closed_non_readers"])
     print("\ntop-1 gap closed (overall | non-readers); engine above the plain hybrid on both?")
