@@ -26,10 +26,11 @@ content valid only after the data's end, which no trained model saw on offer (`f
 uniforms); --user-hour-penalty refits the bundle's response models with another prior on each
 cardholder's daily wave under the same ranking model.
 
-Prints pushes, opens, mutes, value = opens - 10 x mutes and cap violations (more than 1 a local day or
-4 a local month, in quiet hours 22:00-08:00, or less than 12 h apart) per engine, and the share of the
-broadcast-to-oracle value gap each engine closes. Targets: value >= 1.5x send-all, opens not lower,
-mutes -30%, 0 violations; gap closed >= 60% against the first oracle.
+Prints pushes, opens, mutes, value = opens - 10 x mutes, the expected value (the true p_open - 10 x
+p_mute summed over the pushes: the same figure less the luck of each push's draw) and cap violations
+(more than 1 a local day or 4 a local month, in quiet hours 22:00-08:00, or less than 12 h apart) per
+engine, and the share of the broadcast-to-oracle value gap each engine closes. Targets: value >= 1.5x
+send-all, opens not lower, mutes -30%, 0 violations; gap closed >= 60% against the first oracle.
 
 With --independent DIR (the shared independent world) the month is the one after the world's as-of time,
 the bundle is trained on that world, and opens are drawn from its hidden `p` (DIR.hidden.npz: each
@@ -368,6 +369,7 @@ def tally(totals: dict, outcomes: Outcomes, contents: list[str], opened: np.ndar
     totals["fresh"] += int(fresh.sum())
     totals["value fresh"] += float(outcomes.last_values[fresh].sum())
     totals["value other"] += float(outcomes.last_values[~fresh].sum())
+    totals["expected value"] += float(outcomes.last_values.sum())
 
 
 def fresh_content(results: dict, names: list[str], outcomes: Outcomes) -> list[str]:
@@ -419,6 +421,7 @@ def weekly_broadcast(world: Path, outcomes: Outcomes, days: int) -> dict:
         totals["pushes"] += len(rows)
         totals["opens"] += int(opened.sum())
         totals["mutes"] += int(muted.sum())
+        totals["expected value"] += float(outcomes.last_values.sum())
     totals["violations"] = violations(sent_log, outcomes.zones)
     return dict(totals)
 
@@ -737,12 +740,15 @@ def main() -> int:
               else f"the hidden truth (hour preference {args.hour_preference:g})")
     print(f"\n{outcomes.month:%B %Y}, {len(outcomes.user_ids):,} cardholders, slots 10:00 and 19:30 "
           f"Asia/Shanghai; outcomes from {source}")
-    print(f"| {'engine':<40} | pushes | opens | mutes | value (opens - 10 x mutes) | cap violations |")
-    print("|---|---|---|---|---|---|")
+    # expected: the true p_open - 10 x p_mute summed over the pushes, free of the draws' luck
+    print(f"| {'engine':<40} | pushes | opens | mutes | value (opens - 10 x mutes) | expected value "
+          "| cap violations |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
         value = "n/a" if outcomes.independent else f"{r['opens'] - MUTE_PRICE * r['mutes']:,.0f}"
         mutes = "n/a" if outcomes.independent else f"{r['mutes']:,}"
-        print(f"| {name:<40} | {r['pushes']:,} | {r['opens']:,} | {mutes} | {value} | {r['violations']} |")
+        print(f"| {name:<40} | {r['pushes']:,} | {r['opens']:,} | {mutes} | {value} "
+              f"| {r.get('expected value', 0):,.1f} | {r['violations']} |")
     retried = [f"{name} {', '.join(f'{cause} x{n}' for cause, n in r['retries'].items())}"
                for name, r in results.items() if r.get("retries")]
     print(f"\nAPI calls retried (503 or connection error): {'; '.join(retried) or 'none'}")
