@@ -123,6 +123,16 @@ class Outlook:
     first: int = 0  # the position in the ranking of the candidate pushed (`Decision.choose_among`)
 
 
+def choose(values: np.ndarray, scores: np.ndarray, among: int, rank_weight: float) -> int:
+    """The position of the candidate pushed: of the first `among`, the highest value plus `rank_weight` x
+    its ranking score's distance below the first's, in units of the first's lead over the last."""
+    values, scores = values[:among], np.asarray(scores[:among], dtype=np.float64)
+    spread = scores[0] - scores[-1]
+    if rank_weight and spread > 0:
+        values = values + rank_weight * (scores - scores[0]) / spread
+    return int(values.argmax())
+
+
 def lead_with(ranked: Ranked, position: int) -> Ranked:
     """The ranking with the candidate at `position` moved to the front, the others in their order."""
     if position == 0:
@@ -207,8 +217,9 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
     value = p_open - weight * p_mute
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     grid = (starts + np.asarray(widths))[:, None] + np.arange(n_hours)[None, :]
-    first = np.array([int(value[start:start + min(width, policy.decision.choose_among)].argmax())
-                      for start, width in zip(starts.tolist(), widths, strict=True)], dtype=np.int64)
+    first = np.array([choose(value[start:start + width], ranked_all[i].scores[:width],
+                             policy.decision.choose_among, policy.decision.rank_weight)
+                      for start, width, i in zip(starts.tolist(), widths, rows, strict=True)], dtype=np.int64)
     # the grid holds the ranking's first candidate at every open hour; item terms add to the logit the
     # same at every hour, so the candidate chosen differs from it by a constant
     hour_open = logit_open[grid] + (logit_open[starts + first] - logit_open[starts])[:, None]

@@ -322,6 +322,8 @@ class Decision(_Frozen):
     min_value: float = Field(0.0, ge=-1.0, le=1.0)
     hour_margin: float = Field(0.1, ge=0.0, le=10.0)
     choose_among: int = Field(1, ge=1, le=10)
+    # the choice's key is value + rank_weight x (score - first's score) / (first's - last's score)
+    rank_weight: float = Field(0.0, ge=0.0, le=100.0)
     pacing: Pacing | None = Field(default_factory=Pacing)
 
 
