@@ -116,33 +116,9 @@ class Outlook:
     """The send or hold verdict for a cardholder's top push, and P(open), P(mute) of the candidates now."""
 
     verdict: Verdict
-    # aligned with the candidates after `lead_with(ranked, first)`; None without a response model
-    p_open: np.ndarray | None
+    p_open: np.ndarray | None  # aligned with ranked.items[:decide_width(k)]; None without a response model
     p_mute: np.ndarray | None
     best_hours: list[int]
-    first: int = 0  # the position in the ranking of the candidate pushed (`Decision.choose_among`)
-
-
-def choose(values: np.ndarray, scores: np.ndarray, among: int, rank_weight: float) -> int:
-    """The position of the candidate pushed: of the first `among`, the highest value plus `rank_weight` x
-    its ranking score's distance below the first's, in units of the first's lead over the last."""
-    values, scores = values[:among], np.asarray(scores[:among], dtype=np.float64)
-    spread = scores[0] - scores[-1]
-    if rank_weight and spread > 0:
-        values = values + rank_weight * (scores - scores[0]) / spread
-    return int(values.argmax())
-
-
-def lead_with(ranked: Ranked, position: int) -> Ranked:
-    """The ranking with the candidate at `position` moved to the front, the others in their order."""
-    if position == 0:
-        return ranked
-    order = lead_order(len(ranked.items), position)
-    return Ranked(ranked.items[order], ranked.scores[order], ranked.skipped)
-
-
-def lead_order(length: int, position: int) -> np.ndarray:
-    return np.r_[position, np.arange(position), np.arange(position + 1, length)].astype(np.int64)
 
 
 def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
@@ -213,32 +189,22 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
     logit_open, logit_mute = response.logit("open", *query), response.logit("mute", *query)
     p_open = response.calibration["open"].apply(logit_open)
     p_mute = response.calibration["mute"].apply(logit_mute)
-    weight = policy.decision.mute_weight
-    value = p_open - weight * p_mute
+    value = p_open - policy.decision.mute_weight * p_mute
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     grid = (starts + np.asarray(widths))[:, None] + np.arange(n_hours)[None, :]
-    first = np.array([choose(value[start:start + width], ranked_all[i].scores[:width],
-                             policy.decision.choose_among, policy.decision.rank_weight)
-                      for start, width, i in zip(starts.tolist(), widths, rows, strict=True)], dtype=np.int64)
-    # the grid holds the ranking's first candidate at every open hour; item terms add to the logit the
-    # same at every hour, so the candidate chosen differs from it by a constant
-    hour_open = logit_open[grid] + (logit_open[starts + first] - logit_open[starts])[:, None]
-    hour_mute = logit_mute[grid] + (logit_mute[starts + first] - logit_mute[starts])[:, None]
-    hour_value = (response.calibration["open"].apply(hour_open)
-                  - weight * response.calibration["mute"].apply(hour_mute))
     horizon = max(plan[2] for plan in plans)
     later_values = np.zeros((len(rows), 0))
     if horizon and pacing:
-        later_values = day_values(response, hour_open, hour_mute, counts[:, :horizon + 1], weight,
-                                  np.ones(n_hours, dtype=bool))
-    ahead = upcoming_values(model, response, weight, logit_open, logit_mute, counts,
+        later_values = day_values(response, logit_open[grid], logit_mute[grid], counts[:, :horizon + 1],
+                                  policy.decision.mute_weight, np.ones(n_hours, dtype=bool))
+    ahead = upcoming_values(model, response, policy.decision.mute_weight, logit_open, logit_mute, counts,
                             grid + n_hours, upcoming, plans, open_hours, horizon)
     for slot, i in enumerate(rows):
-        start, width, chosen = int(starts[slot]), widths[slot], int(first[slot])
+        start, width = int(starts[slot]), widths[slot]
         now, local, days, slots_left = plans[slot]
-        later = [(moment, float(hour_value[slot, column[moment.hour]]))
+        later = [(moment, float(value[grid[slot, column[moment.hour]]]))
                  for moment in later_hours(local, policy.quiet_hours)]
-        top = int(ranked_all[i].items[chosen])
+        top = int(ranked_all[i].items[0])
         later_days = later_values[slot, :0]
         if days and later_values.shape[1] and not model.transactional[top]:
             # only while the content is still valid (NaN: no end): the days up to its end
@@ -246,10 +212,9 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
             valid_days = days if np.isnan(model.valid_to[top]) else int(np.clip(
                 (model.valid_to[top] - midnight.timestamp()) // 86_400, 0, days))
             later_days = later_values[slot, :valid_days]
-        verdict = decide(policy.decision, float(value[start + chosen]), later, now, slots_left, later_days,
+        verdict = decide(policy.decision, float(value[start]), later, now, slots_left, later_days,
                          ahead[slot])
-        order = start + lead_order(width, chosen)
-        out[i] = Outlook(verdict, p_open[order], p_mute[order], best[slot], chosen)
+        out[i] = Outlook(verdict, p_open[start:start + width], p_mute[start:start + width], best[slot])
     return out
 
 
@@ -452,8 +417,6 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             if requests[i].candidates is not None:
                 ranked_all[i] = model.rank(users[i], now, requests[i].candidates, valid)
     looks = outlooks(snapshot, state.engine, users, requests, ranked_all, moments)
-    ranked_all = [ranked if look is None else lead_with(ranked, look.first)
-                  for ranked, look in zip(ranked_all, looks, strict=True)]
     cap_requests, positions = [], []
     for index, (user, request, ranked) in enumerate(zip(users, requests, ranked_all, strict=True)):
         if len(ranked.items):

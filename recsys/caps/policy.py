@@ -312,18 +312,13 @@ class Decision(_Frozen):
 
     Hold when the value is below `min_value`, when a later hour of the cardholder's local day (outside
     quiet hours) is worth more than (1 + `hour_margin`) x now, or under `pacing`. `enabled: false`
-    sends whatever the caps allow (the engine before response models). The push is the one of the
-    ranking's first `choose_among` candidates (at most the k + 3 the caps look at) worth most now; 1
-    pushes the ranking's first.
+    sends whatever the caps allow (the engine before response models).
     """
 
     enabled: bool = True
     mute_weight: float = Field(10.0, ge=0.0, le=1000.0)
     min_value: float = Field(0.0, ge=-1.0, le=1.0)
     hour_margin: float = Field(0.1, ge=0.0, le=10.0)
-    choose_among: int = Field(1, ge=1, le=10)
-    # the choice's key is value + rank_weight x (score - first's score) / (first's - last's score)
-    rank_weight: float = Field(0.0, ge=0.0, le=100.0)
     pacing: Pacing | None = Field(default_factory=Pacing)
 
 

@@ -182,30 +182,3 @@ def test_a_batch_decides_each_cardholder_as_one_request_would(api, decided, data
     assert results == [rank(api, **request) for request in requests]
     assert all(item["p_open"] is not None for result in results for item in result["items"])
     assert len({result["send_at"] for result in results}) > 1
-
-
-@pytest.mark.redis
-def test_choose_among_pushes_the_candidate_worth_most_now(api, decided, dataset, daytime) -> None:
-    """With `choose_among: 4` the answer leads with the one of the ranking's first four candidates of the
-    highest p_open - mute_weight x p_mute, the others in the ranking's order, each with its own P(open)."""
-    set_decision(api, min_value=-1.0, hour_margin=10.0, pacing=None, choose_among=1)
-    opted = dataset.cardholders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
-    users = dataset.cardholders.loc[opted, "user_id"].astype(str).iloc[:12].tolist()
-    ranked = {user: rank(api, user_id=user, k=5, now=daytime)["items"] for user in users}
-    set_decision(api, min_value=-1.0, hour_margin=10.0, pacing=None, choose_among=4)
-    moved = 0
-    for user in users:
-        items = ranked[user]
-        assert len(items) == 5
-        value = np.array([item["p_open"] - 10.0 * item["p_mute"] for item in items[:4]])
-        best = int(value.argmax())
-        expected = [items[best], *(item for j, item in enumerate(items) if j != best)]
-        chosen = rank(api, user_id=user, k=5, now=daytime)["items"]
-        assert [item["content_id"] for item in chosen] == [item["content_id"] for item in expected]
-        assert [item["p_open"] for item in chosen] == pytest.approx([item["p_open"] for item in expected])
-        assert [item["score"] for item in chosen] == pytest.approx([item["score"] for item in expected])
-        single = rank(api, user_id=user, k=1, now=daytime)
-        assert single["items"][0]["content_id"] == items[best]["content_id"]
-        assert single["decision"] == "send"
-        moved += best > 0
-    assert moved > 0  # some cardholder's push is not the ranking's first
