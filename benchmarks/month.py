@@ -740,7 +740,7 @@ def main() -> int:
               else f"the hidden truth (hour preference {args.hour_preference:g})")
     print(f"\n{outcomes.month:%B %Y}, {len(outcomes.user_ids):,} cardholders, slots 10:00 and 19:30 "
           f"Asia/Shanghai; outcomes from {source}")
-    # expected: the true p_open - 10 x p_mute summed over the pushes, free of the draws' luck
+    # expected: the true p_open - 10 x p_mute summed over the pushes, less the luck of each push's draw
     print(f"| {'engine':<40} | pushes | opens | mutes | value (opens - 10 x mutes) | expected value "
           "| cap violations |")
     print("|---|---|---|---|---|---|---|")
