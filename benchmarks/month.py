@@ -8,7 +8,8 @@ same policy, `decision.enabled: false`). Each day of November at 10:00 and 19:30
 scheduler calls `/v1/rank/batch` (k=1, reserve=true) for every opted-in cardholder who has not muted or
 unfollowed in the push log, sends only `send` answers that carry a push id, draws opens and mutes from
 the world's hidden truth at the push's local hour (the same uniforms for every engine), and posts sent /
-opened / muted events back. Beside them in the same run: a weekly broadcast of the most-read item
+opened / muted events back (a 503 or a connection error is retried with backoff, up to five tries, and
+the retries are printed). Beside them in the same run: a weekly broadcast of the most-read item
 (Mondays 10:00, to the same cardholders, less those it made mute).
 
 On a generated world three oracle schedulers follow (`oracle`): the true best item at every slot the
@@ -25,10 +26,11 @@ content valid only after the data's end, which no trained model saw on offer (`f
 uniforms); --user-hour-penalty refits the bundle's response models with another prior on each
 cardholder's daily wave under the same ranking model.
 
-Prints pushes, opens, mutes, value = opens - 10 x mutes and cap violations (more than 1 a local day or
-4 a local month, in quiet hours 22:00-08:00, or less than 12 h apart) per engine, and the share of the
-broadcast-to-oracle value gap each engine closes. Targets: value >= 1.5x send-all, opens not lower,
-mutes -30%, 0 violations; gap closed >= 60% against the first oracle.
+Prints pushes, opens, mutes, value = opens - 10 x mutes, the expected value (the true p_open - 10 x
+p_mute summed over the pushes: the same figure less the luck of each push's draw) and cap violations
+(more than 1 a local day or 4 a local month, in quiet hours 22:00-08:00, or less than 12 h apart) per
+engine, and the share of the broadcast-to-oracle value gap each engine closes. Targets: value >= 1.5x
+send-all, opens not lower, mutes -30%, 0 violations; gap closed >= 60% against the first oracle.
 
 With --independent DIR (the shared independent world) the month is the one after the world's as-of time,
 the bundle is trained on that world, and opens are drawn from its hidden `p` (DIR.hidden.npz: each
@@ -258,8 +260,47 @@ def violations(sent_log: dict, zones: np.ndarray) -> int:
     return count
 
 
+class SchedulerClient:
+    """POSTs to the API as a bank's scheduler would: a 503 (the API shedding load or its caps store
+    briefly away) or a connection error is retried up to `attempts` times in all, waiting `backoff` x 2^n
+    seconds between tries; every retry is counted, and the last failure is raised naming the call."""
+
+    def __init__(self, base: str, token: str, attempts: int = 5, backoff: float = 1.0,
+                 timeout: float = 120) -> None:
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {attempts}")
+        self.client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"},
+                                   timeout=timeout)
+        self.attempts, self.backoff = attempts, backoff
+        self.retries: dict[str, int] = defaultdict(int)  # by cause: "503" or the transport error's name
+
+    def post(self, path: str, body: dict) -> httpx.Response:
+        attempt = 1
+        while True:
+            try:
+                response = self.client.post(path, json=body)
+            except httpx.TransportError as error:
+                cause, detail = type(error).__name__, str(error) or type(error).__name__
+            else:
+                if response.status_code != 503:
+                    response.raise_for_status()
+                    return response
+                cause, detail = "503", response.text[:200]
+            if attempt == self.attempts:
+                raise RuntimeError(f"POST {path} failed {self.attempts} times, last: {cause} ({detail}); "
+                                   "the API is down or overloaded: check recsys serve and Redis, then rerun")
+            wait = self.backoff * 2 ** (attempt - 1)
+            self.retries[cause] += 1
+            log(f"  POST {path}: {cause}, retry {attempt} of {self.attempts - 1} in {wait:g} s")
+            time.sleep(wait)
+            attempt += 1
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
-    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
+    client = SchedulerClient(base, TOKEN)
     sent_log: dict[int, list[datetime]] = defaultdict(list)
     totals: dict = defaultdict(int)
     batches: list[tuple[int, int, np.ndarray, list[datetime]]] = []  # (day, slot, rows, send times)
@@ -272,8 +313,7 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
             for start in range(0, len(users), 1000):
                 body = {"requests": [{"user_id": u, "k": 1, "reserve": True, "now": now.isoformat()}
                                      for u in users[start:start + 1000]]}
-                response = client.post("/v1/rank/batch", json=body)
-                response.raise_for_status()
+                response = client.post("/v1/rank/batch", body)
                 for result in response.json()["results"]:
                     if result.get("decision") == "hold" and result["caps"]["allowed"]:
                         totals["held"] += 1
@@ -306,13 +346,14 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
                     events.append({"event_id": f"{push_id}-m", "type": "muted", "user_id": user,
                                    "push_id": push_id, "ts": (at + timedelta(minutes=5)).isoformat()})
             for start in range(0, len(events), 1000):
-                client.post("/v1/events", json={"events": events[start:start + 1000]}).raise_for_status()
+                client.post("/v1/events", {"events": events[start:start + 1000]})
             tally(totals, outcomes, contents, opened, muted)
         if day % 7 == 6:
             log(f"  {name}: day {day + 1}, {totals['pushes']:,} pushes, {totals['opens']:,} opens")
     client.close()
     totals["violations"] = violations(sent_log, outcomes.zones)
     totals["batches"] = batches
+    totals["retries"] = dict(client.retries)
     return dict(totals)
 
 
@@ -328,6 +369,7 @@ def tally(totals: dict, outcomes: Outcomes, contents: list[str], opened: np.ndar
     totals["fresh"] += int(fresh.sum())
     totals["value fresh"] += float(outcomes.last_values[fresh].sum())
     totals["value other"] += float(outcomes.last_values[~fresh].sum())
+    totals["expected value"] += float(outcomes.last_values.sum())
 
 
 def fresh_content(results: dict, names: list[str], outcomes: Outcomes) -> list[str]:
@@ -379,6 +421,7 @@ def weekly_broadcast(world: Path, outcomes: Outcomes, days: int) -> dict:
         totals["pushes"] += len(rows)
         totals["opens"] += int(opened.sum())
         totals["mutes"] += int(muted.sum())
+        totals["expected value"] += float(outcomes.last_values.sum())
     totals["violations"] = violations(sent_log, outcomes.zones)
     return dict(totals)
 
@@ -697,12 +740,18 @@ def main() -> int:
               else f"the hidden truth (hour preference {args.hour_preference:g})")
     print(f"\n{outcomes.month:%B %Y}, {len(outcomes.user_ids):,} cardholders, slots 10:00 and 19:30 "
           f"Asia/Shanghai; outcomes from {source}")
-    print(f"| {'engine':<40} | pushes | opens | mutes | value (opens - 10 x mutes) | cap violations |")
-    print("|---|---|---|---|---|---|")
+    # expected: the true p_open - 10 x p_mute summed over the pushes, less the luck of each push's draw
+    print(f"| {'engine':<40} | pushes | opens | mutes | value (opens - 10 x mutes) | expected value "
+          "| cap violations |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
         value = "n/a" if outcomes.independent else f"{r['opens'] - MUTE_PRICE * r['mutes']:,.0f}"
         mutes = "n/a" if outcomes.independent else f"{r['mutes']:,}"
-        print(f"| {name:<40} | {r['pushes']:,} | {r['opens']:,} | {mutes} | {value} | {r['violations']} |")
+        print(f"| {name:<40} | {r['pushes']:,} | {r['opens']:,} | {mutes} | {value} "
+              f"| {r.get('expected value', 0):,.1f} | {r['violations']} |")
+    retried = [f"{name} {', '.join(f'{cause} x{n}' for cause, n in r['retries'].items())}"
+               for name, r in results.items() if r.get("retries")]
+    print(f"\nAPI calls retried (503 or connection error): {'; '.join(retried) or 'none'}")
     ours, base = results["value-aware engine"], results["send-all engine"]
     opens_change = ours["opens"] / max(base["opens"], 1) - 1
     if outcomes.independent:
