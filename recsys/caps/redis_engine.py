@@ -502,13 +502,15 @@ class RedisCapEngine(CapEngine):
                        for p, (c, code) in enumerate(zip(r.candidates, row, strict=True))]
             codes.append(row)
         now_ms = to_ms(now or now_utc())
-        cals = [rules.calendar(policy, r.timezone or policy.default_timezone, now_ms) for r in requests]
-        packed: dict[int, tuple[tuple[bytes, ...], tuple[bytes, bytes]]] = {}  # by calendar object
-        for cal in cals:  # cals keeps the objects alive
-            if id(cal) not in packed:
-                packed[id(cal)] = _calendar_arguments(cal)
-        cal_args = [packed[id(cal)][0] for cal in cals]
-        cal_encoded = [packed[id(cal)][1] for cal in cals]
+        # a batch spans a few zones: each zone's calendar and its arguments once
+        zones = [r.timezone or policy.default_timezone for r in requests]
+        by_zone = {}
+        for timezone in set(zones):
+            cal = rules.calendar(policy, timezone, now_ms)
+            by_zone[timezone] = (cal, *_calendar_arguments(cal))
+        cals = [by_zone[timezone][0] for timezone in zones]
+        cal_args = [by_zone[timezone][1] for timezone in zones]
+        cal_encoded = [by_zone[timezone][2] for timezone in zones]
         fresh = iter(new_push_ids(sum(1 for r in requests if r.reserve and not r.push_id)))
         push_ids = [(r.push_id or next(fresh)) if r.reserve else "" for r in requests]
         exhausted = self._exhausted_campaigns(policy, requests, now_ms)
@@ -665,6 +667,12 @@ class RedisCapEngine(CapEngine):
         else:
             reservation = _NO_RESERVATION
         position = 7 if reply[0] else 1
+        if not given and reply[position] == reply[position + 1] == reply[position + 2] == 0:
+            # no cardholder block, full limit or tail block, no candidate sent before (the common
+            # case): each is allowed now
+            lasts = reply[position + 3 :]
+            if lasts.count(-1) == len(lasts):
+                return reservation, tuple([allowed[c.content_id] for c in request.candidates])
         user_blocks, position = _read_blocks(reply, position)
         limit_blocks: list[tuple[int, rules.RawBlock]] = []
         blocked = reply[position]
@@ -677,11 +685,6 @@ class RedisCapEngine(CapEngine):
                     limit_blocks.append((bit, raw))
                     position += 2
         tail_blocks, position = _read_blocks(reply, position)
-        if not (user_blocks or blocked or tail_blocks or given):
-            lasts = reply[position : position + len(codes)]
-            if lasts.count(-1) == len(lasts):
-                # Nothing blocks any candidate (the common case): each is allowed now.
-                return reservation, tuple([allowed[c.content_id] for c in request.candidates])
         window = policy.no_repeat.window if policy.no_repeat else None
         shared: dict[tuple[Any, ...], CandidateDecision] = {}
         decisions: list[CandidateDecision] = []
