@@ -1,5 +1,5 @@
 """Batch top-k: score every (user, item) with one BLAS product per block of users, keep the k best
-eligible items per user (numpy `argpartition`, ties to the lower item index).
+eligible items per user (numpy `partition`, ties to the lower item index).
 
 Eligibility is applied before selection, never after: items not allowed at all (outside their validity
 window, transactional, or barred for every tier group) are dropped from the item matrix before the
@@ -180,22 +180,27 @@ def _mask_seen(scores: np.ndarray, seen: sp.csr_matrix, start: int, stop: int, c
 def _select(scores: np.ndarray, columns: np.ndarray, out_index: np.ndarray, out_score: np.ndarray) -> None:
     """The best `k` (out width) of each score row, ties to the lower column, into the outputs.
 
-    `argpartition` finds the k best per row in linear time but breaks ties at the k-th place
-    arbitrarily; rows where more than k scores reach the k-th best (ties, or fewer than k finite
-    scores) are ordered by a full stable sort instead, so the answer never depends on the blocks.
+    Each row's k-th best score comes from `np.partition` (linear time, and on the scores alone about
+    three times faster than `argpartition` with its index array); in a row where exactly k scores reach
+    it, those k are the best, taken in column order. Rows where more reach it (ties at the k-th place,
+    or fewer than k finite scores) are ordered by a full stable sort instead, so the answer never
+    depends on the blocks.
     """
-    n, width = scores.shape[0], min(out_index.shape[1], scores.shape[1])
-    if width < scores.shape[1]:
-        part = np.argpartition(-scores, width - 1, axis=1)[:, :width]
+    n, m = scores.shape
+    width = min(out_index.shape[1], m)
+    kth = np.partition(scores, m - width, axis=1)[:, m - width]
+    rows, reaching = np.divmod(np.flatnonzero(scores >= kth[:, None]), m)
+    exact = np.bincount(rows, minlength=n) == width
+    if exact.all():
+        part = reaching.reshape(n, width)
     else:
-        part = np.broadcast_to(np.arange(width), (n, width))
-    part = np.sort(part, axis=1)
+        part = np.zeros((n, width), dtype=np.intp)
+        part[exact] = reaching[exact[rows]].reshape(-1, width)
     best = np.take_along_axis(scores, part, axis=1)
     order = np.argsort(-best, axis=1, kind="stable")
     part = np.take_along_axis(part, order, axis=1)
     best = np.take_along_axis(best, order, axis=1)
-    reaching = (scores >= best[:, -1:]).sum(axis=1)
-    for row in np.flatnonzero(reaching > width):
+    for row in np.flatnonzero(~exact):
         part[row] = np.argsort(-scores[row], kind="stable")[:width]
         best[row] = scores[row, part[row]]
     found = np.isfinite(best)

@@ -300,8 +300,7 @@ class LiveModel:
         for i, user in enumerate(users):
             if user.factors is None:
                 scores[i] = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
-        allowed = self.allowed(users, valid)
-        scores[~allowed] = -np.inf
+        scores = np.where(self.allowed(users, valid), scores, np.float32(-np.inf))  # half a masked store
         # ties in item order, as `rank` keeps them; ineligible items (-inf) last, so each row's
         # eligible ones are a prefix
         order, values = best_per_row(scores, min(width, m))

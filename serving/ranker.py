@@ -7,6 +7,7 @@ version has response models (`recsys.decision`), and decides all of them in one 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -307,81 +308,87 @@ def chosen_positions(request: RankRequest, decision: UserDecision | None) -> lis
     return chosen
 
 
-def answer(model: LiveModel, snapshot: Snapshot, user: Representation, request: RankRequest,
-           ranked: Ranked, decision: UserDecision | None, now: datetime,
-           outlook: Outlook | None = None, chosen: list[int] | None = None,
-           reasons: list[str] | None = None, picked: list[int] | None = None) -> dict[str, Any]:
-    """The response body for one cardholder (times as ISO 8601 strings, as the JSON has them);
-    `chosen` (positions), `picked` (their items) and `reasons` when the caller computed them for a
-    whole batch."""
-    if chosen is None:
-        chosen = chosen_positions(request, decision)
-    if picked is None:
-        picked = ranked.items[chosen].tolist() if chosen else []
-    if reasons is None:
-        reasons = model.reasons(user, picked)
-    body_items: list[dict[str, Any]] = []
-    if chosen:
-        # plain lists: indexing a short list is cheaper than numpy indexing, once per answer of a batch
-        scores = ranked.scores.tolist()
-        ids, titles, kinds = model.item_ids, model.titles, model.kinds
-        body_items = [
-            {"content_id": ids[item], "title": titles[item], "kind": kinds[item], "score": scores[p],
-             "reason": reason}
-            for item, p, reason in zip(picked, chosen, reasons, strict=True)
-        ]
-        require_finite([item["score"] for item in body_items], f"scores for {request.user_id!r}")
-    if outlook is not None and outlook.p_open is not None:
-        for body_item, position in zip(body_items, chosen, strict=True):
-            body_item["p_open"] = float(outlook.p_open[position])
-            body_item["p_mute"] = float(outlook.p_mute[position])
-            require_finite([body_item["p_open"], body_item["p_mute"]],
-                           f"P(open), P(mute) of {body_item['content_id']!r} for {request.user_id!r}")
-    blocks: list[dict[str, Any]] = []
-    if chosen:
-        caps_next = _iso(now)
-        if outlook is None:
-            verdict = (SEND, NO_RESPONSE_MODEL, caps_next)
-        else:
-            verdict = (outlook.verdict.decision, outlook.verdict.reason, _iso(outlook.verdict.send_at))
-    else:
-        if decision is not None:
-            if decision.decisions:
-                blocks = [{"rule": b.rule, "detail": b.detail, "eligible_at": _iso(b.eligible_at)}
-                          for b in decision.decisions[0].blocks]
-        elif not user.opt_in:
-            blocks = [NOT_OPTED_IN]
-        else:
-            blocks = [NO_CANDIDATES]
-        caps_next = _iso(decision.eligible_at) if decision is not None else None
-        verdict = (HOLD, "caps: " + (", ".join(b["rule"] for b in blocks) or "blocked"), caps_next)
-    reservation = decision.reservation if decision is not None else None
+def answers(model: LiveModel, snapshot: Snapshot, users: Sequence[Representation],
+            requests: Sequence[RankRequest], ranked_all: Sequence[Ranked],
+            decisions: Sequence[UserDecision | None], moments: Sequence[datetime],
+            looks: Sequence[Outlook | None]) -> list[dict[str, Any]]:
+    """The response bodies of a batch, in request order (times as ISO 8601 strings, as the JSON has them).
+
+    One pass over the batch: what every answer shares (model, registry, policy version) is looked up
+    once, and each cardholder's ranked items and scores become lists once for the positions chosen."""
+    chosen_all = [chosen_positions(request, decision)
+                  for request, decision in zip(requests, decisions, strict=True)]
+    ranked_lists = [(ranked.items.tolist(), ranked.scores.tolist()) if chosen else ([], [])
+                    for ranked, chosen in zip(ranked_all, chosen_all, strict=True)]
+    picked_all = [[items[p] for p in chosen] for (items, _), chosen in zip(ranked_lists, chosen_all,
+                                                                            strict=True)]
+    reasons_all = model.reasons_many(users, picked_all)
+    version, policy_version = model.version, snapshot.policy.policy.version
     registry_model, registry_version = _registry(model)
-    return {
-        "user_id": request.user_id,
-        "items": body_items,
-        "model_version": model.version,
-        "registry_model": registry_model,
-        "registry_version": registry_version,
-        "fallback": user.fallback is not None,
-        "fallback_source": user.fallback,
-        "caps": {
-            "allowed": bool(chosen),
-            "blocks": blocks,
-            "next_eligible_at": caps_next,
-            "policy_version": (decision.policy_version if decision is not None
-                               else snapshot.policy.policy.version),
-            # fewer than k although eligible candidates were left beyond those the caps looked at
-            "short": len(chosen) < request.k and len(ranked.items) > decide_width(request.k),
-        },
-        "push_id": reservation.push_id if reservation is not None else None,
-        "reservation_expires_at": _iso(reservation.expires_at) if reservation is not None else None,
-        "skipped": [{"content_id": c, "reason": r} for c, r in ranked.skipped] if ranked.skipped else [],
-        "decision": verdict[0],
-        "reason": verdict[1],
-        "send_at": verdict[2],
-        "best_hours": [] if outlook is None else outlook.best_hours,
-    }
+    ids, titles, kinds = model.item_ids, model.titles, model.kinds
+    bodies = []
+    rows = zip(users, requests, ranked_all, decisions, looks, chosen_all, ranked_lists, reasons_all,
+               picked_all, moments, strict=True)
+    for user, request, ranked, decision, outlook, chosen, (_, scores), reasons, picked, now in rows:
+        body_items: list[dict[str, Any]] = []
+        blocks: list[dict[str, Any]] = []
+        if chosen:
+            body_items = [
+                {"content_id": ids[item], "title": titles[item], "kind": kinds[item], "score": scores[p],
+                 "reason": reason}
+                for item, p, reason in zip(picked, chosen, reasons, strict=True)
+            ]
+            chosen_scores = [scores[p] for p in chosen]
+            if not math.isfinite(sum(chosen_scores)):  # the message is written only when it is needed
+                require_finite(chosen_scores, f"scores for {request.user_id!r}")
+            if outlook is not None and outlook.p_open is not None:
+                for body_item, position in zip(body_items, chosen, strict=True):
+                    body_item["p_open"] = float(outlook.p_open[position])
+                    body_item["p_mute"] = float(outlook.p_mute[position])
+                    require_finite([body_item["p_open"], body_item["p_mute"]],
+                                   f"P(open), P(mute) of {body_item['content_id']!r} for {request.user_id!r}")
+            caps_next = _iso(now)
+            if outlook is None:
+                verdict = (SEND, NO_RESPONSE_MODEL, caps_next)
+            else:
+                verdict = (outlook.verdict.decision, outlook.verdict.reason, _iso(outlook.verdict.send_at))
+        else:
+            if decision is not None:
+                if decision.decisions:
+                    blocks = [{"rule": b.rule, "detail": b.detail, "eligible_at": _iso(b.eligible_at)}
+                              for b in decision.decisions[0].blocks]
+            elif not user.opt_in:
+                blocks = [NOT_OPTED_IN]
+            else:
+                blocks = [NO_CANDIDATES]
+            caps_next = _iso(decision.eligible_at) if decision is not None else None
+            verdict = (HOLD, "caps: " + (", ".join(b["rule"] for b in blocks) or "blocked"), caps_next)
+        reservation = decision.reservation if decision is not None else None
+        bodies.append({
+            "user_id": request.user_id,
+            "items": body_items,
+            "model_version": version,
+            "registry_model": registry_model,
+            "registry_version": registry_version,
+            "fallback": user.fallback is not None,
+            "fallback_source": user.fallback,
+            "caps": {
+                "allowed": bool(chosen),
+                "blocks": blocks,
+                "next_eligible_at": caps_next,
+                "policy_version": decision.policy_version if decision is not None else policy_version,
+                # fewer than k although eligible candidates were left beyond those the caps looked at
+                "short": len(chosen) < request.k and len(ranked.items) > decide_width(request.k),
+            },
+            "push_id": reservation.push_id if reservation is not None else None,
+            "reservation_expires_at": _iso(reservation.expires_at) if reservation is not None else None,
+            "skipped": [{"content_id": c, "reason": r} for c, r in ranked.skipped] if ranked.skipped else [],
+            "decision": verdict[0],
+            "reason": verdict[1],
+            "send_at": verdict[2],
+            "best_hours": [] if outlook is None else outlook.best_hours,
+        })
+    return bodies
 
 
 def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now: datetime | None = None
@@ -432,20 +439,11 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             results = state.engine.decide_batch([cap_requests[s] for s in slots], now=now)
             for slot, result in zip(slots, results, strict=True):
                 decisions[positions[slot]] = result
-    chosen_all = [chosen_positions(request, decision) for request, decision in zip(requests, decisions,
-                                                                                 strict=True)]
-    picked_all = [[items[p] for p in chosen] if chosen else [] for items, chosen
-                  in zip([ranked.items.tolist() for ranked in ranked_all], chosen_all, strict=True)]
-    reasons_all = model.reasons_many(users, picked_all)
-    bodies = []
+    bodies = answers(model, snapshot, users, requests, ranked_all, decisions, moments, looks)
     rules: Counter[str] = Counter()
     fallbacks: Counter[str] = Counter()
-    rows = zip(users, requests, ranked_all, decisions, looks, chosen_all, reasons_all, picked_all, moments,
-               strict=True)
-    for user, request, ranked, decision, look, chosen, reasons, picked, moment in rows:
-        body = answer(model, snapshot, user, request, ranked, decision, moment, look, chosen, reasons, picked)
-        bodies.append(body)
-        if chosen:
+    for user, body in zip(users, bodies, strict=True):
+        if body["caps"]["allowed"]:
             rules["allowed"] += 1
         else:
             rules.update(block["rule"] for block in body["caps"]["blocks"])
