@@ -4,9 +4,7 @@ the number of epochs, the item appeal weight and the weight of the wide (ridge) 
 The model is fitted once, on a seeded sample of at most `max_users` cardholders at `split -
 holdout_days`, scored after every epoch on what they did up to `split` (the window and objective of
 `--tune`), and rewound to the fewest epochs whose objective is within `EPOCH_TOLERANCE` of the best;
-every item appeal x wide weight pair is then applied to that state and scored by the within-cardholder
-rank gain of the window's opened pushes (`training.evaluate.push_rank_gain`), or by the `--tune`
-objective when the window has no opened push. No holdout event is seen.
+every item appeal x wide weight pair is then applied to that state and scored. No holdout event is seen.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ import pandas as pd
 
 from features.loader import Dataset
 from training.config import ModelSpec, TrainConfig
-from training.evaluate import make_holdout, push_rank_gain
+from training.evaluate import make_holdout
 from training.tune import objective_value, sampled, validation_scores
 
 logger = logging.getLogger(__name__)
@@ -43,15 +41,13 @@ class Selection:
     window: tuple[str, str]
     users: int
     epoch_objectives: list[float] = field(default_factory=list)
-    objectives: dict[str, float] = field(default_factory=dict)  # "appeal:A wide:W" -> figure
-    figure: str = "push_rank_gain"  # what `objectives` holds: push_rank_gain or the --tune objective
+    objectives: dict[str, float] = field(default_factory=dict)  # "appeal:A wide:W" -> objective
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready, for the bundle, the report and MLflow."""
         return {"epochs": self.epochs, "item_appeal_weight": self.item_appeal_weight,
                 "wide_weight": self.wide_weight, "window": list(self.window), "users": self.users,
                 "epoch_objectives": [round(value, 4) for value in self.epoch_objectives],
-                "figure": self.figure,
                 "objectives": {key: round(value, 4) for key, value in self.objectives.items()}}
 
     def apply(self, config: TrainConfig) -> TrainConfig:
@@ -107,28 +103,21 @@ def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfi
     if base.choose_epochs:
         epochs = fewest_good_epochs(curve)
         model.rewind(states[epochs - 1], epochs, train)
-    by_pushes = bool(validation.pushes.opened.any())
-
-    def figure() -> float:
-        if by_pushes:
-            return push_rank_gain(model, validation)[0]
-        return objective_value(validation_scores(model, validation, base.k), reference, base.k)
-
     objectives: dict[tuple[float, float], float] = {}
     for wide in wides:
         model.set_wide(wide, train)
         for appeal in appeals:
             model.set_item_appeal(appeal, train)
-            objectives[(appeal, wide)] = figure()
+            objectives[(appeal, wide)] = objective_value(validation_scores(model, validation, base.k),
+                                                         reference, base.k)
     appeal, wide = max(objectives, key=lambda pair: (objectives[pair] == objectives[pair], objectives[pair],
                                                      -pair[1]))
     selection = Selection(epochs=int(epochs), item_appeal_weight=appeal, wide_weight=wide,
                           window=(validation.split.isoformat(), validation.as_of.isoformat()),
                           users=train.n_users, epoch_objectives=curve,
-                          objectives={f"appeal:{a:g} wide:{w:g}": v for (a, w), v in objectives.items()},
-                          figure="push_rank_gain" if by_pushes else "objective")
+                          objectives={f"appeal:{a:g} wide:{w:g}": v for (a, w), v in objectives.items()})
     echo(f"  chosen on {validation.split:%Y-%m-%d} .. {validation.as_of:%Y-%m-%d} ({train.n_users:,} "
-         f"cardholders): {epochs} epochs (objective by epoch " + " ".join(f"{value:.3f}" for value in curve)
-         + f"), item appeal {appeal:g}, wide {wide:g} ({selection.figure} "
-         + ", ".join(f"{key} {value:.4f}" for key, value in selection.objectives.items()) + ")")
+         f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g} (objective "
+         f"{objectives[(appeal, wide)]:.4f}; by epoch " + " ".join(f"{value:.3f}" for value in curve)
+         + "; " + ", ".join(f"{key} {value:.4f}" for key, value in selection.objectives.items()) + ")")
     return selection
