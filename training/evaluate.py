@@ -50,8 +50,6 @@ class PushResponses:
     items: np.ndarray
     opened: np.ndarray
     cold: np.ndarray
-    # what each training row could be offered in the window (indexed by training row), for ranks
-    eligibility: Eligibility | None = None
 
 
 @dataclass(frozen=True)
@@ -115,11 +113,11 @@ def make_holdout(dataset: Dataset, as_of: pd.Timestamp, holdout_days: float,
     return Holdout(split=split, as_of=as_of, train=train, builder=builder, rows=evaluated,
                    relevant=relevant[evaluated].tocsr(), eligibility=eligibility.subset(evaluated),
                    cold=~has_read, slices=holdout_slices(dataset, split, users.ids[evaluated], has_read),
-                   pushes=push_responses(dataset, split, as_of, train, readers, eligibility))
+                   pushes=push_responses(dataset, split, as_of, train, readers))
 
 
 def push_responses(dataset: Dataset, split: pd.Timestamp, as_of: pd.Timestamp, train: TrainingMatrices,
-                   readers: pd.Series, eligibility: Eligibility | None = None) -> PushResponses:
+                   readers: pd.Series) -> PushResponses:
     """The pushes of rankable content sent in `(split, as_of]`, opened or not: most cardholders who
     never read receive some, so ranking opened above ignored pushes evaluates far more of them than
     held-out opens do. Transactional notices are left out: they are never ranked, and on a world where
@@ -135,7 +133,7 @@ def push_responses(dataset: Dataset, split: pd.Timestamp, as_of: pd.Timestamp, t
     known[known] &= rankable[items[known]]
     rows, items, opened = rows[known], items[known], opened[known]
     cold = pd.Index(readers.astype(str).unique()).get_indexer(train.users.ids[rows]) < 0
-    return PushResponses(rows=rows, items=items, opened=opened, cold=cold, eligibility=eligibility)
+    return PushResponses(rows=rows, items=items, opened=opened, cold=cold)
 
 
 def push_auc(model: Recommender, holdout: Holdout, members: np.ndarray) -> tuple[float, int]:
@@ -154,40 +152,6 @@ def push_auc(model: Recommender, holdout: Holdout, members: np.ndarray) -> tuple
     ranks = rankdata(scores)
     auc = (ranks[opened].sum() - n_open * (n_open + 1) / 2) / (n_open * n_ignored)
     return float(auc), int(users.size)
-
-
-def push_rank_gain(model: Recommender, holdout: Holdout, block: int = 4096) -> tuple[float, int]:
-    """(how much higher the model ranks the pushes a cardholder opened than the pushes that cardholder
-    was sent; cardholders counted) over the holdout's marketing pushes, NaN without an opened push.
-
-    Each push gets the DCG gain 1 / log2(1 + rank) of its item's rank among the items its cardholder
-    could be offered (`pushes.eligibility`); the figure is the mean, over opened pushes, of that gain
-    minus the mean gain of every push the same cardholder was sent in the window. Subtracting the
-    cardholder's own mean cancels whom a campaign chose to push (and how often they open anything),
-    which a pooled comparison across cardholders rewards; the top-weighted gain follows what is
-    pushed first rather than the order of the whole list.
-    """
-    pushes = holdout.pushes
-    if pushes.eligibility is None:
-        raise ValueError("push_rank_gain needs the pushes' eligibility: build the holdout with make_holdout")
-    if not pushes.opened.any():
-        return float("nan"), 0
-    users, inverse = np.unique(pushes.rows, return_inverse=True)
-    items = model.item_factors()
-    gains = np.empty(pushes.rows.size, dtype=np.float64)
-    for start in range(0, users.size, block):
-        chunk = users[start:start + block]
-        scores = model.user_factors(chunk, holdout.train.user_features[chunk]) @ items.T
-        scores[~eligible_mask(pushes.eligibility.subset(chunk), items.shape[0])] = -np.inf
-        members = np.flatnonzero((inverse >= start) & (inverse < start + chunk.size))
-        local = inverse[members] - start
-        pushed = scores[local, pushes.items[members]]
-        rank = 1 + (scores[local] > pushed[:, None]).sum(axis=1)
-        gains[members] = 1.0 / np.log2(1.0 + rank)
-    mean_gain = np.bincount(inverse, weights=gains) / np.bincount(inverse)
-    opened = pushes.opened
-    counted = np.unique(inverse[opened]).size
-    return float(np.mean(gains[opened] - mean_gain[inverse[opened]])), int(counted)
 
 
 def holdout_slices(dataset: Dataset, split: pd.Timestamp, user_ids: np.ndarray,

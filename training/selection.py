@@ -4,10 +4,7 @@ the number of epochs, the item appeal weight and the weight of the wide (ridge) 
 The model is fitted once, on a seeded sample of at most `max_users` cardholders at `split -
 holdout_days`, scored after every epoch on what they did up to `split` (the window and objective of
 `--tune`), and rewound to the fewest epochs whose objective is within `EPOCH_TOLERANCE` of the best;
-every item appeal x wide weight pair is then applied to that state and scored by that objective and by
-the within-cardholder rank gain of the window's opened pushes (`training.evaluate.push_rank_gain`);
-the pair with the highest sum of the two, each standardised over the pairs, is chosen (the objective
-alone when the window has no opened push). No holdout event is seen.
+every item appeal x wide weight pair is then applied to that state and scored. No holdout event is seen.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ import pandas as pd
 
 from features.loader import Dataset
 from training.config import ModelSpec, TrainConfig
-from training.evaluate import make_holdout, push_rank_gain
+from training.evaluate import make_holdout
 from training.tune import objective_value, sampled, validation_scores
 
 logger = logging.getLogger(__name__)
@@ -32,8 +29,6 @@ SELECTION_MAX_USERS = 20_000
 # same configuration differ by about this much, so fewer epochs within it are not worse
 EPOCH_TOLERANCE = 0.01
 MIN_EPOCHS = 3
-BOTH = "objective + push rank gain, each standardised over the options"
-OBJECTIVE_ONLY = "objective"
 
 
 @dataclass(frozen=True)
@@ -47,17 +42,13 @@ class Selection:
     users: int
     epoch_objectives: list[float] = field(default_factory=list)
     objectives: dict[str, float] = field(default_factory=dict)  # "appeal:A wide:W" -> objective
-    push_gains: dict[str, float] = field(default_factory=dict)  # "appeal:A wide:W" -> push_rank_gain
-    chosen_by: str = OBJECTIVE_ONLY
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready, for the bundle, the report and MLflow."""
         return {"epochs": self.epochs, "item_appeal_weight": self.item_appeal_weight,
                 "wide_weight": self.wide_weight, "window": list(self.window), "users": self.users,
                 "epoch_objectives": [round(value, 4) for value in self.epoch_objectives],
-                "chosen_by": self.chosen_by,
-                "objectives": {key: round(value, 4) for key, value in self.objectives.items()},
-                "push_gains": {key: round(value, 4) for key, value in self.push_gains.items()}}
+                "objectives": {key: round(value, 4) for key, value in self.objectives.items()}}
 
     def apply(self, config: TrainConfig) -> TrainConfig:
         """`config` with the chosen epochs and weights in its model parameters."""
@@ -76,19 +67,6 @@ def fewest_good_epochs(objectives: list[float], tolerance: float = EPOCH_TOLERAN
         return int(values.size)
     best = np.nanmax(values[first - 1:])
     return int(first + np.flatnonzero(values[first - 1:] >= best - tolerance)[0])
-
-
-def standardised_sum(*figures: list[float]) -> list[float] | None:
-    """Per option, the sum of each figure standardised over the options (mean 0, standard deviation 1),
-    so figures on different scales count alike; None when a figure is NaN somewhere or the same
-    everywhere (it cannot rank the options)."""
-    total = np.zeros(len(figures[0]))
-    for figure in figures:
-        values = np.asarray(figure, dtype=np.float64)
-        if values.size < 2 or not np.isfinite(values).all() or not values.std() > 0:
-            return None
-        total += (values - values.mean()) / values.std()
-    return total.tolist()
 
 
 def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
@@ -126,28 +104,20 @@ def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfi
         epochs = fewest_good_epochs(curve)
         model.rewind(states[epochs - 1], epochs, train)
     objectives: dict[tuple[float, float], float] = {}
-    gains: dict[tuple[float, float], float] = {}
     for wide in wides:
         model.set_wide(wide, train)
         for appeal in appeals:
             model.set_item_appeal(appeal, train)
             objectives[(appeal, wide)] = objective_value(validation_scores(model, validation, base.k),
                                                          reference, base.k)
-            gains[(appeal, wide)] = push_rank_gain(model, validation)[0]
-    pairs = list(objectives)
-    combined = standardised_sum([objectives[pair] for pair in pairs], [gains[pair] for pair in pairs])
-    by_both = combined is not None
-    scores = dict(zip(pairs, combined if by_both else [objectives[pair] for pair in pairs], strict=True))
-    appeal, wide = max(pairs, key=lambda pair: (scores[pair] == scores[pair], scores[pair], -pair[1]))
+    appeal, wide = max(objectives, key=lambda pair: (objectives[pair] == objectives[pair], objectives[pair],
+                                                     -pair[1]))
     selection = Selection(epochs=int(epochs), item_appeal_weight=appeal, wide_weight=wide,
                           window=(validation.split.isoformat(), validation.as_of.isoformat()),
                           users=train.n_users, epoch_objectives=curve,
-                          objectives={f"appeal:{a:g} wide:{w:g}": v for (a, w), v in objectives.items()},
-                          push_gains={f"appeal:{a:g} wide:{w:g}": v for (a, w), v in gains.items()},
-                          chosen_by=BOTH if by_both else OBJECTIVE_ONLY)
+                          objectives={f"appeal:{a:g} wide:{w:g}": v for (a, w), v in objectives.items()})
     echo(f"  chosen on {validation.split:%Y-%m-%d} .. {validation.as_of:%Y-%m-%d} ({train.n_users:,} "
-         f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g} (by {selection.chosen_by}; "
-         "by epoch " + " ".join(f"{value:.3f}" for value in curve) + "; objective | push rank gain: "
-         + ", ".join(f"{key} {value:.4f} | {selection.push_gains[key]:.4f}"
-                     for key, value in selection.objectives.items()) + ")")
+         f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g} (objective "
+         f"{objectives[(appeal, wide)]:.4f}; by epoch " + " ".join(f"{value:.3f}" for value in curve)
+         + "; " + ", ".join(f"{key} {value:.4f}" for key, value in selection.objectives.items()) + ")")
     return selection

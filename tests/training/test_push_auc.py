@@ -1,5 +1,4 @@
-"""Pooled push AUC: opened holdout pushes ranked above ignored ones, overall and for non-readers; and
-the within-cardholder rank gain of opened pushes that chooses item appeal and the wide part."""
+"""Pooled push AUC: opened holdout pushes ranked above ignored ones, overall and for non-readers."""
 
 from __future__ import annotations
 
@@ -12,21 +11,16 @@ import scipy.sparse as sp
 
 from recsys.matrices import TrainingMatrices
 from recsys.models.popularity import PopularityRecommender
-from recsys.ranking import Eligibility
 from tests.features.handmade import with_pushes
-from training.evaluate import PushResponses, push_auc, push_rank_gain
+from training.evaluate import PushResponses, push_auc
 
 
-def holdout_with(rows: list[int], items: list[int], opened: list[bool], cold: list[bool],
-                 seen: list[tuple[int, int]] = ()):
+def holdout_with(rows: list[int], items: list[int], opened: list[bool], cold: list[bool]):
     # item 0 read by three cardholders, item 1 by two, item 2 by one: popularity scores 0 > 1 > 2
     reads = sp.coo_matrix(np.array([[1, 1, 1], [1, 1, 0], [1, 0, 0]], dtype=np.float32))
     train = TrainingMatrices.from_interactions(reads)
-    pairs = ([row for row, _ in seen], [column for _, column in seen])
-    seen_matrix = sp.csr_matrix((np.ones(len(seen), dtype=bool), pairs), shape=(3, 3))
-    eligibility = Eligibility(item_allowed=np.ones(3, dtype=bool), seen=seen_matrix)
     pushes = PushResponses(rows=np.asarray(rows), items=np.asarray(items), opened=np.asarray(opened),
-                           cold=np.asarray(cold), eligibility=eligibility)
+                           cold=np.asarray(cold))
     model = PopularityRecommender(by_segment=False).fit(train)
     return model, types.SimpleNamespace(train=train, pushes=pushes)
 
@@ -49,28 +43,6 @@ def test_push_auc_counts_opened_above_ignored_pairs() -> None:
     assert push_auc(model, holdout, np.ones(2, dtype=bool))[0] == pytest.approx(0.5)
     auc, users = push_auc(model, holdout, np.array([True, False]))
     assert np.isnan(auc) and users == 1
-
-
-def test_push_rank_gain_compares_opened_pushes_with_the_cardholders_own_pushes() -> None:
-    # cardholder 0: item 0 (rank 1, gain 1) opened, item 2 (rank 3, gain 1/2) ignored: mean gain 3/4,
-    # the opened push 1/4 above it; cardholder 1 opened the only push sent: 0 above its own mean
-    model, holdout = holdout_with([0, 0, 1], [0, 2, 1], [True, False, True], [False, False, True])
-    assert push_rank_gain(model, holdout) == (pytest.approx(0.125), 2)
-    # the opposite outcome for cardholder 0: the opened push 1/4 below its mean
-    model, holdout = holdout_with([0, 0, 1], [0, 2, 1], [False, True, True], [False, False, True])
-    assert push_rank_gain(model, holdout) == (pytest.approx(-0.125), 2)
-    # a cardholder who opens everything says nothing about the order, however often a campaign chose them
-    model, holdout = holdout_with([0, 0, 2, 2, 2], [0, 2, 0, 1, 2], [True, False, True, True, True],
-                                  [False] * 5)
-    assert push_rank_gain(model, holdout) == (pytest.approx((0.25 + 0 + 0 + 0) / 4), 2)
-    # ranks count only what the cardholder could be offered: item 1 already seen lifts item 2 to rank 2
-    model, holdout = holdout_with([0, 0], [0, 2], [False, True], [False, False], seen=[(0, 1)])
-    lifted = 1 / np.log2(3)
-    assert push_rank_gain(model, holdout)[0] == pytest.approx(lifted - (1 + lifted) / 2)
-    # without an opened push there is nothing to compare
-    model, holdout = holdout_with([0, 1], [0, 1], [False, False], [False, True])
-    gain, users = push_rank_gain(model, holdout)
-    assert np.isnan(gain) and users == 0
 
 
 def test_push_responses_leave_out_transactional_notices(hand_made) -> None:

@@ -12,13 +12,7 @@ import pytest
 
 from features.loader import load_dataset
 from tests.training.test_tune import FAST, before
-from training.selection import (
-    BOTH,
-    OBJECTIVE_ONLY,
-    choose_on_validation,
-    fewest_good_epochs,
-    standardised_sum,
-)
+from training.selection import choose_on_validation, fewest_good_epochs
 
 pytestmark = pytest.mark.slow
 
@@ -31,21 +25,6 @@ def test_the_fewest_epochs_within_tolerance_of_the_best() -> None:
     assert fewest_good_epochs([float("nan"), 0.4, 0.5], tolerance=0.0, minimum=1) == 3
 
 
-def chosen_key(selection) -> str:
-    return f"appeal:{selection.item_appeal_weight:g} wide:{selection.wide_weight:g}"
-
-
-def test_standardised_sum_counts_figures_on_different_scales_alike() -> None:
-    # one figure prefers option 0, the other (10x larger) option 2 as strongly: option 1 sits between
-    assert standardised_sum([3.0, 2.0, 1.0], [10.0, 20.0, 30.0]) == pytest.approx([0.0, 0.0, 0.0])
-    assert standardised_sum([3.0, 2.0, 1.0], [10.0, 40.0, 30.0]) == pytest.approx(
-        [1.2247449 - 1.3363062, 0.0 + 1.0690450, -1.2247449 + 0.2672612])
-    # a figure that cannot rank the options (NaN, constant, a single option) gives no sum
-    assert standardised_sum([1.0, float("nan")], [1.0, 2.0]) is None
-    assert standardised_sum([1.0, 2.0], [5.0, 5.0]) is None
-    assert standardised_sum([1.0], [2.0]) is None
-
-
 def test_settings_are_chosen_on_validation_before_the_split(small_world: Path) -> None:
     dataset = load_dataset(small_world)
     split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
@@ -53,12 +32,8 @@ def test_settings_are_chosen_on_validation_before_the_split(small_world: Path) -
     chosen = choose_on_validation(dataset, split, config, echo=lambda line: None)
     assert set(chosen.objectives) == {"appeal:0 wide:0", "appeal:1 wide:0", "appeal:0 wide:0.5",
                                       "appeal:1 wide:0.5"}
-    # the window holds opened pushes: the pair with the highest standardised sum of the two figures
-    assert chosen.chosen_by == BOTH and set(chosen.push_gains) == set(chosen.objectives)
-    keys = list(chosen.objectives)
-    combined = standardised_sum([chosen.objectives[key] for key in keys],
-                                [chosen.push_gains[key] for key in keys])
-    assert keys[int(np.argmax(combined))] == chosen_key(chosen)
+    best = max(chosen.objectives.values())
+    assert chosen.objectives[f"appeal:{chosen.item_appeal_weight:g} wide:{chosen.wide_weight:g}"] == best
     assert len(chosen.epoch_objectives) == FAST.model.params["epochs"]
     assert chosen.epochs == fewest_good_epochs(chosen.epoch_objectives)
     assert chosen.window[1] == split.isoformat()
@@ -76,10 +51,3 @@ def test_settings_are_chosen_on_validation_before_the_split(small_world: Path) -
     fixed = choose_on_validation(dataset, split, replace(config, choose_epochs=False), echo=lambda line: None)
     assert fixed.epochs == FAST.model.params["epochs"] and not fixed.epoch_objectives
     assert np.isfinite(list(fixed.objectives.values())).all()
-    # a window without an opened push is chosen by the --tune objective alone
-    opened = dataset.push_log["opened_ts"]
-    unopened = replace(dataset, push_log=dataset.push_log.assign(opened_ts=opened.where(opened.isna())))
-    fallback = choose_on_validation(unopened, split, replace(config, choose_epochs=False),
-                                    echo=lambda line: None)
-    assert fallback.chosen_by == OBJECTIVE_ONLY and np.isnan(list(fallback.push_gains.values())).all()
-    assert fallback.objectives[chosen_key(fallback)] == max(fallback.objectives.values())
