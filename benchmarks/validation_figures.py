@@ -13,9 +13,12 @@ not change over time, so the same fit is judged both ways and fit noise cancels.
 - `push_rank_gain`: over every marketing push of the window, the DCG gain 1 / log2(1 + rank) of its
   item's rank among the items its cardholder could be offered; the mean over opened pushes of that gain
   minus the mean gain of all pushes the same cardholder was sent (campaign targeting cancels).
+- `both`: the two above, each standardised over the cells (mean 0, standard deviation 1), summed.
 
 It prints both surfaces per world, then per world the truth at each figure's chosen cell, the best
-cell, and the Spearman correlation of each figure with the truth over the cells.
+cell, and the Spearman correlation of each figure with the truth over the cells. Neither the gain nor
+`both` is what the engine chooses with: both were measured through `quality.py` and not kept (README,
+"Chosen on the validation window").
 
     .venv/bin/python benchmarks/validation_figures.py --users 5000 --no-shared
     .venv/bin/python benchmarks/validation_figures.py --data /tmp/world100k   # its .truth.npz beside it
@@ -143,20 +146,28 @@ def main() -> None:
             table = pd.DataFrame(world_rows)
             print(f"\n{name}: epochs {-int(table['epoch'].min())} chosen by the objective")
             print(table.drop(columns="world").round(4).to_string(index=False), flush=True)
-    cells = pd.DataFrame(rows).query("epoch < 0")
+    cells = pd.DataFrame(rows).query("epoch < 0").copy()
+
+    def standardised(values):
+        return (values - values.mean()) / values.std(ddof=0)
+
+    by_world = cells.groupby("world", sort=False)
+    cells["both"] = (by_world["objective"].transform(standardised)
+                     + by_world["push_rank_gain"].transform(standardised))
     print("\ntruth (top-1 gap closed on the validation fit) at each figure's chosen cell, the best cell, "
           "and each figure's Spearman correlation with the truth over the cells")
+    figures = ("objective", "push_rank_gain", "both")
     summary = []
     for name, group in cells.groupby("world", sort=False):
         line = {"world": name, "best": group["truth"].max()}
-        for figure in ("objective", "push_rank_gain"):
+        for figure in figures:
             line[figure] = group.loc[group[figure].idxmax(), "truth"]
             line[f"rho {figure}"] = spearmanr(group[figure], group["truth"]).correlation
         summary.append(line)
     frame = pd.DataFrame(summary).set_index("world")
     print(frame.round(3).to_string())
-    print(f"mean below the best cell: objective {(frame['objective'] - frame['best']).mean():.3f}, "
-          f"push_rank_gain {(frame['push_rank_gain'] - frame['best']).mean():.3f}")
+    print("mean below the best cell: "
+          + ", ".join(f"{figure} {(frame[figure] - frame['best']).mean():.3f}" for figure in figures))
 
 
 if __name__ == "__main__":
