@@ -1,0 +1,174 @@
+"""Validation figures beside the truth, on the validation fit itself: which appeal x wide cell each picks.
+
+For each world of `benchmarks/quality.py` that has a truth file (the shared independent world has none
+here and is left out), it fits the engine on the validation window exactly as `recsys train` does
+(`training/selection.py`: a sample of at most 20,000 cardholders at `split - holdout_days`, epochs
+chosen by the `--tune` objective), then scores every epoch and every item appeal x wide cell of that fit
+by two figures computed from the window only, and by the truth: the share of the popularity-to-oracle
+gap in true top-1 open probability it closes at the validation split. The truth's open probabilities do
+not change over time, so the same fit is judged both ways and fit noise cancels.
+
+- `objective`: the `--tune` objective the engine chooses with (readers' nDCG gain over popularity and
+  non-readers' pooled push-open Gini).
+- `push_rank_gain`: over every marketing push of the window, the DCG gain 1 / log2(1 + rank) of its
+  item's rank among the items its cardholder could be offered; the mean over opened pushes of that gain
+  minus the mean gain of all pushes the same cardholder was sent (campaign targeting cancels).
+- `both`: the two above, each standardised over the cells (mean 0, standard deviation 1), summed.
+
+It prints both surfaces per world, then per world the truth at each figure's chosen cell, the best
+cell, and the Spearman correlation of each figure with the truth over the cells. Neither the gain nor
+`both` is what the engine chooses with: both were measured through `quality.py` and not kept (README,
+"Chosen on the validation window").
+
+    .venv/bin/python benchmarks/validation_figures.py --users 5000 --no-shared
+    .venv/bin/python benchmarks/validation_figures.py --data /tmp/world100k   # its .truth.npz beside it
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import numpy as np  # noqa: E402
+from quality import world_arguments, worlds  # noqa: E402
+
+
+def push_rank_gain(model, validation, eligibility) -> float:
+    """See the module docstring; `eligibility` covers every training row of `validation`."""
+    from training.evaluate import eligible_mask
+
+    pushes = validation.pushes
+    users, inverse = np.unique(pushes.rows, return_inverse=True)
+    scores = model.user_factors(users, validation.train.user_features[users]) @ model.item_factors().T
+    scores[~eligible_mask(eligibility.subset(users), scores.shape[1])] = -np.inf
+    pushed = scores[inverse, pushes.items]
+    rank = 1 + (scores[inverse] > pushed[:, None]).sum(axis=1)
+    gains = 1.0 / np.log2(1.0 + rank)
+    mean_gain = np.bincount(inverse, weights=gains) / np.bincount(inverse)
+    opened = pushes.opened
+    return float(np.mean(gains[opened] - mean_gain[inverse[opened]])) if opened.any() else float("nan")
+
+
+def surface(name: str, world: Path, truth_path: Path, config) -> list[dict]:
+    import pandas as pd
+
+    from features.bundle_inputs import card_tiers_of, item_metadata, seen_pairs
+    from features.loader import load_dataset
+    from recsys.bundle import build_eligibility
+    from recsys.ranking import top_k
+    from training.config import ModelSpec
+    from training.evaluate import make_holdout
+    from training.selection import SELECTION_MAX_USERS, fewest_good_epochs
+    from training.truth import aligned_open_prob, best_eligible, load_truth, top1_gap
+    from training.tune import objective_value, sampled, validation_scores
+
+    dataset = load_dataset(world)
+    truth = load_truth(truth_path)
+    split = truth.as_of - pd.Timedelta(days=config.holdout_days)
+    validation = make_holdout(sampled(dataset, SELECTION_MAX_USERS, config.seed), split, config.holdout_days,
+                              config.features)
+    train, start = validation.train, validation.split
+    users, items = train.users, train.items
+    tiers, seen = card_tiers_of(dataset, users.ids), seen_pairs(dataset, start, users.ids, items)
+    meta = item_metadata(dataset.content, items)
+    # as `make_holdout`: a pushed item counts as offerable when valid at some moment of the window
+    later = meta["valid_from"].where(meta["valid_from"] > validation.as_of, pd.NaT)
+    window = build_eligibility(meta.assign(valid_from=later), items, start, tiers, seen)
+    now = build_eligibility(meta, items, start, tiers, seen)
+    open_prob = aligned_open_prob(truth, users, items)
+    reads = dataset.article_reads.loc[(dataset.article_reads["ts"] <= start).to_numpy()]
+    read_items = items.index_of(reads["content_id"].astype(str).to_numpy(dtype=object))
+    counts = np.bincount(read_items[read_items >= 0], minlength=len(items)).astype(np.float32)
+    popularity_top1 = top_k(np.ones((train.n_users, 1), np.float32), counts[:, None], 1, now)[0][:, 0]
+    oracle = best_eligible(open_prob, now)
+    reference = validation_scores(ModelSpec("popularity", {"by_segment": False}).build().fit(train),
+                                  validation, config.k)
+
+    def judged(model, **where) -> dict:
+        top1 = top_k(model.user_factors(np.arange(train.n_users), train.user_features), model.item_factors(),
+                     1, now)[0][:, 0]
+        scores = validation_scores(model, validation, config.k)
+        return {"world": name, **where, "objective": objective_value(scores, reference, config.k),
+                "push_rank_gain": push_rank_gain(model, validation, window),
+                "truth": top1_gap(open_prob, top1, popularity_top1, oracle).gap_closed}
+
+    params = config.model.params
+    start_appeal = float(params.get("item_appeal_weight", 1.0))
+    model = ModelSpec(config.model.kind,
+                      {**params, "wide_weight": 0.0, "item_appeal_weight": start_appeal}).build()
+    states, rows = [], []
+
+    def after_epoch(epoch: int, fitted) -> None:
+        states.append(fitted.embedding_state())
+        fitted.set_item_appeal(start_appeal, train)
+        rows.append(judged(fitted, epoch=len(states), appeal=start_appeal, wide=0.0))
+
+    model.fit(train, callback=after_epoch)
+    epochs = fewest_good_epochs([row["objective"] for row in rows])
+    model.rewind(states[epochs - 1], epochs, train)
+    for wide in config.wide_choices:
+        model.set_wide(wide, train)
+        for appeal in config.appeal_choices:
+            model.set_item_appeal(appeal, train)
+            rows.append(judged(model, epoch=-epochs, appeal=appeal, wide=wide))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    world_arguments(parser, users=5_000)
+    parser.add_argument("--data", type=Path, action="append",
+                        help="an existing world directory with DIR.truth.npz beside it, instead of "
+                             "synthesising (repeatable)")
+    args = parser.parse_args()
+
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    from training.config import load_config
+
+    config = load_config(args.config)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="qianmian-validation-figures-") as scratch:
+        chosen = ([(path.name, path, None, path.with_name(f"{path.name}.truth.npz")) for path in args.data]
+                  if args.data else worlds(args, Path(scratch)))
+        for name, world, _, truth_path in chosen:
+            if truth_path is None:
+                continue
+            world_rows = surface(name, world, truth_path, config)
+            rows += world_rows
+            table = pd.DataFrame(world_rows)
+            print(f"\n{name}: epochs {-int(table['epoch'].min())} chosen by the objective")
+            print(table.drop(columns="world").round(4).to_string(index=False), flush=True)
+    cells = pd.DataFrame(rows).query("epoch < 0").copy()
+
+    def standardised(values):
+        return (values - values.mean()) / values.std(ddof=0)
+
+    by_world = cells.groupby("world", sort=False)
+    cells["both"] = (by_world["objective"].transform(standardised)
+                     + by_world["push_rank_gain"].transform(standardised))
+    print("\ntruth (top-1 gap closed on the validation fit) at each figure's chosen cell, the best cell, "
+          "and each figure's Spearman correlation with the truth over the cells")
+    figures = ("objective", "push_rank_gain", "both")
+    summary = []
+    for name, group in cells.groupby("world", sort=False):
+        line = {"world": name, "best": group["truth"].max()}
+        for figure in figures:
+            line[figure] = group.loc[group[figure].idxmax(), "truth"]
+            line[f"rho {figure}"] = spearmanr(group[figure], group["truth"]).correlation
+        summary.append(line)
+    frame = pd.DataFrame(summary).set_index("world")
+    print(frame.round(3).to_string())
+    print("mean below the best cell: "
+          + ", ".join(f"{figure} {(frame[figure] - frame['best']).mean():.3f}" for figure in figures))
+
+
+if __name__ == "__main__":
+    main()
