@@ -94,7 +94,9 @@ class PublishLockedError(PublicationError):
     """Another publish holds the lock, or this one lost it (fenced off)."""
 
 
-@dataclass(frozen=True)
+# Not frozen: one is decoded per cardholder of every request, and a frozen dataclass's fields are set
+# through object.__setattr__ (1.2 against 0.3 us)
+@dataclass(slots=True)
 class UserRecord:
     """What the API knows about one published cardholder.
 
