@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -41,7 +43,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 MODEL_NAME = "lightfm"
+# the response models' own wall time; they run beside the stages from "choose on validation" on
+RESPONSE_STAGE = "fit response models (in parallel)"
 POPULARITY = "popularity"
 
 
@@ -103,8 +109,29 @@ class Stages:
     def stage(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
         yield
-        self.timings[name] = time.perf_counter() - start
-        self.echo(f"  {name:<28} {self.timings[name]:8.1f} s")
+        self.record(name, time.perf_counter() - start)
+
+    def record(self, name: str, seconds: float) -> None:
+        self.timings[name] = seconds
+        self.echo(f"  {name:<28} {seconds:8.1f} s")
+
+
+def in_background(function: Callable[..., T], *args: Any) -> Future[tuple[T, float]]:
+    """`function(*args)` started on a daemon thread (so a job that fails meanwhile exits without waiting
+    for it): a future of its result and its wall seconds, re-raising what it raised."""
+    future: Future[tuple[T, float]] = Future()
+
+    def run() -> None:
+        start = time.perf_counter()
+        try:
+            value = function(*args)
+        except BaseException as error:
+            future.set_exception(error)
+        else:
+            future.set_result((value, time.perf_counter() - start))
+
+    threading.Thread(target=run, name=getattr(function, "__name__", "background"), daemon=True).start()
+    return future
 
 
 def default_truth_path(data_dir: Path) -> Path | None:
@@ -162,6 +189,13 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
 
         truth = load_truth(truth_path)
         check_truth_covers(truth, dataset)
+    # the push response models read only the dataset and the as-of time: they are fitted beside the ranking
+    # model (their sparse products and array arithmetic release the GIL, as LightFM's epochs do) rather
+    # than after it, and their lines are echoed when they are collected
+    from training.response import fit_for_training
+
+    response_lines: list[str] = []
+    response_fit = in_background(fit_for_training, dataset, as_of, response_lines.append)
     tuning, selection = None, None
     if options.tune_minutes is not None:
         # before the holdout features: the chosen family weights shape them
@@ -248,11 +282,11 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
                 truth_rates["open_rate_top1.lift_vs_popularity"] = (
                     truth_rates[f"open_rate_top1.{MODEL_NAME}"] / base)
 
-    # push response models (P(open), P(mute), best hours): fitted after the ranking model, bundled with it
-    from training.response import fit_for_training
-
-    with stages.stage("fit response models"):
-        response, response_report = fit_for_training(dataset, as_of, echo)
+    with stages.stage("wait for response models"):
+        (response, response_report), seconds = response_fit.result()
+    stages.record(RESPONSE_STAGE, seconds)
+    for line in response_lines:
+        echo(line)
 
     result = TrainResult(as_of=as_of, split=holdout.split, results=results, truth=truth_rates, lift=lift,
                          timings=stages.timings, curves=curves, comparisons=comparisons,

@@ -9,7 +9,8 @@ The time line, for an as-of time `T`, holdout `H` and validation `V` days:
    pushes up to T-H-V with each L2 weight of the per-cardholder daily wave in `user_hour_grid`, with and
    without the transactional reminders' opens (`reminder_opens` None; True or False fixes it), and the
    pair whose Platt-mapped log-loss of the validation pushes' opens is lowest is used for every fit below;
-1. model A is fitted on pushes up to T-H-V; a Platt map is fitted on A's logits of the validation pushes;
+1. model A is fitted on pushes up to T-H-V (its open model is step 0's chosen fit, not fitted again); a
+   Platt map is fitted on A's logits of the validation pushes;
 2. model B is fitted on pushes up to T-H, with the slope of A's Platt map and an intercept levelled on B's
    own latest `level_days` of training pushes (`levelled`): its holdout figures are the report (log-loss,
    Brier, ECE, AUC and the reliability curve beside the training base rate), for opens and mutes;
@@ -556,30 +557,40 @@ def with_user_hour(config: ResponseFitConfig, weight: float) -> ResponseFitConfi
 
 
 def choose_open_fit(dataset: Dataset, inputs: _Inputs, validation_from: pd.Timestamp,
-                    holdout_from: pd.Timestamp, config: ResponseFitConfig) -> dict[tuple[float, bool], float]:
+                    holdout_from: pd.Timestamp, config: ResponseFitConfig
+                    ) -> tuple[dict[tuple[float, bool], float], PushResponseModel]:
     """Platt-mapped log-loss of the opens of the marketing pushes in (validation_from, holdout_from] for
     an open model fitted up to `validation_from` with each L2 weight of the daily wave in
     `config.user_hour_grid` (or the configured one), with and without the reminders' opens (unless
-    `config.reminder_opens` fixes it): (weight, reminders) -> loss.
+    `config.reminder_opens` fixes it): (weight, reminders) -> loss; and the open model of the lowest loss,
+    which is the chosen settings' open model at `validation_from` (no need to fit it again).
 
     The weight sets how far a cardholder's few opens move their own hours off the population's; the
     log-loss after the Platt map scores the model's ordering of pushes, not its overall scale, which the
-    map (slope and intercept) sets anyway."""
+    map (slope and intercept) sets anyway. With `config.warm_start`, each fit starts from the previous
+    weight's (strongest prior first), and the first weight with the reminders' opens from the first
+    without: the solver then stops at the same optimum (within its tolerance) in fewer steps."""
     weights = config.user_hour_grid or (float(config.penalties["open"]["user_hour"]),)
     choices = (False, True) if config.reminder_opens is None else (bool(config.reminder_opens),)
     losses: dict[tuple[float, bool], float] = {}
+    best: PushResponseModel | None = None
+    first: PushResponseModel | None = None
     for reminders in choices:
-        start = None
-        for weight in sorted(weights, reverse=True):  # strongest prior first: warm starts
+        start = first if config.warm_start else None
+        for weight in sorted(weights, reverse=True):
             candidate = replace(with_user_hour(config, weight), reminder_opens=reminders)
             model = _fit(dataset, inputs, validation_from, candidate, start, ("open",))
             logits, outcomes = _slice_logits(model, inputs, validation_from, holdout_from)
             y = outcomes["open"]
             predicted = np.clip(fit_platt(logits["open"], y).apply(logits["open"]), 1e-12, 1.0 - 1e-12)
-            losses[(float(weight), reminders)] = float(-np.mean(y * np.log(predicted)
-                                                               + (1.0 - y) * np.log1p(-predicted)))
+            loss = float(-np.mean(y * np.log(predicted) + (1.0 - y) * np.log1p(-predicted)))
+            if best is None or loss < min(losses.values()):
+                best = model
+            losses[(float(weight), reminders)] = loss
+            first = first or model
             start = model if config.warm_start else None
-    return losses
+    assert best is not None  # at least one weight and one choice
+    return losses, best
 
 
 def fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: ResponseFitConfig | None = None,
@@ -612,9 +623,10 @@ def fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: ResponseF
                 "as-of time inside the push log or shorter slices")
 
     losses: dict[tuple[float, bool], float] = {}
+    chosen_open: PushResponseModel | None = None
     if len(config.user_hour_grid) > 1 or config.reminder_opens is None:
         clock = time.perf_counter()
-        losses = choose_open_fit(dataset, inputs, validation_from, holdout_from, config)
+        losses, chosen_open = choose_open_fit(dataset, inputs, validation_from, holdout_from, config)
         weight, reminders = min(losses, key=losses.__getitem__)
         config = replace(with_user_hour(config, weight), reminder_opens=reminders)
         timings["choose the open model's evidence"] = time.perf_counter() - clock
@@ -622,7 +634,11 @@ def fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: ResponseF
         config = with_user_hour(config, config.user_hour_grid[0])
     level = config.level_days
     clock = time.perf_counter()
-    early = _fit(dataset, inputs, validation_from, config)
+    if chosen_open is None:
+        early = _fit(dataset, inputs, validation_from, config)
+    else:
+        early = _fit(dataset, inputs, validation_from, config, targets=("mute",))
+        early.coef["open"] = chosen_open.coef["open"]
     logits, outcomes = _slice_logits(early, inputs, validation_from, holdout_from)
     platt = {t: fit_platt(logits[t], outcomes[t]) for t in TARGETS}
     timings["fit before validation"] = time.perf_counter() - clock
