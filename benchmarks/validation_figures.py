@@ -20,7 +20,13 @@ cell, and the Spearman correlation of each figure with the truth over the cells.
 `both` is what the engine chooses with: both were measured through `quality.py` and not kept (README,
 "Chosen on the validation window").
 
+With `--epoch-rules` it instead scores every epoch of the fit at every appeal choice (wide 0) by the
+objective, its readers' term alone and the truth, and for each way of choosing the epochs in
+`EPOCH_RULES` (the curve at the configured, the smallest or the best appeal; by the objective or by its
+readers' term) prints the epochs chosen and the truth at the objective's appeal x wide cell there.
+
     .venv/bin/python benchmarks/validation_figures.py --users 5000 --no-shared
+    .venv/bin/python benchmarks/validation_figures.py --users 5000 --no-shared --epoch-rules
     .venv/bin/python benchmarks/validation_figures.py --data /tmp/world100k   # its .truth.npz beside it
 """
 
@@ -55,7 +61,65 @@ def push_rank_gain(model, validation, eligibility) -> float:
     return float(np.mean(gains[opened] - mean_gain[inverse[opened]])) if opened.any() else float("nan")
 
 
-def surface(name: str, world: Path, truth_path: Path, config) -> list[dict]:
+EPOCH_RULES = {
+    # name: (appeal the curve is scored at: "configured", "smallest" or "best"; the figure)
+    "configured appeal, objective": ("configured", "objective"),
+    "smallest appeal, objective": ("smallest", "objective"),
+    "best appeal, objective": ("best", "objective"),
+    "configured appeal, readers' term": ("configured", "readers_term"),
+    "smallest appeal, readers' term": ("smallest", "readers_term"),
+    "best appeal, readers' term": ("best", "readers_term"),
+}
+
+
+def epoch_rule_rows(name: str, model, states: list, train, config, judged) -> list[dict]:
+    """Every epoch scored at every appeal choice (wide 0), each rule's epoch, and the objective's
+    appeal x wide cell at that epoch judged by the truth."""
+    import pandas as pd
+
+    from training.selection import fewest_good_epochs
+
+    configured = float(config.model.params.get("item_appeal_weight", 1.0))
+    appeals = sorted(set(config.appeal_choices) | {configured})
+    curve = []
+    for epoch, state in enumerate(states, start=1):
+        model.rewind(state, epoch, train)
+        model.set_wide(0.0, train)
+        for appeal in appeals:
+            model.set_item_appeal(appeal, train)
+            curve.append(judged(model, epoch=epoch, appeal=appeal, wide=0.0))
+    frame = pd.DataFrame(curve)
+    print(f"\n{name}: every epoch at wide 0")
+    print(frame.pivot(index="epoch", columns="appeal", values=["objective", "readers_term", "truth"])
+          .round(3).to_string(), flush=True)
+    cells_at: dict[int, list[dict]] = {}
+    out = []
+    for rule, (where, figure) in EPOCH_RULES.items():
+        if where == "best":
+            values = frame.groupby("epoch")[figure].max().tolist()
+        else:
+            appeal = configured if where == "configured" else min(config.appeal_choices)
+            values = frame.loc[frame["appeal"] == appeal, figure].tolist()
+        epochs = fewest_good_epochs(values)
+        if epochs not in cells_at:
+            model.rewind(states[epochs - 1], epochs, train)
+            cells_at[epochs] = []
+            for wide in config.wide_choices:
+                model.set_wide(wide, train)
+                for appeal in config.appeal_choices:
+                    model.set_item_appeal(appeal, train)
+                    cells_at[epochs].append(judged(model, epoch=epochs, appeal=appeal, wide=wide))
+        cells = pd.DataFrame(cells_at[epochs])
+        chosen = cells.loc[cells["objective"].idxmax()]
+        out.append({"world": name, "rule": rule, "epochs": epochs, "appeal": chosen["appeal"],
+                    "wide": chosen["wide"], "truth": chosen["truth"],
+                    "truth best epoch (smallest appeal, wide 0)":
+                        int(frame.loc[frame["appeal"] == min(config.appeal_choices)]
+                            .set_index("epoch")["truth"].idxmax())})
+    return out
+
+
+def surface(name: str, world: Path, truth_path: Path, config, epoch_rules: bool = False) -> list[dict]:
     import pandas as pd
 
     from features.bundle_inputs import card_tiers_of, item_metadata, seen_pairs
@@ -95,6 +159,8 @@ def surface(name: str, world: Path, truth_path: Path, config) -> list[dict]:
                      1, now)[0][:, 0]
         scores = validation_scores(model, validation, config.k)
         return {"world": name, **where, "objective": objective_value(scores, reference, config.k),
+                "readers_term": objective_value({**scores, "non_readers.push_auc": float("nan")}, reference,
+                                                config.k),
                 "push_rank_gain": push_rank_gain(model, validation, window),
                 "truth": top1_gap(open_prob, top1, popularity_top1, oracle).gap_closed}
 
@@ -110,6 +176,8 @@ def surface(name: str, world: Path, truth_path: Path, config) -> list[dict]:
         rows.append(judged(fitted, epoch=len(states), appeal=start_appeal, wide=0.0))
 
     model.fit(train, callback=after_epoch)
+    if epoch_rules:
+        return epoch_rule_rows(name, model, states, train, config, judged)
     epochs = fewest_good_epochs([row["objective"] for row in rows])
     model.rewind(states[epochs - 1], epochs, train)
     for wide in config.wide_choices:
@@ -126,6 +194,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, action="append",
                         help="an existing world directory with DIR.truth.npz beside it, instead of "
                              "synthesising (repeatable)")
+    parser.add_argument("--epoch-rules", action="store_true",
+                        help="score every epoch at every appeal choice and compare ways of choosing epochs")
     args = parser.parse_args()
 
     import pandas as pd
@@ -141,11 +211,23 @@ def main() -> None:
         for name, world, _, truth_path in chosen:
             if truth_path is None:
                 continue
-            world_rows = surface(name, world, truth_path, config)
+            world_rows = surface(name, world, truth_path, config, args.epoch_rules)
+            if args.epoch_rules:
+                rows += world_rows
+                print(pd.DataFrame(world_rows).drop(columns="world").round(3).to_string(index=False),
+                      flush=True)
+                continue
             rows += world_rows
             table = pd.DataFrame(world_rows)
             print(f"\n{name}: epochs {-int(table['epoch'].min())} chosen by the objective")
             print(table.drop(columns="world").round(4).to_string(index=False), flush=True)
+    if args.epoch_rules:
+        frame = pd.DataFrame(rows)
+        print("\ntruth (top-1 gap closed on the validation fit) at the objective's cell, by epoch rule")
+        print(frame.pivot(index="world", columns="rule", values="truth")[list(EPOCH_RULES)].round(3).T
+              .to_string())
+        print(frame.pivot(index="world", columns="rule", values="epochs")[list(EPOCH_RULES)].T.to_string())
+        return
     cells = pd.DataFrame(rows).query("epoch < 0").copy()
 
     def standardised(values):
