@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -39,7 +40,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -129,6 +133,41 @@ def publish_into(redis_url: str, world: Path, bundle_path: Path):
                        model_uri=str(bundle_path))
     finally:
         client.close()
+
+@dataclass(frozen=True)
+class Published:
+    world: Path
+    redis_server: Any  # recsys.embedded_redis's server handle
+    home: Path  # scratch directory, removed on the way out
+    as_of: pd.Timestamp  # the bundle's
+    users: list[str]
+    report: Any  # the publication's report
+
+
+@contextlib.contextmanager
+def published_world(work_dir: Path, users: int, prefix: str) -> Iterator[Published]:
+    """The benchmark's world and bundle (made once under `work_dir`) published into a fresh embedded Redis,
+    which is stopped, and the scratch directory removed, on the way out."""
+    from recsys.embedded_redis import start_embedded_redis
+
+    work = work_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    world = ensure_world(work, users)
+    bundle_path = ensure_bundle(work, world, users)
+    redis_server = start_embedded_redis()
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir=work))
+    try:
+        log("publishing")
+        report = publish_into(redis_server.url, world, bundle_path)
+        log(f"published {report.users:,} cardholders in {report.seconds:.1f}s, "
+            f"{report.record_bytes_mean:.0f} B/record, {report.redis_bytes_per_user or 0:.0f} B in Redis")
+        holders = pd.read_parquet(world / "cardholders.parquet", columns=["user_id"])["user_id"].astype(str)
+        as_of = pd.Timestamp(json.loads((bundle_path / "bundle.json").read_text())["as_of"])
+        yield Published(world, redis_server, home, as_of, holders.tolist(), report)
+    finally:
+        redis_server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
 
 
 # ---------------------------------------------------------------------- server
@@ -461,25 +500,20 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-    from recsys.embedded_redis import free_port, start_embedded_redis
+    with published_world(args.work_dir, args.users, "api-load-") as published:
+        return _measure(args, published)
 
-    work = args.work_dir.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    world = ensure_world(work, args.users)
-    bundle_path = ensure_bundle(work, world, args.users)
-    redis_server = start_embedded_redis()
-    home = Path(tempfile.mkdtemp(prefix="api-load-", dir=work))
+
+def _measure(args: argparse.Namespace, published: Published) -> int:
+    from recsys.embedded_redis import free_port
+
+    world, redis_server, home, as_of, users = (published.world, published.redis_server, published.home,
+                                               published.as_of, published.users)
+    report, work = published.report, args.work_dir.resolve()
     server = floor = None
     try:
-        log("publishing")
-        report = publish_into(redis_server.url, world, bundle_path)
-        log(f"published {report.users:,} cardholders in {report.seconds:.1f}s, "
-            f"{report.record_bytes_mean:.0f} B/record, {report.redis_bytes_per_user or 0:.0f} B in Redis")
-        holders = pd.read_parquet(world / "cardholders.parquet", columns=["user_id"])["user_id"].astype(str)
-        users = holders.tolist()
         users_file = home / "users.txt"
         users_file.write_text("\n".join(users) + "\n")
-        as_of = pd.Timestamp(json.loads((bundle_path / "bundle.json").read_text())["as_of"])
         now = (as_of.tz_convert("Asia/Shanghai").normalize() + pd.Timedelta(hours=10)).isoformat()
 
         port = free_port()
@@ -552,8 +586,6 @@ def main() -> int:
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     process.kill()
-        redis_server.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
     # Other work on the machine makes single runs noisy: compare each rank run with the bare run
     # just before it, and report medians over the rounds.

@@ -21,14 +21,13 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api_load import _server_env, ensure_bundle, ensure_world, log, publish_into, wave_bodies  # noqa: E402
+from api_load import _server_env, published_world, wave_bodies  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WARM_UP = 5
@@ -43,19 +42,9 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-    from recsys.embedded_redis import start_embedded_redis
-
-    work = args.work_dir.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    world = ensure_world(work, args.users)
-    bundle_path = ensure_bundle(work, world, args.users)
-    redis_server = start_embedded_redis()
-    home = Path(tempfile.mkdtemp(prefix="batch-cpu-", dir=work))
-    try:
-        log("publishing")
-        publish_into(redis_server.url, world, bundle_path)
-        as_of = pd.Timestamp(json.loads((bundle_path / "bundle.json").read_text())["as_of"])
-        os.environ.update(_server_env(redis_server.url, home, as_of))
+    with published_world(args.work_dir, args.users, "batch-cpu-") as published:
+        as_of, users = published.as_of, published.users
+        os.environ.update(_server_env(published.redis_server.url, published.home, as_of))
 
         from recsys.config import Settings
         from serving.app import YOUNG_GC_THRESHOLD
@@ -69,7 +58,6 @@ def main() -> int:
         deadline = time.monotonic() + 60
         while not (state.records is not None and state.records.complete) and time.monotonic() < deadline:
             time.sleep(0.1)  # the worker's copy of the records, as a warmed-up server holds it
-        users = pd.read_parquet(world / "cardholders.parquet")["user_id"].astype(str).tolist()
         bodies = wave_bodies(users, as_of.tz_convert("Asia/Shanghai").normalize() + pd.Timedelta(hours=10))
         gc.collect()
         gc.freeze()  # as a server process does (serving.app)
@@ -92,8 +80,6 @@ def main() -> int:
         cpu_ms.sort()
         print(f"CPU per 1k batch over {len(cpu_ms)} batches: median {statistics.median(cpu_ms):.1f} ms, "
               f"min {cpu_ms[0]:.1f} ms, max {cpu_ms[-1]:.1f} ms (load average {os.getloadavg()[0]:.1f})")
-    finally:
-        redis_server.stop()
     return 0
 
 
