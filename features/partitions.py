@@ -54,6 +54,7 @@ from features.validation import (
     parse_column,
     unknown_users,
 )
+from recsys.cluster import map_on_workers
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -441,7 +442,7 @@ def _run(client: Client | None, function: Callable[..., Any], items: list[Any], 
     """`function(item, **shared)` for every item, on the workers when there is a client."""
     if client is None:
         return [function(item, **shared) for item in items]
-    return client.gather(client.map(function, items, pure=False, **shared))
+    return client.gather(map_on_workers(client, function, items, **shared))
 
 
 @contextmanager

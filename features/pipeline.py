@@ -14,6 +14,7 @@ from features.config import FeatureConfig
 from features.interactions import interaction_matrices, push_counts
 from features.loader import Dataset
 from features.timecut import known_at
+from recsys.cluster import map_on_workers
 from recsys.ids import IdIndex
 from recsys.matrices import TrainingMatrices
 
@@ -101,7 +102,7 @@ def partitioned_user_features(parts: PartitionedDataset, builder: FeatureBuilder
         results = [bucket_user_features(bucket, parts, builder, as_of) for bucket in range(parts.buckets)]
     else:
         shared_parts, shared_builder = client.scatter([parts, builder], broadcast=True, hash=False)
-        results = client.gather(client.map(bucket_user_features, range(parts.buckets), parts=shared_parts,
-                                           builder=shared_builder, as_of=as_of, pure=False))
+        results = client.gather(map_on_workers(client, bucket_user_features, range(parts.buckets),
+                                               parts=shared_parts, builder=shared_builder, as_of=as_of))
     order = np.argsort(np.concatenate([rows for rows, _ in results]), kind="stable")
     return sp.csr_matrix(sp.vstack([matrix for _, matrix in results], format="csr")[order])

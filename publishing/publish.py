@@ -29,7 +29,7 @@ from features.bundle_inputs import card_tiers_of, current_item_meta, feature_bui
 from features.loader import Dataset
 from features.popularity import popularity, popularity_counts
 from recsys.cells import split_list
-from recsys.cluster import progress_bar
+from recsys.cluster import map_on_workers, progress_bar
 from recsys.fallback import Popularity, PopularityCounts
 from recsys.publication import (
     LEASE_SECONDS,
@@ -404,8 +404,9 @@ def partitioned_population(bundle: ModelBundle, dask: DaskPartitions, as_of: pd.
     n = parts.users
     affine_rows, memory_rows = np.sort(sample_rows(n, AFFINE_SAMPLE)), sample_rows(n, MEMORY_SAMPLE)
     shared_bundle, shared_parts = client.scatter([bundle, parts], broadcast=True, hash=False)
-    prepared = client.map(prepare_bucket, range(parts.buckets), parts=shared_parts, bundle=shared_bundle,
-                          as_of=as_of, affine_rows=affine_rows, memory_rows=memory_rows, pure=False)
+    prepared = map_on_workers(client, prepare_bucket, range(parts.buckets), parts=shared_parts,
+                              bundle=shared_bundle, as_of=as_of, affine_rows=affine_rows,
+                              memory_rows=memory_rows)
     progress_bar(prepared, dask.progress)
     results: list[BucketSummary] = client.gather(client.map(summary_of, prepared, pure=False))
     chosen = pd.concat([result.chosen for result in results], ignore_index=True)
@@ -451,10 +452,10 @@ def _write_partitions(dask: DaskPartitions, prepared: list[Any], writer: Publica
     # a fresh key: with content-hashed keys, the release of the same bundle scattered for the
     # population could land after this scatter and drop the data the writes depend on
     [shared_bundle] = client.scatter([bundle], broadcast=True, hash=False)
-    futures = client.map(write_partition, prepared, redis_url=dask.redis_url,
-                         prefix=writer.store.prefix, version=writer.version, token=writer.token,
-                         lease_ms=writer.lease_ms, bundle=shared_bundle, layout=layout,
-                         chunk=chunk, records_hook=records_hook, pure=False)
+    futures = map_on_workers(client, write_partition, prepared, redis_url=dask.redis_url,
+                             prefix=writer.store.prefix, version=writer.version, token=writer.token,
+                             lease_ms=writer.lease_ms, bundle=shared_bundle, layout=layout,
+                             chunk=chunk, records_hook=records_hook)
     prepared.clear()  # each bucket's inputs are released once its records are written
     # workers renew the lease only as they write: keep it while they compute their first records
     with tqdm(total=len(futures), desc="writing", unit="bucket", disable=not dask.progress) as bar:

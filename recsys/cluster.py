@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, Future
 
     from recsys.config import Settings
 
@@ -51,6 +51,27 @@ def dask_client(settings: Settings, workers: int | None = None, processes: bool 
             Client(cluster) as client:
         logger.info("Dask LocalCluster of %d workers, dashboard %s", count, client.dashboard_link)
         yield client
+
+
+# distributed's Client.map puts a keyword argument larger than this (by dask's sizeof) into the graph as
+# a data task named after the argument itself ("rows"); distributed 2026.8 then fails the map with
+# AssertionError(<TaskState 'rows' processing>). Such values are scattered under fresh keys instead.
+MAP_INLINE_BYTES = 100_000
+
+
+def map_on_workers(client: Client, function: Callable[..., Any], items: Iterable[Any], /, **shared: Any
+                   ) -> list[Future]:
+    """`function(item, **shared)` for every item on the workers (never cached by content); a shared value
+    over `MAP_INLINE_BYTES` goes to every worker once, under a fresh key, and the tasks depend on it."""
+    from dask.sizeof import sizeof
+    from distributed import Future
+
+    large = [name for name, value in shared.items()
+             if not isinstance(value, Future) and sizeof(value) > MAP_INLINE_BYTES]
+    if large:
+        futures = client.scatter([shared[name] for name in large], broadcast=True, hash=False)
+        shared = {**shared, **dict(zip(large, futures, strict=True))}
+    return client.map(function, items, pure=False, **shared)
 
 
 def progress_bar(futures: list[Any], show: bool) -> None:

@@ -25,7 +25,7 @@ from features.loader import Dataset
 from features.partitions import PartitionedDataset, sampled_rows
 from features.popularity import popularity_counts
 from recsys.caps.policy import Policy
-from recsys.cluster import progress_bar
+from recsys.cluster import map_on_workers, progress_bar
 from recsys.fallback import Popularity, PopularityCounts
 from recsys.ids import IdIndex
 from simulation.replay import (
@@ -154,17 +154,16 @@ def simulate_partitioned(
         content_ids = parts.content.drop_duplicates("content_id")["content_id"].astype(str)
         items = IdIndex(content_ids.to_numpy(dtype=object))
     [shared_parts] = client.scatter([parts], broadcast=True, hash=False)
-    shares: list[BucketShare] = client.gather(client.map(
-        bucket_share, range(parts.buckets), parts=shared_parts, replay=replay, items=items, pure=False))
+    shares: list[BucketShare] = client.gather(map_on_workers(
+        client, bucket_share, range(parts.buckets), parts=shared_parts, replay=replay, items=items))
     bounds = activity_bounds(CountHistogram.combine([share.activity for share in shares]))
     popularity = None
     if bundle is None:
         popularity = PopularityCounts.combine([share.popularity for share in shares]).shares()
     replay = Replay(as_of, sample, replay.truth_path, bundle_label, k, bounds, popularity)
     [shared_bundle] = client.scatter([bundle], broadcast=True, hash=False) if bundle is not None else [None]
-    futures = client.map(replay_bucket, range(parts.buckets), parts=shared_parts, replay=replay,
-                         bundle=shared_bundle, policies=list(policies), config=config, labels=names,
-                         pure=False)
+    futures = map_on_workers(client, replay_bucket, range(parts.buckets), parts=shared_parts, replay=replay,
+                             bundle=shared_bundle, policies=list(policies), config=config, labels=names)
     progress_bar(futures, progress)
     reports = [report for report in client.gather(futures) if report is not None]
     if not reports:

@@ -63,3 +63,20 @@ def test_a_local_cluster_runs_its_worker_processes_without_the_periodic_extras()
     assert set(intervals.values()) == {0.5}
     assert set(profiling.values()) == {False}
     assert seen() == before  # the caller's config is restored
+
+
+def _picked(item: int, rows, offset: int) -> int:
+    return int(rows[item]) + offset
+
+
+def test_map_on_workers_passes_a_large_shared_argument(dask_client) -> None:
+    """A shared argument above Client.map's inline size (a sample's rows at a million cardholders) reaches
+    every task, twice in a row, where Client.map itself failed on it (AssertionError from the scheduler)."""
+    import numpy as np
+
+    from recsys.cluster import MAP_INLINE_BYTES, map_on_workers
+
+    for attempt in range(2):
+        rows = np.arange(MAP_INLINE_BYTES // 8 * 2, dtype=np.int64) * (attempt + 1)
+        futures = map_on_workers(dask_client, _picked, [0, 5, len(rows) - 1], rows=rows, offset=3)
+        assert dask_client.gather(futures) == [3, 5 * (attempt + 1) + 3, int(rows[-1]) + 3]
