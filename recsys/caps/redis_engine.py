@@ -446,13 +446,7 @@ class RedisCapEngine(CapEngine):
             len(request.candidates),
         ]  # fmt: skip
         args += [code[2] for code in codes]
-        if exhausted:
-            args += [
-                code[4] if candidate.campaign is not None and candidate.campaign in exhausted else code[3]
-                for candidate, code in zip(request.candidates, codes, strict=True)
-            ]
-        else:
-            args += [code[3] for code in codes]
+        args += _code_arguments(request, codes, exhausted, 3)
         # the record tails are only read to store a reservation
         args.append(b"\x1e".join([code[1] for code in codes]) if request.reserve else b"")
         return tuple(args)
@@ -477,13 +471,7 @@ class RedisCapEngine(CapEngine):
             _bulk(b"%d" % n),
         ]  # fmt: skip
         parts += [code[5] for code in codes]
-        if exhausted:
-            parts += [
-                code[7] if candidate.campaign is not None and candidate.campaign in exhausted else code[6]
-                for candidate, code in zip(request.candidates, codes, strict=True)
-            ]
-        else:
-            parts += [code[6] for code in codes]
+        parts += _code_arguments(request, codes, exhausted, 6)
         parts.append(_bulk(b"\x1e".join([code[1] for code in codes])) if request.reserve else _EMPTY)
         return b"".join(parts)
 
@@ -851,6 +839,15 @@ def _bulk(value: bytes) -> bytes:
 
 _DECIDE, _RESERVE, _NO_RESERVE, _EMPTY = map(_bulk, (b"d", b"1", b"0", b""))
 
+
+def _code_arguments(request: CapRequest, codes: list[_Entry], exhausted: dict[str, tuple[int, int, int]],
+                    plain: int) -> list[bytes]:
+    """Each candidate's code argument, read from its entry at `plain` (the code), or at `plain + 1` (the
+    code + 1: campaign throttled) when its campaign's budget is exhausted."""
+    if not exhausted:
+        return [code[plain] for code in codes]
+    return [code[plain + 1] if candidate.campaign is not None and candidate.campaign in exhausted
+            else code[plain] for candidate, code in zip(request.candidates, codes, strict=True)]
 
 def _calendar_arguments(cal: rules.Calendar) -> tuple[tuple[bytes, ...], tuple[bytes, bytes]]:
     """A calendar's decide-call arguments (now, day and month bounds, end of quiet hours), and the same
