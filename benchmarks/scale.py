@@ -18,11 +18,12 @@ baseline) and on 1 and 2 Dask workers, each worker reading only its buckets of c
     # worlds generated once (`recsys synth --seed 7`) and reused; only some stages and modes
     .venv/bin/python benchmarks/scale.py --world var/scale/w1m --no-full-train \
         --sample 0.075 --modes "single,dask 1w,dask 2w"
+    # every stage on 2 workers only (the sampled fit's `train --dask` writes the bundle)
     .venv/bin/python benchmarks/scale.py --world var/scale/w3m --no-full-train \
         --sample 0.025 --modes "dask 2w"
     # the sampled fit with its streamed pass in one process, then on 2 workers (`train --dask`)
     .venv/bin/python benchmarks/scale.py --world var/scale/w300k --stages train --no-full-train \
-        --sample 0.02 --modes "dask 2w"
+        --sample 0.02 --modes "single,dask 2w"
 """
 
 from __future__ import annotations
@@ -120,14 +121,14 @@ def drop_prefix(url: str, prefix: str) -> None:
 
 
 def _mode_wanted(stage: str, mode: str, modes: list[str] | None) -> bool:
-    """Every mode without `modes`; the train stage's own rows always (one may write the bundle), its
-    rows on Dask ("sample 5k dask 2w") when their "dask 2w" is asked for."""
+    """Every mode without `modes`; a train row by its placement: on Dask ("sample 5k dask 2w") when its
+    "dask 2w" is asked for, in one process ("single", "sample 5k") when "single" is."""
     if modes is None or mode in modes:
         return True
     if stage != "train":
         return False
     on_dask = re.search(r"dask \d+w$", mode)
-    return on_dask is None or on_dask[0] in modes
+    return (on_dask[0] if on_dask else "single") in modes
 
 
 def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str, str], sample: float,
@@ -159,13 +160,17 @@ def world_rows(users: int, days: int, work: Path, redis_url: str, env: dict[str,
     ]
     if full_train:
         stages.append(("train", "single", [*train, "--model-out", str(bundle)], {}))
-    # without the full fit, the sampled one provides the bundle the later stages publish
+    # without the full fit, the first sampled one run provides the bundle the later stages publish
+    in_process = full_train or modes is None or "single" in modes
     keep = [] if full_train else ["--model-out", str(bundle)]
-    stages.append(("train", f"sample {sampled // 1000}k", [*train, "--sample-users", str(sampled), *keep],
-                   {}))
+    stages.append(("train", f"sample {sampled // 1000}k",
+                   [*train, "--sample-users", str(sampled), *(keep if in_process else [])], {}))
     for n in workers:  # the same sample, its streamed pass on the workers
+        first_on_dask = (not in_process and f"dask {n}w" in modes
+                         and all(f"dask {m}w" not in modes for m in workers if m < n))
         stages.append(("train", f"sample {sampled // 1000}k dask {n}w",
-                       [*train, "--sample-users", str(sampled), "--dask"], {"RECSYS_DASK_WORKERS": str(n)}))
+                       [*train, "--sample-users", str(sampled), "--dask", *(keep if first_on_dask else [])],
+                       {"RECSYS_DASK_WORKERS": str(n)}))
     prefix = f"bench-scale-{uuid.uuid4().hex[:8]}"
     all_modes = {"single": ([], None), **{f"dask {n}w": (["--dask"], str(n)) for n in workers}}
     for mode in [mode for mode in modes or all_modes if mode in all_modes]:  # not validate's own modes
@@ -221,9 +226,9 @@ def main() -> None:
     parser.add_argument("--world", type=Path, action="append",
                         help="An existing world to run on instead of synthesising one (repeatable; its "
                         "size is its cardholders table's).")
-    parser.add_argument("--modes", help="Comma-separated modes to run (training always runs), of: whole "
-                        "load, streamed (validate), single (publish, recommend), dask 1w, dask 2w "
-                        "[default: all].")
+    parser.add_argument("--modes", help="Comma-separated modes to run, of: whole load, streamed "
+                        "(validate), single (train's sampled fit in one process, publish, recommend), "
+                        "dask 1w, dask 2w [default: all].")
     parser.add_argument("--stages", default="validate,train,publish,recommend",
                         help="Comma-separated stages to run.")
     parser.add_argument("--bundle", type=Path, help="Publish and recommend this model bundle instead of "
