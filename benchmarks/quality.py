@@ -5,8 +5,8 @@ shared independent world when ../shared/worlds/independent exists) it fits, at t
 the engine (the training configuration's model and features, its epochs, item appeal and wide weights
 chosen on a validation window as `recsys train` does), the plain hybrid (untuned LightFM on
 raw features, the gate's yardstick) and the previous release (MCC categories only, no raw MCCs, no
-tags of opened pushes, no menu-click shares, no learned segments, no history dropout, no item appeal,
-no wide part, 10 epochs), ranks every cardholder's top 5 eligible items and prints the share of the
+tags of opened pushes, no menu-click shares, no history dropout, no item appeal, no wide part,
+10 epochs), ranks every cardholder's top 5 eligible items and prints the share of the
 popularity-to-oracle gap in true top-1 open probability each closes, overall and for cardholders who
 never read. Synthetic worlds are scored with
 `training.truth.score_recommendations`, the shared world with its own `score.py`.
@@ -40,7 +40,7 @@ DEFAULT_WORLDS = (
     "sparse-readers=--scenario sparse-readers",
 )
 PREVIOUS_FEATURES = {"spend_mcc_weight": 0.0, "spend_visits_weight": 0.0, "open_topic_weight": 0.0,
-                     "item_title_weight": 0.0, "menu_share_weight": 0.0, "learned_segment_weight": 0.0}
+                     "item_title_weight": 0.0, "menu_share_weight": 0.0}
 PREVIOUS_MODEL = {"history_dropout": 0.0, "item_appeal_weight": 0.0, "wide_weight": 0.0, "epochs": 10}
 
 

@@ -24,13 +24,12 @@ from features.config import FeatureConfig
 from features.contract import CONTENT_KINDS, MENU_KEYS
 from features.loader import Dataset
 from features.mcc import MccTable
-from features.segments import LearnedSegments
 from features.timecut import known_at
 from recsys.cells import UNKNOWN, split_list
 
 logger = logging.getLogger(__name__)
 
-STATE_FORMAT = 5
+STATE_FORMAT = 4
 AGE_EDGES = (25, 35, 45, 55)
 AGE_LABELS = ("<25", "25-34", "35-44", "45-54", "55+")
 TENURE_EDGES_YEARS = (1, 3, 5, 10)
@@ -134,7 +133,6 @@ class FeatureBuilder:
             "kinds": sorted(CONTENT_KINDS),
             "credit_limit_edges": limit_edges,
             "level_scales": {},
-            "learned_segments": LearnedSegments.none().to_dict(),
         }
         user_ids = holders["user_id"].astype(str).to_numpy()
         scales: dict[str, list[float]] = {}
@@ -149,32 +147,9 @@ class FeatureBuilder:
             ]
         self._state["level_scales"] = scales
         self._build_names()
-        self._fit_segments(data, as_of, user_ids)
         logger.info("fitted feature builder: %d user features, %d item features",
                     len(self.user_feature_names), len(self.item_feature_names))
         return self
-
-    def _fit_segments(self, data: Dataset, as_of: pd.Timestamp, user_ids: np.ndarray) -> None:
-        """Segments learned from the behaviour profiles of the cardholders known at `as_of`."""
-        if not self.config.learned_segments:
-            return
-        out = _Triplets.empty()
-        self._spend_mcc(out, data, as_of, user_ids)
-        self._menu(out, data, as_of, user_ids)
-        profiles = self._segment_profiles(out.to_csr((len(user_ids), len(self.user_feature_names))))
-        config = self.config
-        segments = LearnedSegments.fit(profiles, config.learned_segments, config.learned_segment_temperature,
-                                       config.learned_segment_seed)
-        self._require_state()["learned_segments"] = segments.to_dict()
-        self._build_names()
-
-    def _segment_profiles(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
-        """The profile columns segments are learned on (purchase-count shares per raw MCC, menu-click
-        shares per key) of an unweighted user feature matrix."""
-        state = self._require_state()
-        names = [*(f"visits{self._mcc_window}d_share:{code}" for code in state["mccs"]),
-                 *(f"clicks{self.config.menu_window_days}d_share:{key}" for key in state["menu_keys"])]
-        return sp.csr_matrix(matrix[:, self._columns(names)])
 
     def _mcc_vocabulary(self, data: Dataset, as_of: pd.Timestamp) -> list[int]:
         """Raw MCCs used by at least `mcc_min_users` cardholders in the longest spend window."""
@@ -235,8 +210,6 @@ class FeatureBuilder:
         names += ["reads_level", "reads:none"]
         names += [f"open_topic:{tag}" for tag in state["tags"]]
         names += ["opens_level", "opens:none"]
-        self._segments = LearnedSegments.from_dict(state["learned_segments"])
-        names += [f"{SEGMENT_PREFIX}{j}" for j in range(self._segments.count)]
         self.user_feature_names: tuple[str, ...] = tuple(names)
         self._user_column = {name: j for j, name in enumerate(names)}
         self._user_weights = family_weights(names, USER_FAMILIES, self.config)
@@ -275,16 +248,7 @@ class FeatureBuilder:
         self._menu(out, data, as_of, ids)
         self._topics(out, data, as_of, ids)
         self._opens(out, data, as_of, ids)
-        matrix = out.to_csr((n, len(self.user_feature_names)))
-        if self._segments.count:
-            matrix = matrix + self._segment_columns(matrix)
-        return weighted(matrix, self._user_weights)
-
-    def _segment_columns(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
-        """csr of `matrix`'s shape holding only each row's learned-segment memberships."""
-        memberships = self._segments.memberships(self._segment_profiles(matrix))
-        before = sp.csr_matrix((matrix.shape[0], matrix.shape[1] - self._segments.count), dtype=np.float32)
-        return sp.csr_matrix(sp.hstack([before, memberships], format="csr"))
+        return weighted(out.to_csr((n, len(self.user_feature_names))), self._user_weights)
 
     def user_feature_dicts(self, matrix: sp.csr_matrix) -> list[dict[str, float]]:
         """Rows of a user feature matrix as `{feature name: weight}` (the serving input form)."""
@@ -558,9 +522,7 @@ class FeatureBuilder:
         return weighted(out.to_csr((n, len(self.item_feature_names))), self._item_weights)
 
 
-SEGMENT_PREFIX = "segment_learned:"
 USER_FAMILIES = (
-    ((SEGMENT_PREFIX,), "learned_segment_weight"),
     (("gender=", "age_band=", "city_tier=", "card_tier=", "tenure_band=", "credit_limit_band="),
      "profile_weight"),
     (("mcc",), "spend_mcc_weight"),

@@ -46,10 +46,6 @@ class FeatureConfig:
     open_topic_weight: float = 1.0
     item_tag_weight: float = 1.0
     item_title_weight: float = 0.0
-    learned_segment_weight: float = 1.0
-    learned_segments: int = 16
-    learned_segment_temperature: float = 0.05
-    learned_segment_seed: int = 42
 
     def __post_init__(self) -> None:
         if not self.spend_windows_days or any(int(w) <= 0 for w in self.spend_windows_days):
@@ -66,21 +62,6 @@ class FeatureConfig:
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise FeatureConfigError(f"features.{name} must be a finite number >= 0, got {value!r}")
-        if isinstance(self.learned_segments, bool) or not isinstance(self.learned_segments, int) \
-                or self.learned_segments < 0 or self.learned_segments == 1:
-            raise FeatureConfigError(
-                f"features.learned_segments must be a whole number >= 2, or 0 to learn none, "
-                f"got {self.learned_segments!r}"
-            )
-        if not (np.isfinite(self.learned_segment_temperature) and self.learned_segment_temperature > 0):
-            raise FeatureConfigError(
-                "features.learned_segment_temperature must be a finite number > 0, "
-                f"got {self.learned_segment_temperature!r}"
-            )
-        if isinstance(self.learned_segment_seed, bool) or not isinstance(self.learned_segment_seed, int):
-            raise FeatureConfigError(
-                f"features.learned_segment_seed must be a whole number, got {self.learned_segment_seed!r}"
-            )
         if not 0.5 <= self.level_quantile <= 1.0:
             raise FeatureConfigError("features.level_quantile must be in [0.5, 1]")
         if self.interaction_window_days is not None and self.interaction_window_days <= 0:
@@ -122,7 +103,7 @@ FAMILY_WEIGHTS = (
     "profile_weight", "spend_category_weight", "spend_mcc_weight", "spend_visits_weight", "menu_weight",
     "menu_share_weight",
     "read_topic_weight",
-    "open_topic_weight", "item_tag_weight", "item_title_weight", "learned_segment_weight",
+    "open_topic_weight", "item_tag_weight", "item_title_weight",
 )
 """Multipliers of each feature family's columns; 0 leaves the family out of the model input."""
 

@@ -41,7 +41,6 @@ FAMILY_CHOICES: dict[str, tuple[float, ...]] = {
     "read_topic_weight": (0.0, 1.0, 3.0),
     "open_topic_weight": (0.0, 1.0, 3.0),
     "item_title_weight": (0.0, 1.0),
-    "learned_segment_weight": (0.0, 1.0, 3.0),
 }
 COMPONENTS = (16, 32, 48, 64)
 SEARCHED_LOSSES = ("warp", "bpr", "logistic")
