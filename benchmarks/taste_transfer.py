@@ -1,22 +1,23 @@
-"""How well the cardholder features could place non-readers' taste, with no model noise: a ceiling.
+"""How much of non-readers' taste the cardholder features carry, free of model noise.
 
 For each world of `benchmarks/quality.py` (synthetic ones with their truth file, and the shared
 independent world with its `independent.hidden.npz`), it builds the engine's cardholder features at
-the world's as-of time under each of `--configs`, fits a ridge regression from them to the readers' *true*
-open probabilities of the items on offer (transactional notices left out), applies it to the
+the world's as-of time under each of `--configs`, fits a ridge regression from them to the readers'
+*true* open probabilities of the items on offer (transactional notices left out), applies it to the
 cardholders who never read and prints the share of the popularity-to-oracle gap in true top-1 open
-probability that ranking closes. The truth stands in for a perfect learner of readers' taste, so the
-figure says how much of a non-reader's taste the features can carry across at all, free of
-2-thread fit noise: a feature family that does not raise it cannot help the engine place non-readers
-by representation (only, perhaps, by easing estimation). The engine itself learns from sampled reads
-and opens, so it stays below this figure.
+probability that ranking closes (popularity: the item of the highest mean truth over readers; items
+already read or pushed are not excluded, so the scale is close to, not the same as, `quality.py`'s).
+The truth stands in for a perfect learner of readers' taste, so the figure compares feature sets
+without 2-thread fit noise: a family that does not raise it does not help carry readers' taste to
+non-readers through a linear map. It is a reference, not a bound on the engine, which also learns from
+non-readers' opened pushes and item appeal.
 
 With `--neighbours K` it also prints the same figure for each non-reader's K nearest readers' mean true
 taste (cosine over idf-weighted purchase-count shares per raw MCC and menu-click shares), alone and
-averaged with the ridge: the ceiling of a neighbour-taste feature family.
+averaged with the ridge: what a neighbour-taste family could add.
 
-    .venv/bin/python benchmarks/taste_ceiling.py --users 3000 --configs a.yaml b.yaml
-    .venv/bin/python benchmarks/taste_ceiling.py --users 3000 --neighbours 30
+    .venv/bin/python benchmarks/taste_transfer.py --users 3000 --configs a.yaml b.yaml
+    .venv/bin/python benchmarks/taste_transfer.py --users 3000 --neighbours 30
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     configs = args.configs or [args.config]
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="qianmian-ceiling-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="qianmian-transfer-") as scratch:
         for name, world, as_of, truth_path in worlds(args, Path(scratch)):
             rows += measure(name, world, as_of, truth_path, configs, args.l2, args.neighbours)
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
