@@ -1,31 +1,41 @@
 """Validation figures beside the truth, on the validation fit itself: which appeal x wide cell each picks.
 
-For each world of `benchmarks/quality.py` that has a truth file (the shared independent world has none
-here and is left out), it fits the engine on the validation window exactly as `recsys train` does
+For each world of `benchmarks/quality.py` (the shared independent one judged by its hidden open
+probabilities), it fits the engine on the validation window exactly as `recsys train` does
 (`training/selection.py`: a sample of at most 20,000 cardholders at `split - holdout_days`, epochs
 chosen by the `--tune` objective), then scores every epoch and every item appeal x wide cell of that fit
-by two figures computed from the window only, and by the truth: the share of the popularity-to-oracle
-gap in true top-1 open probability it closes at the validation split. The truth's open probabilities do
+by figures computed from the window only, and by the truth: the share of the popularity-to-oracle gap
+in true top-1 open probability it closes at the validation split. The truth's open probabilities do
 not change over time, so the same fit is judged both ways and fit noise cancels.
 
-- `objective`: the `--tune` objective the engine chooses with (readers' nDCG gain over popularity and
-  non-readers' pooled push-open Gini).
+- `objective`: the `--tune` objective (readers' nDCG gain over popularity and non-readers' pooled
+  push-open Gini); `readers_term` and `non_readers_gini` its two terms.
+- `hit1`: the top-1 hit rate the engine chooses with (share of evaluated cardholders whose first
+  eligible item is one they read or opened in the window); `readers_hit1`; `hit1_balanced` (readers'
+  and non-readers' rates averaged); `hit5` (a hit anywhere in the top 5).
+- `push_gini_all`: pooled push-open Gini of the model's scores over every cardholder's marketing pushes;
+  `objective_all_pushes` the objective with it in place of the non-readers' Gini.
+- `standing_gini`: the same Gini on the pushed item's standing among the items its cardholder could be
+  offered (1 - (rank - 1) / offerable), which no per-cardholder scale of the scores moves.
 - `push_rank_gain`: over every marketing push of the window, the DCG gain 1 / log2(1 + rank) of its
   item's rank among the items its cardholder could be offered; the mean over opened pushes of that gain
   minus the mean gain of all pushes the same cardholder was sent (campaign targeting cancels).
-- `both`: the two above, each standardised over the cells (mean 0, standard deviation 1), summed.
+- `both`, `hit1+standing`, `objective+standing`: sums of figures each standardised over the cells.
 
-It prints both surfaces per world, then per world the truth at each figure's chosen cell, the best
-cell, and the Spearman correlation of each figure with the truth over the cells. Neither the gain nor
-`both` is what the engine chooses with: both were measured through `quality.py` and not kept (README,
-"Chosen on the validation window").
+Per world it prints every cell, then the truth at each figure's best cell, at "FIGURE 1se" (the lightest
+cell, lowest wide weight then appeal, within one bootstrap standard error of the figure's best, 200
+Poisson replicates of the cardholders) and "FIGURE wins" (the cell best in most replicates), at the
+engine's rule (`lightest_within_noise` on the top-1 hits), the best cell, and the Spearman correlation
+of each figure with the truth over the cells. Only the engine's rule is what `recsys train` uses; the
+others were measured and not kept (README, "Chosen on the validation window").
 
 With `--epoch-rules` it instead scores every epoch of the fit at every appeal choice (wide 0) by the
 objective, its readers' term alone and the truth, and for each way of choosing the epochs in
 `EPOCH_RULES` (the curve at the configured, the smallest or the best appeal; by the objective or by its
 readers' term) prints the epochs chosen and the truth at the objective's appeal x wide cell there.
 
-    .venv/bin/python benchmarks/validation_figures.py --users 5000 --no-shared
+    .venv/bin/python benchmarks/validation_figures.py --users 5000 --seed 11 --out cells11.pkl
+    .venv/bin/python benchmarks/validation_figures.py --report cells11.pkl --report cells12.pkl
     .venv/bin/python benchmarks/validation_figures.py --users 5000 --no-shared --epoch-rules
     .venv/bin/python benchmarks/validation_figures.py --data /tmp/world100k   # its .truth.npz beside it
 """
