@@ -3,13 +3,11 @@ the number of epochs, the item appeal weight and the weight of the wide (ridge) 
 
 The model is fitted once, on a seeded sample of at most `max_users` cardholders at `split -
 holdout_days`, scored after every epoch on what they did up to `split` (the window and objective of
-`--tune`), and rewound to the fewest epochs whose objective is within `EPOCH_TOLERANCE` of the best.
-Every item appeal x wide weight pair is then applied to that state and scored by its top-1 hit rate:
-the share of the window's cardholders whose first eligible item at the window's start is one they read
-or opened in it (the product pushes the first item). The pair kept is the lightest (lowest wide
-weight, then lowest appeal) whose hit rate is within one bootstrap standard error of the best pair's,
-resampling cardholders, so a heavier setting must win beyond the noise of a few thousand cardholders.
-No holdout event is seen.
+`--tune`), and rewound to the fewest epochs whose objective is within `EPOCH_TOLERANCE` of the best;
+every item appeal x wide weight pair is then applied to that state and scored. The wide weight is the
+best pair's; the appeal is the lowest at that wide weight whose objective is within one bootstrap
+standard error of the best (cardholders resampled), so a stronger appeal must win beyond the noise of
+the window's few thousand cardholders. No holdout event is seen.
 """
 
 from __future__ import annotations
@@ -48,7 +46,7 @@ class Selection:
     window: tuple[str, str]
     users: int
     epoch_objectives: list[float] = field(default_factory=list)
-    objectives: dict[str, float] = field(default_factory=dict)  # "appeal:A wide:W" -> top-1 hit rate
+    objectives: dict[str, float] = field(default_factory=dict)  # "appeal:A wide:W" -> objective
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready, for the bundle, the report and MLflow."""
@@ -76,27 +74,45 @@ def fewest_good_epochs(objectives: list[float], tolerance: float = EPOCH_TOLERAN
     return int(first + np.flatnonzero(values[first - 1:] >= best - tolerance)[0])
 
 
-def top1_hits(model, validation: Holdout) -> np.ndarray:
-    """float [evaluated cardholders]: 1 where the first eligible item is one the cardholder read or
-    opened in the validation window."""
-    return metrics.per_user("precision", recommend_holdout(model, validation, 1), validation.relevant, 1)
+def objective_replicates(model, validation: Holdout, reference_ndcg: np.ndarray, weights: np.ndarray,
+                         k: int) -> np.ndarray:
+    """`objective_value` under each row of `weights` [replicates, training rows] (bootstrap counts of
+    the cardholders), against popularity's per-cardholder nDCG@k `reference_ndcg`."""
+    terms = []
+    readers = ~validation.cold
+    if readers.any():
+        ndcg = metrics.per_user("ndcg", recommend_holdout(model, validation, k), validation.relevant, k)
+        reader_weights = weights[:, validation.rows[readers]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            terms.append(reader_weights @ ndcg[readers] / (reader_weights @ reference_ndcg[readers]) - 1.0)
+    pushes = validation.pushes
+    rows = pushes.rows[pushes.cold]
+    if rows.size:
+        factors = model.user_factors(rows, validation.train.user_features[rows])
+        scores = np.einsum("ij,ij->i", factors, model.item_factors()[pushes.items[pushes.cold]])
+        terms.append(2.0 * metrics.weighted_auc(scores, pushes.opened[pushes.cold], weights[:, rows]) - 1.0)
+    if not terms:
+        return np.full(len(weights), np.nan)
+    stacked = np.stack(terms)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(stacked), stacked, 0.0).sum(axis=0) / np.isfinite(stacked).sum(axis=0)
 
 
-def lightest_within_noise(hits: dict[tuple[float, float], np.ndarray], seed: int,
-                          replicates: int = BOOTSTRAP_REPLICATES) -> tuple[float, float]:
-    """The (appeal, wide) pair with the lowest wide weight, then the lowest appeal, whose mean hit rate is
-    within one standard error of the best pair's; the error is that of the pair's paired difference
-    with the best one over Poisson bootstrap replicates of the cardholders (seeded)."""
-    pairs = list(hits)
-    values = np.nan_to_num(np.stack([hits[pair] for pair in pairs]))
-    weights = np.random.default_rng(seed).poisson(1.0, (replicates, values.shape[1])).astype(np.float64)
-    resampled = values @ weights.T / np.maximum(weights.sum(axis=1), 1.0)
-    means = values.mean(axis=1)
-    best = int(np.argmax(means))
-    spread = (resampled[best] - resampled).std(axis=1)
-    close = [pair for pair, mean, error in zip(pairs, means, spread, strict=True)
-             if mean >= means[best] - error]
-    return min(close, key=lambda pair: (pair[1], pair[0]))
+def lightest_appeal_within_noise(objectives: dict[tuple[float, float], float],
+                                 replicates: dict[tuple[float, float], np.ndarray]) -> tuple[float, float]:
+    """(appeal, wide): the best pair's wide weight, and the lowest appeal there whose objective is within
+    one standard error of the best pair's (the error of their paired difference over `replicates`)."""
+    best = max(objectives, key=lambda pair: (objectives[pair] == objectives[pair], objectives[pair],
+                                             -pair[1]))
+
+    def error(pair: tuple[float, float]) -> float:
+        difference = replicates[best] - replicates[pair]
+        difference = difference[np.isfinite(difference)]
+        return float(difference.std()) if difference.size else float("nan")
+
+    close = [pair for pair, value in objectives.items()
+             if pair[1] == best[1] and value >= objectives[best] - error(pair)]
+    return min(close or [best], key=lambda pair: pair[0])
 
 
 def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
@@ -113,7 +129,12 @@ def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfi
         float(params.get("wide_weight", 0.0)),)
     validation = make_holdout(sampled(dataset, max_users, base.seed), split, base.holdout_days, base.features)
     popularity = base.baselines.get(POPULARITY, ModelSpec("popularity", {"by_segment": False}))
-    reference = validation_scores(popularity.build().fit(validation.train), validation, base.k)
+    popular = popularity.build().fit(validation.train)
+    reference = validation_scores(popular, validation, base.k)
+    reference_ndcg = metrics.per_user("ndcg", recommend_holdout(popular, validation, base.k),
+                                      validation.relevant, base.k)
+    weights = np.random.default_rng(base.seed).poisson(
+        1.0, (BOOTSTRAP_REPLICATES, validation.train.n_users)).astype(np.float64)
     train = validation.train
     start_appeal = float(params.get("item_appeal_weight", appeals[0]))
     model = ModelSpec(base.model.kind,
@@ -133,20 +154,23 @@ def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfi
     if base.choose_epochs:
         epochs = fewest_good_epochs(curve)
         model.rewind(states[epochs - 1], epochs, train)
-    hits: dict[tuple[float, float], np.ndarray] = {}
+    objectives: dict[tuple[float, float], float] = {}
+    replicates: dict[tuple[float, float], np.ndarray] = {}
     for wide in wides:
         model.set_wide(wide, train)
         for appeal in appeals:
             model.set_item_appeal(appeal, train)
-            hits[(appeal, wide)] = top1_hits(model, validation)
-    appeal, wide = lightest_within_noise(hits, base.seed)
+            objectives[(appeal, wide)] = objective_value(validation_scores(model, validation, base.k),
+                                                         reference, base.k)
+            replicates[(appeal, wide)] = objective_replicates(model, validation, reference_ndcg, weights,
+                                                              base.k)
+    appeal, wide = lightest_appeal_within_noise(objectives, replicates)
     selection = Selection(epochs=int(epochs), item_appeal_weight=appeal, wide_weight=wide,
                           window=(validation.split.isoformat(), validation.as_of.isoformat()),
                           users=train.n_users, epoch_objectives=curve,
-                          objectives={f"appeal:{a:g} wide:{w:g}": float(np.nanmean(values))
-                                      for (a, w), values in hits.items()})
+                          objectives={f"appeal:{a:g} wide:{w:g}": v for (a, w), v in objectives.items()})
     echo(f"  chosen on {validation.split:%Y-%m-%d} .. {validation.as_of:%Y-%m-%d} ({train.n_users:,} "
-         f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g} (objective by epoch "
-         + " ".join(f"{value:.3f}" for value in curve) + "; top-1 hit rate "
-         + ", ".join(f"{key} {value:.4f}" for key, value in selection.objectives.items()) + ")")
+         f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g} (objective "
+         f"{objectives[(appeal, wide)]:.4f}; by epoch " + " ".join(f"{value:.3f}" for value in curve)
+         + "; " + ", ".join(f"{key} {value:.4f}" for key, value in selection.objectives.items()) + ")")
     return selection
