@@ -10,9 +10,9 @@ not change over time, so the same fit is judged both ways and fit noise cancels.
 
 - `objective`: the `--tune` objective (readers' nDCG gain over popularity and non-readers' pooled
   push-open Gini); `readers_term` and `non_readers_gini` its two terms.
-- `hit1`: the top-1 hit rate the engine chooses with (share of evaluated cardholders whose first
-  eligible item is one they read or opened in the window); `readers_hit1`; `hit1_balanced` (readers'
-  and non-readers' rates averaged); `hit5` (a hit anywhere in the top 5).
+- `hit1`: the top-1 hit rate (share of evaluated cardholders whose first eligible item is one they read
+  or opened in the window); `readers_hit1`; `hit1_balanced` (readers' and non-readers' rates
+  averaged); `hit5` (a hit anywhere in the top 5).
 - `push_gini_all`: pooled push-open Gini of the model's scores over every cardholder's marketing pushes;
   `objective_all_pushes` the objective with it in place of the non-readers' Gini.
 - `standing_gini`: the same Gini on the pushed item's standing among the items its cardholder could be
@@ -25,9 +25,9 @@ not change over time, so the same fit is judged both ways and fit noise cancels.
 Per world it prints every cell, then the truth at each figure's best cell, at "FIGURE 1se" (the lightest
 cell, lowest wide weight then appeal, within one bootstrap standard error of the figure's best, 200
 Poisson replicates of the cardholders) and "FIGURE wins" (the cell best in most replicates), at the
-engine's rule (`lightest_within_noise` on the top-1 hits), the best cell, and the Spearman correlation
-of each figure with the truth over the cells. Only the engine's rule is what `recsys train` uses; the
-others were measured and not kept (README, "Chosen on the validation window").
+engine's rule (`lightest_appeal_within_noise` on the objective), the best cell, and the Spearman
+correlation of each figure with the truth over the cells. Only the engine's rule is what `recsys train`
+uses; the others were measured and not kept (README, "Chosen on the validation window").
 
 With `--epoch-rules` it instead scores every epoch of the fit at every appeal choice (wide 0) by the
 objective, its readers' term alone and the truth, and for each way of choosing the epochs in
@@ -93,19 +93,6 @@ def shared_truth(world: Path) -> HiddenTruth:
     meta = json.loads(world.with_name(f"{world.name}.meta.json").read_text())
     return HiddenTruth(hidden["users"].astype(str), hidden["items"].astype(str), hidden["p"],
                        pd.Timestamp(meta["as_of"], tz="UTC"))
-
-
-def weighted_auc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """AUC of `scores` (positive vs the rest) under each row of `weights` [replicates, n]; ties count half."""
-    import scipy.sparse as sp
-
-    values, inverse = np.unique(scores, return_inverse=True)
-    group = sp.csr_matrix((np.ones(scores.size), (np.arange(scores.size), inverse)),
-                          shape=(scores.size, values.size))
-    pos = np.asarray((weights * positive) @ group)
-    neg = np.asarray((weights * ~positive) @ group)
-    below = np.cumsum(neg, axis=1) - neg
-    return (pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
 
 
 def pushed_ranks(model, validation, eligibility) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -200,7 +187,7 @@ def surface(name: str, world: Path, truth, config, epoch_rules: bool = False) ->
     from recsys.ranking import top_k
     from training.config import ModelSpec
     from training.evaluate import make_holdout, recommend_holdout
-    from training.selection import SELECTION_MAX_USERS, fewest_good_epochs, top1_hits
+    from training.selection import SELECTION_MAX_USERS, fewest_good_epochs, objective_replicates
     from training.truth import aligned_open_prob, best_eligible, top1_gap
     from training.tune import objective_value, sampled, validation_scores
 
@@ -244,15 +231,13 @@ def surface(name: str, world: Path, truth, config, epoch_rules: bool = False) ->
         factors = model.user_factors(pushes.rows, train.user_features[pushes.rows])
         push_scores = np.einsum("ij,ij->i", factors, model.item_factors()[pushes.items])
         readers_boot = (reader_weights @ ndcg[readers]) / (reader_weights @ reference_ndcg[readers]) - 1.0
-        cold = pushes.cold
-        gini_boot = 2.0 * weighted_auc(push_scores[cold], pushes.opened[cold], push_weights[:, cold]) - 1.0
-        gini_all_boot = 2.0 * weighted_auc(push_scores, pushes.opened, push_weights) - 1.0
-        gini_all = float(2.0 * weighted_auc(push_scores, pushes.opened, np.ones((1, push_scores.size)))[0]
-                         - 1.0)
+        gini_all_boot = 2.0 * metrics.weighted_auc(push_scores, pushes.opened, push_weights) - 1.0
+        unit = np.ones((1, push_scores.size))
+        gini_all = float(2.0 * metrics.weighted_auc(push_scores, pushes.opened, unit)[0] - 1.0)
         readers_term = objective_value({**scores, "non_readers.push_auc": float("nan")}, reference, config.k)
         rank, offered, _ = pushed_ranks(model, validation, window)
         standing = 1.0 - (rank - 1) / np.maximum(offered, 1)
-        standing_boot = 2.0 * weighted_auc(standing, pushes.opened, push_weights) - 1.0
+        standing_boot = 2.0 * metrics.weighted_auc(standing, pushes.opened, push_weights) - 1.0
         return {"world": name, **where, "objective": objective_value(scores, reference, config.k),
                 "readers_term": readers_term,
                 "push_rank_gain": push_rank_gain(model, validation, window),
@@ -262,14 +247,12 @@ def surface(name: str, world: Path, truth, config, epoch_rules: bool = False) ->
                 "push_gini_all": gini_all,
                 "objective_all_pushes": float(np.mean([readers_term, gini_all])),
                 "non_readers_gini": float(2.0 * scores["non_readers.push_auc"] - 1.0),
-                "standing_gini": float(2.0 * weighted_auc(standing, pushes.opened,
-                                                          np.ones((1, standing.size)))[0] - 1.0),
+                "standing_gini": float(2.0 * metrics.weighted_auc(standing, pushes.opened, unit)[0] - 1.0),
                 "readers_hit1": float(hit1[readers].mean()),
                 "boot standing_gini": standing_boot,
-                "boot objective": (readers_boot + gini_boot) / 2.0,
+                "boot objective": objective_replicates(model, validation, reference_ndcg, weights, config.k),
                 "boot objective_all_pushes": (readers_boot + gini_all_boot) / 2.0,
                 "boot hit1": (evaluated_weights @ hit1) / evaluated_weights.sum(axis=1),
-                "hits": top1_hits(model, validation), "seed": config.seed,
                 "truth": top1_gap(open_prob, top1, popularity_top1, oracle).gap_closed}
 
     params = config.model.params
@@ -331,7 +314,7 @@ def main() -> None:
                 print(pd.DataFrame(world_rows).drop(columns="world").round(3).to_string(index=False),
                       flush=True)
                 continue
-            table = pd.DataFrame(world_rows).drop(columns=["world", "hits", "seed", *BOOTSTRAPPED])
+            table = pd.DataFrame(world_rows).drop(columns=["world", *BOOTSTRAPPED])
             print(f"\n{name}: epochs {-int(table['epoch'].min())} chosen by the objective")
             print(table.round(4).to_string(index=False), flush=True)
     if args.epoch_rules:
@@ -352,7 +335,7 @@ def report(cells) -> None:
     import pandas as pd
     from scipy.stats import spearmanr
 
-    from training.selection import lightest_within_noise
+    from training.selection import lightest_appeal_within_noise
 
     def standardised(values):
         return (values - values.mean()) / values.std(ddof=0)
@@ -381,11 +364,10 @@ def report(cells) -> None:
             line[f"{figure} 1se"] = group.loc[one_se_cell(group, replicates, figure), "truth"]
             line[f"{figure} wins"] = group.loc[np.bincount(replicates.argmax(axis=0),
                                                            minlength=len(group)).argmax(), "truth"]
-        if "hits" in group:
-            pairs = list(zip(group["appeal"], group["wide"], strict=True))
-            hits = dict(zip(pairs, group["hits"], strict=True))
-            chosen = lightest_within_noise(hits, int(group["seed"][0]))
-            line["engine's rule"] = group.loc[pairs.index(chosen), "truth"]
+        pairs = list(zip(group["appeal"], group["wide"], strict=True))
+        chosen = lightest_appeal_within_noise(dict(zip(pairs, group["objective"], strict=True)),
+                                              dict(zip(pairs, group["boot objective"], strict=True)))
+        line["engine's rule"] = group.loc[pairs.index(chosen), "truth"]
         summary.append(line)
     frame = pd.DataFrame(summary).set_index("world")
     rules = [column for column in frame.columns if not column.startswith("rho") and column != "best"]
