@@ -107,6 +107,24 @@ def auc(scores: np.ndarray, relevant: sp.spmatrix, eligible: np.ndarray | None =
     return result
 
 
+def weighted_auc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Pooled ROC AUC of `scores` [n] (positive vs the rest) under each row of `weights` [replicates, n]
+    (e.g. bootstrap counts); ties count half, NaN for a row without positive or negative weight."""
+    values, inverse = np.unique(np.asarray(scores, dtype=np.float64), return_inverse=True)
+    positive = np.asarray(positive, dtype=bool)
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if weights.shape[1] != positive.size or positive.size != inverse.size:
+        raise MetricsError(f"scores ({inverse.size}), positive ({positive.size}) and weights' columns "
+                           f"({weights.shape[1]}) must have one entry per example")
+    group = sp.csr_matrix((np.ones(inverse.size), (np.arange(inverse.size), inverse)),
+                          shape=(inverse.size, values.size))
+    pos = np.asarray(group.T @ (weights * positive).T).T  # weight per distinct score
+    neg = np.asarray(group.T @ (weights * ~positive).T).T
+    below = np.cumsum(neg, axis=1) - neg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
+
+
 def catalogue_coverage(recommended: np.ndarray, n_items: int) -> float:
     """Share of the `n_items` catalogue recommended to at least one user."""
     recs = np.asarray(recommended)

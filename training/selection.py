@@ -4,7 +4,10 @@ the number of epochs, the item appeal weight and the weight of the wide (ridge) 
 The model is fitted once, on a seeded sample of at most `max_users` cardholders at `split -
 holdout_days`, scored after every epoch on what they did up to `split` (the window and objective of
 `--tune`), and rewound to the fewest epochs whose objective is within `EPOCH_TOLERANCE` of the best;
-every item appeal x wide weight pair is then applied to that state and scored. No holdout event is seen.
+every item appeal x wide weight pair is then applied to that state and scored. The wide weight is the
+best pair's; the appeal is the lowest at that wide weight whose objective is within one bootstrap
+standard error of the best (cardholders resampled), so a stronger appeal must win beyond the noise of
+the window's few thousand cardholders. No holdout event is seen.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from features.loader import Dataset
+from recsys import metrics
 from training.config import ModelSpec, TrainConfig
-from training.evaluate import make_holdout
+from training.evaluate import Holdout, make_holdout, recommend_holdout
 from training.tune import objective_value, sampled, validation_scores
 
 logger = logging.getLogger(__name__)
@@ -29,6 +33,7 @@ SELECTION_MAX_USERS = 20_000
 # same configuration differ by about this much, so fewer epochs within it are not worse
 EPOCH_TOLERANCE = 0.01
 MIN_EPOCHS = 3
+BOOTSTRAP_REPLICATES = 200
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,47 @@ def fewest_good_epochs(objectives: list[float], tolerance: float = EPOCH_TOLERAN
     return int(first + np.flatnonzero(values[first - 1:] >= best - tolerance)[0])
 
 
+def objective_replicates(model, validation: Holdout, reference_ndcg: np.ndarray, weights: np.ndarray,
+                         k: int) -> np.ndarray:
+    """`objective_value` under each row of `weights` [replicates, training rows] (bootstrap counts of
+    the cardholders), against popularity's per-cardholder nDCG@k `reference_ndcg`."""
+    terms = []
+    readers = ~validation.cold
+    if readers.any():
+        ndcg = metrics.per_user("ndcg", recommend_holdout(model, validation, k), validation.relevant, k)
+        reader_weights = weights[:, validation.rows[readers]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            terms.append(reader_weights @ ndcg[readers] / (reader_weights @ reference_ndcg[readers]) - 1.0)
+    pushes = validation.pushes
+    rows = pushes.rows[pushes.cold]
+    if rows.size:
+        factors = model.user_factors(rows, validation.train.user_features[rows])
+        scores = np.einsum("ij,ij->i", factors, model.item_factors()[pushes.items[pushes.cold]])
+        terms.append(2.0 * metrics.weighted_auc(scores, pushes.opened[pushes.cold], weights[:, rows]) - 1.0)
+    if not terms:
+        return np.full(len(weights), np.nan)
+    stacked = np.stack(terms)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(stacked), stacked, 0.0).sum(axis=0) / np.isfinite(stacked).sum(axis=0)
+
+
+def lightest_appeal_within_noise(objectives: dict[tuple[float, float], float],
+                                 replicates: dict[tuple[float, float], np.ndarray]) -> tuple[float, float]:
+    """(appeal, wide): the best pair's wide weight, and the lowest appeal there whose objective is within
+    one standard error of the best pair's (the error of their paired difference over `replicates`)."""
+    best = max(objectives, key=lambda pair: (objectives[pair] == objectives[pair], objectives[pair],
+                                             -pair[1]))
+
+    def error(pair: tuple[float, float]) -> float:
+        difference = replicates[best] - replicates[pair]
+        difference = difference[np.isfinite(difference)]
+        return float(difference.std()) if difference.size else float("nan")
+
+    close = [pair for pair, value in objectives.items()
+             if pair[1] == best[1] and value >= objectives[best] - error(pair)]
+    return min(close or [best], key=lambda pair: pair[0])
+
+
 def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
                          max_users: int = SELECTION_MAX_USERS,
                          echo: Callable[[str], None] = logger.info) -> Selection:
@@ -83,7 +129,12 @@ def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfi
         float(params.get("wide_weight", 0.0)),)
     validation = make_holdout(sampled(dataset, max_users, base.seed), split, base.holdout_days, base.features)
     popularity = base.baselines.get(POPULARITY, ModelSpec("popularity", {"by_segment": False}))
-    reference = validation_scores(popularity.build().fit(validation.train), validation, base.k)
+    popular = popularity.build().fit(validation.train)
+    reference = validation_scores(popular, validation, base.k)
+    reference_ndcg = metrics.per_user("ndcg", recommend_holdout(popular, validation, base.k),
+                                      validation.relevant, base.k)
+    weights = np.random.default_rng(base.seed).poisson(
+        1.0, (BOOTSTRAP_REPLICATES, validation.train.n_users)).astype(np.float64)
     train = validation.train
     start_appeal = float(params.get("item_appeal_weight", appeals[0]))
     model = ModelSpec(base.model.kind,
@@ -104,14 +155,16 @@ def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfi
         epochs = fewest_good_epochs(curve)
         model.rewind(states[epochs - 1], epochs, train)
     objectives: dict[tuple[float, float], float] = {}
+    replicates: dict[tuple[float, float], np.ndarray] = {}
     for wide in wides:
         model.set_wide(wide, train)
         for appeal in appeals:
             model.set_item_appeal(appeal, train)
             objectives[(appeal, wide)] = objective_value(validation_scores(model, validation, base.k),
                                                          reference, base.k)
-    appeal, wide = max(objectives, key=lambda pair: (objectives[pair] == objectives[pair], objectives[pair],
-                                                     -pair[1]))
+            replicates[(appeal, wide)] = objective_replicates(model, validation, reference_ndcg, weights,
+                                                              base.k)
+    appeal, wide = lightest_appeal_within_noise(objectives, replicates)
     selection = Selection(epochs=int(epochs), item_appeal_weight=appeal, wide_weight=wide,
                           window=(validation.split.isoformat(), validation.as_of.isoformat()),
                           users=train.n_users, epoch_objectives=curve,

@@ -18,6 +18,7 @@ from recsys.metrics import (
     precision_at_k,
     ranking_report,
     recall_at_k,
+    weighted_auc,
 )
 
 
@@ -137,6 +138,33 @@ def test_auc_against_pairwise_counting() -> None:
         wins = ((positives[:, None] > negatives[None, :]).sum()
                 + 0.5 * (positives[:, None] == negatives[None, :]).sum())
         assert values[user] == pytest.approx(wins / (positives.size * negatives.size))
+
+
+def test_weighted_auc_against_pairwise_counting() -> None:
+    rng = np.random.default_rng(7)
+    scores = rng.integers(0, 6, size=200).astype(float)  # many ties
+    positive = rng.random(200) < 0.3
+    weights = rng.poisson(1.0, size=(4, 200)).astype(float)
+    values = weighted_auc(scores, positive, weights)
+    pairs = positive[:, None] & ~positive[None, :]
+    for row, value in zip(weights, values, strict=True):
+        pair_weight = np.outer(row, row) * pairs
+        wins = (pair_weight * (scores[:, None] > scores[None, :])).sum() \
+            + 0.5 * (pair_weight * (scores[:, None] == scores[None, :])).sum()
+        assert value == pytest.approx(wins / pair_weight.sum())
+    # unit weights give the plain pooled AUC; weight 2 on every example changes nothing
+    plain = weighted_auc(scores, positive, np.ones((1, 200)))[0]
+    assert weighted_auc(scores, positive, np.full((1, 200), 2.0))[0] == pytest.approx(plain)
+
+
+def test_weighted_auc_extremes() -> None:
+    positive = np.array([True, True, False, False])
+    assert weighted_auc(np.array([4.0, 3.0, 2.0, 1.0]), positive, np.ones((1, 4)))[0] == 1.0
+    assert weighted_auc(np.array([1.0, 2.0, 3.0, 4.0]), positive, np.ones((1, 4)))[0] == 0.0
+    # a replicate that drew no negative has no AUC
+    assert math.isnan(weighted_auc(np.array([1.0, 2.0, 3.0, 4.0]), positive, np.array([[1, 1, 0, 0.0]]))[0])
+    with pytest.raises(MetricsError, match="one entry per example"):
+        weighted_auc(np.ones(4), positive, np.ones((1, 3)))
 
 
 def test_auc_extremes() -> None:
