@@ -41,40 +41,31 @@ from recsys.times import UnknownZoneError, zone
 _FORBIDDEN_ID_CHARS = ("\x1e", "\x1f")
 # A candidate no kind/tag limit, no-repeat or campaign applies to: "could a new push go out now?"
 PROBE_CANDIDATE = Candidate(content_id="\x00probe", kind="\x00")
-
-
 MAX_ID_LENGTH = 256
 
 
-def _usable_ids(values: Sequence[object]) -> bool:
-    """Whether every value is an id the engines accept: a non-empty string of at most MAX_ID_LENGTH
-    characters without the separators. Whole-sequence passes in C: a batch's 1,000 ids in a fifth
-    of the time of a check per id."""
-    if not all(map(isinstance, values, repeat(str))):
-        return False
-    if values and (min(map(len, values)) == 0 or max(map(len, values)) > MAX_ID_LENGTH):  # type: ignore[arg-type]
-        return False
-    joined = "".join(values)  # type: ignore[arg-type]
-    return not any(map(joined.__contains__, _FORBIDDEN_ID_CHARS))
+def check_id(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise CapRequestError(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > MAX_ID_LENGTH or any(map(value.__contains__, _FORBIDDEN_ID_CHARS)):
+        raise CapRequestError(
+            f"{what} {value[:40]!r}: at most {MAX_ID_LENGTH} characters, no ASCII control separators"
+        )
+    return value
 
 
 def check_ids(values: Sequence[object], where: Callable[[int], str]) -> None:
-    """`CapRequestError` naming the first unusable id (`where(index)` says which argument it is)."""
-    if _usable_ids(values):
-        return
+    """`check_id` for many values (`where(index)` names each): the same conditions as whole-sequence
+    passes in C (a batch's 1,000 ids in a fifth of the time of a `check_id` each), and only when one
+    fails, `check_id` one by one for the error naming the first bad value."""
+    if all(map(isinstance, values, repeat(str))) and (
+        not values or (min(map(len, values)) > 0 and max(map(len, values)) <= MAX_ID_LENGTH)  # type: ignore[arg-type]
+    ):
+        joined = "".join(values)  # type: ignore[arg-type]
+        if not any(map(joined.__contains__, _FORBIDDEN_ID_CHARS)):
+            return
     for index, value in enumerate(values):
-        if not _usable_ids((value,)):
-            what = where(index)
-            if not isinstance(value, str) or not value:
-                raise CapRequestError(f"{what} must be a non-empty string, got {value!r}")
-            raise CapRequestError(
-                f"{what} {value[:40]!r}: at most {MAX_ID_LENGTH} characters, no ASCII control separators"
-            )
-
-
-def check_id(value: object, what: str) -> str:
-    check_ids((value,), lambda _: what)
-    return value  # type: ignore[return-value]
+        check_id(value, where(index))
 
 
 def check_candidate(candidate: Candidate, where: str) -> None:
