@@ -10,7 +10,9 @@ on `PYTHONPATH` to measure that checkout's code on the same world, alternating t
     PYTHONPATH=../main-export .venv/bin/python benchmarks/batch_cpu.py --users 20000
 
 `--answers FILE` writes every answer (one batch a line) for a byte-for-byte comparison of two checkouts
-(push ids and the publication time in `model_version` differ by design).
+(push ids and the publication time in `model_version` differ by design). `--steps` adds each step's CPU
+per batch (thread CPU time around the step's function; a step called inside another counts once, in
+the outer one) and Redis's CPU per batch (from `/proc`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import os
 import statistics
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -33,12 +37,60 @@ ROOT = Path(__file__).resolve().parents[1]
 WARM_UP = 5
 
 
+class StepTimer:
+    """Thread CPU time spent in named functions, each wrapped where callers look it up."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._depth: dict[str, int] = defaultdict(int)
+
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        function = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._depth[label] += 1
+            started = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._depth[label] -= 1
+                if not self._depth[label]:  # a recursive call (blocks of rank_block) counts once
+                    self.seconds[label] += time.thread_time() - started
+
+        setattr(owner, name, timed)
+
+    def add(self, label: str, seconds: float) -> None:
+        self.seconds[label] += seconds
+
+
+def wrap_steps(timer: StepTimer) -> None:
+    """The steps of `rank_many` worth naming (README, "Load"): each function as the code calls it."""
+    import serving.ranker as ranker
+    from recsys.caps.redis_engine import RedisCapEngine
+    from serving.pipeline import LiveModel
+    from serving.state import ServingState
+
+    timer.wrap(ServingState, "user_records", "records from the worker's copy")
+    timer.wrap(ranker, "representations", "record decoding")
+    timer.wrap(LiveModel, "rank_block", "batch ranking (rank_block)")
+    timer.wrap(ranker, "outlooks", "send-or-hold outlooks")
+    timer.wrap(RedisCapEngine, "decide_batch", "caps call, client side")
+    timer.wrap(LiveModel, "reasons_many", "reasons")
+    timer.wrap(ranker, "answers", "answer bodies, with their reasons")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--batches", type=int, default=60, help="timed 1k batches (after 5 warm-up ones)")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--answers", type=Path, help="write every answer here, one batch a line")
+    parser.add_argument("--steps", action="store_true", help="also report the CPU of each step per batch")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -59,27 +111,45 @@ def main() -> int:
         while not (state.records is not None and state.records.complete) and time.monotonic() < deadline:
             time.sleep(0.1)  # the worker's copy of the records, as a warmed-up server holds it
         bodies = wave_bodies(users, as_of.tz_convert("Asia/Shanghai").normalize() + pd.Timedelta(hours=10))
+        steps = StepTimer()
+        if args.steps:
+            wrap_steps(steps)
+        redis_pid = published.redis_server.process.pid
         gc.collect()
         gc.freeze()  # as a server process does (serving.app)
         gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
         cpu_ms, answers = [], []
         for index in range(WARM_UP + args.batches):
+            if index == WARM_UP:
+                steps.seconds.clear()
+                redis_started = process_cpu_seconds(redis_pid)
             raw = next(bodies)
             started = time.thread_time()
             body = BatchRankRequest.model_validate(json.loads(raw))
+            validated = time.thread_time()
             snapshot, results = rank_many(state, body.requests)
+            ranked = time.thread_time()
             payload = encode_json({"results": results, "model_version": snapshot.model.version,
                                    **registry_of(snapshot.model)})
+            done = time.thread_time()
+            steps.add("body parsed and validated", validated - started)
+            steps.add("rank_many", ranked - validated)
+            steps.add("JSON answer", done - ranked)
             if index >= WARM_UP:
-                cpu_ms.append((time.thread_time() - started) * 1e3)
+                cpu_ms.append((done - started) * 1e3)
             if args.answers is not None:
                 answers.append(payload)
+        redis_ms = (process_cpu_seconds(redis_pid) - redis_started) * 1e3 / args.batches
         state.close()
         if args.answers is not None:
             args.answers.write_bytes(b"\n".join(answers))
         cpu_ms.sort()
         print(f"CPU per 1k batch over {len(cpu_ms)} batches: median {statistics.median(cpu_ms):.1f} ms, "
               f"min {cpu_ms[0]:.1f} ms, max {cpu_ms[-1]:.1f} ms (load average {os.getloadavg()[0]:.1f})")
+        if args.steps:
+            for label, seconds in steps.seconds.items():
+                print(f"  {label:36s} {seconds * 1e3 / args.batches:6.2f} ms per batch (mean)")
+            print(f"  {'Redis (its process)':36s} {redis_ms:6.2f} ms per batch (mean)")
     return 0
 
 

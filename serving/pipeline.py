@@ -75,7 +75,7 @@ def feature_phrase(name: str) -> str:
     return PROFILE_REASON
 
 
-@dataclass
+@dataclass(slots=True)
 class Representation:
     """How a cardholder is scored: factors (None: popularity only) and what the reasons can use."""
 
@@ -89,7 +89,7 @@ class Representation:
     fallback: str | None  # None, "features", "segment_popularity" or "popularity"
 
 
-@dataclass
+@dataclass(slots=True)
 class Ranked:
     """Ordered eligible candidates (best first) with scores, and requested ids that were skipped."""
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from itertools import repeat
 
 from recsys.caps import rules
 from recsys.caps.decisions import (
@@ -40,14 +41,31 @@ from recsys.times import UnknownZoneError, zone
 _FORBIDDEN_ID_CHARS = ("\x1e", "\x1f")
 # A candidate no kind/tag limit, no-repeat or campaign applies to: "could a new push go out now?"
 PROBE_CANDIDATE = Candidate(content_id="\x00probe", kind="\x00")
+MAX_ID_LENGTH = 256
 
 
 def check_id(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise CapRequestError(f"{what} must be a non-empty string, got {value!r}")
-    if len(value) > 256 or any(map(value.__contains__, _FORBIDDEN_ID_CHARS)):
-        raise CapRequestError(f"{what} {value[:40]!r}: at most 256 characters, no ASCII control separators")
+    if len(value) > MAX_ID_LENGTH or any(map(value.__contains__, _FORBIDDEN_ID_CHARS)):
+        raise CapRequestError(
+            f"{what} {value[:40]!r}: at most {MAX_ID_LENGTH} characters, no ASCII control separators"
+        )
     return value
+
+
+def check_ids(values: Sequence[object], where: Callable[[int], str]) -> None:
+    """`check_id` for many values (`where(index)` names each): the same conditions as whole-sequence
+    passes in C (a batch's 1,000 ids in a fifth of the time of a `check_id` each), and only when one
+    fails, `check_id` one by one for the error naming the first bad value."""
+    if all(map(isinstance, values, repeat(str))) and (
+        not values or (min(map(len, values)) > 0 and max(map(len, values)) <= MAX_ID_LENGTH)  # type: ignore[arg-type]
+    ):
+        joined = "".join(values)  # type: ignore[arg-type]
+        if not any(map(joined.__contains__, _FORBIDDEN_ID_CHARS)):
+            return
+    for index, value in enumerate(values):
+        check_id(value, where(index))
 
 
 def check_candidate(candidate: Candidate, where: str) -> None:
@@ -104,25 +122,29 @@ class CapEngine(abc.ABC):
         return name
 
     def _check_requests(self, requests: Sequence[CapRequest], candidates: bool = True) -> None:
-        seen: set[str] = set()
-        for index, request in enumerate(requests):
-            check_id(request.user_id, f"requests[{index}].user_id")
-            if request.user_id in seen:
-                raise CapRequestError(
-                    f"requests[{index}]: cardholder {request.user_id!r} appears twice in one batch; "
-                    "send one request per cardholder"
-                )
-            seen.add(request.user_id)
-            if request.push_id is not None:
-                check_id(request.push_id, f"requests[{index}].push_id")
-            if candidates:
+        # each kind of check over the whole batch at once (a per-request loop was 3 us a request)
+        user_ids = [request.user_id for request in requests]
+        check_ids(user_ids, lambda index: f"requests[{index}].user_id")
+        if len(set(user_ids)) != len(user_ids):
+            seen: set[str] = set()
+            index, user_id = next((i, u) for i, u in enumerate(user_ids) if u in seen or seen.add(u))
+            raise CapRequestError(
+                f"requests[{index}]: cardholder {user_id!r} appears twice in one batch; "
+                "send one request per cardholder"
+            )
+        given = [index for index, request in enumerate(requests) if request.push_id is not None]
+        check_ids([requests[index].push_id for index in given],
+                  lambda slot: f"requests[{given[slot]}].push_id")
+        if candidates:
+            for index, request in enumerate(requests):
                 for position, candidate in enumerate(request.candidates):
                     if candidate not in self._valid_candidates:
                         check_candidate(candidate, f"requests[{index}].candidates[{position}]")
                         if len(self._valid_candidates) > 50_000:
                             self._valid_candidates.clear()
                         self._valid_candidates.add(candidate)
-            self.timezone_of(request.timezone)
+        for timezone in {request.timezone for request in requests}:
+            self.timezone_of(timezone)
 
     def decide(
         self,

@@ -430,6 +430,21 @@ class CapEngineContract:
         with pytest.raises(CapRequestError, match="user_id"):
             engine.decide("", [ARTICLE])
 
+    def test_a_batch_names_its_first_bad_request(self, engine: CapEngine) -> None:
+        good = [CapRequest(f"u{i}", (ARTICLE,)) for i in range(3)]
+        cases = [
+            (CapRequest("", (ARTICLE,)), r"requests\[2\]\.user_id must be a non-empty string"),
+            (CapRequest(7, (ARTICLE,)), r"requests\[2\]\.user_id must be a non-empty string, got 7"),  # type: ignore[arg-type]
+            (CapRequest("u\x1e9", (ARTICLE,)), r"requests\[2\]\.user_id 'u\\x1e9': at most 256 characters"),
+            (CapRequest("u" * 257, (ARTICLE,)), r"requests\[2\]\.user_id 'u{40}': at most 256 characters"),
+            (CapRequest("u1", (ARTICLE,)), r"requests\[2\]: cardholder 'u1' appears twice"),
+            (CapRequest("u9", (ARTICLE,), push_id="p\x1f"), r"requests\[2\]\.push_id 'p\\x1f'"),
+            (CapRequest("u9", (ARTICLE,), timezone="Mars/Olympus"), "unknown time zone 'Mars/Olympus'"),
+        ]
+        for bad, message in cases:
+            with pytest.raises(CapRequestError, match=message):
+                engine.decide_batch([*good[:2], bad, *good[2:]])
+
 
 class TestReferenceEngine(CapEngineContract):
     @pytest.fixture
