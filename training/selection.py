@@ -22,6 +22,7 @@ import pandas as pd
 
 from features.loader import Dataset
 from recsys import metrics
+from recsys.models import Recommender
 from training.config import ModelSpec, TrainConfig
 from training.evaluate import Holdout, make_holdout, recommend_holdout
 from training.tune import objective_value, sampled, validation_scores
@@ -74,8 +75,8 @@ def fewest_good_epochs(objectives: list[float], tolerance: float = EPOCH_TOLERAN
     return int(first + np.flatnonzero(values[first - 1:] >= best - tolerance)[0])
 
 
-def objective_replicates(model, validation: Holdout, reference_ndcg: np.ndarray, weights: np.ndarray,
-                         k: int) -> np.ndarray:
+def objective_replicates(model: Recommender, validation: Holdout, reference_ndcg: np.ndarray,
+                         weights: np.ndarray, k: int) -> np.ndarray:
     """`objective_value` under each row of `weights` [replicates, training rows] (bootstrap counts of
     the cardholders), against popularity's per-cardholder nDCG@k `reference_ndcg`."""
     terms = []
