@@ -849,6 +849,7 @@ def _code_arguments(request: CapRequest, codes: list[_Entry], exhausted: dict[st
     return [code[plain + 1] if candidate.campaign is not None and candidate.campaign in exhausted
             else code[plain] for candidate, code in zip(request.candidates, codes, strict=True)]
 
+
 def _calendar_arguments(cal: rules.Calendar) -> tuple[tuple[bytes, ...], tuple[bytes, bytes]]:
     """A calendar's decide-call arguments (now, day and month bounds, end of quiet hours), and the same
     encoded for `_decide_command`: now, then the rest."""
