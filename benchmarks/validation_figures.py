@@ -187,9 +187,9 @@ def surface(name: str, world: Path, truth, config, epoch_rules: bool = False) ->
     from recsys.ranking import top_k
     from training.config import ModelSpec
     from training.evaluate import make_holdout, recommend_holdout
-    from training.selection import SELECTION_MAX_USERS, fewest_good_epochs, objective_replicates
+    from training.selection import SELECTION_MAX_USERS, fewest_good_epochs
     from training.truth import aligned_open_prob, best_eligible, top1_gap
-    from training.tune import objective_value, sampled, validation_scores
+    from training.tune import objective_replicates, objective_value, sampled, validation_scores
 
     dataset = load_dataset(world)
     split = truth.as_of - pd.Timedelta(days=config.holdout_days)

@@ -139,19 +139,14 @@ def push_responses(dataset: Dataset, split: pd.Timestamp, as_of: pd.Timestamp, t
 def push_auc(model: Recommender, holdout: Holdout, members: np.ndarray) -> tuple[float, int]:
     """(pooled AUC of the model's scores, opened vs ignored pushes; cardholders counted) over the
     holdout pushes selected by the bool mask `members`; NaN without both outcomes."""
-    from scipy.stats import rankdata
-
     pushes = holdout.pushes
     rows, items, opened = pushes.rows[members], pushes.items[members], pushes.opened[members]
-    n_open, n_ignored = int(opened.sum()), int((~opened).sum())
-    if not n_open or not n_ignored:
-        return float("nan"), int(np.unique(rows).size)
     users, inverse = np.unique(rows, return_inverse=True)
+    if opened.all() or not opened.any():
+        return float("nan"), int(users.size)
     factors = model.user_factors(users, holdout.train.user_features[users])
     scores = np.einsum("ij,ij->i", factors[inverse], model.item_factors()[items])
-    ranks = rankdata(scores)
-    auc = (ranks[opened].sum() - n_open * (n_open + 1) / 2) / (n_open * n_ignored)
-    return float(auc), int(users.size)
+    return float(metrics.weighted_auc(scores, opened, np.ones((1, scores.size)))[0]), int(users.size)
 
 
 def holdout_slices(dataset: Dataset, split: pd.Timestamp, user_ids: np.ndarray,

@@ -22,10 +22,9 @@ import pandas as pd
 
 from features.loader import Dataset
 from recsys import metrics
-from recsys.models import Recommender
 from training.config import ModelSpec, TrainConfig
-from training.evaluate import Holdout, make_holdout, recommend_holdout
-from training.tune import objective_value, sampled, validation_scores
+from training.evaluate import make_holdout, recommend_holdout
+from training.tune import objective_replicates, sampled
 
 logger = logging.getLogger(__name__)
 
@@ -75,30 +74,6 @@ def fewest_good_epochs(objectives: list[float], tolerance: float = EPOCH_TOLERAN
     return int(first + np.flatnonzero(values[first - 1:] >= best - tolerance)[0])
 
 
-def objective_replicates(model: Recommender, validation: Holdout, reference_ndcg: np.ndarray,
-                         weights: np.ndarray, k: int) -> np.ndarray:
-    """`objective_value` under each row of `weights` [replicates, training rows] (bootstrap counts of
-    the cardholders), against popularity's per-cardholder nDCG@k `reference_ndcg`."""
-    terms = []
-    readers = ~validation.cold
-    if readers.any():
-        ndcg = metrics.per_user("ndcg", recommend_holdout(model, validation, k), validation.relevant, k)
-        reader_weights = weights[:, validation.rows[readers]]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            terms.append(reader_weights @ ndcg[readers] / (reader_weights @ reference_ndcg[readers]) - 1.0)
-    pushes = validation.pushes
-    rows = pushes.rows[pushes.cold]
-    if rows.size:
-        factors = model.user_factors(rows, validation.train.user_features[rows])
-        scores = np.einsum("ij,ij->i", factors, model.item_factors()[pushes.items[pushes.cold]])
-        terms.append(2.0 * metrics.weighted_auc(scores, pushes.opened[pushes.cold], weights[:, rows]) - 1.0)
-    if not terms:
-        return np.full(len(weights), np.nan)
-    stacked = np.stack(terms)
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(stacked), stacked, 0.0).sum(axis=0) / np.isfinite(stacked).sum(axis=0)
-
-
 def lightest_appeal_within_noise(objectives: dict[tuple[float, float], float],
                                  replicates: dict[tuple[float, float], np.ndarray]) -> tuple[float, float]:
     """(appeal, wide): the best pair's wide weight, and the lowest appeal there whose objective is within
@@ -131,12 +106,12 @@ def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfi
     validation = make_holdout(sampled(dataset, max_users, base.seed), split, base.holdout_days, base.features)
     popularity = base.baselines.get(POPULARITY, ModelSpec("popularity", {"by_segment": False}))
     popular = popularity.build().fit(validation.train)
-    reference = validation_scores(popular, validation, base.k)
     reference_ndcg = metrics.per_user("ndcg", recommend_holdout(popular, validation, base.k),
                                       validation.relevant, base.k)
-    weights = np.random.default_rng(base.seed).poisson(
-        1.0, (BOOTSTRAP_REPLICATES, validation.train.n_users)).astype(np.float64)
     train = validation.train
+    # row 0 weighs every cardholder once (the objective itself), the others are bootstrap replicates
+    weights = np.vstack([np.ones(train.n_users), np.random.default_rng(base.seed).poisson(
+        1.0, (BOOTSTRAP_REPLICATES, train.n_users))])
     start_appeal = float(params.get("item_appeal_weight", appeals[0]))
     model = ModelSpec(base.model.kind,
                       {**params, "wide_weight": 0.0, "item_appeal_weight": start_appeal}).build()
@@ -148,7 +123,7 @@ def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfi
             return
         states.append(fitted.embedding_state())
         fitted.set_item_appeal(start_appeal, train)
-        curve.append(objective_value(validation_scores(fitted, validation, base.k), reference, base.k))
+        curve.append(float(objective_replicates(fitted, validation, reference_ndcg, weights[:1], base.k)[0]))
 
     model.fit(train, callback=after_epoch)
     epochs = model.epochs
@@ -161,10 +136,8 @@ def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfi
         model.set_wide(wide, train)
         for appeal in appeals:
             model.set_item_appeal(appeal, train)
-            objectives[(appeal, wide)] = objective_value(validation_scores(model, validation, base.k),
-                                                         reference, base.k)
-            replicates[(appeal, wide)] = objective_replicates(model, validation, reference_ndcg, weights,
-                                                              base.k)
+            values = objective_replicates(model, validation, reference_ndcg, weights, base.k)
+            objectives[(appeal, wide)], replicates[(appeal, wide)] = float(values[0]), values[1:]
     appeal, wide = lightest_appeal_within_noise(objectives, replicates)
     selection = Selection(epochs=int(epochs), item_appeal_weight=appeal, wide_weight=wide,
                           window=(validation.split.isoformat(), validation.as_of.isoformat()),

@@ -133,13 +133,40 @@ def validation_scores(model: Recommender, holdout: Holdout, k: int) -> dict[str,
 def objective_value(scores: dict[str, float], reference: dict[str, float], k: int) -> float:
     """Mean of two gains over no skill: readers' nDCG@k over popularity's, minus 1, and non-readers'
     push-open Gini (2 AUC - 1, 0 for a random order); a term that cannot be measured is left out."""
+    readers = scores[f"readers.ndcg@{k}"] / reference[f"readers.ndcg@{k}"] - 1.0 \
+        if reference[f"readers.ndcg@{k}"] > 0 else float("nan")
+    gini = 2.0 * scores["non_readers.push_auc"] - 1.0
+    return float(mean_of_gains(np.array([[readers], [gini]]))[0])
+
+
+def objective_replicates(model: Recommender, validation: Holdout, reference_ndcg: np.ndarray,
+                         weights: np.ndarray, k: int) -> np.ndarray:
+    """`objective_value` under each row of `weights` [replicates, training rows] (bootstrap counts of
+    the cardholders; a row of ones gives the objective itself), against popularity's per-cardholder
+    nDCG@k `reference_ndcg`: each cardholder's terms are computed once for every row."""
     terms = []
-    ours, theirs = scores[f"readers.ndcg@{k}"], reference[f"readers.ndcg@{k}"]
-    if theirs > 0 and ours == ours:
-        terms.append(ours / theirs - 1.0)
-    if scores["non_readers.push_auc"] == scores["non_readers.push_auc"]:
-        terms.append(2.0 * scores["non_readers.push_auc"] - 1.0)
-    return float(np.mean(terms)) if terms else float("nan")
+    readers = ~validation.cold
+    if readers.any():
+        ndcg = metrics.per_user("ndcg", recommend_holdout(model, validation, k), validation.relevant, k)
+        defined = readers & ~np.isnan(ndcg) & ~np.isnan(reference_ndcg)
+        reader_weights = weights[:, validation.rows[defined]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            terms.append(reader_weights @ ndcg[defined] / (reader_weights @ reference_ndcg[defined]) - 1.0)
+    pushes = validation.pushes
+    rows = pushes.rows[pushes.cold]
+    if rows.size:
+        factors = model.user_factors(rows, validation.train.user_features[rows])
+        scores = np.einsum("ij,ij->i", factors, model.item_factors()[pushes.items[pushes.cold]])
+        terms.append(2.0 * metrics.weighted_auc(scores, pushes.opened[pushes.cold], weights[:, rows]) - 1.0)
+    return mean_of_gains(np.stack(terms) if terms else np.empty((0, len(weights))))
+
+
+def mean_of_gains(terms: np.ndarray) -> np.ndarray:
+    """The objective from its terms [terms, replicates]: their mean where measured (finite), NaN where
+    no term is."""
+    finite = np.isfinite(terms)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(finite, terms, 0.0).sum(axis=0) / finite.sum(axis=0)
 
 
 def tune(dataset: Dataset, split: pd.Timestamp, base: TrainConfig, budget_minutes: float,

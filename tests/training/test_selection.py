@@ -11,8 +11,12 @@ import pandas as pd
 import pytest
 
 from features.loader import load_dataset
+from recsys import metrics
 from tests.training.test_tune import FAST, before
+from training.config import ModelSpec
+from training.evaluate import make_holdout, recommend_holdout
 from training.selection import choose_on_validation, fewest_good_epochs, lightest_appeal_within_noise
+from training.tune import objective_replicates, objective_value, validation_scores
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +91,25 @@ def test_settings_are_chosen_on_validation_before_the_split(small_world: Path) -
     fixed = choose_on_validation(dataset, split, replace(config, choose_epochs=False), echo=lambda line: None)
     assert fixed.epochs == FAST.model.params["epochs"] and not fixed.epoch_objectives
     assert np.isfinite(list(fixed.objectives.values())).all()
+
+
+def test_the_objective_under_unit_weights_is_the_tuning_objective(small_world: Path) -> None:
+    """Selection and `--tune` score a model by one objective: the per-cardholder form weighted once each
+    gives `objective_value` of the scores, and resampled rows move around it."""
+    dataset = load_dataset(small_world)
+    split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
+    validation = make_holdout(dataset, split, FAST.holdout_days, FAST.features)
+    popular = ModelSpec("popularity", {"by_segment": False}).build().fit(validation.train)
+    model = replace(FAST.model, params={**FAST.model.params, "epochs": 2}).build().fit(validation.train)
+    reference = validation_scores(popular, validation, FAST.k)
+    reference_ndcg = metrics.per_user("ndcg", recommend_holdout(popular, validation, FAST.k),
+                                      validation.relevant, FAST.k)
+    n = validation.train.n_users
+    weights = np.vstack([np.ones(n), np.random.default_rng(0).poisson(1.0, (50, n))])
+    values = objective_replicates(model, validation, reference_ndcg, weights, FAST.k)
+    expected = objective_value(validation_scores(model, validation, FAST.k), reference, FAST.k)
+    assert np.isfinite(expected) and values[0] == pytest.approx(expected, rel=1e-9)
+    assert values[1:].std() > 0 and abs(values[1:].mean() - expected) < 3 * values[1:].std()
+    # popularity against itself gains nothing on readers
+    own = objective_replicates(popular, validation, reference_ndcg, weights[:1], FAST.k)[0]
+    assert own == pytest.approx(objective_value(reference, reference, FAST.k), rel=1e-9)
