@@ -55,7 +55,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.quality import SHARED, world_arguments, worlds  # noqa: E402
 
-SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # multiples of the truth ridge's spread tried for a sampled deviation
+# multiples of the truth ridge's spread tried for a sampled deviation
+SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 @dataclass(frozen=True)
@@ -134,10 +135,11 @@ def push_deviation(features: np.ndarray, sent: sp.csc_matrix, opened: sp.csc_mat
         labels = np.asarray(opened[rows, item].toarray()).ravel().astype(np.float64)
         fitted = features[rows] - features[rows].mean(axis=0)
         target = labels - labels.mean()
-        if rows.size <= features.shape[1]:  # the dual form: an n_sent x n_sent system
-            weights = fitted.T @ np.linalg.solve(fitted @ fitted.T + l2 * rows.size * np.eye(rows.size), target)
+        penalty = l2 * rows.size
+        if rows.size <= features.shape[1]:  # the dual form: an n_sent x n_sent system is the smaller one
+            weights = fitted.T @ np.linalg.solve(fitted @ fitted.T + penalty * np.eye(rows.size), target)
         else:
-            weights = np.linalg.solve(fitted.T @ fitted + l2 * rows.size * np.eye(fitted.shape[1]),
+            weights = np.linalg.solve(fitted.T @ fitted + penalty * np.eye(fitted.shape[1]),
                                       fitted.T @ target)
         out[:, item] = features @ weights
     return out
@@ -157,7 +159,8 @@ def sampled_labels(dataset, as_of: pd.Timestamp, user_ids: np.ndarray, item_ids:
         cols = items.index_of(frame["content_id"].astype(str).to_numpy(dtype=object))
         keep = (rows >= 0) & (cols >= 0)
         ones = np.ones(int(keep.sum()))
-        return sp.csc_matrix((sp.csc_matrix((ones, (rows[keep], cols[keep])), shape=shape) > 0), dtype=np.float64)
+        counts = sp.csc_matrix((ones, (rows[keep], cols[keep])), shape=shape)
+        return sp.csc_matrix(counts > 0, dtype=np.float64)
 
     reads = dataset.article_reads.loc[(dataset.article_reads["ts"] <= as_of).to_numpy()]
     pushes = dataset.push_log
@@ -277,7 +280,8 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=1.0, help="the ridge's penalty")
     parser.add_argument("--neighbours", type=int, default=None, help="also the K nearest readers' taste")
     parser.add_argument("--sampled", action="store_true",
-                        help="also the ridge on sampled labels: positives, push outcomes, both")
+                        help="also the ridge on sampled labels: positives, push outcomes (per item, "
+                             "per tag), both")
     parser.add_argument("--push-l2", type=float, default=1.0,
                         help="the push-outcome ridges' penalty (per push sent)")
     args = parser.parse_args()
