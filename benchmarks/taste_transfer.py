@@ -16,8 +16,25 @@ With `--neighbours K` it also prints the same figure for each non-reader's K nea
 taste (cosine over idf-weighted purchase-count shares per raw MCC and menu-click shares), alone and
 averaged with the ridge: what a neighbour-taste family could add.
 
+With `--sampled` it also fits the ridge on *sampled* labels instead of the truth, over every cardholder
+(non-readers' pushes are evidence too), to show how much each evidence source loses in estimation:
+
+- `positives`: the wide part's labels, 1 for an item read or opened as a push by the as-of time, else 0;
+- `push outcomes`: for each item only the cardholders it was pushed to (opened, or sent at least
+  `negative_grace_days` before the as-of time), opened = 1, ignored = 0: a masked per-item ridge with
+  its own intercept, so the slopes shrink towards the item's open rate; items never pushed get none;
+- `push outcomes by tag`: the same masked ridge per item tag (the pushes of every item carrying it),
+  an item's deviation the mean of its tags': what pushes of other items say about an item never pushed;
+- `both`: `positives` and `push outcomes` added, each scaled to a standard deviation of 1.
+
+Each gives a cardholder's deviation from the item's mean (centred per item); the non-readers are ranked
+by the readers' true mean open probability of the item (which alone is popularity: 0 of the gap) plus
+that deviation scaled to t times the spread of the truth ridge's deviation, and the best t of
+`SCALES` is kept (printed beside it), so every source gets the same, optimistic, treatment.
+
     .venv/bin/python benchmarks/taste_transfer.py --users 3000 --configs a.yaml b.yaml
     .venv/bin/python benchmarks/taste_transfer.py --users 3000 --neighbours 30
+    .venv/bin/python benchmarks/taste_transfer.py --users 3000 --sampled
 """
 
 from __future__ import annotations
@@ -37,6 +54,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.quality import SHARED, world_arguments, worlds  # noqa: E402
+
+# multiples of the truth ridge's spread tried for a sampled deviation
+SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,115 @@ def ridge_scores(features: sp.csr_matrix, truth: np.ndarray, fit_rows: np.ndarra
     return np.asarray(design @ np.linalg.solve(gram, fitted.T @ truth[fit_rows]))
 
 
+def standardised(features: sp.spmatrix) -> np.ndarray:
+    """Dense columns centred and scaled to unit variance (constant columns left at 0)."""
+    dense = np.asarray(sp.csr_matrix(features).toarray(), dtype=np.float64)
+    dense -= dense.mean(axis=0)
+    scale = dense.std(axis=0)
+    scale[scale == 0] = 1.0
+    return dense / scale
+
+
+def positive_deviation(features: np.ndarray, positives: np.ndarray, l2: float) -> np.ndarray:
+    """[n, items]: each row's centred score from a per-item ridge of `positives` (0/1) on the
+    standardised `features` over every row, penalty `l2` x n (the wide part's regression)."""
+    n = features.shape[0]
+    gram = features.T @ features + l2 * n * np.eye(features.shape[1])
+    return features @ np.linalg.solve(gram, features.T @ (positives - positives.mean(axis=0)))
+
+
+def push_deviation(features: np.ndarray, sent: sp.csc_matrix, opened: sp.csc_matrix, l2: float) -> np.ndarray:
+    """[n, items]: each row's centred score from a per-item ridge of `opened` on the standardised
+    `features`, fitted only on the rows `sent` marks for that item (with its own intercept, penalty
+    `l2` x the item's sends); 0 for an item never sent."""
+    out = np.zeros((features.shape[0], sent.shape[1]))
+    for item in range(sent.shape[1]):
+        rows = sent.indices[sent.indptr[item]:sent.indptr[item + 1]]
+        if rows.size < 2:
+            continue
+        labels = np.asarray(opened[rows, item].toarray()).ravel().astype(np.float64)
+        fitted = features[rows] - features[rows].mean(axis=0)
+        target = labels - labels.mean()
+        penalty = l2 * rows.size
+        if rows.size <= features.shape[1]:  # the dual form: an n_sent x n_sent system is the smaller one
+            weights = fitted.T @ np.linalg.solve(fitted @ fitted.T + penalty * np.eye(rows.size), target)
+        else:
+            weights = np.linalg.solve(fitted.T @ fitted + penalty * np.eye(fitted.shape[1]),
+                                      fitted.T @ target)
+        out[:, item] = features @ weights
+    return out
+
+
+def sampled_labels(dataset, as_of: pd.Timestamp, user_ids: np.ndarray, item_ids: np.ndarray, grace_days: float
+                   ) -> tuple[np.ndarray, sp.csc_matrix, sp.csc_matrix]:
+    """(positives dense 0/1, sent, opened) [users, items] from the reads and the push log up to `as_of`:
+    positives are reads and opened pushes; `sent` the pushes opened or sent `grace_days` before it."""
+    from recsys.ids import IdIndex
+
+    users, items = IdIndex(user_ids), IdIndex(item_ids)
+    shape = (len(users), len(items))
+
+    def matrix(frame: pd.DataFrame) -> sp.csc_matrix:
+        rows = users.index_of(frame["user_id"].astype(str).to_numpy(dtype=object))
+        cols = items.index_of(frame["content_id"].astype(str).to_numpy(dtype=object))
+        keep = (rows >= 0) & (cols >= 0)
+        ones = np.ones(int(keep.sum()))
+        counts = sp.csc_matrix((ones, (rows[keep], cols[keep])), shape=shape)
+        return sp.csc_matrix(counts > 0, dtype=np.float64)
+
+    reads = dataset.article_reads.loc[(dataset.article_reads["ts"] <= as_of).to_numpy()]
+    pushes = dataset.push_log
+    is_open = (pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)).to_numpy()
+    counted = is_open | (pushes["sent_ts"] <= as_of - pd.Timedelta(days=grace_days)).to_numpy()
+    opened = matrix(pushes.loc[is_open])
+    positives = ((matrix(reads) + opened) > 0).toarray().astype(np.float64)
+    return positives, matrix(pushes.loc[counted]), opened
+
+
+def tag_deviation(features: np.ndarray, sent: sp.csc_matrix, opened: sp.csc_matrix, tags: sp.csr_matrix,
+                  l2: float) -> np.ndarray:
+    """`push_deviation` per tag (the pushes of every item carrying it), each item the mean of its tags'."""
+    carries = sp.csr_matrix(tags > 0, dtype=np.float64)
+    per_tag = push_deviation(features, sp.csc_matrix((sent @ carries) > 0, dtype=np.float64),
+                             sp.csc_matrix((opened @ carries) > 0, dtype=np.float64), l2)
+    counts = np.asarray(carries.sum(axis=1)).ravel()
+    return per_tag @ (sp.diags(1.0 / np.maximum(counts, 1.0)) @ carries).T.toarray()
+
+
+def best_scaled(deviation: np.ndarray, level: np.ndarray, spread: float, truth: np.ndarray, rows: np.ndarray,
+                popular: int) -> tuple[float, float]:
+    """(gap closed, t) of `level` + `deviation` scaled to t x `spread`, the best t of `SCALES`."""
+    own = deviation.std()
+    if own == 0:
+        return gap_closed(np.broadcast_to(level, truth.shape), truth, rows, popular), 0.0
+    results = [(gap_closed(level + deviation * (t * spread / own), truth, rows, popular), t) for t in SCALES]
+    return max(results)
+
+
+def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray, features: sp.csr_matrix,
+                    item_features: sp.csr_matrix, item_feature_names: tuple[str, ...], ridge: np.ndarray,
+                    open_prob: np.ndarray, readers: np.ndarray, others: np.ndarray, popular: int, l2: float,
+                    push_l2: float, grace_days: float) -> dict:
+    """The non-readers' gap closed of each sampled-label source (see the module)."""
+    positives, sent, opened = sampled_labels(dataset, as_of, truth.user_ids, truth.item_ids[live], grace_days)
+    standard = standardised(features)
+    level = open_prob[readers].mean(axis=0)
+    spread = float((ridge - ridge.mean(axis=0)).std())
+    tag_columns = [j for j, name in enumerate(item_feature_names) if name.startswith("tag:")]
+    deviations = {
+        "positives": positive_deviation(standard, positives, l2),
+        "push outcomes": push_deviation(standard, sent, opened, push_l2),
+        "push outcomes by tag": tag_deviation(standard, sent, opened,
+                                              sp.csr_matrix(item_features[:, tag_columns]), push_l2),
+    }
+    deviations["both"] = sum(deviations[name] / max(deviations[name].std(), 1e-12)
+                             for name in ("positives", "push outcomes"))
+    row = {"pushed items": int((np.diff(sent.indptr) > 0).sum()), "live items": int(live.sum())}
+    for name, deviation in deviations.items():
+        row[name], row[f"{name} t"] = best_scaled(deviation, level, spread, open_prob, others, popular)
+    return row
+
+
 def neighbour_scores(builder, features: sp.csr_matrix, truth: np.ndarray, readers: np.ndarray,
                      others: np.ndarray, k: int) -> np.ndarray:
     """Each of `others`' rows: the mean truth of its `k` nearest `readers` in the behaviour profile."""
@@ -109,7 +238,7 @@ def neighbour_scores(builder, features: sp.csr_matrix, truth: np.ndarray, reader
 
 
 def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None, configs: list[Path | None],
-            l2: float, neighbours: int | None) -> list[dict]:
+            l2: float, neighbours: int | None, sampled: bool = False, push_l2: float = 1.0) -> list[dict]:
     from features.builder import FeatureBuilder
     from features.loader import load_dataset
     from training.config import load_config
@@ -132,6 +261,11 @@ def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None
             nearest = neighbour_scores(builder, features, open_prob, readers, others, neighbours)
             row["neighbours"] = gap_closed(nearest, open_prob, others, popular)
             row["ridge + neighbours"] = gap_closed((ridge + nearest) / 2, open_prob, others, popular)
+        if sampled:
+            item_features = builder.transform_items(dataset.content, truth.item_ids[live])
+            row |= sampled_figures(dataset, as_of, truth, live, features, item_features,
+                                   builder.item_feature_names, ridge, open_prob, readers, others, popular,
+                                   l2, push_l2, features_config.negative_grace_days)
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -145,12 +279,18 @@ def main() -> None:
                              "(default: --config, else the built-in one)")
     parser.add_argument("--l2", type=float, default=1.0, help="the ridge's penalty")
     parser.add_argument("--neighbours", type=int, default=None, help="also the K nearest readers' taste")
+    parser.add_argument("--sampled", action="store_true",
+                        help="also the ridge on sampled labels: positives, push outcomes (per item, "
+                             "per tag), both")
+    parser.add_argument("--push-l2", type=float, default=1.0,
+                        help="the push-outcome ridges' penalty (per push sent)")
     args = parser.parse_args()
     configs = args.configs or [args.config]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="qianmian-transfer-") as scratch:
         for name, world, as_of, truth_path in worlds(args, Path(scratch)):
-            rows += measure(name, world, as_of, truth_path, configs, args.l2, args.neighbours)
+            rows += measure(name, world, as_of, truth_path, configs, args.l2, args.neighbours, args.sampled,
+                            args.push_l2)
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
 
 

@@ -30,3 +30,75 @@ def test_a_ridge_on_features_that_determine_taste_carries_it_to_the_rows_it_was_
     # features that say nothing leave every row at the fitted rows' mean taste
     flat = ridge_scores(sp.csr_matrix(np.ones((4, 1), dtype=np.float32)), TRUTH, np.array([0, 1]), l2=1e-6)
     np.testing.assert_allclose(flat[2:], np.tile(TRUTH[:2].mean(axis=0), (2, 1)), atol=1e-4)
+
+
+def test_the_push_outcome_ridge_fits_only_the_pushed_rows_and_carries_their_taste_to_the_others() -> None:
+    from benchmarks.taste_transfer import push_deviation
+
+    features = np.array([[-1.0], [1.0], [-1.0], [1.0]])
+    # item 0 pushed to rows 0 and 1, only row 1 opened; item 1 never pushed
+    sent = sp.csc_matrix(np.array([[1, 0], [1, 0], [0, 0], [0, 0]], dtype=np.float64))
+    opened = sp.csc_matrix(np.array([[0, 0], [1, 0], [0, 0], [1, 1]], dtype=np.float64))
+    deviation = push_deviation(features, sent, opened, l2=1.0)
+    # slope = x'(y - 0.5) / (x'x + l2 * 2 sends) = 1 / 4, for pushed and unpushed rows alike
+    np.testing.assert_allclose(deviation[:, 0], [-0.25, 0.25, -0.25, 0.25])
+    # an open with no send behind it is no push outcome
+    np.testing.assert_allclose(deviation[:, 1], 0.0)
+
+
+def test_the_push_outcome_ridge_in_its_dual_form_equals_the_primal_one() -> None:
+    from benchmarks.taste_transfer import push_deviation
+
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(40, 12))
+    sent = sp.csc_matrix((rng.random((40, 1)) < 0.2).astype(np.float64))  # fewer sends than columns
+    opened = sp.csc_matrix(sent.multiply(rng.random((40, 1)) < 0.5))
+    rows = sent.indices
+    fitted = features[rows] - features[rows].mean(axis=0)
+    target = opened[rows, 0].toarray().ravel() - opened[rows, 0].toarray().mean()
+    assert 2 <= rows.size <= features.shape[1]
+    weights = np.linalg.solve(fitted.T @ fitted + 0.5 * rows.size * np.eye(12), fitted.T @ target)
+    np.testing.assert_allclose(push_deviation(features, sent, opened, l2=0.5)[:, 0], features @ weights,
+                               atol=1e-10)
+
+
+def test_the_positive_ridge_and_the_tag_ridge_on_hand_computed_cases() -> None:
+    from benchmarks.taste_transfer import positive_deviation, tag_deviation
+
+    features = np.array([[-1.0], [1.0], [-1.0], [1.0]])
+    positives = np.array([[0.0], [1.0], [0.0], [0.0]])
+    # slope = x'(y - 0.25) / (x'x + l2 n) = 1 / (4 + 4)
+    np.testing.assert_allclose(positive_deviation(features, positives, l2=1.0)[:, 0],
+                               [-0.125, 0.125, -0.125, 0.125])
+    # items 0 and 1 share a tag, item 2 has its own; only item 0 was pushed: item 1 gets the tag's taste
+    tags = sp.csr_matrix(np.array([[1, 0], [1, 0], [0, 1]], dtype=np.float64))
+    sent = sp.csc_matrix(np.array([[1, 0, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0]], dtype=np.float64))
+    opened = sp.csc_matrix(np.array([[0, 0, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0]], dtype=np.float64))
+    deviation = tag_deviation(features, sent, opened, tags, l2=1.0)
+    np.testing.assert_allclose(deviation[:, 0], [-0.25, 0.25, -0.25, 0.25])
+    np.testing.assert_allclose(deviation[:, 1], deviation[:, 0])
+    np.testing.assert_allclose(deviation[:, 2], 0.0)
+
+
+def test_sampled_labels_take_reads_and_opens_as_positives_and_only_old_enough_pushes_as_sent() -> None:
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from benchmarks.taste_transfer import sampled_labels
+
+    as_of = pd.Timestamp("2026-09-01", tz="UTC")
+    day = pd.Timedelta(days=1)
+    reads = pd.DataFrame({"user_id": ["a", "b"], "content_id": ["x", "y"], "ts": [as_of - day, as_of + day]})
+    pushes = pd.DataFrame({
+        "user_id": ["a", "b", "b", "a"], "content_id": ["y", "x", "y", "x"],
+        "sent_ts": [as_of - 5 * day, as_of - 5 * day, as_of - 0.5 * day, as_of - 3 * day],
+        "opened_ts": [as_of - 4 * day, pd.NaT, pd.NaT, as_of + day]})
+    dataset = SimpleNamespace(article_reads=reads, push_log=pushes)
+    positives, sent, opened = sampled_labels(dataset, as_of, np.array(["a", "b"]), np.array(["x", "y"]), 2.0)
+    # a read x and opened y; b's read is after the cut
+    np.testing.assert_array_equal(positives, [[1, 1], [0, 0]])
+    # b's push of y is younger than the grace days and unopened: not yet an outcome; a's open of x
+    # comes after the cut, so that push counts as sent and ignored
+    np.testing.assert_array_equal(sent.toarray(), [[1, 1], [1, 0]])
+    np.testing.assert_array_equal(opened.toarray(), [[0, 1], [0, 0]])
