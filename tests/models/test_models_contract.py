@@ -482,3 +482,36 @@ class TestLightFMHybridWide(RecommenderContract):
         assert model.epochs == 6
         np.testing.assert_allclose(model.scores(users, data.user_features),
                                    shorter.scores(users, data.user_features), rtol=1e-4, atol=1e-5)
+
+
+class TestLightFMHybridFeatureItems(RecommenderContract):
+    """Items represented by their features only (no identity), with item appeal and the wide part."""
+
+    expected_epochs = 15
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def checkerboard(cls):
+        return exposed_board()
+
+    @classmethod
+    def make(cls) -> Recommender:
+        return LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3, user_identity=False,
+                             item_identity=False, item_appeal_weight=1.0, wide_weight=0.5)
+
+    def test_items_with_the_same_features_differ_only_by_appeal_and_the_wide_part(
+            self, fitted: LightFMHybrid, checkerboard) -> None:
+        data = checkerboard.data
+        factors = fitted.item_factors()
+        rank = fitted.no_components
+        camp_a = np.flatnonzero(checkerboard.item_camp == 0)
+        # the learned embedding is the camp's: no per-item column to learn from
+        np.testing.assert_allclose(factors[camp_a, :rank], np.broadcast_to(factors[camp_a[0], :rank],
+                                                                          (camp_a.size, rank)))
+        assert fitted.lightfm.item_embeddings.shape[0] == data.item_features.shape[1]
+        # engagement per day on offer still orders the items within a camp (appeal applied)
+        users = fitted.user_factors(np.arange(data.n_users), data.user_features)
+        mean_score = factors @ users.mean(axis=0)
+        engaged = np.diff(data.interactions_csr().tocsc().indptr)
+        rate = engagement_rate(engaged, data.item_exposure_days)
+        assert np.corrcoef(mean_score[camp_a], rate[camp_a])[0, 1] > 0.9

@@ -63,6 +63,13 @@ def test_model_params_merge_over_the_defaults() -> None:
     assert config.model.params["epochs"] == 3 and config.model.params["no_components"] == 32
 
 
+def test_items_can_be_represented_by_their_features_only(tmp_path) -> None:
+    path = tmp_path / "items.yaml"
+    path.write_text("model:\n  params:\n    item_identity: false\n")
+    model = load_config(path).model.build()
+    assert model.item_identity is False and model.user_identity is False
+
+
 def test_champion_moves_only_past_every_baseline_and_the_current_champion_beyond_noise() -> None:
     clear = {"popularity": Comparison(0.20, 0.10, 0.08, 0.12, 900)}
     moved, why = champion_decision(0.30, clear, None, None, "ndcg@10")
