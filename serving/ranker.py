@@ -39,10 +39,10 @@ from recsys.decision import (
     projected_recent,
 )
 from recsys.eligibility import valid_between
-from recsys.publication import decode_user
+from recsys.publication import decode_users
 from recsys.times import iso_utc
 from serving.errors import UnknownFeaturesError
-from serving.pipeline import LiveModel, Ranked, Representation
+from serving.pipeline import Cardholders, LiveModel, Ranked, Representation
 from serving.responses import require_finite
 from serving.schemas import RankRequest
 from serving.state import ServingState, Snapshot
@@ -87,17 +87,22 @@ def check_features(model: LiveModel, features: dict[str, float] | None, where: s
 
 
 def representations(model: LiveModel, blobs: Sequence[bytes | None],
-                    requests: Sequence[RankRequest]) -> list[Representation]:
-    out = []
-    for index, (blob, request) in enumerate(zip(blobs, requests, strict=True)):
+                    requests: Sequence[RankRequest]) -> tuple[list[Representation], Cardholders]:
+    """Each request's cardholder, one by one and as the batch's arrays (`blobs[i]`: request i's
+    published record, None when the publication lacks the cardholder)."""
+    for index, request in enumerate(requests):
         if request.features:
             check_features(model, request.features,
                            f"requests[{index}].features" if len(requests) > 1 else "features")
-        if blob is not None:
-            out.append(model.known(decode_user(blob, model.item_dtype, model.feature_dtype)))
-        else:
-            out.append(model.unknown(request.features))
-    return out
+    known = [i for i, blob in enumerate(blobs) if blob is not None]
+    if len(known) == len(blobs):  # the usual batch: every record decoded into the batch's arrays at once
+        records = decode_users(blobs, model.item_dtype, model.feature_dtype)
+        return model.known_many(records), Cardholders.published(records)
+    published = iter(model.known_many(decode_users([blobs[i] for i in known], model.item_dtype,
+                                                   model.feature_dtype)))
+    users = [model.unknown(request.features) if blob is None else next(published)
+             for blob, request in zip(blobs, requests, strict=True)]
+    return users, model.cardholders(users)
 
 
 def registry_of(model: LiveModel | None) -> dict[str, str | None]:
@@ -122,11 +127,11 @@ class Outlook:
     best_hours: list[int]
 
 
-def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
+def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation], cardholders: Cardholders,
              requests: Sequence[RankRequest], ranked_all: Sequence[Ranked],
              moments: Sequence[datetime]) -> list[Outlook | None]:
     """Outlooks for every request with candidates at its decision time `moments[i]` (see
-    `recsys.decision`); one caps read for the batch."""
+    `recsys.decision`); one caps read for the batch. `cardholders`: `users` as the batch's arrays."""
     model, policy = snapshot.model, snapshot.policy.policy
     rows = [i for i, ranked in enumerate(ranked_all) if len(ranked.items)]
     out: list[Outlook | None] = [None] * len(requests)
@@ -168,7 +173,8 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
     at = np.array([to_ms(plan[0]) // 1000 for plan in plans])[:, None] + 86_400 * np.arange(32)[None, :]
     counts = np.stack(caps_counts) + response.history_counts(user_rows, at)
     pacing = policy.decision.pacing is not None
-    upcoming = upcoming_candidates(model, users, requests, rows, plans) if pacing else [[] for _ in rows]
+    upcoming = (upcoming_candidates(model, cardholders, requests, rows, plans) if pacing
+                else [[] for _ in rows])
     # one flat query: every candidate at the current hour, then the top candidate at every open hour,
     # then each upcoming candidate at every open hour
     widths = [min(len(ranked_all[i].items), decide_width(requests[i].k)) for i in rows]
@@ -219,7 +225,7 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
     return out
 
 
-def upcoming_candidates(model: LiveModel, users: Sequence[Representation], requests: Sequence[RankRequest],
+def upcoming_candidates(model: LiveModel, cardholders: Cardholders, requests: Sequence[RankRequest],
                         rows: Sequence[int], plans: Sequence[tuple]) -> list[np.ndarray]:
     """Per row: the best `UPCOMING` items (by the ranking score) each cardholder may get that become valid
     after now and before the local month ends (none for requests naming their candidates)."""
@@ -234,7 +240,8 @@ def upcoming_candidates(model: LiveModel, users: Sequence[Representation], reque
             later = (model.valid_from > now.timestamp()) & (model.valid_from < month_end)
         if not later.any():
             continue
-        ranked = model.rank_block([users[rows[slot]] for slot in slots], now, UPCOMING, later)
+        ranked = model.rank_block(cardholders.take(np.asarray([rows[slot] for slot in slots])), now, UPCOMING,
+                                  later)
         for slot, found in zip(slots, ranked, strict=True):
             out[slot] = found.items
     return out
@@ -308,7 +315,7 @@ def chosen_positions(request: RankRequest, decision: UserDecision | None) -> lis
     return chosen
 
 
-def answers(model: LiveModel, snapshot: Snapshot, users: Sequence[Representation],
+def answers(model: LiveModel, snapshot: Snapshot, users: Sequence[Representation], cardholders: Cardholders,
             requests: Sequence[RankRequest], ranked_all: Sequence[Ranked],
             decisions: Sequence[UserDecision | None], moments: Sequence[datetime],
             looks: Sequence[Outlook | None]) -> list[dict[str, Any]]:
@@ -322,7 +329,7 @@ def answers(model: LiveModel, snapshot: Snapshot, users: Sequence[Representation
                     for ranked, chosen in zip(ranked_all, chosen_all, strict=True)]
     picked_all = [[items[p] for p in chosen] for (items, _), chosen in zip(ranked_lists, chosen_all,
                                                                             strict=True)]
-    reasons_all = model.reasons_many(users, picked_all)
+    reasons_all = model.reasons_many(cardholders, picked_all)
     version, policy_version = model.version, snapshot.policy.policy.version
     registry_model, registry_version = _registry(model)
     ids, titles, kinds = model.item_ids, model.titles, model.kinds
@@ -406,7 +413,7 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             state.check_now(request.now, f"requests[{index}].now" if len(requests) > 1 else "now")
             checked.add(key)
     blobs = state.user_records(model.version, [request.user_id for request in requests])
-    users = representations(model, blobs, requests)
+    users, cardholders = representations(model, blobs, requests)
     ranked_all: list[Ranked | None] = [None] * len(requests)
     by_time: dict[datetime, list[int]] = {}
     for index, moment in enumerate(moments):
@@ -417,13 +424,14 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
         if default:
             # one more than the caps look at: whether eligible candidates were left unchecked
             width = max(decide_width(requests[i].k) for i in default) + 1
-            for i, ranked in zip(default, model.rank_block([users[i] for i in default], now, width, valid),
-                                 strict=True):
+            block = cardholders if len(default) == len(requests) else cardholders.take(
+                np.asarray(default, dtype=np.int64))
+            for i, ranked in zip(default, model.rank_block(block, now, width, valid), strict=True):
                 ranked_all[i] = ranked
         for i in indices:
             if requests[i].candidates is not None:
                 ranked_all[i] = model.rank(users[i], now, requests[i].candidates, valid)
-    looks = outlooks(snapshot, state.engine, users, requests, ranked_all, moments)
+    looks = outlooks(snapshot, state.engine, users, cardholders, requests, ranked_all, moments)
     cap_requests, positions = [], []
     for index, (user, request, ranked) in enumerate(zip(users, requests, ranked_all, strict=True)):
         if len(ranked.items):
@@ -439,7 +447,7 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             results = state.engine.decide_batch([cap_requests[s] for s in slots], now=now)
             for slot, result in zip(slots, results, strict=True):
                 decisions[positions[slot]] = result
-    bodies = answers(model, snapshot, users, requests, ranked_all, decisions, moments, looks)
+    bodies = answers(model, snapshot, users, cardholders, requests, ranked_all, decisions, moments, looks)
     rules: Counter[str] = Counter()
     fallbacks: Counter[str] = Counter()
     for user, body in zip(users, bodies, strict=True):
