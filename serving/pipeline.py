@@ -100,7 +100,8 @@ class Ranked:
 
 @dataclass(slots=True)
 class Cardholders:
-    """A batch of cardholders as arrays, what batch ranking and reasons read (row i: the batch's i-th).
+    """A batch of cardholders as arrays, what ranking, the caps requests, reasons and answers of a batch
+    read (row i: the batch's i-th).
 
     A row without factors (`scored` False) is ranked by popularity and its row of `factors` is unused;
     `fitted`: published factors (no fallback). Each row's features and seen items are at
@@ -117,16 +118,22 @@ class Cardholders:
     feature_values: np.ndarray  # float32
     seen_starts: np.ndarray  # int64 [n + 1]
     seen: np.ndarray
+    timezone: list[str | None]
+    fallback: list[str | None]  # as `Representation.fallback`
 
     def __len__(self) -> int:
         return len(self.group)
 
     @classmethod
-    def published(cls, records: RecordBatch) -> Cardholders:
-        """Cardholders the publication holds, straight from their decoded records."""
+    def published(cls, records: RecordBatch, timezones: Sequence[str]) -> Cardholders:
+        """Cardholders the publication holds, straight from their decoded records (`timezones`: the
+        manifest's, which the records index)."""
         every = np.ones(len(records), dtype=bool)
+        names = [name or None for name in timezones]
+        zones = [names[zone] if zone < len(names) else None for zone in records.timezone.tolist()]
         return cls(records.factors, every, every, records.group, records.opt_in, records.feature_starts,
-                   records.feature_index, records.feature_values, records.seen_starts, records.seen)
+                   records.feature_index, records.feature_values, records.seen_starts, records.seen, zones,
+                   [None] * len(records))
 
     @classmethod
     def of(cls, users: Sequence[Representation], dim: int) -> Cardholders:
@@ -146,25 +153,36 @@ class Cardholders:
         return cls(factors, scored, fitted, group, opt_in, feature_starts,
                    _joined([u.feature_index for u in users], np.int64),
                    _joined([u.feature_values for u in users], np.float32), seen_starts,
-                   _joined([u.seen for u in users], np.int64))
+                   _joined([u.seen for u in users], np.int64), [u.timezone for u in users],
+                   [u.fallback for u in users])
+
+    def user(self, row: int) -> Representation:
+        """Row `row` as one cardholder's representation (its arrays are views of the batch's)."""
+        features = slice(self.feature_starts[row], self.feature_starts[row + 1])
+        return Representation(self.factors[row] if self.scored[row] else None, int(self.group[row]),
+                              self.timezone[row], bool(self.opt_in[row]), self.feature_index[features],
+                              self.feature_values[features],
+                              self.seen[self.seen_starts[row]:self.seen_starts[row + 1]], self.fallback[row])
 
     def rows(self, start: int, stop: int) -> Cardholders:
-        """Rows `start:stop` (views, no copy)."""
+        """Rows `start:stop` (array views, no copy)."""
         features = self.feature_starts[start:stop + 1]
         seen = self.seen_starts[start:stop + 1]
         return Cardholders(self.factors[start:stop], self.scored[start:stop], self.fitted[start:stop],
                            self.group[start:stop], self.opt_in[start:stop], features - features[0],
                            self.feature_index[features[0]:features[-1]],
                            self.feature_values[features[0]:features[-1]], seen - seen[0],
-                           self.seen[seen[0]:seen[-1]])
+                           self.seen[seen[0]:seen[-1]], self.timezone[start:stop], self.fallback[start:stop])
 
     def take(self, rows: np.ndarray) -> Cardholders:
         """The given rows, in that order."""
         feature_starts, features = _segments(self.feature_starts, rows)
         seen_starts, seen = _segments(self.seen_starts, rows)
+        picked = rows.tolist()
         return Cardholders(self.factors[rows], self.scored[rows], self.fitted[rows], self.group[rows],
                            self.opt_in[rows], feature_starts, self.feature_index[features],
-                           self.feature_values[features], seen_starts, self.seen[seen])
+                           self.feature_values[features], seen_starts, self.seen[seen],
+                           [self.timezone[i] for i in picked], [self.fallback[i] for i in picked])
 
 
 def _starts(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -268,22 +286,9 @@ class LiveModel:
         return max(MIN_BLOCK, BLOCK_SCORES // max(self.n_items, 1))
 
     # ------------------------------------------------------------------ representation
-    def known_many(self, records: RecordBatch) -> list[Representation]:
-        """The representation of each decoded record (its arrays are views of the batch's)."""
-        zones = [name or None for name in self.timezones]
-        n_zones = len(zones)
-        feature_starts, seen_starts = records.feature_starts.tolist(), records.seen_starts.tolist()
-        index, values, seen = records.feature_index, records.feature_values, records.seen
-        # The feature index stays in its stored dtype: it only ever indexes arrays.
-        return [
-            Representation(factors, group, zones[zone] if zone < n_zones else None, opt_in,
-                           index[feature_starts[i]:feature_starts[i + 1]],
-                           values[feature_starts[i]:feature_starts[i + 1]],
-                           seen[seen_starts[i]:seen_starts[i + 1]], None)
-            for i, (factors, group, zone, opt_in) in enumerate(zip(
-                records.factors, records.group.tolist(), records.timezone.tolist(), records.opt_in.tolist(),
-                strict=True))
-        ]
+    def known(self, records: RecordBatch) -> Cardholders:
+        """Cardholders of decoded published records."""
+        return Cardholders.published(records, self.timezones)
 
     def cardholders(self, users: Sequence[Representation]) -> Cardholders:
         return Cardholders.of(users, self.item_factors.shape[1])

@@ -28,7 +28,7 @@ def user_caps(user_id: UserId, state: State, principal: ReadAccess,
         blob = state.user_records(snapshot.model.version, [user_id])[0]
         if blob is not None:
             records = decode_users([blob], snapshot.model.item_dtype, snapshot.model.feature_dtype)
-            timezone = snapshot.model.known_many(records)[0].timezone
+            timezone = snapshot.model.known(records).timezone[0]
     caps = state.engine.state(user_id, timezone=timezone, now=state.check_now(now, "now"))
     return {
         "user_id": caps.user_id, "as_of": caps.as_of, "timezone": caps.timezone,

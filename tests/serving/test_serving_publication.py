@@ -113,7 +113,8 @@ def test_request_time_ranking_matches_offline_top_k(published, store, bundle, da
     offline, offline_scores = top_k(factors, bundle.model.item_factors(), 10,
                                     dataset_eligibility(bundle, dataset, bundle.as_of, offline_ids))
     blobs = [redis_client.get(store.user_key(published.version, ids[i])) for i in opted_in]
-    users = model.known_many(decode_users(blobs, model.item_dtype, model.feature_dtype))
+    published_users = model.known(decode_users(blobs, model.item_dtype, model.feature_dtype))
+    users = [published_users.user(row) for row in range(len(published_users))]
     block = model.rank_block(users, as_of, 10)
     for expected, expected_scores, user, in_block in zip(offline, offline_scores, users, block, strict=True):
         n = int((expected >= 0).sum())
@@ -136,8 +137,9 @@ def test_a_cardholders_scores_do_not_depend_on_who_is_ranked_with_them(published
     assert model.block_rows == MIN_BLOCK
     as_of = bundle.as_of.to_pydatetime()
     ids = dataset.cardholders["user_id"].astype(str).tolist()[:model.block_rows + 7]
-    users = model.known_many(decode_users([redis_client.get(store.user_key(published.version, user_id))
-                                           for user_id in ids], model.item_dtype, model.feature_dtype))
+    published_users = model.known(decode_users([redis_client.get(store.user_key(published.version, user_id))
+                                                for user_id in ids], model.item_dtype, model.feature_dtype))
+    users = [published_users.user(row) for row in range(len(published_users))]
     users = [user for user in users if user.opt_in]
     block = model.rank_block(users, as_of, 8)
     small = model.rank_block(users[:SMALL_BLOCK], as_of, 8)
@@ -163,12 +165,13 @@ def test_batch_arrays_of_decoded_records_rank_and_explain_as_one_by_one(publishe
     ids = dataset.cardholders["user_id"].astype(str).tolist()[:150]
     records = decode_users([redis_client.get(store.user_key(published.version, user_id)) for user_id in ids],
                            model.item_dtype, model.feature_dtype)
-    users = model.known_many(records)
-    direct, gathered = Cardholders.published(records), model.cardholders(users)
+    direct = model.known(records)
+    users = [direct.user(row) for row in range(len(direct))]
+    gathered = model.cardholders(users)
     rows = np.array([5, 0, 149, 17, 17, 60])
     for left, right in [(direct, gathered), (direct.take(rows), model.cardholders([users[i] for i in rows])),
                         (direct.rows(10, 90), model.cardholders(users[10:90]))]:
-        for field in Cardholders.__slots__:
+        for field in Cardholders.__slots__:  # the lists of time zones and fallbacks as well
             np.testing.assert_array_equal(getattr(left, field), getattr(right, field), err_msg=field)
     as_of = bundle.as_of.to_pydatetime()
     batched, alone_all = model.rank_block(direct, as_of, 7), model.rank_block(users, as_of, 7)
@@ -194,8 +197,9 @@ def test_reasons_follow_the_largest_feature_contribution(published, store, datas
 
     model = LiveModel(store.load(published.version))
     ids = dataset.cardholders["user_id"].astype(str).tolist()[:120]
-    users = model.known_many(decode_users([redis_client.get(store.user_key(published.version, user_id))
-                                           for user_id in ids], model.item_dtype, model.feature_dtype))
+    published_users = model.known(decode_users([redis_client.get(store.user_key(published.version, user_id))
+                                                for user_id in ids], model.item_dtype, model.feature_dtype))
+    users = [published_users.user(row) for row in range(len(published_users))]
     users = [user for user in users if user.factors is not None and len(user.feature_index)]
     for user in users[::5]:
         user.fallback = "features"
