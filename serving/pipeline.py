@@ -96,6 +96,15 @@ class Ranked:
     items: np.ndarray
     scores: np.ndarray
     skipped: Sequence[tuple[str, str]] = ()
+    item_list: list[int] | None = None  # `items` and `scores` as lists, see `lists`
+    score_list: list[float] | None = None
+
+    def lists(self) -> tuple[list[int], list[float]]:
+        """`items` and `scores` as Python lists, converted once: the caps request and the answer read
+        them, and a batch's blocks convert all their rows in one call."""
+        if self.item_list is None or self.score_list is None:
+            self.item_list, self.score_list = self.items.tolist(), self.scores.tolist()
+        return self.item_list, self.score_list
 
 
 @dataclass(slots=True)
@@ -417,9 +426,12 @@ class LiveModel:
         order, values = best_per_row(scores, min(width, m))
         order = order.astype(np.int64)
         counts = np.isfinite(values).sum(axis=1)
+        rows = zip(order, values, order.tolist(), values.tolist(), strict=True)
         if counts.min() == order.shape[1]:  # every row full (the usual case): whole rows, no slicing
-            return [Ranked(items, scores) for items, scores in zip(order, values, strict=True)]
-        return [Ranked(order[i, :count], values[i, :count]) for i, count in enumerate(counts.tolist())]
+            return [Ranked(items, scores, (), item_list, score_list)
+                    for items, scores, item_list, score_list in rows]
+        return [Ranked(items[:count], scores[:count], (), item_list[:count], score_list[:count])
+                for (items, scores, item_list, score_list), count in zip(rows, counts.tolist(), strict=True)]
 
     def popularity(self, group: int) -> np.ndarray:
         """The scores of a cardholder without factors: its tier's popularity, else the overall one."""

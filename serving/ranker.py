@@ -280,7 +280,7 @@ def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_o
 def cap_request(model: LiveModel, timezone: str | None, request: RankRequest, ranked: Ranked,
                 outlook: Outlook | None = None) -> CapRequest:
     candidates = model.cap_candidates(request.campaign)
-    index = ranked.items[:decide_width(request.k)].tolist()
+    index = ranked.lists()[0][:decide_width(request.k)]
     chosen = itemgetter(*index)(candidates) if len(index) > 1 else tuple([candidates[i] for i in index])
     sending = outlook is None or outlook.verdict.decision == SEND
     return CapRequest(request.user_id, chosen, timezone, request.reserve and bool(chosen) and sending)
@@ -323,7 +323,7 @@ def answers(model: LiveModel, snapshot: Snapshot, cardholders: Cardholders,
     once, and each cardholder's ranked items and scores become lists once for the positions chosen."""
     chosen_all = [chosen_positions(request, decision)
                   for request, decision in zip(requests, decisions, strict=True)]
-    ranked_lists = [(ranked.items.tolist(), ranked.scores.tolist()) if chosen else ([], [])
+    ranked_lists = [ranked.lists() if chosen else ([], [])
                     for ranked, chosen in zip(ranked_all, chosen_all, strict=True)]
     picked_all = [[items[p] for p in chosen] for (items, _), chosen in zip(ranked_lists, chosen_all,
                                                                             strict=True)]
