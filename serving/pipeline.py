@@ -403,9 +403,8 @@ class LiveModel:
             return [self._rank_one(batch, row, valid, width) for row in range(len(batch))]
         rows = self.block_rows
         if len(batch) > rows:
-            return [ranked for start in range(0, len(batch), rows)
-                    for ranked in self._rank_rows(batch.rows(start, min(start + rows, len(batch))), valid,
-                                                  width)]
+            parts = (batch.rows(start, min(start + rows, len(batch))) for start in range(0, len(batch), rows))
+            return [ranked for part in parts for ranked in self.rank_block(part, now, width, valid)]
         return self._rank_rows(batch, valid, width)
 
     def _rank_rows(self, batch: Cardholders, valid: np.ndarray, width: int) -> list[Ranked]:
@@ -463,30 +462,27 @@ class LiveModel:
         sums in a fixed order), so a reason does not depend on how requests were batched."""
         batch = users if isinstance(users, Cardholders) else self.cardholders(users)
         out: list[list[str]] = [[] for _ in items]
-        explained_rows: list[int] = []
-        explainable = self.contributions is not None
-        rows = zip(batch.scored.tolist(), batch.group.tolist(), np.diff(batch.feature_starts).tolist(), items,
-                   strict=True)
-        for row, (scored, group, n_features, chosen) in enumerate(rows):
-            if len(chosen) == 0:
-                continue
-            if not scored:
+        counts_all = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+        answered = counts_all > 0
+        # the rows a feature may explain, found over the batch; the others (few) take one shared reason
+        explain = answered & batch.scored & (np.diff(batch.feature_starts) > 0)
+        if self.contributions is None:
+            explain[:] = False
+        for row in np.flatnonzero(answered & ~explain).tolist():
+            if not batch.scored[row]:
+                group = int(batch.group[row])
                 tier = self.tiers[group] if group != UNKNOWN_GROUP else None
                 reason = f"popular with {tier} cardholders" if tier else "popular with cardholders"
-                out[row] = [reason] * len(chosen)
-            elif not explainable or n_features == 0:
-                out[row] = [SIMILAR_REASON] * len(chosen)
             else:
-                explained_rows.append(row)
-        if not explained_rows:
+                reason = SIMILAR_REASON
+            out[row] = [reason] * int(counts_all[row])
+        rows = np.flatnonzero(explain)
+        if not len(rows):
             return out
         # every (cardholder, feature) pair flat, one segment per cardholder: segment sums and maxima
         # run in a fixed order within each segment, whatever else is in the call
-        picked = np.asarray(explained_rows, dtype=np.int64)
-        if len(picked) == len(batch):
-            explained = batch
-        else:
-            explained = batch.take(picked)
+        explained = batch if len(rows) == len(batch) else batch.take(rows)
+        explained_rows = rows.tolist()
         lengths = np.diff(explained.feature_starts)
         starts = explained.feature_starts[:-1]
         feature_index = explained.feature_index.astype(np.int64)
@@ -494,7 +490,7 @@ class LiveModel:
         if self.l1_features:
             totals = np.add.reduceat(np.abs(values), starts)
             values /= np.repeat(np.where(totals > 0, totals, np.float32(1)), lengths)
-        counts = [len(items[row]) for row in explained_rows]
+        counts = counts_all[rows].tolist()
         n, n_items = len(explained_rows), max(counts)
         if min(counts) == n_items:  # the usual batch: every answer holds k items, one array call
             item_index = np.array([items[row] for row in explained_rows], dtype=np.int64)
@@ -528,6 +524,6 @@ class LiveModel:
         otherwise = np.where(fitted, len(self.phrases), len(self.phrases) + 1)[:, None]
         picked = np.where((best_value > 0) & (best_value >= residual), best_feature, otherwise)
         texts = self.reason_texts.take(picked).tolist()
-        for slot, (row, count) in enumerate(zip(explained_rows, counts, strict=True)):
-            out[row] = texts[slot] if count == n_items else texts[slot][:count]
+        for row, text, count in zip(explained_rows, texts, counts, strict=True):
+            out[row] = text if count == n_items else text[:count]
         return out
