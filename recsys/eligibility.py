@@ -35,18 +35,17 @@ def tier_table(item_tiers: Sequence[Collection[str]], tiers: Sequence[str | None
     return np.vstack(rows) if rows else np.zeros((0, len(item_tiers)), dtype=bool)
 
 
-def cardholder_items(offerable: np.ndarray, tier_rows: np.ndarray, opt_in: Sequence[bool],
-                     seen: Sequence[np.ndarray]) -> np.ndarray:
+def cardholder_items(offerable: np.ndarray, tier_rows: np.ndarray, opt_in: np.ndarray,
+                     seen_starts: np.ndarray, seen: np.ndarray) -> np.ndarray:
     """bool [n, n_items]: what each of n cardholders may get now. `offerable` [n_items]: valid and not
-    transactional; `tier_rows` [n, n_items]: each one's row of `tier_table`; `opt_in` and `seen`
-    (indices of items already read or pushed) per cardholder."""
+    transactional; `tier_rows` [n, n_items]: each one's row of `tier_table`; `opt_in` [n]; the indices
+    of the items each has read or been pushed, cardholder i's at `seen[seen_starts[i]:seen_starts[i + 1]]`."""
     allowed = tier_rows & offerable
     allowed[~np.asarray(opt_in, dtype=bool)] = False
-    lengths = [len(items) for items in seen]
-    if any(lengths):
+    if len(seen):
         # one scatter for every cardholder's seen items (a batch has thousands of rows)
-        rows = np.repeat(np.arange(len(lengths)), lengths)
-        allowed[rows, np.concatenate(seen)] = False
+        rows = np.repeat(np.arange(len(seen_starts) - 1), np.diff(seen_starts))
+        allowed[rows, seen] = False
     return allowed
 
 

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from recsys.caps.decisions import Candidate
 from recsys.eligibility import cardholder_items, tier_table, valid_between
 from recsys.models.base import IncompatibleModelError
-from recsys.publication import PublicationError, PublishedVersion, UserRecord
+from recsys.publication import PublicationError, PublishedVersion, RecordBatch
 from recsys.ranking import best_per_row
 from recsys.response_model import PushResponseModel
 
@@ -96,6 +96,120 @@ class Ranked:
     items: np.ndarray
     scores: np.ndarray
     skipped: Sequence[tuple[str, str]] = ()
+    item_list: list[int] | None = None  # `items` and `scores` as lists, see `lists`
+    score_list: list[float] | None = None
+
+    def lists(self) -> tuple[list[int], list[float]]:
+        """`items` and `scores` as Python lists, converted once: the caps request and the answer read
+        them, and a batch's blocks convert all their rows in one call."""
+        if self.item_list is None or self.score_list is None:
+            self.item_list, self.score_list = self.items.tolist(), self.scores.tolist()
+        return self.item_list, self.score_list
+
+
+@dataclass(slots=True)
+class Cardholders:
+    """A batch of cardholders as arrays, what ranking, the caps requests, reasons and answers of a batch
+    read (row i: the batch's i-th).
+
+    A row without factors (`scored` False) is ranked by popularity and its row of `factors` is unused;
+    `fitted`: published factors (no fallback). Each row's features and seen items are at
+    `feature_starts[i]:feature_starts[i + 1]` of `feature_index` / `feature_values`, and likewise
+    `seen_starts` of `seen`."""
+
+    factors: np.ndarray  # float32 [n, d]
+    scored: np.ndarray  # bool [n]
+    fitted: np.ndarray  # bool [n]
+    group: np.ndarray  # int64 [n]
+    opt_in: np.ndarray  # bool [n]
+    feature_starts: np.ndarray  # int64 [n + 1]
+    feature_index: np.ndarray
+    feature_values: np.ndarray  # float32
+    seen_starts: np.ndarray  # int64 [n + 1]
+    seen: np.ndarray
+    timezone: list[str | None]
+    fallback: list[str | None]  # as `Representation.fallback`
+
+    def __len__(self) -> int:
+        return len(self.group)
+
+    @classmethod
+    def published(cls, records: RecordBatch, timezones: Sequence[str]) -> Cardholders:
+        """Cardholders the publication holds, straight from their decoded records (`timezones`: the
+        manifest's, which the records index)."""
+        every = np.ones(len(records), dtype=bool)
+        names = [name or None for name in timezones]
+        zones = [names[zone] if zone < len(names) else None for zone in records.timezone.tolist()]
+        return cls(records.factors, every, every, records.group, records.opt_in, records.feature_starts,
+                   records.feature_index, records.feature_values, records.seen_starts, records.seen, zones,
+                   [None] * len(records))
+
+    @classmethod
+    def of(cls, users: Sequence[Representation], dim: int) -> Cardholders:
+        """The batch arrays of cardholders represented one by one (published, from features or not
+        known at all, in any mix)."""
+        n = len(users)
+        scored = np.fromiter((user.factors is not None for user in users), dtype=bool, count=n)
+        factors = np.zeros((n, dim), dtype=np.float32)
+        if scored.any():
+            rows = np.flatnonzero(scored)
+            factors[rows] = np.array([users[i].factors for i in rows.tolist()])
+        fitted = np.fromiter((user.fallback is None for user in users), dtype=bool, count=n)
+        group = np.fromiter((user.group for user in users), dtype=np.int64, count=n)
+        opt_in = np.fromiter((user.opt_in for user in users), dtype=bool, count=n)
+        feature_starts, seen_starts = _starts([len(u.feature_index) for u in users]), _starts(
+            [len(u.seen) for u in users])
+        return cls(factors, scored, fitted, group, opt_in, feature_starts,
+                   _joined([u.feature_index for u in users], np.int64),
+                   _joined([u.feature_values for u in users], np.float32), seen_starts,
+                   _joined([u.seen for u in users], np.int64), [u.timezone for u in users],
+                   [u.fallback for u in users])
+
+    def user(self, row: int) -> Representation:
+        """Row `row` as one cardholder's representation (its arrays are views of the batch's)."""
+        features = slice(self.feature_starts[row], self.feature_starts[row + 1])
+        return Representation(self.factors[row] if self.scored[row] else None, int(self.group[row]),
+                              self.timezone[row], bool(self.opt_in[row]), self.feature_index[features],
+                              self.feature_values[features],
+                              self.seen[self.seen_starts[row]:self.seen_starts[row + 1]], self.fallback[row])
+
+    def rows(self, start: int, stop: int) -> Cardholders:
+        """Rows `start:stop` (array views, no copy)."""
+        features = self.feature_starts[start:stop + 1]
+        seen = self.seen_starts[start:stop + 1]
+        return Cardholders(self.factors[start:stop], self.scored[start:stop], self.fitted[start:stop],
+                           self.group[start:stop], self.opt_in[start:stop], features - features[0],
+                           self.feature_index[features[0]:features[-1]],
+                           self.feature_values[features[0]:features[-1]], seen - seen[0],
+                           self.seen[seen[0]:seen[-1]], self.timezone[start:stop], self.fallback[start:stop])
+
+    def take(self, rows: np.ndarray) -> Cardholders:
+        """The given rows, in that order."""
+        feature_starts, features = _segments(self.feature_starts, rows)
+        seen_starts, seen = _segments(self.seen_starts, rows)
+        picked = rows.tolist()
+        return Cardholders(self.factors[rows], self.scored[rows], self.fitted[rows], self.group[rows],
+                           self.opt_in[rows], feature_starts, self.feature_index[features],
+                           self.feature_values[features], seen_starts, self.seen[seen],
+                           [self.timezone[i] for i in picked], [self.fallback[i] for i in picked])
+
+
+def _starts(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
+    starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    return starts
+
+
+def _joined(parts: Sequence[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+
+
+def _segments(starts: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The row starts of `rows` taken out of flat arrays with row starts `starts`, and the positions
+    of their entries in those arrays."""
+    lengths = starts[rows + 1] - starts[rows]
+    taken = _starts(lengths)
+    return taken, np.repeat(starts[rows] - taken[:-1], lengths) + np.arange(taken[-1])
 
 
 UNKNOWN_CONTENT = ("content id unknown to the published catalogue: check the id (a new content needs a "
@@ -181,11 +295,12 @@ class LiveModel:
         return max(MIN_BLOCK, BLOCK_SCORES // max(self.n_items, 1))
 
     # ------------------------------------------------------------------ representation
-    def known(self, record: UserRecord) -> Representation:
-        timezone = self.timezones[record.timezone] if record.timezone < len(self.timezones) else None
-        # The feature index stays in its stored dtype: it only ever indexes arrays.
-        return Representation(record.factors, record.group, timezone or None, record.opt_in,
-                              record.feature_index, record.feature_values, record.seen, None)
+    def known(self, records: RecordBatch) -> Cardholders:
+        """Cardholders of decoded published records."""
+        return Cardholders.published(records, self.timezones)
+
+    def cardholders(self, users: Sequence[Representation]) -> Cardholders:
+        return Cardholders.of(users, self.item_factors.shape[1])
 
     def unknown(self, features: dict[str, float] | None) -> Representation:
         """A cardholder the publication lacks: from supplied features, else (segment) popularity."""
@@ -224,11 +339,10 @@ class LiveModel:
         self._valid_cache = (moment, valid)
         return valid
 
-    def allowed(self, users: list[Representation], valid: np.ndarray) -> np.ndarray:
-        """bool [len(users), n_items]: the marketing items each may get, given the items `valid` now."""
-        groups = np.fromiter((user.group for user in users), dtype=np.int64, count=len(users))
-        return cardholder_items(valid & self.marketing, self.group_allowed[groups],
-                                [user.opt_in for user in users], [user.seen for user in users])
+    def allowed(self, cardholders: Cardholders, valid: np.ndarray) -> np.ndarray:
+        """bool [len(cardholders), n_items]: the marketing items each may get, given the items `valid` now."""
+        return cardholder_items(valid & self.marketing, self.group_allowed[cardholders.group],
+                                cardholders.opt_in, cardholders.seen_starts, cardholders.seen)
 
     def candidates(self, user: Representation, now: datetime, requested: list[str] | None,
                    valid: np.ndarray | None = None) -> tuple[np.ndarray, list[tuple[str, str]]]:
@@ -240,7 +354,7 @@ class LiveModel:
         valid = self.valid_at(now) if valid is None else valid
         skipped: list[tuple[str, str]] = []
         if requested is None:
-            return np.flatnonzero(self.allowed([user], valid)[0]), skipped
+            return np.flatnonzero(self.allowed(self.cardholders([user]), valid)[0]), skipped
         allowed = valid & self.group_allowed[user.group]
         if not user.opt_in:
             allowed = allowed & self.transactional
@@ -267,8 +381,7 @@ class LiveModel:
     def scores(self, user: Representation, items: np.ndarray) -> np.ndarray:
         if user.factors is not None:
             return score_rows(self.item_factors_t, user.factors[None, :])[0, items]
-        popularity = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
-        return popularity[items].astype(np.float32)
+        return self.popularity(user.group)[items].astype(np.float32)
 
     def rank(self, user: Representation, now: datetime, requested: list[str] | None,
              valid: np.ndarray | None = None) -> Ranked:
@@ -277,7 +390,7 @@ class LiveModel:
         order = np.argsort(-scores, kind="stable")
         return Ranked(items[order], scores[order], skipped)
 
-    def rank_block(self, users: list[Representation], now: datetime, width: int,
+    def rank_block(self, users: Cardholders | Sequence[Representation], now: datetime, width: int,
                    valid: np.ndarray | None = None) -> list[Ranked]:
         """The best `width` eligible items of every published item, for many cardholders at once.
 
@@ -285,81 +398,99 @@ class LiveModel:
         matrix product for the block instead of one per cardholder.
         """
         valid = self.valid_at(now) if valid is None else valid
-        if len(users) <= SMALL_BLOCK:
-            return [self._rank_one(user, valid, width) for user in users]
+        batch = users if isinstance(users, Cardholders) else self.cardholders(users)
+        if len(batch) <= SMALL_BLOCK:
+            return [self._rank_one(batch, row, valid, width) for row in range(len(batch))]
         rows = self.block_rows
-        if len(users) > rows:
-            return [ranked for start in range(0, len(users), rows)
-                    for ranked in self.rank_block(users[start:start + rows], now, width, valid)]
-        n, m = len(users), self.n_items
-        scores = np.empty((n, m), dtype=np.float32)
-        with_factors = [i for i, user in enumerate(users) if user.factors is not None]
-        if with_factors:
-            factors = np.array([users[i].factors for i in with_factors])  # np.stack costs 3x more per row
-            scores[with_factors] = score_rows(self.item_factors_t, factors)
-        for i, user in enumerate(users):
-            if user.factors is None:
-                scores[i] = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
-        scores = np.where(self.allowed(users, valid), scores, np.float32(-np.inf))  # half a masked store
+        if len(batch) > rows:
+            parts = (batch.rows(start, min(start + rows, len(batch))) for start in range(0, len(batch), rows))
+            return [ranked for part in parts for ranked in self.rank_block(part, now, width, valid)]
+        return self._rank_rows(batch, valid, width)
+
+    def _rank_rows(self, batch: Cardholders, valid: np.ndarray, width: int) -> list[Ranked]:
+        """`rank_block` for one block of more than SMALL_BLOCK cardholders."""
+        m = self.n_items
+        if batch.scored.all():
+            scores = score_rows(self.item_factors_t, batch.factors)
+        else:
+            scores = np.empty((len(batch), m), dtype=np.float32)
+            with_factors = np.flatnonzero(batch.scored)
+            if len(with_factors):
+                scores[with_factors] = score_rows(self.item_factors_t, batch.factors[with_factors])
+            for i in np.flatnonzero(~batch.scored).tolist():
+                scores[i] = self.popularity(int(batch.group[i]))
+        scores = np.where(self.allowed(batch, valid), scores, np.float32(-np.inf))  # half a masked store
         # ties in item order, as `rank` keeps them; ineligible items (-inf) last, so each row's
         # eligible ones are a prefix
         order, values = best_per_row(scores, min(width, m))
         order = order.astype(np.int64)
         counts = np.isfinite(values).sum(axis=1)
+        rows = zip(order, values, order.tolist(), values.tolist(), strict=True)
         if counts.min() == order.shape[1]:  # every row full (the usual case): whole rows, no slicing
-            return [Ranked(items, scores) for items, scores in zip(order, values, strict=True)]
-        return [Ranked(order[i, :count], values[i, :count]) for i, count in enumerate(counts.tolist())]
+            return [Ranked(items, scores, (), item_list, score_list)
+                    for items, scores, item_list, score_list in rows]
+        return [Ranked(items[:count], scores[:count], (), item_list[:count], score_list[:count])
+                for (items, scores, item_list, score_list), count in zip(rows, counts.tolist(), strict=True)]
 
-    def _rank_one(self, user: Representation, valid: np.ndarray, width: int) -> Ranked:
+    def popularity(self, group: int) -> np.ndarray:
+        """The scores of a cardholder without factors: its tier's popularity, else the overall one."""
+        return self.pop_segments[group] if group != UNKNOWN_GROUP else self.pop_overall
+
+    def _rank_one(self, batch: Cardholders, row: int, valid: np.ndarray, width: int) -> Ranked:
         """`rank_block` for one cardholder: the scheduler's hot path, with as few array passes as possible."""
-        pool = np.flatnonzero(self.allowed([user], valid)[0])
-        if user.factors is not None:
-            row = score_rows(self.item_factors_t, user.factors[None, :])[0, pool]
+        pool = np.flatnonzero(self.allowed(batch.rows(row, row + 1), valid)[0])
+        if batch.scored[row]:
+            row_scores = score_rows(self.item_factors_t, batch.factors[row:row + 1])[0, pool]
         else:
-            popularity = self.pop_segments[user.group] if user.group != UNKNOWN_GROUP else self.pop_overall
-            row = popularity[pool]
+            row_scores = self.popularity(int(batch.group[row]))[pool]
         if len(pool) > 4 * width:
-            cut = np.partition(row, len(row) - width)[len(row) - width]
-            keep = row >= cut
-            pool, row = pool[keep], row[keep]
-        order = np.argsort(-row, kind="stable")[:width]
-        return Ranked(pool[order], row[order].astype(np.float32, copy=False))
+            cut = np.partition(row_scores, len(row_scores) - width)[len(row_scores) - width]
+            keep = row_scores >= cut
+            pool, row_scores = pool[keep], row_scores[keep]
+        order = np.argsort(-row_scores, kind="stable")[:width]
+        return Ranked(pool[order], row_scores[order].astype(np.float32, copy=False))
 
     def reasons(self, user: Representation, items: Sequence[int] | np.ndarray) -> list[str]:
         """One short reason per item: the user feature (or collaborative part) adding most to its score."""
         return self.reasons_many([user], [items])[0]
 
-    def reasons_many(self, users: Sequence[Representation],
+    def reasons_many(self, users: Cardholders | Sequence[Representation],
                      items: Sequence[Sequence[int] | np.ndarray]) -> list[list[str]]:
-        """`reasons` for many cardholders at once (`items[i]` for `users[i]`), in a few array passes.
+        """`reasons` for many cardholders at once (`items[i]` for cardholder i), in a few array passes.
 
         Each cardholder's figures are computed alike whoever shares the call (products elementwise,
         sums in a fixed order), so a reason does not depend on how requests were batched."""
-        out: list[list[str]] = [[] for _ in users]
-        explained_rows: list[int] = []
-        for row, (user, chosen) in enumerate(zip(users, items, strict=True)):
-            if len(chosen) == 0:
-                continue
-            if user.factors is None:
-                tier = self.tiers[user.group] if user.group != UNKNOWN_GROUP else None
+        batch = users if isinstance(users, Cardholders) else self.cardholders(users)
+        out: list[list[str]] = [[] for _ in items]
+        counts_all = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+        answered = counts_all > 0
+        # the rows a feature may explain, found over the batch; the others (few) take one shared reason
+        explain = answered & batch.scored & (np.diff(batch.feature_starts) > 0)
+        if self.contributions is None:
+            explain[:] = False
+        for row in np.flatnonzero(answered & ~explain).tolist():
+            if not batch.scored[row]:
+                group = int(batch.group[row])
+                tier = self.tiers[group] if group != UNKNOWN_GROUP else None
                 reason = f"popular with {tier} cardholders" if tier else "popular with cardholders"
-                out[row] = [reason] * len(chosen)
-            elif self.contributions is None or len(user.feature_index) == 0:
-                out[row] = [SIMILAR_REASON] * len(chosen)
             else:
-                explained_rows.append(row)
-        if not explained_rows:
+                reason = SIMILAR_REASON
+            out[row] = [reason] * int(counts_all[row])
+        rows = np.flatnonzero(explain)
+        if not len(rows):
             return out
         # every (cardholder, feature) pair flat, one segment per cardholder: segment sums and maxima
         # run in a fixed order within each segment, whatever else is in the call
-        lengths = np.array([len(users[row].feature_index) for row in explained_rows], dtype=np.int64)
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        feature_index = np.concatenate([users[row].feature_index for row in explained_rows]).astype(np.int64)
-        values = np.concatenate([users[row].feature_values for row in explained_rows]).astype(np.float32)
+        explained = batch if len(rows) == len(batch) else batch.take(rows)
+        explained_rows = rows.tolist()
+        lengths = np.diff(explained.feature_starts)
+        starts = explained.feature_starts[:-1]
+        feature_index = explained.feature_index.astype(np.int64)
+        values = explained.feature_values.astype(np.float32)  # a copy: scaled in place below
         if self.l1_features:
             totals = np.add.reduceat(np.abs(values), starts)
             values /= np.repeat(np.where(totals > 0, totals, np.float32(1)), lengths)
-        counts = [len(items[row]) for row in explained_rows]
+        counts = counts_all[rows].tolist()
         n, n_items = len(explained_rows), max(counts)
         if min(counts) == n_items:  # the usual batch: every answer holds k items, one array call
             item_index = np.array([items[row] for row in explained_rows], dtype=np.int64)
@@ -381,19 +512,18 @@ class LiveModel:
             best_value[:, column] = parts[first]
         # the collaborative part: the factors the features do not explain (a sparse row times the map:
         # each row's products summed in its own feature order)
-        rows = sp.csr_matrix((values, feature_index, np.append(starts, len(feature_index))),
-                             shape=(n, self.feature_map.shape[0]))
-        explained = rows @ self.feature_map + self.feature_offset
-        fitted = np.array([users[row].fallback is None for row in explained_rows])
-        factors = np.array([users[row].factors for row in explained_rows])
-        residual = np.take_along_axis(score_rows(self.centred_items_t, factors - explained), item_index,
-                                      axis=1)
+        features = sp.csr_matrix((values, feature_index, explained.feature_starts),
+                                 shape=(n, self.feature_map.shape[0]))
+        from_features = features @ self.feature_map + self.feature_offset
+        fitted = explained.fitted
+        residual = np.take_along_axis(score_rows(self.centred_items_t, explained.factors - from_features),
+                                      item_index, axis=1)
         residual[~fitted] = -np.inf
         # each answer's phrase picked in the array (a feature's, else the collaborative or profile
         # reason), then one conversion to lists of the shared phrase strings
         otherwise = np.where(fitted, len(self.phrases), len(self.phrases) + 1)[:, None]
         picked = np.where((best_value > 0) & (best_value >= residual), best_feature, otherwise)
         texts = self.reason_texts.take(picked).tolist()
-        for slot, (row, count) in enumerate(zip(explained_rows, counts, strict=True)):
-            out[row] = texts[slot] if count == n_items else texts[slot][:count]
+        for row, text, count in zip(explained_rows, texts, counts, strict=True):
+            out[row] = text if count == n_items else text[:count]
         return out

@@ -39,10 +39,10 @@ from recsys.decision import (
     projected_recent,
 )
 from recsys.eligibility import valid_between
-from recsys.publication import decode_user
+from recsys.publication import decode_users
 from recsys.times import iso_utc
 from serving.errors import UnknownFeaturesError
-from serving.pipeline import LiveModel, Ranked, Representation
+from serving.pipeline import Cardholders, LiveModel, Ranked
 from serving.responses import require_finite
 from serving.schemas import RankRequest
 from serving.state import ServingState, Snapshot
@@ -86,18 +86,22 @@ def check_features(model: LiveModel, features: dict[str, float] | None, where: s
         )
 
 
-def representations(model: LiveModel, blobs: Sequence[bytes | None],
-                    requests: Sequence[RankRequest]) -> list[Representation]:
-    out = []
-    for index, (blob, request) in enumerate(zip(blobs, requests, strict=True)):
+def representations(model: LiveModel, blobs: Sequence[bytes | None], requests: Sequence[RankRequest]
+                    ) -> Cardholders:
+    """Each request's cardholder as the batch's arrays (`blobs[i]`: request i's published record, None
+    when the publication lacks the cardholder)."""
+    for index, request in enumerate(requests):
         if request.features:
             check_features(model, request.features,
                            f"requests[{index}].features" if len(requests) > 1 else "features")
-        if blob is not None:
-            out.append(model.known(decode_user(blob, model.item_dtype, model.feature_dtype)))
-        else:
-            out.append(model.unknown(request.features))
-    return out
+    known = [i for i, blob in enumerate(blobs) if blob is not None]
+    if len(known) == len(blobs):  # the usual batch: every record decoded into the batch's arrays at once
+        return model.known(decode_users(blobs, model.item_dtype, model.feature_dtype))
+    published = model.known(decode_users([blobs[i] for i in known], model.item_dtype, model.feature_dtype))
+    rows = iter(range(len(known)))
+    users = [model.unknown(request.features) if blob is None else published.user(next(rows))
+             for blob, request in zip(blobs, requests, strict=True)]
+    return model.cardholders(users)
 
 
 def registry_of(model: LiveModel | None) -> dict[str, str | None]:
@@ -122,9 +126,8 @@ class Outlook:
     best_hours: list[int]
 
 
-def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
-             requests: Sequence[RankRequest], ranked_all: Sequence[Ranked],
-             moments: Sequence[datetime]) -> list[Outlook | None]:
+def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests: Sequence[RankRequest],
+             ranked_all: Sequence[Ranked], moments: Sequence[datetime]) -> list[Outlook | None]:
     """Outlooks for every request with candidates at its decision time `moments[i]` (see
     `recsys.decision`); one caps read for the batch."""
     model, policy = snapshot.model, snapshot.policy.policy
@@ -155,7 +158,7 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
     plans, caps_counts = [], []
     for slot, i in enumerate(rows):
         now = moments[i]
-        local = now.astimezone(ZoneInfo(users[i].timezone or policy.default_timezone))
+        local = now.astimezone(ZoneInfo(cardholders.timezone[i] or policy.default_timezone))
         now_ms = to_ms(now)
         month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         next_month = (month_start.replace(day=28) + timedelta(days=4)).replace(day=1)
@@ -168,7 +171,8 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
     at = np.array([to_ms(plan[0]) // 1000 for plan in plans])[:, None] + 86_400 * np.arange(32)[None, :]
     counts = np.stack(caps_counts) + response.history_counts(user_rows, at)
     pacing = policy.decision.pacing is not None
-    upcoming = upcoming_candidates(model, users, requests, rows, plans) if pacing else [[] for _ in rows]
+    upcoming = (upcoming_candidates(model, cardholders, requests, rows, plans) if pacing
+                else [[] for _ in rows])
     # one flat query: every candidate at the current hour, then the top candidate at every open hour,
     # then each upcoming candidate at every open hour
     widths = [min(len(ranked_all[i].items), decide_width(requests[i].k)) for i in rows]
@@ -219,7 +223,7 @@ def outlooks(snapshot: Snapshot, engine: Any, users: Sequence[Representation],
     return out
 
 
-def upcoming_candidates(model: LiveModel, users: Sequence[Representation], requests: Sequence[RankRequest],
+def upcoming_candidates(model: LiveModel, cardholders: Cardholders, requests: Sequence[RankRequest],
                         rows: Sequence[int], plans: Sequence[tuple]) -> list[np.ndarray]:
     """Per row: the best `UPCOMING` items (by the ranking score) each cardholder may get that become valid
     after now and before the local month ends (none for requests naming their candidates)."""
@@ -234,7 +238,8 @@ def upcoming_candidates(model: LiveModel, users: Sequence[Representation], reque
             later = (model.valid_from > now.timestamp()) & (model.valid_from < month_end)
         if not later.any():
             continue
-        ranked = model.rank_block([users[rows[slot]] for slot in slots], now, UPCOMING, later)
+        ranked = model.rank_block(cardholders.take(np.asarray([rows[slot] for slot in slots])), now, UPCOMING,
+                                  later)
         for slot, found in zip(slots, ranked, strict=True):
             out[slot] = found.items
     return out
@@ -272,13 +277,13 @@ def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_o
     return out
 
 
-def cap_request(model: LiveModel, user: Representation, request: RankRequest, ranked: Ranked,
+def cap_request(model: LiveModel, timezone: str | None, request: RankRequest, ranked: Ranked,
                 outlook: Outlook | None = None) -> CapRequest:
     candidates = model.cap_candidates(request.campaign)
-    index = ranked.items[:decide_width(request.k)].tolist()
+    index = ranked.lists()[0][:decide_width(request.k)]
     chosen = itemgetter(*index)(candidates) if len(index) > 1 else tuple([candidates[i] for i in index])
     sending = outlook is None or outlook.verdict.decision == SEND
-    return CapRequest(request.user_id, chosen, user.timezone, request.reserve and bool(chosen) and sending)
+    return CapRequest(request.user_id, chosen, timezone, request.reserve and bool(chosen) and sending)
 
 
 # a batch's answers share a handful of times (now, a reservation's expiry, a cap's next slot)
@@ -308,7 +313,7 @@ def chosen_positions(request: RankRequest, decision: UserDecision | None) -> lis
     return chosen
 
 
-def answers(model: LiveModel, snapshot: Snapshot, users: Sequence[Representation],
+def answers(model: LiveModel, snapshot: Snapshot, cardholders: Cardholders,
             requests: Sequence[RankRequest], ranked_all: Sequence[Ranked],
             decisions: Sequence[UserDecision | None], moments: Sequence[datetime],
             looks: Sequence[Outlook | None]) -> list[dict[str, Any]]:
@@ -318,18 +323,19 @@ def answers(model: LiveModel, snapshot: Snapshot, users: Sequence[Representation
     once, and each cardholder's ranked items and scores become lists once for the positions chosen."""
     chosen_all = [chosen_positions(request, decision)
                   for request, decision in zip(requests, decisions, strict=True)]
-    ranked_lists = [(ranked.items.tolist(), ranked.scores.tolist()) if chosen else ([], [])
+    ranked_lists = [ranked.lists() if chosen else ([], [])
                     for ranked, chosen in zip(ranked_all, chosen_all, strict=True)]
     picked_all = [[items[p] for p in chosen] for (items, _), chosen in zip(ranked_lists, chosen_all,
                                                                             strict=True)]
-    reasons_all = model.reasons_many(users, picked_all)
+    reasons_all = model.reasons_many(cardholders, picked_all)
     version, policy_version = model.version, snapshot.policy.policy.version
     registry_model, registry_version = _registry(model)
     ids, titles, kinds = model.item_ids, model.titles, model.kinds
     bodies = []
-    rows = zip(users, requests, ranked_all, decisions, looks, chosen_all, ranked_lists, reasons_all,
-               picked_all, moments, strict=True)
-    for user, request, ranked, decision, outlook, chosen, (_, scores), reasons, picked, now in rows:
+    rows = zip(cardholders.opt_in.tolist(), cardholders.fallback, requests, ranked_all, decisions, looks,
+               chosen_all, ranked_lists, reasons_all, picked_all, moments, strict=True)
+    for (opt_in, fallback, request, ranked, decision, outlook, chosen, (_, scores), reasons, picked,
+         now) in rows:
         body_items: list[dict[str, Any]] = []
         blocks: list[dict[str, Any]] = []
         if chosen:
@@ -357,7 +363,7 @@ def answers(model: LiveModel, snapshot: Snapshot, users: Sequence[Representation
                 if decision.decisions:
                     blocks = [{"rule": b.rule, "detail": b.detail, "eligible_at": _iso(b.eligible_at)}
                               for b in decision.decisions[0].blocks]
-            elif not user.opt_in:
+            elif not opt_in:
                 blocks = [NOT_OPTED_IN]
             else:
                 blocks = [NO_CANDIDATES]
@@ -370,8 +376,8 @@ def answers(model: LiveModel, snapshot: Snapshot, users: Sequence[Representation
             "model_version": version,
             "registry_model": registry_model,
             "registry_version": registry_version,
-            "fallback": user.fallback is not None,
-            "fallback_source": user.fallback,
+            "fallback": fallback is not None,
+            "fallback_source": fallback,
             "caps": {
                 "allowed": bool(chosen),
                 "blocks": blocks,
@@ -406,7 +412,7 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             state.check_now(request.now, f"requests[{index}].now" if len(requests) > 1 else "now")
             checked.add(key)
     blobs = state.user_records(model.version, [request.user_id for request in requests])
-    users = representations(model, blobs, requests)
+    cardholders = representations(model, blobs, requests)
     ranked_all: list[Ranked | None] = [None] * len(requests)
     by_time: dict[datetime, list[int]] = {}
     for index, moment in enumerate(moments):
@@ -417,17 +423,19 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
         if default:
             # one more than the caps look at: whether eligible candidates were left unchecked
             width = max(decide_width(requests[i].k) for i in default) + 1
-            for i, ranked in zip(default, model.rank_block([users[i] for i in default], now, width, valid),
-                                 strict=True):
+            block = cardholders if len(default) == len(requests) else cardholders.take(
+                np.asarray(default, dtype=np.int64))
+            for i, ranked in zip(default, model.rank_block(block, now, width, valid), strict=True):
                 ranked_all[i] = ranked
         for i in indices:
             if requests[i].candidates is not None:
-                ranked_all[i] = model.rank(users[i], now, requests[i].candidates, valid)
-    looks = outlooks(snapshot, state.engine, users, requests, ranked_all, moments)
+                ranked_all[i] = model.rank(cardholders.user(i), now, requests[i].candidates, valid)
+    looks = outlooks(snapshot, state.engine, cardholders, requests, ranked_all, moments)
     cap_requests, positions = [], []
-    for index, (user, request, ranked) in enumerate(zip(users, requests, ranked_all, strict=True)):
+    rows = zip(cardholders.timezone, requests, ranked_all, looks, strict=True)
+    for index, (timezone, request, ranked, look) in enumerate(rows):
         if len(ranked.items):
-            cap_requests.append(cap_request(model, user, request, ranked, looks[index]))
+            cap_requests.append(cap_request(model, timezone, request, ranked, look))
             positions.append(index)
     decisions: list[UserDecision | None] = [None] * len(requests)
     if cap_requests:
@@ -439,16 +447,15 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             results = state.engine.decide_batch([cap_requests[s] for s in slots], now=now)
             for slot, result in zip(slots, results, strict=True):
                 decisions[positions[slot]] = result
-    bodies = answers(model, snapshot, users, requests, ranked_all, decisions, moments, looks)
+    bodies = answers(model, snapshot, cardholders, requests, ranked_all, decisions, moments, looks)
     rules: Counter[str] = Counter()
     fallbacks: Counter[str] = Counter()
-    for user, body in zip(users, bodies, strict=True):
+    for body in bodies:
         if body["caps"]["allowed"]:
             rules["allowed"] += 1
         else:
             rules.update(block["rule"] for block in body["caps"]["blocks"])
-        if user.fallback is not None:
-            fallbacks[user.fallback] += 1
+    fallbacks.update(source for source in cardholders.fallback if source is not None)
     for rule, count in rules.items():
         state.metrics.caps_decisions.labels(rule).inc(count)
     for source, count in fallbacks.items():

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import AfterValidator
 
-from recsys.publication import decode_user
+from recsys.publication import decode_users
 from serving.auth import ReadAccess
 from serving.deps import State
 from serving.schemas import AwareDatetime, CapsState, refuse_card_numbers
@@ -27,8 +27,8 @@ def user_caps(user_id: UserId, state: State, principal: ReadAccess,
     if snapshot.model is not None:
         blob = state.user_records(snapshot.model.version, [user_id])[0]
         if blob is not None:
-            record = decode_user(blob, snapshot.model.item_dtype, snapshot.model.feature_dtype)
-            timezone = snapshot.model.known(record).timezone
+            records = decode_users([blob], snapshot.model.item_dtype, snapshot.model.feature_dtype)
+            timezone = snapshot.model.known(records).timezone[0]
     caps = state.engine.state(user_id, timezone=timezone, now=state.check_now(now, "now"))
     return {
         "user_id": caps.user_id, "as_of": caps.as_of, "timezone": caps.timezone,

@@ -30,7 +30,7 @@ def test_one_cardholder_opted_out_or_having_seen_items() -> None:
     offerable = np.array([True, True, False, True])
     tier_row = np.array([True, False, True, True])
     rows = np.vstack([tier_row, tier_row])
-    allowed = cardholder_items(offerable, rows, [True, False], [np.array([3]), np.zeros(0, np.int64)])
+    allowed = cardholder_items(offerable, rows, np.array([True, False]), np.array([0, 1, 1]), np.array([3]))
     assert allowed.tolist() == [[True, False, False, False], [False] * 4]
 
 
