@@ -107,12 +107,14 @@ def auc(scores: np.ndarray, relevant: sp.spmatrix, eligible: np.ndarray | None =
     return result
 
 
-def weighted_auc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def weighted_auc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Pooled ROC AUC of `scores` [n] (positive vs the rest) under each row of `weights` [replicates, n]
-    (e.g. bootstrap counts); ties count half, NaN for a row without positive or negative weight."""
+    (e.g. bootstrap counts; default one row of ones, the plain AUC); ties count half, NaN for a row
+    without positive or negative weight."""
     values, inverse = np.unique(np.asarray(scores, dtype=np.float64), return_inverse=True)
     positive = np.asarray(positive, dtype=bool)
-    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    weights = np.ones((1, inverse.size)) if weights is None else np.atleast_2d(
+        np.asarray(weights, dtype=np.float64))
     if weights.shape[1] != positive.size or positive.size != inverse.size:
         raise MetricsError(f"scores ({inverse.size}), positive ({positive.size}) and weights' columns "
                            f"({weights.shape[1]}) must have one entry per example")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import rankdata
+
+from recsys import metrics
 
 EPS = 1e-12
 
@@ -37,12 +38,7 @@ def brier(p: np.ndarray, y: np.ndarray) -> float:
 def auc(p: np.ndarray, y: np.ndarray) -> float:
     """Area under the ROC curve (ties count half); nan when one class is absent."""
     p, y = _check(p, y)
-    positives = y > 0.5
-    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
-    if not n_pos or not n_neg:
-        return float("nan")
-    ranks = rankdata(p)
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(metrics.weighted_auc(p, y > 0.5)[0])
 
 
 @dataclass(frozen=True)

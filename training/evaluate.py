@@ -146,7 +146,7 @@ def push_auc(model: Recommender, holdout: Holdout, members: np.ndarray) -> tuple
         return float("nan"), int(users.size)
     factors = model.user_factors(users, holdout.train.user_features[users])
     scores = np.einsum("ij,ij->i", factors[inverse], model.item_factors()[items])
-    return float(metrics.weighted_auc(scores, opened, np.ones((1, scores.size)))[0]), int(users.size)
+    return float(metrics.weighted_auc(scores, opened)[0]), int(users.size)
 
 
 def holdout_slices(dataset: Dataset, split: pd.Timestamp, user_ids: np.ndarray,
