@@ -115,12 +115,13 @@ def standardised(features: sp.spmatrix) -> np.ndarray:
     return dense / scale
 
 
-def positive_deviation(features: np.ndarray, positives: np.ndarray, l2: float) -> np.ndarray:
-    """[n, items]: each row's centred score from a per-item ridge of `positives` (0/1) on the
-    standardised `features` over every row, penalty `l2` x n (the wide part's regression)."""
-    n = features.shape[0]
-    gram = features.T @ features + l2 * n * np.eye(features.shape[1])
-    return features @ np.linalg.solve(gram, features.T @ (positives - positives.mean(axis=0)))
+def positive_deviation(features: sp.csr_matrix, positives: np.ndarray, l2: float) -> np.ndarray:
+    """[n, items]: each row's centred score from the wide part's per-item ridge of `positives` (0/1) on
+    `features` over every row (`recsys.models.wide.fit_ridge`, penalty `l2` x n), kept at full rank."""
+    from recsys.models.wide import fit_ridge
+
+    ridge = fit_ridge(features, sp.csr_matrix(positives), l2, max_rank=positives.shape[1])
+    return ridge.user_block(features) @ ridge.items.T + ridge.offset
 
 
 def push_deviation(features: np.ndarray, sent: sp.csc_matrix, opened: sp.csc_matrix, l2: float) -> np.ndarray:
@@ -202,7 +203,7 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
     spread = float((ridge - ridge.mean(axis=0)).std())
     tag_columns = [j for j, name in enumerate(item_feature_names) if name.startswith("tag:")]
     deviations = {
-        "positives": positive_deviation(standard, positives, l2),
+        "positives": positive_deviation(features, positives, l2),
         "push outcomes": push_deviation(standard, sent, opened, push_l2),
         "push outcomes by tag": tag_deviation(standard, sent, opened,
                                               sp.csr_matrix(item_features[:, tag_columns]), push_l2),

@@ -68,7 +68,7 @@ def test_the_positive_ridge_and_the_tag_ridge_on_hand_computed_cases() -> None:
     features = np.array([[-1.0], [1.0], [-1.0], [1.0]])
     positives = np.array([[0.0], [1.0], [0.0], [0.0]])
     # slope = x'(y - 0.25) / (x'x + l2 n) = 1 / (4 + 4)
-    np.testing.assert_allclose(positive_deviation(features, positives, l2=1.0)[:, 0],
+    np.testing.assert_allclose(positive_deviation(sp.csr_matrix(features), positives, l2=1.0)[:, 0],
                                [-0.125, 0.125, -0.125, 0.125])
     # items 0 and 1 share a tag, item 2 has its own; only item 0 was pushed: item 1 gets the tag's taste
     tags = sp.csr_matrix(np.array([[1, 0], [1, 0], [0, 1]], dtype=np.float64))
