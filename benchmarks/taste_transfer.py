@@ -25,9 +25,7 @@ With `--sampled` it also fits the ridge on *sampled* labels instead of the truth
   its own intercept, so the slopes shrink towards the item's open rate; items never pushed get none;
 - `push outcomes by tag`: the same masked ridge per item tag (the pushes of every item carrying it),
   an item's deviation the mean of its tags': what pushes of other items say about an item never pushed;
-- `both`: `positives` and `push outcomes` added, each scaled to a standard deviation of 1;
-- `positives, tags k=K`: the wide part's ridge with each item shrunk toward its tags' (`wide_tag_prior`
-  K, fitted on every item's positives up to the as-of time; inf: the tags' ridge alone).
+- `both`: `positives` and `push outcomes` added, each scaled to a standard deviation of 1.
 
 Each gives a cardholder's deviation from the item's mean (centred per item); the non-readers are ranked
 by the readers' true mean open probability of the item (which alone is popularity: 0 of the gap) plus
@@ -56,13 +54,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.quality import SHARED, world_arguments, worlds  # noqa: E402
-from recsys.models.lightfm_hybrid import TAG_PREFIX  # noqa: E402
 
 # multiples of the truth ridge's spread tried for a sampled deviation
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-# the wide part's tag priors measured (pseudo-positives at which an item's own ridge and its tags' weigh
-# the same; inf = tags only)
-TAG_PRIORS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, np.inf)
 
 
 @dataclass(frozen=True)
@@ -121,15 +115,12 @@ def standardised(features: sp.spmatrix) -> np.ndarray:
     return dense / scale
 
 
-def positive_deviation(features: sp.csr_matrix, positives: np.ndarray, l2: float,
-                       tags: sp.csr_matrix | None = None, tag_prior: float = 0.0) -> np.ndarray:
+def positive_deviation(features: sp.csr_matrix, positives: np.ndarray, l2: float) -> np.ndarray:
     """[n, items]: each row's centred score from the wide part's per-item ridge of `positives` (0/1) on
-    `features` over every row (`recsys.models.wide.fit_ridge`, penalty `l2` x n), kept at full rank;
-    with `tags` [items, tags] and `tag_prior` > 0 each item shrunk toward its tags' (inf: tags only)."""
+    `features` over every row (`recsys.models.wide.fit_ridge`, penalty `l2` x n), kept at full rank."""
     from recsys.models.wide import fit_ridge
 
-    ridge = fit_ridge(features, sp.csr_matrix(positives), l2, max_rank=positives.shape[1], groups=tags,
-                      group_prior=tag_prior)
+    ridge = fit_ridge(features, sp.csr_matrix(positives), l2, max_rank=positives.shape[1])
     return ridge.user_block(features) @ ridge.items.T + ridge.offset
 
 
@@ -206,27 +197,20 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
                     open_prob: np.ndarray, readers: np.ndarray, others: np.ndarray, popular: int, l2: float,
                     push_l2: float, grace_days: float) -> dict:
     """The non-readers' gap closed of each sampled-label source (see the module)."""
-    every, sent, opened = sampled_labels(dataset, as_of, truth.user_ids, truth.item_ids, grace_days)
-    positives, sent, opened = every[:, live], sp.csc_matrix(sent[:, live]), sp.csc_matrix(opened[:, live])
+    positives, sent, opened = sampled_labels(dataset, as_of, truth.user_ids, truth.item_ids[live], grace_days)
     standard = standardised(features)
     level = open_prob[readers].mean(axis=0)
     spread = float((ridge - ridge.mean(axis=0)).std())
-    tag_columns = [j for j, name in enumerate(item_feature_names) if name.startswith(TAG_PREFIX)]
-    tags = sp.csr_matrix(item_features[:, tag_columns])
+    tag_columns = [j for j, name in enumerate(item_feature_names) if name.startswith("tag:")]
     deviations = {
         "positives": positive_deviation(features, positives, l2),
         "push outcomes": push_deviation(standard, sent, opened, push_l2),
-        "push outcomes by tag": tag_deviation(standard, sent, opened, tags[live], push_l2),
+        "push outcomes by tag": tag_deviation(standard, sent, opened,
+                                              sp.csr_matrix(item_features[:, tag_columns]), push_l2),
     }
     deviations["both"] = sum(deviations[name] / max(deviations[name].std(), 1e-12)
                              for name in ("positives", "push outcomes"))
-    for prior in TAG_PRIORS:
-        # over every item's positives up to the as-of time, as the wide part fits them
-        pooled = positive_deviation(features, every, l2, tags, prior)
-        deviations[f"positives, tags k={prior:g}"] = pooled[:, live]
-    row = {"pushed items": int((np.diff(sent.indptr) > 0).sum()), "live items": int(live.sum()),
-           "live items with positives": int((positives.sum(axis=0) > 0).sum()),
-           "median positives": float(np.median(positives.sum(axis=0)))}
+    row = {"pushed items": int((np.diff(sent.indptr) > 0).sum()), "live items": int(live.sum())}
     for name, deviation in deviations.items():
         row[name], row[f"{name} t"] = best_scaled(deviation, level, spread, open_prob, others, popular)
     return row
@@ -279,7 +263,7 @@ def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None
             row["neighbours"] = gap_closed(nearest, open_prob, others, popular)
             row["ridge + neighbours"] = gap_closed((ridge + nearest) / 2, open_prob, others, popular)
         if sampled:
-            item_features = builder.transform_items(dataset.content, truth.item_ids)
+            item_features = builder.transform_items(dataset.content, truth.item_ids[live])
             row |= sampled_figures(dataset, as_of, truth, live, features, item_features,
                                    builder.item_feature_names, ridge, open_prob, readers, others, popular,
                                    l2, push_l2, features_config.negative_grace_days)

@@ -205,7 +205,7 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
         config = tuning.config
         options = replace(options, config=config)
     elif config.model.kind == "lightfm_hybrid" and (config.appeal_choices or config.wide_choices
-                                                     or config.wide_tag_choices or config.choose_epochs):
+                                                     or config.choose_epochs):
         with stages.stage("choose on validation"):
             try:
                 selection = choose_on_validation(dataset, as_of - pd.Timedelta(days=config.holdout_days),

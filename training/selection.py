@@ -1,13 +1,13 @@
 """Settings `recsys train` chooses on a validation window before the holdout, from one sampled fit:
-the number of epochs, the item appeal weight, the weight of the wide (ridge) part and its tag prior.
+the number of epochs, the item appeal weight and the weight of the wide (ridge) part.
 
 The model is fitted once, on a seeded sample of at most `max_users` cardholders at `split -
 holdout_days`, scored after every epoch on what they did up to `split` (the window and objective of
 `--tune`), and rewound to the fewest epochs whose objective is within `EPOCH_TOLERANCE` of the best;
-every item appeal x wide weight x tag prior cell is then applied to that state and scored. The wide
-weight and tag prior are the best cell's; the appeal is the lowest at that wide weight and prior whose
-objective is within one bootstrap standard error of the best (cardholders resampled), so a stronger
-appeal must win beyond the noise of the window's few thousand cardholders. No holdout event is seen.
+every item appeal x wide weight pair is then applied to that state and scored. The wide weight is the
+best pair's; the appeal is the lowest at that wide weight whose objective is within one bootstrap
+standard error of the best (cardholders resampled), so a stronger appeal must win beyond the noise of
+the window's few thousand cardholders. No holdout event is seen.
 """
 
 from __future__ import annotations
@@ -46,21 +46,19 @@ class Selection:
     window: tuple[str, str]
     users: int
     epoch_objectives: list[float] = field(default_factory=list)
-    objectives: dict[str, float] = field(default_factory=dict)  # "appeal:A wide:W[ tags:K]" -> objective
-    wide_tag_prior: float = 0.0
+    objectives: dict[str, float] = field(default_factory=dict)  # "appeal:A wide:W" -> objective
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready, for the bundle, the report and MLflow."""
         return {"epochs": self.epochs, "item_appeal_weight": self.item_appeal_weight,
-                "wide_weight": self.wide_weight, "wide_tag_prior": self.wide_tag_prior,
-                "window": list(self.window), "users": self.users,
+                "wide_weight": self.wide_weight, "window": list(self.window), "users": self.users,
                 "epoch_objectives": [round(value, 4) for value in self.epoch_objectives],
                 "objectives": {key: round(value, 4) for key, value in self.objectives.items()}}
 
     def apply(self, config: TrainConfig) -> TrainConfig:
         """`config` with the chosen epochs and weights in its model parameters."""
         params = {**config.model.params, "epochs": self.epochs, "item_appeal_weight": self.item_appeal_weight,
-                  "wide_weight": self.wide_weight, "wide_tag_prior": self.wide_tag_prior}
+                  "wide_weight": self.wide_weight}
         return replace(config, model=ModelSpec(config.model.kind, params))
 
 
@@ -76,13 +74,12 @@ def fewest_good_epochs(objectives: list[float], tolerance: float = EPOCH_TOLERAN
     return int(first + np.flatnonzero(values[first - 1:] >= best - tolerance)[0])
 
 
-def lightest_appeal_within_noise(objectives: dict[tuple[float, ...], float],
-                                 replicates: dict[tuple[float, ...], np.ndarray]) -> tuple[float, ...]:
-    """(appeal, wide, ...): the best cell's wide weight (and the rest of its key), and the lowest appeal
-    there whose objective is within one standard error of the best cell's (the error of their paired
-    difference over `replicates`); ties go to the lighter wide part."""
+def lightest_appeal_within_noise(objectives: dict[tuple[float, float], float],
+                                 replicates: dict[tuple[float, float], np.ndarray]) -> tuple[float, float]:
+    """(appeal, wide): the best pair's wide weight, and the lowest appeal there whose objective is within
+    one standard error of the best pair's (the error of their paired difference over `replicates`)."""
     best = max(objectives, key=lambda pair: (objectives[pair] == objectives[pair], objectives[pair],
-                                             tuple(-value for value in pair[1:])))
+                                             -pair[1]))
 
     def error(pair: tuple[float, float]) -> float:
         difference = replicates[best] - replicates[pair]
@@ -90,16 +87,15 @@ def lightest_appeal_within_noise(objectives: dict[tuple[float, ...], float],
         return float(difference.std()) if difference.size else float("nan")
 
     close = [pair for pair, value in objectives.items()
-             if pair[1:] == best[1:] and value >= objectives[best] - error(pair)]
+             if pair[1] == best[1] and value >= objectives[best] - error(pair)]
     return min(close or [best], key=lambda pair: pair[0])
 
 
 def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
                          max_users: int = SELECTION_MAX_USERS,
                          echo: Callable[[str], None] = logger.info) -> Selection:
-    """Epochs (when `base.choose_epochs`), item appeal weight among `base.appeal_choices`, wide weight
-    among `base.wide_choices` and its tag prior among `base.wide_tag_choices`, each the best on the
-    validation window (see the module)."""
+    """Epochs (when `base.choose_epochs`), item appeal weight among `base.appeal_choices` and wide
+    weight among `base.wide_choices`, each the best on the validation window (see the module)."""
     from training.job import POPULARITY
 
     params = base.model.params
@@ -107,8 +103,6 @@ def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfi
         float(params.get("item_appeal_weight", 0.0)),)
     wides = tuple(dict.fromkeys(float(value) for value in base.wide_choices)) or (
         float(params.get("wide_weight", 0.0)),)
-    priors = tuple(dict.fromkeys(float(value) for value in base.wide_tag_choices)) or (
-        float(params.get("wide_tag_prior", 0.0)),)
     validation = make_holdout(sampled(dataset, max_users, base.seed), split, base.holdout_days, base.features)
     popularity = base.baselines.get(POPULARITY, ModelSpec("popularity", {"by_segment": False}))
     popular = popularity.build().fit(validation.train)
@@ -136,26 +130,21 @@ def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfi
     if base.choose_epochs:
         epochs = fewest_good_epochs(curve)
         model.rewind(states[epochs - 1], epochs, train)
-    objectives: dict[tuple[float, float, float], float] = {}
-    replicates: dict[tuple[float, float, float], np.ndarray] = {}
-    for prior in priors:
-        # without the wide part the prior changes nothing: its cells are scored once, at the first
-        for wide in (wides if prior == priors[0] else tuple(wide for wide in wides if wide)):
-            model.set_wide(wide, train, tag_prior=prior)
-            for appeal in appeals:
-                model.set_item_appeal(appeal, train)
-                values = objective_replicates(model, validation, reference_ndcg, weights, base.k)
-                cell = (appeal, wide, prior)
-                objectives[cell], replicates[cell] = float(values[0]), values[1:]
-    appeal, wide, prior = lightest_appeal_within_noise(objectives, replicates)
-    named = {f"appeal:{a:g} wide:{w:g}" + (f" tags:{k:g}" if len(priors) > 1 else ""): value
-             for (a, w, k), value in objectives.items()}
+    objectives: dict[tuple[float, float], float] = {}
+    replicates: dict[tuple[float, float], np.ndarray] = {}
+    for wide in wides:
+        model.set_wide(wide, train)
+        for appeal in appeals:
+            model.set_item_appeal(appeal, train)
+            values = objective_replicates(model, validation, reference_ndcg, weights, base.k)
+            objectives[(appeal, wide)], replicates[(appeal, wide)] = float(values[0]), values[1:]
+    appeal, wide = lightest_appeal_within_noise(objectives, replicates)
     selection = Selection(epochs=int(epochs), item_appeal_weight=appeal, wide_weight=wide,
                           window=(validation.split.isoformat(), validation.as_of.isoformat()),
-                          users=train.n_users, epoch_objectives=curve, objectives=named, wide_tag_prior=prior)
+                          users=train.n_users, epoch_objectives=curve,
+                          objectives={f"appeal:{a:g} wide:{w:g}": v for (a, w), v in objectives.items()})
     echo(f"  chosen on {validation.split:%Y-%m-%d} .. {validation.as_of:%Y-%m-%d} ({train.n_users:,} "
-         f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g}, tag prior {prior:g} "
-         f"(objective {objectives[(appeal, wide, prior)]:.4f}; by epoch "
-         + " ".join(f"{value:.3f}" for value in curve)
+         f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g} (objective "
+         f"{objectives[(appeal, wide)]:.4f}; by epoch " + " ".join(f"{value:.3f}" for value in curve)
          + "; " + ", ".join(f"{key} {value:.4f}" for key, value in selection.objectives.items()) + ")")
     return selection

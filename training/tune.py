@@ -26,7 +26,7 @@ from features.config import FeatureConfig
 from features.loader import Dataset
 from recsys import metrics
 from recsys.models import Recommender
-from training.config import APPEAL_CHOICES, WIDE_CHOICES, WIDE_TAG_CHOICES, ModelSpec, TrainConfig
+from training.config import APPEAL_CHOICES, WIDE_CHOICES, ModelSpec, TrainConfig
 from training.evaluate import Holdout, make_holdout, push_auc, recommend_holdout
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,6 @@ def suggest(trial: Any, base: TrainConfig) -> dict[str, Any]:
     params["model.history_dropout"] = trial.suggest_categorical("history_dropout", DROPOUTS)
     params["model.item_appeal_weight"] = trial.suggest_categorical("item_appeal_weight", APPEAL_CHOICES)
     params["model.wide_weight"] = trial.suggest_categorical("wide_weight", WIDE_CHOICES)
-    params["model.wide_tag_prior"] = trial.suggest_categorical("wide_tag_prior", WIDE_TAG_CHOICES)
     return params
 
 
@@ -245,7 +244,6 @@ def _as_trial_values(config: TrainConfig) -> dict[str, Any]:
         "history_dropout": nearest(DROPOUTS, float(params.get("history_dropout", 0.0))),
         "item_appeal_weight": nearest(APPEAL_CHOICES, float(params.get("item_appeal_weight", 0.0))),
         "wide_weight": nearest(WIDE_CHOICES, float(params.get("wide_weight", 0.0))),
-        "wide_tag_prior": nearest(WIDE_TAG_CHOICES, float(params.get("wide_tag_prior", 0.0))),
     })
     return values
 

@@ -32,8 +32,6 @@ logger = logging.getLogger(__name__)
 HISTORY_PREFIXES = ("topic:", "reads_level")
 NO_HISTORY = "reads:none"
 COPY_PREFIX = "\x00history-dropped:"
-TAG_PREFIX = "tag:"  # item feature columns the wide part pools items by
-UNTAGGED = "tag:none"
 WIDE_SPREAD_ROWS = 5000  # fitted rows the wide part's spread is matched on
 
 LOSSES = ("warp", "bpr", "warp-kos", "logistic")
@@ -80,11 +78,6 @@ class LightFMHybrid(Recommender):
       its `wide_rank` leading singular directions and scaled so that at weight 1 its scores spread as
       much as the factorisation's. LightFM's rank-d embeddings share one low-dimensional space across
       items; the ridge is full rank over the features. 0 (the default) leaves it out.
-    - `wide_tag_prior`: pseudo-positives k at which an item's own ridge coefficients and its tags' weigh
-      the same: each item's become `a x own + (1 - a) x` the mean of its tags' ridge (a positive on any
-      item carrying the tag), a = its positives / (positives + k), so a new item with few positives is
-      placed by the positives of older items sharing its tags (`recsys/models/wide.py`). 0 (the
-      default) keeps each item's own.
     LightFM's Hogwild updates make runs with `num_threads > 1` not bit-for-bit repeatable; use
     `num_threads=1` where exact reproducibility matters.
     """
@@ -121,7 +114,6 @@ class LightFMHybrid(Recommender):
         wide_weight: float = 0.0,
         wide_l2: float = 1.0,
         wide_rank: int = 128,
-        wide_tag_prior: float = 0.0,
     ):
         if loss not in LOSSES:
             raise ModelError(f"loss {loss!r} is not one of {LOSSES}")
@@ -137,7 +129,7 @@ class LightFMHybrid(Recommender):
                             ("user_alpha", user_alpha), ("user_feature_weight", user_feature_weight),
                             ("item_feature_weight", item_feature_weight),
                             ("item_appeal_weight", item_appeal_weight), ("wide_weight", wide_weight),
-                            ("wide_l2", wide_l2), ("wide_tag_prior", wide_tag_prior)):
+                            ("wide_l2", wide_l2)):
             if not np.isfinite(value) or value < 0:
                 raise ModelError(f"{name} must be a finite number >= 0, got {value}")
         self.no_components = int(no_components)
@@ -170,7 +162,6 @@ class LightFMHybrid(Recommender):
         self.wide_weight = float(wide_weight)
         self.wide_l2 = float(wide_l2)
         self.wide_rank = int(wide_rank)
-        self.wide_tag_prior = float(wide_tag_prior)
         self._item_shift: np.ndarray | None = None
         self._ridge: RidgeFactors | None = None
         self._wide_scale = 0.0
@@ -327,25 +318,17 @@ class LightFMHybrid(Recommender):
         self.set_item_appeal(self.item_appeal_weight, data)
 
     def set_wide(self, weight: float, original: TrainingMatrices,
-                 rows: TrainingMatrices | None = None, tag_prior: float | None = None) -> None:
-        """Set `wide_weight` (and `wide_tag_prior` when given) of the fitted model without refitting
-        LightFM, then re-derive the item appeal on `original` (the data the model was fitted on). The
-        ridge is solved once per tag prior, on `rows` (the fitted rows with their history-dropped
-        copies; rebuilt from `original` when not given)."""
+                 rows: TrainingMatrices | None = None) -> None:
+        """Set `wide_weight` of the fitted model without refitting LightFM, then re-derive the item
+        appeal on `original` (the data the model was fitted on). The ridge is solved once, on `rows`
+        (the fitted rows with their history-dropped copies; rebuilt from `original` when not given)."""
         self._check_fitted()
         if not np.isfinite(weight) or weight < 0:
             raise ModelError(f"wide_weight must be a finite number >= 0, got {weight}")
-        if tag_prior is not None and float(tag_prior) != self.wide_tag_prior:
-            if not np.isfinite(tag_prior) or tag_prior < 0:
-                raise ModelError(f"wide_tag_prior must be a finite number >= 0, got {tag_prior}")
-            self.wide_tag_prior = float(tag_prior)
-            self._ridge = None
-            self._wide_scale = 0.0
         self.wide_weight = float(weight)
         if weight and self._ridge is None and self._n_user_features:
             rows = rows if rows is not None else self._with_history_dropped(original)
-            self._ridge = fit_ridge(rows.user_features, rows.interactions, self.wide_l2, self.wide_rank,
-                                    groups=item_tags(original), group_prior=self.wide_tag_prior)
+            self._ridge = fit_ridge(rows.user_features, rows.interactions, self.wide_l2, self.wide_rank)
             self._wide_scale = 0.0
         if weight and not self._wide_scale:
             self._rescale_wide(original)
@@ -476,10 +459,3 @@ class LightFMHybrid(Recommender):
                                        np.asarray(arrays["wide_items"], dtype=np.float32),
                                        np.asarray(arrays["wide_offset"], dtype=np.float32))
             self._wide_scale = float(arrays["wide_scale"])
-
-
-def item_tags(data: TrainingMatrices) -> sp.csr_matrix:
-    """[n_items, n_tags]: the items' tag columns (untagged left out), what the wide part pools by."""
-    columns = [j for j, name in enumerate(data.item_feature_names)
-               if name.startswith(TAG_PREFIX) and name != UNTAGGED]
-    return sp.csr_matrix(sp.csr_matrix(data.item_features)[:, columns])

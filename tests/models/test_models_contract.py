@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.matrices import TrainingMatrices
 from recsys.models import IncompatibleModelError, ModelError, NotFittedError, Recommender, load_model
 from recsys.models.appeal import engagement_rate, open_rate_logit
 from recsys.models.implicit_peer import ImplicitPeer
@@ -483,84 +482,6 @@ class TestLightFMHybridWide(RecommenderContract):
         assert model.epochs == 6
         np.testing.assert_allclose(model.scores(users, data.user_features),
                                    shorter.scores(users, data.user_features), rtol=1e-4, atol=1e-5)
-
-
-def tagged_board():
-    """The checkerboard with its camps as item tags and one more item of camp a that nobody took yet."""
-    board = make_checkerboard()
-    data = board.data
-    n_users = data.n_users
-    interactions = sp.hstack([data.interactions, sp.csr_matrix((n_users, 1))]).tocoo()
-    item_features = sp.vstack([data.item_features, sp.csr_matrix(np.array([[1.0, 0.0]]))])
-    tagged = TrainingMatrices.from_interactions(
-        interactions, user_features=data.user_features, user_feature_names=data.user_feature_names,
-        item_features=item_features, item_feature_names=("tag:a", "tag:b"), user_segments=data.user_segments)
-    seen = sp.hstack([board.seen, sp.csr_matrix((n_users, 1))]).tocsr()
-    return dataclasses.replace(board, data=tagged, item_camp=np.append(board.item_camp, 0), seen=seen)
-
-
-class TestLightFMHybridWideTags(RecommenderContract):
-    """The wide part with each item's ridge shrunk toward its tags'."""
-
-    expected_epochs = 15
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def checkerboard(cls):
-        return tagged_board()
-
-    @classmethod
-    def make(cls) -> Recommender:
-        return LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3, user_identity=False,
-                             wide_weight=0.5, wide_tag_prior=10.0)
-
-    def test_a_new_item_is_placed_by_its_tags(self, fitted: LightFMHybrid, checkerboard) -> None:
-        data = checkerboard.data
-        new = data.n_items - 1
-        users = np.arange(data.n_users)
-        with_wide = fitted.scores(users, data.user_features)[:, new]
-        fitted.set_wide(0.0, data)
-        without = fitted.scores(users, data.user_features)[:, new]
-        fitted.set_wide(0.5, data)
-        wide = with_wide - without
-        camp_a = checkerboard.user_camp == 0
-        assert wide[camp_a].min() > 0 > wide[~camp_a].max()
-        # each item's own ridge alone knows nothing of it
-        fitted.set_wide(0.5, data, tag_prior=0.0)
-        np.testing.assert_allclose(fitted.scores(users, data.user_features)[:, new] - without, 0.0, atol=1e-5)
-        fitted.set_wide(0.5, data, tag_prior=10.0)
-        np.testing.assert_allclose(fitted.scores(users, data.user_features)[:, new], with_wide, rtol=1e-5)
-
-    def test_the_shrunk_ridge_folds_into_the_factors(self, fitted: LightFMHybrid, checkerboard) -> None:
-        """What the wide part adds to every score is the ridge of `fit_ridge` with the items' tags,
-        times one positive factor: ranked through the same factor matrices as without it."""
-        from recsys.models.lightfm_hybrid import item_tags
-        from recsys.models.wide import fit_ridge
-
-        data = checkerboard.data
-        users = np.arange(data.n_users)
-        with_wide = fitted.scores(users, data.user_features)
-        fitted.set_wide(0.0, data)
-        added = with_wide - fitted.scores(users, data.user_features)
-        fitted.set_wide(0.5, data)
-        ridge = fit_ridge(data.user_features, data.interactions, fitted.wide_l2, fitted.wide_rank,
-                          groups=item_tags(data), group_prior=10.0)
-        explicit = ridge.user_block(data.user_features) @ ridge.items.T + ridge.offset
-        factor = float((added * explicit).sum() / (explicit * explicit).sum())
-        assert factor > 0
-        np.testing.assert_allclose(added, factor * explicit, rtol=1e-3, atol=1e-4)
-
-    def test_untagged_items_and_bad_priors(self, checkerboard) -> None:
-        from recsys.models.lightfm_hybrid import item_tags
-
-        assert item_tags(checkerboard.data).shape == (checkerboard.data.n_items, 2)
-        untagged = dataclasses.replace(checkerboard.data, item_feature_names=("tag:a", "tag:none"))
-        assert item_tags(untagged).shape[1] == 1
-        with pytest.raises(ModelError, match="wide_tag_prior"):
-            LightFMHybrid(wide_tag_prior=-1.0)
-        model = self.make().fit(checkerboard.data)
-        with pytest.raises(ModelError, match="wide_tag_prior"):
-            model.set_wide(0.5, checkerboard.data, tag_prior=float("nan"))
 
 
 class TestLightFMHybridFeatureItems(RecommenderContract):

@@ -51,17 +51,6 @@ def test_a_stronger_appeal_ahead_within_the_noise_gives_way_to_the_lowest_appeal
     assert lightest_appeal_within_noise(objectives, tight) == (0.5, 0.5)
 
 
-def test_the_wide_weight_and_tag_prior_stay_the_best_cells() -> None:
-    objectives = {(1.0, 0.5, 10.0): 0.310, (0.25, 0.5, 10.0): 0.309, (0.25, 0.5, 0.0): 0.3095}
-    noisy = replicated(objectives, {(1.0, 0.5, 10.0): 0.05})
-    # appeal 0.25 is within noise at the best cell's prior; at another prior it does not count
-    assert lightest_appeal_within_noise(objectives, noisy) == (0.25, 0.5, 10.0)
-    # equal objectives: the lighter prior
-    assert lightest_appeal_within_noise({(0.25, 0.5, 10.0): 0.3, (0.25, 0.5, 0.0): 0.3},
-                                        replicated({(0.25, 0.5, 10.0): 0.3, (0.25, 0.5, 0.0): 0.3},
-                                                   {})) == (0.25, 0.5, 0.0)
-
-
 def test_the_wide_weight_stays_the_best_pairs() -> None:
     # appeal 0.25 at wide 0 is within noise of the best but at another wide weight
     objectives = {(1.0, 0.5): 0.310, (0.25, 0.5): 0.200, (0.25, 0.0): 0.309}
@@ -77,17 +66,14 @@ def test_the_wide_weight_stays_the_best_pairs() -> None:
 def test_settings_are_chosen_on_validation_before_the_split(small_world: Path) -> None:
     dataset = load_dataset(small_world)
     split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
-    config = replace(FAST, appeal_choices=(0.0, 1.0), wide_choices=(0.0, 0.5), wide_tag_choices=(0.0, 10.0))
+    config = replace(FAST, appeal_choices=(0.0, 1.0), wide_choices=(0.0, 0.5))
     chosen = choose_on_validation(dataset, split, config, echo=lambda line: None)
-    # without the wide part the tag prior changes nothing, so those cells are scored once
-    assert set(chosen.objectives) == {"appeal:0 wide:0 tags:0", "appeal:1 wide:0 tags:0",
-                                      "appeal:0 wide:0.5 tags:0", "appeal:1 wide:0.5 tags:0",
-                                      "appeal:0 wide:0.5 tags:10", "appeal:1 wide:0.5 tags:10"}
-    # the best cell's wide weight and tag prior, and its appeal or a lower one within noise
+    assert set(chosen.objectives) == {"appeal:0 wide:0", "appeal:1 wide:0", "appeal:0 wide:0.5",
+                                      "appeal:1 wide:0.5"}
+    # the best pair's wide weight, and its appeal or a lower one within noise
     best = max(chosen.objectives, key=chosen.objectives.get)
-    best_appeal, best_wide, best_prior = (float(part.split(":")[1]) for part in best.split())
-    assert (chosen.wide_weight, chosen.wide_tag_prior) == (best_wide, best_prior)
-    assert chosen.item_appeal_weight <= best_appeal
+    best_appeal, best_wide = (float(part.split(":")[1]) for part in best.split())
+    assert chosen.wide_weight == best_wide and chosen.item_appeal_weight <= best_appeal
     assert len(chosen.epoch_objectives) == FAST.model.params["epochs"]
     assert chosen.epochs == fewest_good_epochs(chosen.epoch_objectives)
     assert chosen.window[1] == split.isoformat()
@@ -96,9 +82,8 @@ def test_settings_are_chosen_on_validation_before_the_split(small_world: Path) -
     assert blind == chosen
     # the choice becomes the model's settings
     params = chosen.apply(config).model.params
-    chosen_params = ("epochs", "item_appeal_weight", "wide_weight", "wide_tag_prior")
-    assert tuple(params[name] for name in chosen_params) == (
-        chosen.epochs, chosen.item_appeal_weight, chosen.wide_weight, chosen.wide_tag_prior)
+    assert (params["epochs"], params["item_appeal_weight"], params["wide_weight"]) == (
+        chosen.epochs, chosen.item_appeal_weight, chosen.wide_weight)
     # a sample of the cardholders gives its own answer
     sampled = choose_on_validation(dataset, split, config, max_users=50, echo=lambda line: None)
     assert sampled.objectives != chosen.objectives and sampled.users < chosen.users
