@@ -522,8 +522,8 @@
     status.textContent = `Rolling back to revision ${revision}...`;
     try {
       const result = await api("POST", "/v1/policy/rollback", {revision});
+      await Promise.all([loadLive(), loadVersions()]);  // the form shows the live policy before the message
       status.textContent = `Rolled back: revision ${result.revision} (a copy of revision ${revision}) is live.`;
-      await Promise.all([loadLive(), loadVersions()]);
     } catch (error) {
       status.textContent = `Roll back failed: ${error.message}`;
     }
