@@ -23,8 +23,9 @@ log's reminders recur on a cardholder's day of the month (`statement_cycle`), an
 content valid only after the data's end, which no trained model saw on offer (`fresh_content`).
 
 --sweep runs one more value-aware engine per decision setting in the same run (same world, bundle and
-uniforms); --user-hour-penalty refits the bundle's response models with another prior on each
-cardholder's daily wave under the same ranking model.
+uniforms); --ignore-send-at one more value-aware engine whose scheduler sends every `send` at the slot
+it asked at, as an outside scheduler that ignores `send_at` would; --user-hour-penalty refits the bundle's
+response models with another prior on each cardholder's daily wave under the same ranking model.
 
 Prints pushes, opens, mutes, value = opens - 10 x mutes, the expected value (the true p_open - 10 x
 p_mute summed over the pushes: the same figure less the luck of each push's draw) and cap violations
@@ -73,6 +74,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 SLOTS = ((10, 0), (19, 30))
 MUTE_PRICE = 10.0
 BROADCAST = "weekly broadcast of the most-read item"
+IGNORING = "value-aware, scheduler ignores send_at"
 
 
 def log(message: str) -> None:
@@ -299,7 +301,10 @@ class SchedulerClient:
         self.client.close()
 
 
-def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
+def run_engine(name: str, base: str, outcomes: Outcomes, days: int, follows_send_at: bool = True
+               ) -> dict:
+    """One engine's month through the API; a scheduler that does not follow `send_at` delivers every
+    `send` at the slot it asked at."""
     client = SchedulerClient(base, TOKEN)
     sent_log: dict[int, list[datetime]] = defaultdict(list)
     totals: dict = defaultdict(int)
@@ -323,7 +328,8 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int) -> dict:
                     if not result["push_id"] or result.get("decision", "send") != "send":
                         continue
                     suggested = result.get("send_at")
-                    at = max(now, datetime.fromisoformat(suggested)) if suggested else now
+                    later = suggested and follows_send_at
+                    at = max(now, datetime.fromisoformat(suggested)) if later else now
                     rows.append(outcomes.row[result["user_id"]])
                     contents.append(result["items"][0]["content_id"])
                     when.append(at)
@@ -651,6 +657,9 @@ def main() -> int:
     parser.add_argument("--sweep", type=json.loads, default=[],
                         help="a JSON list of decision fields: one more value-aware engine each, same run, "
                              "e.g. '[{\"hour_margin\": 0}, {\"pacing\": {\"margin\": 0.4}}]'")
+    parser.add_argument("--ignore-send-at", action="store_true",
+                        help="one more value-aware engine whose scheduler ignores send_at: every send goes "
+                             "at the slot it asked at")
     parser.add_argument("--user-hour-penalty", type=float, default=None,
                         help="refit the bundle's response models with this fixed L2 weight on the "
                              "cardholder's own daily wave (default: the bundle's as trained)")
@@ -693,10 +702,12 @@ def main() -> int:
         from features.loader import load_dataset
 
         bundle, dataset = ModelBundle.load(bundle_path), load_dataset(world)
-        engines = [("value-aware engine", True, args.decision), ("send-all engine", False, {})]
+        engines = [("value-aware engine", True, args.decision, True), ("send-all engine", False, {}, True)]
+        if args.ignore_send_at:
+            engines.append((IGNORING, True, args.decision, False))
         engines += [(f"value-aware, {json.dumps(fields, separators=(',', ':'))}", True,
-                     {**args.decision, **fields}) for fields in args.sweep]
-        for number, (name, enabled, fields) in enumerate(engines):
+                     {**args.decision, **fields}, True) for fields in args.sweep]
+        for number, (name, enabled, fields, follows) in enumerate(engines):
             prefix = f"{tag}-{number}"
             publish(bundle, dataset, PublicationStore(client, prefix), model_uri=str(bundle_path))
             port = free_port()
@@ -715,7 +726,7 @@ def main() -> int:
             log(f"{name}: replaying {args.days} days from {outcomes.month:%Y-%m-%d}, "
                 f"{outcomes.reachable.sum():,} cardholders")
             began = time.perf_counter()
-            results[name] = run_engine(name, base, outcomes, args.days)
+            results[name] = run_engine(name, base, outcomes, args.days, follows)
             results[name]["seconds"] = time.perf_counter() - began
             servers[-1].terminate()
             servers[-1].wait(timeout=30)
@@ -767,7 +778,11 @@ def main() -> int:
     print(f"\nvalue {ratio} (target >= 1.5x), opens {opens_change:+.1%} (target >= 0),"
           f" mutes {ours['mutes'] / max(base['mutes'], 1) - 1:+.1%} (target <= -30%), "
           f"held by the decision {ours.get('held', 0):,} ({reasons})")
-    for engine in ("value-aware engine", "send-all engine"):
+    if IGNORING in results:
+        held = ", ".join(f"{key[6:]} {n:,}" for key, n in sorted(results[IGNORING].items())
+                         if key.startswith("held: "))
+        print(f"{IGNORING}: held by the decision {results[IGNORING].get('held', 0):,} ({held})")
+    for engine in ("value-aware engine", "send-all engine", *[n for n in (IGNORING,) if n in results]):
         print(f"\nsend times, {engine}: {send_times(outcomes, results[engine]['batches'])}")
     print("\nlearned hour preference (the bundle's response model) against the truth's hour term:")
     print("\n".join(hour_quality(world, ModelBundle.load(bundle_path).response, outcomes)))
@@ -777,8 +792,8 @@ def main() -> int:
     def value(name: str) -> float:
         return results[name]["opens"] - MUTE_PRICE * results[name]["mutes"]
 
-    sweeps = [name for name in results if name.startswith("value-aware, ")]
-    engines = ["value-aware engine", "send-all engine", *sweeps]
+    sweeps = [name for name in results if name.startswith("value-aware, ") and name != IGNORING]
+    engines = ["value-aware engine", "send-all engine", *[n for n in (IGNORING,) if n in results], *sweeps]
     for oracle_name in ORACLES:
         gap = value(oracle_name) - value(BROADCAST)
         closed = ", ".join(f"{name.removesuffix(' engine')} {(value(name) - value(BROADCAST)) / gap:.0%}"

@@ -20,7 +20,11 @@ fitted on and those the caps state holds after it (`recsys.caps.policy.Decision`
    valid later this month (`Upcoming`, from their first valid hour on). When such content is what makes
    the later days worth more, the hold names it and its `send_at` is its first valid day at its best
    hour there ("better content later");
-4. otherwise send.
+4. otherwise send; but when the better hour later today is at or after one of the scheduler's slots
+   (`slots`: the times of day it asks at, learned from its calls or set in the policy) and that slot is
+   itself worth more than (1 + hour_margin) x now, hold until the latest such slot ("better hour later:
+   ask again at 19:30", `send_at` that slot, nothing reserved): a scheduler that sends at once on `send`
+   and ignores `send_at` then still gets the better hour's slot. With no slots known, send as above.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -48,7 +53,8 @@ DECISIONS_OFF = "decisions disabled by the policy"
 class Verdict:
     decision: str  # SEND or HOLD
     reason: str
-    # UTC: when to send (now, or the better hour later today); on hold only for better content later
+    # UTC: when to send (now, or the better hour later today); on hold, when to ask again (a scheduler slot
+    # before a better hour, or better content later), else None
     send_at: datetime | None
     value: float  # the value at send_at (or now, on hold)
 
@@ -166,22 +172,65 @@ def day_best(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.nd
     return np.where(found, best, np.nan), np.where(found, column, -1)
 
 
+def slot_moments(minutes: Sequence[int], now: datetime, zone: str) -> tuple[datetime, ...]:
+    """The scheduler's slots (`minutes` of the day in its time zone `zone`) in the 24 hours after `now`."""
+    local = now.astimezone(ZoneInfo(zone))
+    out = []
+    for day in (local.date(), local.date() + timedelta(days=1)):
+        for minute in minutes:
+            moment = datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=local.tzinfo)
+            if now < moment <= now + timedelta(days=1):
+                out.append(moment)
+    return tuple(sorted(out))
+
+
+def slot_to_wait_for(later: Sequence[tuple[datetime, float]], best: datetime, bar: float,
+                     slots: Sequence[datetime]) -> tuple[datetime, float] | None:
+    """The latest of the scheduler's `slots` on `best`'s local day whose local hour is at or before the
+    better hour `best` and is worth more than `bar` (its value is its local hour's in `later`), with that
+    value; None when there is none."""
+    worth = {moment.hour: value for moment, value in later}
+    found = None
+    for slot in slots:
+        local = slot.astimezone(best.tzinfo)
+        value = worth.get(local.hour)
+        if local.date() == best.date() and local.hour <= best.hour and value is not None and value > bar:
+            found = (local, value)
+    return found
+
+
 def decide(settings: Decision, value_now: float, later: Sequence[tuple[datetime, float]], now: datetime,
            slots_left: int | None, later_days: Sequence[float] | np.ndarray = (),
-           upcoming: Sequence[Upcoming] = ()) -> Verdict:
+           upcoming: Sequence[Upcoming] = (), slots: Sequence[datetime] = ()) -> Verdict:
     """The verdict for one cardholder's top push (see the module docstring); `later` pairs each later
     local hour of the day with the push's value then, `later_days` holds the best value of each later day
     of the local month, tomorrow first, while the content is still valid; `upcoming` the candidates that
-    become valid later this month."""
+    become valid later this month; `slots` the scheduler's next times of asking (`slot_moments`)."""
     value, send_at, why = value_now, now.astimezone(UTC), f"value {value_now:.4f} now"
+    wait = None
     if later:
         values = np.asarray([v for _, v in later])
         best = int(values.argmax())
-        if values[best] > value_now + settings.hour_margin * abs(value_now):
+        bar = value_now + settings.hour_margin * abs(value_now)
+        if values[best] > bar:
             moment = later[best][0]
             value, send_at = float(values[best]), moment.astimezone(UTC)
             why = (f"better hour later: send at {moment.strftime('%H:%M')} local, value {value:.4f} "
                    f"against {value_now:.4f} now")
+            wait = slot_to_wait_for(later, moment, bar, slots)
+            if wait is not None:
+                why = (f"better hour later: ask again at {wait[0].strftime('%H:%M')} local, value "
+                       f"{wait[1]:.4f} then and {value:.4f} at {moment.strftime('%H:%M')} against "
+                       f"{value_now:.4f} now")
+    verdict = _send_or_hold(settings, value, send_at, why, slots_left, later_days, upcoming)
+    if wait is not None and verdict.decision == SEND:
+        return Verdict(HOLD, why, wait[0].astimezone(UTC), value)
+    return verdict
+
+
+def _send_or_hold(settings: Decision, value: float, send_at: datetime, why: str, slots_left: int | None,
+                  later_days: Sequence[float] | np.ndarray, upcoming: Sequence[Upcoming]) -> Verdict:
+    """Steps 2-4 for the value at the send time."""
     if value < settings.min_value:
         return Verdict(HOLD, f"value {value:.4f} below threshold {settings.min_value:g}", None, value)
     pacing = settings.pacing

@@ -37,6 +37,7 @@ from recsys.decision import (
     marketing_times,
     monthly_slots_left,
     projected_recent,
+    slot_moments,
 )
 from recsys.eligibility import valid_between
 from recsys.publication import decode_users
@@ -127,9 +128,11 @@ class Outlook:
 
 
 def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests: Sequence[RankRequest],
-             ranked_all: Sequence[Ranked], moments: Sequence[datetime]) -> list[Outlook | None]:
+             ranked_all: Sequence[Ranked], moments: Sequence[datetime],
+             slot_minutes: Sequence[int] = ()) -> list[Outlook | None]:
     """Outlooks for every request with candidates at its decision time `moments[i]` (see
-    `recsys.decision`); one caps read for the batch."""
+    `recsys.decision`; `slot_minutes`: the scheduler's times of asking in the policy's default time
+    zone); one caps read for the batch."""
     model, policy = snapshot.model, snapshot.policy.policy
     rows = [i for i, ranked in enumerate(ranked_all) if len(ranked.items)]
     out: list[Outlook | None] = [None] * len(requests)
@@ -204,6 +207,7 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
                                   policy.decision.mute_weight, np.ones(n_hours, dtype=bool))
     ahead = upcoming_values(model, response, policy.decision.mute_weight, logit_open, logit_mute, counts,
                             grid + n_hours, upcoming, plans, open_hours, horizon)
+    next_slots: dict[datetime, tuple[datetime, ...]] = {}  # by decision time: a batch normally has one
     for slot, i in enumerate(rows):
         start, width = int(starts[slot]), widths[slot]
         now, local, days, slots_left = plans[slot]
@@ -217,8 +221,11 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
             valid_days = days if np.isnan(model.valid_to[top]) else int(np.clip(
                 (model.valid_to[top] - midnight.timestamp()) // 86_400, 0, days))
             later_days = later_values[slot, :valid_days]
+        asks = next_slots.get(now)
+        if asks is None:
+            asks = next_slots[now] = slot_moments(slot_minutes, now, policy.default_timezone)
         verdict = decide(policy.decision, float(value[start]), later, now, slots_left, later_days,
-                         ahead[slot])
+                         ahead[slot], asks)
         out[i] = Outlook(verdict, p_open[start:start + width], p_mute[start:start + width], best[slot])
     return out
 
@@ -397,8 +404,22 @@ def answers(model: LiveModel, snapshot: Snapshot, cardholders: Cardholders,
     return bodies
 
 
-def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now: datetime | None = None
-              ) -> tuple[Snapshot, list[dict[str, Any]]]:
+def scheduler_slots(state: ServingState, snapshot: Snapshot, moments: Sequence[datetime],
+                    record: bool) -> tuple[int, ...]:
+    """The scheduler's times of asking (minutes of the day in the policy's default time zone): the
+    policy's, else learned from earlier days' batch calls; `record` adds these calls' minutes."""
+    policy = snapshot.policy.policy
+    fixed = policy.decision.slot_minutes
+    deciding = snapshot.model.response is not None and policy.decision.enabled
+    if not record and (fixed is not None or not deciding):
+        return fixed or ()
+    learned = state.scheduler_slots.slots(sorted(set(moments)), policy.default_timezone, record)
+    return fixed if fixed is not None else learned
+
+
+def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now: datetime | None = None,
+              record_slots: bool = False) -> tuple[Snapshot, list[dict[str, Any]]]:
+    """Rank a batch (`record_slots`: a scheduler's batch call, whose time of day teaches the slots)."""
     snapshot = state.snapshot()
     model = snapshot.model
     clock = default_now or state.now()
@@ -430,7 +451,8 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
         for i in indices:
             if requests[i].candidates is not None:
                 ranked_all[i] = model.rank(cardholders.user(i), now, requests[i].candidates, valid)
-    looks = outlooks(snapshot, state.engine, cardholders, requests, ranked_all, moments)
+    slot_minutes = scheduler_slots(state, snapshot, moments, record_slots)
+    looks = outlooks(snapshot, state.engine, cardholders, requests, ranked_all, moments, slot_minutes)
     cap_requests, positions = [], []
     rows = zip(cardholders.timezone, requests, ranked_all, looks, strict=True)
     for index, (timezone, request, ranked, look) in enumerate(rows):

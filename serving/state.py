@@ -28,6 +28,7 @@ from serving.metrics import Metrics
 from serving.pipeline import LiveModel
 from serving.policy_store import PolicyRevision, PolicyStore
 from serving.records import RecordCache
+from serving.scheduler_slots import SchedulerSlots
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class ServingState:
         self.prefix = settings.redis_prefix
         self.publications = PublicationStore(self.client, self.prefix)
         self.policies = PolicyStore(self.client, self.prefix)
+        self.scheduler_slots = SchedulerSlots(self.client, self.prefix)
         self.metrics = Metrics()
         self.event_log = EventLog(settings.event_log_path)
         self.engine = None

@@ -23,7 +23,8 @@ Document shape (every key except `version` is optional; see `default_policy.yaml
     campaign_throttle: {max: 500, per: 1s, campaigns: {spring-sale: {max: 50, per: 1s}}}
     retention: 400d                 # idle cardholder state is dropped after this (memory bound)
     decision: {mute_weight: 10, min_value: 0, hour_margin: 0.1,   # send or hold (recsys.decision)
-               pacing: {margin: 0.2}}
+               pacing: {margin: 0.2},
+               scheduler_slots: ["10:00", "19:30"]}   # default_timezone; omit to learn them
     override_no_limits: "reason"    # required to store a policy with no limit on all marketing
 
 Durations are integers (seconds) or strings `<n>s|m|h|d|w` (e.g. `90s`, `30m`, `12h`, `7d`), at most
@@ -68,6 +69,7 @@ _CLOCK_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 # Every duration is bounded, so no setting overflows the stores' millisecond integers.
 MAX_DURATION_SECONDS = 3650 * DAY
 MAX_LIMITS = 30
+MAX_SCHEDULER_SLOTS = 48
 
 
 class PolicyError(ValueError):
@@ -311,8 +313,10 @@ class Decision(_Frozen):
     """Whether a ranked push goes now (`recsys.decision`): its value is p_open - mute_weight x p_mute.
 
     Hold when the value is below `min_value`, when a later hour of the cardholder's local day (outside
-    quiet hours) is worth more than (1 + `hour_margin`) x now, or under `pacing`. `enabled: false`
-    sends whatever the caps allow (the engine before response models).
+    quiet hours) is worth more than (1 + `hour_margin`) x now and a scheduler slot comes before it, or
+    under `pacing`. `scheduler_slots` fixes the slots (an empty list: never hold for one); without it
+    they are learned from the batch calls. `enabled: false` sends whatever the caps allow (the engine
+    before response models).
     """
 
     enabled: bool = True
@@ -320,6 +324,26 @@ class Decision(_Frozen):
     min_value: float = Field(0.0, ge=-1.0, le=1.0)
     hour_margin: float = Field(0.1, ge=0.0, le=10.0)
     pacing: Pacing | None = Field(default_factory=Pacing)
+    # the scheduler's times of asking ("HH:MM" in `default_timezone`); None: learned from its batch calls
+    scheduler_slots: tuple[str, ...] | None = Field(None, max_length=MAX_SCHEDULER_SLOTS)
+
+    @field_validator("scheduler_slots")
+    @classmethod
+    def _slots(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        wrong = [clock for clock in value if not isinstance(clock, str) or not _CLOCK_RE.match(clock)]
+        if wrong:
+            raise ValueError(f"scheduler_slots: {wrong[0]!r} is not a clock time: use 'HH:MM' (24h), "
+                             "e.g. ['10:00', '19:30']")
+        return tuple(sorted(set(value)))
+
+    @property
+    def slot_minutes(self) -> tuple[int, ...] | None:
+        """`scheduler_slots` as minutes of the day (None: learn them)."""
+        if self.scheduler_slots is None:
+            return None
+        return tuple(int(clock[:2]) * 60 + int(clock[3:]) for clock in self.scheduler_slots)
 
 
 class Policy(_Frozen):

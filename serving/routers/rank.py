@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from fastapi import APIRouter, Response
 
@@ -35,7 +36,9 @@ async def rank(body: RankRequest, coalescer: Coalescing, principal: RankAccess) 
 async def rank_batch(body: BatchRankRequest, state: State, executor: RankExecutor,
                      principal: RankAccess) -> Response:
     loop = asyncio.get_running_loop()
-    snapshot, bodies = await loop.run_in_executor(executor, rank_many, state, body.requests)
+    # a batch call is the scheduler at one of its slots: its time of day is recorded (`scheduler_slots`)
+    snapshot, bodies = await loop.run_in_executor(executor, partial(rank_many, state, body.requests,
+                                                                    record_slots=True))
     response = json_response({"results": bodies, "model_version": snapshot.model.version,
                               **registry_of(snapshot.model)})
     # Workers share the listening socket and a kept-alive connection stays with the worker that

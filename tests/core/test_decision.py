@@ -19,6 +19,7 @@ from recsys.decision import (
     monthly_slots_left,
     projected_recent,
     recent_marketing,
+    slot_moments,
 )
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -89,3 +90,50 @@ def test_recent_and_monthly_counts_from_the_caps_record() -> None:
     assert monthly_slots_left(default_policy(), record, month_start, now_ms) == 3
     no_monthly = default_policy().model_copy(update={"limits": ()})
     assert monthly_slots_left(no_monthly, record, month_start, now_ms) is None
+
+
+def test_a_better_hour_after_a_scheduler_slot_holds_for_that_slot_and_reserves_nothing() -> None:
+    settings = Decision(mute_weight=10, min_value=0.0, hour_margin=0.1, pacing=None)
+    hours = [(NOW.replace(hour=hour), value) for hour, value in ((13, 0.09), (19, 0.11), (20, 0.13))]
+    slots = slot_moments([10 * 60, 19 * 60 + 30], NOW, "Asia/Shanghai")
+    assert slots == (NOW.replace(hour=19, minute=30), NOW.replace(day=11))
+    # 20:00 is best; 19:30 is the last slot before it and itself worth more than now: ask again then
+    held = decide(settings, 0.08, hours, NOW, 4, slots=slots)
+    assert held.decision == HOLD and held.send_at == NOW.replace(hour=19, minute=30).astimezone(UTC)
+    assert held.reason.startswith("better hour later: ask again at 19:30 local")
+    # no slot known (a new deployment, an irregular scheduler): send, delivered at the better hour
+    unknown = decide(settings, 0.08, hours, NOW, 4)
+    assert unknown.decision == SEND and unknown.send_at == NOW.replace(hour=20).astimezone(UTC)
+    # the slot's own hour not worth more than now by the margin: send as without slots
+    flat = [(NOW.replace(hour=19), 0.085), (NOW.replace(hour=20), 0.13)]
+    assert decide(settings, 0.08, flat, NOW, 4, slots=slots).decision == SEND
+    # the better hour comes before the next slot: waiting would miss it
+    early = [(NOW.replace(hour=13), 0.13), (NOW.replace(hour=19), 0.11)]
+    sent = decide(settings, 0.08, early, NOW, 4, slots=slots)
+    assert sent.decision == SEND and sent.send_at == NOW.replace(hour=13).astimezone(UTC)
+    # at the last slot of the day there is none left to wait for: send at the better hour
+    evening = NOW.replace(hour=19, minute=30)
+    last = decide(settings, 0.08, [(NOW.replace(hour=20), 0.13)], evening, 4,
+                  slots=slot_moments([600, 1170], evening, "Asia/Shanghai"))
+    assert last.decision == SEND and last.send_at == NOW.replace(hour=20).astimezone(UTC)
+
+
+def test_a_hold_below_the_threshold_or_for_pacing_wins_over_waiting_for_a_slot() -> None:
+    settings = Decision(mute_weight=10, min_value=0.5, hour_margin=0.1, pacing=None)
+    hours = [(NOW.replace(hour=19), 0.11), (NOW.replace(hour=20), 0.13)]
+    slots = slot_moments([600, 1170], NOW, "Asia/Shanghai")
+    low = decide(settings, 0.08, hours, NOW, 4, slots=slots)
+    assert low.decision == HOLD and "below threshold" in low.reason and low.send_at is None
+    paced = decide(Decision(pacing=Pacing(margin=0.1)), 0.08, hours, NOW, 1, [0.5], slots=slots)
+    assert paced.decision == HOLD and paced.reason.startswith("slots worth more later")
+
+
+def test_slots_are_read_in_the_schedulers_zone_for_a_cardholder_elsewhere() -> None:
+    london = ZoneInfo("Europe/London")
+    now = datetime(2026, 9, 10, 9, 0, tzinfo=london)  # 16:00 in Shanghai
+    slots = slot_moments([1170], now, "Asia/Shanghai")  # 19:30 Shanghai is 12:30 in London
+    assert [s.astimezone(london).strftime("%H:%M") for s in slots] == ["12:30"]
+    settings = Decision(pacing=None)
+    hours = [(now.replace(hour=12), 0.2), (now.replace(hour=15), 0.3)]
+    held = decide(settings, 0.1, hours, now, 4, slots=slots)
+    assert held.decision == HOLD and "ask again at 12:30 local" in held.reason

@@ -182,3 +182,51 @@ def test_a_batch_decides_each_cardholder_as_one_request_would(api, decided, data
     assert results == [rank(api, **request) for request in requests]
     assert all(item["p_open"] is not None for result in results for item in result["items"])
     assert len({result["send_at"] for result in results}) > 1
+
+
+@pytest.mark.redis
+def test_a_better_hour_at_a_slot_the_scheduler_asks_at_is_a_hold_until_that_slot(api, decided, dataset,
+                                                                                 daytime) -> None:
+    """Learned from the batch calls of earlier days, then fixed or switched off by the policy."""
+    set_decision(api, min_value=-1.0, hour_margin=0.0, pacing=None)
+    holders = dataset.cardholders
+    opt = holders["push_opt_in"].astype("boolean").fillna(True)
+    zone = holders["timezone"].astype("string").fillna("Asia/Shanghai").replace("", "Asia/Shanghai")
+    users = holders.loc[opt & (zone == "Asia/Shanghai"), "user_id"].astype(str).tolist()[:30]
+    day = pd.Timestamp(daytime).normalize()  # midnight in Shanghai
+    early = (day + pd.Timedelta(hours=8)).isoformat()
+    before = [rank(api, user_id=u, k=1, now=early) for u in users]
+    later = [(user, body) for user, body in zip(users, before, strict=True)
+             if body["reason"].startswith("better hour later")]
+    assert later and all(b["decision"] == "send" and "send at" in b["reason"] for _, b in later)
+    # the scheduler asked at every hour from 09:00 to 21:00 on the two days before
+    for back in (2, 1):
+        for hour in range(9, 22):
+            moment = (day - pd.Timedelta(days=back) + pd.Timedelta(hours=hour)).isoformat()
+            response = api.post("/v1/rank/batch", json={"requests": [{"user_id": users[0], "now": moment}]},
+                                headers=SCHEDULER_HEADERS)
+            assert response.status_code == 200, response.text
+    for user, was in later:
+        body = rank(api, user_id=user, k=1, now=early, reserve=True)
+        # the better hour is itself a slot: ask again then, nothing reserved now
+        assert body["decision"] == "hold" and body["push_id"] is None, body["reason"]
+        assert body["reason"].startswith("better hour later: ask again at")
+        assert body["send_at"] == was["send_at"] and body["caps"]["allowed"]
+    state = api.get(f"/v1/users/{later[0][0]}/caps", params={"now": early}, headers=SCHEDULER_HEADERS).json()
+    assert state["pending_reservations"] == 0
+    # the policy's slots win over the learned ones; an empty list never holds for a slot
+    set_decision(api, min_value=-1.0, hour_margin=0.0, pacing=None, scheduler_slots=[])
+    user, was = later[0]
+    assert rank(api, user_id=user, k=1, now=early)["send_at"] == was["send_at"]
+    assert rank(api, user_id=user, k=1, now=early)["decision"] == "send"
+    slot = pd.Timestamp(was["send_at"]).tz_convert("Asia/Shanghai")
+    set_decision(api, min_value=-1.0, hour_margin=0.0, pacing=None,
+                 scheduler_slots=[f"{slot.hour:02d}:00", "23:30"])
+    held = rank(api, user_id=user, k=1, now=early)
+    assert held["decision"] == "hold" and held["send_at"] == was["send_at"]
+    document = api.get("/v1/policy", headers=SCHEDULER_HEADERS).json()["policy"]
+    assert document["decision"]["scheduler_slots"] == [f"{slot.hour:02d}:00", "23:30"]
+    document["decision"]["scheduler_slots"] = ["7pm"]
+    document["version"] = "bad-slots"
+    refused = api.put("/v1/policy", json=document, headers=ADMIN_HEADERS)
+    assert refused.status_code in (400, 422) and "scheduler_slots" in refused.text

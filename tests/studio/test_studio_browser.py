@@ -174,7 +174,8 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page, st
     assert live["policy"]["version"] == "2026.12-studio"
     assert live["policy"]["limits"][1] == {"name": "monthly", "window": "calendar_month", "max": 2}
     assert live["policy"]["decision"] == {"enabled": True, "mute_weight": 20.0, "min_value": 0.0,
-                                          "hour_margin": 0.1, "pacing": {"margin": 0.2}}
+                                          "hour_margin": 0.1, "pacing": {"margin": 0.2},
+                                          "scheduler_slots": None}
     assert live["note"] == "monthly cap 4 -> 2 after simulation"
     history = httpx.get(f"{server}/v1/policy/versions", headers=ADMIN_HEADERS).json()
     assert any(change["path"] == "limits" for change in history["revisions"][0]["diff"])

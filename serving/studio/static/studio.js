@@ -41,6 +41,7 @@
     "decision.mute_weight": "a mute costs (opens)", "decision.min_value": "hold a push worth less than",
     "decision.hour_margin": "better hour today by", "decision.pacing": "keep slots for better days",
     "decision.pacing.margin": "a later day is better by",
+    "decision.scheduler_slots": "the scheduler asks at",
   };
   const LIMIT_PARTS = {max: "at most", window: "counted per", duration: "rolling period", name: "name",
                        kinds: "kinds", tags: "topics"};
@@ -248,6 +249,16 @@
     });
     toggle("decision.pacing").checked = settings.pacing != null;
     field("decision.pacing.margin").value = String((settings.pacing || DECISION.pacing).margin);
+    // null: learned from the scheduler's calls (left empty); []: never wait for a slot ("none")
+    const slots = settings.scheduler_slots;
+    field("decision.scheduler_slots").value = slots == null ? "" : (slots.length ? slots.join(", ") : "none");
+  }
+
+  function readSlots() {
+    const value = text("decision.scheduler_slots");
+    if (value === "") return null;
+    if (value.toLowerCase() === "none") return [];
+    return value.split(/[\s,]+/).filter((clock) => clock !== "");
   }
 
   function readDecision() {
@@ -261,6 +272,7 @@
       min_value: numeric("decision.min_value"),
       hour_margin: numeric("decision.hour_margin"),
       pacing: toggle("decision.pacing").checked ? {margin: numeric("decision.pacing.margin")} : null,
+      scheduler_slots: readSlots(),
     };
   }
 
@@ -510,8 +522,8 @@
     status.textContent = `Rolling back to revision ${revision}...`;
     try {
       const result = await api("POST", "/v1/policy/rollback", {revision});
+      await Promise.all([loadLive(), loadVersions()]);  // the form shows the live policy before the message
       status.textContent = `Rolled back: revision ${result.revision} (a copy of revision ${revision}) is live.`;
-      await Promise.all([loadLive(), loadVersions()]);
     } catch (error) {
       status.textContent = `Roll back failed: ${error.message}`;
     }

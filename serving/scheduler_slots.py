@@ -1,0 +1,83 @@
+"""The times of day the scheduler asks at, learned from its batch rank calls and shared through Redis.
+
+Each batch call adds its local minute of the day (in the policy's default time zone) to a hash per
+local day, `{prefix}:slots:{YYYY-MM-DD}` (field: minute, value: calls), expiring after `KEEP_DAYS`;
+a worker writes a minute once a day and reads the previous days once a day, so a batch costs no round
+trip beyond the first of its minute. A slot is a minute asked at, within `TOLERANCE_MINUTES`, on more
+than half of the last `LEARN_DAYS` days with any call, given at least `MIN_DAYS` such days; minutes
+within the tolerance of an earlier slot are the same slot.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from recsys.redis_client import Client as RedisClient
+
+LEARN_DAYS = 7
+MIN_DAYS = 2
+KEEP_DAYS = LEARN_DAYS + 1
+TOLERANCE_MINUTES = 10
+
+
+def learned_slots(days: Sequence[Iterable[int]]) -> tuple[int, ...]:
+    """The minutes of the day asked at on most of `days` (each day's minutes asked; days without any
+    call are left out), the earliest of each group within `TOLERANCE_MINUTES`."""
+    asked = [set(day) for day in days if day]
+    if len(asked) < MIN_DAYS:
+        return ()
+    slots: list[int] = []
+    for minute in sorted(set().union(*asked)):
+        hits = sum(1 for day in asked if any(abs(minute - other) <= TOLERANCE_MINUTES for other in day))
+        if 2 * hits > len(asked) and (not slots or minute - slots[-1] > TOLERANCE_MINUTES):
+            slots.append(minute)
+    return tuple(slots)
+
+
+class SchedulerSlots:
+    """Records the batch calls' minutes of the day and answers the slots learned from earlier days."""
+
+    def __init__(self, client: RedisClient, prefix: str) -> None:
+        self.client = client
+        self.prefix = f"{prefix}:slots"
+        self._lock = threading.Lock()
+        self._written: set[tuple[date, int]] = set()  # this worker's writes of the current day
+        self._learned: dict[date, tuple[int, ...]] = {}  # the current day's slots
+
+    def key(self, day: date) -> str:
+        return f"{self.prefix}:{day.isoformat()}"
+
+    def slots(self, moments: Iterable[datetime], zone: str, record: bool) -> tuple[int, ...]:
+        """The slots (minutes of the day in `zone`) learned before the local day of the first of
+        `moments`; with `record`, each moment's minute is added to its day's calls."""
+        local = [moment.astimezone(ZoneInfo(zone)) for moment in moments]
+        if not local:
+            return ()
+        today = local[0].date()
+        with self._lock:
+            writes = sorted({(t.date(), t.hour * 60 + t.minute) for t in local} - self._written) if record \
+                else []
+            learned = self._learned.get(today)
+        if not writes and learned is not None:
+            return learned
+        pipe = self.client.pipeline(transaction=False)
+        for day, minute in writes:
+            pipe.hincrby(self.key(day), str(minute), 1)
+            pipe.expire(self.key(day), KEEP_DAYS * 86_400)
+        earlier = [today - timedelta(days=back) for back in range(1, LEARN_DAYS + 1)]
+        if learned is None:
+            for day in earlier:
+                pipe.hkeys(self.key(day))
+        answers = pipe.execute()
+        if learned is None:
+            learned = learned_slots([[int(field) for field in fields]
+                                     for fields in answers[2 * len(writes):]])
+        with self._lock:
+            if today not in self._learned:  # a new day: forget the last one's
+                self._learned = {today: learned}
+                self._written = {write for write in self._written if write[0] >= today}
+            self._written.update(writes)
+        return learned
