@@ -424,12 +424,15 @@ class LiveModel:
         # eligible ones are a prefix
         order, values = best_per_row(scores, min(width, m))
         order = order.astype(np.int64)
+        full = order.shape[1]
         counts = np.isfinite(values).sum(axis=1)
         rows = zip(order, values, order.tolist(), values.tolist(), strict=True)
-        if counts.min() == order.shape[1]:  # every row full (the usual case): whole rows, no slicing
+        if counts.min() == full:  # every row full (the usual case): whole rows, no slicing
             return [Ranked(items, scores, (), item_list, score_list)
                     for items, scores, item_list, score_list in rows]
-        return [Ranked(items[:count], scores[:count], (), item_list[:count], score_list[:count])
+        # a block's short rows (opted out, or little left eligible) are a few: only they are sliced
+        return [Ranked(items, scores, (), item_list, score_list) if count == full
+                else Ranked(items[:count], scores[:count], (), item_list[:count], score_list[:count])
                 for (items, scores, item_list, score_list), count in zip(rows, counts.tolist(), strict=True)]
 
     def popularity(self, group: int) -> np.ndarray:
