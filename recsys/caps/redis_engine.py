@@ -405,7 +405,7 @@ class RedisCapEngine(CapEngine):
         try:
             for start in range(0, len(calls), _CHUNK):
                 if isinstance(calls, _LazyCalls) and calls.encode is not None:
-                    packed = [b"".join(map(calls.encode, range(start, min(start + _CHUNK, len(calls)))))]
+                    packed = [calls.encode(start, min(start + _CHUNK, len(calls)))]
                 elif _pack_command is not None:
                     packed = [b"".join([_pack_command(call) for call in calls[start : start + _CHUNK]])]
                 else:
@@ -536,10 +536,10 @@ class RedisCapEngine(CapEngine):
                 lambda k, todo=todo, given=given: self._decide_call(
                     compiled, requests[todo[k]], cal_args[todo[k]], push_ids[todo[k]], given, codes[todo[k]]
                 ),
-                lambda k, todo=todo, given=given: self._decide_command(
-                    compiled, requests[todo[k]], cal_encoded[todo[k]], push_ids[todo[k]], given,
-                    codes[todo[k]],
-                ),
+                lambda start, stop, todo=todo, given=given: b"".join([
+                    self._decide_command(compiled, requests[i], cal_encoded[i], push_ids[i], given, codes[i])
+                    for i in todo[start:stop]
+                ]),
             )
             self._stream(calls, build)
             replies = dict(zip(todo, reservation_replies, strict=True))
@@ -818,11 +818,11 @@ class _Compiled:
 class _LazyCalls(Sequence):
     """Commands built on first access, so a pipeline's first chunk is on the wire before the rest exist.
 
-    `encode(index)`, when given, writes command `index` in the Redis protocol directly (the bytes a
-    packer would write for it); a node's pipeline of these is sent from it, never packed."""
+    `encode(start, stop)`, when given, writes commands `start:stop` in the Redis protocol directly (the
+    bytes a packer would write for them); a node's pipeline of these is sent from it, never packed."""
 
     def __init__(self, size: int, make: Callable[[int], tuple[Any, ...]],
-                 encode: Callable[[int], bytes] | None = None) -> None:
+                 encode: Callable[[int, int], bytes] | None = None) -> None:
         self._built: list[tuple[Any, ...] | None] = [None] * size
         self._make = make
         self.encode = encode
