@@ -554,9 +554,11 @@ class RedisCapEngine(CapEngine):
         """Campaigns whose throttle window is already full: campaign -> (window end, used, max)."""
         if policy.campaign_throttle is None:
             return {}
-        campaigns = sorted({c.campaign for r in requests for c in r.candidates if c.campaign is not None})
-        if not campaigns:
+        named = {c.campaign for r in requests for c in r.candidates}
+        named.discard(None)
+        if not named:
             return {}
+        campaigns = sorted(named)
         buckets = [rules.throttle_bucket(policy, campaign, now_ms) for campaign in campaigns]
         counts = self._pipeline(
             [("GET", self.throttle_key(c, b[0])) for c, b in zip(campaigns, buckets, strict=True)]
