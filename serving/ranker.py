@@ -461,14 +461,13 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             for slot, result in zip(slots, results, strict=True):
                 decisions[positions[slot]] = result
     bodies = answers(model, snapshot, cardholders, requests, ranked_all, decisions, moments, looks)
+    blocked = [caps["blocks"] for caps in map(itemgetter("caps"), bodies) if not caps["allowed"]]
     rules: Counter[str] = Counter()
-    fallbacks: Counter[str] = Counter()
-    for body in bodies:
-        if body["caps"]["allowed"]:
-            rules["allowed"] += 1
-        else:
-            rules.update(block["rule"] for block in body["caps"]["blocks"])
-    fallbacks.update(source for source in cardholders.fallback if source is not None)
+    if len(blocked) < len(bodies):
+        rules["allowed"] = len(bodies) - len(blocked)
+    rules.update(block["rule"] for blocks in blocked for block in blocks)
+    fallbacks = Counter(cardholders.fallback)
+    del fallbacks[None]
     for rule, count in rules.items():
         state.metrics.caps_decisions.labels(rule).inc(count)
     for source, count in fallbacks.items():
