@@ -436,11 +436,13 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
         default = [i for i in indices if requests[i].candidates is None]
         if default:
             # one more than the caps look at: whether eligible candidates were left unchecked
-            width = max(decide_width(requests[i].k) for i in default) + 1
-            block = cardholders if len(default) == len(requests) else cardholders.take(
-                np.asarray(default, dtype=np.int64))
-            for i, ranked in zip(default, model.rank_block(block, now, width, valid), strict=True):
-                ranked_all[i] = ranked
+            width = decide_width(max({requests[i].k for i in default})) + 1
+            if len(default) == len(requests):  # the usual batch: every request, in order
+                ranked_all = model.rank_block(cardholders, now, width, valid)
+            else:
+                block = cardholders.take(np.asarray(default, dtype=np.int64))
+                for i, ranked in zip(default, model.rank_block(block, now, width, valid), strict=True):
+                    ranked_all[i] = ranked
         for i in indices:
             if requests[i].candidates is not None:
                 ranked_all[i] = model.rank(cardholders.user(i), now, requests[i].candidates, valid)
