@@ -189,7 +189,7 @@ def surface(name: str, world: Path, truth, config, epoch_rules: bool = False) ->
     from training.evaluate import make_holdout, recommend_holdout
     from training.selection import SELECTION_MAX_USERS, fewest_good_epochs
     from training.truth import aligned_open_prob, best_eligible, top1_gap
-    from training.tune import objective_replicates, objective_value, sampled, validation_scores
+    from training.tune import mean_of_gains, objective_terms, objective_value, sampled, validation_scores
 
     dataset = load_dataset(world)
     split = truth.as_of - pd.Timedelta(days=config.holdout_days)
@@ -215,7 +215,6 @@ def surface(name: str, world: Path, truth, config, epoch_rules: bool = False) ->
     reference_ndcg = metrics.per_user("ndcg", recommend_holdout(pop_model, validation, config.k), relevant,
                                       config.k)
     weights = np.random.default_rng(0).poisson(1.0, (REPLICATES, train.n_users)).astype(np.float64)
-    reader_weights = weights[:, validation.rows[readers]]
     evaluated_weights = weights[:, validation.rows]
     pushes = validation.pushes
     push_weights = weights[:, pushes.rows]
@@ -225,12 +224,11 @@ def surface(name: str, world: Path, truth, config, epoch_rules: bool = False) ->
                      1, now)[0][:, 0]
         scores = validation_scores(model, validation, config.k)
         recommended = recommend_holdout(model, validation, config.k)
-        ndcg = metrics.per_user("ndcg", recommended, relevant, config.k)
         hit1 = metrics.hits_matrix(recommended[:, :1], relevant)[:, 0].astype(np.float64)
         hit5 = metrics.hits_matrix(recommended[:, :5], relevant).any(axis=1).astype(np.float64)
         factors = model.user_factors(pushes.rows, train.user_features[pushes.rows])
         push_scores = np.einsum("ij,ij->i", factors, model.item_factors()[pushes.items])
-        readers_boot = (reader_weights @ ndcg[readers]) / (reader_weights @ reference_ndcg[readers]) - 1.0
+        boot_terms = objective_terms(model, validation, reference_ndcg, weights, config.k)
         gini_all_boot = 2.0 * metrics.weighted_auc(push_scores, pushes.opened, push_weights) - 1.0
         unit = np.ones((1, push_scores.size))
         gini_all = float(2.0 * metrics.weighted_auc(push_scores, pushes.opened, unit)[0] - 1.0)
@@ -245,13 +243,13 @@ def surface(name: str, world: Path, truth, config, epoch_rules: bool = False) ->
                 "hit1_balanced": float(np.mean([hit1[readers].mean(), hit1[~readers].mean()])),
                 "hit5": float(hit5.mean()),
                 "push_gini_all": gini_all,
-                "objective_all_pushes": float(np.mean([readers_term, gini_all])),
+                "objective_all_pushes": float(mean_of_gains(np.array([[readers_term], [gini_all]]))[0]),
                 "non_readers_gini": float(2.0 * scores["non_readers.push_auc"] - 1.0),
                 "standing_gini": float(2.0 * metrics.weighted_auc(standing, pushes.opened, unit)[0] - 1.0),
                 "readers_hit1": float(hit1[readers].mean()),
                 "boot standing_gini": standing_boot,
-                "boot objective": objective_replicates(model, validation, reference_ndcg, weights, config.k),
-                "boot objective_all_pushes": (readers_boot + gini_all_boot) / 2.0,
+                "boot objective": mean_of_gains(boot_terms),
+                "boot objective_all_pushes": mean_of_gains(np.stack([boot_terms[0], gini_all_boot])),
                 "boot hit1": (evaluated_weights @ hit1) / evaluated_weights.sum(axis=1),
                 "truth": top1_gap(open_prob, top1, popularity_top1, oracle).gap_closed}
 

@@ -80,7 +80,8 @@ def auc(scores: np.ndarray, relevant: sp.spmatrix, eligible: np.ndarray | None =
     """Per-user ROC AUC of `scores` [n_users, n_items] for the relevant items.
 
     `eligible` (bool [n_users, n_items], default all) restricts both positives and negatives, e.g. to
-    items not seen in training. NaN for users with no eligible positive or no eligible negative.
+    items not seen in training. NaN for users with no eligible positive or no eligible negative. Each
+    user's row is `weighted_auc` of its eligible items at unit weights: one way of ranking scores.
     """
     values = np.asarray(scores, dtype=np.float64)
     truth = sp.csr_matrix(relevant)
@@ -92,18 +93,10 @@ def auc(scores: np.ndarray, relevant: sp.spmatrix, eligible: np.ndarray | None =
         raise MetricsError(f"eligible has shape {mask.shape}, expected {positive.shape}")
     result = np.full(values.shape[0], np.nan)
     for user in range(values.shape[0]):
-        row, keep = values[user][mask[user]], positive[user][mask[user]]
-        n_pos, n_neg = int(keep.sum()), int((~keep).sum())
-        if n_pos == 0 or n_neg == 0:
+        keep = positive[user][mask[user]]
+        if keep.all() or not keep.any():
             continue
-        # Mann-Whitney U from average ranks (ties get the mean rank)
-        order = np.argsort(row, kind="mergesort")
-        ranks = np.empty(row.size)
-        sorted_values = row[order]
-        _, first, counts = np.unique(sorted_values, return_index=True, return_counts=True)
-        mean_ranks = first + (counts + 1) / 2.0
-        ranks[order] = np.repeat(mean_ranks, counts)
-        result[user] = (ranks[keep].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+        result[user] = weighted_auc(values[user][mask[user]], keep)[0]
     return result
 
 
@@ -118,7 +111,8 @@ def weighted_auc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray |
     if weights.shape[1] != positive.size or positive.size != inverse.size:
         raise MetricsError(f"scores ({inverse.size}), positive ({positive.size}) and weights' columns "
                            f"({weights.shape[1]}) must have one entry per example")
-    group = sp.csr_matrix((np.ones(inverse.size), (np.arange(inverse.size), inverse)),
+    # row i: a one at example i's distinct score (one entry a row, so written as CSR directly)
+    group = sp.csr_matrix((np.ones(inverse.size), inverse, np.arange(inverse.size + 1)),
                           shape=(inverse.size, values.size))
     pos = np.asarray(group.T @ (weights * positive).T).T  # weight per distinct score
     neg = np.asarray(group.T @ (weights * ~positive).T).T

@@ -424,12 +424,15 @@ class LiveModel:
         # eligible ones are a prefix
         order, values = best_per_row(scores, min(width, m))
         order = order.astype(np.int64)
+        full = order.shape[1]
         counts = np.isfinite(values).sum(axis=1)
         rows = zip(order, values, order.tolist(), values.tolist(), strict=True)
-        if counts.min() == order.shape[1]:  # every row full (the usual case): whole rows, no slicing
+        if counts.min() == full:  # every row full (the usual case): whole rows, no slicing
             return [Ranked(items, scores, (), item_list, score_list)
                     for items, scores, item_list, score_list in rows]
-        return [Ranked(items[:count], scores[:count], (), item_list[:count], score_list[:count])
+        # a block's short rows (opted out, or little left eligible) are a few: only they are sliced
+        return [Ranked(items, scores, (), item_list, score_list) if count == full
+                else Ranked(items[:count], scores[:count], (), item_list[:count], score_list[:count])
                 for (items, scores, item_list, score_list), count in zip(rows, counts.tolist(), strict=True)]
 
     def popularity(self, group: int) -> np.ndarray:
@@ -498,7 +501,6 @@ class LiveModel:
             item_index = np.zeros((n, n_items), dtype=np.int64)
             for slot, row in enumerate(explained_rows):
                 item_index[slot, :counts[slot]] = items[row]
-        pair_position = np.arange(len(feature_index))
         best_feature = np.empty((n, n_items), dtype=np.int64)
         best_value = np.empty((n, n_items), dtype=np.float32)
         # flat positions in the item-major table: one `take` per column instead of 2-D fancy indexing
@@ -506,8 +508,9 @@ class LiveModel:
         row_starts = item_index * self.contributions_by_item.shape[1]
         for column in range(n_items):
             parts = contributions.take(np.repeat(row_starts[:, column], lengths) + feature_index) * values
-            top = np.repeat(np.maximum.reduceat(parts, starts), lengths)
-            first = np.minimum.reduceat(np.where(parts == top, pair_position, len(parts)), starts)
+            # each row's first pair reaching its maximum: the first reaching position at or after its start
+            reaching = np.flatnonzero(parts == np.repeat(np.maximum.reduceat(parts, starts), lengths))
+            first = reaching[np.searchsorted(reaching, starts)]
             best_feature[:, column] = feature_index[first]
             best_value[:, column] = parts[first]
         # the collaborative part: the factors the features do not explain (a sparse row times the map:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from recsys.caps.decisions import CapRequest, UserDecision, to_ms
+from recsys.caps.decisions import Candidate, CapRequest, UserDecision, to_ms
 from recsys.decision import (
     DECISIONS_OFF,
     HOLD,
@@ -284,13 +284,28 @@ def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_o
     return out
 
 
-def cap_request(model: LiveModel, timezone: str | None, request: RankRequest, ranked: Ranked,
-                outlook: Outlook | None = None) -> CapRequest:
-    candidates = model.cap_candidates(request.campaign)
-    index = ranked.lists()[0][:decide_width(request.k)]
-    chosen = itemgetter(*index)(candidates) if len(index) > 1 else tuple([candidates[i] for i in index])
-    sending = outlook is None or outlook.verdict.decision == SEND
-    return CapRequest(request.user_id, chosen, timezone, request.reserve and bool(chosen) and sending)
+def cap_requests(model: LiveModel, cardholders: Cardholders, requests: Sequence[RankRequest],
+                 ranked_all: Sequence[Ranked], looks: Sequence[Outlook | None]
+                 ) -> tuple[list[CapRequest], list[int]]:
+    """The caps request of every request with candidates (each its best `decide_width(k)` in order,
+    reserving only when asked, with a candidate, and the outlook says send), and their request indices."""
+    out, positions = [], []
+    candidates_of: dict[str | None, list[Candidate]] = {}  # a batch names a campaign or two
+    widths = {k: decide_width(k) for k in {request.k for request in requests}}
+    rows = zip(cardholders.timezone, requests, ranked_all, looks, strict=True)
+    for index, (timezone, request, ranked, outlook) in enumerate(rows):
+        if not len(ranked.items):
+            continue
+        candidates = candidates_of.get(request.campaign)
+        if candidates is None:
+            candidates = candidates_of[request.campaign] = model.cap_candidates(request.campaign)
+        chosen_items = ranked.lists()[0][:widths[request.k]]
+        chosen = (itemgetter(*chosen_items)(candidates) if len(chosen_items) > 1
+                  else tuple([candidates[i] for i in chosen_items]))
+        reserve = request.reserve and bool(chosen) and (outlook is None or outlook.verdict.decision == SEND)
+        out.append(CapRequest(request.user_id, chosen, timezone, reserve))
+        positions.append(index)
+    return out, positions
 
 
 # a batch's answers share a handful of times (now, a reservation's expiry, a cap's next slot)
@@ -426,58 +441,57 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
     # Each request's decision time in UTC: requests parsed one by one carry a time zone object each, and
     # comparing or hashing times of different zone objects costs a zone lookup (2 us) every time.
     moments = [clock if request.now is None else request.now.astimezone(UTC) for request in requests]
-    checked: set[datetime | None] = set()  # a batch's requests normally share one time: check it once
-    for index, (request, moment) in enumerate(zip(requests, moments, strict=True)):
-        key = None if request.now is None else moment
-        if key not in checked:
-            state.check_now(request.now, f"requests[{index}].now" if len(requests) > 1 else "now")
-            checked.add(key)
-    blobs = state.user_records(model.version, [request.user_id for request in requests])
-    cardholders = representations(model, blobs, requests)
-    ranked_all: list[Ranked | None] = [None] * len(requests)
     by_time: dict[datetime, list[int]] = {}
     for index, moment in enumerate(moments):
         by_time.setdefault(moment, []).append(index)
+    # A batch's requests normally share one time: each time given is checked once, at the first request
+    # giving it, in request order (an error names the first request outside the window).
+    givers = [next((i for i in indices if requests[i].now is not None), None) for indices in by_time.values()]
+    for index in sorted(i for i in givers if i is not None):
+        state.check_now(requests[index].now, f"requests[{index}].now" if len(requests) > 1 else "now")
+    blobs = state.user_records(model.version, [request.user_id for request in requests])
+    cardholders = representations(model, blobs, requests)
+    ranked_all: list[Ranked | None] = [None] * len(requests)
     for now, indices in by_time.items():
         valid = model.valid_at(now)
         default = [i for i in indices if requests[i].candidates is None]
         if default:
             # one more than the caps look at: whether eligible candidates were left unchecked
-            width = max(decide_width(requests[i].k) for i in default) + 1
-            block = cardholders if len(default) == len(requests) else cardholders.take(
-                np.asarray(default, dtype=np.int64))
-            for i, ranked in zip(default, model.rank_block(block, now, width, valid), strict=True):
-                ranked_all[i] = ranked
+            width = decide_width(max({requests[i].k for i in default})) + 1
+            if len(default) == len(requests):  # the usual batch: every request, in order
+                ranked_all = model.rank_block(cardholders, now, width, valid)
+            else:
+                block = cardholders.take(np.asarray(default, dtype=np.int64))
+                for i, ranked in zip(default, model.rank_block(block, now, width, valid), strict=True):
+                    ranked_all[i] = ranked
         for i in indices:
             if requests[i].candidates is not None:
                 ranked_all[i] = model.rank(cardholders.user(i), now, requests[i].candidates, valid)
-    slot_minutes = scheduler_slots(state, snapshot, moments, record_slots)
+    slot_minutes = scheduler_slots(state, snapshot, list(by_time), record_slots)
     looks = outlooks(snapshot, state.engine, cardholders, requests, ranked_all, moments, slot_minutes)
-    cap_requests, positions = [], []
-    rows = zip(cardholders.timezone, requests, ranked_all, looks, strict=True)
-    for index, (timezone, request, ranked, look) in enumerate(rows):
-        if len(ranked.items):
-            cap_requests.append(cap_request(model, timezone, request, ranked, look))
-            positions.append(index)
+    cap_batch, positions = cap_requests(model, cardholders, requests, ranked_all, looks)
     decisions: list[UserDecision | None] = [None] * len(requests)
-    if cap_requests:
-        # One caps call per distinct decision time (a batch normally shares one).
-        by_time = {}
-        for slot, index in enumerate(positions):
-            by_time.setdefault(moments[index], []).append(slot)
-        for now, slots in by_time.items():
-            results = state.engine.decide_batch([cap_requests[s] for s in slots], now=now)
+    if cap_batch:
+        # One caps call per distinct decision time, in the order of their first requests with candidates
+        # (a batch normally shares one time).
+        by_cap_time: dict[datetime, list[int]] = {}
+        if len(by_time) == 1:
+            by_cap_time[moments[0]] = list(range(len(cap_batch)))
+        else:
+            for slot, index in enumerate(positions):
+                by_cap_time.setdefault(moments[index], []).append(slot)
+        for now, slots in by_cap_time.items():
+            results = state.engine.decide_batch([cap_batch[s] for s in slots], now=now)
             for slot, result in zip(slots, results, strict=True):
                 decisions[positions[slot]] = result
     bodies = answers(model, snapshot, cardholders, requests, ranked_all, decisions, moments, looks)
+    blocked = [caps["blocks"] for caps in map(itemgetter("caps"), bodies) if not caps["allowed"]]
     rules: Counter[str] = Counter()
-    fallbacks: Counter[str] = Counter()
-    for body in bodies:
-        if body["caps"]["allowed"]:
-            rules["allowed"] += 1
-        else:
-            rules.update(block["rule"] for block in body["caps"]["blocks"])
-    fallbacks.update(source for source in cardholders.fallback if source is not None)
+    if len(blocked) < len(bodies):
+        rules["allowed"] = len(bodies) - len(blocked)
+    rules.update(block["rule"] for blocks in blocked for block in blocks)
+    fallbacks = Counter(cardholders.fallback)
+    del fallbacks[None]
     for rule, count in rules.items():
         state.metrics.caps_decisions.labels(rule).inc(count)
     for source, count in fallbacks.items():

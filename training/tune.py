@@ -144,21 +144,29 @@ def objective_replicates(model: Recommender, validation: Holdout, reference_ndcg
     """`objective_value` under each row of `weights` [replicates, training rows] (bootstrap counts of
     the cardholders; a row of ones gives the objective itself), against popularity's per-cardholder
     nDCG@k `reference_ndcg`: each cardholder's terms are computed once for every row."""
-    terms = []
+    return mean_of_gains(objective_terms(model, validation, reference_ndcg, weights, k))
+
+
+def objective_terms(model: Recommender, validation: Holdout, reference_ndcg: np.ndarray,
+                    weights: np.ndarray, k: int) -> np.ndarray:
+    """The objective's two terms [2, replicates] under each row of `weights` (see
+    `objective_replicates`): readers' nDCG@k gain over popularity, then non-readers' push-open Gini;
+    NaN where a term has nothing to measure."""
+    terms = np.full((2, len(weights)), np.nan)
     readers = ~validation.cold
     if readers.any():
         ndcg = metrics.per_user("ndcg", recommend_holdout(model, validation, k), validation.relevant, k)
         defined = readers & ~np.isnan(ndcg) & ~np.isnan(reference_ndcg)
         reader_weights = weights[:, validation.rows[defined]]
         with np.errstate(invalid="ignore", divide="ignore"):
-            terms.append(reader_weights @ ndcg[defined] / (reader_weights @ reference_ndcg[defined]) - 1.0)
+            terms[0] = reader_weights @ ndcg[defined] / (reader_weights @ reference_ndcg[defined]) - 1.0
     pushes = validation.pushes
     rows = pushes.rows[pushes.cold]
     if rows.size:
         factors = model.user_factors(rows, validation.train.user_features[rows])
         scores = np.einsum("ij,ij->i", factors, model.item_factors()[pushes.items[pushes.cold]])
-        terms.append(2.0 * metrics.weighted_auc(scores, pushes.opened[pushes.cold], weights[:, rows]) - 1.0)
-    return mean_of_gains(np.stack(terms) if terms else np.empty((0, len(weights))))
+        terms[1] = 2.0 * metrics.weighted_auc(scores, pushes.opened[pushes.cold], weights[:, rows]) - 1.0
+    return terms
 
 
 def mean_of_gains(terms: np.ndarray) -> np.ndarray:

@@ -353,14 +353,14 @@ class RedisCapEngine(CapEngine):
         failure: list[Exception] = []
 
         def triage(index: int, reply: Any) -> None:
-            if isinstance(reply, redis.exceptions.NoScriptError):
+            if not isinstance(reply, Exception):  # nearly every reply: one test
+                handle(index, reply)
+            elif isinstance(reply, redis.exceptions.NoScriptError):
                 retry.append(index)
             elif isinstance(reply, redis.ResponseError) and self._cluster and _redirected(reply):
                 redirected.append(index)
-            elif isinstance(reply, Exception):
-                failure.append(reply)
             else:
-                handle(index, reply)
+                failure.append(reply)
 
         with self._guard():
             for pool, indices in self._route(calls):
@@ -405,7 +405,7 @@ class RedisCapEngine(CapEngine):
         try:
             for start in range(0, len(calls), _CHUNK):
                 if isinstance(calls, _LazyCalls) and calls.encode is not None:
-                    packed = [b"".join(map(calls.encode, range(start, min(start + _CHUNK, len(calls)))))]
+                    packed = [calls.encode(start, min(start + _CHUNK, len(calls)))]
                 elif _pack_command is not None:
                     packed = [b"".join([_pack_command(call) for call in calls[start : start + _CHUNK]])]
                 else:
@@ -460,20 +460,24 @@ class RedisCapEngine(CapEngine):
         exhausted: dict[str, tuple[int, int, int]],
         codes: list[_Entry],
     ) -> bytes:
-        """`_decide_call`'s command as written on the wire, the same bytes as packing that call, joined
-        from arguments encoded once per policy, batch calendar or candidate (`cal_args`: the encoded
-        time now, then the rest of the calendar): a packer encoded all ~27 arguments of every call
-        afresh, 4 us a call (README, "Load")."""
+        """`_decide_call`'s command as written on the wire, the same bytes as packing that call, from
+        arguments encoded once per policy, batch calendar or candidate (`cal_args`: the encoded time now,
+        then the rest of the calendar) and one format for the rest: a packer encoded all ~27 arguments
+        of every call afresh, 4 us a call (README, "Load")."""
         n = len(codes)
-        parts = [
-            b"*%d\r\n" % (15 + 2 * n), compiled.head, _bulk(self.user_key(request.user_id).encode()), _DECIDE,
-            cal_args[0], _RESERVE if request.reserve else _NO_RESERVE, _bulk(push_id.encode()), cal_args[1],
-            _bulk(b"%d" % n),
-        ]  # fmt: skip
-        parts += [code[5] for code in codes]
-        parts += _code_arguments(request, codes, exhausted, 6)
-        parts.append(_bulk(b"\x1e".join([code[1] for code in codes])) if request.reserve else _EMPTY)
-        return b"".join(parts)
+        key = self.user_key(request.user_id).encode()
+        push = push_id.encode()
+        fields = b"".join([code[5] for code in codes])
+        if exhausted:
+            code_args = b"".join(_code_arguments(request, codes, exhausted, 6))
+        else:
+            code_args = b"".join([code[6] for code in codes])
+        head = (15 + 2 * n, compiled.head, len(key), key, cal_args[0])
+        rest = (len(push), push, cal_args[1], len(b"%d" % n), n, fields, code_args)
+        if request.reserve:  # the record tails are only read to store a reservation
+            tails = b"\x1e".join([code[1] for code in codes])
+            return _RESERVING_COMMAND % (*head, *rest, len(tails), tails)
+        return _DECIDING_COMMAND % (*head, *rest)
 
     def decide_batch(
         self, requests: Sequence[CapRequest], *, now: datetime | None = None
@@ -481,6 +485,7 @@ class RedisCapEngine(CapEngine):
         self._check_requests(requests, candidates=False)
         compiled = self._compiled
         policy = compiled.policy
+        version = policy.version
         known = compiled.by_id.get
         codes = []
         for i, r in enumerate(requests):
@@ -508,36 +513,38 @@ class RedisCapEngine(CapEngine):
         todo = list(range(len(requests)))
         while todo:
             given = dict(exhausted)
-            built: dict[int, tuple[list[Any], UserDecision]] = {}
+            # per position in `todo`: the reply's reservation fields and the cardholder's decision
+            reservation_replies: list[Any] = [None] * len(todo)
+            decided: list[UserDecision | None] = [None] * len(todo)
 
             def build(
-                position: int, reply: Any, todo: list[int] = todo, given: dict = given, built: dict = built
+                position: int, reply: Any, todo: list[int] = todo, given: dict = given,
+                reservation_replies: list[Any] = reservation_replies, decided: list = decided,
             ) -> None:
                 i = todo[position]
                 request = requests[i]
                 reservation_reply, decisions = self._decisions(
                     compiled, unpackb(reply), request, codes[i], cals[i], given, allowed
                 )
-                reservation = _reservation(request.user_id, reservation_reply)
-                built[i] = (
-                    reservation_reply,
-                    UserDecision(request.user_id, decisions, reservation, policy.version, decided_at),
-                )
+                reservation_replies[position] = reservation_reply
+                decided[position] = UserDecision(request.user_id, decisions,
+                                                 _reservation(request.user_id, reservation_reply), version,
+                                                 decided_at)
 
             calls = _LazyCalls(
                 len(todo),
                 lambda k, todo=todo, given=given: self._decide_call(
                     compiled, requests[todo[k]], cal_args[todo[k]], push_ids[todo[k]], given, codes[todo[k]]
                 ),
-                lambda k, todo=todo, given=given: self._decide_command(
-                    compiled, requests[todo[k]], cal_encoded[todo[k]], push_ids[todo[k]], given,
-                    codes[todo[k]],
-                ),
+                lambda start, stop, todo=todo, given=given: b"".join([
+                    self._decide_command(compiled, requests[i], cal_encoded[i], push_ids[i], given, codes[i])
+                    for i in todo[start:stop]
+                ]),
             )
             self._stream(calls, build)
-            replies = {i: built[i][0] for i in todo}
+            replies = dict(zip(todo, reservation_replies, strict=True))
             cut = self._settle_throttle(compiled, requests, todo, replies, push_ids, now_ms, given, exhausted)
-            results += [built[i][1] for i in todo[:cut]]
+            results += decided[:cut]
             todo = todo[cut:]
         return results
 
@@ -547,9 +554,11 @@ class RedisCapEngine(CapEngine):
         """Campaigns whose throttle window is already full: campaign -> (window end, used, max)."""
         if policy.campaign_throttle is None:
             return {}
-        campaigns = sorted({c.campaign for r in requests for c in r.candidates if c.campaign is not None})
-        if not campaigns:
+        named = {c.campaign for r in requests for c in r.candidates}
+        named.discard(None)
+        if not named:
             return {}
+        campaigns = sorted(named)
         buckets = [rules.throttle_bucket(policy, campaign, now_ms) for campaign in campaigns]
         counts = self._pipeline(
             [("GET", self.throttle_key(c, b[0])) for c, b in zip(campaigns, buckets, strict=True)]
@@ -811,11 +820,11 @@ class _Compiled:
 class _LazyCalls(Sequence):
     """Commands built on first access, so a pipeline's first chunk is on the wire before the rest exist.
 
-    `encode(index)`, when given, writes command `index` in the Redis protocol directly (the bytes a
-    packer would write for it); a node's pipeline of these is sent from it, never packed."""
+    `encode(start, stop)`, when given, writes commands `start:stop` in the Redis protocol directly (the
+    bytes a packer would write for them); a node's pipeline of these is sent from it, never packed."""
 
     def __init__(self, size: int, make: Callable[[int], tuple[Any, ...]],
-                 encode: Callable[[int], bytes] | None = None) -> None:
+                 encode: Callable[[int, int], bytes] | None = None) -> None:
         self._built: list[tuple[Any, ...] | None] = [None] * size
         self._make = make
         self.encode = encode
@@ -837,7 +846,13 @@ def _bulk(value: bytes) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(value), value)
 
 
-_DECIDE, _RESERVE, _NO_RESERVE, _EMPTY = map(_bulk, (b"d", b"1", b"0", b""))
+# A decide command in the Redis protocol: `*<arguments>`, the EVALSHA head, the cardholder's key, `d`,
+# now, reserve 1 or 0, the push id, the rest of the calendar, the candidate count, their fields, their
+# codes, then the candidates' record tails (reserving) or an empty string.
+_COMMAND_START = b"*%d\r\n%b$%d\r\n%b\r\n$1\r\nd\r\n%b"
+_COMMAND_MIDDLE = b"$%d\r\n%b\r\n%b$%d\r\n%d\r\n%b%b"
+_RESERVING_COMMAND = _COMMAND_START + b"$1\r\n1\r\n" + _COMMAND_MIDDLE + b"$%d\r\n%b\r\n"
+_DECIDING_COMMAND = _COMMAND_START + b"$1\r\n0\r\n" + _COMMAND_MIDDLE + b"$0\r\n\r\n"
 
 
 def _code_arguments(request: CapRequest, codes: list[_Entry], exhausted: dict[str, tuple[int, int, int]],

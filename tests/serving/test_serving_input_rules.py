@@ -50,6 +50,28 @@ def test_times_far_from_the_server_clock_are_refused(api, published, dataset, se
     assert not api.get(f"/v1/users/{user}/caps", headers=SCHEDULER_HEADERS).json()["muted"]
 
 
+def test_a_batch_names_its_first_request_outside_the_window(api, published, dataset, server_time) -> None:
+    """Each distinct time of a batch is checked once; the error names the first request, in request
+    order, whose time is outside the window (not the first distinct time), and a batch mixing the server
+    clock with given times inside the window is ranked."""
+    users = dataset.cardholders["user_id"].astype(str).iloc[10:15].tolist()
+    soon = (server_time + pd.Timedelta(minutes=4)).isoformat()
+    old = (server_time - pd.Timedelta(days=8)).isoformat()
+    far = "2099-12-31T10:00:00+08:00"
+    times = [None, soon, far, soon, old]
+    body = {"requests": [{"user_id": user} if now is None else {"user_id": user, "now": now}
+                         for user, now in zip(users, times, strict=True)]}
+    refused = api.post("/v1/rank/batch", json=body, headers=SCHEDULER_HEADERS)
+    assert refused.status_code == 422 and refused.json()["message"].startswith("requests[2].now 2099-12-31")
+    body["requests"][2]["now"] = old
+    refused = api.post("/v1/rank/batch", json=body, headers=SCHEDULER_HEADERS)
+    assert refused.status_code == 422 and refused.json()["message"].startswith("requests[2].now ")
+    body["requests"] = body["requests"][:2] + body["requests"][3:4]
+    ranked = api.post("/v1/rank/batch", json=body, headers=SCHEDULER_HEADERS)
+    assert ranked.status_code == 200
+    assert [answer["user_id"] for answer in ranked.json()["results"]] == [users[0], users[1], users[3]]
+
+
 def test_oversized_bodies_are_refused_before_authentication(settings, redis_client) -> None:
     from serving.app import create_app
 

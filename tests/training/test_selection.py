@@ -16,7 +16,13 @@ from tests.training.test_tune import FAST, before
 from training.config import ModelSpec
 from training.evaluate import make_holdout, recommend_holdout
 from training.selection import choose_on_validation, fewest_good_epochs, lightest_appeal_within_noise
-from training.tune import objective_replicates, objective_value, validation_scores
+from training.tune import (
+    mean_of_gains,
+    objective_replicates,
+    objective_terms,
+    objective_value,
+    validation_scores,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -110,6 +116,13 @@ def test_the_objective_under_unit_weights_is_the_tuning_objective(small_world: P
     expected = objective_value(validation_scores(model, validation, FAST.k), reference, FAST.k)
     assert np.isfinite(expected) and values[0] == pytest.approx(expected, rel=1e-9)
     assert values[1:].std() > 0 and abs(values[1:].mean() - expected) < 3 * values[1:].std()
+    # the two terms apart (what validation_figures.py reads): their mean of gains is the objective, and
+    # the readers' term alone is `objective_value` without the non-readers' one
+    terms = objective_terms(model, validation, reference_ndcg, weights, FAST.k)
+    assert terms.shape == (2, len(weights)) and np.array_equal(mean_of_gains(terms), values, equal_nan=True)
+    readers_only = objective_value({**validation_scores(model, validation, FAST.k),
+                                    "non_readers.push_auc": float("nan")}, reference, FAST.k)
+    assert terms[0, 0] == pytest.approx(readers_only, rel=1e-9)
     # popularity against itself gains nothing on readers
     own = objective_replicates(popular, validation, reference_ndcg, weights[:1], FAST.k)[0]
     assert own == pytest.approx(objective_value(reference, reference, FAST.k), rel=1e-9)
