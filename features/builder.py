@@ -29,7 +29,7 @@ from recsys.cells import UNKNOWN, split_list
 
 logger = logging.getLogger(__name__)
 
-STATE_FORMAT = 5
+STATE_FORMAT = 4
 AGE_EDGES = (25, 35, 45, 55)
 AGE_LABELS = ("<25", "25-34", "35-44", "45-54", "55+")
 TENURE_EDGES_YEARS = (1, 3, 5, 10)
@@ -129,7 +129,6 @@ class FeatureBuilder:
             "card_tiers": card_tiers,
             "menu_keys": menu_keys,
             "tags": tags,
-            "read_items": read_item_vocabulary(data, as_of, self.config.topic_window_days),
             "content_tiers": content_tiers,
             "kinds": sorted(CONTENT_KINDS),
             "credit_limit_edges": limit_edges,
@@ -211,7 +210,6 @@ class FeatureBuilder:
         names += ["reads_level", "reads:none"]
         names += [f"open_topic:{tag}" for tag in state["tags"]]
         names += ["opens_level", "opens:none"]
-        names += [f"read_item:{content_id}" for content_id in state["read_items"]]
         self.user_feature_names: tuple[str, ...] = tuple(names)
         self._user_column = {name: j for j, name in enumerate(names)}
         self._user_weights = family_weights(names, USER_FAMILIES, self.config)
@@ -250,7 +248,6 @@ class FeatureBuilder:
         self._menu(out, data, as_of, ids)
         self._topics(out, data, as_of, ids)
         self._opens(out, data, as_of, ids)
-        self._read_items(out, data, as_of, ids)
         return weighted(out.to_csr((n, len(self.user_feature_names))), self._user_weights)
 
     def user_feature_dicts(self, matrix: sp.csr_matrix) -> list[dict[str, float]]:
@@ -435,37 +432,21 @@ class FeatureBuilder:
 
     def _topics(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
         """Tag shares of articles read in the topic window (dwell-weighted), and how much was read."""
-        reads, _ = history_events(data, as_of, self.config.topic_window_days)
+        reads = data.article_reads
+        if len(reads):
+            reads = reads.loc[days_before(as_of, reads["ts"]) < self.config.topic_window_days]
         self._tag_shares(out, data, ids, reads["user_id"], reads["content_id"],
                          dwell_weight(reads["dwell_seconds"], self.config), "topic", "reads",
                          self.config.read_count_cap)
 
     def _opens(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
         """Tag shares of pushes opened in the topic window: the taste of cardholders who never read."""
-        _, pushes = history_events(data, as_of, self.config.topic_window_days)
+        pushes = data.push_log
+        opened = pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)
+        pushes = pushes.loc[opened.to_numpy()]
+        pushes = pushes.loc[days_before(as_of, pushes["opened_ts"]) < self.config.topic_window_days]
         self._tag_shares(out, data, ids, pushes["user_id"], pushes["content_id"], np.ones(len(pushes)),
                          "open_topic", "opens", self.config.read_count_cap)
-
-    def _read_items(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
-        """Shares of the items themselves among those read (dwell-weighted) and pushes opened in the
-        topic window, so that what a cardholder read speaks for items read by the same people."""
-        reads, opens = history_events(data, as_of, self.config.topic_window_days)
-        users = pd.concat([reads["user_id"], opens["user_id"]]).astype(str).to_numpy()
-        if not len(users):
-            return
-        rows = pd.Index(ids).get_indexer(users)
-        content_ids = pd.concat([reads["content_id"], opens["content_id"]]).astype(str).to_numpy()
-        cols = self._columns(f"read_item:{content_id}" for content_id in content_ids)
-        weights = np.concatenate([dwell_weight(reads["dwell_seconds"], self.config), np.ones(len(opens))])
-        use = (rows >= 0) & (cols >= 0)
-        if not use.any():
-            return
-        per_item = sp.csr_matrix((weights[use], (rows[use], cols[use])),
-                                 shape=(len(ids), len(self.user_feature_names)))
-        per_item.sum_duplicates()
-        coo = per_item.tocoo()
-        totals = np.asarray(per_item.sum(axis=1)).ravel()
-        out.add(coo.row, coo.col, coo.data / totals[coo.row])
 
     def _tag_shares(self, out: _Triplets, data: Dataset, ids: np.ndarray, users: pd.Series,
                     content_ids: pd.Series, weights: np.ndarray, prefix: str, level: str, cap: int) -> None:
@@ -551,7 +532,6 @@ USER_FAMILIES = (
     (("menu",), "menu_weight"),
     (("topic:", "reads_level", "reads:none"), "read_topic_weight"),
     (("open_topic:", "opens_level", "opens:none"), "open_topic_weight"),
-    (("read_item:",), "read_item_weight"),
 )
 ITEM_FAMILIES = ((("tag:",), "item_tag_weight"), (("title:",), "item_title_weight"))
 
@@ -605,22 +585,6 @@ def exposure_days(data: Dataset, as_of: pd.Timestamp, item_ids: Sequence[str] | 
     end = pd.to_datetime(frame["valid_to"], utc=True).fillna(as_of).clip(upper=as_of)
     days = ((end - begin) / DAY).to_numpy(dtype=np.float64, na_value=np.nan)
     return np.clip(np.nan_to_num(days, nan=1.0), 1.0, None)
-
-
-def history_events(data: Dataset, as_of: pd.Timestamp, window_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The article reads and the opened pushes of the `window_days` before `as_of`."""
-    reads = data.article_reads
-    reads = reads.loc[days_before(as_of, reads["ts"]) < window_days]
-    pushes = data.push_log
-    opened = (pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)).to_numpy()
-    opens = pushes.loc[opened]
-    return reads, opens.loc[days_before(as_of, opens["opened_ts"]) < window_days]
-
-
-def read_item_vocabulary(data: Dataset, as_of: pd.Timestamp, window_days: int) -> list[str]:
-    """Content ids read or opened in the `window_days` before `as_of` (the `read_item:` columns)."""
-    reads, opens = history_events(data, as_of, window_days)
-    return sorted(set(reads["content_id"].astype(str)) | set(opens["content_id"].astype(str)))
 
 
 def dwell_weight(dwell: pd.Series, config: FeatureConfig) -> np.ndarray:

@@ -44,7 +44,6 @@ class FeatureConfig:
     menu_share_weight: float = 3.0
     read_topic_weight: float = 1.0
     open_topic_weight: float = 1.0
-    read_item_weight: float = 0.0
     item_tag_weight: float = 1.0
     item_title_weight: float = 0.0
 
@@ -104,7 +103,7 @@ FAMILY_WEIGHTS = (
     "profile_weight", "spend_category_weight", "spend_mcc_weight", "spend_visits_weight", "menu_weight",
     "menu_share_weight",
     "read_topic_weight",
-    "open_topic_weight", "read_item_weight", "item_tag_weight", "item_title_weight",
+    "open_topic_weight", "item_tag_weight", "item_title_weight",
 )
 """Multipliers of each feature family's columns; 0 leaves the family out of the model input."""
 

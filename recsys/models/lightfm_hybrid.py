@@ -29,8 +29,7 @@ from recsys.models.wide import RidgeFactors, fit_ridge
 
 logger = logging.getLogger(__name__)
 
-OWN_ITEM_PREFIX = "read_item:"  # followed by an item id: that item read or opened, a column per item
-HISTORY_PREFIXES = ("topic:", "reads_level", OWN_ITEM_PREFIX)
+HISTORY_PREFIXES = ("topic:", "reads_level")
 NO_HISTORY = "reads:none"
 COPY_PREFIX = "\x00history-dropped:"
 WIDE_SPREAD_ROWS = 5000  # fitted rows the wide part's spread is matched on
@@ -329,8 +328,7 @@ class LightFMHybrid(Recommender):
         self.wide_weight = float(weight)
         if weight and self._ridge is None and self._n_user_features:
             rows = rows if rows is not None else self._with_history_dropped(original)
-            self._ridge = fit_ridge(rows.user_features, rows.interactions, self.wide_l2, self.wide_rank,
-                                    own_item_columns(original))
+            self._ridge = fit_ridge(rows.user_features, rows.interactions, self.wide_l2, self.wide_rank)
             self._wide_scale = 0.0
         if weight and not self._wide_scale:
             self._rescale_wide(original)
@@ -461,10 +459,3 @@ class LightFMHybrid(Recommender):
                                        np.asarray(arrays["wide_items"], dtype=np.float32),
                                        np.asarray(arrays["wide_offset"], dtype=np.float32))
             self._wide_scale = float(arrays["wide_scale"])
-
-
-def own_item_columns(data: TrainingMatrices) -> np.ndarray:
-    """int64 [n_items]: the user feature column recording each item itself (`read_item:<id>`), -1 if none."""
-    column = {name: j for j, name in enumerate(data.user_feature_names)}
-    return np.fromiter((column.get(f"{OWN_ITEM_PREFIX}{item_id}", -1) for item_id in data.items.ids),
-                       dtype=np.int64, count=data.n_items)

@@ -31,13 +31,9 @@ class RidgeFactors:
         return float(scores.std())
 
 
-def fit_ridge(features: sp.csr_matrix, positives: sp.spmatrix, l2: float, max_rank: int,
-              own_columns: np.ndarray | None = None) -> RidgeFactors:
+def fit_ridge(features: sp.csr_matrix, positives: sp.spmatrix, l2: float, max_rank: int) -> RidgeFactors:
     """The ridge of `positives` [n, n_items] (> 0 = positive) on `features` [n, n_features], penalty
-    `l2` x n on the standardised columns, truncated to at most `max_rank` singular directions.
-    `own_columns[j]` (-1 for none) is a feature column that records item j's positives themselves; its
-    weight for item j is held at 0, as EASE holds the diagonal at 0, so that an item is predicted from
-    the rest of a row and not from itself."""
+    `l2` x n on the standardised columns, truncated to at most `max_rank` singular directions."""
     x = sp.csr_matrix(features, dtype=np.float64)
     y = sp.csr_matrix((sp.csr_matrix(positives) > 0).astype(np.float64))
     n = x.shape[0]
@@ -48,17 +44,7 @@ def fit_ridge(features: sp.csr_matrix, positives: sp.spmatrix, l2: float, max_ra
     gram /= np.outer(scale, scale)
     cross = ((x.T @ y).toarray() - n * np.outer(mean, np.asarray(y.mean(axis=0)).ravel())) / scale[:, None]
     gram[np.diag_indices_from(gram)] += l2 * n
-    own = np.full(y.shape[1], -1) if own_columns is None else np.asarray(own_columns, dtype=np.int64)
-    items = np.flatnonzero(own >= 0)
-    # the constrained solution: the free one minus the inverse Gram's column of the held weight,
-    # scaled so that weight comes out 0 (a Lagrange multiplier per item)
-    unit = np.zeros((gram.shape[0], items.size))
-    unit[own[items], np.arange(items.size)] = 1.0
-    solved = np.linalg.solve(gram, np.hstack([cross, unit]))
-    weights, inverse_columns = solved[:, : cross.shape[1]], solved[:, cross.shape[1]:]
-    held = weights[own[items], items] / inverse_columns[own[items], np.arange(items.size)]
-    weights[:, items] -= inverse_columns * held
-    weights /= scale[:, None]  # on raw feature values
+    weights = np.linalg.solve(gram, cross) / scale[:, None]  # on raw feature values
     left, singular, right = np.linalg.svd(weights, full_matrices=False)
     rank = int(min(max_rank, int((singular > singular[0] * 1e-9).sum()) if singular.size else 0))
     rank = max(rank, 1)

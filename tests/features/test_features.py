@@ -107,32 +107,6 @@ def test_menu_click_shares_leave_out_how_active_a_cardholder_is(hand_made: Datas
     assert not any(name.startswith("clicks") for name in row(off_builder, off.user_features, 0))
 
 
-def test_read_items_are_the_shares_of_the_items_read_and_opened(hand_made: Dataset) -> None:
-    matrices, builder = build_training_matrices(hand_made, AS_OF, FeatureConfig(read_item_weight=2.0))
-    u1, u2, u3 = (row(builder, matrices.user_features, i) for i in (0, 1, 2))
-    # u1 read c_dine2 (120 s -> dwell weight 1) and c_old (30 s -> 0.5), and opened the c_dine push (1):
-    # 1, 0.5, 1 of 2.5, times the family weight 2
-    items = {name: value for name, value in u1.items() if name.startswith("read_item:")}
-    assert items == pytest.approx({"read_item:c_dine2": 2 * 0.4, "read_item:c_old": 2 * 0.2,
-                                   "read_item:c_dine": 2 * 0.4}, rel=1e-6)
-    # u2's pushes were never opened, u3 has no history: no item columns
-    assert not any(name.startswith("read_item:") for name in (*u2, *u3))
-    off, off_builder = build_training_matrices(hand_made, AS_OF)
-    assert not any(name.startswith("read_item:") for name in row(off_builder, off.user_features, 0))
-
-
-def test_a_read_after_the_cutoff_is_not_a_read_item(tmp_path, hand_made_tables, write_tables) -> None:
-    later = {name: frame.copy() for name, frame in hand_made_tables.items()}
-    later["article_reads"].loc[len(later["article_reads"])] = ["u2", "2024-07-02T10:00:00Z", "c_travel", 300.0]
-    dataset = load_dataset(write_tables(tmp_path / "later", later))
-    config = FeatureConfig(read_item_weight=1.0)
-    before, builder = build_training_matrices(dataset, AS_OF, config)
-    assert "read_item:c_travel" not in builder.user_feature_names
-    assert not any(name.startswith("read_item:") for name in row(builder, before.user_features, 1))
-    after, after_builder = build_training_matrices(dataset, pd.Timestamp("2024-07-03T00:00:00Z"), config)
-    assert row(after_builder, after.user_features, 1)["read_item:c_travel"] == pytest.approx(1.0)
-
-
 def test_item_features_encode_kind_tags_tiers_and_transactional(hand_made: Dataset) -> None:
     matrices, builder = build_training_matrices(hand_made, AS_OF)
     names = builder.item_feature_names

@@ -320,15 +320,6 @@ class TestLightFMHybridHistoryDropout(RecommenderContract):
         with pytest.raises(ModelError, match="outside"):
             self.make().fit(data).user_factors(np.array([n]), data.user_features[:1])
 
-    def test_copies_lose_the_items_they_read_too(self, checkerboard) -> None:
-        data = checkerboard.data
-        names = ("spend:a", "spend:b", "topic:a", "read_item:c1", "reads:none")
-        augmented = self.make()._with_history_dropped(dataclasses.replace(data, user_feature_names=names))
-        features = augmented.user_features.toarray()
-        n = data.n_users
-        assert augmented.n_users > n and (features[:n, 3] > 0).any()
-        assert (features[n:, 2:4] == 0).all() and (features[n:, 4] == 1).all()
-
     def test_needs_feature_only_cardholders(self) -> None:
         with pytest.raises(ModelError, match="user_identity=False"):
             LightFMHybrid(history_dropout=0.5)
@@ -479,27 +470,6 @@ class TestLightFMHybridWide(RecommenderContract):
         assert scores[own].min() > scores[~own].max()
         # centred: each item's mean score over the fitted rows is 0
         np.testing.assert_allclose(scores.mean(axis=0), 0.0, atol=1e-5)
-
-    def test_an_items_own_column_is_held_at_zero_as_if_left_out(self) -> None:
-        from recsys.models.wide import fit_ridge
-
-        rng = np.random.default_rng(5)
-        positives = (rng.random((300, 3)) < 0.3).astype(np.float64)
-        others = rng.random((300, 4))
-        # column 0 is item 0's own positives (a read-item column): free, it explains item 0 by itself
-        features = sp.csr_matrix(np.column_stack([positives[:, 0], others]))
-        own = np.array([0, -1, -1])
-        held = fit_ridge(features, sp.csr_matrix(positives), l2=0.1, max_rank=3, own_columns=own)
-        without = fit_ridge(sp.csr_matrix(others), sp.csr_matrix(positives), l2=0.1, max_rank=3)
-        free = fit_ridge(features, sp.csr_matrix(positives), l2=0.1, max_rank=3)
-
-        def scores(ridge, x):
-            return ridge.user_block(x) @ ridge.items.T + ridge.offset
-
-        np.testing.assert_allclose(scores(held, features)[:, 0], scores(without, sp.csr_matrix(others))[:, 0],
-                                   atol=1e-5)
-        np.testing.assert_allclose(scores(held, features)[:, 1:], scores(free, features)[:, 1:], atol=1e-5)
-        assert np.corrcoef(scores(free, features)[:, 0], positives[:, 0])[0, 1] > 0.9
 
     def test_rewinding_to_an_earlier_epoch_gives_that_fit(self, checkerboard) -> None:
         data = checkerboard.data
