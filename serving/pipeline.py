@@ -98,6 +98,7 @@ class Ranked:
     skipped: Sequence[tuple[str, str]] = ()
     item_list: list[int] | None = None  # `items` and `scores` as lists, see `lists`
     score_list: list[float] | None = None
+    finite: bool = False  # True: every score is known to be finite (`_rank_rows` tests a block at once)
 
     def lists(self) -> tuple[list[int], list[float]]:
         """`items` and `scores` as Python lists, converted once: the caps request and the answer read
@@ -427,11 +428,11 @@ class LiveModel:
         full = order.shape[1]
         counts = np.isfinite(values).sum(axis=1)
         rows = zip(order, values, order.tolist(), values.tolist(), strict=True)
-        if counts.min() == full:  # every row full (the usual case): whole rows, no slicing
-            return [Ranked(items, scores, (), item_list, score_list)
+        if counts.min() == full:  # every row full (the usual case): whole rows, no slicing, all finite
+            return [Ranked(items, scores, (), item_list, score_list, True)
                     for items, scores, item_list, score_list in rows]
         # a block's short rows (opted out, or little left eligible) are a few: only they are sliced
-        return [Ranked(items, scores, (), item_list, score_list) if count == full
+        return [Ranked(items, scores, (), item_list, score_list, True) if count == full
                 else Ranked(items[:count], scores[:count], (), item_list[:count], score_list[:count])
                 for (items, scores, item_list, score_list), count in zip(rows, counts.tolist(), strict=True)]
 

@@ -366,9 +366,10 @@ def answers(model: LiveModel, snapshot: Snapshot, cardholders: Cardholders,
                  "reason": reason}
                 for item, p, reason in zip(picked, chosen, reasons, strict=True)
             ]
-            chosen_scores = [scores[p] for p in chosen]
-            if not math.isfinite(sum(chosen_scores)):  # the message is written only when it is needed
-                require_finite(chosen_scores, f"scores for {request.user_id!r}")
+            if not ranked.finite:  # rows of a ranked block were tested together (`LiveModel._rank_rows`)
+                chosen_scores = [scores[p] for p in chosen]
+                if not math.isfinite(sum(chosen_scores)):  # the message is written only when needed
+                    require_finite(chosen_scores, f"scores for {request.user_id!r}")
             if outlook is not None and outlook.p_open is not None:
                 for body_item, position in zip(body_items, chosen, strict=True):
                     body_item["p_open"] = float(outlook.p_open[position])

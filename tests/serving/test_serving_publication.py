@@ -188,6 +188,33 @@ def test_batch_arrays_of_decoded_records_rank_and_explain_as_one_by_one(publishe
     assert sum(len(ranked.items) for ranked in model.rank_block(direct, as_of, 7)) > 500
 
 
+def test_a_block_marks_only_rows_whose_scores_are_all_finite(published, store, bundle, dataset,
+                                                             redis_client) -> None:
+    """Answers skip their per-cardholder score test for the rows a ranked block found finite in one
+    pass: a cardholder whose scores are not finite is not marked, in a block of full rows or beside
+    short ones, nor is a row ranked alone or from named candidates."""
+    from dataclasses import replace
+
+    from serving.pipeline import SMALL_BLOCK, LiveModel
+
+    model = LiveModel(store.load(published.version))
+    ids = dataset.cardholders["user_id"].astype(str).tolist()[:40]
+    direct = model.known(decode_users([redis_client.get(store.user_key(published.version, user_id))
+                                       for user_id in ids], model.item_dtype, model.feature_dtype))
+    users = [user for user in map(direct.user, range(len(direct)))
+             if user.opt_in and user.factors is not None]
+    assert len(users) > SMALL_BLOCK + 1
+    as_of = bundle.as_of.to_pydatetime()
+    full = model.rank_block(users, as_of, 5)
+    assert all(ranked.finite and np.isfinite(ranked.scores).all() for ranked in full)
+    broken = replace(users[2], factors=np.full_like(users[2].factors, np.nan))
+    block = model.rank_block([*users[:2], broken, *users[3:]], as_of, 5)
+    assert [ranked.finite for ranked in block] == [index != 2 for index in range(len(users))]
+    assert not model.rank_block([users[0]], as_of, 5)[0].finite  # alone: tested in the answer
+    named = [model.item_ids[i] for i in block[0].items.tolist()]
+    assert not model.rank(users[0], as_of, named).finite
+
+
 def test_reasons_follow_the_largest_feature_contribution(published, store, dataset, redis_client) -> None:
     """Each reason against a slow reference of the rule: the user feature adding most to the item's
     lift over the average item (first in feature order on ties) when it is positive and at least the
