@@ -72,16 +72,11 @@ class Upcoming:
         return datetime.fromtimestamp(int(self.seconds[day]), UTC)
 
 
-def _minutes(clock: str) -> int:
-    hours, minutes = clock.split(":")
-    return int(hours) * 60 + int(minutes)
-
-
 def is_quiet(quiet: QuietHours | None, local: datetime) -> bool:
     """Whether a local time falls in the policy's quiet hours (which may cross midnight)."""
     if quiet is None:
         return False
-    start, end, minute = _minutes(quiet.start), _minutes(quiet.end), local.hour * 60 + local.minute
+    start, end, minute = quiet.start_minute, quiet.end_minute, local.hour * 60 + local.minute
     return start <= minute < end if start < end else minute >= start or minute < end
 
 

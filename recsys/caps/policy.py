@@ -66,10 +66,16 @@ _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": MINUTE, "h": HOUR, "d": DAY, "w": 7 * DAY}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _CLOCK_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
 # Every duration is bounded, so no setting overflows the stores' millisecond integers.
 MAX_DURATION_SECONDS = 3650 * DAY
 MAX_LIMITS = 30
 MAX_SCHEDULER_SLOTS = 48
+
+
+def clock_minute(clock: str) -> int:
+    """A validated "HH:MM" as its minute of the day."""
+    return int(clock[:2]) * 60 + int(clock[3:])
 
 
 class PolicyError(ValueError):
@@ -222,11 +228,11 @@ class QuietHours(_Frozen):
 
     @property
     def start_minute(self) -> int:
-        return int(self.start[:2]) * 60 + int(self.start[3:])
+        return clock_minute(self.start)
 
     @property
     def end_minute(self) -> int:
-        return int(self.end[:2]) * 60 + int(self.end[3:])
+        return clock_minute(self.end)
 
 
 class NoRepeat(_Frozen):
@@ -343,7 +349,7 @@ class Decision(_Frozen):
         """`scheduler_slots` as minutes of the day (None: learn them)."""
         if self.scheduler_slots is None:
             return None
-        return tuple(int(clock[:2]) * 60 + int(clock[3:]) for clock in self.scheduler_slots)
+        return tuple(map(clock_minute, self.scheduler_slots))
 
 
 class Policy(_Frozen):
