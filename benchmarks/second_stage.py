@@ -38,8 +38,10 @@ ACTIVITY_DAYS = 90
 DAY = pd.Timedelta(days=1)
 FEATURES = ("sum_z", "sum_rank", "lightfm_z", "lightfm_rank", "wide_z", "appeal", "days_on_offer", "age_days",
             "days_left", "reads", "pushes", "opens", "open_rate", "menu_clicks", "reader")
-# rankers fitted on the same candidates: every feature, and the pair's scores and item facts alone
-VARIANTS = {"second stage": FEATURES, "without activity": FEATURES[:9]}
+# rankers fitted on the same candidates: every feature, without the cardholder's activity, and the
+# engine's own signals alone (no item timing, no activity); then the first and the last on the window's
+# marketing pushes, opened against ignored, instead of its reads and opens
+VARIANTS = {"second stage": FEATURES, "without activity": FEATURES[:9], "scores only": FEATURES[:6]}
 
 
 def pair_scores(model, factors: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -49,14 +51,15 @@ def pair_scores(model, factors: np.ndarray, candidates: np.ndarray) -> np.ndarra
     return np.where(candidates >= 0, scores, -np.inf)
 
 
-def within_user(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(z-score, rank from 0) of each candidate's score among its cardholder's candidates."""
-    finite = np.isfinite(scores)
-    values = np.where(finite, scores, np.nan)
+def against(reference: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(z-score, rank from 0) of each of a cardholder's `scores` [users, m] among their candidates'
+    `reference` scores [users, k] (-inf = no candidate): the rank counts the candidates scored higher."""
+    values = np.where(np.isfinite(reference), reference, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = (values - np.nanmean(values, axis=1, keepdims=True)) / np.nanstd(values, axis=1, keepdims=True)
-    rank = np.argsort(np.argsort(-np.where(finite, scores, -np.inf), axis=1, kind="stable"), axis=1)
-    return np.nan_to_num(z, nan=0.0), rank.astype(np.float64)
+        mean, spread = np.nanmean(values, axis=1, keepdims=True), np.nanstd(values, axis=1, keepdims=True)
+        z = (scores - mean) / spread
+    rank = (values[:, None, :] > scores[:, :, None]).sum(axis=2)
+    return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0), rank.astype(np.float64)
 
 
 def item_appeal(model, data) -> np.ndarray:
@@ -109,31 +112,36 @@ def activity(dataset, cut: pd.Timestamp, user_ids: np.ndarray) -> dict[str, np.n
 
 
 def candidates_and_features(model, data, dataset, cut: pd.Timestamp, rows: np.ndarray, eligibility,
-                            k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(candidate items [users, k], features [users, k, len(FEATURES)]) of the cardholders `rows` of
-    `data` under the model's current (chosen) weights; the model is left at those weights."""
+                            k: int, pairs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate items [users, k], features [users, m, len(FEATURES)] of the items `pairs` [users, m],
+    by default the candidates) of the cardholders `rows` of `data` under the model's current (chosen)
+    weights; each score is described against the cardholder's candidates. The model is left as it was."""
     from recsys.ranking import top_k
 
     appeal, wide = model.item_appeal_weight, model.wide_weight
     factors = model.user_factors(rows, data.user_features[rows])
     candidates, _ = top_k(factors, model.item_factors(), k, eligibility)
-    total = pair_scores(model, factors, candidates)
+    pairs = candidates if pairs is None else pairs
+    total = [pair_scores(model, factors, items) for items in (candidates, pairs)]
     model.set_item_appeal(0.0, data)
     model.set_wide(0.0, data)
-    lightfm = pair_scores(model, model.user_factors(rows, data.user_features[rows]), candidates)
+    factors = model.user_factors(rows, data.user_features[rows])
+    lightfm = [pair_scores(model, factors, items) for items in (candidates, pairs)]
     model.set_wide(1.0, data)
-    wide_part = pair_scores(model, model.user_factors(rows, data.user_features[rows]), candidates) - lightfm
+    factors = model.user_factors(rows, data.user_features[rows])
+    wide_part = [pair_scores(model, factors, items) - base
+                 for items, base in zip((candidates, pairs), lightfm, strict=True)]
     model.set_wide(wide, data)
     model.set_item_appeal(appeal, data)
     columns: dict[str, np.ndarray] = {}
-    columns["sum_z"], columns["sum_rank"] = within_user(total)
-    columns["lightfm_z"], columns["lightfm_rank"] = within_user(lightfm)
-    columns["wide_z"], _ = within_user(np.where(np.isfinite(total), wide_part, -np.inf))
-    safe = np.maximum(candidates, 0)
+    columns["sum_z"], columns["sum_rank"] = against(*total)
+    columns["lightfm_z"], columns["lightfm_rank"] = against(*lightfm)
+    columns["wide_z"], _ = against(np.where(np.isfinite(total[0]), wide_part[0], -np.inf), wide_part[1])
+    safe = np.maximum(pairs, 0)
     for name, values in item_columns(model, data, dataset, cut).items():
         columns[name] = values[safe]
     for name, values in activity(dataset, cut, np.asarray(data.users.ids)[rows]).items():
-        columns[name] = np.repeat(values[:, None], candidates.shape[1], axis=1)
+        columns[name] = np.repeat(values[:, None], pairs.shape[1], axis=1)
     return candidates, np.stack([columns[name] for name in FEATURES], axis=-1)
 
 
@@ -155,6 +163,21 @@ def reorder(ranker, candidates: np.ndarray, features: np.ndarray, k: int = 5) ->
     return np.take_along_axis(candidates, order, axis=1)
 
 
+def window_hits(candidates: np.ndarray, features: np.ndarray, labels: np.ndarray,
+                columns: dict[str, list[int]], seed: int) -> str:
+    """The share of held-out validation cardholders whose first item was read or opened in the window,
+    first by the plain sum, then by each variant's ranker fitted on the other cardholders."""
+    fit, held = np.arange(candidates.shape[0]) % 2 == 0, np.arange(candidates.shape[0]) % 2 == 1
+    hits = [f"plain sum {labels[held, 0].mean():.3f}"]
+    for variant, used in columns.items():
+        ranker = fit_ranker(features[fit][..., used], labels[fit], candidates[fit] >= 0, seed)
+        first = reorder(ranker, candidates[held], features[held][..., used], k=1)[:, 0]
+        hit = np.take_along_axis(labels[held], np.argmax(candidates[held] == first[:, None], axis=1)[:, None],
+                                 axis=1)[:, 0] & (first >= 0)
+        hits.append(f"{variant} {hit.mean():.3f}")
+    return ", ".join(hits)
+
+
 def measure(name: str, world: Path, as_of, truth_path: Path | None, config, k: int) -> dict:
     from features.loader import load_dataset
     from features.pipeline import build_training_matrices
@@ -173,6 +196,19 @@ def measure(name: str, world: Path, as_of, truth_path: Path | None, config, k: i
     columns = {variant: [FEATURES.index(name) for name in names] for variant, names in VARIANTS.items()}
     rankers = {variant: fit_ranker(features[..., used], labels, candidates >= 0, config.seed)
                for variant, used in columns.items()}
+    print(f"  {name}: the window's first choice hit, cardholders of odd rows by rankers fitted on even rows: "
+          + window_hits(candidates, features, labels, columns, config.seed), flush=True)
+    pushes = validation.pushes
+    push_eligibility = eligibility_at(validation.train, dataset, validation.split).subset(pushes.rows)
+    _, push_features = candidates_and_features(fitted.model, validation.train, dataset, validation.split,
+                                               pushes.rows, push_eligibility, k, pairs=pushes.items[:, None])
+    sent = np.ones((pushes.rows.size, 1), dtype=bool)
+    for variant, used in {"push opens": columns["second stage"], "push opens, scores": columns["scores only"]
+                          }.items():
+        rankers[variant] = fit_ranker(push_features[..., used], pushes.opened[:, None], sent, config.seed)
+        columns[variant] = used
+    print(f"  {name}: {pushes.rows.size:,} marketing pushes in the window, "
+          f"{int(pushes.opened.sum()):,} opened", flush=True)
     caught = labels.sum() / validation.relevant.nnz
     print(f"  {name}: validation {validation.n_users:,} cardholders, {labels.sum():,} positives among "
           f"{int((candidates >= 0).sum()):,} candidates ({caught:.0%} of the window's positives), "
@@ -214,7 +250,7 @@ def main() -> None:
         for name, world, as_of, truth_path in worlds(args, Path(scratch)):
             results.append(measure(name, world, as_of, truth_path, config, args.candidates))
     print("\ntop-1 gap closed, overall / non-readers, on the same fit: "
-          + " | ".join(["plain sum", *VARIANTS]))
+          + " | ".join(key for key in results[0] if key != "world"))
     for row in results:
         print(f"  {row['world']:<18} " + " | ".join(f"{value[0]:.3f} / {value[1]:.3f}"
                                                     for key, value in row.items() if key != "world"))
