@@ -178,6 +178,28 @@ def window_hits(candidates: np.ndarray, features: np.ndarray, labels: np.ndarray
     return ", ".join(hits)
 
 
+def in_window_truth(model, validation, dataset, world: Path, truth_path: Path | None, rankers: dict,
+                    columns: dict[str, list[int]], k: int) -> str:
+    """The truth's mean open probability of every cardholder's first item at the validation split, by
+    the plain sum and by each ranker, on the fit the rankers learned from (so not a question of time)."""
+    from validation_figures import shared_truth
+
+    from training.truth import aligned_open_prob, best_eligible, load_truth, top1_open_rate
+
+    train = validation.train
+    truth = shared_truth(world) if truth_path is None else load_truth(truth_path)
+    eligibility = eligibility_at(train, dataset, validation.split)
+    candidates, features = candidates_and_features(model, train, dataset, validation.split,
+                                                   np.arange(train.n_users), eligibility, k)
+    open_prob = aligned_open_prob(truth, train.users, train.items)
+    rates = {"plain sum": top1_open_rate(open_prob, candidates[:, 0])}
+    for variant, ranker in rankers.items():
+        first = reorder(ranker, candidates, features[..., columns[variant]], k=1)[:, 0]
+        rates[variant] = top1_open_rate(open_prob, first)
+    rates["best eligible"] = top1_open_rate(open_prob, best_eligible(open_prob, eligibility))
+    return ", ".join(f"{key} {value:.4f}" for key, value in rates.items())
+
+
 def measure(name: str, world: Path, as_of, truth_path: Path | None, config, k: int) -> dict:
     from features.loader import load_dataset
     from features.pipeline import build_training_matrices
@@ -209,6 +231,9 @@ def measure(name: str, world: Path, as_of, truth_path: Path | None, config, k: i
         columns[variant] = used
     print(f"  {name}: {pushes.rows.size:,} marketing pushes in the window, "
           f"{int(pushes.opened.sum()):,} opened", flush=True)
+    print(f"  {name}: true top-1 open rate on the validation fit at its split, every cardholder: "
+          + in_window_truth(fitted.model, validation, dataset, world, truth_path, rankers, columns, k),
+          flush=True)
     caught = labels.sum() / validation.relevant.nnz
     print(f"  {name}: validation {validation.n_users:,} cardholders, {labels.sum():,} positives among "
           f"{int((candidates >= 0).sum()):,} candidates ({caught:.0%} of the window's positives), "
