@@ -10,8 +10,14 @@ cardholder's reads, marketing pushes, opens, open rate and menu clicks over the 
 whether they ever read. A `HistGradientBoostingClassifier` learns which pairs were read or opened in
 the validation window. The engine is then fitted at the world's as-of time with the chosen settings
 (as `quality.py` does), the classifier reorders each cardholder's candidates from that fit, and both
-orders are scored by the world's hidden truth (top-1 gap closed, overall / non-readers), the truth
-being read for that score only.
+orders are scored by the world's hidden truth (top-1 gap closed, overall / non-readers). Variants
+(`VARIANTS`) fit the same learner without the activity columns, on the engine's signals alone, and on
+the window's marketing pushes (opened against ignored) instead of its reads and opens.
+
+Two checks against the window the rankers learned from: the share of held-out validation cardholders
+whose first item they read or opened there (rankers refitted on the other cardholders), and the truth's
+open probability of every cardholder's first item on that same validation fit. The truth is read for
+scoring only, never for fitting or choosing.
 
     nice -n 15 .venv/bin/python benchmarks/second_stage.py --users 3000 --seed 11
 """
