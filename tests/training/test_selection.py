@@ -15,6 +15,7 @@ from recsys import metrics
 from tests.training.test_tune import FAST, before
 from training.config import ModelSpec
 from training.evaluate import make_holdout, recommend_holdout
+from training.job import POPULARITY
 from training.selection import (
     choose_on_validation,
     fewest_good_epochs,
@@ -115,7 +116,9 @@ def test_the_validation_fit_is_kept_at_the_chosen_settings(small_world: Path) ->
     assert chosen == choose_on_validation(dataset, split, config, echo=lambda line: None)
     assert (model.epochs, model.item_appeal_weight, model.wide_weight) == (
         chosen.epochs, chosen.item_appeal_weight, chosen.wide_weight)
-    popular = ModelSpec("popularity", {"by_segment": False}).build().fit(validation.train)
+    # the reference the selection scores against: the configured overall popularity baseline
+    popular = config.baselines.get(POPULARITY, ModelSpec("popularity", {"by_segment": False})).build()
+    popular.fit(validation.train)
     reference = metrics.per_user("ndcg", recommend_holdout(popular, validation, config.k),
                                  validation.relevant, config.k)
     objective = objective_replicates(model, validation, reference, np.ones((1, validation.train.n_users)),
