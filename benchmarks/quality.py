@@ -53,20 +53,32 @@ def synthesise(out: Path, users: int, seed: int, options: str) -> None:
         raise SystemExit(f"recsys synth {options} failed:\n{result.stdout}\n{result.stderr}")
 
 
+def eligibility_at(data, dataset, as_of):
+    """What every cardholder of `data` may be offered at `as_of`, as `recsys recommend` ranks."""
+    from features.bundle_inputs import card_tiers_of, item_metadata, seen_pairs
+    from recsys.bundle import build_eligibility
+
+    return build_eligibility(item_metadata(dataset.content, data.items), data.items, as_of,
+                             card_tiers_of(dataset, data.users.ids),
+                             seen_pairs(dataset, as_of, data.users.ids, data.items))
+
+
 def top5(model, data, dataset, as_of):
     """Every cardholder's top 5 eligible items as a `recsys recommend` frame."""
     import numpy as np
-    import pandas as pd
 
-    from features.bundle_inputs import card_tiers_of, item_metadata, seen_pairs
-    from recsys.bundle import build_eligibility
     from recsys.ranking import top_k
 
-    eligibility = build_eligibility(item_metadata(dataset.content, data.items), data.items, as_of,
-                                    card_tiers_of(dataset, data.users.ids),
-                                    seen_pairs(dataset, as_of, data.users.ids, data.items))
     factors = model.user_factors(np.arange(data.n_users), data.user_features)
-    indices, _ = top_k(factors, model.item_factors(), 5, eligibility)
+    indices, _ = top_k(factors, model.item_factors(), 5, eligibility_at(data, dataset, as_of))
+    return recommendation_frame(indices, data)
+
+
+def recommendation_frame(indices, data):
+    """Ranked item indices [cardholders, k] (-1 = none) as a `recsys recommend` frame."""
+    import numpy as np
+    import pandas as pd
+
     rows, ranks = np.nonzero(indices >= 0)
     return pd.DataFrame({"user_id": np.asarray(data.users.ids)[rows], "rank": ranks + 1,
                          "content_id": np.asarray(data.items.ids)[indices[rows, ranks]]})

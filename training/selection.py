@@ -22,8 +22,9 @@ import pandas as pd
 
 from features.loader import Dataset
 from recsys import metrics
+from recsys.models import Recommender
 from training.config import ModelSpec, TrainConfig
-from training.evaluate import make_holdout, recommend_holdout
+from training.evaluate import Holdout, make_holdout, recommend_holdout
 from training.tune import objective_replicates, sampled
 
 logger = logging.getLogger(__name__)
@@ -91,11 +92,28 @@ def lightest_appeal_within_noise(objectives: dict[tuple[float, float], float],
     return min(close or [best], key=lambda pair: pair[0])
 
 
+@dataclass(frozen=True)
+class ValidationFit:
+    """The choice with the sampled fit it was made on (set to the chosen weights) and its window."""
+
+    selection: Selection
+    model: Recommender
+    validation: Holdout
+
+
 def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
                          max_users: int = SELECTION_MAX_USERS,
                          echo: Callable[[str], None] = logger.info) -> Selection:
     """Epochs (when `base.choose_epochs`), item appeal weight among `base.appeal_choices` and wide
     weight among `base.wide_choices`, each the best on the validation window (see the module)."""
+    return fit_on_validation(dataset, split, base, max_users, echo).selection
+
+
+def fit_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
+                      max_users: int = SELECTION_MAX_USERS,
+                      echo: Callable[[str], None] = logger.info) -> ValidationFit:
+    """`choose_on_validation`, keeping the validation fit (left at the chosen epochs and weights) and
+    the window it was scored on, for diagnostics that study that fit further."""
     from training.job import POPULARITY
 
     params = base.model.params
@@ -147,4 +165,6 @@ def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfi
          f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g} (objective "
          f"{objectives[(appeal, wide)]:.4f}; by epoch " + " ".join(f"{value:.3f}" for value in curve)
          + "; " + ", ".join(f"{key} {value:.4f}" for key, value in selection.objectives.items()) + ")")
-    return selection
+    model.set_wide(wide, train)
+    model.set_item_appeal(appeal, train)
+    return ValidationFit(selection=selection, model=model, validation=validation)

@@ -15,7 +15,13 @@ from recsys import metrics
 from tests.training.test_tune import FAST, before
 from training.config import ModelSpec
 from training.evaluate import make_holdout, recommend_holdout
-from training.selection import choose_on_validation, fewest_good_epochs, lightest_appeal_within_noise
+from training.job import POPULARITY
+from training.selection import (
+    choose_on_validation,
+    fewest_good_epochs,
+    fit_on_validation,
+    lightest_appeal_within_noise,
+)
 from training.tune import (
     mean_of_gains,
     objective_replicates,
@@ -97,6 +103,28 @@ def test_settings_are_chosen_on_validation_before_the_split(small_world: Path) -
     fixed = choose_on_validation(dataset, split, replace(config, choose_epochs=False), echo=lambda line: None)
     assert fixed.epochs == FAST.model.params["epochs"] and not fixed.epoch_objectives
     assert np.isfinite(list(fixed.objectives.values())).all()
+
+
+def test_the_validation_fit_is_kept_at_the_chosen_settings(small_world: Path) -> None:
+    """Diagnostics that study the validation fit further get it in the state that was chosen: its
+    weights and epochs are the choice and it scores the chosen pair's objective on the window."""
+    dataset = load_dataset(small_world)
+    split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
+    config = replace(FAST, appeal_choices=(1.0, 0.0), wide_choices=(0.5, 0.0))
+    fitted = fit_on_validation(dataset, split, config, echo=lambda line: None)
+    chosen, model, validation = fitted.selection, fitted.model, fitted.validation
+    assert chosen == choose_on_validation(dataset, split, config, echo=lambda line: None)
+    assert (model.epochs, model.item_appeal_weight, model.wide_weight) == (
+        chosen.epochs, chosen.item_appeal_weight, chosen.wide_weight)
+    # the reference the selection scores against: the configured overall popularity baseline
+    popular = config.baselines.get(POPULARITY, ModelSpec("popularity", {"by_segment": False})).build()
+    popular.fit(validation.train)
+    reference = metrics.per_user("ndcg", recommend_holdout(popular, validation, config.k),
+                                 validation.relevant, config.k)
+    objective = objective_replicates(model, validation, reference, np.ones((1, validation.train.n_users)),
+                                     config.k)[0]
+    key = f"appeal:{chosen.item_appeal_weight:g} wide:{chosen.wide_weight:g}"
+    assert objective == pytest.approx(chosen.objectives[key], abs=1e-9)
 
 
 def test_the_objective_under_unit_weights_is_the_tuning_objective(small_world: Path) -> None:
