@@ -47,7 +47,7 @@ from serving.errors import UnknownFeaturesError
 from serving.pipeline import Cardholders, LiveModel, Ranked
 from serving.responses import require_finite
 from serving.schemas import RankRequest
-from serving.send_at_following import is_later, tag_push_id
+from serving.send_at_following import is_later, rechecked, tag_push_id
 from serving.state import ServingState, Snapshot
 
 NO_CANDIDATES = {"rule": "no_candidates", "detail": "no eligible content for this cardholder at this time",
@@ -131,10 +131,11 @@ class Outlook:
 
 def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests: Sequence[RankRequest],
              ranked_all: Sequence[Ranked], moments: Sequence[datetime],
-             slot_minutes: Sequence[int] = (), follows: bool | None = None) -> list[Outlook | None]:
+             slot_minutes: Sequence[int] = (), follows: Sequence[bool | None] = ()) -> list[Outlook | None]:
     """Outlooks for every request with candidates at its decision time `moments[i]` (see
     `recsys.decision`; `slot_minutes`: the scheduler's times of asking in the policy's default time
-    zone; `follows`: whether it sends at `send_at`, None when not known); one caps read for the batch."""
+    zone; `follows[i]`: whether it sends at `send_at`, None when not known, for request i's answer);
+    one caps read for the batch."""
     model, policy = snapshot.model, snapshot.policy.policy
     rows = [i for i, ranked in enumerate(ranked_all) if len(ranked.items)]
     out: list[Outlook | None] = [None] * len(requests)
@@ -210,8 +211,9 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     # the open hours a push can go at: every one, or for a scheduler that sends at once on `send`, the
     # local hours of its slots
     reachable = np.ones((len(rows), n_hours), dtype=bool)
-    if follows is False and slot_minutes:
-        for slot, (now, local, *_) in enumerate(plans):
+    sends_at_once = [bool(slot_minutes) and bool(follows) and follows[i] is False for i in rows]
+    for slot, (now, local, *_) in enumerate(plans):
+        if sends_at_once[slot]:
             hours = {moment.astimezone(local.tzinfo).hour for moment in next_slots[now]}
             reachable[slot] = np.isin(open_hours, list(hours))
     later_values = np.zeros((len(rows), 0))
@@ -234,7 +236,7 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
                 (model.valid_to[top] - midnight.timestamp()) // 86_400, 0, days))
             later_days = later_values[slot, :valid_days]
         verdict = decide(policy.decision, float(value[start]), later, local, slots_left, later_days,
-                         ahead[slot], next_slots[now], follows)
+                         ahead[slot], next_slots[now], False if sends_at_once[slot] else None)
         out[i] = Outlook(verdict, p_open[start:start + width], p_mute[start:start + width], best[slot])
     return out
 
@@ -448,18 +450,24 @@ def scheduler_slots(state: ServingState, snapshot: Snapshot, moments: Sequence[d
     return fixed if fixed is not None else learned
 
 
-def scheduler_follows(state: ServingState, snapshot: Snapshot, moment: datetime,
-                      slot_minutes: Sequence[int]) -> bool | None:
-    """Whether the scheduler sends at `send_at`: the policy's, else learned from its earlier days' `sent`
-    events (`serving.send_at_following`); None when not known, or when it would change nothing (no
-    decisions, no slots)."""
+def scheduler_follows(state: ServingState, snapshot: Snapshot, requests: Sequence[RankRequest],
+                      moments: Sequence[datetime], slot_minutes: Sequence[int]) -> list[bool | None]:
+    """For each request's answer, whether the scheduler sends at `send_at`: the policy's, else learned
+    from its earlier days' `sent` events (`serving.send_at_following`), but None (not known) for the
+    cardholders of the day's re-check (`rechecked`); None for all when not known, or when it would
+    change nothing (no decisions, no slots)."""
     policy = snapshot.policy.policy
     if snapshot.model.response is None or not policy.decision.enabled or not slot_minutes:
-        return None
+        return [None] * len(requests)
     fixed = policy.decision.scheduler_follows_send_at
     if fixed is not None:
-        return fixed
-    return state.send_at_following.follows(moment, policy.default_timezone)
+        return [fixed] * len(requests)
+    learned = state.send_at_following.follows(min(moments), policy.default_timezone)
+    if learned is not False:
+        return [learned] * len(requests)
+    zone = ZoneInfo(policy.default_timezone)
+    return [None if rechecked(request.user_id, moment.astimezone(zone).date()) else False
+            for request, moment in zip(requests, moments, strict=True)]
 
 
 def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now: datetime | None = None,
@@ -498,7 +506,7 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             if requests[i].candidates is not None:
                 ranked_all[i] = model.rank(cardholders.user(i), now, requests[i].candidates, valid)
     slot_minutes = scheduler_slots(state, snapshot, list(by_time), record_slots)
-    follows = scheduler_follows(state, snapshot, min(by_time), slot_minutes)
+    follows = scheduler_follows(state, snapshot, requests, moments, slot_minutes)
     looks = outlooks(snapshot, state.engine, cardholders, requests, ranked_all, moments, slot_minutes,
                      follows)
     cap_batch, positions = cap_requests(model, cardholders, requests, ranked_all, looks, moments)

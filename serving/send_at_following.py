@@ -10,11 +10,17 @@ the send (in the policy's default time zone), `{prefix}:follows:{YYYY-MM-DD}` (f
 `ignored`), expiring after `KEEP_DAYS`. The scheduler follows `send_at` when at least half of the
 counted sends of the last `LEARN_DAYS` days before today honoured it, given at least `MIN_SENDS`;
 with fewer it is not known. A worker reads the earlier days once a day.
+
+A scheduler learned to ignore `send_at` is answered `send` only for now, which teaches nothing: so one
+cardholder in `RECHECK_SHARE` each day (`rechecked`, a different one each day) is answered as for a
+scheduler not known, whose sends for a later hour keep the count going and would show a scheduler
+that starts to follow `send_at`.
 """
 
 from __future__ import annotations
 
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -27,6 +33,7 @@ TOLERANCE_MINUTES = 15
 LEARN_DAYS = 7
 KEEP_DAYS = LEARN_DAYS + 1
 MIN_SENDS = 20
+RECHECK_SHARE = 16
 HONOURED, IGNORED = "honoured", "ignored"
 _SEPARATOR = "-"
 
@@ -54,6 +61,12 @@ def suggested_send_at(push_id: str | None) -> datetime | None:
 def honoured(sent: datetime, send_at: datetime) -> bool:
     """Whether a push sent at `sent` went at (or after) the `send_at` answered."""
     return sent >= send_at - timedelta(minutes=TOLERANCE_MINUTES)
+
+
+def rechecked(user_id: str, day: date) -> bool:
+    """Whether a cardholder is among the day's `1 / RECHECK_SHARE` answered as for a scheduler not known
+    to ignore `send_at` (a stable hash of the cardholder and the day)."""
+    return zlib.crc32(f"{user_id}|{day.isoformat()}".encode()) % RECHECK_SHARE == 0
 
 
 def learned_following(days: Sequence[tuple[int, int]]) -> bool | None:

@@ -12,10 +12,12 @@ from recsys.caps.engine import new_push_id
 from serving.send_at_following import (
     KEEP_DAYS,
     MIN_SENDS,
+    RECHECK_SHARE,
     SendAtFollowing,
     honoured,
     is_later,
     learned_following,
+    rechecked,
     suggested_send_at,
     tag_push_id,
 )
@@ -51,6 +53,16 @@ def test_most_counted_sends_decide_given_enough_of_them() -> None:
     assert learned_following([(0, MIN_SENDS)]) is False
     assert learned_following([(8, 2), (2, 8), (0, 0)]) is True  # a tie follows: answers as before
     assert learned_following([(2, 12), (5, 1)]) is False
+
+
+def test_a_share_of_cardholders_a_day_is_rechecked_and_a_different_one_each_day() -> None:
+    users = [f"u{number:05d}" for number in range(8_000)]
+    first = {u for u in users if rechecked(u, at(1, 10).date())}
+    second = {u for u in users if rechecked(u, at(2, 10).date())}
+    for day in (first, second):
+        assert abs(len(day) - len(users) / RECHECK_SHARE) < 4 * (len(users) / RECHECK_SHARE) ** 0.5
+    assert len(first & second) < len(first) / 4  # about one in RECHECK_SHARE of them again
+    assert first == {u for u in users if rechecked(u, at(1, 23).date())}  # the same all day
 
 
 @pytest.mark.redis
