@@ -24,8 +24,10 @@ content valid only after the data's end, which no trained model saw on offer (`f
 
 --sweep runs one more value-aware engine per decision setting in the same run (same world, bundle and
 uniforms); --ignore-send-at one more value-aware engine whose scheduler sends every `send` at the slot
-it asked at, as an outside scheduler that ignores `send_at` would; --user-hour-penalty refits the bundle's
-response models with another prior on each cardholder's daily wave under the same ranking model.
+it asked at, as an outside scheduler that ignores `send_at` would (its API learns that from the `sent`
+events, as each engine's API learns its scheduler's slots from the batch calls); --user-hour-penalty
+refits the bundle's response models with another prior on each cardholder's daily wave under the same
+ranking model.
 
 Prints pushes, opens, mutes, value = opens - 10 x mutes, the expected value (the true p_open - 10 x
 p_mute summed over the pushes: the same figure less the luck of each push's draw) and cap violations

@@ -25,6 +25,13 @@ fitted on and those the caps state holds after it (`recsys.caps.policy.Decision`
    itself worth more than (1 + hour_margin) x now, hold until the latest such slot ("better hour later:
    ask again at 19:30", `send_at` that slot, nothing reserved): a scheduler that sends at once on `send`
    and ignores `send_at` then still gets the better hour's slot. With no slots known, send as above.
+
+A scheduler known not to honour `send_at` (learned from its `sent` events, or set in the policy) with its
+slots known gets `decide_at_slots` instead: the push can only go now or when it asks again, so the
+send time is chosen among now, its later slots today and its first slot tomorrow (while the month has
+a later day for the content and at least as many later days as slots left), each at its local hour's
+value; `send` means now, `hold` names the slot to ask again at. Steps 2 and 3 apply to that value, with
+every later day valued at the best of the slots' hours (the caller's `later_days` and `upcoming`).
 """
 
 from __future__ import annotations
@@ -141,9 +148,11 @@ def day_values(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.
 
     `open_logit`, `mute_logit` [n, h] are the push's uncalibrated logits at h local hours with the recent
     count of now, `counts` [n, d + 1] the recent count now and on each later day (`projected_recent`);
-    the recent terms enter the logit additively, so only their change is added."""
+    the recent terms enter the logit additively, so only their change is added. `hours` is [h], or
+    [n, h] for hours of each cardholder's own (NaN where none)."""
     counts = np.asarray(counts)
-    usable = np.broadcast_to(np.asarray(hours, dtype=bool)[None, None, :],
+    mask = np.asarray(hours, dtype=bool)
+    usable = np.broadcast_to(mask[None, None, :] if mask.ndim == 1 else mask[:, None, :],
                              (counts.shape[0], counts.shape[1] - 1, open_logit.shape[1]))
     return day_best(model, open_logit, mute_logit, counts, mute_weight, usable)[0]
 
@@ -196,11 +205,16 @@ def slot_to_wait_for(later: Sequence[tuple[datetime, float]], best: datetime, ba
 
 def decide(settings: Decision, value_now: float, later: Sequence[tuple[datetime, float]], now: datetime,
            slots_left: int | None, later_days: Sequence[float] | np.ndarray = (),
-           upcoming: Sequence[Upcoming] = (), slots: Sequence[datetime] = ()) -> Verdict:
+           upcoming: Sequence[Upcoming] = (), slots: Sequence[datetime] = (),
+           follows_send_at: bool | None = None) -> Verdict:
     """The verdict for one cardholder's top push (see the module docstring); `later` pairs each later
     local hour of the day with the push's value then, `later_days` holds the best value of each later day
     of the local month, tomorrow first, while the content is still valid; `upcoming` the candidates that
-    become valid later this month; `slots` the scheduler's next times of asking (`slot_moments`)."""
+    become valid later this month; `slots` the scheduler's next times of asking (`slot_moments`);
+    `follows_send_at` whether the scheduler sends at `send_at` (None: not known). `now` is the decision
+    time in the cardholder's zone."""
+    if follows_send_at is False and slots:
+        return decide_at_slots(settings, value_now, later, now, slots_left, later_days, upcoming, slots)
     value, send_at, why = value_now, now.astimezone(UTC), f"value {value_now:.4f} now"
     wait = None
     if later:
@@ -220,6 +234,37 @@ def decide(settings: Decision, value_now: float, later: Sequence[tuple[datetime,
     verdict = _send_or_hold(settings, value, send_at, why, slots_left, later_days, upcoming)
     if wait is not None and verdict.decision == SEND:
         return Verdict(HOLD, why, wait[0].astimezone(UTC), value)
+    return verdict
+
+
+def decide_at_slots(settings: Decision, value_now: float, later: Sequence[tuple[datetime, float]],
+                    now: datetime, slots_left: int | None, later_days: Sequence[float] | np.ndarray,
+                    upcoming: Sequence[Upcoming], slots: Sequence[datetime]) -> Verdict:
+    """`decide` for a scheduler that sends at once on `send` (see the module docstring): `later_days` and
+    `upcoming` value each later day at the best of the scheduler's slot hours."""
+    worth = {moment.hour: value for moment, value in later}
+    options: list[tuple[datetime, float, str]] = []
+    for slot in slots:
+        local = slot.astimezone(now.tzinfo)
+        if local.date() == now.date() and local.hour in worth:
+            options.append((local, worth[local.hour], "later"))
+    days = np.asarray(later_days, dtype=np.float64)
+    tomorrow = next((slot.astimezone(now.tzinfo) for slot in slots
+                     if slot.astimezone(now.tzinfo).date() > now.date()), None)
+    if (tomorrow is not None and len(days) and np.isfinite(days[0])
+            and (slots_left is None or slots_left <= len(days))):
+        options.append((tomorrow, float(days[0]), "tomorrow"))
+    bar = value_now + settings.hour_margin * abs(value_now)
+    wait = max(options, key=lambda option: option[1], default=None)
+    if wait is None or wait[1] <= bar:
+        why = f"value {value_now:.4f} now; no later slot of the scheduler worth more"
+        return _send_or_hold(settings, value_now, now.astimezone(UTC), why, slots_left, later_days, upcoming)
+    moment, value, when = wait
+    why = (f"better hour {when}: ask again at {moment.strftime('%H:%M')} local, value {value:.4f} then "
+           f"against {value_now:.4f} now")
+    verdict = _send_or_hold(settings, value, moment.astimezone(UTC), why, slots_left, later_days, upcoming)
+    if verdict.decision == SEND:
+        return Verdict(HOLD, why, moment.astimezone(UTC), value)
     return verdict
 
 

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from recsys.caps.decisions import Candidate, CapRequest, UserDecision, to_ms
+from recsys.caps.engine import new_push_id
 from recsys.decision import (
     DECISIONS_OFF,
     HOLD,
@@ -46,6 +47,7 @@ from serving.errors import UnknownFeaturesError
 from serving.pipeline import Cardholders, LiveModel, Ranked
 from serving.responses import require_finite
 from serving.schemas import RankRequest
+from serving.send_at_following import is_later, rechecked, tag_push_id
 from serving.state import ServingState, Snapshot
 
 NO_CANDIDATES = {"rule": "no_candidates", "detail": "no eligible content for this cardholder at this time",
@@ -129,10 +131,11 @@ class Outlook:
 
 def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests: Sequence[RankRequest],
              ranked_all: Sequence[Ranked], moments: Sequence[datetime],
-             slot_minutes: Sequence[int] = ()) -> list[Outlook | None]:
+             slot_minutes: Sequence[int] = (), follows: Sequence[bool | None] = ()) -> list[Outlook | None]:
     """Outlooks for every request with candidates at its decision time `moments[i]` (see
     `recsys.decision`; `slot_minutes`: the scheduler's times of asking in the policy's default time
-    zone); one caps read for the batch."""
+    zone; `follows[i]`: whether it sends at `send_at`, None when not known, for request i's answer);
+    one caps read for the batch."""
     model, policy = snapshot.model, snapshot.policy.policy
     rows = [i for i, ranked in enumerate(ranked_all) if len(ranked.items)]
     out: list[Outlook | None] = [None] * len(requests)
@@ -201,13 +204,24 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     grid = (starts + np.asarray(widths))[:, None] + np.arange(n_hours)[None, :]
     horizon = max(plan[2] for plan in plans)
+    next_slots: dict[datetime, tuple[datetime, ...]] = {}  # by decision time: a batch normally has one
+    for now, *_ in plans:
+        if now not in next_slots:
+            next_slots[now] = slot_moments(slot_minutes, now, policy.default_timezone)
+    # the open hours a push can go at: every one, or for a scheduler that sends at once on `send`, the
+    # local hours of its slots
+    reachable = np.ones((len(rows), n_hours), dtype=bool)
+    sends_at_once = [bool(slot_minutes) and bool(follows) and follows[i] is False for i in rows]
+    for slot, (now, local, *_) in enumerate(plans):
+        if sends_at_once[slot]:
+            hours = {moment.astimezone(local.tzinfo).hour for moment in next_slots[now]}
+            reachable[slot] = np.isin(open_hours, list(hours))
     later_values = np.zeros((len(rows), 0))
     if horizon and pacing:
         later_values = day_values(response, logit_open[grid], logit_mute[grid], counts[:, :horizon + 1],
-                                  policy.decision.mute_weight, np.ones(n_hours, dtype=bool))
+                                  policy.decision.mute_weight, reachable)
     ahead = upcoming_values(model, response, policy.decision.mute_weight, logit_open, logit_mute, counts,
-                            grid + n_hours, upcoming, plans, open_hours, horizon)
-    next_slots: dict[datetime, tuple[datetime, ...]] = {}  # by decision time: a batch normally has one
+                            grid + n_hours, upcoming, plans, open_hours, horizon, reachable)
     for slot, i in enumerate(rows):
         start, width = int(starts[slot]), widths[slot]
         now, local, days, slots_left = plans[slot]
@@ -221,11 +235,8 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
             valid_days = days if np.isnan(model.valid_to[top]) else int(np.clip(
                 (model.valid_to[top] - midnight.timestamp()) // 86_400, 0, days))
             later_days = later_values[slot, :valid_days]
-        asks = next_slots.get(now)
-        if asks is None:
-            asks = next_slots[now] = slot_moments(slot_minutes, now, policy.default_timezone)
-        verdict = decide(policy.decision, float(value[start]), later, now, slots_left, later_days,
-                         ahead[slot], asks)
+        verdict = decide(policy.decision, float(value[start]), later, local, slots_left, later_days,
+                         ahead[slot], next_slots[now], False if sends_at_once[slot] else None)
         out[i] = Outlook(verdict, p_open[start:start + width], p_mute[start:start + width], best[slot])
     return out
 
@@ -255,9 +266,10 @@ def upcoming_candidates(model: LiveModel, cardholders: Cardholders, requests: Se
 def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_open: np.ndarray,
                     logit_mute: np.ndarray, counts: np.ndarray, first: np.ndarray,
                     upcoming: Sequence[np.ndarray], plans: Sequence[tuple], open_hours: np.ndarray,
-                    horizon: int) -> list[list[Upcoming]]:
+                    horizon: int, reachable: np.ndarray) -> list[list[Upcoming]]:
     """Per row: each upcoming candidate's best value on every later day of the month from its first valid
-    hour on (`recsys.decision.day_best`); `first[slot] + n_hours * j` are candidate j's query rows."""
+    hour on, at the open hours `reachable[slot]` (`recsys.decision.day_best`); `first[slot] + n_hours * j`
+    are candidate j's query rows."""
     out: list[list[Upcoming]] = [[] for _ in plans]
     pairs = [(slot, j) for slot, items in enumerate(upcoming) for j in range(len(items))]
     if not pairs or not horizon:
@@ -274,7 +286,8 @@ def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_o
     days_left = np.array([plans[slot][2] for slot in slots])
     valid = valid_between(model.valid_from[items][:, None, None], model.valid_to[items][:, None, None],
                           moment)
-    usable = valid & (np.arange(1, horizon + 1)[None, :, None] <= days_left[:, None, None])
+    usable = (valid & (np.arange(1, horizon + 1)[None, :, None] <= days_left[:, None, None])
+              & reachable[slots][:, None, :])
     values, column = day_best(response, logit_open[columns], logit_mute[columns],
                               counts[slots, :horizon + 1], mute_weight, usable)
     seconds = np.take_along_axis(moment, np.maximum(column, 0)[:, :, None], axis=2)[:, :, 0]
@@ -285,10 +298,11 @@ def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_o
 
 
 def cap_requests(model: LiveModel, cardholders: Cardholders, requests: Sequence[RankRequest],
-                 ranked_all: Sequence[Ranked], looks: Sequence[Outlook | None]
+                 ranked_all: Sequence[Ranked], looks: Sequence[Outlook | None], moments: Sequence[datetime]
                  ) -> tuple[list[CapRequest], list[int]]:
     """The caps request of every request with candidates (each its best `decide_width(k)` in order,
-    reserving only when asked, with a candidate, and the outlook says send), and their request indices."""
+    reserving only when asked, with a candidate, and the outlook says send; a reservation for a later
+    `send_at` under a push id that carries it, `tag_push_id`), and their request indices."""
     out, positions = [], []
     candidates_of: dict[str | None, list[Candidate]] = {}  # a batch names a campaign or two
     widths = {k: decide_width(k) for k in {request.k for request in requests}}
@@ -303,7 +317,10 @@ def cap_requests(model: LiveModel, cardholders: Cardholders, requests: Sequence[
         chosen = (itemgetter(*chosen_items)(candidates) if len(chosen_items) > 1
                   else tuple([candidates[i] for i in chosen_items]))
         reserve = request.reserve and bool(chosen) and (outlook is None or outlook.verdict.decision == SEND)
-        out.append(CapRequest(request.user_id, chosen, timezone, reserve))
+        push_id = None
+        if reserve and outlook is not None and is_later(moments[index], outlook.verdict.send_at):
+            push_id = tag_push_id(new_push_id(), outlook.verdict.send_at)
+        out.append(CapRequest(request.user_id, chosen, timezone, reserve, push_id))
         positions.append(index)
     return out, positions
 
@@ -433,6 +450,26 @@ def scheduler_slots(state: ServingState, snapshot: Snapshot, moments: Sequence[d
     return fixed if fixed is not None else learned
 
 
+def scheduler_follows(state: ServingState, snapshot: Snapshot, requests: Sequence[RankRequest],
+                      moments: Sequence[datetime], slot_minutes: Sequence[int]) -> list[bool | None]:
+    """For each request's answer, whether the scheduler sends at `send_at`: the policy's, else learned
+    from its earlier days' `sent` events (`serving.send_at_following`), but None (not known) for the
+    cardholders of the day's re-check (`rechecked`); None for all when not known, or when it would
+    change nothing (no decisions, no slots)."""
+    policy = snapshot.policy.policy
+    if snapshot.model.response is None or not policy.decision.enabled or not slot_minutes:
+        return [None] * len(requests)
+    fixed = policy.decision.scheduler_follows_send_at
+    if fixed is not None:
+        return [fixed] * len(requests)
+    learned = state.send_at_following.follows(min(moments), policy.default_timezone)
+    if learned is not False:
+        return [learned] * len(requests)
+    zone = ZoneInfo(policy.default_timezone)
+    return [None if rechecked(request.user_id, moment.astimezone(zone).date()) else False
+            for request, moment in zip(requests, moments, strict=True)]
+
+
 def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now: datetime | None = None,
               record_slots: bool = False) -> tuple[Snapshot, list[dict[str, Any]]]:
     """Rank a batch (`record_slots`: a scheduler's batch call, whose time of day teaches the slots)."""
@@ -469,8 +506,10 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             if requests[i].candidates is not None:
                 ranked_all[i] = model.rank(cardholders.user(i), now, requests[i].candidates, valid)
     slot_minutes = scheduler_slots(state, snapshot, list(by_time), record_slots)
-    looks = outlooks(snapshot, state.engine, cardholders, requests, ranked_all, moments, slot_minutes)
-    cap_batch, positions = cap_requests(model, cardholders, requests, ranked_all, looks)
+    follows = scheduler_follows(state, snapshot, requests, moments, slot_minutes)
+    looks = outlooks(snapshot, state.engine, cardholders, requests, ranked_all, moments, slot_minutes,
+                     follows)
+    cap_batch, positions = cap_requests(model, cardholders, requests, ranked_all, looks, moments)
     decisions: list[UserDecision | None] = [None] * len(requests)
     if cap_batch:
         # One caps call per distinct decision time, in the order of their first requests with candidates

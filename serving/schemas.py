@@ -192,8 +192,9 @@ class RankResponse(BaseModel):
         "send", description="Send the first item now, or hold (recsys.decision); reserve only on send.")
     reason: str = Field("", description="Why send or hold, e.g. 'better hour later: 19:00 local ...'.")
     send_at: UtcTime | None = Field(
-        None, description="Suggested send time (UTC): now on send, the better hour or the caps' next "
-        "eligible time on hold, null when nothing today is worth it.")
+        None, description="Suggested send time (UTC): now or a better hour later today on send (always now "
+        "for a scheduler known to send at once); on hold, when to ask again (a slot of the scheduler, "
+        "better content's day, the caps' next eligible time), null when nothing is worth it.")
     best_hours: list[int] = Field(default_factory=list,
                                   description="The cardholder's best local send hours, best first.")
     skipped: list[Skipped] = Field(default_factory=list,

@@ -29,6 +29,7 @@ from serving.pipeline import LiveModel
 from serving.policy_store import PolicyRevision, PolicyStore
 from serving.records import RecordCache
 from serving.scheduler_slots import SchedulerSlots
+from serving.send_at_following import SendAtFollowing
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class ServingState:
         self.publications = PublicationStore(self.client, self.prefix)
         self.policies = PolicyStore(self.client, self.prefix)
         self.scheduler_slots = SchedulerSlots(self.client, self.prefix)
+        self.send_at_following = SendAtFollowing(self.client, self.prefix)
         self.metrics = Metrics()
         self.event_log = EventLog(settings.event_log_path)
         self.engine = None

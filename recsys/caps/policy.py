@@ -24,7 +24,8 @@ Document shape (every key except `version` is optional; see `default_policy.yaml
     retention: 400d                 # idle cardholder state is dropped after this (memory bound)
     decision: {mute_weight: 10, min_value: 0, hour_margin: 0.1,   # send or hold (recsys.decision)
                pacing: {margin: 0.2},
-               scheduler_slots: ["10:00", "19:30"]}   # default_timezone; omit to learn them
+               scheduler_slots: ["10:00", "19:30"],   # default_timezone; omit to learn them
+               scheduler_follows_send_at: false}      # sends at once on `send`; omit to learn it
     override_no_limits: "reason"    # required to store a policy with no limit on all marketing
 
 Durations are integers (seconds) or strings `<n>s|m|h|d|w` (e.g. `90s`, `30m`, `12h`, `7d`), at most
@@ -321,8 +322,10 @@ class Decision(_Frozen):
     Hold when the value is below `min_value`, when a later hour of the cardholder's local day (outside
     quiet hours) is worth more than (1 + `hour_margin`) x now and a scheduler slot comes before it, or
     under `pacing`. `scheduler_slots` fixes the slots (an empty list: never hold for one); without it
-    they are learned from the batch calls. `enabled: false` sends whatever the caps allow (the engine
-    before response models).
+    they are learned from the batch calls. `scheduler_follows_send_at` fixes whether the scheduler sends
+    at `send_at` (false: `send` means now and `hold` names its slot to ask again at); without it that is
+    learned from its `sent` events. `enabled: false` sends whatever the caps allow (the engine before
+    response models).
     """
 
     enabled: bool = True
@@ -332,6 +335,17 @@ class Decision(_Frozen):
     pacing: Pacing | None = Field(default_factory=Pacing)
     # the scheduler's times of asking ("HH:MM" in `default_timezone`); None: learned from its batch calls
     scheduler_slots: tuple[str, ...] | None = Field(None, max_length=MAX_SCHEDULER_SLOTS)
+    # whether the scheduler sends at the `send_at` answered; None: learned from its `sent` events
+    scheduler_follows_send_at: bool | None = None
+
+    @field_validator("scheduler_follows_send_at", mode="before")
+    @classmethod
+    def _follows(cls, value: object) -> object:
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"scheduler_follows_send_at: {value!r} is not true, false or null: true or "
+                             "false fixes whether the scheduler sends at send_at, null learns it from its "
+                             "sent events")
+        return value
 
     @field_validator("scheduler_slots")
     @classmethod

@@ -15,6 +15,9 @@ logged. Event ids are unique per cardholder. Where a failure or crash can land:
 - a reply lost after Redis ran the script (timeout, connection reset): the script either ran
   whole or not at all; the retry sees the marker or applies it.
 
+Each `sent` applied for a push answered with a later `send_at` also teaches whether the scheduler
+sends at `send_at` (`serving.send_at_following`), after the batch is applied.
+
 A `sent` whose reservation is gone (its TTL passed, or it was purged) still counts, as a send at
 the event's time (status `recorded`: the store cannot tell an expired reservation from a push id it
 never issued, as it keeps neither). An event that changed nothing answers `unchanged`: an
@@ -34,6 +37,7 @@ from recsys.caps.decisions import Candidate, EventAlreadyApplied, PushStatus
 from serving.auth import EventsAccess
 from serving.deps import State
 from serving.schemas import Event, EventBatch, EventBatchResponse
+from serving.send_at_following import suggested_send_at
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -112,7 +116,7 @@ def sent_candidate(state, event: Event) -> Candidate:
 @router.post("/events", response_model=EventBatchResponse, summary="Report sent/failed/opened/... events",
              responses={503: {"description": "Caps store or event log unavailable: retry the batch"}})
 def post_events(body: EventBatch, state: State, principal: EventsAccess) -> dict:
-    state.snapshot(need_model=False)
+    snapshot = state.snapshot(need_model=False)
     received = state.now()
     for index, event in enumerate(body.events):
         # A late event still counts (a past time can only make the caps stricter); a future one could
@@ -138,6 +142,7 @@ def post_events(body: EventBatch, state: State, principal: EventsAccess) -> dict
         for event in new.values()
     ])
     results = []
+    sends = []  # (sent time, send_at answered) of the sends applied whose push id carries a later send_at
     for event in events:
         try:
             status, detail = apply(state, event, event.ts or received)
@@ -148,4 +153,8 @@ def post_events(body: EventBatch, state: State, principal: EventsAccess) -> dict
             continue
         state.metrics.events.labels(event.type, status).inc()
         results.append({"event_id": event.event_id, "status": status, "detail": detail})
+        suggested = suggested_send_at(event.push_id) if event.type == "sent" else None
+        if suggested is not None and status in ("applied", "recorded"):
+            sends.append((event.ts or received, suggested))
+    state.send_at_following.record(sends, snapshot.policy.policy.default_timezone)
     return {"results": results}

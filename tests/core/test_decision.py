@@ -137,3 +137,54 @@ def test_slots_are_read_in_the_schedulers_zone_for_a_cardholder_elsewhere() -> N
     hours = [(now.replace(hour=12), 0.2), (now.replace(hour=15), 0.3)]
     held = decide(settings, 0.1, hours, now, 4, slots=slots)
     assert held.decision == HOLD and "ask again at 12:30 local" in held.reason
+
+
+def test_a_scheduler_that_ignores_send_at_gets_now_or_one_of_its_slots() -> None:
+    settings = Decision(mute_weight=10, min_value=0.0, hour_margin=0.1, pacing=None)
+    slots = slot_moments([10 * 60, 19 * 60 + 30], NOW, "Asia/Shanghai")
+    # 13:00 is best but the scheduler never asks then; 19:30 is the best time it can get
+    hours = [(NOW.replace(hour=hour), value) for hour, value in ((13, 0.2), (19, 0.11), (21, 0.15))]
+    held = decide(settings, 0.08, hours, NOW, 4, slots=slots, follows_send_at=False)
+    assert held.decision == HOLD and held.send_at == NOW.replace(hour=19, minute=30).astimezone(UTC)
+    assert held.reason.startswith("better hour later: ask again at 19:30 local, value 0.1100")
+    # the same hours for a scheduler that follows send_at (or is not known): send, at 13:00
+    for follows in (True, None):
+        sent = decide(settings, 0.08, hours, NOW, 4, slots=slots, follows_send_at=follows)
+        assert sent.decision == SEND and sent.send_at == NOW.replace(hour=13).astimezone(UTC)
+    # no slot of its worth more than now by the margin: send now, whatever a between-slot hour is worth
+    between = [(NOW.replace(hour=13), 0.2), (NOW.replace(hour=19), 0.085)]
+    now_sent = decide(settings, 0.08, between, NOW, 4, slots=slots, follows_send_at=False)
+    assert now_sent.decision == SEND and now_sent.send_at == NOW.astimezone(UTC)
+    assert "no later slot of the scheduler worth more" in now_sent.reason
+    # slots not known: answered as for a scheduler not known to ignore send_at
+    assert decide(settings, 0.08, between, NOW, 4, follows_send_at=False).send_at == \
+        NOW.replace(hour=13).astimezone(UTC)
+
+
+def test_at_its_last_slot_a_scheduler_that_ignores_send_at_may_be_asked_again_tomorrow() -> None:
+    settings = Decision(mute_weight=10, min_value=0.0, hour_margin=0.1, pacing=None)
+    evening = NOW.replace(hour=19, minute=30)
+    slots = slot_moments([10 * 60, 19 * 60 + 30], evening, "Asia/Shanghai")
+    tomorrow = NOW.replace(day=11).astimezone(UTC)
+    hours = [(NOW.replace(hour=21), 0.3)]  # after its last slot: out of reach
+    # tomorrow's best slot hour worth more than now: ask again at tomorrow's first slot
+    days = [0.09, 0.2, 0.1, 0.1]
+    held = decide(settings, 0.05, hours, evening, 4, days, slots=slots, follows_send_at=False)
+    assert held.decision == HOLD and held.send_at == tomorrow
+    assert held.reason.startswith("better hour tomorrow: ask again at 10:00 local")
+    # not by the margin, or the content no longer valid tomorrow (no later day): send now
+    assert decide(settings, 0.085, hours, evening, 4, days, slots=slots,
+                  follows_send_at=False).send_at == evening.astimezone(UTC)
+    assert decide(settings, 0.05, hours, evening, 4, [], slots=slots, follows_send_at=False).decision == SEND
+    # as many slots left as later days: a day given up would be a slot lost, so send now
+    assert decide(settings, 0.05, hours, evening, 2, [0.09, 0.2], slots=slots,
+                  follows_send_at=False).decision == HOLD
+    assert decide(settings, 0.05, hours, evening, 3, [0.09, 0.2], slots=slots,
+                  follows_send_at=False).decision == SEND
+    # the threshold and pacing still hold first, with the value of the slot waited for
+    low = decide(Decision(min_value=0.5, pacing=None), 0.05, hours, evening, 4, days, slots=slots,
+                 follows_send_at=False)
+    assert low.decision == HOLD and "below threshold" in low.reason and low.send_at is None
+    paced = decide(Decision(pacing=Pacing(margin=0.1)), 0.05, hours, evening, 1, [0.09, 0.2], slots=slots,
+                   follows_send_at=False)
+    assert paced.decision == HOLD and paced.reason.startswith("slots worth more later")

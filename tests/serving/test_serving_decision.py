@@ -230,3 +230,73 @@ def test_a_better_hour_at_a_slot_the_scheduler_asks_at_is_a_hold_until_that_slot
     document["version"] = "bad-slots"
     refused = api.put("/v1/policy", json=document, headers=ADMIN_HEADERS)
     assert refused.status_code in (400, 422) and "scheduler_slots" in refused.text
+
+
+@pytest.mark.redis
+def test_a_scheduler_that_sends_at_once_is_learned_from_its_sent_events(api, decided, dataset,
+                                                                        daytime) -> None:
+    """Sends answered for a later hour and reported sent when asked teach that the scheduler ignores
+    `send_at`; then `send` means now and a hold names the slot to ask again at."""
+    from serving.send_at_following import MIN_SENDS, rechecked, suggested_send_at
+
+    set_decision(api, min_value=-1.0, hour_margin=0.0, pacing=None, scheduler_slots=["10:00", "19:30"])
+    holders = dataset.cardholders
+    opt = holders["push_opt_in"].astype("boolean").fillna(True)
+    zone = holders["timezone"].astype("string").fillna("Asia/Shanghai").replace("", "Asia/Shanghai")
+    users = holders.loc[opt & (zone == "Asia/Shanghai"), "user_id"].astype(str).tolist()[:150]
+    day = pd.Timestamp(daytime)  # 10:00 in Shanghai, a slot
+
+    def batch(moment: pd.Timestamp, who: list[str], reserve: bool) -> list[dict]:
+        requests = [{"user_id": u, "k": 1, "now": moment.isoformat(), "reserve": reserve} for u in who]
+        response = api.post("/v1/rank/batch", json={"requests": requests}, headers=SCHEDULER_HEADERS)
+        assert response.status_code == 200, response.text
+        return response.json()["results"]
+
+    later_sends = 0
+    for back, who in zip((3, 2, 1), (users[:50], users[50:100], users[100:]), strict=True):
+        asked = day - pd.Timedelta(days=back)
+        results = [r for r in batch(asked, who, reserve=True) if r["decision"] == "send" and r["push_id"]]
+        for result in results:
+            # a send for a later hour carries that hour in its push id; others keep a plain id
+            later = pd.Timestamp(result["send_at"]) - asked > pd.Timedelta(minutes=30)
+            carried = suggested_send_at(result["push_id"])
+            assert (carried == pd.Timestamp(result["send_at"])) if later else carried is None
+            later_sends += later
+        # the scheduler sends every push when it asked, whatever send_at said
+        events = [{"event_id": f"{r['push_id']}-s", "type": "sent", "user_id": r["user_id"],
+                   "push_id": r["push_id"], "ts": asked.isoformat()} for r in results]
+        posted = api.post("/v1/events", json={"events": events}, headers=SCHEDULER_HEADERS)
+        assert posted.status_code == 200 and all(
+            r["status"] == "applied" for r in posted.json()["results"]), posted.text
+    assert later_sends >= MIN_SENDS
+    # learned: no send for a later hour (but for the day's re-checked cardholders); a hold for a better
+    # hour names one of the scheduler's slots
+    ignoring = batch(day, users, reserve=False)
+    checked = {u for u in users if rechecked(u, day.date())}
+    assert 0 < len(checked) < len(users) // 8
+    sends = [r for r in ignoring if r["decision"] == "send" and r["user_id"] not in checked]
+    assert sends and all(pd.Timestamp(r["send_at"]) == day for r in sends)
+    slot_holds = [r for r in ignoring if r["reason"].startswith(("better hour later: ask again",
+                                                                 "better hour tomorrow: ask again"))]
+    assert slot_holds and all(pd.Timestamp(r["send_at"]).tz_convert("Asia/Shanghai").strftime("%H:%M")
+                              in ("10:00", "19:30") for r in slot_holds)
+    # fixed by the policy: true answers as for a scheduler that follows send_at, false as learned
+    set_decision(api, min_value=-1.0, hour_margin=0.0, pacing=None, scheduler_slots=["10:00", "19:30"],
+                 scheduler_follows_send_at=True)
+    following = batch(day, users, reserve=False)
+    assert any(r["decision"] == "send" and pd.Timestamp(r["send_at"]) > day for r in following)
+    set_decision(api, min_value=-1.0, hour_margin=0.0, pacing=None, scheduler_slots=["10:00", "19:30"],
+                 scheduler_follows_send_at=False)
+    # (fixed, nobody is re-checked)
+    fixed = batch(day, users, reserve=False)
+    assert all(r["decision"] != "send" or pd.Timestamp(r["send_at"]) == day for r in fixed)
+    verdicts = [(r["decision"], r["reason"], r["send_at"]) for r in fixed if r["user_id"] not in checked]
+    assert verdicts == [(r["decision"], r["reason"], r["send_at"]) for r in ignoring
+                        if r["user_id"] not in checked]
+    document = api.get("/v1/policy", headers=SCHEDULER_HEADERS).json()["policy"]
+    assert document["decision"]["scheduler_follows_send_at"] is False
+    document["decision"]["scheduler_follows_send_at"] = "yes"
+    document["version"] = "bad-follows"
+    refused = api.put("/v1/policy", json=document, headers=ADMIN_HEADERS)
+    assert refused.status_code in (400, 422) and "scheduler_follows_send_at" in refused.text
+    assert "true, false or null" in refused.text

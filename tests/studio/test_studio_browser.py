@@ -111,6 +111,7 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page, st
     assert page.is_checked('[data-toggle="decision.pacing"]')
     assert page.input_value('[data-field="decision.mute_weight"]') == "10"
     assert page.input_value('[data-field="decision.pacing.margin"]') == "0.2"
+    assert page.input_value('[data-field="decision.scheduler_follows_send_at"]') == ""  # learned
     assert "mute_weight" in page.get_attribute('label:has([data-field="decision.mute_weight"])', "title")
     assert "One mute or unfollow costs as much as this many opens" in shown
 
@@ -122,6 +123,9 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page, st
     page.fill('[data-field="version"]', "2026.12-studio")
     page.fill('[data-field="decision.mute_weight"]', "20")
     page.wait_for_selector("#draft-diff:has-text('a mute costs (opens)')")
+    page.select_option('[data-field="decision.scheduler_follows_send_at"]', "false")
+    page.wait_for_selector("#draft-diff:has-text('the scheduler sends at the suggested time')")
+    page.select_option('[data-field="decision.scheduler_follows_send_at"]', "")  # back to learning it
 
     page.fill("#sim-days", "10")
     page.click("#simulate")
@@ -175,7 +179,7 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page, st
     assert live["policy"]["limits"][1] == {"name": "monthly", "window": "calendar_month", "max": 2}
     assert live["policy"]["decision"] == {"enabled": True, "mute_weight": 20.0, "min_value": 0.0,
                                           "hour_margin": 0.1, "pacing": {"margin": 0.2},
-                                          "scheduler_slots": None}
+                                          "scheduler_slots": None, "scheduler_follows_send_at": None}
     assert live["note"] == "monthly cap 4 -> 2 after simulation"
     history = httpx.get(f"{server}/v1/policy/versions", headers=ADMIN_HEADERS).json()
     assert any(change["path"] == "limits" for change in history["revisions"][0]["diff"])

@@ -42,6 +42,7 @@
     "decision.hour_margin": "better hour today by", "decision.pacing": "keep slots for better days",
     "decision.pacing.margin": "a later day is better by",
     "decision.scheduler_slots": "the scheduler asks at",
+    "decision.scheduler_follows_send_at": "the scheduler sends at the suggested time",
   };
   const LIMIT_PARTS = {max: "at most", window: "counted per", duration: "rolling period", name: "name",
                        kinds: "kinds", tags: "topics"};
@@ -252,6 +253,9 @@
     // null: learned from the scheduler's calls (left empty); []: never wait for a slot ("none")
     const slots = settings.scheduler_slots;
     field("decision.scheduler_slots").value = slots == null ? "" : (slots.length ? slots.join(", ") : "none");
+    // null: learned from the scheduler's sent events
+    const follows = settings.scheduler_follows_send_at;
+    field("decision.scheduler_follows_send_at").value = follows == null ? "" : String(follows);
   }
 
   function readSlots() {
@@ -273,6 +277,7 @@
       hour_margin: numeric("decision.hour_margin"),
       pacing: toggle("decision.pacing").checked ? {margin: numeric("decision.pacing.margin")} : null,
       scheduler_slots: readSlots(),
+      scheduler_follows_send_at: {"": null, true: true, false: false}[text("decision.scheduler_follows_send_at")],
     };
   }
 
