@@ -19,7 +19,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import orjson
 
 from recsys.caps.decisions import Candidate, CapRequest, UserDecision, to_ms
 from recsys.decision import (
@@ -45,7 +44,7 @@ from recsys.publication import decode_users
 from recsys.times import iso_utc
 from serving.errors import UnknownFeaturesError
 from serving.pipeline import Cardholders, LiveModel, Ranked
-from serving.responses import ANSWER, ITEM, item_head, item_odds, require_finite
+from serving.responses import require_finite
 from serving.schemas import RankRequest
 from serving.state import ServingState, Snapshot
 
@@ -318,17 +317,6 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else iso_utc(moment)
 
 
-@lru_cache(maxsize=ISO_CACHE_SIZE)
-def _iso_json(moment: datetime | None) -> bytes:
-    return orjson.dumps(_iso(moment))
-
-
-@lru_cache(maxsize=2)  # by live model object (the live one and the one it replaced)
-def _item_heads(model: LiveModel) -> list[bytes]:
-    return [item_head(content_id, title, kind)
-            for content_id, title, kind in zip(model.item_ids, model.titles, model.kinds, strict=True)]
-
-
 def chosen_positions(request: RankRequest, decision: UserDecision | None) -> list[int]:
     """Positions (in the caps' candidate order) of the items answered: the first `k` allowed, the
     reserved one first."""
@@ -350,11 +338,10 @@ def chosen_positions(request: RankRequest, decision: UserDecision | None) -> lis
 def answers(model: LiveModel, snapshot: Snapshot, cardholders: Cardholders,
             requests: Sequence[RankRequest], ranked_all: Sequence[Ranked],
             decisions: Sequence[UserDecision | None], moments: Sequence[datetime],
-            looks: Sequence[Outlook | None]) -> tuple[list[orjson.Fragment], Counter[str]]:
-    """The response bodies of a batch as JSON (`serving.responses.ANSWER`), in request order, and how
-    many the caps allowed (`allowed`) or blocked by each rule.
+            looks: Sequence[Outlook | None]) -> list[dict[str, Any]]:
+    """The response bodies of a batch, in request order (times as ISO 8601 strings, as the JSON has them).
 
-    One pass over the batch: what every answer shares (model, registry, policy version) is written
+    One pass over the batch: what every answer shares (model, registry, policy version) is looked up
     once, and each cardholder's ranked items and scores become lists once for the positions chosen."""
     chosen_all = [chosen_positions(request, decision)
                   for request, decision in zip(requests, decisions, strict=True)]
@@ -363,64 +350,74 @@ def answers(model: LiveModel, snapshot: Snapshot, cardholders: Cardholders,
     picked_all = [[items[p] for p in chosen] for (items, _), chosen in zip(ranked_lists, chosen_all,
                                                                             strict=True)]
     reasons_all = model.reasons_many(cardholders, picked_all)
-    dumps = orjson.dumps
-    shared = tuple(map(dumps, (model.version, *_registry(model))))
-    policy_version = dumps(snapshot.policy.policy.version)
-    heads, ids = _item_heads(model), model.item_ids
-    rules: Counter[str] = Counter()
+    version, policy_version = model.version, snapshot.policy.policy.version
+    registry_model, registry_version = _registry(model)
+    ids, titles, kinds = model.item_ids, model.titles, model.kinds
     bodies = []
     rows = zip(cardholders.opt_in.tolist(), cardholders.fallback, requests, ranked_all, decisions, looks,
                chosen_all, ranked_lists, reasons_all, picked_all, moments, strict=True)
     for (opt_in, fallback, request, ranked, decision, outlook, chosen, (_, scores), reasons, picked,
          now) in rows:
-        items, blocks = b"", b"[]"
+        body_items: list[dict[str, Any]] = []
+        blocks: list[dict[str, Any]] = []
         if chosen:
+            body_items = [
+                {"content_id": ids[item], "title": titles[item], "kind": kinds[item], "score": scores[p],
+                 "reason": reason}
+                for item, p, reason in zip(picked, chosen, reasons, strict=True)
+            ]
             if not ranked.finite:  # rows of a ranked block were tested together (`LiveModel._rank_rows`)
                 chosen_scores = [scores[p] for p in chosen]
                 if not math.isfinite(sum(chosen_scores)):  # the message is written only when needed
                     require_finite(chosen_scores, f"scores for {request.user_id!r}")
-            odds = [b""] * len(chosen)
             if outlook is not None and outlook.p_open is not None:
-                odds = []
-                for item, position in zip(picked, chosen, strict=True):
-                    p_open, p_mute = float(outlook.p_open[position]), float(outlook.p_mute[position])
-                    require_finite([p_open, p_mute],
-                                   f"P(open), P(mute) of {ids[item]!r} for {request.user_id!r}")
-                    odds.append(item_odds(p_open, p_mute))
-            items = b",".join([ITEM % (heads[item], dumps(scores[p]), dumps(reason), odd)
-                               for item, p, reason, odd in zip(picked, chosen, reasons, odds, strict=True)])
-            caps_next = _iso_json(now)
+                for body_item, position in zip(body_items, chosen, strict=True):
+                    body_item["p_open"] = float(outlook.p_open[position])
+                    body_item["p_mute"] = float(outlook.p_mute[position])
+                    require_finite([body_item["p_open"], body_item["p_mute"]],
+                                   f"P(open), P(mute) of {body_item['content_id']!r} for {request.user_id!r}")
+            caps_next = _iso(now)
             if outlook is None:
                 verdict = (SEND, NO_RESPONSE_MODEL, caps_next)
             else:
-                send_at = _iso_json(outlook.verdict.send_at)
-                verdict = (outlook.verdict.decision, outlook.verdict.reason, send_at)
-            rules["allowed"] += 1
+                verdict = (outlook.verdict.decision, outlook.verdict.reason, _iso(outlook.verdict.send_at))
         else:
             if decision is not None:
-                found = [{"rule": b.rule, "detail": b.detail, "eligible_at": _iso(b.eligible_at)}
-                         for b in decision.decisions[0].blocks] if decision.decisions else []
+                if decision.decisions:
+                    blocks = [{"rule": b.rule, "detail": b.detail, "eligible_at": _iso(b.eligible_at)}
+                              for b in decision.decisions[0].blocks]
             elif not opt_in:
-                found = [NOT_OPTED_IN]
+                blocks = [NOT_OPTED_IN]
             else:
-                found = [NO_CANDIDATES]
-            blocks = dumps(found)
-            caps_next = _iso_json(decision.eligible_at if decision is not None else None)
-            rules.update(block["rule"] for block in found)
-            verdict = (HOLD, "caps: " + (", ".join(b["rule"] for b in found) or "blocked"), caps_next)
+                blocks = [NO_CANDIDATES]
+            caps_next = _iso(decision.eligible_at) if decision is not None else None
+            verdict = (HOLD, "caps: " + (", ".join(b["rule"] for b in blocks) or "blocked"), caps_next)
         reservation = decision.reservation if decision is not None else None
-        bodies.append(orjson.Fragment(ANSWER % (
-            dumps(request.user_id), items, *shared, b"true" if fallback is not None else b"false",
-            dumps(fallback), b"true" if chosen else b"false", blocks, caps_next,
-            dumps(decision.policy_version) if decision is not None else policy_version,
-            # fewer than k although eligible candidates were left beyond those the caps looked at
-            b"true" if len(chosen) < request.k and len(ranked.items) > decide_width(request.k) else b"false",
-            dumps(reservation.push_id if reservation is not None else None),
-            _iso_json(reservation.expires_at if reservation is not None else None),
-            dumps([{"content_id": c, "reason": r} for c, r in ranked.skipped]) if ranked.skipped else b"[]",
-            dumps(verdict[0]), dumps(verdict[1]), verdict[2],
-            dumps(outlook.best_hours) if outlook is not None else b"[]")))
-    return bodies, rules
+        bodies.append({
+            "user_id": request.user_id,
+            "items": body_items,
+            "model_version": version,
+            "registry_model": registry_model,
+            "registry_version": registry_version,
+            "fallback": fallback is not None,
+            "fallback_source": fallback,
+            "caps": {
+                "allowed": bool(chosen),
+                "blocks": blocks,
+                "next_eligible_at": caps_next,
+                "policy_version": decision.policy_version if decision is not None else policy_version,
+                # fewer than k although eligible candidates were left beyond those the caps looked at
+                "short": len(chosen) < request.k and len(ranked.items) > decide_width(request.k),
+            },
+            "push_id": reservation.push_id if reservation is not None else None,
+            "reservation_expires_at": _iso(reservation.expires_at) if reservation is not None else None,
+            "skipped": [{"content_id": c, "reason": r} for c, r in ranked.skipped] if ranked.skipped else [],
+            "decision": verdict[0],
+            "reason": verdict[1],
+            "send_at": verdict[2],
+            "best_hours": [] if outlook is None else outlook.best_hours,
+        })
+    return bodies
 
 
 def scheduler_slots(state: ServingState, snapshot: Snapshot, moments: Sequence[datetime],
@@ -437,9 +434,8 @@ def scheduler_slots(state: ServingState, snapshot: Snapshot, moments: Sequence[d
 
 
 def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now: datetime | None = None,
-              record_slots: bool = False) -> tuple[Snapshot, list[orjson.Fragment]]:
-    """Rank a batch (`record_slots`: a scheduler's batch call, whose time of day teaches the slots): each
-    request's answer as JSON, in request order."""
+              record_slots: bool = False) -> tuple[Snapshot, list[dict[str, Any]]]:
+    """Rank a batch (`record_slots`: a scheduler's batch call, whose time of day teaches the slots)."""
     snapshot = state.snapshot()
     model = snapshot.model
     clock = default_now or state.now()
@@ -489,7 +485,12 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             results = state.engine.decide_batch([cap_batch[s] for s in slots], now=now)
             for slot, result in zip(slots, results, strict=True):
                 decisions[positions[slot]] = result
-    bodies, rules = answers(model, snapshot, cardholders, requests, ranked_all, decisions, moments, looks)
+    bodies = answers(model, snapshot, cardholders, requests, ranked_all, decisions, moments, looks)
+    blocked = [caps["blocks"] for caps in map(itemgetter("caps"), bodies) if not caps["allowed"]]
+    rules: Counter[str] = Counter()
+    if len(blocked) < len(bodies):
+        rules["allowed"] = len(bodies) - len(blocked)
+    rules.update(block["rule"] for blocks in blocked for block in blocks)
     fallbacks = Counter(cardholders.fallback)
     del fallbacks[None]
     for rule, count in rules.items():
