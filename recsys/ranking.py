@@ -200,7 +200,10 @@ def _select(scores: np.ndarray, columns: np.ndarray, out_index: np.ndarray, out_
     order = np.argsort(-best, axis=1, kind="stable")
     part = np.take_along_axis(part, order, axis=1)
     best = np.take_along_axis(best, order, axis=1)
-    for row in np.flatnonzero(~exact):
+    # the other rows by a stable sort of the row, but for rows with nothing above -inf (nothing eligible,
+    # such as an opted-out cardholder's): their scores taken above are not finite already, so padding
+    others = np.flatnonzero(~exact)
+    for row in others[(scores[others] > -np.inf).any(axis=1)]:
         part[row] = np.argsort(-scores[row], kind="stable")[:width]
         best[row] = scores[row, part[row]]
     found = np.isfinite(best)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -465,28 +466,44 @@ class LiveModel:
         Each cardholder's figures are computed alike whoever shares the call (products elementwise,
         sums in a fixed order), so a reason does not depend on how requests were batched."""
         batch = users if isinstance(users, Cardholders) else self.cardholders(users)
-        out: list[list[str]] = [[] for _ in items]
-        counts_all = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
-        answered = counts_all > 0
+        counts = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+        if not counts.any():
+            return [[] for _ in items]
         # the rows a feature may explain, found over the batch; the others (few) take one shared reason
-        explain = answered & batch.scored & (np.diff(batch.feature_starts) > 0)
+        explainable = batch.scored & (np.diff(batch.feature_starts) > 0)
         if self.contributions is None:
-            explain[:] = False
-        for row in np.flatnonzero(answered & ~explain).tolist():
+            explainable[:] = False
+        if explainable.all():
+            # the usual batch, explained as it is: a row without items (blocked by the caps) costs less
+            # than taking the others out; its reasons are dropped
+            out = self._feature_reasons(batch, items, counts)
+            for row in np.flatnonzero(counts < counts.max()).tolist():
+                out[row] = out[row][:counts[row]]
+            return out
+        out = [[] for _ in items]
+        answered = counts > 0
+        for row in np.flatnonzero(answered & ~explainable).tolist():
             if not batch.scored[row]:
                 group = int(batch.group[row])
                 tier = self.tiers[group] if group != UNKNOWN_GROUP else None
                 reason = f"popular with {tier} cardholders" if tier else "popular with cardholders"
             else:
                 reason = SIMILAR_REASON
-            out[row] = [reason] * int(counts_all[row])
-        rows = np.flatnonzero(explain)
-        if not len(rows):
-            return out
+            out[row] = [reason] * int(counts[row])
+        rows = np.flatnonzero(answered & explainable)
+        if len(rows):
+            picked = [items[row] for row in rows.tolist()]
+            texts = self._feature_reasons(batch.take(rows), picked, counts[rows])
+            for row, text, count in zip(rows.tolist(), texts, counts[rows].tolist(), strict=True):
+                out[row] = text[:count]
+        return out
+
+    def _feature_reasons(self, explained: Cardholders, items: Sequence[Sequence[int] | np.ndarray],
+                         counts: np.ndarray) -> list[list[str]]:
+        """`reasons_many` of cardholders who all have factors and features: per row, a reason for each of
+        its `counts[i]` items, then for item 0 up to the longest row's count (cut off by the caller)."""
         # every (cardholder, feature) pair flat, one segment per cardholder: segment sums and maxima
         # run in a fixed order within each segment, whatever else is in the call
-        explained = batch if len(rows) == len(batch) else batch.take(rows)
-        explained_rows = rows.tolist()
         lengths = np.diff(explained.feature_starts)
         starts = explained.feature_starts[:-1]
         feature_index = explained.feature_index.astype(np.int64)
@@ -494,14 +511,10 @@ class LiveModel:
         if self.l1_features:
             totals = np.add.reduceat(np.abs(values), starts)
             values /= np.repeat(np.where(totals > 0, totals, np.float32(1)), lengths)
-        counts = counts_all[rows].tolist()
-        n, n_items = len(explained_rows), max(counts)
-        if min(counts) == n_items:  # the usual batch: every answer holds k items, one array call
-            item_index = np.array([items[row] for row in explained_rows], dtype=np.int64)
-        else:
-            item_index = np.zeros((n, n_items), dtype=np.int64)
-            for slot, row in enumerate(explained_rows):
-                item_index[slot, :counts[slot]] = items[row]
+        n, n_items = len(explained), int(counts.max())
+        item_index = np.zeros((n, n_items), dtype=np.int64)  # a row's missing items read item 0
+        item_index[np.arange(n_items)[None, :] < counts[:, None]] = np.fromiter(
+            chain.from_iterable(items), dtype=np.int64, count=int(counts.sum()))
         best_feature = np.empty((n, n_items), dtype=np.int64)
         best_value = np.empty((n, n_items), dtype=np.float32)
         # flat positions in the item-major table: one `take` per column instead of 2-D fancy indexing
@@ -527,7 +540,4 @@ class LiveModel:
         # reason), then one conversion to lists of the shared phrase strings
         otherwise = np.where(fitted, len(self.phrases), len(self.phrases) + 1)[:, None]
         picked = np.where((best_value > 0) & (best_value >= residual), best_feature, otherwise)
-        texts = self.reason_texts.take(picked).tolist()
-        for row, text, count in zip(explained_rows, texts, counts, strict=True):
-            out[row] = text if count == n_items else text[:count]
-        return out
+        return self.reason_texts.take(picked).tolist()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.ranking import Eligibility, RankingError, top_k
+from recsys.ranking import Eligibility, RankingError, best_per_row, top_k
 
 
 def brute_force(users: np.ndarray, items: np.ndarray, k: int, eligibility: Eligibility):
@@ -122,6 +122,28 @@ def test_group_without_allowed_items_gets_nothing() -> None:
                               group_item_allowed=np.array([[True, False, True], [False, False, False]]))
     indices, _ = top_k(users, items, 2, eligibility)
     np.testing.assert_array_equal(indices, [[0, 2], [-1, -1], [0, 2], [-1, -1]])
+
+
+def test_rows_with_few_or_no_finite_scores_against_a_stable_sort() -> None:
+    """`best_per_row` on rows where fewer than k scores are finite: nothing above -inf (an opted-out
+    cardholder), only NaN, NaN or +inf beside a few finite scores, ties at the k-th place; each row as
+    a stable sort of the row gives them, its non-finite scores marked as padding where they stand."""
+    inf, nan = np.inf, np.nan
+    scores = np.array([
+        [-inf] * 6,
+        [nan] * 6,
+        [nan, 2.0, -inf, 5.0, nan, -inf],
+        [inf, 1.0, -inf, 3.0, -inf, -inf],
+        [-inf, 4.0, -inf, -inf, 4.0, -inf],
+        [1.0, 2.0, 2.0, 2.0, 0.5, 3.0],
+        [6.0, 5.0, 4.0, 3.0, 2.0, 1.0],
+    ], dtype=np.float32)
+    indices, values = best_per_row(scores, 3)
+    for row, (found, best) in enumerate(zip(indices, values, strict=True)):
+        order = np.argsort(-scores[row], kind="stable")[:3]
+        finite = np.isfinite(scores[row, order])
+        assert found.tolist() == np.where(finite, order, -1).tolist(), row
+        np.testing.assert_array_equal(best, np.where(finite, scores[row, order], -inf))
 
 
 def test_subset_keeps_each_users_rows() -> None:

@@ -219,7 +219,10 @@ def test_reasons_follow_the_largest_feature_contribution(published, store, datas
     """Each reason against a slow reference of the rule: the user feature adding most to the item's
     lift over the average item (first in feature order on ties) when it is positive and at least the
     part the features leave unexplained; else the collaborative reason, or the profile one for a
-    cardholder described by features. Answers of 0-3 items, alone and in one batch, agree."""
+    cardholder described by features. Answers of 0-3 items, alone, in one batch and in a batch whose
+    other rows cannot be explained by features (a cardholder without factors or without features), agree."""
+    from dataclasses import replace
+
     from serving.pipeline import PROFILE_REASON, SIMILAR_REASON, LiveModel
 
     model = LiveModel(store.load(published.version))
@@ -233,6 +236,11 @@ def test_reasons_follow_the_largest_feature_contribution(published, store, datas
     rng = np.random.default_rng(3)
     picked = [rng.choice(model.n_items, size=int(rng.integers(0, 4)), replace=False).tolist() for _ in users]
     checked = 0
+    without_features = replace(users[1], feature_index=users[1].feature_index[:0],
+                               feature_values=users[1].feature_values[:0])
+    mixed = model.reasons_many([model.unknown(None), without_features, *users], [[0], [1, 2], *picked])
+    assert mixed[:2] == [["popular with cardholders"], [SIMILAR_REASON] * 2]
+    assert mixed[2:] == model.reasons_many(users, picked)
     for user, items, batched in zip(users, picked, model.reasons_many(users, picked), strict=True):
         assert batched == model.reasons(user, items)
         values = model.normalised(user.feature_values.astype(np.float64))
