@@ -333,7 +333,8 @@ class SchedulerClient:
 def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendAtHabit = SendAtHabit()
                ) -> dict:
     """One engine's month through the API; a scheduler that does not follow `send_at` (`habit`) delivers
-    every `send` at the slot it asked at. Counts per day the sends answered with a later `send_at`."""
+    every `send` at the slot it asked at. Counts per day the sends answered with a later `send_at` and
+    the expected value of the day's pushes."""
     client = SchedulerClient(base, TOKEN)
     sent_log: dict[int, list[datetime]] = defaultdict(list)
     totals: dict = defaultdict(int)
@@ -385,9 +386,11 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendA
             for start in range(0, len(events), 1000):
                 client.post("/v1/events", {"events": events[start:start + 1000]})
             tally(totals, outcomes, contents, opened, muted)
+            totals[("expected", day)] += float(outcomes.last_values.sum())
         if day % 7 == 6:
             log(f"  {name}: day {day + 1}, {totals['pushes']:,} pushes, {totals['opens']:,} opens")
     client.close()
+    totals["expected by day"] = [totals.pop(("expected", day), 0.0) for day in range(days)]
     totals["later by day"] = [totals.pop(("later send_at", day), 0) / max(totals.pop(("sends", day), 0), 1)
                               for day in range(days)]
     totals["violations"] = violations(sent_log, outcomes.zones)
@@ -832,6 +835,11 @@ def main() -> int:
         shares = " ".join(f"{share:.0%}" for share in results[name]["later by day"])
         print(f"sends answered with a later send_at, days 1-{len(results[name]['later by day'])}, {name}: "
               f"{shares}")
+    for name in ("value-aware engine", *habits):
+        days = results[name]["expected by day"]
+        parts = [(1, 10), (11, 20), (21, len(days))]
+        split = ", ".join(f"days {a}-{b} {sum(days[a - 1:b]):,.1f}" for a, b in parts if a <= len(days))
+        print(f"expected value by part of the month, {name}: {split}")
     for engine in ("value-aware engine", "send-all engine", *habits):
         print(f"\nsend times, {engine}: {send_times(outcomes, results[engine]['batches'])}")
     print("\nlearned hour preference (the bundle's response model) against the truth's hour term:")
