@@ -25,7 +25,10 @@ content valid only after the data's end, which no trained model saw on offer (`f
 --sweep runs one more value-aware engine per decision setting in the same run (same world, bundle and
 uniforms); --ignore-send-at one more value-aware engine whose scheduler sends every `send` at the slot
 it asked at, as an outside scheduler that ignores `send_at` would (its API learns that from the `sent`
-events, as each engine's API learns its scheduler's slots from the batch calls); --user-hour-penalty
+events, as each engine's API learns its scheduler's slots from the batch calls); --ignore-send-at-until DAY
+and --follow-send-at-until DAY one more each whose scheduler changes its habit on that day of the month
+(ignores `send_at` before it and follows it from then on, or the reverse), and the share of each day's
+sends the API answered with a later `send_at` is printed (it shows when the API noticed); --user-hour-penalty
 refits the bundle's response models with another prior on each cardholder's daily wave under the same
 ranking model.
 
@@ -56,7 +59,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.demo_keys import delete_prefix  # noqa: E402
+from serving.send_at_following import is_later  # noqa: E402
 
 TOKEN, ADMIN = "month-scheduler-token", "month-admin-token"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -77,6 +81,29 @@ SLOTS = ((10, 0), (19, 30))
 MUTE_PRICE = 10.0
 BROADCAST = "weekly broadcast of the most-read item"
 IGNORING = "value-aware, scheduler ignores send_at"
+
+
+@dataclass(frozen=True)
+class SendAtHabit:
+    """Whether the scheduler delivers a `send` at the `send_at` answered: `follows` before the local day
+    of the month `switch_day`, the opposite from that day on (None: never switches)."""
+
+    follows: bool = True
+    switch_day: int | None = None
+
+    def follows_on(self, asked: datetime) -> bool:
+        switched = self.switch_day is not None and asked.day >= self.switch_day
+        return self.follows != switched
+
+    def delivery(self, asked: datetime, send_at: datetime | None) -> datetime:
+        """When a `send` answered at `asked` (local time) with `send_at` goes out."""
+        if send_at is None or not self.follows_on(asked):
+            return asked
+        return max(asked, send_at)
+
+    def name(self) -> str:
+        verb = "follows" if self.follows else "ignores"
+        return f"value-aware, scheduler {verb} send_at until day {self.switch_day}"
 
 
 def log(message: str) -> None:
@@ -303,10 +330,11 @@ class SchedulerClient:
         self.client.close()
 
 
-def run_engine(name: str, base: str, outcomes: Outcomes, days: int, follows_send_at: bool = True
+def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendAtHabit = SendAtHabit()
                ) -> dict:
-    """One engine's month through the API; a scheduler that does not follow `send_at` delivers every
-    `send` at the slot it asked at."""
+    """One engine's month through the API; a scheduler that does not follow `send_at` (`habit`) delivers
+    every `send` at the slot it asked at. Counts per day the sends answered with a later `send_at` and
+    the expected value of the day's pushes."""
     client = SchedulerClient(base, TOKEN)
     sent_log: dict[int, list[datetime]] = defaultdict(list)
     totals: dict = defaultdict(int)
@@ -330,8 +358,10 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, follows_send
                     if not result["push_id"] or result.get("decision", "send") != "send":
                         continue
                     suggested = result.get("send_at")
-                    later = suggested and follows_send_at
-                    at = max(now, datetime.fromisoformat(suggested)) if later else now
+                    send_at = datetime.fromisoformat(suggested) if suggested else None
+                    at = habit.delivery(now, send_at)
+                    totals[("sends", day)] += 1
+                    totals[("later send_at", day)] += is_later(now, send_at)
                     rows.append(outcomes.row[result["user_id"]])
                     contents.append(result["items"][0]["content_id"])
                     when.append(at)
@@ -356,9 +386,13 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, follows_send
             for start in range(0, len(events), 1000):
                 client.post("/v1/events", {"events": events[start:start + 1000]})
             tally(totals, outcomes, contents, opened, muted)
+            totals[("expected", day)] += float(outcomes.last_values.sum())
         if day % 7 == 6:
             log(f"  {name}: day {day + 1}, {totals['pushes']:,} pushes, {totals['opens']:,} opens")
     client.close()
+    totals["expected by day"] = [totals.pop(("expected", day), 0.0) for day in range(days)]
+    totals["later by day"] = [totals.pop(("later send_at", day), 0) / max(totals.pop(("sends", day), 0), 1)
+                              for day in range(days)]
     totals["violations"] = violations(sent_log, outcomes.zones)
     totals["batches"] = batches
     totals["retries"] = dict(client.retries)
@@ -662,6 +696,12 @@ def main() -> int:
     parser.add_argument("--ignore-send-at", action="store_true",
                         help="one more value-aware engine whose scheduler ignores send_at: every send goes "
                              "at the slot it asked at")
+    parser.add_argument("--ignore-send-at-until", type=int, default=None, metavar="DAY",
+                        help="one more value-aware engine whose scheduler ignores send_at before this day of "
+                             "the month and follows it from then on")
+    parser.add_argument("--follow-send-at-until", type=int, default=None, metavar="DAY",
+                        help="the reverse: follows send_at before this day of the month, ignores it "
+                             "from then on")
     parser.add_argument("--user-hour-penalty", type=float, default=None,
                         help="refit the bundle's response models with this fixed L2 weight on the "
                              "cardholder's own daily wave (default: the bundle's as trained)")
@@ -704,12 +744,18 @@ def main() -> int:
         from features.loader import load_dataset
 
         bundle, dataset = ModelBundle.load(bundle_path), load_dataset(world)
-        engines = [("value-aware engine", True, args.decision, True), ("send-all engine", False, {}, True)]
+        follows = SendAtHabit()
+        engines = [("value-aware engine", True, args.decision, follows),
+                   ("send-all engine", False, {}, follows)]
         if args.ignore_send_at:
-            engines.append((IGNORING, True, args.decision, False))
+            engines.append((IGNORING, True, args.decision, SendAtHabit(follows=False)))
+        for day, first in ((args.ignore_send_at_until, False), (args.follow_send_at_until, True)):
+            if day is not None:
+                habit = SendAtHabit(follows=first, switch_day=day)
+                engines.append((habit.name(), True, args.decision, habit))
         engines += [(f"value-aware, {json.dumps(fields, separators=(',', ':'))}", True,
-                     {**args.decision, **fields}, True) for fields in args.sweep]
-        for number, (name, enabled, fields, follows) in enumerate(engines):
+                     {**args.decision, **fields}, follows) for fields in args.sweep]
+        for number, (name, enabled, fields, habit) in enumerate(engines):
             prefix = f"{tag}-{number}"
             publish(bundle, dataset, PublicationStore(client, prefix), model_uri=str(bundle_path))
             port = free_port()
@@ -728,7 +774,7 @@ def main() -> int:
             log(f"{name}: replaying {args.days} days from {outcomes.month:%Y-%m-%d}, "
                 f"{outcomes.reachable.sum():,} cardholders")
             began = time.perf_counter()
-            results[name] = run_engine(name, base, outcomes, args.days, follows)
+            results[name] = run_engine(name, base, outcomes, args.days, habit)
             results[name]["seconds"] = time.perf_counter() - began
             servers[-1].terminate()
             servers[-1].wait(timeout=30)
@@ -780,11 +826,21 @@ def main() -> int:
     print(f"\nvalue {ratio} (target >= 1.5x), opens {opens_change:+.1%} (target >= 0),"
           f" mutes {ours['mutes'] / max(base['mutes'], 1) - 1:+.1%} (target <= -30%), "
           f"held by the decision {ours.get('held', 0):,} ({reasons})")
-    if IGNORING in results:
-        held = ", ".join(f"{key[6:]} {n:,}" for key, n in sorted(results[IGNORING].items())
+    habits = [name for name in results if name.startswith("value-aware, scheduler ")]
+    for name in habits:
+        held = ", ".join(f"{key[6:]} {n:,}" for key, n in sorted(results[name].items())
                          if key.startswith("held: "))
-        print(f"{IGNORING}: held by the decision {results[IGNORING].get('held', 0):,} ({held})")
-    for engine in ("value-aware engine", "send-all engine", *[n for n in (IGNORING,) if n in results]):
+        print(f"{name}: held by the decision {results[name].get('held', 0):,} ({held})")
+    for name in ("value-aware engine", *habits):
+        shares = " ".join(f"{share:.0%}" for share in results[name]["later by day"])
+        print(f"sends answered with a later send_at, days 1-{len(results[name]['later by day'])}, {name}: "
+              f"{shares}")
+    for name in ("value-aware engine", *habits):
+        days = results[name]["expected by day"]
+        parts = [(1, 10), (11, 20), (21, len(days))]
+        split = ", ".join(f"days {a}-{b} {sum(days[a - 1:b]):,.1f}" for a, b in parts if a <= len(days))
+        print(f"expected value by part of the month, {name}: {split}")
+    for engine in ("value-aware engine", "send-all engine", *habits):
         print(f"\nsend times, {engine}: {send_times(outcomes, results[engine]['batches'])}")
     print("\nlearned hour preference (the bundle's response model) against the truth's hour term:")
     print("\n".join(hour_quality(world, ModelBundle.load(bundle_path).response, outcomes)))
@@ -794,8 +850,8 @@ def main() -> int:
     def value(name: str) -> float:
         return results[name]["opens"] - MUTE_PRICE * results[name]["mutes"]
 
-    sweeps = [name for name in results if name.startswith("value-aware, ") and name != IGNORING]
-    engines = ["value-aware engine", "send-all engine", *[n for n in (IGNORING,) if n in results], *sweeps]
+    sweeps = [name for name in results if name.startswith("value-aware, ") and name not in habits]
+    engines = ["value-aware engine", "send-all engine", *habits, *sweeps]
     for oracle_name in ORACLES:
         gap = value(oracle_name) - value(BROADCAST)
         closed = ", ".join(f"{name.removesuffix(' engine')} {(value(name) - value(BROADCAST)) / gap:.0%}"

@@ -8,8 +8,8 @@ back with the `sent` event. Each such `sent` applied counts as honoured when its
 `TOLERANCE_MINUTES` before that `send_at`, else as ignored (sent at once), in a hash per local day of
 the send (in the policy's default time zone), `{prefix}:follows:{YYYY-MM-DD}` (fields `honoured`,
 `ignored`), expiring after `KEEP_DAYS`. The scheduler follows `send_at` when at least half of the
-counted sends of the last `LEARN_DAYS` days before today honoured it, given at least `MIN_SENDS`;
-with fewer it is not known. A worker reads the earlier days once a day.
+counted sends of the fewest days before today that count `MIN_SENDS` (the most recent first, within
+`LEARN_DAYS`) honoured it; with fewer in all it is not known. A worker reads the earlier days once a day.
 
 A scheduler learned to ignore `send_at` is answered `send` only for now, which teaches nothing: so one
 cardholder in `RECHECK_SHARE` each day (`rechecked`, a different one each day) is answered as for a
@@ -70,13 +70,16 @@ def rechecked(user_id: str, day: date) -> bool:
 
 
 def learned_following(days: Sequence[tuple[int, int]]) -> bool | None:
-    """Whether the scheduler follows `send_at`, from each day's (honoured, ignored) counts; None with
-    fewer than `MIN_SENDS` counted."""
-    kept = sum(day[0] for day in days)
-    missed = sum(day[1] for day in days)
-    if kept + missed < MIN_SENDS:
-        return None
-    return kept >= missed
+    """Whether the scheduler follows `send_at`, from each day's (honoured, ignored) counts, the most
+    recent day first: the fewest recent days that count `MIN_SENDS` decide, so a scheduler that changes
+    its habit is noticed once that much of the new one is counted, not once it outweighs the whole
+    window; None with fewer than `MIN_SENDS` counted in all."""
+    kept = missed = 0
+    for day_kept, day_missed in days:
+        kept, missed = kept + day_kept, missed + day_missed
+        if kept + missed >= MIN_SENDS:
+            return kept >= missed
+    return None
 
 
 class SendAtFollowing:

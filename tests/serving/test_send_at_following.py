@@ -55,6 +55,16 @@ def test_most_counted_sends_decide_given_enough_of_them() -> None:
     assert learned_following([(2, 12), (5, 1)]) is False
 
 
+def test_a_scheduler_that_changes_its_habit_is_noticed_once_min_sends_of_the_new_one_count() -> None:
+    # most recent day first: a week of ignoring, then a day of following...
+    ignoring_week = [(0, 30)] * 6
+    assert learned_following([(MIN_SENDS, 0), *ignoring_week]) is True
+    assert learned_following([(0, MIN_SENDS), *[(30, 0)] * 6]) is False
+    # ...but a day with fewer than MIN_SENDS counted is judged with the days before it
+    assert learned_following([(MIN_SENDS // 2, 0), *ignoring_week]) is False
+    assert learned_following([(MIN_SENDS // 2, 0), (MIN_SENDS // 2, 0), *ignoring_week]) is True
+
+
 def test_a_share_of_cardholders_a_day_is_rechecked_and_a_different_one_each_day() -> None:
     users = [f"u{number:05d}" for number in range(8_000)]
     first = {u for u in users if rechecked(u, at(1, 10).date())}
