@@ -70,13 +70,7 @@ def against(reference: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.n
 
 def item_appeal(model, data) -> np.ndarray:
     """The standardised per-item estimate the model's item appeal weight scales (`recsys.models.appeal`)."""
-    from recsys.models.appeal import engagement_rate, open_rate_logit
-
-    engaged = np.diff(data.interactions_csr().tocsc().indptr)
-    rate = engagement_rate(engaged, data.item_exposure_days)
-    if model.item_appeal_source == "open_rate" and data.item_sends is not None:
-        opened = open_rate_logit(data.item_sends, data.item_opens, rate, model.open_rate_prior_sends)
-        rate = rate if opened is None else opened
+    rate = model.appeal_rate(data)
     return (rate - rate.mean()) / (rate.std() or 1.0)
 
 

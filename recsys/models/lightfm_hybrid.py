@@ -363,16 +363,22 @@ class LightFMHybrid(Recommender):
         self._item_shift = self._appeal_shift(data)
         self._item_factors = self._compute_item_factors(self._item_feature_matrix)
 
-    def _appeal_shift(self, data: TrainingMatrices) -> np.ndarray | None:
-        """Per item: what moves its mean score over the fitted cardholders to its scaled engagement
-        rate (see `item_appeal_weight`); None when off or without exposure days."""
-        if not self.item_appeal_weight or data.item_exposure_days is None or data.n_items < 2:
-            return None
+    def appeal_rate(self, data: TrainingMatrices) -> np.ndarray:
+        """Per item, the estimate the item appeal scales (`item_appeal_source`, `recsys.models.appeal`);
+        `data` must carry exposure days."""
         engaged = np.diff(data.interactions_csr().tocsc().indptr)
         rate = engagement_rate(engaged, data.item_exposure_days)
         if self.item_appeal_source == "open_rate" and data.item_sends is not None:
             opened = open_rate_logit(data.item_sends, data.item_opens, rate, self.open_rate_prior_sends)
             rate = rate if opened is None else opened
+        return rate
+
+    def _appeal_shift(self, data: TrainingMatrices) -> np.ndarray | None:
+        """Per item: what moves its mean score over the fitted cardholders to its scaled engagement
+        rate (see `item_appeal_weight`); None when off or without exposure days."""
+        if not self.item_appeal_weight or data.item_exposure_days is None or data.n_items < 2:
+            return None
+        rate = self.appeal_rate(data)
         users = self.user_factors(np.arange(data.n_users), data.user_features)
         mean_score = (self._item_factors @ users.mean(axis=0)).astype(np.float64)
         spread, rate_spread = mean_score.std(), rate.std()
