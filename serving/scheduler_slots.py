@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from recsys.redis_client import Client as RedisClient
+from serving.daily_hashes import DailyHashes
 
 LEARN_DAYS = 7
 MIN_DAYS = 2
@@ -42,13 +43,10 @@ class SchedulerSlots:
 
     def __init__(self, client: RedisClient, prefix: str) -> None:
         self.client = client
-        self.prefix = f"{prefix}:slots"
+        self.days = DailyHashes(f"{prefix}:slots", KEEP_DAYS)
         self._lock = threading.Lock()
         self._written: set[tuple[date, int]] = set()  # this worker's writes of the current day
         self._learned: dict[date, tuple[int, ...]] = {}  # the current day's slots
-
-    def key(self, day: date) -> str:
-        return f"{self.prefix}:{day.isoformat()}"
 
     def slots(self, moments: Iterable[datetime], zone: str, record: bool) -> tuple[int, ...]:
         """The slots (minutes of the day in `zone`) learned before the local day of the first of
@@ -65,12 +63,10 @@ class SchedulerSlots:
             return learned
         pipe = self.client.pipeline(transaction=False)
         for day, minute in writes:
-            pipe.hincrby(self.key(day), str(minute), 1)
-            pipe.expire(self.key(day), KEEP_DAYS * 86_400)
-        earlier = [today - timedelta(days=back) for back in range(1, LEARN_DAYS + 1)]
+            self.days.add(pipe, day, str(minute))
         if learned is None:
-            for day in earlier:
-                pipe.hkeys(self.key(day))
+            for day in self.days.days_before(today, LEARN_DAYS):
+                pipe.hkeys(self.days.key(day))
         answers = pipe.execute()
         if learned is None:
             learned = learned_slots([[int(field) for field in fields]

@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from recsys.redis_client import Client as RedisClient
+from serving.daily_hashes import DailyHashes
 
 LATER_MINUTES = 30
 TOLERANCE_MINUTES = 15
@@ -87,12 +88,9 @@ class SendAtFollowing:
 
     def __init__(self, client: RedisClient, prefix: str) -> None:
         self.client = client
-        self.prefix = f"{prefix}:follows"
+        self.days = DailyHashes(f"{prefix}:follows", KEEP_DAYS)
         self._lock = threading.Lock()
         self._learned: dict[date, bool | None] = {}  # the current day's answer
-
-    def key(self, day: date) -> str:
-        return f"{self.prefix}:{day.isoformat()}"
 
     def record(self, sends: Iterable[tuple[datetime, datetime]], zone: str) -> None:
         """Count each (sent time, `send_at` answered) pair in its local day of sending in `zone`."""
@@ -104,8 +102,7 @@ class SendAtFollowing:
             return
         pipe = self.client.pipeline(transaction=False)
         for (day, field), count in sorted(counts.items()):
-            pipe.hincrby(self.key(day), field, count)
-            pipe.expire(self.key(day), KEEP_DAYS * 86_400)
+            self.days.add(pipe, day, field, count)
         pipe.execute()
 
     def follows(self, moment: datetime, zone: str) -> bool | None:
@@ -115,8 +112,8 @@ class SendAtFollowing:
             if today in self._learned:
                 return self._learned[today]
         pipe = self.client.pipeline(transaction=False)
-        for back in range(1, LEARN_DAYS + 1):
-            pipe.hmget(self.key(today - timedelta(days=back)), HONOURED, IGNORED)
+        for day in self.days.days_before(today, LEARN_DAYS):
+            pipe.hmget(self.days.key(day), HONOURED, IGNORED)
         days = [(int(kept or 0), int(missed or 0)) for kept, missed in pipe.execute()]
         learned = learned_following(days)
         with self._lock:

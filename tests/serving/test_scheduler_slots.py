@@ -38,14 +38,14 @@ def test_batch_calls_teach_the_slots_through_redis(redis_client, key_prefix) -> 
     assert other.slots([at(2, MORNING + 1)], ZONE, record=True) == ()  # only one earlier day
     assert other.slots([at(2, EVENING)], ZONE, record=True) == ()
     assert first.slots([at(3, MORNING)], ZONE, record=False) == (MORNING, EVENING)
-    key = first.key(at(1, 0).date())
+    key = first.days.key(at(1, 0).date())
     assert sorted(int(f) for f in redis_client.hkeys(key)) == [MORNING, EVENING]
     assert 0 < redis_client.ttl(key) <= KEEP_DAYS * 86_400
     # one write per new minute and worker: the same minute again does not touch Redis
-    before = redis_client.hget(first.key(at(3, 0).date()), str(MORNING))
+    before = redis_client.hget(first.days.key(at(3, 0).date()), str(MORNING))
     first.slots([at(3, MORNING)], ZONE, record=True)
     first.slots([at(3, MORNING)], ZONE, record=True)
-    assert int(redis_client.hget(first.key(at(3, 0).date()), str(MORNING))) == int(before or 0) + 1
+    assert int(redis_client.hget(first.days.key(at(3, 0).date()), str(MORNING))) == int(before or 0) + 1
     # a scheduler that moves its evening slot: the old one fades once most recent days lack it
     for day in range(4, 9):
         other.slots([at(day, MORNING), at(day, 21 * 60)], ZONE, record=True)

@@ -85,14 +85,14 @@ def test_sent_events_teach_whether_send_at_is_followed_through_redis(redis_clien
     assert first.follows(at(1, 19, 30), ZONE) is None  # the day's own sends count from the next day
     other = SendAtFollowing(redis_client, prefix)  # another worker: the counts are shared
     assert other.follows(at(2, 10), ZONE) is False
-    key = other.key(at(1, 0).date())
+    key = other.days.key(at(1, 0).date())
     counts = {field.decode(): int(count) for field, count in redis_client.hgetall(key).items()}
     assert counts == {"honoured": 4, "ignored": 18}
     assert 0 < redis_client.ttl(key) <= KEEP_DAYS * 86_400
     # a send's day is its local day in the policy's zone: 23:30 UTC on the 1st is the 2nd in Shanghai
     late = datetime(2026, 11, 1, 23, 30, tzinfo=UTC)
     other.record([(late + timedelta(hours=4), late + timedelta(hours=4))] * 30, ZONE)
-    assert int(redis_client.hget(other.key(at(2, 0).date()), "honoured")) == 30
+    assert int(redis_client.hget(other.days.key(at(2, 0).date()), "honoured")) == 30
     assert other.follows(at(2, 19, 30), ZONE) is False  # read once a day
     assert first.follows(at(3, 10), ZONE) is True  # 34 honoured against 18 over the last seven days
     # a week later the first days have left the window: nothing counted, not known
