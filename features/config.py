@@ -7,8 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from features.propensity import OPEN_PROPENSITIES
-
 
 class FeatureConfigError(ValueError):
     """A feature setting is missing, unknown or out of range."""
@@ -35,10 +33,6 @@ class FeatureConfig:
     open_weight: float = 1.0
     negative_weight: float = 1.0
     negative_grace_days: float = 2.0
-    open_propensity: str = "none"
-    open_propensity_power: float = 1.0
-    open_propensity_prior: float = 100.0
-    open_propensity_clip: float = 10.0
     segment_by: tuple[str, ...] = ("card_tier", "age_band")
     mcc_min_users: int = 20
     title_min_items: int = 3
@@ -68,15 +62,6 @@ class FeatureConfig:
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise FeatureConfigError(f"features.{name} must be a finite number >= 0, got {value!r}")
-        if self.open_propensity not in OPEN_PROPENSITIES:
-            raise FeatureConfigError(f"features.open_propensity must be one of {list(OPEN_PROPENSITIES)}, "
-                                     f"got {self.open_propensity!r}")
-        for name, low, high in (("open_propensity_power", 0.0, 1.0), ("open_propensity_prior", 0.0, np.inf),
-                                ("open_propensity_clip", 1.0, np.inf)):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and low <= value <= high):
-                raise FeatureConfigError(f"features.{name} must be a finite number in [{low:g}, {high:g}], "
-                                         f"got {value!r}")
         if not 0.5 <= self.level_quantile <= 1.0:
             raise FeatureConfigError("features.level_quantile must be in [0.5, 1]")
         if self.interaction_window_days is not None and self.interaction_window_days <= 0:
@@ -109,10 +94,6 @@ class FeatureConfig:
         for name, value in data.items():
             if name in ("spend_windows_days", "segment_by") or value is None:
                 continue
-            if name in TEXT_SETTINGS:
-                if not isinstance(value, str):
-                    raise FeatureConfigError(f"features.{name} must be a word, got {value!r}")
-                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise FeatureConfigError(f"features.{name} must be a number, got {value!r}")
         return cls(**data)
@@ -125,7 +106,5 @@ FAMILY_WEIGHTS = (
     "open_topic_weight", "item_tag_weight", "item_title_weight",
 )
 """Multipliers of each feature family's columns; 0 leaves the family out of the model input."""
-
-TEXT_SETTINGS = ("open_propensity",)
 
 SEGMENT_FIELDS = frozenset({"card_tier", "age_band", "city_tier", "gender", "tenure_band"})

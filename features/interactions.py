@@ -9,7 +9,6 @@ import scipy.sparse as sp
 from features.builder import DAY, days_before, dwell_weight
 from features.config import FeatureConfig
 from features.loader import Dataset
-from features.propensity import inverse_push_rate_weights
 from recsys.ids import IdIndex
 
 EVENT_COLUMNS = ["user_id", "content_id", "ts", "weight"]
@@ -25,72 +24,26 @@ def _events(frame: pd.DataFrame, time_column: str, weight: np.ndarray) -> pd.Dat
     })
 
 
-def _read_events(dataset: Dataset, as_of: pd.Timestamp, config: FeatureConfig,
-                 since: pd.Timestamp | None) -> pd.DataFrame:
+def positive_events(
+    dataset: Dataset, as_of: pd.Timestamp, config: FeatureConfig, since: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Reads (weighted by dwell) and push opens (at the open time) in `(since, as_of]`, undecayed."""
     reads = dataset.article_reads
     in_range = reads["ts"] <= as_of
     if since is not None:
         in_range &= reads["ts"] > since
     reads = reads.loc[in_range.to_numpy()]
-    return _events(reads, "ts", config.read_weight * dwell_weight(reads["dwell_seconds"], config))
-
-
-def _open_events(dataset: Dataset, as_of: pd.Timestamp, config: FeatureConfig,
-                 since: pd.Timestamp | None) -> pd.DataFrame:
+    read_events = _events(reads, "ts", config.read_weight * dwell_weight(reads["dwell_seconds"], config))
     pushes = dataset.push_log
     opened = pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)
     if since is not None:
         opened &= pushes["opened_ts"] > since
     pushes = pushes.loc[opened.to_numpy()]
-    return _events(pushes, "opened_ts", np.full(len(pushes), config.open_weight))
-
-
-def _concat_events(*frames: pd.DataFrame) -> pd.DataFrame:
-    frames = tuple(frame for frame in frames if len(frame))
+    open_events = _events(pushes, "opened_ts", np.full(len(pushes), config.open_weight))
+    frames = [frame for frame in (read_events, open_events) if len(frame)]
     if not frames:
         return pd.DataFrame({column: pd.Series([], dtype=object) for column in EVENT_COLUMNS})
     return pd.concat(frames, ignore_index=True)
-
-
-def positive_events(
-    dataset: Dataset, as_of: pd.Timestamp, config: FeatureConfig, since: pd.Timestamp | None = None
-) -> pd.DataFrame:
-    """Reads (weighted by dwell) and push opens (at the open time) in `(since, as_of]`, undecayed."""
-    return _concat_events(_read_events(dataset, as_of, config, since),
-                          _open_events(dataset, as_of, config, since))
-
-
-def reweight_opens(opens: pd.DataFrame, dataset: Dataset, as_of: pd.Timestamp, users: IdIndex, items: IdIndex,
-                   config: FeatureConfig, segments: np.ndarray | None) -> pd.DataFrame:
-    """`opens` (from `_open_events`) with each opened marketing push weighted by the inverse of its
-    item's push rate (`features.propensity`, `config.open_propensity`), the weights of those opens
-    summing to what they summed to before; opened transactional notices keep their weight."""
-    if config.open_propensity == "none" or not len(opens):
-        return opens
-    if config.open_propensity == "segment":
-        if segments is None:
-            raise ValueError("open_propensity 'segment' needs each cardholder's segment")
-        labels, groups = np.unique(np.asarray(segments, dtype=str), return_inverse=True)
-        sizes = np.bincount(groups, minlength=len(labels))
-    else:
-        groups, sizes = np.zeros(len(users), dtype=np.int64), np.asarray([len(users)])
-    marketing = marketing_items(dataset, items)
-    pushes = dataset.push_log.loc[(dataset.push_log["sent_ts"] <= as_of).to_numpy()]
-    sent_rows = users.index_of(pushes["user_id"].astype(str).to_numpy(dtype=object))
-    sent_cols = items.index_of(pushes["content_id"].astype(str).to_numpy(dtype=object))
-    counted = (sent_rows >= 0) & (sent_cols >= 0)
-    counted[counted] &= marketing[sent_cols[counted]]
-    rows = users.index_of(opens["user_id"].to_numpy())
-    cols = items.index_of(opens["content_id"].to_numpy())
-    chosen = (rows >= 0) & (cols >= 0)
-    chosen[chosen] &= marketing[cols[chosen]]
-    if not chosen.any():
-        return opens
-    weight = opens["weight"].to_numpy(dtype=np.float64).copy()
-    weight[chosen] = weight[chosen].mean() * inverse_push_rate_weights(
-        cols[chosen], groups[rows[chosen]], sent_cols[counted], groups[sent_rows[counted]], sizes, len(items),
-        config.open_propensity_power, config.open_propensity_prior, config.open_propensity_clip)
-    return opens.assign(weight=weight)
 
 
 def negative_events(dataset: Dataset, as_of: pd.Timestamp, config: FeatureConfig) -> pd.DataFrame:
@@ -149,18 +102,13 @@ def _to_matrix(events: pd.DataFrame, as_of: pd.Timestamp, users: IdIndex, items:
 
 
 def interaction_matrices(
-    dataset: Dataset, as_of: pd.Timestamp, users: IdIndex, items: IdIndex, config: FeatureConfig,
-    segments: np.ndarray | None = None,
+    dataset: Dataset, as_of: pd.Timestamp, users: IdIndex, items: IdIndex, config: FeatureConfig
 ) -> tuple[sp.coo_matrix, sp.coo_matrix | None]:
-    """(positives, weak negatives) as coo [n_users, n_items], time-decayed with `half_life_days`;
-    opened pushes reweighted by `reweight_opens` (`segments`: a label per user, for `segment`).
+    """(positives, weak negatives) as coo [n_users, n_items], time-decayed with `half_life_days`.
 
     A pair that is both positive and negative (pushed once unopened, read later) stays positive only.
     """
-    opens = reweight_opens(_open_events(dataset, as_of, config, None), dataset, as_of, users, items, config,
-                           segments)
-    positives = _to_matrix(_concat_events(_read_events(dataset, as_of, config, None), opens), as_of, users,
-                           items, config)
+    positives = _to_matrix(positive_events(dataset, as_of, config), as_of, users, items, config)
     negative_frame = negative_events(dataset, as_of, config)
     if not len(negative_frame):
         return positives, None

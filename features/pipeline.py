@@ -51,8 +51,7 @@ def build_training_matrices(
         builder = FeatureBuilder(config).fit(data, as_of)
     users = IdIndex(data.cardholders["user_id"].astype(str))
     items = IdIndex(data.content["content_id"].astype(str))
-    segments = builder.segments(data, as_of, users.ids)
-    positives, negatives = interaction_matrices(data, as_of, users, items, config, segments)
+    positives, negatives = interaction_matrices(data, as_of, users, items, config)
     if positives.nnz == 0:
         raise EmptyDataError(
             f"no article read or opened push at or before {as_of.isoformat()}: "
@@ -61,6 +60,7 @@ def build_training_matrices(
         )
     user_features = builder.transform_users(data, as_of, users.ids)
     item_features = builder.transform_items(data.content, items.ids)
+    segments = builder.segments(data, as_of, users.ids)
     logger.info(
         "training matrices at %s: %d users, %d items, %d positives, %d negatives, %d/%d features",
         as_of.isoformat(), len(users), len(items), positives.nnz, 0 if negatives is None else negatives.nnz,
