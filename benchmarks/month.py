@@ -880,6 +880,7 @@ def main() -> int:
         parts = [(1, 10), (11, 20), (21, len(days))]
         split = ", ".join(f"days {a}-{b} {sum(days[a - 1:b]):,.1f}" for a, b in parts if a <= len(days))
         print(f"expected value by part of the month, {name}: {split}")
+        print(f"expected value by day, {name}: {' '.join(f'{value:.0f}' for value in days)}")
     for engine in ("value-aware engine", "send-all engine", *habits):
         print(f"\nsend times, {engine}: {send_times(outcomes, results[engine]['batches'])}")
     print("\nlearned hour preference (the bundle's response model) against the truth's hour term:")
