@@ -49,7 +49,8 @@ class SchedulerSlots:
         self.days = DailyHashes(f"{prefix}:slots", KEEP_DAYS)
         self._lock = threading.Lock()
         self._written: set[tuple[date, int]] = set()  # this worker's writes of the current day
-        self._asked: dict[date, list[list[int]]] = {}  # the current day's earlier days' minutes asked
+        # the current day's slots by the fewest days asked for, learned once a day
+        self._learned: dict[tuple[date, int], tuple[int, ...]] = {}
 
     def slots(self, moments: Iterable[datetime], zone: str, record: bool,
               min_days: int = MIN_DAYS) -> tuple[int, ...]:
@@ -63,21 +64,23 @@ class SchedulerSlots:
         with self._lock:
             writes = sorted({(t.date(), t.hour * 60 + t.minute) for t in local} - self._written) if record \
                 else []
-            asked = self._asked.get(today)
-        if not writes and asked is not None:
-            return learned_slots(asked, min_days)
+            learned = self._learned.get((today, min_days))
+        if not writes and learned is not None:
+            return learned
         pipe = self.client.pipeline(transaction=False)
         for day, minute in writes:
             self.days.add(pipe, day, str(minute))
-        if asked is None:
+        if learned is None:
             for day in self.days.days_before(today, LEARN_DAYS):
                 pipe.hkeys(self.days.key(day))
         answers = pipe.execute()
-        if asked is None:
-            asked = [[int(field) for field in fields] for fields in answers[2 * len(writes):]]
+        if learned is None:
+            learned = learned_slots([[int(field) for field in fields]
+                                     for fields in answers[2 * len(writes):]], min_days)
         with self._lock:
-            if today not in self._asked:  # a new day: forget the last one's
-                self._asked = {today: asked}
+            if all(day != today for day, _ in self._learned):  # a new day: forget the last one's
+                self._learned = {}
                 self._written = {write for write in self._written if write[0] >= today}
+            self._learned.setdefault((today, min_days), learned)
             self._written.update(writes)
-        return learned_slots(asked, min_days)
+        return learned

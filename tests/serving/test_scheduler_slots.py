@@ -48,7 +48,7 @@ def test_batch_calls_teach_the_slots_through_redis(redis_client, key_prefix) -> 
     assert other.slots([at(2, MORNING + 1)], ZONE, record=True) == ()  # only one earlier day
     assert other.slots([at(2, EVENING)], ZONE, record=True) == ()
     assert first.slots([at(2, MORNING)], ZONE, record=False, min_days=1) == (MORNING, EVENING)
-    assert first.slots([at(2, MORNING)], ZONE, record=False) == ()  # the cached day answers both
+    assert first.slots([at(2, MORNING)], ZONE, record=False) == ()  # two days still needed by default
     assert first.slots([at(3, MORNING)], ZONE, record=False) == (MORNING, EVENING)
     key = first.days.key(at(1, 0).date())
     assert sorted(int(f) for f in redis_client.hkeys(key)) == [MORNING, EVENING]
