@@ -4,11 +4,12 @@ A generated world with hour preference (--users cardholders, ending 2026-10-31) 
 train` builds with its default config (ranking model and response models); the bundle is published
 twice into Redis (RECSYS_REDIS_URL, else an embedded server; own key prefixes, deleted afterwards) and
 `recsys serve` runs once per engine: value-aware (the default policy's decision block) and send-all (the
-same policy, `decision.enabled: false`). Each day of November at 10:00 and 19:30 Asia/Shanghai the
-scheduler calls `/v1/rank/batch` (k=1, reserve=true) for every opted-in cardholder who has not muted or
-unfollowed in the push log, sends only `send` answers that carry a push id, draws opens and mutes from
-the world's hidden truth at the push's local hour (the same uniforms for every engine), and posts sent /
-opened / muted events back (a 503 or a connection error is retried with backoff, up to five tries, and
+same policy, `decision.enabled: false`). Each day of November at 10:00 and 19:30 Asia/Shanghai (--slots:
+other times of asking, used by every scheduler of the run, the oracles included) the scheduler calls
+`/v1/rank/batch` (k=1, reserve=true) for every opted-in cardholder who has not muted or unfollowed in
+the push log, sends only `send` answers that carry a push id, draws opens and mutes from the world's
+hidden truth at the push's local hour (the same uniforms for every engine), and posts sent / opened /
+muted events back (a 503 or a connection error is retried with backoff, up to five tries, and
 the retries are printed). Beside them in the same run: a weekly broadcast of the most-read item
 (Mondays 10:00, to the same cardholders, less those it made mute).
 
@@ -72,15 +73,38 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from recsys.caps.policy import clock_minute, is_clock  # noqa: E402
 from scripts.demo_keys import delete_prefix  # noqa: E402
 from serving.send_at_following import is_later  # noqa: E402
 
 TOKEN, ADMIN = "month-scheduler-token", "month-admin-token"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-SLOTS = ((10, 0), (19, 30))
+Slots = tuple[tuple[int, int], ...]  # the scheduler's local (hour, minute) of asking each day, ascending
+DEFAULT_SLOTS: Slots = ((10, 0), (19, 30))
 MUTE_PRICE = 10.0
 BROADCAST = "weekly broadcast of the most-read item"
 IGNORING = "value-aware, scheduler ignores send_at"
+
+
+def parse_slots(text: str) -> Slots:
+    """`--slots`: the scheduler's times of asking each day, "HH:MM" (24 h, Asia/Shanghai) separated by
+    commas, in any order; a value that is not such a time, or a time given twice, is refused by name."""
+    clocks = [part.strip() for part in text.split(",")]
+    for clock in clocks:
+        if not is_clock(clock):
+            raise argparse.ArgumentTypeError(
+                f"{clock!r} is not a time of day: give HH:MM (24 h) separated by commas, "
+                "e.g. 09:00,12:30,20:00")
+    minutes = sorted(map(clock_minute, clocks))
+    twice = next((m for m, n in zip(minutes, minutes[1:], strict=False) if m == n), None)
+    if twice is not None:
+        raise argparse.ArgumentTypeError(f"{twice // 60:02d}:{twice % 60:02d} is given twice")
+    return tuple(divmod(minute, 60) for minute in minutes)
+
+
+def slots_text(slots: Slots) -> str:
+    """'10:00, 19:30'."""
+    return ", ".join(f"{hour:02d}:{minute:02d}" for hour, minute in slots)
 
 
 @dataclass(frozen=True)
@@ -184,9 +208,11 @@ def serve(redis_url: str, prefix: str, port: int, home: Path, month: datetime) -
 
 
 class Outcomes:
-    """Opens and mutes drawn from the truth, the same uniforms (cardholder, day, slot) for every engine."""
+    """Opens and mutes drawn from the truth, the same uniforms (cardholder, day, slot) for every engine;
+    `slots` are the times every scheduler of the run asks at."""
 
-    def __init__(self, truth_path: Path, world: Path, seed: int) -> None:
+    def __init__(self, truth_path: Path, world: Path, seed: int, slots: Slots = DEFAULT_SLOTS) -> None:
+        self.slots = slots
         holders = pd.read_parquet(world / "cardholders.parquet")
         self.user_ids = holders["user_id"].astype(str).to_numpy()
         self.row = {user: i for i, user in enumerate(self.user_ids)}
@@ -210,10 +236,10 @@ class Outcomes:
             self.truth = truth
             self.response = truth.response_model()
             as_of = pd.Timestamp(truth.as_of)
-        # the calendar month whose first 10:00 slot comes after the data's end
+        # the calendar month whose first slot comes after the data's end
         as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
         local = as_of.tz_convert(SHANGHAI)
-        first = datetime(local.year, local.month, 1, SLOTS[0][0], SLOTS[0][1], tzinfo=SHANGHAI)
+        first = datetime(local.year, local.month, 1, *slots[0], tzinfo=SHANGHAI)
         if first <= as_of.to_pydatetime():
             first = (first + timedelta(days=31)).replace(day=1)
         self.month = first.replace(hour=0, minute=0)
@@ -341,7 +367,7 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendA
     batches: list[tuple[int, int, np.ndarray, list[datetime]]] = []  # (day, slot, rows, send times)
     users = [u for u, ok in zip(outcomes.user_ids, outcomes.reachable, strict=True) if ok]
     for day in range(days):
-        for slot, (hour, minute) in enumerate(SLOTS):
+        for slot, (hour, minute) in enumerate(outcomes.slots):
             now = (outcomes.month + timedelta(days=day)).replace(hour=hour, minute=minute)
             uniforms = outcomes.draws(day, slot)
             rows, contents, when, push_ids = [], [], [], []
@@ -522,7 +548,7 @@ def oracle(world: Path, outcomes: Outcomes, days: int, rule: str) -> dict:
     stopped = ~outcomes.reachable.copy()
     totals = defaultdict(int)
     for day in range(days):
-        for slot, (hour, minute) in enumerate(SLOTS):
+        for slot, (hour, minute) in enumerate(outcomes.slots):
             now = (outcomes.month + timedelta(days=day)).replace(hour=hour, minute=minute)
             moment = pd.Timestamp(now)
             rows, hours = [], []
@@ -609,7 +635,8 @@ def send_times(outcomes: Outcomes, batches: list) -> str:
         return "no sends"
     hours = outcomes.local_hours(rows, when)
     better = outcomes.response.hour_effect(outcomes.truth_users[rows], hours) >= 0
-    at_slot = np.array([(t.astimezone(SHANGHAI).hour, t.astimezone(SHANGHAI).minute) in SLOTS for t in when])
+    at_slot = np.array([(t.astimezone(SHANGHAI).hour, t.astimezone(SHANGHAI).minute) in outcomes.slots
+                        for t in when])
     return (f"{better.mean():.1%} in the better half of the day ({better[at_slot].mean():.1%} of the "
             f"{at_slot.sum():,} at a slot, {better[~at_slot].mean() if (~at_slot).any() else 0:.1%} of the "
             f"{(~at_slot).sum():,} at a later suggested hour)")
@@ -645,7 +672,7 @@ def hour_quality(world: Path, model: Any, outcomes: Outcomes) -> list[str]:
     """The response model's learned hour preference against the truth's hour term, by the cardholder's
     opened pushes in the push log: Spearman correlation over the open hours 08-21, whether the learned
     best hour is in the truth's better half of the day and within 2 h of the truth's best open hour,
-    and whether it prefers the right one of the two slots."""
+    and whether it prefers the right one of the scheduler's slots within 08-21 (with one slot: n/a)."""
     from scipy.stats import spearmanr
 
     if model is None:
@@ -657,29 +684,34 @@ def hour_quality(world: Path, model: Any, outcomes: Outcomes) -> list[str]:
                - model.hour_effects(users, "mute") * model.mute_hour_weight)[:, hours]
     truth_users = outcomes.truth_users[outcomes.reachable]
     true = outcomes.response.hour_effect(truth_users[:, None], hours[None, :].astype(float))
-    slot_hours = np.array([h + m / 60 for h, m in SLOTS])
-    true_slots = outcomes.response.hour_effect(truth_users[:, None], slot_hours[None, :])
-    learned_slots = learned[:, [h - 8 for h, _ in SLOTS]]
+    inside = [(h, m) for h, m in outcomes.slots if 8 <= h <= 21]
+    slot_right = None  # with fewer than two slots there is no slot to prefer
+    if len(inside) > 1:
+        slot_hours = np.array([h + m / 60 for h, m in inside])
+        true_slots = outcomes.response.hour_effect(truth_users[:, None], slot_hours[None, :])
+        learned_slots = learned[:, [h - 8 for h, _ in inside]]
+        slot_right = learned_slots.argmax(axis=1) == true_slots.argmax(axis=1)
     top = learned.argmax(axis=1)
     rho = np.array([spearmanr(a, b).statistic for a, b in zip(learned, true, strict=True)])
     in_half = true[np.arange(len(top)), top] >= 0
     near = np.abs(hours[top] - hours[true.argmax(axis=1)]) <= 2
-    slot_right = learned_slots.argmax(axis=1) == true_slots.argmax(axis=1)
     pushes = pd.read_parquet(world / "push_log.parquet")
     opens = pushes.loc[pushes["opened_ts"].notna()].groupby("user_id").size()
     count = opens.reindex(ids).fillna(0).to_numpy()
     lines = ["| opened pushes in the push log | cardholders | Spearman (median) | best hour in better half "
-             "| within 2 h of true best | right slot of 10:00 / 19:30 |", "|---|---|---|---|---|---|"]
+             f"| within 2 h of true best | right slot of {' / '.join(slots_text(inside).split(', '))} |",
+             "|---|---|---|---|---|---|"]
     for name, mask in (("0", count == 0), ("1", count == 1), ("2-3", (count >= 2) & (count <= 3)),
                        ("4+", count >= 4), ("all", count >= 0)):
         if mask.any():
             lines.append(f"| {name} | {mask.sum():,} | {np.nanmedian(rho[mask]):.2f} "
                          f"| {in_half[mask].mean():.1%} | {near[mask].mean():.1%} "
-                         f"| {slot_right[mask].mean():.1%} |")
+                         f"| {'n/a' if slot_right is None else f'{slot_right[mask].mean():.1%}'} |")
     return lines
 
 
-def main() -> int:
+def command_line() -> argparse.ArgumentParser:
+    """The benchmark's options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=2500)
     parser.add_argument("--hour-preference", type=float, default=1.0)
@@ -705,10 +737,18 @@ def main() -> int:
     parser.add_argument("--user-hour-penalty", type=float, default=None,
                         help="refit the bundle's response models with this fixed L2 weight on the "
                              "cardholder's own daily wave (default: the bundle's as trained)")
+    parser.add_argument("--slots", type=parse_slots, default=DEFAULT_SLOTS,
+                        help="the scheduler's times of asking each day, HH:MM Asia/Shanghai separated by "
+                             f"commas (default {slots_text(DEFAULT_SLOTS).replace(' ', '')}); every "
+                             "scheduler of the run asks then, the oracles included")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench-month")
     parser.add_argument("--independent", type=Path, default=None,
                         help="a data directory with DIR.hidden.npz beside it (the shared independent world)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = command_line().parse_args()
     import redis
 
     from publishing.publish import publish
@@ -736,7 +776,7 @@ def main() -> int:
     redis_url = embedded.url if embedded else os.environ["RECSYS_REDIS_URL"]
     client = redis.Redis.from_url(redis_url)
     tag = f"month-bench-{os.getpid()}"
-    outcomes = Outcomes(truth, world, args.seed)
+    outcomes = Outcomes(truth, world, args.seed, args.slots)
     results: dict[str, dict] = {}
     servers: list[subprocess.Popen] = []
     homes: list[Path] = []
@@ -797,8 +837,8 @@ def main() -> int:
             embedded.stop()
     source = ("the independent world's hidden p (opens only: it has no mutes)" if outcomes.independent
               else f"the hidden truth (hour preference {args.hour_preference:g})")
-    print(f"\n{outcomes.month:%B %Y}, {len(outcomes.user_ids):,} cardholders, slots 10:00 and 19:30 "
-          f"Asia/Shanghai; outcomes from {source}")
+    print(f"\n{outcomes.month:%B %Y}, {len(outcomes.user_ids):,} cardholders, slots "
+          f"{slots_text(outcomes.slots)} Asia/Shanghai; outcomes from {source}")
     # expected: the true p_open - 10 x p_mute summed over the pushes, less the luck of each push's draw
     print(f"| {'engine':<40} | pushes | opens | mutes | value (opens - 10 x mutes) | expected value "
           "| cap violations |")
@@ -840,6 +880,7 @@ def main() -> int:
         parts = [(1, 10), (11, 20), (21, len(days))]
         split = ", ".join(f"days {a}-{b} {sum(days[a - 1:b]):,.1f}" for a, b in parts if a <= len(days))
         print(f"expected value by part of the month, {name}: {split}")
+        print(f"expected value by day, {name}: {' '.join(f'{value:.0f}' for value in days)}")
     for engine in ("value-aware engine", "send-all engine", *habits):
         print(f"\nsend times, {engine}: {send_times(outcomes, results[engine]['batches'])}")
     print("\nlearned hour preference (the bundle's response model) against the truth's hour term:")

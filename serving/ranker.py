@@ -46,6 +46,7 @@ from recsys.times import iso_utc
 from serving.errors import UnknownFeaturesError
 from serving.pipeline import Cardholders, LiveModel, Ranked
 from serving.responses import require_finite
+from serving.scheduler_slots import MIN_DAYS as MIN_SLOT_DAYS
 from serving.schemas import RankRequest
 from serving.send_at_following import is_later, rechecked, tag_push_id
 from serving.state import ServingState, Snapshot
@@ -438,26 +439,27 @@ def answers(model: LiveModel, snapshot: Snapshot, cardholders: Cardholders,
 
 
 def scheduler_slots(state: ServingState, snapshot: Snapshot, moments: Sequence[datetime],
-                    record: bool) -> tuple[int, ...]:
+                    record: bool, min_days: int = MIN_SLOT_DAYS) -> tuple[int, ...]:
     """The scheduler's times of asking (minutes of the day in the policy's default time zone): the
-    policy's, else learned from earlier days' batch calls; `record` adds these calls' minutes."""
+    policy's, else learned from at least `min_days` earlier days with batch calls; `record` adds these
+    calls' minutes."""
     policy = snapshot.policy.policy
     fixed = policy.decision.slot_minutes
     deciding = snapshot.model.response is not None and policy.decision.enabled
     if not record and (fixed is not None or not deciding):
         return fixed or ()
-    learned = state.scheduler_slots.slots(sorted(set(moments)), policy.default_timezone, record)
+    learned = state.scheduler_slots.slots(sorted(set(moments)), policy.default_timezone, record, min_days)
     return fixed if fixed is not None else learned
 
 
 def scheduler_follows(state: ServingState, snapshot: Snapshot, requests: Sequence[RankRequest],
-                      moments: Sequence[datetime], slot_minutes: Sequence[int]) -> list[bool | None]:
+                      moments: Sequence[datetime]) -> list[bool | None]:
     """For each request's answer, whether the scheduler sends at `send_at`: the policy's, else learned
     from its earlier days' `sent` events (`serving.send_at_following`), but None (not known) for the
     cardholders of the day's re-check (`rechecked`); None for all when not known, or when it would
-    change nothing (no decisions, no slots)."""
+    change nothing (no decisions)."""
     policy = snapshot.policy.policy
-    if snapshot.model.response is None or not policy.decision.enabled or not slot_minutes:
+    if snapshot.model.response is None or not policy.decision.enabled:
         return [None] * len(requests)
     fixed = policy.decision.scheduler_follows_send_at
     if fixed is not None:
@@ -506,7 +508,12 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             if requests[i].candidates is not None:
                 ranked_all[i] = model.rank(cardholders.user(i), now, requests[i].candidates, valid)
     slot_minutes = scheduler_slots(state, snapshot, list(by_time), record_slots)
-    follows = scheduler_follows(state, snapshot, requests, moments, slot_minutes)
+    follows = scheduler_follows(state, snapshot, requests, moments)
+    if not slot_minutes and False in follows:
+        # A scheduler known to send at once, with fewer than two days of calls: its answers for a later
+        # hour would go out now, so its one earlier day's times of asking are the better guess (the
+        # second day of a deployment; see "Schedulers of other shapes" in the README).
+        slot_minutes = scheduler_slots(state, snapshot, list(by_time), False, min_days=1)
     looks = outlooks(snapshot, state.engine, cardholders, requests, ranked_all, moments, slot_minutes,
                      follows)
     cap_batch, positions = cap_requests(model, cardholders, requests, ranked_all, looks, moments)

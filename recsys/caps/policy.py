@@ -74,6 +74,11 @@ MAX_LIMITS = 30
 MAX_SCHEDULER_SLOTS = 48
 
 
+def is_clock(value: object) -> bool:
+    """Whether `value` is a clock time "HH:MM" (24 h, two digits each)."""
+    return isinstance(value, str) and _CLOCK_RE.match(value) is not None
+
+
 def clock_minute(clock: str) -> int:
     """A validated "HH:MM" as its minute of the day."""
     return int(clock[:2]) * 60 + int(clock[3:])
@@ -217,7 +222,7 @@ class QuietHours(_Frozen):
     @field_validator("start", "end")
     @classmethod
     def _clock(cls, value: str) -> str:
-        if not isinstance(value, str) or not _CLOCK_RE.match(value):
+        if not is_clock(value):
             raise ValueError(f"{value!r} is not a clock time: use 'HH:MM' (24h), e.g. '22:00'")
         return value
 
@@ -352,7 +357,7 @@ class Decision(_Frozen):
     def _slots(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         if value is None:
             return None
-        wrong = [clock for clock in value if not isinstance(clock, str) or not _CLOCK_RE.match(clock)]
+        wrong = [clock for clock in value if not is_clock(clock)]
         if wrong:
             raise ValueError(f"scheduler_slots: {wrong[0]!r} is not a clock time: use 'HH:MM' (24h), "
                              "e.g. ['10:00', '19:30']")

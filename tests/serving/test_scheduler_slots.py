@@ -25,6 +25,16 @@ def test_a_slot_is_a_minute_asked_at_on_most_days() -> None:
     assert learned_slots([[480], [600], [720], [840]]) == ()
 
 
+def test_one_day_is_enough_when_the_caller_asks_for_it() -> None:
+    # for a scheduler known to send at once (the second day of a deployment)
+    assert learned_slots([[MORNING, EVENING]], min_days=1) == (MORNING, EVENING)
+    assert learned_slots([[], [MORNING, EVENING], []], min_days=1) == (MORNING, EVENING)
+    assert learned_slots([], min_days=1) == ()
+    # from two days on the habit is the same whatever the caller asked for
+    days = [[MORNING, EVENING], [MORNING], [MORNING]]
+    assert learned_slots(days, min_days=1) == learned_slots(days) == (MORNING,)
+
+
 def at(day: int, minute: int) -> datetime:
     return datetime(2026, 11, day, minute // 60, minute % 60, tzinfo=SHANGHAI)
 
@@ -37,6 +47,8 @@ def test_batch_calls_teach_the_slots_through_redis(redis_client, key_prefix) -> 
     other = SchedulerSlots(redis_client, key_prefix)  # another worker: the calls are shared
     assert other.slots([at(2, MORNING + 1)], ZONE, record=True) == ()  # only one earlier day
     assert other.slots([at(2, EVENING)], ZONE, record=True) == ()
+    assert first.slots([at(2, MORNING)], ZONE, record=False, min_days=1) == (MORNING, EVENING)
+    assert first.slots([at(2, MORNING)], ZONE, record=False) == ()  # two days still needed by default
     assert first.slots([at(3, MORNING)], ZONE, record=False) == (MORNING, EVENING)
     key = first.days.key(at(1, 0).date())
     assert sorted(int(f) for f in redis_client.hkeys(key)) == [MORNING, EVENING]

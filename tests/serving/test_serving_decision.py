@@ -233,6 +233,41 @@ def test_a_better_hour_at_a_slot_the_scheduler_asks_at_is_a_hold_until_that_slot
 
 
 @pytest.mark.redis
+def test_a_scheduler_known_to_send_at_once_is_answered_at_its_slots_from_its_second_day(
+        api, decided, dataset, daytime) -> None:
+    """With one earlier day of batch calls the slots are not a habit yet, so a scheduler not known to
+    ignore `send_at` is answered as before; one known to send at once gets that day's times of asking,
+    else its answers for a later hour would go out now."""
+    set_decision(api, min_value=-1.0, hour_margin=0.0, pacing=None)
+    holders = dataset.cardholders
+    opt = holders["push_opt_in"].astype("boolean").fillna(True)
+    zone = holders["timezone"].astype("string").fillna("Asia/Shanghai").replace("", "Asia/Shanghai")
+    users = holders.loc[opt & (zone == "Asia/Shanghai"), "user_id"].astype(str).tolist()[:60]
+    today = pd.Timestamp(daytime)  # 10:00 in Shanghai
+    yesterday = today - pd.Timedelta(days=1)
+
+    def batch(moment: pd.Timestamp) -> list[dict]:
+        requests = [{"user_id": u, "k": 1, "now": moment.isoformat()} for u in users]
+        response = api.post("/v1/rank/batch", json={"requests": requests}, headers=SCHEDULER_HEADERS)
+        assert response.status_code == 200, response.text
+        return response.json()["results"]
+
+    batch(yesterday)  # the scheduler's first day: 10:00 and 19:30
+    batch(yesterday + pd.Timedelta(hours=9, minutes=30))
+    unknown = batch(today)
+    later = [r for r in unknown if r["decision"] == "send" and pd.Timestamp(r["send_at"]) > today]
+    assert later, "no answer for a later hour: the test needs one"
+    assert not any(r["reason"].startswith("better hour later: ask again") for r in unknown)
+    set_decision(api, min_value=-1.0, hour_margin=0.0, pacing=None, scheduler_follows_send_at=False)
+    ignoring = {r["user_id"]: r for r in batch(today)}
+    assert all(r["decision"] != "send" or pd.Timestamp(r["send_at"]) == today for r in ignoring.values())
+    evening = (yesterday + pd.Timedelta(hours=33, minutes=30)).tz_convert("UTC")  # 19:30 today
+    waits = [ignoring[r["user_id"]] for r in later if ignoring[r["user_id"]]["decision"] == "hold"]
+    assert waits and all(r["reason"].startswith("better hour later: ask again at 19:30 local")
+                         and pd.Timestamp(r["send_at"]) == evening for r in waits)
+
+
+@pytest.mark.redis
 def test_a_scheduler_that_sends_at_once_is_learned_from_its_sent_events(api, decided, dataset,
                                                                         daytime) -> None:
     """Sends answered for a later hour and reported sent when asked teach that the scheduler ignores
