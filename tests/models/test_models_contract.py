@@ -515,3 +515,54 @@ class TestLightFMHybridFeatureItems(RecommenderContract):
         engaged = np.diff(data.interactions_csr().tocsc().indptr)
         rate = engagement_rate(engaged, data.item_exposure_days)
         assert np.corrcoef(mean_score[camp_a], rate[camp_a])[0, 1] > 0.9
+
+
+class TestLightFMHybridEnsemble(RecommenderContract):
+    """Two LightFM fits of different seeds and losses, scored as their mean through one product."""
+
+    expected_epochs = 15
+
+    @classmethod
+    def make(cls) -> Recommender:
+        return LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3, user_identity=False,
+                             members=2, member_losses=["warp", "bpr"])
+
+    def test_scores_are_the_mean_of_the_members(self, fitted: LightFMHybrid, checkerboard) -> None:
+        data = checkerboard.data
+        users = np.arange(data.n_users)
+        single = {"no_components": 8, "epochs": 15, "num_threads": 1, "user_identity": False}
+        warp = LightFMHybrid(**single, random_state=3, loss="warp").fit(data)
+        bpr = LightFMHybrid(**single, random_state=4, loss="bpr").fit(data)
+        mean = (warp.scores(users, data.user_features) + bpr.scores(users, data.user_features)) / 2
+        np.testing.assert_allclose(fitted.scores(users, data.user_features), mean, rtol=1e-4, atol=1e-5)
+
+    def test_one_member_is_the_single_model(self, checkerboard) -> None:
+        data = checkerboard.data
+        users = np.arange(data.n_users)
+        single = LightFMHybrid(no_components=8, epochs=5, num_threads=1, random_state=3).fit(data)
+        one = LightFMHybrid(no_components=8, epochs=5, num_threads=1, random_state=3, members=1).fit(data)
+        assert np.array_equal(one.scores(users, data.user_features), single.scores(users, data.user_features))
+        assert one.embedding_state().keys() == single.embedding_state().keys()
+
+    def test_rewinding_rewinds_every_member(self, checkerboard) -> None:
+        data = checkerboard.data
+        states = []
+        model = self.make().fit(data, callback=lambda epoch, fitted: states.append(fitted.embedding_state()))
+        shorter = LightFMHybrid(**{**model.params(), "epochs": 6}).fit(data)
+        model.rewind(states[5], 6, data)
+        users = np.arange(data.n_users)
+        np.testing.assert_allclose(model.scores(users, data.user_features),
+                                   shorter.scores(users, data.user_features), rtol=1e-4, atol=1e-5)
+
+    def test_a_loaded_ensemble_cannot_be_rewound(self, fitted: LightFMHybrid, tmp_path) -> None:
+        loaded = LightFMHybrid.load(fitted.save(tmp_path / "model"))
+        with pytest.raises(ModelError, match="rewound"):
+            loaded.rewind({}, 3, None)
+
+    def test_bad_members_are_named(self) -> None:
+        with pytest.raises(ModelError, match="members"):
+            LightFMHybrid(members=0)
+        with pytest.raises(ModelError, match="one loss per member"):
+            LightFMHybrid(members=2, member_losses=["warp"])
+        with pytest.raises(ModelError, match="'hinge'"):
+            LightFMHybrid(members=2, member_losses=["warp", "hinge"])
