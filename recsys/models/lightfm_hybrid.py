@@ -78,11 +78,6 @@ class LightFMHybrid(Recommender):
       its `wide_rank` leading singular directions and scaled so that at weight 1 its scores spread as
       much as the factorisation's. LightFM's rank-d embeddings share one low-dimensional space across
       items; the ridge is full rank over the features. 0 (the default) leaves it out.
-    - `members`: fit this many LightFM models that differ only in their seed (`random_state + m`)
-      and, with `member_losses` (one loss per member; empty = every member `loss`), in their loss, and
-      score their mean. The mean of N dot products is one dot product of the concatenated factors
-      (user side divided by N) and the biases average, so the ensemble ranks through the same
-      `user_factors @ item_factors.T`; item appeal and the wide part apply once, on top of the mean.
     LightFM's Hogwild updates make runs with `num_threads > 1` not bit-for-bit repeatable; use
     `num_threads=1` where exact reproducibility matters.
     """
@@ -119,8 +114,6 @@ class LightFMHybrid(Recommender):
         wide_weight: float = 0.0,
         wide_l2: float = 1.0,
         wide_rank: int = 128,
-        members: int = 1,
-        member_losses: list[str] | tuple[str, ...] = (),
     ):
         if loss not in LOSSES:
             raise ModelError(f"loss {loss!r} is not one of {LOSSES}")
@@ -131,13 +124,7 @@ class LightFMHybrid(Recommender):
         if learning_schedule not in SCHEDULES:
             raise ModelError(f"learning_schedule {learning_schedule!r} is not one of {SCHEDULES}")
         check_at_least_one(no_components=no_components, epochs=epochs, num_threads=num_threads,
-                           max_sampled=max_sampled, wide_rank=wide_rank, members=members)
-        member_losses = list(member_losses)
-        if member_losses and len(member_losses) != members:
-            raise ModelError(f"member_losses needs one loss per member ({members}), got {member_losses}")
-        for member_loss in member_losses:
-            if member_loss not in LOSSES:
-                raise ModelError(f"member_losses: {member_loss!r} is not one of {LOSSES}")
+                           max_sampled=max_sampled, wide_rank=wide_rank)
         for name, value in (("learning_rate", learning_rate), ("item_alpha", item_alpha),
                             ("user_alpha", user_alpha), ("user_feature_weight", user_feature_weight),
                             ("item_feature_weight", item_feature_weight),
@@ -175,9 +162,6 @@ class LightFMHybrid(Recommender):
         self.wide_weight = float(wide_weight)
         self.wide_l2 = float(wide_l2)
         self.wide_rank = int(wide_rank)
-        self.members = int(members)
-        self.member_losses = member_losses
-        self._members: list[Any] = []
         self._item_shift: np.ndarray | None = None
         self._ridge: RidgeFactors | None = None
         self._wide_scale = 0.0
@@ -197,36 +181,15 @@ class LightFMHybrid(Recommender):
         self._check_fitted()
         return self._model
 
-    def _new_lightfm(self, member: int = 0):
+    def _new_lightfm(self):
         from lightfm import LightFM
 
         return LightFM(
             no_components=self.no_components, k=self.k, n=self.n,
-            learning_schedule=self.learning_schedule,
-            loss=self.member_losses[member] if self.member_losses else self.loss,
+            learning_schedule=self.learning_schedule, loss=self.loss,
             learning_rate=self.learning_rate, item_alpha=self.item_alpha, user_alpha=self.user_alpha,
-            max_sampled=self.max_sampled, random_state=self.random_state + member,
+            max_sampled=self.max_sampled, random_state=self.random_state,
         )
-
-    def _combine_members(self) -> None:
-        """Point `_model` at the members' mean: one member as it is, several as one LightFM whose
-        embeddings are theirs side by side (the user side divided by their number) and whose biases
-        are their mean, so its dot products are the mean of theirs."""
-        if len(self._members) == 1:
-            self._model = self._members[0]
-            return
-        combined = self._new_lightfm()
-        count = np.float32(len(self._members))
-        for name in _STATE:
-            arrays = [getattr(member, name) for member in self._members]
-            if "bias" in name:
-                value = np.mean(arrays, axis=0, dtype=np.float32)
-            else:
-                value = np.hstack(arrays)
-                if name == "user_embeddings":
-                    value = value / count
-            setattr(combined, name, np.ascontiguousarray(value, dtype=np.float32))
-        self._model = combined
 
     def _feature_block(self, features: sp.csr_matrix, weight: float) -> sp.csr_matrix:
         block = sp.csr_matrix(features, dtype=np.float32)
@@ -310,8 +273,7 @@ class LightFMHybrid(Recommender):
         interactions, sample_weight = self._training_pairs(data)
         user_features = self._full_features(data.user_features, self.user_identity, self.user_feature_weight)
         item_features = self._full_features(data.item_features, self.item_identity, self.item_feature_weight)
-        self._members = [self._new_lightfm(member) for member in range(self.members)]
-        self._model = None
+        self._model = self._new_lightfm()
         self._n_users = n_users
         self._n_user_features = data.user_features.shape[1]
         self._item_factors = None
@@ -325,12 +287,10 @@ class LightFMHybrid(Recommender):
             item_features.shape[1],
         )
         for epoch in range(1, self.epochs + 1):
-            for member in self._members:
-                member.fit_partial(
-                    interactions, user_features=user_features, item_features=item_features,
-                    sample_weight=sample_weight, epochs=1, num_threads=self.num_threads,
-                )
-            self._combine_members()
+            self._model.fit_partial(
+                interactions, user_features=user_features, item_features=item_features,
+                sample_weight=sample_weight, epochs=1, num_threads=self.num_threads,
+            )
             self._item_factors = None
             if callback is not None:
                 callback(epoch, self)
@@ -343,25 +303,14 @@ class LightFMHybrid(Recommender):
     def embedding_state(self) -> dict[str, np.ndarray]:
         """A copy of the learned LightFM arrays (e.g. after an epoch), for `rewind`."""
         self._check_fitted()
-        if len(self._members) == 1:
-            return {name: getattr(self._model, name).copy() for name in _STATE}
-        return {f"{index}:{name}": getattr(member, name).copy()
-                for index, member in enumerate(self._members) for name in _STATE}
+        return {name: getattr(self._model, name).copy() for name in _STATE}
 
     def rewind(self, state: dict[str, np.ndarray], epochs: int, data: TrainingMatrices) -> None:
         """Go back to the LightFM arrays `state` taken after epoch `epochs` of a fit on `data` (so one
         fit can be scored at every epoch count), then re-derive the wide part and the item appeal."""
         self._check_fitted()
-        if not self._members:
-            raise ModelError("a loaded ensemble keeps only its members' mean and cannot be rewound")
-        if len(self._members) == 1:
-            for name in _STATE:
-                setattr(self._model, name, state[name].copy())
-        else:
-            for index, member in enumerate(self._members):
-                for name in _STATE:
-                    setattr(member, name, state[f"{index}:{name}"].copy())
-            self._combine_members()
+        for name in _STATE:
+            setattr(self._model, name, state[name].copy())
         self.epochs = int(epochs)
         self._item_shift = None
         self._item_factors = None
@@ -472,7 +421,7 @@ class LightFMHybrid(Recommender):
         index, features = check_user_inputs(user_index, user_features, self._n_users, self._n_user_features)
         model = self._model
         offset = self._n_users if self.user_identity else 0
-        embeddings = np.zeros((index.size, model.user_embeddings.shape[1]), dtype=np.float32)
+        embeddings = np.zeros((index.size, self.no_components), dtype=np.float32)
         biases = np.zeros(index.size, dtype=np.float32)
         if self.user_identity:
             known = index >= 0
@@ -506,7 +455,6 @@ class LightFMHybrid(Recommender):
         for name in _STATE:
             setattr(model, name, np.ascontiguousarray(arrays[name], dtype=np.float32))
         self._model = model
-        self._members = [model] if self.members == 1 else []
         self._n_users = int(extra["n_users"])
         self._n_user_features = int(extra["n_user_features"])
         self._item_factors = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)
