@@ -74,6 +74,7 @@ def wrap_steps(timer: StepTimer) -> None:
     timer.wrap(ranker, "representations", "record decoding")
     timer.wrap(LiveModel, "rank_block", "batch ranking (rank_block)")
     timer.wrap(ranker, "outlooks", "send-or-hold outlooks")
+    timer.wrap(ranker, "cap_requests", "caps requests (cap_requests)")
     timer.wrap(RedisCapEngine, "decide_batch", "caps call, client side")
     timer.wrap(LiveModel, "reasons_many", "reasons")
     timer.wrap(ranker, "answers", "answer bodies, with their reasons")
