@@ -25,7 +25,7 @@ from recsys.models.base import (
     check_at_least_one,
     check_user_inputs,
 )
-from recsys.models.wide import RidgeFactors, fit_ridge, fit_ridge_labels, standardised_rows
+from recsys.models.wide import RidgeFactors, fit_ridge
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ WIDE_SPREAD_ROWS = 5000  # fitted rows the wide part's spread is matched on
 LOSSES = ("warp", "bpr", "warp-kos", "logistic")
 APPEAL_SOURCES = ("open_rate", "engagement")
 SCHEDULES = ("adagrad", "adadelta")
-WIDE_LABELS = ("positives", "distilled")
 _STATE = (
     "item_embeddings", "item_embedding_gradients", "item_embedding_momentum",
     "item_biases", "item_bias_gradients", "item_bias_momentum",
@@ -79,10 +78,6 @@ class LightFMHybrid(Recommender):
       its `wide_rank` leading singular directions and scaled so that at weight 1 its scores spread as
       much as the factorisation's. LightFM's rank-d embeddings share one low-dimensional space across
       items; the ridge is full rank over the features. 0 (the default) leaves it out.
-    - `wide_labels`: what the wide part's ridge regresses. `positives`: each item's 0/1 positives.
-      `distilled`: the factorisation's own scores for the cardholders with a reading history (each
-      row standardised over the items), fitted on them and on their history-dropped copies with the
-      same labels, so the features a non-reader has learn a reader's history-aware taste.
     LightFM's Hogwild updates make runs with `num_threads > 1` not bit-for-bit repeatable; use
     `num_threads=1` where exact reproducibility matters.
     """
@@ -119,7 +114,6 @@ class LightFMHybrid(Recommender):
         wide_weight: float = 0.0,
         wide_l2: float = 1.0,
         wide_rank: int = 128,
-        wide_labels: str = "positives",
     ):
         if loss not in LOSSES:
             raise ModelError(f"loss {loss!r} is not one of {LOSSES}")
@@ -127,8 +121,6 @@ class LightFMHybrid(Recommender):
             raise ModelError(f"item_appeal_source {item_appeal_source!r} is not one of {APPEAL_SOURCES}")
         if not (np.isfinite(open_rate_prior_sends) and open_rate_prior_sends > 0):
             raise ModelError(f"open_rate_prior_sends must be a number > 0, got {open_rate_prior_sends}")
-        if wide_labels not in WIDE_LABELS:
-            raise ModelError(f"wide_labels {wide_labels!r} is not one of {WIDE_LABELS}")
         if learning_schedule not in SCHEDULES:
             raise ModelError(f"learning_schedule {learning_schedule!r} is not one of {SCHEDULES}")
         check_at_least_one(no_components=no_components, epochs=epochs, num_threads=num_threads,
@@ -170,7 +162,6 @@ class LightFMHybrid(Recommender):
         self.wide_weight = float(wide_weight)
         self.wide_l2 = float(wide_l2)
         self.wide_rank = int(wide_rank)
-        self.wide_labels = wide_labels
         self._item_shift: np.ndarray | None = None
         self._ridge: RidgeFactors | None = None
         self._wide_scale = 0.0
@@ -337,33 +328,11 @@ class LightFMHybrid(Recommender):
         self.wide_weight = float(weight)
         if weight and self._ridge is None and self._n_user_features:
             rows = rows if rows is not None else self._with_history_dropped(original)
-            if self.wide_labels == "distilled":
-                self._ridge = self.distilled_ridge(original, rows)
-            else:
-                self._ridge = fit_ridge(rows.user_features, rows.interactions, self.wide_l2, self.wide_rank)
+            self._ridge = fit_ridge(rows.user_features, rows.interactions, self.wide_l2, self.wide_rank)
             self._wide_scale = 0.0
         if weight and not self._wide_scale:
             self._rescale_wide(original)
         self.set_item_appeal(self.item_appeal_weight, original)
-
-    def distilled_ridge(self, original: TrainingMatrices, rows: TrainingMatrices | None = None) -> RidgeFactors:
-        """The ridge of the factorisation's row-standardised scores (item appeal and wide part left out)
-        of the cardholders with a history, on their rows and their history-dropped copies (`rows`: the
-        rows after `original`'s are the copies; rebuilt when not given); on every row of `original`
-        when there are no copies."""
-        self._check_fitted()
-        rows = rows if rows is not None else self._with_history_dropped(original)
-        width = self.no_components + 2  # [embedding, bias, 1]: the factorisation's columns
-        users = self.user_factors(np.arange(original.n_users), original.user_features)[:, :width]
-        items = self._compute_item_factors(self._item_feature_matrix, appeal=False)[:, :width]
-        labels = standardised_rows(users @ items.T)
-        copies = [str(user)[len(COPY_PREFIX):] for user in rows.users.ids[original.n_users:]]
-        readers = original.users.index_of(np.asarray(copies, dtype=object)) if copies else np.arange(
-            original.n_users)
-        fitted = np.concatenate([readers, original.n_users + np.arange(len(copies))])
-        return fit_ridge_labels(sp.csr_matrix(rows.user_features)[fitted],
-                                labels[np.concatenate([readers, readers[:len(copies)]])], self.wide_l2,
-                                self.wide_rank)
 
     def _rescale_wide(self, data: TrainingMatrices) -> None:
         """Scale the wide part so that at weight 1 its scores spread as much as the factorisation's
@@ -418,11 +387,11 @@ class LightFMHybrid(Recommender):
         target = self.item_appeal_weight * spread * (rate - rate.mean()) / rate_spread
         return (target - (mean_score - mean_score.mean())).astype(np.float32)
 
-    def _compute_item_factors(self, item_features: sp.csr_matrix, appeal: bool = True) -> np.ndarray:
+    def _compute_item_factors(self, item_features: sp.csr_matrix) -> np.ndarray:
         model = self._model
         embeddings = np.asarray(item_features @ model.item_embeddings, dtype=np.float32)
         biases = np.asarray(item_features @ model.item_biases, dtype=np.float32)
-        if appeal and self._item_shift is not None:
+        if self._item_shift is not None:
             biases = biases + self._item_shift
         ones = np.ones((embeddings.shape[0], 1), dtype=np.float32)
         blocks = [embeddings, ones, biases[:, None]]

@@ -327,54 +327,6 @@ class TestLightFMHybridHistoryDropout(RecommenderContract):
             LightFMHybrid(history_dropout=1.5, user_identity=False)
 
 
-class TestLightFMHybridDistilledWide(RecommenderContract):
-    """The wide part regressing the factorisation's own scores of the readers (`wide_labels: distilled`)."""
-
-    expected_epochs = 15
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def checkerboard(cls):
-        return reading_history_board()
-
-    @classmethod
-    def make(cls) -> Recommender:
-        return LightFMHybrid(no_components=8, epochs=15, num_threads=1, random_state=3, user_identity=False,
-                             history_dropout=1.0, wide_weight=0.5, wide_labels="distilled")
-
-    def test_the_ridge_regresses_the_readers_standardised_scores_on_them_and_their_copies(
-            self, fitted: LightFMHybrid, checkerboard) -> None:
-        from recsys.models.wide import fit_ridge_labels, standardised_rows
-
-        data = checkerboard.data
-        n, width = data.n_users, fitted.no_components + 2
-        readers = np.arange(n // 2)  # the board's cardholders with read topics, each copied once
-        scores = (fitted.user_factors(np.arange(n), data.user_features)[:, :width]
-                  @ fitted._compute_item_factors(fitted._item_feature_matrix, appeal=False)[:, :width].T)
-        copies = data.user_features.toarray()[readers]
-        copies[:, 2:4], copies[:, 4] = 0.0, 1.0
-        rows = sp.csr_matrix(np.vstack([data.user_features.toarray()[readers], copies]))
-        labels = standardised_rows(scores)[np.concatenate([readers, readers])]
-        expected = fit_ridge_labels(rows, labels, fitted.wide_l2, fitted.wide_rank)
-        ridge = fitted.distilled_ridge(data)
-        features = data.user_features
-        np.testing.assert_allclose(ridge.user_block(features) @ ridge.items.T + ridge.offset,
-                                   expected.user_block(features) @ expected.items.T + expected.offset,
-                                   rtol=1e-4, atol=1e-4)
-
-    def test_a_non_reader_gets_the_readers_taste_of_its_camp(self, fitted: LightFMHybrid, checkerboard) -> None:
-        data = checkerboard.data
-        ridge = fitted.distilled_ridge(data)
-        scores = ridge.user_block(data.user_features) @ ridge.items.T + ridge.offset
-        non_readers = np.arange(data.n_users // 2, data.n_users)
-        own = checkerboard.item_camp[None, :] == checkerboard.user_camp[non_readers, None]
-        assert scores[non_readers][own].mean() > scores[non_readers][~own].mean() + 0.5
-
-    def test_only_known_label_sources(self) -> None:
-        with pytest.raises(ModelError, match="wide_labels"):
-            LightFMHybrid(wide_labels="truth")
-
-
 def test_ridge_labels_solve_the_standardised_ridge_and_positives_are_their_0_1_case() -> None:
     from recsys.models.wide import fit_ridge, fit_ridge_labels, standardised_rows
 
