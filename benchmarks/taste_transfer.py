@@ -25,7 +25,16 @@ With `--sampled` it also fits the ridge on *sampled* labels instead of the truth
   its own intercept, so the slopes shrink towards the item's open rate; items never pushed get none;
 - `push outcomes by tag`: the same masked ridge per item tag (the pushes of every item carrying it),
   an item's deviation the mean of its tags': what pushes of other items say about an item never pushed;
-- `both`: `positives` and `push outcomes` added, each scaled to a standard deviation of 1.
+- `both`: `positives` and `push outcomes` added, each scaled to a standard deviation of 1;
+- `distilled`: knowledge distillation. One fit of the engine's LightFM part (the configuration's model
+  without the wide part or item appeal) at the as-of time is the teacher: its score for every
+  reader, history features included, pools all their reads through the embeddings; each reader's row
+  of scores is standardised (mean 0, spread 1 over the items) and those are the labels of the wide
+  part's ridge (`recsys.models.wide.fit_ridge_labels`), fitted on the readers' rows and on their
+  history-dropped copies (the same labels), so the features a non-reader has learn a reader's
+  denoised taste. `teacher` is the teacher's own standardised score for the non-readers (what the
+  student must beat); `A + B` adds two sources, each scaled to a spread of 1 (`teacher + positives` is
+  the engine's LightFM part beside today's wide part, `teacher + distilled` beside a distilled one).
 
 Each gives a cardholder's deviation from the item's mean (centred per item); the non-readers are ranked
 by the readers' true mean open probability of the item (which alone is popularity: 0 of the gap) plus
@@ -182,6 +191,39 @@ def tag_deviation(features: np.ndarray, sent: sp.csc_matrix, opened: sp.csc_matr
     return per_tag @ (sp.diags(1.0 / np.maximum(counts, 1.0)) @ carries).T.toarray()
 
 
+def distilled_deviations(dataset, as_of: pd.Timestamp, config, user_ids: np.ndarray, item_ids: np.ndarray,
+                         l2: float, epochs: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(student, teacher) [users, items] for `user_ids` x `item_ids` (see the module's `distilled`)."""
+    from features.pipeline import build_training_matrices
+    from recsys.ids import IdIndex
+    from recsys.models.lightfm_hybrid import COPY_PREFIX
+    from recsys.models.wide import fit_ridge_labels, standardised_rows
+    from training.config import ModelSpec
+
+    data, _ = build_training_matrices(dataset, as_of, config.features)
+    params = {**config.model.params, "wide_weight": 0.0, "item_appeal_weight": 0.0}
+    if epochs:
+        params["epochs"] = epochs
+    teacher = ModelSpec(config.model.kind, params).build().fit(data)
+    labels = standardised_rows(teacher.user_factors(np.arange(data.n_users), data.user_features)
+                               @ teacher.item_factors().T)
+    rows = teacher._with_history_dropped(data)  # the readers again, without their reading history
+    copies = [str(user)[len(COPY_PREFIX):] for user in rows.users.ids[data.n_users:]]
+    readers = data.users.index_of(np.asarray(copies, dtype=object))
+    fitted = np.concatenate([readers, data.n_users + np.arange(readers.size)])
+    student = fit_ridge_labels(sp.csr_matrix(rows.user_features)[fitted],
+                               labels[np.concatenate([readers, readers])], l2, max_rank=data.n_items)
+    predicted = student.user_block(data.user_features) @ student.items.T + student.offset
+    columns = IdIndex(data.items.ids).index_of(np.asarray(item_ids, dtype=object))
+    order = data.users.index_of(np.asarray(user_ids, dtype=object))
+    present, known = order >= 0, columns >= 0
+    cells = np.ix_(order[present], columns[known])
+    out_student, out_teacher = np.zeros((user_ids.size, item_ids.size)), np.zeros((user_ids.size, item_ids.size))
+    out_student[np.ix_(present, known)] = predicted[cells]
+    out_teacher[np.ix_(present, known)] = (labels - labels.mean(axis=0))[cells]
+    return out_student, out_teacher
+
+
 def best_scaled(deviation: np.ndarray, level: np.ndarray, spread: float, truth: np.ndarray, rows: np.ndarray,
                 popular: int) -> tuple[float, float]:
     """(gap closed, t) of `level` + `deviation` scaled to t x `spread`, the best t of `SCALES`."""
@@ -195,7 +237,8 @@ def best_scaled(deviation: np.ndarray, level: np.ndarray, spread: float, truth: 
 def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray, features: sp.csr_matrix,
                     item_features: sp.csr_matrix, item_feature_names: tuple[str, ...], ridge: np.ndarray,
                     open_prob: np.ndarray, readers: np.ndarray, others: np.ndarray, popular: int, l2: float,
-                    push_l2: float, grace_days: float) -> dict:
+                    push_l2: float, grace_days: float, config=None, teacher_epochs: int | None = None
+                    ) -> dict:
     """The non-readers' gap closed of each sampled-label source (see the module)."""
     positives, sent, opened = sampled_labels(dataset, as_of, truth.user_ids, truth.item_ids[live], grace_days)
     standard = standardised(features)
@@ -210,6 +253,12 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
     }
     deviations["both"] = sum(deviations[name] / max(deviations[name].std(), 1e-12)
                              for name in ("positives", "push outcomes"))
+    if config is not None:
+        deviations["distilled"], deviations["teacher"] = distilled_deviations(
+            dataset, as_of, config, truth.user_ids, truth.item_ids[live], l2, teacher_epochs)
+        for first, second in (("distilled", "positives"), ("teacher", "positives"), ("teacher", "distilled")):
+            deviations[f"{first} + {second}"] = sum(deviations[name] / max(deviations[name].std(), 1e-12)
+                                                    for name in (first, second))
     row = {"pushed items": int((np.diff(sent.indptr) > 0).sum()), "live items": int(live.sum())}
     for name, deviation in deviations.items():
         row[name], row[f"{name} t"] = best_scaled(deviation, level, spread, open_prob, others, popular)
@@ -239,7 +288,8 @@ def neighbour_scores(builder, features: sp.csr_matrix, truth: np.ndarray, reader
 
 
 def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None, configs: list[Path | None],
-            l2: float, neighbours: int | None, sampled: bool = False, push_l2: float = 1.0) -> list[dict]:
+            l2: float, neighbours: int | None, sampled: bool = False, push_l2: float = 1.0,
+            teacher_epochs: int | None = None) -> list[dict]:
     from features.builder import FeatureBuilder
     from features.loader import load_dataset
     from training.config import load_config
@@ -252,7 +302,8 @@ def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None
     popular = int(open_prob[readers].mean(axis=0).argmax())
     rows = []
     for path in configs:
-        features_config = load_config(path).features
+        config = load_config(path)
+        features_config = config.features
         builder = FeatureBuilder(features_config).fit(dataset, as_of)
         features = builder.transform_users(dataset, as_of, truth.user_ids)
         ridge = ridge_scores(features, open_prob, readers, l2)
@@ -266,7 +317,7 @@ def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None
             item_features = builder.transform_items(dataset.content, truth.item_ids[live])
             row |= sampled_figures(dataset, as_of, truth, live, features, item_features,
                                    builder.item_feature_names, ridge, open_prob, readers, others, popular,
-                                   l2, push_l2, features_config.negative_grace_days)
+                                   l2, push_l2, features_config.negative_grace_days, config, teacher_epochs)
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -282,16 +333,18 @@ def main() -> None:
     parser.add_argument("--neighbours", type=int, default=None, help="also the K nearest readers' taste")
     parser.add_argument("--sampled", action="store_true",
                         help="also the ridge on sampled labels: positives, push outcomes (per item, "
-                             "per tag), both")
+                             "per tag), both, distilled from the engine's LightFM part")
     parser.add_argument("--push-l2", type=float, default=1.0,
                         help="the push-outcome ridges' penalty (per push sent)")
+    parser.add_argument("--teacher-epochs", type=int, default=None,
+                        help="epochs of the distillation's teacher (default: the configuration's)")
     args = parser.parse_args()
     configs = args.configs or [args.config]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="qianmian-transfer-") as scratch:
         for name, world, as_of, truth_path in worlds(args, Path(scratch)):
             rows += measure(name, world, as_of, truth_path, configs, args.l2, args.neighbours, args.sampled,
-                            args.push_l2)
+                            args.push_l2, args.teacher_epochs)
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
 
 

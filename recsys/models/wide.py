@@ -31,18 +31,36 @@ class RidgeFactors:
         return float(scores.std())
 
 
+def standardised_rows(scores: np.ndarray) -> np.ndarray:
+    """Each row centred and scaled to unit spread (a constant row left at 0): a cardholder's scores
+    as labels, free of their own level and scale."""
+    centred = scores - scores.mean(axis=1, keepdims=True)
+    spread = centred.std(axis=1, keepdims=True)
+    return np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 0)
+
+
 def fit_ridge(features: sp.csr_matrix, positives: sp.spmatrix, l2: float, max_rank: int) -> RidgeFactors:
     """The ridge of `positives` [n, n_items] (> 0 = positive) on `features` [n, n_features], penalty
     `l2` x n on the standardised columns, truncated to at most `max_rank` singular directions."""
+    return fit_ridge_labels(features, sp.csr_matrix((sp.csr_matrix(positives) > 0).astype(np.float64)), l2,
+                            max_rank)
+
+
+def fit_ridge_labels(features: sp.csr_matrix, labels: sp.spmatrix | np.ndarray, l2: float,
+                     max_rank: int) -> RidgeFactors:
+    """The ridge of real-valued `labels` [n, n_items] (sparse or dense) on `features` [n, n_features],
+    penalty `l2` x n on the standardised columns, truncated to at most `max_rank` singular directions."""
     x = sp.csr_matrix(features, dtype=np.float64)
-    y = sp.csr_matrix((sp.csr_matrix(positives) > 0).astype(np.float64))
+    y = labels.astype(np.float64) if sp.issparse(labels) else np.asarray(labels, dtype=np.float64)
     n = x.shape[0]
     mean = np.asarray(x.mean(axis=0)).ravel()
     gram = (x.T @ x).toarray() - n * np.outer(mean, mean)
     scale = np.sqrt(np.maximum(np.diag(gram) / n, 0.0))
     scale[scale == 0] = 1.0
     gram /= np.outer(scale, scale)
-    cross = ((x.T @ y).toarray() - n * np.outer(mean, np.asarray(y.mean(axis=0)).ravel())) / scale[:, None]
+    product = x.T @ y
+    product = product.toarray() if sp.issparse(product) else np.asarray(product)
+    cross = (product - n * np.outer(mean, np.asarray(y.mean(axis=0)).ravel())) / scale[:, None]
     gram[np.diag_indices_from(gram)] += l2 * n
     weights = np.linalg.solve(gram, cross) / scale[:, None]  # on raw feature values
     left, singular, right = np.linalg.svd(weights, full_matrices=False)

@@ -327,6 +327,27 @@ class TestLightFMHybridHistoryDropout(RecommenderContract):
             LightFMHybrid(history_dropout=1.5, user_identity=False)
 
 
+def test_ridge_labels_solve_the_standardised_ridge_and_positives_are_their_0_1_case() -> None:
+    from recsys.models.wide import fit_ridge, fit_ridge_labels, standardised_rows
+
+    features = sp.csr_matrix(np.array([[-1.0], [1.0], [-1.0], [1.0]]))
+    labels = np.array([[0.0, 2.0], [1.0, 2.0], [0.0, 2.0], [3.0, 2.0]])
+    ridge = fit_ridge_labels(features, labels, l2=1.0, max_rank=2)
+    # item 0: slope = x'(y - mean y) / (x'x + l2 n) = (1 + 3) / (4 + 4); item 1 is constant, so flat
+    np.testing.assert_allclose((ridge.user_block(features) @ ridge.items.T + ridge.offset)[:, 0],
+                               [-0.5, 0.5, -0.5, 0.5], atol=1e-6)
+    np.testing.assert_allclose((ridge.user_block(features) @ ridge.items.T + ridge.offset)[:, 1], 0.0,
+                               atol=1e-6)
+    positives = sp.csr_matrix(np.array([[0, 5.0], [2.0, 0], [0, 0], [1.0, 0]]))
+    binary = fit_ridge(features, positives, l2=1.0, max_rank=2)
+    as_labels = fit_ridge_labels(features, (positives > 0).toarray().astype(float), l2=1.0, max_rank=2)
+    np.testing.assert_allclose(binary.user_block(features) @ binary.items.T + binary.offset,
+                               as_labels.user_block(features) @ as_labels.items.T + as_labels.offset,
+                               atol=1e-6)
+    rows = standardised_rows(np.array([[1.0, 3.0], [2.0, 2.0]]))
+    np.testing.assert_allclose(rows, [[-1.0, 1.0], [0.0, 0.0]])
+
+
 def exposed_board():
     """The checkerboard with each item on offer for 5 to 120 days."""
     board = make_checkerboard()

@@ -102,3 +102,22 @@ def test_sampled_labels_take_reads_and_opens_as_positives_and_only_old_enough_pu
     # comes after the cut, so that push counts as sent and ignored
     np.testing.assert_array_equal(sent.toarray(), [[1, 1], [1, 0]])
     np.testing.assert_array_equal(opened.toarray(), [[0, 1], [0, 0]])
+
+
+def test_the_distilled_student_carries_the_teachers_reader_taste_to_the_non_readers(small_world) -> None:
+    from benchmarks.taste_transfer import distilled_deviations
+    from training.config import TrainConfig
+    from training.truth import load_truth
+
+    truth = load_truth(small_world.summary.truth)
+    users = np.asarray(truth.user_ids).astype(str)
+    items = np.asarray(truth.content_ids).astype(str)
+    student, teacher = distilled_deviations(small_world.dataset, truth.as_of, TrainConfig(), users,
+                                            np.append(items, "no such item"), l2=1.0, epochs=3)
+    assert student.shape == teacher.shape == (users.size, items.size + 1)
+    # an item the fitted data does not know gets no deviation
+    assert not student[:, -1].any() and not teacher[:, -1].any()
+    # the student sees features only, yet ranks the items for a non-reader much as the teacher does
+    others = np.flatnonzero(~np.asarray(truth.user_reader, dtype=bool))
+    agreement = np.corrcoef(student[others, :-1].ravel(), teacher[others, :-1].ravel())[0, 1]
+    assert agreement > 0.5
