@@ -218,7 +218,8 @@ def distilled_deviations(dataset, as_of: pd.Timestamp, config, user_ids: np.ndar
     order = data.users.index_of(np.asarray(user_ids, dtype=object))
     present, known = order >= 0, columns >= 0
     cells = np.ix_(order[present], columns[known])
-    out_student, out_teacher = np.zeros((user_ids.size, item_ids.size)), np.zeros((user_ids.size, item_ids.size))
+    shape = (user_ids.size, item_ids.size)
+    out_student, out_teacher = np.zeros(shape), np.zeros(shape)
     out_student[np.ix_(present, known)] = predicted[cells]
     out_teacher[np.ix_(present, known)] = (labels - labels.mean(axis=0))[cells]
     return out_student, out_teacher
