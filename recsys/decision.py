@@ -24,7 +24,9 @@ fitted on and those the caps state holds after it (`recsys.caps.policy.Decision`
    (`slots`: the times of day it asks at, learned from its calls or set in the policy) and that slot is
    itself worth more than (1 + hour_margin) x now, hold until the latest such slot ("better hour later:
    ask again at 19:30", `send_at` that slot, nothing reserved): a scheduler that sends at once on `send`
-   and ignores `send_at` then still gets the better hour's slot. With no slots known, send as above.
+   and ignores `send_at` then still gets the better hour's slot. With no slots known, send as above;
+   but while the scheduler's habit is not known either (`hold_for_hour`, its first day), hold until the
+   better hour ("ask again at or after 13:00"): one that sends at once would push now at the worse hour.
 
 A scheduler known not to honour `send_at` (learned from its `sent` events, or set in the policy) with its
 slots known gets `decide_at_slots` instead: the push can only go now or when it asks again, so the
@@ -206,23 +208,25 @@ def slot_to_wait_for(later: Sequence[tuple[datetime, float]], best: datetime, ba
 def decide(settings: Decision, value_now: float, later: Sequence[tuple[datetime, float]], now: datetime,
            slots_left: int | None, later_days: Sequence[float] | np.ndarray = (),
            upcoming: Sequence[Upcoming] = (), slots: Sequence[datetime] = (),
-           follows_send_at: bool | None = None) -> Verdict:
+           follows_send_at: bool | None = None, hold_for_hour: bool = False) -> Verdict:
     """The verdict for one cardholder's top push (see the module docstring); `later` pairs each later
     local hour of the day with the push's value then, `later_days` holds the best value of each later day
     of the local month, tomorrow first, while the content is still valid; `upcoming` the candidates that
     become valid later this month; `slots` the scheduler's next times of asking (`slot_moments`);
-    `follows_send_at` whether the scheduler sends at `send_at` (None: not known). `now` is the decision
-    time in the cardholder's zone."""
+    `follows_send_at` whether the scheduler sends at `send_at` (None: not known); `hold_for_hour`: a
+    better hour later today with no slot to wait for is a `hold` until it, not a `send` at it (neither
+    the scheduler's habit nor its slots known). `now` is the decision time in the cardholder's zone."""
     if follows_send_at is False and slots:
         return decide_at_slots(settings, value_now, later, now, slots_left, later_days, upcoming, slots)
     value, send_at, why = value_now, now.astimezone(UTC), f"value {value_now:.4f} now"
     wait = None
+    better = None
     if later:
         values = np.asarray([v for _, v in later])
         best = int(values.argmax())
         bar = value_now + settings.hour_margin * abs(value_now)
         if values[best] > bar:
-            moment = later[best][0]
+            moment = better = later[best][0]
             value, send_at = float(values[best]), moment.astimezone(UTC)
             why = (f"better hour later: send at {moment.strftime('%H:%M')} local, value {value:.4f} "
                    f"against {value_now:.4f} now")
@@ -234,6 +238,10 @@ def decide(settings: Decision, value_now: float, later: Sequence[tuple[datetime,
     verdict = _send_or_hold(settings, value, send_at, why, slots_left, later_days, upcoming)
     if wait is not None and verdict.decision == SEND:
         return Verdict(HOLD, why, wait[0].astimezone(UTC), value)
+    if hold_for_hour and better is not None and verdict.decision == SEND:
+        why = (f"better hour later: ask again at or after {better.strftime('%H:%M')} local, value "
+               f"{value:.4f} then against {value_now:.4f} now")
+        return Verdict(HOLD, why, send_at, value)
     return verdict
 
 

@@ -132,10 +132,12 @@ class Outlook:
 
 def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests: Sequence[RankRequest],
              ranked_all: Sequence[Ranked], moments: Sequence[datetime],
-             slot_minutes: Sequence[int] = (), follows: Sequence[bool | None] = ()) -> list[Outlook | None]:
+             slot_minutes: Sequence[int] = (), follows: Sequence[bool | None] = (),
+             holds: Sequence[bool] = ()) -> list[Outlook | None]:
     """Outlooks for every request with candidates at its decision time `moments[i]` (see
     `recsys.decision`; `slot_minutes`: the scheduler's times of asking in the policy's default time
-    zone; `follows[i]`: whether it sends at `send_at`, None when not known, for request i's answer);
+    zone; `follows[i]`: whether it sends at `send_at`, None when not known, for request i's answer;
+    `holds[i]`: whether a better hour later today is answered `hold`, `held_for_better_hour`);
     one caps read for the batch."""
     model, policy = snapshot.model, snapshot.policy.policy
     rows = [i for i, ranked in enumerate(ranked_all) if len(ranked.items)]
@@ -237,7 +239,8 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
                 (model.valid_to[top] - midnight.timestamp()) // 86_400, 0, days))
             later_days = later_values[slot, :valid_days]
         verdict = decide(policy.decision, float(value[start]), later, local, slots_left, later_days,
-                         ahead[slot], next_slots[now], False if sends_at_once[slot] else None)
+                         ahead[slot], next_slots[now], False if sends_at_once[slot] else None,
+                         bool(holds) and holds[i])
         out[i] = Outlook(verdict, p_open[start:start + width], p_mute[start:start + width], best[slot])
     return out
 
@@ -452,23 +455,43 @@ def scheduler_slots(state: ServingState, snapshot: Snapshot, moments: Sequence[d
     return fixed if fixed is not None else learned
 
 
-def scheduler_follows(state: ServingState, snapshot: Snapshot, requests: Sequence[RankRequest],
-                      moments: Sequence[datetime]) -> list[bool | None]:
-    """For each request's answer, whether the scheduler sends at `send_at`: the policy's, else learned
-    from its earlier days' `sent` events (`serving.send_at_following`), but None (not known) for the
-    cardholders of the day's re-check (`rechecked`); None for all when not known, or when it would
-    change nothing (no decisions)."""
+def scheduler_habit(state: ServingState, snapshot: Snapshot, moments: Sequence[datetime]) -> bool | None:
+    """Whether the scheduler sends at `send_at`: the policy's, else learned from its earlier days' `sent`
+    events (`serving.send_at_following`); None when not known, or when it would change nothing (no
+    decisions)."""
     policy = snapshot.policy.policy
     if snapshot.model.response is None or not policy.decision.enabled:
-        return [None] * len(requests)
+        return None
     fixed = policy.decision.scheduler_follows_send_at
     if fixed is not None:
-        return [fixed] * len(requests)
-    learned = state.send_at_following.follows(min(moments), policy.default_timezone)
-    if learned is not False:
-        return [learned] * len(requests)
+        return fixed
+    return state.send_at_following.follows(min(moments), policy.default_timezone)
+
+
+def scheduler_follows(snapshot: Snapshot, requests: Sequence[RankRequest], moments: Sequence[datetime],
+                      habit: bool | None) -> list[bool | None]:
+    """For each request's answer, the scheduler's `habit` (`scheduler_habit`), but None (not known) for
+    the cardholders of the day's re-check (`rechecked`) of a scheduler learned to ignore `send_at`."""
+    policy = snapshot.policy.policy
+    if habit is not False or policy.decision.scheduler_follows_send_at is not None:
+        return [habit] * len(requests)
     zone = ZoneInfo(policy.default_timezone)
     return [None if rechecked(request.user_id, moment.astimezone(zone).date()) else False
+            for request, moment in zip(requests, moments, strict=True)]
+
+
+def held_for_better_hour(snapshot: Snapshot, requests: Sequence[RankRequest], moments: Sequence[datetime],
+                         habit: bool | None, slot_minutes: Sequence[int]) -> list[bool]:
+    """For each request, whether a better hour later today is answered `hold` (ask again then) instead
+    of `send` at it: while neither the scheduler's habit nor its slots are known (its first day), a
+    scheduler that sends at once would push now at the worse hour. The day's re-checked share
+    (`rechecked`) is still answered `send` with the later `send_at`: their `sent` events teach the habit
+    (one in 16 taught it on the first day in the month measured; README, "The first day")."""
+    policy = snapshot.policy.policy
+    if habit is not None or slot_minutes or snapshot.model.response is None or not policy.decision.enabled:
+        return [False] * len(requests)
+    zone = ZoneInfo(policy.default_timezone)
+    return [not rechecked(request.user_id, moment.astimezone(zone).date())
             for request, moment in zip(requests, moments, strict=True)]
 
 
@@ -508,14 +531,16 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             if requests[i].candidates is not None:
                 ranked_all[i] = model.rank(cardholders.user(i), now, requests[i].candidates, valid)
     slot_minutes = scheduler_slots(state, snapshot, list(by_time), record_slots)
-    follows = scheduler_follows(state, snapshot, requests, moments)
+    habit = scheduler_habit(state, snapshot, moments)
+    follows = scheduler_follows(snapshot, requests, moments, habit)
     if not slot_minutes and False in follows:
         # A scheduler known to send at once, with fewer than two days of calls: its answers for a later
         # hour would go out now, so its one earlier day's times of asking are the better guess (the
         # second day of a deployment; see "Schedulers of other shapes" in the README).
         slot_minutes = scheduler_slots(state, snapshot, list(by_time), False, min_days=1)
+    holds = held_for_better_hour(snapshot, requests, moments, habit, slot_minutes)
     looks = outlooks(snapshot, state.engine, cardholders, requests, ranked_all, moments, slot_minutes,
-                     follows)
+                     follows, holds)
     cap_batch, positions = cap_requests(model, cardholders, requests, ranked_all, looks, moments)
     decisions: list[UserDecision | None] = [None] * len(requests)
     if cap_batch:

@@ -14,7 +14,9 @@ counted sends of the fewest days before today that count `MIN_SENDS` (the most r
 A scheduler learned to ignore `send_at` is answered `send` only for now, which teaches nothing: so one
 cardholder in `RECHECK_SHARE` each day (`rechecked`, a different one each day) is answered as for a
 scheduler not known, whose sends for a later hour keep the count going and would show a scheduler
-that starts to follow `send_at`.
+that starts to follow `send_at`. While the habit is not known and no slot is either (a first day), a
+better hour later today is a hold until it for every cardholder but the same day's share, whose sends
+for a later hour teach the habit (`serving.ranker.held_for_better_hour`).
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ def honoured(sent: datetime, send_at: datetime) -> bool:
 
 
 def rechecked(user_id: str, day: date) -> bool:
-    """Whether a cardholder is among the day's `1 / RECHECK_SHARE` answered as for a scheduler not known
-    to ignore `send_at` (a stable hash of the cardholder and the day)."""
+    """Whether a cardholder is among the day's `1 / RECHECK_SHARE` whose better hour later is a `send` at
+    it while the habit is learned, not known yet or learned to ignore `send_at` (a stable hash of the
+    cardholder and the day)."""
     return zlib.crc32(f"{user_id}|{day.isoformat()}".encode()) % RECHECK_SHARE == 0
 
 

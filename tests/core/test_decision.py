@@ -128,6 +128,25 @@ def test_a_hold_below_the_threshold_or_for_pacing_wins_over_waiting_for_a_slot()
     assert paced.decision == HOLD and paced.reason.startswith("slots worth more later")
 
 
+def test_with_neither_habit_nor_slots_known_a_better_hour_later_is_a_hold_until_it() -> None:
+    settings = Decision(mute_weight=10, min_value=0.0, hour_margin=0.1, pacing=None)
+    hours = [(NOW.replace(hour=13), 0.09), (NOW.replace(hour=20), 0.13)]
+    held = decide(settings, 0.08, hours, NOW, 4, hold_for_hour=True)
+    assert held.decision == HOLD and held.send_at == NOW.replace(hour=20).astimezone(UTC)
+    assert held.value == 0.13
+    assert held.reason.startswith("better hour later: ask again at or after 20:00 local")
+    # no later hour worth more than now by the margin: send now, as for any scheduler
+    flat = decide(settings, 0.08, [(NOW.replace(hour=20), 0.085)], NOW, 4, hold_for_hour=True)
+    assert flat.decision == SEND and flat.send_at == NOW.astimezone(UTC)
+    # the threshold's and pacing's holds keep their reasons
+    low = decide(settings.model_copy(update={"min_value": 0.5}), 0.08, hours, NOW, 4, hold_for_hour=True)
+    assert low.decision == HOLD and "below threshold" in low.reason and low.send_at is None
+    paced = decide(Decision(pacing=Pacing(margin=0.1)), 0.08, hours, NOW, 1, [0.5], hold_for_hour=True)
+    assert paced.decision == HOLD and paced.reason.startswith("slots worth more later")
+    # without the rule (a habit or slots known) the answer is `send` at the better hour
+    assert decide(settings, 0.08, hours, NOW, 4).decision == SEND
+
+
 def test_slots_are_read_in_the_schedulers_zone_for_a_cardholder_elsewhere() -> None:
     london = ZoneInfo("Europe/London")
     now = datetime(2026, 9, 10, 9, 0, tzinfo=london)  # 16:00 in Shanghai
