@@ -191,13 +191,21 @@ def tag_deviation(features: np.ndarray, sent: sp.csc_matrix, opened: sp.csc_matr
     return per_tag @ (sp.diags(1.0 / np.maximum(counts, 1.0)) @ carries).T.toarray()
 
 
+def standardised_rows(scores: np.ndarray) -> np.ndarray:
+    """Each row centred and scaled to unit spread (a constant row left at 0): a cardholder's scores
+    as labels, free of their own level and scale."""
+    centred = scores - scores.mean(axis=1, keepdims=True)
+    spread = centred.std(axis=1, keepdims=True)
+    return np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 0)
+
+
 def distilled_deviations(dataset, as_of: pd.Timestamp, config, user_ids: np.ndarray, item_ids: np.ndarray,
                          l2: float, epochs: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(student, teacher) [users, items] for `user_ids` x `item_ids` (see the module's `distilled`)."""
     from features.pipeline import build_training_matrices
     from recsys.ids import IdIndex
     from recsys.models.lightfm_hybrid import COPY_PREFIX
-    from recsys.models.wide import fit_ridge_labels, standardised_rows
+    from recsys.models.wide import fit_ridge_labels
     from training.config import ModelSpec
 
     data, _ = build_training_matrices(dataset, as_of, config.features)

@@ -31,14 +31,6 @@ class RidgeFactors:
         return float(scores.std())
 
 
-def standardised_rows(scores: np.ndarray) -> np.ndarray:
-    """Each row centred and scaled to unit spread (a constant row left at 0): a cardholder's scores
-    as labels, free of their own level and scale."""
-    centred = scores - scores.mean(axis=1, keepdims=True)
-    spread = centred.std(axis=1, keepdims=True)
-    return np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 0)
-
-
 def fit_ridge(features: sp.csr_matrix, positives: sp.spmatrix, l2: float, max_rank: int) -> RidgeFactors:
     """The ridge of `positives` [n, n_items] (> 0 = positive) on `features` [n, n_features], penalty
     `l2` x n on the standardised columns, truncated to at most `max_rank` singular directions."""

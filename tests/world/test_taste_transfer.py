@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from benchmarks.taste_transfer import gap_closed, ridge_scores
+from benchmarks.taste_transfer import gap_closed, ridge_scores, standardised_rows
 
 TRUTH = np.array([[0.5, 0.1, 0.2],
                   [0.1, 0.4, 0.2],
@@ -121,3 +121,8 @@ def test_the_distilled_student_carries_the_teachers_reader_taste_to_the_non_read
     others = np.flatnonzero(~np.asarray(truth.user_reader, dtype=bool))
     agreement = np.corrcoef(student[others, :-1].ravel(), teacher[others, :-1].ravel())[0, 1]
     assert agreement > 0.5
+
+
+def test_standardised_rows_centre_and_scale_each_row_and_leave_a_constant_row_at_zero() -> None:
+    rows = standardised_rows(np.array([[1.0, 3.0], [2.0, 2.0]]))
+    np.testing.assert_allclose(rows, [[-1.0, 1.0], [0.0, 0.0]])
