@@ -102,9 +102,9 @@ def parse_slots(text: str) -> Slots:
     return tuple(divmod(minute, 60) for minute in minutes)
 
 
-def slots_text(slots: Slots) -> str:
+def slots_text(slots: Slots, separator: str = ", ") -> str:
     """'10:00, 19:30'."""
-    return ", ".join(f"{hour:02d}:{minute:02d}" for hour, minute in slots)
+    return separator.join(f"{hour:02d}:{minute:02d}" for hour, minute in slots)
 
 
 @dataclass(frozen=True)
@@ -699,7 +699,7 @@ def hour_quality(world: Path, model: Any, outcomes: Outcomes) -> list[str]:
     opens = pushes.loc[pushes["opened_ts"].notna()].groupby("user_id").size()
     count = opens.reindex(ids).fillna(0).to_numpy()
     lines = ["| opened pushes in the push log | cardholders | Spearman (median) | best hour in better half "
-             f"| within 2 h of true best | right slot of {' / '.join(slots_text(inside).split(', '))} |",
+             f"| within 2 h of true best | right slot of {slots_text(inside, ' / ')} |",
              "|---|---|---|---|---|---|"]
     for name, mask in (("0", count == 0), ("1", count == 1), ("2-3", (count >= 2) & (count <= 3)),
                        ("4+", count >= 4), ("all", count >= 0)):

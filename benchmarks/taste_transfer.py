@@ -215,7 +215,7 @@ def distilled_deviations(dataset, as_of: pd.Timestamp, config, user_ids: np.ndar
     teacher = ModelSpec(config.model.kind, params).build().fit(data)
     labels = standardised_rows(teacher.user_factors(np.arange(data.n_users), data.user_features)
                                @ teacher.item_factors().T)
-    rows = teacher._with_history_dropped(data)  # the readers again, without their reading history
+    rows = teacher.with_history_dropped(data)  # the readers again, without their reading history
     copies = [str(user)[len(COPY_PREFIX):] for user in rows.users.ids[data.n_users:]]
     readers = data.users.index_of(np.asarray(copies, dtype=object))
     fitted = np.concatenate([readers, data.n_users + np.arange(readers.size)])
@@ -231,6 +231,11 @@ def distilled_deviations(dataset, as_of: pd.Timestamp, config, user_ids: np.ndar
     out_student[np.ix_(present, known)] = predicted[cells]
     out_teacher[np.ix_(present, known)] = (labels - labels.mean(axis=0))[cells]
     return out_student, out_teacher
+
+
+def unit_spread_sum(*deviations: np.ndarray) -> np.ndarray:
+    """Two or more sources added, each scaled to a standard deviation of 1."""
+    return sum(deviation / max(deviation.std(), 1e-12) for deviation in deviations)
 
 
 def best_scaled(deviation: np.ndarray, level: np.ndarray, spread: float, truth: np.ndarray, rows: np.ndarray,
@@ -260,14 +265,12 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
         "push outcomes by tag": tag_deviation(standard, sent, opened,
                                               sp.csr_matrix(item_features[:, tag_columns]), push_l2),
     }
-    deviations["both"] = sum(deviations[name] / max(deviations[name].std(), 1e-12)
-                             for name in ("positives", "push outcomes"))
+    deviations["both"] = unit_spread_sum(deviations["positives"], deviations["push outcomes"])
     if config is not None:
         deviations["distilled"], deviations["teacher"] = distilled_deviations(
             dataset, as_of, config, truth.user_ids, truth.item_ids[live], l2, teacher_epochs)
         for first, second in (("distilled", "positives"), ("teacher", "positives"), ("teacher", "distilled")):
-            deviations[f"{first} + {second}"] = sum(deviations[name] / max(deviations[name].std(), 1e-12)
-                                                    for name in (first, second))
+            deviations[f"{first} + {second}"] = unit_spread_sum(deviations[first], deviations[second])
     row = {"pushed items": int((np.diff(sent.indptr) > 0).sum()), "live items": int(live.sum())}
     for name, deviation in deviations.items():
         row[name], row[f"{name} t"] = best_scaled(deviation, level, spread, open_prob, others, popular)

@@ -475,8 +475,15 @@ def scheduler_follows(snapshot: Snapshot, requests: Sequence[RankRequest], momen
     policy = snapshot.policy.policy
     if habit is not False or policy.decision.scheduler_follows_send_at is not None:
         return [habit] * len(requests)
-    zone = ZoneInfo(policy.default_timezone)
-    return [None if rechecked(request.user_id, moment.astimezone(zone).date()) else False
+    return [None if again else False for again in rechecked_rows(snapshot, requests, moments)]
+
+
+def rechecked_rows(snapshot: Snapshot, requests: Sequence[RankRequest], moments: Sequence[datetime]
+                   ) -> list[bool]:
+    """For each request, whether its cardholder is in the re-checked share of its local day
+    (`rechecked`, in the policy's default time zone)."""
+    zone = ZoneInfo(snapshot.policy.policy.default_timezone)
+    return [rechecked(request.user_id, moment.astimezone(zone).date())
             for request, moment in zip(requests, moments, strict=True)]
 
 
@@ -490,9 +497,7 @@ def held_for_better_hour(snapshot: Snapshot, requests: Sequence[RankRequest], mo
     policy = snapshot.policy.policy
     if habit is not None or slot_minutes or snapshot.model.response is None or not policy.decision.enabled:
         return [False] * len(requests)
-    zone = ZoneInfo(policy.default_timezone)
-    return [not rechecked(request.user_id, moment.astimezone(zone).date())
-            for request, moment in zip(requests, moments, strict=True)]
+    return [not again for again in rechecked_rows(snapshot, requests, moments)]
 
 
 def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now: datetime | None = None,

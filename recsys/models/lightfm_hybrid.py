@@ -237,7 +237,7 @@ class LightFMHybrid(Recommender):
         scaled = (weights_coo.data / weights_coo.data.mean()).astype(np.float32)
         return labels, sp.coo_matrix((scaled, (labels.row, labels.col)), shape=labels.shape)
 
-    def _with_history_dropped(self, data: TrainingMatrices) -> TrainingMatrices:
+    def with_history_dropped(self, data: TrainingMatrices) -> TrainingMatrices:
         """`data` plus, for a seeded `history_dropout` share of the cardholders with reading-history
         features, a copy of them with those features removed and the same interactions."""
         names = data.user_feature_names
@@ -269,7 +269,7 @@ class LightFMHybrid(Recommender):
     def fit(self, data: TrainingMatrices, callback: EpochCallback | None = None) -> Self:
         n_users = data.n_users
         original = data
-        data = self._with_history_dropped(data)
+        data = self.with_history_dropped(data)
         interactions, sample_weight = self._training_pairs(data)
         user_features = self._full_features(data.user_features, self.user_identity, self.user_feature_weight)
         item_features = self._full_features(data.item_features, self.item_identity, self.item_feature_weight)
@@ -327,7 +327,7 @@ class LightFMHybrid(Recommender):
             raise ModelError(f"wide_weight must be a finite number >= 0, got {weight}")
         self.wide_weight = float(weight)
         if weight and self._ridge is None and self._n_user_features:
-            rows = rows if rows is not None else self._with_history_dropped(original)
+            rows = rows if rows is not None else self.with_history_dropped(original)
             self._ridge = fit_ridge(rows.user_features, rows.interactions, self.wide_l2, self.wide_rank)
             self._wide_scale = 0.0
         if weight and not self._wide_scale:

@@ -302,7 +302,7 @@ class TestLightFMHybridHistoryDropout(RecommenderContract):
 
     def test_copies_lose_their_reading_history_and_keep_their_interactions(self, checkerboard) -> None:
         data = checkerboard.data
-        augmented = self.make()._with_history_dropped(data)
+        augmented = self.make().with_history_dropped(data)
         n = data.n_users
         copies = augmented.n_users - n
         assert copies == round(0.5 * (n // 2))
@@ -315,7 +315,7 @@ class TestLightFMHybridHistoryDropout(RecommenderContract):
         positives = augmented.interactions_csr().toarray()
         np.testing.assert_array_equal(positives[n:], data.interactions_csr().toarray()[originals])
         # seeded: the same copies every time; and the fitted model still has the original users only
-        again = self.make()._with_history_dropped(data)
+        again = self.make().with_history_dropped(data)
         assert list(again.users.ids) == list(augmented.users.ids)
         with pytest.raises(ModelError, match="outside"):
             self.make().fit(data).user_factors(np.array([n]), data.user_features[:1])
