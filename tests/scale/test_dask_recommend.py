@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -36,7 +37,12 @@ def test_dask_recommend_matches_the_single_process_path(dask_client, scale_bundl
     assert [p.name for p in parts] == [f"part-{i:05d}.parquet" for i in range(5)]  # 500 / 120 buckets
     got = pd.read_parquet(out)
     assert rows == len(expected) == len(got)
-    pd.testing.assert_frame_equal(_by_cardholder(got), _by_cardholder(expected), check_exact=True)
+    got, expected = _by_cardholder(got), _by_cardholder(expected)
+    # BLAS sums a float32 product in an order that depends on the block's shape and the CPU's kernel,
+    # so a bucket's scores may differ from the whole table's in the last bits: the rows must be the
+    # same items in the same order, the scores equal to float32 precision.
+    pd.testing.assert_frame_equal(got.drop(columns="score"), expected.drop(columns="score"), check_exact=True)
+    np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-5, atol=1e-6)
     first = pd.read_parquet(parts[0])  # a part is one bucket, its cardholders in table order
     assert first["user_id"].unique().tolist() == scale_parts.partition(0).cardholders["user_id"].tolist()
     assert [p.name for p in tmp_path.iterdir()] == ["recs.parquet"]  # no staging directory left
