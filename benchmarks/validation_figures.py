@@ -188,7 +188,7 @@ def surface(name: str, world: Path, truth, config, epoch_rules: bool = False) ->
     from training.config import ModelSpec
     from training.evaluate import make_holdout, recommend_holdout
     from training.selection import SELECTION_MAX_USERS, fewest_good_epochs
-    from training.truth import aligned_open_prob, best_eligible, top1_gap
+    from training.truth import aligned_open_prob, best_eligible, read_popularity_top1, top1_gap
     from training.tune import mean_of_gains, objective_terms, objective_value, sampled, validation_scores
 
     dataset = load_dataset(world)
@@ -204,10 +204,7 @@ def surface(name: str, world: Path, truth, config, epoch_rules: bool = False) ->
     window = build_eligibility(meta.assign(valid_from=later), items, start, tiers, seen)
     now = build_eligibility(meta, items, start, tiers, seen)
     open_prob = aligned_open_prob(truth, users, items)
-    reads = dataset.article_reads.loc[(dataset.article_reads["ts"] <= start).to_numpy()]
-    read_items = items.index_of(reads["content_id"].astype(str).to_numpy(dtype=object))
-    counts = np.bincount(read_items[read_items >= 0], minlength=len(items)).astype(np.float32)
-    popularity_top1 = top_k(np.ones((train.n_users, 1), np.float32), counts[:, None], 1, now)[0][:, 0]
+    popularity_top1 = read_popularity_top1(dataset, start, items, now, train.n_users)
     oracle = best_eligible(open_prob, now)
     pop_model = ModelSpec("popularity", {"by_segment": False}).build().fit(train)
     reference = validation_scores(pop_model, validation, config.k)

@@ -142,6 +142,16 @@ def top1_gap(
     return Top1Gap(users=int(rows.sum()), **picked)
 
 
+def read_popularity_top1(dataset: Dataset, as_of: pd.Timestamp, items: IdIndex, eligibility: Eligibility,
+                         n_users: int) -> np.ndarray:
+    """Each of `n_users` cardholders' eligible item read most often up to `as_of` (-1 when none): the
+    popularity every gap closed is measured from."""
+    reads = dataset.article_reads.loc[(dataset.article_reads["ts"] <= as_of).to_numpy()]
+    read_items = items.index_of(reads["content_id"].astype(str).to_numpy(dtype=object))
+    counts = np.bincount(read_items[read_items >= 0], minlength=len(items)).astype(np.float32)
+    return top_k(np.ones((n_users, 1), dtype=np.float32), counts[:, None], 1, eligibility)[0][:, 0]
+
+
 def _pair_allowed(eligibility: Eligibility, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     allowed = np.ones(len(rows), dtype=bool)
     if eligibility.item_allowed is not None:
@@ -188,10 +198,7 @@ def score_recommendations(
                                     card_tiers_of(dataset, user_ids), seen)
     open_prob = np.asarray(truth.open_prob, dtype=np.float32)
 
-    reads = dataset.article_reads.loc[(dataset.article_reads["ts"] <= as_of).to_numpy()]
-    read_items = items.index_of(reads["content_id"].astype(str).to_numpy(dtype=object))
-    counts = np.bincount(read_items[read_items >= 0], minlength=len(items)).astype(np.float32)
-    popularity, _ = top_k(np.ones((len(users), 1), dtype=np.float32), counts[:, None], 1, eligibility)
+    popularity = read_popularity_top1(dataset, as_of, items, eligibility, len(users))
     oracle = best_eligible(open_prob, eligibility)
 
     ranked = recommendations.sort_values("rank", kind="stable").drop_duplicates("user_id")
@@ -209,8 +216,8 @@ def score_recommendations(
     engine = np.where(allowed, engine, -1)
     reader = np.asarray(truth.user_reader, dtype=bool)
     return GapScore(
-        overall=top1_gap(open_prob, engine, popularity[:, 0], oracle),
-        non_readers=top1_gap(open_prob, engine, popularity[:, 0], oracle, ~reader),
+        overall=top1_gap(open_prob, engine, popularity, oracle),
+        non_readers=top1_gap(open_prob, engine, popularity, oracle, ~reader),
         covered=float((engine[scored] >= 0).mean()) if scored.any() else float("nan"),
         violations=violations,
     )

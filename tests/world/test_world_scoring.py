@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from features.loader import Dataset
 from qianmian.cli import app
-from training.truth import Top1Gap, read_recommendations, score_recommendations, top1_gap
+from recsys.ids import IdIndex
+from recsys.ranking import Eligibility
+from training.truth import (
+    Top1Gap,
+    read_popularity_top1,
+    read_recommendations,
+    score_recommendations,
+    top1_gap,
+)
 from worlds import ResponseParams, WorldTruth
 from worlds.scenario import Scenario
 
@@ -91,6 +101,19 @@ def test_score_recommendations_on_a_hand_made_world():
                                          oracle=pytest.approx(0.4))
     assert scored.non_readers.gap_closed == pytest.approx(-1.0)
     assert scored.covered == 0.5 and scored.violations == 1
+
+
+def test_the_popularity_baseline_is_each_cardholders_most_read_item_it_may_still_get():
+    """Reads up to the as-of time: a twice, c once (a later read of b does not count)."""
+    dataset, truth = _hand_made_world()
+    late = pd.DataFrame({"user_id": ["u4"] * 3, "ts": [truth.as_of + pd.Timedelta(days=1)] * 3,
+                         "content_id": ["b"] * 3})
+    dataset = replace(dataset, article_reads=pd.concat([dataset.article_reads, late], ignore_index=True))
+    items = IdIndex(np.asarray(truth.content_ids, dtype=object))
+    # u1 may get anything, u2 not a, u3 only b, u4 nothing
+    seen = sp.csr_matrix(np.array([[0] * 6, [1, 0, 0, 0, 0, 0], [1, 0, 1, 1, 1, 1], [1] * 6]))
+    top1 = read_popularity_top1(dataset, truth.as_of, items, Eligibility(seen=seen), 4)
+    assert top1.tolist() == [0, 2, 1, -1]
 
 
 def _eligible(world) -> np.ndarray:
