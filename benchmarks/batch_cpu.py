@@ -92,10 +92,12 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--answers", type=Path, help="write every answer here, one batch a line")
     parser.add_argument("--steps", action="store_true", help="also report the CPU of each step per batch")
+    parser.add_argument("--response", action="store_true",
+                        help="a bundle with push response models: the send-or-hold path (recsys.decision)")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-    with published_world(args.work_dir, args.users, "batch-cpu-") as published:
+    with published_world(args.work_dir, args.users, "batch-cpu-", args.response) as published:
         as_of, users = published.as_of, published.users
         os.environ.update(_server_env(published.redis_server.url, published.home, as_of))
 
