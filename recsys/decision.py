@@ -282,6 +282,16 @@ def decide_at_slots(settings: Decision, value_now: float, later: Sequence[tuple[
     return verdict
 
 
+_LARGEST = float(np.finfo(np.float64).max)
+
+
+def nan_as_lowest(values: np.ndarray) -> np.ndarray:
+    """`np.nan_to_num(values, nan=-np.inf)` (NaN to -inf, infinities to the largest finite values) in
+    three ufuncs: nan_to_num's own checks cost twice as much, and it runs for every cardholder's
+    upcoming candidate."""
+    return np.where(np.isnan(values), -np.inf, np.minimum(np.maximum(values, -_LARGEST), _LARGEST))
+
+
 def _send_or_hold(settings: Decision, value: float, send_at: datetime, why: str, slots_left: int | None,
                   later_days: Sequence[float] | np.ndarray, upcoming: Sequence[Upcoming]) -> Verdict:
     """Steps 2-4 for the value at the send time."""
@@ -297,7 +307,7 @@ def _send_or_hold(settings: Decision, value: float, send_at: datetime, why: str,
     own[:len(days)] = days
     others = np.full((len(upcoming), horizon), -np.inf)
     for row, item in enumerate(upcoming):
-        others[row, :len(item.days)] = np.nan_to_num(np.asarray(item.days, np.float64), nan=-np.inf)
+        others[row, :len(item.days)] = nan_as_lowest(np.asarray(item.days, np.float64))
     best_day = np.maximum(own, others.max(axis=0)) if len(upcoming) else own
     better = int((best_day > bar).sum())
     if better < slots_left:

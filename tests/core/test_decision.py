@@ -17,6 +17,7 @@ from recsys.decision import (
     is_quiet,
     later_hours,
     monthly_slots_left,
+    nan_as_lowest,
     projected_recent,
     recent_marketing,
     slot_moments,
@@ -232,3 +233,10 @@ def test_at_its_last_slot_a_scheduler_that_ignores_send_at_may_be_asked_again_to
     paced = decide(Decision(pacing=Pacing(margin=0.1)), 0.05, hours, evening, 1, [0.09, 0.2], slots=slots,
                    follows_send_at=False)
     assert paced.decision == HOLD and paced.reason.startswith("slots worth more later")
+
+
+def test_nan_as_lowest_is_nan_to_num_with_nan_as_minus_infinity() -> None:
+    values = np.array([0.25, np.nan, np.inf, -np.inf, -0.0, 1e308, -5e-324, np.nan])
+    got, want = nan_as_lowest(values), np.nan_to_num(values, nan=-np.inf)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    assert nan_as_lowest(np.zeros(0)).shape == (0,)
