@@ -303,13 +303,17 @@ def _send_or_hold(settings: Decision, value: float, send_at: datetime, why: str,
     if pacing is None or slots_left is None or slots_left <= 0 or not horizon:
         return Verdict(SEND, why, send_at, value)
     bar = value + pacing.margin * abs(value)
-    own = np.full(horizon, -np.inf)
-    own[:len(days)] = days
+    own = days
+    if len(days) < horizon:
+        own = np.full(horizon, -np.inf)
+        own[:len(days)] = days
     others = np.full((len(upcoming), horizon), -np.inf)
     for row, item in enumerate(upcoming):
         others[row, :len(item.days)] = nan_as_lowest(np.asarray(item.days, np.float64))
-    best_day = np.maximum(own, others.max(axis=0)) if len(upcoming) else own
-    better = int((best_day > bar).sum())
+    # one upcoming candidate (the usual case, `serving.ranker.UPCOMING`) is its own maximum
+    best_day = (own if not len(upcoming) else np.maximum(own, others[0] if len(upcoming) == 1
+                                                         else others.max(axis=0)))
+    better = int(np.count_nonzero(best_day > bar))
     if better < slots_left:
         return Verdict(SEND, why, send_at, value)
     beats = others > np.maximum(own, bar)[None, :]  # upcoming content worth more than now and the top push
