@@ -12,7 +12,9 @@ on `PYTHONPATH` to measure that checkout's code on the same world, alternating t
 `--answers FILE` writes every answer (one batch a line) for a byte-for-byte comparison of two checkouts
 (push ids and the publication time in `model_version` differ by design). `--steps` adds each step's CPU
 per batch (thread CPU time around the step's function; a step called inside another counts once, in
-the outer one) and Redis's CPU per batch (from `/proc`).
+the outer one) and Redis's CPU per batch (from `/proc`). `--response` publishes the bundle beside push
+response models fitted on the world's push log (made once under --work-dir), so that every answer is
+decided by send or hold (`recsys.decision`), as with a version from `recsys train`.
 """
 
 from __future__ import annotations
