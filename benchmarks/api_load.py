@@ -119,6 +119,27 @@ def ensure_bundle(work: Path, world: Path, users: int) -> Path:
     return out
 
 
+def ensure_response_bundle(bundle_path: Path, world: Path) -> Path:
+    """The benchmark's bundle beside push response models fitted on the world's push log, so that ranking
+    takes the send-or-hold path (`recsys.decision`) as a version from `recsys train` does. One fit, no
+    choice on the validation slice and no refit: the serving work per cardholder is the same."""
+    out = bundle_path.with_name(f"{bundle_path.name}-response")
+    if (out / "bundle.json").exists():
+        return out
+    from dataclasses import replace
+
+    from features.loader import load_dataset
+    from recsys.bundle import ModelBundle
+    from training.response import ResponseFitConfig, fit_response_models
+
+    log("fitting the push response models for the benchmark")
+    dataset = load_dataset(world)
+    config = ResponseFitConfig(refit=False, user_hour_grid=(1.0,), reminder_opens=True)
+    response, _ = fit_response_models(dataset, dataset.time_range()[1], config)
+    replace(ModelBundle.load(bundle_path), response=response).save(out)
+    return out
+
+
 def publish_into(redis_url: str, world: Path, bundle_path: Path):
     import redis
 
@@ -145,15 +166,18 @@ class Published:
 
 
 @contextlib.contextmanager
-def published_world(work_dir: Path, users: int, prefix: str) -> Iterator[Published]:
-    """The benchmark's world and bundle (made once under `work_dir`) published into a fresh embedded Redis,
-    which is stopped, and the scratch directory removed, on the way out."""
+def published_world(work_dir: Path, users: int, prefix: str, response: bool = False) -> Iterator[Published]:
+    """The benchmark's world and bundle (made once under `work_dir`; `response`: with push response models,
+    `ensure_response_bundle`) published into a fresh embedded Redis, which is stopped, and the scratch
+    directory removed, on the way out."""
     from recsys.embedded_redis import start_embedded_redis
 
     work = work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     world = ensure_world(work, users)
     bundle_path = ensure_bundle(work, world, users)
+    if response:
+        bundle_path = ensure_response_bundle(bundle_path, world)
     redis_server = start_embedded_redis()
     home = Path(tempfile.mkdtemp(prefix=prefix, dir=work))
     try:

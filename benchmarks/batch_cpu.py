@@ -12,7 +12,9 @@ on `PYTHONPATH` to measure that checkout's code on the same world, alternating t
 `--answers FILE` writes every answer (one batch a line) for a byte-for-byte comparison of two checkouts
 (push ids and the publication time in `model_version` differ by design). `--steps` adds each step's CPU
 per batch (thread CPU time around the step's function; a step called inside another counts once, in
-the outer one) and Redis's CPU per batch (from `/proc`).
+the outer one) and Redis's CPU per batch (from `/proc`). `--response` publishes the bundle beside push
+response models fitted on the world's push log (made once under --work-dir), so that every answer is
+decided by send or hold (`recsys.decision`), as with a version from `recsys train`.
 """
 
 from __future__ import annotations
@@ -92,10 +94,12 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--answers", type=Path, help="write every answer here, one batch a line")
     parser.add_argument("--steps", action="store_true", help="also report the CPU of each step per batch")
+    parser.add_argument("--response", action="store_true",
+                        help="a bundle with push response models: the send-or-hold path (recsys.decision)")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-    with published_world(args.work_dir, args.users, "batch-cpu-") as published:
+    with published_world(args.work_dir, args.users, "batch-cpu-", args.response) as published:
         as_of, users = published.as_of, published.users
         os.environ.update(_server_env(published.redis_server.url, published.home, as_of))
 

@@ -318,9 +318,18 @@ class PushResponseModel:
         """Uncalibrated logit of `target` ("open" or "mute") per push."""
         if target not in TARGETS:
             raise ResponseModelError(f"unknown target {target!r}: use one of {TARGETS}")
-        design = design_matrix(self.layout, users, items, np.asarray(hours), np.asarray(recent),
-                               self.standardise(scores))
-        return design @ self.coef[target]
+        return self._design(users, items, hours, recent, scores) @ self.coef[target]
+
+    def logits(self, users: UserRows, items: ItemRows, hours: np.ndarray, recent: np.ndarray,
+               scores: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """`logit` of every target, from one design matrix (building it is most of a logit's cost)."""
+        design = self._design(users, items, hours, recent, scores)
+        return {target: design @ self.coef[target] for target in TARGETS}
+
+    def _design(self, users: UserRows, items: ItemRows, hours: np.ndarray, recent: np.ndarray,
+                scores: np.ndarray | None) -> sp.csr_matrix:
+        return design_matrix(self.layout, users, items, np.asarray(hours), np.asarray(recent),
+                             self.standardise(scores))
 
     def standardise(self, scores: np.ndarray | None) -> np.ndarray | None:
         if scores is None or not self.uses_score:

@@ -526,8 +526,7 @@ def _slice_logits(model: PushResponseModel, inputs: _Inputs, start: pd.Timestamp
     part = inputs.pushes.loc[rows]
     users, items = model.user_rows(part["user_id"].to_numpy()), model.item_rows(part["content_id"].to_numpy())
     scores = None if inputs.scores is None else inputs.scores[rows]
-    logits = {t: model.logit(t, users, items, part["hour"].to_numpy(), part["recent"].to_numpy(), scores)
-              for t in TARGETS}
+    logits = model.logits(users, items, part["hour"].to_numpy(), part["recent"].to_numpy(), scores)
     outcomes = {"open": (part["opened_ts"].notna() & (part["opened_ts"] <= end)).to_numpy(dtype=np.float64),
                 "mute": part["muted"].to_numpy(dtype=np.float64)}
     return logits, outcomes

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -17,6 +17,7 @@ from recsys.decision import (
     is_quiet,
     later_hours,
     monthly_slots_left,
+    nan_as_lowest,
     projected_recent,
     recent_marketing,
     slot_moments,
@@ -68,6 +69,31 @@ def test_later_hours_skip_quiet_hours_and_stop_at_midnight() -> None:
     assert hours == [20, 21]
     assert is_quiet(quiet, NOW.replace(hour=23)) and is_quiet(quiet, NOW.replace(hour=7, minute=59))
     assert not is_quiet(quiet, NOW.replace(hour=8)) and not is_quiet(None, NOW.replace(hour=3))
+
+
+def test_later_hours_match_hour_steps_in_every_zone_and_quiet_window() -> None:
+    """The hours are whole-hour steps of the local wall clock up to 23:00, each tested against the quiet
+    window: the same datetimes (zone, fold) as adding `timedelta(hours=step)` and testing each one."""
+    def reference(now_local: datetime, quiet: QuietHours | None) -> list[datetime]:
+        start = now_local.replace(minute=0, second=0, microsecond=0)
+        moments = [start + timedelta(hours=step) for step in range(1, 24)]
+        return [m for m in moments if m.date() == now_local.date() and not is_quiet(quiet, m)]
+
+    windows = [None, QuietHours(start="22:00", end="08:00"), QuietHours(start="01:00", end="05:30"),
+               QuietHours(start="12:15", end="12:45")]
+    zones = [SHANGHAI, ZoneInfo("America/New_York"), ZoneInfo("Asia/Kolkata"), UTC]
+    # 2026-11-01 01:30 in New York happens twice (fold 0 and 1); 2026-03-08 02:30 does not exist
+    days = [datetime(2026, 11, 1, 1, 30), datetime(2026, 11, 1, 1, 30, fold=1), datetime(2026, 3, 8, 1, 59)]
+    for zone in zones:
+        for day in days:
+            for hour in range(24):
+                now_local = day.replace(hour=hour, tzinfo=zone)
+                for quiet in windows:
+                    got = later_hours(now_local, quiet)
+                    want = reference(now_local, quiet)
+                    assert got == want and [m.fold for m in got] == [m.fold for m in want]
+                    assert all(m.tzinfo is now_local.tzinfo for m in got)
+    assert later_hours(NOW.replace(hour=23, minute=59), None) == []
 
 
 def push(push_id: str, when: datetime, status: ReservationStatus, transactional: bool = False,
@@ -207,3 +233,10 @@ def test_at_its_last_slot_a_scheduler_that_ignores_send_at_may_be_asked_again_to
     paced = decide(Decision(pacing=Pacing(margin=0.1)), 0.05, hours, evening, 1, [0.09, 0.2], slots=slots,
                    follows_send_at=False)
     assert paced.decision == HOLD and paced.reason.startswith("slots worth more later")
+
+
+def test_nan_as_lowest_is_nan_to_num_with_nan_as_minus_infinity() -> None:
+    values = np.array([0.25, np.nan, np.inf, -np.inf, -0.0, 1e308, -5e-324, np.nan])
+    got, want = nan_as_lowest(values), np.nan_to_num(values, nan=-np.inf)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    assert nan_as_lowest(np.zeros(0)).shape == (0,)

@@ -182,6 +182,26 @@ def test_a_model_of_another_format_is_refused(handmade: Fitted, tmp_path: Path) 
         PushResponseModel.load(tmp_path / "missing")
 
 
+def test_both_logits_from_one_design_and_item_rows_taken_by_position(handmade: Fitted) -> None:
+    """`logits` gives each target's `logit` bit for bit, and the rows of a catalogue taken by position
+    are the rows of the same ids asked by name (a content unknown to the model included), as the ranker
+    asks them."""
+    model = handmade.model
+    catalogue = np.array(["p01", "p02", "never-pushed", "bill", "new-kind"], dtype=object)
+    kinds = np.array(["promotion", "promotion", "reminder", "reminder", "story"], dtype=object)
+    positions = np.array([2, 0, 1, 4, 3, 2, 0])
+    taken = model.item_rows(catalogue, kinds).take(positions)
+    named = model.item_rows(catalogue[positions], kinds[positions])
+    assert np.array_equal(taken.index, named.index) and np.array_equal(taken.kind, named.kind)
+    assert taken.index[0] == -1 and taken.index[3] == -1  # the contents unknown to the model
+    users = model.user_rows(["owl", "g01", "c00", "stranger", "owl", "c00", "g01"])
+    query = (users, taken, np.array([9, 20, 0, 23, 12, 7, 15]), np.array([1, 2, 5, 1, 30, 3, 1]))
+    both = model.logits(*query)
+    assert set(both) == {"open", "mute"}
+    for target in ("open", "mute"):
+        assert both[target].tobytes() == model.logit(target, *query).tobytes()
+
+
 def test_bad_queries_are_refused(handmade: Fitted) -> None:
     model = handmade.model
     rows, items = model.user_rows(["owl", "g01"]), model.item_rows(["p01", "p02"])

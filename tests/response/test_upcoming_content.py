@@ -54,6 +54,21 @@ def test_upcoming_content_counts_only_where_it_beats_the_top_push() -> None:
     assert verdict.decision == HOLD and "offer-9 on day 3" in verdict.reason
 
 
+def test_every_upcoming_candidate_counts_on_its_own_days() -> None:
+    nan = float("nan")
+    own = [0.01, 0.01, 0.01]  # the top push is worth less later
+    first, second = upcoming("offer-a", [nan, 0.05, nan]), upcoming("offer-b", [0.06, nan, nan, 0.07])
+    # two better days, one from each offer (and a fourth day only the second offer has): three, for three
+    # slots left, hold for the earliest, the second offer's day 1
+    held = decide(SETTINGS, 0.03, [], NOW, 3, own, [first, second])
+    assert held.decision == HOLD and held.reason.startswith("better content later: offer-b on day 1")
+    assert "3 later days worth more for 3 slot(s)" in held.reason
+    assert decide(SETTINGS, 0.03, [], NOW, 4, own, [first, second]).decision == SEND
+    # either offer alone gives fewer better days than slots left
+    assert decide(SETTINGS, 0.03, [], NOW, 3, own, [first]).decision == SEND
+    assert decide(SETTINGS, 0.03, [], NOW, 3, own, [second]).decision == SEND
+
+
 def test_day_best_respects_each_candidates_usable_hours_and_matches_day_values(handmade) -> None:
     model = handmade.model
     users, items = model.user_rows(["c01", "g03"]), model.item_rows(["p01", "p02"])
