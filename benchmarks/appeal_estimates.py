@@ -6,7 +6,11 @@ as-of time (the features of `--config`) and prints the Spearman correlation of e
 the item's true mean open probability over every cardholder, among the items on offer at the as-of
 time (transactional notices left out): all of them, the new ones (on offer for at most `--new-days`
 days) and the others, and the share of the true ten best items' mean truth that each estimate's ten
-best reach. The estimates:
+best reach; then, as `benchmarks/quality.py` scores a model, the top-1 gap closed (overall / non-readers)
+when every cardholder is offered the eligible items in the estimate's order alone ("alone"): eligibility
+leaves out what a cardholder was already pushed, so where campaigns were targeted the cardholders left
+for an item are the ones its campaign passed over, which a correlation over items cannot show. The
+estimates:
 
 - `engagement`: today's `engagement_rate`, log((cardholders who read or opened it + 1) / days on offer);
 - `open rate`: today's default, `open_rate_logit` over that engagement rate;
@@ -182,7 +186,21 @@ def head_share(estimate: np.ndarray, truth: np.ndarray, rows: np.ndarray) -> flo
     return float(values[order[:HEAD]].mean() / np.sort(values)[::-1][:HEAD].mean())
 
 
+def ranked_alone(estimate: np.ndarray, n_users: int, eligibility, k: int = 5) -> np.ndarray:
+    """[n_users, k] item indices: each cardholder's eligible items in the order of `estimate` alone
+    (items without an estimate last), -1 where fewer are eligible."""
+    from recsys.ranking import top_k
+
+    known = np.isfinite(estimate)
+    if not known.any():
+        raise ValueError("the estimate has no finite value to rank by")
+    order = np.where(known, estimate, estimate[known].min() - 1.0).astype(np.float32)
+    indices, _ = top_k(np.ones((n_users, 1), dtype=np.float32), order[:, None], k, eligibility)
+    return indices
+
+
 def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None, args) -> None:
+    from benchmarks.quality import eligibility_at, recommendation_frame, score
     from features.loader import load_dataset
     from features.pipeline import build_training_matrices
     from features.timecut import known_at
@@ -205,13 +223,18 @@ def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None
         f"{low:g}-{high:g}: {value:.2f}" for low, high, value in zip(AGE_EDGES[:-1], AGE_EDGES[1:], gain,
                                                                      strict=True) if value > 0)
           + "), over the average")
-    print(f"  {'estimate':<34} " + " ".join(f"{group:>9}" for group in groups) + f" {'top-' + str(HEAD):>7}")
+    print(f"  {'estimate':<34} " + " ".join(f"{group:>9}" for group in groups) + f" {'top-' + str(HEAD):>7}"
+          + "   alone: top-1 gap closed (all / non-readers)")
     prior_sends = float(config.model.params.get("open_rate_prior_sends", 50.0))
+    eligibility = eligibility_at(data, dataset, as_of)
     for label, estimate in estimates(data, known, as_of, truth, live, args, prior_sends).items():
         rhos = [spearmanr(estimate[rows], truth[rows]).statistic if rows.sum() > 2 else np.nan
                 for rows in groups.values()]
+        recs = recommendation_frame(ranked_alone(estimate, data.n_users, eligibility), data)
+        overall, non_readers = score(world, recs, dataset, truth_path)
         print(f"  {label:<34} " + " ".join(f"{rho:9.3f}" for rho in rhos)
-              + f" {head_share(estimate, truth, live):7.3f}", flush=True)
+              + f" {head_share(estimate, truth, live):7.3f}   {overall:6.3f} / {non_readers:6.3f}",
+              flush=True)
 
 
 def main() -> None:

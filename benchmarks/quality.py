@@ -38,6 +38,7 @@ DEFAULT_WORLDS = (
     "merchants=--scenario merchants",
     "needs=--scenario needs",
     "sparse-readers=--scenario sparse-readers",
+    "targeted=--campaign-targeting 0.8",
 )
 PREVIOUS_FEATURES = {"spend_mcc_weight": 0.0, "spend_visits_weight": 0.0, "open_topic_weight": 0.0,
                      "item_title_weight": 0.0, "menu_share_weight": 0.0}

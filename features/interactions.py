@@ -68,13 +68,14 @@ def marketing_items(dataset: Dataset, items: IdIndex) -> np.ndarray:
 
 def push_counts(dataset: Dataset, as_of: pd.Timestamp, items: IdIndex, config: FeatureConfig
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(sends, opens) float64 [n_items] up to `as_of`: pushes opened by then, or sent at least
-    `negative_grace_days` before it (younger unopened ones may still be opened), and of those the
-    opened. Transactional notices count for nothing: they are never ranked, and how often a statement
-    reminder is opened says nothing of the rate of marketing content."""
+    """(sends, opens) float64 [n_items] up to `as_of`: pushes sent at least `negative_grace_days`
+    before it, and of those the opened by then. Younger pushes count for nothing, opened or not: their
+    unopened ones may still be opened, and counting only their opens would put an item pushed in the
+    last days near a rate of 1. Transactional notices count for nothing: they are never ranked, and how
+    often a statement reminder is opened says nothing of the rate of marketing content."""
     pushes = dataset.push_log
     opened = (pushes["opened_ts"].notna() & (pushes["opened_ts"] <= as_of)).to_numpy()
-    counted = opened | (pushes["sent_ts"] <= as_of - config.negative_grace_days * DAY).to_numpy()
+    counted = (pushes["sent_ts"] <= as_of - config.negative_grace_days * DAY).to_numpy()
     cols = items.index_of(pushes["content_id"].astype(str).to_numpy(dtype=object))
     marketing = marketing_items(dataset, items)
     keep = counted & (cols >= 0)

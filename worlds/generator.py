@@ -31,7 +31,7 @@ from worlds.event_clock import DAY_US, Clock
 from worlds.menu import make_menu_clicks
 from worlds.population import Cardholders, make_cardholders, with_scenario
 from worlds.pseudonyms import pseudonyms
-from worlds.pushes import CampaignPlan, make_pushes, plan_campaigns
+from worlds.pushes import CampaignPlan, Targeting, make_pushes, plan_campaigns
 from worlds.reads import make_reads
 from worlds.response import ResponseModel, ResponseParams
 from worlds.scenario import Scenario
@@ -48,8 +48,9 @@ MAX_DAYS = 730
 MAX_ITEMS = 5_000
 MIN_ITEMS = 5
 
-# RNG streams (the last two are used only by non-default scenarios, so default worlds stay unchanged)
-_CONTENT, _PEOPLE, _SPEND, _MENU, _READS, _PUSHES, _CAMPAIGNS, _CATALOGUE_VARIANT, _SCENARIO = range(9)
+# RNG streams (the last three are used only by non-default scenarios, so default worlds stay unchanged)
+(_CONTENT, _PEOPLE, _SPEND, _MENU, _READS, _PUSHES, _CAMPAIGNS, _CATALOGUE_VARIANT, _SCENARIO,
+ _TARGETING) = range(10)
 _USER_SALT, _PUSH_SALT = 1, 2
 
 
@@ -331,7 +332,11 @@ def _write_block(
     readers = np.zeros(len(people), dtype=bool)
     readers[reads.user] = True
 
-    pushes = make_pushes(np.random.default_rng([seed, _PUSHES, block]), people, content, clock, model, plan)
+    targeting = None
+    if scenario.campaign_targeting:
+        targeting = Targeting(scenario.campaign_targeting, np.random.default_rng([seed, _TARGETING, block]))
+    pushes = make_pushes(np.random.default_rng([seed, _PUSHES, block]), people, content, clock, model, plan,
+                         targeting)
     push_numbers = (np.int64(block) << 28) + np.arange(len(pushes.user), dtype=np.int64)
     sinks["push_log"].write({
         "push_id": pseudonyms("p", push_numbers, seed, _PUSH_SALT, bits=48),

@@ -5,9 +5,13 @@ Past policy (not personalised): every day the account ran a few broadcast campai
 own local send hour; the first one open to every tier). Each opted-in cardholder received marketing
 pushes at a personal intensity (1 to 12 per 30 days: the bank's old segments pushed some people far
 more than others) on random days, each carrying one of that day's campaigns allowed for their tier,
-never the same item twice. Transactional reminders go to everyone following the card cycle
-(statement ready on the statement day, bill due three days before the due date, payment received,
-points expiring near month end).
+never the same item twice. In a world with campaign targeting (`worlds.scenario`, ``campaign_targeting``)
+that share of the marketing sends instead carries, of the day's campaigns allowed for the cardholder and
+not yet sent to them, the one whose topics best match their true taste (`ResponseModel.affinity`): the
+campaign reaches the cardholders likeliest to like it, and its open rate over its sends overstates what
+everyone else would do. The push log records no such propensity. Transactional reminders go to
+everyone following the card cycle (statement ready on the statement day, bill due three days before
+the due date, payment received, points expiring near month end).
 
 The answers come from `worlds.response.ResponseModel`: a push is opened with the fatigued open
 probability (``recent`` = marketing pushes in the trailing window, this one included; pushes from a
@@ -61,6 +65,18 @@ class CampaignPlan:
 CAMPAIGNS_PER_DAY = 3
 
 
+@dataclass(frozen=True)
+class Targeting:
+    """Campaign targeting by taste: ``share`` (0-1] of the marketing sends chosen by true affinity."""
+
+    share: float
+    rng: np.random.Generator  # its own stream, so the rest of the block's draws do not shift with the share
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.share <= 1.0:
+            raise ValueError(f"campaign targeting share must be in (0, 1], got {self.share}")
+
+
 def plan_campaigns(rng: np.random.Generator, content: Content, clock: Clock, burn_in: int) -> CampaignPlan:
     """Pick each day's campaigns among the marketing items valid that day, by exposure."""
     days = np.arange(-burn_in, clock.days)
@@ -86,8 +102,49 @@ def plan_campaigns(rng: np.random.Generator, content: Content, clock: Clock, bur
     return CampaignPlan(first_day=-burn_in, items=items.astype(np.int64), hours=np.minimum(hours, 23))
 
 
+def targeted_slots(
+    rng: np.random.Generator,
+    user: np.ndarray,
+    col: np.ndarray,
+    slot: np.ndarray,
+    allowed: np.ndarray,
+    plan: CampaignPlan,
+    model: ResponseModel,
+    share: float,
+) -> np.ndarray:
+    """``slot`` with ``share`` of the sends moved to the cardholder's best-matching campaign of the day.
+
+    Days are walked in order so a targeted send skips campaigns the cardholder already received (a
+    cardholder's favourite item runs on many days); when every allowed campaign was received, the send
+    keeps its random slot and is dropped later as a repeat, as untargeted repeats are.
+    """
+    targeted = rng.random(len(user)) < share
+    items = plan.items[col]
+    match = np.where(allowed, model.affinity(user[:, None], np.maximum(items, 0)), -np.inf)
+    received = np.zeros((model.n_users, model.n_items), dtype=bool)
+    slot = slot.copy()
+    order = np.argsort(col, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(col[order]) != 0])
+    for day in np.split(order, starts[1:]):
+        chosen = day[targeted[day]]
+        if len(chosen):
+            seen = received[user[chosen, None], np.maximum(items[chosen], 0)]
+            score = np.where(seen, -np.inf, match[chosen])
+            best = np.argmax(score, axis=1)
+            fresh = np.isfinite(score[np.arange(len(chosen)), best])
+            slot[chosen[fresh]] = best[fresh]
+        received[user[day], items[day, slot[day]]] = True
+    return slot
+
+
 def _marketing(
-    rng: np.random.Generator, people: Cardholders, content: Content, clock: Clock, plan: CampaignPlan
+    rng: np.random.Generator,
+    people: Cardholders,
+    content: Content,
+    clock: Clock,
+    plan: CampaignPlan,
+    model: ResponseModel,
+    targeting: Targeting | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     days = np.arange(plan.first_day, clock.days)
     active = (days[None, :] >= people.open_day[:, None]) & people.marketing_ok[:, None]
@@ -99,6 +156,8 @@ def _marketing(
     slot = draw_from_rows(rng, row_cdf(allowed.astype(np.float64)), np.arange(len(user)))
     found = slot >= 0
     user, col, slot = user[found], col[found], slot[found]
+    if targeting is not None:
+        slot = targeted_slots(targeting.rng, user, col, slot, allowed[found], plan, model, targeting.share)
     item = plan.items[col, slot]
     local = plan.hours[col, slot] * HOUR_US + (rng.random(len(user)) * 3_600).astype(np.int64) * _SECOND_US
     offset = (people.utc_offset_hours[user] * HOUR_US).astype(np.int64)
@@ -153,10 +212,15 @@ def make_pushes(
     clock: Clock,
     model: ResponseModel,
     plan: CampaignPlan,
+    targeting: Targeting | None = None,
 ) -> Pushes:
-    """The block's push log; ``plan`` must start ``model.params.window_days`` days before the window."""
+    """The block's push log; ``plan`` must start ``model.params.window_days`` days before the window.
+
+    ``targeting`` (None: every campaign send at random) moves a share of the marketing sends to the
+    cardholder's best-matching campaign of the day.
+    """
     window_days = model.params.window_days
-    m_user, m_item, m_sent = _marketing(rng, people, content, clock, plan)
+    m_user, m_item, m_sent = _marketing(rng, people, content, clock, plan, model, targeting)
     order = np.lexsort((m_sent, m_user))
     m_user, m_item, m_sent = m_user[order], m_item[order], m_sent[order]
     _, first_time = np.unique(m_user * len(content) + m_item, return_index=True)

@@ -72,6 +72,10 @@ def synth(
     noise: float | None = typer.Option(None, "--noise",
                                        help="Std of noise between the taste behind opens and the taste "
                                             "spend, menu and reads show, 0-5 (0: none)."),
+    campaign_targeting: float | None = typer.Option(None, "--campaign-targeting",
+                                                    help="Share of past marketing sends that carried the "
+                                                         "day's campaign best matching the cardholder's "
+                                                         "taste instead of a random one, 0-1 (0: none)."),
 ) -> None:
     """Generate a synthetic cardholder world: contract-valid tables plus the hidden truth.
 
@@ -88,7 +92,8 @@ def synth(
         raise typer.Exit(code=2)
     base = SCENARIOS[scenario] if scenario is not None else Scenario()
     structure = base.with_overrides(taste_channel=taste, reader_share=reader_share, tags=tags,
-                                    hour_preference=hour_preference, noise=noise)
+                                    hour_preference=hour_preference, noise=noise,
+                                    campaign_targeting=campaign_targeting)
     try:
         config = WorldConfig(users=users, items=items, days=days, seed=seed, end=parse_end(end),
                              fmt=fmt.lower(), scenario=structure)  # type: ignore[arg-type]

@@ -241,16 +241,19 @@ def test_purchase_count_shares_per_mcc_and_item_exposure_days(hand_made: Dataset
     assert not any(name.startswith("visits") for name in row(builder, matrices.user_features, 0))
 
 
-def test_push_counts_per_item_leave_out_young_unopened_pushes_and_notices(hand_made: Dataset) -> None:
+def test_push_counts_per_item_leave_out_young_pushes_and_notices(hand_made: Dataset) -> None:
     dataset = with_pushes(hand_made, [
         ("p4", "u1", "c_bill", "2024-06-02T10:00:00Z", "2024-06-02T11:00:00Z"),
         ("p5", "u2", "c_travel", "2024-06-27T10:00:00Z", "2024-06-29T23:00:00Z"),
+        # sent 15 hours before the as-of time and already opened: as young as p3, so not counted either
+        # (counting the young opens without the young unopened would put a new campaign near a rate of 1)
+        ("p6", "u1", "c_travel", "2024-06-29T09:00:00Z", "2024-06-29T09:30:00Z"),
     ])
     matrices, _ = build_training_matrices(dataset, AS_OF)
     sends = dict(zip(matrices.items.ids, matrices.item_sends, strict=True))
     opens = dict(zip(matrices.items.ids, matrices.item_opens, strict=True))
     # c_dine: p1 sent and opened; p3 sent 14 hours before the as-of time and not opened yet: not counted
-    # c_travel: p2 ignored, p5 opened; c_bill: a statement notice, never ranked, never counted
+    # c_travel: p2 ignored, p5 opened, p6 too young; c_bill: a statement notice, never ranked, never counted
     assert (sends["c_dine"], opens["c_dine"]) == (1.0, 1.0)
     assert (sends["c_travel"], opens["c_travel"]) == (2.0, 1.0)
     assert sends["c_bill"] == opens["c_bill"] == 0.0 and sends["c_plat"] == 0.0

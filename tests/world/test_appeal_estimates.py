@@ -11,6 +11,7 @@ from benchmarks.appeal_estimates import (
     age_fair_exposure,
     head_share,
     pseudo_days,
+    ranked_alone,
     shrunk_rate,
     tag_prior_rate,
 )
@@ -67,3 +68,14 @@ def test_head_share_is_one_for_the_truths_own_order_and_hand_computed_for_anothe
     assert head_share(truth, truth, rows) == pytest.approx(1.0)
     # the ten worst picked: mean 4.5 against the ten best's 14.5
     assert head_share(-truth, truth, rows) == pytest.approx(4.5 / 14.5)
+
+
+def test_ranked_alone_offers_each_cardholder_the_eligible_items_in_the_estimates_order() -> None:
+    from recsys.ranking import Eligibility
+
+    estimate = np.array([0.1, np.nan, 0.5, 0.3])
+    seen = sp.csr_matrix(np.array([[0, 0, 1, 0], [0, 0, 0, 0]], dtype=bool))  # cardholder 0 was pushed item 2
+    indices = ranked_alone(estimate, 2, Eligibility(seen=seen), k=4)
+    assert indices.tolist() == [[3, 0, 1, -1], [2, 3, 0, 1]]  # the item without an estimate comes last
+    with pytest.raises(ValueError, match="no finite value"):
+        ranked_alone(np.full(4, np.nan), 2, Eligibility())
