@@ -33,6 +33,10 @@ sends the API answered with a later `send_at` is printed (it shows when the API 
 refits the bundle's response models with another prior on each cardholder's daily wave under the same
 ranking model.
 
+--decompose splits what the value-aware engines' months lose by the truth into what to push, the hour,
+whether to send and pacing: a chain of edits to the engine's own sends, each scored in expected value
+(`benchmarks/month_gaps.py`).
+
 Prints pushes, opens, mutes, value = opens - 10 x mutes, the expected value (the true p_open - 10 x
 p_mute summed over the pushes: the same figure less the luck of each push's draw) and cap violations
 (more than 1 a local day or 4 a local month, in quiet hours 22:00-08:00, or less than 12 h apart) per
