@@ -920,7 +920,7 @@ def main() -> int:
     if args.decompose:
         from benchmarks.month_gaps import MonthTruth, decompose, report, sends_of
 
-        month_truth = MonthTruth(world, outcomes, args.days)
+        month_truth = MonthTruth(world, outcomes, args.days, MUTE_PRICE)
         gap = results[GAP_ORACLE]["expected value"] - results[BROADCAST]["expected value"]
         # a scheduler that follows send_at reaches any time the API names; one that ignores it, its slots
         for name, reach in (("value-aware engine", "any"), (IGNORING, "slots")):

@@ -30,9 +30,8 @@ import numpy as np
 import pandas as pd
 
 from recsys.cells import split_list
-from recsys.eligibility import tier_table, valid_between
+from recsys.eligibility import epoch_micros, tier_table, valid_between
 
-MUTE_PRICE = 10.0
 HALF_HOUR, HOURS_12 = 1800, 12 * 3600
 REACHES = ("slots", "any")
 THIRDS = ("days 1-10", "days 11-20", "days 21-30")
@@ -64,14 +63,16 @@ def sends_of(batches: list, muted: set[int]) -> Sends:
 class MonthTruth:
     """The truth's value of a cardholder's schedule of pushes, and the times each scheduler reaches."""
 
-    def __init__(self, world: Path, outcomes: Any, days: int) -> None:
-        self.outcomes, self.response = outcomes, outcomes.response
+    def __init__(self, world: Path, outcomes: Any, days: int, mute_price: float) -> None:
+        """`outcomes`: the month's `Outcomes` (truth, cardholders, push log, slots); `mute_price` the value
+        of a mute in opens."""
+        self.outcomes, self.response, self.mute_price = outcomes, outcomes.response, mute_price
         content = pd.read_parquet(world / "content.parquet")
         marketing = content.loc[~content["transactional"].astype("boolean").fillna(False).to_numpy()]
         self.item_ids = marketing["content_id"].astype(str).to_numpy()
         self.items = outcomes.truth.content_index(self.item_ids)
-        self.valid_from = _epoch(marketing["valid_from"])
-        self.valid_to = _epoch(marketing["valid_to"])
+        self.valid_from = epoch_micros(marketing["valid_from"]) / 1e6  # epoch seconds, NaN: open
+        self.valid_to = epoch_micros(marketing["valid_to"]) / 1e6
         holders = pd.read_parquet(world / "cardholders.parquet")
         tiers = holders["card_tier"].astype("string").fillna("").tolist()
         self.allowed = tier_table(split_list(marketing["card_tiers"]).tolist(),
@@ -149,9 +150,10 @@ class MonthTruth:
         if contents is not None:
             items = self.outcomes.truth.content_index(np.asarray(contents)[order])
             return (self.response.open_probability(user, items, recent, hours)
-                    - MUTE_PRICE * self.response.mute_probability(user, recent, items))
-        worth = (self.response.open_probability(user, self.items[None, :], recent[:, None], hours[:, None])
-                 - MUTE_PRICE * self.response.mute_probability(user, recent[:, None], self.items[None, :]))
+                    - self.mute_price * self.response.mute_probability(user, recent, items))
+        items = self.items[None, :]
+        worth = (self.response.open_probability(user, items, recent[:, None], hours[:, None])
+                 - self.mute_price * self.response.mute_probability(user, recent[:, None], items))
         eligible = self.allowed[row][None, :] & valid_between(self.valid_from, self.valid_to,
                                                                 times[:, None].astype(float))
         values = np.full(len(times), -np.inf)
@@ -160,12 +162,6 @@ class MonthTruth:
             values[k] = np.where(eligible[k], worth[k], -np.inf)[column]
             eligible[k + 1:, column] = False
         return values
-
-
-def _epoch(values: pd.Series) -> np.ndarray:
-    stamps = pd.to_datetime(values, utc=True)
-    out = np.array([t.timestamp() if not pd.isna(t) else np.nan for t in stamps], dtype=np.float64)
-    return out
 
 
 def total(values: np.ndarray) -> float:

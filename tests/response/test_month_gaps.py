@@ -29,7 +29,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[month.Outcomes, mon
                                          scenario=Scenario(hour_preference=1.0)),
                              tmp_path_factory.mktemp("gaps-world") / "data")
     outcomes = month.Outcomes(summary.truth, summary.out, seed=5)
-    return outcomes, month_gaps.MonthTruth(summary.out, outcomes, DAYS)
+    return outcomes, month_gaps.MonthTruth(summary.out, outcomes, DAYS, month.MUTE_PRICE)
 
 
 def reachable_rows(outcomes: month.Outcomes, count: int) -> list[int]:
