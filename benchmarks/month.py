@@ -33,6 +33,10 @@ sends the API answered with a later `send_at` is printed (it shows when the API 
 refits the bundle's response models with another prior on each cardholder's daily wave under the same
 ranking model.
 
+--decompose splits what the value-aware engines' months lose by the truth into what to push, the hour,
+whether to send and pacing: a chain of edits to the engine's own sends, each scored in expected value
+(`benchmarks/month_gaps.py`).
+
 Prints pushes, opens, mutes, value = opens - 10 x mutes, the expected value (the true p_open - 10 x
 p_mute summed over the pushes: the same figure less the luck of each push's draw) and cap violations
 (more than 1 a local day or 4 a local month, in quiet hours 22:00-08:00, or less than 12 h apart) per
@@ -364,7 +368,9 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendA
     client = SchedulerClient(base, TOKEN)
     sent_log: dict[int, list[datetime]] = defaultdict(list)
     totals: dict = defaultdict(int)
-    batches: list[tuple[int, int, np.ndarray, list[datetime]]] = []  # (day, slot, rows, send times)
+    # (day, slot, rows, send times, content ids)
+    batches: list[tuple[int, int, np.ndarray, list[datetime], list[str]]] = []
+    muted_rows: set[int] = set()
     users = [u for u, ok in zip(outcomes.user_ids, outcomes.reachable, strict=True) if ok]
     for day in range(days):
         for slot, (hour, minute) in enumerate(outcomes.slots):
@@ -394,7 +400,7 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendA
                     push_ids.append(result["push_id"])
             if not rows:
                 continue
-            batches.append((day, slot, np.asarray(rows), when))
+            batches.append((day, slot, np.asarray(rows), when, contents))
             opened, muted = outcomes.answer(np.asarray(rows), contents, when, sent_log, uniforms)
             events = []
             pushes = zip(rows, contents, when, push_ids, opened, muted, strict=True)
@@ -407,6 +413,7 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendA
                     events.append({"event_id": f"{push_id}-o", "type": "opened", "user_id": user,
                                    "push_id": push_id, "ts": (at + timedelta(minutes=20)).isoformat()})
                 if m:
+                    muted_rows.add(r)
                     events.append({"event_id": f"{push_id}-m", "type": "muted", "user_id": user,
                                    "push_id": push_id, "ts": (at + timedelta(minutes=5)).isoformat()})
             for start in range(0, len(events), 1000):
@@ -421,6 +428,7 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendA
                               for day in range(days)]
     totals["violations"] = violations(sent_log, outcomes.zones)
     totals["batches"] = batches
+    totals["muted rows"] = muted_rows
     totals["retries"] = dict(client.retries)
     return dict(totals)
 
@@ -605,7 +613,7 @@ def with_true_items(world: Path, outcomes: Outcomes, batches: list) -> dict:
     sent_log: dict[int, list[datetime]] = defaultdict(list)
     stopped: set[int] = set()
     totals = defaultdict(int)
-    for day, slot, rows, when in batches:
+    for day, slot, rows, when, _ in batches:
         keep = np.array([r not in stopped for r in rows.tolist()], dtype=bool)
         rows, when = rows[keep], [t for t, k in zip(when, keep, strict=True) if k]
         recent = outcomes.recent(rows, when, sent_log)
@@ -741,6 +749,9 @@ def command_line() -> argparse.ArgumentParser:
                         help="the scheduler's times of asking each day, HH:MM Asia/Shanghai separated by "
                              f"commas (default {slots_text(DEFAULT_SLOTS).replace(' ', '')}); every "
                              "scheduler of the run asks then, the oracles included")
+    parser.add_argument("--decompose", action="store_true",
+                        help="where the value-aware engines' months lose value by the truth: item, hour, "
+                             "whether to send, pacing (benchmarks/month_gaps.py)")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench-month")
     parser.add_argument("--independent", type=Path, default=None,
                         help="a data directory with DIR.hidden.npz beside it (the shared independent world)")
@@ -906,6 +917,17 @@ def main() -> int:
         decision = value(oracle_name) - value(TRUE_ITEMS)
         print(f"value-aware engine to the oracle '{oracle_name}': {taste + decision:+,.0f}, of which what to "
               f"push {taste:+,.0f} (to '{TRUE_ITEMS}'), whether and when {decision:+,.0f}")
+    if args.decompose:
+        from benchmarks.month_gaps import MonthTruth, decompose, report, sends_of
+
+        month_truth = MonthTruth(world, outcomes, args.days, MUTE_PRICE)
+        gap = results[GAP_ORACLE]["expected value"] - results[BROADCAST]["expected value"]
+        # a scheduler that follows send_at reaches any time the API names; one that ignores it, its slots
+        for name, reach in (("value-aware engine", "any"), (IGNORING, "slots")):
+            if name in results:
+                log(f"where the month loses value: {name}")
+                sends = sends_of(results[name]["batches"], results[name]["muted rows"])
+                print("\n" + "\n".join(report(name, decompose(month_truth, sends, reach), gap)))
     return 0
 
 
