@@ -21,6 +21,7 @@ cardholder the engine's month made mute keeps its sends after (b) (nothing after
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,15 +234,7 @@ class RowEditor:
         times = np.sort(times)
         current = self.worth(times)
         while len(times) < cap:
-            best, gain = None, 1e-9
-            for day in np.unique(self.days).tolist():
-                t = self.placed(times, day)
-                if t is None:
-                    continue
-                trial = np.sort(np.append(times, t))
-                value = self.worth(trial)
-                if value - current > gain:
-                    best, gain = trial, value - current
+            best, gain = self.best_of(current, self._additions(times))
             if best is None:
                 return times
             times, current = best, current + gain
@@ -252,21 +245,36 @@ class RowEditor:
         times = np.sort(times)
         current = self.worth(times)
         for _ in range(rounds):
-            best, gain = None, 1e-9
-            for k in range(len(times)):
-                rest = np.delete(times, k)
-                for day in np.unique(self.days).tolist():
-                    t = self.placed(rest, day)
-                    if t is None or t == times[k]:
-                        continue
-                    trial = np.sort(np.append(rest, t))
-                    value = self.worth(trial)
-                    if value - current > gain:
-                        best, gain = trial, value - current
+            best, gain = self.best_of(current, self._moves(times))
             if best is None:
                 break
             times, current = best, current + gain
         return times
+
+    def _additions(self, times: np.ndarray) -> Iterator[np.ndarray]:
+        """Every plan with one more push, on any day at its best reachable time."""
+        for day in np.unique(self.days).tolist():
+            t = self.placed(times, day)
+            if t is not None:
+                yield np.sort(np.append(times, t))
+
+    def _moves(self, times: np.ndarray) -> Iterator[np.ndarray]:
+        """Every plan with one push of `times` moved to another day's best reachable time."""
+        for k in range(len(times)):
+            rest = np.delete(times, k)
+            for day in np.unique(self.days).tolist():
+                t = self.placed(rest, day)
+                if t is not None and t != times[k]:
+                    yield np.sort(np.append(rest, t))
+
+    def best_of(self, current: float, plans: Iterable[np.ndarray]) -> tuple[np.ndarray | None, float]:
+        """The plan worth the most over `current` (None if none adds value), and what it adds."""
+        best, gain = None, 1e-9
+        for plan in plans:
+            value = self.worth(plan)
+            if value - current > gain:
+                best, gain = plan, value - current
+        return best, gain
 
 
 def decompose(truth: MonthTruth, sends: Sends, reach: str) -> dict[str, float]:
