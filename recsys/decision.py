@@ -144,10 +144,21 @@ def projected_recent(times: np.ndarray, now: int, days: int) -> np.ndarray:
     """int [days + 1]: the recent count of a push now (offset 0) and on each of the next `days` days at the
     same time, from the pushes known now (epoch seconds `times`), this push included: older pushes leave
     the `RECENT_DAYS` window and no other push is assumed in between."""
-    at = now + 86_400 * np.arange(days + 1, dtype=np.int64)
-    times = np.asarray(times, dtype=np.int64)
-    inside = (times[None, :] > at[:, None] - RECENT_DAYS * 86_400) & (times[None, :] <= at[:, None])
-    return 1 + inside.sum(axis=1)
+    return projected_recents([times], np.array([now]), days)[0]
+
+
+def projected_recents(times: Sequence[np.ndarray], now: np.ndarray, days: int) -> np.ndarray:
+    """int [n, days + 1]: `projected_recent` of n cardholders in one numpy pass (`times[i]` the pushes
+    known at `now[i]`), padded with a time before any window."""
+    now = np.asarray(now, dtype=np.int64)
+    lengths = np.array([len(row) for row in times], dtype=np.int64)
+    padded = np.full((len(times), int(lengths.max(initial=0))), np.iinfo(np.int64).min, dtype=np.int64)
+    if padded.size:
+        padded[np.arange(padded.shape[1])[None, :] < lengths[:, None]] = np.concatenate(
+            [np.asarray(row, dtype=np.int64) for row in times])
+    at = (now[:, None] + 86_400 * np.arange(days + 1, dtype=np.int64)[None, :])[:, :, None]
+    inside = (padded[:, None, :] > at - RECENT_DAYS * 86_400) & (padded[:, None, :] <= at)
+    return 1 + inside.sum(axis=2)
 
 
 def day_values(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.ndarray, counts: np.ndarray,
