@@ -169,13 +169,13 @@ def day_values(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.
     count of now, `counts` [n, d + 1] the recent count now and on each later day (`projected_recent`);
     the recent terms enter the logit additively, so only their change is added. `hours` is [h], or
     [n, h] for hours of each cardholder's own (NaN where none)."""
-    counts = np.asarray(counts)
+    runs = count_runs(np.asarray(counts)[:, 1:])
+    by_run = run_values(model, open_logit, mute_logit, counts, mute_weight, runs)
     mask = np.asarray(hours, dtype=bool)
-    level, by_run = run_values(model, open_logit, mute_logit, counts, mute_weight)
-    # the usable hours are the same on every day, so the best hour is chosen once per run of days
-    usable = mask[None, None, :] if mask.ndim == 1 else mask[:, None, :]
-    best = _best_hour(by_run, np.broadcast_to(usable, by_run.shape))[0]
-    return np.take_along_axis(best, level, axis=1)
+    # the usable hours are the same on every day: the best hour is chosen once per run of days
+    usable = np.broadcast_to(mask[None, :] if mask.ndim == 1 else mask[runs.row], by_run.shape)
+    best = _best_hour(by_run[:, None, :], usable[:, None, :])[0][:, 0]
+    return best[runs.of_day]
 
 
 def day_best(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.ndarray, counts: np.ndarray,
@@ -185,8 +185,9 @@ def day_best(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.nd
 
     `usable` is bool [n, d, h]: whether the candidate may go on each later day at each hour (valid then,
     outside quiet hours)."""
-    level, by_run = run_values(model, open_logit, mute_logit, counts, mute_weight)
-    return _best_hour(np.take_along_axis(by_run, level[:, :, None], axis=1), usable)
+    runs = count_runs(np.asarray(counts)[:, 1:])
+    by_run = run_values(model, open_logit, mute_logit, counts, mute_weight, runs)
+    return _best_hour(by_run[runs.of_day], usable)
 
 
 def _best_hour(value: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -197,36 +198,39 @@ def _best_hour(value: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.where(found, best, np.nan), np.where(found, column, -1)
 
 
-def count_runs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Runs of equal recent counts over the later days: int [n, d] each day's run (0 first) and int
-    [n, r] each run's count (r: the most runs of any row; a row's unused runs repeat its last count).
-    `counts` is [n, d], tomorrow first."""
+@dataclass(frozen=True)
+class CountRuns:
+    """The runs of later days with the same recent count, of all cardholders in one flat list."""
+
+    of_day: np.ndarray  # int [n, d]: each later day's run
+    row: np.ndarray  # int [runs]: the cardholder of each run
+    count: np.ndarray  # [runs]: its recent count
+
+
+def count_runs(counts: np.ndarray) -> CountRuns:
+    """The runs of equal neighbouring counts in `counts` [n, d] (each row's later days, tomorrow first)."""
     counts = np.asarray(counts)
     n, days = counts.shape
-    level = np.zeros((n, days), dtype=np.int64)
-    if not days:
-        return level, counts[:, :0]
-    np.cumsum(np.diff(counts, axis=1) != 0, axis=1, out=level[:, 1:])
-    runs = np.repeat(counts[:, -1:], int(level[:, -1].max(initial=0)) + 1, axis=1)
-    runs[np.arange(n)[:, None], level] = counts
-    return level, runs
+    starts = np.ones((n, days), dtype=bool)
+    starts[:, 1:] = counts[:, 1:] != counts[:, :-1]
+    flat = starts.ravel()
+    return CountRuns((np.cumsum(flat) - 1).reshape(n, days), np.flatnonzero(flat) // max(days, 1),
+                     counts.ravel()[flat])
 
 
 def run_values(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.ndarray, counts: np.ndarray,
-               mute_weight: float) -> tuple[np.ndarray, np.ndarray]:
-    """The push's value at each of the h hours on each later day, computed once per run of days with the
-    same recent count (`count_runs`): int [n, d] each day's run and float [n, r, h] the values by run.
+               mute_weight: float, runs: CountRuns) -> np.ndarray:
+    """float [runs, h]: the push's value at each of the h hours on the days of each run (`count_runs` of
+    `counts[:, 1:]`), calibrated once per run rather than once per day.
 
-    Older pushes leave the 30-day window on a few days of a month, so a month's ~25 later days hold a few
-    distinct counts: calibrating P(open) and P(mute) per run rather than per day saves most of the `exp`."""
-    counts = np.asarray(counts)
-    level, runs = count_runs(counts[:, 1:])
+    Older pushes leave the 30-day window on a few days of a month, so most later days repeat a neighbour's
+    count, and calibrating them again would repeat its `exp`."""
     values = []
     for target, logit in (("open", open_logit), ("mute", mute_logit)):
-        now, later = model.recent_logit(target, counts[:, :1]), model.recent_logit(target, runs)
-        shifted = logit[:, None, :] + (later - now)[:, :, None]
+        now = model.recent_logit(target, np.asarray(counts)[:, 0])[runs.row]
+        shifted = logit[runs.row] + (model.recent_logit(target, runs.count) - now)[:, None]
         values.append(model.calibration[target].apply(shifted))
-    return level, values[0] - mute_weight * values[1]
+    return values[0] - mute_weight * values[1]
 
 
 def slot_moments(minutes: Sequence[int], now: datetime, zone: str) -> tuple[datetime, ...]:

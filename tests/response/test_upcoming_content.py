@@ -176,8 +176,9 @@ def test_day_grids_by_runs_of_equal_counts_match_day_by_day(handmade) -> None:
 
 
 def test_count_runs_group_equal_neighbouring_days() -> None:
-    level, runs = count_runs(np.array([[3, 3, 2, 2, 2, 1], [1, 1, 1, 1, 1, 1], [2, 1, 2, 2, 4, 4]]))
-    assert level.tolist() == [[0, 0, 1, 1, 1, 2], [0] * 6, [0, 1, 2, 2, 3, 3]]
-    assert runs.tolist() == [[3, 2, 1, 1], [1, 1, 1, 1], [2, 1, 2, 4]]
-    level, runs = count_runs(np.zeros((2, 0), dtype=np.int64))
-    assert level.shape == (2, 0) and runs.shape == (2, 0)
+    runs = count_runs(np.array([[3, 3, 2, 2, 2, 1], [1, 1, 1, 1, 1, 1], [2, 1, 2, 2, 4, 4]]))
+    assert runs.of_day.tolist() == [[0, 0, 1, 1, 1, 2], [3] * 6, [4, 5, 6, 6, 7, 7]]
+    assert runs.row.tolist() == [0, 0, 0, 1, 2, 2, 2, 2]
+    assert runs.count.tolist() == [3, 2, 1, 1, 2, 1, 2, 4]
+    empty = count_runs(np.zeros((2, 0), dtype=np.int64))
+    assert empty.of_day.shape == (2, 0) and len(empty.row) == len(empty.count) == 0
