@@ -120,15 +120,16 @@ def day_best_per_day(model, open_logit, mute_logit, counts, mute_weight, usable)
 
 def test_day_grids_by_runs_of_equal_counts_match_day_by_day(handmade) -> None:
     """Bit for bit the values and hours of calibrating every later day: decision times at month ends and
-    mid-month in four zones (a New York month with a clock change), pushes leaving the 30-day window on
-    several days, quiet windows, candidates valid from and to a later hour."""
+    mid-month in four zones (New York's months with a clock change: March and November), pushes leaving
+    the 30-day window on several days, quiet windows, candidates valid from and to a later hour."""
     model = handmade.model
     users = model.user_rows(["c01", "g03", "c01", "g03"])
     items = model.item_rows(["p01", "p02", "p02", "p01"])
     quiet_windows = [None, QuietHours(start="22:00", end="08:00"), QuietHours(start="01:00", end="05:30")]
     zones = [SHANGHAI, ZoneInfo("America/New_York"), ZoneInfo("Asia/Kolkata"), UTC]
     moments = [datetime(2026, 1, 31, 20, 15), datetime(2026, 2, 1, 9, 0), datetime(2026, 2, 27, 23, 40),
-               datetime(2026, 10, 20, 10, 0), datetime(2026, 10, 30, 7, 5), datetime(2026, 12, 6, 10, 0)]
+               datetime(2026, 3, 2, 12, 0), datetime(2026, 10, 20, 10, 0), datetime(2026, 10, 30, 7, 5),
+               datetime(2026, 11, 1, 0, 30), datetime(2026, 12, 6, 10, 0)]
     rng = np.random.default_rng(13)
     checked = 0
     for zone in zones:
