@@ -144,10 +144,21 @@ def projected_recent(times: np.ndarray, now: int, days: int) -> np.ndarray:
     """int [days + 1]: the recent count of a push now (offset 0) and on each of the next `days` days at the
     same time, from the pushes known now (epoch seconds `times`), this push included: older pushes leave
     the `RECENT_DAYS` window and no other push is assumed in between."""
-    at = now + 86_400 * np.arange(days + 1, dtype=np.int64)
-    times = np.asarray(times, dtype=np.int64)
-    inside = (times[None, :] > at[:, None] - RECENT_DAYS * 86_400) & (times[None, :] <= at[:, None])
-    return 1 + inside.sum(axis=1)
+    return projected_recents([times], np.array([now]), days)[0]
+
+
+def projected_recents(times: Sequence[np.ndarray], now: np.ndarray, days: int) -> np.ndarray:
+    """int [n, days + 1]: `projected_recent` of n cardholders in one numpy pass (`times[i]` the pushes
+    known at `now[i]`), padded with a time before any window."""
+    now = np.asarray(now, dtype=np.int64)
+    lengths = np.array([len(row) for row in times], dtype=np.int64)
+    padded = np.full((len(times), int(lengths.max(initial=0))), np.iinfo(np.int64).min, dtype=np.int64)
+    if padded.size:
+        padded[np.arange(padded.shape[1])[None, :] < lengths[:, None]] = np.concatenate(
+            [np.asarray(row, dtype=np.int64) for row in times])
+    at = (now[:, None] + 86_400 * np.arange(days + 1, dtype=np.int64)[None, :])[:, :, None]
+    inside = (padded[:, None, :] > at - RECENT_DAYS * 86_400) & (padded[:, None, :] <= at)
+    return 1 + inside.sum(axis=2)
 
 
 def day_values(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.ndarray, counts: np.ndarray,
@@ -158,11 +169,13 @@ def day_values(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.
     count of now, `counts` [n, d + 1] the recent count now and on each later day (`projected_recent`);
     the recent terms enter the logit additively, so only their change is added. `hours` is [h], or
     [n, h] for hours of each cardholder's own (NaN where none)."""
-    counts = np.asarray(counts)
+    runs = count_runs(np.asarray(counts)[:, 1:])
+    by_run = run_values(model, open_logit, mute_logit, counts, mute_weight, runs)
     mask = np.asarray(hours, dtype=bool)
-    usable = np.broadcast_to(mask[None, None, :] if mask.ndim == 1 else mask[:, None, :],
-                             (counts.shape[0], counts.shape[1] - 1, open_logit.shape[1]))
-    return day_best(model, open_logit, mute_logit, counts, mute_weight, usable)[0]
+    # the usable hours are the same on every day: the best hour is chosen once per run of days
+    usable = np.broadcast_to(mask[None, :] if mask.ndim == 1 else mask[runs.row], by_run.shape)
+    best = _best_hour(by_run[:, None, :], usable[:, None, :])[0][:, 0]
+    return best[runs.of_day]
 
 
 def day_best(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.ndarray, counts: np.ndarray,
@@ -172,16 +185,52 @@ def day_best(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.nd
 
     `usable` is bool [n, d, h]: whether the candidate may go on each later day at each hour (valid then,
     outside quiet hours)."""
-    values = []
-    for target, logit in (("open", open_logit), ("mute", mute_logit)):
-        terms = model.recent_logit(target, np.asarray(counts))
-        shifted = logit[:, None, :] + (terms[:, 1:] - terms[:, :1])[:, :, None]
-        values.append(model.calibration[target].apply(shifted))
-    value = np.where(usable, values[0] - mute_weight * values[1], -np.inf)
+    runs = count_runs(np.asarray(counts)[:, 1:])
+    by_run = run_values(model, open_logit, mute_logit, counts, mute_weight, runs)
+    return _best_hour(by_run[runs.of_day], usable)
+
+
+def _best_hour(value: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    value = np.where(usable, value, -np.inf)
     column = value.argmax(axis=2)
     best = np.take_along_axis(value, column[:, :, None], axis=2)[:, :, 0]
     found = np.isfinite(best)
     return np.where(found, best, np.nan), np.where(found, column, -1)
+
+
+@dataclass(frozen=True)
+class CountRuns:
+    """The runs of later days with the same recent count, of all cardholders in one flat list."""
+
+    of_day: np.ndarray  # int [n, d]: each later day's run
+    row: np.ndarray  # int [runs]: the cardholder of each run
+    count: np.ndarray  # [runs]: its recent count
+
+
+def count_runs(counts: np.ndarray) -> CountRuns:
+    """The runs of equal neighbouring counts in `counts` [n, d] (each row's later days, tomorrow first)."""
+    counts = np.asarray(counts)
+    n, days = counts.shape
+    starts = np.ones((n, days), dtype=bool)
+    starts[:, 1:] = counts[:, 1:] != counts[:, :-1]
+    flat = starts.ravel()
+    return CountRuns((np.cumsum(flat) - 1).reshape(n, days), np.flatnonzero(flat) // max(days, 1),
+                     counts.ravel()[flat])
+
+
+def run_values(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.ndarray, counts: np.ndarray,
+               mute_weight: float, runs: CountRuns) -> np.ndarray:
+    """float [runs, h]: the push's value at each of the h hours on the days of each run (`count_runs` of
+    `counts[:, 1:]`), calibrated once per run rather than once per day.
+
+    Older pushes leave the 30-day window on a few days of a month, so most later days repeat a neighbour's
+    count, and calibrating them again would repeat its `exp`."""
+    values = []
+    for target, logit in (("open", open_logit), ("mute", mute_logit)):
+        now = model.recent_logit(target, np.asarray(counts)[:, 0])[runs.row]
+        shifted = logit[runs.row] + (model.recent_logit(target, runs.count) - now)[:, None]
+        values.append(model.calibration[target].apply(shifted))
+    return values[0] - mute_weight * values[1]
 
 
 def slot_moments(minutes: Sequence[int], now: datetime, zone: str) -> tuple[datetime, ...]:

@@ -37,7 +37,7 @@ from recsys.decision import (
     later_hours,
     marketing_times,
     monthly_slots_left,
-    projected_recent,
+    projected_recents,
     slot_moments,
 )
 from recsys.eligibility import valid_between
@@ -167,7 +167,7 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     column = np.cumsum(~quiet) - 1  # an open hour's position among them
     # the recent count now and on each later day of the local month: the push log's pushes the response
     # model keeps and the caps state's after them, older ones leaving the 30-day window day by day
-    plans, caps_counts = [], []
+    plans, caps_times = [], []
     for slot, i in enumerate(rows):
         now = moments[i]
         local = now.astimezone(ZoneInfo(cardholders.timezone[i] or policy.default_timezone))
@@ -176,12 +176,12 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
         next_month = (month_start.replace(day=28) + _FOUR_DAYS).replace(day=1)
         days = max(0, (next_month.date() - local.date()).days - 1)
         since = max(now_ms - RECENT_DAYS * 86_400_000, response.history_until * 1000)
-        times = marketing_times(records[slot], now_ms, since)
-        caps_counts.append(projected_recent(times, now_ms // 1000, 31))
+        caps_times.append(marketing_times(records[slot], now_ms, since))
         slots_left = monthly_slots_left(policy, records[slot], to_ms(month_start), now_ms)
         plans.append((now, local, days, slots_left))
-    at = np.array([to_ms(plan[0]) // 1000 for plan in plans])[:, None] + 86_400 * np.arange(32)[None, :]
-    counts = np.stack(caps_counts) + response.history_counts(user_rows, at)
+    seconds = np.array([to_ms(plan[0]) // 1000 for plan in plans])
+    at = seconds[:, None] + 86_400 * np.arange(32)[None, :]
+    counts = projected_recents(caps_times, seconds, 31) + response.history_counts(user_rows, at)
     pacing = policy.decision.pacing is not None
     upcoming = (upcoming_candidates(model, cardholders, requests, rows, plans) if pacing
                 else [[] for _ in rows])

@@ -19,6 +19,7 @@ from recsys.decision import (
     monthly_slots_left,
     nan_as_lowest,
     projected_recent,
+    projected_recents,
     recent_marketing,
     slot_moments,
 )
@@ -61,6 +62,28 @@ def test_projected_recent_drops_pushes_as_they_leave_the_window() -> None:
     times = np.array([now - 29 * 86400 - 60, now - 20 * 86400, now - 3600])
     assert projected_recent(times, now, 11).tolist() == [4, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2]
     assert projected_recent(np.zeros(0, np.int64), now, 2).tolist() == [1, 1, 1]
+
+
+def test_projected_recents_of_a_batch_match_each_cardholder_alone() -> None:
+    """One pass for a batch, rows of different lengths (none included) padded: each row the same counts as
+    asking for that cardholder alone, the window's edges exactly (30 days, to the second) included."""
+    rng = np.random.default_rng(13)
+    window = 30 * 86_400
+    nows = np.array([int(NOW.timestamp()), int(datetime(2026, 2, 28, 23, 59, tzinfo=UTC).timestamp()),
+                     int(datetime(2026, 11, 1, 1, 30, tzinfo=ZoneInfo("America/New_York")).timestamp())] * 4)
+    rows = []
+    for index, now in enumerate(nows):
+        times = now - rng.integers(0, window + 1, size=index % 5)
+        edges = [now, now - window, now - window + 86_400, now - window + 1] if index % 3 == 0 else []
+        rows.append(np.concatenate([times, np.asarray(edges, np.int64)]).astype(np.int64))
+    got = projected_recents(rows, nows, 31)
+    assert got.shape == (len(nows), 32) and got.dtype == np.int64
+    for row, now, counts in zip(rows, nows, got, strict=True):
+        at = now + 86_400 * np.arange(32)
+        want = 1 + ((row[None, :] > at[:, None] - window) & (row[None, :] <= at[:, None])).sum(axis=1)
+        assert counts.tolist() == want.tolist()
+    assert projected_recents([], np.zeros(0, np.int64), 3).shape == (0, 4)
+    assert projected_recents([np.zeros(0, np.int64)] * 2, nows[:2], 1).tolist() == [[1, 1], [1, 1]]
 
 
 def test_later_hours_skip_quiet_hours_and_stop_at_midnight() -> None:
