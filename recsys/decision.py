@@ -140,16 +140,11 @@ def monthly_slots_left(policy: Policy, record: CardholderRecord, month_start_ms:
     return max(0, cap - used)
 
 
-def projected_recent(times: np.ndarray, now: int, days: int) -> np.ndarray:
-    """int [days + 1]: the recent count of a push now (offset 0) and on each of the next `days` days at the
-    same time, from the pushes known now (epoch seconds `times`), this push included: older pushes leave
-    the `RECENT_DAYS` window and no other push is assumed in between."""
-    return projected_recents([times], np.array([now]), days)[0]
-
-
 def projected_recents(times: Sequence[np.ndarray], now: np.ndarray, days: int) -> np.ndarray:
-    """int [n, days + 1]: `projected_recent` of n cardholders in one numpy pass (`times[i]` the pushes
-    known at `now[i]`), padded with a time before any window."""
+    """int [n, days + 1]: for each of n cardholders, the recent count of a push now (offset 0) and on each
+    of the next `days` days at the same time, from the pushes known at `now[i]` (epoch seconds `times[i]`),
+    this push included: older pushes leave the `RECENT_DAYS` window and no other push is assumed in
+    between. One numpy pass, the rows padded with a time before any window."""
     now = np.asarray(now, dtype=np.int64)
     lengths = np.array([len(row) for row in times], dtype=np.int64)
     padded = np.full((len(times), int(lengths.max(initial=0))), np.iinfo(np.int64).min, dtype=np.int64)
@@ -166,7 +161,7 @@ def day_values(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.
     """float [n, d]: each cardholder's best value on each later day among the hours where `hours` is True.
 
     `open_logit`, `mute_logit` [n, h] are the push's uncalibrated logits at h local hours with the recent
-    count of now, `counts` [n, d + 1] the recent count now and on each later day (`projected_recent`);
+    count of now, `counts` [n, d + 1] the recent count now and on each later day (`projected_recents`);
     the recent terms enter the logit additively, so only their change is added. `hours` is [h], or
     [n, h] for hours of each cardholder's own (NaN where none)."""
     runs = count_runs(np.asarray(counts)[:, 1:])

@@ -18,7 +18,6 @@ from recsys.decision import (
     later_hours,
     monthly_slots_left,
     nan_as_lowest,
-    projected_recent,
     projected_recents,
     recent_marketing,
     slot_moments,
@@ -57,11 +56,11 @@ def test_pacing_holds_when_enough_later_days_are_worth_more_than_the_slots_left(
     assert decide(settings, 0.03, [(NOW.replace(hour=19), 0.07)], NOW, 1, days).decision == SEND
 
 
-def test_projected_recent_drops_pushes_as_they_leave_the_window() -> None:
+def test_projected_recents_drop_pushes_as_they_leave_the_window() -> None:
     now = int(NOW.timestamp())
     times = np.array([now - 29 * 86400 - 60, now - 20 * 86400, now - 3600])
-    assert projected_recent(times, now, 11).tolist() == [4, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2]
-    assert projected_recent(np.zeros(0, np.int64), now, 2).tolist() == [1, 1, 1]
+    assert projected_recents([times], np.array([now]), 11)[0].tolist() == [4, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2]
+    assert projected_recents([np.zeros(0, np.int64)], np.array([now]), 2)[0].tolist() == [1, 1, 1]
 
 
 def test_projected_recents_of_a_batch_match_each_cardholder_alone() -> None:

@@ -18,7 +18,7 @@ from recsys.decision import (
     day_values,
     decide,
     is_quiet,
-    projected_recent,
+    projected_recents,
 )
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -141,7 +141,8 @@ def test_day_grids_by_runs_of_equal_counts_match_day_by_day(handmade) -> None:
             # each row's pushes of the trailing 30 days: none, one, a few on one day, several days apart
             pushes = [[], [now - 86_400 * 29], [now - 86_400 * 3] * 3,
                       (now - 3_600 * rng.integers(1, 30 * 24, size=6)).tolist()]
-            counts = np.stack([projected_recent(np.asarray(p, np.int64), now, days) for p in pushes])
+            counts = projected_recents([np.asarray(p, np.int64) for p in pushes], np.full(len(pushes), now),
+                                       days)
             counts[3] += 2  # pushes of the response model's own history, also leaving the window
             counts[3, 1 + days // 2:] -= 2
             for quiet in quiet_windows:
