@@ -233,11 +233,17 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     # as lists: indexing numpy per later hour cost three scalar look-ups each
     hour_values, hour_column = value[grid].tolist(), column.tolist()
     later, later_days = [], []
+    # the later hours depend only on the local hour's start (its zone and fold too): a batch asked at one
+    # time has a handful, one per time zone
+    hours_of: dict[tuple, list[datetime]] = {}
     for slot, i in enumerate(rows):
         now, local, days, _ = plans[slot]
         row = hour_values[slot]
-        later.append([(moment, row[hour_column[moment.hour]])
-                      for moment in later_hours(local, policy.quiet_hours)])
+        key = (local.date(), local.hour, local.fold, local.tzinfo)
+        hours = hours_of.get(key)
+        if hours is None:
+            hours = hours_of[key] = later_hours(local, policy.quiet_hours)
+        later.append([(moment, row[hour_column[moment.hour]]) for moment in hours])
         top = int(ranked_all[i].items[0])
         valid_days = 0
         if days and later_values.shape[1] and not model.transactional[top]:
