@@ -304,7 +304,7 @@ def decide_many(settings: Decision, values_now: Sequence[float] | np.ndarray,
     value, send_at, why = values_now.tolist(), [moment.astimezone(UTC) for moment in now], []
     # a hold that replaces a `send` of steps 2-4: its reason and time to ask again
     instead: list[tuple[str, datetime] | None] = [None] * n
-    for row, value_now in enumerate(value):
+    for row, value_now in enumerate(values_now.tolist()):
         if follows_send_at[row] is False and slots[row]:
             value[row], send_at[row], reason, instead[row] = _at_slots(
                 settings, value_now, later[row], now[row], slots_left[row], later_days[row], slots[row])
