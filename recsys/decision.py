@@ -29,7 +29,7 @@ fitted on and those the caps state holds after it (`recsys.caps.policy.Decision`
    better hour ("ask again at or after 13:00"): one that sends at once would push now at the worse hour.
 
 A scheduler known not to honour `send_at` (learned from its `sent` events, or set in the policy) with its
-slots known gets `decide_at_slots` instead: the push can only go now or when it asks again, so the
+slots known gets the send time of `_at_slots` instead: the push can only go now or when it asks again, so the
 send time is chosen among now, its later slots today and its first slot tomorrow (while the month has
 a later day for the content and at least as many later days as slots left), each at its local hour's
 value; `send` means now, `hold` names the slot to ask again at. Steps 2 and 3 apply to that value, with
@@ -259,47 +259,91 @@ def decide(settings: Decision, value_now: float, later: Sequence[tuple[datetime,
            slots_left: int | None, later_days: Sequence[float] | np.ndarray = (),
            upcoming: Sequence[Upcoming] = (), slots: Sequence[datetime] = (),
            follows_send_at: bool | None = None, hold_for_hour: bool = False) -> Verdict:
-    """The verdict for one cardholder's top push (see the module docstring); `later` pairs each later
-    local hour of the day with the push's value then, `later_days` holds the best value of each later day
-    of the local month, tomorrow first, while the content is still valid; `upcoming` the candidates that
-    become valid later this month; `slots` the scheduler's next times of asking (`slot_moments`);
-    `follows_send_at` whether the scheduler sends at `send_at` (None: not known); `hold_for_hour`: a
-    better hour later today with no slot to wait for is a `hold` until it, not a `send` at it (neither
-    the scheduler's habit nor its slots known). `now` is the decision time in the cardholder's zone."""
-    if follows_send_at is False and slots:
-        return decide_at_slots(settings, value_now, later, now, slots_left, later_days, upcoming, slots)
-    value, send_at, why = value_now, now.astimezone(UTC), f"value {value_now:.4f} now"
-    wait = None
-    better = None
-    if later:
-        values = np.asarray([v for _, v in later])
-        best = int(values.argmax())
-        bar = value_now + settings.hour_margin * abs(value_now)
-        if values[best] > bar:
-            moment = better = later[best][0]
-            value, send_at = float(values[best]), moment.astimezone(UTC)
-            why = (f"better hour later: send at {moment.strftime('%H:%M')} local, value {value:.4f} "
-                   f"against {value_now:.4f} now")
-            wait = slot_to_wait_for(later, moment, bar, slots)
-            if wait is not None:
-                why = (f"better hour later: ask again at {wait[0].strftime('%H:%M')} local, value "
-                       f"{wait[1]:.4f} then and {value:.4f} at {moment.strftime('%H:%M')} against "
-                       f"{value_now:.4f} now")
-    verdict = _send_or_hold(settings, value, send_at, why, slots_left, later_days, upcoming)
-    if wait is not None and verdict.decision == SEND:
-        return Verdict(HOLD, why, wait[0].astimezone(UTC), value)
-    if hold_for_hour and better is not None and verdict.decision == SEND:
-        why = (f"better hour later: ask again at or after {better.strftime('%H:%M')} local, value "
-               f"{value:.4f} then against {value_now:.4f} now")
-        return Verdict(HOLD, why, send_at, value)
-    return verdict
+    """The verdict for one cardholder's top push: `decide_many` with a batch of one."""
+    return decide_many(settings, [value_now], [later], [now], [slots_left], [later_days], [upcoming],
+                       [slots], [follows_send_at], [hold_for_hour])[0]
 
 
-def decide_at_slots(settings: Decision, value_now: float, later: Sequence[tuple[datetime, float]],
-                    now: datetime, slots_left: int | None, later_days: Sequence[float] | np.ndarray,
-                    upcoming: Sequence[Upcoming], slots: Sequence[datetime]) -> Verdict:
-    """`decide` for a scheduler that sends at once on `send` (see the module docstring): `later_days` and
-    `upcoming` value each later day at the best of the scheduler's slot hours."""
+def decide_many(settings: Decision, values_now: Sequence[float] | np.ndarray,
+                later: Sequence[Sequence[tuple[datetime, float]]], now: Sequence[datetime],
+                slots_left: Sequence[int | None],
+                later_days: Sequence[Sequence[float] | np.ndarray] | None = None,
+                upcoming: Sequence[Sequence[Upcoming]] | None = None,
+                slots: Sequence[Sequence[datetime]] | None = None,
+                follows_send_at: Sequence[bool | None] | None = None,
+                hold_for_hour: Sequence[bool] | None = None) -> list[Verdict]:
+    """The verdicts for a batch of cardholders' top pushes (see the module docstring), row i from the i-th
+    of every sequence: `later[i]` pairs each later local hour of the day with the push's value then,
+    `later_days[i]` holds the best value of each later day of the local month, tomorrow first, while the
+    content is still valid; `upcoming[i]` the candidates that become valid later this month; `slots[i]`
+    the scheduler's next times of asking (`slot_moments`); `follows_send_at[i]` whether the scheduler
+    sends at `send_at` (None: not known); `hold_for_hour[i]`: a better hour later today with no slot to
+    wait for is a `hold` until it, not a `send` at it (neither the scheduler's habit nor its slots known).
+    `now[i]` is the decision time in the cardholder's zone. Omitted sequences: none for every row.
+
+    The hour step and steps 2-4 run over the whole batch in numpy; only the reasons' text and the send
+    times of the rows that need them are made one row at a time."""
+    n = len(now)
+    later_days = [()] * n if later_days is None else later_days
+    upcoming = [()] * n if upcoming is None else upcoming
+    slots = [()] * n if slots is None else slots
+    follows_send_at = [None] * n if follows_send_at is None else follows_send_at
+    hold_for_hour = [False] * n if hold_for_hour is None else hold_for_hour
+    values_now = np.asarray(values_now, dtype=np.float64)
+    # step 1 for every row: the best later hour (the first of equal ones) against the bar
+    hour_values = np.full((n, max(map(len, later), default=0)), -np.inf)
+    for row, hours in enumerate(later):
+        if hours:
+            hour_values[row, :len(hours)] = [value for _, value in hours]
+    best = hour_values.argmax(axis=1) if hour_values.shape[1] else np.zeros(n, dtype=np.int64)
+    bars = values_now + settings.hour_margin * np.abs(values_now)
+    if hour_values.shape[1]:
+        better = (hour_values[np.arange(n), best] > bars).tolist()
+    else:
+        better = [False] * n
+    value, send_at, why = values_now.tolist(), [moment.astimezone(UTC) for moment in now], []
+    # a hold that replaces a `send` of steps 2-4: its reason and time to ask again
+    instead: list[tuple[str, datetime] | None] = [None] * n
+    for row, value_now in enumerate(values_now.tolist()):
+        if follows_send_at[row] is False and slots[row]:
+            value[row], send_at[row], reason, instead[row] = _at_slots(
+                settings, value_now, later[row], now[row], slots_left[row], later_days[row], slots[row])
+            why.append(reason)
+            continue
+        if not better[row]:
+            why.append(f"value {value_now:.4f} now")
+            continue
+        moment = later[row][best[row]][0]
+        value[row], send_at[row] = float(hour_values[row, best[row]]), moment.astimezone(UTC)
+        clock = _clock(moment)
+        reason = (f"better hour later: send at {clock} local, value {value[row]:.4f} "
+                  f"against {value_now:.4f} now")
+        wait = slot_to_wait_for(later[row], moment, float(bars[row]), slots[row])
+        if wait is not None:
+            reason = (f"better hour later: ask again at {_clock(wait[0])} local, value "
+                      f"{wait[1]:.4f} then and {value[row]:.4f} at {clock} against {value_now:.4f} now")
+            instead[row] = (reason, wait[0].astimezone(UTC))
+        elif hold_for_hour[row]:
+            instead[row] = (f"better hour later: ask again at or after {clock} local, "
+                            f"value {value[row]:.4f} then against {value_now:.4f} now", send_at[row])
+        why.append(reason)
+    verdicts = _send_or_hold(settings, value, send_at, why, slots_left, later_days, upcoming)
+    for row, hold in enumerate(instead):
+        if hold is not None and verdicts[row].decision == SEND:
+            verdicts[row] = Verdict(HOLD, hold[0], hold[1], value[row])
+    return verdicts
+
+
+def _clock(moment: datetime) -> str:
+    """`moment.strftime('%H:%M')` without strftime's format parsing: a third of its cost."""
+    return f"{moment.hour:02d}:{moment.minute:02d}"
+
+
+def _at_slots(settings: Decision, value_now: float, later: Sequence[tuple[datetime, float]], now: datetime,
+              slots_left: int | None, later_days: Sequence[float] | np.ndarray, slots: Sequence[datetime]
+              ) -> tuple[float, datetime, str, tuple[str, datetime] | None]:
+    """Step 1 for a scheduler that sends at once on `send` (see the module docstring): the value, send
+    time and reason steps 2-4 decide on, and the hold that replaces their `send` (None: none)."""
     worth = {moment.hour: value for moment, value in later}
     options: list[tuple[datetime, float, str]] = []
     for slot in slots:
@@ -315,15 +359,12 @@ def decide_at_slots(settings: Decision, value_now: float, later: Sequence[tuple[
     bar = value_now + settings.hour_margin * abs(value_now)
     wait = max(options, key=lambda option: option[1], default=None)
     if wait is None or wait[1] <= bar:
-        why = f"value {value_now:.4f} now; no later slot of the scheduler worth more"
-        return _send_or_hold(settings, value_now, now.astimezone(UTC), why, slots_left, later_days, upcoming)
+        return (value_now, now.astimezone(UTC),
+                f"value {value_now:.4f} now; no later slot of the scheduler worth more", None)
     moment, value, when = wait
-    why = (f"better hour {when}: ask again at {moment.strftime('%H:%M')} local, value {value:.4f} then "
+    why = (f"better hour {when}: ask again at {_clock(moment)} local, value {value:.4f} then "
            f"against {value_now:.4f} now")
-    verdict = _send_or_hold(settings, value, moment.astimezone(UTC), why, slots_left, later_days, upcoming)
-    if verdict.decision == SEND:
-        return Verdict(HOLD, why, moment.astimezone(UTC), value)
-    return verdict
+    return value, moment.astimezone(UTC), why, (why, moment.astimezone(UTC))
 
 
 _LARGEST = float(np.finfo(np.float64).max)
@@ -331,44 +372,63 @@ _LARGEST = float(np.finfo(np.float64).max)
 
 def nan_as_lowest(values: np.ndarray) -> np.ndarray:
     """`np.nan_to_num(values, nan=-np.inf)` (NaN to -inf, infinities to the largest finite values) in
-    three ufuncs: nan_to_num's own checks cost twice as much, and it runs for every cardholder's
-    upcoming candidate."""
+    three ufuncs: nan_to_num's own checks cost twice as much."""
     return np.where(np.isnan(values), -np.inf, np.minimum(np.maximum(values, -_LARGEST), _LARGEST))
 
 
-def _send_or_hold(settings: Decision, value: float, send_at: datetime, why: str, slots_left: int | None,
-                  later_days: Sequence[float] | np.ndarray, upcoming: Sequence[Upcoming]) -> Verdict:
-    """Steps 2-4 for the value at the send time."""
-    if value < settings.min_value:
-        return Verdict(HOLD, f"value {value:.4f} below threshold {settings.min_value:g}", None, value)
+def _send_or_hold(settings: Decision, value: Sequence[float], send_at: Sequence[datetime], why: Sequence[str],
+                  slots_left: Sequence[int | None], later_days: Sequence[Sequence[float] | np.ndarray],
+                  upcoming: Sequence[Sequence[Upcoming]]) -> list[Verdict]:
+    """Steps 2-4 for each row's value at its send time, over the batch at once: each row's later days
+    and upcoming candidates padded with -inf to the batch's longest (a day no row has is worth less than
+    any), so padding never counts as a better day."""
+    n = len(value)
+    values = np.asarray(value, dtype=np.float64)
+    lengths = [len(days) for days in later_days]
+    horizon = max([*lengths, *(len(item.days) for items in upcoming for item in items)], default=0)
+    own = np.full((n, horizon), -np.inf)
+    for row, days in enumerate(later_days):
+        if lengths[row]:
+            own[row, :lengths[row]] = days
+    width = max(map(len, upcoming), default=0)
+    others = np.full((n, width, horizon), np.nan)
+    present = np.zeros((n, width, horizon), dtype=bool)
+    for row, items in enumerate(upcoming):
+        for column, item in enumerate(items):
+            others[row, column, :len(item.days)] = item.days
+            present[row, column, :len(item.days)] = True
+    others = np.where(present, nan_as_lowest(others), -np.inf)
     pacing = settings.pacing
-    days = np.asarray(later_days, dtype=np.float64)
-    horizon = max([len(days), *(len(u.days) for u in upcoming)])
-    if pacing is None or slots_left is None or slots_left <= 0 or not horizon:
-        return Verdict(SEND, why, send_at, value)
-    bar = value + pacing.margin * abs(value)
-    own = days
-    if len(days) < horizon:
-        own = np.full(horizon, -np.inf)
-        own[:len(days)] = days
-    others = np.full((len(upcoming), horizon), -np.inf)
-    for row, item in enumerate(upcoming):
-        others[row, :len(item.days)] = nan_as_lowest(np.asarray(item.days, np.float64))
-    # one upcoming candidate (the usual case, `serving.ranker.UPCOMING`) is its own maximum
-    best_day = (own if not len(upcoming) else np.maximum(own, others[0] if len(upcoming) == 1
-                                                         else others.max(axis=0)))
-    better = int(np.count_nonzero(best_day > bar))
-    if better < slots_left:
-        return Verdict(SEND, why, send_at, value)
-    beats = others > np.maximum(own, bar)[None, :]  # upcoming content worth more than now and the top push
-    if beats.any():
-        day = int(np.flatnonzero(beats.any(axis=0))[0])
-        row = int(np.where(beats[:, day], others[:, day], -np.inf).argmax())
-        item, moment = upcoming[row], upcoming[row].moment(day)
-        return Verdict(HOLD, f"better content later: {item.content_id} on day {int(day) + 1} worth "
-                       f"{others[row, day]:.4f} against {value:.4f} now; {better} later days worth more "
-                       f"for {slots_left} slot(s) left", moment, value)
-    best = int(best_day.argmax())
-    return Verdict(HOLD, f"slots worth more later: {better} later days this month worth more than "
-                   f"{value:.4f} now for {slots_left} slot(s) left (best {best_day[best]:.4f} in "
-                   f"{best + 1} day(s))", None, value)
+    left = np.array([-1 if slots is None else slots for slots in slots_left], dtype=np.int64)
+    # rows with later days of their own or of a candidate (the batch's padding is not theirs)
+    has_days = np.asarray(lengths, dtype=bool) | present.any(axis=(1, 2))
+    bar = values + (pacing.margin if pacing is not None else 0.0) * np.abs(values)
+    best_day = np.maximum(own, others.max(axis=1)) if width else own
+    better = np.count_nonzero(best_day > bar[:, None], axis=1)
+    paced = (pacing is not None) & (left > 0) & has_days & (better >= left)
+    rows = np.arange(n)
+    best_at = best_day.argmax(axis=1) if horizon else np.zeros(n, dtype=np.int64)
+    best_value = best_day[rows, best_at] if horizon else np.full(n, np.nan)
+    # the first day upcoming content is worth more than now and the top push, and the best such content
+    beats = others > np.maximum(own, bar[:, None])[:, None, :]
+    content = beats.any(axis=(1, 2))
+    day = beats.any(axis=1).argmax(axis=1) if horizon else np.zeros(n, dtype=np.int64)
+    worth = np.where(beats, others, -np.inf)[rows, :, day] if width and horizon else np.zeros((n, 0))
+    column = worth.argmax(axis=1) if worth.shape[1] else np.zeros(n, dtype=np.int64)
+    out = []
+    for row, (v, hold, pick, when, top) in enumerate(zip(
+            value, paced.tolist(), content.tolist(), day.tolist(), column.tolist(), strict=True)):
+        if v < settings.min_value:
+            out.append(Verdict(HOLD, f"value {v:.4f} below threshold {settings.min_value:g}", None, v))
+        elif not hold:
+            out.append(Verdict(SEND, why[row], send_at[row], v))
+        elif pick:
+            item = upcoming[row][top]
+            out.append(Verdict(HOLD, f"better content later: {item.content_id} on day {when + 1} worth "
+                               f"{worth[row, top]:.4f} against {v:.4f} now; {better[row]} later days worth "
+                               f"more for {slots_left[row]} slot(s) left", item.moment(when), v))
+        else:
+            out.append(Verdict(HOLD, f"slots worth more later: {better[row]} later days this month worth "
+                               f"more than {v:.4f} now for {slots_left[row]} slot(s) left (best "
+                               f"{best_value[row]:.4f} in {best_at[row] + 1} day(s))", None, v))
+    return out

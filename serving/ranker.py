@@ -32,7 +32,7 @@ from recsys.decision import (
     Verdict,
     day_best,
     day_values,
-    decide,
+    decide_many,
     is_quiet,
     later_hours,
     marketing_times,
@@ -232,23 +232,34 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
                             grid + n_hours, upcoming, plans, open_hours, horizon, reachable)
     # as lists: indexing numpy per later hour cost three scalar look-ups each
     hour_values, hour_column = value[grid].tolist(), column.tolist()
+    later, later_days = [], []
+    # the later hours depend only on the local hour's start (its zone and fold too): a batch asked at one
+    # time has a handful, one per time zone
+    hours_of: dict[tuple, list[datetime]] = {}
     for slot, i in enumerate(rows):
-        start, width = int(starts[slot]), widths[slot]
-        now, local, days, slots_left = plans[slot]
+        now, local, days, _ = plans[slot]
         row = hour_values[slot]
-        later = [(moment, row[hour_column[moment.hour]]) for moment in later_hours(local, policy.quiet_hours)]
+        key = (local.date(), local.hour, local.fold, local.tzinfo)
+        hours = hours_of.get(key)
+        if hours is None:
+            hours = hours_of[key] = later_hours(local, policy.quiet_hours)
+        later.append([(moment, row[hour_column[moment.hour]]) for moment in hours])
         top = int(ranked_all[i].items[0])
-        later_days = later_values[slot, :0]
+        valid_days = 0
         if days and later_values.shape[1] and not model.transactional[top]:
             # only while the content is still valid (NaN: no end): the days up to its end
             midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
             valid_days = days if np.isnan(model.valid_to[top]) else int(np.clip(
                 (model.valid_to[top] - midnight.timestamp()) // 86_400, 0, days))
-            later_days = later_values[slot, :valid_days]
-        verdict = decide(policy.decision, float(value[start]), later, local, slots_left, later_days,
-                         ahead[slot], next_slots[now], False if sends_at_once[slot] else None,
-                         bool(holds) and holds[i])
-        out[i] = Outlook(verdict, p_open[start:start + width], p_mute[start:start + width], best[slot])
+        later_days.append(later_values[slot, :valid_days])
+    verdicts = decide_many(policy.decision, value[starts], later, [plan[1] for plan in plans],
+                           [plan[3] for plan in plans], later_days, ahead,
+                           [next_slots[plan[0]] for plan in plans],
+                           [False if at_once else None for at_once in sends_at_once],
+                           [bool(holds) and holds[i] for i in rows])
+    for slot, i in enumerate(rows):
+        start, width = int(starts[slot]), widths[slot]
+        out[i] = Outlook(verdicts[slot], p_open[start:start + width], p_mute[start:start + width], best[slot])
     return out
 
 

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from recsys.caps.policy import Policy
-from recsys.decision import SEND, day_values, decide, is_quiet, monthly_cap
+from recsys.decision import SEND, day_values, decide_many, is_quiet, monthly_cap
 from recsys.times import UnknownZoneError, zone
 from simulation.local_calendar import LocalFields, ZoneClock
 from simulation.replay import SimWorld
@@ -403,16 +403,15 @@ def _decisions(world: SimWorld, policy: Policy, clock: ZoneClock, rows: np.ndarr
     valid_days = np.clip((world.valid_to[items] - fields.day_start) // 86400, 0,
                          np.minimum(days_left, later_values.shape[1]))
     hour_now = fields.second_of_day // 3600
-    out = np.zeros(len(rows), dtype=bool)
+    later = [[(datetime.fromtimestamp(int(fields.day_start[j]) + 3600 * hour, UTC), float(value[j, hour]))
+              for hour in range(int(hour_now[j]) + 1, 24) if not quiet[hour]] for j in range(len(rows))]
+    verdicts = decide_many(settings, value[np.arange(len(rows)), hour_now], later,
+                           [datetime.fromtimestamp(int(moment), UTC) for moment in now],
+                           [None if cap is None else max(0, cap - int(sent)) for sent in month_sent],
+                           [later_values[j, :int(valid_days[j])] for j in range(len(rows))])
+    out = np.array([verdict.decision == SEND for verdict in verdicts], dtype=bool)
     when = np.asarray(now, dtype=np.int64).copy()
-    for j in range(len(rows)):
-        later = [(datetime.fromtimestamp(int(fields.day_start[j]) + 3600 * hour, UTC), float(value[j, hour]))
-                 for hour in range(int(hour_now[j]) + 1, 24) if not quiet[hour]]
-        verdict = decide(settings, float(value[j, hour_now[j]]), later,
-                         datetime.fromtimestamp(int(now[j]), UTC),
-                         None if cap is None else max(0, cap - int(month_sent[j])),
-                         later_values[j, :int(valid_days[j])])
-        out[j] = verdict.decision == SEND
+    for j, verdict in enumerate(verdicts):
         if verdict.send_at is not None:
             when[j] = max(int(now[j]), int(verdict.send_at.timestamp()))
     return out, when
