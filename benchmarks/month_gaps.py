@@ -346,3 +346,62 @@ def report(name: str, totals: dict[str, float], gap: float) -> list[str]:
         counts = ", ".join(f"{third} {totals[f'pushes {label}: {third}']:,.0f}" for third in THIRDS)
         lines.append(f"pushes {label} (after (c)): {counts}")
     return lines
+
+
+def slot_choices(truth: MonthTruth, sends: Sends, learned: np.ndarray) -> pd.DataFrame:
+    """Per send of a scheduler that ignores `send_at`, against the scheduler's other slots of its local day:
+    the expected value of the month with that one send moved to each slot (same item, the recent counts
+    of the rest follow), the truth's better slot and the one `learned` prefers (float [rows, 24], e.g.
+    the response model's hour terms, as `best_hours` ranks them). Sends on a day with one slot, or off
+    the slots, have no choice and are left out. Columns: row, day (of the month, 0 first), sent_right
+    (at the truth's better slot), model_right (`learned` prefers the truth's), sent_model (at the slot
+    `learned` prefers), loss (the best slot's value less the sent one's)."""
+    out: dict[str, list] = {name: [] for name in ("row", "day", "sent_right", "model_right", "sent_model",
+                                                  "loss")}
+    start = int(truth.grid[0])
+    for row in np.unique(sends.rows).tolist():
+        mine = np.flatnonzero(sends.rows == row)
+        order = mine[np.argsort(sends.times[mine], kind="stable")]
+        times, contents = sends.times[order], [sends.contents[k] for k in order]
+        reachable, days, _ = truth.candidates(row, "slots")
+        hours = truth.local(row, reachable)[0]
+        sent_days = truth.local(row, times)[1]
+        for k, (t, day) in enumerate(zip(times.tolist(), sent_days.tolist(), strict=True)):
+            options = np.flatnonzero(days == day)
+            if len(options) < 2 or t not in set(reachable[options].tolist()):
+                continue
+            worth = []
+            for option in options.tolist():
+                moved = times.copy()
+                moved[k] = reachable[option]
+                worth.append(total(truth.value(row, moved, contents)))
+            sent = int(np.flatnonzero(reachable[options] == t)[0])
+            best, preferred = int(np.argmax(worth)), int(np.argmax(learned[row, hours[options]]))
+            for name, value in (("row", row), ("day", (t - start) // 86400), ("sent_right", sent == best),
+                                ("model_right", preferred == best), ("sent_model", sent == preferred),
+                                ("loss", worth[best] - worth[sent])):
+                out[name].append(value)
+    return pd.DataFrame(out)
+
+
+def slot_report(choices: pd.DataFrame, groups: dict[str, pd.Series], gap: float) -> list[str]:
+    """`slot_choices` split by each of `groups` (a label per row of the world, e.g. opens in the push log):
+    sends, the share at the truth's better slot, the share where `learned` agrees with the truth, and the
+    loss (expected value; points of `gap`) split by whether the learned preference was right."""
+    lines = ["| split | sends with a choice | at the truth's better slot | learned agrees with the truth "
+             "| loss | of it: learned wrong | of it: learned right, sent at the other slot |",
+             "|---|---|---|---|---|---|---|"]
+    splits = {title: labels.reindex(choices["row"]).to_numpy() for title, labels in groups.items()}
+    splits["days"] = np.where(choices["day"] < 2, "1-2 (habit and slots not yet known)", "3-30")
+    splits["all"] = np.full(len(choices), "")
+    for title, group in splits.items():
+        for label in sorted(pd.unique(group), key=str):
+            part = choices.loc[group == label]
+            wrong = part.loc[~part["model_right"], "loss"].sum()
+            ignored = part.loc[part["model_right"] & ~part["sent_model"], "loss"].sum()
+            name = f"{title}: {label}" if label != "" else title
+            lines.append(f"| {name} | {len(part):,} | {part['sent_right'].mean():.1%} "
+                         f"| {part['model_right'].mean():.1%} | {part['loss'].sum():,.1f} "
+                         f"({100 * part['loss'].sum() / gap:.1f}) | {wrong:,.1f} ({100 * wrong / gap:.1f}) "
+                         f"| {ignored:,.1f} ({100 * ignored / gap:.1f}) |")
+    return lines

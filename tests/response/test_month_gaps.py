@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -156,3 +157,34 @@ def test_an_unknown_reach_is_refused_by_name(world) -> None:
     _, truth = world
     with pytest.raises(ValueError, match="reach must be one of slots, any, got 'noon'"):
         month_gaps.RowEditor(truth, 0, "noon")
+
+
+def test_slot_choices_find_the_truths_better_slot_and_whom_the_learned_hours_follow(world) -> None:
+    outcomes, truth = world
+    rows = reachable_rows(outcomes, 12)
+    users = outcomes.truth_users
+    hours = np.arange(24, dtype=float)
+    # a learned preference equal to the truth's hour term, and its opposite
+    right = outcomes.response.hour_effect(users[:, None], hours[None, :])
+    senders, contents, seconds = [], [], []
+    for row in rows:
+        for day, (item, hour) in enumerate(zip(best_items(truth, row, 2), (10, 19), strict=False)):
+            senders.append(row)
+            contents.append(item)
+            seconds.append(int(at(outcomes, day, hour, 30 if hour == 19 else 0).timestamp()))
+    sends = month_gaps.Sends(np.array(senders), np.array(seconds), contents, frozenset())
+    choices = month_gaps.slot_choices(truth, sends, right)
+    assert len(choices) == len(senders) and choices["model_right"].all()
+    assert (choices["loss"] >= -1e-12).all()
+    assert ((choices["loss"] > 1e-12) == ~choices["sent_right"]).all()
+    assert (choices["sent_model"] == choices["sent_right"]).all()
+    better_at_ten = right[users[choices["row"]], 10] > right[users[choices["row"]], 19]
+    assert (choices["sent_right"] == (better_at_ten == (choices["day"] == 0))).all()
+    wrong = month_gaps.slot_choices(truth, sends, -right)
+    assert not wrong["model_right"].any()
+    assert wrong["loss"].to_numpy() == pytest.approx(choices["loss"].to_numpy())
+    evidence = pd.Series("some", index=pd.RangeIndex(len(outcomes.user_ids)))
+    lines = month_gaps.slot_report(wrong, {"opens": evidence}, gap=100.0)
+    # header, rule, the one evidence label, days 1-2 and all
+    assert len(lines) == 5 and lines[2].startswith("| opens: some | 24 |")
+    assert f"| {wrong['loss'].sum():,.1f} ({wrong['loss'].sum():.1f}) |" in lines[-1]
