@@ -742,7 +742,7 @@ def slot_diagnosis(world: Path, bundle_path: Path, outcomes: Outcomes, month_tru
     """The ignoring scheduler's choice between its slots (`month_gaps.slot_choices`), split by the
     cardholder's opened pushes in the push log, whether the engine ever held them for a better hour, and
     the days."""
-    from benchmarks.month_gaps import sends_of, slot_choices, slot_report
+    from benchmarks.month_gaps import sends_of, slot_ceiling, slot_choices, slot_report
     from recsys.bundle import ModelBundle
 
     learned = learned_hours(ModelBundle.load(bundle_path).response, outcomes.user_ids)
@@ -754,8 +754,27 @@ def slot_diagnosis(world: Path, bundle_path: Path, outcomes: Outcomes, month_tru
                                                  index=rows),
               "held for a better hour": pd.Series([r in held for r in rows], index=rows).map(
                   {True: "at least once", False: "never"})}
-    return [f"{IGNORING}: the slot of each send against the scheduler's other slots that day (expected value;"
-            f" points of the gap {gap:,.1f})", *slot_report(choices, groups, gap)]
+    lines = [f"{IGNORING}: the slot of each send against the scheduler's other slots that day (expected "
+             f"value; points of the gap {gap:,.1f})", *slot_report(choices, groups, gap)]
+    inside = [h for h, _ in outcomes.slots if 8 <= h <= 21]
+    if len(inside) < 2:
+        return lines
+    first, second = inside[:2]  # whole local hours, as the API and the month's draws take them
+    ceiling = slot_ceiling(month_truth, (first, second))
+    truth_users = outcomes.truth_users
+    right = ((learned[:, first] > learned[:, second])
+             == (outcomes.response.hour_effect(truth_users, first)
+                 > outcomes.response.hour_effect(truth_users, second)))
+    bins = groups["opens in the push log"].to_numpy()
+    lines += ["", f"the better of {first}:00 and {second}:00 local, reachable cardholders: the learned hours "
+              "against a posterior from the push log that knows the truth's form and its parameters but "
+              "taste (`month_gaps.slot_ceiling`)",
+              "| opened pushes in the push log | cardholders | learned hours right | posterior right |",
+              "|---|---|---|---|"]
+    for label in ("0", "1", "2-3", "4+", "all"):
+        mask = outcomes.reachable & ((bins == label) | (label == "all"))
+        lines.append(f"| {label} | {mask.sum():,} | {right[mask].mean():.1%} | {ceiling[mask].mean():.1%} |")
+    return lines
 
 
 def command_line() -> argparse.ArgumentParser:

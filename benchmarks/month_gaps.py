@@ -32,6 +32,7 @@ import pandas as pd
 
 from recsys.cells import split_list
 from recsys.eligibility import epoch_micros, tier_table, valid_between
+from recsys.response_model import recent_counts
 
 HALF_HOUR, HOURS_12 = 1800, 12 * 3600
 REACHES = ("slots", "any")
@@ -68,6 +69,7 @@ class MonthTruth:
         """`outcomes`: the month's `Outcomes` (truth, cardholders, push log, slots); `mute_price` the value
         of a mute in opens."""
         self.outcomes, self.response, self.mute_price = outcomes, outcomes.response, mute_price
+        self.world = world
         content = pd.read_parquet(world / "content.parquet")
         marketing = content.loc[~content["transactional"].astype("boolean").fillna(False).to_numpy()]
         self.item_ids = marketing["content_id"].astype(str).to_numpy()
@@ -405,3 +407,53 @@ def slot_report(choices: pd.DataFrame, groups: dict[str, pd.Series], gap: float)
                          f"({100 * part['loss'].sum() / gap:.1f}) | {wrong:,.1f} ({100 * wrong / gap:.1f}) "
                          f"| {ignored:,.1f} ({100 * ignored / gap:.1f}) |")
     return lines
+
+
+PEAKS = np.arange(0.0, 24.0, 0.25)  # the grid of peak hours a posterior is computed on
+
+
+def peak_posterior(rows: np.ndarray, hours: np.ndarray, opened: np.ndarray, logit: np.ndarray, weight: float,
+                   n_rows: int) -> np.ndarray:
+    """float [n_rows, len(PEAKS)]: each row's posterior over its peak hour (flat prior) from its pushes
+    (`rows`, local `hours`, `opened`), each opened with sigmoid(`logit` + weight x cos(2 pi (hour - peak)
+    / 24)): the truth's own form of the hour term, with the rest of its logit known."""
+    wave = np.asarray(logit)[:, None] + weight * np.cos(2 * np.pi * (np.asarray(hours)[:, None] - PEAKS) / 24)
+    likelihood = np.where(np.asarray(opened)[:, None], -np.logaddexp(0.0, -wave), -np.logaddexp(0.0, wave))
+    log_post = np.zeros((n_rows, len(PEAKS)))
+    np.add.at(log_post, np.asarray(rows), likelihood)
+    post = np.exp(log_post - log_post.max(axis=1, keepdims=True))
+    return post / post.sum(axis=1, keepdims=True)
+
+
+def slot_ceiling(truth: MonthTruth, slot_hours: tuple[float, float]) -> np.ndarray:
+    """bool [rows of the world]: whether the posterior over each cardholder's peak hour from the push log
+    (`peak_posterior`, the truth's engagement, item appeal and fatigue known, its taste not, as a model
+    fitted without a taste score could know at best) puts more mass where the first of `slot_hours`
+    (local) is the truth's better one than the second, as the truth does: how often the better slot can
+    be known from the push log's opens."""
+    outcomes, response = truth.outcomes, truth.response
+    pushes = pd.read_parquet(truth.world / "push_log.parquet")
+    pushes = pushes.loc[pushes["user_id"].astype(str).isin(outcomes.row)]
+    rows = pushes["user_id"].astype(str).map(outcomes.row).to_numpy()
+    sent = pd.to_datetime(pushes["sent_ts"], utc=True)
+    hours = np.empty(len(pushes))
+    for zone in np.unique(outcomes.zones[rows]):
+        mask = outcomes.zones[rows] == zone
+        local = sent[mask].dt.tz_convert(zone)
+        hours[mask] = local.dt.hour + local.dt.minute / 60 + local.dt.second / 3600
+    items = outcomes.truth.content_index(pushes["content_id"].astype(str).to_numpy())
+    marketing = ~response.item_transactional[items]
+    seconds = sent.astype("int64").to_numpy() // 10**9
+    recent = np.ones(len(pushes), dtype=np.int64)
+    recent[marketing] = recent_counts(rows[marketing], seconds[marketing],
+                                      86400 * response.params.window_days)
+    users = outcomes.truth_users[rows]
+    logit = (response.params.base_logit + response.user_engagement[users] + response.item_appeal[items]
+             - response.fatigue(items, recent))
+    post = peak_posterior(rows, hours, pushes["opened_ts"].notna().to_numpy(), logit,
+                          response.params.hour_weight, len(outcomes.user_ids))
+    first, second = slot_hours
+    first_better = np.cos(2 * np.pi * (first - PEAKS) / 24) > np.cos(2 * np.pi * (second - PEAKS) / 24)
+    chosen = post[:, first_better].sum(axis=1) > 0.5
+    every = outcomes.truth_users
+    return chosen == (response.hour_effect(every, first) > response.hour_effect(every, second))

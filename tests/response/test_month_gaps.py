@@ -188,3 +188,22 @@ def test_slot_choices_find_the_truths_better_slot_and_whom_the_learned_hours_fol
     # header, rule, the one evidence label, days 1-2 and all
     assert len(lines) == 5 and lines[2].startswith("| opens: some | 24 |")
     assert f"| {wrong['loss'].sum():,.1f} ({wrong['loss'].sum():.1f}) |" in lines[-1]
+
+
+def test_the_peak_posterior_follows_the_hours_opened_and_is_flat_without_pushes() -> None:
+    hours = np.array([20.0] * 6 + [9.0] * 6 + [8.0] * 6 + [21.0] * 6)
+    opened = np.array([True] * 6 + [False] * 6 + [True] * 6 + [False] * 6)
+    rows = np.array([0] * 12 + [1] * 12)
+    post = month_gaps.peak_posterior(rows, hours, opened, np.full(24, -2.0), 1.0, n_rows=3)
+    assert post.sum(axis=1) == pytest.approx(np.ones(3))
+    peak = month_gaps.PEAKS[post.argmax(axis=1)]
+    assert 18 <= peak[0] <= 23 and (peak[1] <= 10 or peak[1] >= 23)
+    assert post[2] == pytest.approx(np.full(len(month_gaps.PEAKS), 1 / len(month_gaps.PEAKS)))
+
+
+def test_the_slot_ceiling_knows_the_better_slot_more_often_with_more_opens(world) -> None:
+    outcomes, truth = world
+    right = month_gaps.slot_ceiling(truth, (10, 19))
+    assert right.shape == (len(outcomes.user_ids),) and right.dtype == bool
+    opens = month.opened_pushes(truth.world, outcomes.user_ids)
+    assert right[opens >= 2].mean() > max(right[opens == 0].mean(), 0.6)
