@@ -35,7 +35,9 @@ ranking model.
 
 --decompose splits what the value-aware engines' months lose by the truth into what to push, the hour,
 whether to send and pacing: a chain of edits to the engine's own sends, each scored in expected value
-(`benchmarks/month_gaps.py`).
+(`benchmarks/month_gaps.py`), and for a scheduler that ignores `send_at`, whether each send went at the
+truth's better slot of its day and whether the learned hours preferred it, by the cardholder's opened
+pushes and by whether the engine ever held them for a better hour (`--slot-choices` prints that alone).
 
 Prints pushes, opens, mutes, value = opens - 10 x mutes, the expected value (the true p_open - 10 x
 p_mute summed over the pushes: the same figure less the luck of each push's draw) and cap violations
@@ -371,6 +373,7 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendA
     # (day, slot, rows, send times, content ids)
     batches: list[tuple[int, int, np.ndarray, list[datetime], list[str]]] = []
     muted_rows: set[int] = set()
+    held_rows: dict[str, set[int]] = defaultdict(set)  # by the kind of hold
     users = [u for u, ok in zip(outcomes.user_ids, outcomes.reachable, strict=True) if ok]
     for day in range(days):
         for slot, (hour, minute) in enumerate(outcomes.slots):
@@ -387,6 +390,7 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendA
                         reason = result["reason"]
                         kind = "below threshold" if "below threshold" in reason else reason.split(":")[0]
                         totals[f"held: {kind}"] += 1
+                        held_rows[kind].add(outcomes.row[result["user_id"]])
                     if not result["push_id"] or result.get("decision", "send") != "send":
                         continue
                     suggested = result.get("send_at")
@@ -429,6 +433,7 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendA
     totals["violations"] = violations(sent_log, outcomes.zones)
     totals["batches"] = batches
     totals["muted rows"] = muted_rows
+    totals["held rows"] = dict(held_rows)
     totals["retries"] = dict(client.retries)
     return dict(totals)
 
@@ -676,6 +681,24 @@ def statement_cycle(world: Path, outcomes: Outcomes) -> str:
             f"(median {int(frame.groupby('user').size().median())} reminders per cardholder)")
 
 
+def learned_hours(model: Any, ids: np.ndarray) -> np.ndarray:
+    """float [n, 24]: each cardholder's learned hour terms as `best_hours` ranks them (open net of mute)."""
+    users = model.user_rows(ids)
+    return model.hour_effects(users, "open") - model.hour_effects(users, "mute") * model.mute_hour_weight
+
+
+def opened_pushes(world: Path, ids: np.ndarray) -> np.ndarray:
+    """Each cardholder's opened pushes (marketing and reminders) in the world's push log."""
+    pushes = pd.read_parquet(world / "push_log.parquet")
+    opens = pushes.loc[pushes["opened_ts"].notna()].groupby("user_id").size()
+    return opens.reindex(ids).fillna(0).to_numpy()
+
+
+def evidence_bins(count: np.ndarray) -> np.ndarray:
+    """The opened-push bins the hour diagnostics split by."""
+    return np.select([count == 0, count == 1, count <= 3], ["0", "1", "2-3"], "4+")
+
+
 def hour_quality(world: Path, model: Any, outcomes: Outcomes) -> list[str]:
     """The response model's learned hour preference against the truth's hour term, by the cardholder's
     opened pushes in the push log: Spearman correlation over the open hours 08-21, whether the learned
@@ -687,9 +710,7 @@ def hour_quality(world: Path, model: Any, outcomes: Outcomes) -> list[str]:
         return ["no response model in the bundle"]
     hours = np.arange(8, 22)
     ids = outcomes.user_ids[outcomes.reachable]
-    users = model.user_rows(ids)
-    learned = (model.hour_effects(users, "open")
-               - model.hour_effects(users, "mute") * model.mute_hour_weight)[:, hours]
+    learned = learned_hours(model, ids)[:, hours]
     truth_users = outcomes.truth_users[outcomes.reachable]
     true = outcomes.response.hour_effect(truth_users[:, None], hours[None, :].astype(float))
     inside = [(h, m) for h, m in outcomes.slots if 8 <= h <= 21]
@@ -703,18 +724,56 @@ def hour_quality(world: Path, model: Any, outcomes: Outcomes) -> list[str]:
     rho = np.array([spearmanr(a, b).statistic for a, b in zip(learned, true, strict=True)])
     in_half = true[np.arange(len(top)), top] >= 0
     near = np.abs(hours[top] - hours[true.argmax(axis=1)]) <= 2
-    pushes = pd.read_parquet(world / "push_log.parquet")
-    opens = pushes.loc[pushes["opened_ts"].notna()].groupby("user_id").size()
-    count = opens.reindex(ids).fillna(0).to_numpy()
+    count = opened_pushes(world, ids)
     lines = ["| opened pushes in the push log | cardholders | Spearman (median) | best hour in better half "
              f"| within 2 h of true best | right slot of {slots_text(inside, ' / ')} |",
              "|---|---|---|---|---|---|"]
-    for name, mask in (("0", count == 0), ("1", count == 1), ("2-3", (count >= 2) & (count <= 3)),
-                       ("4+", count >= 4), ("all", count >= 0)):
+    bins = evidence_bins(count)
+    for name, mask in (*((b, bins == b) for b in ("0", "1", "2-3", "4+")), ("all", count >= 0)):
         if mask.any():
             lines.append(f"| {name} | {mask.sum():,} | {np.nanmedian(rho[mask]):.2f} "
                          f"| {in_half[mask].mean():.1%} | {near[mask].mean():.1%} "
                          f"| {'n/a' if slot_right is None else f'{slot_right[mask].mean():.1%}'} |")
+    return lines
+
+
+def slot_diagnosis(world: Path, bundle_path: Path, outcomes: Outcomes, month_truth: Any, result: dict,
+                   gap: float) -> list[str]:
+    """The ignoring scheduler's choice between its slots (`month_gaps.slot_choices`), split by the
+    cardholder's opened pushes in the push log, whether the engine ever held them for a better hour, and
+    the days."""
+    from benchmarks.month_gaps import sends_of, slot_ceiling, slot_choices, slot_report
+    from recsys.bundle import ModelBundle
+
+    learned = learned_hours(ModelBundle.load(bundle_path).response, outcomes.user_ids)
+    choices = slot_choices(month_truth, sends_of(result["batches"], result["muted rows"]), learned)
+    rows = pd.RangeIndex(len(outcomes.user_ids))
+    held = set().union(*(found for kind, found in result["held rows"].items()
+                         if kind.startswith("better hour")))
+    groups = {"opens in the push log": pd.Series(evidence_bins(opened_pushes(world, outcomes.user_ids)),
+                                                 index=rows),
+              "held for a better hour": pd.Series([r in held for r in rows], index=rows).map(
+                  {True: "at least once", False: "never"})}
+    lines = [f"{IGNORING}: the slot of each send against the scheduler's other slots that day (expected "
+             f"value; points of the gap {gap:,.1f})", *slot_report(choices, groups, gap)]
+    inside = [h for h, _ in outcomes.slots if 8 <= h <= 21]
+    if len(inside) < 2:
+        return lines
+    first, second = inside[:2]  # whole local hours, as the API and the month's draws take them
+    ceiling = slot_ceiling(month_truth, (first, second))
+    truth_users = outcomes.truth_users
+    right = ((learned[:, first] > learned[:, second])
+             == (outcomes.response.hour_effect(truth_users, first)
+                 > outcomes.response.hour_effect(truth_users, second)))
+    bins = groups["opens in the push log"].to_numpy()
+    lines += ["", f"the better of {first}:00 and {second}:00 local, reachable cardholders: the learned hours "
+              "against a posterior from the push log that knows the truth's form and its parameters but "
+              "taste (`month_gaps.slot_ceiling`)",
+              "| opened pushes in the push log | cardholders | learned hours right | posterior right |",
+              "|---|---|---|---|"]
+    for label in ("0", "1", "2-3", "4+", "all"):
+        mask = outcomes.reachable & ((bins == label) | (label == "all"))
+        lines.append(f"| {label} | {mask.sum():,} | {right[mask].mean():.1%} | {ceiling[mask].mean():.1%} |")
     return lines
 
 
@@ -752,6 +811,9 @@ def command_line() -> argparse.ArgumentParser:
     parser.add_argument("--decompose", action="store_true",
                         help="where the value-aware engines' months lose value by the truth: item, hour, "
                              "whether to send, pacing (benchmarks/month_gaps.py)")
+    parser.add_argument("--slot-choices", action="store_true",
+                        help="with --ignore-send-at: the slot of each of its sends against the truth's "
+                             "better one, by the cardholder's evidence and holds (also in --decompose)")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench-month")
     parser.add_argument("--independent", type=Path, default=None,
                         help="a data directory with DIR.hidden.npz beside it (the shared independent world)")
@@ -917,17 +979,20 @@ def main() -> int:
         decision = value(oracle_name) - value(TRUE_ITEMS)
         print(f"value-aware engine to the oracle '{oracle_name}': {taste + decision:+,.0f}, of which what to "
               f"push {taste:+,.0f} (to '{TRUE_ITEMS}'), whether and when {decision:+,.0f}")
-    if args.decompose:
+    if args.decompose or args.slot_choices:
         from benchmarks.month_gaps import MonthTruth, decompose, report, sends_of
 
         month_truth = MonthTruth(world, outcomes, args.days, MUTE_PRICE)
         gap = results[GAP_ORACLE]["expected value"] - results[BROADCAST]["expected value"]
         # a scheduler that follows send_at reaches any time the API names; one that ignores it, its slots
         for name, reach in (("value-aware engine", "any"), (IGNORING, "slots")):
-            if name in results:
+            if name in results and args.decompose:
                 log(f"where the month loses value: {name}")
                 sends = sends_of(results[name]["batches"], results[name]["muted rows"])
                 print("\n" + "\n".join(report(name, decompose(month_truth, sends, reach), gap)))
+        if IGNORING in results:
+            print("\n" + "\n".join(slot_diagnosis(world, bundle_path, outcomes, month_truth,
+                                                   results[IGNORING], gap)))
     return 0
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 
 from recsys.cells import split_list
 from recsys.eligibility import epoch_micros, tier_table, valid_between
+from recsys.response_model import recent_counts
 
 HALF_HOUR, HOURS_12 = 1800, 12 * 3600
 REACHES = ("slots", "any")
@@ -68,6 +69,7 @@ class MonthTruth:
         """`outcomes`: the month's `Outcomes` (truth, cardholders, push log, slots); `mute_price` the value
         of a mute in opens."""
         self.outcomes, self.response, self.mute_price = outcomes, outcomes.response, mute_price
+        self.world = world
         content = pd.read_parquet(world / "content.parquet")
         marketing = content.loc[~content["transactional"].astype("boolean").fillna(False).to_numpy()]
         self.item_ids = marketing["content_id"].astype(str).to_numpy()
@@ -346,3 +348,112 @@ def report(name: str, totals: dict[str, float], gap: float) -> list[str]:
         counts = ", ".join(f"{third} {totals[f'pushes {label}: {third}']:,.0f}" for third in THIRDS)
         lines.append(f"pushes {label} (after (c)): {counts}")
     return lines
+
+
+def slot_choices(truth: MonthTruth, sends: Sends, learned: np.ndarray) -> pd.DataFrame:
+    """Per send of a scheduler that ignores `send_at`, against the scheduler's other slots of its local day:
+    the expected value of the month with that one send moved to each slot (same item, the recent counts
+    of the rest follow), the truth's better slot and the one `learned` prefers (float [rows, 24], e.g.
+    the response model's hour terms, as `best_hours` ranks them). Sends on a day with one slot, or off
+    the slots, have no choice and are left out. Columns: row, day (of the month, 0 first), sent_right
+    (at the truth's better slot), model_right (`learned` prefers the truth's), sent_model (at the slot
+    `learned` prefers), loss (the best slot's value less the sent one's)."""
+    out: dict[str, list] = {name: [] for name in ("row", "day", "sent_right", "model_right", "sent_model",
+                                                  "loss")}
+    start = int(truth.grid[0])
+    for row in np.unique(sends.rows).tolist():
+        mine = np.flatnonzero(sends.rows == row)
+        order = mine[np.argsort(sends.times[mine], kind="stable")]
+        times, contents = sends.times[order], [sends.contents[k] for k in order]
+        reachable, days, _ = truth.candidates(row, "slots")
+        hours = truth.local(row, reachable)[0]
+        sent_days = truth.local(row, times)[1]
+        for k, (t, day) in enumerate(zip(times.tolist(), sent_days.tolist(), strict=True)):
+            options = np.flatnonzero(days == day)
+            if len(options) < 2 or t not in set(reachable[options].tolist()):
+                continue
+            worth = []
+            for option in options.tolist():
+                moved = times.copy()
+                moved[k] = reachable[option]
+                worth.append(total(truth.value(row, moved, contents)))
+            sent = int(np.flatnonzero(reachable[options] == t)[0])
+            best, preferred = int(np.argmax(worth)), int(np.argmax(learned[row, hours[options]]))
+            for name, value in (("row", row), ("day", (t - start) // 86400), ("sent_right", sent == best),
+                                ("model_right", preferred == best), ("sent_model", sent == preferred),
+                                ("loss", worth[best] - worth[sent])):
+                out[name].append(value)
+    return pd.DataFrame(out)
+
+
+def slot_report(choices: pd.DataFrame, groups: dict[str, pd.Series], gap: float) -> list[str]:
+    """`slot_choices` split by each of `groups` (a label per row of the world, e.g. opens in the push log):
+    sends, the share at the truth's better slot, the share where `learned` agrees with the truth, and the
+    loss (expected value; points of `gap`) split by whether the learned preference was right."""
+    lines = ["| split | sends with a choice | at the truth's better slot | learned agrees with the truth "
+             "| loss | of it: learned wrong | of it: learned right, sent at the other slot |",
+             "|---|---|---|---|---|---|---|"]
+    splits = {title: labels.reindex(choices["row"]).to_numpy() for title, labels in groups.items()}
+    splits["days"] = np.where(choices["day"] < 2, "1-2 (habit and slots not yet known)", "3-30")
+    splits["all"] = np.full(len(choices), "")
+    for title, group in splits.items():
+        for label in sorted(pd.unique(group), key=str):
+            part = choices.loc[group == label]
+            wrong = part.loc[~part["model_right"], "loss"].sum()
+            ignored = part.loc[part["model_right"] & ~part["sent_model"], "loss"].sum()
+            name = f"{title}: {label}" if label != "" else title
+            lines.append(f"| {name} | {len(part):,} | {part['sent_right'].mean():.1%} "
+                         f"| {part['model_right'].mean():.1%} | {part['loss'].sum():,.1f} "
+                         f"({100 * part['loss'].sum() / gap:.1f}) | {wrong:,.1f} ({100 * wrong / gap:.1f}) "
+                         f"| {ignored:,.1f} ({100 * ignored / gap:.1f}) |")
+    return lines
+
+
+PEAKS = np.arange(0.0, 24.0, 0.25)  # the grid of peak hours a posterior is computed on
+
+
+def peak_posterior(rows: np.ndarray, hours: np.ndarray, opened: np.ndarray, logit: np.ndarray, weight: float,
+                   n_rows: int) -> np.ndarray:
+    """float [n_rows, len(PEAKS)]: each row's posterior over its peak hour (flat prior) from its pushes
+    (`rows`, local `hours`, `opened`), each opened with sigmoid(`logit` + weight x cos(2 pi (hour - peak)
+    / 24)): the truth's own form of the hour term, with the rest of its logit known."""
+    wave = np.asarray(logit)[:, None] + weight * np.cos(2 * np.pi * (np.asarray(hours)[:, None] - PEAKS) / 24)
+    likelihood = np.where(np.asarray(opened)[:, None], -np.logaddexp(0.0, -wave), -np.logaddexp(0.0, wave))
+    log_post = np.zeros((n_rows, len(PEAKS)))
+    np.add.at(log_post, np.asarray(rows), likelihood)
+    post = np.exp(log_post - log_post.max(axis=1, keepdims=True))
+    return post / post.sum(axis=1, keepdims=True)
+
+
+def slot_ceiling(truth: MonthTruth, slot_hours: tuple[float, float]) -> np.ndarray:
+    """bool [rows of the world]: whether the posterior over each cardholder's peak hour from the push log
+    (`peak_posterior`, the truth's engagement, item appeal and fatigue known, its taste not, as a model
+    fitted without a taste score could know at best) puts more mass where the first of `slot_hours`
+    (local) is the truth's better one than the second, as the truth does: how often the better slot can
+    be known from the push log's opens."""
+    outcomes, response = truth.outcomes, truth.response
+    pushes = pd.read_parquet(truth.world / "push_log.parquet")
+    pushes = pushes.loc[pushes["user_id"].astype(str).isin(outcomes.row)]
+    rows = pushes["user_id"].astype(str).map(outcomes.row).to_numpy()
+    sent = pd.to_datetime(pushes["sent_ts"], utc=True)
+    hours = np.empty(len(pushes))
+    for zone in np.unique(outcomes.zones[rows]):
+        mask = outcomes.zones[rows] == zone
+        local = sent[mask].dt.tz_convert(zone)
+        hours[mask] = local.dt.hour + local.dt.minute / 60 + local.dt.second / 3600
+    items = outcomes.truth.content_index(pushes["content_id"].astype(str).to_numpy())
+    marketing = ~response.item_transactional[items]
+    seconds = sent.astype("int64").to_numpy() // 10**9
+    recent = np.ones(len(pushes), dtype=np.int64)
+    recent[marketing] = recent_counts(rows[marketing], seconds[marketing],
+                                      86400 * response.params.window_days)
+    users = outcomes.truth_users[rows]
+    logit = (response.params.base_logit + response.user_engagement[users] + response.item_appeal[items]
+             - response.fatigue(items, recent))
+    post = peak_posterior(rows, hours, pushes["opened_ts"].notna().to_numpy(), logit,
+                          response.params.hour_weight, len(outcomes.user_ids))
+    first, second = slot_hours
+    first_better = np.cos(2 * np.pi * (first - PEAKS) / 24) > np.cos(2 * np.pi * (second - PEAKS) / 24)
+    chosen = post[:, first_better].sum(axis=1) > 0.5
+    every = outcomes.truth_users
+    return chosen == (response.hour_effect(every, first) > response.hour_effect(every, second))

@@ -32,8 +32,9 @@ A scheduler known not to honour `send_at` (learned from its `sent` events, or se
 slots known gets the send time of `_at_slots` instead: the push can only go now or when it asks again, so the
 send time is chosen among now, its later slots today and its first slot tomorrow (while the month has
 a later day for the content and at least as many later days as slots left), each at its local hour's
-value; `send` means now, `hold` names the slot to ask again at. Steps 2 and 3 apply to that value, with
-every later day valued at the best of the slots' hours (the caller's `later_days` and `upcoming`).
+value, a slot worth more than now at all winning (no hour margin: it is known to ask then); `send`
+means now, `hold` names the slot to ask again at. Steps 2 and 3 apply to that value, with every later
+day valued at the best of the slots' hours (the caller's `later_days` and `upcoming`).
 """
 
 from __future__ import annotations
@@ -356,7 +357,9 @@ def _at_slots(settings: Decision, value_now: float, later: Sequence[tuple[dateti
     if (tomorrow is not None and len(days) and np.isfinite(days[0])
             and (slots_left is None or slots_left <= len(days))):
         options.append((tomorrow, float(days[0]), "tomorrow"))
-    bar = value_now + settings.hour_margin * abs(value_now)
+    # no hour margin: the margin guards against waiting for an hour the scheduler may never ask at, and
+    # this one is known to ask again at each of these slots
+    bar = value_now
     wait = max(options, key=lambda option: option[1], default=None)
     if wait is None or wait[1] <= bar:
         return (value_now, now.astimezone(UTC),

@@ -218,8 +218,12 @@ def test_a_scheduler_that_ignores_send_at_gets_now_or_one_of_its_slots() -> None
     for follows in (True, None):
         sent = decide(settings, 0.08, hours, NOW, 4, slots=slots, follows_send_at=follows)
         assert sent.decision == SEND and sent.send_at == NOW.replace(hour=13).astimezone(UTC)
-    # no slot of its worth more than now by the margin: send now, whatever a between-slot hour is worth
+    # a slot of its worth more than now, if less than the hour margin more: it asks again then, so hold
     between = [(NOW.replace(hour=13), 0.2), (NOW.replace(hour=19), 0.085)]
+    held = decide(settings, 0.08, between, NOW, 4, slots=slots, follows_send_at=False)
+    assert held.decision == HOLD and held.send_at == NOW.replace(hour=19, minute=30).astimezone(UTC)
+    # no slot of its worth more than now: send now, whatever a between-slot hour is worth
+    between = [(NOW.replace(hour=13), 0.2), (NOW.replace(hour=19), 0.08)]
     now_sent = decide(settings, 0.08, between, NOW, 4, slots=slots, follows_send_at=False)
     assert now_sent.decision == SEND and now_sent.send_at == NOW.astimezone(UTC)
     assert "no later slot of the scheduler worth more" in now_sent.reason
@@ -239,8 +243,11 @@ def test_at_its_last_slot_a_scheduler_that_ignores_send_at_may_be_asked_again_to
     held = decide(settings, 0.05, hours, evening, 4, days, slots=slots, follows_send_at=False)
     assert held.decision == HOLD and held.send_at == tomorrow
     assert held.reason.startswith("better hour tomorrow: ask again at 10:00 local")
-    # not by the margin, or the content no longer valid tomorrow (no later day): send now
+    # worth more tomorrow at all, if by less than the hour margin: still ask again tomorrow
     assert decide(settings, 0.085, hours, evening, 4, days, slots=slots,
+                  follows_send_at=False).send_at == tomorrow
+    # not worth more, or the content no longer valid tomorrow (no later day): send now
+    assert decide(settings, 0.09, hours, evening, 4, days, slots=slots,
                   follows_send_at=False).send_at == evening.astimezone(UTC)
     assert decide(settings, 0.05, hours, evening, 4, [], slots=slots, follows_send_at=False).decision == SEND
     # as many slots left as later days: a day given up would be a slot lost, so send now

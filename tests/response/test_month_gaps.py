@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -156,3 +157,53 @@ def test_an_unknown_reach_is_refused_by_name(world) -> None:
     _, truth = world
     with pytest.raises(ValueError, match="reach must be one of slots, any, got 'noon'"):
         month_gaps.RowEditor(truth, 0, "noon")
+
+
+def test_slot_choices_find_the_truths_better_slot_and_whom_the_learned_hours_follow(world) -> None:
+    outcomes, truth = world
+    rows = reachable_rows(outcomes, 12)
+    users = outcomes.truth_users
+    hours = np.arange(24, dtype=float)
+    # a learned preference equal to the truth's hour term, and its opposite
+    right = outcomes.response.hour_effect(users[:, None], hours[None, :])
+    senders, contents, seconds = [], [], []
+    for row in rows:
+        for day, (item, hour) in enumerate(zip(best_items(truth, row, 2), (10, 19), strict=False)):
+            senders.append(row)
+            contents.append(item)
+            seconds.append(int(at(outcomes, day, hour, 30 if hour == 19 else 0).timestamp()))
+    sends = month_gaps.Sends(np.array(senders), np.array(seconds), contents, frozenset())
+    choices = month_gaps.slot_choices(truth, sends, right)
+    assert len(choices) == len(senders) and choices["model_right"].all()
+    assert (choices["loss"] >= -1e-12).all()
+    assert ((choices["loss"] > 1e-12) == ~choices["sent_right"]).all()
+    assert (choices["sent_model"] == choices["sent_right"]).all()
+    better_at_ten = right[users[choices["row"]], 10] > right[users[choices["row"]], 19]
+    assert (choices["sent_right"] == (better_at_ten == (choices["day"] == 0))).all()
+    wrong = month_gaps.slot_choices(truth, sends, -right)
+    assert not wrong["model_right"].any()
+    assert wrong["loss"].to_numpy() == pytest.approx(choices["loss"].to_numpy())
+    evidence = pd.Series("some", index=pd.RangeIndex(len(outcomes.user_ids)))
+    lines = month_gaps.slot_report(wrong, {"opens": evidence}, gap=100.0)
+    # header, rule, the one evidence label, days 1-2 and all
+    assert len(lines) == 5 and lines[2].startswith("| opens: some | 24 |")
+    assert f"| {wrong['loss'].sum():,.1f} ({wrong['loss'].sum():.1f}) |" in lines[-1]
+
+
+def test_the_peak_posterior_follows_the_hours_opened_and_is_flat_without_pushes() -> None:
+    hours = np.array([20.0] * 6 + [9.0] * 6 + [8.0] * 6 + [21.0] * 6)
+    opened = np.array([True] * 6 + [False] * 6 + [True] * 6 + [False] * 6)
+    rows = np.array([0] * 12 + [1] * 12)
+    post = month_gaps.peak_posterior(rows, hours, opened, np.full(24, -2.0), 1.0, n_rows=3)
+    assert post.sum(axis=1) == pytest.approx(np.ones(3))
+    peak = month_gaps.PEAKS[post.argmax(axis=1)]
+    assert 18 <= peak[0] <= 23 and (peak[1] <= 10 or peak[1] >= 23)
+    assert post[2] == pytest.approx(np.full(len(month_gaps.PEAKS), 1 / len(month_gaps.PEAKS)))
+
+
+def test_the_slot_ceiling_knows_the_better_slot_more_often_with_more_opens(world) -> None:
+    outcomes, truth = world
+    right = month_gaps.slot_ceiling(truth, (10, 19))
+    assert right.shape == (len(outcomes.user_ids),) and right.dtype == bool
+    opens = month.opened_pushes(truth.world, outcomes.user_ids)
+    assert right[opens >= 2].mean() > max(right[opens == 0].mean(), 0.6)
