@@ -72,7 +72,7 @@ def _reference_at_slots(settings: Decision, value_now: float, later: Sequence[tu
     if (tomorrow is not None and len(days) and np.isfinite(days[0])
             and (slots_left is None or slots_left <= len(days))):
         options.append((tomorrow, float(days[0]), "tomorrow"))
-    bar = value_now + settings.hour_margin * abs(value_now)
+    bar = value_now  # no hour margin at a slot the scheduler is known to ask at
     wait = max(options, key=lambda option: option[1], default=None)
     if wait is None or wait[1] <= bar:
         why = f"value {value_now:.4f} now; no later slot of the scheduler worth more"
