@@ -25,9 +25,11 @@ not change over time, so the same fit is judged both ways and fit noise cancels.
 Per world it prints every cell, then the truth at each figure's best cell, at "FIGURE 1se" (the lightest
 cell, lowest wide weight then appeal, within one bootstrap standard error of the figure's best, 200
 Poisson replicates of the cardholders) and "FIGURE wins" (the cell best in most replicates), at the
-engine's rule (`lightest_appeal_within_noise` on the objective), the best cell, and the Spearman
-correlation of each figure with the truth over the cells. Only the engine's rule is what `recsys train`
-uses; the others were measured and not kept (README, "Chosen on the validation window").
+engine's rule (`best_pair` on the objective), at "appeal within noise" (the objective's wide weight with
+the lowest appeal there within one bootstrap standard error of the best: the engine's rule until the
+push counts left young opened pushes out), the best cell, and the Spearman correlation of each figure
+with the truth over the cells. Only the engine's rule is what `recsys train` uses; the others were
+measured and not kept (README, "Chosen on the validation window").
 
 With `--epoch-rules` it instead scores every epoch of the fit at every appeal choice (wide 0) by the
 objective, its readers' term alone and the truth, and for each way of choosing the epochs in
@@ -330,7 +332,7 @@ def report(cells) -> None:
     import pandas as pd
     from scipy.stats import spearmanr
 
-    from training.selection import lightest_appeal_within_noise
+    from training.selection import best_pair
 
     def standardised(values):
         return (values - values.mean()) / values.std(ddof=0)
@@ -360,9 +362,10 @@ def report(cells) -> None:
             line[f"{figure} wins"] = group.loc[np.bincount(replicates.argmax(axis=0),
                                                            minlength=len(group)).argmax(), "truth"]
         pairs = list(zip(group["appeal"], group["wide"], strict=True))
-        chosen = lightest_appeal_within_noise(dict(zip(pairs, group["objective"], strict=True)),
-                                              dict(zip(pairs, group["boot objective"], strict=True)))
-        line["engine's rule"] = group.loc[pairs.index(chosen), "truth"]
+        objectives = dict(zip(pairs, group["objective"], strict=True))
+        within = appeal_within_noise(objectives, dict(zip(pairs, group["boot objective"], strict=True)))
+        line["appeal within noise"] = group.loc[pairs.index(within), "truth"]
+        line["engine's rule"] = group.loc[pairs.index(best_pair(objectives)), "truth"]
         summary.append(line)
     frame = pd.DataFrame(summary).set_index("world")
     rules = [column for column in frame.columns if not column.startswith("rho") and column != "best"]
@@ -372,6 +375,24 @@ def report(cells) -> None:
     print(frame[[column for column in frame.columns if column.startswith("rho")]].round(2).T.to_string())
     print("mean below the best cell: " + ", ".join(
         f"{rule} {(frame[rule] - frame['best']).mean():.3f}" for rule in rules))
+
+
+def appeal_within_noise(objectives: dict[tuple[float, float], float],
+                        replicates: dict[tuple[float, float], np.ndarray]) -> tuple[float, float]:
+    """(appeal, wide): the best pair's wide weight, and the lowest appeal there whose objective is within
+    one standard error of the best pair's (the error of their paired difference over `replicates`)."""
+    from training.selection import best_pair
+
+    best = best_pair(objectives)
+
+    def error(pair: tuple[float, float]) -> float:
+        difference = replicates[best] - replicates[pair]
+        difference = difference[np.isfinite(difference)]
+        return float(difference.std()) if difference.size else float("nan")
+
+    close = [pair for pair, value in objectives.items()
+             if pair[1] == best[1] and value >= objectives[best] - error(pair)]
+    return min(close or [best], key=lambda pair: pair[0])
 
 
 def one_se_cell(group, replicates, figure: str) -> int:

@@ -4,10 +4,8 @@ the number of epochs, the item appeal weight and the weight of the wide (ridge) 
 The model is fitted once, on a seeded sample of at most `max_users` cardholders at `split -
 holdout_days`, scored after every epoch on what they did up to `split` (the window and objective of
 `--tune`), and rewound to the fewest epochs whose objective is within `EPOCH_TOLERANCE` of the best;
-every item appeal x wide weight pair is then applied to that state and scored. The wide weight is the
-best pair's; the appeal is the lowest at that wide weight whose objective is within one bootstrap
-standard error of the best (cardholders resampled), so a stronger appeal must win beyond the noise of
-the window's few thousand cardholders. No holdout event is seen.
+every item appeal x wide weight pair is then applied to that state and scored, and the best pair is
+kept. No holdout event is seen.
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ SELECTION_MAX_USERS = 20_000
 # same configuration differ by about this much, so fewer epochs within it are not worse
 EPOCH_TOLERANCE = 0.01
 MIN_EPOCHS = 3
-BOOTSTRAP_REPLICATES = 200
 
 
 @dataclass(frozen=True)
@@ -75,21 +72,11 @@ def fewest_good_epochs(objectives: list[float], tolerance: float = EPOCH_TOLERAN
     return int(first + np.flatnonzero(values[first - 1:] >= best - tolerance)[0])
 
 
-def lightest_appeal_within_noise(objectives: dict[tuple[float, float], float],
-                                 replicates: dict[tuple[float, float], np.ndarray]) -> tuple[float, float]:
-    """(appeal, wide): the best pair's wide weight, and the lowest appeal there whose objective is within
-    one standard error of the best pair's (the error of their paired difference over `replicates`)."""
-    best = max(objectives, key=lambda pair: (objectives[pair] == objectives[pair], objectives[pair],
-                                             -pair[1]))
-
-    def error(pair: tuple[float, float]) -> float:
-        difference = replicates[best] - replicates[pair]
-        difference = difference[np.isfinite(difference)]
-        return float(difference.std()) if difference.size else float("nan")
-
-    close = [pair for pair, value in objectives.items()
-             if pair[1] == best[1] and value >= objectives[best] - error(pair)]
-    return min(close or [best], key=lambda pair: pair[0])
+def best_pair(objectives: dict[tuple[float, float], float]) -> tuple[float, float]:
+    """(appeal, wide) with the best objective; an objective that could not be measured (NaN) is never
+    preferred, and of equal ones the lower wide weight, then the lower appeal, is kept."""
+    return max(objectives, key=lambda pair: (objectives[pair] == objectives[pair], objectives[pair],
+                                             -pair[1], -pair[0]))
 
 
 @dataclass(frozen=True)
@@ -127,9 +114,7 @@ def fit_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
     reference_ndcg = metrics.per_user("ndcg", recommend_holdout(popular, validation, base.k),
                                       validation.relevant, base.k)
     train = validation.train
-    # row 0 weighs every cardholder once (the objective itself), the others are bootstrap replicates
-    weights = np.vstack([np.ones(train.n_users), np.random.default_rng(base.seed).poisson(
-        1.0, (BOOTSTRAP_REPLICATES, train.n_users))])
+    unit = np.ones((1, train.n_users))  # every cardholder weighed once: the objective itself
     start_appeal = float(params.get("item_appeal_weight", appeals[0]))
     model = ModelSpec(base.model.kind,
                       {**params, "wide_weight": 0.0, "item_appeal_weight": start_appeal}).build()
@@ -141,7 +126,7 @@ def fit_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
             return
         states.append(fitted.embedding_state())
         fitted.set_item_appeal(start_appeal, train)
-        curve.append(float(objective_replicates(fitted, validation, reference_ndcg, weights[:1], base.k)[0]))
+        curve.append(float(objective_replicates(fitted, validation, reference_ndcg, unit, base.k)[0]))
 
     model.fit(train, callback=after_epoch)
     epochs = model.epochs
@@ -149,14 +134,13 @@ def fit_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
         epochs = fewest_good_epochs(curve)
         model.rewind(states[epochs - 1], epochs, train)
     objectives: dict[tuple[float, float], float] = {}
-    replicates: dict[tuple[float, float], np.ndarray] = {}
     for wide in wides:
         model.set_wide(wide, train)
         for appeal in appeals:
             model.set_item_appeal(appeal, train)
-            values = objective_replicates(model, validation, reference_ndcg, weights, base.k)
-            objectives[(appeal, wide)], replicates[(appeal, wide)] = float(values[0]), values[1:]
-    appeal, wide = lightest_appeal_within_noise(objectives, replicates)
+            objectives[(appeal, wide)] = float(objective_replicates(model, validation, reference_ndcg, unit,
+                                                                    base.k)[0])
+    appeal, wide = best_pair(objectives)
     selection = Selection(epochs=int(epochs), item_appeal_weight=appeal, wide_weight=wide,
                           window=(validation.split.isoformat(), validation.as_of.isoformat()),
                           users=train.n_users, epoch_objectives=curve,
