@@ -308,7 +308,7 @@ def decide_many(settings: Decision, values_now: Sequence[float] | np.ndarray,
     for row, value_now in enumerate(values_now.tolist()):
         if follows_send_at[row] is False and slots[row]:
             value[row], send_at[row], reason, instead[row] = _at_slots(
-                settings, value_now, later[row], now[row], slots_left[row], later_days[row], slots[row])
+                value_now, later[row], now[row], slots_left[row], later_days[row], slots[row])
             why.append(reason)
             continue
         if not better[row]:
@@ -340,7 +340,7 @@ def _clock(moment: datetime) -> str:
     return f"{moment.hour:02d}:{moment.minute:02d}"
 
 
-def _at_slots(settings: Decision, value_now: float, later: Sequence[tuple[datetime, float]], now: datetime,
+def _at_slots(value_now: float, later: Sequence[tuple[datetime, float]], now: datetime,
               slots_left: int | None, later_days: Sequence[float] | np.ndarray, slots: Sequence[datetime]
               ) -> tuple[float, datetime, str, tuple[str, datetime] | None]:
     """Step 1 for a scheduler that sends at once on `send` (see the module docstring): the value, send
@@ -357,11 +357,10 @@ def _at_slots(settings: Decision, value_now: float, later: Sequence[tuple[dateti
     if (tomorrow is not None and len(days) and np.isfinite(days[0])
             and (slots_left is None or slots_left <= len(days))):
         options.append((tomorrow, float(days[0]), "tomorrow"))
+    wait = max(options, key=lambda option: option[1], default=None)
     # no hour margin: the margin guards against waiting for an hour the scheduler may never ask at, and
     # this one is known to ask again at each of these slots
-    bar = value_now
-    wait = max(options, key=lambda option: option[1], default=None)
-    if wait is None or wait[1] <= bar:
+    if wait is None or wait[1] <= value_now:
         return (value_now, now.astimezone(UTC),
                 f"value {value_now:.4f} now; no later slot of the scheduler worth more", None)
     moment, value, when = wait
