@@ -47,26 +47,3 @@ def test_decide_command_is_the_packed_call(policy, reserve, exhausted, timezone,
         command = engine._decide_command(compiled, request, encoded, push_id, exhausted, codes)
         assert command == hiredis.pack_command(call)
         assert command == b"".join(Connection().pack_command(*call))
-
-
-@pytest.mark.parametrize("exhausted", [{}, {"spring": (1, 2, 2)}], ids=["open", "spring-full"])
-def test_a_chunk_of_commands_is_each_packed_call_in_order(exhausted) -> None:
-    """A pipeline chunk is written by one loop over its requests: every command in the chunk's order, each
-    with its own key, push id, calendar, candidates and reserve flag (taken from the indices given)."""
-    policy = throttled_policy()
-    engine = RedisCapEngine(redis.Redis(), policy, prefix="enc")  # never connects: nothing is sent
-    compiled = engine._compiled
-    zones = ["Asia/Shanghai", "America/New_York", "Europe/London"]
-    requests = [CapRequest(f"holder-{i}", CANDIDATES[i % 4:] or CANDIDATES[:1], zones[i % 3], i % 2 == 0)
-                for i in range(7)]
-    codes = [[engine._candidate_code(compiled, c, i, p) for p, c in enumerate(r.candidates)]
-             for i, r in enumerate(requests)]
-    moment = to_ms(datetime(2026, 11, 25, 12, 5, tzinfo=UTC))
-    calendars = [_calendar_arguments(rules.calendar(policy, r.timezone, moment)) for r in requests]
-    push_ids = [f"{i:032x}" if r.reserve else "" for i, r in enumerate(requests)]
-    indices = [5, 0, 3, 6]
-    encoded = [pieces for _, pieces in calendars]
-    chunk = engine._decide_commands(compiled, requests, indices, encoded, push_ids, exhausted, codes)
-    calls = [engine._decide_call(compiled, requests[i], calendars[i][0], push_ids[i], exhausted, codes[i])
-             for i in indices]
-    assert chunk == b"".join(hiredis.pack_command(call) for call in calls)
