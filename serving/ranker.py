@@ -527,13 +527,9 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
     # Each request's decision time in UTC: requests parsed one by one carry a time zone object each, and
     # comparing or hashing times of different zone objects costs a zone lookup (2 us) every time.
     moments = [clock if request.now is None else request.now.astimezone(UTC) for request in requests]
-    times = dict.fromkeys(moments)
-    if len(times) == 1:  # the usual batch shares one time: grouped without a dictionary call per request
-        by_time = {moments[0]: list(range(len(moments)))}
-    else:
-        by_time = {moment: [] for moment in times}
-        for index, moment in enumerate(moments):
-            by_time[moment].append(index)
+    by_time: dict[datetime, list[int]] = {}
+    for index, moment in enumerate(moments):
+        by_time.setdefault(moment, []).append(index)
     # A batch's requests normally share one time: each time given is checked once, at the first request
     # giving it, in request order (an error names the first request outside the window).
     givers = [next((i for i in indices if requests[i].now is not None), None) for indices in by_time.values()]
