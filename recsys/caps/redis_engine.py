@@ -463,46 +463,24 @@ class RedisCapEngine(CapEngine):
         exhausted: dict[str, tuple[int, int, int]],
         codes: list[_Entry],
     ) -> bytes:
-        """`_decide_call`'s command as written on the wire (`_decide_commands` of one request)."""
-        return self._decide_commands(compiled, [request], [0], [cal_args], [push_id], exhausted, [codes])
-
-    def _decide_commands(
-        self,
-        compiled: _Compiled,
-        requests: Sequence[CapRequest],
-        indices: Sequence[int],
-        cal_args: Sequence[tuple[bytes, bytes]],
-        push_ids: Sequence[str],
-        exhausted: dict[str, tuple[int, int, int]],
-        codes: Sequence[list[_Entry]],
-    ) -> bytes:
-        """The decide commands of `requests[i]` for i in `indices`, joined as written on the wire: the
-        same bytes as packing each `_decide_call`, from arguments encoded once per policy, batch calendar
-        or candidate (`cal_args[i]`: the encoded time now, then the rest of the calendar) and one format
-        for the rest: a packer encoded all ~27 arguments of every call afresh, 4 us a call (README,
-        "Load"). One loop over a pipeline chunk: a method call per command cost a fifth of the format."""
-        head = compiled.head
-        key_start = f"{{{self._prefix}:u:".encode()
-        commands = []
-        for i in indices:
-            request, entries = requests[i], codes[i]
-            n = len(entries)
-            key = b"%b%b}" % (key_start, request.user_id.encode())
-            push = push_ids[i].encode()
-            fields = b"".join(map(_FIELD_ENCODED, entries))
-            if exhausted:
-                code_args = b"".join(_code_arguments(request, entries, exhausted, 6))
-            else:
-                code_args = b"".join(map(_CODE_ENCODED, entries))
-            now, rest = cal_args[i]
-            common = (15 + 2 * n, head, len(key), key, now, len(push), push, rest, len(b"%d" % n), n, fields,
-                      code_args)
-            if request.reserve:  # the record tails are only read to store a reservation
-                tails = b"\x1e".join(map(_TAIL, entries))
-                commands.append(_RESERVING_COMMAND % (*common, len(tails), tails))
-            else:
-                commands.append(_DECIDING_COMMAND % common)
-        return b"".join(commands)
+        """`_decide_call`'s command as written on the wire, the same bytes as packing that call, from
+        arguments encoded once per policy, batch calendar or candidate (`cal_args`: the encoded time now,
+        then the rest of the calendar) and one format for the rest: a packer encoded all ~27 arguments
+        of every call afresh, 4 us a call (README, "Load")."""
+        n = len(codes)
+        key = self.user_key(request.user_id).encode()
+        push = push_id.encode()
+        fields = b"".join(map(_FIELD_ENCODED, codes))
+        if exhausted:
+            code_args = b"".join(_code_arguments(request, codes, exhausted, 6))
+        else:
+            code_args = b"".join(map(_CODE_ENCODED, codes))
+        head = (15 + 2 * n, compiled.head, len(key), key, cal_args[0])
+        rest = (len(push), push, cal_args[1], len(b"%d" % n), n, fields, code_args)
+        if request.reserve:  # the record tails are only read to store a reservation
+            tails = b"\x1e".join(map(_TAIL, codes))
+            return _RESERVING_COMMAND % (*head, *rest, len(tails), tails)
+        return _DECIDING_COMMAND % (*head, *rest)
 
     def decide_batch(
         self, requests: Sequence[CapRequest], *, now: datetime | None = None
@@ -512,10 +490,13 @@ class RedisCapEngine(CapEngine):
         policy = compiled.policy
         version = policy.version
         known = compiled.by_id.get
-        codes = [list(map(known, map(id, r.candidates))) for r in requests]
-        for i in [i for i, row in enumerate(codes) if None in row]:  # candidate objects not seen before
-            codes[i] = [code if code is not None else self._candidate_code(compiled, c, i, p)
-                        for p, (c, code) in enumerate(zip(requests[i].candidates, codes[i], strict=True))]
+        codes = []
+        for i, r in enumerate(requests):
+            row = list(map(known, map(id, r.candidates)))
+            if None in row:
+                row = [code if code is not None else self._candidate_code(compiled, c, i, p)
+                       for p, (c, code) in enumerate(zip(r.candidates, row, strict=True))]
+            codes.append(row)
         now_ms = to_ms(now or now_utc())
         # a batch spans a few zones: each zone's calendar and its arguments once
         zones = [r.timezone or policy.default_timezone for r in requests]
@@ -558,9 +539,10 @@ class RedisCapEngine(CapEngine):
                 lambda k, todo=todo, given=given: self._decide_call(
                     compiled, requests[todo[k]], cal_args[todo[k]], push_ids[todo[k]], given, codes[todo[k]]
                 ),
-                lambda start, stop, todo=todo, given=given: self._decide_commands(
-                    compiled, requests, todo[start:stop], cal_encoded, push_ids, given, codes
-                ),
+                lambda start, stop, todo=todo, given=given: b"".join([
+                    self._decide_command(compiled, requests[i], cal_encoded[i], push_ids[i], given, codes[i])
+                    for i in todo[start:stop]
+                ]),
             )
             self._stream(calls, build)
             replies = dict(zip(todo, reservation_replies, strict=True))
