@@ -24,6 +24,11 @@ Only loopback traffic; every phase is bounded in time. Run it with another check
 
     .venv/bin/python benchmarks/api_load.py                # 100k cardholders
     .venv/bin/python benchmarks/api_load.py --users 20000 --duration 5
+    .venv/bin/python benchmarks/api_load.py --users 20000 --duration 5 --response   # send-or-hold answers
+
+`--response` publishes the bundle beside push response models fitted on the world's push log (as
+`batch_cpu.py --response`), so that every answer takes the send-or-hold path of a version from
+`recsys train`.
 """
 
 from __future__ import annotations
@@ -521,10 +526,13 @@ def main() -> int:
                         help="cardholders decided per caps-baseline measurement")
     parser.add_argument("--python-load", action="store_true",
                         help="use the Python load loop even if wrk exists")
+    parser.add_argument("--response", action="store_true",
+                        help="publish the bundle beside push response models (fitted once under --work-dir), "
+                             "so that every answer is decided by send or hold (recsys.decision)")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-    with published_world(args.work_dir, args.users, "api-load-") as published:
+    with published_world(args.work_dir, args.users, "api-load-", args.response) as published:
         return _measure(args, published)
 
 
