@@ -11,14 +11,14 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import numpy as np
-
 from recsys.caps.rules import CardholderRecord
 
 
 def live_sends(record: CardholderRecord, zone: ZoneInfo, since_ms: int, now_ms: int
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Local send hours (int64) and opened flags (bool) of the kept sends in (since, now]."""
+               ) -> tuple[list[int], list[bool]]:
+    """Local send hours and opened flags of the kept sends in (since, now]."""
+    if not record.outcomes:
+        return [], []
     kept = [(sent, opened) for _, sent, opened in record.outcomes if since_ms < sent <= now_ms]
-    hours = [datetime.fromtimestamp(sent / 1000, zone).hour for sent, _ in kept]
-    return np.asarray(hours, dtype=np.int64), np.asarray([opened for _, opened in kept], dtype=bool)
+    return ([datetime.fromtimestamp(sent / 1000, zone).hour for sent, _ in kept],
+            [opened for _, opened in kept])

@@ -37,6 +37,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -430,8 +431,8 @@ class PushResponseModel:
         order = np.argsort(-np.round(value, 9), axis=1, kind="stable")[:, :k]
         return hours[order].tolist()
 
-    def live_wave(self, users: UserRows, sent_hours: Sequence[np.ndarray], opened: Sequence[np.ndarray],
-                  logit_at: np.ndarray) -> np.ndarray:
+    def live_wave(self, users: UserRows, sent_hours: Sequence[Sequence[int]],
+                  opened: Sequence[Sequence[bool]], logit_at: np.ndarray) -> np.ndarray:
         """float [n, CYCLE]: the change to each cardholder's daily wave that their sends since the fit say.
 
         `sent_hours[i]` are the local hours of cardholder i's marketing pushes sent after
@@ -444,12 +445,12 @@ class PushResponseModel:
         Zero for cardholders without such pushes, unknown to the model, or a model without the precision.
         """
         out = np.zeros((len(users), CYCLE))
-        counts = np.fromiter((len(h) for h in sent_hours), dtype=np.int64, count=len(users))
+        counts = np.fromiter(map(len, sent_hours), dtype=np.int64, count=len(users))
         if self.wave_precision is None or not counts.sum():
             return out
         row = np.repeat(np.arange(len(users)), counts)
-        hours = np.concatenate([np.asarray(h, dtype=np.int64) for h in sent_hours])
-        y = np.concatenate([np.asarray(o, dtype=np.float64) for o in opened])
+        hours = np.fromiter(chain.from_iterable(sent_hours), dtype=np.int64, count=len(row))
+        y = np.fromiter(chain.from_iterable(opened), dtype=np.float64, count=len(row))
         logit = np.asarray(logit_at, dtype=np.float64)[row, hours]
         keep = np.isfinite(logit) & (users.index[row] >= 0)
         row, hours, y, logit = row[keep], hours[keep], y[keep], logit[keep]
