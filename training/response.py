@@ -487,12 +487,15 @@ def wave_precision(logit: np.ndarray, users: np.ndarray, hours: np.ndarray, n_us
     and daily wave (`user` and `user_hour` terms) at the fitted coefficients: every push of theirs the
     fit saw (`logit`, `users`: model index, -1 none; `hours`: local send hour), plus the penalties.
     The prior that the pushes after the fit update (`PushResponseModel.live_wave`)."""
-    p = sigmoid(logit)
-    terms = np.column_stack([np.ones(len(logit)), daily_cycle(hours)])
-    out = np.zeros((n_users, 3, 3))
     known = users >= 0
-    weight = (p * (1.0 - p))[known]
-    np.add.at(out, users[known], weight[:, None, None] * terms[known][:, :, None] * terms[known][:, None, :])
+    p = sigmoid(logit[known])
+    weight = p * (1.0 - p)
+    terms = np.column_stack([np.ones(len(p)), daily_cycle(hours[known])])
+    out = np.zeros((n_users, 3, 3))
+    for a in range(3):
+        for b in range(a, 3):
+            out[:, a, b] = out[:, b, a] = np.bincount(users[known], weight * terms[:, a] * terms[:, b],
+                                                      minlength=n_users)
     out += np.diag([penalties["user"], penalties["user_hour"], penalties["user_hour"]])[None]
     return out.astype(np.float32)
 
