@@ -37,6 +37,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,10 @@ class PushResponseModel:
     # `history_until` (0 pads); pushes the caps state knows after `history_until` are added at serving
     history: np.ndarray | None = None
     history_until: int = 0
+    # float [n_users, 3, 3]: the precision of each cardholder's (level, cos, sin) open terms at the fit,
+    # the penalties plus the curvature of their fitted pushes; the prior `live_wave` updates (None in
+    # models fitted before it was kept: no live update)
+    wave_precision: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         layout = self.layout
@@ -266,6 +271,9 @@ class PushResponseModel:
                     f"{target} coefficients missing or of the wrong length for this layout: refit the model")
         if self.history is None:
             self.history = np.zeros((len(self.user_ids), 0), dtype=np.int64)
+        if self.wave_precision is not None and self.wave_precision.shape != (len(self.user_ids), 3, 3):
+            raise IncompatibleModelError(f"wave precision of shape {self.wave_precision.shape} for "
+                                         f"{len(self.user_ids)} cardholders: refit the model")
         if len(self.history) != len(self.user_ids):
             raise IncompatibleModelError(f"history has {len(self.history)} rows for {len(self.user_ids)} "
                                          "cardholders: refit the model")
@@ -379,8 +387,10 @@ class PushResponseModel:
         return coef[offsets["recent"][0]] * r + coef[offsets["excess"][0]] * np.maximum(0.0, r - FATIGUE_FREE)
 
     # ------------------------------------------------------------------ send time
-    def hour_effects(self, users: UserRows, target: str = "open") -> np.ndarray:
-        """float [n, 24]: the hour-dependent part of each cardholder's logit (higher = better hour)."""
+    def hour_effects(self, users: UserRows, target: str = "open",
+                     wave: np.ndarray | None = None) -> np.ndarray:
+        """float [n, 24]: the hour-dependent part of each cardholder's logit (higher = better hour);
+        `wave` (float [n, CYCLE]) is added to each cardholder's own daily wave (`live_wave`)."""
         offsets = self.layout.offsets()
         coef = self.coef[target]
 
@@ -395,16 +405,19 @@ class PushResponseModel:
             out += table[users.segments[:, f]][:, bins]
         user_hour = block("user_hour").reshape(-1, CYCLE)
         personal = np.where((users.index >= 0)[:, None], user_hour[np.maximum(users.index, 0)], 0.0)
+        if wave is not None:
+            personal = personal + wave
         out += personal @ daily_cycle(np.arange(HOURS)).T + block("activity")[0] * users.lift[:, bins]
         return out
 
-    def best_hours(self, users: UserRows, k: int = 3,
-                   allowed: Sequence[int] | None = None) -> list[list[int]]:
+    def best_hours(self, users: UserRows, k: int = 3, allowed: Sequence[int] | None = None,
+                   wave: np.ndarray | None = None) -> list[list[int]]:
         """Each cardholder's `k` best local send hours among `allowed`, best first.
 
         `allowed` defaults to `send_hours`: the daily wave says nothing reliable about hours the push
         log never used. Hours are ranked by the open model's hour terms net of the mute model's, so an
-        hour that gets opens but also mutes ranks lower; ties keep the earlier hour first.
+        hour that gets opens but also mutes ranks lower; ties keep the earlier hour first. `wave`: the
+        change to each cardholder's daily wave that the sends since the fit say (`live_wave`).
         """
         chosen = self.send_hours if allowed is None else allowed
         hours = np.unique(np.asarray(list(chosen), dtype=np.int64))
@@ -412,10 +425,48 @@ class PushResponseModel:
             raise ResponseModelError(f"allowed hours {list(hours)} must be a non-empty subset of 0-23")
         if k < 1:
             raise ResponseModelError(f"k must be >= 1, got {k}")
-        value = self.hour_effects(users, "open") - self.hour_effects(users, "mute") * self.mute_hour_weight
+        value = (self.hour_effects(users, "open", wave)
+                 - self.hour_effects(users, "mute") * self.mute_hour_weight)
         value = value[:, hours]
         order = np.argsort(-np.round(value, 9), axis=1, kind="stable")[:, :k]
         return hours[order].tolist()
+
+    def live_wave(self, users: UserRows, sent_hours: Sequence[Sequence[int]],
+                  opened: Sequence[Sequence[bool]], logit_at: np.ndarray) -> np.ndarray:
+        """float [n, CYCLE]: the change to each cardholder's daily wave that their sends since the fit say.
+
+        `sent_hours[i]` are the local hours of cardholder i's marketing pushes sent after
+        `history_until`, `opened[i]` whether each was opened, `logit_at[i, h]` the uncalibrated open
+        logit of a push at hour h (NaN: not known, the send is left out). The fit's objective with
+        these pushes added, one Newton step from the fitted coefficients: the fit's precision of the
+        cardholder's level and wave (`wave_precision`) is the prior, the calibrated probabilities of the
+        new pushes the evidence, so a few pushes move the wave little; the level moves too, so pushes
+        opened more or less often than predicted at every hour alike leave the wave where it was.
+        Zero for cardholders without such pushes, unknown to the model, or a model without the precision.
+        """
+        out = np.zeros((len(users), CYCLE))
+        counts = np.fromiter(map(len, sent_hours), dtype=np.int64, count=len(users))
+        if self.wave_precision is None or not counts.sum():
+            return out
+        row = np.repeat(np.arange(len(users)), counts)
+        hours = np.fromiter(chain.from_iterable(sent_hours), dtype=np.int64, count=len(row))
+        y = np.fromiter(chain.from_iterable(opened), dtype=np.float64, count=len(row))
+        logit = np.asarray(logit_at, dtype=np.float64)[row, hours]
+        keep = np.isfinite(logit) & (users.index[row] >= 0)
+        row, hours, y, logit = row[keep], hours[keep], y[keep], logit[keep]
+        if not len(row):
+            return out
+        platt = self.calibration["open"]
+        p = platt.apply(logit)
+        terms = np.column_stack([np.ones(len(row)), daily_cycle(hours)])  # level, cos, sin
+        gradient = np.zeros((len(users), 3))
+        np.add.at(gradient, row, (platt.slope * (y - p))[:, None] * terms)
+        precision = self.wave_precision[np.maximum(users.index, 0)].astype(np.float64)
+        curvature = (platt.slope ** 2 * p * (1.0 - p))[:, None, None] * terms[:, :, None] * terms[:, None, :]
+        np.add.at(precision, row, curvature)
+        moved = np.unique(row)
+        out[moved] = np.linalg.solve(precision[moved], gradient[moved][:, :, None])[:, 1:, 0]
+        return out
 
     @property
     def mute_hour_weight(self) -> float:
@@ -447,6 +498,7 @@ class PushResponseModel:
                   np.asarray(self.content_ids).astype(str), "user_segments": self.user_segments,
                   "user_lift": self.user_lift, "item_kind": self.item_kind,
                   "history": np.asarray(self.history, dtype=np.int64),
+                  **({} if self.wave_precision is None else {"wave_precision": self.wave_precision}),
                   **{f"coef_{t}": self.coef[t] for t in TARGETS}}
         with atomic_directory(target) as staging:
             np.savez(staging / ARRAYS, **arrays)
@@ -483,6 +535,7 @@ class PushResponseModel:
                     # models saved before the history was kept count the caps state alone
                     history=arrays["history"] if "history" in arrays.files else None,
                     history_until=int(extra.get("history_until", 0)),
+                    wave_precision=arrays["wave_precision"] if "wave_precision" in arrays.files else None,
                 )
         except KeyError as error:
             raise IncompatibleModelError(

@@ -41,7 +41,9 @@ from recsys.decision import (
     slot_moments,
 )
 from recsys.eligibility import valid_between
+from recsys.live_hours import live_sends
 from recsys.publication import decode_users
+from recsys.response_model import daily_cycle
 from recsys.times import iso_utc
 from serving.errors import UnknownFeaturesError
 from serving.pipeline import Cardholders, LiveModel, Ranked
@@ -161,17 +163,19 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
         return out
     records = engine.load_records([requests[i].user_id for i in rows])
     user_rows = response.user_rows([requests[i].user_id for i in rows])
-    best = response.best_hours(user_rows, k=3)
     quiet = np.array([is_quiet(policy.quiet_hours, datetime(2000, 1, 1, hour)) for hour in range(24)])
     open_hours = np.flatnonzero(~quiet)  # the whole local hours a push may go at
     column = np.cumsum(~quiet) - 1  # an open hour's position among them
     # the recent count now and on each later day of the local month: the push log's pushes the response
     # model keeps and the caps state's after them, older ones leaving the 30-day window day by day
-    plans, caps_times = [], []
+    plans, caps_times, sent_hours, opened = [], [], [], []
     for slot, i in enumerate(rows):
         now = moments[i]
         local = now.astimezone(ZoneInfo(cardholders.timezone[i] or policy.default_timezone))
         now_ms = to_ms(now)
+        sent, flags = live_sends(records[slot], local.tzinfo, response.history_until * 1000, now_ms)
+        sent_hours.append(sent)
+        opened.append(flags)
         month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         next_month = (month_start.replace(day=28) + _FOUR_DAYS).replace(day=1)
         days = max(0, (next_month.date() - local.date()).days - 1)
@@ -204,13 +208,22 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     # name cost more than the rest of the query's inputs
     item_rows = response.item_rows(np.asarray(model.item_ids, dtype=object),
                                    np.asarray(model.kinds, dtype=object)).take(item_index)
-    logits = response.logits(user_rows.take(who), item_rows, np.asarray(hours), counts[who, 0])
+    hours = np.asarray(hours)
+    logits = response.logits(user_rows.take(who), item_rows, hours, counts[who, 0])
     logit_open, logit_mute = logits["open"], logits["mute"]
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    grid = (starts + np.asarray(widths))[:, None] + np.arange(n_hours)[None, :]
+    # the pushes sent since the fit move each cardholder's daily wave: the top candidate's open logit at
+    # each open hour stands for what those pushes were predicted
+    logit_at = np.full((len(rows), 24), np.nan)
+    logit_at[:, open_hours] = logit_open[grid]
+    wave = response.live_wave(user_rows, sent_hours, opened, logit_at)
+    if wave.any():
+        logit_open = logit_open + (wave[who] * daily_cycle(hours)).sum(axis=1)
+    best = response.best_hours(user_rows, k=3, wave=wave)
     p_open = response.calibration["open"].apply(logit_open)
     p_mute = response.calibration["mute"].apply(logit_mute)
     value = p_open - policy.decision.mute_weight * p_mute
-    starts = np.r_[0, np.cumsum(sizes)[:-1]]
-    grid = (starts + np.asarray(widths))[:, None] + np.arange(n_hours)[None, :]
     horizon = max(plan[2] for plan in plans)
     next_slots: dict[datetime, tuple[datetime, ...]] = {}  # by decision time: a batch normally has one
     for now, *_ in plans:

@@ -47,6 +47,7 @@ from recsys.response_model import (
     Layout,
     Platt,
     PushResponseModel,
+    daily_cycle,
     design_matrix,
     hour_bin,
     local_hours,
@@ -443,6 +444,7 @@ def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp, config: Respon
     rng = np.random.default_rng(config.sample_seed)
     designs = {"open": design, "mute": design}
     outcomes = {"open": opened, "mute": muted}
+    open_users, open_hours = users.index, train["hour"].to_numpy()
     if config.reminder_opens:
         reminder_rows = (inputs.reminders["sent_ts"] <= cutoff).to_numpy()
         reminders = inputs.reminders.loc[reminder_rows]
@@ -455,6 +457,8 @@ def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp, config: Respon
             designs["open"] = sp.vstack([design, extra], format="csr")
             known = reminders["opened_ts"].notna() & (reminders["opened_ts"] <= cutoff)
             outcomes["open"] = np.concatenate([opened, known.to_numpy(dtype=np.float64)])
+            open_users = np.concatenate([open_users, model.user_rows(reminders["user_id"].to_numpy()).index])
+            open_hours = np.concatenate([open_hours, reminders["hour"].to_numpy()])
     for target in ("open", "mute"):
         if target not in targets:
             continue
@@ -467,11 +471,33 @@ def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp, config: Respon
         keep, weights = negative_sample(outcome, share, rng)
         model.coef[target] = fit_logistic(design[keep], outcome[keep], penalties, signs, weights,
                                           None if start is None else start.coef[target], config.tolerance)
+    if "open" in targets:
+        model.wave_precision = wave_precision(designs["open"] @ model.coef["open"], open_users, open_hours,
+                                              len(inputs.user_ids), config.penalties["open"])
     model.history, model.history_until = push_history(inputs, cutoff), int(cutoff.timestamp())
     model.info.update({"fitted_to": cutoff.isoformat(), "pushes": int(len(train)),
                        "open_rate": float(opened.mean()), "mute_rate": float(muted.mean()),
                        "hour_bin_hours": BIN_HOURS})
     return model
+
+
+def wave_precision(logit: np.ndarray, users: np.ndarray, hours: np.ndarray, n_users: int,
+                   penalties: Mapping[str, float]) -> np.ndarray:
+    """float32 [n_users, 3, 3]: the curvature of the open fit's penalised loss in each cardholder's level
+    and daily wave (`user` and `user_hour` terms) at the fitted coefficients: every push of theirs the
+    fit saw (`logit`, `users`: model index, -1 none; `hours`: local send hour), plus the penalties.
+    The prior that the pushes after the fit update (`PushResponseModel.live_wave`)."""
+    known = users >= 0
+    p = sigmoid(logit[known])
+    weight = p * (1.0 - p)
+    terms = np.column_stack([np.ones(len(p)), daily_cycle(hours[known])])
+    out = np.zeros((n_users, 3, 3))
+    for a in range(3):
+        for b in range(a, 3):
+            out[:, a, b] = out[:, b, a] = np.bincount(users[known], weight * terms[:, a] * terms[:, b],
+                                                      minlength=n_users)
+    out += np.diag([penalties["user"], penalties["user_hour"], penalties["user_hour"]])[None]
+    return out.astype(np.float32)
 
 
 def level_shift(logit: np.ndarray, outcome: np.ndarray) -> float:
@@ -637,7 +663,7 @@ def fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: ResponseF
         early = _fit(dataset, inputs, validation_from, config)
     else:
         early = _fit(dataset, inputs, validation_from, config, targets=("mute",))
-        early.coef["open"] = chosen_open.coef["open"]
+        early.coef["open"], early.wave_precision = chosen_open.coef["open"], chosen_open.wave_precision
     logits, outcomes = _slice_logits(early, inputs, validation_from, holdout_from)
     platt = {t: fit_platt(logits[t], outcomes[t]) for t in TARGETS}
     timings["fit before validation"] = time.perf_counter() - clock

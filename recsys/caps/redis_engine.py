@@ -139,6 +139,7 @@ def compile_policy(policy: Policy) -> dict[str, str]:
         "mute_pause": policy.mute.pause * 1000 if policy.mute.pause else -1,
         "no_repeat": str(no_repeat is not None).lower(),
         "no_repeat_window": no_repeat.window * 1000 if no_repeat and no_repeat.window else -1,
+        "outcomes": rules.SEND_OUTCOMES,
     }
     return {name: f"({value})" for name, value in values.items()}
 
@@ -919,6 +920,9 @@ def parse_record(fields: dict[str, str]) -> rules.CardholderRecord:
     for name, value in fields.items():
         if name.startswith("c:"):
             record.sent_contents[name[2:]] = int(value)
+    for entry in fields.get("S", "").split("\x1e")[1:]:
+        pid, sent, opened = entry.split("\x1f")
+        record.outcomes.append((pid, int(sent), opened == "1"))
     for pid, status, ts, expires, tx, content, kind, tags, campaign in _push_rows(fields.get("P", "")):
         record.pushes[pid] = rules.PushRecord(
             push_id=pid,

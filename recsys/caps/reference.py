@@ -164,6 +164,8 @@ class ReferenceCapEngine(CapEngine):
             if push_id is not None and (known is None or known.status == rules.RELEASED):
                 return False
             record.unopened = 0
+            if push_id is not None:
+                rules.record_opened(record, push_id)
             return True
 
     def record_mute(self, user_id: str, *, now: datetime | None = None, event_id: str | None = None) -> None:

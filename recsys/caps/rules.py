@@ -71,6 +71,13 @@ class CardholderRecord:
     muted: int | None = None
     unopened: int = 0
     last_sent: int | None = None
+    # the latest `SEND_OUTCOMES` marketing sends, oldest first: (push id, sent ms, opened); the hours a
+    # cardholder opens at, learned live (`recsys.live_hours`)
+    outcomes: list[tuple[str, int, bool]] = field(default_factory=list)
+
+
+# enough for two months at the default four marketing pushes a month; older sends are in the push log
+SEND_OUTCOMES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,18 +423,25 @@ def confirm(state: CardholderRecord, policy: Policy, push_id: str, now: int) -> 
     settled = settled_status(state, policy, push_id, now)
     if settled is not None:
         return settled
-    confirm_record(state, state.pushes[push_id])
+    confirm_record(state, state.pushes[push_id], now)
     return PushStatus.CONFIRMED
 
 
-def confirm_record(state: CardholderRecord, record: PushRecord) -> None:
-    """Mark a push sent: it counts toward the fatigue streak and no-repeat (unless transactional)."""
+def confirm_record(state: CardholderRecord, record: PushRecord, sent: int) -> None:
+    """Mark a push sent at `sent` (ms): it counts toward the fatigue streak and no-repeat and is kept
+    among the send outcomes (unless transactional)."""
     record.status = CONFIRMED
     if not record.transactional:
         state.unopened += 1
         state.last_sent = record.ts if state.last_sent is None else max(state.last_sent, record.ts)
         previous = state.sent_contents.get(record.content_id)
         state.sent_contents[record.content_id] = record.ts if previous is None else max(previous, record.ts)
+        state.outcomes = [*state.outcomes, (record.push_id, sent, False)][-SEND_OUTCOMES:]
+
+
+def record_opened(state: CardholderRecord, push_id: str) -> None:
+    """Mark a kept send outcome opened (a push not among them: nothing to mark)."""
+    state.outcomes = [(pid, sent, opened or pid == push_id) for pid, sent, opened in state.outcomes]
 
 
 def record_sent(state: CardholderRecord, policy: Policy, push_id: str, sent: Candidate, now: int
@@ -440,7 +454,7 @@ def record_sent(state: CardholderRecord, policy: Policy, push_id: str, sent: Can
         return confirm(state, policy, push_id, now)
     state.pushes[push_id] = PushRecord(push_id, RESERVED, now, now, sent.content_id, sent.kind,
                                        tuple(sent.tags), sent.transactional, sent.campaign)
-    confirm_record(state, state.pushes[push_id])
+    confirm_record(state, state.pushes[push_id], now)
     return PushStatus.RECORDED
 
 

@@ -204,6 +204,39 @@ class CapEngineContract:
         assert engine.record_open("u1", now=now, push_id=decision.reservation.push_id) is True
         assert engine.state("u1", timezone=SH, now=now).unopened_streak == 0
 
+    def test_send_outcomes_keep_the_latest_marketing_sends_and_their_opens_once(self, engine: CapEngine
+                                                                                ) -> None:
+        from recsys.caps.rules import SEND_OUTCOMES
+
+        asked, sent = at("2026-03-10 10:00"), at("2026-03-10 19:30")
+        push_id = engine.decide("u1", [ARTICLE], timezone=SH, now=asked, reserve=True).reservation.push_id
+        # sent at the later `send_at` answered, after the reservation expired: kept at the time it was sent
+        assert engine.confirm("u1", push_id, now=sent, event_id="s1", sent=ARTICLE) == PushStatus.RECORDED
+        sent_ms = int(sent.timestamp() * 1000)
+        assert engine.load_record("u1").outcomes == [(push_id, sent_ms, False)]
+        with pytest.raises(EventAlreadyApplied):
+            engine.confirm("u1", push_id, now=sent, event_id="s1", sent=ARTICLE)
+        assert engine.confirm("u1", push_id, now=sent, event_id="s2", sent=ARTICLE) == (
+            PushStatus.ALREADY_CONFIRMED)
+        assert engine.load_record("u1").outcomes == [(push_id, sent_ms, False)]
+        assert engine.record_open("u1", now=sent + timedelta(minutes=5), push_id=push_id, event_id="o1")
+        with pytest.raises(EventAlreadyApplied):
+            engine.record_open("u1", now=sent + timedelta(minutes=5), push_id=push_id, event_id="o1")
+        # a click after the open, or an open naming no push, marks nothing more
+        assert engine.record_open("u1", now=sent + timedelta(minutes=6), push_id=push_id, event_id="c1")
+        assert engine.record_open("u1", now=sent + timedelta(minutes=7))
+        assert engine.load_record("u1").outcomes == [(push_id, sent_ms, True)]
+        # transactional sends are not kept; the latest SEND_OUTCOMES marketing sends are
+        assert engine.confirm("u2", "bill", now=sent, sent=BILL) == PushStatus.RECORDED
+        assert engine.load_record("u2").outcomes == []
+        for day in range(SEND_OUTCOMES + 2):
+            moment = sent + timedelta(days=day)
+            status = engine.confirm("u2", f"p-{day}", now=moment, sent=Candidate(f"a-{day}"))
+            assert status == PushStatus.RECORDED
+        kept = engine.load_record("u2").outcomes
+        assert [pid for pid, _, _ in kept] == [f"p-{day}" for day in range(2, SEND_OUTCOMES + 2)]
+        assert not any(opened for _, _, opened in kept)
+
     def test_reserving_again_with_a_known_push_id_replays(self, engine: CapEngine) -> None:
         now = at("2026-03-10 10:00")
         first = engine.decide("u1", [ARTICLE], timezone=SH, now=now, reserve=True, push_id="retry-me")

@@ -21,7 +21,9 @@
 --          the same atomic step, so one event is applied exactly once ('duplicate' otherwise).
 --
 -- Hash fields: o opted-out ms, m muted ms, u unopened streak, l last sent ms, c:<content> last
--- confirmed ms, P the push records: each record is RS (\30) then its fields joined by US (\31):
+-- confirmed ms, S the latest marketing sends (setting `outcomes`), oldest first: each RS then push id,
+-- sent ms (the confirm's now) and opened 0/1 joined by US; P the push records: each record is RS (\30)
+-- followed by its fields joined by US (\31):
 -- push id, status (r reserved, c confirmed, x released), ts, expires, tx 0/1, content, kind,
 -- tags (`|t1|t2|`, "" for none), campaign ("" for none). Ids never contain RS or US (checked by
 -- the engine).
@@ -228,7 +230,7 @@ end
 
 if op == 'c' or op == 'r' or op == 'u' then
   local push_id, sent = ARGV[3], ARGV[4] or ''
-  local vals = redis.call('HMGET', key, 'P', 'u', 'l')
+  local vals = redis.call('HMGET', key, 'P', 'u', 'l', 'S')
   local recs, dirty = purge(parse(vals[1]))
   local found, index = nil, nil
   for i, r in ipairs(recs) do
@@ -274,8 +276,12 @@ if op == 'c' or op == 'r' or op == 'u' then
       local field = 'c:' .. found[CONTENT]
       local prev = tonumber(redis.call('HGET', key, field))
       if not prev or found[TS] > prev then prev = found[TS] end
+      local kept = {}
+      for entry in string.gmatch(vals[4] or '', '\30([^\30]*)') do kept[#kept + 1] = entry end
+      kept[#kept + 1] = push_id .. '\31' .. string.format('%d', now) .. '\31' .. '0'
+      local first = math.max(1, #kept - P.outcomes + 1)
       redis.call('HSET', key, 'u', (tonumber(vals[2]) or 0) + 1, 'l', string.format('%d', last),
-        field, string.format('%d', prev))
+        field, string.format('%d', prev), 'S', '\30' .. table.concat(kept, '\30', first))
     end
   end
   if dirty then
@@ -302,7 +308,21 @@ if op == 'o' then
   for _, r in ipairs(recs) do
     if r[PID] == pid and r[ST] ~= 'x' then known = true end
   end
-  if known then redis.call('HSET', key, 'u', 0) else status = 'unknown_push' end
+  if known then
+    redis.call('HSET', key, 'u', 0)
+    local outcomes = pid ~= '' and redis.call('HGET', key, 'S')
+    if outcomes then
+      local kept, changed = {}, false
+      for entry in string.gmatch(outcomes, '\30([^\30]*)') do
+        local id, sent, opened = string.match(entry, '^([^\31]*)\31(%d+)\31([01])$')
+        if id == pid and opened == '0' then entry, changed = id .. '\31' .. sent .. '\31' .. '1', true end
+        kept[#kept + 1] = entry
+      end
+      if changed then redis.call('HSET', key, 'S', '\30' .. table.concat(kept, '\30')) end
+    end
+  else
+    status = 'unknown_push'
+  end
 elseif op == 'm' then
   redis.call('HSET', key, 'm', stamp)
 elseif op == 'M' then
