@@ -116,11 +116,10 @@ def test_item_features_encode_kind_tags_tiers_and_transactional(hand_made: Datas
         values = dense[matrices.items.index_of([content_id])[0]]
         return {names[j]: float(values[j]) for j in np.flatnonzero(values)}
 
-    # tag shares times the default item_tag_weight of 3: a new item is mostly its tags
-    assert item("c_dine") == {"kind=promotion": 1.0, "tag:dining": 1.5, "tag:weekend": 1.5, "tiers=all": 1.0}
-    assert item("c_plat") == {"kind=activity": 1.0, "tag:travel": 1.5, "tag:lounge": 1.5,
+    assert item("c_dine") == {"kind=promotion": 1.0, "tag:dining": 0.5, "tag:weekend": 0.5, "tiers=all": 1.0}
+    assert item("c_plat") == {"kind=activity": 1.0, "tag:travel": 0.5, "tag:lounge": 0.5,
                               "tier:platinum": 0.5, "tier:diamond": 0.5}
-    assert item("c_bill") == {"kind=reminder": 1.0, "tag:none": 3.0, "tiers=all": 1.0, "transactional": 1.0}
+    assert item("c_bill") == {"kind=reminder": 1.0, "tag:none": 1.0, "tiers=all": 1.0, "transactional": 1.0}
 
 
 def test_interactions_decay_with_time_and_unopened_pushes_are_weak_negatives(hand_made: Dataset) -> None:
