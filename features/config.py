@@ -44,9 +44,7 @@ class FeatureConfig:
     menu_share_weight: float = 3.0
     read_topic_weight: float = 1.0
     open_topic_weight: float = 1.0
-    # items as much their tags as their own identity: most items on offer are new (shared world: 2 of
-    # 167 live items ever pushed), and only the tags carry what was learned from others (README)
-    item_tag_weight: float = 3.0
+    item_tag_weight: float = 1.0
     item_title_weight: float = 0.0
 
     def __post_init__(self) -> None:
