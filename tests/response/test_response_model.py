@@ -12,7 +12,14 @@ import pytest
 from scipy.stats import spearmanr
 
 from recsys.models.base import IncompatibleModelError
-from recsys.response_model import PushResponseModel, ResponseModelError, design_matrix, local_hours
+from recsys.response_model import (
+    _HOUR_CYCLE,
+    PushResponseModel,
+    ResponseModelError,
+    daily_cycle,
+    design_matrix,
+    local_hours,
+)
 from tests.response.conftest import Fitted, SynthFitted
 from tests.response.handmade import AS_OF
 from training.response import (
@@ -229,6 +236,14 @@ def test_logits_are_the_design_matrix_product_bit_for_bit(handmade: Fitted) -> N
             expected = (design @ coef[target]).tobytes()
             assert both[target].tobytes() == expected
             assert model.logit(target, users, items, hours, recent, scores).tobytes() == expected
+
+
+def test_the_terms_daily_cycle_is_daily_cycle_bit_for_bit() -> None:
+    """The terms look each push's (cos, sin) up in a table of the 24 hours: the same bits as computing
+    them over a long array of hours (numpy's vectorised loops included), as the fit's other uses do."""
+    hours = np.random.default_rng(3).integers(0, 24, 10_007)
+    assert _HOUR_CYCLE.tobytes() == daily_cycle(np.arange(24)).tobytes()
+    assert _HOUR_CYCLE[hours].tobytes() == daily_cycle(hours).tobytes()
 
 
 def test_bad_queries_are_refused(handmade: Fitted) -> None:
