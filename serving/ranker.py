@@ -196,22 +196,23 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     # then each upcoming candidate at every open hour
     widths = [min(len(ranked_all[i].items), decide_width(requests[i].k)) for i in rows]
     n_hours = len(open_hours)
-    sizes = np.asarray(widths) + n_hours * (1 + np.asarray([len(u) for u in upcoming], dtype=np.int64))
+    blocks = 1 + np.asarray([len(u) for u in upcoming], dtype=np.int64)  # the top and upcoming candidates
+    sizes = np.asarray(widths) + n_hours * blocks
     who = np.repeat(np.arange(len(rows)), sizes)
-    what, hours = [], []
-    for slot, i in enumerate(rows):
-        items = ranked_all[i].items[:widths[slot]]
-        what += items.tolist() + [int(items[0])] * n_hours
-        hours += [plans[slot][1].hour] * widths[slot] + open_hours.tolist()
-        for item in upcoming[slot]:
-            what += [int(item)] * n_hours
-            hours += open_hours.tolist()
-    item_index = np.asarray(what, dtype=np.int64)
+    # each row's candidates at the current hour first, then its hour blocks
+    now_rows = np.repeat(np.tile([True, False], len(rows)), np.column_stack([widths, sizes - widths]).ravel())
+    item_index = np.empty(len(who), dtype=np.int64)
+    item_index[now_rows] = np.concatenate([ranked_all[i].items[:width]
+                                           for i, width in zip(rows, widths, strict=True)])
+    item_index[~now_rows] = np.repeat(np.concatenate(
+        [part for slot, i in enumerate(rows) for part in (ranked_all[i].items[:1], upcoming[slot])]), n_hours)
+    hours = np.empty(len(who), dtype=np.int64)
+    hours[now_rows] = np.repeat([plan[1].hour for plan in plans], widths)
+    hours[~now_rows] = np.tile(open_hours, int(blocks.sum()))
     # the published items' rows once, then taken per query row: looking up ~40 ids per cardholder by
     # name cost more than the rest of the query's inputs
     item_rows = response.item_rows(np.asarray(model.item_ids, dtype=object),
                                    np.asarray(model.kinds, dtype=object)).take(item_index)
-    hours = np.asarray(hours)
     logits = response.logits(user_rows.take(who), item_rows, hours, counts[who, 0])
     logit_open, logit_mute = logits["open"], logits["mute"]
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
@@ -334,13 +335,15 @@ def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_o
     hour on, at the open hours `reachable[slot]` (`recsys.decision.day_best`); `first[slot] + n_hours * j`
     are candidate j's query rows."""
     out: list[list[Upcoming]] = [[] for _ in plans]
-    pairs = [(slot, j) for slot, items in enumerate(upcoming) for j in range(len(items))]
-    if not pairs or not horizon:
+    lengths = np.array([len(items) for items in upcoming], dtype=np.int64)
+    if not lengths.sum() or not horizon:
         return out
-    slots = np.array([slot for slot, _ in pairs])
+    # one row per (cardholder, upcoming candidate j)
+    slots = np.repeat(np.arange(len(upcoming)), lengths)
+    j = np.arange(len(slots)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     n_hours = len(open_hours)
-    columns = first[slots] + n_hours * np.array([j for _, j in pairs])[:, None]
-    items = np.array([int(upcoming[slot][j]) for slot, j in pairs])
+    columns = first[slots] + n_hours * j[:, None]
+    items = np.concatenate(upcoming).astype(np.int64)
     midnight = np.array([plan[4] for plan in plans])[slots]
     # epoch second of each later day (1..horizon) at each open hour
     moment = (midnight[:, None, None] + 86_400 * np.arange(1, horizon + 1)[None, :, None]
@@ -352,10 +355,9 @@ def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_o
               & reachable[slots][:, None, :])
     values, column = day_best(response, logit_open[columns], logit_mute[columns],
                               counts[slots, :horizon + 1], mute_weight, usable)
-    seconds = np.take_along_axis(moment, np.maximum(column, 0)[:, :, None], axis=2)[:, :, 0]
-    for row, (slot, _) in enumerate(pairs):
-        out[slot].append(Upcoming(str(model.item_ids[items[row]]), values[row],
-                                  seconds[row].astype(np.int64)))
+    seconds = np.take_along_axis(moment, np.maximum(column, 0)[:, :, None], axis=2)[:, :, 0].astype(np.int64)
+    for row, (slot, item) in enumerate(zip(slots.tolist(), items.tolist(), strict=True)):
+        out[slot].append(Upcoming(str(model.item_ids[item]), values[row], seconds[row]))
     return out
 
 
