@@ -209,10 +209,9 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     hours = np.empty(len(who), dtype=np.int64)
     hours[now_rows] = np.repeat([plan[1].hour for plan in plans], widths)
     hours[~now_rows] = np.tile(open_hours, int(blocks.sum()))
-    # the published items' rows once, then taken per query row: looking up ~40 ids per cardholder by
-    # name cost more than the rest of the query's inputs
-    item_rows = response.item_rows(np.asarray(model.item_ids, dtype=object),
-                                   np.asarray(model.kinds, dtype=object)).take(item_index)
+    # the published items' rows (`LiveModel.response_items`) taken per query row: looking up ~40 ids per
+    # cardholder by name cost more than the rest of the query's inputs
+    item_rows = model.response_items.take(item_index)
     logits = response.logits(user_rows.take(who), item_rows, hours, counts[who, 0])
     logit_open, logit_mute = logits["open"], logits["mute"]
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
