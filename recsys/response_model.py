@@ -53,7 +53,7 @@ from recsys.models.base import (
     ModelError,
     library_versions,
 )
-from recsys.times import utc_index
+from recsys.times import local_hour_of, utc_index
 
 logger = logging.getLogger(__name__)
 
@@ -102,12 +102,18 @@ def local_hours(sent: pd.Series | np.ndarray, timezones: np.ndarray, default_tim
         stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
     else:
         stamps = utc_index(sent)
-    zones = pd.Series(timezones, dtype="string").fillna("").to_numpy(dtype=object)
-    zones = np.where(zones == "", default_timezone, zones)
-    hours = np.empty(len(stamps), dtype=np.int64)
-    for zone in np.unique(zones):
-        mask = zones == zone
-        hours[mask] = stamps[mask].tz_convert(str(zone)).hour
+    if stamps.hasnans:
+        raise ResponseModelError("send times missing: every push needs its time sent")
+    seconds = np.floor_divide(stamps.as_unit("ns").asi8, 1_000_000_000)
+    # zone names hashed, not sorted: a serving batch converts a few thousand sends in a dozen zones
+    codes, names = pd.factorize(np.asarray(timezones, dtype=object))
+    named = [str(name) or default_timezone for name in names] + [default_timezone]  # code -1: missing
+    zone_names, group = np.unique(np.asarray(named, dtype=object), return_inverse=True)
+    group = group[codes]
+    hours = np.empty(len(seconds), dtype=np.int64)
+    for g in np.unique(group):
+        mask = group == g
+        hours[mask] = local_hour_of(seconds[mask], str(zone_names[g]))
     return hours
 
 
