@@ -37,7 +37,6 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -437,41 +436,42 @@ class PushResponseModel:
         order = np.argsort(-np.round(value, 9), axis=1, kind="stable")[:, :k]
         return hours[order].tolist()
 
-    def live_wave(self, users: UserRows, sent_hours: Sequence[Sequence[int]],
-                  opened: Sequence[Sequence[bool]], logit_at: np.ndarray) -> np.ndarray:
+    def live_wave(self, users: UserRows, row: np.ndarray, hours: np.ndarray, opened: np.ndarray,
+                  logit_at: np.ndarray) -> np.ndarray:
         """float [n, CYCLE]: the change to each cardholder's daily wave that their sends since the fit say.
 
-        `sent_hours[i]` are the local hours of cardholder i's marketing pushes sent after
-        `history_until`, `opened[i]` whether each was opened, `logit_at[i, h]` the uncalibrated open
-        logit of a push at hour h (NaN: not known, the send is left out). The fit's objective with
-        these pushes added, one Newton step from the fitted coefficients: the fit's precision of the
-        cardholder's level and wave (`wave_precision`) is the prior, the calibrated probabilities of the
-        new pushes the evidence, so a few pushes move the wave little; the level moves too, so pushes
-        opened more or less often than predicted at every hour alike leave the wave where it was.
+        The marketing pushes sent after `history_until`, flat over the batch: `row[j]` the position in
+        `users` of push j's cardholder, `hours[j]` its local send hour, `opened[j]` whether it was opened
+        (`recsys.live_hours.live_sends`); `logit_at[i, h]` the uncalibrated open logit of a push at hour h
+        to cardholder i (NaN: not known, the send is left out). The fit's objective with these pushes
+        added, one Newton step from the fitted coefficients: the fit's precision of the cardholder's
+        level and wave (`wave_precision`) is the prior, the calibrated probabilities of the new pushes the
+        evidence, so a few pushes move the wave little; the level moves too, so pushes opened more or
+        less often than predicted at every hour alike leave the wave where it was.
         Zero for cardholders without such pushes, unknown to the model, or a model without the precision.
         """
         out = np.zeros((len(users), CYCLE))
-        counts = np.fromiter(map(len, sent_hours), dtype=np.int64, count=len(users))
-        if self.wave_precision is None or not counts.sum():
+        if self.wave_precision is None or not len(row):
             return out
-        row = np.repeat(np.arange(len(users)), counts)
-        hours = np.fromiter(chain.from_iterable(sent_hours), dtype=np.int64, count=len(row))
-        y = np.fromiter(chain.from_iterable(opened), dtype=np.float64, count=len(row))
+        row = np.asarray(row, dtype=np.int64)
+        hours = np.asarray(hours, dtype=np.int64)
+        y = np.asarray(opened, dtype=np.float64)
         logit = np.asarray(logit_at, dtype=np.float64)[row, hours]
         keep = np.isfinite(logit) & (users.index[row] >= 0)
         row, hours, y, logit = row[keep], hours[keep], y[keep], logit[keep]
         if not len(row):
             return out
+        # only the cardholders with pushes: their precisions rebuilt, the evidence added at their slot
+        moved, slot = np.unique(row, return_inverse=True)
         platt = self.calibration["open"]
         p = platt.apply(logit)
         terms = np.column_stack([np.ones(len(row)), daily_cycle(hours)])  # level, cos, sin
-        gradient = np.zeros((len(users), 3))
-        np.add.at(gradient, row, (platt.slope * (y - p))[:, None] * terms)
-        precision = self.wave_precision[np.maximum(users.index, 0)].astype(np.float64)
+        gradient = np.zeros((len(moved), 3))
+        np.add.at(gradient, slot, (platt.slope * (y - p))[:, None] * terms)
+        precision = self.wave_precision[users.index[moved]].astype(np.float64)
         curvature = (platt.slope ** 2 * p * (1.0 - p))[:, None, None] * terms[:, :, None] * terms[:, None, :]
-        np.add.at(precision, row, curvature)
-        moved = np.unique(row)
-        out[moved] = np.linalg.solve(precision[moved], gradient[moved][:, :, None])[:, 1:, 0]
+        np.add.at(precision, slot, curvature)
+        out[moved] = np.linalg.solve(precision, gradient[:, :, None])[:, 1:, 0]
         return out
 
     @property
