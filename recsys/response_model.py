@@ -116,6 +116,41 @@ def local_hours(sent: pd.Series | np.ndarray, timezones: np.ndarray, default_tim
     return hours
 
 
+# the (level, cos, sin) precision's upper triangle, row by row: (0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)
+WAVE_UPPER = np.triu_indices(3)
+
+
+def wave_upper(precision: np.ndarray, n_users: int) -> np.ndarray:
+    """float32 [n_users, 6]: per-cardholder wave precisions given as their upper triangles or, as models
+    saved before only the triangles were kept hold them, as full symmetric [n_users, 3, 3] matrices."""
+    precision = np.asarray(precision)
+    if precision.shape == (n_users, 3, 3):
+        return np.ascontiguousarray(precision[:, WAVE_UPPER[0], WAVE_UPPER[1]], dtype=np.float32)
+    if precision.shape == (n_users, len(WAVE_UPPER[0])):
+        return precision.astype(np.float32, copy=False)
+    raise IncompatibleModelError(f"wave precision of shape {precision.shape} for {n_users} cardholders: "
+                                 "refit the model")
+
+
+def saved_wave_precision(arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """The wave precision of a saved model's arrays: its upper triangles (`wave_precision_upper`), or the
+    full matrices (`wave_precision`) of a model saved before only the triangles were kept, or None
+    (saved before either was kept). The triangles have a name of their own so that code reading only
+    the full form loads a newer model without the live update instead of refusing it."""
+    for name in ("wave_precision_upper", "wave_precision"):
+        if name in arrays:
+            return arrays[name]
+    return None
+
+
+def wave_matrices(upper: np.ndarray) -> np.ndarray:
+    """float64 [n, 3, 3]: the symmetric matrices of upper triangles `upper` ([n, 6], `WAVE_UPPER` order)."""
+    out = np.empty((len(upper), 3, 3))
+    out[:, WAVE_UPPER[0], WAVE_UPPER[1]] = upper
+    out[:, WAVE_UPPER[1], WAVE_UPPER[0]] = upper
+    return out
+
+
 class ResponseModelError(ModelError):
     """Inputs the response model cannot answer for (wrong shapes, hours outside 0-23)."""
 
@@ -263,9 +298,10 @@ class PushResponseModel:
     # `history_until` (0 pads); pushes the caps state knows after `history_until` are added at serving
     history: np.ndarray | None = None
     history_until: int = 0
-    # float [n_users, 3, 3]: the precision of each cardholder's (level, cos, sin) open terms at the fit,
-    # the penalties plus the curvature of their fitted pushes; the prior `live_wave` updates (None in
-    # models fitted before it was kept: no live update)
+    # float32 [n_users, 6]: the precision of each cardholder's (level, cos, sin) open terms at the fit,
+    # the penalties plus the curvature of their fitted pushes, a symmetric 3 x 3 kept as its upper
+    # triangle (`WAVE_UPPER`; `wave_matrices` rebuilds it; a full [n_users, 3, 3] given is kept so);
+    # the prior `live_wave` updates (None in models fitted before it was kept: no live update)
     wave_precision: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -276,9 +312,8 @@ class PushResponseModel:
                     f"{target} coefficients missing or of the wrong length for this layout: refit the model")
         if self.history is None:
             self.history = np.zeros((len(self.user_ids), 0), dtype=np.int64)
-        if self.wave_precision is not None and self.wave_precision.shape != (len(self.user_ids), 3, 3):
-            raise IncompatibleModelError(f"wave precision of shape {self.wave_precision.shape} for "
-                                         f"{len(self.user_ids)} cardholders: refit the model")
+        if self.wave_precision is not None:
+            self.wave_precision = wave_upper(self.wave_precision, len(self.user_ids))
         if len(self.history) != len(self.user_ids):
             raise IncompatibleModelError(f"history has {len(self.history)} rows for {len(self.user_ids)} "
                                          "cardholders: refit the model")
@@ -468,7 +503,7 @@ class PushResponseModel:
         terms = np.column_stack([np.ones(len(row)), daily_cycle(hours)])  # level, cos, sin
         gradient = np.zeros((len(moved), 3))
         np.add.at(gradient, slot, (platt.slope * (y - p))[:, None] * terms)
-        precision = self.wave_precision[users.index[moved]].astype(np.float64)
+        precision = wave_matrices(self.wave_precision[users.index[moved]])
         curvature = (platt.slope ** 2 * p * (1.0 - p))[:, None, None] * terms[:, :, None] * terms[:, None, :]
         np.add.at(precision, slot, curvature)
         out[moved] = np.linalg.solve(precision, gradient[:, :, None])[:, 1:, 0]
@@ -504,7 +539,7 @@ class PushResponseModel:
                   np.asarray(self.content_ids).astype(str), "user_segments": self.user_segments,
                   "user_lift": self.user_lift, "item_kind": self.item_kind,
                   "history": np.asarray(self.history, dtype=np.int64),
-                  **({} if self.wave_precision is None else {"wave_precision": self.wave_precision}),
+                  **({} if self.wave_precision is None else {"wave_precision_upper": self.wave_precision}),
                   **{f"coef_{t}": self.coef[t] for t in TARGETS}}
         with atomic_directory(target) as staging:
             np.savez(staging / ARRAYS, **arrays)
@@ -541,7 +576,7 @@ class PushResponseModel:
                     # models saved before the history was kept count the caps state alone
                     history=arrays["history"] if "history" in arrays.files else None,
                     history_until=int(extra.get("history_until", 0)),
-                    wave_precision=arrays["wave_precision"] if "wave_precision" in arrays.files else None,
+                    wave_precision=saved_wave_precision(arrays),
                 )
         except KeyError as error:
             raise IncompatibleModelError(

@@ -8,10 +8,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pytest
 
 from recsys.caps.rules import CardholderRecord
 from recsys.live_hours import live_sends
-from recsys.response_model import HOURS, PushResponseModel
+from recsys.models.base import ARRAYS, IncompatibleModelError
+from recsys.response_model import HOURS, PushResponseModel, wave_matrices
 from tests.response.conftest import Fitted
 from training.response import DEFAULT_PENALTIES
 
@@ -41,9 +43,9 @@ def moved(model: PushResponseModel, user: str, hours: list[int], opened: list[bo
 
 def test_the_fit_keeps_each_cardholders_precision_of_level_and_wave(handmade: Fitted) -> None:
     model = handmade.model
-    precision = model.wave_precision
-    assert precision.shape == (len(model.user_ids), 3, 3)
-    np.testing.assert_allclose(precision, np.transpose(precision, (0, 2, 1)), rtol=1e-5)
+    # six floats a cardholder, the symmetric 3 x 3's upper triangle
+    assert model.wave_precision.shape == (len(model.user_ids), 6) and model.wave_precision.dtype == np.float32
+    precision = wave_matrices(model.wave_precision)
     assert (np.linalg.eigvalsh(precision.astype(np.float64)) > 0).all()
     pushed, new_gold = model.user_rows(["c00", "new_gold"]).index
     # new_gold was never pushed: the penalties alone; c00, pushed for four months, far more
@@ -101,6 +103,34 @@ def test_the_precision_is_saved_and_a_model_saved_without_it_loads(handmade: Fit
     np.testing.assert_array_equal(loaded.wave_precision, model.wave_precision)
     older = PushResponseModel.load(replace(model, wave_precision=None).save(tmp_path / "without"))
     assert older.wave_precision is None
+
+
+def save_the_old_way(model: PushResponseModel, directory: Path) -> Path:
+    """The model as code before the triangles saved it: the full float32 [n, 3, 3] under `wave_precision`."""
+    path = model.save(directory)
+    with np.load(path / ARRAYS, allow_pickle=False) as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    full = wave_matrices(arrays.pop("wave_precision_upper")).astype(np.float32)
+    np.savez(path / ARRAYS, wave_precision=full, **arrays)
+    return path
+
+
+def test_a_model_saved_with_full_matrices_loads_and_moves_the_same(handmade: Fitted, tmp_path: Path) -> None:
+    model = handmade.model
+    old = PushResponseModel.load(save_the_old_way(model, tmp_path / "old"))
+    np.testing.assert_array_equal(old.wave_precision, model.wave_precision)
+    assert old.wave_precision.nbytes == 24 * len(model.user_ids)  # 36 as the full matrices
+    users = ["c00", "owl", "c01"]
+    row, hours = np.array([0, 0, 1, 1, 2]), np.array([20, 9, 9, 20, 12])
+    opened = np.array([True, False, True, False, True])
+    logits = typical_logits(model, users)
+    wave = model.live_wave(model.user_rows(users), row, hours, opened, logits)
+    assert wave.any()
+    np.testing.assert_array_equal(old.live_wave(old.user_rows(users), row, hours, opened, logits), wave)
+    given_full = replace(model, wave_precision=wave_matrices(model.wave_precision))
+    np.testing.assert_array_equal(given_full.wave_precision, model.wave_precision)
+    with pytest.raises(IncompatibleModelError):
+        replace(model, wave_precision=model.wave_precision[:, :5])
 
 
 def test_a_batch_moves_each_cardholder_as_alone(handmade: Fitted) -> None:
