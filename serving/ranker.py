@@ -168,14 +168,12 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     column = np.cumsum(~quiet) - 1  # an open hour's position among them
     # the recent count now and on each later day of the local month: the push log's pushes the response
     # model keeps and the caps state's after them, older ones leaving the 30-day window day by day
-    plans, caps_times, sent_hours, opened = [], [], [], []
+    plans, caps_times, nows_ms = [], [], []
     for slot, i in enumerate(rows):
         now = moments[i]
         local = now.astimezone(ZoneInfo(cardholders.timezone[i] or policy.default_timezone))
         now_ms = to_ms(now)
-        sent, flags = live_sends(records[slot], local.tzinfo, response.history_until * 1000, now_ms)
-        sent_hours.append(sent)
-        opened.append(flags)
+        nows_ms.append(now_ms)
         month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         next_month = (month_start.replace(day=28) + _FOUR_DAYS).replace(day=1)
         days = max(0, (next_month.date() - local.date()).days - 1)
@@ -217,7 +215,10 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     # each open hour stands for what those pushes were predicted
     logit_at = np.full((len(rows), 24), np.nan)
     logit_at[:, open_hours] = logit_open[grid]
-    wave = response.live_wave(user_rows, sent_hours, opened, logit_at)
+    live_row, live_hour, live_opened = live_sends(records, [cardholders.timezone[i] for i in rows],
+                                                  policy.default_timezone, response.history_until * 1000,
+                                                  nows_ms)
+    wave = response.live_wave(user_rows, live_row, live_hour, live_opened, logit_at)
     if wave.any():
         logit_open = logit_open + (wave[who] * daily_cycle(hours)).sum(axis=1)
     best = response.best_hours(user_rows, k=3, wave=wave)
