@@ -37,7 +37,6 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ from recsys.models.base import (
     ModelError,
     library_versions,
 )
-from recsys.times import utc_index
+from recsys.times import local_hour_of, utc_index
 
 logger = logging.getLogger(__name__)
 
@@ -105,13 +104,54 @@ def local_hours(sent: pd.Series | np.ndarray, timezones: np.ndarray, default_tim
         stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
     else:
         stamps = utc_index(sent)
-    zones = pd.Series(timezones, dtype="string").fillna("").to_numpy(dtype=object)
-    zones = np.where(zones == "", default_timezone, zones)
-    hours = np.empty(len(stamps), dtype=np.int64)
-    for zone in np.unique(zones):
-        mask = zones == zone
-        hours[mask] = stamps[mask].tz_convert(str(zone)).hour
+    if stamps.hasnans:
+        raise ResponseModelError("send times missing: every push needs its time sent")
+    seconds = np.floor_divide(stamps.as_unit("ns").asi8, 1_000_000_000)
+    # zone names hashed, not sorted: a serving batch converts a few thousand sends in a dozen zones
+    codes, names = pd.factorize(np.asarray(timezones, dtype=object))
+    named = [str(name) or default_timezone for name in names] + [default_timezone]  # code -1: missing
+    zone_names, group = np.unique(np.asarray(named, dtype=object), return_inverse=True)
+    group = group[codes]
+    hours = np.empty(len(seconds), dtype=np.int64)
+    for g in np.unique(group):
+        mask = group == g
+        hours[mask] = local_hour_of(seconds[mask], str(zone_names[g]))
     return hours
+
+
+# the (level, cos, sin) precision's upper triangle, row by row: (0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)
+WAVE_UPPER = np.triu_indices(3)
+
+
+def wave_upper(precision: np.ndarray, n_users: int) -> np.ndarray:
+    """float32 [n_users, 6]: per-cardholder wave precisions given as their upper triangles or, as models
+    saved before only the triangles were kept hold them, as full symmetric [n_users, 3, 3] matrices."""
+    precision = np.asarray(precision)
+    if precision.shape == (n_users, 3, 3):
+        return np.ascontiguousarray(precision[:, WAVE_UPPER[0], WAVE_UPPER[1]], dtype=np.float32)
+    if precision.shape == (n_users, len(WAVE_UPPER[0])):
+        return precision.astype(np.float32, copy=False)
+    raise IncompatibleModelError(f"wave precision of shape {precision.shape} for {n_users} cardholders: "
+                                 "refit the model")
+
+
+def saved_wave_precision(arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """The wave precision of a saved model's arrays: its upper triangles (`wave_precision_upper`), or the
+    full matrices (`wave_precision`) of a model saved before only the triangles were kept, or None
+    (saved before either was kept). The triangles have a name of their own so that code reading only
+    the full form loads a newer model without the live update instead of refusing it."""
+    for name in ("wave_precision_upper", "wave_precision"):
+        if name in arrays:
+            return arrays[name]
+    return None
+
+
+def wave_matrices(upper: np.ndarray) -> np.ndarray:
+    """float64 [n, 3, 3]: the symmetric matrices of upper triangles `upper` ([n, 6], `WAVE_UPPER` order)."""
+    out = np.empty((len(upper), 3, 3))
+    out[:, WAVE_UPPER[0], WAVE_UPPER[1]] = upper
+    out[:, WAVE_UPPER[1], WAVE_UPPER[0]] = upper
+    return out
 
 
 class ResponseModelError(ModelError):
@@ -303,9 +343,10 @@ class PushResponseModel:
     # `history_until` (0 pads); pushes the caps state knows after `history_until` are added at serving
     history: np.ndarray | None = None
     history_until: int = 0
-    # float [n_users, 3, 3]: the precision of each cardholder's (level, cos, sin) open terms at the fit,
-    # the penalties plus the curvature of their fitted pushes; the prior `live_wave` updates (None in
-    # models fitted before it was kept: no live update)
+    # float32 [n_users, 6]: the precision of each cardholder's (level, cos, sin) open terms at the fit,
+    # the penalties plus the curvature of their fitted pushes, a symmetric 3 x 3 kept as its upper
+    # triangle (`WAVE_UPPER`; `wave_matrices` rebuilds it; a full [n_users, 3, 3] given is kept so);
+    # the prior `live_wave` updates (None in models fitted before it was kept: no live update)
     wave_precision: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -316,9 +357,8 @@ class PushResponseModel:
                     f"{target} coefficients missing or of the wrong length for this layout: refit the model")
         if self.history is None:
             self.history = np.zeros((len(self.user_ids), 0), dtype=np.int64)
-        if self.wave_precision is not None and self.wave_precision.shape != (len(self.user_ids), 3, 3):
-            raise IncompatibleModelError(f"wave precision of shape {self.wave_precision.shape} for "
-                                         f"{len(self.user_ids)} cardholders: refit the model")
+        if self.wave_precision is not None:
+            self.wave_precision = wave_upper(self.wave_precision, len(self.user_ids))
         if len(self.history) != len(self.user_ids):
             raise IncompatibleModelError(f"history has {len(self.history)} rows for {len(self.user_ids)} "
                                          "cardholders: refit the model")
@@ -477,41 +517,42 @@ class PushResponseModel:
         order = np.argsort(-np.round(value, 9), axis=1, kind="stable")[:, :k]
         return hours[order].tolist()
 
-    def live_wave(self, users: UserRows, sent_hours: Sequence[Sequence[int]],
-                  opened: Sequence[Sequence[bool]], logit_at: np.ndarray) -> np.ndarray:
+    def live_wave(self, users: UserRows, row: np.ndarray, hours: np.ndarray, opened: np.ndarray,
+                  logit_at: np.ndarray) -> np.ndarray:
         """float [n, CYCLE]: the change to each cardholder's daily wave that their sends since the fit say.
 
-        `sent_hours[i]` are the local hours of cardholder i's marketing pushes sent after
-        `history_until`, `opened[i]` whether each was opened, `logit_at[i, h]` the uncalibrated open
-        logit of a push at hour h (NaN: not known, the send is left out). The fit's objective with
-        these pushes added, one Newton step from the fitted coefficients: the fit's precision of the
-        cardholder's level and wave (`wave_precision`) is the prior, the calibrated probabilities of the
-        new pushes the evidence, so a few pushes move the wave little; the level moves too, so pushes
-        opened more or less often than predicted at every hour alike leave the wave where it was.
+        The marketing pushes sent after `history_until`, flat over the batch: `row[j]` the position in
+        `users` of push j's cardholder, `hours[j]` its local send hour, `opened[j]` whether it was opened
+        (`recsys.live_hours.live_sends`); `logit_at[i, h]` the uncalibrated open logit of a push at hour h
+        to cardholder i (NaN: not known, the send is left out). The fit's objective with these pushes
+        added, one Newton step from the fitted coefficients: the fit's precision of the cardholder's
+        level and wave (`wave_precision`) is the prior, the calibrated probabilities of the new pushes the
+        evidence, so a few pushes move the wave little; the level moves too, so pushes opened more or
+        less often than predicted at every hour alike leave the wave where it was.
         Zero for cardholders without such pushes, unknown to the model, or a model without the precision.
         """
         out = np.zeros((len(users), CYCLE))
-        counts = np.fromiter(map(len, sent_hours), dtype=np.int64, count=len(users))
-        if self.wave_precision is None or not counts.sum():
+        if self.wave_precision is None or not len(row):
             return out
-        row = np.repeat(np.arange(len(users)), counts)
-        hours = np.fromiter(chain.from_iterable(sent_hours), dtype=np.int64, count=len(row))
-        y = np.fromiter(chain.from_iterable(opened), dtype=np.float64, count=len(row))
+        row = np.asarray(row, dtype=np.int64)
+        hours = np.asarray(hours, dtype=np.int64)
+        y = np.asarray(opened, dtype=np.float64)
         logit = np.asarray(logit_at, dtype=np.float64)[row, hours]
         keep = np.isfinite(logit) & (users.index[row] >= 0)
         row, hours, y, logit = row[keep], hours[keep], y[keep], logit[keep]
         if not len(row):
             return out
+        # only the cardholders with pushes: their precisions rebuilt, the evidence added at their slot
+        moved, slot = np.unique(row, return_inverse=True)
         platt = self.calibration["open"]
         p = platt.apply(logit)
         terms = np.column_stack([np.ones(len(row)), daily_cycle(hours)])  # level, cos, sin
-        gradient = np.zeros((len(users), 3))
-        np.add.at(gradient, row, (platt.slope * (y - p))[:, None] * terms)
-        precision = self.wave_precision[np.maximum(users.index, 0)].astype(np.float64)
+        gradient = np.zeros((len(moved), 3))
+        np.add.at(gradient, slot, (platt.slope * (y - p))[:, None] * terms)
+        precision = wave_matrices(self.wave_precision[users.index[moved]])
         curvature = (platt.slope ** 2 * p * (1.0 - p))[:, None, None] * terms[:, :, None] * terms[:, None, :]
-        np.add.at(precision, row, curvature)
-        moved = np.unique(row)
-        out[moved] = np.linalg.solve(precision[moved], gradient[moved][:, :, None])[:, 1:, 0]
+        np.add.at(precision, slot, curvature)
+        out[moved] = np.linalg.solve(precision, gradient[:, :, None])[:, 1:, 0]
         return out
 
     @property
@@ -544,7 +585,7 @@ class PushResponseModel:
                   np.asarray(self.content_ids).astype(str), "user_segments": self.user_segments,
                   "user_lift": self.user_lift, "item_kind": self.item_kind,
                   "history": np.asarray(self.history, dtype=np.int64),
-                  **({} if self.wave_precision is None else {"wave_precision": self.wave_precision}),
+                  **({} if self.wave_precision is None else {"wave_precision_upper": self.wave_precision}),
                   **{f"coef_{t}": self.coef[t] for t in TARGETS}}
         with atomic_directory(target) as staging:
             np.savez(staging / ARRAYS, **arrays)
@@ -581,7 +622,7 @@ class PushResponseModel:
                     # models saved before the history was kept count the caps state alone
                     history=arrays["history"] if "history" in arrays.files else None,
                     history_until=int(extra.get("history_until", 0)),
-                    wave_precision=arrays["wave_precision"] if "wave_precision" in arrays.files else None,
+                    wave_precision=saved_wave_precision(arrays),
                 )
         except KeyError as error:
             raise IncompatibleModelError(

@@ -168,7 +168,7 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     column = np.cumsum(~quiet) - 1  # an open hour's position among them
     # the recent count now and on each later day of the local month: the push log's pushes the response
     # model keeps and the caps state's after them, older ones leaving the 30-day window day by day
-    plans, caps_times, sent_hours, opened, seconds = [], [], [], [], []
+    plans, caps_times, nows_ms = [], [], []
     # the local time, its month and day depend only on the decision time and the zone: a batch asked at
     # one time has a handful
     places: dict[tuple[datetime, str], Place] = {}
@@ -178,15 +178,12 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
         if place is None:
             place = places[key] = local_place(*key)
         now, local, now_ms = moments[i], place.local, place.now_ms
-        sent, flags = live_sends(records[slot], local.tzinfo, response.history_until * 1000, now_ms)
-        sent_hours.append(sent)
-        opened.append(flags)
+        nows_ms.append(now_ms)
         since = max(now_ms - RECENT_DAYS * 86_400_000, response.history_until * 1000)
         caps_times.append(marketing_times(records[slot], now_ms, since))
         slots_left = monthly_slots_left(policy, records[slot], place.month_start_ms, now_ms)
         plans.append((now, local, place.days, slots_left, place.midnight))
-        seconds.append(now_ms // 1000)
-    seconds = np.array(seconds)
+    seconds = np.array(nows_ms) // 1000
     at = seconds[:, None] + 86_400 * np.arange(32)[None, :]
     counts = projected_recents(caps_times, seconds, 31) + response.history_counts(user_rows, at)
     pacing = policy.decision.pacing is not None
@@ -220,7 +217,10 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     # each open hour stands for what those pushes were predicted
     logit_at = np.full((len(rows), 24), np.nan)
     logit_at[:, open_hours] = logit_open[grid]
-    wave = response.live_wave(user_rows, sent_hours, opened, logit_at)
+    live_row, live_hour, live_opened = live_sends(records, [cardholders.timezone[i] for i in rows],
+                                                  policy.default_timezone, response.history_until * 1000,
+                                                  nows_ms)
+    wave = response.live_wave(user_rows, live_row, live_hour, live_opened, logit_at)
     if wave.any():
         logit_open = logit_open + (wave[who] * daily_cycle(hours)).sum(axis=1)
     best = response.best_hours(user_rows, k=3, wave=wave)

@@ -43,6 +43,7 @@ from recsys.response_model import (
     HOUR_BINS,
     SEGMENT_FIELDS,
     TARGETS,
+    WAVE_UPPER,
     WINDOW_DAYS,
     Layout,
     Platt,
@@ -483,21 +484,21 @@ def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp, config: Respon
 
 def wave_precision(logit: np.ndarray, users: np.ndarray, hours: np.ndarray, n_users: int,
                    penalties: Mapping[str, float]) -> np.ndarray:
-    """float32 [n_users, 3, 3]: the curvature of the open fit's penalised loss in each cardholder's level
+    """float32 [n_users, 6]: the curvature of the open fit's penalised loss in each cardholder's level
     and daily wave (`user` and `user_hour` terms) at the fitted coefficients: every push of theirs the
-    fit saw (`logit`, `users`: model index, -1 none; `hours`: local send hour), plus the penalties.
+    fit saw (`logit`, `users`: model index, -1 none; `hours`: local send hour), plus the penalties; a
+    symmetric 3 x 3 kept as its upper triangle (`WAVE_UPPER` order).
     The prior that the pushes after the fit update (`PushResponseModel.live_wave`)."""
     known = users >= 0
     p = sigmoid(logit[known])
     weight = p * (1.0 - p)
     terms = np.column_stack([np.ones(len(p)), daily_cycle(hours[known])])
-    out = np.zeros((n_users, 3, 3))
-    for a in range(3):
-        for b in range(a, 3):
-            out[:, a, b] = out[:, b, a] = np.bincount(users[known], weight * terms[:, a] * terms[:, b],
-                                                      minlength=n_users)
-    out += np.diag([penalties["user"], penalties["user_hour"], penalties["user_hour"]])[None]
-    return out.astype(np.float32)
+    diagonal = {0: penalties["user"], 1: penalties["user_hour"], 2: penalties["user_hour"]}
+    out = np.empty((n_users, len(WAVE_UPPER[0])), dtype=np.float32)
+    for column, (a, b) in enumerate(zip(*WAVE_UPPER, strict=True)):
+        entry = np.bincount(users[known], weight * terms[:, a] * terms[:, b], minlength=n_users)
+        out[:, column] = entry + diagonal[a] if a == b else entry
+    return out
 
 
 def level_shift(logit: np.ndarray, outcome: np.ndarray) -> float:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from recsys.cells import split_list
-from recsys.times import UnknownZoneError, utc_datetime, utc_timestamp, zone
+from recsys.times import UnknownZoneError, local_hour_of, utc_datetime, utc_timestamp, zone
 
 
 def test_unknown_zone_is_named() -> None:
@@ -24,6 +25,30 @@ def test_naive_times_are_utc_and_aware_ones_are_converted() -> None:
     shanghai = timezone(timedelta(hours=8))
     assert utc_datetime(datetime(2026, 3, 1, 16, tzinfo=shanghai)) == datetime(2026, 3, 1, 8, tzinfo=UTC)
     assert utc_datetime(datetime(2026, 3, 1, 8)).tzinfo is UTC
+
+
+# clocks that move by an hour at local 02:00 or 01:00 UTC, by half an hour, at a half-hour UTC instant,
+# twice a year around Ramadan, or stopped moving (Sao Paulo since 2019); and one that never moves
+EDGE_ZONES = ("America/New_York", "Europe/London", "Australia/Lord_Howe", "America/St_Johns",
+              "Africa/Casablanca", "America/Sao_Paulo", "Pacific/Chatham", "Asia/Kolkata", "Asia/Shanghai")
+
+
+@pytest.mark.parametrize("name", EDGE_ZONES)
+def test_local_hours_equal_the_zone_databases_at_random_times_and_around_every_change(name: str) -> None:
+    rng = np.random.default_rng(len(name))
+    seconds = rng.integers(int(datetime(2015, 1, 1, tzinfo=UTC).timestamp()),
+                           int(datetime(2031, 1, 1, tzinfo=UTC).timestamp()), 2_000)
+    # every offset change of 2017-2027: each second before, at and after it (and the year's ends)
+    grid = np.arange(int(datetime(2017, 1, 1, tzinfo=UTC).timestamp()),
+                     int(datetime(2028, 1, 1, tzinfo=UTC).timestamp()), 900)
+    here = zone(name)
+    offsets = np.array([datetime.fromtimestamp(int(t), here).utcoffset().total_seconds() for t in grid])
+    changes = grid[1:][offsets[1:] != offsets[:-1]]
+    assert name in ("Asia/Shanghai", "Asia/Kolkata") or len(changes) >= 5  # the edges are there
+    near = (changes[:, None] + np.arange(-900, 901)[None, :]).ravel()
+    seconds = np.concatenate([seconds, near, [int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()) - 1]])
+    expected = [datetime.fromtimestamp(int(t), here).hour for t in seconds]
+    assert local_hour_of(seconds, name).tolist() == expected
 
 
 def test_cells_split_on_bars_and_drop_blanks() -> None:
