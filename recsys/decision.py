@@ -246,6 +246,8 @@ def slot_to_wait_for(later: Sequence[tuple[datetime, float]], best: datetime, ba
     """The latest of the scheduler's `slots` on `best`'s local day whose local hour is at or before the
     better hour `best` and is worth more than `bar` (its value is its local hour's in `later`), with that
     value; None when there is none."""
+    if not slots:
+        return None
     worth = {moment.hour: value for moment, value in later}
     found = None
     for slot in slots:
@@ -292,10 +294,9 @@ def decide_many(settings: Decision, values_now: Sequence[float] | np.ndarray,
     hold_for_hour = [False] * n if hold_for_hour is None else hold_for_hour
     values_now = np.asarray(values_now, dtype=np.float64)
     # step 1 for every row: the best later hour (the first of equal ones) against the bar
-    hour_values = np.full((n, max(map(len, later), default=0)), -np.inf)
-    for row, hours in enumerate(later):
-        if hours:
-            hour_values[row, :len(hours)] = [value for _, value in hours]
+    hour_counts = list(map(len, later))
+    hour_values = padded(hour_counts, [value for hours in later for _, value in hours],
+                         max(hour_counts, default=0), -np.inf)[0]
     best = hour_values.argmax(axis=1) if hour_values.shape[1] else np.zeros(n, dtype=np.int64)
     bars = values_now + settings.hour_margin * np.abs(values_now)
     if hour_values.shape[1]:
@@ -378,6 +379,21 @@ def nan_as_lowest(values: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(values), -np.inf, np.minimum(np.maximum(values, -_LARGEST), _LARGEST))
 
 
+def padded(lengths: Sequence[int], values: Sequence[float] | np.ndarray, width: int, fill: float
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """float [n, width]: row i's `lengths[i]` values (the next of the flat `values`, rows one after
+    another) first, then `fill`; and bool [n, width] where a row's own values are. One assignment for
+    the batch: a slice per row cost more than the rest of the step."""
+    inside = np.arange(width)[None, :] < np.asarray(lengths, dtype=np.int64).reshape(-1, 1)
+    out = np.full((len(lengths), width), fill)
+    out[inside] = values
+    return out, inside
+
+
+def _joined(rows: Sequence[Sequence[float] | np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.zeros(0), *(np.asarray(row, dtype=np.float64) for row in rows if len(row))])
+
+
 def _send_or_hold(settings: Decision, value: Sequence[float], send_at: Sequence[datetime], why: Sequence[str],
                   slots_left: Sequence[int | None], later_days: Sequence[Sequence[float] | np.ndarray],
                   upcoming: Sequence[Sequence[Upcoming]]) -> list[Verdict]:
@@ -388,17 +404,14 @@ def _send_or_hold(settings: Decision, value: Sequence[float], send_at: Sequence[
     values = np.asarray(value, dtype=np.float64)
     lengths = [len(days) for days in later_days]
     horizon = max([*lengths, *(len(item.days) for items in upcoming for item in items)], default=0)
-    own = np.full((n, horizon), -np.inf)
-    for row, days in enumerate(later_days):
-        if lengths[row]:
-            own[row, :lengths[row]] = days
+    own = padded(lengths, _joined(later_days), horizon, -np.inf)[0]
     width = max(map(len, upcoming), default=0)
-    others = np.full((n, width, horizon), np.nan)
-    present = np.zeros((n, width, horizon), dtype=bool)
+    cells: list[Sequence[float] | np.ndarray] = [()] * (n * width)  # (row, column) in row-major order
     for row, items in enumerate(upcoming):
         for column, item in enumerate(items):
-            others[row, column, :len(item.days)] = item.days
-            present[row, column, :len(item.days)] = True
+            cells[row * width + column] = item.days
+    others, present = (part.reshape(n, width, horizon)
+                       for part in padded(list(map(len, cells)), _joined(cells), horizon, np.nan))
     others = np.where(present, nan_as_lowest(others), -np.inf)
     pacing = settings.pacing
     left = np.array([-1 if slots is None else slots for slots in slots_left], dtype=np.int64)

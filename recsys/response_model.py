@@ -82,6 +82,9 @@ def daily_cycle(hours: np.ndarray) -> np.ndarray:
     return np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
 
+_HOUR_CYCLE = daily_cycle(np.arange(HOURS))
+
+
 def recent_counts(user_codes: np.ndarray, sent: np.ndarray, window_seconds: int) -> np.ndarray:
     """Pushes to the same cardholder in `(t - window, t]`, this one included, for each push."""
     order = np.lexsort((sent, user_codes))
@@ -216,9 +219,19 @@ class ItemRows:
         return ItemRows(self.index[rows], self.kind[rows])
 
 
-def design_matrix(layout: Layout, users: UserRows, items: ItemRows, hours: np.ndarray, recent: np.ndarray,
-                  scores: np.ndarray | None) -> sp.csr_matrix:
-    """csr [n, layout.size]: one row per push, the terms of the module docstring (fit and predict alike)."""
+@dataclass(frozen=True)
+class Term:
+    """One coefficient per push: row r adds `values[r] * coef[columns[r]]` to its logit where `mask[r]`."""
+
+    columns: np.ndarray | int  # int64 [n], flat coefficient positions; an int: the same for every row
+    values: np.ndarray | None  # float64 [n]; None: every value is 1.0
+    mask: np.ndarray | None  # bool [n]; None: every row has the term
+
+
+def terms(layout: Layout, users: UserRows, items: ItemRows, hours: np.ndarray, recent: np.ndarray,
+          scores: np.ndarray | None) -> list[Term]:
+    """The terms of the module docstring for each push, in the order of their columns (`Layout.blocks`;
+    fit and predict alike: `design_matrix` lays them out, `linear_predictor` adds them up)."""
     n = len(users)
     if not len(items) == len(hours) == len(recent) == n or (scores is not None and len(scores) != n):
         raise ResponseModelError(
@@ -230,38 +243,70 @@ def design_matrix(layout: Layout, users: UserRows, items: ItemRows, hours: np.nd
                                  "give the local hour of the day")
     offsets = layout.offsets()
     bins = hour_bin(hours)
-    rows_list, cols_list, vals_list = [], [], []
-    all_rows = np.arange(n)
+    out: list[Term] = []
 
-    def add(block: str, cols: np.ndarray, values: np.ndarray | float = 1.0, mask: np.ndarray | None = None):
+    def add(block: str, cols: np.ndarray | int, values: np.ndarray | None = None,
+            mask: np.ndarray | None = None) -> None:
         start, _ = offsets[block]
-        keep = all_rows if mask is None else all_rows[mask]
-        rows_list.append(keep)
-        cols_list.append(start + np.asarray(cols)[keep] if np.ndim(cols)
-                         else np.full(len(keep), start + cols))
-        vals_list.append(np.broadcast_to(np.asarray(values, dtype=np.float64), (n,))[keep])
+        columns = start + np.asarray(cols, dtype=np.int64) if np.ndim(cols) else start + int(cols)
+        out.append(Term(columns, None if values is None else np.asarray(values, dtype=np.float64), mask))
 
+    known = users.index >= 0
+    user = np.maximum(users.index, 0)
     add("intercept", 0)
-    add("user", np.maximum(users.index, 0), mask=users.index >= 0)
+    add("user", user, mask=known)
     add("item", np.maximum(items.index, 0), mask=items.index >= 0)
     add("kind", items.kind)
     for f, name in enumerate(SEGMENT_FIELDS):
         add(f"segment:{name}", users.segments[:, f])
-        add(f"segment_hour:{name}", users.segments[:, f] * HOUR_BINS + bins)
     add("hour", hours)
-    wave = daily_cycle(hours)
+    for f, name in enumerate(SEGMENT_FIELDS):
+        add(f"segment_hour:{name}", users.segments[:, f] * HOUR_BINS + bins)
+    wave = _HOUR_CYCLE[hours]  # looked up: computing cos and sin per push cost a third of the terms
     for k in range(CYCLE):
-        add("user_hour", np.maximum(users.index, 0) * CYCLE + k, wave[:, k], mask=users.index >= 0)
-    add("activity", 0, users.lift[all_rows, bins])
+        add("user_hour", user * CYCLE + k, wave[:, k], mask=known)
+    add("activity", 0, users.lift[np.arange(n), bins])
     recent = np.asarray(recent, dtype=np.float64)
     add("recent", 0, recent)
     add("excess", 0, np.maximum(0.0, recent - FATIGUE_FREE))
     if scores is not None:
         add("score", 0, np.asarray(scores, dtype=np.float64))
+    return out
+
+
+def design_matrix(layout: Layout, users: UserRows, items: ItemRows, hours: np.ndarray, recent: np.ndarray,
+                  scores: np.ndarray | None) -> sp.csr_matrix:
+    """csr [n, layout.size]: one row per push, the terms of the module docstring (`terms`)."""
+    n = len(users)
+    rows_list, cols_list, vals_list = [], [], []
+    all_rows = np.arange(n)
+    for term in terms(layout, users, items, hours, recent, scores):
+        keep = all_rows if term.mask is None else all_rows[term.mask]
+        rows_list.append(keep)
+        cols_list.append(np.full(len(keep), term.columns) if np.ndim(term.columns) == 0
+                         else term.columns[keep])
+        vals_list.append(np.ones(len(keep)) if term.values is None else term.values[keep])
     coordinates = (np.concatenate(rows_list), np.concatenate(cols_list))
     matrix = sp.csr_matrix((np.concatenate(vals_list), coordinates), shape=(n, layout.size))
     matrix.sum_duplicates()
     return matrix
+
+
+def linear_predictor(pushes: Sequence[Term], n: int, coef: np.ndarray) -> np.ndarray:
+    """float [n]: `design_matrix(...) @ coef` bit for bit without building the matrix. scipy's product
+    adds each row's value-times-coefficient products to 0.0 in column order, which is the order of the
+    terms (each has its own columns), so the terms are added to every row one after another (a value of
+    1.0 times a coefficient is the coefficient)."""
+    out = np.zeros(n)
+    for term in pushes:
+        part = coef[term.columns]
+        if term.values is not None:
+            part = term.values * part
+        if term.mask is None:
+            out += part
+        else:
+            out[term.mask] += part[term.mask]
+    return out
 
 
 @dataclass(frozen=True)
@@ -366,18 +411,19 @@ class PushResponseModel:
         """Uncalibrated logit of `target` ("open" or "mute") per push."""
         if target not in TARGETS:
             raise ResponseModelError(f"unknown target {target!r}: use one of {TARGETS}")
-        return self._design(users, items, hours, recent, scores) @ self.coef[target]
+        pushes = self._terms(users, items, hours, recent, scores)
+        return linear_predictor(pushes, len(users), self.coef[target])
 
     def logits(self, users: UserRows, items: ItemRows, hours: np.ndarray, recent: np.ndarray,
                scores: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """`logit` of every target, from one design matrix (building it is most of a logit's cost)."""
-        design = self._design(users, items, hours, recent, scores)
-        return {target: design @ self.coef[target] for target in TARGETS}
+        """`logit` of every target, from the same terms (working them out is most of a logit's cost)."""
+        pushes = self._terms(users, items, hours, recent, scores)
+        return {target: linear_predictor(pushes, len(users), self.coef[target]) for target in TARGETS}
 
-    def _design(self, users: UserRows, items: ItemRows, hours: np.ndarray, recent: np.ndarray,
-                scores: np.ndarray | None) -> sp.csr_matrix:
-        return design_matrix(self.layout, users, items, np.asarray(hours), np.asarray(recent),
-                             self.standardise(scores))
+    def _terms(self, users: UserRows, items: ItemRows, hours: np.ndarray, recent: np.ndarray,
+               scores: np.ndarray | None) -> list[Term]:
+        return terms(self.layout, users, items, np.asarray(hours), np.asarray(recent),
+                     self.standardise(scores))
 
     def standardise(self, scores: np.ndarray | None) -> np.ndarray | None:
         if scores is None or not self.uses_score:

@@ -25,7 +25,7 @@ from recsys.eligibility import cardholder_items, tier_table, valid_between
 from recsys.models.base import IncompatibleModelError
 from recsys.publication import PublicationError, PublishedVersion, RecordBatch
 from recsys.ranking import best_per_row
-from recsys.response_model import PushResponseModel
+from recsys.response_model import ItemRows, PushResponseModel
 
 logger = logging.getLogger(__name__)
 
@@ -273,6 +273,9 @@ class LiveModel:
             except (IncompatibleModelError, OSError, ValueError) as error:
                 raise PublicationError(f"version {self.version}: its response model cannot be read "
                                        f"({error}): publish again") from error
+        # the response model's inputs of every published item, looked up by name once per version
+        self.response_items: ItemRows | None = None if self.response is None else self.response.item_rows(
+            np.asarray(self.item_ids, dtype=object), np.asarray(self.kinds, dtype=object))
 
     def cap_candidates(self, campaign: str | None) -> list[Candidate]:
         """Caps candidates for every item (built once per campaign name, reused by every request)."""

@@ -169,19 +169,21 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     # the recent count now and on each later day of the local month: the push log's pushes the response
     # model keeps and the caps state's after them, older ones leaving the 30-day window day by day
     plans, caps_times, nows_ms = [], [], []
+    # the local time, its month and day depend only on the decision time and the zone: a batch asked at
+    # one time has a handful
+    places: dict[tuple[datetime, str], Place] = {}
     for slot, i in enumerate(rows):
-        now = moments[i]
-        local = now.astimezone(ZoneInfo(cardholders.timezone[i] or policy.default_timezone))
-        now_ms = to_ms(now)
+        key = (moments[i], cardholders.timezone[i] or policy.default_timezone)
+        place = places.get(key)
+        if place is None:
+            place = places[key] = local_place(*key)
+        now, local, now_ms = moments[i], place.local, place.now_ms
         nows_ms.append(now_ms)
-        month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        next_month = (month_start.replace(day=28) + _FOUR_DAYS).replace(day=1)
-        days = max(0, (next_month.date() - local.date()).days - 1)
         since = max(now_ms - RECENT_DAYS * 86_400_000, response.history_until * 1000)
         caps_times.append(marketing_times(records[slot], now_ms, since))
-        slots_left = monthly_slots_left(policy, records[slot], to_ms(month_start), now_ms)
-        plans.append((now, local, days, slots_left))
-    seconds = np.array([to_ms(plan[0]) // 1000 for plan in plans])
+        slots_left = monthly_slots_left(policy, records[slot], place.month_start_ms, now_ms)
+        plans.append((now, local, place.days, slots_left, place.midnight))
+    seconds = np.array(nows_ms) // 1000
     at = seconds[:, None] + 86_400 * np.arange(32)[None, :]
     counts = projected_recents(caps_times, seconds, 31) + response.history_counts(user_rows, at)
     pacing = policy.decision.pacing is not None
@@ -191,22 +193,22 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     # then each upcoming candidate at every open hour
     widths = [min(len(ranked_all[i].items), decide_width(requests[i].k)) for i in rows]
     n_hours = len(open_hours)
-    sizes = np.asarray(widths) + n_hours * (1 + np.asarray([len(u) for u in upcoming], dtype=np.int64))
+    blocks = 1 + np.asarray([len(u) for u in upcoming], dtype=np.int64)  # the top and upcoming candidates
+    sizes = np.asarray(widths) + n_hours * blocks
     who = np.repeat(np.arange(len(rows)), sizes)
-    what, hours = [], []
-    for slot, i in enumerate(rows):
-        items = ranked_all[i].items[:widths[slot]]
-        what += items.tolist() + [int(items[0])] * n_hours
-        hours += [plans[slot][1].hour] * widths[slot] + open_hours.tolist()
-        for item in upcoming[slot]:
-            what += [int(item)] * n_hours
-            hours += open_hours.tolist()
-    item_index = np.asarray(what, dtype=np.int64)
-    # the published items' rows once, then taken per query row: looking up ~40 ids per cardholder by
-    # name cost more than the rest of the query's inputs
-    item_rows = response.item_rows(np.asarray(model.item_ids, dtype=object),
-                                   np.asarray(model.kinds, dtype=object)).take(item_index)
-    hours = np.asarray(hours)
+    # each row's candidates at the current hour first, then its hour blocks
+    now_rows = np.repeat(np.tile([True, False], len(rows)), np.column_stack([widths, sizes - widths]).ravel())
+    item_index = np.empty(len(who), dtype=np.int64)
+    item_index[now_rows] = np.concatenate([ranked_all[i].items[:width]
+                                           for i, width in zip(rows, widths, strict=True)])
+    item_index[~now_rows] = np.repeat(np.concatenate(
+        [part for slot, i in enumerate(rows) for part in (ranked_all[i].items[:1], upcoming[slot])]), n_hours)
+    hours = np.empty(len(who), dtype=np.int64)
+    hours[now_rows] = np.repeat([plan[1].hour for plan in plans], widths)
+    hours[~now_rows] = np.tile(open_hours, int(blocks.sum()))
+    # the published items' rows (`LiveModel.response_items`) taken per query row: looking up ~40 ids per
+    # cardholder by name cost more than the rest of the query's inputs
+    item_rows = model.response_items.take(item_index)
     logits = response.logits(user_rows.take(who), item_rows, hours, counts[who, 0])
     logit_open, logit_mute = logits["open"], logits["mute"]
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
@@ -246,26 +248,21 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
                             grid + n_hours, upcoming, plans, open_hours, horizon, reachable)
     # as lists: indexing numpy per later hour cost three scalar look-ups each
     hour_values, hour_column = value[grid].tolist(), column.tolist()
+    valid_days = (content_days(model, np.array([int(ranked_all[i].items[0]) for i in rows]),
+                               np.array([plan[4] for plan in plans]), np.array([plan[2] for plan in plans]))
+                  if later_values.shape[1] else np.zeros(len(rows), dtype=np.int64)).tolist()
     later, later_days = [], []
     # the later hours depend only on the local hour's start (its zone and fold too): a batch asked at one
     # time has a handful, one per time zone
     hours_of: dict[tuple, list[datetime]] = {}
-    for slot, i in enumerate(rows):
-        now, local, days, _ = plans[slot]
-        row = hour_values[slot]
+    for slot in range(len(rows)):
+        local, row = plans[slot][1], hour_values[slot]
         key = (local.date(), local.hour, local.fold, local.tzinfo)
         hours = hours_of.get(key)
         if hours is None:
             hours = hours_of[key] = later_hours(local, policy.quiet_hours)
         later.append([(moment, row[hour_column[moment.hour]]) for moment in hours])
-        top = int(ranked_all[i].items[0])
-        valid_days = 0
-        if days and later_values.shape[1] and not model.transactional[top]:
-            # only while the content is still valid (NaN: no end): the days up to its end
-            midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-            valid_days = days if np.isnan(model.valid_to[top]) else int(np.clip(
-                (model.valid_to[top] - midnight.timestamp()) // 86_400, 0, days))
-        later_days.append(later_values[slot, :valid_days])
+        later_days.append(later_values[slot, :valid_days[slot]])
     verdicts = decide_many(policy.decision, value[starts], later, [plan[1] for plan in plans],
                            [plan[3] for plan in plans], later_days, ahead,
                            [next_slots[plan[0]] for plan in plans],
@@ -275,6 +272,36 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
         start, width = int(starts[slot]), widths[slot]
         out[i] = Outlook(verdicts[slot], p_open[start:start + width], p_mute[start:start + width], best[slot])
     return out
+
+
+@dataclass(frozen=True)
+class Place:
+    """A decision time in one time zone: the local time, its month and its day."""
+
+    local: datetime
+    now_ms: int
+    month_start_ms: int
+    days: int  # later days of the local month
+    midnight: float  # epoch second of today's local midnight
+
+
+def local_place(now: datetime, zone: str) -> Place:
+    local = now.astimezone(ZoneInfo(zone))
+    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    next_month = (month_start.replace(day=28) + _FOUR_DAYS).replace(day=1)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return Place(local, to_ms(now), to_ms(month_start), max(0, (next_month.date() - local.date()).days - 1),
+                 midnight.timestamp())
+
+
+def content_days(model: LiveModel, items: np.ndarray, midnight: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """int [n]: of each row's `days` later days of the month, how many `items[row]` is still valid on
+    (all for no end, NaN; none for transactional content), from its local `midnight` today."""
+    ends = model.valid_to[items]
+    with np.errstate(invalid="ignore"):
+        until = np.clip((ends - midnight) // 86_400, 0, days)
+    out = np.where(np.isnan(ends), days, until)
+    return np.where(model.transactional[items], 0, out).astype(np.int64)
 
 
 def upcoming_candidates(model: LiveModel, cardholders: Cardholders, requests: Sequence[RankRequest],
@@ -287,7 +314,7 @@ def upcoming_candidates(model: LiveModel, cardholders: Cardholders, requests: Se
         if requests[i].candidates is None and plans[slot][2]:
             by_time.setdefault(plans[slot][0], []).append(slot)
     for now, slots in by_time.items():
-        month_end = max(plans[slot][1].timestamp() + 86_400 * (plans[slot][2] + 1) for slot in slots)
+        month_end = now.timestamp() + 86_400 * (max(plans[slot][2] for slot in slots) + 1)
         with np.errstate(invalid="ignore"):
             later = (model.valid_from > now.timestamp()) & (model.valid_from < month_end)
         if not later.any():
@@ -307,15 +334,16 @@ def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_o
     hour on, at the open hours `reachable[slot]` (`recsys.decision.day_best`); `first[slot] + n_hours * j`
     are candidate j's query rows."""
     out: list[list[Upcoming]] = [[] for _ in plans]
-    pairs = [(slot, j) for slot, items in enumerate(upcoming) for j in range(len(items))]
-    if not pairs or not horizon:
+    lengths = np.array([len(items) for items in upcoming], dtype=np.int64)
+    if not lengths.sum() or not horizon:
         return out
-    slots = np.array([slot for slot, _ in pairs])
+    # one row per (cardholder, upcoming candidate j)
+    slots = np.repeat(np.arange(len(upcoming)), lengths)
+    j = np.arange(len(slots)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     n_hours = len(open_hours)
-    columns = first[slots] + n_hours * np.array([j for _, j in pairs])[:, None]
-    items = np.array([int(upcoming[slot][j]) for slot, j in pairs])
-    midnight = np.array([plans[slot][1].replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-                         for slot in slots])
+    columns = first[slots] + n_hours * j[:, None]
+    items = np.concatenate(upcoming).astype(np.int64)
+    midnight = np.array([plan[4] for plan in plans])[slots]
     # epoch second of each later day (1..horizon) at each open hour
     moment = (midnight[:, None, None] + 86_400 * np.arange(1, horizon + 1)[None, :, None]
               + 3_600 * open_hours[None, None, :])
@@ -326,10 +354,9 @@ def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_o
               & reachable[slots][:, None, :])
     values, column = day_best(response, logit_open[columns], logit_mute[columns],
                               counts[slots, :horizon + 1], mute_weight, usable)
-    seconds = np.take_along_axis(moment, np.maximum(column, 0)[:, :, None], axis=2)[:, :, 0]
-    for row, (slot, _) in enumerate(pairs):
-        out[slot].append(Upcoming(str(model.item_ids[items[row]]), values[row],
-                                  seconds[row].astype(np.int64)))
+    seconds = np.take_along_axis(moment, np.maximum(column, 0)[:, :, None], axis=2)[:, :, 0].astype(np.int64)
+    for row, (slot, item) in enumerate(zip(slots.tolist(), items.tolist(), strict=True)):
+        out[slot].append(Upcoming(str(model.item_ids[item]), values[row], seconds[row]))
     return out
 
 

@@ -793,12 +793,9 @@ class RedisCapEngine(CapEngine):
         """`load_record` for many cardholders in one pipelined round trip."""
         for user_id in user_ids:
             check_id(user_id, "user_id")
-        with self._guard():
-            pipe = self._client.pipeline(transaction=False)
-            for user_id in user_ids:
-                pipe.hgetall(self.user_key(user_id))
-            replies = pipe.execute()
-        return [parse_record({_text(k): _text(v) for k, v in raw.items()}) for raw in replies]
+        # the engine's own pipelining: redis-py's pipeline object cost four times as much per command
+        replies = self._pipeline([("HGETALL", self.user_key(user_id)) for user_id in user_ids])
+        return [parse_record(_fields(raw)) for raw in replies]
 
     def memory_usage(self, user_id: str) -> int:
         """Bytes Redis uses for one cardholder's key (MEMORY USAGE), 0 if the key does not exist."""
@@ -907,6 +904,12 @@ def _reservation(user_id: str, reply: list[Any]) -> Reservation | None:
     # positional: once per reserving cardholder of a batch
     return Reservation(push_id, user_id, content_id, _instant(ts), _instant(expires), _STATUS[status],
                        kind == 2)
+
+
+def _fields(reply: Any) -> dict[str, str]:
+    """An HGETALL reply read off the connection: a map (RESP3) or field, value, field, value, ... (RESP2)."""
+    pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
+    return {_text(k): _text(v) for k, v in pairs}
 
 
 def parse_record(fields: dict[str, str]) -> rules.CardholderRecord:

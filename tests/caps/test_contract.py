@@ -237,6 +237,24 @@ class CapEngineContract:
         assert [pid for pid, _, _ in kept] == [f"p-{day}" for day in range(2, SEND_OUTCOMES + 2)]
         assert not any(opened for _, _, opened in kept)
 
+    def test_records_of_many_cardholders_are_each_ones_record(self, engine: CapEngine) -> None:
+        """`load_records` (one round trip) gives `load_record` of each cardholder, in the order asked:
+        reservations, confirmed and released pushes, send outcomes with an open, an opt-out, a mute,
+        and a cardholder never seen."""
+        now = at("2026-03-10 10:00")
+        kept = engine.decide("u1", [ARTICLE], timezone=SH, now=now, reserve=True).reservation.push_id
+        engine.confirm("u1", kept, now=now + timedelta(hours=1), sent=ARTICLE)
+        engine.record_open("u1", now=now + timedelta(hours=2), push_id=kept)
+        engine.decide("u2", [ARTICLE], timezone=SH, now=now, reserve=True)
+        engine.record_opt_out("u3", now=now)
+        engine.record_mute("u4", now=now)
+        gone = engine.decide("u5", [ARTICLE], timezone=SH, now=now, reserve=True).reservation.push_id
+        engine.release("u5", gone, now=now)
+        users = ["u4", "nobody", "u1", "u3", "u2", "u5", "u1"]
+        assert engine.load_records(users) == [engine.load_record(user) for user in users]
+        assert engine.load_records(["u1"])[0].pushes and engine.load_records(["u1"])[0].outcomes
+        assert engine.load_records([]) == []
+
     def test_reserving_again_with_a_known_push_id_replays(self, engine: CapEngine) -> None:
         now = at("2026-03-10 10:00")
         first = engine.decide("u1", [ARTICLE], timezone=SH, now=now, reserve=True, push_id="retry-me")

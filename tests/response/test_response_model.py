@@ -12,7 +12,14 @@ import pytest
 from scipy.stats import spearmanr
 
 from recsys.models.base import IncompatibleModelError
-from recsys.response_model import PushResponseModel, ResponseModelError, local_hours
+from recsys.response_model import (
+    _HOUR_CYCLE,
+    PushResponseModel,
+    ResponseModelError,
+    daily_cycle,
+    design_matrix,
+    local_hours,
+)
 from tests.response.conftest import Fitted, SynthFitted
 from tests.response.handmade import AS_OF
 from training.response import (
@@ -200,6 +207,43 @@ def test_both_logits_from_one_design_and_item_rows_taken_by_position(handmade: F
     assert set(both) == {"open", "mute"}
     for target in ("open", "mute"):
         assert both[target].tobytes() == model.logit(target, *query).tobytes()
+
+
+def test_logits_are_the_design_matrix_product_bit_for_bit(handmade: Fitted) -> None:
+    """`logit` / `logits` add the terms row by row without the matrix; they must give the bits of
+    `design_matrix(...) @ coef`, the fit's own product, with every term's coefficient non-zero and of
+    mixed scale (so that a term added out of column order rounds differently), cardholders and contents
+    unknown to the model, and with and without ranking scores."""
+    rng = np.random.default_rng(7)
+    size = handmade.model.layout.size
+    coef = {target: rng.normal(size=size) * 10.0 ** rng.integers(-6, 3, size=size)
+            for target in ("open", "mute")}
+    n = 400
+    ids = np.asarray(handmade.model.user_ids, dtype=object)
+    users = handmade.model.user_rows(np.where(rng.random(n) < 0.1, "stranger",
+                                              ids[rng.integers(0, len(ids), n)]))
+    contents = np.asarray(handmade.model.content_ids, dtype=object)
+    items = handmade.model.item_rows(np.where(rng.random(n) < 0.1, "never-pushed",
+                                              contents[rng.integers(0, len(contents), n)]))
+    hours, recent = rng.integers(0, 24, n), rng.integers(1, 12, n)
+    assert (users.index < 0).any() and (items.index < 0).any()
+    for uses_score in (False, True):
+        model = replace(handmade.model, coef=coef, uses_score=uses_score, score_center=0.3, score_scale=1.7)
+        scores = rng.normal(size=n) if uses_score else None
+        design = design_matrix(model.layout, users, items, hours, recent, model.standardise(scores))
+        both = model.logits(users, items, hours, recent, scores)
+        for target in ("open", "mute"):
+            expected = (design @ coef[target]).tobytes()
+            assert both[target].tobytes() == expected
+            assert model.logit(target, users, items, hours, recent, scores).tobytes() == expected
+
+
+def test_the_terms_daily_cycle_is_daily_cycle_bit_for_bit() -> None:
+    """The terms look each push's (cos, sin) up in a table of the 24 hours: the same bits as computing
+    them over a long array of hours (numpy's vectorised loops included), as the fit's other uses do."""
+    hours = np.random.default_rng(3).integers(0, 24, 10_007)
+    assert _HOUR_CYCLE.tobytes() == daily_cycle(np.arange(24)).tobytes()
+    assert _HOUR_CYCLE[hours].tobytes() == daily_cycle(hours).tobytes()
 
 
 def test_bad_queries_are_refused(handmade: Fitted) -> None:
