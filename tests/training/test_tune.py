@@ -41,6 +41,8 @@ def test_tuning_never_sees_the_holdout_period(small_world: Path) -> None:
                for trial in searched.trials)
     # the first trial is the configuration as given, so tuning never does worse than it on validation
     assert searched.trials[0].params["model.no_components"] == FAST.model.params["no_components"]
+    assert searched.trials[0].params["features.item_tag_weight"] == FAST.features.item_tag_weight
+    assert all(t.params["features.item_tag_weight"] in (1.0, 3.0) for t in searched.trials)
     # the same search on data that ends at the split: identical trials, so nothing after it was used
     blind = tune(before(dataset, split), split, FAST, budget_minutes=5, max_trials=3)
     assert [(t.params, t.objective) for t in blind.trials] == [
