@@ -262,3 +262,40 @@ def test_push_counts_per_item_leave_out_young_pushes_and_notices(hand_made: Data
     sends, opens = push_counts(dataset, early, matrices.items, FeatureConfig())
     index = matrices.items.index_of(["c_travel", "c_dine"])
     assert sends[index].tolist() == [2.0, 1.0] and opens[index].tolist() == [0.0, 1.0]
+
+
+def test_mcc_idf_weights_rare_codes_above_common_ones_and_round_trips(hand_made: Dataset) -> None:
+    # u2 also buys at 5411, so 5411 is used by two of the three cardholders and 5812 by one
+    extra = pd.DataFrame({"user_id": ["u2"], "ts": [pd.Timestamp("2024-06-21T08:00:00Z")], "amount": [50.0],
+                          "mcc": ["5411"], "channel": ["online"], "overseas": [False]})
+    tx = pd.concat([hand_made.transactions, extra.astype(hand_made.transactions.dtypes)], ignore_index=True)
+    dataset = dataclasses.replace(hand_made, transactions=tx)
+    config = FeatureConfig(mcc_min_users=1, spend_mcc_weight=1.0, spend_visits_weight=1.0, mcc_idf=True)
+    matrices, builder = build_training_matrices(dataset, AS_OF, config)
+    state = builder.to_dict()
+    rare, common, single = np.log(4 / 2) + 1, np.log(4 / 3) + 1, np.log(4 / 2) + 1
+    assert dict(zip(state["mccs"], state["mcc_idf"], strict=True)) == pytest.approx(
+        {4511: single, 5411: common, 5812: rare, 7011: single})
+    u1, u2 = (row(builder, matrices.user_features, i) for i in (0, 1))
+    # u1: two purchases at the rare 5812, one at the common 5411; still shares of 1
+    assert u1["visits90d_share:5812"] == pytest.approx(2 * rare / (2 * rare + common), rel=1e-6)
+    assert u1["visits90d_share:5812"] > 2 / 3
+    assert u1["mcc90d_share:5411"] == pytest.approx(100 * common / (600 * rare + 100 * common), rel=1e-6)
+    assert sum(v for name, v in u2.items() if name.startswith("mcc")) == pytest.approx(1.0, rel=1e-6)
+    # serving computes the same columns from the bundle's JSON state
+    restored = FeatureBuilder.from_dict(json.loads(json.dumps(state)))
+    assert (restored.transform_users(dataset, AS_OF, matrices.users.ids) != matrices.user_features).nnz == 0
+    # off (the default): the plain shares, though the state still carries the factors
+    plain, plain_builder = build_training_matrices(dataset, AS_OF, dataclasses.replace(config, mcc_idf=False))
+    assert row(plain_builder, plain.user_features, 0)["visits90d_share:5812"] == pytest.approx(2 / 3)
+    # a state fitted before the setting existed has no factors: unweighted shares, not an error
+    old = {key: value for key, value in plain_builder.to_dict().items() if key != "mcc_idf"}
+    again = FeatureBuilder.from_dict(old).transform_users(dataset, AS_OF, plain.users.ids)
+    assert (again != plain.user_features).nnz == 0
+
+
+def test_mcc_idf_is_a_switch() -> None:
+    assert FeatureConfig.from_dict({"mcc_idf": True}).mcc_idf is True
+    for value in (1, "yes"):
+        with pytest.raises(FeatureConfigError, match="mcc_idf must be true or false"):
+            FeatureConfig.from_dict({"mcc_idf": value})
