@@ -122,11 +122,9 @@ class FeatureBuilder:
             np.unique(np.quantile(limits, np.linspace(0, 1, n_bins + 1)[1:-1])).tolist()
             if limits.size else []
         )
-        mccs, mcc_idf = self._mcc_vocabulary(data, as_of, len(holders))
         self._state = {
             "format": STATE_FORMAT,
-            "mccs": mccs,
-            "mcc_idf": mcc_idf,
+            "mccs": self._mcc_vocabulary(data, as_of),
             "title_words": title_vocabulary(dataset.content, self.config.title_min_items),
             "card_tiers": card_tiers,
             "menu_keys": menu_keys,
@@ -153,18 +151,14 @@ class FeatureBuilder:
                     len(self.user_feature_names), len(self.item_feature_names))
         return self
 
-    def _mcc_vocabulary(self, data: Dataset, as_of: pd.Timestamp,
-                        n_holders: int) -> tuple[list[int], list[float]]:
-        """Raw MCCs used by at least `mcc_min_users` cardholders in the longest spend window, and each
-        one's smoothed inverse document frequency over the fitted cardholders."""
+    def _mcc_vocabulary(self, data: Dataset, as_of: pd.Timestamp) -> list[int]:
+        """Raw MCCs used by at least `mcc_min_users` cardholders in the longest spend window."""
         tx = data.transactions
         if not len(tx):
-            return [], []
+            return []
         recent = tx.loc[days_before(as_of, tx["ts"]) < max(self.config.spend_windows_days)]
         users = recent.groupby("mcc")["user_id"].nunique()
-        kept = users.loc[users.to_numpy() >= self.config.mcc_min_users].sort_index()
-        return ([int(code) for code in kept.index],
-                inverse_document_frequency(kept.to_numpy(dtype=np.float64), n_holders).tolist())
+        return sorted(int(code) for code in users.index[users.to_numpy() >= self.config.mcc_min_users])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state: config, MCC table and everything `fit` learned."""
@@ -392,28 +386,16 @@ class FeatureBuilder:
         cols = pd.Index(codes).get_indexer(tx["mcc"].to_numpy(dtype=np.int64, na_value=-1))
         use = (rows >= 0) & (cols >= 0) & (days_before(as_of, tx["ts"]) < self._mcc_window)
         amounts = tx["amount"].to_numpy(dtype=np.float64)[use]
-        idf = self._mcc_idf()
         # sparse: a cardholder uses a handful of the hundreds of codes
         for prefix, values in (("mcc", amounts), ("visits", (amounts > 0).astype(np.float64))):
             totals = sp.csr_matrix((values, (rows[use], cols[use])), shape=(len(ids), len(codes)))
             totals.sum_duplicates()
             totals.data = np.maximum(totals.data, 0.0)
             totals.eliminate_zeros()
-            if idf is not None:
-                # still shares: the family's mass in a row stays its weight, only how it spreads changes
-                totals = sp.csr_matrix(totals @ sp.diags(idf))
             coo = totals.tocoo()
             total = np.asarray(totals.sum(axis=1)).ravel()
             columns = self._columns(f"{prefix}{self._mcc_window}d_share:{code}" for code in codes)
             out.add(coo.row, columns[coo.col], coo.data / total[coo.row])
-
-    def _mcc_idf(self) -> np.ndarray | None:
-        """Per vocabulary MCC, the factor its spend and purchase counts are weighted by (None: unweighted).
-        A state fitted before the setting existed has no factors and computes the unweighted shares."""
-        factors = self._require_state().get("mcc_idf")
-        if not self.config.mcc_idf or factors is None:
-            return None
-        return np.asarray(factors, dtype=np.float64)
 
     def _menu(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
         state = self._require_state()
@@ -552,13 +534,6 @@ USER_FAMILIES = (
     (("open_topic:", "opens_level", "opens:none"), "open_topic_weight"),
 )
 ITEM_FAMILIES = ((("tag:",), "item_tag_weight"), (("title:",), "item_title_weight"))
-
-
-def inverse_document_frequency(document_counts: np.ndarray, n_documents: int) -> np.ndarray:
-    """Smoothed idf per column, log((1 + n) / (1 + df)) + 1 (scikit-learn's `smooth_idf`): a code
-    nearly every cardholder uses weighs ~1, one used by few up to ~1 + log(n / df)."""
-    counts = np.asarray(document_counts, dtype=np.float64)
-    return np.log((1.0 + n_documents) / (1.0 + counts)) + 1.0
 
 
 def family_weights(names: Sequence[str], families: Sequence[tuple[tuple[str, ...], str]],

@@ -42,7 +42,6 @@ class FeatureConfig:
     spend_visits_weight: float = 6.0
     menu_weight: float = 1.0
     menu_share_weight: float = 3.0
-    mcc_idf: bool = False
     read_topic_weight: float = 1.0
     open_topic_weight: float = 1.0
     item_tag_weight: float = 1.0
@@ -95,10 +94,6 @@ class FeatureConfig:
         for name, value in data.items():
             if name in ("spend_windows_days", "segment_by") or value is None:
                 continue
-            if name in SWITCHES:
-                if not isinstance(value, bool):
-                    raise FeatureConfigError(f"features.{name} must be true or false, got {value!r}")
-                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise FeatureConfigError(f"features.{name} must be a number, got {value!r}")
         return cls(**data)
@@ -111,8 +106,5 @@ FAMILY_WEIGHTS = (
     "open_topic_weight", "item_tag_weight", "item_title_weight",
 )
 """Multipliers of each feature family's columns; 0 leaves the family out of the model input."""
-
-SWITCHES = frozenset({"mcc_idf"})
-"""Settings that are on or off rather than numbers."""
 
 SEGMENT_FIELDS = frozenset({"card_tier", "age_band", "city_tier", "gender", "tenure_band"})
