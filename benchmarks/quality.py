@@ -41,7 +41,7 @@ DEFAULT_WORLDS = (
     "targeted=--campaign-targeting 0.8",
 )
 PREVIOUS_FEATURES = {"spend_mcc_weight": 0.0, "spend_visits_weight": 0.0, "open_topic_weight": 0.0,
-                     "item_title_weight": 0.0, "menu_share_weight": 0.0, "spend_mcc_level_weight": 0.0}
+                     "item_title_weight": 0.0, "menu_share_weight": 0.0}
 PREVIOUS_MODEL = {"history_dropout": 0.0, "item_appeal_weight": 0.0, "wide_weight": 0.0, "epochs": 10}
 
 

@@ -29,7 +29,7 @@ from recsys.cells import UNKNOWN, split_list
 
 logger = logging.getLogger(__name__)
 
-STATE_FORMAT = 5
+STATE_FORMAT = 4
 AGE_EDGES = (25, 35, 45, 55)
 AGE_LABELS = ("<25", "25-34", "35-44", "45-54", "55+")
 TENURE_EDGES_YEARS = (1, 3, 5, 10)
@@ -146,9 +146,6 @@ class FeatureBuilder:
                 for column in logs.T
             ]
         self._state["level_scales"] = scales
-        _, purchases = self._mcc_totals(data, as_of, user_ids)
-        logs = np.log1p(purchases.data)
-        self._state["mcc_count_scale"] = float(np.quantile(logs, quantile)) if logs.size else 1.0
         self._build_names()
         logger.info("fitted feature builder: %d user features, %d item features",
                     len(self.user_feature_names), len(self.item_feature_names))
@@ -203,7 +200,6 @@ class FeatureBuilder:
             names += [f"spend{window}d_level:total", f"spend{window}d:none"]
         names += [f"mcc{self._mcc_window}d_share:{code}" for code in state["mccs"]]
         names += [f"visits{self._mcc_window}d_share:{code}" for code in state["mccs"]]
-        names += [f"purchases{self._mcc_window}d_level:{code}" for code in state["mccs"]]
         names += [f"spend_recency={label}" for label in (*RECENCY_LABELS, NEVER)]
         names += ["online_share", "overseas_share"]
         names += [f"menu{self.config.menu_window_days}d_level:{key}" for key in state["menu_keys"]]
@@ -378,46 +374,28 @@ class FeatureBuilder:
         out.add(has, self._user_column["online_share"], online_share[has])
         out.add(has, self._user_column["overseas_share"], overseas_share[has])
 
-    def _mcc_totals(self, data: Dataset, as_of: pd.Timestamp,
-                    ids: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """csr [n ids, n vocabulary MCCs] of net spend and of the number of purchases in the longest
-        spend window (sparse: a cardholder uses a handful of the hundreds of codes)."""
+    def _spend_mcc(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
+        """Per raw MCC of the vocabulary, in the longest spend window: the share of net spend and the
+        share of purchases (how often, whatever the amount: a frequent small habit weighs like a rare
+        large ticket)."""
         codes = self._require_state()["mccs"]
         tx = data.transactions
-        shape = (len(ids), len(codes))
         if not codes or not len(tx):
-            return sp.csr_matrix(shape), sp.csr_matrix(shape)
+            return
         rows = pd.Index(ids).get_indexer(tx["user_id"])
         cols = pd.Index(codes).get_indexer(tx["mcc"].to_numpy(dtype=np.int64, na_value=-1))
         use = (rows >= 0) & (cols >= 0) & (days_before(as_of, tx["ts"]) < self._mcc_window)
         amounts = tx["amount"].to_numpy(dtype=np.float64)[use]
-        out = []
-        for values in (amounts, (amounts > 0).astype(np.float64)):
-            totals = sp.csr_matrix((values, (rows[use], cols[use])), shape=shape)
+        # sparse: a cardholder uses a handful of the hundreds of codes
+        for prefix, values in (("mcc", amounts), ("visits", (amounts > 0).astype(np.float64))):
+            totals = sp.csr_matrix((values, (rows[use], cols[use])), shape=(len(ids), len(codes)))
             totals.sum_duplicates()
             totals.data = np.maximum(totals.data, 0.0)
             totals.eliminate_zeros()
-            out.append(totals)
-        return out[0], out[1]
-
-    def _spend_mcc(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
-        """Per raw MCC of the vocabulary, in the longest spend window: the share of net spend, the
-        share of purchases (how often, whatever the amount: a frequent small habit weighs like a rare
-        large ticket) and the log number of purchases scaled by the fitted quantile (how much of a
-        habit it is, which a share cannot say: one purchase of one is a share of 1, like thirty of thirty)."""
-        state = self._require_state()
-        codes = state["mccs"]
-        if not codes:
-            return
-        amounts, purchases = self._mcc_totals(data, as_of, ids)
-        for prefix, totals in (("mcc", amounts), ("visits", purchases)):
             coo = totals.tocoo()
             total = np.asarray(totals.sum(axis=1)).ravel()
             columns = self._columns(f"{prefix}{self._mcc_window}d_share:{code}" for code in codes)
             out.add(coo.row, columns[coo.col], coo.data / total[coo.row])
-        coo = purchases.tocoo()
-        columns = self._columns(f"purchases{self._mcc_window}d_level:{code}" for code in codes)
-        out.add(coo.row, columns[coo.col], np.minimum(np.log1p(coo.data) / state["mcc_count_scale"], 1.0))
 
     def _menu(self, out: _Triplets, data: Dataset, as_of: pd.Timestamp, ids: np.ndarray) -> None:
         state = self._require_state()
@@ -549,7 +527,6 @@ USER_FAMILIES = (
      "profile_weight"),
     (("mcc",), "spend_mcc_weight"),
     (("visits",), "spend_visits_weight"),
-    (("purchases",), "spend_mcc_level_weight"),
     (("clicks",), "menu_share_weight"),
     (("spend", "online_share", "overseas_share"), "spend_category_weight"),
     (("menu",), "menu_weight"),

@@ -40,7 +40,6 @@ class FeatureConfig:
     spend_category_weight: float = 1.0
     spend_mcc_weight: float = 6.0
     spend_visits_weight: float = 6.0
-    spend_mcc_level_weight: float = 0.0
     menu_weight: float = 1.0
     menu_share_weight: float = 3.0
     read_topic_weight: float = 1.0
@@ -101,8 +100,7 @@ class FeatureConfig:
 
 
 FAMILY_WEIGHTS = (
-    "profile_weight", "spend_category_weight", "spend_mcc_weight", "spend_visits_weight",
-    "spend_mcc_level_weight", "menu_weight",
+    "profile_weight", "spend_category_weight", "spend_mcc_weight", "spend_visits_weight", "menu_weight",
     "menu_share_weight",
     "read_topic_weight",
     "open_topic_weight", "item_tag_weight", "item_title_weight",

@@ -262,22 +262,3 @@ def test_push_counts_per_item_leave_out_young_pushes_and_notices(hand_made: Data
     sends, opens = push_counts(dataset, early, matrices.items, FeatureConfig())
     index = matrices.items.index_of(["c_travel", "c_dine"])
     assert sends[index].tolist() == [2.0, 1.0] and opens[index].tolist() == [0.0, 1.0]
-
-
-def test_purchase_levels_per_mcc_say_how_much_of_a_habit_and_round_trip(hand_made: Dataset) -> None:
-    config = FeatureConfig(mcc_min_users=1, spend_mcc_level_weight=2.0)
-    matrices, builder = build_training_matrices(hand_made, AS_OF, config)
-    # 90 days: u1 2 purchases at 5812 (the refund is none) and 1 at 5411, u2 1 at 4511 and 1 at 7011;
-    # the scale is the 0.95 quantile of log(1 + purchases) over those four (cardholder, code) pairs
-    scale = float(np.quantile(np.log1p([2.0, 1.0, 1.0, 1.0]), 0.95))
-    assert builder.to_dict()["mcc_count_scale"] == pytest.approx(scale)
-    u1, u2 = (row(builder, matrices.user_features, i) for i in (0, 1))
-    assert u1["purchases90d_level:5812"] == pytest.approx(2.0 * min(np.log1p(2) / scale, 1.0), rel=1e-6)
-    assert u1["purchases90d_level:5411"] == pytest.approx(2.0 * np.log1p(1) / scale, rel=1e-6)
-    # the share cannot tell one purchase of one from many: u2's codes have equal shares and levels
-    assert u2["purchases90d_level:4511"] == pytest.approx(u2["purchases90d_level:7011"])
-    assert u1["purchases90d_level:5812"] > u1["purchases90d_level:5411"]
-    restored = FeatureBuilder.from_dict(json.loads(json.dumps(builder.to_dict())))
-    assert (restored.transform_users(hand_made, AS_OF, matrices.users.ids) != matrices.user_features).nnz == 0
-    off, off_builder = build_training_matrices(hand_made, AS_OF, FeatureConfig(mcc_min_users=1))
-    assert not any(name.startswith("purchases") for name in row(off_builder, off.user_features, 0))
