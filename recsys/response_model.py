@@ -546,11 +546,12 @@ class PushResponseModel:
         moved, slot = np.unique(row, return_inverse=True)
         platt = self.calibration["open"]
         p = platt.apply(logit)
-        terms = np.column_stack([np.ones(len(row)), daily_cycle(hours)])  # level, cos, sin
+        level_wave = np.column_stack([np.ones(len(row)), daily_cycle(hours)])  # level, cos, sin
         gradient = np.zeros((len(moved), 3))
-        np.add.at(gradient, slot, (platt.slope * (y - p))[:, None] * terms)
+        np.add.at(gradient, slot, (platt.slope * (y - p))[:, None] * level_wave)
         precision = wave_matrices(self.wave_precision[users.index[moved]])
-        curvature = (platt.slope ** 2 * p * (1.0 - p))[:, None, None] * terms[:, :, None] * terms[:, None, :]
+        weight = (platt.slope ** 2 * p * (1.0 - p))[:, None, None]
+        curvature = weight * level_wave[:, :, None] * level_wave[:, None, :]
         np.add.at(precision, slot, curvature)
         out[moved] = np.linalg.solve(precision, gradient[:, :, None])[:, 1:, 0]
         return out

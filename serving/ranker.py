@@ -286,6 +286,8 @@ class Place:
 
 
 def local_place(now: datetime, zone: str) -> Place:
+    """`now` in time zone `zone`: its local time, the start of its local month, the later days of that
+    month and today's local midnight."""
     local = now.astimezone(ZoneInfo(zone))
     month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     next_month = (month_start.replace(day=28) + _FOUR_DAYS).replace(day=1)
