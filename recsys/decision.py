@@ -112,6 +112,8 @@ def later_hours(now_local: datetime, quiet: QuietHours | None) -> list[datetime]
 def marketing_sends(record: CardholderRecord, now_ms: int) -> list[int]:
     """Epoch ms of the marketing pushes sent, or reserved and not expired, at or before `now_ms`: the one
     pass over a caps record that the recent count and the month's slots are both read from."""
+    if not record.pushes:  # most cardholders before a wave's first sends
+        return []
     return [push.ts for push in record.pushes.values()
             if not push.transactional and push.ts <= now_ms
             and (push.status == "confirmed" or (push.status == "reserved" and push.expires > now_ms))]

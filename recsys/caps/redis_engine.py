@@ -924,7 +924,7 @@ def parse_record(fields: dict[str, str]) -> rules.CardholderRecord:
     )
     contents = record.sent_contents
     for name, value in fields.items():
-        if name[:2] == "c:":
+        if name.startswith("c:"):
             contents[name[2:]] = int(value)
     outcomes = record.outcomes
     for entry in get("S", "").split("\x1e")[1:]:
@@ -932,11 +932,13 @@ def parse_record(fields: dict[str, str]) -> rules.CardholderRecord:
         outcomes.append((pid, int(sent), opened == "1"))
     # one pass, positional: a wave after the first day reads records holding push rows for every
     # cardholder, and building them cost more than the rest of the batch's caps read
-    pushes, status_of, push = record.pushes, _STATUS, rules.PushRecord
-    for text in get("P", "").split("\x1e")[1:]:
-        pid, status, ts, expires, tx, content, kind, tags, campaign = text.split("\x1f")
-        pushes[pid] = push(pid, status_of[status], int(ts), int(expires), content, kind,
-                           tuple(tags[1:-1].split("|")) if tags else (), tx == "1", campaign or None)
+    packed = get("P")
+    if packed:
+        pushes, status_of, push = record.pushes, _STATUS, rules.PushRecord
+        for text in packed.split("\x1e")[1:]:
+            pid, status, ts, expires, tx, content, kind, tags, campaign = text.split("\x1f")
+            pushes[pid] = push(pid, status_of[status], int(ts), int(expires), content, kind,
+                               tuple(tags[1:-1].split("|")) if tags else (), tx == "1", campaign or None)
     return record
 
 
