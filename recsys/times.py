@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, _zoneinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -55,15 +55,5 @@ def iso_utc(moment: datetime) -> str:
 def local_hour_of(seconds: np.ndarray, name: str) -> np.ndarray:
     """int64 local hour (0-23) in zone `name` of each UTC time `seconds` (epoch seconds)."""
     # the cached ZoneInfo, not the name: given a name, pandas reads the zone's file again on every call
-    tz = zone(name)
-    _conversion_zone(name)
     utc = pd.DatetimeIndex(np.asarray(seconds, dtype=np.int64).astype("datetime64[s]")).tz_localize("UTC")
-    return utc.tz_convert(tz).hour.to_numpy(dtype=np.int64)
-
-
-@lru_cache(maxsize=ZONE_CACHE_SIZE)
-def _conversion_zone(name: str) -> object:
-    """Zone `name` in the standard library's pure-Python class, held for good: pandas converts through that
-    class, whose own cache holds only the last 8 zones used, so a batch cycling through more (the serving
-    world has 11) read each zone's file again on every conversion, 0.2 ms each."""
-    return _zoneinfo.ZoneInfo(name)
+    return utc.tz_convert(zone(name)).hour.to_numpy(dtype=np.int64)

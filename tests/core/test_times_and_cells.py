@@ -51,25 +51,6 @@ def test_local_hours_equal_the_zone_databases_at_random_times_and_around_every_c
     assert local_hour_of(seconds, name).tolist() == expected
 
 
-def test_local_hours_over_more_zones_than_the_zoneinfo_cache_read_each_zone_once(monkeypatch) -> None:
-    """A batch's sends cycle through its zones in one order each time: with more zones than the pure-Python
-    zoneinfo class keeps (8), that order read every zone's file again on every conversion."""
-    from zoneinfo import _zoneinfo
-
-    names = [*EDGE_ZONES, "Asia/Tokyo", "Asia/Hong_Kong", "Australia/Sydney", "America/Los_Angeles"]
-    seconds = np.array([int(datetime(2026, 11, 3, 10, tzinfo=UTC).timestamp())])
-    for name in names:
-        local_hour_of(seconds, name)
-    made = []
-    build = _zoneinfo.ZoneInfo._new_instance.__func__
-    monkeypatch.setattr(_zoneinfo.ZoneInfo, "_new_instance",
-                        classmethod(lambda cls, key: made.append(key) or build(cls, key)))
-    for name in names * 2:
-        expected = datetime.fromtimestamp(int(seconds[0]), zone(name)).hour
-        assert local_hour_of(seconds, name).tolist() == [expected]
-    assert made == []
-
-
 def test_cells_split_on_bars_and_drop_blanks() -> None:
     cells = pd.Series(["gold| platinum", "", None, "dining||weekend "])
     assert split_list(cells).tolist() == [["gold", "platinum"], [], [], ["dining", "weekend"]]
