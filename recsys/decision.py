@@ -109,17 +109,24 @@ def later_hours(now_local: datetime, quiet: QuietHours | None) -> list[datetime]
             if not _quiet_minute(begin, end, (start.hour + step) * 60)]
 
 
-def marketing_times(record: CardholderRecord, now_ms: int, since_ms: int) -> np.ndarray:
-    """int64 epoch seconds of the marketing pushes sent, or reserved and not expired, in (since, now]."""
-    out = [push.ts // 1000 for push in record.pushes.values()
-           if not push.transactional and since_ms < push.ts <= now_ms
-           and (push.status == "confirmed" or (push.status == "reserved" and push.expires > now_ms))]
-    return np.asarray(out, dtype=np.int64)
+def marketing_sends(record: CardholderRecord, now_ms: int) -> list[int]:
+    """Epoch ms of the marketing pushes sent, or reserved and not expired, at or before `now_ms`: the one
+    pass over a caps record that the recent count and the month's slots are both read from."""
+    if not record.pushes:  # most cardholders before a wave's first sends
+        return []
+    return [push.ts for push in record.pushes.values()
+            if not push.transactional and push.ts <= now_ms
+            and (push.status == "confirmed" or (push.status == "reserved" and push.expires > now_ms))]
+
+
+def marketing_times(sends: Sequence[int], since_ms: int) -> np.ndarray:
+    """int64 epoch seconds of `sends` (`marketing_sends`) after `since_ms`."""
+    return np.asarray([ts // 1000 for ts in sends if ts > since_ms], dtype=np.int64)
 
 
 def recent_marketing(record: CardholderRecord, now_ms: int, days: int = RECENT_DAYS) -> int:
     """Marketing pushes sent, or reserved and not expired, in the `days` before `now_ms`."""
-    return len(marketing_times(record, now_ms, now_ms - days * 86_400_000 - 1))
+    return len(marketing_times(marketing_sends(record, now_ms), now_ms - days * 86_400_000 - 1))
 
 
 def monthly_cap(policy: Policy) -> int | None:
@@ -129,16 +136,13 @@ def monthly_cap(policy: Policy) -> int | None:
     return min(limits) if limits else None
 
 
-def monthly_slots_left(policy: Policy, record: CardholderRecord, month_start_ms: int,
-                       now_ms: int) -> int | None:
-    """Remaining slots of `monthly_cap` this local month (None: no such limit)."""
+def monthly_slots_left(policy: Policy, sends: Sequence[int], month_start_ms: int) -> int | None:
+    """Remaining slots of `monthly_cap` this local month, given the `sends` (`marketing_sends`) up to now
+    (None: no such limit)."""
     cap = monthly_cap(policy)
     if cap is None:
         return None
-    used = sum(1 for push in record.pushes.values()
-               if not push.transactional and month_start_ms <= push.ts <= now_ms
-               and (push.status == "confirmed" or (push.status == "reserved" and push.expires > now_ms)))
-    return max(0, cap - used)
+    return max(0, cap - sum(1 for ts in sends if ts >= month_start_ms))
 
 
 def projected_recents(times: Sequence[np.ndarray], now: np.ndarray, days: int) -> np.ndarray:

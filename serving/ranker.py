@@ -35,6 +35,7 @@ from recsys.decision import (
     decide_many,
     is_quiet,
     later_hours,
+    marketing_sends,
     marketing_times,
     monthly_slots_left,
     projected_recents,
@@ -180,8 +181,9 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
         now, local, now_ms = moments[i], place.local, place.now_ms
         nows_ms.append(now_ms)
         since = max(now_ms - RECENT_DAYS * 86_400_000, response.history_until * 1000)
-        caps_times.append(marketing_times(records[slot], now_ms, since))
-        slots_left = monthly_slots_left(policy, records[slot], place.month_start_ms, now_ms)
+        sends = marketing_sends(records[slot], now_ms)
+        caps_times.append(marketing_times(sends, since))
+        slots_left = monthly_slots_left(policy, sends, place.month_start_ms)
         plans.append((now, local, place.days, slots_left, place.midnight))
     seconds = np.array(nows_ms) // 1000
     at = seconds[:, None] + 86_400 * np.arange(32)[None, :]

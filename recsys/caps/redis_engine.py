@@ -914,30 +914,31 @@ def _fields(reply: Any) -> dict[str, str]:
 
 def parse_record(fields: dict[str, str]) -> rules.CardholderRecord:
     """A cardholder hash (decoded) as the reference's `CardholderRecord`."""
+    get = fields.get
+    opted_out, muted, last_sent = get("o"), get("m"), get("l")
     record = rules.CardholderRecord(
-        opted_out=int(fields["o"]) if "o" in fields else None,
-        muted=int(fields["m"]) if "m" in fields else None,
-        unopened=int(fields.get("u", 0)),
-        last_sent=int(fields["l"]) if "l" in fields else None,
+        opted_out=None if opted_out is None else int(opted_out),
+        muted=None if muted is None else int(muted),
+        unopened=int(get("u", 0)),
+        last_sent=None if last_sent is None else int(last_sent),
     )
+    contents = record.sent_contents
     for name, value in fields.items():
         if name.startswith("c:"):
-            record.sent_contents[name[2:]] = int(value)
-    for entry in fields.get("S", "").split("\x1e")[1:]:
+            contents[name[2:]] = int(value)
+    outcomes = record.outcomes
+    for entry in get("S", "").split("\x1e")[1:]:
         pid, sent, opened = entry.split("\x1f")
-        record.outcomes.append((pid, int(sent), opened == "1"))
-    for pid, status, ts, expires, tx, content, kind, tags, campaign in _push_rows(fields.get("P", "")):
-        record.pushes[pid] = rules.PushRecord(
-            push_id=pid,
-            status=_STATUS[status],
-            ts=int(ts),
-            expires=int(expires),
-            content_id=content,
-            kind=kind,
-            tags=tags,
-            transactional=tx == "1",
-            campaign=campaign or None,
-        )
+        outcomes.append((pid, int(sent), opened == "1"))
+    # one pass, positional: a wave after the first day reads records holding push rows for every
+    # cardholder, and building them cost more than the rest of the batch's caps read
+    packed = get("P")
+    if packed:
+        pushes, status_of, push = record.pushes, _STATUS, rules.PushRecord
+        for text in packed.split("\x1e")[1:]:
+            pid, status, ts, expires, tx, content, kind, tags, campaign = text.split("\x1f")
+            pushes[pid] = push(pid, status_of[status], int(ts), int(expires), content, kind,
+                               tuple(tags[1:-1].split("|")) if tags else (), tx == "1", campaign or None)
     return record
 
 
@@ -952,15 +953,3 @@ class _AllowedNow(dict):
     def __missing__(self, content_id: str) -> CandidateDecision:
         decision = self[content_id] = CandidateDecision(content_id, True, (), self.at)
         return decision
-
-
-def _push_rows(packed: str) -> list[tuple[Any, ...]]:
-    """The `P` field's records as (push id, status, ts, expires, tx, content, kind, tags, campaign)."""
-    if not packed:
-        return []
-    rows = []
-    for text in packed.split("\x1e")[1:]:
-        row = text.split("\x1f")
-        tags = row[7]
-        rows.append((*row[:7], tuple(tags[1:-1].split("|")) if tags else (), row[8]))
-    return rows

@@ -16,6 +16,7 @@ from recsys.decision import (
     decide,
     is_quiet,
     later_hours,
+    marketing_sends,
     monthly_slots_left,
     nan_as_lowest,
     projected_recents,
@@ -131,13 +132,21 @@ def test_recent_and_monthly_counts_from_the_caps_record() -> None:
         push("3", datetime(2026, 9, 5, tzinfo=UTC), ReservationStatus.CONFIRMED, transactional=True),
         push("4", datetime(2026, 9, 6, tzinfo=UTC), ReservationStatus.RELEASED),
         push("5", datetime(2026, 8, 1, tzinfo=UTC), ReservationStatus.CONFIRMED),  # 40 days ago
+        push("6", datetime(2026, 9, 8, tzinfo=UTC), ReservationStatus.RESERVED,
+             expires=NOW + timedelta(hours=1)),
+        push("7", datetime(2026, 9, 8, tzinfo=UTC), ReservationStatus.RESERVED,
+             expires=datetime(2026, 9, 8, 0, 1, tzinfo=UTC)),  # expired
+        push("8", NOW + timedelta(hours=1), ReservationStatus.CONFIRMED),  # after now
     )})
     now_ms = to_ms(NOW)
-    assert recent_marketing(record, now_ms) == 2
+    assert recent_marketing(record, now_ms) == 3
     month_start = to_ms(datetime(2026, 9, 1, tzinfo=SHANGHAI))
-    assert monthly_slots_left(default_policy(), record, month_start, now_ms) == 3
+    sends = marketing_sends(record, now_ms)
+    assert sorted(sends) == [to_ms(datetime(2026, month, day, tzinfo=UTC))
+                             for month, day in ((8, 1), (8, 20), (9, 2), (9, 8))]
+    assert monthly_slots_left(default_policy(), sends, month_start) == 2
     no_monthly = default_policy().model_copy(update={"limits": ()})
-    assert monthly_slots_left(no_monthly, record, month_start, now_ms) is None
+    assert monthly_slots_left(no_monthly, sends, month_start) is None
 
 
 def test_a_better_hour_after_a_scheduler_slot_holds_for_that_slot_and_reserves_nothing() -> None:
