@@ -52,7 +52,7 @@ from recsys.models.base import (
     ModelError,
     library_versions,
 )
-from recsys.times import local_hour_of, utc_index
+from recsys.times import utc_index, zone
 
 logger = logging.getLogger(__name__)
 
@@ -106,16 +106,16 @@ def local_hours(sent: pd.Series | np.ndarray, timezones: np.ndarray, default_tim
         stamps = utc_index(sent)
     if stamps.hasnans:
         raise ResponseModelError("send times missing: every push needs its time sent")
-    seconds = np.floor_divide(stamps.as_unit("ns").asi8, 1_000_000_000)
     # zone names hashed, not sorted: a serving batch converts a few thousand sends in a dozen zones
     codes, names = pd.factorize(np.asarray(timezones, dtype=object))
     named = [str(name) or default_timezone for name in names] + [default_timezone]  # code -1: missing
     zone_names, group = np.unique(np.asarray(named, dtype=object), return_inverse=True)
     group = group[codes]
-    hours = np.empty(len(seconds), dtype=np.int64)
+    hours = np.empty(len(stamps), dtype=np.int64)
     for g in np.unique(group):
         mask = group == g
-        hours[mask] = local_hour_of(seconds[mask], str(zone_names[g]))
+        # the cached ZoneInfo, not the name: given a name, pandas reads the zone's file again on every call
+        hours[mask] = stamps[mask].tz_convert(zone(str(zone_names[g]))).hour
     return hours
 
 
@@ -493,7 +493,7 @@ class PushResponseModel:
         personal = np.where((users.index >= 0)[:, None], user_hour[np.maximum(users.index, 0)], 0.0)
         if wave is not None:
             personal = personal + wave
-        out += personal @ daily_cycle(np.arange(HOURS)).T + block("activity")[0] * users.lift[:, bins]
+        out += personal @ _HOUR_CYCLE.T + block("activity")[0] * users.lift[:, bins]
         return out
 
     def best_hours(self, users: UserRows, k: int = 3, allowed: Sequence[int] | None = None,

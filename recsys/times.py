@@ -50,10 +50,3 @@ def iso_utc(moment: datetime) -> str:
     """`moment` as the API writes every time: ISO 8601 in UTC with `Z` (`2026-11-25T01:00:00Z`,
     fractional seconds only when there are any); naive input is read as UTC."""
     return utc_datetime(moment).isoformat().replace("+00:00", "Z")
-
-
-def local_hour_of(seconds: np.ndarray, name: str) -> np.ndarray:
-    """int64 local hour (0-23) in zone `name` of each UTC time `seconds` (epoch seconds)."""
-    # the cached ZoneInfo, not the name: given a name, pandas reads the zone's file again on every call
-    utc = pd.DatetimeIndex(np.asarray(seconds, dtype=np.int64).astype("datetime64[s]")).tz_localize("UTC")
-    return utc.tz_convert(zone(name)).hour.to_numpy(dtype=np.int64)

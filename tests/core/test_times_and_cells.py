@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from recsys.cells import split_list
-from recsys.times import UnknownZoneError, local_hour_of, utc_datetime, utc_timestamp, zone
+from recsys.response_model import local_hours
+from recsys.times import UnknownZoneError, utc_datetime, utc_timestamp, zone
 
 
 def test_unknown_zone_is_named() -> None:
@@ -48,7 +49,8 @@ def test_local_hours_equal_the_zone_databases_at_random_times_and_around_every_c
     near = (changes[:, None] + np.arange(-900, 901)[None, :]).ravel()
     seconds = np.concatenate([seconds, near, [int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()) - 1]])
     expected = [datetime.fromtimestamp(int(t), here).hour for t in seconds]
-    assert local_hour_of(seconds, name).tolist() == expected
+    sent = pd.Series(pd.to_datetime(seconds, unit="s", utc=True))
+    assert local_hours(sent, np.full(len(seconds), name, dtype=object), "UTC").tolist() == expected
 
 
 def test_cells_split_on_bars_and_drop_blanks() -> None:
