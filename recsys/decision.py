@@ -43,12 +43,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from recsys.caps.policy import Decision, Policy, QuietHours
 from recsys.caps.rules import CardholderRecord
+from recsys.times import zone
 
 if TYPE_CHECKING:
     from recsys.response_model import PushResponseModel
@@ -233,9 +233,9 @@ def run_values(model: PushResponseModel, open_logit: np.ndarray, mute_logit: np.
     return values[0] - mute_weight * values[1]
 
 
-def slot_moments(minutes: Sequence[int], now: datetime, zone: str) -> tuple[datetime, ...]:
-    """The scheduler's slots (`minutes` of the day in its time zone `zone`) in the 24 hours after `now`."""
-    local = now.astimezone(ZoneInfo(zone))
+def slot_moments(minutes: Sequence[int], now: datetime, timezone: str) -> tuple[datetime, ...]:
+    """The scheduler's slots (`minutes` of the day in time zone `timezone`) in the 24 hours after `now`."""
+    local = now.astimezone(zone(timezone))
     out = []
     for day in (local.date(), local.date() + timedelta(days=1)):
         for minute in minutes:

@@ -16,7 +16,6 @@ from difflib import get_close_matches
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -45,7 +44,7 @@ from recsys.eligibility import valid_between
 from recsys.live_hours import live_sends
 from recsys.publication import decode_users
 from recsys.response_model import daily_cycle
-from recsys.times import iso_utc
+from recsys.times import iso_utc, zone
 from serving.errors import UnknownFeaturesError
 from serving.pipeline import Cardholders, LiveModel, Ranked
 from serving.responses import require_finite
@@ -287,10 +286,10 @@ class Place:
     midnight: float  # epoch second of today's local midnight
 
 
-def local_place(now: datetime, zone: str) -> Place:
-    """`now` in time zone `zone`: its local time, the start of its local month, the later days of that
+def local_place(now: datetime, timezone: str) -> Place:
+    """`now` in time zone `timezone`: its local time, the start of its local month, the later days of that
     month and today's local midnight."""
-    local = now.astimezone(ZoneInfo(zone))
+    local = now.astimezone(zone(timezone))
     month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     next_month = (month_start.replace(day=28) + _FOUR_DAYS).replace(day=1)
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -545,8 +544,8 @@ def rechecked_rows(snapshot: Snapshot, requests: Sequence[RankRequest], moments:
                    ) -> list[bool]:
     """For each request, whether its cardholder is in the re-checked share of its local day
     (`rechecked`, in the policy's default time zone)."""
-    zone = ZoneInfo(snapshot.policy.policy.default_timezone)
-    return [rechecked(request.user_id, moment.astimezone(zone).date())
+    tz = zone(snapshot.policy.policy.default_timezone)
+    return [rechecked(request.user_id, moment.astimezone(tz).date())
             for request, moment in zip(requests, moments, strict=True)]
 
 

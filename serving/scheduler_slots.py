@@ -15,9 +15,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 from recsys.redis_client import Client as RedisClient
+from recsys.times import zone
 from serving.daily_hashes import DailyHashes
 
 LEARN_DAYS = 7
@@ -52,12 +52,13 @@ class SchedulerSlots:
         # the current day's slots by the fewest days asked for, learned once a day
         self._learned: dict[tuple[date, int], tuple[int, ...]] = {}
 
-    def slots(self, moments: Iterable[datetime], zone: str, record: bool,
+    def slots(self, moments: Iterable[datetime], timezone: str, record: bool,
               min_days: int = MIN_DAYS) -> tuple[int, ...]:
-        """The slots (minutes of the day in `zone`) learned before the local day of the first of
+        """The slots (minutes of the day in `timezone`) learned before the local day of the first of
         `moments` from at least `min_days` days with calls; with `record`, each moment's minute is
         added to its day's calls."""
-        local = [moment.astimezone(ZoneInfo(zone)) for moment in moments]
+        tz = zone(timezone)
+        local = [moment.astimezone(tz) for moment in moments]
         if not local:
             return ()
         today = local[0].date()

@@ -26,9 +26,9 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from recsys.redis_client import Client as RedisClient
+from recsys.times import zone
 from serving.daily_hashes import DailyHashes
 
 LATER_MINUTES = 30
@@ -99,10 +99,10 @@ class SendAtFollowing:
         self._lock = threading.Lock()
         self._learned: dict[date, bool | None] = {}  # the current day's answer
 
-    def record(self, sends: Iterable[tuple[datetime, datetime]], zone: str) -> None:
-        """Count each (sent time, `send_at` answered) pair in its local day of sending in `zone`."""
+    def record(self, sends: Iterable[tuple[datetime, datetime]], timezone: str) -> None:
+        """Count each (sent time, `send_at` answered) pair in its local day of sending in `timezone`."""
         counts: Counter[tuple[date, str]] = Counter()
-        local = ZoneInfo(zone)
+        local = zone(timezone)
         for sent, send_at in sends:
             counts[(sent.astimezone(local).date(), HONOURED if honoured(sent, send_at) else IGNORED)] += 1
         if not counts:
@@ -112,9 +112,9 @@ class SendAtFollowing:
             self.days.add(pipe, day, field, count)
         pipe.execute()
 
-    def follows(self, moment: datetime, zone: str) -> bool | None:
-        """Whether the scheduler followed `send_at` on the days before `moment`'s local day in `zone`."""
-        today = moment.astimezone(ZoneInfo(zone)).date()
+    def follows(self, moment: datetime, timezone: str) -> bool | None:
+        """Whether the scheduler followed `send_at` on the days before `moment`'s local day in `timezone`."""
+        today = moment.astimezone(zone(timezone)).date()
         with self._lock:
             if today in self._learned:
                 return self._learned[today]

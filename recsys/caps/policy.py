@@ -42,7 +42,6 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -55,6 +54,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from recsys.times import zone
 
 DEFAULT_POLICY_RESOURCE = "default_policy.yaml"
 MINUTE = 60
@@ -397,12 +398,7 @@ class Policy(_Frozen):
     @field_validator("default_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(
-                f"unknown time zone {value!r}: use an IANA name such as 'Asia/Shanghai'"
-            ) from error
+        zone(value)  # UnknownZoneError, a ValueError, names the zone
         return value
 
     @field_validator("reservation_ttl")
