@@ -448,6 +448,20 @@ def scheduler_wave(base: str, bodies, seconds: float, in_flight: int) -> dict:
     return asyncio.run(_wave(base, bodies, seconds, in_flight))
 
 
+def batches_begun(base: str) -> tuple[float, float]:
+    """(`/v1/rank/batch` calls so far that began while their worker ranked another batch, all calls so far),
+    from the API's `/metrics` (every worker's counts); (0, 0) from a server without that counter."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts = {"true": 0.0, "false": 0.0}
+    for family in text_string_to_metric_families(httpx.get(f"{base}/metrics", timeout=10).text):
+        if family.name == "qianmian_rank_batches":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["beside"]] += sample.value
+    return counts["true"], counts["true"] + counts["false"]
+
+
 def run_wave(base: str, bodies, server_pid: int, redis_pid: int, seconds: float, in_flight: int) -> dict:
     """`scheduler_wave` with the CPU each batch cost the API workers, Redis and this process (the load
     generator): machine load changes the wall times, much less these."""
@@ -455,7 +469,11 @@ def run_wave(base: str, bodies, server_pid: int, redis_pid: int, seconds: float,
     watched = {"api": _tree(server_pid), "redis": [redis_pid], "client": [os.getpid()]}
     before = {part: cpu_seconds(pids) for part, pids in watched.items()}
     each_before = {pid: cpu_seconds([pid]) for pid in watched["api"]}
+    beside_before, begun_before = batches_begun(base)
     wave = scheduler_wave(base, bodies, seconds, in_flight)
+    beside, begun = batches_begun(base)
+    # the share of batches that began while their worker ranked another (they wait for each other)
+    wave["beside_share"] = (beside - beside_before) / (begun - begun_before) if begun > begun_before else None
     wave["cpu_ms_per_batch"] = {part: (cpu_seconds(pids) - before[part]) / wave["batches"] * 1e3
                                 for part, pids in watched.items()}
     # how the batches were spread over the API processes: two on one worker wait for each other
@@ -465,8 +483,13 @@ def run_wave(base: str, bodies, server_pid: int, redis_pid: int, seconds: float,
     log(f"scheduler wave: {wave['decisions_per_s']:,.0f} decisions/s over {wave['batches']} batches, "
         f"p50 {wave['p50_ms']:.0f} ms, p99 {wave['p99_ms']:.0f} ms; CPU per batch: API {cpu['api']:.0f} ms, "
         f"Redis {cpu['redis']:.0f} ms, load generator {cpu['client']:.0f} ms; API CPU by process "
-        f"{' / '.join(f'{share:.0%}' for share in wave['api_cpu_shares'])}")
+        f"{' / '.join(f'{share:.0%}' for share in wave['api_cpu_shares'])}{beside_text(wave)}")
     return wave
+
+
+def beside_text(wave: dict) -> str:
+    share = wave.get("beside_share")
+    return "" if share is None else f"; {share:.0%} of the batches began beside another in one worker"
 
 
 def caps_decide_rate(redis_url: str, world: Path, users: list[str], now: pd.Timestamp, n: int,
@@ -667,7 +690,7 @@ def _measure(args: argparse.Namespace, published: Published) -> int:
               f"   decisions/s ({row['ratio']:.0%} of caps decide); "
               f"CPU per 1k batch: API {cpu['api']:.0f} ms, Redis {cpu['redis']:.0f} ms, "
               f"load generator {cpu['client']:.0f} ms; API CPU by process "
-              f"{' / '.join(f'{share:.0%}' for share in row['api_cpu_shares'])}")
+              f"{' / '.join(f'{share:.0%}' for share in row['api_cpu_shares'])}{beside_text(row)}")
     print(f"{'caps decide, pipelined':<28}{baseline:>10.0f}   decisions/s (baseline: mean of "
           f"{', '.join(f'{r:,.0f}' for r in baselines['decide'])}); with reserve "
           f"{', '.join(f'{r:,.0f}' for r in baselines['reserve'])}")

@@ -50,6 +50,12 @@ class Metrics:
             "qianmian_rank_fallback_total", "Rank answers for cardholders the published model does not know.",
             ["source"], registry=self.registry,
         )
+        self.batches = Counter(
+            "qianmian_rank_batches_total",
+            "`/v1/rank/batch` calls by whether this worker was already ranking another batch when the call "
+            "began (`beside`): batches sharing a worker wait for each other while another worker may idle.",
+            ["beside"], registry=self.registry,
+        )
         self.events = Counter(
             "qianmian_events_total",
             "Posted scheduler events by type and outcome: applied, recorded, unchanged or duplicate.",

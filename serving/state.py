@@ -65,6 +65,7 @@ class ServingState:
         self.scheduler_slots = SchedulerSlots(self.client, self.prefix)
         self.send_at_following = SendAtFollowing(self.client, self.prefix)
         self.metrics = Metrics()
+        self.batches_running = 0  # `/v1/rank/batch` calls in progress in this app (changed on its event loop)
         self.event_log = EventLog(settings.event_log_path)
         self.engine = None
         self._model: LiveModel | None = None

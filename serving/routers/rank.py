@@ -36,9 +36,16 @@ async def rank(body: RankRequest, coalescer: Coalescing, principal: RankAccess) 
 async def rank_batch(body: BatchRankRequest, state: State, executor: RankExecutor,
                      principal: RankAccess) -> Response:
     loop = asyncio.get_running_loop()
-    # a batch call is the scheduler at one of its slots: its time of day is recorded (`scheduler_slots`)
-    snapshot, bodies = await loop.run_in_executor(executor, partial(rank_many, state, body.requests,
-                                                                    record_slots=True))
+    # Counted by whether this worker was ranking another batch already: the share of such batches says how
+    # evenly new connections reach the workers (README, "Load").
+    state.metrics.batches.labels("true" if state.batches_running else "false").inc()
+    state.batches_running += 1
+    try:
+        # a batch call is the scheduler at one of its slots: its time of day is recorded (`scheduler_slots`)
+        snapshot, bodies = await loop.run_in_executor(executor, partial(rank_many, state, body.requests,
+                                                                        record_slots=True))
+    finally:
+        state.batches_running -= 1
     response = json_response({"results": bodies, "model_version": snapshot.model.version,
                               **registry_of(snapshot.model)})
     # Workers share the listening socket and a kept-alive connection stays with the worker that

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pandas as pd
 import pytest
 from serving_support import SCHEDULER_HEADERS
@@ -176,6 +179,38 @@ def test_batch_matches_single_requests(api, published, dataset, daytime) -> None
     for user, result in zip(users[:5], results[:5], strict=True):
         single = rank(api, user_id=user, k=3, now=daytime).json()
         assert [i["content_id"] for i in single["items"]] == [i["content_id"] for i in result["items"]]
+
+
+def test_batches_ranked_at_once_in_one_worker_are_counted(api, published, dataset, daytime,
+                                                          monkeypatch) -> None:
+    """`qianmian_rank_batches_total{beside}`: a batch call that begins while the worker ranks another
+    counts as beside it (what the wave benchmark reads to tell how evenly batches reach the workers)."""
+    import serving.routers.rank as routes
+
+    both_ranking = threading.Barrier(2, timeout=30)  # released only while both batches are being ranked
+    ranked = routes.rank_many
+
+    def rank_many(*args, **kwargs):
+        both_ranking.wait()
+        return ranked(*args, **kwargs)
+
+    monkeypatch.setattr(routes, "rank_many", rank_many)
+    users = holders(dataset)[30:34]
+    bodies = [{"requests": [{"user_id": u, "k": 3, "now": daytime} for u in part]}
+              for part in (users[:2], users[2:])]
+
+    def post(body: dict):
+        return api.post("/v1/rank/batch", json=body, headers=SCHEDULER_HEADERS)
+
+    with ThreadPoolExecutor(2) as callers:
+        answers = list(callers.map(post, bodies))
+    assert [answer.status_code for answer in answers] == [200, 200]
+    monkeypatch.setattr(routes, "rank_many", ranked)
+    alone = post({"requests": bodies[0]["requests"][:1]})
+    assert alone.status_code == 200, alone.text
+    metrics = api.get("/metrics").text
+    assert 'qianmian_rank_batches_total{beside="true"} 1.0' in metrics
+    assert 'qianmian_rank_batches_total{beside="false"} 2.0' in metrics
 
 
 def mixed_requests(dataset, bundle, daytime: str, users: list[str], k: int = 3) -> list[dict]:
