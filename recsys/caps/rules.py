@@ -278,6 +278,20 @@ def evaluate(
     return results
 
 
+def repeat_blocked(policy: Policy, state: CardholderRecord, now: int) -> list[str]:
+    """The marketing content ids the no-repeat rule blocks for this cardholder at `now` (epoch ms): sent
+    within its window (or ever), or reserved and not expired."""
+    if policy.no_repeat is None:
+        return []
+    reserved = [rec.content_id for rec in state.pushes.values()
+                if rec.status == RESERVED and not rec.transactional and now < rec.expires]
+    named = [*state.sent_contents, *reserved]
+    if not named:
+        return []
+    return [content_id for content_id in dict.fromkeys(named)
+            if _no_repeat_block(policy, state, content_id, now) is not None]
+
+
 def _no_repeat_block(policy: Policy, state: CardholderRecord, content_id: str, now: int) -> RawBlock | None:
     last = state.sent_contents.get(content_id)
     for rec in state.pushes.values():
