@@ -283,13 +283,18 @@ def repeat_blocked(policy: Policy, state: CardholderRecord, now: int) -> list[st
     within its window (or ever), or reserved and not expired."""
     if policy.no_repeat is None:
         return []
-    reserved = [rec.content_id for rec in state.pushes.values()
-                if rec.status == RESERVED and not rec.transactional and now < rec.expires]
-    named = [*state.sent_contents, *reserved]
-    if not named:
-        return []
-    return [content_id for content_id in dict.fromkeys(named)
-            if _no_repeat_block(policy, state, content_id, now) is not None]
+    sent = state.sent_contents
+    # the latest reservation of each content (`_no_repeat_block`'s reading, in one pass)
+    reserved: dict[str, int] = {}
+    for rec in state.pushes.values():
+        if rec.status == RESERVED and not rec.transactional and now < rec.expires:
+            reserved[rec.content_id] = max(rec.ts, reserved.get(rec.content_id, rec.ts))
+    window = policy.no_repeat.window
+    if window is None:
+        return [*sent, *(content_id for content_id in reserved if content_id not in sent)]
+    since = now - window * 1000
+    return [*(content_id for content_id, ts in sent.items() if max(ts, reserved.get(content_id, ts)) > since),
+            *(content_id for content_id, ts in reserved.items() if content_id not in sent and ts > since)]
 
 
 def _no_repeat_block(policy: Policy, state: CardholderRecord, content_id: str, now: int) -> RawBlock | None:

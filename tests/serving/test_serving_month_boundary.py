@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 from serving_support import SCHEDULER_HEADERS
@@ -85,3 +86,29 @@ def test_repeat_blocked_names_what_the_no_repeat_rule_refuses() -> None:
     week = forever.model_copy(update={"no_repeat": NoRepeat(window=7 * 86400)})
     assert sorted(repeat_blocked(week, record, now)) == ["held", "new"]
     assert repeat_blocked(forever.model_copy(update={"no_repeat": None}), record, now) == []
+
+
+@pytest.mark.parametrize("window", [None, 7 * 86400])
+def test_repeat_blocked_is_what_the_caps_refuse_by_no_repeat(window: int | None) -> None:
+    """On random records: the ids `repeat_blocked` names are those the caps' own evaluation blocks by
+    the no-repeat rule (marketing candidates)."""
+    from recsys.caps.decisions import Candidate
+    from recsys.caps.rules import CONFIRMED, calendar, evaluate
+
+    policy = default_policy().model_copy(update={"no_repeat": NoRepeat(window=window)})
+    rng = np.random.default_rng(7)
+    now = 400 * 86_400_000
+    names = [f"c{i}" for i in range(8)]
+    for _ in range(200):
+        record = CardholderRecord()
+        for content_id in rng.choice(names, rng.integers(0, 5), replace=False).tolist():
+            record.sent_contents[content_id] = now - int(rng.integers(0, 20 * 86_400_000))
+        for k in range(int(rng.integers(0, 4))):
+            status = [RESERVED, CONFIRMED][int(rng.integers(0, 2))]
+            record.pushes[f"p{k}"] = PushRecord(
+                f"p{k}", status, now - int(rng.integers(0, 9e6)), now + int(rng.integers(-9e6, 9e6)),
+                str(rng.choice(names)), "article", (), bool(rng.random() < 0.2), None)
+        blocks = evaluate(policy, record, [Candidate(c) for c in names], calendar(policy, SHANGHAI, now))
+        refused = {c for c, found in zip(names, blocks, strict=True)
+                   if any(block[0] == "no_repeat" for block in found)}
+        assert set(repeat_blocked(policy, record, now)) == refused
