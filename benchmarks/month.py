@@ -33,6 +33,13 @@ sends the API answered with a later `send_at` is printed (it shows when the API 
 refits the bundle's response models with another prior on each cardholder's daily wave under the same
 ranking model.
 
+--months N replays N consecutive calendar months (November, December, ...): each month's days (--days D: its
+first D), the draws of a day seeded by its date, the server's clock after the last month, and the world
+generated with its promotions' and activities' schedule carried to the last month's end
+(`WorldConfig.content_horizon_days`: the same history, more upcoming content); the table, the value
+against send-all and the gap closed are printed per month and for the whole run, cap violations counted
+per local calendar month (`violations_by_month`). --months 1 (the default) is the one-month run as before.
+
 --decompose splits what the value-aware engines' months lose by the truth into what to push, the hour,
 whether to send and pacing: a chain of edits to the engine's own sends, each scored in expected value
 (`benchmarks/month_gaps.py`), and for a scheduler that ignores `send_at`, whether each send went at the
@@ -51,6 +58,7 @@ cardholder's true chance of opening each item as a push at the as-of time). That
 send-hour and no frequency effect, so only pushes and opens are scored there.
 
     .venv/bin/python benchmarks/month.py --users 2500
+    .venv/bin/python benchmarks/month.py --users 2500 --months 2
     .venv/bin/python benchmarks/month.py --users 2000 --seed 8 --sweep '[{"hour_margin": 0}]'
     .venv/bin/python benchmarks/month.py --independent ../shared/worlds/independent
 """
