@@ -79,11 +79,14 @@ def wrap_steps(timer: StepTimer) -> None:
     import serving.ranker as ranker
     from recsys.caps.redis_engine import RedisCapEngine
     from recsys.response_model import PushResponseModel
-    from serving.pipeline import LiveModel
+    from serving.pipeline import Cardholders, LiveModel
     from serving.state import ServingState
 
     timer.wrap(ServingState, "user_records", "records from the worker's copy")
     timer.wrap(ranker, "representations", "record decoding")
+    timer.wrap(RedisCapEngine, "load_records", "caps records read (load_records)")
+    timer.wrap(ranker, "pushed_since", "content pushed since the publication (pushed_since)")
+    timer.wrap(Cardholders, "also_seen", "  kept out of the ranking (also_seen)")
     timer.wrap(LiveModel, "rank_block", "batch ranking (rank_block)")
     timer.wrap(ranker, "outlooks", "send-or-hold outlooks")
     # inside the outlooks: the sends since the fit read back and the daily waves they move

@@ -33,6 +33,13 @@ sends the API answered with a later `send_at` is printed (it shows when the API 
 refits the bundle's response models with another prior on each cardholder's daily wave under the same
 ranking model.
 
+--months N replays N consecutive calendar months (November, December, ...): each month's days (--days D: its
+first D), the draws of a day seeded by its date, the server's clock after the last month, and the world
+generated with its promotions' and activities' schedule carried to the last month's end
+(`WorldConfig.content_horizon_days`: the same history, more upcoming content); the table, the value
+against send-all and the gap closed are printed per month and for the whole run, cap violations counted
+per local calendar month (`violations_by_month`). --months 1 (the default) is the one-month run as before.
+
 --decompose splits what the value-aware engines' months lose by the truth into what to push, the hour,
 whether to send and pacing: a chain of edits to the engine's own sends, each scored in expected value
 (`benchmarks/month_gaps.py`), and for a scheduler that ignores `send_at`, whether each send went at the
@@ -51,6 +58,7 @@ cardholder's true chance of opening each item as a push at the as-of time). That
 send-hour and no frequency effect, so only pushes and opens are scored there.
 
     .venv/bin/python benchmarks/month.py --users 2500
+    .venv/bin/python benchmarks/month.py --users 2500 --months 2
     .venv/bin/python benchmarks/month.py --users 2000 --seed 8 --sweep '[{"hour_margin": 0}]'
     .venv/bin/python benchmarks/month.py --independent ../shared/worlds/independent
 """
@@ -140,17 +148,41 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def build(work: Path, users: int, hour_preference: float, seed: int) -> tuple[Path, Path, Path]:
-    """World, truth and a bundle with response models (reused under --work-dir)."""
+def content_horizon(end: pd.Timestamp, months: int) -> int:
+    """Days after a world's `end` its content schedule must cover for `months` calendar months replayed
+    from the first month after it (Asia/Shanghai): promotions and activities keep starting until the
+    last month's final day (`WorldConfig.content_horizon_days`)."""
+    local = pd.Timestamp(end).tz_convert(SHANGHAI)
+    first = datetime(local.year, local.month, 1, tzinfo=SHANGHAI)
+    # `Outcomes`' first month is the local month of `end` when it ends on the 1st before the first slot
+    # (generated worlds end at 07:59 on the 1st, Asia/Shanghai), else the next one: then one more is covered
+    later = local.day > 1 or local.hour >= DEFAULT_SLOTS[0][0]
+    last_day = month_after(first, months + int(later)).date() - timedelta(days=1)
+    return (last_day - pd.Timestamp(end).tz_convert("UTC").date()).days
+
+
+def build(work: Path, users: int, hour_preference: float, seed: int, months: int = 1
+          ) -> tuple[Path, Path, Path]:
+    """World, truth and a bundle with response models (reused under --work-dir). For more than one month
+    the world's content schedule covers them all (`content_horizon`): the same history, more upcoming
+    promotions and activities."""
     from worlds import WorldConfig, generate_world
+    from worlds.generator import DEFAULT_END
     from worlds.scenario import Scenario
 
     world = work / f"world-{users}-{hour_preference:g}-{seed}"
+    horizon = {}
+    if months > 1:
+        horizon = {"content_horizon_days": content_horizon(DEFAULT_END, months)}
+        world = world.with_name(f"{world.name}-content-{horizon['content_horizon_days']}d")
     truth = world.with_name(world.name + ".truth.npz")
     if not (world / "cardholders.parquet").exists():
-        log(f"generating a {users:,}-cardholder world with hour preference {hour_preference:g}")
+        log(f"generating a {users:,}-cardholder world with hour preference {hour_preference:g}"
+            + (f", content starting up to {horizon['content_horizon_days']} days after its end" if horizon
+               else ""))
         generate_world(WorldConfig(users=users, items=150, days=120, seed=seed,
-                                   scenario=Scenario(hour_preference=hour_preference)), world, force=True)
+                                   scenario=Scenario(hour_preference=hour_preference), **horizon),
+                       world, force=True)
     bundle_path = world.with_name(world.name + "-trained")
     if not (bundle_path / "bundle.json").exists():
         train_bundle(world, bundle_path, seed)
@@ -188,13 +220,20 @@ def with_hour_prior(world: Path, bundle_path: Path, penalty: float) -> Path:
     return target
 
 
-def serve(redis_url: str, prefix: str, port: int, home: Path, month: datetime) -> subprocess.Popen:
+def month_after(first: datetime, months: int) -> datetime:
+    """The first day of the calendar month `months` after `first`'s (local midnight)."""
+    index = first.year * 12 + first.month - 1 + months
+    return first.replace(year=index // 12, month=index % 12 + 1, day=1, hour=0, minute=0)
+
+
+def serve(redis_url: str, prefix: str, port: int, home: Path, month: datetime, months: int = 1
+          ) -> subprocess.Popen:
+    # the months are replayed: the server's clock is fixed just after the last, its past window spans them
+    clock = month_after(month, months).replace(hour=20)
     env = {**os.environ, "RECSYS_REDIS_URL": redis_url, "RECSYS_REDIS_PREFIX": prefix,
            "RECSYS_SCHEDULER_TOKEN": TOKEN, "RECSYS_ADMIN_TOKEN": ADMIN, "RECSYS_HOME": str(home),
-           "RECSYS_LOG_LEVEL": "WARNING",
-           # the month is replayed: the server's clock is fixed just after it, its past window spans it
-           "RECSYS_SERVER_TIME": (month + timedelta(days=31)).replace(day=1, hour=20).isoformat(),
-           "RECSYS_CLOCK_PAST_SECONDS": str(40 * 86400)}
+           "RECSYS_LOG_LEVEL": "WARNING", "RECSYS_SERVER_TIME": clock.isoformat(),
+           "RECSYS_CLOCK_PAST_SECONDS": str(((clock - month).days + 10) * 86400)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     recsys = str(Path(sys.executable).with_name("recsys"))
     command = [recsys, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
@@ -217,8 +256,9 @@ class Outcomes:
     """Opens and mutes drawn from the truth, the same uniforms (cardholder, day, slot) for every engine;
     `slots` are the times every scheduler of the run asks at."""
 
-    def __init__(self, truth_path: Path, world: Path, seed: int, slots: Slots = DEFAULT_SLOTS) -> None:
-        self.slots = slots
+    def __init__(self, truth_path: Path, world: Path, seed: int, slots: Slots = DEFAULT_SLOTS,
+                 months: int = 1) -> None:
+        self.slots, self.months = slots, months
         holders = pd.read_parquet(world / "cardholders.parquet")
         self.user_ids = holders["user_id"].astype(str).to_numpy()
         self.row = {user: i for i, user in enumerate(self.user_ids)}
@@ -271,6 +311,32 @@ class Outcomes:
     def draws(self, day: int, slot: int) -> np.ndarray:
         return np.random.default_rng([self.seed, day, slot]).random((2, len(self.user_ids)))
 
+    def replay(self, days: int | None = None) -> list[tuple[int, int]]:
+        """(month, day) of each day replayed: the first `days` days (default: all) of each of the `months`
+        calendar months from `month`; month counts from 0, day from `month`'s first day (the day of
+        `draws` and of the slots' times, so a date has the same draws whatever is replayed before it)."""
+        schedule = []
+        for number in range(self.months):
+            start, end = month_after(self.month, number), month_after(self.month, number + 1)
+            offset, length = (start - self.month).days, (end - start).days
+            schedule += [(number, offset + day) for day in range(min(length, days or length))]
+        return schedule
+
+    def at(self, day: int, hour: int, minute: int = 0) -> datetime:
+        """The local time (Asia/Shanghai) `hour`:`minute` of `day` (days from `month`'s first)."""
+        return (self.month + timedelta(days=day)).replace(hour=hour, minute=minute)
+
+    def month_of(self, times: list[datetime]) -> np.ndarray:
+        """int: the month replayed (from 0) that each time falls in, by the Asia/Shanghai calendar (a time
+        after the last month counts in the last)."""
+        first = self.month.year * 12 + self.month.month
+        local = [t.astimezone(SHANGHAI) for t in times]
+        return np.minimum(np.array([t.year * 12 + t.month - first for t in local], dtype=np.int64),
+                          self.months - 1)
+
+    def month_name(self, number: int) -> str:
+        return f"{month_after(self.month, number):%B %Y}"
+
     def recent(self, rows: np.ndarray, sent: list[datetime], sent_log: dict) -> np.ndarray:
         """The truth's recent count of a push to each row at its time: marketing pushes of the last 30 days
         (the push log's and `sent_log`'s), this one included."""
@@ -308,19 +374,61 @@ class Outcomes:
         return uniforms[0, rows] < p_open, uniforms[1, rows] < p_mute
 
 
-def violations(sent_log: dict, zones: np.ndarray) -> int:
-    count = 0
+def violating(sent_log: dict, zones: np.ndarray) -> list[datetime]:
+    """The default caps' violations, one entry each, as the (local) time of the push that breaks the rule:
+    a second push of a local day, a fifth of a local calendar month, one in quiet hours (22:00-08:00
+    local) and one less than 12 h after the one before."""
+    found = []
     for row, times in sent_log.items():
         local = sorted(t.astimezone(ZoneInfo(zones[row])) for t in times)
-        days = defaultdict(int)
-        months = defaultdict(int)
-        for t in local:
+        days: dict = defaultdict(int)
+        months: dict = defaultdict(int)
+        for number, t in enumerate(local):
             days[t.date()] += 1
             months[(t.year, t.month)] += 1
-            count += int(t.hour >= 22 or t.hour < 8)
-        count += sum(n - 1 for n in days.values() if n > 1) + sum(n - 4 for n in months.values() if n > 4)
-        count += sum(1 for a, b in zip(local, local[1:], strict=False) if b - a < timedelta(hours=12))
-    return count
+            broken = (int(days[t.date()] > 1) + int(months[(t.year, t.month)] > 4)
+                      + int(t.hour >= 22 or t.hour < 8)
+                      + int(number > 0 and t - local[number - 1] < timedelta(hours=12)))
+            found += [t] * broken
+    return found
+
+
+def violations(sent_log: dict, zones: np.ndarray) -> int:
+    return len(violating(sent_log, zones))
+
+
+def violations_by_month(sent_log: dict, outcomes: Outcomes) -> list[int]:
+    """`violating`'s count per month replayed (`Outcomes.month_of` the breaking push)."""
+    months = outcomes.month_of(violating(sent_log, outcomes.zones))
+    return np.bincount(months, minlength=outcomes.months).tolist()
+
+
+MONTH_FIELDS = ("pushes", "opens", "mutes", "expected value")
+
+
+def tally_months(totals: dict, outcomes: Outcomes, times: list[datetime], opened: np.ndarray,
+                 muted: np.ndarray, values: np.ndarray) -> None:
+    """Adds a batch's pushes (sent at `times`), opens, mutes and true values to `totals` by month replayed,
+    under keys ("month", number, field)."""
+    months = outcomes.month_of(times)
+    for number in np.unique(months).tolist():
+        part = months == number
+        for field, amount in zip(MONTH_FIELDS, (int(part.sum()), int(opened[part].sum()),
+                                                int(muted[part].sum()), float(values[part].sum())),
+                                 strict=True):
+            totals[("month", number, field)] += amount
+
+
+def close_months(totals: dict, outcomes: Outcomes, sent_log: dict) -> None:
+    """Moves `tally_months`' sums into `totals["months"]` (a dict a month, with its violations) and puts
+    the whole run's violations in `totals["violations"]`."""
+    counts = violations_by_month(sent_log, outcomes)
+    totals["months"] = [{**{field: totals.pop(("month", number, field), 0) for field in MONTH_FIELDS},
+                         "violations": counts[number]} for number in range(outcomes.months)]
+    for key in [key for key in totals if isinstance(key, tuple) and key[0] == "month"]:
+        number, field = key[1], key[2]
+        totals["months"][number][field] = totals.pop(key)
+    totals["violations"] = sum(counts)
 
 
 class SchedulerClient:
@@ -362,11 +470,12 @@ class SchedulerClient:
         self.client.close()
 
 
-def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendAtHabit = SendAtHabit()
-               ) -> dict:
-    """One engine's month through the API; a scheduler that does not follow `send_at` (`habit`) delivers
-    every `send` at the slot it asked at. Counts per day the sends answered with a later `send_at` and
-    the expected value of the day's pushes."""
+def run_engine(name: str, base: str, outcomes: Outcomes, schedule: list[tuple[int, int]],
+               habit: SendAtHabit = SendAtHabit()) -> dict:
+    """One engine's months through the API (`schedule`: `Outcomes.replay`); a scheduler that does not
+    follow `send_at` (`habit`) delivers every `send` at the slot it asked at. Counts per day the sends
+    answered with a later `send_at` and the expected value of the day's pushes, and per month
+    (`tally_months`) the pushes, opens, mutes, expected value, violations and holds."""
     client = SchedulerClient(base, TOKEN)
     sent_log: dict[int, list[datetime]] = defaultdict(list)
     totals: dict = defaultdict(int)
@@ -375,9 +484,9 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendA
     muted_rows: set[int] = set()
     held_rows: dict[str, set[int]] = defaultdict(set)  # by the kind of hold
     users = [u for u, ok in zip(outcomes.user_ids, outcomes.reachable, strict=True) if ok]
-    for day in range(days):
+    for month, day in schedule:
         for slot, (hour, minute) in enumerate(outcomes.slots):
-            now = (outcomes.month + timedelta(days=day)).replace(hour=hour, minute=minute)
+            now = outcomes.at(day, hour, minute)
             uniforms = outcomes.draws(day, slot)
             rows, contents, when, push_ids = [], [], [], []
             for start in range(0, len(users), 1000):
@@ -390,6 +499,8 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendA
                         reason = result["reason"]
                         kind = "below threshold" if "below threshold" in reason else reason.split(":")[0]
                         totals[f"held: {kind}"] += 1
+                        totals[("month", month, "held")] += 1
+                        totals[("month", month, f"held: {kind}")] += 1
                         held_rows[kind].add(outcomes.row[result["user_id"]])
                     if not result["push_id"] or result.get("decision", "send") != "send":
                         continue
@@ -422,15 +533,15 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendA
                                    "push_id": push_id, "ts": (at + timedelta(minutes=5)).isoformat()})
             for start in range(0, len(events), 1000):
                 client.post("/v1/events", {"events": events[start:start + 1000]})
-            tally(totals, outcomes, contents, opened, muted)
+            tally(totals, outcomes, contents, opened, muted, when)
             totals[("expected", day)] += float(outcomes.last_values.sum())
         if day % 7 == 6:
             log(f"  {name}: day {day + 1}, {totals['pushes']:,} pushes, {totals['opens']:,} opens")
     client.close()
-    totals["expected by day"] = [totals.pop(("expected", day), 0.0) for day in range(days)]
+    totals["expected by day"] = [totals.pop(("expected", day), 0.0) for _, day in schedule]
     totals["later by day"] = [totals.pop(("later send_at", day), 0) / max(totals.pop(("sends", day), 0), 1)
-                              for day in range(days)]
-    totals["violations"] = violations(sent_log, outcomes.zones)
+                              for _, day in schedule]
+    close_months(totals, outcomes, sent_log)
     totals["batches"] = batches
     totals["muted rows"] = muted_rows
     totals["held rows"] = dict(held_rows)
@@ -439,10 +550,11 @@ def run_engine(name: str, base: str, outcomes: Outcomes, days: int, habit: SendA
 
 
 def tally(totals: dict, outcomes: Outcomes, contents: list[str], opened: np.ndarray,
-          muted: np.ndarray) -> None:
+          muted: np.ndarray, times: list[datetime]) -> None:
     """Adds a batch just answered (`outcomes.answer`) to `totals`: its pushes, opens and mutes, the
     pushes of content valid only after the data's end, and the true value of fresh and of other pushes
-    (`outcomes.last_values`)."""
+    (`outcomes.last_values`); the same by month replayed of the pushes' `times` (`tally_months`)."""
+    tally_months(totals, outcomes, times, opened, muted, outcomes.last_values)
     totals["pushes"] += len(contents)
     totals["opens"] += int(opened.sum())
     totals["mutes"] += int(muted.sum())
@@ -468,7 +580,7 @@ def fresh_content(results: dict, names: list[str], outcomes: Outcomes) -> list[s
     return lines
 
 
-def weekly_broadcast(world: Path, outcomes: Outcomes, days: int) -> dict:
+def weekly_broadcast(world: Path, outcomes: Outcomes, schedule: list[tuple[int, int]]) -> dict:
     """Each Monday 10:00 the most-read item valid then and not broadcast yet, to every reachable, unmuted
     cardholder."""
     reads = pd.read_parquet(world / "article_reads.parquet")
@@ -481,8 +593,8 @@ def weekly_broadcast(world: Path, outcomes: Outcomes, days: int) -> dict:
     muted_rows: set[int] = set()
     sent_items: set[str] = set()
     totals = defaultdict(int)
-    for day in range(days):
-        now = (outcomes.month + timedelta(days=day)).replace(hour=10)
+    for _, day in schedule:
+        now = outcomes.at(day, 10)
         if now.weekday() != 0:
             continue
         rows = np.array([r for r in range(len(outcomes.user_ids))
@@ -503,7 +615,8 @@ def weekly_broadcast(world: Path, outcomes: Outcomes, days: int) -> dict:
         totals["opens"] += int(opened.sum())
         totals["mutes"] += int(muted.sum())
         totals["expected value"] += float(outcomes.last_values.sum())
-    totals["violations"] = violations(sent_log, outcomes.zones)
+        tally_months(totals, outcomes, [now] * len(rows), opened, muted, outcomes.last_values)
+    close_months(totals, outcomes, sent_log)
     return dict(totals)
 
 
@@ -545,7 +658,7 @@ class TrueBest:
         return best, value[np.arange(len(rows)), best]
 
 
-def oracle(world: Path, outcomes: Outcomes, days: int, rule: str) -> dict:
+def oracle(world: Path, outcomes: Outcomes, schedule: list[tuple[int, int]], rule: str) -> dict:
     """A scheduler that knows the world's truth, at the same slots and within the default policy's caps
     (1 a local day, 4 a local month, 12 h apart, no push 22:00-08:00 local, never the same item twice,
     a 14-day pause after each push once 3 in a row went unopened, none after a mute): at each allowed
@@ -560,9 +673,9 @@ def oracle(world: Path, outcomes: Outcomes, days: int, rule: str) -> dict:
     unopened = np.zeros(n, dtype=np.int64)
     stopped = ~outcomes.reachable.copy()
     totals = defaultdict(int)
-    for day in range(days):
+    for _, day in schedule:
         for slot, (hour, minute) in enumerate(outcomes.slots):
-            now = (outcomes.month + timedelta(days=day)).replace(hour=hour, minute=minute)
+            now = outcomes.at(day, hour, minute)
             moment = pd.Timestamp(now)
             rows, hours = [], []
             for r in np.flatnonzero(~stopped).tolist():
@@ -602,8 +715,8 @@ def oracle(world: Path, outcomes: Outcomes, days: int, rule: str) -> dict:
                 if unopened[r] >= 3:  # the streak stays until an open: each further push restarts the pause
                     paused_until[r] = np.datetime64(moment.tz_convert(None) + pd.Timedelta(days=14), "s")
                 stopped[r] |= bool(m)
-            tally(totals, outcomes, best_item.item_ids[picks].tolist(), opened, muted)
-    totals["violations"] = violations(sent_log, outcomes.zones)
+            tally(totals, outcomes, best_item.item_ids[picks].tolist(), opened, muted, [now] * len(chosen))
+    close_months(totals, outcomes, sent_log)
     return dict(totals)
 
 
@@ -634,8 +747,8 @@ def with_true_items(world: Path, outcomes: Outcomes, batches: list) -> dict:
             best_item.sent[r, item] = True
             if m:
                 stopped.add(r)
-        tally(totals, outcomes, best_item.item_ids[picks].tolist(), opened, muted)
-    totals["violations"] = violations(sent_log, outcomes.zones)
+        tally(totals, outcomes, best_item.item_ids[picks].tolist(), opened, muted, when)
+    close_months(totals, outcomes, sent_log)
     return dict(totals)
 
 
@@ -777,12 +890,56 @@ def slot_diagnosis(world: Path, bundle_path: Path, outcomes: Outcomes, month_tru
     return lines
 
 
+def value_of(r: dict) -> float:
+    """opens - 10 x mutes of an engine's run or month."""
+    return r["opens"] - MUTE_PRICE * r["mutes"]
+
+
+def results_table(results: dict, independent: bool, month: int | None = None) -> list[str]:
+    """The engines' pushes, opens, mutes, value, expected value and cap violations: the whole run, or
+    the month replayed `month` (from 0)."""
+    # expected: the true p_open - 10 x p_mute summed over the pushes, less the luck of each push's draw
+    lines = [f"| {'engine':<40} | pushes | opens | mutes | value (opens - 10 x mutes) | expected value "
+             "| cap violations |", "|---|---|---|---|---|---|---|"]
+    for name, whole in results.items():
+        r = whole if month is None else whole["months"][month]
+        value = "n/a" if independent else f"{value_of(r):,.0f}"
+        mutes = "n/a" if independent else f"{r['mutes']:,}"
+        lines.append(f"| {name:<40} | {r['pushes']:,} | {r['opens']:,} | {mutes} | {value} "
+                     f"| {r.get('expected value', 0):,.1f} | {r['violations']} |")
+    return lines
+
+
+def against_send_all(ours: dict, base: dict) -> str:
+    """A month's value-aware engine against send-all: value ratio, opens and mutes change, holds."""
+    difference = value_of(ours) - value_of(base)
+    ratio = (f"{value_of(ours) / value_of(base):.2f}x" if value_of(base) > 0
+             else f"no ratio (send-all {value_of(base):,.0f}, difference {difference:+,.0f})")
+    reasons = ", ".join(f"{key[6:]} {n:,}" for key, n in sorted(ours.items()) if key.startswith("held: "))
+    return (f"value {ratio}, opens {ours['opens'] / max(base['opens'], 1) - 1:+.1%}, mutes "
+            f"{ours['mutes'] / max(base['mutes'], 1) - 1:+.1%}, held by the decision {ours.get('held', 0):,}"
+            f" ({reasons})")
+
+
+def gap_closed(results: dict, oracle_name: str, engines: list[str]) -> str:
+    """Each engine's (value - broadcast) / (oracle - broadcast) among `results` (a run's or a month's)."""
+    floor = value_of(results[BROADCAST])
+    gap = value_of(results[oracle_name]) - floor
+    return ", ".join(f"{name.removesuffix(' engine')} {(value_of(results[name]) - floor) / gap:.0%}"
+                     if gap > 0 else f"{name.removesuffix(' engine')} n/a (oracle not above broadcast)"
+                     for name in engines)
+
+
 def command_line() -> argparse.ArgumentParser:
     """The benchmark's options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=2500)
     parser.add_argument("--hour-preference", type=float, default=1.0)
-    parser.add_argument("--days", type=int, default=30, help="days of the month replayed")
+    parser.add_argument("--days", type=int, default=None,
+                        help="days of each month replayed, from its first (default: the whole month)")
+    parser.add_argument("--months", type=int, default=1,
+                        help="consecutive calendar months replayed (default 1); tables per month and for "
+                             "the whole run")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--mute-weight", type=float, default=None,
                         help="lambda of the value-aware engine (default: the default policy's)")
@@ -821,7 +978,14 @@ def command_line() -> argparse.ArgumentParser:
 
 
 def main() -> int:
-    args = command_line().parse_args()
+    parser = command_line()
+    args = parser.parse_args()
+    if args.months < 1:
+        parser.error(f"--months must be at least 1, got {args.months}")
+    if args.days is not None and args.days < 1:
+        parser.error(f"--days must be at least 1, got {args.days}")
+    if args.months > 1 and (args.decompose or args.slot_choices):
+        parser.error("--decompose and --slot-choices split one month: give them without --months")
     import redis
 
     from publishing.publish import publish
@@ -842,14 +1006,15 @@ def main() -> int:
         if not (bundle_path / "bundle.json").exists():
             train_bundle(world, bundle_path, args.seed)
     else:
-        world, truth, bundle_path = build(work, args.users, args.hour_preference, args.seed)
+        world, truth, bundle_path = build(work, args.users, args.hour_preference, args.seed, args.months)
         if args.user_hour_penalty is not None:
             bundle_path = with_hour_prior(world, bundle_path, args.user_hour_penalty)
     embedded = None if os.environ.get("RECSYS_REDIS_URL") else start_embedded_redis()
     redis_url = embedded.url if embedded else os.environ["RECSYS_REDIS_URL"]
     client = redis.Redis.from_url(redis_url)
     tag = f"month-bench-{os.getpid()}"
-    outcomes = Outcomes(truth, world, args.seed, args.slots)
+    outcomes = Outcomes(truth, world, args.seed, args.slots, args.months)
+    schedule = outcomes.replay(args.days)
     results: dict[str, dict] = {}
     servers: list[subprocess.Popen] = []
     homes: list[Path] = []
@@ -874,7 +1039,7 @@ def main() -> int:
             port = free_port()
             home = Path(tempfile.mkdtemp(prefix="month-", dir=work))
             homes.append(home)
-            servers.append(serve(redis_url, prefix, port, home, outcomes.month))
+            servers.append(serve(redis_url, prefix, port, home, outcomes.month, args.months))
             base = f"http://127.0.0.1:{port}"
             admin = {"Authorization": f"Bearer {ADMIN}"}
             policy = httpx.get(f"{base}/v1/policy", headers=admin).json()["policy"]
@@ -884,18 +1049,18 @@ def main() -> int:
                 policy["decision"]["mute_weight"] = args.mute_weight
             policy["decision"].update(fields)
             httpx.put(f"{base}/v1/policy", json=policy, headers=admin).raise_for_status()
-            log(f"{name}: replaying {args.days} days from {outcomes.month:%Y-%m-%d}, "
+            log(f"{name}: replaying {len(schedule)} days from {outcomes.month:%Y-%m-%d}, "
                 f"{outcomes.reachable.sum():,} cardholders")
             began = time.perf_counter()
-            results[name] = run_engine(name, base, outcomes, args.days, habit)
+            results[name] = run_engine(name, base, outcomes, schedule, habit)
             results[name]["seconds"] = time.perf_counter() - began
             servers[-1].terminate()
             servers[-1].wait(timeout=30)
-        results[BROADCAST] = weekly_broadcast(world, outcomes, args.days)
+        results[BROADCAST] = weekly_broadcast(world, outcomes, schedule)
         if not outcomes.independent:
             for name, rule in ORACLES.items():
                 log(f"oracle: {name}")
-                results[name] = oracle(world, outcomes, args.days, rule)
+                results[name] = oracle(world, outcomes, schedule, rule)
             log(TRUE_ITEMS)
             results[TRUE_ITEMS] = with_true_items(world, outcomes, results["value-aware engine"]["batches"])
     finally:
@@ -910,17 +1075,18 @@ def main() -> int:
             embedded.stop()
     source = ("the independent world's hidden p (opens only: it has no mutes)" if outcomes.independent
               else f"the hidden truth (hour preference {args.hour_preference:g})")
-    print(f"\n{outcomes.month:%B %Y}, {len(outcomes.user_ids):,} cardholders, slots "
-          f"{slots_text(outcomes.slots)} Asia/Shanghai; outcomes from {source}")
-    # expected: the true p_open - 10 x p_mute summed over the pushes, less the luck of each push's draw
-    print(f"| {'engine':<40} | pushes | opens | mutes | value (opens - 10 x mutes) | expected value "
-          "| cap violations |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r in results.items():
-        value = "n/a" if outcomes.independent else f"{r['opens'] - MUTE_PRICE * r['mutes']:,.0f}"
-        mutes = "n/a" if outcomes.independent else f"{r['mutes']:,}"
-        print(f"| {name:<40} | {r['pushes']:,} | {r['opens']:,} | {mutes} | {value} "
-              f"| {r.get('expected value', 0):,.1f} | {r['violations']} |")
+    where = f"{len(outcomes.user_ids):,} cardholders, slots {slots_text(outcomes.slots)} Asia/Shanghai"
+    months = range(outcomes.months) if outcomes.months > 1 else ()
+    for number in months:
+        days = sum(1 for month, _ in schedule if month == number)
+        print(f"\n{outcomes.month_name(number)} ({days} days, month {number + 1} of {outcomes.months}), "
+              f"{where}; outcomes from {source}")
+        print("\n".join(results_table(results, outcomes.independent, number)))
+    title = (f"{outcomes.month:%B %Y}" if not months else
+             f"{outcomes.month_name(0)} to {outcomes.month_name(outcomes.months - 1)} (the whole run, "
+             f"{len(schedule)} days)")
+    print(f"\n{title}, {where}; outcomes from {source}")
+    print("\n".join(results_table(results, outcomes.independent)))
     retried = [f"{name} {', '.join(f'{cause} x{n}' for cause, n in r['retries'].items())}"
                for name, r in results.items() if r.get("retries")]
     print(f"\nAPI calls retried (503 or connection error): {'; '.join(retried) or 'none'}")
@@ -939,21 +1105,29 @@ def main() -> int:
     print(f"\nvalue {ratio} (target >= 1.5x), opens {opens_change:+.1%} (target >= 0),"
           f" mutes {ours['mutes'] / max(base['mutes'], 1) - 1:+.1%} (target <= -30%), "
           f"held by the decision {ours.get('held', 0):,} ({reasons})")
+    for number in months:
+        print(f"{outcomes.month_name(number)}: "
+              f"{against_send_all(ours['months'][number], base['months'][number])}")
     habits = [name for name in results if name.startswith("value-aware, scheduler ")]
     for name in habits:
         held = ", ".join(f"{key[6:]} {n:,}" for key, n in sorted(results[name].items())
                          if key.startswith("held: "))
         print(f"{name}: held by the decision {results[name].get('held', 0):,} ({held})")
+    # each month's positions in `schedule` (one month: all, printed as before)
+    spans = [(f" ({outcomes.month_name(number)})" if months else "",
+              [i for i, (month, _) in enumerate(schedule) if month == number])
+             for number in range(outcomes.months)]
     for name in ("value-aware engine", *habits):
-        shares = " ".join(f"{share:.0%}" for share in results[name]["later by day"])
-        print(f"sends answered with a later send_at, days 1-{len(results[name]['later by day'])}, {name}: "
-              f"{shares}")
+        for label, positions in spans:
+            shares = " ".join(f"{results[name]['later by day'][i]:.0%}" for i in positions)
+            print(f"sends answered with a later send_at, days 1-{len(positions)}{label}, {name}: {shares}")
     for name in ("value-aware engine", *habits):
-        days = results[name]["expected by day"]
-        parts = [(1, 10), (11, 20), (21, len(days))]
-        split = ", ".join(f"days {a}-{b} {sum(days[a - 1:b]):,.1f}" for a, b in parts if a <= len(days))
-        print(f"expected value by part of the month, {name}: {split}")
-        print(f"expected value by day, {name}: {' '.join(f'{value:.0f}' for value in days)}")
+        for label, positions in spans:
+            days = [results[name]["expected by day"][i] for i in positions]
+            parts = [(1, 10), (11, 20), (21, len(days))]
+            split = ", ".join(f"days {a}-{b} {sum(days[a - 1:b]):,.1f}" for a, b in parts if a <= len(days))
+            print(f"expected value by part of the month{label}, {name}: {split}")
+            print(f"expected value by day{label}, {name}: {' '.join(f'{value:.0f}' for value in days)}")
     for engine in ("value-aware engine", "send-all engine", *habits):
         print(f"\nsend times, {engine}: {send_times(outcomes, results[engine]['batches'])}")
     print("\nlearned hour preference (the bundle's response model) against the truth's hour term:")
@@ -974,6 +1148,10 @@ def main() -> int:
         target = " (target >= 60% for value-aware)" if oracle_name == GAP_ORACLE else ""
         print(f"gap closed = (engine - broadcast) / (oracle - broadcast), oracle '{oracle_name}': "
               f"{closed}{target}")
+        for number in months:
+            print(f"  {outcomes.month_name(number)}: "
+                  + gap_closed({name: results[name]["months"][number] for name in results}, oracle_name,
+                               engines))
     taste = value(TRUE_ITEMS) - value("value-aware engine")
     for oracle_name in ORACLES:
         decision = value(oracle_name) - value(TRUE_ITEMS)
@@ -982,7 +1160,7 @@ def main() -> int:
     if args.decompose or args.slot_choices:
         from benchmarks.month_gaps import MonthTruth, decompose, report, sends_of
 
-        month_truth = MonthTruth(world, outcomes, args.days, MUTE_PRICE)
+        month_truth = MonthTruth(world, outcomes, len(schedule), MUTE_PRICE)
         gap = results[GAP_ORACLE]["expected value"] - results[BROADCAST]["expected value"]
         # a scheduler that follows send_at reaches any time the API names; one that ignores it, its slots
         for name, reach in (("value-aware engine", "any"), (IGNORING, "slots")):

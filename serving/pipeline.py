@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import chain
 from typing import Any
@@ -184,6 +184,21 @@ class Cardholders:
                            self.feature_index[features[0]:features[-1]],
                            self.feature_values[features[0]:features[-1]], seen - seen[0],
                            self.seen[seen[0]:seen[-1]], self.timezone[start:stop], self.fallback[start:stop])
+
+    def also_seen(self, extra: Sequence[Sequence[int]]) -> Cardholders:
+        """The same rows with the item indices `extra[i]` among row i's seen items (as one more
+        eligibility exclusion: the content the caps state says was pushed since the publication)."""
+        lengths = np.fromiter((len(items) for items in extra), dtype=np.int64, count=len(extra))
+        if not lengths.any():
+            return self
+        rows = np.concatenate([np.repeat(np.arange(len(self)), np.diff(self.seen_starts)),
+                               np.repeat(np.arange(len(self)), lengths)])
+        items = np.concatenate([self.seen.astype(np.int64, copy=False),
+                                np.fromiter((i for items in extra for i in items), dtype=np.int64,
+                                            count=int(lengths.sum()))])
+        order = np.argsort(rows, kind="stable")
+        seen_starts = _starts(np.diff(self.seen_starts) + lengths)
+        return replace(self, seen_starts=seen_starts, seen=items[order])
 
     def take(self, rows: np.ndarray) -> Cardholders:
         """The given rows, in that order."""

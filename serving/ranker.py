@@ -21,6 +21,8 @@ import numpy as np
 
 from recsys.caps.decisions import Candidate, CapRequest, UserDecision, to_ms
 from recsys.caps.engine import new_push_id
+from recsys.caps.policy import Policy
+from recsys.caps.rules import CardholderRecord, repeat_blocked
 from recsys.decision import (
     DECISIONS_OFF,
     HOLD,
@@ -138,12 +140,13 @@ class Outlook:
 def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests: Sequence[RankRequest],
              ranked_all: Sequence[Ranked], moments: Sequence[datetime],
              slot_minutes: Sequence[int] = (), follows: Sequence[bool | None] = (),
-             holds: Sequence[bool] = ()) -> list[Outlook | None]:
+             holds: Sequence[bool] = (), records: Sequence[CardholderRecord] | None = None
+             ) -> list[Outlook | None]:
     """Outlooks for every request with candidates at its decision time `moments[i]` (see
     `recsys.decision`; `slot_minutes`: the scheduler's times of asking in the policy's default time
     zone; `follows[i]`: whether it sends at `send_at`, None when not known, for request i's answer;
     `holds[i]`: whether a better hour later today is answered `hold`, `held_for_better_hour`);
-    one caps read for the batch."""
+    one caps read for the batch, none when the batch's caps `records` (request order) are given."""
     model, policy = snapshot.model, snapshot.policy.policy
     rows = [i for i, ranked in enumerate(ranked_all) if len(ranked.items)]
     out: list[Outlook | None] = [None] * len(requests)
@@ -161,7 +164,8 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
         return out
     if not rows:
         return out
-    records = engine.load_records([requests[i].user_id for i in rows])
+    records = (engine.load_records([requests[i].user_id for i in rows]) if records is None
+               else [records[i] for i in rows])
     user_rows = response.user_rows([requests[i].user_id for i in rows])
     quiet = np.array([is_quiet(policy.quiet_hours, datetime(2000, 1, 1, hour)) for hour in range(24)])
     open_hours = np.flatnonzero(~quiet)  # the whole local hours a push may go at
@@ -562,6 +566,21 @@ def held_for_better_hour(snapshot: Snapshot, requests: Sequence[RankRequest], mo
     return [not again for again in rechecked_rows(snapshot, requests, moments)]
 
 
+def pushed_since(model: LiveModel, policy: Policy, requests: Sequence[RankRequest],
+                 records: Sequence[CardholderRecord], moments: Sequence[datetime]) -> list[list[int]]:
+    """Per request, the published items the no-repeat rule blocks at its time by the caps state
+    (`repeat_blocked`); none for a request naming its candidates (the caps answer for those)."""
+    position = model.item_position
+    out: list[list[int]] = []
+    for request, record, now in zip(requests, records, moments, strict=True):
+        if request.candidates is not None or not (record.sent_contents or record.pushes):
+            out.append([])
+            continue
+        blocked = (position.get(content_id) for content_id in repeat_blocked(policy, record, to_ms(now)))
+        out.append([item for item in blocked if item is not None])
+    return out
+
+
 def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now: datetime | None = None,
               record_slots: bool = False) -> tuple[Snapshot, list[dict[str, Any]]]:
     """Rank a batch (`record_slots`: a scheduler's batch call, whose time of day teaches the slots)."""
@@ -581,6 +600,14 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
         state.check_now(requests[index].now, f"requests[{index}].now" if len(requests) > 1 else "now")
     blobs = state.user_records(model.version, [request.user_id for request in requests])
     cardholders = representations(model, blobs, requests)
+    records = None
+    policy = snapshot.policy.policy
+    if policy.no_repeat is not None and any(request.candidates is None for request in requests):
+        # content pushed since the publication is out of the ranking as content seen before it is: else a
+        # cardholder's first k + CAPS_SPARE candidates, once each pushed, leave nothing to answer (the
+        # caps look no further) and the decision values a push the caps refuse
+        records = state.engine.load_records([request.user_id for request in requests])
+        cardholders = cardholders.also_seen(pushed_since(model, policy, requests, records, moments))
     ranked_all: list[Ranked | None] = [None] * len(requests)
     for now, indices in by_time.items():
         valid = model.valid_at(now)
@@ -607,7 +634,7 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
         slot_minutes = scheduler_slots(state, snapshot, list(by_time), False, min_days=1)
     holds = held_for_better_hour(snapshot, requests, moments, habit, slot_minutes)
     looks = outlooks(snapshot, state.engine, cardholders, requests, ranked_all, moments, slot_minutes,
-                     follows, holds)
+                     follows, holds, records)
     cap_batch, positions = cap_requests(model, cardholders, requests, ranked_all, looks, moments)
     decisions: list[UserDecision | None] = [None] * len(requests)
     if cap_batch:

@@ -7,11 +7,13 @@ exposure weight (how prominently the account showed it: popularity bias for read
 Articles are published over the window and mostly stay valid; promotions and activities run for
 weeks, some ending before or starting after the end date; some promotions are tier restricted.
 Reminders (bill due, statement ready, ...) are transactional, have no topic and a high appeal.
+`upcoming_content` carries the schedule of promotions and activities further past the end date, for
+benchmarks that replay more than the first weeks after it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -19,6 +21,8 @@ from worlds import catalog
 from worlds.catalog import TOPICS
 
 DAY_US = 86_400 * 1_000_000
+# promotions and activities of `make_content` start up to this many days after the end date
+AHEAD_DAYS = 14
 
 REMINDERS: tuple[tuple[str, str, float], ...] = (
     ("bill_due", "Your payment is due in 3 days", 2.6),
@@ -129,7 +133,7 @@ def make_content(
     end_day = end_us // DAY_US * DAY_US
     u = rng.random(n_mkt)
     is_art = kinds == "article"
-    offset_days = np.where(is_art, np.floor(u * (days + 60)), np.floor(u * (days + 14)) - 14)
+    offset_days = np.where(is_art, np.floor(u * (days + 60)), np.floor(u * (days + AHEAD_DAYS)) - AHEAD_DAYS)
     valid_from = end_day - offset_days.astype(np.int64) * DAY_US
     duration = np.where(kinds == "promotion", rng.integers(14, 61, n_mkt), rng.integers(7, 46, n_mkt))
     open_ended = is_art & (rng.random(n_mkt) < 0.7)
@@ -172,3 +176,56 @@ def make_content(
         appeal=appeal,
         exposure=exposure,
     )
+
+
+def upcoming_content(
+    rng: np.random.Generator,
+    base: Content,
+    days: int,
+    end_us: int,
+    horizon_days: int,
+    primary_weights: np.ndarray | None = None,
+) -> Content:
+    """Promotions and activities that start after `base`'s last possible start (`AHEAD_DAYS` after the
+    end date) and up to `horizon_days` after it, at `base`'s rate of starts (its promotions and
+    activities over its `days + AHEAD_DAYS` days of starts, rounded), each drawn as `make_content` draws
+    one (topics, tags, appeal, exposure, duration, tiers) and given a start day uniform over those
+    days; ids continue `base`'s. Empty when `horizon_days` <= `AHEAD_DAYS`."""
+    extra_days = horizon_days - AHEAD_DAYS
+    scheduled = np.isin(base.kind, ("promotion", "activity"))
+    count = int(round(scheduled.sum() * extra_days / (days + AHEAD_DAYS))) if extra_days > 0 else 0
+    # a catalogue of the same mix with at least `count` promotions and activities (half its items)
+    drawn = make_content(rng, 2 * count + 10, end_us - days * DAY_US, end_us, days,
+                         primary_weights=primary_weights)
+    pool = np.flatnonzero(np.isin(drawn.kind, ("promotion", "activity")))
+    pick = np.sort(rng.choice(pool, size=count, replace=False))
+    end_day = end_us // DAY_US * DAY_US
+    length = drawn.valid_to[pick] - drawn.valid_from[pick]
+    start = end_day + (AHEAD_DAYS + 1 + rng.integers(0, max(extra_days, 1), count)) * DAY_US
+    kinds = drawn.kind[pick]
+    ids = []
+    for kind, prefix in (("promotion", "pro"), ("activity", "act")):
+        first = int((base.kind == kind).sum())
+        ids.append([f"{prefix}{first + k + 1:04d}" for k in range(int((kinds == kind).sum()))])
+    numbered = {"promotion": iter(ids[0]), "activity": iter(ids[1])}
+    return Content(
+        content_id=np.array([next(numbered[kind]) for kind in kinds], dtype=object),
+        title=drawn.title[pick],
+        kind=kinds,
+        tags=drawn.tags[pick],
+        valid_from=start.astype(np.int64),
+        valid_to=(start + length).astype(np.int64),
+        card_tiers=drawn.card_tiers[pick],
+        min_tier=drawn.min_tier[pick],
+        transactional=drawn.transactional[pick],
+        reminder=drawn.reminder[pick],
+        topics=drawn.topics[pick],
+        appeal=drawn.appeal[pick],
+        exposure=drawn.exposure[pick],
+    )
+
+
+def joined(first: Content, second: Content) -> Content:
+    """`first`'s items, then `second`'s."""
+    return Content(**{f.name: np.concatenate([getattr(first, f.name), getattr(second, f.name)])
+                      for f in fields(Content)})

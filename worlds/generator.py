@@ -25,7 +25,7 @@ import pyarrow as pa
 from features.contract import MENU_KEYS
 from recsys.atomic import replace_directory
 from worlds import catalog
-from worlds.content import Content, make_content
+from worlds.content import AHEAD_DAYS, Content, joined, make_content, upcoming_content
 from worlds.content_variants import retag, to_merchants
 from worlds.event_clock import DAY_US, Clock
 from worlds.menu import make_menu_clicks
@@ -48,9 +48,10 @@ MAX_DAYS = 730
 MAX_ITEMS = 5_000
 MIN_ITEMS = 5
 
-# RNG streams (the last three are used only by non-default scenarios, so default worlds stay unchanged)
+# RNG streams (the last four are used only by non-default scenarios or horizons, so default worlds stay
+# unchanged)
 (_CONTENT, _PEOPLE, _SPEND, _MENU, _READS, _PUSHES, _CAMPAIGNS, _CATALOGUE_VARIANT, _SCENARIO,
- _TARGETING) = range(10)
+ _TARGETING, _UPCOMING) = range(11)
 _USER_SALT, _PUSH_SALT = 1, 2
 
 
@@ -67,7 +68,10 @@ class WorldConfig:
     """What to generate. ``end`` is the last instant of the window and the truth's as-of time.
 
     ``scenario`` sets how the world is structured (`worlds.scenario`); its ``hour_preference``
-    becomes the response model's ``hour_weight``.
+    becomes the response model's ``hour_weight``. ``content_horizon_days``: promotions and activities
+    keep starting until this many days after ``end`` (the default `AHEAD_DAYS`: the catalogue's own
+    schedule; more adds `upcoming_content` from a stream of its own, so the history, which ends before
+    any of it is valid, stays the same and only the content table and the truth gain the new items).
     """
 
     users: int = 10_000
@@ -78,6 +82,7 @@ class WorldConfig:
     fmt: TableFormat = "parquet"
     params: ResponseParams = field(default_factory=ResponseParams)
     scenario: Scenario = field(default_factory=Scenario)
+    content_horizon_days: int = AHEAD_DAYS
 
     @property
     def response_params(self) -> ResponseParams:
@@ -95,6 +100,9 @@ class WorldConfig:
             problems.append(f"--items must be between {MIN_ITEMS} and {MAX_ITEMS}, got {self.items}")
         if not 1 <= self.days <= MAX_DAYS:
             problems.append(f"--days must be between 1 and {MAX_DAYS}, got {self.days}")
+        if not AHEAD_DAYS <= self.content_horizon_days <= MAX_DAYS:
+            problems.append(f"content horizon must be between {AHEAD_DAYS} and {MAX_DAYS} days, "
+                            f"got {self.content_horizon_days}")
         if not 0 <= self.seed < 2**63:
             problems.append(f"--seed must be a non-negative integer, got {self.seed}")
         if self.fmt not in ("parquet", "csv"):
@@ -378,6 +386,18 @@ def generate_world(
         if scenario.space.fine:
             content = to_merchants(variant_rng, content, scenario.space)
         content = retag(variant_rng, content, scenario.space, scenario.tags)
+    # the whole schedule: `content` and the promotions and activities starting after its last start,
+    # which no history can hold (the history is generated from `content` alone)
+    catalogue = content
+    if config.content_horizon_days > AHEAD_DAYS:
+        upcoming_rng = np.random.default_rng([config.seed, _UPCOMING])
+        upcoming = upcoming_content(upcoming_rng, content, config.days, clock.end_us,
+                                    config.content_horizon_days, scenario.primary_topic_weights())
+        if scenario.space.fine:
+            upcoming = to_merchants(upcoming_rng, upcoming, scenario.space)
+        if scenario.space.fine or scenario.tags != "topics":
+            upcoming = retag(upcoming_rng, upcoming, scenario.space, scenario.tags)
+        catalogue = joined(content, upcoming)
     content_ids = pa.array(content.content_id, type=pa.string())
     params = config.response_params
     campaign_rng = np.random.default_rng([config.seed, _CAMPAIGNS])
@@ -389,7 +409,8 @@ def generate_world(
     try:
         sinks = {name: TableSink(tmp, name, config.fmt) for name in SCHEMAS}
         try:
-            sinks["content"].write(content_columns(content, content_ids))
+            catalogue_ids = pa.array(catalogue.content_id, type=pa.string())
+            sinks["content"].write(content_columns(catalogue, catalogue_ids))
             parts = _TruthParts()
             check = _Top1Check(content, clock.end_us)
             never_read = 0
@@ -425,9 +446,9 @@ def generate_world(
             np.concatenate(parts.engagement),
             np.concatenate(parts.taste),
             np.concatenate(parts.mute_offset),
-            content.appeal,
-            content.topics,
-            content.transactional,
+            catalogue.appeal,
+            catalogue.topics,
+            catalogue.transactional,
             np.concatenate(parts.peak_hour) if parts.peak_hour else None,
         )
         arrays = {
@@ -443,11 +464,11 @@ def generate_world(
         }
         if full.user_peak_hour is not None:
             arrays["user_peak_hour"] = full.user_peak_hour
-        block_rows = max(1_000, 4_000_000 // config.items)  # ~16 MB of open_prob per block
+        block_rows = max(1_000, 4_000_000 // len(catalogue))  # ~16 MB of open_prob per block
         write_truth(
             truth_path,
             user_ids=np.concatenate(parts.ids),
-            content_ids=np.asarray(content.content_id, dtype=str),
+            content_ids=np.asarray(catalogue.content_id, dtype=str),
             as_of=end,
             seed=config.seed,
             topics=scenario.space.names,

@@ -278,6 +278,25 @@ def evaluate(
     return results
 
 
+def repeat_blocked(policy: Policy, state: CardholderRecord, now: int) -> list[str]:
+    """The marketing content ids the no-repeat rule blocks for this cardholder at `now` (epoch ms): sent
+    within its window (or ever), or reserved and not expired."""
+    if policy.no_repeat is None:
+        return []
+    sent = state.sent_contents
+    # the latest reservation of each content (`_no_repeat_block`'s reading, in one pass)
+    reserved: dict[str, int] = {}
+    for rec in state.pushes.values():
+        if rec.status == RESERVED and not rec.transactional and now < rec.expires:
+            reserved[rec.content_id] = max(rec.ts, reserved.get(rec.content_id, rec.ts))
+    window = policy.no_repeat.window
+    if window is None:
+        return [*sent, *(content_id for content_id in reserved if content_id not in sent)]
+    since = now - window * 1000
+    return [*(content_id for content_id, ts in sent.items() if max(ts, reserved.get(content_id, ts)) > since),
+            *(content_id for content_id, ts in reserved.items() if content_id not in sent and ts > since)]
+
+
 def _no_repeat_block(policy: Policy, state: CardholderRecord, content_id: str, now: int) -> RawBlock | None:
     last = state.sent_contents.get(content_id)
     for rec in state.pushes.values():
