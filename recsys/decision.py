@@ -59,7 +59,9 @@ NO_RESPONSE_MODEL = "no response model"
 DECISIONS_OFF = "decisions disabled by the policy"
 
 
-@dataclass(frozen=True)
+# slotted and not frozen, as the caps engines' per-cardholder results: one per cardholder of every batch,
+# and a frozen dataclass sets each field through `object.__setattr__`
+@dataclass(slots=True)
 class Verdict:
     decision: str  # SEND or HOLD
     reason: str
@@ -69,7 +71,7 @@ class Verdict:
     value: float  # the value at send_at (or now, on hold)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # about one per cardholder of every batch, as `Verdict`
 class Upcoming:
     """A candidate valid later this month: its best value on each later local day (tomorrow first; NaN
     while not yet or no longer valid) and the epoch second of that day's best hour."""

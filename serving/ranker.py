@@ -125,7 +125,8 @@ def _registry(model: LiveModel | None) -> tuple[str | None, str | None]:
     return manifest.get("registry_model"), manifest.get("registry_version")
 
 
-@dataclass(frozen=True)
+# slotted (one per cardholder of a batch) and frozen: the requests of one time may share one
+@dataclass(frozen=True, slots=True)
 class Outlook:
     """The send or hold verdict for a cardholder's top push, and P(open), P(mute) of the candidates now."""
 
