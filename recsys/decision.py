@@ -138,10 +138,9 @@ def monthly_cap(policy: Policy) -> int | None:
     return min(limits) if limits else None
 
 
-def monthly_slots_left(policy: Policy, sends: Sequence[int], month_start_ms: int) -> int | None:
-    """Remaining slots of `monthly_cap` this local month, given the `sends` (`marketing_sends`) up to now
-    (None: no such limit)."""
-    cap = monthly_cap(policy)
+def monthly_slots_left(cap: int | None, sends: Sequence[int], month_start_ms: int) -> int | None:
+    """Remaining slots of the policy's `cap` (`monthly_cap`, read once for a batch) this local month, given
+    the `sends` (`marketing_sends`) up to now (None: no such limit)."""
     if cap is None:
         return None
     return max(0, cap - sum(1 for ts in sends if ts >= month_start_ms))

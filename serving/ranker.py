@@ -36,6 +36,7 @@ from recsys.decision import (
     later_hours,
     marketing_sends,
     marketing_times,
+    monthly_cap,
     monthly_slots_left,
     projected_recents,
     slot_moments,
@@ -173,6 +174,7 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     # the local time, its month and day depend only on the decision time and the zone: a batch asked at
     # one time has a handful
     places: dict[tuple[datetime, str], Place] = {}
+    cap = monthly_cap(policy)
     for slot, i in enumerate(rows):
         key = (moments[i], cardholders.timezone[i] or policy.default_timezone)
         place = places.get(key)
@@ -183,7 +185,7 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
         since = max(now_ms - RECENT_DAYS * 86_400_000, response.history_until * 1000)
         sends = marketing_sends(records[slot], now_ms)
         caps_times.append(marketing_times(sends, since))
-        slots_left = monthly_slots_left(policy, sends, place.month_start_ms)
+        slots_left = monthly_slots_left(cap, sends, place.month_start_ms)
         plans.append((now, local, place.days, slots_left, place.midnight))
     seconds = np.array(nows_ms) // 1000
     at = seconds[:, None] + 86_400 * np.arange(32)[None, :]
