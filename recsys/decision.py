@@ -59,7 +59,9 @@ NO_RESPONSE_MODEL = "no response model"
 DECISIONS_OFF = "decisions disabled by the policy"
 
 
-@dataclass(frozen=True)
+# slotted and not frozen, as the caps engines' per-cardholder results: one per cardholder of every batch,
+# and a frozen dataclass sets each field through `object.__setattr__`
+@dataclass(slots=True)
 class Verdict:
     decision: str  # SEND or HOLD
     reason: str
@@ -69,7 +71,7 @@ class Verdict:
     value: float  # the value at send_at (or now, on hold)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # about one per cardholder of every batch, as `Verdict`
 class Upcoming:
     """A candidate valid later this month: its best value on each later local day (tomorrow first; NaN
     while not yet or no longer valid) and the epoch second of that day's best hour."""
@@ -136,10 +138,9 @@ def monthly_cap(policy: Policy) -> int | None:
     return min(limits) if limits else None
 
 
-def monthly_slots_left(policy: Policy, sends: Sequence[int], month_start_ms: int) -> int | None:
-    """Remaining slots of `monthly_cap` this local month, given the `sends` (`marketing_sends`) up to now
-    (None: no such limit)."""
-    cap = monthly_cap(policy)
+def monthly_slots_left(cap: int | None, sends: Sequence[int], month_start_ms: int) -> int | None:
+    """Remaining slots of the policy's `cap` (`monthly_cap`, read once for a batch) this local month, given
+    the `sends` (`marketing_sends`) up to now (None: no such limit)."""
     if cap is None:
         return None
     return max(0, cap - sum(1 for ts in sends if ts >= month_start_ms))
@@ -307,36 +308,44 @@ def decide_many(settings: Decision, values_now: Sequence[float] | np.ndarray,
         better = (hour_values[np.arange(n), best] > bars).tolist()
     else:
         better = [False] * n
-    value, send_at, why = values_now.tolist(), [moment.astimezone(UTC) for moment in now], []
-    # a hold that replaces a `send` of steps 2-4: its reason and time to ask again
-    instead: list[tuple[str, datetime] | None] = [None] * n
-    for row, value_now in enumerate(values_now.tolist()):
+    # step 1's send time and reason are worked out only for the rows steps 2-4 send (the text and the UTC
+    # time cost more than the step itself, and most rows of a batch are held)
+    values = values_now.tolist()
+    value, moments = list(values), [None] * n  # each row's better hour later (local), if any
+    at_slots: dict[int, tuple[datetime, str, tuple[str, datetime] | None]] = {}
+    for row in range(n):
         if follows_send_at[row] is False and slots[row]:
-            value[row], send_at[row], reason, instead[row] = _at_slots(
-                value_now, later[row], now[row], slots_left[row], later_days[row], slots[row])
-            why.append(reason)
+            value[row], send_at, reason, hold = _at_slots(
+                values[row], later[row], now[row], slots_left[row], later_days[row], slots[row])
+            at_slots[row] = (send_at, reason, hold)
+        elif better[row]:
+            moments[row] = later[row][best[row]][0]
+            value[row] = float(hour_values[row, best[row]])
+    verdicts = _held(settings, value, slots_left, later_days, upcoming)
+    for row, verdict in enumerate(verdicts):
+        if verdict is not None:
             continue
-        if not better[row]:
-            why.append(f"value {value_now:.4f} now")
-            continue
-        moment = later[row][best[row]][0]
-        value[row], send_at[row] = float(hour_values[row, best[row]]), moment.astimezone(UTC)
-        clock = _clock(moment)
-        reason = (f"better hour later: send at {clock} local, value {value[row]:.4f} "
-                  f"against {value_now:.4f} now")
-        wait = slot_to_wait_for(later[row], moment, float(bars[row]), slots[row])
-        if wait is not None:
-            reason = (f"better hour later: ask again at {_clock(wait[0])} local, value "
-                      f"{wait[1]:.4f} then and {value[row]:.4f} at {clock} against {value_now:.4f} now")
-            instead[row] = (reason, wait[0].astimezone(UTC))
-        elif hold_for_hour[row]:
-            instead[row] = (f"better hour later: ask again at or after {clock} local, "
-                            f"value {value[row]:.4f} then against {value_now:.4f} now", send_at[row])
-        why.append(reason)
-    verdicts = _send_or_hold(settings, value, send_at, why, slots_left, later_days, upcoming)
-    for row, hold in enumerate(instead):
-        if hold is not None and verdicts[row].decision == SEND:
-            verdicts[row] = Verdict(HOLD, hold[0], hold[1], value[row])
+        moment, value_now = moments[row], values[row]
+        if row in at_slots:
+            send_at, reason, hold = at_slots[row]
+        elif moment is None:
+            send_at, reason, hold = now[row].astimezone(UTC), f"value {value_now:.4f} now", None
+        else:
+            send_at, clock = moment.astimezone(UTC), _clock(moment)
+            reason = (f"better hour later: send at {clock} local, value {value[row]:.4f} "
+                      f"against {value_now:.4f} now")
+            hold = None
+            wait = slot_to_wait_for(later[row], moment, float(bars[row]), slots[row])
+            if wait is not None:
+                hold = (f"better hour later: ask again at {_clock(wait[0])} local, value "
+                        f"{wait[1]:.4f} then and {value[row]:.4f} at {clock} against {value_now:.4f} now",
+                        wait[0].astimezone(UTC))
+            elif hold_for_hour[row]:
+                hold = (f"better hour later: ask again at or after {clock} local, "
+                        f"value {value[row]:.4f} then against {value_now:.4f} now", send_at)
+        # a hold that replaces the `send` of steps 2-4: its reason and time to ask again
+        verdicts[row] = (Verdict(SEND, reason, send_at, value[row]) if hold is None
+                         else Verdict(HOLD, hold[0], hold[1], value[row]))
     return verdicts
 
 
@@ -398,12 +407,13 @@ def _joined(rows: Sequence[Sequence[float] | np.ndarray]) -> np.ndarray:
     return np.concatenate([np.zeros(0), *(np.asarray(row, dtype=np.float64) for row in rows if len(row))])
 
 
-def _send_or_hold(settings: Decision, value: Sequence[float], send_at: Sequence[datetime], why: Sequence[str],
-                  slots_left: Sequence[int | None], later_days: Sequence[Sequence[float] | np.ndarray],
-                  upcoming: Sequence[Sequence[Upcoming]]) -> list[Verdict]:
-    """Steps 2-4 for each row's value at its send time, over the batch at once: each row's later days
-    and upcoming candidates padded with -inf to the batch's longest (a day no row has is worth less than
-    any), so padding never counts as a better day."""
+def _held(settings: Decision, value: Sequence[float], slots_left: Sequence[int | None],
+          later_days: Sequence[Sequence[float] | np.ndarray], upcoming: Sequence[Sequence[Upcoming]]
+          ) -> list[Verdict | None]:
+    """Steps 2-4 for each row's value at its send time, over the batch at once: the hold of each row held
+    (below threshold, slots worth more later, better content later), None for a row sent at step 1's time.
+    Each row's later days and upcoming candidates are padded with -inf to the batch's longest (a day no
+    row has is worth less than any), so padding never counts as a better day."""
     n = len(value)
     values = np.asarray(value, dtype=np.float64)
     lengths = [len(days) for days in later_days]
@@ -434,13 +444,15 @@ def _send_or_hold(settings: Decision, value: Sequence[float], send_at: Sequence[
     day = beats.any(axis=1).argmax(axis=1) if horizon else np.zeros(n, dtype=np.int64)
     worth = np.where(beats, others, -np.inf)[rows, :, day] if width and horizon else np.zeros((n, 0))
     column = worth.argmax(axis=1) if worth.shape[1] else np.zeros(n, dtype=np.int64)
-    out = []
+    # as lists: indexing numpy per row cost a scalar look-up each
+    better, best_value, best_at = better.tolist(), best_value.tolist(), best_at.tolist()
+    out: list[Verdict | None] = []
     for row, (v, hold, pick, when, top) in enumerate(zip(
             value, paced.tolist(), content.tolist(), day.tolist(), column.tolist(), strict=True)):
         if v < settings.min_value:
             out.append(Verdict(HOLD, f"value {v:.4f} below threshold {settings.min_value:g}", None, v))
         elif not hold:
-            out.append(Verdict(SEND, why[row], send_at[row], v))
+            out.append(None)
         elif pick:
             item = upcoming[row][top]
             out.append(Verdict(HOLD, f"better content later: {item.content_id} on day {when + 1} worth "

@@ -38,6 +38,7 @@ from recsys.decision import (
     later_hours,
     marketing_sends,
     marketing_times,
+    monthly_cap,
     monthly_slots_left,
     projected_recents,
     slot_moments,
@@ -127,7 +128,8 @@ def _registry(model: LiveModel | None) -> tuple[str | None, str | None]:
     return manifest.get("registry_model"), manifest.get("registry_version")
 
 
-@dataclass(frozen=True)
+# slotted (one per cardholder of a batch) and frozen: the requests of one time may share one
+@dataclass(frozen=True, slots=True)
 class Outlook:
     """The send or hold verdict for a cardholder's top push, and P(open), P(mute) of the candidates now."""
 
@@ -176,6 +178,7 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     # the local time, its month and day depend only on the decision time and the zone: a batch asked at
     # one time has a handful
     places: dict[tuple[datetime, str], Place] = {}
+    cap = monthly_cap(policy)
     for slot, i in enumerate(rows):
         key = (moments[i], cardholders.timezone[i] or policy.default_timezone)
         place = places.get(key)
@@ -186,7 +189,7 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
         since = max(now_ms - RECENT_DAYS * 86_400_000, response.history_until * 1000)
         sends = marketing_sends(records[slot], now_ms)
         caps_times.append(marketing_times(sends, since))
-        slots_left = monthly_slots_left(policy, sends, place.month_start_ms)
+        slots_left = monthly_slots_left(cap, sends, place.month_start_ms)
         plans.append((now, local, place.days, slots_left, place.midnight))
     seconds = np.array(nows_ms) // 1000
     at = seconds[:, None] + 86_400 * np.arange(32)[None, :]

@@ -17,6 +17,7 @@ from recsys.decision import (
     is_quiet,
     later_hours,
     marketing_sends,
+    monthly_cap,
     monthly_slots_left,
     nan_as_lowest,
     projected_recents,
@@ -144,9 +145,9 @@ def test_recent_and_monthly_counts_from_the_caps_record() -> None:
     sends = marketing_sends(record, now_ms)
     assert sorted(sends) == [to_ms(datetime(2026, month, day, tzinfo=UTC))
                              for month, day in ((8, 1), (8, 20), (9, 2), (9, 8))]
-    assert monthly_slots_left(default_policy(), sends, month_start) == 2
+    assert monthly_slots_left(monthly_cap(default_policy()), sends, month_start) == 2
     no_monthly = default_policy().model_copy(update={"limits": ()})
-    assert monthly_slots_left(no_monthly, sends, month_start) is None
+    assert monthly_slots_left(monthly_cap(no_monthly), sends, month_start) is None
 
 
 def test_a_better_hour_after_a_scheduler_slot_holds_for_that_slot_and_reserves_nothing() -> None:
