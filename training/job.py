@@ -168,7 +168,18 @@ def fit_with_curve(model: Recommender, data: TrainingMatrices, progress: bool, d
 
 
 def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> TrainResult:
-    """Run the whole training job; raises a ValueError subclass naming the problem on bad input."""
+    """Run the whole training job; raises a ValueError subclass naming the problem on bad input.
+
+    BLAS runs on one thread throughout: the LightFM epochs (OpenMP) and the response fit's thread
+    already fill the cores, and a second BLAS thread only spun beside them (see `fit_response_models`);
+    one setting for the whole job keeps every product's rounding the same from run to run."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _train(options, echo)
+
+
+def _train(options: TrainOptions, echo: Callable[[str], None]) -> TrainResult:
     config = options.config
     if options.model_out is not None:
         check_output_path(options.model_out, "--model-out", directory=True)

@@ -261,8 +261,9 @@ class LightFMHybrid(Recommender):
         positives = data.interactions_csr()
         negatives = None if data.negatives is None else sp.vstack(
             [sp.csr_matrix(data.negatives), sp.csr_matrix(data.negatives)[chosen]]).tocoo()
+        ids = data.users.ids  # one copy: the property copies every id on each access
         return replace(
-            data, users=IdIndex([*data.users.ids, *(f"{COPY_PREFIX}{data.users.ids[i]}" for i in chosen)]),
+            data, users=IdIndex([*ids, *(f"{COPY_PREFIX}{ids[i]}" for i in chosen)]),
             interactions=sp.vstack([positives, positives[chosen]]).tocoo(), negatives=negatives,
             user_features=sp.csr_matrix(sp.vstack([features, copies])), user_segments=None)
 

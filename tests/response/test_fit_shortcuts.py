@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.response_model import sigmoid
+from tests.response.handmade import AS_OF
 from training.response import (
     MIN_CALIBRATION_POSITIVES,
     ResponseFitConfig,
@@ -90,3 +91,34 @@ def test_the_default_fit_matches_the_full_fit_on_the_holdout(handmade_dataset) -
     assert report.holdout["open"].log_loss == pytest.approx(reference.holdout["open"].log_loss, rel=0.05)
     assert report.holdout["open"].auc == pytest.approx(reference.holdout["open"].auc, abs=0.03)
     assert report.holdout["open"].log_loss < report.holdout["open"].base_log_loss
+
+
+def test_the_solver_runs_on_one_blas_thread_and_reaches_the_optimum_of_two(monkeypatch,
+                                                                           handmade_dataset) -> None:
+    """OpenBLAS splits a dot product of more than 10,000 entries over its threads; the fit keeps BLAS on
+    one thread (the waits cost more than the work on a busy machine). The optimum is the same within
+    the solver's tolerance: its stopping rule allows a last step of `tolerance` per coefficient."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import training.response as response
+
+    design, y = one_hot_problem(2, n=60_000, groups=12_000)
+    penalties = np.r_[0.0, np.full(design.shape[1] - 2, 1.0), 0.0]
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = fit_logistic(design, y, penalties, {})
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = fit_logistic(design, y, penalties, {})
+    assert np.abs(one - two).mean() < 1e-5
+    np.testing.assert_allclose(one, two, atol=1e-3)
+
+    threads = []
+    newton = response._newton
+
+    def recording(*args):
+        threads.extend(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+        return newton(*args)
+
+    monkeypatch.setattr(response, "_newton", recording)
+    with threadpool_limits(limits=2, user_api="blas"):
+        fit_response_models(handmade_dataset, AS_OF)
+    assert threads and set(threads) == {1}

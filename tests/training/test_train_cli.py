@@ -250,3 +250,23 @@ def test_unwritable_outputs_are_refused_before_any_work(home: Path, small_world:
     recs = invoke("recommend", "--model", tmp_path / "no-bundle-needed", "--data", small_world, "--k", 3,
                   "--out", blocker / "recs.csv", "--no-progress")
     assert recs.exit_code == 2 and "--out" in recs.output and str(blocker) in recs.output
+
+
+def test_the_whole_job_runs_blas_on_one_thread(monkeypatch, tmp_path: Path) -> None:
+    """LightFM's epochs (OpenMP) and the response fit's thread fill the cores: a second BLAS thread only
+    spins beside them, and one setting for the whole job keeps every product's rounding the same."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import training.job as job
+    from training.config import load_config
+
+    seen = []
+    monkeypatch.setattr(job, "_train", lambda options, echo: seen.extend(blas_threads()))
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        job.train(job.TrainOptions(data_dir=tmp_path, config=load_config(None)))
+        assert blas_threads() == before  # restored when the job ends
+    assert seen and set(seen) == {1}
