@@ -255,6 +255,7 @@ def evaluate(
             until = state.last_sent + fatigue.pause * 1000
             tail_blocks.append(("fatigue", until, state.unopened, state.last_sent))
 
+    pushed = last_pushed(state, now) if policy.no_repeat is not None else {}
     results: list[list[RawBlock]] = []
     for candidate in candidates:
         blocks: list[RawBlock] = []
@@ -266,7 +267,7 @@ def evaluate(
                     blocks.append(block)
             blocks.extend(tail_blocks)
             if policy.no_repeat is not None:
-                block = _no_repeat_block(policy, state, candidate.content_id, now)
+                block = _no_repeat_block(policy, pushed.get(candidate.content_id), now)
                 if block is not None:
                     blocks.append(block)
         if candidate.campaign is not None and policy.campaign_throttle is not None:
@@ -278,36 +279,33 @@ def evaluate(
     return results
 
 
+def last_pushed(state: CardholderRecord, now: int) -> dict[str, int]:
+    """Each marketing content's latest push to this cardholder at `now` (epoch ms): the later of when it
+    was sent and its latest reservation not yet expired."""
+    last = dict(state.sent_contents)
+    for rec in state.pushes.values():
+        if rec.status == RESERVED and not rec.transactional and now < rec.expires:
+            before = last.get(rec.content_id)
+            if before is None or rec.ts > before:
+                last[rec.content_id] = rec.ts
+    return last
+
+
 def repeat_blocked(policy: Policy, state: CardholderRecord, now: int) -> list[str]:
     """The marketing content ids the no-repeat rule blocks for this cardholder at `now` (epoch ms): sent
     within its window (or ever), or reserved and not expired."""
     if policy.no_repeat is None:
         return []
-    sent = state.sent_contents
-    # the latest reservation of each content (`_no_repeat_block`'s reading, in one pass)
-    reserved: dict[str, int] = {}
-    for rec in state.pushes.values():
-        if rec.status == RESERVED and not rec.transactional and now < rec.expires:
-            reserved[rec.content_id] = max(rec.ts, reserved.get(rec.content_id, rec.ts))
+    pushed = last_pushed(state, now)
     window = policy.no_repeat.window
     if window is None:
-        return [*sent, *(content_id for content_id in reserved if content_id not in sent)]
-    since = now - window * 1000
-    return [*(content_id for content_id, ts in sent.items() if max(ts, reserved.get(content_id, ts)) > since),
-            *(content_id for content_id, ts in reserved.items() if content_id not in sent and ts > since)]
+        return list(pushed)
+    since = now - window * 1000  # `_no_repeat_block`'s window, for every content at once
+    return [content_id for content_id, last in pushed.items() if last > since]
 
 
-def _no_repeat_block(policy: Policy, state: CardholderRecord, content_id: str, now: int) -> RawBlock | None:
-    last = state.sent_contents.get(content_id)
-    for rec in state.pushes.values():
-        if (
-            rec.status == RESERVED
-            and rec.content_id == content_id
-            and not rec.transactional
-            and now < rec.expires
-            and (last is None or rec.ts > last)
-        ):
-            last = rec.ts
+def _no_repeat_block(policy: Policy, last: int | None, now: int) -> RawBlock | None:
+    """The no-repeat rule's block of a content last pushed at `last` (`last_pushed`; None: never)."""
     if last is None:
         return None
     window = policy.no_repeat.window if policy.no_repeat else None
