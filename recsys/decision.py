@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from recsys.caps.policy import Decision, Policy, QuietHours
-from recsys.caps.rules import CardholderRecord
+from recsys.caps.rules import CardholderRecord, counts
 from recsys.times import zone
 
 if TYPE_CHECKING:
@@ -111,24 +111,19 @@ def later_hours(now_local: datetime, quiet: QuietHours | None) -> list[datetime]
             if not _quiet_minute(begin, end, (start.hour + step) * 60)]
 
 
-def marketing_sends(record: CardholderRecord, now_ms: int) -> list[int]:
-    """Epoch ms of the marketing pushes sent, or reserved and not expired, at or before `now_ms`: the one
-    pass over a caps record that the recent count and the month's slots are both read from."""
+def marketing_sends(policy: Policy, record: CardholderRecord, now_ms: int) -> list[int]:
+    """Epoch ms of the marketing pushes that count toward the caps (`rules.counts`: sent, or reserved and
+    not expired) at or before `now_ms`: the one pass over a caps record that the recent count and the
+    month's slots are both read from (the policy's history horizon covers both windows)."""
     if not record.pushes:  # most cardholders before a wave's first sends
         return []
     return [push.ts for push in record.pushes.values()
-            if not push.transactional and push.ts <= now_ms
-            and (push.status == "confirmed" or (push.status == "reserved" and push.expires > now_ms))]
+            if not push.transactional and push.ts <= now_ms and counts(push, policy, now_ms)]
 
 
 def marketing_times(sends: Sequence[int], since_ms: int) -> np.ndarray:
     """int64 epoch seconds of `sends` (`marketing_sends`) after `since_ms`."""
     return np.asarray([ts // 1000 for ts in sends if ts > since_ms], dtype=np.int64)
-
-
-def recent_marketing(record: CardholderRecord, now_ms: int, days: int = RECENT_DAYS) -> int:
-    """Marketing pushes sent, or reserved and not expired, in the `days` before `now_ms`."""
-    return len(marketing_times(marketing_sends(record, now_ms), now_ms - days * 86_400_000 - 1))
 
 
 def monthly_cap(policy: Policy) -> int | None:

@@ -187,7 +187,7 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
         now, local, now_ms = moments[i], place.local, place.now_ms
         nows_ms.append(now_ms)
         since = max(now_ms - RECENT_DAYS * 86_400_000, response.history_until * 1000)
-        sends = marketing_sends(records[slot], now_ms)
+        sends = marketing_sends(policy, records[slot], now_ms)
         caps_times.append(marketing_times(sends, since))
         slots_left = monthly_slots_left(cap, sends, place.month_start_ms)
         plans.append((now, local, place.days, slots_left, place.midnight))

@@ -12,16 +12,17 @@ from recsys.caps.policy import Decision, Pacing, QuietHours, default_policy
 from recsys.caps.rules import CardholderRecord, PushRecord
 from recsys.decision import (
     HOLD,
+    RECENT_DAYS,
     SEND,
     decide,
     is_quiet,
     later_hours,
     marketing_sends,
+    marketing_times,
     monthly_cap,
     monthly_slots_left,
     nan_as_lowest,
     projected_recents,
-    recent_marketing,
     slot_moments,
 )
 
@@ -140,11 +141,12 @@ def test_recent_and_monthly_counts_from_the_caps_record() -> None:
         push("8", NOW + timedelta(hours=1), ReservationStatus.CONFIRMED),  # after now
     )})
     now_ms = to_ms(NOW)
-    assert recent_marketing(record, now_ms) == 3
     month_start = to_ms(datetime(2026, 9, 1, tzinfo=SHANGHAI))
-    sends = marketing_sends(record, now_ms)
+    sends = marketing_sends(default_policy(), record, now_ms)
+    # 40 days back is past the caps' history horizon: it counts toward no window
     assert sorted(sends) == [to_ms(datetime(2026, month, day, tzinfo=UTC))
-                             for month, day in ((8, 1), (8, 20), (9, 2), (9, 8))]
+                             for month, day in ((8, 20), (9, 2), (9, 8))]
+    assert len(marketing_times(sends, now_ms - RECENT_DAYS * 86_400_000 - 1)) == 3
     assert monthly_slots_left(monthly_cap(default_policy()), sends, month_start) == 2
     no_monthly = default_policy().model_copy(update={"limits": ()})
     assert monthly_slots_left(monthly_cap(no_monthly), sends, month_start) is None
