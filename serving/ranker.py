@@ -574,13 +574,17 @@ def pushed_since(model: LiveModel, policy: Policy, requests: Sequence[RankReques
     """Per request, the published items the no-repeat rule blocks at its time by the caps state
     (`repeat_blocked`); none for a request naming its candidates (the caps answer for those)."""
     position = model.item_position
+    millis: dict[datetime, int] = {}  # by decision time: a batch normally has one
     out: list[list[int]] = []
     for request, record, now in zip(requests, records, moments, strict=True):
         if request.candidates is not None or not (record.sent_contents or record.pushes):
             out.append([])
             continue
-        blocked = (position.get(content_id) for content_id in repeat_blocked(policy, record, to_ms(now)))
-        out.append([item for item in blocked if item is not None])
+        now_ms = millis.get(now)
+        if now_ms is None:
+            now_ms = millis[now] = to_ms(now)
+        blocked = repeat_blocked(policy, record, now_ms)
+        out.append([item for item in map(position.get, blocked) if item is not None] if blocked else [])
     return out
 
 

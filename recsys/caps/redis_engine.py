@@ -66,7 +66,7 @@ from recsys.caps.decisions import (
     now_utc,
     to_ms,
 )
-from recsys.caps.engine import CapEngine, check_candidate, check_id, new_push_ids
+from recsys.caps.engine import CapEngine, check_candidate, check_id, check_ids, new_push_ids
 from recsys.caps.policy import Policy, PolicyError, default_policy
 from recsys.redis_client import connect
 
@@ -791,8 +791,7 @@ class RedisCapEngine(CapEngine):
 
     def load_records(self, user_ids: Sequence[str]) -> list[rules.CardholderRecord]:
         """`load_record` for many cardholders in one pipelined round trip."""
-        for user_id in user_ids:
-            check_id(user_id, "user_id")
+        check_ids(user_ids, lambda index: "user_id")
         # the engine's own pipelining: redis-py's pipeline object cost four times as much per command
         replies = self._pipeline([("HGETALL", self.user_key(user_id)) for user_id in user_ids])
         return [parse_record(_fields(raw)) for raw in replies]
@@ -914,22 +913,28 @@ def _fields(reply: Any) -> dict[str, str]:
 
 def parse_record(fields: dict[str, str]) -> rules.CardholderRecord:
     """A cardholder hash (decoded) as the reference's `CardholderRecord`."""
+    record = rules.CardholderRecord()
+    if not fields:  # no key: a wave's first day reads one for every cardholder
+        return record
+    # each scalar set only when stored: the constructor's keywords cost more than the tests
     get = fields.get
-    opted_out, muted, last_sent = get("o"), get("m"), get("l")
-    record = rules.CardholderRecord(
-        opted_out=None if opted_out is None else int(opted_out),
-        muted=None if muted is None else int(muted),
-        unopened=int(get("u", 0)),
-        last_sent=None if last_sent is None else int(last_sent),
-    )
+    if (opted_out := get("o")) is not None:
+        record.opted_out = int(opted_out)
+    if (muted := get("m")) is not None:
+        record.muted = int(muted)
+    if (unopened := get("u")) is not None:
+        record.unopened = int(unopened)
+    if (last_sent := get("l")) is not None:
+        record.last_sent = int(last_sent)
     contents = record.sent_contents
     for name, value in fields.items():
         if name.startswith("c:"):
             contents[name[2:]] = int(value)
-    outcomes = record.outcomes
-    for entry in get("S", "").split("\x1e")[1:]:
-        pid, sent, opened = entry.split("\x1f")
-        outcomes.append((pid, int(sent), opened == "1"))
+    if outcomes_text := get("S"):
+        outcomes = record.outcomes
+        for entry in outcomes_text.split("\x1e")[1:]:
+            pid, sent, opened = entry.split("\x1f")
+            outcomes.append((pid, int(sent), opened == "1"))
     # one pass, positional: a wave after the first day reads records holding push rows for every
     # cardholder, and building them cost more than the rest of the batch's caps read
     packed = get("P")
