@@ -73,8 +73,9 @@ CAPS_SPARE = 3
 _FOUR_DAYS = timedelta(days=4)  # from the 28th, always into the next month; built once (about 1 us each)
 
 
-# Pacing values the best candidate (by the ranking score) that becomes valid later this month beside the
-# top push; each one more would add an hour grid of response-model rows to every cardholder's query.
+# Pacing values, beside the top push, the best candidate (by the ranking score) that becomes valid later
+# this month, when it ranks at least as high as the top push (`upcoming_candidates`); each one more would
+# add an hour grid of response-model rows to every cardholder's query.
 UPCOMING = 1
 
 
@@ -195,7 +196,7 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
     at = seconds[:, None] + 86_400 * np.arange(32)[None, :]
     counts = projected_recents(caps_times, seconds, 31) + response.history_counts(user_rows, at)
     pacing = policy.decision.pacing is not None
-    upcoming = (upcoming_candidates(model, cardholders, requests, rows, plans) if pacing
+    upcoming = (upcoming_candidates(model, cardholders, requests, ranked_all, rows, plans) if pacing
                 else [[] for _ in rows])
     # one flat query: every candidate at the current hour, then the top candidate at every open hour,
     # then each upcoming candidate at every open hour
@@ -315,9 +316,16 @@ def content_days(model: LiveModel, items: np.ndarray, midnight: np.ndarray, days
 
 
 def upcoming_candidates(model: LiveModel, cardholders: Cardholders, requests: Sequence[RankRequest],
-                        rows: Sequence[int], plans: Sequence[tuple]) -> list[np.ndarray]:
-    """Per row: the best `UPCOMING` items (by the ranking score) each cardholder may get that become valid
-    after now and before the local month ends (none for requests naming their candidates)."""
+                        ranked_all: Sequence[Ranked], rows: Sequence[int], plans: Sequence[tuple]
+                        ) -> list[np.ndarray]:
+    """Per row (request `rows[slot]`, with candidates): of the best `UPCOMING` items (by the ranking score)
+    the cardholder may get that become valid after now and before the local month ends, those ranked at
+    least as high as its top push now (`ranked_all[i].scores[0]`); none for requests naming their
+    candidates.
+
+    Content ranked below what would be pushed now is not held for: valued on its own days, the best of
+    those valid later held slots for items the ranking then never put first (README, "More than one
+    month")."""
     out: list[np.ndarray] = [np.zeros(0, np.int64) for _ in rows]
     by_time: dict[datetime, list[int]] = {}
     for slot, i in enumerate(rows):
@@ -332,7 +340,7 @@ def upcoming_candidates(model: LiveModel, cardholders: Cardholders, requests: Se
         ranked = model.rank_block(cardholders.take(np.asarray([rows[slot] for slot in slots])), now, UPCOMING,
                                   later)
         for slot, found in zip(slots, ranked, strict=True):
-            out[slot] = found.items
+            out[slot] = found.items[found.scores >= ranked_all[rows[slot]].scores[0]]
     return out
 
 
