@@ -24,9 +24,10 @@ log's reminders recur on a cardholder's day of the month (`statement_cycle`), an
 content valid only after the data's end, which no trained model saw on offer (`fresh_content`).
 
 --sweep runs one more value-aware engine per decision setting in the same run (same world, bundle and
-uniforms); --ignore-send-at one more value-aware engine whose scheduler sends every `send` at the slot
-it asked at, as an outside scheduler that ignores `send_at` would (its API learns that from the `sent`
-events, as each engine's API learns its scheduler's slots from the batch calls); --ignore-send-at-until DAY
+uniforms), --sweep-ignoring the same with a scheduler that ignores `send_at`; --ignore-send-at one more
+value-aware engine whose scheduler sends every `send` at the slot it asked at, as an outside scheduler
+that ignores `send_at` would (its API learns that from the `sent` events, as each engine's API learns
+its scheduler's slots from the batch calls); --ignore-send-at-until DAY
 and --follow-send-at-until DAY one more each whose scheduler changes its habit on that day of the month
 (ignores `send_at` before it and follows it from then on, or the reverse), and the share of each day's
 sends the API answered with a later `send_at` is printed (it shows when the API noticed); --user-hour-penalty
@@ -930,6 +931,26 @@ def gap_closed(results: dict, oracle_name: str, engines: list[str]) -> str:
                      for name in engines)
 
 
+def engine_rows(args: argparse.Namespace) -> list[tuple[str, bool, dict, SendAtHabit]]:
+    """The engines a run replays, in order: (name, decision enabled, decision fields, scheduler habit).
+    `--sweep` rows follow `send_at`; `--sweep-ignoring` rows, after them, ignore it (named after
+    `IGNORING`, so they are printed as the ignoring scheduler is)."""
+    follows, ignores = SendAtHabit(), SendAtHabit(follows=False)
+    engines = [("value-aware engine", True, args.decision, follows),
+               ("send-all engine", False, {}, follows)]
+    if args.ignore_send_at:
+        engines.append((IGNORING, True, args.decision, ignores))
+    for day, first in ((args.ignore_send_at_until, False), (args.follow_send_at_until, True)):
+        if day is not None:
+            habit = SendAtHabit(follows=first, switch_day=day)
+            engines.append((habit.name(), True, args.decision, habit))
+    for prefix, sweep, habit in (("value-aware", args.sweep, follows),
+                                 (IGNORING, args.sweep_ignoring, ignores)):
+        engines += [(f"{prefix}, {json.dumps(fields, separators=(',', ':'))}", True,
+                     {**args.decision, **fields}, habit) for fields in sweep]
+    return engines
+
+
 def command_line() -> argparse.ArgumentParser:
     """The benchmark's options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -949,6 +970,10 @@ def command_line() -> argparse.ArgumentParser:
     parser.add_argument("--sweep", type=json.loads, default=[],
                         help="a JSON list of decision fields: one more value-aware engine each, same run, "
                              "e.g. '[{\"hour_margin\": 0}, {\"pacing\": {\"margin\": 0.4}}]'")
+    parser.add_argument("--sweep-ignoring", type=json.loads, default=[],
+                        help="the same for a scheduler that ignores send_at: one more value-aware engine "
+                             "per setting whose every send goes at the slot it asked at, e.g. "
+                             "'[{\"pacing\": {\"margin\": 0.4}}]'")
     parser.add_argument("--ignore-send-at", action="store_true",
                         help="one more value-aware engine whose scheduler ignores send_at: every send goes "
                              "at the slot it asked at")
@@ -1022,18 +1047,7 @@ def main() -> int:
         from features.loader import load_dataset
 
         bundle, dataset = ModelBundle.load(bundle_path), load_dataset(world)
-        follows = SendAtHabit()
-        engines = [("value-aware engine", True, args.decision, follows),
-                   ("send-all engine", False, {}, follows)]
-        if args.ignore_send_at:
-            engines.append((IGNORING, True, args.decision, SendAtHabit(follows=False)))
-        for day, first in ((args.ignore_send_at_until, False), (args.follow_send_at_until, True)):
-            if day is not None:
-                habit = SendAtHabit(follows=first, switch_day=day)
-                engines.append((habit.name(), True, args.decision, habit))
-        engines += [(f"value-aware, {json.dumps(fields, separators=(',', ':'))}", True,
-                     {**args.decision, **fields}, follows) for fields in args.sweep]
-        for number, (name, enabled, fields, habit) in enumerate(engines):
+        for number, (name, enabled, fields, habit) in enumerate(engine_rows(args)):
             prefix = f"{tag}-{number}"
             publish(bundle, dataset, PublicationStore(client, prefix), model_uri=str(bundle_path))
             port = free_port()

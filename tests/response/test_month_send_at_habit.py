@@ -1,5 +1,6 @@
 """The closed-loop month's scheduler habits: when a `send` goes out for a scheduler that follows
-`send_at`, ignores it, or switches on a given day of the month (explicit local times, no month run)."""
+`send_at`, ignores it, or switches on a given day of the month (explicit local times, no month run), and
+which habit each engine of a run (its sweeps included) has."""
 
 from __future__ import annotations
 
@@ -60,3 +61,28 @@ def test_names_say_the_habit_and_the_day() -> None:
         "value-aware, scheduler ignores send_at until day 11")
     assert month.SendAtHabit(follows=True, switch_day=11).name() == (
         "value-aware, scheduler follows send_at until day 11")
+
+
+def rows(*options: str) -> list[tuple[str, bool, dict, month.SendAtHabit]]:
+    return month.engine_rows(month.command_line().parse_args(list(options)))
+
+
+def test_without_the_ignoring_sweep_the_engines_are_as_before() -> None:
+    follows, ignores = month.SendAtHabit(), month.SendAtHabit(follows=False)
+    assert rows() == [("value-aware engine", True, {}, follows), ("send-all engine", False, {}, follows)]
+    assert rows("--ignore-send-at", "--sweep", '[{"hour_margin": 0}]')[2:] == [
+        (month.IGNORING, True, {}, ignores),
+        ('value-aware, {"hour_margin":0}', True, {"hour_margin": 0}, follows)]
+
+
+def test_the_ignoring_sweep_adds_engines_whose_scheduler_ignores_send_at() -> None:
+    engines = rows("--decision", '{"hour_margin": 0}', "--ignore-send-at",
+                   "--sweep", '[{"pacing": {"margin": 0}}]',
+                   "--sweep-ignoring", '[{"pacing": {"margin": 0.1}}, {"pacing": {"margin": 0.4}}]')
+    assert [(name, habit.follows) for name, _, _, habit in engines] == [
+        ("value-aware engine", True), ("send-all engine", True), (month.IGNORING, False),
+        ('value-aware, {"pacing":{"margin":0}}', True),
+        ('value-aware, scheduler ignores send_at, {"pacing":{"margin":0.1}}', False),
+        ('value-aware, scheduler ignores send_at, {"pacing":{"margin":0.4}}', False)]
+    assert engines[-1][1:3] == (True, {"hour_margin": 0, "pacing": {"margin": 0.4}})
+    assert all(habit.switch_day is None for *_, habit in engines)
