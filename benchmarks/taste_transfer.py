@@ -51,6 +51,8 @@ that deviation scaled to t times the spread of the truth ridge's deviation, and 
     .venv/bin/python benchmarks/taste_transfer.py --users 3000 --configs a.yaml b.yaml
     .venv/bin/python benchmarks/taste_transfer.py --users 3000 --neighbours 30
     .venv/bin/python benchmarks/taste_transfer.py --users 3000 --sampled
+    .venv/bin/python benchmarks/taste_transfer.py --users 3000 --sampled --only-positives-choice \
+        --positive-l2 30 --choice-l2 0.1 0.01 0.001
 """
 
 from __future__ import annotations
