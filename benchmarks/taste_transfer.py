@@ -26,6 +26,13 @@ With `--sampled` it also fits the ridge on *sampled* labels instead of the truth
 - `push outcomes by tag`: the same masked ridge per item tag (the pushes of every item carrying it),
   an item's deviation the mean of its tags': what pushes of other items say about an item never pushed;
 - `both`: `positives` and `push outcomes` added, each scaled to a standard deviation of 1;
+- `choice`: a conditional (multinomial) logit of which item each positive event (a cardholder's first
+  read or opened push of an item, by the as-of time) chose among the items on offer at that moment (their
+  validity windows, transactional notices left out): P(i | event of u) = softmax over those items of
+  b_i + x_u . W_i, x_u the standardised features without reading history (the ones non-readers have),
+  penalty `l2` / 2 x |W|^2 on the mean log-likelihood, fitted by L-BFGS (`--choice-l2`, each printed as
+  `choice L`). Unlike `positives` it does not count an item as unread by someone active before it was
+  on offer, and a cardholder's number of events does not enter the slopes;
 - `distilled`: knowledge distillation. One fit of the engine's LightFM part (the configuration's model
   without the wide part or item appeal) at the as-of time is the teacher: its score for every
   reader, history features included, pools all their reads through the embeddings; each reader's row
@@ -44,6 +51,8 @@ that deviation scaled to t times the spread of the truth ridge's deviation, and 
     .venv/bin/python benchmarks/taste_transfer.py --users 3000 --configs a.yaml b.yaml
     .venv/bin/python benchmarks/taste_transfer.py --users 3000 --neighbours 30
     .venv/bin/python benchmarks/taste_transfer.py --users 3000 --sampled
+    .venv/bin/python benchmarks/taste_transfer.py --users 3000 --sampled --only-positives-choice \
+        --positive-l2 30 --choice-l2 0.1 0.01 0.001
 """
 
 from __future__ import annotations
@@ -233,6 +242,63 @@ def distilled_deviations(dataset, as_of: pd.Timestamp, config, user_ids: np.ndar
     return out_student, out_teacher
 
 
+def choice_events(dataset, as_of: pd.Timestamp, user_ids: np.ndarray, item_ids: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cardholder index, item index, time) of each cardholder's first read or opened push of each of
+    `item_ids` by `as_of` (events on other items or cardholders left out)."""
+    from recsys.ids import IdIndex
+
+    reads = dataset.article_reads[["user_id", "content_id", "ts"]]
+    pushes = dataset.push_log
+    opens = pushes.loc[pushes["opened_ts"].notna(), ["user_id", "content_id", "opened_ts"]]
+    events = pd.concat([reads, opens.rename(columns={"opened_ts": "ts"})], ignore_index=True)
+    events["ts"] = pd.to_datetime(events["ts"], utc=True)
+    events = events.loc[(events["ts"] <= as_of).to_numpy()].sort_values("ts", kind="stable")
+    events = events.drop_duplicates(["user_id", "content_id"])
+    users = IdIndex(user_ids).index_of(events["user_id"].astype(str).to_numpy(dtype=object))
+    items = IdIndex(item_ids).index_of(events["content_id"].astype(str).to_numpy(dtype=object))
+    keep = (users >= 0) & (items >= 0)
+    return users[keep], items[keep], events["ts"].to_numpy()[keep]
+
+
+def offer_windows(content: pd.DataFrame, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(begin, end) datetime64 per item of its validity window (open bounds at 1900 / 2200); a
+    transactional notice gets an empty window."""
+    frame = content.drop_duplicates("content_id")
+    frame = frame.set_index(frame["content_id"].astype(str).to_numpy(dtype=object)).reindex(item_ids)
+    begin = pd.to_datetime(frame["valid_from"], utc=True).fillna(pd.Timestamp("1900-01-01", tz="UTC"))
+    end = pd.to_datetime(frame["valid_to"], utc=True).fillna(pd.Timestamp("2200-01-01", tz="UTC"))
+    notice = frame["transactional"].fillna(False).astype(bool).to_numpy()
+    end = end.where(~notice, begin - pd.Timedelta(1))
+    return begin.to_numpy(), end.to_numpy()
+
+
+def choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_matrix, feature_names: tuple[str, ...],
+                      user_ids: np.ndarray, item_ids: np.ndarray, live: np.ndarray, l2s: tuple[float, ...]
+                      ) -> dict[float, np.ndarray]:
+    """Per penalty of `l2s`, [users, live items]: x_u . W_i centred per item from `fit_choice` over every
+    non-transactional item's positive events by `as_of` (see the module's `choice`), x_u without
+    reading history; fitted from the heaviest penalty down, each from the previous fit."""
+    from recsys.models.choice import fit_choice
+    from recsys.models.lightfm_hybrid import HISTORY_PREFIXES, NO_HISTORY
+
+    keep = [j for j, name in enumerate(feature_names) if not name.startswith(HISTORY_PREFIXES)
+            and name != NO_HISTORY]
+    standard = standardised(sp.csr_matrix(features)[:, keep])
+    users, items, times = choice_events(dataset, as_of, user_ids, item_ids)
+    begin, end = offer_windows(dataset.content, item_ids)
+    kept = begin[items] <= end[items]  # not a transactional notice
+    users, items, times = users[kept], items[kept], times[kept]
+    offered = (begin[None, :] <= times[:, None]) & (times[:, None] <= end[None, :])
+    out, start = {}, None
+    for l2 in sorted(l2s, reverse=True):
+        bias, weights = fit_choice(standard, users, items, offered, l2, start=start)
+        start = np.concatenate([bias, weights.ravel()])
+        scores = standard @ weights[:, live]
+        out[l2] = scores - scores.mean(axis=0)
+    return out
+
+
 def unit_spread_sum(*deviations: np.ndarray) -> np.ndarray:
     """Two or more sources added, each scaled to a standard deviation of 1."""
     return sum(deviation / max(deviation.std(), 1e-12) for deviation in deviations)
@@ -251,21 +317,30 @@ def best_scaled(deviation: np.ndarray, level: np.ndarray, spread: float, truth: 
 def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray, features: sp.csr_matrix,
                     item_features: sp.csr_matrix, item_feature_names: tuple[str, ...], ridge: np.ndarray,
                     open_prob: np.ndarray, readers: np.ndarray, others: np.ndarray, popular: int, l2: float,
-                    push_l2: float, grace_days: float, config=None, teacher_epochs: int | None = None
-                    ) -> dict:
-    """The non-readers' gap closed of each sampled-label source (see the module)."""
+                    push_l2: float, grace_days: float, config=None, teacher_epochs: int | None = None,
+                    user_feature_names: tuple[str, ...] = (), positive_l2s: tuple[float, ...] = (),
+                    choice_l2s: tuple[float, ...] = (), pushes: bool = True) -> dict:
+    """The non-readers' gap closed of each sampled-label source (see the module); `positives L` for
+    each of `positive_l2s` beside `positives` at `l2`, `choice L` for each of `choice_l2s`; push
+    outcomes only with `pushes`, distillation only with a `config`."""
     positives, sent, opened = sampled_labels(dataset, as_of, truth.user_ids, truth.item_ids[live], grace_days)
     standard = standardised(features)
     level = open_prob[readers].mean(axis=0)
     spread = float((ridge - ridge.mean(axis=0)).std())
     tag_columns = [j for j, name in enumerate(item_feature_names) if name.startswith("tag:")]
-    deviations = {
-        "positives": positive_deviation(features, positives, l2),
-        "push outcomes": push_deviation(standard, sent, opened, push_l2),
-        "push outcomes by tag": tag_deviation(standard, sent, opened,
-                                              sp.csr_matrix(item_features[:, tag_columns]), push_l2),
-    }
-    deviations["both"] = unit_spread_sum(deviations["positives"], deviations["push outcomes"])
+    deviations = {"positives": positive_deviation(features, positives, l2)}
+    for penalty in positive_l2s:
+        deviations[f"positives {penalty:g}"] = positive_deviation(features, positives, penalty)
+    if choice_l2s:
+        fitted = choice_deviations(dataset, as_of, features, user_feature_names, truth.user_ids,
+                                   truth.item_ids, live, choice_l2s)
+        for penalty in choice_l2s:
+            deviations[f"choice {penalty:g}"] = fitted[penalty]
+    if pushes:
+        deviations["push outcomes"] = push_deviation(standard, sent, opened, push_l2)
+        tags = sp.csr_matrix(item_features[:, tag_columns])
+        deviations["push outcomes by tag"] = tag_deviation(standard, sent, opened, tags, push_l2)
+        deviations["both"] = unit_spread_sum(deviations["positives"], deviations["push outcomes"])
     if config is not None:
         deviations["distilled"], deviations["teacher"] = distilled_deviations(
             dataset, as_of, config, truth.user_ids, truth.item_ids[live], l2, teacher_epochs)
@@ -301,7 +376,8 @@ def neighbour_scores(builder, features: sp.csr_matrix, truth: np.ndarray, reader
 
 def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None, configs: list[Path | None],
             l2: float, neighbours: int | None, sampled: bool = False, push_l2: float = 1.0,
-            teacher_epochs: int | None = None) -> list[dict]:
+            teacher_epochs: int | None = None, positive_l2s: tuple[float, ...] = (),
+            choice_l2s: tuple[float, ...] = (), only: bool = False) -> list[dict]:
     from features.builder import FeatureBuilder
     from features.loader import load_dataset
     from training.config import load_config
@@ -329,7 +405,9 @@ def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None
             item_features = builder.transform_items(dataset.content, truth.item_ids[live])
             row |= sampled_figures(dataset, as_of, truth, live, features, item_features,
                                    builder.item_feature_names, ridge, open_prob, readers, others, popular,
-                                   l2, push_l2, features_config.negative_grace_days, config, teacher_epochs)
+                                   l2, push_l2, features_config.negative_grace_days,
+                                   None if only else config, teacher_epochs, builder.user_feature_names,
+                                   positive_l2s, choice_l2s, pushes=not only)
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -350,13 +428,20 @@ def main() -> None:
                         help="the push-outcome ridges' penalty (per push sent)")
     parser.add_argument("--teacher-epochs", type=int, default=None,
                         help="epochs of the distillation's teacher (default: the configuration's)")
+    parser.add_argument("--positive-l2", type=float, nargs="+", default=(), metavar="L",
+                        help="also the positives' ridge at these penalties")
+    parser.add_argument("--choice-l2", type=float, nargs="+", default=(), metavar="L",
+                        help="also the choice logit at these penalties")
+    parser.add_argument("--only-positives-choice", action="store_true",
+                        help="with --sampled, leave out the push-outcome and distilled sources")
     args = parser.parse_args()
     configs = args.configs or [args.config]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="qianmian-transfer-") as scratch:
         for name, world, as_of, truth_path in worlds(args, Path(scratch)):
             rows += measure(name, world, as_of, truth_path, configs, args.l2, args.neighbours, args.sampled,
-                            args.push_l2, args.teacher_epochs)
+                            args.push_l2, args.teacher_epochs, tuple(args.positive_l2),
+                            tuple(args.choice_l2), args.only_positives_choice)
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
 
 

@@ -134,3 +134,35 @@ def seen_matrix(dataset: Dataset, as_of: pd.Timestamp, users: IdIndex, items: Id
                            shape=(len(users), len(items)))
     matrix.sum_duplicates()
     return matrix
+
+
+EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+def first_positive_days(dataset: Dataset, as_of: pd.Timestamp, users: IdIndex, items: IdIndex,
+                        config: FeatureConfig, positives: sp.spmatrix) -> sp.coo_matrix:
+    """coo [n_users, n_items] on the pattern of `positives`: the day (days since 1970-01-01 UTC) of each
+    pair's first read or opened push by `as_of`."""
+    events = positive_events(dataset, as_of, config)
+    rows = users.index_of(events["user_id"].to_numpy()) if len(events) else np.zeros(0, np.int64)
+    cols = items.index_of(events["content_id"].to_numpy()) if len(events) else np.zeros(0, np.int64)
+    days = ((pd.to_datetime(pd.Series(events["ts"]), utc=True) - EPOCH) / DAY).to_numpy(dtype=np.float64)
+    keep = (rows >= 0) & (cols >= 0)
+    first = pd.DataFrame({"row": rows[keep], "col": cols[keep], "day": days[keep]}).groupby(
+        ["row", "col"], sort=False)["day"].min()
+    matrix = sp.csr_matrix((first.to_numpy(), (first.index.get_level_values("row"),
+                                               first.index.get_level_values("col"))),
+                           shape=(len(users), len(items)))
+    return sp.coo_matrix(matrix.multiply(sp.csr_matrix(positives) > 0))
+
+
+def offer_days(dataset: Dataset, items: IdIndex) -> np.ndarray:
+    """float64 [n_items, 2]: each item's first and last day on offer (days since 1970-01-01 UTC) from
+    its validity window, -inf / +inf for an open bound, NaN for a transactional notice (never offered)."""
+    frame = dataset.content.drop_duplicates("content_id")
+    frame = frame.set_index(frame["content_id"].astype(str).to_numpy(dtype=object)).reindex(items.ids)
+    days = np.column_stack([
+        ((pd.to_datetime(frame[column], utc=True) - EPOCH) / DAY).to_numpy(np.float64, na_value=bound)
+        for column, bound in (("valid_from", -np.inf), ("valid_to", np.inf))])
+    days[~marketing_items(dataset, items)] = np.nan
+    return days

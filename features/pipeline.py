@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from features.builder import FeatureBuilder, exposure_days
 from features.config import FeatureConfig
-from features.interactions import interaction_matrices, push_counts
+from features.interactions import first_positive_days, interaction_matrices, offer_days, push_counts
 from features.loader import Dataset
 from features.timecut import known_at
 from recsys.cluster import map_on_workers
@@ -80,6 +80,8 @@ def build_training_matrices(
         item_exposure_days=exposure_days(data, as_of, items.ids),
         item_sends=sends,
         item_opens=opens,
+        positive_days=first_positive_days(data, as_of, users, items, config, positives),
+        item_offer_days=offer_days(data, items),
     )
     return matrices, builder
 

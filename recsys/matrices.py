@@ -29,6 +29,10 @@ class TrainingMatrices:
       that is liked.
     - `item_sends` / `item_opens`: float [n_items] or None; pushes of each item sent (old enough to have
       been opened) and opened up to the as-of time, so a model can estimate each item's open rate.
+    - `positive_days` / `item_offer_days`: coo [n_users, n_items] (the pattern of `interactions`) and
+      float [n_items, 2], or None; the day (days since 1970-01-01 UTC) of each positive pair's first read
+      or opened push, and each item's first and last day on offer (+-inf for an open bound, NaN for a
+      transactional notice, never offered), so a model can tell which items each positive chose among.
     """
 
     users: IdIndex
@@ -43,6 +47,8 @@ class TrainingMatrices:
     item_exposure_days: np.ndarray | None = None
     item_sends: np.ndarray | None = None
     item_opens: np.ndarray | None = None
+    positive_days: sp.coo_matrix | None = None
+    item_offer_days: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n_users, n_items = len(self.users), len(self.items)
@@ -85,10 +91,23 @@ class TrainingMatrices:
                 raise MatricesError(
                     f"item_exposure_days must be {n_items} finite day counts >= 1, one per item")
         self._check_push_counts(n_items)
+        self._check_offer_days(n_users, n_items)
         if self.user_segments is not None and len(self.user_segments) != n_users:
             raise MatricesError(
                 f"user_segments has {len(self.user_segments)} labels, expected one per user ({n_users})"
             )
+
+    def _check_offer_days(self, n_users: int, n_items: int) -> None:
+        if (self.positive_days is None) != (self.item_offer_days is None):
+            raise MatricesError("positive_days and item_offer_days go together: give both or neither")
+        if self.positive_days is None:
+            return
+        if not sp.issparse(self.positive_days) or self.positive_days.shape != (n_users, n_items):
+            raise MatricesError(f"positive_days must be a scipy sparse matrix of shape {(n_users, n_items)}")
+        if not np.all(np.isfinite(self.positive_days.tocoo().data)):
+            raise MatricesError("positive_days must hold finite days")
+        if np.asarray(self.item_offer_days).shape != (n_items, 2):
+            raise MatricesError(f"item_offer_days must be [{n_items}, 2]: a first and last day per item")
 
     def _check_push_counts(self, n_items: int) -> None:
         if (self.item_sends is None) != (self.item_opens is None):

@@ -25,12 +25,14 @@ from recsys.models.base import (
     check_at_least_one,
     check_user_inputs,
 )
+from recsys.models.choice import fit_choice_factors
 from recsys.models.wide import RidgeFactors, fit_ridge
 
 logger = logging.getLogger(__name__)
 
 HISTORY_PREFIXES = ("topic:", "reads_level")
 NO_HISTORY = "reads:none"
+WIDE_FITS = ("ridge", "choice")
 COPY_PREFIX = "\x00history-dropped:"
 WIDE_SPREAD_ROWS = 5000  # fitted rows the wide part's spread is matched on
 
@@ -78,6 +80,13 @@ class LightFMHybrid(Recommender):
       its `wide_rank` leading singular directions and scaled so that at weight 1 its scores spread as
       much as the factorisation's. LightFM's rank-d embeddings share one low-dimensional space across
       items; the ridge is full rank over the features. 0 (the default) leaves it out.
+    - `wide_fit`: what the wide part's slopes are. `ridge`: the ridge above. `choice`
+      (`recsys/models/choice.py`; needs `positive_days` / `item_offer_days`, else the ridge): a
+      conditional logit of which item each cardholder's first read or opened push of an item chose
+      among the items on offer that day, on the features without reading history (`topic:`,
+      `reads_level`, `reads:none`: the ones non-readers have), fitted on the cardholders themselves
+      (no history-dropped copies), L2 penalty `wide_choice_l2` / 2 x |W|^2 on the mean
+      log-likelihood; folded into the same factors.
     LightFM's Hogwild updates make runs with `num_threads > 1` not bit-for-bit repeatable; use
     `num_threads=1` where exact reproducibility matters.
     """
@@ -114,11 +123,15 @@ class LightFMHybrid(Recommender):
         wide_weight: float = 0.0,
         wide_l2: float = 1.0,
         wide_rank: int = 128,
+        wide_fit: str = "ridge",
+        wide_choice_l2: float = 0.1,
     ):
         if loss not in LOSSES:
             raise ModelError(f"loss {loss!r} is not one of {LOSSES}")
         if item_appeal_source not in APPEAL_SOURCES:
             raise ModelError(f"item_appeal_source {item_appeal_source!r} is not one of {APPEAL_SOURCES}")
+        if wide_fit not in WIDE_FITS:
+            raise ModelError(f"wide_fit {wide_fit!r} is not one of {WIDE_FITS}")
         if not (np.isfinite(open_rate_prior_sends) and open_rate_prior_sends > 0):
             raise ModelError(f"open_rate_prior_sends must be a number > 0, got {open_rate_prior_sends}")
         if learning_schedule not in SCHEDULES:
@@ -129,7 +142,7 @@ class LightFMHybrid(Recommender):
                             ("user_alpha", user_alpha), ("user_feature_weight", user_feature_weight),
                             ("item_feature_weight", item_feature_weight),
                             ("item_appeal_weight", item_appeal_weight), ("wide_weight", wide_weight),
-                            ("wide_l2", wide_l2)):
+                            ("wide_l2", wide_l2), ("wide_choice_l2", wide_choice_l2)):
             if not np.isfinite(value) or value < 0:
                 raise ModelError(f"{name} must be a finite number >= 0, got {value}")
         self.no_components = int(no_components)
@@ -162,6 +175,8 @@ class LightFMHybrid(Recommender):
         self.wide_weight = float(wide_weight)
         self.wide_l2 = float(wide_l2)
         self.wide_rank = int(wide_rank)
+        self.wide_fit = wide_fit
+        self.wide_choice_l2 = float(wide_choice_l2)
         self._item_shift: np.ndarray | None = None
         self._ridge: RidgeFactors | None = None
         self._wide_scale = 0.0
@@ -262,10 +277,13 @@ class LightFMHybrid(Recommender):
         negatives = None if data.negatives is None else sp.vstack(
             [sp.csr_matrix(data.negatives), sp.csr_matrix(data.negatives)[chosen]]).tocoo()
         ids = data.users.ids  # one copy: the property copies every id on each access
+        days = None if data.positive_days is None else sp.vstack(
+            [sp.csr_matrix(data.positive_days), sp.csr_matrix(data.positive_days)[chosen]]).tocoo()
         return replace(
             data, users=IdIndex([*ids, *(f"{COPY_PREFIX}{ids[i]}" for i in chosen)]),
             interactions=sp.vstack([positives, positives[chosen]]).tocoo(), negatives=negatives,
-            user_features=sp.csr_matrix(sp.vstack([features, copies])), user_segments=None)
+            user_features=sp.csr_matrix(sp.vstack([features, copies])), user_segments=None,
+            positive_days=days)
 
     def fit(self, data: TrainingMatrices, callback: EpochCallback | None = None) -> Self:
         n_users = data.n_users
@@ -328,12 +346,23 @@ class LightFMHybrid(Recommender):
             raise ModelError(f"wide_weight must be a finite number >= 0, got {weight}")
         self.wide_weight = float(weight)
         if weight and self._ridge is None and self._n_user_features:
-            rows = rows if rows is not None else self.with_history_dropped(original)
-            self._ridge = fit_ridge(rows.user_features, rows.interactions, self.wide_l2, self.wide_rank)
+            self._ridge = self._fit_wide(original, rows)
             self._wide_scale = 0.0
         if weight and not self._wide_scale:
             self._rescale_wide(original)
         self.set_item_appeal(self.item_appeal_weight, original)
+
+    def _fit_wide(self, original: TrainingMatrices, rows: TrainingMatrices | None) -> RidgeFactors:
+        """The wide part's factors as `wide_fit` says (the ridge when the choice lacks its days)."""
+        if self.wide_fit == "choice" and original.positive_days is not None:
+            keep = np.asarray([not name.startswith(HISTORY_PREFIXES) and name != NO_HISTORY
+                               for name in original.user_feature_names], dtype=bool)
+            return fit_choice_factors(original.user_features, original.positive_days,
+                                      original.item_offer_days, self.wide_choice_l2, self.wide_rank, keep)
+        if self.wide_fit == "choice":
+            logger.warning("wide_fit choice needs positive_days and item_offer_days; fitting the ridge")
+        rows = rows if rows is not None else self.with_history_dropped(original)
+        return fit_ridge(rows.user_features, rows.interactions, self.wide_l2, self.wide_rank)
 
     def _rescale_wide(self, data: TrainingMatrices) -> None:
         """Scale the wide part so that at weight 1 its scores spread as much as the factorisation's

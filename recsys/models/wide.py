@@ -55,6 +55,12 @@ def fit_ridge_labels(features: sp.csr_matrix, labels: sp.spmatrix | np.ndarray, 
     cross = (product - n * np.outer(mean, np.asarray(y.mean(axis=0)).ravel())) / scale[:, None]
     gram[np.diag_indices_from(gram)] += l2 * n
     weights = np.linalg.solve(gram, cross) / scale[:, None]  # on raw feature values
+    return low_rank_factors(weights, mean, max_rank)
+
+
+def low_rank_factors(weights: np.ndarray, mean: np.ndarray, max_rank: int) -> RidgeFactors:
+    """`weights` [n_features, n_items] on raw feature values, centred on the rows whose feature means
+    are `mean`, truncated to at most `max_rank` singular directions."""
     left, singular, right = np.linalg.svd(weights, full_matrices=False)
     rank = int(min(max_rank, int((singular > singular[0] * 1e-9).sum()) if singular.size else 0))
     rank = max(rank, 1)

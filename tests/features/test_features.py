@@ -262,3 +262,24 @@ def test_push_counts_per_item_leave_out_young_pushes_and_notices(hand_made: Data
     sends, opens = push_counts(dataset, early, matrices.items, FeatureConfig())
     index = matrices.items.index_of(["c_travel", "c_dine"])
     assert sends[index].tolist() == [2.0, 1.0] and opens[index].tolist() == [0.0, 1.0]
+
+
+def test_first_positive_days_and_offer_days(hand_made: Dataset) -> None:
+    # u1 read c_dine2 on 2024-06-20; an opened push of it later does not move its first day
+    opened = ("p4", "u1", "c_dine2", "2024-06-25T10:00:00Z", "2024-06-25T11:00:00Z")
+    dataset = with_pushes(hand_made, [opened])
+    matrices, _ = build_training_matrices(dataset, AS_OF)
+    days = matrices.positive_days.tocsr()
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    u1 = matrices.users.index_of(["u1"])[0]
+    dine2, dine, old = matrices.items.index_of(["c_dine2", "c_dine", "c_old"])
+    day = pd.Timedelta(days=1)
+    assert days[u1, dine2] == (pd.Timestamp("2024-06-20T20:00:00Z") - epoch) / day
+    assert days[u1, dine] == (pd.Timestamp("2024-06-01T11:00:00Z") - epoch) / day
+    assert days[u1, old] == (pd.Timestamp("2024-02-01T20:00:00Z") - epoch) / day
+    assert days.nnz == matrices.interactions_csr().nnz
+    offer = dict(zip(matrices.items.ids, matrices.item_offer_days.tolist(), strict=True))
+    assert offer["c_dine"] == [(pd.Timestamp("2024-01-01T00:00:00Z") - epoch) / day,
+                               (pd.Timestamp("2024-12-31T00:00:00Z") - epoch) / day]
+    assert offer["c_travel"] == [-np.inf, np.inf]
+    assert np.isnan(offer["c_bill"]).all()  # a transactional notice is never on offer

@@ -1,0 +1,103 @@
+"""The wide part fitted as a choice among the items on offer (`recsys/models/choice.py`)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.matrices import TrainingMatrices
+from recsys.models.choice import fit_choice, fit_choice_factors
+from recsys.models.lightfm_hybrid import LightFMHybrid
+from recsys.models.wide import fit_ridge
+
+
+def two_windows(n: int = 400, seed: int = 0) -> tuple[np.ndarray, sp.coo_matrix, np.ndarray]:
+    """(features [n, 3], first-positive days [n, 4], offer days [4, 2]): items 0 and 1 on offer on days
+    0-10, items 2 and 3 on days 10-20 (one day shared). Column 0 decides the choice (+1 takes the even
+    item, -1 the odd one); column 1 says whether a cardholder is active early (one event, days 0-9) or
+    late (one event, days 11-20) and decides nothing within a window; column 2 is noise."""
+    rng = np.random.default_rng(seed)
+    taste = rng.choice([-1.0, 1.0], n)
+    early = rng.random(n) < 0.5
+    features = np.column_stack([taste, early.astype(float), rng.normal(size=n)])
+    item = np.where(early, 0, 2) + (taste < 0)
+    day = np.where(early, rng.uniform(0, 9, n), rng.uniform(11, 20, n))
+    days = sp.coo_matrix((day, (np.arange(n), item)), shape=(n, 4))
+    offer = np.array([[0.0, 10.0], [0.0, 10.0], [10.0, 20.0], [10.0, 20.0]])
+    return features, days, offer
+
+
+def test_the_deciding_feature_takes_the_slopes_and_activity_none() -> None:
+    features, days, offer = two_windows()
+    standard = (features - features.mean(axis=0)) / features.std(axis=0)
+    offered = (offer[:, 0] <= days.data[:, None]) & (days.data[:, None] <= offer[:, 1])
+    _, weights = fit_choice(standard, days.row, days.col, offered, l2=0.01)
+    # the even items rise with column 0, the odd ones fall, by the same amount within each window
+    assert weights[0, 0] > 0.5 and weights[0, 2] > 0.5 and weights[0, 1] < -0.5 and weights[0, 3] < -0.5
+    assert abs((weights[0, 0] - weights[0, 1]) - (weights[0, 2] - weights[0, 3])) < 0.2
+    # being active early decides nothing among the items then on offer: no slope on column 1 within a
+    # window, where a per-item ridge of 0/1 positives gives the early items a large one
+    assert abs(weights[1, 0] - weights[1, 1]) < 0.1 and abs(weights[1, 2] - weights[1, 3]) < 0.1
+    assert np.abs(weights[1]).max() < 0.1 and np.abs(weights[2]).max() < 0.15
+    ridge = fit_ridge(sp.csr_matrix(features[:, 1:2]), days, 1e-3, max_rank=4)
+    early_slopes = (ridge.projection @ ridge.items.T).ravel()
+    assert early_slopes[0] > 0.3 and early_slopes[2] < -0.3
+
+
+def test_choice_factors_score_the_centred_slopes_on_raw_features() -> None:
+    features, days, offer = two_windows()
+    keep = np.array([True, True, False])  # column 2 left out (as reading history is)
+    factors = fit_choice_factors(sp.csr_matrix(features), days, offer, 0.01, max_rank=4, keep=keep)
+    scores = factors.user_block(sp.csr_matrix(features)) @ factors.items.T + factors.offset
+    assert np.abs(scores.mean(axis=0)).max() < 1e-4  # centred per item over the fitted rows
+    assert np.abs(factors.projection[2]).max() == 0.0  # a left-out column gets no slope
+    taste = features[:, 0] > 0
+    assert scores[taste, 0].mean() > scores[taste, 1].mean()
+    assert scores[~taste, 3].mean() > scores[~taste, 2].mean()
+    # the same scores as the logit's slopes on the standardised kept columns, centred
+    standard = (features[:, :2] - features[:, :2].mean(axis=0)) / features[:, :2].std(axis=0)
+    offered = (offer[:, 0] <= days.data[:, None]) & (days.data[:, None] <= offer[:, 1])
+    _, weights = fit_choice(standard, days.row, days.col, offered, l2=0.01)
+    np.testing.assert_allclose(scores, standard @ weights, atol=1e-3)
+
+
+def test_positives_of_an_item_never_on_offer_are_left_out() -> None:
+    features, days, offer = two_windows()
+    offer = np.vstack([offer, [np.nan, np.nan]])  # item 4: a transactional notice
+    extra = sp.coo_matrix((np.full(50, 5.0), (np.arange(50), np.full(50, 4))), shape=(features.shape[0], 5))
+    with_notice = fit_choice_factors(sp.csr_matrix(features), sp.coo_matrix(sp.hstack([days, sp.csr_matrix(
+        (features.shape[0], 1))]) + extra), offer, 0.01, max_rank=5)
+    without = fit_choice_factors(sp.csr_matrix(features), days, offer[:4], 0.01, max_rank=4)
+    scores = with_notice.user_block(sp.csr_matrix(features)) @ with_notice.items.T + with_notice.offset
+    reference = without.user_block(sp.csr_matrix(features)) @ without.items.T + without.offset
+    np.testing.assert_allclose(scores[:, :4], reference, atol=1e-4)
+    assert np.abs(scores[:, 4]).max() < 1e-6
+
+
+def hybrid_data(with_days: bool) -> TrainingMatrices:
+    features, days, offer = two_windows(200)
+    interactions = sp.coo_matrix((np.ones(days.nnz, np.float32), (days.row, days.col)), shape=days.shape)
+    data = TrainingMatrices.from_interactions(interactions, user_features=sp.csr_matrix(features),
+                                              user_feature_names=("taste", "early", "noise"))
+    if with_days:
+        from dataclasses import replace
+
+        data = replace(data, positive_days=days, item_offer_days=offer)
+    return data
+
+
+def test_the_model_fits_the_choice_when_asked_and_the_ridge_without_days(caplog) -> None:
+    params = {"no_components": 4, "epochs": 2, "num_threads": 1, "wide_weight": 1.0, "user_identity": False}
+    ridge = LightFMHybrid(**params).fit(hybrid_data(True))
+    choice = LightFMHybrid(**params, wide_fit="choice", wide_choice_l2=0.01).fit(hybrid_data(True))
+    slopes = choice._ridge.projection @ choice._ridge.items.T
+    assert slopes[0, 0] > 0 > slopes[0, 1] and np.abs(slopes[1]).max() < 0.2
+    assert not np.allclose(slopes, ridge._ridge.projection @ ridge._ridge.items.T, atol=1e-3)
+    assert choice.params()["wide_fit"] == "choice" and choice.params()["wide_choice_l2"] == 0.01
+    with caplog.at_level(logging.WARNING):
+        fallback = LightFMHybrid(**params, wide_fit="choice").fit(hybrid_data(False))
+    assert "fitting the ridge" in caplog.text
+    np.testing.assert_allclose(fallback._ridge.projection @ fallback._ridge.items.T,
+                               ridge._ridge.projection @ ridge._ridge.items.T, atol=1e-5)
