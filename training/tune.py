@@ -26,6 +26,7 @@ from features.config import FeatureConfig
 from features.loader import Dataset
 from recsys import metrics
 from recsys.models import Recommender
+from recsys.models.lightfm_hybrid import WIDE_FITS
 from training.config import APPEAL_CHOICES, WIDE_CHOICES, ModelSpec, TrainConfig
 from training.evaluate import Holdout, make_holdout, push_auc, recommend_holdout
 
@@ -86,7 +87,8 @@ class TuneResult:
 
 
 def suggest(trial: Any, base: TrainConfig) -> dict[str, Any]:
-    """A trial's settings: family weights, dimensions, loss, epochs, learning rate and regularisation."""
+    """A trial's settings: family weights, dimensions, loss, epochs, learning rate, regularisation and
+    the wide part (its weight and how its slopes are fitted)."""
     params: dict[str, Any] = {f"features.{name}": trial.suggest_categorical(name, choices)
                               for name, choices in FAMILY_CHOICES.items()}
     params["model.no_components"] = trial.suggest_categorical("no_components", COMPONENTS)
@@ -99,6 +101,7 @@ def suggest(trial: Any, base: TrainConfig) -> dict[str, Any]:
     params["model.history_dropout"] = trial.suggest_categorical("history_dropout", DROPOUTS)
     params["model.item_appeal_weight"] = trial.suggest_categorical("item_appeal_weight", APPEAL_CHOICES)
     params["model.wide_weight"] = trial.suggest_categorical("wide_weight", WIDE_CHOICES)
+    params["model.wide_fit"] = trial.suggest_categorical("wide_fit", WIDE_FITS)
     return params
 
 
@@ -253,6 +256,7 @@ def _as_trial_values(config: TrainConfig) -> dict[str, Any]:
         "history_dropout": nearest(DROPOUTS, float(params.get("history_dropout", 0.0))),
         "item_appeal_weight": nearest(APPEAL_CHOICES, float(params.get("item_appeal_weight", 0.0))),
         "wide_weight": nearest(WIDE_CHOICES, float(params.get("wide_weight", 0.0))),
+        "wide_fit": params.get("wide_fit", "ridge"),
     })
     return values
 

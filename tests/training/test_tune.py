@@ -43,6 +43,8 @@ def test_tuning_never_sees_the_holdout_period(small_world: Path) -> None:
     assert searched.trials[0].params["model.no_components"] == FAST.model.params["no_components"]
     assert searched.trials[0].params["features.item_tag_weight"] == FAST.features.item_tag_weight
     assert all(t.params["features.item_tag_weight"] in (1.0, 3.0) for t in searched.trials)
+    assert searched.trials[0].params["model.wide_fit"] == FAST.model.params.get("wide_fit", "ridge")
+    assert all(t.params["model.wide_fit"] in ("ridge", "choice") for t in searched.trials)
     # the same search on data that ends at the split: identical trials, so nothing after it was used
     blind = tune(before(dataset, split), split, FAST, budget_minutes=5, max_trials=3)
     assert [(t.params, t.objective) for t in blind.trials] == [
@@ -82,3 +84,16 @@ def test_train_tune_logs_trials_as_nested_runs_and_saves_the_choice(small_world:
     assert bundle.model.params()["no_components"] == chosen["model.no_components"]
     assert result.summary["tuning"]["best_trial"] == result.tuning.best.number
     assert result.tuning.validation_end == result.split
+
+
+def test_a_trial_fits_the_wide_part_as_the_choice_logit(small_world: Path) -> None:
+    dataset = load_dataset(small_world)
+    split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
+    base = TrainConfig.from_dict({"model": {"kind": "lightfm_hybrid", "params": {
+        "num_threads": 1, "wide_fit": "choice", "wide_weight": 0.5}},
+        "baselines": {"popularity": {"kind": "popularity"}}})
+    searched = tune(dataset, split, base, budget_minutes=5, max_trials=1)
+    first = searched.trials[0]
+    assert (first.params["model.wide_fit"], first.params["model.wide_weight"]) == ("choice", 0.5)
+    assert first.objective is not None and pd.notna(first.objective)
+    assert searched.config.model.params["wide_fit"] == "choice"
