@@ -242,54 +242,24 @@ def distilled_deviations(dataset, as_of: pd.Timestamp, config, user_ids: np.ndar
     return out_student, out_teacher
 
 
-def choice_events(dataset, as_of: pd.Timestamp, user_ids: np.ndarray, item_ids: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(cardholder index, item index, time) of each cardholder's first read or opened push of each of
-    `item_ids` by `as_of` (events on other items or cardholders left out)."""
-    from recsys.ids import IdIndex
-
-    reads = dataset.article_reads[["user_id", "content_id", "ts"]]
-    pushes = dataset.push_log
-    opens = pushes.loc[pushes["opened_ts"].notna(), ["user_id", "content_id", "opened_ts"]]
-    events = pd.concat([reads, opens.rename(columns={"opened_ts": "ts"})], ignore_index=True)
-    events["ts"] = pd.to_datetime(events["ts"], utc=True)
-    events = events.loc[(events["ts"] <= as_of).to_numpy()].sort_values("ts", kind="stable")
-    events = events.drop_duplicates(["user_id", "content_id"])
-    users = IdIndex(user_ids).index_of(events["user_id"].astype(str).to_numpy(dtype=object))
-    items = IdIndex(item_ids).index_of(events["content_id"].astype(str).to_numpy(dtype=object))
-    keep = (users >= 0) & (items >= 0)
-    return users[keep], items[keep], events["ts"].to_numpy()[keep]
-
-
-def offer_windows(content: pd.DataFrame, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(begin, end) datetime64 per item of its validity window (open bounds at 1900 / 2200); a
-    transactional notice gets an empty window."""
-    frame = content.drop_duplicates("content_id")
-    frame = frame.set_index(frame["content_id"].astype(str).to_numpy(dtype=object)).reindex(item_ids)
-    begin = pd.to_datetime(frame["valid_from"], utc=True).fillna(pd.Timestamp("1900-01-01", tz="UTC"))
-    end = pd.to_datetime(frame["valid_to"], utc=True).fillna(pd.Timestamp("2200-01-01", tz="UTC"))
-    notice = frame["transactional"].fillna(False).astype(bool).to_numpy()
-    end = end.where(~notice, begin - pd.Timedelta(1))
-    return begin.to_numpy(), end.to_numpy()
-
-
 def choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_matrix, feature_names: tuple[str, ...],
                       user_ids: np.ndarray, item_ids: np.ndarray, live: np.ndarray, l2s: tuple[float, ...]
                       ) -> dict[float, np.ndarray]:
     """Per penalty of `l2s`, [users, live items]: x_u . W_i centred per item from `fit_choice` over every
     non-transactional item's positive events by `as_of` (see the module's `choice`), x_u without
     reading history; fitted from the heaviest penalty down, each from the previous fit."""
-    from recsys.models.choice import fit_choice
+    from features.config import FeatureConfig
+    from features.interactions import first_positive_days, offer_days
+    from recsys.ids import IdIndex
+    from recsys.models.choice import choice_sets, fit_choice
     from recsys.models.lightfm_hybrid import HISTORY_PREFIXES, NO_HISTORY
 
     keep = [j for j, name in enumerate(feature_names) if not name.startswith(HISTORY_PREFIXES)
             and name != NO_HISTORY]
     standard = standardised(sp.csr_matrix(features)[:, keep])
-    users, items, times = choice_events(dataset, as_of, user_ids, item_ids)
-    begin, end = offer_windows(dataset.content, item_ids)
-    kept = begin[items] <= end[items]  # not a transactional notice
-    users, items, times = users[kept], items[kept], times[kept]
-    offered = (begin[None, :] <= times[:, None]) & (times[:, None] <= end[None, :])
+    users_index, items_index = IdIndex(user_ids), IdIndex(item_ids)
+    days = first_positive_days(dataset, as_of, users_index, items_index, FeatureConfig())
+    users, items, offered = choice_sets(days, offer_days(dataset, items_index))
     out, start = {}, None
     for l2 in sorted(l2s, reverse=True):
         bias, weights = fit_choice(standard, users, items, offered, l2, start=start)

@@ -140,9 +140,9 @@ EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
 
 def first_positive_days(dataset: Dataset, as_of: pd.Timestamp, users: IdIndex, items: IdIndex,
-                        config: FeatureConfig, positives: sp.spmatrix) -> sp.coo_matrix:
-    """coo [n_users, n_items] on the pattern of `positives`: the day (days since 1970-01-01 UTC) of each
-    pair's first read or opened push by `as_of`."""
+                        config: FeatureConfig, positives: sp.spmatrix | None = None) -> sp.coo_matrix:
+    """coo [n_users, n_items] on the pattern of `positives` (None: every pair with an event): the day
+    (days since 1970-01-01 UTC) of each pair's first read or opened push by `as_of`."""
     events = positive_events(dataset, as_of, config)
     rows = users.index_of(events["user_id"].to_numpy()) if len(events) else np.zeros(0, np.int64)
     cols = items.index_of(events["content_id"].to_numpy()) if len(events) else np.zeros(0, np.int64)
@@ -153,7 +153,7 @@ def first_positive_days(dataset: Dataset, as_of: pd.Timestamp, users: IdIndex, i
     matrix = sp.csr_matrix((first.to_numpy(), (first.index.get_level_values("row"),
                                                first.index.get_level_values("col"))),
                            shape=(len(users), len(items)))
-    return sp.coo_matrix(matrix.multiply(sp.csr_matrix(positives) > 0))
+    return sp.coo_matrix(matrix if positives is None else matrix.multiply(sp.csr_matrix(positives) > 0))
 
 
 def offer_days(dataset: Dataset, items: IdIndex) -> np.ndarray:

@@ -75,6 +75,19 @@ def standardised_columns(features: sp.spmatrix, keep: np.ndarray
     return (dense - mean) / scale, mean, scale
 
 
+def choice_sets(positive_days: sp.spmatrix, item_offer_days: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cardholder [events], item [events], offered bool [events, n_items]) of the choices in
+    `positive_days` (see `fit_choice_factors`): positives of an item never on offer are left out."""
+    events = sp.coo_matrix(positive_days)
+    days = np.asarray(item_offer_days, dtype=np.float64)
+    begin = np.where(np.isnan(days[:, 0]), np.inf, days[:, 0])
+    end = np.where(np.isnan(days[:, 1]), -np.inf, days[:, 1])
+    marketing = begin[events.col] <= end[events.col]
+    users, items, times = events.row[marketing], events.col[marketing], events.data[marketing]
+    return users, items, (begin[None, :] <= times[:, None]) & (times[:, None] <= end[None, :])
+
+
 def fit_choice_factors(features: sp.csr_matrix, positive_days: sp.spmatrix, item_offer_days: np.ndarray,
                        l2: float, max_rank: int, keep: np.ndarray | None = None) -> RidgeFactors:
     """The choice logit folded into `RidgeFactors`: its slopes on the standardised `keep` columns of
@@ -85,14 +98,8 @@ def fit_choice_factors(features: sp.csr_matrix, positive_days: sp.spmatrix, item
     transactional notice, whose positives are left out), in the same day count."""
     keep = np.ones(features.shape[1], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
     standard, mean, scale = standardised_columns(features, keep)
-    events = sp.coo_matrix(positive_days)
-    days = np.asarray(item_offer_days, dtype=np.float64)
-    begin = np.where(np.isnan(days[:, 0]), np.inf, days[:, 0])
-    end = np.where(np.isnan(days[:, 1]), -np.inf, days[:, 1])
-    marketing = begin[events.col] <= end[events.col]
-    users, items, times = events.row[marketing], events.col[marketing], events.data[marketing]
-    offered = (begin[None, :] <= times[:, None]) & (times[:, None] <= end[None, :])
-    weights = np.zeros((features.shape[1], days.shape[0]))
+    users, items, offered = choice_sets(positive_days, item_offer_days)
+    weights = np.zeros((features.shape[1], offered.shape[1]))
     if items.size:
         weights[keep] = fit_choice(standard, users, items, offered, l2)[1] / scale[:, None]
     full_mean = np.zeros(features.shape[1])
