@@ -22,6 +22,7 @@ import pandas as pd
 
 from features.loader import Dataset
 from recsys import metrics
+from recsys.matrices import TrainingMatrices
 from recsys.models import Recommender
 from training.config import ModelSpec, TrainConfig
 from training.evaluate import Holdout, make_holdout, recommend_holdout
@@ -95,7 +96,7 @@ def selection_key(fit: str, appeal: float, wide: float) -> str:
     return f"fit:{fit} appeal:{appeal:g} wide:{wide:g}"
 
 
-def wide_fits_to_try(base: TrainConfig, data) -> tuple[str, ...]:
+def wide_fits_to_try(base: TrainConfig, data: TrainingMatrices) -> tuple[str, ...]:
     """The wide fits to score: the configured `wide_fit` alone when `base.wide_fit_choices` is empty,
     else those choices (the ridge first), or the ridge alone when `data` lacks the days the choice needs."""
     if not base.wide_fit_choices:

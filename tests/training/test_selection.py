@@ -73,7 +73,8 @@ def test_the_wide_fit_is_chosen_among_both_on_the_same_state(small_world: Path) 
     the chosen fit reaches the model's settings and the fitted validation model."""
     dataset = load_dataset(small_world)
     split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
-    config = replace(FAST, appeal_choices=(0.5, 1.0), wide_choices=(0.0, 0.5))
+    config = replace(FAST, appeal_choices=(0.5, 1.0), wide_choices=(0.0, 0.5),
+                     wide_fit_choices=("choice", "ridge"))
     fitted = fit_on_validation(dataset, split, config, echo=lambda line: None)
     chosen = fitted.selection
     assert set(chosen.objectives) == {"fit:ridge appeal:0.5 wide:0", "fit:ridge appeal:1 wide:0",
@@ -113,7 +114,8 @@ def test_without_the_choice_days_only_the_ridge_is_tried(small_world: Path, monk
     monkeypatch.setattr(selection_module, "make_holdout", without_days)
     dataset = load_dataset(small_world)
     split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
-    config = replace(FAST, appeal_choices=(1.0,), wide_choices=(0.0, 0.5))
+    config = replace(FAST, appeal_choices=(1.0,), wide_choices=(0.0, 0.5),
+                     wide_fit_choices=("ridge", "choice"))
     chosen = choose_on_validation(dataset, split, config, echo=lambda line: None)
     assert set(chosen.objectives) == {"fit:ridge appeal:1 wide:0", "fit:ridge appeal:1 wide:0.5"}
     assert chosen.wide_fit == "ridge"
