@@ -148,8 +148,7 @@ def main() -> None:
         selection = result.summary.get("selection")
         if selection:
             print(f"chosen on validation: {selection['epochs']} epochs (of {config.model.params['epochs']}), "
-                  f"item appeal {selection['item_appeal_weight']:g}, wide {selection['wide_weight']:g} "
-                  f"({selection.get('wide_fit', 'ridge')})")
+                  f"item appeal {selection['item_appeal_weight']:g}, wide {selection['wide_weight']:g}")
         if not args.no_raw_fit:
             hybrid_seconds, cf_seconds, n_interactions = raw_lightfm_fit(data_dir, as_of, config)
             print("\nsame-run baseline (raw lightfm.LightFM.fit, same interactions and hyper-parameters, "

@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from recsys.models import Recommender
 
 from features.config import FeatureConfig, FeatureConfigError
-from recsys.models.lightfm_hybrid import WIDE_FITS
 
 METRIC_PATTERN = re.compile(r"^(precision|recall|ndcg|map|coverage)@(\d+)$|^auc$")
 DEFAULT_MODEL = {
@@ -45,10 +44,6 @@ DEFAULT_MODEL = {
 APPEAL_CHOICES = (0.25, 0.5, 1.0)
 # weights of the wide (per-item ridge) part chosen the same way; 0 switches it off
 WIDE_CHOICES = (0.0, 0.125, 0.25, 0.5)
-# wide part fits (ridge, choice) chosen the same way; none by default (the configured `wide_fit`): the
-# objective kept the ridge where the logit won against the truth and picked the logit on the shared
-# world, where it lost 0.011 (README, "The wide part's fit chosen on the validation window")
-WIDE_FIT_CHOICES: tuple[str, ...] = ()
 DEFAULT_BASELINES = {
     "popularity": {"kind": "popularity", "params": {"by_segment": False}},
     # the yardstick: an untuned LightFM on raw features; the champion gate refuses a model not above it
@@ -99,7 +94,6 @@ class TrainConfig:
     seed: int = 42
     appeal_choices: tuple[float, ...] = APPEAL_CHOICES
     wide_choices: tuple[float, ...] = WIDE_CHOICES
-    wide_fit_choices: tuple[str, ...] = WIDE_FIT_CHOICES
     # the number of epochs is chosen on the validation window too (at most the model's `epochs`)
     choose_epochs: bool = True
 
@@ -117,9 +111,6 @@ class TrainConfig:
             if any(isinstance(value, bool) or not (isinstance(value, int | float) and value >= 0)
                    for value in values):
                 raise TrainConfigError(f"{name} must be numbers >= 0, got {list(values)}")
-        if any(value not in WIDE_FITS for value in self.wide_fit_choices):
-            raise TrainConfigError(f"wide_fit_choices must be among {list(WIDE_FITS)}, "
-                                   f"got {list(self.wide_fit_choices)}")
         if "@" in self.metric and int(self.metric.split("@")[1]) != self.k:
             raise TrainConfigError(
                 f"metric {self.metric!r} is measured at a cut-off other than k={self.k}: "
@@ -139,7 +130,6 @@ class TrainConfig:
             "seed": self.seed,
             "appeal_choices": list(self.appeal_choices),
             "wide_choices": list(self.wide_choices),
-            "wide_fit_choices": list(self.wide_fit_choices),
             "choose_epochs": self.choose_epochs,
         }
 
@@ -147,7 +137,7 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
         data = dict(data or {})
         known = {"features", "model", "baselines", "evaluation", "refit", "seed", "appeal_choices",
-                 "wide_choices", "wide_fit_choices", "choose_epochs"}
+                 "wide_choices", "choose_epochs"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise TrainConfigError(f"unknown top-level key(s) {unknown}; known: {sorted(known)}")
@@ -176,12 +166,11 @@ class TrainConfig:
         for key in ("refit", "seed", "choose_epochs"):
             if key in data:
                 kwargs[key] = data[key]
-        for key in ("appeal_choices", "wide_choices", "wide_fit_choices"):
+        for key in ("appeal_choices", "wide_choices"):
             if key in data:
                 choices = data[key] or []
                 if not isinstance(choices, list | tuple):
-                    what = "fits" if key == "wide_fit_choices" else "weights"
-                    raise TrainConfigError(f"{key} must be a list of {what}, got {choices!r}")
+                    raise TrainConfigError(f"{key} must be a list of weights, got {choices!r}")
                 kwargs[key] = tuple(choices)
         chosen = str(evaluation.get("metric", ""))
         if "k" not in evaluation and "@" in chosen and METRIC_PATTERN.match(chosen):

@@ -216,7 +216,6 @@ def _train(options: TrainOptions, echo: Callable[[str], None]) -> TrainResult:
         config = tuning.config
         options = replace(options, config=config)
     elif config.model.kind == "lightfm_hybrid" and (config.appeal_choices or config.wide_choices
-                                                     or config.wide_fit_choices
                                                      or config.choose_epochs):
         with stages.stage("choose on validation"):
             try:

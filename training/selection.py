@@ -1,13 +1,11 @@
 """Settings `recsys train` chooses on a validation window before the holdout, from one sampled fit:
-the number of epochs, the item appeal weight, the weight of the wide part and its fit (ridge or choice).
+the number of epochs, the item appeal weight and the weight of the wide (ridge) part.
 
 The model is fitted once, on a seeded sample of at most `max_users` cardholders at `split -
 holdout_days`, scored after every epoch on what they did up to `split` (the window and objective of
 `--tune`), and rewound to the fewest epochs whose objective is within `EPOCH_TOLERANCE` of the best;
-the wide part is then solved on that state once per fit in `wide_fit_choices` (only the ridge when the
-matrices lack the choice's days), every fit x item appeal x wide weight triple is applied and scored
-(wide weight 0 once: without the wide part the fits are the same model), and the best triple is kept.
-No holdout event is seen.
+every item appeal x wide weight pair is then applied to that state and scored, and the best pair is
+kept. No holdout event is seen.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ import pandas as pd
 
 from features.loader import Dataset
 from recsys import metrics
-from recsys.matrices import TrainingMatrices
 from recsys.models import Recommender
 from training.config import ModelSpec, TrainConfig
 from training.evaluate import Holdout, make_holdout, recommend_holdout
@@ -47,21 +44,19 @@ class Selection:
     window: tuple[str, str]
     users: int
     epoch_objectives: list[float] = field(default_factory=list)
-    objectives: dict[str, float] = field(default_factory=dict)  # "fit:F appeal:A wide:W" -> objective
-    wide_fit: str = "ridge"
+    objectives: dict[str, float] = field(default_factory=dict)  # "appeal:A wide:W" -> objective
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready, for the bundle, the report and MLflow."""
         return {"epochs": self.epochs, "item_appeal_weight": self.item_appeal_weight,
-                "wide_weight": self.wide_weight, "wide_fit": self.wide_fit, "window": list(self.window),
-                "users": self.users,
+                "wide_weight": self.wide_weight, "window": list(self.window), "users": self.users,
                 "epoch_objectives": [round(value, 4) for value in self.epoch_objectives],
                 "objectives": {key: round(value, 4) for key, value in self.objectives.items()}}
 
     def apply(self, config: TrainConfig) -> TrainConfig:
         """`config` with the chosen epochs and weights in its model parameters."""
         params = {**config.model.params, "epochs": self.epochs, "item_appeal_weight": self.item_appeal_weight,
-                  "wide_weight": self.wide_weight, "wide_fit": self.wide_fit}
+                  "wide_weight": self.wide_weight}
         return replace(config, model=ModelSpec(config.model.kind, params))
 
 
@@ -84,28 +79,6 @@ def best_pair(objectives: dict[tuple[float, float], float]) -> tuple[float, floa
                                              -pair[1], -pair[0]))
 
 
-def best_triple(objectives: dict[tuple[str, float, float], float]) -> tuple[str, float, float]:
-    """(wide fit, appeal, wide) with the best objective, as `best_pair`; of equal objectives the ridge
-    is kept, then the lower wide weight, then the lower appeal."""
-    return max(objectives, key=lambda triple: (objectives[triple] == objectives[triple], objectives[triple],
-                                               triple[0] == "ridge", -triple[2], -triple[1]))
-
-
-def selection_key(fit: str, appeal: float, wide: float) -> str:
-    """How a (wide fit, appeal, wide) option is named in `Selection.objectives` and MLflow."""
-    return f"fit:{fit} appeal:{appeal:g} wide:{wide:g}"
-
-
-def wide_fits_to_try(base: TrainConfig, data: TrainingMatrices) -> tuple[str, ...]:
-    """The wide fits to score: the configured `wide_fit` alone when `base.wide_fit_choices` is empty,
-    else those choices (the ridge first), or the ridge alone when `data` lacks the days the choice needs."""
-    if not base.wide_fit_choices:
-        return (str(base.model.params.get("wide_fit", "ridge")),)
-    if data.positive_days is None or data.item_offer_days is None:
-        return ("ridge",)
-    return tuple(sorted(dict.fromkeys(base.wide_fit_choices), key=lambda fit: fit != "ridge"))
-
-
 @dataclass(frozen=True)
 class ValidationFit:
     """The choice with the sampled fit it was made on (set to the chosen weights) and its window."""
@@ -118,9 +91,8 @@ class ValidationFit:
 def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
                          max_users: int = SELECTION_MAX_USERS,
                          echo: Callable[[str], None] = logger.info) -> Selection:
-    """Epochs (when `base.choose_epochs`), item appeal weight among `base.appeal_choices`, wide weight
-    among `base.wide_choices` and wide fit among `base.wide_fit_choices`, each the best on the
-    validation window (see the module)."""
+    """Epochs (when `base.choose_epochs`), item appeal weight among `base.appeal_choices` and wide
+    weight among `base.wide_choices`, each the best on the validation window (see the module)."""
     return fit_on_validation(dataset, split, base, max_users, echo).selection
 
 
@@ -161,30 +133,22 @@ def fit_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
     if base.choose_epochs:
         epochs = fewest_good_epochs(curve)
         model.rewind(states[epochs - 1], epochs, train)
-    objectives: dict[tuple[str, float, float], float] = {}
-    fits = wide_fits_to_try(base, train)
-    for fit in fits:
-        model.set_wide(0.0, train)
-        model.set_wide_fit(fit, train)
-        # without the wide part every fit is the same model: scored once, under the first fit
-        for wide in (w for w in wides if w or fit == fits[0]):
-            model.set_wide(wide, train)
-            for appeal in appeals:
-                model.set_item_appeal(appeal, train)
-                objectives[(fit, appeal, wide)] = float(
-                    objective_replicates(model, validation, reference_ndcg, unit, base.k)[0])
-    fit, appeal, wide = best_triple(objectives)
+    objectives: dict[tuple[float, float], float] = {}
+    for wide in wides:
+        model.set_wide(wide, train)
+        for appeal in appeals:
+            model.set_item_appeal(appeal, train)
+            objectives[(appeal, wide)] = float(objective_replicates(model, validation, reference_ndcg, unit,
+                                                                    base.k)[0])
+    appeal, wide = best_pair(objectives)
     selection = Selection(epochs=int(epochs), item_appeal_weight=appeal, wide_weight=wide,
                           window=(validation.split.isoformat(), validation.as_of.isoformat()),
                           users=train.n_users, epoch_objectives=curve,
-                          objectives={selection_key(*triple): v for triple, v in objectives.items()},
-                          wide_fit=fit)
+                          objectives={f"appeal:{a:g} wide:{w:g}": v for (a, w), v in objectives.items()})
     echo(f"  chosen on {validation.split:%Y-%m-%d} .. {validation.as_of:%Y-%m-%d} ({train.n_users:,} "
-         f"cardholders): {epochs} epochs, wide fit {fit}, item appeal {appeal:g}, wide {wide:g} (objective "
-         f"{objectives[(fit, appeal, wide)]:.4f}; by epoch " + " ".join(f"{value:.3f}" for value in curve)
+         f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g} (objective "
+         f"{objectives[(appeal, wide)]:.4f}; by epoch " + " ".join(f"{value:.3f}" for value in curve)
          + "; " + ", ".join(f"{key} {value:.4f}" for key, value in selection.objectives.items()) + ")")
-    model.set_wide(0.0, train)
-    model.set_wide_fit(fit, train)
     model.set_wide(wide, train)
     model.set_item_appeal(appeal, train)
     return ValidationFit(selection=selection, model=model, validation=validation)

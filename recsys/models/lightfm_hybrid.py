@@ -181,7 +181,6 @@ class LightFMHybrid(Recommender):
         self.wide_fit = wide_fit
         self.wide_choice_l2 = float(wide_choice_l2)
         self.wide_choice_max_users = int(wide_choice_max_users)
-        self._wide_fits: dict[str, RidgeFactors] = {}
         self._item_shift: np.ndarray | None = None
         self._ridge: RidgeFactors | None = None
         self._wide_scale = 0.0
@@ -304,7 +303,6 @@ class LightFMHybrid(Recommender):
         self._item_shift = None
         self._item_feature_matrix = item_features
         self._ridge = None
-        self._wide_fits = {}
         self._wide_scale = 0.0
         logger.info(
             "fitting LightFM %s: %d users, %d items, %d interactions, %d user / %d item feature columns",
@@ -357,20 +355,6 @@ class LightFMHybrid(Recommender):
         if weight and not self._wide_scale:
             self._rescale_wide(original)
         self.set_item_appeal(self.item_appeal_weight, original)
-
-    def set_wide_fit(self, fit: str, original: TrainingMatrices,
-                     rows: TrainingMatrices | None = None) -> None:
-        """Switch the fitted model's wide part to `fit` (one of `WIDE_FITS`) without refitting LightFM, at
-        the current wide weight; each fit's factors are solved once per LightFM fit and then reused."""
-        self._check_fitted()
-        if fit not in WIDE_FITS:
-            raise ModelError(f"wide_fit {fit!r} is not one of {WIDE_FITS}")
-        if self._ridge is not None:
-            self._wide_fits[self.wide_fit] = self._ridge
-        self.wide_fit = fit
-        self._ridge = self._wide_fits.get(fit)
-        self._wide_scale = 0.0
-        self.set_wide(self.wide_weight, original, rows)
 
     def _fit_wide(self, original: TrainingMatrices, rows: TrainingMatrices | None) -> RidgeFactors:
         """The wide part's factors as `wide_fit` says (the ridge when the choice lacks its days)."""

@@ -146,20 +146,3 @@ def test_the_model_caps_the_choice_fit_with_its_seed(monkeypatch) -> None:
     LightFMHybrid(**params).fit(hybrid_data(True))
     assert calls == [(50, 3), (20_000, 3)]
 
-
-def test_switching_the_wide_fit_gives_each_fit_as_if_configured() -> None:
-    """`set_wide_fit` on a fitted model solves the other fit on the same LightFM state: the same wide
-    part as a model fitted with that `wide_fit`, and switching back reuses the first."""
-    params = {"no_components": 4, "epochs": 2, "num_threads": 1, "wide_weight": 1.0, "user_identity": False,
-              "wide_choice_l2": 0.01}
-    data = hybrid_data(True)
-    ridge = LightFMHybrid(**params).fit(data)
-    choice = LightFMHybrid(**params, wide_fit="choice").fit(data)
-    ridge_factors = ridge.item_factors().copy()
-    first = ridge._ridge
-    ridge.set_wide_fit("choice", data)
-    assert ridge.wide_fit == "choice" and ridge.params()["wide_fit"] == "choice"
-    np.testing.assert_allclose(ridge.item_factors(), choice.item_factors(), atol=1e-5)
-    ridge.set_wide_fit("ridge", data)
-    assert ridge._ridge is first
-    np.testing.assert_allclose(ridge.item_factors(), ridge_factors, atol=1e-6)

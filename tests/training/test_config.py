@@ -46,8 +46,6 @@ def test_the_example_config_lists_every_setting_at_its_default() -> None:
     ({"evaluation": {"holdout_days": "two weeks"}}, "evaluation.holdout_days must be a number"),
     ({"seed": "abc"}, "seed must be a number"),
     ({"refit": "yes"}, "refit must be true or false"),
-    ({"wide_fit_choices": ["ridge", "logit"]}, "wide_fit_choices must be among"),
-    ({"wide_fit_choices": "choice"}, "wide_fit_choices must be a list of fits"),
 ])
 def test_bad_configs_name_the_problem(data: dict, message: str) -> None:
     with pytest.raises(TrainConfigError, match=message):

@@ -13,18 +13,10 @@ import pytest
 from features.loader import load_dataset
 from recsys import metrics
 from tests.training.test_tune import FAST, before
-from training import selection as selection_module
 from training.config import ModelSpec
 from training.evaluate import make_holdout, recommend_holdout
 from training.job import POPULARITY
-from training.selection import (
-    best_pair,
-    best_triple,
-    choose_on_validation,
-    fewest_good_epochs,
-    fit_on_validation,
-    selection_key,
-)
+from training.selection import best_pair, choose_on_validation, fewest_good_epochs, fit_on_validation
 from training.tune import (
     mean_of_gains,
     objective_replicates,
@@ -58,79 +50,16 @@ def test_the_best_pair_is_kept_even_a_hair_ahead_of_a_lighter_appeal() -> None:
     assert best_pair(unmeasured) in objectives
 
 
-def test_the_best_triple_prefers_the_ridge_on_a_tie_then_the_pair_rules() -> None:
-    objectives = {("ridge", 0.5, 0.25): 0.30, ("choice", 0.5, 0.25): 0.31, ("ridge", 0.5, 0.0): 0.29}
-    assert best_triple(objectives) == ("choice", 0.5, 0.25)
-    # a tie between the fits keeps the ridge, even at a lower weight for the choice
-    assert best_triple({("choice", 0.25, 0.125): 0.31, ("ridge", 0.5, 0.5): 0.31}) == ("ridge", 0.5, 0.5)
-    assert best_triple({("ridge", 1.0, 0.5): 0.31, ("ridge", 1.0, 0.25): 0.31, ("ridge", 0.5, 0.25): 0.31}
-                       ) == ("ridge", 0.5, 0.25)
-    assert best_triple({("choice", 1.0, 0.5): 0.2, ("ridge", 1.0, 0.5): float("nan")}) == ("choice", 1.0, 0.5)
-
-
-def test_the_wide_fit_is_chosen_among_both_on_the_same_state(small_world: Path) -> None:
-    """Both fits are scored on one validation fit, wide weight 0 once, and the best triple is kept;
-    the chosen fit reaches the model's settings and the fitted validation model."""
-    dataset = load_dataset(small_world)
-    split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
-    config = replace(FAST, appeal_choices=(0.5, 1.0), wide_choices=(0.0, 0.5),
-                     wide_fit_choices=("choice", "ridge"))
-    fitted = fit_on_validation(dataset, split, config, echo=lambda line: None)
-    chosen = fitted.selection
-    assert set(chosen.objectives) == {"fit:ridge appeal:0.5 wide:0", "fit:ridge appeal:1 wide:0",
-                                      "fit:ridge appeal:0.5 wide:0.5", "fit:ridge appeal:1 wide:0.5",
-                                      "fit:choice appeal:0.5 wide:0.5", "fit:choice appeal:1 wide:0.5"}
-    assert np.isfinite(list(chosen.objectives.values())).all()
-    # the two fits are different wide parts, so they score differently
-    objectives = chosen.objectives
-    assert objectives["fit:choice appeal:1 wide:0.5"] != objectives["fit:ridge appeal:1 wide:0.5"]
-    best = max(chosen.objectives, key=chosen.objectives.get)
-    assert best == selection_key(chosen.wide_fit, chosen.item_appeal_weight, chosen.wide_weight)
-    assert chosen.summary()["wide_fit"] == chosen.wide_fit == fitted.model.wide_fit
-    assert chosen.apply(config).model.params["wide_fit"] == chosen.wide_fit
-    # the ridge's options score as they do when the ridge alone is tried: one state for both fits
-    ridge_only = choose_on_validation(dataset, split, replace(config, wide_fit_choices=("ridge",)),
-                                      echo=lambda line: None)
-    assert ridge_only.objectives == {key: value for key, value in chosen.objectives.items()
-                                     if key.startswith("fit:ridge")}
-
-
-def test_no_wide_fit_choices_keep_the_configured_fit(small_world: Path) -> None:
-    dataset = load_dataset(small_world)
-    split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
-    configured = replace(FAST.model, params={**FAST.model.params, "wide_fit": "choice"})
-    config = replace(FAST, model=configured, appeal_choices=(1.0,), wide_choices=(0.0, 0.5),
-                     wide_fit_choices=())
-    chosen = choose_on_validation(dataset, split, config, echo=lambda line: None)
-    assert set(chosen.objectives) == {"fit:choice appeal:1 wide:0", "fit:choice appeal:1 wide:0.5"}
-    assert chosen.wide_fit == "choice" and chosen.apply(config).model.params["wide_fit"] == "choice"
-
-
-def test_without_the_choice_days_only_the_ridge_is_tried(small_world: Path, monkeypatch) -> None:
-    def without_days(*args, **kwargs):
-        holdout = make_holdout(*args, **kwargs)
-        return replace(holdout, train=replace(holdout.train, positive_days=None, item_offer_days=None))
-
-    monkeypatch.setattr(selection_module, "make_holdout", without_days)
-    dataset = load_dataset(small_world)
-    split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
-    config = replace(FAST, appeal_choices=(1.0,), wide_choices=(0.0, 0.5),
-                     wide_fit_choices=("ridge", "choice"))
-    chosen = choose_on_validation(dataset, split, config, echo=lambda line: None)
-    assert set(chosen.objectives) == {"fit:ridge appeal:1 wide:0", "fit:ridge appeal:1 wide:0.5"}
-    assert chosen.wide_fit == "ridge"
-
-
 def test_settings_are_chosen_on_validation_before_the_split(small_world: Path) -> None:
     dataset = load_dataset(small_world)
     split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
-    config = replace(FAST, appeal_choices=(0.0, 1.0), wide_choices=(0.0, 0.5), wide_fit_choices=("ridge",))
+    config = replace(FAST, appeal_choices=(0.0, 1.0), wide_choices=(0.0, 0.5))
     chosen = choose_on_validation(dataset, split, config, echo=lambda line: None)
-    assert set(chosen.objectives) == {"fit:ridge appeal:0 wide:0", "fit:ridge appeal:1 wide:0",
-                                      "fit:ridge appeal:0 wide:0.5", "fit:ridge appeal:1 wide:0.5"}
+    assert set(chosen.objectives) == {"appeal:0 wide:0", "appeal:1 wide:0", "appeal:0 wide:0.5",
+                                      "appeal:1 wide:0.5"}
     # the best pair
     best = max(chosen.objectives, key=chosen.objectives.get)
-    assert best == selection_key(chosen.wide_fit, chosen.item_appeal_weight, chosen.wide_weight)
+    assert best == f"appeal:{chosen.item_appeal_weight:g} wide:{chosen.wide_weight:g}"
     assert len(chosen.epoch_objectives) == FAST.model.params["epochs"]
     assert chosen.epochs == fewest_good_epochs(chosen.epoch_objectives)
     assert chosen.window[1] == split.isoformat()
@@ -139,8 +68,8 @@ def test_settings_are_chosen_on_validation_before_the_split(small_world: Path) -
     assert blind == chosen
     # the choice becomes the model's settings
     params = chosen.apply(config).model.params
-    assert (params["epochs"], params["item_appeal_weight"], params["wide_weight"], params["wide_fit"]) == (
-        chosen.epochs, chosen.item_appeal_weight, chosen.wide_weight, "ridge")
+    assert (params["epochs"], params["item_appeal_weight"], params["wide_weight"]) == (
+        chosen.epochs, chosen.item_appeal_weight, chosen.wide_weight)
     # a sample of the cardholders gives its own answer
     sampled = choose_on_validation(dataset, split, config, max_users=50, echo=lambda line: None)
     assert sampled.objectives != chosen.objectives and sampled.users < chosen.users
@@ -159,8 +88,8 @@ def test_the_validation_fit_is_kept_at_the_chosen_settings(small_world: Path) ->
     fitted = fit_on_validation(dataset, split, config, echo=lambda line: None)
     chosen, model, validation = fitted.selection, fitted.model, fitted.validation
     assert chosen == choose_on_validation(dataset, split, config, echo=lambda line: None)
-    assert (model.epochs, model.item_appeal_weight, model.wide_weight, model.wide_fit) == (
-        chosen.epochs, chosen.item_appeal_weight, chosen.wide_weight, chosen.wide_fit)
+    assert (model.epochs, model.item_appeal_weight, model.wide_weight) == (
+        chosen.epochs, chosen.item_appeal_weight, chosen.wide_weight)
     # the reference the selection scores against: the configured overall popularity baseline
     popular = config.baselines.get(POPULARITY, ModelSpec("popularity", {"by_segment": False})).build()
     popular.fit(validation.train)
@@ -168,7 +97,7 @@ def test_the_validation_fit_is_kept_at_the_chosen_settings(small_world: Path) ->
                                  validation.relevant, config.k)
     objective = objective_replicates(model, validation, reference, np.ones((1, validation.train.n_users)),
                                      config.k)[0]
-    key = selection_key(chosen.wide_fit, chosen.item_appeal_weight, chosen.wide_weight)
+    key = f"appeal:{chosen.item_appeal_weight:g} wide:{chosen.wide_weight:g}"
     assert objective == pytest.approx(chosen.objectives[key], abs=1e-9)
 
 
