@@ -86,7 +86,8 @@ class LightFMHybrid(Recommender):
       among the items on offer that day, on the features without reading history (`topic:`,
       `reads_level`, `reads:none`: the ones non-readers have), fitted on the cardholders themselves
       (no history-dropped copies), L2 penalty `wide_choice_l2` / 2 x |W|^2 on the mean
-      log-likelihood; folded into the same factors.
+      log-likelihood, on a seeded sample of at most `wide_choice_max_users` cardholders with events
+      (its fit grows with cardholders x items on offer); folded into the same factors.
     LightFM's Hogwild updates make runs with `num_threads > 1` not bit-for-bit repeatable; use
     `num_threads=1` where exact reproducibility matters.
     """
@@ -125,6 +126,7 @@ class LightFMHybrid(Recommender):
         wide_rank: int = 128,
         wide_fit: str = "ridge",
         wide_choice_l2: float = 0.1,
+        wide_choice_max_users: int = 20_000,
     ):
         if loss not in LOSSES:
             raise ModelError(f"loss {loss!r} is not one of {LOSSES}")
@@ -137,7 +139,8 @@ class LightFMHybrid(Recommender):
         if learning_schedule not in SCHEDULES:
             raise ModelError(f"learning_schedule {learning_schedule!r} is not one of {SCHEDULES}")
         check_at_least_one(no_components=no_components, epochs=epochs, num_threads=num_threads,
-                           max_sampled=max_sampled, wide_rank=wide_rank)
+                           max_sampled=max_sampled, wide_rank=wide_rank,
+                           wide_choice_max_users=wide_choice_max_users)
         for name, value in (("learning_rate", learning_rate), ("item_alpha", item_alpha),
                             ("user_alpha", user_alpha), ("user_feature_weight", user_feature_weight),
                             ("item_feature_weight", item_feature_weight),
@@ -177,6 +180,7 @@ class LightFMHybrid(Recommender):
         self.wide_rank = int(wide_rank)
         self.wide_fit = wide_fit
         self.wide_choice_l2 = float(wide_choice_l2)
+        self.wide_choice_max_users = int(wide_choice_max_users)
         self._item_shift: np.ndarray | None = None
         self._ridge: RidgeFactors | None = None
         self._wide_scale = 0.0
@@ -358,7 +362,8 @@ class LightFMHybrid(Recommender):
             keep = np.asarray([not name.startswith(HISTORY_PREFIXES) and name != NO_HISTORY
                                for name in original.user_feature_names], dtype=bool)
             return fit_choice_factors(original.user_features, original.positive_days,
-                                      original.item_offer_days, self.wide_choice_l2, self.wide_rank, keep)
+                                      original.item_offer_days, self.wide_choice_l2, self.wide_rank, keep,
+                                      self.wide_choice_max_users, self.random_state)
         if self.wide_fit == "choice":
             logger.warning("wide_fit choice needs positive_days and item_offer_days; fitting the ridge")
         rows = rows if rows is not None else self.with_history_dropped(original)
