@@ -75,17 +75,36 @@ def standardised_columns(features: sp.spmatrix, keep: np.ndarray
     return (dense - mean) / scale, mean, scale
 
 
-def choice_sets(positive_days: sp.spmatrix, item_offer_days: np.ndarray
+def choice_sets(positive_days: sp.spmatrix, item_offer_days: np.ndarray, drop_engaged: bool = True
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cardholder [events], item [events], offered bool [events, n_items]) of the choices in
-    `positive_days` (see `fit_choice_factors`): positives of an item never on offer are left out."""
+    `positive_days` (see `fit_choice_factors`): positives of an item never on offer are left out. With
+    `drop_engaged` an item the cardholder engaged with earlier is not on offer to their later events."""
     events = sp.coo_matrix(positive_days)
     days = np.asarray(item_offer_days, dtype=np.float64)
     begin = np.where(np.isnan(days[:, 0]), np.inf, days[:, 0])
     end = np.where(np.isnan(days[:, 1]), -np.inf, days[:, 1])
     marketing = begin[events.col] <= end[events.col]
     users, items, times = events.row[marketing], events.col[marketing], events.data[marketing]
-    return users, items, (begin[None, :] <= times[:, None]) & (times[:, None] <= end[None, :])
+    offered = (begin[None, :] <= times[:, None]) & (times[:, None] <= end[None, :])
+    if drop_engaged:
+        event, item = engaged_before(users, items, times)
+        offered[event, item] = False
+    return users, items, offered
+
+
+def engaged_before(users: np.ndarray, items: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(event, item) pairs: for each event, the items of the same cardholder's strictly earlier events."""
+    order = np.lexsort((times, users))
+    ordered_users = users[order]
+    starts = np.flatnonzero(np.r_[True, ordered_users[1:] != ordered_users[:-1]])
+    group_start = np.repeat(starts, np.diff(np.r_[starts, users.size]))
+    n_before = np.arange(users.size) - group_start  # events of the same cardholder sorted before it
+    later = np.repeat(np.arange(users.size), n_before)
+    offsets = np.arange(later.size) - np.repeat(np.cumsum(n_before) - n_before, n_before)
+    earlier = np.repeat(group_start, n_before) + offsets
+    strictly = times[order][earlier] < times[order][later]  # ties are simultaneous, not earlier
+    return order[later[strictly]], items[order][earlier[strictly]]
 
 
 def fit_choice_factors(features: sp.csr_matrix, positive_days: sp.spmatrix, item_offer_days: np.ndarray,

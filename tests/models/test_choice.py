@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.matrices import TrainingMatrices
-from recsys.models.choice import fit_choice, fit_choice_factors
+from recsys.models.choice import choice_sets, fit_choice, fit_choice_factors
 from recsys.models.lightfm_hybrid import LightFMHybrid
 from recsys.models.wide import fit_ridge
 
@@ -101,3 +101,39 @@ def test_the_model_fits_the_choice_when_asked_and_the_ridge_without_days(caplog)
     assert "fitting the ridge" in caplog.text
     np.testing.assert_allclose(fallback._ridge.projection @ fallback._ridge.items.T,
                                ridge._ridge.projection @ ridge._ridge.items.T, atol=1e-5)
+
+
+def test_an_item_engaged_with_earlier_leaves_the_cardholders_later_choice_sets() -> None:
+    # cardholder 0 reads item 0 on day 1, item 1 on day 5 and item 2 on day 5; cardholder 1 reads item 1
+    # on day 2; every item on offer throughout
+    days = sp.coo_matrix(([1.0, 5.0, 5.0, 2.0], ([0, 0, 0, 1], [0, 1, 2, 1])), shape=(2, 3))
+    offer = np.array([[0.0, 10.0]] * 3)
+    users, items, offered = choice_sets(days, offer)
+    sets = {(int(u), int(i)): set(np.flatnonzero(row).tolist())
+            for u, i, row in zip(users, items, offered, strict=True)}
+    assert sets[(0, 0)] == {0, 1, 2}  # the first read: everything on offer
+    assert sets[(0, 1)] == {1, 2} and sets[(0, 2)] == {1, 2}  # item 0 read before; the same day is not before
+    assert sets[(1, 1)] == {0, 1, 2}  # another cardholder's reads do not narrow theirs
+    _, _, every = choice_sets(days, offer, drop_engaged=False)
+    assert every.all()
+
+
+def test_a_second_read_does_not_undo_the_first_choice() -> None:
+    # two items always on offer: taste +1 reads item 0 first and item 1 later, taste -1 the other way
+    # round. The later read has nothing left to choose, so the slopes follow the first choice; with the
+    # read item left in the later set, the second read would count as the opposite choice and cancel it
+    rng = np.random.default_rng(0)
+    taste = rng.choice([-1.0, 1.0], 300)
+    first, later = np.where(taste > 0, 0, 1), np.where(taste > 0, 1, 0)
+    rows = np.r_[np.arange(300), np.arange(300)]
+    days = sp.coo_matrix((np.r_[np.full(300, 1.0), np.full(300, 3.0)], (rows, np.r_[first, later])),
+                         shape=(300, 2))
+    features = np.column_stack([taste, rng.normal(size=300)])
+    offer = np.array([[0.0, 10.0], [0.0, 10.0]])
+    factors = fit_choice_factors(sp.csr_matrix(features), days, offer, 0.01, max_rank=2)
+    slopes = factors.projection @ factors.items.T
+    assert slopes[0, 0] - slopes[0, 1] > 1.0
+    _, _, every = choice_sets(days, offer, drop_engaged=False)
+    standard = (features - features.mean(axis=0)) / features.std(axis=0)
+    _, cancelled = fit_choice(standard, days.row, days.col, every, l2=0.01)
+    assert abs(cancelled[0, 0] - cancelled[0, 1]) < 0.1
