@@ -18,28 +18,31 @@ from recsys.models.wide import RidgeFactors, low_rank_factors
 
 
 def fit_choice(features: np.ndarray, users: np.ndarray, items: np.ndarray, offered: np.ndarray,
-               l2: float, max_iter: int = 100, start: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+               l2: float, max_iter: int = 100, start: np.ndarray | None = None,
+               event_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(b [items], W [features, items]) of the conditional logit P(items[e] | event e) = softmax over
     the items `offered[e]` (bool [events, items]) of b + features[users[e]] @ W, maximising the mean
     log-likelihood less `l2` / 2 x |W|^2 (and 1e-6 / 2 x |b|^2, which keeps an item never chosen
     finite), by L-BFGS with the analytic gradient from `start` (a previous fit's b and W stacked;
-    default W = 0 and b the log of each item's choices per event it was on offer at). A cardholder's
-    events with the same items on offer are computed once."""
+    default W = 0 and b the log of each item's choices per event it was on offer at). `event_weights`
+    [events] weigh the events in the mean (default 1 each). A cardholder's events with the same items
+    on offer are computed once."""
     n_features, n_items = features.shape[1], offered.shape[1]
     offered = offered.copy()
     offered[np.arange(items.size), items] = True  # the chosen item was on offer, whatever the table says
     active = np.unique(users)  # only cardholders with events enter the likelihood
     rows = np.searchsorted(active, users)
     sets, set_of = np.unique(np.packbits(offered, axis=1), axis=0, return_inverse=True)
-    pairs, counts = np.unique(rows * len(sets) + set_of.ravel(), return_counts=True)
+    per_event = np.ones(items.size) if event_weights is None else np.asarray(event_weights, np.float64)
+    pairs, pair_of = np.unique(rows * len(sets) + set_of.ravel(), return_inverse=True)
+    counts = np.bincount(pair_of.ravel(), per_event, minlength=pairs.size)
     masks = np.unpackbits(sets, axis=1, count=n_items).astype(bool)[pairs % len(sets)]
     pair_row, cell_column = np.nonzero(masks)  # one cell per (pair, item on offer), pair by pair
     cells = (pairs // len(sets))[pair_row] * n_items + cell_column
     first = np.flatnonzero(np.r_[True, pair_row[1:] != pair_row[:-1]])
-    chosen = sp.csr_matrix((np.ones(items.size), (rows, items)), shape=(active.size, n_items)).toarray()
+    chosen = sp.csr_matrix((per_event, (rows, items)), shape=(active.size, n_items)).toarray()
     x = np.asarray(features[active], dtype=np.float32)
-    total = float(items.size)
+    total = float(per_event.sum())
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         bias, weights = theta[:n_items], theta[n_items:].reshape(n_features, n_items)
@@ -105,6 +108,11 @@ def engaged_before(users: np.ndarray, items: np.ndarray, times: np.ndarray) -> t
     earlier = np.repeat(group_start, n_before) + offsets
     strictly = times[order][earlier] < times[order][later]  # ties are simultaneous, not earlier
     return order[later[strictly]], items[order][earlier[strictly]]
+
+
+def event_weights(positives: sp.spmatrix, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """float [events]: the weight `positives` gives each event's (cardholder, item) pair."""
+    return np.asarray(sp.csr_matrix(positives)[users, items], dtype=np.float64).ravel()
 
 
 def fit_choice_factors(features: sp.csr_matrix, positive_days: sp.spmatrix, item_offer_days: np.ndarray,

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.matrices import TrainingMatrices
-from recsys.models.choice import choice_sets, fit_choice, fit_choice_factors
+from recsys.models.choice import choice_sets, event_weights, fit_choice, fit_choice_factors
 from recsys.models.lightfm_hybrid import LightFMHybrid
 from recsys.models.wide import fit_ridge
 
@@ -137,3 +137,26 @@ def test_a_second_read_does_not_undo_the_first_choice() -> None:
     standard = (features - features.mean(axis=0)) / features.std(axis=0)
     _, cancelled = fit_choice(standard, days.row, days.col, every, l2=0.01)
     assert abs(cancelled[0, 0] - cancelled[0, 1]) < 0.1
+
+
+def test_an_event_of_weight_two_counts_as_two_events() -> None:
+    features, days, offer = two_windows(200)
+    standard = (features - features.mean(axis=0)) / features.std(axis=0)
+    offered = (offer[:, 0] <= days.data[:, None]) & (days.data[:, None] <= offer[:, 1])
+    weights = np.where(np.arange(days.nnz) % 3 == 0, 2.0, 1.0)
+    weighted = fit_choice(standard, days.row, days.col, offered, l2=0.01, event_weights=weights)
+    twice = np.flatnonzero(weights == 2.0)
+    repeated = np.r_[np.arange(days.nnz), twice]
+    # the repeat of an event is another cardholder row with the same features
+    users = np.r_[days.row, days.row.max() + 1 + np.arange(twice.size)]
+    more = np.vstack([standard, standard[days.row[twice]]])
+    duplicated = fit_choice(more, users, days.col[repeated], offered[repeated], l2=0.01)
+    np.testing.assert_allclose(weighted[1], duplicated[1], atol=1e-3)
+    unweighted = fit_choice(standard, days.row, days.col, offered, l2=0.01)
+    assert not np.allclose(weighted[1], unweighted[1], atol=1e-3)
+
+
+def test_event_weights_are_the_positives_weights_of_the_events_pairs() -> None:
+    positives = sp.coo_matrix(([0.5, 2.0, 1.5], ([0, 1, 1], [2, 0, 1])), shape=(2, 3))
+    np.testing.assert_array_equal(event_weights(positives, np.array([1, 0, 1]), np.array([1, 2, 0])),
+                                  [1.5, 0.5, 2.0])
