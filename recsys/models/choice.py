@@ -78,11 +78,12 @@ def standardised_columns(features: sp.spmatrix, keep: np.ndarray
     return (dense - mean) / scale, mean, scale
 
 
-def choice_sets(positive_days: sp.spmatrix, item_offer_days: np.ndarray, drop_engaged: bool = True
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def choice_sets(positive_days: sp.spmatrix, item_offer_days: np.ndarray, drop_engaged: bool = True,
+                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cardholder [events], item [events], offered bool [events, n_items]) of the choices in
     `positive_days` (see `fit_choice_factors`): positives of an item never on offer are left out. With
-    `drop_engaged` an item the cardholder engaged with earlier is not on offer to their later events."""
+    `drop_engaged` an item the cardholder engaged with earlier is not on offer to their later events;
+    `allowed` (bool [n_cardholders, n_items], e.g. card-tier eligibility) narrows each one's offer."""
     events = sp.coo_matrix(positive_days)
     days = np.asarray(item_offer_days, dtype=np.float64)
     begin = np.where(np.isnan(days[:, 0]), np.inf, days[:, 0])
@@ -93,6 +94,8 @@ def choice_sets(positive_days: sp.spmatrix, item_offer_days: np.ndarray, drop_en
     if drop_engaged:
         event, item = engaged_before(users, items, times)
         offered[event, item] = False
+    if allowed is not None:
+        offered &= np.asarray(allowed, dtype=bool)[users]
     return users, items, offered
 
 

@@ -160,3 +160,12 @@ def test_event_weights_are_the_positives_weights_of_the_events_pairs() -> None:
     positives = sp.coo_matrix(([0.5, 2.0, 1.5], ([0, 1, 1], [2, 0, 1])), shape=(2, 3))
     np.testing.assert_array_equal(event_weights(positives, np.array([1, 0, 1]), np.array([1, 2, 0])),
                                   [1.5, 0.5, 2.0])
+
+
+def test_an_item_the_cardholder_may_not_receive_is_not_on_offer_to_them() -> None:
+    days = sp.coo_matrix(([1.0, 2.0, 3.0], ([0, 1, 1], [0, 0, 2])), shape=(2, 3))
+    offer = np.array([[0.0, 10.0]] * 3)
+    allowed = np.array([[True, True, True], [True, False, True]])  # item 1 restricted from cardholder 1
+    users, items, offered = choice_sets(days, offer, drop_engaged=False, allowed=allowed)
+    assert offered[users == 0].all() and not offered[users == 1, 1].any()
+    assert offered[users == 1][:, [0, 2]].all()
