@@ -242,16 +242,22 @@ def distilled_deviations(dataset, as_of: pd.Timestamp, config, user_ids: np.ndar
     return out_student, out_teacher
 
 
+CHOICE_SETS = ("offer", "unread", "offer+tier", "unread+tier", "offer+weighted", "unread+weighted")
+
+
 def choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_matrix, feature_names: tuple[str, ...],
-                      user_ids: np.ndarray, item_ids: np.ndarray, live: np.ndarray, l2s: tuple[float, ...]
-                      ) -> dict[float, np.ndarray]:
+                      user_ids: np.ndarray, item_ids: np.ndarray, live: np.ndarray, l2s: tuple[float, ...],
+                      variant: str = "unread") -> dict[float, np.ndarray]:
     """Per penalty of `l2s`, [users, live items]: x_u . W_i centred per item from `fit_choice` over every
     non-transactional item's positive events by `as_of` (see the module's `choice`), x_u without
-    reading history; fitted from the heaviest penalty down, each from the previous fit."""
+    reading history; fitted from the heaviest penalty down, each from the previous fit. `variant` (one
+    of `CHOICE_SETS`) says whose sets: `offer` every item on offer, `unread` less the items the
+    cardholder engaged with earlier; `+tier` only the items their card tier may receive, `+weighted`
+    each event weighted as the engine weights the positive."""
     from features.config import FeatureConfig
-    from features.interactions import first_positive_days, offer_days
+    from features.interactions import first_positive_days, interaction_matrices, offer_days, tier_allowed
     from recsys.ids import IdIndex
-    from recsys.models.choice import choice_sets, fit_choice
+    from recsys.models.choice import choice_sets, event_weights, fit_choice
     from recsys.models.lightfm_hybrid import HISTORY_PREFIXES, NO_HISTORY
 
     keep = [j for j, name in enumerate(feature_names) if not name.startswith(HISTORY_PREFIXES)
@@ -259,12 +265,18 @@ def choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_matrix, fea
     standard = standardised(sp.csr_matrix(features)[:, keep])
     users_index, items_index = IdIndex(user_ids), IdIndex(item_ids)
     days = first_positive_days(dataset, as_of, users_index, items_index, FeatureConfig())
-    users, items, offered = choice_sets(days, offer_days(dataset, items_index))
+    allowed = tier_allowed(dataset, users_index, items_index) if "tier" in variant else None
+    users, items, offered = choice_sets(days, offer_days(dataset, items_index),
+                                        drop_engaged=variant.startswith("unread"), allowed=allowed)
+    weights = None
+    if "weighted" in variant:
+        positives = interaction_matrices(dataset, as_of, users_index, items_index, FeatureConfig())[0]
+        weights = event_weights(positives, users, items)
     out, start = {}, None
     for l2 in sorted(l2s, reverse=True):
-        bias, weights = fit_choice(standard, users, items, offered, l2, start=start)
-        start = np.concatenate([bias, weights.ravel()])
-        scores = standard @ weights[:, live]
+        bias, weights_l2 = fit_choice(standard, users, items, offered, l2, start=start, event_weights=weights)
+        start = np.concatenate([bias, weights_l2.ravel()])
+        scores = standard @ weights_l2[:, live]
         out[l2] = scores - scores.mean(axis=0)
     return out
 
@@ -289,7 +301,8 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
                     open_prob: np.ndarray, readers: np.ndarray, others: np.ndarray, popular: int, l2: float,
                     push_l2: float, grace_days: float, config=None, teacher_epochs: int | None = None,
                     user_feature_names: tuple[str, ...] = (), positive_l2s: tuple[float, ...] = (),
-                    choice_l2s: tuple[float, ...] = (), pushes: bool = True) -> dict:
+                    choice_l2s: tuple[float, ...] = (), pushes: bool = True,
+                    choice_variants: tuple[str, ...] = ("unread",)) -> dict:
     """The non-readers' gap closed of each sampled-label source (see the module); `positives L` for
     each of `positive_l2s` beside `positives` at `l2`, `choice L` for each of `choice_l2s`; push
     outcomes only with `pushes`, distillation only with a `config`."""
@@ -301,11 +314,12 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
     deviations = {"positives": positive_deviation(features, positives, l2)}
     for penalty in positive_l2s:
         deviations[f"positives {penalty:g}"] = positive_deviation(features, positives, penalty)
-    if choice_l2s:
+    for variant in choice_variants if choice_l2s else ():
         fitted = choice_deviations(dataset, as_of, features, user_feature_names, truth.user_ids,
-                                   truth.item_ids, live, choice_l2s)
+                                   truth.item_ids, live, choice_l2s, variant)
+        suffix = "" if variant == "unread" else f" {variant}"
         for penalty in choice_l2s:
-            deviations[f"choice {penalty:g}"] = fitted[penalty]
+            deviations[f"choice {penalty:g}{suffix}"] = fitted[penalty]
     if pushes:
         deviations["push outcomes"] = push_deviation(standard, sent, opened, push_l2)
         tags = sp.csr_matrix(item_features[:, tag_columns])
@@ -347,7 +361,8 @@ def neighbour_scores(builder, features: sp.csr_matrix, truth: np.ndarray, reader
 def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None, configs: list[Path | None],
             l2: float, neighbours: int | None, sampled: bool = False, push_l2: float = 1.0,
             teacher_epochs: int | None = None, positive_l2s: tuple[float, ...] = (),
-            choice_l2s: tuple[float, ...] = (), only: bool = False) -> list[dict]:
+            choice_l2s: tuple[float, ...] = (), only: bool = False,
+            choice_variants: tuple[str, ...] = ("unread",)) -> list[dict]:
     from features.builder import FeatureBuilder
     from features.loader import load_dataset
     from training.config import load_config
@@ -377,7 +392,7 @@ def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None
                                    builder.item_feature_names, ridge, open_prob, readers, others, popular,
                                    l2, push_l2, features_config.negative_grace_days,
                                    None if only else config, teacher_epochs, builder.user_feature_names,
-                                   positive_l2s, choice_l2s, pushes=not only)
+                                   positive_l2s, choice_l2s, pushes=not only, choice_variants=choice_variants)
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -402,6 +417,9 @@ def main() -> None:
                         help="also the positives' ridge at these penalties")
     parser.add_argument("--choice-l2", type=float, nargs="+", default=(), metavar="L",
                         help="also the choice logit at these penalties")
+    parser.add_argument("--choice-sets", nargs="+", choices=CHOICE_SETS, default=["unread"], metavar="SETS",
+                        help="the choice logit on each of these choice sets (`choice L SETS`; the "
+                             f"model's own, unread, printed as `choice L`): {', '.join(CHOICE_SETS)}")
     parser.add_argument("--only-positives-choice", action="store_true",
                         help="with --sampled, leave out the push-outcome and distilled sources")
     args = parser.parse_args()
@@ -411,7 +429,7 @@ def main() -> None:
         for name, world, as_of, truth_path in worlds(args, Path(scratch)):
             rows += measure(name, world, as_of, truth_path, configs, args.l2, args.neighbours, args.sampled,
                             args.push_l2, args.teacher_epochs, tuple(args.positive_l2),
-                            tuple(args.choice_l2), args.only_positives_choice)
+                            tuple(args.choice_l2), args.only_positives_choice, tuple(args.choice_sets))
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
 
 
