@@ -78,7 +78,7 @@ def standardised_columns(features: sp.spmatrix, keep: np.ndarray
     return (dense - mean) / scale, mean, scale
 
 
-def choice_sets(positive_days: sp.spmatrix, item_offer_days: np.ndarray, drop_engaged: bool = True,
+def choice_sets(positive_days: sp.spmatrix, item_offer_days: np.ndarray, drop_engaged: bool = False,
                 allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cardholder [events], item [events], offered bool [events, n_items]) of the choices in
     `positive_days` (see `fit_choice_factors`): positives of an item never on offer are left out. With

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -82,8 +83,6 @@ def hybrid_data(with_days: bool) -> TrainingMatrices:
     data = TrainingMatrices.from_interactions(interactions, user_features=sp.csr_matrix(features),
                                               user_feature_names=("taste", "early", "noise"))
     if with_days:
-        from dataclasses import replace
-
         data = replace(data, positive_days=days, item_offer_days=offer)
     return data
 
@@ -103,18 +102,18 @@ def test_the_model_fits_the_choice_when_asked_and_the_ridge_without_days(caplog)
                                ridge._ridge.projection @ ridge._ridge.items.T, atol=1e-5)
 
 
-def test_an_item_engaged_with_earlier_leaves_the_cardholders_later_choice_sets() -> None:
+def test_with_drop_engaged_an_item_engaged_with_earlier_leaves_the_later_choice_sets() -> None:
     # cardholder 0 reads item 0 on day 1, item 1 on day 5 and item 2 on day 5; cardholder 1 reads item 1
     # on day 2; every item on offer throughout
     days = sp.coo_matrix(([1.0, 5.0, 5.0, 2.0], ([0, 0, 0, 1], [0, 1, 2, 1])), shape=(2, 3))
     offer = np.array([[0.0, 10.0]] * 3)
-    users, items, offered = choice_sets(days, offer)
+    users, items, offered = choice_sets(days, offer, drop_engaged=True)
     sets = {(int(u), int(i)): set(np.flatnonzero(row).tolist())
             for u, i, row in zip(users, items, offered, strict=True)}
     assert sets[(0, 0)] == {0, 1, 2}  # the first read: everything on offer
     assert sets[(0, 1)] == {1, 2} and sets[(0, 2)] == {1, 2}  # item 0 read before; the same day is not before
     assert sets[(1, 1)] == {0, 1, 2}  # another cardholder's reads do not narrow theirs
-    _, _, every = choice_sets(days, offer, drop_engaged=False)
+    _, _, every = choice_sets(days, offer)  # the model's sets: everything on offer
     assert every.all()
 
 
@@ -130,12 +129,12 @@ def test_a_second_read_does_not_undo_the_first_choice() -> None:
                          shape=(300, 2))
     features = np.column_stack([taste, rng.normal(size=300)])
     offer = np.array([[0.0, 10.0], [0.0, 10.0]])
-    factors = fit_choice_factors(sp.csr_matrix(features), days, offer, 0.01, max_rank=2)
-    slopes = factors.projection @ factors.items.T
-    assert slopes[0, 0] - slopes[0, 1] > 1.0
-    _, _, every = choice_sets(days, offer, drop_engaged=False)
     standard = (features - features.mean(axis=0)) / features.std(axis=0)
-    _, cancelled = fit_choice(standard, days.row, days.col, every, l2=0.01)
+    users, items, unread = choice_sets(days, offer, drop_engaged=True)
+    _, slopes = fit_choice(standard, users, items, unread, l2=0.01)
+    assert slopes[0, 0] - slopes[0, 1] > 1.0
+    users, items, every = choice_sets(days, offer)
+    _, cancelled = fit_choice(standard, users, items, every, l2=0.01)
     assert abs(cancelled[0, 0] - cancelled[0, 1]) < 0.1
 
 
@@ -169,3 +168,4 @@ def test_an_item_the_cardholder_may_not_receive_is_not_on_offer_to_them() -> Non
     users, items, offered = choice_sets(days, offer, drop_engaged=False, allowed=allowed)
     assert offered[users == 0].all() and not offered[users == 1, 1].any()
     assert offered[users == 1][:, [0, 2]].all()
+
