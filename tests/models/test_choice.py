@@ -169,3 +169,40 @@ def test_an_item_the_cardholder_may_not_receive_is_not_on_offer_to_them() -> Non
     assert offered[users == 0].all() and not offered[users == 1, 1].any()
     assert offered[users == 1][:, [0, 2]].all()
 
+
+def test_the_choice_factors_weigh_each_event_as_its_positive() -> None:
+    # taste +1 chooses item 0 and taste -1 item 1 at weight 1; as many events choose the other way at
+    # weight 0.02 (a glance, or an old read the half-life has nearly forgotten): weighted, the slopes
+    # follow the heavy events; unweighted they cancel
+    rng = np.random.default_rng(1)
+    taste = rng.choice([-1.0, 1.0], 400)
+    heavy = np.arange(400) < 200
+    item = np.where((taste > 0) == heavy, 0, 1)
+    days = sp.coo_matrix((np.full(400, 1.0), (np.arange(400), item)), shape=(400, 2))
+    positives = sp.coo_matrix((np.where(heavy, 1.0, 0.02), (np.arange(400), item)), shape=(400, 2))
+    features = sp.csr_matrix(np.column_stack([taste, rng.normal(size=400)]))
+    offer = np.array([[0.0, 10.0], [0.0, 10.0]])
+    weighted = fit_choice_factors(features, days, offer, 0.01, max_rank=2, positives=positives)
+    plain = fit_choice_factors(features, days, offer, 0.01, max_rank=2)
+    slopes, flat = (factors.projection @ factors.items.T for factors in (weighted, plain))
+    assert slopes[0, 0] - slopes[0, 1] > 1.0
+    assert abs(flat[0, 0] - flat[0, 1]) < 0.2
+
+
+def test_the_model_weighs_the_choice_events_by_their_interactions() -> None:
+    data = hybrid_data(True)
+    pairs = data.interactions
+    # the odd items' choices nearly forgotten (the weights dwell and half-life give the positives)
+    faded = np.where(pairs.col % 2 == 1, 0.01, 1.0).astype(np.float32)
+    light = replace(data, interactions=sp.coo_matrix((faded, (pairs.row, pairs.col)), shape=pairs.shape))
+    params = {"no_components": 4, "epochs": 1, "num_threads": 1, "wide_weight": 1.0, "user_identity": False,
+              "wide_fit": "choice", "wide_choice_l2": 0.01}
+    fitted = LightFMHybrid(**params).fit(light)._ridge
+    weighted = fit_choice_factors(light.user_features, light.positive_days, light.item_offer_days, 0.01,
+                                  max_rank=fitted.items.shape[1], positives=light.interactions)
+    plain = fit_choice_factors(light.user_features, light.positive_days, light.item_offer_days, 0.01,
+                               max_rank=fitted.items.shape[1])
+    slopes, weighted_slopes, plain_slopes = (factors.projection @ factors.items.T
+                                             for factors in (fitted, weighted, plain))
+    np.testing.assert_allclose(slopes, weighted_slopes, atol=1e-6)
+    assert np.abs(slopes - plain_slopes).max() > 0.1
