@@ -32,7 +32,10 @@ With `--sampled` it also fits the ridge on *sampled* labels instead of the truth
   b_i + x_u . W_i, x_u the standardised features without reading history (the ones non-readers have),
   penalty `l2` / 2 x |W|^2 on the mean log-likelihood, fitted by L-BFGS (`--choice-l2`, each printed as
   `choice L`). Unlike `positives` it does not count an item as unread by someone active before it was
-  on offer, and a cardholder's number of events does not enter the slopes;
+  on offer, and a cardholder's number of events does not enter the slopes. Each event is weighted as
+  the model weighs it (its positive's weight: dwell, half-life); `--choice-sets` also fits unweighted
+  events (`offer`, the model's before), items the cardholder engaged with earlier left out of their
+  later sets (`unread`) and card-tier eligible items only (`+tier`), each printed as `choice L SETS`;
 - `distilled`: knowledge distillation. One fit of the engine's LightFM part (the configuration's model
   without the wide part or item appeal) at the as-of time is the teacher: its score for every
   reader, history features included, pools all their reads through the embeddings; each reader's row
@@ -242,12 +245,13 @@ def distilled_deviations(dataset, as_of: pd.Timestamp, config, user_ids: np.ndar
     return out_student, out_teacher
 
 
-CHOICE_SETS = ("offer", "unread", "offer+tier", "unread+tier", "offer+weighted", "unread+weighted")
+CHOICE_SETS = ("offer+weighted", "offer", "unread", "offer+tier", "unread+tier", "unread+weighted")
+MODEL_SETS = "offer+weighted"
 
 
 def choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_matrix, feature_names: tuple[str, ...],
                       user_ids: np.ndarray, item_ids: np.ndarray, live: np.ndarray, l2s: tuple[float, ...],
-                      variant: str = "unread") -> dict[float, np.ndarray]:
+                      variant: str = MODEL_SETS) -> dict[float, np.ndarray]:
     """Per penalty of `l2s`, [users, live items]: x_u . W_i centred per item from `fit_choice` over every
     non-transactional item's positive events by `as_of` (see the module's `choice`), x_u without
     reading history; fitted from the heaviest penalty down, each from the previous fit. `variant` (one
@@ -302,7 +306,7 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
                     push_l2: float, grace_days: float, config=None, teacher_epochs: int | None = None,
                     user_feature_names: tuple[str, ...] = (), positive_l2s: tuple[float, ...] = (),
                     choice_l2s: tuple[float, ...] = (), pushes: bool = True,
-                    choice_variants: tuple[str, ...] = ("unread",)) -> dict:
+                    choice_variants: tuple[str, ...] = (MODEL_SETS,)) -> dict:
     """The non-readers' gap closed of each sampled-label source (see the module); `positives L` for
     each of `positive_l2s` beside `positives` at `l2`, `choice L` for each of `choice_l2s`; push
     outcomes only with `pushes`, distillation only with a `config`."""
@@ -317,7 +321,7 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
     for variant in choice_variants if choice_l2s else ():
         fitted = choice_deviations(dataset, as_of, features, user_feature_names, truth.user_ids,
                                    truth.item_ids, live, choice_l2s, variant)
-        suffix = "" if variant == "unread" else f" {variant}"
+        suffix = "" if variant == MODEL_SETS else f" {variant}"
         for penalty in choice_l2s:
             deviations[f"choice {penalty:g}{suffix}"] = fitted[penalty]
     if pushes:
@@ -362,7 +366,7 @@ def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None
             l2: float, neighbours: int | None, sampled: bool = False, push_l2: float = 1.0,
             teacher_epochs: int | None = None, positive_l2s: tuple[float, ...] = (),
             choice_l2s: tuple[float, ...] = (), only: bool = False,
-            choice_variants: tuple[str, ...] = ("unread",)) -> list[dict]:
+            choice_variants: tuple[str, ...] = (MODEL_SETS,)) -> list[dict]:
     from features.builder import FeatureBuilder
     from features.loader import load_dataset
     from training.config import load_config
@@ -417,9 +421,9 @@ def main() -> None:
                         help="also the positives' ridge at these penalties")
     parser.add_argument("--choice-l2", type=float, nargs="+", default=(), metavar="L",
                         help="also the choice logit at these penalties")
-    parser.add_argument("--choice-sets", nargs="+", choices=CHOICE_SETS, default=["unread"], metavar="SETS",
+    parser.add_argument("--choice-sets", nargs="+", choices=CHOICE_SETS, default=[MODEL_SETS], metavar="SETS",
                         help="the choice logit on each of these choice sets (`choice L SETS`; the "
-                             f"model's own, unread, printed as `choice L`): {', '.join(CHOICE_SETS)}")
+                             f"model's own, {MODEL_SETS}, printed as `choice L`): {', '.join(CHOICE_SETS)}")
     parser.add_argument("--only-positives-choice", action="store_true",
                         help="with --sampled, leave out the push-outcome and distilled sources")
     args = parser.parse_args()
