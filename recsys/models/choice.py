@@ -119,23 +119,19 @@ def event_weights(positives: sp.spmatrix, users: np.ndarray, items: np.ndarray) 
 
 
 def fit_choice_factors(features: sp.csr_matrix, positive_days: sp.spmatrix, item_offer_days: np.ndarray,
-                       l2: float, max_rank: int, keep: np.ndarray | None = None,
-                       positives: sp.spmatrix | None = None) -> RidgeFactors:
+                       l2: float, max_rank: int, keep: np.ndarray | None = None) -> RidgeFactors:
     """The choice logit folded into `RidgeFactors`: its slopes on the standardised `keep` columns of
     `features` [n, n_features] (all by default; the others get 0), scored centred as the ridge's are.
 
     `positive_days` [n, n_items] holds the day of each cardholder's first positive of each item,
     `item_offer_days` [n_items, 2] each item's first and last day on offer (NaN: never offered, e.g. a
-    transactional notice, whose positives are left out), in the same day count. `positives` [n, n_items]
-    weigh each event as the engine weighs its pair (dwell, half-life); None: 1 each."""
+    transactional notice, whose positives are left out), in the same day count."""
     keep = np.ones(features.shape[1], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
     standard, mean, scale = standardised_columns(features, keep)
     users, items, offered = choice_sets(positive_days, item_offer_days)
-    weighted = None if positives is None else event_weights(positives, users, items)
     weights = np.zeros((features.shape[1], offered.shape[1]))
     if items.size:
-        slopes = fit_choice(standard, users, items, offered, l2, event_weights=weighted)[1]
-        weights[keep] = slopes / scale[:, None]
+        weights[keep] = fit_choice(standard, users, items, offered, l2)[1] / scale[:, None]
     full_mean = np.zeros(features.shape[1])
     full_mean[keep] = mean
     return low_rank_factors(weights, full_mean, max_rank)

@@ -85,8 +85,8 @@ class LightFMHybrid(Recommender):
       conditional logit of which item each cardholder's first read or opened push of an item chose
       among the items on offer that day, on the features without reading history (`topic:`,
       `reads_level`, `reads:none`: the ones non-readers have), fitted on the cardholders themselves
-      (no history-dropped copies), each event weighted as its positive (`interactions`), L2 penalty
-      `wide_choice_l2` / 2 x |W|^2 on the weighted mean log-likelihood; folded into the same factors.
+      (no history-dropped copies), L2 penalty `wide_choice_l2` / 2 x |W|^2 on the mean
+      log-likelihood; folded into the same factors.
     LightFM's Hogwild updates make runs with `num_threads > 1` not bit-for-bit repeatable; use
     `num_threads=1` where exact reproducibility matters.
     """
@@ -358,8 +358,7 @@ class LightFMHybrid(Recommender):
             keep = np.asarray([not name.startswith(HISTORY_PREFIXES) and name != NO_HISTORY
                                for name in original.user_feature_names], dtype=bool)
             return fit_choice_factors(original.user_features, original.positive_days,
-                                      original.item_offer_days, self.wide_choice_l2, self.wide_rank, keep,
-                                      positives=original.interactions)
+                                      original.item_offer_days, self.wide_choice_l2, self.wide_rank, keep)
         if self.wide_fit == "choice":
             logger.warning("wide_fit choice needs positive_days and item_offer_days; fitting the ridge")
         rows = rows if rows is not None else self.with_history_dropped(original)
