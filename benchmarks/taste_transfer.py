@@ -32,10 +32,10 @@ With `--sampled` it also fits the ridge on *sampled* labels instead of the truth
   b_i + x_u . W_i, x_u the standardised features without reading history (the ones non-readers have),
   penalty `l2` / 2 x |W|^2 on the mean log-likelihood, fitted by L-BFGS (`--choice-l2`, each printed as
   `choice L`). Unlike `positives` it does not count an item as unread by someone active before it was
-  on offer, and a cardholder's number of events does not enter the slopes. Each event is weighted as
-  the model weighs it (its positive's weight: dwell, half-life); `--choice-sets` also fits unweighted
-  events (`offer`, the model's before), items the cardholder engaged with earlier left out of their
-  later sets (`unread`) and card-tier eligible items only (`+tier`), each printed as `choice L SETS`;
+  on offer, and a cardholder's number of events does not enter the slopes. `--choice-sets` also fits
+  the corrections tried and not kept: items the cardholder engaged with earlier left out of their
+  later sets (`unread`), card-tier eligible items only (`+tier`) and each event weighted as the
+  engine weighs its positive (`+weighted`: dwell, half-life), each printed as `choice L SETS`;
 - `distilled`: knowledge distillation. One fit of the engine's LightFM part (the configuration's model
   without the wide part or item appeal) at the as-of time is the teacher: its score for every
   reader, history features included, pools all their reads through the embeddings; each reader's row
@@ -245,8 +245,8 @@ def distilled_deviations(dataset, as_of: pd.Timestamp, config, user_ids: np.ndar
     return out_student, out_teacher
 
 
-CHOICE_SETS = ("offer+weighted", "offer", "unread", "offer+tier", "unread+tier", "unread+weighted")
-MODEL_SETS = "offer+weighted"
+CHOICE_SETS = ("offer", "unread", "offer+tier", "unread+tier", "offer+weighted", "unread+weighted")
+MODEL_SETS = "offer"
 
 
 def choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_matrix, feature_names: tuple[str, ...],
