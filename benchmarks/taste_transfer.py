@@ -32,10 +32,7 @@ With `--sampled` it also fits the ridge on *sampled* labels instead of the truth
   b_i + x_u . W_i, x_u the standardised features without reading history (the ones non-readers have),
   penalty `l2` / 2 x |W|^2 on the mean log-likelihood, fitted by L-BFGS (`--choice-l2`, each printed as
   `choice L`). Unlike `positives` it does not count an item as unread by someone active before it was
-  on offer, and a cardholder's number of events does not enter the slopes. `--choice-sets` also fits
-  the corrections tried and not kept: items the cardholder engaged with earlier left out of their
-  later sets (`unread`), card-tier eligible items only (`+tier`) and each event weighted as the
-  engine weighs its positive (`+weighted`: dwell, half-life), each printed as `choice L SETS`;
+  on offer, and a cardholder's number of events does not enter the slopes;
 - `distilled`: knowledge distillation. One fit of the engine's LightFM part (the configuration's model
   without the wide part or item appeal) at the as-of time is the teacher: its score for every
   reader, history features included, pools all their reads through the embeddings; each reader's row
@@ -245,23 +242,16 @@ def distilled_deviations(dataset, as_of: pd.Timestamp, config, user_ids: np.ndar
     return out_student, out_teacher
 
 
-CHOICE_SETS = ("offer", "unread", "offer+tier", "unread+tier", "offer+weighted", "unread+weighted")
-MODEL_SETS = "offer"
-
-
 def choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_matrix, feature_names: tuple[str, ...],
-                      user_ids: np.ndarray, item_ids: np.ndarray, live: np.ndarray, l2s: tuple[float, ...],
-                      variant: str = MODEL_SETS) -> dict[float, np.ndarray]:
+                      user_ids: np.ndarray, item_ids: np.ndarray, live: np.ndarray, l2s: tuple[float, ...]
+                      ) -> dict[float, np.ndarray]:
     """Per penalty of `l2s`, [users, live items]: x_u . W_i centred per item from `fit_choice` over every
     non-transactional item's positive events by `as_of` (see the module's `choice`), x_u without
-    reading history; fitted from the heaviest penalty down, each from the previous fit. `variant` (one
-    of `CHOICE_SETS`) says whose sets: `offer` every item on offer, `unread` less the items the
-    cardholder engaged with earlier; `+tier` only the items their card tier may receive, `+weighted`
-    each event weighted as the engine weights the positive."""
+    reading history; fitted from the heaviest penalty down, each from the previous fit."""
     from features.config import FeatureConfig
-    from features.interactions import first_positive_days, interaction_matrices, offer_days, tier_allowed
+    from features.interactions import first_positive_days, offer_days
     from recsys.ids import IdIndex
-    from recsys.models.choice import choice_sets, event_weights, fit_choice
+    from recsys.models.choice import choice_sets, fit_choice
     from recsys.models.lightfm_hybrid import HISTORY_PREFIXES, NO_HISTORY
 
     keep = [j for j, name in enumerate(feature_names) if not name.startswith(HISTORY_PREFIXES)
@@ -269,18 +259,12 @@ def choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_matrix, fea
     standard = standardised(sp.csr_matrix(features)[:, keep])
     users_index, items_index = IdIndex(user_ids), IdIndex(item_ids)
     days = first_positive_days(dataset, as_of, users_index, items_index, FeatureConfig())
-    allowed = tier_allowed(dataset, users_index, items_index) if "tier" in variant else None
-    users, items, offered = choice_sets(days, offer_days(dataset, items_index),
-                                        drop_engaged=variant.startswith("unread"), allowed=allowed)
-    weights = None
-    if "weighted" in variant:
-        positives = interaction_matrices(dataset, as_of, users_index, items_index, FeatureConfig())[0]
-        weights = event_weights(positives, users, items)
+    users, items, offered = choice_sets(days, offer_days(dataset, items_index))
     out, start = {}, None
     for l2 in sorted(l2s, reverse=True):
-        bias, weights_l2 = fit_choice(standard, users, items, offered, l2, start=start, event_weights=weights)
-        start = np.concatenate([bias, weights_l2.ravel()])
-        scores = standard @ weights_l2[:, live]
+        bias, weights = fit_choice(standard, users, items, offered, l2, start=start)
+        start = np.concatenate([bias, weights.ravel()])
+        scores = standard @ weights[:, live]
         out[l2] = scores - scores.mean(axis=0)
     return out
 
@@ -305,8 +289,7 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
                     open_prob: np.ndarray, readers: np.ndarray, others: np.ndarray, popular: int, l2: float,
                     push_l2: float, grace_days: float, config=None, teacher_epochs: int | None = None,
                     user_feature_names: tuple[str, ...] = (), positive_l2s: tuple[float, ...] = (),
-                    choice_l2s: tuple[float, ...] = (), pushes: bool = True,
-                    choice_variants: tuple[str, ...] = (MODEL_SETS,)) -> dict:
+                    choice_l2s: tuple[float, ...] = (), pushes: bool = True) -> dict:
     """The non-readers' gap closed of each sampled-label source (see the module); `positives L` for
     each of `positive_l2s` beside `positives` at `l2`, `choice L` for each of `choice_l2s`; push
     outcomes only with `pushes`, distillation only with a `config`."""
@@ -318,12 +301,11 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
     deviations = {"positives": positive_deviation(features, positives, l2)}
     for penalty in positive_l2s:
         deviations[f"positives {penalty:g}"] = positive_deviation(features, positives, penalty)
-    for variant in choice_variants if choice_l2s else ():
+    if choice_l2s:
         fitted = choice_deviations(dataset, as_of, features, user_feature_names, truth.user_ids,
-                                   truth.item_ids, live, choice_l2s, variant)
-        suffix = "" if variant == MODEL_SETS else f" {variant}"
+                                   truth.item_ids, live, choice_l2s)
         for penalty in choice_l2s:
-            deviations[f"choice {penalty:g}{suffix}"] = fitted[penalty]
+            deviations[f"choice {penalty:g}"] = fitted[penalty]
     if pushes:
         deviations["push outcomes"] = push_deviation(standard, sent, opened, push_l2)
         tags = sp.csr_matrix(item_features[:, tag_columns])
@@ -365,8 +347,7 @@ def neighbour_scores(builder, features: sp.csr_matrix, truth: np.ndarray, reader
 def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None, configs: list[Path | None],
             l2: float, neighbours: int | None, sampled: bool = False, push_l2: float = 1.0,
             teacher_epochs: int | None = None, positive_l2s: tuple[float, ...] = (),
-            choice_l2s: tuple[float, ...] = (), only: bool = False,
-            choice_variants: tuple[str, ...] = (MODEL_SETS,)) -> list[dict]:
+            choice_l2s: tuple[float, ...] = (), only: bool = False) -> list[dict]:
     from features.builder import FeatureBuilder
     from features.loader import load_dataset
     from training.config import load_config
@@ -396,7 +377,7 @@ def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None
                                    builder.item_feature_names, ridge, open_prob, readers, others, popular,
                                    l2, push_l2, features_config.negative_grace_days,
                                    None if only else config, teacher_epochs, builder.user_feature_names,
-                                   positive_l2s, choice_l2s, pushes=not only, choice_variants=choice_variants)
+                                   positive_l2s, choice_l2s, pushes=not only)
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -421,9 +402,6 @@ def main() -> None:
                         help="also the positives' ridge at these penalties")
     parser.add_argument("--choice-l2", type=float, nargs="+", default=(), metavar="L",
                         help="also the choice logit at these penalties")
-    parser.add_argument("--choice-sets", nargs="+", choices=CHOICE_SETS, default=[MODEL_SETS], metavar="SETS",
-                        help="the choice logit on each of these choice sets (`choice L SETS`; the "
-                             f"model's own, {MODEL_SETS}, printed as `choice L`): {', '.join(CHOICE_SETS)}")
     parser.add_argument("--only-positives-choice", action="store_true",
                         help="with --sampled, leave out the push-outcome and distilled sources")
     args = parser.parse_args()
@@ -433,7 +411,7 @@ def main() -> None:
         for name, world, as_of, truth_path in worlds(args, Path(scratch)):
             rows += measure(name, world, as_of, truth_path, configs, args.l2, args.neighbours, args.sampled,
                             args.push_l2, args.teacher_epochs, tuple(args.positive_l2),
-                            tuple(args.choice_l2), args.only_positives_choice, tuple(args.choice_sets))
+                            tuple(args.choice_l2), args.only_positives_choice)
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
 
 

@@ -9,8 +9,6 @@ import scipy.sparse as sp
 from features.builder import DAY, days_before, dwell_weight
 from features.config import FeatureConfig
 from features.loader import Dataset
-from recsys.cells import split_list
-from recsys.eligibility import tier_table
 from recsys.ids import IdIndex
 
 EVENT_COLUMNS = ["user_id", "content_id", "ts", "weight"]
@@ -168,16 +166,3 @@ def offer_days(dataset: Dataset, items: IdIndex) -> np.ndarray:
         for column, bound in (("valid_from", -np.inf), ("valid_to", np.inf))])
     days[~marketing_items(dataset, items)] = np.nan
     return days
-
-
-def tier_allowed(dataset: Dataset, users: IdIndex, items: IdIndex) -> np.ndarray:
-    """bool [n_users, n_items]: the items each cardholder's card tier may receive (the content table's
-    `card_tiers`; a cardholder without a tier gets only the unrestricted items)."""
-    holders = dataset.cardholders.drop_duplicates("user_id")
-    tiers = pd.Series(holders["card_tier"].astype("string").to_numpy(dtype=object, na_value=None),
-                      index=holders["user_id"].astype(str).to_numpy(dtype=object)).reindex(users.ids)
-    frame = dataset.content.drop_duplicates("content_id")
-    frame = frame.set_index(frame["content_id"].astype(str).to_numpy(dtype=object)).reindex(items.ids)
-    restrictions = [frozenset(cell) for cell in split_list(frame["card_tiers"])]
-    groups, group_of = np.unique(tiers.fillna("").to_numpy(dtype=str), return_inverse=True)
-    return tier_table(restrictions, [tier or None for tier in groups.tolist()])[group_of]

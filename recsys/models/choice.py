@@ -18,31 +18,28 @@ from recsys.models.wide import RidgeFactors, low_rank_factors
 
 
 def fit_choice(features: np.ndarray, users: np.ndarray, items: np.ndarray, offered: np.ndarray,
-               l2: float, max_iter: int = 100, start: np.ndarray | None = None,
-               event_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               l2: float, max_iter: int = 100, start: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """(b [items], W [features, items]) of the conditional logit P(items[e] | event e) = softmax over
     the items `offered[e]` (bool [events, items]) of b + features[users[e]] @ W, maximising the mean
     log-likelihood less `l2` / 2 x |W|^2 (and 1e-6 / 2 x |b|^2, which keeps an item never chosen
     finite), by L-BFGS with the analytic gradient from `start` (a previous fit's b and W stacked;
-    default W = 0 and b the log of each item's choices per event it was on offer at). `event_weights`
-    [events] weigh the events in the mean (default 1 each). A cardholder's events with the same items
-    on offer are computed once."""
+    default W = 0 and b the log of each item's choices per event it was on offer at). A cardholder's
+    events with the same items on offer are computed once."""
     n_features, n_items = features.shape[1], offered.shape[1]
     offered = offered.copy()
     offered[np.arange(items.size), items] = True  # the chosen item was on offer, whatever the table says
     active = np.unique(users)  # only cardholders with events enter the likelihood
     rows = np.searchsorted(active, users)
     sets, set_of = np.unique(np.packbits(offered, axis=1), axis=0, return_inverse=True)
-    per_event = np.ones(items.size) if event_weights is None else np.asarray(event_weights, np.float64)
-    pairs, pair_of = np.unique(rows * len(sets) + set_of.ravel(), return_inverse=True)
-    counts = np.bincount(pair_of.ravel(), per_event, minlength=pairs.size)
+    pairs, counts = np.unique(rows * len(sets) + set_of.ravel(), return_counts=True)
     masks = np.unpackbits(sets, axis=1, count=n_items).astype(bool)[pairs % len(sets)]
     pair_row, cell_column = np.nonzero(masks)  # one cell per (pair, item on offer), pair by pair
     cells = (pairs // len(sets))[pair_row] * n_items + cell_column
     first = np.flatnonzero(np.r_[True, pair_row[1:] != pair_row[:-1]])
-    chosen = sp.csr_matrix((per_event, (rows, items)), shape=(active.size, n_items)).toarray()
+    chosen = sp.csr_matrix((np.ones(items.size), (rows, items)), shape=(active.size, n_items)).toarray()
     x = np.asarray(features[active], dtype=np.float32)
-    total = float(per_event.sum())
+    total = float(items.size)
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         bias, weights = theta[:n_items], theta[n_items:].reshape(n_features, n_items)
@@ -78,44 +75,17 @@ def standardised_columns(features: sp.spmatrix, keep: np.ndarray
     return (dense - mean) / scale, mean, scale
 
 
-def choice_sets(positive_days: sp.spmatrix, item_offer_days: np.ndarray, drop_engaged: bool = False,
-                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def choice_sets(positive_days: sp.spmatrix, item_offer_days: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cardholder [events], item [events], offered bool [events, n_items]) of the choices in
-    `positive_days` (see `fit_choice_factors`): positives of an item never on offer are left out. With
-    `drop_engaged` an item the cardholder engaged with earlier is not on offer to their later events;
-    `allowed` (bool [n_cardholders, n_items], e.g. card-tier eligibility) narrows each one's offer."""
+    `positive_days` (see `fit_choice_factors`): positives of an item never on offer are left out."""
     events = sp.coo_matrix(positive_days)
     days = np.asarray(item_offer_days, dtype=np.float64)
     begin = np.where(np.isnan(days[:, 0]), np.inf, days[:, 0])
     end = np.where(np.isnan(days[:, 1]), -np.inf, days[:, 1])
     marketing = begin[events.col] <= end[events.col]
     users, items, times = events.row[marketing], events.col[marketing], events.data[marketing]
-    offered = (begin[None, :] <= times[:, None]) & (times[:, None] <= end[None, :])
-    if drop_engaged:
-        event, item = engaged_before(users, items, times)
-        offered[event, item] = False
-    if allowed is not None:
-        offered &= np.asarray(allowed, dtype=bool)[users]
-    return users, items, offered
-
-
-def engaged_before(users: np.ndarray, items: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(event, item) pairs: for each event, the items of the same cardholder's strictly earlier events."""
-    order = np.lexsort((times, users))
-    ordered_users = users[order]
-    starts = np.flatnonzero(np.r_[True, ordered_users[1:] != ordered_users[:-1]])
-    group_start = np.repeat(starts, np.diff(np.r_[starts, users.size]))
-    n_before = np.arange(users.size) - group_start  # events of the same cardholder sorted before it
-    later = np.repeat(np.arange(users.size), n_before)
-    offsets = np.arange(later.size) - np.repeat(np.cumsum(n_before) - n_before, n_before)
-    earlier = np.repeat(group_start, n_before) + offsets
-    strictly = times[order][earlier] < times[order][later]  # ties are simultaneous, not earlier
-    return order[later[strictly]], items[order][earlier[strictly]]
-
-
-def event_weights(positives: sp.spmatrix, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """float [events]: the weight `positives` gives each event's (cardholder, item) pair."""
-    return np.asarray(sp.csr_matrix(positives)[users, items], dtype=np.float64).ravel()
+    return users, items, (begin[None, :] <= times[:, None]) & (times[:, None] <= end[None, :])
 
 
 def fit_choice_factors(features: sp.csr_matrix, positive_days: sp.spmatrix, item_offer_days: np.ndarray,

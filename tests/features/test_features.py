@@ -11,7 +11,7 @@ import pytest
 
 from features.builder import FeatureBuilder, FeatureStateError
 from features.config import FeatureConfig, FeatureConfigError
-from features.interactions import interaction_matrices, push_counts, seen_matrix, tier_allowed
+from features.interactions import interaction_matrices, push_counts, seen_matrix
 from features.loader import Dataset, load_dataset
 from features.mcc import MccTable
 from features.pipeline import EmptyDataError, build_training_matrices
@@ -283,11 +283,3 @@ def test_first_positive_days_and_offer_days(hand_made: Dataset) -> None:
                                (pd.Timestamp("2024-12-31T00:00:00Z") - epoch) / day]
     assert offer["c_travel"] == [-np.inf, np.inf]
     assert np.isnan(offer["c_bill"]).all()  # a transactional notice is never on offer
-
-
-def test_tier_allowed_follows_the_content_tables_card_tiers(hand_made: Dataset) -> None:
-    users, items = IdIndex(["u1", "u2", "u3", "u_new"]), IdIndex(["c_dine", "c_plat", "c_travel"])
-    allowed = tier_allowed(hand_made, users, items)
-    # c_plat goes to platinum and diamond only: u2 (platinum), not u1 (gold), u3 (classic) or an unknown id
-    assert allowed[:, 1].tolist() == [False, True, False, False]
-    assert allowed[:, [0, 2]].all()

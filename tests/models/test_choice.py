@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 import numpy as np
 import scipy.sparse as sp
 
 from recsys.matrices import TrainingMatrices
-from recsys.models.choice import choice_sets, event_weights, fit_choice, fit_choice_factors
+from recsys.models.choice import fit_choice, fit_choice_factors
 from recsys.models.lightfm_hybrid import LightFMHybrid
 from recsys.models.wide import fit_ridge
 
@@ -83,6 +82,8 @@ def hybrid_data(with_days: bool) -> TrainingMatrices:
     data = TrainingMatrices.from_interactions(interactions, user_features=sp.csr_matrix(features),
                                               user_feature_names=("taste", "early", "noise"))
     if with_days:
+        from dataclasses import replace
+
         data = replace(data, positive_days=days, item_offer_days=offer)
     return data
 
@@ -100,72 +101,3 @@ def test_the_model_fits_the_choice_when_asked_and_the_ridge_without_days(caplog)
     assert "fitting the ridge" in caplog.text
     np.testing.assert_allclose(fallback._ridge.projection @ fallback._ridge.items.T,
                                ridge._ridge.projection @ ridge._ridge.items.T, atol=1e-5)
-
-
-def test_with_drop_engaged_an_item_engaged_with_earlier_leaves_the_later_choice_sets() -> None:
-    # cardholder 0 reads item 0 on day 1, item 1 on day 5 and item 2 on day 5; cardholder 1 reads item 1
-    # on day 2; every item on offer throughout
-    days = sp.coo_matrix(([1.0, 5.0, 5.0, 2.0], ([0, 0, 0, 1], [0, 1, 2, 1])), shape=(2, 3))
-    offer = np.array([[0.0, 10.0]] * 3)
-    users, items, offered = choice_sets(days, offer, drop_engaged=True)
-    sets = {(int(u), int(i)): set(np.flatnonzero(row).tolist())
-            for u, i, row in zip(users, items, offered, strict=True)}
-    assert sets[(0, 0)] == {0, 1, 2}  # the first read: everything on offer
-    assert sets[(0, 1)] == {1, 2} and sets[(0, 2)] == {1, 2}  # item 0 read before; the same day is not before
-    assert sets[(1, 1)] == {0, 1, 2}  # another cardholder's reads do not narrow theirs
-    _, _, every = choice_sets(days, offer)  # the model's sets: everything on offer
-    assert every.all()
-
-
-def test_a_second_read_does_not_undo_the_first_choice() -> None:
-    # two items always on offer: taste +1 reads item 0 first and item 1 later, taste -1 the other way
-    # round. The later read has nothing left to choose, so the slopes follow the first choice; with the
-    # read item left in the later set, the second read would count as the opposite choice and cancel it
-    rng = np.random.default_rng(0)
-    taste = rng.choice([-1.0, 1.0], 300)
-    first, later = np.where(taste > 0, 0, 1), np.where(taste > 0, 1, 0)
-    rows = np.r_[np.arange(300), np.arange(300)]
-    days = sp.coo_matrix((np.r_[np.full(300, 1.0), np.full(300, 3.0)], (rows, np.r_[first, later])),
-                         shape=(300, 2))
-    features = np.column_stack([taste, rng.normal(size=300)])
-    offer = np.array([[0.0, 10.0], [0.0, 10.0]])
-    standard = (features - features.mean(axis=0)) / features.std(axis=0)
-    users, items, unread = choice_sets(days, offer, drop_engaged=True)
-    _, slopes = fit_choice(standard, users, items, unread, l2=0.01)
-    assert slopes[0, 0] - slopes[0, 1] > 1.0
-    users, items, every = choice_sets(days, offer)
-    _, cancelled = fit_choice(standard, users, items, every, l2=0.01)
-    assert abs(cancelled[0, 0] - cancelled[0, 1]) < 0.1
-
-
-def test_an_event_of_weight_two_counts_as_two_events() -> None:
-    features, days, offer = two_windows(200)
-    standard = (features - features.mean(axis=0)) / features.std(axis=0)
-    offered = (offer[:, 0] <= days.data[:, None]) & (days.data[:, None] <= offer[:, 1])
-    weights = np.where(np.arange(days.nnz) % 3 == 0, 2.0, 1.0)
-    weighted = fit_choice(standard, days.row, days.col, offered, l2=0.01, event_weights=weights)
-    twice = np.flatnonzero(weights == 2.0)
-    repeated = np.r_[np.arange(days.nnz), twice]
-    # the repeat of an event is another cardholder row with the same features
-    users = np.r_[days.row, days.row.max() + 1 + np.arange(twice.size)]
-    more = np.vstack([standard, standard[days.row[twice]]])
-    duplicated = fit_choice(more, users, days.col[repeated], offered[repeated], l2=0.01)
-    np.testing.assert_allclose(weighted[1], duplicated[1], atol=1e-3)
-    unweighted = fit_choice(standard, days.row, days.col, offered, l2=0.01)
-    assert not np.allclose(weighted[1], unweighted[1], atol=1e-3)
-
-
-def test_event_weights_are_the_positives_weights_of_the_events_pairs() -> None:
-    positives = sp.coo_matrix(([0.5, 2.0, 1.5], ([0, 1, 1], [2, 0, 1])), shape=(2, 3))
-    np.testing.assert_array_equal(event_weights(positives, np.array([1, 0, 1]), np.array([1, 2, 0])),
-                                  [1.5, 0.5, 2.0])
-
-
-def test_an_item_the_cardholder_may_not_receive_is_not_on_offer_to_them() -> None:
-    days = sp.coo_matrix(([1.0, 2.0, 3.0], ([0, 1, 1], [0, 0, 2])), shape=(2, 3))
-    offer = np.array([[0.0, 10.0]] * 3)
-    allowed = np.array([[True, True, True], [True, False, True]])  # item 1 restricted from cardholder 1
-    users, items, offered = choice_sets(days, offer, drop_engaged=False, allowed=allowed)
-    assert offered[users == 0].all() and not offered[users == 1, 1].any()
-    assert offered[users == 1][:, [0, 2]].all()
-
