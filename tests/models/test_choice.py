@@ -7,6 +7,8 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
+import recsys.models.choice as choice
+import recsys.models.lightfm_hybrid as hybrid
 from recsys.matrices import TrainingMatrices
 from recsys.models.choice import fit_choice, fit_choice_factors
 from recsys.models.lightfm_hybrid import LightFMHybrid
@@ -103,41 +105,39 @@ def test_the_model_fits_the_choice_when_asked_and_the_ridge_without_days(caplog)
                                ridge._ridge.projection @ ridge._ridge.items.T, atol=1e-5)
 
 
-def test_the_choice_is_fitted_on_a_seeded_sample_of_at_most_max_users_cardholders(monkeypatch) -> None:
-    import recsys.models.choice as choice
 
+def test_the_choice_is_fitted_on_a_seeded_sample_of_at_most_max_users_cardholders(monkeypatch) -> None:
     features, days, offer = two_windows()
     fitted_users: list[int] = []
-    original = choice.fit_choice
 
     def counting(standard, users, items, offered, l2, *args, **kwargs):
         fitted_users.append(np.unique(users).size)
-        return original(standard, users, items, offered, l2, *args, **kwargs)
+        return fit_choice(standard, users, items, offered, l2, *args, **kwargs)
 
     monkeypatch.setattr(choice, "fit_choice", counting)
-    slopes = {}
-    for cap, seed in ((None, 0), (400, 0), (100, 0), (100, 1), (100, 0)):
-        factors = choice.fit_choice_factors(sp.csr_matrix(features), days, offer, 0.01, 4,
-                                            max_users=cap, seed=seed)
-        slopes[(cap, seed)] = factors.projection @ factors.items.T
+
+    def slopes(cap: int | None, seed: int) -> np.ndarray:
+        factors = fit_choice_factors(sp.csr_matrix(features), days, offer, 0.01, 4, max_users=cap, seed=seed)
+        return factors.projection @ factors.items.T
+
+    whole, under, sample, other, again = slopes(None, 0), slopes(400, 0), slopes(100, 0), slopes(100, 1), \
+        slopes(100, 0)
     assert fitted_users == [400, 400, 100, 100, 100]
     # under the cap the fit is the one without it, to the bit; over it the sample is the seed's
-    np.testing.assert_array_equal(slopes[(400, 0)], slopes[(None, 0)])
-    assert not np.allclose(slopes[(100, 0)], slopes[(None, 0)], atol=1e-3)
-    assert not np.allclose(slopes[(100, 0)], slopes[(100, 1)], atol=1e-3)
+    np.testing.assert_array_equal(under, whole)
+    np.testing.assert_array_equal(again, sample)
+    assert not np.allclose(sample, whole, atol=1e-3)
+    assert not np.allclose(sample, other, atol=1e-3)
     # a sample still finds the deciding feature
-    assert slopes[(100, 0)][0, 0] > 0 > slopes[(100, 0)][0, 1]
+    assert sample[0, 0] > 0 > sample[0, 1]
 
 
 def test_the_model_caps_the_choice_fit_with_its_seed(monkeypatch) -> None:
-    import recsys.models.lightfm_hybrid as hybrid
-
     calls: list[tuple] = []
-    original = hybrid.fit_choice_factors
 
     def spy(*args, **kwargs):
         calls.append(args[6:])
-        return original(*args, **kwargs)
+        return fit_choice_factors(*args, **kwargs)
 
     monkeypatch.setattr(hybrid, "fit_choice_factors", spy)
     params = {"no_components": 4, "epochs": 2, "num_threads": 1, "wide_weight": 1.0, "user_identity": False,
@@ -145,4 +145,3 @@ def test_the_model_caps_the_choice_fit_with_its_seed(monkeypatch) -> None:
     LightFMHybrid(**params, wide_choice_max_users=50).fit(hybrid_data(True))
     LightFMHybrid(**params).fit(hybrid_data(True))
     assert calls == [(50, 3), (20_000, 3)]
-
