@@ -75,16 +75,22 @@ def standardised_columns(features: sp.spmatrix, keep: np.ndarray
     return (dense - mean) / scale, mean, scale
 
 
-def choice_sets(positive_days: sp.spmatrix, item_offer_days: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def choice_sets(positive_days: sp.spmatrix, item_offer_days: np.ndarray, max_users: int | None = None,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cardholder [events], item [events], offered bool [events, n_items]) of the choices in
-    `positive_days` (see `fit_choice_factors`): positives of an item never on offer are left out."""
+    `positive_days` (see `fit_choice_factors`): positives of an item never on offer are left out, and
+    only the events of at most `max_users` cardholders with events are kept (a sample seeded by
+    `seed`; all when None)."""
     events = sp.coo_matrix(positive_days)
     days = np.asarray(item_offer_days, dtype=np.float64)
     begin = np.where(np.isnan(days[:, 0]), np.inf, days[:, 0])
     end = np.where(np.isnan(days[:, 1]), -np.inf, days[:, 1])
-    marketing = begin[events.col] <= end[events.col]
-    users, items, times = events.row[marketing], events.col[marketing], events.data[marketing]
+    kept = begin[events.col] <= end[events.col]
+    active = np.unique(events.row[kept])
+    if max_users is not None and active.size > max_users:
+        # sampled before the events x items offer is built: that array is what grows with cardholders
+        kept &= np.isin(events.row, np.random.default_rng(seed).choice(active, size=max_users, replace=False))
+    users, items, times = events.row[kept], events.col[kept], events.data[kept]
     return users, items, (begin[None, :] <= times[:, None]) & (times[:, None] <= end[None, :])
 
 
@@ -101,12 +107,8 @@ def fit_choice_factors(features: sp.csr_matrix, positive_days: sp.spmatrix, item
     the columns are standardised over every row either way."""
     keep = np.ones(features.shape[1], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
     standard, mean, scale = standardised_columns(features, keep)
-    users, items, offered = choice_sets(positive_days, item_offer_days)
     # the fit's time and memory grow with cardholders x items on offer (~45 s at 10k cardholders)
-    active = np.unique(users)
-    if max_users is not None and active.size > max_users:
-        sample = np.isin(users, np.random.default_rng(seed).choice(active, size=max_users, replace=False))
-        users, items, offered = users[sample], items[sample], offered[sample]
+    users, items, offered = choice_sets(positive_days, item_offer_days, max_users, seed)
     weights = np.zeros((features.shape[1], offered.shape[1]))
     if items.size:
         weights[keep] = fit_choice(standard, users, items, offered, l2)[1] / scale[:, None]
