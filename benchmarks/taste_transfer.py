@@ -33,6 +33,10 @@ With `--sampled` it also fits the ridge on *sampled* labels instead of the truth
   penalty `l2` / 2 x |W|^2 on the mean log-likelihood, fitted by L-BFGS (`--choice-l2`, each printed as
   `choice L`). Unlike `positives` it does not count an item as unread by someone active before it was
   on offer, and a cardholder's number of events does not enter the slopes;
+- `choice rank K` (`--choice-rank K ...`): the same logit at penalty 0.1 with its slopes' rank-K term
+  through the item features (kind, tags, tier restriction, transactional), A (Y C)^T penalised by
+  `--choice-rank-l2` (the model's `wide_choice_rank` / `wide_choice_rank_l2`), alone and beside
+  `positives`, and with a `config` beside the teacher (`teacher + choice rank K`);
 - `distilled`: knowledge distillation. One fit of the engine's LightFM part (the configuration's model
   without the wide part or item appeal) at the as-of time is the teacher: its score for every
   reader, history features included, pools all their reads through the embeddings; each reader's row
@@ -269,6 +273,34 @@ def choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_matrix, fea
     return out
 
 
+def low_rank_choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_matrix,
+                               feature_names: tuple[str, ...], item_features: sp.csr_matrix,
+                               user_ids: np.ndarray, item_ids: np.ndarray, live: np.ndarray,
+                               ranks: tuple[int, ...], l2: float) -> dict[int, np.ndarray]:
+    """Per rank of `ranks`, [users, live items]: the choice logit whose slopes add a rank-K term
+    A (item features C)^T (`fit_choice` with `rank`, its penalty `l2`; the full-rank slopes at the
+    product's `wide_choice_l2` 0.1), x_u without reading history, centred per item."""
+    from features.config import FeatureConfig
+    from features.interactions import first_positive_days, offer_days
+    from recsys.ids import IdIndex
+    from recsys.models.choice import choice_sets, fit_choice
+    from recsys.models.lightfm_hybrid import HISTORY_PREFIXES, NO_HISTORY
+
+    keep = [j for j, name in enumerate(feature_names) if not name.startswith(HISTORY_PREFIXES)
+            and name != NO_HISTORY]
+    standard = standardised(sp.csr_matrix(features)[:, keep])
+    users_index, items_index = IdIndex(user_ids), IdIndex(item_ids)
+    days = first_positive_days(dataset, as_of, users_index, items_index, FeatureConfig())
+    users, items, offered = choice_sets(days, offer_days(dataset, items_index))
+    out = {}
+    for rank in ranks:
+        _, weights = fit_choice(standard, users, items, offered, 0.1, rank=rank,
+                                item_features=sp.csr_matrix(item_features).toarray(), rank_l2=l2)
+        scores = standard @ weights[:, live]
+        out[rank] = scores - scores.mean(axis=0)
+    return out
+
+
 def unit_spread_sum(*deviations: np.ndarray) -> np.ndarray:
     """Two or more sources added, each scaled to a standard deviation of 1."""
     return sum(deviation / max(deviation.std(), 1e-12) for deviation in deviations)
@@ -289,7 +321,9 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
                     open_prob: np.ndarray, readers: np.ndarray, others: np.ndarray, popular: int, l2: float,
                     push_l2: float, grace_days: float, config=None, teacher_epochs: int | None = None,
                     user_feature_names: tuple[str, ...] = (), positive_l2s: tuple[float, ...] = (),
-                    choice_l2s: tuple[float, ...] = (), pushes: bool = True) -> dict:
+                    choice_l2s: tuple[float, ...] = (), pushes: bool = True,
+                    choice_ranks: tuple[int, ...] = (), choice_rank_l2: float = 0.01,
+                    all_item_features: sp.csr_matrix | None = None) -> dict:
     """The non-readers' gap closed of each sampled-label source (see the module); `positives L` for
     each of `positive_l2s` beside `positives` at `l2`, `choice L` for each of `choice_l2s`; push
     outcomes only with `pushes`, distillation only with a `config`."""
@@ -306,6 +340,14 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
                                    truth.item_ids, live, choice_l2s)
         for penalty in choice_l2s:
             deviations[f"choice {penalty:g}"] = fitted[penalty]
+    if choice_ranks:
+        fitted = low_rank_choice_deviations(dataset, as_of, features, user_feature_names,
+                                            all_item_features, truth.user_ids, truth.item_ids, live,
+                                            choice_ranks, choice_rank_l2)
+        for rank in choice_ranks:
+            deviations[f"choice rank {rank}"] = fitted[rank]
+            deviations[f"choice rank {rank} + positives"] = unit_spread_sum(fitted[rank],
+                                                                             deviations["positives"])
     if pushes:
         deviations["push outcomes"] = push_deviation(standard, sent, opened, push_l2)
         tags = sp.csr_matrix(item_features[:, tag_columns])
@@ -316,6 +358,11 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
             dataset, as_of, config, truth.user_ids, truth.item_ids[live], l2, teacher_epochs)
         for first, second in (("distilled", "positives"), ("teacher", "positives"), ("teacher", "distilled")):
             deviations[f"{first} + {second}"] = unit_spread_sum(deviations[first], deviations[second])
+        for rank in choice_ranks:
+            low_rank = deviations[f"choice rank {rank}"]
+            deviations[f"teacher + choice rank {rank}"] = unit_spread_sum(deviations["teacher"], low_rank)
+            deviations[f"teacher + positives + choice rank {rank}"] = unit_spread_sum(
+                deviations["teacher"], deviations["positives"], low_rank)
     row = {"pushed items": int((np.diff(sent.indptr) > 0).sum()), "live items": int(live.sum())}
     for name, deviation in deviations.items():
         row[name], row[f"{name} t"] = best_scaled(deviation, level, spread, open_prob, others, popular)
@@ -347,7 +394,8 @@ def neighbour_scores(builder, features: sp.csr_matrix, truth: np.ndarray, reader
 def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None, configs: list[Path | None],
             l2: float, neighbours: int | None, sampled: bool = False, push_l2: float = 1.0,
             teacher_epochs: int | None = None, positive_l2s: tuple[float, ...] = (),
-            choice_l2s: tuple[float, ...] = (), only: bool = False) -> list[dict]:
+            choice_l2s: tuple[float, ...] = (), only: bool = False, choice_ranks: tuple[int, ...] = (),
+            choice_rank_l2: float = 0.01) -> list[dict]:
     from features.builder import FeatureBuilder
     from features.loader import load_dataset
     from training.config import load_config
@@ -377,7 +425,9 @@ def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None
                                    builder.item_feature_names, ridge, open_prob, readers, others, popular,
                                    l2, push_l2, features_config.negative_grace_days,
                                    None if only else config, teacher_epochs, builder.user_feature_names,
-                                   positive_l2s, choice_l2s, pushes=not only)
+                                   positive_l2s, choice_l2s, pushes=not only, choice_ranks=choice_ranks,
+                                   choice_rank_l2=choice_rank_l2,
+                                   all_item_features=builder.transform_items(dataset.content, truth.item_ids))
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -402,6 +452,10 @@ def main() -> None:
                         help="also the positives' ridge at these penalties")
     parser.add_argument("--choice-l2", type=float, nargs="+", default=(), metavar="L",
                         help="also the choice logit at these penalties")
+    parser.add_argument("--choice-rank", type=int, nargs="+", default=(), metavar="K",
+                        help="also the choice logit with a rank-K term through the item features")
+    parser.add_argument("--choice-rank-l2", type=float, default=0.01,
+                        help="the choice logit's rank-K term's penalty on both of its factors")
     parser.add_argument("--only-positives-choice", action="store_true",
                         help="with --sampled, leave out the push-outcome and distilled sources")
     args = parser.parse_args()
@@ -411,7 +465,8 @@ def main() -> None:
         for name, world, as_of, truth_path in worlds(args, Path(scratch)):
             rows += measure(name, world, as_of, truth_path, configs, args.l2, args.neighbours, args.sampled,
                             args.push_l2, args.teacher_epochs, tuple(args.positive_l2),
-                            tuple(args.choice_l2), args.only_positives_choice)
+                            tuple(args.choice_l2), args.only_positives_choice, tuple(args.choice_rank),
+                            args.choice_rank_l2)
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
 
 

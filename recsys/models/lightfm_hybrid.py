@@ -88,6 +88,10 @@ class LightFMHybrid(Recommender):
       (no history-dropped copies), L2 penalty `wide_choice_l2` / 2 x |W|^2 on the mean
       log-likelihood, on a seeded sample of at most `wide_choice_max_users` cardholders with events
       (its fit grows with cardholders x items on offer); folded into the same factors.
+    - `wide_choice_rank`: K > 0 adds to that logit's slopes a term A (item features C)^T of rank K
+      (A [features, K], C [item features, K]), penalised by `wide_choice_rank_l2` / 2 x (|A|^2 +
+      |C|^2), so that items share what their tags and kind say about who chooses them (an item
+      rarely chosen gets its tags' slopes); 0 leaves it out.
     LightFM's Hogwild updates make runs with `num_threads > 1` not bit-for-bit repeatable; use
     `num_threads=1` where exact reproducibility matters.
     """
@@ -127,6 +131,8 @@ class LightFMHybrid(Recommender):
         wide_fit: str = "ridge",
         wide_choice_l2: float = 0.1,
         wide_choice_max_users: int = 20_000,
+        wide_choice_rank: int = 0,
+        wide_choice_rank_l2: float = 0.01,
     ):
         if loss not in LOSSES:
             raise ModelError(f"loss {loss!r} is not one of {LOSSES}")
@@ -145,7 +151,8 @@ class LightFMHybrid(Recommender):
                             ("user_alpha", user_alpha), ("user_feature_weight", user_feature_weight),
                             ("item_feature_weight", item_feature_weight),
                             ("item_appeal_weight", item_appeal_weight), ("wide_weight", wide_weight),
-                            ("wide_l2", wide_l2), ("wide_choice_l2", wide_choice_l2)):
+                            ("wide_l2", wide_l2), ("wide_choice_l2", wide_choice_l2),
+                            ("wide_choice_rank_l2", wide_choice_rank_l2)):
             if not np.isfinite(value) or value < 0:
                 raise ModelError(f"{name} must be a finite number >= 0, got {value}")
         self.no_components = int(no_components)
@@ -181,6 +188,10 @@ class LightFMHybrid(Recommender):
         self.wide_fit = wide_fit
         self.wide_choice_l2 = float(wide_choice_l2)
         self.wide_choice_max_users = int(wide_choice_max_users)
+        if wide_choice_rank < 0:
+            raise ModelError(f"wide_choice_rank must be >= 0, got {wide_choice_rank}")
+        self.wide_choice_rank = int(wide_choice_rank)
+        self.wide_choice_rank_l2 = float(wide_choice_rank_l2)
         self._item_shift: np.ndarray | None = None
         self._ridge: RidgeFactors | None = None
         self._wide_scale = 0.0
@@ -363,7 +374,8 @@ class LightFMHybrid(Recommender):
                                for name in original.user_feature_names], dtype=bool)
             return fit_choice_factors(original.user_features, original.positive_days,
                                       original.item_offer_days, self.wide_choice_l2, self.wide_rank, keep,
-                                      self.wide_choice_max_users, self.random_state)
+                                      self.wide_choice_max_users, self.random_state,
+                                      self.wide_choice_rank, original.item_features, self.wide_choice_rank_l2)
         if self.wide_fit == "choice":
             logger.warning("wide_fit choice needs positive_days and item_offer_days; fitting the ridge")
         rows = rows if rows is not None else self.with_history_dropped(original)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 import recsys.models.choice as choice
 import recsys.models.lightfm_hybrid as hybrid
 from recsys.matrices import TrainingMatrices
+from recsys.models.base import ModelError
 from recsys.models.choice import fit_choice, fit_choice_factors
 from recsys.models.lightfm_hybrid import LightFMHybrid
 from recsys.models.wide import fit_ridge
@@ -136,7 +138,7 @@ def test_the_model_caps_the_choice_fit_with_its_seed(monkeypatch) -> None:
     calls: list[tuple] = []
 
     def spy(*args, **kwargs):
-        calls.append(args[6:])
+        calls.append(args[6:8])
         return fit_choice_factors(*args, **kwargs)
 
     monkeypatch.setattr(hybrid, "fit_choice_factors", spy)
@@ -145,3 +147,67 @@ def test_the_model_caps_the_choice_fit_with_its_seed(monkeypatch) -> None:
     LightFMHybrid(**params, wide_choice_max_users=50).fit(hybrid_data(True))
     LightFMHybrid(**params).fit(hybrid_data(True))
     assert calls == [(50, 3), (20_000, 3)]
+
+
+def tagged_windows(n: int = 400) -> tuple[np.ndarray, sp.coo_matrix, np.ndarray, np.ndarray]:
+    """`two_windows` plus item 4, on offer in the second window beside items 2 and 3 but never chosen,
+    and item features [5, 2]: tag 0 on the even items (0, 2, 4), tag 1 on the odd ones."""
+    features, days, offer = two_windows(n)
+    days = sp.coo_matrix((days.data, (days.row, days.col)), shape=(n, 5))
+    offer = np.vstack([offer, [10.0, 20.0]])
+    tags = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    return features, days, offer, tags
+
+
+def test_a_low_rank_term_gives_an_item_its_tags_slopes() -> None:
+    features, days, offer, tags = tagged_windows()
+    standard = (features - features.mean(axis=0)) / features.std(axis=0)
+    offered = (offer[:, 0] <= days.data[:, None]) & (days.data[:, None] <= offer[:, 1])
+    bias, weights = fit_choice(standard, days.row, days.col, offered, l2=0.01, rank=1, item_features=tags,
+                               rank_l2=0.001)
+    # the deciding column raises every even item and lowers every odd one, activity decides nothing
+    assert weights[0, [0, 2]].min() > 0.5 and weights[0, [1, 3]].max() < -0.5
+    assert np.abs(weights[1:]).max() < 0.15
+    # item 4 was never chosen: its level is the lowest, but through its tag it gets most of item 2's
+    # slope, where the full-rank slopes alone have nothing to go on and stay near 0
+    assert bias[4] < bias[[0, 1, 2, 3]].min()
+    assert weights[0, 4] > 0.5 * weights[0, 2] > 0
+    _, full = fit_choice(standard, days.row, days.col, offered, l2=0.01)
+    assert abs(full[0, 4]) < 0.25 * weights[0, 4]
+    # without the term the fit is the full-rank one
+    _, none = fit_choice(standard, days.row, days.col, offered, l2=0.01, rank=0, item_features=tags)
+    np.testing.assert_array_equal(none, full)
+
+
+def test_the_low_rank_term_is_seeded_and_needs_item_features() -> None:
+    features, days, offer, tags = tagged_windows(200)
+    fit = [fit_choice_factors(sp.csr_matrix(features), days, offer, 0.01, max_rank=5, seed=seed, rank=2,
+                              item_features=sp.csr_matrix(tags), rank_l2=0.001) for seed in (0, 0, 1)]
+    slopes = [factors.projection @ factors.items.T for factors in fit]
+    np.testing.assert_array_equal(slopes[0], slopes[1])
+    assert not np.array_equal(slopes[0], slopes[2])
+    with pytest.raises(ValueError, match="item features"):
+        fit_choice_factors(sp.csr_matrix(features), days, offer, 0.01, max_rank=5, rank=2)
+
+
+def test_the_model_adds_the_low_rank_term_through_its_item_features() -> None:
+    features, days, offer, tags = tagged_windows(200)
+    interactions = sp.coo_matrix((np.ones(days.nnz, np.float32), (days.row, days.col)), shape=days.shape)
+    data = TrainingMatrices.from_interactions(interactions, user_features=sp.csr_matrix(features),
+                                              user_feature_names=("taste", "early", "noise"),
+                                              item_features=sp.csr_matrix(tags),
+                                              item_feature_names=("tag:even", "tag:odd"))
+    from dataclasses import replace
+
+    data = replace(data, positive_days=days, item_offer_days=offer)
+    params = {"no_components": 4, "epochs": 2, "num_threads": 1, "wide_weight": 1.0, "user_identity": False,
+              "wide_fit": "choice", "wide_choice_l2": 0.01}
+    low = LightFMHybrid(**params, wide_choice_rank=1, wide_choice_rank_l2=0.001).fit(data)
+    assert low.params()["wide_choice_rank"] == 1 and low.params()["wide_choice_rank_l2"] == 0.001
+    slopes = low._ridge.projection @ low._ridge.items.T
+    assert slopes[0, 4] > 0.5 * slopes[0, 2] > 0
+    full = LightFMHybrid(**params).fit(data)
+    assert abs((full._ridge.projection @ full._ridge.items.T)[0, 4]) < 0.25 * slopes[0, 4]
+    for bad in ({"wide_choice_rank": -1}, {"wide_choice_rank_l2": -0.1}):
+        with pytest.raises(ModelError, match=next(iter(bad))):
+            LightFMHybrid(**params, **bad)
