@@ -33,9 +33,12 @@ DEFAULT_MODEL = {
                # a push ranker is judged on; engagement alone is not corrected for how often it was pushed
                "item_appeal_source": "open_rate", "open_rate_prior_sends": 50.0,
                # used when wide_choices is empty; otherwise each `recsys train` picks it on validation
-               "wide_weight": 0.0, "wide_l2": 1.0, "wide_rank": 128, "wide_fit": "ridge",
-               "wide_choice_l2": 0.1, "wide_choice_max_users": 20_000, "wide_choice_rank": 0,
-               "wide_choice_rank_l2": 0.01},
+               "wide_weight": 0.0, "wide_l2": 1.0, "wide_rank": 128,
+               # the wide part as a choice among the items on offer, its slopes with a rank-16 term
+               # through the item features: top-1 gap closed +0.032 overall / +0.021 for non-readers
+               # over ten synthetic world fits, level on the shared independent world (README)
+               "wide_fit": "choice", "wide_choice_l2": 0.1, "wide_choice_max_users": 20_000,
+               "wide_choice_rank": 16, "wide_choice_rank_l2": 0.01},
 }
 # item appeal weights `recsys train` chooses among on a validation window before the holdout: against
 # the hidden truth of every benchmarks/quality.py world, weights above 1 lowered the top-1 gap closed
