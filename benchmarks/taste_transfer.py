@@ -246,24 +246,35 @@ def distilled_deviations(dataset, as_of: pd.Timestamp, config, user_ids: np.ndar
     return out_student, out_teacher
 
 
+def choice_inputs(dataset, as_of: pd.Timestamp, features: sp.csr_matrix, feature_names: tuple[str, ...],
+                  user_ids: np.ndarray, item_ids: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(standardised features without reading history, then `choice_sets`' cardholder, item and offer
+    arrays) of every non-transactional item's positive events by `as_of`."""
+    from features.config import FeatureConfig
+    from features.interactions import first_positive_days, offer_days
+    from recsys.ids import IdIndex
+    from recsys.models.choice import choice_sets
+    from recsys.models.lightfm_hybrid import HISTORY_PREFIXES, NO_HISTORY
+
+    keep = [j for j, name in enumerate(feature_names) if not name.startswith(HISTORY_PREFIXES)
+            and name != NO_HISTORY]
+    items_index = IdIndex(item_ids)
+    days = first_positive_days(dataset, as_of, IdIndex(user_ids), items_index, FeatureConfig())
+    return (standardised(sp.csr_matrix(features)[:, keep]),
+            *choice_sets(days, offer_days(dataset, items_index)))
+
+
 def choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_matrix, feature_names: tuple[str, ...],
                       user_ids: np.ndarray, item_ids: np.ndarray, live: np.ndarray, l2s: tuple[float, ...]
                       ) -> dict[float, np.ndarray]:
     """Per penalty of `l2s`, [users, live items]: x_u . W_i centred per item from `fit_choice` over every
     non-transactional item's positive events by `as_of` (see the module's `choice`), x_u without
     reading history; fitted from the heaviest penalty down, each from the previous fit."""
-    from features.config import FeatureConfig
-    from features.interactions import first_positive_days, offer_days
-    from recsys.ids import IdIndex
-    from recsys.models.choice import choice_sets, fit_choice
-    from recsys.models.lightfm_hybrid import HISTORY_PREFIXES, NO_HISTORY
+    from recsys.models.choice import fit_choice
 
-    keep = [j for j, name in enumerate(feature_names) if not name.startswith(HISTORY_PREFIXES)
-            and name != NO_HISTORY]
-    standard = standardised(sp.csr_matrix(features)[:, keep])
-    users_index, items_index = IdIndex(user_ids), IdIndex(item_ids)
-    days = first_positive_days(dataset, as_of, users_index, items_index, FeatureConfig())
-    users, items, offered = choice_sets(days, offer_days(dataset, items_index))
+    standard, users, items, offered = choice_inputs(dataset, as_of, features, feature_names, user_ids,
+                                                    item_ids)
     out, start = {}, None
     for l2 in sorted(l2s, reverse=True):
         bias, weights = fit_choice(standard, users, items, offered, l2, start=start)
@@ -280,18 +291,10 @@ def low_rank_choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_ma
     """Per rank of `ranks`, [users, live items]: the choice logit whose slopes add a rank-K term
     A (item features C)^T (`fit_choice` with `rank`, its penalty `l2`; the full-rank slopes at the
     product's `wide_choice_l2` 0.1), x_u without reading history, centred per item."""
-    from features.config import FeatureConfig
-    from features.interactions import first_positive_days, offer_days
-    from recsys.ids import IdIndex
-    from recsys.models.choice import choice_sets, fit_choice
-    from recsys.models.lightfm_hybrid import HISTORY_PREFIXES, NO_HISTORY
+    from recsys.models.choice import fit_choice
 
-    keep = [j for j, name in enumerate(feature_names) if not name.startswith(HISTORY_PREFIXES)
-            and name != NO_HISTORY]
-    standard = standardised(sp.csr_matrix(features)[:, keep])
-    users_index, items_index = IdIndex(user_ids), IdIndex(item_ids)
-    days = first_positive_days(dataset, as_of, users_index, items_index, FeatureConfig())
-    users, items, offered = choice_sets(days, offer_days(dataset, items_index))
+    standard, users, items, offered = choice_inputs(dataset, as_of, features, feature_names, user_ids,
+                                                    item_ids)
     out = {}
     for rank in ranks:
         _, weights = fit_choice(standard, users, items, offered, 0.1, rank=rank,

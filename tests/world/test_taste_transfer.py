@@ -126,3 +126,26 @@ def test_the_distilled_student_carries_the_teachers_reader_taste_to_the_non_read
 def test_standardised_rows_centre_and_scale_each_row_and_leave_a_constant_row_at_zero() -> None:
     rows = standardised_rows(np.array([[1.0, 3.0], [2.0, 2.0]]))
     np.testing.assert_allclose(rows, [[-1.0, 1.0], [0.0, 0.0]])
+
+
+def test_the_low_rank_choice_source_is_centred_per_item_and_not_the_full_rank_one(small_world) -> None:
+    from benchmarks.taste_transfer import choice_deviations, low_rank_choice_deviations, on_offer
+    from features.builder import FeatureBuilder
+    from training.config import TrainConfig
+    from training.truth import load_truth
+
+    truth = load_truth(small_world.summary.truth)
+    users = np.asarray(truth.user_ids).astype(str)
+    items = np.asarray(truth.content_ids).astype(str)
+    dataset = small_world.dataset
+    live = on_offer(dataset.content, items, truth.as_of)
+    builder = FeatureBuilder(TrainConfig().features).fit(dataset, truth.as_of)
+    features = builder.transform_users(dataset, truth.as_of, users)
+    item_features = builder.transform_items(dataset.content, items)
+    names = builder.user_feature_names
+    low = low_rank_choice_deviations(dataset, truth.as_of, features, names, item_features, users, items,
+                                     live, (2,), l2=0.01)[2]
+    full = choice_deviations(dataset, truth.as_of, features, names, users, items, live, (0.1,))[0.1]
+    assert low.shape == full.shape == (users.size, int(live.sum()))
+    np.testing.assert_allclose(low.mean(axis=0), 0.0, atol=1e-9)
+    assert low.std() > 0 and not np.allclose(low, full, atol=1e-6)
