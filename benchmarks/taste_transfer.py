@@ -34,7 +34,7 @@ With `--sampled` it also fits the ridge on *sampled* labels instead of the truth
   `choice L`). Unlike `positives` it does not count an item as unread by someone active before it was
   on offer, and a cardholder's number of events does not enter the slopes;
 - `choice rank K` (`--choice-rank K ...`): the same logit at penalty 0.1 with its slopes' rank-K term
-  through the item features (kind, tags, tier restriction, transactional), A (Y C)^T penalised by
+  through the item features (kind, tags, title words, tier restriction, transactional), A (Y C)^T penalised by
   `--choice-rank-l2` (the model's `wide_choice_rank` / `wide_choice_rank_l2`), alone and beside
   `positives`, and with a `config` beside the teacher (`teacher + choice rank K`);
 - `distilled`: knowledge distillation. One fit of the engine's LightFM part (the configuration's model
@@ -325,11 +325,11 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
                     push_l2: float, grace_days: float, config=None, teacher_epochs: int | None = None,
                     user_feature_names: tuple[str, ...] = (), positive_l2s: tuple[float, ...] = (),
                     choice_l2s: tuple[float, ...] = (), pushes: bool = True,
-                    choice_ranks: tuple[int, ...] = (), choice_rank_l2: float = 0.01,
-                    all_item_features: sp.csr_matrix | None = None) -> dict:
+                    choice_ranks: tuple[int, ...] = (), choice_rank_l2: float = 0.01) -> dict:
     """The non-readers' gap closed of each sampled-label source (see the module); `positives L` for
-    each of `positive_l2s` beside `positives` at `l2`, `choice L` for each of `choice_l2s`; push
-    outcomes only with `pushes`, distillation only with a `config`."""
+    each of `positive_l2s` beside `positives` at `l2`, `choice L` for each of `choice_l2s`, `choice
+    rank K` for each of `choice_ranks`; push outcomes only with `pushes`, distillation only with a
+    `config`. `item_features` has a row for every item of `truth`."""
     positives, sent, opened = sampled_labels(dataset, as_of, truth.user_ids, truth.item_ids[live], grace_days)
     standard = standardised(features)
     level = open_prob[readers].mean(axis=0)
@@ -345,7 +345,7 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
             deviations[f"choice {penalty:g}"] = fitted[penalty]
     if choice_ranks:
         fitted = low_rank_choice_deviations(dataset, as_of, features, user_feature_names,
-                                            all_item_features, truth.user_ids, truth.item_ids, live,
+                                            item_features, truth.user_ids, truth.item_ids, live,
                                             choice_ranks, choice_rank_l2)
         for rank in choice_ranks:
             deviations[f"choice rank {rank}"] = fitted[rank]
@@ -353,7 +353,7 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
                                                                              deviations["positives"])
     if pushes:
         deviations["push outcomes"] = push_deviation(standard, sent, opened, push_l2)
-        tags = sp.csr_matrix(item_features[:, tag_columns])
+        tags = sp.csr_matrix(sp.csr_matrix(item_features)[live][:, tag_columns])
         deviations["push outcomes by tag"] = tag_deviation(standard, sent, opened, tags, push_l2)
         deviations["both"] = unit_spread_sum(deviations["positives"], deviations["push outcomes"])
     if config is not None:
@@ -423,14 +423,13 @@ def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None
             row["neighbours"] = gap_closed(nearest, open_prob, others, popular)
             row["ridge + neighbours"] = gap_closed((ridge + nearest) / 2, open_prob, others, popular)
         if sampled:
-            item_features = builder.transform_items(dataset.content, truth.item_ids[live])
+            item_features = builder.transform_items(dataset.content, truth.item_ids)
             row |= sampled_figures(dataset, as_of, truth, live, features, item_features,
                                    builder.item_feature_names, ridge, open_prob, readers, others, popular,
                                    l2, push_l2, features_config.negative_grace_days,
                                    None if only else config, teacher_epochs, builder.user_feature_names,
                                    positive_l2s, choice_l2s, pushes=not only, choice_ranks=choice_ranks,
-                                   choice_rank_l2=choice_rank_l2,
-                                   all_item_features=builder.transform_items(dataset.content, truth.item_ids))
+                                   choice_rank_l2=choice_rank_l2)
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows

@@ -86,7 +86,7 @@ def fit_choice(features: np.ndarray, users: np.ndarray, items: np.ndarray, offer
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         bias, weights, a, c = unpack(theta)
-        users_low, items_low = x @ a.astype(np.float32), y @ c
+        items_low = y @ c
         slopes = weights + a @ items_low.T if rank else weights
         loss, residual = likelihood((x @ slopes.astype(np.float32)).astype(np.float64) + bias)
         loss += 0.5 * l2 * (weights ** 2).sum() + 0.5e-6 * (bias ** 2).sum()
@@ -95,7 +95,7 @@ def fit_choice(features: np.ndarray, users: np.ndarray, items: np.ndarray, offer
         if rank:
             loss += 0.5 * rank_l2 * ((a ** 2).sum() + (c ** 2).sum())
             parts += [(along @ items_low + rank_l2 * a).ravel(),
-                      (y.T @ (residual.T @ users_low) + rank_l2 * c).ravel()]
+                      (y.T @ (along.T @ a) + rank_l2 * c).ravel()]
         return float(loss), np.concatenate(parts)
 
     if start is None:
