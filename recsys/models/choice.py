@@ -155,7 +155,7 @@ def fit_choice_factors(features: sp.csr_matrix, positive_days: sp.spmatrix, item
     # the fit's time and memory grow with cardholders x items on offer (~45 s at 10k cardholders)
     users, items, offered = choice_sets(positive_days, item_offer_days, max_users, seed)
     weights = np.zeros((features.shape[1], offered.shape[1]))
-    dense_items = None if item_features is None else sp.csr_matrix(item_features).toarray()
+    dense_items = None if item_features is None or not rank else sp.csr_matrix(item_features).toarray()
     if items.size:
         weights[keep] = fit_choice(standard, users, items, offered, l2, rank=rank, item_features=dense_items,
                                    rank_l2=rank_l2, seed=seed)[1] / scale[:, None]
