@@ -76,6 +76,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.quality import SHARED, world_arguments, worlds  # noqa: E402
+from training.config import DEFAULT_MODEL  # noqa: E402
+
+# the default configuration's model settings (the choice logit's penalties)
+DEFAULT_PARAMS = DEFAULT_MODEL["params"]
 
 # multiples of the truth ridge's spread tried for a sampled deviation
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -290,15 +294,16 @@ def low_rank_choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_ma
                                ranks: tuple[int, ...], l2: float) -> dict[int, np.ndarray]:
     """Per rank of `ranks`, [users, live items]: the choice logit whose slopes add a rank-K term
     A (item features C)^T (`fit_choice` with `rank`, its penalty `l2`; the full-rank slopes at the
-    product's `wide_choice_l2` 0.1), x_u without reading history, centred per item."""
+    default configuration's `wide_choice_l2`), x_u without reading history, centred per item."""
     from recsys.models.choice import fit_choice
 
     standard, users, items, offered = choice_inputs(dataset, as_of, features, feature_names, user_ids,
                                                     item_ids)
+    dense_items = sp.csr_matrix(item_features).toarray()
     out = {}
     for rank in ranks:
-        _, weights = fit_choice(standard, users, items, offered, 0.1, rank=rank,
-                                item_features=sp.csr_matrix(item_features).toarray(), rank_l2=l2)
+        _, weights = fit_choice(standard, users, items, offered, DEFAULT_PARAMS["wide_choice_l2"], rank=rank,
+                                item_features=dense_items, rank_l2=l2)
         scores = standard @ weights[:, live]
         out[rank] = scores - scores.mean(axis=0)
     return out
@@ -325,7 +330,8 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
                     push_l2: float, grace_days: float, config=None, teacher_epochs: int | None = None,
                     user_feature_names: tuple[str, ...] = (), positive_l2s: tuple[float, ...] = (),
                     choice_l2s: tuple[float, ...] = (), pushes: bool = True,
-                    choice_ranks: tuple[int, ...] = (), choice_rank_l2: float = 0.01) -> dict:
+                    choice_ranks: tuple[int, ...] = (),
+                    choice_rank_l2: float = DEFAULT_PARAMS["wide_choice_rank_l2"]) -> dict:
     """The non-readers' gap closed of each sampled-label source (see the module); `positives L` for
     each of `positive_l2s` beside `positives` at `l2`, `choice L` for each of `choice_l2s`, `choice
     rank K` for each of `choice_ranks`; push outcomes only with `pushes`, distillation only with a
@@ -398,7 +404,7 @@ def measure(name: str, world: Path, as_of: pd.Timestamp, truth_path: Path | None
             l2: float, neighbours: int | None, sampled: bool = False, push_l2: float = 1.0,
             teacher_epochs: int | None = None, positive_l2s: tuple[float, ...] = (),
             choice_l2s: tuple[float, ...] = (), only: bool = False, choice_ranks: tuple[int, ...] = (),
-            choice_rank_l2: float = 0.01) -> list[dict]:
+            choice_rank_l2: float = DEFAULT_PARAMS["wide_choice_rank_l2"]) -> list[dict]:
     from features.builder import FeatureBuilder
     from features.loader import load_dataset
     from training.config import load_config
@@ -456,8 +462,9 @@ def main() -> None:
                         help="also the choice logit at these penalties")
     parser.add_argument("--choice-rank", type=int, nargs="+", default=(), metavar="K",
                         help="also the choice logit with a rank-K term through the item features")
-    parser.add_argument("--choice-rank-l2", type=float, default=0.01,
-                        help="the choice logit's rank-K term's penalty on both of its factors")
+    parser.add_argument("--choice-rank-l2", type=float, default=DEFAULT_PARAMS["wide_choice_rank_l2"],
+                        help="the choice logit's rank-K term's penalty on both of its factors (default: "
+                             "the default configuration's)")
     parser.add_argument("--only-positives-choice", action="store_true",
                         help="with --sampled, leave out the push-outcome and distilled sources")
     args = parser.parse_args()

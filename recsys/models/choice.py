@@ -76,7 +76,7 @@ def fit_choice(features: np.ndarray, users: np.ndarray, items: np.ndarray, offer
         raise ValueError("a low-rank choice term needs the item features")
     likelihood = ChoiceLikelihood(users, items, offered)
     x = np.asarray(features[likelihood.active], dtype=np.float32)
-    y = np.zeros((n_items, 0)) if item_features is None else np.asarray(item_features, dtype=np.float64)
+    y = np.asarray(item_features, dtype=np.float64) if rank else np.zeros((n_items, 0))
     sizes = (n_items, n_features * n_items, n_features * rank, y.shape[1] * rank)
 
     def unpack(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
