@@ -147,12 +147,8 @@ def main() -> None:
             print("response models: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in parts))
         selection = result.summary.get("selection")
         if selection:
-            penalties, losses = selection.get("choice_penalties"), selection.get("penalty_losses", {})
             print(f"chosen on validation: {selection['epochs']} epochs (of {config.model.params['epochs']}), "
-                  f"item appeal {selection['item_appeal_weight']:g}, wide {selection['wide_weight']:g}"
-                  + (f", choice logit penalties {penalties[0]:.4g} / {penalties[1]:.4g} (held-out loss "
-                     + ", ".join(f"{key.split(':')[1]} {value:.4f}" for key, value in losses.items()) + ")"
-                     if penalties else ""))
+                  f"item appeal {selection['item_appeal_weight']:g}, wide {selection['wide_weight']:g}")
         if not args.no_raw_fit:
             hybrid_seconds, cf_seconds, n_interactions = raw_lightfm_fit(data_dir, as_of, config)
             print("\nsame-run baseline (raw lightfm.LightFM.fit, same interactions and hyper-parameters, "

@@ -48,10 +48,6 @@ DEFAULT_MODEL = {
 APPEAL_CHOICES = (0.25, 0.5, 1.0)
 # weights of the wide (per-item ridge) part chosen the same way; 0 switches it off
 WIDE_CHOICES = (0.0, 0.125, 0.25, 0.5)
-# factors on both penalties of the wide part's choice logit (`wide_choice_l2`, `wide_choice_rank_l2`),
-# chosen by how well the logit predicts held-out cardholders' choices on the same window: 0.3 times
-# the defaults fitted the shared independent world best, three times them the 3k synthetic ones (README)
-CHOICE_PENALTY_SCALES = (0.3, 1.0, 3.0)
 DEFAULT_BASELINES = {
     "popularity": {"kind": "popularity", "params": {"by_segment": False}},
     # the yardstick: an untuned LightFM on raw features; the champion gate refuses a model not above it
@@ -102,7 +98,6 @@ class TrainConfig:
     seed: int = 42
     appeal_choices: tuple[float, ...] = APPEAL_CHOICES
     wide_choices: tuple[float, ...] = WIDE_CHOICES
-    choice_penalty_scales: tuple[float, ...] = CHOICE_PENALTY_SCALES
     # the number of epochs is chosen on the validation window too (at most the model's `epochs`)
     choose_epochs: bool = True
 
@@ -120,10 +115,6 @@ class TrainConfig:
             if any(isinstance(value, bool) or not (isinstance(value, int | float) and value >= 0)
                    for value in values):
                 raise TrainConfigError(f"{name} must be numbers >= 0, got {list(values)}")
-        if any(isinstance(value, bool) or not (isinstance(value, int | float) and 0 < value < float("inf"))
-               for value in self.choice_penalty_scales):
-            raise TrainConfigError(f"choice_penalty_scales must be finite numbers > 0, got "
-                                   f"{list(self.choice_penalty_scales)}")
         if "@" in self.metric and int(self.metric.split("@")[1]) != self.k:
             raise TrainConfigError(
                 f"metric {self.metric!r} is measured at a cut-off other than k={self.k}: "
@@ -143,7 +134,6 @@ class TrainConfig:
             "seed": self.seed,
             "appeal_choices": list(self.appeal_choices),
             "wide_choices": list(self.wide_choices),
-            "choice_penalty_scales": list(self.choice_penalty_scales),
             "choose_epochs": self.choose_epochs,
         }
 
@@ -151,7 +141,7 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
         data = dict(data or {})
         known = {"features", "model", "baselines", "evaluation", "refit", "seed", "appeal_choices",
-                 "wide_choices", "choice_penalty_scales", "choose_epochs"}
+                 "wide_choices", "choose_epochs"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise TrainConfigError(f"unknown top-level key(s) {unknown}; known: {sorted(known)}")
@@ -180,11 +170,11 @@ class TrainConfig:
         for key in ("refit", "seed", "choose_epochs"):
             if key in data:
                 kwargs[key] = data[key]
-        for key in ("appeal_choices", "wide_choices", "choice_penalty_scales"):
+        for key in ("appeal_choices", "wide_choices"):
             if key in data:
                 choices = data[key] or []
                 if not isinstance(choices, list | tuple):
-                    raise TrainConfigError(f"{key} must be a list of numbers, got {choices!r}")
+                    raise TrainConfigError(f"{key} must be a list of weights, got {choices!r}")
                 kwargs[key] = tuple(choices)
         chosen = str(evaluation.get("metric", ""))
         if "k" not in evaluation and "@" in chosen and METRIC_PATTERN.match(chosen):

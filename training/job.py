@@ -474,8 +474,7 @@ def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging
             log_report(run, result.response_report)
         if result.selection is not None:
             run.log_dict(result.selection.summary(), "selection.json")
-            run.log_metrics({f"selection.{key}": value for key, value in
-                             {**result.selection.objectives, **result.selection.penalty_losses}.items()})
+            run.log_metrics({f"selection.{key}": value for key, value in result.selection.objectives.items()})
             for step, value in enumerate(result.selection.epoch_objectives, start=1):
                 run.log_metrics({"selection.objective_by_epoch": value}, step=step)
         if result.tuning is not None:

@@ -1,10 +1,7 @@
 """Settings `recsys train` chooses on a validation window before the holdout, from one sampled fit:
-the number of epochs, the item appeal weight, the weight of the wide part and its choice logit's
-penalties.
+the number of epochs, the item appeal weight and the weight of the wide (ridge) part.
 
-The logit's penalties come first: both scaled by each of `choice_penalty_scales`, the scale whose logit
-best predicts held-out cardholders' choices (`LightFMHybrid.choice_penalty_losses`) is kept. Then the
-model is fitted once, on a seeded sample of at most `max_users` cardholders at `split -
+The model is fitted once, on a seeded sample of at most `max_users` cardholders at `split -
 holdout_days`, scored after every epoch on what they did up to `split` (the window and objective of
 `--tune`), and rewound to the fewest epochs whose objective is within `EPOCH_TOLERANCE` of the best;
 every item appeal x wide weight pair is then applied to that state and scored, and the best pair is
@@ -23,7 +20,6 @@ import pandas as pd
 
 from features.loader import Dataset
 from recsys import metrics
-from recsys.matrices import TrainingMatrices
 from recsys.models import Recommender
 from training.config import ModelSpec, TrainConfig
 from training.evaluate import Holdout, make_holdout, recommend_holdout
@@ -49,25 +45,18 @@ class Selection:
     users: int
     epoch_objectives: list[float] = field(default_factory=list)
     objectives: dict[str, float] = field(default_factory=dict)  # "appeal:A wide:W" -> objective
-    # (wide_choice_l2, wide_choice_rank_l2) when chosen, and the held-out loss of every scale tried
-    choice_penalties: tuple[float, float] | None = None
-    penalty_losses: dict[str, float] = field(default_factory=dict)  # "choice_penalty:S" -> loss
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready, for the bundle, the report and MLflow."""
         return {"epochs": self.epochs, "item_appeal_weight": self.item_appeal_weight,
                 "wide_weight": self.wide_weight, "window": list(self.window), "users": self.users,
                 "epoch_objectives": [round(value, 4) for value in self.epoch_objectives],
-                "objectives": {key: round(value, 4) for key, value in self.objectives.items()},
-                "choice_penalties": None if self.choice_penalties is None else list(self.choice_penalties),
-                "penalty_losses": {key: round(value, 5) for key, value in self.penalty_losses.items()}}
+                "objectives": {key: round(value, 4) for key, value in self.objectives.items()}}
 
     def apply(self, config: TrainConfig) -> TrainConfig:
-        """`config` with the chosen epochs, weights and logit penalties in its model parameters."""
+        """`config` with the chosen epochs and weights in its model parameters."""
         params = {**config.model.params, "epochs": self.epochs, "item_appeal_weight": self.item_appeal_weight,
                   "wide_weight": self.wide_weight}
-        if self.choice_penalties is not None:
-            params["wide_choice_l2"], params["wide_choice_rank_l2"] = self.choice_penalties
         return replace(config, model=ModelSpec(config.model.kind, params))
 
 
@@ -90,32 +79,6 @@ def best_pair(objectives: dict[tuple[float, float], float]) -> tuple[float, floa
                                              -pair[1], -pair[0]))
 
 
-def best_scale(losses: dict[float, float]) -> float | None:
-    """The penalty scale with the lowest held-out loss (NaN never wins; of equal ones the nearest to 1,
-    the configured penalties); None when no loss could be measured."""
-    measured = {scale: loss for scale, loss in losses.items() if loss == loss}
-    if not measured:
-        return None
-    return min(measured, key=lambda scale: (measured[scale], abs(np.log(scale))))
-
-
-def choose_choice_penalties(train: TrainingMatrices, spec: ModelSpec, scales: tuple[float, ...]
-                            ) -> tuple[tuple[float, float] | None, dict[float, float]]:
-    """((wide_choice_l2, wide_choice_rank_l2) of the best of `scales` or None, every scale's held-out
-    loss) for `spec`'s choice logit on `train`; nothing is tried when `spec` fits no choice logit or
-    fewer than two scales are given."""
-    model = spec.build()
-    if len(scales) < 2 or getattr(model, "wide_fit", None) != "choice":
-        return None, {}
-    losses = dict(zip(scales, model.choice_penalty_losses(train, scales), strict=True))
-    scale = best_scale(losses)
-    if scale is None:
-        return None, losses
-    # rounded so that 0.1 x 0.3 is stored and shown as 0.03
-    return (float(f"{model.wide_choice_l2 * scale:.6g}"),
-            float(f"{model.wide_choice_rank_l2 * scale:.6g}")), losses
-
-
 @dataclass(frozen=True)
 class ValidationFit:
     """The choice with the sampled fit it was made on (set to the chosen weights) and its window."""
@@ -128,10 +91,8 @@ class ValidationFit:
 def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
                          max_users: int = SELECTION_MAX_USERS,
                          echo: Callable[[str], None] = logger.info) -> Selection:
-    """Epochs (when `base.choose_epochs`), item appeal weight among `base.appeal_choices`, wide weight
-    among `base.wide_choices` and the choice logit's penalties scaled by `base.choice_penalty_scales`
-    (when a wide weight above 0 is among the choices), each the best on the validation window (see the
-    module)."""
+    """Epochs (when `base.choose_epochs`), item appeal weight among `base.appeal_choices` and wide
+    weight among `base.wide_choices`, each the best on the validation window (see the module)."""
     return fit_on_validation(dataset, split, base, max_users, echo).selection
 
 
@@ -153,10 +114,6 @@ def fit_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
     reference_ndcg = metrics.per_user("ndcg", recommend_holdout(popular, validation, base.k),
                                       validation.relevant, base.k)
     train = validation.train
-    scales = tuple(dict.fromkeys(float(value) for value in base.choice_penalty_scales)) if any(wides) else ()
-    penalties, penalty_losses = choose_choice_penalties(train, ModelSpec(base.model.kind, params), scales)
-    if penalties is not None:
-        params = {**params, "wide_choice_l2": penalties[0], "wide_choice_rank_l2": penalties[1]}
     unit = np.ones((1, train.n_users))  # every cardholder weighed once: the objective itself
     start_appeal = float(params.get("item_appeal_weight", appeals[0]))
     model = ModelSpec(base.model.kind,
@@ -187,20 +144,11 @@ def fit_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
     selection = Selection(epochs=int(epochs), item_appeal_weight=appeal, wide_weight=wide,
                           window=(validation.split.isoformat(), validation.as_of.isoformat()),
                           users=train.n_users, epoch_objectives=curve,
-                          objectives={f"appeal:{a:g} wide:{w:g}": v for (a, w), v in objectives.items()},
-                          choice_penalties=penalties,
-                          penalty_losses={f"choice_penalty:{scale:.4g}": loss
-                                          for scale, loss in penalty_losses.items()})
-    penalty_line = "" if not penalty_losses else (
-        "; choice logit penalties " + ("as configured" if penalties is None else
-                                       f"{penalties[0]:.4g} / {penalties[1]:.4g}")
-        + " (held-out loss " + ", ".join(f"x{scale:.3g} {loss:.4f}" for scale, loss in penalty_losses.items())
-        + ")")
+                          objectives={f"appeal:{a:g} wide:{w:g}": v for (a, w), v in objectives.items()})
     echo(f"  chosen on {validation.split:%Y-%m-%d} .. {validation.as_of:%Y-%m-%d} ({train.n_users:,} "
          f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g} (objective "
          f"{objectives[(appeal, wide)]:.4f}; by epoch " + " ".join(f"{value:.3f}" for value in curve)
-         + "; " + ", ".join(f"{key} {value:.4f}" for key, value in selection.objectives.items()) + ")"
-         + penalty_line)
+         + "; " + ", ".join(f"{key} {value:.4f}" for key, value in selection.objectives.items()) + ")")
     model.set_wide(wide, train)
     model.set_item_appeal(appeal, train)
     return ValidationFit(selection=selection, model=model, validation=validation)

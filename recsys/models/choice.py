@@ -11,8 +11,6 @@ items share what their tags and kind say about who chooses them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import minimize
@@ -139,22 +137,6 @@ def choice_sets(positive_days: sp.spmatrix, item_offer_days: np.ndarray, max_use
     return users, items, (begin[None, :] <= times[:, None]) & (times[:, None] <= end[None, :])
 
 
-def _logit_inputs(features: sp.spmatrix, positive_days: sp.spmatrix, item_offer_days: np.ndarray,
-                  keep: np.ndarray | None, max_users: int | None, seed: int, rank: int,
-                  item_features: sp.spmatrix | None
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                             np.ndarray, np.ndarray | None]:
-    """(keep, standardised keep columns, their means, their scales, cardholder, item and offer of each
-    sampled choice, dense item features when `rank` > 0) for `fit_choice_factors` and
-    `held_out_choice_losses`."""
-    keep = np.ones(features.shape[1], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
-    standard, mean, scale = standardised_columns(features, keep)
-    # the fit's time and memory grow with cardholders x items on offer (~45 s at 10k cardholders)
-    users, items, offered = choice_sets(positive_days, item_offer_days, max_users, seed)
-    dense_items = None if item_features is None or not rank else sp.csr_matrix(item_features).toarray()
-    return keep, standard, mean, scale, users, items, offered, dense_items
-
-
 def fit_choice_factors(features: sp.csr_matrix, positive_days: sp.spmatrix, item_offer_days: np.ndarray,
                        l2: float, max_rank: int, keep: np.ndarray | None = None,
                        max_users: int | None = None, seed: int = 0, rank: int = 0,
@@ -168,40 +150,15 @@ def fit_choice_factors(features: sp.csr_matrix, positive_days: sp.spmatrix, item
     the events of at most `max_users` cardholders with events (a sample seeded by `seed`; all when None);
     the columns are standardised over every row either way. `rank` > 0 adds the low-rank term through
     `item_features` [n_items, q] (`fit_choice`)."""
-    keep, standard, mean, scale, users, items, offered, dense_items = _logit_inputs(
-        features, positive_days, item_offer_days, keep, max_users, seed, rank, item_features)
+    keep = np.ones(features.shape[1], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    standard, mean, scale = standardised_columns(features, keep)
+    # the fit's time and memory grow with cardholders x items on offer (~45 s at 10k cardholders)
+    users, items, offered = choice_sets(positive_days, item_offer_days, max_users, seed)
     weights = np.zeros((features.shape[1], offered.shape[1]))
+    dense_items = None if item_features is None or not rank else sp.csr_matrix(item_features).toarray()
     if items.size:
         weights[keep] = fit_choice(standard, users, items, offered, l2, rank=rank, item_features=dense_items,
                                    rank_l2=rank_l2, seed=seed)[1] / scale[:, None]
     full_mean = np.zeros(features.shape[1])
     full_mean[keep] = mean
     return low_rank_factors(weights, full_mean, max_rank)
-
-
-def held_out_choice_losses(features: sp.csr_matrix, positive_days: sp.spmatrix, item_offer_days: np.ndarray,
-                           penalties: Sequence[tuple[float, float]], keep: np.ndarray | None = None,
-                           max_users: int | None = None, seed: int = 0, rank: int = 0,
-                           item_features: sp.spmatrix | None = None, held_out: float = 0.5) -> list[float]:
-    """Per (l2, rank_l2) of `penalties`, how well the logit of `fit_choice_factors` (same inputs) predicts
-    the choices of cardholders it was not fitted on: a `held_out` share of the cardholders with sampled
-    events, drawn at random (seeded by `seed`), is left out of the fit, and the mean negative
-    log-likelihood of their choices is returned (lower is better; NaN when either side would be empty).
-    One split, not k folds: at 100k cardholders each fit here costs ~11 s on this machine."""
-    if not 0 < held_out < 1:
-        raise ValueError(f"held_out must be a share in (0, 1), got {held_out}")
-    _, standard, _, _, users, items, offered, dense_items = _logit_inputs(
-        features, positive_days, item_offer_days, keep, max_users, seed, rank, item_features)
-    active = np.unique(users)
-    n_held = int(round(held_out * active.size))
-    if not 0 < n_held < active.size:
-        return [float("nan")] * len(penalties)
-    left_out = np.isin(users, np.random.default_rng(seed).choice(active, size=n_held, replace=False))
-    scored = ChoiceLikelihood(users[left_out], items[left_out], offered[left_out])
-    fit = ~left_out
-    losses = []
-    for l2, rank_l2 in penalties:
-        bias, weights = fit_choice(standard, users[fit], items[fit], offered[fit], l2, rank=rank,
-                                   item_features=dense_items, rank_l2=rank_l2, seed=seed)
-        losses.append(scored(standard[scored.active] @ weights + bias)[0])
-    return losses

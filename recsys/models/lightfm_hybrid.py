@@ -8,7 +8,7 @@ menu clicks and profile give a personalised ranking before the first read. Items
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar, Self
 
@@ -25,7 +25,7 @@ from recsys.models.base import (
     check_at_least_one,
     check_user_inputs,
 )
-from recsys.models.choice import fit_choice_factors, held_out_choice_losses
+from recsys.models.choice import fit_choice_factors
 from recsys.models.wide import RidgeFactors, fit_ridge
 
 logger = logging.getLogger(__name__)
@@ -370,32 +370,16 @@ class LightFMHybrid(Recommender):
     def _fit_wide(self, original: TrainingMatrices, rows: TrainingMatrices | None) -> RidgeFactors:
         """The wide part's factors as `wide_fit` says (the ridge when the choice lacks its days)."""
         if self.wide_fit == "choice" and original.positive_days is not None:
+            keep = np.asarray([not name.startswith(HISTORY_PREFIXES) and name != NO_HISTORY
+                               for name in original.user_feature_names], dtype=bool)
             return fit_choice_factors(original.user_features, original.positive_days,
-                                      original.item_offer_days, self.wide_choice_l2, self.wide_rank,
-                                      self._choice_columns(original), self.wide_choice_max_users,
-                                      self.random_state, self.wide_choice_rank, original.item_features,
-                                      self.wide_choice_rank_l2)
+                                      original.item_offer_days, self.wide_choice_l2, self.wide_rank, keep,
+                                      self.wide_choice_max_users, self.random_state,
+                                      self.wide_choice_rank, original.item_features, self.wide_choice_rank_l2)
         if self.wide_fit == "choice":
             logger.warning("wide_fit choice needs positive_days and item_offer_days; fitting the ridge")
         rows = rows if rows is not None else self.with_history_dropped(original)
         return fit_ridge(rows.user_features, rows.interactions, self.wide_l2, self.wide_rank)
-
-    @staticmethod
-    def _choice_columns(data: TrainingMatrices) -> np.ndarray:
-        """The user feature columns the choice logit reads: those a non-reader has too (bool)."""
-        return np.asarray([not name.startswith(HISTORY_PREFIXES) and name != NO_HISTORY
-                           for name in data.user_feature_names], dtype=bool)
-
-    def choice_penalty_losses(self, data: TrainingMatrices, scales: Sequence[float]) -> list[float]:
-        """Per scale s of `scales`, the held-out cardholders' loss of the `wide_fit: choice` logit on
-        `data` with both of its penalties times s (`recsys.models.choice.held_out_choice_losses`; lower
-        is better); NaN for every scale when `data` has no days to build choices from. Needs no fit."""
-        if data.positive_days is None or data.item_offer_days is None:
-            return [float("nan")] * len(scales)
-        penalties = [(self.wide_choice_l2 * scale, self.wide_choice_rank_l2 * scale) for scale in scales]
-        return held_out_choice_losses(data.user_features, data.positive_days, data.item_offer_days, penalties,
-                                      self._choice_columns(data), self.wide_choice_max_users,
-                                      self.random_state, self.wide_choice_rank, data.item_features)
 
     def _rescale_wide(self, data: TrainingMatrices) -> None:
         """Scale the wide part so that at weight 1 its scores spread as much as the factorisation's

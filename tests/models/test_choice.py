@@ -12,7 +12,7 @@ import recsys.models.choice as choice
 import recsys.models.lightfm_hybrid as hybrid
 from recsys.matrices import TrainingMatrices
 from recsys.models.base import ModelError
-from recsys.models.choice import fit_choice, fit_choice_factors, held_out_choice_losses
+from recsys.models.choice import fit_choice, fit_choice_factors
 from recsys.models.lightfm_hybrid import LightFMHybrid
 from recsys.models.wide import fit_ridge
 
@@ -211,40 +211,3 @@ def test_the_model_adds_the_low_rank_term_through_its_item_features() -> None:
     for bad in ({"wide_choice_rank": -1}, {"wide_choice_rank_l2": -0.1}):
         with pytest.raises(ModelError, match=next(iter(bad))):
             LightFMHybrid(**params, **bad)
-
-
-def test_held_out_cardholders_prefer_the_penalty_the_data_supports() -> None:
-    features, days, offer = two_windows()
-    light, heavy = held_out_choice_losses(sp.csr_matrix(features), days, offer, [(0.01, 0.01), (100.0, 0.01)])
-    assert light < heavy - 0.1  # column 0 decides the choice: a heavy penalty throws that away
-    noise = np.random.default_rng(1).normal(size=(features.shape[0], 60))  # nothing here decides
-    loose, firm = held_out_choice_losses(sp.csr_matrix(noise), days, offer, [(1e-6, 0.01), (1.0, 0.01)])
-    assert firm < loose  # slopes fitted to noise do not carry over to other cardholders
-    assert firm == pytest.approx(np.log(2), abs=0.02)  # two items on offer, nothing to tell them apart
-
-
-def test_held_out_losses_are_seeded_and_every_penalty_scored_on_the_same_cardholders() -> None:
-    features, days, offer, tags = tagged_windows(200)
-    args = (sp.csr_matrix(features), days, offer)
-    both = held_out_choice_losses(*args, [(0.01, 0.001), (1.0, 0.1)], rank=1, item_features=tags)
-    assert both == held_out_choice_losses(*args, [(0.01, 0.001), (1.0, 0.1)], rank=1, item_features=tags)
-    assert both[1:] == held_out_choice_losses(*args, [(1.0, 0.1)], rank=1, item_features=tags)
-    assert both != held_out_choice_losses(*args, [(0.01, 0.001), (1.0, 0.1)], rank=1, item_features=tags,
-                                          seed=1)
-    a_third = held_out_choice_losses(*args, [(0.01, 0.001)], rank=1, item_features=tags, held_out=1 / 3)
-    assert np.isfinite(a_third).all() and a_third != both[:1]
-    with pytest.raises(ValueError, match="held_out"):
-        held_out_choice_losses(*args, [(0.01, 0.001)], held_out=1.0)
-    one_cardholder = sp.coo_matrix((days.data[:1], (days.row[:1], days.col[:1])), shape=days.shape)
-    assert np.isnan(held_out_choice_losses(args[0], one_cardholder, offer, [(0.01, 0.001)])).all()
-
-
-def test_the_model_scores_both_of_its_penalties_scaled() -> None:
-    data = hybrid_data(True)
-    model = LightFMHybrid(no_components=4, user_identity=False, wide_fit="choice", wide_choice_l2=0.01,
-                          wide_choice_rank_l2=0.02, random_state=7)
-    losses = model.choice_penalty_losses(data, [1.0, 1000.0])
-    assert losses == held_out_choice_losses(data.user_features, data.positive_days, data.item_offer_days,
-                                            [(0.01, 0.02), (10.0, 20.0)], max_users=20_000, seed=7)
-    assert losses[0] < losses[1]
-    assert np.isnan(model.choice_penalty_losses(hybrid_data(False), [1.0, 2.0])).all()

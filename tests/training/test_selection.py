@@ -16,13 +16,7 @@ from tests.training.test_tune import FAST, before
 from training.config import ModelSpec
 from training.evaluate import make_holdout, recommend_holdout
 from training.job import POPULARITY
-from training.selection import (
-    best_pair,
-    best_scale,
-    choose_on_validation,
-    fewest_good_epochs,
-    fit_on_validation,
-)
+from training.selection import best_pair, choose_on_validation, fewest_good_epochs, fit_on_validation
 from training.tune import (
     mean_of_gains,
     objective_replicates,
@@ -54,42 +48,6 @@ def test_the_best_pair_is_kept_even_a_hair_ahead_of_a_lighter_appeal() -> None:
     assert best_pair({(1.0, 0.5): float("nan"), (0.25, 0.0): 0.1}) == (0.25, 0.0)
     unmeasured = dict.fromkeys(objectives, float("nan"))
     assert best_pair(unmeasured) in objectives
-
-
-def test_the_penalty_scale_with_the_lowest_held_out_loss() -> None:
-    assert best_scale({0.3: 0.52, 1.0: 0.50, 3.0: 0.51}) == 1.0
-    assert best_scale({0.3: 0.49, 1.0: float("nan"), 3.0: 0.51}) == 0.3
-    # of equal losses the scale nearest the configured penalties
-    assert best_scale({0.5: 0.5, 3.0: 0.5}) == 0.5 and best_scale({0.2: 0.5, 3.0: 0.5}) == 3.0
-    assert best_scale({0.3: float("nan"), 1.0: float("nan")}) is None and best_scale({}) is None
-
-
-def test_the_choice_logit_penalties_are_chosen_on_held_out_cardholders(small_world: Path) -> None:
-    dataset = load_dataset(small_world)
-    split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
-    config = replace(FAST, appeal_choices=(1.0,), wide_choices=(0.0, 0.5), choose_epochs=False,
-                     choice_penalty_scales=(0.01, 10.0, 1e4))
-    fitted = fit_on_validation(dataset, split, config, echo=lambda line: None)
-    chosen = fitted.selection
-    losses = {float(key.split(":")[1]): value for key, value in chosen.penalty_losses.items()}
-    assert set(losses) == {0.01, 10.0, 1e4} and np.isfinite(list(losses.values())).all()
-    # on this small world the default penalties let the logit fit its own cardholders' noise (held-out
-    # loss 4.82 at x1 against 3.58 at x10); a penalty that leaves it no slopes does not predict best either
-    assert min(losses, key=losses.get) == 10.0
-    assert chosen.choice_penalties == pytest.approx((1.0, 0.1))
-    # the validation fit, the split fit and the refit all use the chosen penalties
-    assert (fitted.model.wide_choice_l2, fitted.model.wide_choice_rank_l2) == chosen.choice_penalties
-    params = chosen.apply(config).model.params
-    assert (params["wide_choice_l2"], params["wide_choice_rank_l2"]) == chosen.choice_penalties
-    assert chosen.summary()["choice_penalties"] == list(chosen.choice_penalties)
-    # nothing to choose: one scale, no wide part among the choices, or a ridge wide part
-    ridge = replace(config, model=ModelSpec("lightfm_hybrid", {**config.model.params, "wide_fit": "ridge"}))
-    for kept in (replace(config, choice_penalty_scales=(1.0,)), replace(config, wide_choices=(0.0,)), ridge):
-        same = choose_on_validation(dataset, split, kept, echo=lambda line: None)
-        assert same.choice_penalties is None and not same.penalty_losses
-        applied = same.apply(kept).model.params
-        for key in ("wide_choice_l2", "wide_choice_rank_l2"):
-            assert applied.get(key) == kept.model.params.get(key)
 
 
 def test_settings_are_chosen_on_validation_before_the_split(small_world: Path) -> None:
