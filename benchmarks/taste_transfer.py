@@ -269,16 +269,14 @@ def choice_inputs(dataset, as_of: pd.Timestamp, features: sp.csr_matrix, feature
             *choice_sets(days, offer_days(dataset, items_index)))
 
 
-def choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_matrix, feature_names: tuple[str, ...],
-                      user_ids: np.ndarray, item_ids: np.ndarray, live: np.ndarray, l2s: tuple[float, ...]
-                      ) -> dict[float, np.ndarray]:
-    """Per penalty of `l2s`, [users, live items]: x_u . W_i centred per item from `fit_choice` over every
-    non-transactional item's positive events by `as_of` (see the module's `choice`), x_u without
-    reading history; fitted from the heaviest penalty down, each from the previous fit."""
+def choice_deviations(inputs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], live: np.ndarray,
+                      l2s: tuple[float, ...]) -> dict[float, np.ndarray]:
+    """Per penalty of `l2s`, [users, live items]: x_u . W_i centred per item from `fit_choice` on
+    `choice_inputs` (see the module's `choice`), x_u without reading history; fitted from the heaviest
+    penalty down, each from the previous fit."""
     from recsys.models.choice import fit_choice
 
-    standard, users, items, offered = choice_inputs(dataset, as_of, features, feature_names, user_ids,
-                                                    item_ids)
+    standard, users, items, offered = inputs
     out, start = {}, None
     for l2 in sorted(l2s, reverse=True):
         bias, weights = fit_choice(standard, users, items, offered, l2, start=start)
@@ -288,17 +286,15 @@ def choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_matrix, fea
     return out
 
 
-def low_rank_choice_deviations(dataset, as_of: pd.Timestamp, features: sp.csr_matrix,
-                               feature_names: tuple[str, ...], item_features: sp.csr_matrix,
-                               user_ids: np.ndarray, item_ids: np.ndarray, live: np.ndarray,
-                               ranks: tuple[int, ...], l2: float) -> dict[int, np.ndarray]:
-    """Per rank of `ranks`, [users, live items]: the choice logit whose slopes add a rank-K term
-    A (item features C)^T (`fit_choice` with `rank`, its penalty `l2`; the full-rank slopes at the
-    default configuration's `wide_choice_l2`), x_u without reading history, centred per item."""
+def low_rank_choice_deviations(inputs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                               item_features: sp.csr_matrix, live: np.ndarray, ranks: tuple[int, ...],
+                               l2: float) -> dict[int, np.ndarray]:
+    """Per rank of `ranks`, [users, live items]: the choice logit on `choice_inputs` whose slopes add a
+    rank-K term A (item features C)^T (`fit_choice` with `rank`, its penalty `l2`; the full-rank slopes
+    at the default configuration's `wide_choice_l2`), x_u without reading history, centred per item."""
     from recsys.models.choice import fit_choice
 
-    standard, users, items, offered = choice_inputs(dataset, as_of, features, feature_names, user_ids,
-                                                    item_ids)
+    standard, users, items, offered = inputs
     dense_items = sp.csr_matrix(item_features).toarray()
     out = {}
     for rank in ranks:
@@ -344,15 +340,14 @@ def sampled_figures(dataset, as_of: pd.Timestamp, truth: Truth, live: np.ndarray
     deviations = {"positives": positive_deviation(features, positives, l2)}
     for penalty in positive_l2s:
         deviations[f"positives {penalty:g}"] = positive_deviation(features, positives, penalty)
+    if choice_l2s or choice_ranks:
+        inputs = choice_inputs(dataset, as_of, features, user_feature_names, truth.user_ids, truth.item_ids)
     if choice_l2s:
-        fitted = choice_deviations(dataset, as_of, features, user_feature_names, truth.user_ids,
-                                   truth.item_ids, live, choice_l2s)
+        fitted = choice_deviations(inputs, live, choice_l2s)
         for penalty in choice_l2s:
             deviations[f"choice {penalty:g}"] = fitted[penalty]
     if choice_ranks:
-        fitted = low_rank_choice_deviations(dataset, as_of, features, user_feature_names,
-                                            item_features, truth.user_ids, truth.item_ids, live,
-                                            choice_ranks, choice_rank_l2)
+        fitted = low_rank_choice_deviations(inputs, item_features, live, choice_ranks, choice_rank_l2)
         for rank in choice_ranks:
             deviations[f"choice rank {rank}"] = fitted[rank]
             deviations[f"choice rank {rank} + positives"] = unit_spread_sum(fitted[rank],

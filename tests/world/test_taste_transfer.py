@@ -129,7 +129,12 @@ def test_standardised_rows_centre_and_scale_each_row_and_leave_a_constant_row_at
 
 
 def test_the_low_rank_choice_source_is_centred_per_item_and_not_the_full_rank_one(small_world) -> None:
-    from benchmarks.taste_transfer import choice_deviations, low_rank_choice_deviations, on_offer
+    from benchmarks.taste_transfer import (
+        choice_deviations,
+        choice_inputs,
+        low_rank_choice_deviations,
+        on_offer,
+    )
     from features.builder import FeatureBuilder
     from training.config import TrainConfig
     from training.truth import load_truth
@@ -143,9 +148,9 @@ def test_the_low_rank_choice_source_is_centred_per_item_and_not_the_full_rank_on
     features = builder.transform_users(dataset, truth.as_of, users)
     item_features = builder.transform_items(dataset.content, items)
     names = builder.user_feature_names
-    low = low_rank_choice_deviations(dataset, truth.as_of, features, names, item_features, users, items,
-                                     live, (2,), l2=0.01)[2]
-    full = choice_deviations(dataset, truth.as_of, features, names, users, items, live, (0.1,))[0.1]
+    inputs = choice_inputs(dataset, truth.as_of, features, names, users, items)
+    low = low_rank_choice_deviations(inputs, item_features, live, (2,), l2=0.01)[2]
+    full = choice_deviations(inputs, live, (0.1,))[0.1]
     assert low.shape == full.shape == (users.size, int(live.sum()))
     np.testing.assert_allclose(low.mean(axis=0), 0.0, atol=1e-9)
     assert low.std() > 0 and not np.allclose(low, full, atol=1e-6)
