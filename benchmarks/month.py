@@ -41,6 +41,14 @@ generated with its promotions' and activities' schedule carried to the last mont
 against send-all and the gap closed are printed per month and for the whole run, cap violations counted
 per local calendar month (`violations_by_month`). --months 1 (the default) is the one-month run as before.
 
+--retrain (with --months 2 or more) does what a bank would do at each month boundary after the first: every
+engine's bundle is retrained (`recsys train`'s job, default config) on the world's tables with the push
+log that engine's API recorded (its event log, as `recsys events export` turns it into the contract's
+`push_log`) appended, and published to that engine's API before the month's first slot. The world has no
+spend, menu clicks or reads after its end, so what the retrain learns anew is the pushes and their opens
+and mutes, and it is as of the end of that data (the engine's last push or outcome, as `recsys train`
+and `recsys publish` take it without --as-of).
+
 --decompose splits what the value-aware engines' months lose by the truth into what to push, the hour,
 whether to send and pacing: a chain of edits to the engine's own sends, each scored in expected value
 (`benchmarks/month_gaps.py`), and for a scheduler that ignores `send_at`, whether each send went at the
@@ -60,6 +68,7 @@ send-hour and no frequency effect, so only pushes and opens are scored there.
 
     .venv/bin/python benchmarks/month.py --users 2500
     .venv/bin/python benchmarks/month.py --users 2500 --months 2
+    .venv/bin/python benchmarks/month.py --users 2000 --months 2 --retrain
     .venv/bin/python benchmarks/month.py --users 2000 --seed 8 --sweep '[{"hour_margin": 0}]'
     .venv/bin/python benchmarks/month.py --independent ../shared/worlds/independent
 """
@@ -75,6 +84,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -199,6 +209,45 @@ def train_bundle(world: Path, bundle_path: Path, seed: int) -> None:
     log("training the ranking model and the response models (recsys train's job, default config)")
     train(TrainOptions(data_dir=world, config=TrainConfig(), model_out=bundle_path,
                        register=False, progress=False, track=False), echo=log)
+
+
+def with_event_log(world: Path, events_path: Path, out: Path) -> Path:
+    """`out`: a data directory with `world`'s tables (linked) whose push log also holds the pushes the
+    API's event log at `events_path` recorded (`recsys events export`'s table): what a retrain reads."""
+    from serving.event_log import EventLog, push_log_frame
+
+    out.mkdir(parents=True, exist_ok=False)
+    for table in world.iterdir():
+        if table.is_file() and table.name != "push_log.parquet":
+            (out / table.name).symlink_to(table.resolve())
+    logged = push_log_frame(EventLog(events_path).read())
+    history = pd.read_parquet(world / "push_log.parquet")
+    pd.concat([history, logged], ignore_index=True).to_parquet(out / "push_log.parquet", index=False)
+    return out
+
+
+def retrain_and_publish(world: Path, events_path: Path, work: Path, client, prefix: str, base: str) -> None:
+    """Retrain the bundle on `world` and the API's pushes (`with_event_log`), as of the end of that data,
+    publish it under `prefix` and wait until the API at `base` serves it."""
+    from features.loader import load_dataset
+    from publishing.publish import publish
+    from recsys.bundle import ModelBundle
+    from recsys.publication import PublicationStore
+    from training.config import TrainConfig
+    from training.job import TrainOptions, train
+
+    data = with_event_log(world, events_path, work / "data")
+    bundle_path = work / "bundle"
+    train(TrainOptions(data_dir=data, config=TrainConfig(), model_out=bundle_path, register=False,
+                       progress=False, track=False), echo=lambda line: None)
+    before = httpx.get(f"{base}/readyz", timeout=10).json()["model_version"]
+    publish(ModelBundle.load(bundle_path), load_dataset(data), PublicationStore(client, prefix),
+            model_uri=str(bundle_path))
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{base}/readyz", timeout=10).json()["model_version"] == before:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the API at {base} did not switch to the retrained bundle within 60 s")
+        time.sleep(0.3)
 
 
 def with_hour_prior(world: Path, bundle_path: Path, penalty: float) -> Path:
@@ -472,11 +521,12 @@ class SchedulerClient:
 
 
 def run_engine(name: str, base: str, outcomes: Outcomes, schedule: list[tuple[int, int]],
-               habit: SendAtHabit = SendAtHabit()) -> dict:
+               habit: SendAtHabit = SendAtHabit(), new_month: Callable[[int], None] | None = None) -> dict:
     """One engine's months through the API (`schedule`: `Outcomes.replay`); a scheduler that does not
     follow `send_at` (`habit`) delivers every `send` at the slot it asked at. Counts per day the sends
     answered with a later `send_at` and the expected value of the day's pushes, and per month
-    (`tally_months`) the pushes, opens, mutes, expected value, violations and holds."""
+    (`tally_months`) the pushes, opens, mutes, expected value, violations and holds. `new_month` is
+    called with each month's number after the first, before its first slot."""
     client = SchedulerClient(base, TOKEN)
     sent_log: dict[int, list[datetime]] = defaultdict(list)
     totals: dict = defaultdict(int)
@@ -485,7 +535,11 @@ def run_engine(name: str, base: str, outcomes: Outcomes, schedule: list[tuple[in
     muted_rows: set[int] = set()
     held_rows: dict[str, set[int]] = defaultdict(set)  # by the kind of hold
     users = [u for u, ok in zip(outcomes.user_ids, outcomes.reachable, strict=True) if ok]
+    previous = schedule[0][0] if schedule else 0
     for month, day in schedule:
+        if month != previous and new_month is not None:
+            new_month(month)
+        previous = month
         for slot, (hour, minute) in enumerate(outcomes.slots):
             now = outcomes.at(day, hour, minute)
             uniforms = outcomes.draws(day, slot)
@@ -997,6 +1051,9 @@ def command_line() -> argparse.ArgumentParser:
                         help="with --ignore-send-at: the slot of each of its sends against the truth's "
                              "better one, by the cardholder's evidence and holds (also in --decompose)")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench-month")
+    parser.add_argument("--retrain", action="store_true",
+                        help="retrain and publish each engine's bundle at every month boundary, on the world "
+                             "and the pushes its API recorded")
     parser.add_argument("--independent", type=Path, default=None,
                         help="a data directory with DIR.hidden.npz beside it (the shared independent world)")
     return parser
@@ -1009,6 +1066,8 @@ def main() -> int:
         parser.error(f"--months must be at least 1, got {args.months}")
     if args.days is not None and args.days < 1:
         parser.error(f"--days must be at least 1, got {args.days}")
+    if args.retrain and args.months < 2:
+        parser.error("--retrain retrains at a month boundary: give it with --months 2 or more")
     if args.months > 1 and (args.decompose or args.slot_choices):
         parser.error("--decompose and --slot-choices split one month: give them without --months")
     import redis
@@ -1065,8 +1124,17 @@ def main() -> int:
             httpx.put(f"{base}/v1/policy", json=policy, headers=admin).raise_for_status()
             log(f"{name}: replaying {len(schedule)} days from {outcomes.month:%Y-%m-%d}, "
                 f"{outcomes.reachable.sum():,} cardholders")
+            retrain = None
+            if args.retrain:
+                def retrain(month: int, base: str = base, prefix: str = prefix, home: Path = home,
+                            name: str = name) -> None:
+                    log(f"{name}: retraining before {outcomes.month_name(month)} on the world and the "
+                        "API's pushes")
+                    retrain_and_publish(world, home / "events" / "push_log.jsonl",
+                                        Path(tempfile.mkdtemp(prefix="retrain-", dir=home)), client, prefix,
+                                        base)
             began = time.perf_counter()
-            results[name] = run_engine(name, base, outcomes, schedule, habit)
+            results[name] = run_engine(name, base, outcomes, schedule, habit, retrain)
             results[name]["seconds"] = time.perf_counter() - began
             servers[-1].terminate()
             servers[-1].wait(timeout=30)

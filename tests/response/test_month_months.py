@@ -148,3 +148,46 @@ def test_the_world_of_two_months_has_the_same_history_and_a_schedule_over_both(w
     for item, same in zip(before[:10], old[:10], strict=True):
         assert np.allclose(model_one.open_probability(users, np.full(len(users), item), recent),
                            model_two.open_probability(users, np.full(len(users), same), recent))
+
+
+def test_a_retrain_reads_the_world_and_the_pushes_its_api_logged(worlds, tmp_path: Path) -> None:
+    from features.loader import load_dataset
+    from serving.event_log import EventLog
+
+    _, world = worlds
+    history = pd.read_parquet(world / "push_log.parquet")
+    content = pd.read_parquet(world / "content.parquet")["content_id"].astype(str)
+    user = str(history["user_id"].iloc[0])
+    sent = datetime(2026, 11, 3, 10, tzinfo=SHANGHAI)
+    events = [{"event_id": "a-s", "type": "sent", "user_id": user, "push_id": "a", "content_id": content[0],
+               "ts": sent.isoformat()},
+              {"event_id": "a-o", "type": "opened", "user_id": user, "push_id": "a",
+               "ts": (sent + timedelta(minutes=20)).isoformat()},
+              {"event_id": "b-s", "type": "sent", "user_id": user, "push_id": "b", "content_id": content[1],
+               "ts": (sent + timedelta(days=1)).isoformat()},
+              {"event_id": "b-m", "type": "muted", "user_id": user, "push_id": "b",
+               "ts": (sent + timedelta(days=1, minutes=5)).isoformat()}]
+    log_path = tmp_path / "events" / "push_log.jsonl"
+    EventLog(log_path, clock=lambda: sent).append(events)
+
+    data = month.with_event_log(world, log_path, tmp_path / "data")
+    pushes = pd.read_parquet(data / "push_log.parquet")
+    assert len(pushes) == len(history) + 2
+    pd.testing.assert_frame_equal(pushes.iloc[:len(history)].reset_index(drop=True), history,
+                                  check_dtype=False)
+    logged = pushes.iloc[len(history):].set_index("push_id")
+    assert logged.loc["a", "opened_ts"] == pd.Timestamp(sent + timedelta(minutes=20))
+    assert not logged.loc["a", "muted"] and logged.loc["b", "muted"] and pd.isna(logged.loc["b", "opened_ts"])
+    # the other tables are the world's own, and the whole passes the data contract as `recsys train` reads it
+    assert (data / "content.parquet").resolve() == (world / "content.parquet").resolve()
+    dataset = load_dataset(data)
+    assert dataset.time_range()[1] == pd.Timestamp(sent + timedelta(days=1))  # the last push sent
+    with pytest.raises(FileExistsError):  # a retrain never writes over an earlier one's data
+        month.with_event_log(world, log_path, tmp_path / "data")
+
+
+def test_a_retrain_needs_a_month_boundary(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["month.py", "--retrain"])
+    with pytest.raises(SystemExit) as exit_info:
+        month.main()
+    assert exit_info.value.code == 2 and "--months 2 or more" in capsys.readouterr().err
