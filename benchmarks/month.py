@@ -213,16 +213,20 @@ def train_bundle(world: Path, bundle_path: Path, seed: int) -> None:
 
 def with_event_log(world: Path, events_path: Path, out: Path) -> Path:
     """`out`: a data directory with `world`'s tables (linked) whose push log also holds the pushes the
-    API's event log at `events_path` recorded (`recsys events export`'s table): what a retrain reads."""
+    API's event log at `events_path` recorded (`recsys events export`'s table): what a retrain reads.
+    `world`'s own push log may be Parquet, CSV or absent, as the contract allows."""
+    from features.loader import load_dataset
     from serving.event_log import EventLog, push_log_frame
 
+    history = load_dataset(world).push_log
     out.mkdir(parents=True, exist_ok=False)
     for table in world.iterdir():
-        if table.is_file() and table.name != "push_log.parquet":
+        if table.is_file() and not table.name.startswith("push_log."):
             (out / table.name).symlink_to(table.resolve())
     logged = push_log_frame(EventLog(events_path).read())
-    history = pd.read_parquet(world / "push_log.parquet")
-    pd.concat([history, logged], ignore_index=True).to_parquet(out / "push_log.parquet", index=False)
+    frames = [frame for frame in (history, logged) if len(frame)]
+    pushes = pd.concat(frames, ignore_index=True) if frames else logged
+    pushes.to_parquet(out / "push_log.parquet", index=False)
     return out
 
 

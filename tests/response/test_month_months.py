@@ -191,3 +191,20 @@ def test_a_retrain_needs_a_month_boundary(monkeypatch, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         month.main()
     assert exit_info.value.code == 2 and "--months 2 or more" in capsys.readouterr().err
+
+
+def test_a_retrain_reads_a_world_whose_push_log_is_csv(worlds, tmp_path: Path) -> None:
+    _, world = worlds
+    csv_world = tmp_path / "csv-world"
+    csv_world.mkdir()
+    for table in world.iterdir():
+        if table.name != "push_log.parquet":
+            (csv_world / table.name).symlink_to(table)
+    history = pd.read_parquet(world / "push_log.parquet")
+    history.to_csv(csv_world / "push_log.csv", index=False)
+    # nothing logged yet: the world's own pushes alone
+    data = month.with_event_log(csv_world, tmp_path / "events" / "push_log.jsonl", tmp_path / "data")
+    assert not (data / "push_log.csv").exists()
+    pushes = pd.read_parquet(data / "push_log.parquet")
+    assert len(pushes) == len(history)
+    assert (pushes["sent_ts"] == pd.to_datetime(history["sent_ts"], utc=True)).all()
