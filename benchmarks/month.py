@@ -41,13 +41,14 @@ generated with its promotions' and activities' schedule carried to the last mont
 against send-all and the gap closed are printed per month and for the whole run, cap violations counted
 per local calendar month (`violations_by_month`). --months 1 (the default) is the one-month run as before.
 
---retrain (with --months 2 or more) does what a bank would do at each month boundary after the first: every
-engine's bundle is retrained (`recsys train`'s job, default config) on the world's tables with the push
-log that engine's API recorded (its event log, as `recsys events export` turns it into the contract's
-`push_log`) appended, and published to that engine's API before the month's first slot. The world has no
-spend, menu clicks or reads after its end, so what the retrain learns anew is the pushes and their opens
-and mutes, and it is as of the end of that data (the engine's last push or outcome, as `recsys train`
-and `recsys publish` take it without --as-of).
+--retrain (with --months 2 or more) does what a bank would do at each month boundary after the first:
+every engine's bundle is retrained (`recsys train`'s job, default config) on the world's tables with the
+push log that engine's API recorded (its event log, as `recsys events export` turns it into the
+contract's `push_log`) appended, and published to that engine's API before the month's first slot;
+--retrain-every N does the same at month boundaries and before every N-th day replayed (`retrain_days`).
+The world has no spend, menu clicks or reads after its end, so what a retrain learns anew is the pushes
+and their opens and mutes, and it is as of the end of that data (the engine's last push or outcome, as
+`recsys train` and `recsys publish` take it without --as-of).
 
 --decompose splits what the value-aware engines' months lose by the truth into what to push, the hour,
 whether to send and pacing: a chain of edits to the engine's own sends, each scored in expected value
@@ -228,6 +229,18 @@ def with_event_log(world: Path, events_path: Path, out: Path) -> Path:
     pushes = pd.concat(frames, ignore_index=True) if frames else logged
     pushes.to_parquet(out / "push_log.parquet", index=False)
     return out
+
+
+def retrain_days(schedule: list[tuple[int, int]], at_months: bool, every: int | None = None
+                 ) -> frozenset[int]:
+    """The days of `schedule` (`Outcomes.replay`'s (month, day) pairs) before which the bundle is
+    retrained: with `at_months` the first replayed day of every month after the first, and with `every`
+    also every `every`-th day replayed (counting replayed days from the first, which is never one)."""
+    days: set[int] = set()
+    for index, (month, day) in enumerate(schedule):
+        if index and ((at_months and month != schedule[index - 1][0]) or (every and index % every == 0)):
+            days.add(day)
+    return frozenset(days)
 
 
 def retrain_and_publish(world: Path, events_path: Path, work: Path, client, prefix: str, base: str) -> None:
@@ -525,12 +538,13 @@ class SchedulerClient:
 
 
 def run_engine(name: str, base: str, outcomes: Outcomes, schedule: list[tuple[int, int]],
-               habit: SendAtHabit = SendAtHabit(), new_month: Callable[[int], None] | None = None) -> dict:
+               habit: SendAtHabit = SendAtHabit(), retrain: Callable[[int], None] | None = None,
+               retrain_on: frozenset[int] = frozenset()) -> dict:
     """One engine's months through the API (`schedule`: `Outcomes.replay`); a scheduler that does not
     follow `send_at` (`habit`) delivers every `send` at the slot it asked at. Counts per day the sends
     answered with a later `send_at` and the expected value of the day's pushes, and per month
-    (`tally_months`) the pushes, opens, mutes, expected value, violations and holds. `new_month` is
-    called with each month's number after the first, before its first slot."""
+    (`tally_months`) the pushes, opens, mutes, expected value, violations and holds. `retrain` is
+    called with each day of `retrain_on` (`retrain_days`) before that day's first slot."""
     client = SchedulerClient(base, TOKEN)
     sent_log: dict[int, list[datetime]] = defaultdict(list)
     totals: dict = defaultdict(int)
@@ -539,11 +553,9 @@ def run_engine(name: str, base: str, outcomes: Outcomes, schedule: list[tuple[in
     muted_rows: set[int] = set()
     held_rows: dict[str, set[int]] = defaultdict(set)  # by the kind of hold
     users = [u for u, ok in zip(outcomes.user_ids, outcomes.reachable, strict=True) if ok]
-    previous = schedule[0][0] if schedule else 0
     for month, day in schedule:
-        if month != previous and new_month is not None:
-            new_month(month)
-        previous = month
+        if retrain is not None and day in retrain_on:
+            retrain(day)
         for slot, (hour, minute) in enumerate(outcomes.slots):
             now = outcomes.at(day, hour, minute)
             uniforms = outcomes.draws(day, slot)
@@ -1058,6 +1070,8 @@ def command_line() -> argparse.ArgumentParser:
     parser.add_argument("--retrain", action="store_true",
                         help="retrain and publish each engine's bundle at every month boundary, on the world "
                              "and the pushes its API recorded")
+    parser.add_argument("--retrain-every", type=int, default=None, metavar="DAYS",
+                        help="retrain as --retrain does, also before every DAYS-th day replayed")
     parser.add_argument("--independent", type=Path, default=None,
                         help="a data directory with DIR.hidden.npz beside it (the shared independent world)")
     return parser
@@ -1070,6 +1084,8 @@ def main() -> int:
         parser.error(f"--months must be at least 1, got {args.months}")
     if args.days is not None and args.days < 1:
         parser.error(f"--days must be at least 1, got {args.days}")
+    if args.retrain_every is not None and args.retrain_every < 1:
+        parser.error(f"--retrain-every must be at least 1 day, got {args.retrain_every}")
     if args.retrain and args.months < 2:
         parser.error("--retrain retrains at a month boundary: give it with --months 2 or more")
     if args.months > 1 and (args.decompose or args.slot_choices):
@@ -1103,6 +1119,7 @@ def main() -> int:
     tag = f"month-bench-{os.getpid()}"
     outcomes = Outcomes(truth, world, args.seed, args.slots, args.months)
     schedule = outcomes.replay(args.days)
+    retrain_on = retrain_days(schedule, args.retrain or args.retrain_every is not None, args.retrain_every)
     results: dict[str, dict] = {}
     servers: list[subprocess.Popen] = []
     homes: list[Path] = []
@@ -1129,16 +1146,16 @@ def main() -> int:
             log(f"{name}: replaying {len(schedule)} days from {outcomes.month:%Y-%m-%d}, "
                 f"{outcomes.reachable.sum():,} cardholders")
             retrain = None
-            if args.retrain:
-                def retrain(month: int, base: str = base, prefix: str = prefix, home: Path = home,
+            if retrain_on:
+                def retrain(day: int, base: str = base, prefix: str = prefix, home: Path = home,
                             name: str = name) -> None:
-                    log(f"{name}: retraining before {outcomes.month_name(month)} on the world and the "
+                    log(f"{name}: retraining before {outcomes.at(day, 0):%Y-%m-%d} on the world and the "
                         "API's pushes")
                     retrain_and_publish(world, home / "events" / "push_log.jsonl",
                                         Path(tempfile.mkdtemp(prefix="retrain-", dir=home)), client, prefix,
                                         base)
             began = time.perf_counter()
-            results[name] = run_engine(name, base, outcomes, schedule, habit, retrain)
+            results[name] = run_engine(name, base, outcomes, schedule, habit, retrain, retrain_on)
             results[name]["seconds"] = time.perf_counter() - began
             servers[-1].terminate()
             servers[-1].wait(timeout=30)

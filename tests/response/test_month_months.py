@@ -208,3 +208,15 @@ def test_a_retrain_reads_a_world_whose_push_log_is_csv(worlds, tmp_path: Path) -
     pushes = pd.read_parquet(data / "push_log.parquet")
     assert len(pushes) == len(history)
     assert (pushes["sent_ts"] == pd.to_datetime(history["sent_ts"], utc=True)).all()
+
+
+def test_retrains_fall_on_each_new_month_and_every_nth_day_replayed(worlds) -> None:
+    _, world = worlds
+    schedule = outcomes_of(world, 2).replay()  # November (days 0-29), then December (30-60)
+    assert month.retrain_days(schedule, at_months=True) == {30}
+    assert month.retrain_days(schedule, at_months=True, every=14) == {14, 28, 30, 42, 56}
+    assert month.retrain_days(schedule, at_months=False, every=30) == {30, 60}
+    assert month.retrain_days(schedule, at_months=False) == frozenset()
+    # with the first D days of each month replayed, the days are counted as replayed
+    short = outcomes_of(world, 2).replay(3)  # days 0-2, then 30-32: six replayed days
+    assert month.retrain_days(short, at_months=True, every=2) == {2, 30, 31}  # replayed days 3 and 5
