@@ -212,14 +212,12 @@ def train_bundle(world: Path, bundle_path: Path, seed: int) -> None:
                        register=False, progress=False, track=False), echo=log)
 
 
-def with_event_log(world: Path, events_path: Path, out: Path) -> Path:
-    """`out`: a data directory with `world`'s tables (linked) whose push log also holds the pushes the
-    API's event log at `events_path` recorded (`recsys events export`'s table): what a retrain reads.
-    `world`'s own push log may be Parquet, CSV or absent, as the contract allows."""
-    from features.loader import load_dataset
+def with_event_log(world: Path, history: pd.DataFrame, events_path: Path, out: Path) -> Path:
+    """`out`: a data directory with `world`'s tables (linked) whose push log, `history` (the world's own,
+    as the loader read it: its file may be Parquet, CSV or absent), also holds the pushes the API's event
+    log at `events_path` recorded (`recsys events export`'s table): what a retrain reads."""
     from serving.event_log import EventLog, push_log_frame
 
-    history = load_dataset(world).push_log
     out.mkdir(parents=True, exist_ok=False)
     for table in world.iterdir():
         if table.is_file() and not table.name.startswith("push_log."):
@@ -243,9 +241,10 @@ def retrain_days(schedule: list[tuple[int, int]], at_months: bool, every: int | 
     return frozenset(days)
 
 
-def retrain_and_publish(world: Path, events_path: Path, work: Path, client, prefix: str, base: str) -> None:
-    """Retrain the bundle on `world` and the API's pushes (`with_event_log`), as of the end of that data,
-    publish it under `prefix` and wait until the API at `base` serves it."""
+def retrain_and_publish(world: Path, history: pd.DataFrame, events_path: Path, work: Path, client,
+                        prefix: str, base: str) -> None:
+    """Retrain the bundle on `world` (its push log `history`) and the API's pushes (`with_event_log`), as
+    of the end of that data, publish it under `prefix` and wait until the API at `base` serves it."""
     from features.loader import load_dataset
     from publishing.publish import publish
     from recsys.bundle import ModelBundle
@@ -253,7 +252,7 @@ def retrain_and_publish(world: Path, events_path: Path, work: Path, client, pref
     from training.config import TrainConfig
     from training.job import TrainOptions, train
 
-    data = with_event_log(world, events_path, work / "data")
+    data = with_event_log(world, history, events_path, work / "data")
     bundle_path = work / "bundle"
     train(TrainOptions(data_dir=data, config=TrainConfig(), model_out=bundle_path, register=False,
                        progress=False, track=False), echo=lambda line: None)
@@ -1151,7 +1150,7 @@ def main() -> int:
                             name: str = name) -> None:
                     log(f"{name}: retraining before {outcomes.at(day, 0):%Y-%m-%d} on the world and the "
                         "API's pushes")
-                    retrain_and_publish(world, home / "events" / "push_log.jsonl",
+                    retrain_and_publish(world, dataset.push_log, home / "events" / "push_log.jsonl",
                                         Path(tempfile.mkdtemp(prefix="retrain-", dir=home)), client, prefix,
                                         base)
             began = time.perf_counter()

@@ -170,7 +170,7 @@ def test_a_retrain_reads_the_world_and_the_pushes_its_api_logged(worlds, tmp_pat
     log_path = tmp_path / "events" / "push_log.jsonl"
     EventLog(log_path, clock=lambda: sent).append(events)
 
-    data = month.with_event_log(world, log_path, tmp_path / "data")
+    data = month.with_event_log(world, load_dataset(world).push_log, log_path, tmp_path / "data")
     pushes = pd.read_parquet(data / "push_log.parquet")
     assert len(pushes) == len(history) + 2
     pd.testing.assert_frame_equal(pushes.iloc[:len(history)].reset_index(drop=True), history,
@@ -183,7 +183,7 @@ def test_a_retrain_reads_the_world_and_the_pushes_its_api_logged(worlds, tmp_pat
     dataset = load_dataset(data)
     assert dataset.time_range()[1] == pd.Timestamp(sent + timedelta(days=1))  # the last push sent
     with pytest.raises(FileExistsError):  # a retrain never writes over an earlier one's data
-        month.with_event_log(world, log_path, tmp_path / "data")
+        month.with_event_log(world, load_dataset(world).push_log, log_path, tmp_path / "data")
 
 
 def test_a_retrain_needs_a_month_boundary(monkeypatch, capsys) -> None:
@@ -194,6 +194,8 @@ def test_a_retrain_needs_a_month_boundary(monkeypatch, capsys) -> None:
 
 
 def test_a_retrain_reads_a_world_whose_push_log_is_csv(worlds, tmp_path: Path) -> None:
+    from features.loader import load_dataset
+
     _, world = worlds
     csv_world = tmp_path / "csv-world"
     csv_world.mkdir()
@@ -203,7 +205,8 @@ def test_a_retrain_reads_a_world_whose_push_log_is_csv(worlds, tmp_path: Path) -
     history = pd.read_parquet(world / "push_log.parquet")
     history.to_csv(csv_world / "push_log.csv", index=False)
     # nothing logged yet: the world's own pushes alone
-    data = month.with_event_log(csv_world, tmp_path / "events" / "push_log.jsonl", tmp_path / "data")
+    data = month.with_event_log(csv_world, load_dataset(csv_world).push_log,
+                                tmp_path / "events" / "push_log.jsonl", tmp_path / "data")
     assert not (data / "push_log.csv").exists()
     pushes = pd.read_parquet(data / "push_log.parquet")
     assert len(pushes) == len(history)
