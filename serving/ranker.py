@@ -62,14 +62,11 @@ NOT_OPTED_IN = {"rule": "opt_out", "detail": "the cardholder's push_opt_in is fa
                 "eligible_at": None}
 
 
-# Where a rule may block one ranked item and not the others, the caps look at the best k + CAPS_SPARE
-# eligible candidates, not only k, so that answers are not left short. For a request the ranking
-# answers, the only such rule is a limit on some kinds or tags: the ranking leaves content the
-# no-repeat rule refuses out (`pushed_since`), its candidates are all marketing and share the
-# request's campaign, and every other rule (daily, monthly, gap, quiet hours, fatigue, mute, a full
-# campaign) blocks them all alike. A request naming its candidates may name pushed or transactional
-# items. Each extra candidate is one more rule check inside the caps script for every request and one
-# more row of the send-or-hold query; when more are blocked than that, the answer says so (`caps.short`).
+# The caps look at the best k + CAPS_SPARE eligible candidates, not only k: rules that block single
+# items (no repeat, tag or kind limits, a full campaign) would otherwise leave answers short. Each extra
+# candidate is one more rule check inside the caps script for every request; a cap that blocks the
+# cardholder (daily, monthly, gap, quiet hours) blocks all of them alike, so more would rarely help.
+# When more are blocked than that, the answer says so (`caps.short`).
 CAPS_SPARE = 3
 
 
@@ -82,11 +79,9 @@ _FOUR_DAYS = timedelta(days=4)  # from the 28th, always into the next month; bui
 UPCOMING = 1
 
 
-def decide_widths(policy: Policy, requests: Sequence[RankRequest]) -> list[int]:
-    """How many of each request's ordered candidates the caps engine looks at (see `CAPS_SPARE`)."""
-    item_limits = any(limit.filtered for limit in policy.limits)
-    return [request.k + CAPS_SPARE if item_limits or request.candidates is not None else request.k
-            for request in requests]
+def decide_width(k: int) -> int:
+    """How many of the ordered candidates the caps engine looks at."""
+    return k + CAPS_SPARE
 
 
 def check_features(model: LiveModel, features: dict[str, float] | None, where: str) -> None:
@@ -140,22 +135,21 @@ class Outlook:
     """The send or hold verdict for a cardholder's top push, and P(open), P(mute) of the candidates now."""
 
     verdict: Verdict
-    p_open: np.ndarray | None  # aligned with ranked.items[:its decide width]; None without a response model
+    p_open: np.ndarray | None  # aligned with ranked.items[:decide_width(k)]; None without a response model
     p_mute: np.ndarray | None
     best_hours: list[int]
 
 
 def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests: Sequence[RankRequest],
-             ranked_all: Sequence[Ranked], moments: Sequence[datetime], decide: Sequence[int],
+             ranked_all: Sequence[Ranked], moments: Sequence[datetime],
              slot_minutes: Sequence[int] = (), follows: Sequence[bool | None] = (),
              holds: Sequence[bool] = (), records: Sequence[CardholderRecord] | None = None
              ) -> list[Outlook | None]:
-    """Outlooks for every request with candidates at its decision time `moments[i]`, of its first
-    `decide[i]` candidates (`decide_widths`; see `recsys.decision`; `slot_minutes`: the scheduler's
-    times of asking in the policy's default time zone; `follows[i]`: whether it sends at `send_at`, None
-    when not known, for request i's answer; `holds[i]`: whether a better hour later today is answered
-    `hold`, `held_for_better_hour`); one caps read for the batch, none when the batch's caps `records`
-    (request order) are given."""
+    """Outlooks for every request with candidates at its decision time `moments[i]` (see
+    `recsys.decision`; `slot_minutes`: the scheduler's times of asking in the policy's default time
+    zone; `follows[i]`: whether it sends at `send_at`, None when not known, for request i's answer;
+    `holds[i]`: whether a better hour later today is answered `hold`, `held_for_better_hour`);
+    one caps read for the batch, none when the batch's caps `records` (request order) are given."""
     model, policy = snapshot.model, snapshot.policy.policy
     rows = [i for i, ranked in enumerate(ranked_all) if len(ranked.items)]
     out: list[Outlook | None] = [None] * len(requests)
@@ -206,7 +200,7 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
                 else [[] for _ in rows])
     # one flat query: every candidate at the current hour, then the top candidate at every open hour,
     # then each upcoming candidate at every open hour
-    widths = [min(len(ranked_all[i].items), decide[i]) for i in rows]
+    widths = [min(len(ranked_all[i].items), decide_width(requests[i].k)) for i in rows]
     n_hours = len(open_hours)
     blocks = 1 + np.asarray([len(u) for u in upcoming], dtype=np.int64)  # the top and upcoming candidates
     sizes = np.asarray(widths) + n_hours * blocks
@@ -385,21 +379,22 @@ def upcoming_values(model: LiveModel, response: Any, mute_weight: float, logit_o
 
 
 def cap_requests(model: LiveModel, cardholders: Cardholders, requests: Sequence[RankRequest],
-                 ranked_all: Sequence[Ranked], looks: Sequence[Outlook | None], moments: Sequence[datetime],
-                 decide: Sequence[int]) -> tuple[list[CapRequest], list[int]]:
-    """The caps request of every request with candidates (each its best `decide[i]` in order,
+                 ranked_all: Sequence[Ranked], looks: Sequence[Outlook | None], moments: Sequence[datetime]
+                 ) -> tuple[list[CapRequest], list[int]]:
+    """The caps request of every request with candidates (each its best `decide_width(k)` in order,
     reserving only when asked, with a candidate, and the outlook says send; a reservation for a later
     `send_at` under a push id that carries it, `tag_push_id`), and their request indices."""
     out, positions = [], []
     candidates_of: dict[str | None, list[Candidate]] = {}  # a batch names a campaign or two
-    rows = zip(cardholders.timezone, requests, ranked_all, looks, decide, strict=True)
-    for index, (timezone, request, ranked, outlook, width) in enumerate(rows):
+    widths = {k: decide_width(k) for k in {request.k for request in requests}}
+    rows = zip(cardholders.timezone, requests, ranked_all, looks, strict=True)
+    for index, (timezone, request, ranked, outlook) in enumerate(rows):
         if not len(ranked.items):
             continue
         candidates = candidates_of.get(request.campaign)
         if candidates is None:
             candidates = candidates_of[request.campaign] = model.cap_candidates(request.campaign)
-        chosen_items = ranked.lists()[0][:width]
+        chosen_items = ranked.lists()[0][:widths[request.k]]
         chosen = (itemgetter(*chosen_items)(candidates) if len(chosen_items) > 1
                   else tuple([candidates[i] for i in chosen_items]))
         reserve = request.reserve and bool(chosen) and (outlook is None or outlook.verdict.decision == SEND)
@@ -441,9 +436,8 @@ def chosen_positions(request: RankRequest, decision: UserDecision | None) -> lis
 def answers(model: LiveModel, snapshot: Snapshot, cardholders: Cardholders,
             requests: Sequence[RankRequest], ranked_all: Sequence[Ranked],
             decisions: Sequence[UserDecision | None], moments: Sequence[datetime],
-            looks: Sequence[Outlook | None], decide: Sequence[int]) -> list[dict[str, Any]]:
-    """The response bodies of a batch, in request order (times as ISO 8601 strings, as the JSON has them;
-    `decide[i]`: how many of request i's candidates the caps looked at).
+            looks: Sequence[Outlook | None]) -> list[dict[str, Any]]:
+    """The response bodies of a batch, in request order (times as ISO 8601 strings, as the JSON has them).
 
     One pass over the batch: what every answer shares (model, registry, policy version) is looked up
     once, and each cardholder's ranked items and scores become lists once for the positions chosen."""
@@ -459,9 +453,9 @@ def answers(model: LiveModel, snapshot: Snapshot, cardholders: Cardholders,
     ids, titles, kinds = model.item_ids, model.titles, model.kinds
     bodies = []
     rows = zip(cardholders.opt_in.tolist(), cardholders.fallback, requests, ranked_all, decisions, looks,
-               chosen_all, ranked_lists, reasons_all, picked_all, moments, decide, strict=True)
+               chosen_all, ranked_lists, reasons_all, picked_all, moments, strict=True)
     for (opt_in, fallback, request, ranked, decision, outlook, chosen, (_, scores), reasons, picked,
-         now, width) in rows:
+         now) in rows:
         body_items: list[dict[str, Any]] = []
         blocks: list[dict[str, Any]] = []
         if chosen:
@@ -511,7 +505,7 @@ def answers(model: LiveModel, snapshot: Snapshot, cardholders: Cardholders,
                 "next_eligible_at": caps_next,
                 "policy_version": decision.policy_version if decision is not None else policy_version,
                 # fewer than k although eligible candidates were left beyond those the caps looked at
-                "short": len(chosen) < request.k and len(ranked.items) > width,
+                "short": len(chosen) < request.k and len(ranked.items) > decide_width(request.k),
             },
             "push_id": reservation.push_id if reservation is not None else None,
             "reservation_expires_at": _iso(reservation.expires_at) if reservation is not None else None,
@@ -625,18 +619,17 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
     policy = snapshot.policy.policy
     if policy.no_repeat is not None and any(request.candidates is None for request in requests):
         # content pushed since the publication is out of the ranking as content seen before it is: else a
-        # cardholder's first candidates, once each pushed, leave nothing to answer (the caps look no
-        # further than `decide_widths`) and the decision values a push the caps refuse
+        # cardholder's first k + CAPS_SPARE candidates, once each pushed, leave nothing to answer (the
+        # caps look no further) and the decision values a push the caps refuse
         records = state.engine.load_records([request.user_id for request in requests])
         cardholders = cardholders.also_seen(pushed_since(model, policy, requests, records, moments))
-    decide = decide_widths(policy, requests)
     ranked_all: list[Ranked | None] = [None] * len(requests)
     for now, indices in by_time.items():
         valid = model.valid_at(now)
         default = [i for i in indices if requests[i].candidates is None]
         if default:
             # one more than the caps look at: whether eligible candidates were left unchecked
-            width = max(decide[i] for i in default) + 1
+            width = decide_width(max({requests[i].k for i in default})) + 1
             if len(default) == len(requests):  # the usual batch: every request, in order
                 ranked_all = model.rank_block(cardholders, now, width, valid)
             else:
@@ -655,9 +648,9 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
         # second day of a deployment; see "Schedulers of other shapes" in the README).
         slot_minutes = scheduler_slots(state, snapshot, list(by_time), False, min_days=1)
     holds = held_for_better_hour(snapshot, requests, moments, habit, slot_minutes)
-    looks = outlooks(snapshot, state.engine, cardholders, requests, ranked_all, moments, decide, slot_minutes,
+    looks = outlooks(snapshot, state.engine, cardholders, requests, ranked_all, moments, slot_minutes,
                      follows, holds, records)
-    cap_batch, positions = cap_requests(model, cardholders, requests, ranked_all, looks, moments, decide)
+    cap_batch, positions = cap_requests(model, cardholders, requests, ranked_all, looks, moments)
     decisions: list[UserDecision | None] = [None] * len(requests)
     if cap_batch:
         # One caps call per distinct decision time, in the order of their first requests with candidates
@@ -672,7 +665,7 @@ def rank_many(state: ServingState, requests: Sequence[RankRequest], default_now:
             results = state.engine.decide_batch([cap_batch[s] for s in slots], now=now)
             for slot, result in zip(slots, results, strict=True):
                 decisions[positions[slot]] = result
-    bodies = answers(model, snapshot, cardholders, requests, ranked_all, decisions, moments, looks, decide)
+    bodies = answers(model, snapshot, cardholders, requests, ranked_all, decisions, moments, looks)
     blocked = [caps["blocks"] for caps in map(itemgetter("caps"), bodies) if not caps["allowed"]]
     rules: Counter[str] = Counter()
     if len(blocked) < len(bodies):

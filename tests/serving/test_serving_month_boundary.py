@@ -1,6 +1,6 @@
 """A cardholder's second month through `/v1/rank/batch` (k=1, as a scheduler asks): the monthly cap counts
 the local calendar month and resets on the 1st, and content pushed since the publication leaves the
-ranking, so the candidates the caps look at are never pushes the no-repeat rule refuses."""
+ranking, so the caps' k + 3 window never fills with pushes the no-repeat rule refuses."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from serving_support import SCHEDULER_HEADERS
 
 from recsys.caps.policy import NoRepeat, default_policy
 from recsys.caps.rules import RESERVED, CardholderRecord, PushRecord, repeat_blocked
-from serving.ranker import decide_widths
-from serving.schemas import RankRequest
+from serving.ranker import CAPS_SPARE
 
 pytestmark = pytest.mark.redis
 
@@ -60,14 +59,13 @@ def test_the_monthly_count_resets_and_pushed_content_leaves_the_ranking(api, pub
                        {"event_id": f"{body['push_id']}-o", "type": "opened", "user_id": body["user_id"],
                         "push_id": body["push_id"], "ts": (now + timedelta(minutes=20)).isoformat()}]
         assert api.post("/v1/events", headers=SCHEDULER_HEADERS, json={"events": events}).status_code == 200
-    assert all(len(set(items)) == 4 for items in pushed.values())
+    assert all(len(set(items)) == CAPS_SPARE + 1 for items in pushed.values())
     # the month's last day: the monthly limit blocks everyone
     for body in ask(api, users, first_of_month - pd.Timedelta(days=1)):
         assert not body["caps"]["allowed"] and not body["push_id"]
         assert "limit:monthly" in {block["rule"] for block in body["caps"]["blocks"]}
-    # the 1st: a fresh month, and an item none of the four pushed ones (the default policy's caps look
-    # at the first k = 1 candidate: without leaving the ranking, a pushed one, nothing would be answered)
-    assert decide_widths(default_policy(), [RankRequest(user_id=users[0], k=1)]) == [1]
+    # the 1st: a fresh month, and an item none of the four pushed ones (they were the first
+    # k + CAPS_SPARE candidates the caps look at; without leaving the ranking nothing would be answered)
     for body in ask(api, users, first_of_month):
         assert body["caps"]["allowed"] and body["push_id"], body["caps"]
         assert body["items"][0]["content_id"] not in pushed[body["user_id"]]

@@ -51,7 +51,7 @@ def test_reserve_takes_the_daily_slot_then_caps_block(api, published, dataset, d
     assert second["items"] == []
     caps = second["caps"]
     assert caps["allowed"] is False
-    # blocked while eligible candidates beyond the k the caps looked at were never checked
+    # blocked while eligible candidates beyond the k + 3 the caps looked at were never checked
     assert caps["short"] is True
     assert "limit:daily" in [block["rule"] for block in caps["blocks"]]
     assert pd.Timestamp(caps["next_eligible_at"]) > pd.Timestamp(daytime)
