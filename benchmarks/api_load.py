@@ -13,7 +13,9 @@ loopback port. Then, in one run:
   measured on the same Redis just before and just after it: the pipelined caps-decide rate
   (`RedisCapEngine.decide_batch` in batches of 1,000 with the k + 3 candidates a rank request decides,
   as in `benchmarks/caps_throughput.py`). Target, at one batch in flight per worker: >= 50% of that
-  rate, 1k-batch p99 <= 150 ms.
+  rate, 1k-batch p99 <= 150 ms. The machine's speed drifts within a run, so the waves run in
+  --wave-rounds rounds (3), each between two baseline measurements; each wave's ratio is taken against
+  the two around it, and each figure reported is the rounds' median.
 - `POST /v1/rank` with reserve=true beside `GET /healthz` under the same load (--connections in
   flight; wrk where installed, else a bounded asyncio httpx loop in a child process), reported only;
   with --floor also a FastAPI POST on its own port that only validates the body and checks the token.
@@ -487,6 +489,23 @@ def run_wave(base: str, bodies, server_pid: int, redis_pid: int, seconds: float,
     return wave
 
 
+def median_wave(rounds: list[dict]) -> dict:
+    """The waves of one concurrency over the rounds as one row: each figure the rounds' median (CPU per
+    part and the share of batches beside another too), the rounds' ratios listed."""
+    row = {key: statistics.median(wave[key] for wave in rounds)
+           for key in ("decisions_per_s", "p50_ms", "p99_ms", "max_ms", "ratio")}
+    row.update(in_flight=rounds[0]["in_flight"], batches=sum(wave["batches"] for wave in rounds),
+               round_ratios=[wave["ratio"] for wave in rounds],
+               cpu_ms_per_batch={part: statistics.median(wave["cpu_ms_per_batch"][part] for wave in rounds)
+                                 for part in rounds[0]["cpu_ms_per_batch"]})
+    shares = [wave["beside_share"] for wave in rounds if wave["beside_share"] is not None]
+    row["beside_share"] = statistics.median(shares) if shares else None
+    # the API's spread over its processes from the round whose throughput is the median one
+    middle = sorted(rounds, key=lambda wave: wave["decisions_per_s"])[len(rounds) // 2]
+    row["api_cpu_shares"] = middle["api_cpu_shares"]
+    return row
+
+
 def beside_text(wave: dict) -> str:
     share = wave.get("beside_share")
     return "" if share is None else f"; {share:.0%} of the batches began beside another in one worker"
@@ -541,7 +560,10 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--floor", action="store_true",
                         help="also measure the floor (FastAPI POST: body validation and token only)")
-    parser.add_argument("--wave-seconds", type=float, default=15.0, help="length of each scheduler wave")
+    parser.add_argument("--wave-seconds", type=float, default=10.0, help="length of each scheduler wave")
+    parser.add_argument("--wave-rounds", type=int, default=3,
+                        help="rounds of waves, each between two caps-baseline measurements (medians "
+                             "reported)")
     parser.add_argument("--wave-in-flight", type=int, nargs="+", default=None,
                         help="concurrent batch calls of each wave, the first one checked against the targets "
                              "(default: one per worker, then two per worker)")
@@ -553,6 +575,8 @@ def main() -> int:
                         help="publish the bundle beside push response models (fitted once under --work-dir), "
                              "so that every answer is decided by send or hold (recsys.decision)")
     args = parser.parse_args()
+    if args.wave_rounds < 1:
+        parser.error("--wave-rounds must be at least 1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
     with published_world(args.work_dir, args.users, "api-load-", args.response) as published:
@@ -624,15 +648,16 @@ def _measure(args: argparse.Namespace, published: Published) -> int:
         bodies = wave_bodies(users, wave_start)
         wave_in_flight = args.wave_in_flight or [args.workers, 2 * args.workers]
         baselines = {"decide": [], "reserve": []}
-        for round_ in range(2):
+        rounds: list[list[dict]] = []  # per round, a wave at each of wave_in_flight
+        for round_ in range(args.wave_rounds + 1):
             for kind in ("decide", "reserve"):
                 rate = caps_decide_rate(redis_server.url, world, users, wave_start, args.baseline_users,
                                         kind == "reserve", 100 + 2 * round_ + (kind == "reserve"))
                 baselines[kind].append(rate)
                 log(f"caps baseline ({kind}, batches of 1,000): {rate:,.0f} decisions/s")
-            if round_ == 0:
-                waves = [run_wave(base, bodies, server.pid, redis_server.process.pid, args.wave_seconds, n)
-                         for n in wave_in_flight]
+            if round_ < args.wave_rounds:
+                rounds.append([run_wave(base, bodies, server.pid, redis_server.process.pid, args.wave_seconds,
+                                        n) for n in wave_in_flight])
     finally:
         for process in (server, floor):
             if process is not None:
@@ -660,8 +685,13 @@ def _measure(args: argparse.Namespace, published: Published) -> int:
     floor_ratios = ([f["rps"] / b["rps"] for f, b in zip(results["floor"], results["healthz"], strict=True)]
                     if floor_row else [])
     baseline = statistics.mean(baselines["decide"])
-    for wave in waves:
-        wave["ratio"] = wave["decisions_per_s"] / baseline
+    # The machine's speed drifts within a run: each wave is set against the caps baselines measured just
+    # before and just after it, and the rounds' medians are reported.
+    for round_, measured in enumerate(rounds):
+        for wave in measured:
+            wave["ratio"] = wave["decisions_per_s"] / statistics.mean(baselines["decide"][round_:round_ + 2])
+    waves = [median_wave([measured[position] for measured in rounds])
+             for position in range(len(wave_in_flight))]
     wave = waves[0]
     wave_ratio = wave["ratio"]
     summary = {
@@ -670,7 +700,7 @@ def _measure(args: argparse.Namespace, published: Published) -> int:
         "throughput_ratio": ratio, "round_ratios": ratios, "runs": results, "batch_1000": batch,
         "floor": floor_row, "floor_round_ratios": floor_ratios,
         "load_generator": "wrk" if use_wrk else "python", "scheduler_waves": waves,
-        "caps_baseline": baselines, "wave_ratio": wave_ratio,
+        "caps_baseline": baselines, "wave_ratio": wave_ratio, "wave_rounds": rounds,
         "connections": args.connections, "workers": args.workers,
     }
     print()
@@ -687,11 +717,12 @@ def _measure(args: argparse.Namespace, published: Published) -> int:
         cpu = row["cpu_ms_per_batch"]
         label = f"scheduler wave, {row['in_flight']} in flight"
         print(f"{label:<28}{row['decisions_per_s']:>10.0f}{row['p50_ms']:>10.1f}{row['p99_ms']:>10.1f}"
-              f"   decisions/s ({row['ratio']:.0%} of caps decide); "
+              f"   decisions/s ({row['ratio']:.0%} of caps decide; rounds "
+              f"{', '.join(f'{ratio:.0%}' for ratio in row['round_ratios'])}); "
               f"CPU per 1k batch: API {cpu['api']:.0f} ms, Redis {cpu['redis']:.0f} ms, "
               f"load generator {cpu['client']:.0f} ms; API CPU by process "
               f"{' / '.join(f'{share:.0%}' for share in row['api_cpu_shares'])}{beside_text(row)}")
-    print(f"{'caps decide, pipelined':<28}{baseline:>10.0f}   decisions/s (baseline: mean of "
+    print(f"{'caps decide, pipelined':<28}{baseline:>10.0f}   decisions/s (mean of "
           f"{', '.join(f'{r:,.0f}' for r in baselines['decide'])}); with reserve "
           f"{', '.join(f'{r:,.0f}' for r in baselines['reserve'])}")
     checks = [
