@@ -101,6 +101,7 @@ sys.path.insert(0, str(ROOT))
 
 from recsys.caps.policy import clock_minute, is_clock  # noqa: E402
 from scripts.demo_keys import delete_prefix  # noqa: E402
+from serving.ready import wait_until_ready  # noqa: E402
 from serving.send_at_following import is_later  # noqa: E402
 
 TOKEN, ADMIN = "month-scheduler-token", "month-admin-token"
@@ -304,18 +305,8 @@ def serve(redis_url: str, prefix: str, port: int, home: Path, month: datetime, m
     recsys = str(Path(sys.executable).with_name("recsys"))
     command = [recsys, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     process = subprocess.Popen(command, env=env, cwd=home)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError("recsys serve exited during startup")
-        time.sleep(0.3)
-    process.kill()
-    raise RuntimeError("recsys serve was not ready within 90 s")
+    wait_until_ready(f"http://127.0.0.1:{port}", process, seconds=90)
+    return process
 
 
 class Outcomes:
