@@ -463,6 +463,12 @@ def violations_by_month(sent_log: dict, outcomes: Outcomes) -> list[int]:
 MONTH_FIELDS = ("pushes", "opens", "mutes", "expected value")
 
 
+def new_totals() -> defaultdict:
+    """A scheduler's running sums, its counts at 0 from the start: one that never sends (a weekly
+    broadcast over days without a Monday) still reports its pushes, opens and mutes."""
+    return defaultdict(int, dict.fromkeys(MONTH_FIELDS, 0))
+
+
 def tally_months(totals: dict, outcomes: Outcomes, times: list[datetime], opened: np.ndarray,
                  muted: np.ndarray, values: np.ndarray) -> None:
     """Adds a batch's pushes (sent at `times`), opens, mutes and true values to `totals` by month replayed,
@@ -537,7 +543,7 @@ def run_engine(name: str, base: str, outcomes: Outcomes, schedule: list[tuple[in
     called with each day of `retrain_on` (`retrain_days`) before that day's first slot."""
     client = SchedulerClient(base, TOKEN)
     sent_log: dict[int, list[datetime]] = defaultdict(list)
-    totals: dict = defaultdict(int)
+    totals: dict = new_totals()
     # (day, slot, rows, send times, content ids)
     batches: list[tuple[int, int, np.ndarray, list[datetime], list[str]]] = []
     muted_rows: set[int] = set()
@@ -653,7 +659,7 @@ def weekly_broadcast(world: Path, outcomes: Outcomes, schedule: list[tuple[int, 
     sent_log: dict[int, list[datetime]] = defaultdict(list)
     muted_rows: set[int] = set()
     sent_items: set[str] = set()
-    totals = defaultdict(int)
+    totals = new_totals()
     for _, day in schedule:
         now = outcomes.at(day, 10)
         if now.weekday() != 0:
@@ -733,7 +739,7 @@ def oracle(world: Path, outcomes: Outcomes, schedule: list[tuple[int, int]], rul
     paused_until = np.full(n, np.datetime64("NaT"), dtype="datetime64[s]")
     unopened = np.zeros(n, dtype=np.int64)
     stopped = ~outcomes.reachable.copy()
-    totals = defaultdict(int)
+    totals = new_totals()
     for _, day in schedule:
         for slot, (hour, minute) in enumerate(outcomes.slots):
             now = outcomes.at(day, hour, minute)
@@ -791,7 +797,7 @@ def with_true_items(world: Path, outcomes: Outcomes, batches: list) -> dict:
     best_item = TrueBest(world, outcomes)
     sent_log: dict[int, list[datetime]] = defaultdict(list)
     stopped: set[int] = set()
-    totals = defaultdict(int)
+    totals = new_totals()
     for day, slot, rows, when, _ in batches:
         keep = np.array([r not in stopped for r in rows.tolist()], dtype=bool)
         rows, when = rows[keep], [t for t, k in zip(when, keep, strict=True) if k]

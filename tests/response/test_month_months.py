@@ -223,3 +223,15 @@ def test_retrains_fall_on_each_new_month_and_every_nth_day_replayed(worlds) -> N
     # with the first D days of each month replayed, the days are counted as replayed
     short = outcomes_of(world, 2).replay(3)  # days 0-2, then 30-32: six replayed days
     assert month.retrain_days(short, at_months=True, every=2) == {2, 30, 31}  # replayed days 3 and 5
+
+
+def test_a_broadcast_over_days_without_a_monday_reports_zeros(worlds) -> None:
+    """`--days 1` replays 1 November 2026, a Sunday: the weekly broadcast sends nothing, and its row is
+    zeros rather than missing (the results table reads every count)."""
+    one, _ = worlds
+    outcomes = outcomes_of(one, 1)
+    schedule = outcomes.replay(1)
+    assert outcomes.at(schedule[0][1], 10).weekday() == 6
+    result = month.weekly_broadcast(one, outcomes, schedule)
+    assert {field: result[field] for field in month.MONTH_FIELDS} == dict.fromkeys(month.MONTH_FIELDS, 0)
+    assert month.value_of(result) == 0 and result["violations"] == 0
