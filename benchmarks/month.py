@@ -48,7 +48,8 @@ contract's `push_log`) appended, and published to that engine's API before the m
 --retrain-every N does the same at month boundaries and before every N-th day replayed (`retrain_days`).
 The world has no spend, menu clicks or reads after its end, so what a retrain learns anew is the pushes
 and their opens and mutes, and it is as of the end of that data (the engine's last push or outcome, as
-`recsys train` and `recsys publish` take it without --as-of).
+`recsys train` and `recsys publish` take it without --as-of). --keep-response refits the ranking model
+only and keeps the first bundle's response models (`recsys train --response-from`).
 
 --decompose splits what the value-aware engines' months lose by the truth into what to push, the hour,
 whether to send and pacing: a chain of edits to the engine's own sends, each scored in expected value
@@ -70,6 +71,7 @@ send-hour and no frequency effect, so only pushes and opens are scored there.
     .venv/bin/python benchmarks/month.py --users 2500
     .venv/bin/python benchmarks/month.py --users 2500 --months 2
     .venv/bin/python benchmarks/month.py --users 2000 --months 2 --retrain
+    .venv/bin/python benchmarks/month.py --users 2000 --months 2 --retrain --keep-response
     .venv/bin/python benchmarks/month.py --users 2000 --seed 8 --sweep '[{"hour_margin": 0}]'
     .venv/bin/python benchmarks/month.py --independent ../shared/worlds/independent
 """
@@ -243,9 +245,11 @@ def retrain_days(schedule: list[tuple[int, int]], at_months: bool, every: int | 
 
 
 def retrain_and_publish(world: Path, history: pd.DataFrame, events_path: Path, work: Path, client,
-                        prefix: str, base: str) -> None:
+                        prefix: str, base: str, response_from: Path | None = None) -> None:
     """Retrain the bundle on `world` (its push log `history`) and the API's pushes (`with_event_log`), as
-    of the end of that data, publish it under `prefix` and wait until the API at `base` serves it."""
+    of the end of that data, publish it under `prefix` and wait until the API at `base` serves it.
+    `response_from`: a bundle whose response models the retrained one keeps (`recsys train
+    --response-from`) instead of refitting them."""
     from features.loader import load_dataset
     from publishing.publish import publish
     from recsys.bundle import ModelBundle
@@ -256,7 +260,9 @@ def retrain_and_publish(world: Path, history: pd.DataFrame, events_path: Path, w
     data = with_event_log(world, history, events_path, work / "data")
     bundle_path = work / "bundle"
     train(TrainOptions(data_dir=data, config=TrainConfig(), model_out=bundle_path, register=False,
-                       progress=False, track=False), echo=lambda line: None)
+                       progress=False, track=False,
+                       response_from=None if response_from is None else str(response_from)),
+          echo=lambda line: None)
     before = httpx.get(f"{base}/readyz", timeout=10).json()["model_version"]
     publish(ModelBundle.load(bundle_path), load_dataset(data), PublicationStore(client, prefix),
             model_uri=str(bundle_path))
@@ -1066,6 +1072,9 @@ def command_line() -> argparse.ArgumentParser:
     parser.add_argument("--retrain", action="store_true",
                         help="retrain and publish each engine's bundle at every month boundary, on the world "
                              "and the pushes its API recorded")
+    parser.add_argument("--keep-response", action="store_true",
+                        help="with --retrain or --retrain-every: refit the ranking model only and keep the "
+                             "first bundle's response models (recsys train --response-from)")
     parser.add_argument("--retrain-every", type=int, default=None, metavar="DAYS",
                         help="retrain as --retrain does, also before every DAYS-th day replayed")
     parser.add_argument("--independent", type=Path, default=None,
@@ -1084,6 +1093,8 @@ def main() -> int:
         parser.error(f"--retrain-every must be at least 1 day, got {args.retrain_every}")
     if args.retrain and args.months < 2:
         parser.error("--retrain retrains at a month boundary: give it with --months 2 or more")
+    if args.keep_response and not (args.retrain or args.retrain_every is not None):
+        parser.error("--keep-response says what a retrain keeps: give it with --retrain or --retrain-every")
     if args.months > 1 and (args.decompose or args.slot_choices):
         parser.error("--decompose and --slot-choices split one month: give them without --months")
     import redis
@@ -1149,7 +1160,7 @@ def main() -> int:
                         "API's pushes")
                     retrain_and_publish(world, dataset.push_log, home / "events" / "push_log.jsonl",
                                         Path(tempfile.mkdtemp(prefix="retrain-", dir=home)), client, prefix,
-                                        base)
+                                        base, bundle_path if args.keep_response else None)
             began = time.perf_counter()
             results[name] = run_engine(name, base, outcomes, schedule, habit, retrain, retrain_on)
             results[name]["seconds"] = time.perf_counter() - began

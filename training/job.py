@@ -73,6 +73,9 @@ class TrainOptions:
     partition_size: int = 150_000
     # opens a Dask client whose workers check, bucket and gather the sample (closed before the fit)
     cluster: Callable[[], AbstractContextManager[Client]] | None = None
+    # a bundle path or models:/ or runs:/ URI whose response models the new bundle keeps instead of
+    # fitting its own (`kept_response_models`: README, "What the retrain at 20,000 cardholders changes")
+    response_from: str | None = None
 
 
 @dataclass
@@ -183,6 +186,13 @@ def _train(options: TrainOptions, echo: Callable[[str], None]) -> TrainResult:
     config = options.config
     if options.model_out is not None:
         check_output_path(options.model_out, "--model-out", directory=True)
+    kept_response = None
+    if options.response_from is not None:  # before the data: a wrong URI fails at once
+        from recsys.config import get_settings
+        from training.response import kept_response_models
+
+        kept_response = kept_response_models(options.response_from,
+                                             options.tracking_uri or get_settings().tracking_uri)
     stages = Stages(echo)
     with stages.stage("load data"):
         dataset, train_sample = load_sample(options.data_dir, options.sample_users, config.seed,
@@ -206,7 +216,9 @@ def _train(options: TrainOptions, echo: Callable[[str], None]) -> TrainResult:
     from training.response import fit_for_training
 
     response_lines: list[str] = []
-    response_fit = in_background(fit_for_training, dataset, as_of, response_lines.append)
+    response_fit = None
+    if kept_response is None:
+        response_fit = in_background(fit_for_training, dataset, as_of, response_lines.append)
     tuning, selection = None, None
     if options.tune_minutes is not None:
         # before the holdout features: the chosen family weights shape them
@@ -293,11 +305,16 @@ def _train(options: TrainOptions, echo: Callable[[str], None]) -> TrainResult:
                 truth_rates["open_rate_top1.lift_vs_popularity"] = (
                     truth_rates[f"open_rate_top1.{MODEL_NAME}"] / base)
 
-    with stages.stage("wait for response models"):
-        (response, response_report), seconds = response_fit.result()
-    stages.record(RESPONSE_STAGE, seconds)
-    for line in response_lines:
-        echo(line)
+    if response_fit is None:
+        response, response_report = kept_response, None
+        echo(f"  response models kept from {options.response_from} (fitted to "
+             f"{kept_response.info.get('fitted_to', 'an unrecorded time')}), not refitted")
+    else:
+        with stages.stage("wait for response models"):
+            (response, response_report), seconds = response_fit.result()
+        stages.record(RESPONSE_STAGE, seconds)
+        for line in response_lines:
+            echo(line)
 
     result = TrainResult(as_of=as_of, split=holdout.split, results=results, truth=truth_rates, lift=lift,
                          timings=stages.timings, curves=curves, comparisons=comparisons,
@@ -454,6 +471,8 @@ def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging
                         "data_dir": str(options.data_dir)})
         if result.summary.get("train_sample"):
             run.log_params(flatten({"train_sample": result.summary["train_sample"]}))
+        if options.response_from is not None:
+            run.log_params({"response_from": options.response_from})
         run.log_metrics(result.results[MODEL_NAME])
         for name, values in result.results.items():
             run.log_metrics({f"{name}.{key}": value for key, value in values.items()})

@@ -743,6 +743,24 @@ def fit_for_training(dataset: Dataset, as_of: pd.Timestamp, echo: Callable[[str]
     return model, report
 
 
+def kept_response_models(uri: str, tracking_uri: str) -> PushResponseModel:
+    """The response models of the bundle at `uri` (a bundle path, or a models:/ or runs:/ URI in the store
+    at `tracking_uri`), for a training run that refits the ranking model and keeps them.
+
+    After the engine has decided a month, the push log's latest weeks are the pushes it chose, for a taste
+    the response models do not see; refitted on them, their terms take in that choice (README, "What the
+    retrain at 20,000 cardholders changes"), so a retrain may keep the champion's response models."""
+    from recsys.bundle import ModelBundle
+    from training.tracking import resolved_bundle
+
+    with resolved_bundle(uri, tracking_uri) as path:
+        response = ModelBundle.load(path).response
+    if response is None:
+        raise ResponseFitError(f"the bundle at {uri} has no response models to keep: train without "
+                               "--response-from, or give a bundle trained with a push log")
+    return response
+
+
 def log_report(run: Any, report: ResponseFitReport) -> None:
     """Log `report` on a `training.tracking.Tracker` run: its figures and the reliability curves."""
     run.log_metrics(report.metrics())

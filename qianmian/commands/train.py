@@ -52,6 +52,10 @@ def train(
     on_dask: bool = typer.Option(False, "--dask", help="When sampling, check and bucket the data and "
                                  "gather the sample on Dask workers (RECSYS_DASK_SCHEDULER, or a "
                                  "LocalCluster closed before the fit); the fit runs here."),
+    response_from: str | None = typer.Option(None, "--response-from", help="Keep the response models "
+                                             "(P(open), P(mute)) of this bundle path or models:/ URI, e.g. "
+                                             "models:/qianmian-push-ranker@champion, instead of refitting "
+                                             "them on a push log the decision chose (README)."),
 ) -> None:
     """Fit the LightFM hybrid, evaluate it against baselines, log to MLflow and register it.
 
@@ -86,7 +90,7 @@ def train(
             tune_minutes=budget if tune else None,
             sample_users=sample_users or settings.train_sample_users, work_dir=settings.home / "partitions",
             partition_size=settings.dask_partition_size,
-            cluster=partial(dask_client, settings) if on_dask else None,
+            cluster=partial(dask_client, settings) if on_dask else None, response_from=response_from,
         )
         console.print(f"[bold]Training on {data}[/bold]")
         result = run_training(options, echo=console.print)

@@ -193,6 +193,13 @@ def test_a_retrain_needs_a_month_boundary(monkeypatch, capsys) -> None:
     assert exit_info.value.code == 2 and "--months 2 or more" in capsys.readouterr().err
 
 
+def test_keeping_the_response_models_needs_a_retrain(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["month.py", "--months", "2", "--keep-response"])
+    with pytest.raises(SystemExit) as exit_info:
+        month.main()
+    assert exit_info.value.code == 2 and "--keep-response" in capsys.readouterr().err
+
+
 def test_a_retrain_reads_a_world_whose_push_log_is_csv(worlds, tmp_path: Path) -> None:
     from features.loader import load_dataset
 

@@ -122,3 +122,11 @@ def test_cardholders_unknown_to_the_bundle_are_ranked_from_their_features(
     # a card tier no training cardholder had: its own tier rules still apply (c_plat is platinum|diamond)
     assert set(new["content_id"]) == {"c_dine", "c_travel", "c_dine2", "c_plat"}
     assert np.isfinite(new["score"]).all()
+
+
+def test_keeping_response_models_needs_a_bundle_that_has_them(hand_made: Dataset, tmp_path: Path) -> None:
+    from training.response import ResponseFitError, kept_response_models
+
+    path = make_bundle(hand_made, AS_OF).save(tmp_path / "no-response")
+    with pytest.raises(ResponseFitError, match="no-response has no response models to keep"):
+        kept_response_models(str(path), f"sqlite:///{tmp_path / 'unused.db'}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -129,12 +130,24 @@ def test_train_logs_registers_and_moves_champion_only_when_better(home: Path, sm
     assert set(answer["user_id"]) == {*holders["user_id"].head(3), "brand-new"}
     assert answer.groupby("user_id").size().max() == 4
 
-    # a clearly worse model is registered but does not become champion, and the terminal says why
+    # a clearly worse model is registered but does not become champion, and the terminal says why; it
+    # refits the ranking model only, keeping the champion's response models as they were
     worse = write_config(tmp_path, "worse", WORSE)
     second = invoke("train", "--data", small_world, "--config", worse, "--experiment", "test",
-                    "--no-progress")
+                    "--no-progress", "--response-from", "models:/test-ranker@champion",
+                    "--model-out", tmp_path / "bundle-2")
     assert second.exit_code == 0, second.output
     assert "champion unchanged" in second.output
+    assert "response models kept from models:/test-ranker@champion" in second.output
+    assert "fit response models" not in second.output
+    kept = ModelBundle.load(tmp_path / "bundle-2").response
+    assert kept is not None and kept.info == response.info
+    for target in ("open", "mute"):
+        assert np.array_equal(kept.coef[target], response.coef[target])
+        assert kept.calibration[target] == response.calibration[target]
+    second_run = track.client.get_run(track.client.get_model_version("test-ranker", "2").run_id)
+    assert second_run.data.params["response_from"] == "models:/test-ranker@champion"
+    assert "response.open.ece" not in second_run.data.metrics  # nothing was fitted to report
     # the gate names the plain hybrid it does not beat, with the paired interval that says so
     assert "not above the baseline(s)" in second.output and "plain_hybrid (" in second.output
     assert track.champion("test-ranker", "ndcg@10").version == "1"
@@ -219,6 +232,13 @@ def test_bad_input_is_refused_without_registering_anything(home: Path, small_wor
         frame.to_parquet(dangling / table.name)
     unknown_id = invoke("train", "--data", dangling, "--no-progress")
     assert unknown_id.exit_code != 0 and "no-such-article" in unknown_id.output
+
+    no_bundle = invoke("train", "--data", small_world, "--no-progress",
+                       "--response-from", tmp_path / "nowhere")
+    assert no_bundle.exit_code != 0 and "nowhere" in no_bundle.output and "load data" not in no_bundle.output
+    no_such_model = invoke("train", "--data", small_world, "--no-progress",
+                           "--response-from", "models:/no-such-model@champion")
+    assert no_such_model.exit_code != 0 and "no-such-model" in no_such_model.output
 
     assert len(track.client.search_model_versions("name='test-ranker'")) == before
 
