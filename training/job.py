@@ -213,11 +213,11 @@ def _train(options: TrainOptions, echo: Callable[[str], None]) -> TrainResult:
     # the push response models read only the dataset and the as-of time: they are fitted beside the ranking
     # model (their sparse products and array arithmetic release the GIL, as LightFM's epochs do) rather
     # than after it, and their lines are echoed when they are collected
-    from training.response import fit_for_training
-
     response_lines: list[str] = []
     response_fit = None
     if kept_response is None:
+        from training.response import fit_for_training
+
         response_fit = in_background(fit_for_training, dataset, as_of, response_lines.append)
     tuning, selection = None, None
     if options.tune_minutes is not None:
