@@ -51,6 +51,13 @@ and their opens and mutes, and it is as of the end of that data (the engine's la
 `recsys train` and `recsys publish` take it without --as-of). --keep-response refits the ranking model
 only and keeps the first bundle's response models (`recsys train --response-from`).
 
+--control-share S sets the value-aware engines' `decision.control_share`: that share of the cardholders
+(`recsys.control`) is sent whatever the value, and the run prints the decision's uplift as the API's own
+log would measure it (value per cardholder, treated against control, drawn and expected) beside the same
+cardholders under the send-all engine. A value-aware engine's retrain (without --keep-response) then
+refits its response models on the pushes before the first month and the control share's after
+(`recsys train --decided-since --control-share`).
+
 --decompose splits what the value-aware engines' months lose by the truth into what to push, the hour,
 whether to send and pacing: a chain of edits to the engine's own sends, each scored in expected value
 (`benchmarks/month_gaps.py`), and for a scheduler that ignores `send_at`, whether each send went at the
@@ -245,11 +252,13 @@ def retrain_days(schedule: list[tuple[int, int]], at_months: bool, every: int | 
 
 
 def retrain_and_publish(world: Path, history: pd.DataFrame, events_path: Path, work: Path, client,
-                        prefix: str, base: str, response_from: Path | None = None) -> None:
+                        prefix: str, base: str, response_from: Path | None = None,
+                        evidence: tuple[pd.Timestamp, float] | None = None) -> None:
     """Retrain the bundle on `world` (its push log `history`) and the API's pushes (`with_event_log`), as
     of the end of that data, publish it under `prefix` and wait until the API at `base` serves it.
     `response_from`: a bundle whose response models the retrained one keeps (`recsys train
-    --response-from`) instead of refitting them."""
+    --response-from`) instead of refitting them; `evidence`: (decided since, control share), the response
+    models refitted only on the pushes the decision did not choose (`recsys train --decided-since`)."""
     from features.loader import load_dataset
     from publishing.publish import publish
     from recsys.bundle import ModelBundle
@@ -261,7 +270,9 @@ def retrain_and_publish(world: Path, history: pd.DataFrame, events_path: Path, w
     bundle_path = work / "bundle"
     train(TrainOptions(data_dir=data, config=TrainConfig(), model_out=bundle_path, register=False,
                        progress=False, track=False,
-                       response_from=None if response_from is None else str(response_from)),
+                       response_from=None if response_from is None else str(response_from),
+                       decided_since=None if evidence is None else evidence[0],
+                       control_share=0.0 if evidence is None else evidence[1]),
           echo=lambda line: None)
     before = httpx.get(f"{base}/readyz", timeout=10).json()["model_version"]
     publish(ModelBundle.load(bundle_path), load_dataset(data), PublicationStore(client, prefix),
@@ -554,6 +565,8 @@ def run_engine(name: str, base: str, outcomes: Outcomes, schedule: list[tuple[in
     batches: list[tuple[int, int, np.ndarray, list[datetime], list[str]]] = []
     muted_rows: set[int] = set()
     held_rows: dict[str, set[int]] = defaultdict(set)  # by the kind of hold
+    # each cardholder's value by month replayed, expected (the truth's p) and drawn (what a bank sees)
+    row_values = np.zeros((outcomes.months, len(outcomes.user_ids), 2))
     users = [u for u, ok in zip(outcomes.user_ids, outcomes.reachable, strict=True) if ok]
     for month, day in schedule:
         if retrain is not None and day in retrain_on:
@@ -607,6 +620,9 @@ def run_engine(name: str, base: str, outcomes: Outcomes, schedule: list[tuple[in
             for start in range(0, len(events), 1000):
                 client.post("/v1/events", {"events": events[start:start + 1000]})
             tally(totals, outcomes, contents, opened, muted, when)
+            at_month, at_row = outcomes.month_of(when), np.asarray(rows)
+            np.add.at(row_values, (at_month, at_row, 0), outcomes.last_values)
+            np.add.at(row_values, (at_month, at_row, 1), opened - MUTE_PRICE * muted)
             totals[("expected", day)] += float(outcomes.last_values.sum())
         if day % 7 == 6:
             log(f"  {name}: day {day + 1}, {totals['pushes']:,} pushes, {totals['opens']:,} opens")
@@ -618,6 +634,7 @@ def run_engine(name: str, base: str, outcomes: Outcomes, schedule: list[tuple[in
     totals["batches"] = batches
     totals["muted rows"] = muted_rows
     totals["held rows"] = dict(held_rows)
+    totals["row values"] = row_values
     totals["retries"] = dict(client.retries)
     return dict(totals)
 
@@ -963,6 +980,44 @@ def slot_diagnosis(world: Path, bundle_path: Path, outcomes: Outcomes, month_tru
     return lines
 
 
+def control_uplift(results: dict, outcomes: Outcomes, share: float, seed: int = 0) -> list[str]:
+    """The decision's uplift as its control share measures it: the value-aware engine's value per reachable
+    cardholder, treated against control, per month replayed and for the run, expected (the truth's p) and
+    drawn (opens - 10 x mutes, what the bank's log shows; a 95% bootstrap interval over cardholders), beside
+    the send-all engine on the same two groups (there they differ only by chance)."""
+    from recsys.control import in_control
+
+    control = in_control(outcomes.user_ids, share)
+    groups = {"treated": outcomes.reachable & ~control, "control": outcomes.reachable & control}
+    ours, base = results["value-aware engine"]["row values"], results["send-all engine"]["row values"]
+    rng = np.random.default_rng(seed)
+    draws = {name: [rng.integers(0, int(mask.sum()), int(mask.sum())) for _ in range(400)]
+             for name, mask in groups.items()}
+    lines = [f"the decision's uplift, control share {share:g}: {groups['treated'].sum():,} treated and "
+             f"{groups['control'].sum():,} control cardholders (value per cardholder, expected / drawn)"]
+    spans = [(outcomes.month_name(number), slice(number, number + 1)) for number in range(outcomes.months)]
+    for label, span in [*(spans if outcomes.months > 1 else []), ("the run", slice(None))]:
+        mine, theirs = ours[span].sum(axis=0), base[span].sum(axis=0)
+        per = {name: mine[mask].mean(axis=0) for name, mask in groups.items()}
+        other = {name: theirs[mask].mean(axis=0) for name, mask in groups.items()}
+        drawn = {name: mine[mask, 1] for name, mask in groups.items()}
+        ratios = [drawn["treated"][a].mean() / drawn["control"][b].mean()
+                  for a, b in zip(draws["treated"], draws["control"], strict=True)
+                  if drawn["control"][b].mean() > 0]
+        interval = (f" (95% {np.percentile(ratios, 2.5):.2f}-{np.percentile(ratios, 97.5):.2f})"
+                    if len(ratios) > 1 else "")
+        measured = (f"{per['treated'][1] / per['control'][1]:.2f}x drawn{interval}"
+                    if per["control"][1] > 0 else "no drawn ratio (control value <= 0)")
+        lines.append(
+            f"  {label}: value-aware treated {per['treated'][0]:.3f} / {per['treated'][1]:.3f}, control "
+            f"{per['control'][0]:.3f} / {per['control'][1]:.3f}: uplift "
+            f"{per['treated'][0] / max(per['control'][0], 1e-12):.2f}x expected, {measured}; send-all "
+            f"engine on the same groups {other['treated'][0]:.3f} / {other['control'][0]:.3f} expected; "
+            f"value-aware treated against send-all treated "
+            f"{per['treated'][0] / max(other['treated'][0], 1e-12):.2f}x expected")
+    return lines
+
+
 def value_of(r: dict) -> float:
     """opens - 10 x mutes of an engine's run or month."""
     return r["opens"] - MUTE_PRICE * r["mutes"]
@@ -1075,6 +1130,9 @@ def command_line() -> argparse.ArgumentParser:
     parser.add_argument("--keep-response", action="store_true",
                         help="with --retrain or --retrain-every: refit the ranking model only and keep the "
                              "first bundle's response models (recsys train --response-from)")
+    parser.add_argument("--control-share", type=float, default=0.0, metavar="SHARE",
+                        help="the value-aware engines' decision.control_share: cardholders sent whatever the "
+                             "value; the uplift is printed and retrains refit the response models on theirs")
     parser.add_argument("--retrain-every", type=int, default=None, metavar="DAYS",
                         help="retrain as --retrain does, also before every DAYS-th day replayed")
     parser.add_argument("--independent", type=Path, default=None,
@@ -1095,6 +1153,11 @@ def main() -> int:
         parser.error("--retrain retrains at a month boundary: give it with --months 2 or more")
     if args.keep_response and not (args.retrain or args.retrain_every is not None):
         parser.error("--keep-response says what a retrain keeps: give it with --retrain or --retrain-every")
+    if not 0.0 <= args.control_share <= 0.5:
+        parser.error(f"--control-share must be in [0, 0.5] (decision.control_share), "
+                     f"got {args.control_share}")
+    if args.control_share:
+        args.decision = {**args.decision, "control_share": args.control_share}
     if args.months > 1 and (args.decompose or args.slot_choices):
         parser.error("--decompose and --slot-choices split one month: give them without --months")
     import redis
@@ -1154,13 +1217,17 @@ def main() -> int:
                 f"{outcomes.reachable.sum():,} cardholders")
             retrain = None
             if retrain_on:
+                share = float(fields.get("control_share", 0.0)) if enabled else 0.0
+                evidence = (None if args.keep_response or not share
+                            else (pd.Timestamp(outcomes.month), share))
+
                 def retrain(day: int, base: str = base, prefix: str = prefix, home: Path = home,
-                            name: str = name) -> None:
+                            name: str = name, evidence: tuple | None = evidence) -> None:
                     log(f"{name}: retraining before {outcomes.at(day, 0):%Y-%m-%d} on the world and the "
                         "API's pushes")
                     retrain_and_publish(world, dataset.push_log, home / "events" / "push_log.jsonl",
                                         Path(tempfile.mkdtemp(prefix="retrain-", dir=home)), client, prefix,
-                                        base, bundle_path if args.keep_response else None)
+                                        base, bundle_path if args.keep_response else None, evidence)
             began = time.perf_counter()
             results[name] = run_engine(name, base, outcomes, schedule, habit, retrain, retrain_on)
             results[name]["seconds"] = time.perf_counter() - began
@@ -1240,6 +1307,8 @@ def main() -> int:
             print(f"expected value by day{label}, {name}: {' '.join(f'{value:.0f}' for value in days)}")
     for engine in ("value-aware engine", "send-all engine", *habits):
         print(f"\nsend times, {engine}: {send_times(outcomes, results[engine]['batches'])}")
+    if args.control_share:
+        print("\n" + "\n".join(control_uplift(results, outcomes, args.control_share, args.seed)))
     print("\nlearned hour preference (the bundle's response model) against the truth's hour term:")
     print("\n".join(hour_quality(world, ModelBundle.load(bundle_path).response, outcomes)))
     print(f"\nstatement cycle: {statement_cycle(world, outcomes)}\n")

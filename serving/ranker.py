@@ -23,6 +23,7 @@ from recsys.caps.decisions import Candidate, CapRequest, UserDecision, to_ms
 from recsys.caps.engine import new_push_id
 from recsys.caps.policy import Policy
 from recsys.caps.rules import CardholderRecord, repeat_blocked
+from recsys.control import CONTROL_REASON, in_control
 from recsys.decision import (
     DECISIONS_OFF,
     HOLD,
@@ -277,6 +278,11 @@ def outlooks(snapshot: Snapshot, engine: Any, cardholders: Cardholders, requests
                            [next_slots[plan[0]] for plan in plans],
                            [False if at_once else None for at_once in sends_at_once],
                            [bool(holds) and holds[i] for i in rows])
+    share = policy.decision.control_share
+    if share > 0.0:  # the control share is sent now whatever the value, as the send-all engine would
+        for slot in np.flatnonzero(in_control([requests[i].user_id for i in rows], share)).tolist():
+            verdicts[slot] = Verdict(SEND, CONTROL_REASON, plans[slot][0].astimezone(UTC),
+                                     float(value[starts[slot]]))
     for slot, i in enumerate(rows):
         start, width = int(starts[slot]), widths[slot]
         out[i] = Outlook(verdicts[slot], p_open[start:start + width], p_mute[start:start + width], best[slot])

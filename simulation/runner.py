@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from recsys.caps.policy import Policy
+from recsys.control import in_control
 from recsys.decision import SEND, day_values, decide_many, is_quiet, monthly_cap
 from recsys.times import UnknownZoneError, zone
 from simulation.local_calendar import LocalFields, ZoneClock
@@ -414,6 +415,8 @@ def _decisions(world: SimWorld, policy: Policy, clock: ZoneClock, rows: np.ndarr
     for j, verdict in enumerate(verdicts):
         if verdict.send_at is not None:
             when[j] = max(int(now[j]), int(verdict.send_at.timestamp()))
+    control = in_control(world.user_ids[rows], settings.control_share)  # sent now, as the API does
+    out[control], when[control] = True, np.asarray(now, dtype=np.int64)[control]
     return out, when
 
 

@@ -41,6 +41,8 @@ from training.tune import TuneResult, tune
 if TYPE_CHECKING:
     from distributed import Client
 
+    from training.response import ResponseFitConfig
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -76,6 +78,10 @@ class TrainOptions:
     # a bundle path or models:/ or runs:/ URI whose response models the new bundle keeps instead of
     # fitting its own (`kept_response_models`: README, "What the retrain at 20,000 cardholders changes")
     response_from: str | None = None
+    # the response models learn only from pushes the send-or-hold decision did not choose: those before
+    # `decided_since` and the policy's control share's (`training.response.evidence`); None: every push
+    decided_since: pd.Timestamp | None = None
+    control_share: float = 0.0
 
 
 @dataclass
@@ -182,11 +188,27 @@ def train(options: TrainOptions, echo: Callable[[str], None] = logger.info) -> T
         return _train(options, echo)
 
 
+def response_settings(options: TrainOptions) -> ResponseFitConfig | None:
+    """The response fit's settings for `options` (None: the defaults), checked before any data is read."""
+    from training.response import ResponseFitConfig, ResponseFitError
+
+    if options.decided_since is None:
+        if options.control_share:
+            raise ResponseFitError("--control-share says whose pushes the decision did not choose: give it "
+                                   "with --decided-since, the time the decision began")
+        return None
+    if options.response_from is not None:
+        raise ResponseFitError("--decided-since chooses the pushes the response models are refitted on, "
+                               "--response-from keeps them unrefitted: give one of the two")
+    return ResponseFitConfig(decided_since=options.decided_since, control_share=options.control_share)
+
+
 def _train(options: TrainOptions, echo: Callable[[str], None]) -> TrainResult:
     config = options.config
     if options.model_out is not None:
         check_output_path(options.model_out, "--model-out", directory=True)
     kept_response = None
+    response_config = response_settings(options)  # before the data, as the URI below
     if options.response_from is not None:  # before the data: a wrong URI fails at once
         from recsys.config import get_settings
         from training.response import kept_response_models
@@ -218,7 +240,7 @@ def _train(options: TrainOptions, echo: Callable[[str], None]) -> TrainResult:
     if kept_response is None:
         from training.response import fit_for_training
 
-        response_fit = in_background(fit_for_training, dataset, as_of, response_lines.append)
+        response_fit = in_background(fit_for_training, dataset, as_of, response_lines.append, response_config)
     tuning, selection = None, None
     if options.tune_minutes is not None:
         # before the holdout features: the chosen family weights shape them
@@ -473,6 +495,9 @@ def _track(options: TrainOptions, result: TrainResult, bundle_dir: Path, staging
             run.log_params(flatten({"train_sample": result.summary["train_sample"]}))
         if options.response_from is not None:
             run.log_params({"response_from": options.response_from})
+        if options.decided_since is not None:
+            run.log_params({"decided_since": options.decided_since.isoformat(),
+                            "control_share": options.control_share})
         run.log_metrics(result.results[MODEL_NAME])
         for name, values in result.results.items():
             run.log_metrics({f"{name}.{key}": value for key, value in values.items()})

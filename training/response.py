@@ -38,6 +38,7 @@ from scipy.optimize import brentq, minimize
 
 from features.bundle_inputs import feature_builder
 from recsys.cells import UNKNOWN
+from recsys.control import in_control
 from recsys.response_model import (
     BIN_HOURS,
     HOUR_BINS,
@@ -119,6 +120,11 @@ class ResponseFitConfig:
     # empty: penalties["open"]["user_hour"] as given
     user_hour_grid: tuple[float, ...] = (1.0, 0.25)
     sample_seed: int = 0
+    # the pushes the send-or-hold decision chose are not evidence (`evidence`): those sent from
+    # `decided_since` on to cardholders outside the policy's `control_share`. They still count in the
+    # recent count and the published push history. None: every push is evidence
+    decided_since: pd.Timestamp | None = None
+    control_share: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("holdout_days", "validation_days", "bins", "activity_days"):
@@ -130,6 +136,12 @@ class ResponseFitConfig:
             raise ResponseFitError(f"user_hour_grid weights must be > 0, got {self.user_hour_grid}")
         if int(self.level_days) < 0:
             raise ResponseFitError(f"level_days must be >= 0, got {self.level_days}")
+        if not 0.0 <= float(self.control_share) <= 0.5:
+            raise ResponseFitError("control_share must be in [0, 0.5] (the policy's "
+                                   f"decision.control_share), got {self.control_share}")
+        if self.control_share and self.decided_since is None:
+            raise ResponseFitError("control_share says whose pushes the decision did not choose: give it "
+                                   "with decided_since, the time the decision began")
         for target in TARGETS:
             share = self.negative_share.get(target) if isinstance(self.negative_share, Mapping) else None
             if share is None or not 0.0 < float(share) <= 1.0:
@@ -369,7 +381,8 @@ class _Inputs:
     kinds: tuple[str, ...]
     item_kind: np.ndarray
     labels: dict[str, tuple[str, ...]]
-    pushes: pd.DataFrame  # marketing pushes: fitted, calibrated and evaluated
+    pushes: pd.DataFrame  # marketing pushes that are evidence (`evidence`): fitted, calibrated and evaluated
+    sent: pd.DataFrame  # every marketing push (user_id, sent_ts): the published history (`push_history`)
     events: pd.DataFrame
     scores: np.ndarray | None
     reminders: pd.DataFrame  # transactional pushes: more opens by hour for the open model (`reminder_opens`)
@@ -380,7 +393,8 @@ def _prepare(dataset: Dataset, as_of: pd.Timestamp, config: ResponseFitConfig,
              scorer: Scorer | None) -> _Inputs:
     every = log_pushes(dataset, as_of, config.default_timezone)
     flags = every.pop("marketing").to_numpy()
-    pushes = every.loc[flags].reset_index(drop=True)
+    marketing = every.loc[flags].reset_index(drop=True)
+    pushes = marketing.loc[evidence(marketing, config)].reset_index(drop=True)
     reminders = every.loc[~flags].reset_index(drop=True)
     user_ids = dataset.cardholders["user_id"].astype(str).drop_duplicates().to_numpy(dtype=object)
     content = dataset.content.drop_duplicates("content_id")
@@ -400,7 +414,21 @@ def _prepare(dataset: Dataset, as_of: pd.Timestamp, config: ResponseFitConfig,
 
     events = activity_events(dataset, as_of, user_ids, config.default_timezone)
     return _Inputs(user_ids, content_ids, tuple(str(k) for k in kinds), item_kind.astype(np.int64), labels,
-                   pushes, events, score(pushes), reminders, score(reminders) if len(reminders) else None)
+                   pushes, marketing[["user_id", "sent_ts"]], events, score(pushes), reminders,
+                   score(reminders) if len(reminders) else None)
+
+
+def evidence(pushes: pd.DataFrame, config: ResponseFitConfig) -> np.ndarray:
+    """bool [n]: the `pushes` (user_id, sent_ts) a fit learns from: all but those the value-aware decision
+    chose, which were sent from `config.decided_since` on to cardholders outside its control share.
+
+    Refitted on the decision's own choices, the models learn that choice back: it sent where they
+    predicted opens, so their terms come out flatter and rank worse (README, "What the retrain at 20,000
+    cardholders changes, checked"); the control share's pushes went whatever the value."""
+    if config.decided_since is None:
+        return np.ones(len(pushes), dtype=bool)
+    before = (pushes["sent_ts"] < utc_timestamp(config.decided_since)).to_numpy()
+    return before | in_control(pushes["user_id"].to_numpy(), config.control_share)
 
 
 def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp, config: ResponseFitConfig,
@@ -525,9 +553,9 @@ def negative_sample(outcome: np.ndarray, share: float, rng: np.random.Generator
 def push_history(inputs: _Inputs, cutoff: pd.Timestamp) -> np.ndarray:
     """int64 [n_users, m]: each cardholder's marketing push times (epoch seconds, 0 pads) in the
     `WINDOW_DAYS` up to `cutoff`, for the recent count at serving (`PushResponseModel.history`)."""
-    sent = inputs.pushes["sent_ts"]
+    sent = inputs.sent["sent_ts"]
     window = ((sent > cutoff - pd.Timedelta(days=WINDOW_DAYS)) & (sent <= cutoff)).to_numpy()
-    rows = pd.Index(inputs.user_ids).get_indexer(inputs.pushes["user_id"].to_numpy()[window])
+    rows = pd.Index(inputs.user_ids).get_indexer(inputs.sent["user_id"].to_numpy()[window])
     epoch = pd.Timestamp(0, tz="UTC")
     seconds = ((pd.to_datetime(sent[window], utc=True) - epoch) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
     keep = rows >= 0
@@ -657,7 +685,10 @@ def _fit_response_models(dataset: Dataset, as_of: pd.Timestamp, config: Response
             raise ResponseFitError(
                 f"no marketing pushes in the {name} slice ({counts}); as of {as_of.isoformat()} with "
                 f"{config.holdout_days} holdout and {config.validation_days} validation days: choose an "
-                "as-of time inside the push log or shorter slices")
+                "as-of time inside the push log or shorter slices" + (
+                    "" if config.decided_since is None else
+                    f" (pushes the decision chose from {utc_timestamp(config.decided_since).isoformat()} on "
+                    f"are not counted; the control share {config.control_share:g} is)"))
 
     losses: dict[tuple[float, bool], float] = {}
     chosen_open: PushResponseModel | None = None
@@ -735,6 +766,10 @@ def fit_for_training(dataset: Dataset, as_of: pd.Timestamp, echo: Callable[[str]
     except ResponseFitError as error:
         echo(f"  response models not fitted: {error}")
         return None, None
+    if config is not None and config.decided_since is not None:
+        echo(f"  response models fitted on {sum(report.pushes.values()):,} pushes the decision did not "
+             f"choose: those before {utc_timestamp(config.decided_since).isoformat()} and the control share "
+             f"{config.control_share:g}'s after")
     for target in TARGETS:
         echo(f"  P({target}) holdout: {report.holdout[target].summary()}")
     chosen = " (chosen on the validation slice)" if report.open_fit_losses else ""

@@ -56,6 +56,12 @@ def train(
                                              "(P(open), P(mute)) of this bundle path or models:/ URI, e.g. "
                                              "models:/qianmian-push-ranker@champion, instead of refitting "
                                              "them on a push log the decision chose (README)."),
+    decided_since: str | None = typer.Option(None, "--decided-since", help="When the send-or-hold "
+                                             "decision began (ISO 8601, UTC if no zone): the response "
+                                             "models learn only from pushes before it and, after it, "
+                                             "from the policy's control share's (--control-share)."),
+    control_share: float = typer.Option(0.0, "--control-share", min=0.0, max=0.5, help="The policy's "
+                                        "decision.control_share while it decided (with --decided-since)."),
 ) -> None:
     """Fit the LightFM hybrid, evaluate it against baselines, log to MLflow and register it.
 
@@ -65,11 +71,13 @@ def train(
     the `champion` alias only when the new model beats the baselines and the current champion on the
     chosen metric beyond noise (95% bootstrap intervals over the holdout cardholders).
     """
+    import pandas as pd
     from rich.console import Console
 
     from features.contract import ContractError
     from recsys.cluster import dask_client
     from recsys.config import get_settings
+    from recsys.times import utc_timestamp
     from training.config import TrainConfigError, load_config
     from training.job import TrainOptions
     from training.job import train as run_training
@@ -79,6 +87,13 @@ def train(
     if not console.is_terminal:
         console = Console(highlight=False, soft_wrap=True, width=120)
     settings = get_settings()
+    try:
+        decided = None if decided_since is None else utc_timestamp(decided_since)
+        if decided is not None and pd.isna(decided):
+            raise ValueError(decided_since)
+    except ValueError as error:
+        raise _fail(f"--decided-since {decided_since!r} is not an ISO 8601 time "
+                    "(e.g. 2026-11-01T00:00+08:00)", code=2) from error
     try:
         train_config = load_config(config)
         if metric is not None or k is not None:
@@ -91,6 +106,7 @@ def train(
             sample_users=sample_users or settings.train_sample_users, work_dir=settings.home / "partitions",
             partition_size=settings.dask_partition_size,
             cluster=partial(dask_client, settings) if on_dask else None, response_from=response_from,
+            decided_since=decided, control_share=control_share,
         )
         console.print(f"[bold]Training on {data}[/bold]")
         result = run_training(options, echo=console.print)

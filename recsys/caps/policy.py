@@ -25,7 +25,8 @@ Document shape (every key except `version` is optional; see `default_policy.yaml
     decision: {mute_weight: 10, min_value: 0, hour_margin: 0.1,   # send or hold (recsys.decision)
                pacing: {margin: 0.2},
                scheduler_slots: ["10:00", "19:30"],   # default_timezone; omit to learn them
-               scheduler_follows_send_at: false}      # sends at once on `send`; omit to learn it
+               scheduler_follows_send_at: false,      # sends at once on `send`; omit to learn it
+               control_share: 0.05}                   # sent whatever the value, to measure the uplift
     override_no_limits: "reason"    # required to store a policy with no limit on all marketing
 
 Durations are integers (seconds) or strings `<n>s|m|h|d|w` (e.g. `90s`, `30m`, `12h`, `7d`), at most
@@ -331,7 +332,8 @@ class Decision(_Frozen):
     they are learned from the batch calls. `scheduler_follows_send_at` fixes whether the scheduler sends
     at `send_at` (false: `send` means now and `hold` names its slot to ask again at); without it that is
     learned from its `sent` events. `enabled: false` sends whatever the caps allow (the engine before
-    response models).
+    response models); `control_share` does so for a fixed share of the cardholders (`recsys.control`),
+    against whom the decision's uplift is measured and on whose pushes response models can be refitted.
     """
 
     enabled: bool = True
@@ -343,6 +345,8 @@ class Decision(_Frozen):
     scheduler_slots: tuple[str, ...] | None = Field(None, max_length=MAX_SCHEDULER_SLOTS)
     # whether the scheduler sends at the `send_at` answered; None: learned from its `sent` events
     scheduler_follows_send_at: bool | None = None
+    # the share of cardholders (by a fixed hash of the id) sent whatever the caps allow; at most half
+    control_share: float = Field(0.0, ge=0.0, le=0.5)
 
     @field_validator("scheduler_follows_send_at", mode="before")
     @classmethod

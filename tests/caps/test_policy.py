@@ -90,6 +90,7 @@ def test_durations(text: object, seconds: int) -> None:
         ({"decision": {"pacing": {"min_value": 0.02, "days_per_slot": 3}}},
          "decision.pacing: pacing.min_value and pacing.days_per_slot were replaced by pacing.margin"),
         ({"decision": {"pacing": {"margin": -0.1}}}, "decision.pacing.margin"),
+        ({"decision": {"control_share": 0.6}}, "decision.control_share: Input should be less than or equal"),
     ],
 )
 def test_invalid_documents_name_the_field(change: dict, message: str) -> None:

@@ -200,6 +200,33 @@ def test_keeping_the_response_models_needs_a_retrain(monkeypatch, capsys) -> Non
     assert exit_info.value.code == 2 and "--keep-response" in capsys.readouterr().err
 
 
+def test_a_control_share_outside_0_to_half_is_refused(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["month.py", "--control-share", "0.6"])
+    with pytest.raises(SystemExit) as exit_info:
+        month.main()
+    assert exit_info.value.code == 2 and "--control-share must be in [0, 0.5]" in capsys.readouterr().err
+
+
+def test_the_uplift_compares_treated_and_control_cardholders_of_each_month(worlds) -> None:
+    from recsys.control import in_control
+
+    outcomes = outcomes_of(worlds[1], 2)
+    control = in_control(outcomes.user_ids, 0.5)
+    assert 0 < control.sum() < len(control)
+    # the value-aware engine: treated cardholders worth 3 in month 1 and 1 in month 2, control 1 and 1;
+    # send-all: 1 everywhere. Cardholders the engines cannot reach are left out
+    ours, base = np.ones((2, len(control), 2)), np.ones((2, len(control), 2))
+    ours[0, ~control] = 3.0
+    ours[:, ~outcomes.reachable] = 100.0
+    results = {"value-aware engine": {"row values": ours}, "send-all engine": {"row values": base}}
+    lines = month.control_uplift(results, outcomes, 0.5)
+    first, second, run = lines[1:]
+    assert first.startswith(f"  {outcomes.month_name(0)}: value-aware treated 3.000 / 3.000, control "
+                            "1.000 / 1.000: uplift 3.00x expected, 3.00x drawn (95% 3.00-3.00)")
+    assert "uplift 1.00x expected" in second and "uplift 2.00x expected" in run
+    assert run.endswith("value-aware treated against send-all treated 2.00x expected")
+
+
 def test_a_retrain_reads_a_world_whose_push_log_is_csv(worlds, tmp_path: Path) -> None:
     from features.loader import load_dataset
 

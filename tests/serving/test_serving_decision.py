@@ -138,6 +138,38 @@ def test_decisions_off_in_the_policy_send_whatever_the_caps_allow(api, decided, 
 
 
 @pytest.mark.redis
+def test_the_control_share_is_sent_whatever_the_value_and_the_rest_is_decided(api, decided, dataset,
+                                                                             daytime) -> None:
+    """With every push below the threshold, the cardholders of the control share (a fixed hash of the
+    id) are sent and reserved now, with their P(open) and P(mute); the others are held, in one batch as
+    one by one."""
+    from recsys.control import CONTROL_REASON, in_control
+
+    set_decision(api, min_value=1.0, control_share=0.5)
+    opt = dataset.cardholders["push_opt_in"].astype("boolean").fillna(True)
+    users = dataset.cardholders.loc[opt, "user_id"].astype(str).tolist()[:24]
+    control = in_control(users, 0.5)
+    assert 0 < control.sum() < len(users)
+    batch = api.post("/v1/rank/batch", json={"requests": [{"user_id": u, "k": 2, "now": daytime,
+                                                           "reserve": True} for u in users]},
+                     headers=SCHEDULER_HEADERS)
+    assert batch.status_code == 200, batch.text
+    for result, chosen in zip(batch.json()["results"], control.tolist(), strict=True):
+        if not result["items"]:
+            continue
+        assert all(item["p_open"] is not None for item in result["items"])
+        if chosen:
+            assert (result["decision"], result["reason"]) == ("send", CONTROL_REASON)
+            assert result["push_id"] and result["send_at"] is not None
+            assert pd.Timestamp(result["send_at"]) == pd.Timestamp(daytime)
+        else:
+            assert result["decision"] == "hold" and "below threshold" in result["reason"]
+            assert result["push_id"] is None
+    outside = users[int(np.flatnonzero(~control)[0])]
+    assert rank(api, user_id=outside, k=1, now=daytime)["decision"] == "hold"
+
+
+@pytest.mark.redis
 def test_pacing_holds_while_last_months_pushes_are_still_leaving_the_window(api, decided, response_bundle,
                                                                            dataset, daytime) -> None:
     """At 10:00 on the 1st, a cardholder the push log pushed early last month is worth more later this

@@ -49,6 +49,23 @@ def test_value_aware_settings_hold_pushes_and_report_value_per_1000(hour_world) 
     assert lam10.opens_per_push > send_all.opens_per_push
 
 
+def test_the_control_share_is_sent_whatever_the_value(hour_world) -> None:
+    """With every push held below the threshold, only the control share is pushed, and each of them as
+    often as send-all pushes them."""
+    from recsys.control import in_control
+
+    base = default_policy()
+    held = base.model_copy(update={"decision": base.decision.model_copy(update={"min_value": 1.0})})
+    controlled = held.model_copy(update={"decision": held.decision.model_copy(update={"control_share": 0.3})})
+    send_all = base.model_copy(update={"decision": base.decision.model_copy(update={"enabled": False})})
+    schedule = ScheduleConfig(days=10, seed=1, slots=("10:00", "19:30"))
+    none, some, every = (outcome.total for outcome in simulate(
+        hour_world, [held, controlled, send_all], schedule, labels=["held", "control", "send-all"]).outcomes)
+    assert none.sent == 0 and some.sent > 0
+    share = in_control(hour_world.user_ids, 0.3).mean()
+    assert some.sent == pytest.approx(share * every.sent, rel=0.25)
+
+
 def test_decision_settings_need_response_models_and_bounded_lambdas(small_world) -> None:
     with pytest.raises(SimulationError, match="outside 0-1000"):
         decision_variants([default_policy()], ["default"], [-1.0])

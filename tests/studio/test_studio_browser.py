@@ -112,6 +112,7 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page, st
     assert page.input_value('[data-field="decision.mute_weight"]') == "10"
     assert page.input_value('[data-field="decision.pacing.margin"]') == "0.2"
     assert page.input_value('[data-field="decision.scheduler_follows_send_at"]') == ""  # learned
+    assert page.input_value('[data-field="decision.control_share"]') == "0"
     assert "mute_weight" in page.get_attribute('label:has([data-field="decision.mute_weight"])', "title")
     assert "One mute or unfollow costs as much as this many opens" in shown
 
@@ -126,6 +127,8 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page, st
     page.select_option('[data-field="decision.scheduler_follows_send_at"]', "false")
     page.wait_for_selector("#draft-diff:has-text('the scheduler sends at the suggested time')")
     page.select_option('[data-field="decision.scheduler_follows_send_at"]', "")  # back to learning it
+    page.fill('[data-field="decision.control_share"]', "0.05")
+    page.wait_for_selector("#draft-diff:has-text('control share')")
 
     page.fill("#sim-days", "10")
     page.click("#simulate")
@@ -168,7 +171,7 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page, st
     page.wait_for_selector("#apply-status:has-text('Applied: revision 2')")
     page.wait_for_selector("#versions tbody tr:has-text('monthly limit 4 -> 2')")
     changes = page.inner_text("#versions tbody tr >> nth=0").split("\t")[-2]
-    assert changes == ("a mute costs (opens) 10 -> 20; monthly limit 4 -> 2; "
+    assert changes == ("control share 0 -> 0.05; a mute costs (opens) 10 -> 20; monthly limit 4 -> 2; "
                        "version 2026.11-default -> 2026.12-studio")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
@@ -179,7 +182,8 @@ def test_change_a_cap_simulate_apply_and_roll_back(server: str, browser_page, st
     assert live["policy"]["limits"][1] == {"name": "monthly", "window": "calendar_month", "max": 2}
     assert live["policy"]["decision"] == {"enabled": True, "mute_weight": 20.0, "min_value": 0.0,
                                           "hour_margin": 0.1, "pacing": {"margin": 0.2},
-                                          "scheduler_slots": None, "scheduler_follows_send_at": None}
+                                          "scheduler_slots": None, "scheduler_follows_send_at": None,
+                                          "control_share": 0.05}
     assert live["note"] == "monthly cap 4 -> 2 after simulation"
     history = httpx.get(f"{server}/v1/policy/versions", headers=ADMIN_HEADERS).json()
     assert any(change["path"] == "limits" for change in history["revisions"][0]["diff"])

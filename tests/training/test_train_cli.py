@@ -239,6 +239,14 @@ def test_bad_input_is_refused_without_registering_anything(home: Path, small_wor
     no_such_model = invoke("train", "--data", small_world, "--no-progress",
                            "--response-from", "models:/no-such-model@champion")
     assert no_such_model.exit_code != 0 and "no-such-model" in no_such_model.output
+    for extra, message in ((["--control-share", "0.1"], "give it with --decided-since"),
+                           (["--decided-since", "last autumn"], "--decided-since 'last autumn' is not"),
+                           (["--decided-since", "2026-09-01", "--response-from", tmp_path / "b"],
+                            "give one of the two"),
+                           (["--decided-since", "2026-09-01", "--control-share", "0.7"], "--control-share")):
+        refused = invoke("train", "--data", small_world, "--no-progress", *extra)
+        assert refused.exit_code != 0 and message in refused.output, refused.output
+        assert "load data" not in refused.output
 
     assert len(track.client.search_model_versions("name='test-ranker'")) == before
 
@@ -290,3 +298,28 @@ def test_the_whole_job_runs_blas_on_one_thread(monkeypatch, tmp_path: Path) -> N
         job.train(job.TrainOptions(data_dir=tmp_path, config=load_config(None)))
         assert blas_threads() == before  # restored when the job ends
     assert seen and set(seen) == {1}
+
+
+def test_the_response_models_can_learn_only_from_pushes_the_decision_did_not_choose(
+        home: Path, small_world: Path, tmp_path: Path) -> None:
+    from recsys.bundle import ModelBundle
+    from recsys.control import in_control
+
+    pushes = pd.read_parquet(small_world / "push_log.parquet")
+    sent = pd.to_datetime(pushes["sent_ts"], utc=True)
+    since = sent.max() - pd.Timedelta(days=20)
+    config = write_config(tmp_path, "fast", FAST)
+    result = invoke("train", "--data", small_world, "--config", config, "--experiment", "decided",
+                    "--no-progress", "--no-register", "--model-out", tmp_path / "bundle",
+                    "--decided-since", since.isoformat(), "--control-share", "0.3")
+    assert result.exit_code == 0, result.output
+    assert "pushes the decision did not choose" in result.output
+    response = ModelBundle.load(tmp_path / "bundle").response
+    assert response is not None
+    # the published fit learned from the pushes before `since` and the control share's after, not the rest
+    treated_after = int(((sent >= since) & ~in_control(pushes["user_id"].astype(str), 0.3)).sum())
+    assert treated_after > 0 and response.info["pushes"] <= len(pushes) - treated_after
+    track = tracker(home)
+    experiment = track.client.get_experiment_by_name("decided").experiment_id
+    params = track.client.search_runs([experiment])[0].data.params
+    assert params["control_share"] == "0.3" and pd.Timestamp(params["decided_since"]) == since

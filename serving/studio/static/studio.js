@@ -43,6 +43,7 @@
     "decision.pacing.margin": "a later day is better by",
     "decision.scheduler_slots": "the scheduler asks at",
     "decision.scheduler_follows_send_at": "the scheduler sends at the suggested time",
+    "decision.control_share": "control share",
   };
   const LIMIT_PARTS = {max: "at most", window: "counted per", duration: "rolling period", name: "name",
                        kinds: "kinds", tags: "topics"};
@@ -240,12 +241,13 @@
                     "campaign_throttle.max": 500, "campaign_throttle.per": "1s"};
 
   // the send or hold block (recsys.caps.policy.Decision); its defaults when a policy has none
-  const DECISION = {enabled: true, mute_weight: 10, min_value: 0, hour_margin: 0.1, pacing: {margin: 0.2}};
+  const DECISION = {enabled: true, mute_weight: 10, min_value: 0, hour_margin: 0.1, pacing: {margin: 0.2},
+                    control_share: 0};
 
   function fillDecision(decision) {
     const settings = {...DECISION, ...(decision || {})};
     field("decision.enabled").checked = Boolean(settings.enabled);
-    ["mute_weight", "min_value", "hour_margin"].forEach((name) => {
+    ["mute_weight", "min_value", "hour_margin", "control_share"].forEach((name) => {
       field(`decision.${name}`).value = String(settings[name]);
     });
     toggle("decision.pacing").checked = settings.pacing != null;
@@ -278,6 +280,7 @@
       pacing: toggle("decision.pacing").checked ? {margin: numeric("decision.pacing.margin")} : null,
       scheduler_slots: readSlots(),
       scheduler_follows_send_at: {"": null, true: true, false: false}[text("decision.scheduler_follows_send_at")],
+      control_share: numeric("decision.control_share"),
     };
   }
 
