@@ -1,4 +1,4 @@
-"""Serving commands: `recsys publish`, `recsys serve` and `recsys events export`."""
+"""Serving commands: `recsys publish`, `recsys serve`, `recsys events export` and `recsys events uplift`."""
 
 from __future__ import annotations
 
@@ -231,3 +231,51 @@ def export_events(
     except EventLogError as error:
         raise _fail(str(error)) from error
     typer.echo(f"wrote {rows:,} pushes to {target}")
+
+
+@events_app.command("uplift")
+def uplift(
+    data: Path = typer.Option(..., "--data", help="Contract data directory whose cardholders the scheduler "
+                              "asks about (the opted-in ones are counted)."),
+    since: str = typer.Option(..., "--since", help="Start of the period (ISO 8601, UTC if no zone)."),
+    until: str = typer.Option(None, "--until", help="End of the period, exclusive (default: now)."),
+    control_share: float = typer.Option(..., "--control-share", help="The policy's decision.control_share "
+                                        "over the period."),
+    mute_weight: float = typer.Option(10.0, "--mute-weight", min=0.0, help="The price of a mute in opens "
+                                      "(the policy's decision.mute_weight)."),
+    log: Path = typer.Option(None, "--log", help="Event log path [default: RECSYS_PUSH_LOG_PATH or "
+                             "RECSYS_HOME/events/push_log.jsonl]."),
+) -> None:
+    """The send-or-hold decision's uplift from the API's event log: value per cardholder (opens - mute
+    weight x mutes), treated against the policy's control share, with a 95% interval."""
+    import pandas as pd
+
+    from features.contract import TABLES, ContractError
+    from features.loader import load_table
+    from recsys.config import get_settings
+    from recsys.times import utc_timestamp
+    from recsys.uplift import UpliftError, push_log_uplift
+    from serving.event_log import EventLog, EventLogError, push_log_frame
+
+    moments = {}
+    for option, value in (("--since", since), ("--until", until)):
+        try:
+            moments[option] = utc_timestamp(pd.Timestamp.now(tz="UTC") if value is None else value)
+        except ValueError:
+            moments[option] = pd.NaT
+        if pd.isna(moments[option]):
+            raise _fail(f"{option} {value!r} is not an ISO 8601 time (e.g. 2026-11-01T00:00+08:00)", 2)
+    cardholders, violations = load_table(data, TABLES["cardholders"])
+    if violations:
+        raise _fail(str(ContractError(violations)))
+    opted = cardholders["push_opt_in"].astype("boolean").fillna(True).to_numpy(dtype=bool)
+    event_log = EventLog(log or get_settings().event_log_path)
+    if not event_log.files():
+        raise _fail(f"no event log files next to {event_log.path}: check --log or RECSYS_HOME")
+    try:
+        measured = push_log_uplift(push_log_frame(event_log.read()),
+                                   cardholders.loc[opted, "user_id"].to_numpy(), control_share,
+                                   moments["--since"], moments["--until"], mute_weight)
+    except (UpliftError, EventLogError) as error:
+        raise _fail(str(error)) from error
+    typer.echo("\n".join(measured.lines()))

@@ -222,7 +222,7 @@ def test_the_uplift_compares_treated_and_control_cardholders_of_each_month(world
     lines = month.control_uplift(results, outcomes, 0.5)
     first, second, run = lines[1:]
     assert first.startswith(f"  {outcomes.month_name(0)}: value-aware treated 3.000 / 3.000, control "
-                            "1.000 / 1.000: uplift 3.00x expected, 3.00x drawn (95% 3.00-3.00)")
+                            "1.000 / 1.000: uplift 3.00x expected, 3.00x (95% 3.00-3.00) drawn")
     assert "uplift 1.00x expected" in second and "uplift 2.00x expected" in run
     assert run.endswith("value-aware treated against send-all treated 2.00x expected")
 
