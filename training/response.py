@@ -428,7 +428,8 @@ def evidence(pushes: pd.DataFrame, config: ResponseFitConfig) -> np.ndarray:
     if config.decided_since is None:
         return np.ones(len(pushes), dtype=bool)
     before = (pushes["sent_ts"] < utc_timestamp(config.decided_since)).to_numpy()
-    return before | in_control(pushes["user_id"].to_numpy(), config.control_share)
+    codes, users = pd.factorize(pushes["user_id"])  # each cardholder hashed once, not each push
+    return before | in_control(users, config.control_share)[codes]
 
 
 def _fit(dataset: Dataset, inputs: _Inputs, cutoff: pd.Timestamp, config: ResponseFitConfig,
