@@ -34,6 +34,18 @@ def utc_timestamp(value: object) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+def parse_utc(text: str, what: str) -> pd.Timestamp:
+    """ISO 8601 `text` given as `what` (an option's name) as a UTC `pd.Timestamp`; a `ValueError` naming both
+    when it is not a time."""
+    try:
+        stamp = utc_timestamp(text)
+    except ValueError:
+        stamp = pd.NaT
+    if pd.isna(stamp):  # an empty text parses as NaT
+        raise ValueError(f"{what} {text!r} is not an ISO 8601 time (e.g. 2026-11-01T00:00+08:00)")
+    return stamp
+
+
 def utc_index(values: object) -> pd.DatetimeIndex:
     """`values` (timestamps, datetimes or ISO 8601 texts) as a UTC `DatetimeIndex`; naive times are UTC."""
     return pd.DatetimeIndex(pd.to_datetime(np.asarray(values), utc=True))

@@ -253,18 +253,15 @@ def uplift(
     from features.contract import TABLES, ContractError
     from features.loader import load_table
     from recsys.config import get_settings
-    from recsys.times import utc_timestamp
+    from recsys.times import parse_utc
     from recsys.uplift import UpliftError, push_log_uplift
     from serving.event_log import EventLog, EventLogError, push_log_frame
 
-    moments = {}
-    for option, value in (("--since", since), ("--until", until)):
-        try:
-            moments[option] = utc_timestamp(pd.Timestamp.now(tz="UTC") if value is None else value)
-        except ValueError:
-            moments[option] = pd.NaT
-        if pd.isna(moments[option]):
-            raise _fail(f"{option} {value!r} is not an ISO 8601 time (e.g. 2026-11-01T00:00+08:00)", 2)
+    try:
+        start = parse_utc(since, "--since")
+        end = pd.Timestamp.now(tz="UTC") if until is None else parse_utc(until, "--until")
+    except ValueError as error:
+        raise _fail(str(error), 2) from error
     cardholders, violations = load_table(data, TABLES["cardholders"])
     if violations:
         raise _fail(str(ContractError(violations)))
@@ -275,7 +272,7 @@ def uplift(
     try:
         measured = push_log_uplift(push_log_frame(event_log.read()),
                                    cardholders.loc[opted, "user_id"].to_numpy(), control_share,
-                                   moments["--since"], moments["--until"], mute_weight)
+                                   start, end, mute_weight)
     except (UpliftError, EventLogError) as error:
         raise _fail(str(error)) from error
     typer.echo("\n".join(measured.lines()))

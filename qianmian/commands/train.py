@@ -71,13 +71,12 @@ def train(
     the `champion` alias only when the new model beats the baselines and the current champion on the
     chosen metric beyond noise (95% bootstrap intervals over the holdout cardholders).
     """
-    import pandas as pd
     from rich.console import Console
 
     from features.contract import ContractError
     from recsys.cluster import dask_client
     from recsys.config import get_settings
-    from recsys.times import utc_timestamp
+    from recsys.times import parse_utc
     from training.config import TrainConfigError, load_config
     from training.job import TrainOptions
     from training.job import train as run_training
@@ -88,12 +87,9 @@ def train(
         console = Console(highlight=False, soft_wrap=True, width=120)
     settings = get_settings()
     try:
-        decided = None if decided_since is None else utc_timestamp(decided_since)
-        if decided is not None and pd.isna(decided):
-            raise ValueError(decided_since)
+        decided = None if decided_since is None else parse_utc(decided_since, "--decided-since")
     except ValueError as error:
-        raise _fail(f"--decided-since {decided_since!r} is not an ISO 8601 time "
-                    "(e.g. 2026-11-01T00:00+08:00)", code=2) from error
+        raise _fail(str(error), code=2) from error
     try:
         train_config = load_config(config)
         if metric is not None or k is not None:

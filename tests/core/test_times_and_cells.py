@@ -10,7 +10,7 @@ import pytest
 
 from recsys.cells import split_list
 from recsys.response_model import local_hours
-from recsys.times import UnknownZoneError, utc_datetime, utc_timestamp, zone
+from recsys.times import UnknownZoneError, parse_utc, utc_datetime, utc_timestamp, zone
 
 
 def test_unknown_zone_is_named() -> None:
@@ -32,6 +32,13 @@ def test_naive_times_are_utc_and_aware_ones_are_converted() -> None:
 # twice a year around Ramadan, or stopped moving (Sao Paulo since 2019); and one that never moves
 EDGE_ZONES = ("America/New_York", "Europe/London", "Australia/Lord_Howe", "America/St_Johns",
               "Africa/Casablanca", "America/Sao_Paulo", "Pacific/Chatham", "Asia/Kolkata", "Asia/Shanghai")
+
+
+def test_an_options_time_is_read_as_utc_and_anything_else_is_named() -> None:
+    assert parse_utc("2026-11-01T00:00+08:00", "--since") == pd.Timestamp("2026-10-31T16:00Z")
+    for text in ("early November", ""):
+        with pytest.raises(ValueError, match=f"--since {text!r} is not an ISO 8601 time"):
+            parse_utc(text, "--since")
 
 
 @pytest.mark.parametrize("name", EDGE_ZONES)
