@@ -259,6 +259,8 @@ def simulate_policy(
     response_users = world.response_users[asked]
     n_slots = instants.shape[1]
     deciding = world.decision_model is not None and policy.decision.enabled
+    # sent now whatever the value, as the API answers them: fixed per cardholder, so hashed once
+    control = in_control(world.user_ids, policy.decision.control_share if deciding else 0.0)
     month_sent = np.zeros(world.n_users, dtype=np.int64)  # marketing pushes this local month (decisions)
     month_of = np.full(world.n_users, -1, dtype=np.int64)
     following = np.r_[instants.reshape(-1)[1:], instants[-1, -1] + 86400]
@@ -313,7 +315,7 @@ def simulate_policy(
                 month_of[rows] = fields.month_start
                 by_age = recent[rows][:, (day - np.arange(window_days)) % window_days]
                 send, send_at = _decisions(world, policy, clock, rows, items, by_age, sent_at, fields,
-                                           month_sent[rows])
+                                           month_sent[rows], control[rows])
                 acc.add("held", rows[~send])
                 chosen, rows, items = chosen[send], rows[send], items[send]
                 sent_at, frequency = send_at[send], frequency[send]
@@ -368,9 +370,10 @@ def simulate_policy(
 
 def _decisions(world: SimWorld, policy: Policy, clock: ZoneClock, rows: np.ndarray, items: np.ndarray,
                by_age: np.ndarray, now: np.ndarray, fields: LocalFields,
-               month_sent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               month_sent: np.ndarray, control: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row: send (bool) and when (epoch seconds), as the API decides (`recsys.decision.decide`) with the
-    world's decision model (the published response model), valued at every local hour of the day at once.
+    world's decision model (the published response model), valued at every local hour of the day at once;
+    rows in the policy's control share (`control`, bool) are sent now whatever the value.
 
     `by_age` [n, window] counts each row's marketing pushes by age in days (0: today): the recent count of
     a push on a later day drops the pushes that have left the window by then."""
@@ -415,7 +418,6 @@ def _decisions(world: SimWorld, policy: Policy, clock: ZoneClock, rows: np.ndarr
     for j, verdict in enumerate(verdicts):
         if verdict.send_at is not None:
             when[j] = max(int(now[j]), int(verdict.send_at.timestamp()))
-    control = in_control(world.user_ids[rows], settings.control_share)  # sent now, as the API does
     out[control], when[control] = True, np.asarray(now, dtype=np.int64)[control]
     return out, when
 
