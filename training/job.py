@@ -250,7 +250,7 @@ def _train(options: TrainOptions, echo: Callable[[str], None]) -> TrainResult:
         config = tuning.config
         options = replace(options, config=config)
     elif config.model.kind == "lightfm_hybrid" and (config.appeal_choices or config.wide_choices
-                                                     or config.choose_epochs):
+                                                     or config.wide_item_choices or config.choose_epochs):
         with stages.stage("choose on validation"):
             try:
                 selection = choose_on_validation(dataset, as_of - pd.Timedelta(days=config.holdout_days),

@@ -1,11 +1,12 @@
 """Settings `recsys train` chooses on a validation window before the holdout, from one sampled fit:
-the number of epochs, the item appeal weight and the weight of the wide (ridge) part.
+the number of epochs, the item appeal weight, the weight of the wide part and how its low-rank term
+reads the item features.
 
 The model is fitted once, on a seeded sample of at most `max_users` cardholders at `split -
 holdout_days`, scored after every epoch on what they did up to `split` (the window and objective of
 `--tune`), and rewound to the fewest epochs whose objective is within `EPOCH_TOLERANCE` of the best;
-every item appeal x wide weight pair is then applied to that state and scored, and the best pair is
-kept. No holdout event is seen.
+every item appeal x wide weight pair is then applied to that state and scored, for each reading of
+the item features the wide part is fitted with, and the best is kept. No holdout event is seen.
 """
 
 from __future__ import annotations
@@ -43,13 +44,16 @@ class Selection:
     wide_weight: float
     window: tuple[str, str]
     users: int
+    wide_choice_items: str | None = None  # None: not chosen (the wide part does not read item features)
     epoch_objectives: list[float] = field(default_factory=list)
-    objectives: dict[str, float] = field(default_factory=dict)  # "appeal:A wide:W" -> objective
+    # "appeal:A wide:W" (with "items:R " in front when readings were compared) -> objective
+    objectives: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready, for the bundle, the report and MLflow."""
+        chosen = {} if self.wide_choice_items is None else {"wide_choice_items": self.wide_choice_items}
         return {"epochs": self.epochs, "item_appeal_weight": self.item_appeal_weight,
-                "wide_weight": self.wide_weight, "window": list(self.window), "users": self.users,
+                "wide_weight": self.wide_weight, **chosen, "window": list(self.window), "users": self.users,
                 "epoch_objectives": [round(value, 4) for value in self.epoch_objectives],
                 "objectives": {key: round(value, 4) for key, value in self.objectives.items()}}
 
@@ -57,6 +61,8 @@ class Selection:
         """`config` with the chosen epochs and weights in its model parameters."""
         params = {**config.model.params, "epochs": self.epochs, "item_appeal_weight": self.item_appeal_weight,
                   "wide_weight": self.wide_weight}
+        if self.wide_choice_items is not None:
+            params["wide_choice_items"] = self.wide_choice_items
         return replace(config, model=ModelSpec(config.model.kind, params))
 
 
@@ -133,22 +139,56 @@ def fit_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
     if base.choose_epochs:
         epochs = fewest_good_epochs(curve)
         model.rewind(states[epochs - 1], epochs, train)
-    objectives: dict[tuple[float, float], float] = {}
-    for wide in wides:
-        model.set_wide(wide, train)
-        for appeal in appeals:
-            model.set_item_appeal(appeal, train)
-            objectives[(appeal, wide)] = float(objective_replicates(model, validation, reference_ndcg, unit,
-                                                                    base.k)[0])
-    appeal, wide = best_pair(objectives)
+    readings = wide_readings(model, base, wides)
+    by_reading: dict[str | None, dict[tuple[float, float], float]] = {}
+    for reading in readings:
+        if reading is not None:
+            model.set_wide_items(reading)
+        objectives = by_reading[reading] = {}
+        for wide in wides:
+            if not wide and len(by_reading) > 1:
+                # without the wide part the reading changes nothing: the first reading's figures stand
+                first = by_reading[readings[0]]
+                objectives.update({pair: value for pair, value in first.items() if not pair[1]})
+                continue
+            model.set_wide(wide, train)
+            for appeal in appeals:
+                model.set_item_appeal(appeal, train)
+                objectives[(appeal, wide)] = float(
+                    objective_replicates(model, validation, reference_ndcg, unit, base.k)[0])
+    reading, (appeal, wide) = best_reading(by_reading)
+    prefix = (lambda name: "") if len(readings) == 1 else (lambda name: f"items:{name} ")
     selection = Selection(epochs=int(epochs), item_appeal_weight=appeal, wide_weight=wide,
                           window=(validation.split.isoformat(), validation.as_of.isoformat()),
-                          users=train.n_users, epoch_objectives=curve,
-                          objectives={f"appeal:{a:g} wide:{w:g}": v for (a, w), v in objectives.items()})
+                          users=train.n_users, wide_choice_items=reading, epoch_objectives=curve,
+                          objectives={f"{prefix(name)}appeal:{a:g} wide:{w:g}": v
+                                      for name, objectives in by_reading.items()
+                                      for (a, w), v in objectives.items()})
+    items = "" if reading is None else f", items read as {reading}"
     echo(f"  chosen on {validation.split:%Y-%m-%d} .. {validation.as_of:%Y-%m-%d} ({train.n_users:,} "
-         f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g} (objective "
-         f"{objectives[(appeal, wide)]:.4f}; by epoch " + " ".join(f"{value:.3f}" for value in curve)
+         f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g}{items} (objective "
+         f"{by_reading[reading][(appeal, wide)]:.4f}; by epoch " + " ".join(f"{value:.3f}" for value in curve)
          + "; " + ", ".join(f"{key} {value:.4f}" for key, value in selection.objectives.items()) + ")")
+    if reading is not None:
+        model.set_wide_items(reading)
     model.set_wide(wide, train)
     model.set_item_appeal(appeal, train)
     return ValidationFit(selection=selection, model=model, validation=validation)
+
+
+def wide_readings(model: Recommender, base: TrainConfig, wides: tuple[float, ...]) -> tuple[str | None, ...]:
+    """The readings of the item features to compare (`base.wide_item_choices`), or (None,) when there
+    is nothing to compare: no wide weight above 0, or a wide part that does not read item features."""
+    if not (getattr(model, "reads_item_features", False) and any(wides) and base.wide_item_choices):
+        return (None,)
+    return tuple(dict.fromkeys(base.wide_item_choices))
+
+
+def best_reading(by_reading: dict[str | None, dict[tuple[float, float], float]]
+                 ) -> tuple[str | None, tuple[float, float]]:
+    """The reading whose best pair (`best_pair`) has the best objective, with that pair; of equal ones
+    (or unmeasured, NaN) the first reading is kept."""
+    best = {reading: best_pair(objectives) for reading, objectives in by_reading.items()}
+    reading = max(by_reading, key=lambda name: (by_reading[name][best[name]] == by_reading[name][best[name]],
+                                                by_reading[name][best[name]], -list(by_reading).index(name)))
+    return reading, best[reading]

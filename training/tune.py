@@ -26,7 +26,7 @@ from features.config import FeatureConfig
 from features.loader import Dataset
 from recsys import metrics
 from recsys.models import Recommender
-from recsys.models.lightfm_hybrid import WIDE_FITS
+from recsys.models.lightfm_hybrid import WIDE_FITS, WIDE_ITEM_READINGS
 from training.config import APPEAL_CHOICES, WIDE_CHOICES, ModelSpec, TrainConfig
 from training.evaluate import Holdout, make_holdout, push_auc, recommend_holdout
 
@@ -88,7 +88,7 @@ class TuneResult:
 
 def suggest(trial: Any, base: TrainConfig) -> dict[str, Any]:
     """A trial's settings: family weights, dimensions, loss, epochs, learning rate, regularisation and
-    the wide part (its weight and how its slopes are fitted)."""
+    the wide part (its weight, how its slopes are fitted and how they read the item features)."""
     params: dict[str, Any] = {f"features.{name}": trial.suggest_categorical(name, choices)
                               for name, choices in FAMILY_CHOICES.items()}
     params["model.no_components"] = trial.suggest_categorical("no_components", COMPONENTS)
@@ -102,6 +102,7 @@ def suggest(trial: Any, base: TrainConfig) -> dict[str, Any]:
     params["model.item_appeal_weight"] = trial.suggest_categorical("item_appeal_weight", APPEAL_CHOICES)
     params["model.wide_weight"] = trial.suggest_categorical("wide_weight", WIDE_CHOICES)
     params["model.wide_fit"] = trial.suggest_categorical("wide_fit", WIDE_FITS)
+    params["model.wide_choice_items"] = trial.suggest_categorical("wide_choice_items", WIDE_ITEM_READINGS)
     return params
 
 
@@ -257,6 +258,7 @@ def _as_trial_values(config: TrainConfig) -> dict[str, Any]:
         "item_appeal_weight": nearest(APPEAL_CHOICES, float(params.get("item_appeal_weight", 0.0))),
         "wide_weight": nearest(WIDE_CHOICES, float(params.get("wide_weight", 0.0))),
         "wide_fit": params.get("wide_fit", "ridge"),
+        "wide_choice_items": params.get("wide_choice_items", "weights"),
     })
     return values
 

@@ -140,7 +140,8 @@ def choice_sets(positive_days: sp.spmatrix, item_offer_days: np.ndarray, max_use
 def fit_choice_factors(features: sp.csr_matrix, positive_days: sp.spmatrix, item_offer_days: np.ndarray,
                        l2: float, max_rank: int, keep: np.ndarray | None = None,
                        max_users: int | None = None, seed: int = 0, rank: int = 0,
-                       item_features: sp.spmatrix | None = None, rank_l2: float = 0.01) -> RidgeFactors:
+                       item_features: sp.spmatrix | None = None, rank_l2: float = 0.01,
+                       item_presence: bool = False) -> RidgeFactors:
     """The choice logit folded into `RidgeFactors`: its slopes on the standardised `keep` columns of
     `features` [n, n_features] (all by default; the others get 0), scored centred as the ridge's are.
 
@@ -149,13 +150,17 @@ def fit_choice_factors(features: sp.csr_matrix, positive_days: sp.spmatrix, item
     transactional notice, whose positives are left out), in the same day count. The logit is fitted on
     the events of at most `max_users` cardholders with events (a sample seeded by `seed`; all when None);
     the columns are standardised over every row either way. `rank` > 0 adds the low-rank term through
-    `item_features` [n_items, q] (`fit_choice`)."""
+    `item_features` [n_items, q] (`fit_choice`), read as their values, or as 1 where a feature is
+    present when `item_presence` (a tag then counts alike however many tags share the item)."""
     keep = np.ones(features.shape[1], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
     standard, mean, scale = standardised_columns(features, keep)
     # the fit's time and memory grow with cardholders x items on offer (~45 s at 10k cardholders)
     users, items, offered = choice_sets(positive_days, item_offer_days, max_users, seed)
     weights = np.zeros((features.shape[1], offered.shape[1]))
-    dense_items = None if item_features is None or not rank else sp.csr_matrix(item_features).toarray()
+    dense_items = None
+    if item_features is not None and rank:
+        dense_items = sp.csr_matrix(item_features)
+        dense_items = (dense_items != 0 if item_presence else dense_items).toarray().astype(np.float64)
     if items.size:
         weights[keep] = fit_choice(standard, users, items, offered, l2, rank=rank, item_features=dense_items,
                                    rank_l2=rank_l2, seed=seed)[1] / scale[:, None]

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 HISTORY_PREFIXES = ("topic:", "reads_level")
 NO_HISTORY = "reads:none"
 WIDE_FITS = ("ridge", "choice")
+WIDE_ITEM_READINGS = ("weights", "presence")
 COPY_PREFIX = "\x00history-dropped:"
 WIDE_SPREAD_ROWS = 5000  # fitted rows the wide part's spread is matched on
 
@@ -92,6 +93,10 @@ class LightFMHybrid(Recommender):
       (A [features, K], C [item features, K]), penalised by `wide_choice_rank_l2` / 2 x (|A|^2 +
       |C|^2), so that items share what their tags and kind say about who chooses them (an item
       rarely chosen gets its tags' slopes); 0 leaves it out.
+    - `wide_choice_items`: how that term reads the item features. `weights`: as the feature builder
+      weighs them (an item's tags share one unit, so an item with four tags has each at a quarter);
+      `presence`: 1 for every feature an item has. Which one a catalogue's data supports differs
+      between worlds; `recsys train` chooses it on the validation window (`wide_item_choices`).
     LightFM's Hogwild updates make runs with `num_threads > 1` not bit-for-bit repeatable; use
     `num_threads=1` where exact reproducibility matters.
     """
@@ -133,6 +138,7 @@ class LightFMHybrid(Recommender):
         wide_choice_max_users: int = 20_000,
         wide_choice_rank: int = 0,
         wide_choice_rank_l2: float = 0.01,
+        wide_choice_items: str = "weights",
     ):
         if loss not in LOSSES:
             raise ModelError(f"loss {loss!r} is not one of {LOSSES}")
@@ -140,6 +146,8 @@ class LightFMHybrid(Recommender):
             raise ModelError(f"item_appeal_source {item_appeal_source!r} is not one of {APPEAL_SOURCES}")
         if wide_fit not in WIDE_FITS:
             raise ModelError(f"wide_fit {wide_fit!r} is not one of {WIDE_FITS}")
+        if wide_choice_items not in WIDE_ITEM_READINGS:
+            raise ModelError(f"wide_choice_items {wide_choice_items!r} is not one of {WIDE_ITEM_READINGS}")
         if not (np.isfinite(open_rate_prior_sends) and open_rate_prior_sends > 0):
             raise ModelError(f"open_rate_prior_sends must be a number > 0, got {open_rate_prior_sends}")
         if learning_schedule not in SCHEDULES:
@@ -192,6 +200,7 @@ class LightFMHybrid(Recommender):
             raise ModelError(f"wide_choice_rank must be >= 0, got {wide_choice_rank}")
         self.wide_choice_rank = int(wide_choice_rank)
         self.wide_choice_rank_l2 = float(wide_choice_rank_l2)
+        self.wide_choice_items = wide_choice_items
         self._item_shift: np.ndarray | None = None
         self._ridge: RidgeFactors | None = None
         self._wide_scale = 0.0
@@ -367,6 +376,21 @@ class LightFMHybrid(Recommender):
             self._rescale_wide(original)
         self.set_item_appeal(self.item_appeal_weight, original)
 
+    def set_wide_items(self, reading: str) -> None:
+        """Set `wide_choice_items` of the fitted model; the wide part is fitted again by the next `set_wide`
+        with a weight above 0."""
+        if reading not in WIDE_ITEM_READINGS:
+            raise ModelError(f"wide_choice_items {reading!r} is not one of {WIDE_ITEM_READINGS}")
+        if reading != self.wide_choice_items:
+            self.wide_choice_items = reading
+            self._ridge = None
+            self._wide_scale = 0.0
+
+    @property
+    def reads_item_features(self) -> bool:
+        """Whether the wide part depends on `wide_choice_items` (a choice logit with a low-rank term)."""
+        return self.wide_fit == "choice" and self.wide_choice_rank > 0
+
     def _fit_wide(self, original: TrainingMatrices, rows: TrainingMatrices | None) -> RidgeFactors:
         """The wide part's factors as `wide_fit` says (the ridge when the choice lacks its days)."""
         if self.wide_fit == "choice" and original.positive_days is not None:
@@ -375,7 +399,8 @@ class LightFMHybrid(Recommender):
             return fit_choice_factors(original.user_features, original.positive_days,
                                       original.item_offer_days, self.wide_choice_l2, self.wide_rank, keep,
                                       self.wide_choice_max_users, self.random_state,
-                                      self.wide_choice_rank, original.item_features, self.wide_choice_rank_l2)
+                                      self.wide_choice_rank, original.item_features, self.wide_choice_rank_l2,
+                                      self.wide_choice_items == "presence")
         if self.wide_fit == "choice":
             logger.warning("wide_fit choice needs positive_days and item_offer_days; fitting the ridge")
         rows = rows if rows is not None else self.with_history_dropped(original)

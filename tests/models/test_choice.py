@@ -190,6 +190,28 @@ def test_the_low_rank_term_is_seeded_and_needs_item_features() -> None:
         fit_choice_factors(sp.csr_matrix(features), days, offer, 0.01, max_rank=5, rank=2)
 
 
+def test_the_low_rank_term_reads_item_features_as_weights_or_presence() -> None:
+    # item 4 also carries a third tag, so the builder's weights (a tag's share of the item's tags) give
+    # its even tag 0.5 where the other even items have 1
+    features, days, offer, tags = tagged_windows(200)
+    present = np.column_stack([tags, [0.0, 0.0, 0.0, 0.0, 1.0]])
+    shares = present / present.sum(axis=1, keepdims=True)
+
+    def slopes(item_features: np.ndarray, presence: bool) -> np.ndarray:
+        factors = fit_choice_factors(sp.csr_matrix(features), days, offer, 0.01, max_rank=5, rank=1,
+                                     item_features=sp.csr_matrix(item_features), rank_l2=0.001,
+                                     item_presence=presence)
+        return factors.projection @ factors.items.T
+
+    # read as presence, the weights do not matter: item 4 gets most of its even peers' taste slope
+    by_presence = slopes(shares, True)
+    np.testing.assert_array_equal(by_presence, slopes(present, True))
+    assert by_presence[0, 4] > 0.5 * by_presence[0, 2] > 0
+    # read as weights, its tag counts half under the same penalty, and so does its slope
+    by_weights = slopes(shares, False)
+    assert 0 < by_weights[0, 4] < 0.75 * by_presence[0, 4]
+
+
 def test_the_model_adds_the_low_rank_term_through_its_item_features() -> None:
     features, days, offer, tags = tagged_windows(200)
     interactions = sp.coo_matrix((np.ones(days.nnz, np.float32), (days.row, days.col)), shape=days.shape)
@@ -208,6 +230,38 @@ def test_the_model_adds_the_low_rank_term_through_its_item_features() -> None:
     assert slopes[0, 4] > 0.5 * slopes[0, 2] > 0
     full = LightFMHybrid(**params).fit(data)
     assert abs((full._ridge.projection @ full._ridge.items.T)[0, 4]) < 0.25 * slopes[0, 4]
-    for bad in ({"wide_choice_rank": -1}, {"wide_choice_rank_l2": -0.1}):
+    for bad in ({"wide_choice_rank": -1}, {"wide_choice_rank_l2": -0.1}, {"wide_choice_items": "tfidf"}):
         with pytest.raises(ModelError, match=next(iter(bad))):
             LightFMHybrid(**params, **bad)
+
+
+def test_the_model_reads_item_features_as_it_is_set_and_refits_when_the_reading_changes() -> None:
+    from dataclasses import replace
+
+    features, days, offer, tags = tagged_windows(200)
+    shares = np.column_stack([tags, [0.0, 0.0, 0.0, 0.0, 1.0]])
+    shares /= shares.sum(axis=1, keepdims=True)
+    interactions = sp.coo_matrix((np.ones(days.nnz, np.float32), (days.row, days.col)), shape=days.shape)
+    data = replace(TrainingMatrices.from_interactions(
+        interactions, user_features=sp.csr_matrix(features), user_feature_names=("taste", "early", "noise"),
+        item_features=sp.csr_matrix(shares), item_feature_names=("tag:even", "tag:odd", "tag:new")),
+        positive_days=days, item_offer_days=offer)
+    params = {"no_components": 4, "epochs": 2, "num_threads": 1, "wide_weight": 1.0, "user_identity": False,
+              "wide_fit": "choice", "wide_choice_l2": 0.01, "wide_choice_rank": 1,
+              "wide_choice_rank_l2": 0.001}
+
+    def slopes(model: LightFMHybrid) -> np.ndarray:
+        return model._ridge.projection @ model._ridge.items.T
+
+    presence = LightFMHybrid(**params, wide_choice_items="presence").fit(data)
+    assert presence.params()["wide_choice_items"] == "presence" and presence.reads_item_features
+    weights = LightFMHybrid(**params).fit(data)
+    assert weights.wide_choice_items == "weights"
+    assert slopes(weights)[0, 4] < 0.75 * slopes(presence)[0, 4]
+    # switched on the fitted model, the wide part is fitted again with the new reading
+    weights.set_wide_items("presence")
+    weights.set_wide(1.0, data)
+    np.testing.assert_allclose(slopes(weights), slopes(presence), atol=1e-6)
+    with pytest.raises(ModelError, match="wide_choice_items"):
+        weights.set_wide_items("tfidf")
+    assert not LightFMHybrid(**{**params, "wide_fit": "ridge"}).reads_item_features

@@ -47,6 +47,9 @@ def test_the_example_config_lists_every_setting_at_its_default() -> None:
     ({"seed": "abc"}, "seed must be a number"),
     ({"refit": "yes"}, "refit must be true or false"),
     ({"wide_choices": [0.5, -1]}, "wide_choices must be numbers >= 0"),
+    ({"wide_item_choices": ["weights", "tfidf"]},
+     r"wide_item_choices must each be one of \['weights', 'presence'\]"),
+    ({"wide_item_choices": "presence"}, "wide_item_choices must be a list"),
 ])
 def test_bad_configs_name_the_problem(data: dict, message: str) -> None:
     with pytest.raises(TrainConfigError, match=message):

@@ -16,7 +16,13 @@ from tests.training.test_tune import FAST, before
 from training.config import ModelSpec
 from training.evaluate import make_holdout, recommend_holdout
 from training.job import POPULARITY
-from training.selection import best_pair, choose_on_validation, fewest_good_epochs, fit_on_validation
+from training.selection import (
+    best_pair,
+    best_reading,
+    choose_on_validation,
+    fewest_good_epochs,
+    fit_on_validation,
+)
 from training.tune import (
     mean_of_gains,
     objective_replicates,
@@ -50,16 +56,34 @@ def test_the_best_pair_is_kept_even_a_hair_ahead_of_a_lighter_appeal() -> None:
     assert best_pair(unmeasured) in objectives
 
 
+def test_the_best_reading_is_the_one_with_the_best_pair_and_the_first_of_equals() -> None:
+    weights = {(1.0, 0.0): 0.30, (1.0, 0.5): 0.32}
+    assert best_reading({"weights": weights, "presence": {(1.0, 0.0): 0.30, (0.5, 0.5): 0.33}}) == (
+        "presence", (0.5, 0.5))
+    assert best_reading({"weights": weights, "presence": {(1.0, 0.0): 0.30, (1.0, 0.5): 0.32}}) == (
+        "weights", (1.0, 0.5))
+    assert best_reading({"presence": {(1.0, 0.5): 0.32}, "weights": weights}) == ("presence", (1.0, 0.5))
+    unmeasured = {(1.0, 0.5): float("nan")}
+    assert best_reading({"weights": weights, "presence": unmeasured}) == ("weights", (1.0, 0.5))
+
+
 def test_settings_are_chosen_on_validation_before_the_split(small_world: Path) -> None:
     dataset = load_dataset(small_world)
     split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
     config = replace(FAST, appeal_choices=(0.0, 1.0), wide_choices=(0.0, 0.5))
     chosen = choose_on_validation(dataset, split, config, echo=lambda line: None)
-    assert set(chosen.objectives) == {"appeal:0 wide:0", "appeal:1 wide:0", "appeal:0 wide:0.5",
-                                      "appeal:1 wide:0.5"}
-    # the best pair
+    # the default wide part (a choice logit with a low-rank term) is fitted with each reading of the
+    # item features
+    assert set(chosen.objectives) == {f"items:{reading} appeal:{appeal} wide:{wide}"
+                                      for reading in ("weights", "presence") for appeal in ("0", "1")
+                                      for wide in ("0", "0.5")}
+    # without the wide part the reading changes nothing
+    without = chosen.objectives["items:weights appeal:1 wide:0"]
+    assert without == chosen.objectives["items:presence appeal:1 wide:0"]
+    # the best pair of the best reading (of equal objectives the first reading, then `best_pair`'s order)
     best = max(chosen.objectives, key=chosen.objectives.get)
-    assert best == f"appeal:{chosen.item_appeal_weight:g} wide:{chosen.wide_weight:g}"
+    assert chosen.objectives[best] == chosen.objectives[
+        f"items:{chosen.wide_choice_items} appeal:{chosen.item_appeal_weight:g} wide:{chosen.wide_weight:g}"]
     assert len(chosen.epoch_objectives) == FAST.model.params["epochs"]
     assert chosen.epochs == fewest_good_epochs(chosen.epoch_objectives)
     assert chosen.window[1] == split.isoformat()
@@ -68,8 +92,10 @@ def test_settings_are_chosen_on_validation_before_the_split(small_world: Path) -
     assert blind == chosen
     # the choice becomes the model's settings
     params = chosen.apply(config).model.params
-    assert (params["epochs"], params["item_appeal_weight"], params["wide_weight"]) == (
-        chosen.epochs, chosen.item_appeal_weight, chosen.wide_weight)
+    assert (params["epochs"], params["item_appeal_weight"], params["wide_weight"],
+            params["wide_choice_items"]) == (chosen.epochs, chosen.item_appeal_weight, chosen.wide_weight,
+                                             chosen.wide_choice_items)
+    assert chosen.summary()["wide_choice_items"] == chosen.wide_choice_items
     # a sample of the cardholders gives its own answer
     sampled = choose_on_validation(dataset, split, config, max_users=50, echo=lambda line: None)
     assert sampled.objectives != chosen.objectives and sampled.users < chosen.users
@@ -88,8 +114,8 @@ def test_the_validation_fit_is_kept_at_the_chosen_settings(small_world: Path) ->
     fitted = fit_on_validation(dataset, split, config, echo=lambda line: None)
     chosen, model, validation = fitted.selection, fitted.model, fitted.validation
     assert chosen == choose_on_validation(dataset, split, config, echo=lambda line: None)
-    assert (model.epochs, model.item_appeal_weight, model.wide_weight) == (
-        chosen.epochs, chosen.item_appeal_weight, chosen.wide_weight)
+    assert (model.epochs, model.item_appeal_weight, model.wide_weight, model.wide_choice_items) == (
+        chosen.epochs, chosen.item_appeal_weight, chosen.wide_weight, chosen.wide_choice_items)
     # the reference the selection scores against: the configured overall popularity baseline
     popular = config.baselines.get(POPULARITY, ModelSpec("popularity", {"by_segment": False})).build()
     popular.fit(validation.train)
@@ -97,8 +123,33 @@ def test_the_validation_fit_is_kept_at_the_chosen_settings(small_world: Path) ->
                                  validation.relevant, config.k)
     objective = objective_replicates(model, validation, reference, np.ones((1, validation.train.n_users)),
                                      config.k)[0]
-    key = f"appeal:{chosen.item_appeal_weight:g} wide:{chosen.wide_weight:g}"
+    key = (f"items:{chosen.wide_choice_items} appeal:{chosen.item_appeal_weight:g} "
+           f"wide:{chosen.wide_weight:g}")
     assert objective == pytest.approx(chosen.objectives[key], abs=1e-9)
+
+
+def test_the_item_features_reading_is_chosen_only_where_the_wide_part_reads_them(small_world: Path) -> None:
+    dataset = load_dataset(small_world)
+    split = dataset.time_range()[1] - pd.Timedelta(days=FAST.holdout_days)
+    quiet = {"echo": lambda line: None}
+    # no wide weight above 0, a ridge, a logit without the low-rank term, or no readings to choose from:
+    # nothing is compared, the configured reading is kept and the keys stay appeal x wide
+    ridge = replace(FAST.model, params={**FAST.model.params, "wide_fit": "ridge"})
+    flat = replace(FAST.model, params={**FAST.model.params, "wide_choice_rank": 0})
+    for config in (replace(FAST, appeal_choices=(1.0,), wide_choices=(0.0,)),
+                   replace(FAST, appeal_choices=(1.0,), wide_choices=(0.5,), model=ridge),
+                   replace(FAST, appeal_choices=(1.0,), wide_choices=(0.5,), model=flat),
+                   replace(FAST, appeal_choices=(1.0,), wide_choices=(0.5,), wide_item_choices=())):
+        chosen = choose_on_validation(dataset, split, config, **quiet)
+        assert chosen.wide_choice_items is None and set(chosen.objectives) == {
+            f"appeal:1 wide:{config.wide_choices[0]:g}"}
+        assert "wide_choice_items" not in chosen.summary()
+        assert chosen.apply(config).model.params.get("wide_choice_items") == config.model.params.get(
+            "wide_choice_items")
+    # one reading only: it is the one used
+    only = choose_on_validation(dataset, split, replace(FAST, appeal_choices=(1.0,), wide_choices=(0.5,),
+                                                        wide_item_choices=("presence",)), **quiet)
+    assert only.wide_choice_items == "presence" and set(only.objectives) == {"appeal:1 wide:0.5"}
 
 
 def test_the_objective_under_unit_weights_is_the_tuning_objective(small_world: Path) -> None:

@@ -45,6 +45,8 @@ def test_tuning_never_sees_the_holdout_period(small_world: Path) -> None:
     assert all(t.params["features.item_tag_weight"] in (1.0, 3.0) for t in searched.trials)
     assert searched.trials[0].params["model.wide_fit"] == FAST.model.params.get("wide_fit", "ridge")
     assert all(t.params["model.wide_fit"] in ("ridge", "choice") for t in searched.trials)
+    assert searched.trials[0].params["model.wide_choice_items"] == FAST.model.params["wide_choice_items"]
+    assert all(t.params["model.wide_choice_items"] in ("weights", "presence") for t in searched.trials)
     # the same search on data that ends at the split: identical trials, so nothing after it was used
     blind = tune(before(dataset, split), split, FAST, budget_minutes=5, max_trials=3)
     assert [(t.params, t.objective) for t in blind.trials] == [
