@@ -147,8 +147,10 @@ def main() -> None:
             print("response models: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in parts))
         selection = result.summary.get("selection")
         if selection:
+            reading = selection.get("wide_choice_items")
             print(f"chosen on validation: {selection['epochs']} epochs (of {config.model.params['epochs']}), "
-                  f"item appeal {selection['item_appeal_weight']:g}, wide {selection['wide_weight']:g}")
+                  f"item appeal {selection['item_appeal_weight']:g}, wide {selection['wide_weight']:g}"
+                  + (f", items read as {reading}" if reading else ""))
         if not args.no_raw_fit:
             hybrid_seconds, cf_seconds, n_interactions = raw_lightfm_fit(data_dir, as_of, config)
             print("\nsame-run baseline (raw lightfm.LightFM.fit, same interactions and hyper-parameters, "
