@@ -54,7 +54,7 @@ WIDE_CHOICES = (0.0, 0.125, 0.25, 0.5)
 # readings of the item features the wide part's low-rank term is fitted with, chosen the same way: as the
 # builder weighs them or as present / absent. Against the truth the weights won on all five synthetic
 # quality.py worlds and presence on the shared independent one (top-1 gap closed 0.703 -> 0.719), and
-# the validation objective ranked the two alike on all six (README)
+# the validation objective ranked the two as the truth did on all six (README)
 WIDE_ITEM_CHOICES = ("weights", "presence")
 DEFAULT_BASELINES = {
     "popularity": {"kind": "popularity", "params": {"by_segment": False}},
