@@ -22,6 +22,7 @@ import pandas as pd
 from features.loader import Dataset
 from recsys import metrics
 from recsys.models import Recommender
+from recsys.models.lightfm_hybrid import LightFMHybrid
 from training.config import ModelSpec, TrainConfig
 from training.evaluate import Holdout, make_holdout, recommend_holdout
 from training.tune import objective_replicates, sampled
@@ -87,7 +88,8 @@ def best_pair(objectives: dict[tuple[float, float], float]) -> tuple[float, floa
 
 @dataclass(frozen=True)
 class ValidationFit:
-    """The choice with the sampled fit it was made on (set to the chosen weights) and its window."""
+    """The choice with the sampled fit it was made on and its window (`fit_on_validation` sets the fit to
+    the chosen settings)."""
 
     selection: Selection
     model: Recommender
@@ -99,7 +101,7 @@ def choose_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfi
                          echo: Callable[[str], None] = logger.info) -> Selection:
     """Epochs (when `base.choose_epochs`), item appeal weight among `base.appeal_choices` and wide
     weight among `base.wide_choices`, each the best on the validation window (see the module)."""
-    return fit_on_validation(dataset, split, base, max_users, echo).selection
+    return _scored_fit(dataset, split, base, max_users, echo).selection
 
 
 def fit_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
@@ -107,6 +109,19 @@ def fit_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
                       echo: Callable[[str], None] = logger.info) -> ValidationFit:
     """`choose_on_validation`, keeping the validation fit (left at the chosen epochs and weights) and
     the window it was scored on, for diagnostics that study that fit further."""
+    fitted = _scored_fit(dataset, split, base, max_users, echo)
+    chosen, model, train = fitted.selection, fitted.model, fitted.validation.train
+    if chosen.wide_choice_items is not None:
+        model.set_wide_items(chosen.wide_choice_items)
+    model.set_wide(chosen.wide_weight, train)
+    model.set_item_appeal(chosen.item_appeal_weight, train)
+    return fitted
+
+
+def _scored_fit(dataset: Dataset, split: pd.Timestamp, base: TrainConfig, max_users: int,
+                echo: Callable[[str], None]) -> ValidationFit:
+    """The choice with the validation fit left at the last option scored: setting it back to the chosen
+    one may fit the wide part again, which only `fit_on_validation`'s callers need."""
     from training.job import POPULARITY
 
     params = base.model.params
@@ -169,17 +184,14 @@ def fit_on_validation(dataset: Dataset, split: pd.Timestamp, base: TrainConfig,
          f"cardholders): {epochs} epochs, item appeal {appeal:g}, wide {wide:g}{items} (objective "
          f"{by_reading[reading][(appeal, wide)]:.4f}; by epoch " + " ".join(f"{value:.3f}" for value in curve)
          + "; " + ", ".join(f"{key} {value:.4f}" for key, value in selection.objectives.items()) + ")")
-    if reading is not None:
-        model.set_wide_items(reading)
-    model.set_wide(wide, train)
-    model.set_item_appeal(appeal, train)
     return ValidationFit(selection=selection, model=model, validation=validation)
 
 
-def wide_readings(model: Recommender, base: TrainConfig, wides: tuple[float, ...]) -> tuple[str | None, ...]:
+def wide_readings(model: LightFMHybrid, base: TrainConfig,
+                  wides: tuple[float, ...]) -> tuple[str | None, ...]:
     """The readings of the item features to compare (`base.wide_item_choices`), or (None,) when there
     is nothing to compare: no wide weight above 0, or a wide part that does not read item features."""
-    if not (getattr(model, "reads_item_features", False) and any(wides) and base.wide_item_choices):
+    if not (model.reads_item_features and any(wides) and base.wide_item_choices):
         return (None,)
     return tuple(dict.fromkeys(base.wide_item_choices))
 
@@ -189,6 +201,7 @@ def best_reading(by_reading: dict[str | None, dict[tuple[float, float], float]]
     """The reading whose best pair (`best_pair`) has the best objective, with that pair; of equal ones
     (or unmeasured, NaN) the first reading is kept."""
     best = {reading: best_pair(objectives) for reading, objectives in by_reading.items()}
-    reading = max(by_reading, key=lambda name: (by_reading[name][best[name]] == by_reading[name][best[name]],
-                                                by_reading[name][best[name]], -list(by_reading).index(name)))
+    score = {reading: by_reading[reading][pair] for reading, pair in best.items()}
+    order = list(by_reading)
+    reading = max(order, key=lambda name: (score[name] == score[name], score[name], -order.index(name)))
     return reading, best[reading]

@@ -159,8 +159,8 @@ def fit_choice_factors(features: sp.csr_matrix, positive_days: sp.spmatrix, item
     weights = np.zeros((features.shape[1], offered.shape[1]))
     dense_items = None
     if item_features is not None and rank:
-        dense_items = sp.csr_matrix(item_features)
-        dense_items = (dense_items != 0 if item_presence else dense_items).toarray().astype(np.float64)
+        values = sp.csr_matrix(item_features)
+        dense_items = (values != 0 if item_presence else values).toarray()
     if items.size:
         weights[keep] = fit_choice(standard, users, items, offered, l2, rank=rank, item_features=dense_items,
                                    rank_l2=rank_l2, seed=seed)[1] / scale[:, None]
